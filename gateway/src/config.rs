@@ -1,0 +1,528 @@
+//! The gateway's TOML configuration: parsed strictly (unknown keys are errors that name the key) and
+//! validated once at start so a bad value is reported before any port is opened.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration could not be used; every message names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file that was tried.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax error or a key of the wrong type / unknown key.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file that was parsed.
+        path: PathBuf,
+        /// The parser's message, which names the key and line.
+        message: String,
+    },
+    /// The TOML is well-formed but a value is unusable.
+    #[error("invalid value for `{key}`: {reason}")]
+    Invalid {
+        /// Dotted path of the key, e.g. `smtp.max_message_size`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Identity and storage locations.
+    pub server: ServerConfig,
+    /// The inbound SMTP listener and its limits.
+    #[serde(default)]
+    pub smtp: SmtpConfig,
+    /// Certificate for STARTTLS (inbound) — absent means STARTTLS is not offered.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Which recipient domains this gateway accepts mail for.
+    pub domains: DomainsConfig,
+    /// Per-domain downstream routes; other domains go by MX lookup.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+    /// Queue retry and outbound delivery settings.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    /// Prometheus metrics endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// Identity and storage locations.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Name used in the SMTP greeting, EHLO and Received headers.
+    pub hostname: String,
+    /// Directory for the spool and the metadata database; must be on a durable filesystem.
+    pub data_dir: PathBuf,
+}
+
+/// The inbound SMTP listener and its limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// Largest message accepted, in bytes (SIZE extension; 552 beyond).
+    pub max_message_size: usize,
+    /// Most recipients per message (452 4.5.3 beyond).
+    pub max_recipients: usize,
+    /// Longest command line in bytes, including CRLF (500 5.5.2 beyond).
+    pub max_line_length: usize,
+    /// Most non-transaction commands (NOOP, RSET, HELO, …) per session before 421.
+    pub max_junk_commands: usize,
+    /// Most protocol errors per session before 421.
+    pub max_errors: usize,
+    /// Most messages per session.
+    pub max_messages_per_session: usize,
+    /// Seconds a client may stay silent.
+    pub idle_timeout_secs: u64,
+    /// Seconds a whole session may last.
+    pub session_timeout_secs: u64,
+    /// Concurrent sessions in total (421 beyond).
+    pub max_sessions: usize,
+    /// Concurrent sessions per client IP (421 beyond).
+    pub max_sessions_per_ip: usize,
+    /// Most `Received:` headers before a message is taken to be looping (554 5.4.6).
+    pub max_hops: usize,
+    /// Most header fields in a message (552 5.3.4 beyond) — bounds header bombs.
+    pub max_header_fields: usize,
+    /// Refuse new mail (452 4.3.1) when the spool filesystem has less free space than this, in MiB.
+    pub min_free_space_mib: u64,
+    /// Valid recipients (full addresses, case-insensitive); empty means every address of a protected
+    /// domain is accepted.
+    pub valid_recipients: Vec<String>,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 25))],
+            max_message_size: 50 * 1024 * 1024,
+            max_recipients: 100,
+            max_line_length: 4096,
+            max_junk_commands: 100,
+            max_errors: 10,
+            max_messages_per_session: 1000,
+            idle_timeout_secs: 300,
+            session_timeout_secs: 1800,
+            max_sessions: 1000,
+            max_sessions_per_ip: 50,
+            max_hops: 50,
+            max_header_fields: 1000,
+            min_free_space_mib: 100,
+            valid_recipients: Vec::new(),
+        }
+    }
+}
+
+impl SmtpConfig {
+    /// Idle timeout as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+    /// Session timeout as a duration.
+    pub fn session_timeout(&self) -> Duration {
+        Duration::from_secs(self.session_timeout_secs)
+    }
+}
+
+/// Where the STARTTLS certificate comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain; with `key`. Leave both out and set `self_signed` for a generated one.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// Generate a self-signed certificate for `server.hostname` at start (demo and tests).
+    #[serde(default)]
+    pub self_signed: bool,
+}
+
+/// Which recipient domains this gateway accepts mail for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainsConfig {
+    /// Protected domains (lower case); mail to any other domain is refused as relaying.
+    pub protected: Vec<String>,
+}
+
+/// STARTTLS policy when delivering to a downstream server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsPolicy {
+    /// Never use TLS.
+    None,
+    /// Use STARTTLS when offered; certificates are not verified (like Postfix `may`).
+    Opportunistic,
+    /// Defer unless STARTTLS succeeds; certificates are not verified (like Postfix `encrypt`).
+    Required,
+}
+
+/// A configured downstream for one recipient domain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Recipient domain (lower case), or `*` for every domain without its own route.
+    pub domain: String,
+    /// Downstream host name or IP address.
+    pub host: String,
+    /// Downstream port.
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// STARTTLS policy towards this downstream.
+    #[serde(default = "default_tls_policy")]
+    pub tls: TlsPolicy,
+}
+
+fn default_smtp_port() -> u16 {
+    25
+}
+fn default_tls_policy() -> TlsPolicy {
+    TlsPolicy::Opportunistic
+}
+
+/// Queue retry and outbound delivery settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// First retry delay in seconds; doubles on every further failure.
+    pub retry_initial_secs: u64,
+    /// Longest delay between retries, in seconds.
+    pub retry_max_secs: u64,
+    /// A message still undelivered after this many seconds is bounced.
+    pub max_lifetime_secs: u64,
+    /// Concurrent deliveries to one destination.
+    pub concurrency_per_destination: usize,
+    /// Concurrent deliveries in total.
+    pub max_concurrency: usize,
+    /// TCP connect timeout in seconds.
+    pub connect_timeout_secs: u64,
+    /// Timeout for each SMTP reply, in seconds.
+    pub command_timeout_secs: u64,
+    /// Seconds an idle downstream connection is kept for reuse.
+    pub connection_idle_secs: u64,
+    /// Messages sent over one connection before it is closed.
+    pub max_messages_per_connection: usize,
+    /// DNS server for MX lookups (`ip:port`); the system resolver when absent.
+    pub resolver: Option<SocketAddr>,
+    /// Port used for MX-routed deliveries.
+    pub mx_port: u16,
+    /// STARTTLS policy for MX-routed deliveries.
+    pub mx_tls: TlsPolicy,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            retry_initial_secs: 60,
+            retry_max_secs: 3600,
+            max_lifetime_secs: 5 * 24 * 3600,
+            concurrency_per_destination: 10,
+            max_concurrency: 100,
+            connect_timeout_secs: 30,
+            command_timeout_secs: 300,
+            connection_idle_secs: 30,
+            max_messages_per_connection: 100,
+            resolver: None,
+            mx_port: 25,
+            mx_tls: TlsPolicy::Opportunistic,
+        }
+    }
+}
+
+/// Prometheus metrics endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the `/metrics` HTTP endpoint; absent disables it.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9125))),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message: e.to_string(),
+        })?;
+        config.normalise();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn normalise(&mut self) {
+        for d in &mut self.domains.protected {
+            *d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+        }
+        for r in &mut self.routes {
+            r.domain = r.domain.trim().trim_end_matches('.').to_ascii_lowercase();
+        }
+        for a in &mut self.smtp.valid_recipients {
+            *a = a.trim().to_lowercase();
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !is_domain_like(&self.server.hostname) {
+            return Err(invalid("server.hostname", "must be a host name"));
+        }
+        if self.domains.protected.is_empty() {
+            return Err(invalid("domains.protected", "list at least one domain"));
+        }
+        for d in &self.domains.protected {
+            if !is_domain_like(d) {
+                return Err(invalid(
+                    "domains.protected",
+                    format!("`{d}` is not a domain"),
+                ));
+            }
+        }
+        let s = &self.smtp;
+        if s.listen.is_empty() {
+            return Err(invalid("smtp.listen", "list at least one address"));
+        }
+        let positive = [
+            ("smtp.max_message_size", s.max_message_size as u64),
+            ("smtp.max_recipients", s.max_recipients as u64),
+            ("smtp.max_junk_commands", s.max_junk_commands as u64),
+            ("smtp.max_errors", s.max_errors as u64),
+            (
+                "smtp.max_messages_per_session",
+                s.max_messages_per_session as u64,
+            ),
+            ("smtp.idle_timeout_secs", s.idle_timeout_secs),
+            ("smtp.session_timeout_secs", s.session_timeout_secs),
+            ("smtp.max_sessions", s.max_sessions as u64),
+            ("smtp.max_sessions_per_ip", s.max_sessions_per_ip as u64),
+            ("smtp.max_hops", s.max_hops as u64),
+            ("smtp.max_header_fields", s.max_header_fields as u64),
+            (
+                "delivery.retry_initial_secs",
+                self.delivery.retry_initial_secs,
+            ),
+            ("delivery.retry_max_secs", self.delivery.retry_max_secs),
+            (
+                "delivery.max_lifetime_secs",
+                self.delivery.max_lifetime_secs,
+            ),
+            (
+                "delivery.concurrency_per_destination",
+                self.delivery.concurrency_per_destination as u64,
+            ),
+            (
+                "delivery.max_concurrency",
+                self.delivery.max_concurrency as u64,
+            ),
+            (
+                "delivery.connect_timeout_secs",
+                self.delivery.connect_timeout_secs,
+            ),
+            (
+                "delivery.command_timeout_secs",
+                self.delivery.command_timeout_secs,
+            ),
+            (
+                "delivery.max_messages_per_connection",
+                self.delivery.max_messages_per_connection as u64,
+            ),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if !(512..=1024 * 1024).contains(&s.max_line_length) {
+            return Err(invalid(
+                "smtp.max_line_length",
+                "must be between 512 (RFC 5321 minimum) and 1048576",
+            ));
+        }
+        if self.delivery.retry_max_secs < self.delivery.retry_initial_secs {
+            return Err(invalid(
+                "delivery.retry_max_secs",
+                "must not be smaller than delivery.retry_initial_secs",
+            ));
+        }
+        for a in &s.valid_recipients {
+            match a.rsplit_once('@') {
+                Some((local, domain)) if !local.is_empty() && is_domain_like(domain) => {}
+                _ => {
+                    return Err(invalid(
+                        "smtp.valid_recipients",
+                        format!("`{a}` is not an address"),
+                    ));
+                }
+            }
+        }
+        if let Some(tls) = &self.tls {
+            match (&tls.cert, &tls.key, tls.self_signed) {
+                (Some(_), Some(_), false) | (None, None, true) => {}
+                _ => {
+                    return Err(invalid(
+                        "tls",
+                        "set either both `cert` and `key`, or `self_signed = true`",
+                    ));
+                }
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            let key = format!("route[{i}]");
+            if r.domain != "*" && !is_domain_like(&r.domain) {
+                return Err(invalid(format!("{key}.domain"), "must be a domain or `*`"));
+            }
+            if !seen.insert(r.domain.clone()) {
+                return Err(invalid(
+                    format!("{key}.domain"),
+                    format!("`{}` has more than one route", r.domain),
+                ));
+            }
+            if r.host.is_empty() || r.host.contains(char::is_whitespace) {
+                return Err(invalid(
+                    format!("{key}.host"),
+                    "must be a host name or address",
+                ));
+            }
+            if r.port == 0 {
+                return Err(invalid(format!("{key}.port"), "must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `domain` (lower case) is one this gateway accepts mail for.
+    pub fn is_protected(&self, domain: &str) -> bool {
+        self.domains.protected.iter().any(|d| d == domain)
+    }
+
+    /// Path of the spool directory.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.server.data_dir.join("spool")
+    }
+
+    /// Path of the SQLite metadata database.
+    pub fn database_path(&self) -> PathBuf {
+        self.server.data_dir.join("jianmen.db")
+    }
+}
+
+/// A loose check that a string is a DNS name: labels of letters, digits, hyphens (and underscores,
+/// seen in the wild), no empty label, at most 253 bytes.
+pub fn is_domain_like(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [server]
+        hostname = "mx.example.com"
+        data_dir = "/tmp/x"
+        [domains]
+        protected = ["Example.COM"]
+    "#;
+
+    #[test]
+    fn minimal_config_gets_defaults_and_normalised_domains() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert!(c.is_protected("example.com"));
+        assert_eq!(c.smtp.max_recipients, 100);
+        assert_eq!(c.delivery.mx_port, 25);
+        assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = format!("{MINIMAL}\n[smtp]\nmax_recipent = 5\n");
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("max_recipent"), "{err}");
+    }
+
+    #[test]
+    fn zero_limit_is_rejected_with_its_key() {
+        let text = format!("{MINIMAL}\n[smtp]\nmax_recipients = 0\n");
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("smtp.max_recipients"), "{err}");
+    }
+
+    #[test]
+    fn tls_needs_cert_and_key_or_self_signed() {
+        let text = format!("{MINIMAL}\n[tls]\ncert = \"/a.pem\"\n");
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("`tls`"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_route_is_rejected() {
+        let text = format!(
+            "{MINIMAL}\n[[route]]\ndomain = \"a.com\"\nhost = \"h\"\n[[route]]\ndomain = \"A.com\"\nhost = \"h2\"\n"
+        );
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("route[1].domain"), "{err}");
+    }
+
+    #[test]
+    fn domain_check() {
+        assert!(is_domain_like("mail.example.com"));
+        assert!(!is_domain_like("a..b"));
+        assert!(!is_domain_like("a b"));
+        assert!(!is_domain_like(""));
+    }
+}

@@ -1,0 +1,106 @@
+//! Starting the gateway: open the queue, bind the listeners, then run the SMTP server, the queue
+//! manager and the metrics endpoint side by side. Binding happens before anything is served so
+//! a bad address fails start-up instead of a later task.
+
+use std::sync::Arc;
+
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Config;
+use crate::intake::Intake;
+use crate::metrics::Metrics;
+use crate::outbound::Outbound;
+use crate::queue::manager::Manager;
+use crate::queue::{Queue, QueueError, SqliteStore};
+use crate::scan::Scanner;
+use crate::smtp::{Server, SessionContext};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory or spool is unusable.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The queue could not be opened.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The TLS certificate could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// A listener could not be bound, or the resolver not configured.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens the queue of a configuration (used by the daemon and the `queue` commands).
+pub async fn open_store(config: &Config) -> Result<SqliteStore, StartError> {
+    std::fs::create_dir_all(&config.server.data_dir).map_err(|source| StartError::DataDir {
+        path: config.server.data_dir.display().to_string(),
+        source,
+    })?;
+    Ok(SqliteStore::open(&config.database_path())
+        .await
+        .map_err(QueueError::from)?)
+}
+
+/// Runs the gateway until the process is stopped.
+pub async fn run(config: Config, scanner: Arc<dyn Scanner>) -> Result<(), StartError> {
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::default());
+    let store = Arc::new(open_store(&config).await?);
+    let queue = Queue::open(
+        &config.spool_dir(),
+        store,
+        config.smtp.min_free_space_mib * 1024 * 1024,
+    )
+    .await?;
+    let tls = match &config.tls {
+        Some(t) => Some(TlsAcceptor::from(crate::tls::server_config(
+            t,
+            &config.server.hostname,
+        )?)),
+        None => None,
+    };
+    let outbound = Arc::new(Outbound::new(&config)?);
+    let listeners = Server::bind(&config.smtp.listen).await?;
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(std::net::TcpListener::bind(addr)?),
+        None => None,
+    };
+    let manager = Manager::new(
+        queue.clone(),
+        outbound,
+        config.delivery.clone(),
+        config.server.hostname.clone(),
+        metrics.clone(),
+    );
+    let intake = Arc::new(Intake::new(config.clone(), scanner, queue, metrics.clone()));
+    let server = Arc::new(Server::new(SessionContext {
+        hostname: config.server.hostname.clone(),
+        limits: Arc::new(config.smtp.clone()),
+        tls,
+        inbox: intake,
+        metrics: metrics.clone(),
+    }));
+    for addr in &config.smtp.listen {
+        tracing::info!(%addr, "SMTP listening");
+    }
+    tokio::spawn(manager.run());
+    if let Some(listener) = metrics_listener {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "metrics on http://{addr}/metrics");
+        }
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(metrics, listener).await {
+                tracing::error!(error = %e, "metrics endpoint stopped");
+            }
+        });
+    }
+    server.serve(listeners).await;
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! Jianmen (剑门) — a mail security gateway. Every message crosses one pass:
+//!
+//! 1. [`smtp`] — a client connects; the session enforces limits and RFC 5321 order
+//!    (`ehlo` → `mail` → `rcpt` → `data`), with STARTTLS from [`tls`].
+//! 2. [`intake`] — the gateway's inbox: at RCPT it applies recipient policy (protected domains,
+//!    valid recipients); at end of DATA it asks the [`scan`] hook for a verdict (deliver, tag,
+//!    hold, reject in-session) and enqueues.
+//! 3. [`queue`] — the message is fsync'd to the spool and its envelope committed to the store
+//!    (group commit) before the client hears 250; the manager then schedules delivery and
+//!    retries, and bounces failures as DSNs.
+//! 4. [`outbound`] — the next hop is found (configured route or MX) and the message is handed
+//!    over by SMTP, reusing connections and honouring per-destination limits.
+//!
+//! Around the path: [`config`] (TOML, validated at start), [`metrics`] (Prometheus),
+//! [`daemon`] (wiring), [`demo`] (self-contained demo with a built-in downstream mailbox).
+
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod intake;
+pub mod metrics;
+pub mod outbound;
+pub mod queue;
+pub mod scan;
+pub mod smtp;
+pub mod tls;

@@ -1,0 +1,225 @@
+//! The `jianmen` command: run the gateway, the demo, inspect and steer the queue, check a
+//! configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use jianmen::config::Config;
+use jianmen::queue::manager::unix_now;
+use jianmen::queue::spool::{Spool, is_queue_id};
+use jianmen::queue::{QueueStore, QueuedMessage};
+
+/// Jianmen (剑门) mail security gateway.
+#[derive(Parser)]
+#[command(name = "jianmen", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway with a configuration file.
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(long, short, default_value = "/etc/jianmen/jianmen.toml")]
+        config: PathBuf,
+    },
+    /// Run a self-contained demo: SQLite, self-signed certificate, built-in downstream mailbox.
+    Demo {
+        /// Directory for the demo's data, mailbox and generated configuration.
+        #[arg(long, default_value = "demo-data")]
+        dir: PathBuf,
+    },
+    /// Inspect and steer the delivery queue.
+    Queue {
+        /// Configuration file (TOML).
+        #[arg(long, short, default_value = "/etc/jianmen/jianmen.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+    /// Validate a configuration file and exit.
+    CheckConfig {
+        /// Configuration file (TOML).
+        #[arg(long, short, default_value = "/etc/jianmen/jianmen.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueAction {
+    /// List queued messages.
+    List {
+        /// Print JSON, one message per line.
+        #[arg(long)]
+        json: bool,
+        /// Most messages shown.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Show one message's envelope, recipients and headers.
+    Show {
+        /// Queue id.
+        id: String,
+    },
+    /// Make one message due for delivery now.
+    Retry {
+        /// Queue id.
+        id: String,
+    },
+    /// Delete a message from the queue without delivering it.
+    Delete {
+        /// Queue id.
+        id: String,
+    },
+    /// Make every queued message due for delivery now.
+    Flush,
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("JIANMEN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("jianmen: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jianmen: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve { config } => {
+            init_logging();
+            let config = Config::load(&config)?;
+            jianmen::daemon::run(config, Arc::new(jianmen::scan::PassThrough)).await?;
+        }
+        Command::Demo { dir } => {
+            init_logging();
+            jianmen::demo::run(&dir).await?;
+        }
+        Command::CheckConfig { config: path } => {
+            let config = Config::load(&path)?;
+            println!(
+                "{}: ok ({} protected domain(s), {} route(s))",
+                path.display(),
+                config.domains.protected.len(),
+                config.routes.len()
+            );
+        }
+        Command::Queue { config, action } => {
+            let config = Config::load(&config)?;
+            queue_command(&config, action).await?;
+        }
+    }
+    Ok(())
+}
+
+fn check_id(id: &str) -> Result<()> {
+    if !is_queue_id(id) {
+        bail!("`{id}` is not a queue id (26 characters, 0-9 and A-Z)");
+    }
+    Ok(())
+}
+
+async fn queue_command(config: &Config, action: QueueAction) -> Result<()> {
+    let store = jianmen::daemon::open_store(config).await?;
+    match action {
+        QueueAction::List { json, limit } => {
+            let messages = store.list(limit).await?;
+            for m in &messages {
+                if json {
+                    println!("{}", serde_json::to_string(m)?);
+                } else {
+                    print_summary(m);
+                }
+            }
+            if !json {
+                println!("{} message(s)", messages.len());
+            }
+        }
+        QueueAction::Show { id } => {
+            check_id(&id)?;
+            let m = store
+                .get(&id)
+                .await?
+                .with_context(|| format!("no queued message {id}"))?;
+            println!("{}", serde_json::to_string_pretty(&m)?);
+            let spool = Spool::open(&config.spool_dir())?;
+            let data = spool.read(&id).context("reading spool file")?;
+            let end = data
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .unwrap_or(data.len().min(64 * 1024));
+            println!("--- headers ---\n{}", String::from_utf8_lossy(&data[..end]));
+        }
+        QueueAction::Retry { id } => {
+            check_id(&id)?;
+            if store.reschedule(Some(&id), unix_now()).await? == 0 {
+                bail!("no active queued message {id}");
+            }
+            println!("{id}: due now");
+        }
+        QueueAction::Delete { id } => {
+            check_id(&id)?;
+            if !store.delete(&id).await? {
+                bail!("no queued message {id}");
+            }
+            Spool::open(&config.spool_dir())?.remove(&id)?;
+            println!("{id}: deleted");
+        }
+        QueueAction::Flush => {
+            let n = store.reschedule(None, unix_now()).await?;
+            println!("{n} message(s) due now");
+        }
+    }
+    Ok(())
+}
+
+fn print_summary(m: &QueuedMessage) {
+    let when = chrono::DateTime::from_timestamp(m.received_at, 0)
+        .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default();
+    let from = if m.mail_from.is_empty() {
+        "<>"
+    } else {
+        &m.mail_from
+    };
+    println!(
+        "{}  {:>8}  {when}  {:?}/{:?}  attempts={}  from={from}",
+        m.id, m.size, m.kind, m.state, m.attempts
+    );
+    for r in &m.rcpts {
+        println!(
+            "    {:?} {} {}",
+            r.status,
+            r.address,
+            r.last_reply.as_deref().unwrap_or("")
+        );
+    }
+}

@@ -1,0 +1,281 @@
+//! The queue manager: picks due messages, delivers each recipient domain through
+//! [`crate::outbound`], records outcomes, schedules retries with exponential backoff and turns
+//! permanent failures (and expiry) into bounces.
+//!
+//! A crash between the next hop's final 250 and our commit of that outcome makes the message
+//! be sent once more after restart: at most one duplicate, never a loss.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+use super::store::{MessageKind, MessageState, NewMessage, QueuedMessage, RcptOutcome, RcptStatus};
+use super::{Queue, dsn};
+use crate::config::DeliveryConfig;
+use crate::metrics::Metrics;
+use crate::outbound::Outbound;
+
+/// How often the store is polled for due retries (new mail wakes the manager at once).
+const POLL: Duration = Duration::from_secs(1);
+
+/// Current Unix time in seconds.
+pub fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Delay before attempt number `attempts + 1`.
+pub fn backoff(config: &DeliveryConfig, attempts: u32) -> u64 {
+    let factor = 1u64 << attempts.min(20);
+    config
+        .retry_initial_secs
+        .saturating_mul(factor)
+        .min(config.retry_max_secs)
+}
+
+/// Schedules and runs deliveries.
+pub struct Manager {
+    queue: Arc<Queue>,
+    outbound: Arc<Outbound>,
+    config: DeliveryConfig,
+    hostname: String,
+    metrics: Arc<Metrics>,
+    in_flight: Mutex<HashSet<String>>,
+    slots: Arc<Semaphore>,
+}
+
+impl Manager {
+    /// Creates a manager; call [`Manager::run`] to start it.
+    pub fn new(
+        queue: Arc<Queue>,
+        outbound: Arc<Outbound>,
+        config: DeliveryConfig,
+        hostname: String,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        let slots = Arc::new(Semaphore::new(config.max_concurrency));
+        Arc::new(Self {
+            queue,
+            outbound,
+            config,
+            hostname,
+            metrics,
+            in_flight: Mutex::default(),
+            slots,
+        })
+    }
+
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs forever: each round starts every due message not already being delivered.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            match self.queue.store().due(unix_now(), 1000).await {
+                Ok(ids) => {
+                    for id in ids {
+                        if !self.in_flight().insert(id.clone()) {
+                            continue;
+                        }
+                        let Ok(permit) = self.slots.clone().acquire_owned().await else {
+                            return;
+                        };
+                        let me = self.clone();
+                        tokio::spawn(async move {
+                            me.process(&id).await;
+                            me.in_flight().remove(&id);
+                            drop(permit);
+                            // A finished slot may unblock a bounce or retry that is due.
+                            me.queue.wake().notify_one();
+                        });
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot read the queue"),
+            }
+            let _ = tokio::time::timeout(POLL, self.queue.wake().notified()).await;
+        }
+    }
+
+    /// One delivery attempt for one message.
+    async fn process(&self, id: &str) {
+        let started = Instant::now();
+        let message = match self.queue.store().get(id).await {
+            Ok(Some(m)) if m.state == MessageState::Active => m,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(queue_id = %id, error = %e, "cannot load message");
+                return;
+            }
+        };
+        let data = match self.queue.spool().read(id) {
+            Ok(d) => Arc::new(d),
+            Err(e) => {
+                tracing::error!(queue_id = %id, error = %e, "spool file unreadable; message dropped from queue");
+                let _ = self.queue.store().delete(id).await;
+                return;
+            }
+        };
+        let mut by_domain: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for r in message
+            .rcpts
+            .iter()
+            .filter(|r| r.status == RcptStatus::Pending)
+        {
+            let domain = r
+                .address
+                .rsplit_once('@')
+                .map(|(_, d)| d.to_ascii_lowercase())
+                .unwrap_or_default();
+            by_domain.entry(domain).or_default().push(r.address.clone());
+        }
+        let mut outcomes = Vec::new();
+        for (domain, rcpts) in by_domain {
+            outcomes.extend(self.outbound.deliver(&domain, &message, &data, rcpts).await);
+        }
+        let expired = unix_now() - message.received_at >= self.config.max_lifetime_secs as i64;
+        if expired {
+            for o in outcomes
+                .iter_mut()
+                .filter(|o| o.status == RcptStatus::Pending)
+            {
+                o.status = RcptStatus::Failed;
+                o.reply = format!("delivery time expired; last error: {}", o.reply);
+            }
+        }
+        for o in &outcomes {
+            self.metrics.delivery(o.status);
+        }
+        self.log_attempt(&message, &outcomes, started.elapsed());
+        let still_pending = message.rcpts.iter().any(|r| {
+            r.status == RcptStatus::Pending
+                && outcomes
+                    .iter()
+                    .find(|o| o.address == r.address)
+                    .is_none_or(|o| o.status == RcptStatus::Pending)
+        });
+        let result = if still_pending {
+            let next = unix_now() + backoff(&self.config, message.attempts) as i64;
+            self.queue.store().record(id, &outcomes, next).await
+        } else {
+            self.finish(&message, &data, &outcomes).await
+        };
+        if let Err(e) = result {
+            tracing::error!(queue_id = %id, error = %e, "cannot record delivery outcome");
+        }
+    }
+
+    /// Removes a finished message, queueing a bounce for failed recipients first.
+    async fn finish(
+        &self,
+        message: &QueuedMessage,
+        data: &[u8],
+        outcomes: &[RcptOutcome],
+    ) -> Result<(), super::store::StoreError> {
+        let mut failed: Vec<RcptOutcome> = message
+            .rcpts
+            .iter()
+            .filter(|r| r.status == RcptStatus::Failed)
+            .map(|r| RcptOutcome {
+                address: r.address.clone(),
+                status: RcptStatus::Failed,
+                reply: r.last_reply.clone().unwrap_or_default(),
+            })
+            .collect();
+        failed.extend(
+            outcomes
+                .iter()
+                .filter(|o| o.status == RcptStatus::Failed)
+                .cloned(),
+        );
+        let bounce = if !failed.is_empty()
+            && message.kind == MessageKind::Mail
+            && !message.mail_from.is_empty()
+        {
+            self.spool_bounce(message, data, &failed)
+        } else {
+            if !failed.is_empty() {
+                tracing::warn!(queue_id = %message.id, "undeliverable bounce or null-sender message discarded");
+            }
+            None
+        };
+        self.queue
+            .store()
+            .complete(&message.id, bounce.as_ref())
+            .await?;
+        if bounce.is_some() {
+            self.queue.wake().notify_one();
+        }
+        if let Err(e) = self.queue.spool().remove(&message.id) {
+            tracing::warn!(queue_id = %message.id, error = %e, "cannot remove spool file");
+        }
+        Ok(())
+    }
+
+    /// Writes the bounce file; its row is committed together with the original's removal.
+    fn spool_bounce(
+        &self,
+        message: &QueuedMessage,
+        data: &[u8],
+        failed: &[RcptOutcome],
+    ) -> Option<NewMessage> {
+        let id = ulid::Ulid::new().to_string();
+        let body = dsn::build(&self.hostname, &id, message, data, failed);
+        let spool = self.queue.spool();
+        if let Err(e) = spool.write(&id, &[&body]).and_then(|_| spool.sync_dir()) {
+            tracing::error!(queue_id = %message.id, error = %e, "cannot spool bounce");
+            return None;
+        }
+        tracing::info!(queue_id = %message.id, dsn_id = %id, to = %message.mail_from, "bounce queued");
+        Some(NewMessage {
+            id,
+            mail_from: String::new(),
+            rcpts: vec![message.mail_from.clone()],
+            size: body.len() as u64,
+            received_at: unix_now(),
+            client_ip: "127.0.0.1".into(),
+            helo: self.hostname.clone(),
+            smtputf8: message.smtputf8,
+            state: MessageState::Active,
+            hold_reason: None,
+            kind: MessageKind::Dsn,
+        })
+    }
+
+    fn log_attempt(&self, m: &QueuedMessage, outcomes: &[RcptOutcome], took: Duration) {
+        let result: Vec<String> = outcomes
+            .iter()
+            .map(|o| format!("{}={:?}({})", o.address, o.status, o.reply))
+            .collect();
+        tracing::info!(
+            queue_id = %m.id,
+            from = %m.mail_from,
+            size = m.size,
+            attempt = m.attempts + 1,
+            queued_secs = unix_now() - m.received_at,
+            delivery_ms = took.as_millis() as u64,
+            result = %result.join(", "),
+            "delivery attempt"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let c = DeliveryConfig {
+            retry_initial_secs: 10,
+            retry_max_secs: 100,
+            ..DeliveryConfig::default()
+        };
+        assert_eq!(backoff(&c, 0), 10);
+        assert_eq!(backoff(&c, 1), 20);
+        assert_eq!(backoff(&c, 3), 80);
+        assert_eq!(backoff(&c, 4), 100);
+        assert_eq!(backoff(&c, 200), 100);
+    }
+}

@@ -1,0 +1,190 @@
+//! The durable queue: [`spool`] files plus [`store`] metadata, a group-commit writer that lets
+//! many sessions share one directory fsync and one database commit, the delivery [`manager`] and
+//! bounce generation ([`dsn`]).
+//!
+//! Durability order for a new message: file written and fsync'd → directory fsync'd → row
+//! committed → only then may the session answer 250.
+
+pub mod dsn;
+pub mod manager;
+pub mod spool;
+pub mod store;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use spool::Spool;
+pub use store::{
+    MessageKind, MessageState, NewMessage, QueueStore, QueuedMessage, RcptOutcome, RcptStatus,
+    SqliteStore,
+};
+
+/// Why a message could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The disk (or database) is full: tell the client to try later (452 4.3.1).
+    #[error("insufficient storage")]
+    StorageFull,
+    /// Any other I/O failure of the spool.
+    #[error("spool: {0}")]
+    Spool(std::io::Error),
+    /// The metadata store failed.
+    #[error(transparent)]
+    Store(store::StoreError),
+    /// The queue is shutting down.
+    #[error("queue is shutting down")]
+    Closed,
+}
+
+impl From<std::io::Error> for QueueError {
+    fn from(e: std::io::Error) -> Self {
+        if spool::is_storage_full(&e) {
+            QueueError::StorageFull
+        } else {
+            QueueError::Spool(e)
+        }
+    }
+}
+
+impl From<store::StoreError> for QueueError {
+    fn from(e: store::StoreError) -> Self {
+        if e.is_storage_full() {
+            QueueError::StorageFull
+        } else {
+            QueueError::Store(e)
+        }
+    }
+}
+
+struct Commit {
+    message: NewMessage,
+    done: oneshot::Sender<Result<(), QueueError>>,
+}
+
+/// Largest number of messages committed together.
+const MAX_GROUP: usize = 256;
+
+/// The queue shared by the SMTP intake (writer) and the delivery manager (reader).
+pub struct Queue {
+    spool: Spool,
+    store: Arc<dyn QueueStore>,
+    commits: mpsc::Sender<Commit>,
+    wake: Arc<Notify>,
+    min_free_bytes: u64,
+}
+
+impl Queue {
+    /// Opens the spool under `dir` with the given store, removes files left by transactions
+    /// that never got their 250, and starts the group-commit writer.
+    pub async fn open(
+        dir: &Path,
+        store: Arc<dyn QueueStore>,
+        min_free_bytes: u64,
+    ) -> Result<Arc<Self>, QueueError> {
+        let spool = Spool::open(dir)?;
+        let known: std::collections::HashSet<String> = store.ids().await?.into_iter().collect();
+        for id in spool.ids()? {
+            if !known.contains(&id) {
+                tracing::info!(queue_id = %id, "removing spool file of unacknowledged message");
+                spool.remove(&id)?;
+            }
+        }
+        let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
+        let wake = Arc::new(Notify::new());
+        tokio::spawn(commit_loop(rx, spool.clone(), store.clone(), wake.clone()));
+        Ok(Arc::new(Self {
+            spool,
+            store,
+            commits: tx,
+            wake,
+            min_free_bytes,
+        }))
+    }
+
+    /// The metadata store.
+    pub fn store(&self) -> &Arc<dyn QueueStore> {
+        &self.store
+    }
+
+    /// The spool files.
+    pub fn spool(&self) -> &Spool {
+        &self.spool
+    }
+
+    /// Signalled whenever new work is queued.
+    pub fn wake(&self) -> &Arc<Notify> {
+        &self.wake
+    }
+
+    /// Whether the spool filesystem has room for new mail.
+    pub fn has_space(&self) -> bool {
+        self.spool
+            .free_bytes()
+            .map(|free| free >= self.min_free_bytes)
+            .unwrap_or(false)
+    }
+
+    /// Stores a message durably; returns once it is safe to answer 250. `parts` are
+    /// concatenated into the spool file.
+    pub async fn enqueue(
+        &self,
+        mut message: NewMessage,
+        parts: Vec<Vec<u8>>,
+    ) -> Result<(), QueueError> {
+        message.size = parts.iter().map(|p| p.len() as u64).sum();
+        let spool = self.spool.clone();
+        let id = message.id.clone();
+        tokio::task::spawn_blocking(move || {
+            let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            spool.write(&id, &slices)
+        })
+        .await
+        .map_err(|_| QueueError::Closed)??;
+        let (done, wait) = oneshot::channel();
+        let id = message.id.clone();
+        if self.commits.send(Commit { message, done }).await.is_err() {
+            let _ = self.spool.remove(&id);
+            return Err(QueueError::Closed);
+        }
+        wait.await.map_err(|_| QueueError::Closed)?
+    }
+}
+
+/// Commits queued messages in groups: one directory fsync and one transaction per group.
+async fn commit_loop(
+    mut rx: mpsc::Receiver<Commit>,
+    spool: Spool,
+    store: Arc<dyn QueueStore>,
+    wake: Arc<Notify>,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let batch: Vec<NewMessage> = group.iter().map(|c| c.message.clone()).collect();
+        let sync = {
+            let spool = spool.clone();
+            tokio::task::spawn_blocking(move || spool.sync_dir()).await
+        };
+        let result: Result<(), QueueError> = match sync {
+            Ok(Ok(())) => store.insert(&batch).await.map_err(QueueError::from),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(QueueError::Closed),
+        };
+        let ok = result.is_ok();
+        for commit in group.drain(..) {
+            let reply = match &result {
+                Ok(()) => Ok(()),
+                Err(QueueError::StorageFull) => Err(QueueError::StorageFull),
+                Err(e) => Err(QueueError::Spool(std::io::Error::other(e.to_string()))),
+            };
+            if !ok {
+                let _ = spool.remove(&commit.message.id);
+            }
+            let _ = commit.done.send(reply);
+        }
+        if ok {
+            wake.notify_one();
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Message files on disk. A file is complete and fsync'd before the store learns of it, so after
+//! any crash a file with no store row is an unacknowledged leftover and a row always has its file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The spool directory.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    dir: PathBuf,
+}
+
+/// Whether `id` is a queue id (ULID alphabet) — guards every path built from an id.
+pub fn is_queue_id(id: &str) -> bool {
+    id.len() == 26
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+}
+
+fn bad_id(id: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "not a queue id: {:?}",
+            id.chars().take(40).collect::<String>()
+        ),
+    )
+}
+
+impl Spool {
+    /// Opens (creating if needed) the spool directory.
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The spool directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, id: &str) -> io::Result<PathBuf> {
+        if is_queue_id(id) {
+            Ok(self.dir.join(id))
+        } else {
+            Err(bad_id(id))
+        }
+    }
+
+    /// Writes a new message file from `parts` and fsyncs it (not yet the directory: see
+    /// [`Spool::sync_dir`]). A partial file is removed on failure.
+    pub fn write(&self, id: &str, parts: &[&[u8]]) -> io::Result<()> {
+        let path = self.path(id)?;
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            for part in parts {
+                f.write_all(part)?;
+            }
+            f.sync_all()
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&path);
+        }
+        result
+    }
+
+    /// Makes the directory entries of written files durable.
+    pub fn sync_dir(&self) -> io::Result<()> {
+        File::open(&self.dir)?.sync_all()
+    }
+
+    /// Reads a message file.
+    pub fn read(&self, id: &str) -> io::Result<Vec<u8>> {
+        fs::read(self.path(id)?)
+    }
+
+    /// Removes a message file; a missing file is not an error.
+    pub fn remove(&self, id: &str) -> io::Result<()> {
+        match fs::remove_file(self.path(id)?) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Ids of all message files present.
+    pub fn ids(&self) -> io::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let name = entry?.file_name();
+            if let Some(name) = name.to_str()
+                && is_queue_id(name)
+            {
+                ids.push(name.to_owned());
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Bytes available to unprivileged writers on the spool's filesystem.
+    pub fn free_bytes(&self) -> io::Result<u64> {
+        let st = nix::sys::statvfs::statvfs(&self.dir).map_err(io::Error::from)?;
+        Ok(st.blocks_available() as u64 * st.fragment_size() as u64)
+    }
+}
+
+/// Whether an I/O error means the disk (or quota) is full.
+pub fn is_storage_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull || e.kind() == io::ErrorKind::QuotaExceeded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_remove_and_reject_bad_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let id = ulid::Ulid::new().to_string();
+        spool.write(&id, &[b"a", b"bc"]).unwrap();
+        spool.sync_dir().unwrap();
+        assert_eq!(spool.read(&id).unwrap(), b"abc");
+        assert_eq!(spool.ids().unwrap(), vec![id.clone()]);
+        assert!(spool.write(&id, &[b"x"]).is_err(), "ids are never reused");
+        spool.remove(&id).unwrap();
+        spool.remove(&id).unwrap();
+        assert!(spool.read("../etc/passwd").is_err());
+        assert!(spool.free_bytes().unwrap() > 0);
+    }
+}

@@ -1,0 +1,505 @@
+//! Queue metadata: envelopes, per-recipient state and retry schedule. [`QueueStore`] is the seam
+//! for other databases (PostgreSQL for clusters); [`SqliteStore`] is the embedded default, in WAL
+//! mode with `synchronous=FULL` so a committed insert survives power loss.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("queue database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A row held a value this version does not understand.
+    #[error("queue database holds an unexpected value: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether the database failed because the disk is full.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                // SQLITE_FULL = 13 (extended codes keep the primary code in the low byte).
+                e.code()
+                    .and_then(|c| c.parse::<i64>().ok())
+                    .is_some_and(|c| c & 0xff == 13)
+            }
+            StoreError::Database(sqlx::Error::Io(e)) => super::spool::is_storage_full(e),
+            _ => false,
+        }
+    }
+}
+
+/// Whether a message waits for delivery or is held back by a verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageState {
+    /// Scheduled for delivery.
+    Active,
+    /// Kept, not delivered, until an administrator acts.
+    Held,
+}
+
+/// What produced a queued message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    /// Mail received over SMTP.
+    Mail,
+    /// A delivery status notification we generated; never itself bounced.
+    Dsn,
+}
+
+/// A recipient's delivery state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RcptStatus {
+    /// Not yet delivered; will be tried (again).
+    Pending,
+    /// Accepted by the next hop.
+    Delivered,
+    /// Permanently refused or expired; reported in a DSN.
+    Failed,
+}
+
+macro_rules! text_enum {
+    ($ty:ty { $($variant:ident = $text:literal),+ $(,)? }) => {
+        impl $ty {
+            fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+            fn parse(s: &str) -> Result<Self, StoreError> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(StoreError::Corrupt(other.to_owned())),
+                }
+            }
+        }
+    };
+}
+text_enum!(MessageState { Active = "active", Held = "held" });
+text_enum!(MessageKind { Mail = "mail", Dsn = "dsn" });
+text_enum!(RcptStatus { Pending = "pending", Delivered = "delivered", Failed = "failed" });
+
+/// A message about to be queued.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Queue id (also the spool file name).
+    pub id: String,
+    /// Reverse path; empty for bounces.
+    pub mail_from: String,
+    /// Recipients, all pending.
+    pub rcpts: Vec<String>,
+    /// Size of the spool file in bytes.
+    pub size: u64,
+    /// Unix time of receipt.
+    pub received_at: i64,
+    /// Client address as text.
+    pub client_ip: String,
+    /// Client HELO name.
+    pub helo: String,
+    /// SMTPUTF8 is needed to relay it.
+    pub smtputf8: bool,
+    /// Active or held.
+    pub state: MessageState,
+    /// Why it is held, if it is.
+    pub hold_reason: Option<String>,
+    /// Mail or DSN.
+    pub kind: MessageKind,
+}
+
+/// A recipient as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueuedRcpt {
+    /// The address.
+    pub address: String,
+    /// Delivery state.
+    pub status: RcptStatus,
+    /// Last reply or error from the next hop.
+    pub last_reply: Option<String>,
+}
+
+/// A queued message as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueuedMessage {
+    /// Queue id.
+    pub id: String,
+    /// Reverse path.
+    pub mail_from: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Unix time of receipt.
+    pub received_at: i64,
+    /// Client address.
+    pub client_ip: String,
+    /// Client HELO name.
+    pub helo: String,
+    /// SMTPUTF8 required.
+    pub smtputf8: bool,
+    /// Active or held.
+    pub state: MessageState,
+    /// Why held.
+    pub hold_reason: Option<String>,
+    /// Mail or DSN.
+    pub kind: MessageKind,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Unix time of the next attempt.
+    pub next_attempt: i64,
+    /// Recipients and their states.
+    pub rcpts: Vec<QueuedRcpt>,
+}
+
+/// The result of one delivery attempt for one recipient.
+#[derive(Debug, Clone)]
+pub struct RcptOutcome {
+    /// The recipient.
+    pub address: String,
+    /// Its new state.
+    pub status: RcptStatus,
+    /// The next hop's reply or our error text.
+    pub reply: String,
+}
+
+/// Persistent queue metadata. Every method is one transaction.
+#[async_trait]
+pub trait QueueStore: Send + Sync {
+    /// Inserts messages (one commit for the batch: group commit).
+    async fn insert(&self, batch: &[NewMessage]) -> Result<(), StoreError>;
+    /// Ids of active messages due at `now`, oldest schedule first.
+    async fn due(&self, now: i64, limit: u32) -> Result<Vec<String>, StoreError>;
+    /// One message with its recipients.
+    async fn get(&self, id: &str) -> Result<Option<QueuedMessage>, StoreError>;
+    /// Messages in queue order, at most `limit`.
+    async fn list(&self, limit: u32) -> Result<Vec<QueuedMessage>, StoreError>;
+    /// Records an attempt: recipient states, attempt count and the next attempt time.
+    async fn record(
+        &self,
+        id: &str,
+        outcomes: &[RcptOutcome],
+        next_attempt: i64,
+    ) -> Result<(), StoreError>;
+    /// Removes a finished message and, atomically, queues its bounce if there is one.
+    async fn complete(&self, id: &str, dsn: Option<&NewMessage>) -> Result<(), StoreError>;
+    /// Makes one message (or all, with `None`) due at `at`; returns how many.
+    async fn reschedule(&self, id: Option<&str>, at: i64) -> Result<u64, StoreError>;
+    /// Deletes a message; returns whether it existed.
+    async fn delete(&self, id: &str) -> Result<bool, StoreError>;
+    /// Every queued id (to find spool files that never got a row).
+    async fn ids(&self) -> Result<Vec<String>, StoreError>;
+}
+
+/// The embedded SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS messages (
+        id TEXT PRIMARY KEY,
+        mail_from TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        client_ip TEXT NOT NULL,
+        helo TEXT NOT NULL,
+        smtputf8 INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        hold_reason TEXT,
+        kind TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt INTEGER NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS messages_due ON messages (state, next_attempt)",
+    "CREATE TABLE IF NOT EXISTS recipients (
+        message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        address TEXT NOT NULL,
+        status TEXT NOT NULL,
+        last_reply TEXT,
+        PRIMARY KEY (message_id, address)
+    )",
+];
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        for statement in SCHEMA {
+            sqlx::query(statement).execute(&pool).await?;
+        }
+        Ok(Self { pool })
+    }
+
+    async fn recipients(&self, id: &str) -> Result<Vec<QueuedRcpt>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT address, status, last_reply FROM recipients WHERE message_id = ? ORDER BY rowid",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(QueuedRcpt {
+                    address: r.try_get("address")?,
+                    status: RcptStatus::parse(r.try_get::<&str, _>("status")?)?,
+                    last_reply: r.try_get("last_reply")?,
+                })
+            })
+            .collect()
+    }
+
+    fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<QueuedMessage, StoreError> {
+        Ok(QueuedMessage {
+            id: row.try_get("id")?,
+            mail_from: row.try_get("mail_from")?,
+            size: row.try_get::<i64, _>("size")?.max(0) as u64,
+            received_at: row.try_get("received_at")?,
+            client_ip: row.try_get("client_ip")?,
+            helo: row.try_get("helo")?,
+            smtputf8: row.try_get("smtputf8")?,
+            state: MessageState::parse(row.try_get::<&str, _>("state")?)?,
+            hold_reason: row.try_get("hold_reason")?,
+            kind: MessageKind::parse(row.try_get::<&str, _>("kind")?)?,
+            attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
+            next_attempt: row.try_get("next_attempt")?,
+            rcpts: Vec::new(),
+        })
+    }
+}
+
+async fn insert_one(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    m: &NewMessage,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO messages (id, mail_from, size, received_at, client_ip, helo, smtputf8,
+            state, hold_reason, kind, attempts, next_attempt)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+    )
+    .bind(&m.id)
+    .bind(&m.mail_from)
+    .bind(m.size as i64)
+    .bind(m.received_at)
+    .bind(&m.client_ip)
+    .bind(&m.helo)
+    .bind(m.smtputf8)
+    .bind(m.state.as_str())
+    .bind(&m.hold_reason)
+    .bind(m.kind.as_str())
+    .bind(m.received_at)
+    .execute(&mut **tx)
+    .await?;
+    for rcpt in &m.rcpts {
+        sqlx::query(
+            "INSERT OR IGNORE INTO recipients (message_id, address, status) VALUES (?, ?, 'pending')",
+        )
+        .bind(&m.id)
+        .bind(rcpt)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl QueueStore for SqliteStore {
+    async fn insert(&self, batch: &[NewMessage]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for m in batch {
+            insert_one(&mut tx, m).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn due(&self, now: i64, limit: u32) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM messages WHERE state = 'active' AND next_attempt <= ?
+             ORDER BY next_attempt, id LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("id").map_err(StoreError::from))
+            .collect()
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<QueuedMessage>, StoreError> {
+        let Some(row) = sqlx::query("SELECT * FROM messages WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut m = Self::message_from_row(&row)?;
+        m.rcpts = self.recipients(id).await?;
+        Ok(Some(m))
+    }
+
+    async fn list(&self, limit: u32) -> Result<Vec<QueuedMessage>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM messages ORDER BY received_at, id LIMIT ?")
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut m = Self::message_from_row(row)?;
+            m.rcpts = self.recipients(&m.id).await?;
+            out.push(m);
+        }
+        Ok(out)
+    }
+
+    async fn record(
+        &self,
+        id: &str,
+        outcomes: &[RcptOutcome],
+        next_attempt: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for o in outcomes {
+            sqlx::query(
+                "UPDATE recipients SET status = ?, last_reply = ? WHERE message_id = ? AND address = ?",
+            )
+            .bind(o.status.as_str())
+            .bind(&o.reply)
+            .bind(id)
+            .bind(&o.address)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE messages SET attempts = attempts + 1, next_attempt = ? WHERE id = ?")
+            .bind(next_attempt)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn complete(&self, id: &str, dsn: Option<&NewMessage>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(dsn) = dsn {
+            insert_one(&mut tx, dsn).await?;
+        }
+        sqlx::query("DELETE FROM messages WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn reschedule(&self, id: Option<&str>, at: i64) -> Result<u64, StoreError> {
+        let result = match id {
+            Some(id) => {
+                sqlx::query(
+                    "UPDATE messages SET next_attempt = ? WHERE id = ? AND state = 'active'",
+                )
+                .bind(at)
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query("UPDATE messages SET next_attempt = ? WHERE state = 'active'")
+                    .bind(at)
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        Ok(result.rows_affected())
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM messages WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn ids(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM messages")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get("id").map_err(StoreError::from))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: &str, rcpts: &[&str]) -> NewMessage {
+        NewMessage {
+            id: id.to_owned(),
+            mail_from: "a@b.example".into(),
+            rcpts: rcpts.iter().map(|s| s.to_string()).collect(),
+            size: 10,
+            received_at: 100,
+            client_ip: "127.0.0.1".into(),
+            helo: "client".into(),
+            smtputf8: false,
+            state: MessageState::Active,
+            hold_reason: None,
+            kind: MessageKind::Mail,
+        }
+    }
+
+    #[tokio::test]
+    async fn lifecycle_insert_due_record_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("q.db")).await.unwrap();
+        store
+            .insert(&[message("A", &["x@d", "y@d"]), message("B", &["z@d"])])
+            .await
+            .unwrap();
+        assert_eq!(store.due(100, 10).await.unwrap(), vec!["A", "B"]);
+        assert!(store.due(99, 10).await.unwrap().is_empty());
+        let outcome = RcptOutcome {
+            address: "x@d".into(),
+            status: RcptStatus::Delivered,
+            reply: "250 ok".into(),
+        };
+        store.record("A", &[outcome], 500).await.unwrap();
+        let a = store.get("A").await.unwrap().unwrap();
+        assert_eq!(a.attempts, 1);
+        assert_eq!(a.rcpts[0].status, RcptStatus::Delivered);
+        assert_eq!(a.rcpts[1].status, RcptStatus::Pending);
+        assert_eq!(store.due(100, 10).await.unwrap(), vec!["B"]);
+        assert_eq!(store.reschedule(None, 0).await.unwrap(), 2);
+        let mut dsn = message("C", &["a@b.example"]);
+        dsn.kind = MessageKind::Dsn;
+        store.complete("A", Some(&dsn)).await.unwrap();
+        assert!(store.get("A").await.unwrap().is_none());
+        let mut ids = store.ids().await.unwrap();
+        ids.sort();
+        assert_eq!(ids, vec!["B", "C"]);
+        assert!(store.delete("B").await.unwrap());
+        assert!(!store.delete("B").await.unwrap());
+    }
+}

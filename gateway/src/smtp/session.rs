@@ -1,0 +1,288 @@
+//! One SMTP session: reads commands, enforces ordering and limits, and dispatches each phase to
+//! its module (`ehlo`, `mail`, `rcpt`, `data`).
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use smtp_proto::{Error as ProtoError, Request};
+use tokio::time::Instant;
+
+use super::SessionContext;
+use super::io::{Conn, Io, Line, ReadError};
+use super::reply::Reply;
+
+/// What the command loop does after a command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Read the next command.
+    Continue,
+    /// Flush and close the connection.
+    Close,
+}
+
+/// The mail transaction between MAIL and the end of DATA/BDAT.
+#[derive(Debug)]
+pub struct Transaction {
+    /// Queue id given to the message (in `Received:` and the spool).
+    pub queue_id: String,
+    /// Reverse path (empty for `<>`).
+    pub mail_from: String,
+    /// SMTPUTF8 was requested on MAIL.
+    pub smtputf8: bool,
+    /// Accepted recipients, deduplicated case-insensitively.
+    pub rcpts: Vec<String>,
+    /// Message being assembled from BDAT chunks, and whether it still fits the size limit.
+    pub bdat: Option<super::data::Chunks>,
+}
+
+/// A client connection from greeting to QUIT.
+pub struct Session {
+    pub(super) ctx: SessionContext,
+    pub(super) conn: Conn,
+    pub(super) client_ip: IpAddr,
+    /// Name given in HELO/EHLO, once given.
+    pub(super) helo: Option<String>,
+    /// The client used EHLO (extensions allowed).
+    pub(super) esmtp: bool,
+    /// STARTTLS completed.
+    pub(super) tls: bool,
+    pub(super) tx: Option<Transaction>,
+    pub(super) messages: usize,
+    errors: usize,
+    junk: usize,
+}
+
+impl Session {
+    /// Prepares a session over `io` for a client at `client_ip`.
+    pub fn new(ctx: SessionContext, client_ip: IpAddr, io: Box<dyn Io>) -> Self {
+        let deadline = Instant::now() + ctx.limits.session_timeout();
+        let conn = Conn::new(io, ctx.limits.idle_timeout(), deadline);
+        Self {
+            ctx,
+            conn,
+            client_ip,
+            helo: None,
+            esmtp: false,
+            tls: false,
+            tx: None,
+            messages: 0,
+            errors: 0,
+            junk: 0,
+        }
+    }
+
+    /// Queues a reply for the client.
+    pub(super) fn send(&mut self, reply: &Reply) {
+        let mut out = Vec::with_capacity(64);
+        reply.write_to(&mut out);
+        self.conn.reply(&out);
+    }
+
+    /// Queues a reply for a failed command; too many of them end the session.
+    pub(super) fn fail(&mut self, reply: Reply) -> Flow {
+        self.send(&reply);
+        self.errors += 1;
+        if self.errors >= self.ctx.limits.max_errors {
+            self.send(&Reply::new(
+                421,
+                "4.7.0",
+                "Too many errors, closing connection",
+            ));
+            return Flow::Close;
+        }
+        Flow::Continue
+    }
+
+    /// Counts a command that moves no mail; too many of them end the session.
+    fn junk(&mut self) -> Option<Flow> {
+        self.junk += 1;
+        if self.junk > self.ctx.limits.max_junk_commands {
+            self.send(&Reply::new(
+                421,
+                "4.7.0",
+                "Too many commands, closing connection",
+            ));
+            return Some(Flow::Close);
+        }
+        None
+    }
+
+    /// Runs the session to its end.
+    pub async fn run(mut self) {
+        let greeting = Reply::new(220, "", format!("{} ESMTP Jianmen", self.ctx.hostname));
+        self.send(&greeting);
+        loop {
+            if !self.conn.has_buffered_input() && self.conn.flush().await.is_err() {
+                return;
+            }
+            let line = match self.conn.read_line(self.ctx.limits.max_line_length).await {
+                Ok(line) => line,
+                Err(e) => {
+                    self.end_on_read_error(e).await;
+                    return;
+                }
+            };
+            let flow = match line {
+                Line::TooLong => self.fail(Reply::new(500, "5.5.2", "Line too long")),
+                Line::Complete(line) => self.command(&line).await,
+            };
+            if flow == Flow::Close {
+                let _ = self.conn.flush().await;
+                self.conn.shutdown().await;
+                return;
+            }
+        }
+    }
+
+    /// Says goodbye when the client timed out; stays silent when it vanished.
+    pub(super) async fn end_on_read_error(&mut self, e: ReadError) {
+        if let ReadError::Timeout = e {
+            self.send(&Reply::new(
+                421,
+                "4.4.2",
+                "Timeout exceeded, closing connection",
+            ));
+            let _ = self.conn.flush().await;
+        }
+        self.conn.shutdown().await;
+    }
+
+    async fn command(&mut self, line: &[u8]) -> Flow {
+        if line.contains(&0) {
+            return self.fail(Reply::new(500, "5.5.2", "NUL byte in command"));
+        }
+        let request = match Request::parse(&mut line.iter()) {
+            Ok(r) => r.into_owned(),
+            Err(e) => return self.fail(protocol_error_reply(&e)),
+        };
+        match request {
+            Request::Ehlo { host } => self.ehlo(host, true),
+            Request::Helo { host } => self.ehlo(host, false),
+            Request::StartTls => self.starttls().await,
+            Request::Mail { from } => self.mail(from).await,
+            Request::Rcpt { to } => self.rcpt(to).await,
+            Request::Data => self.data().await,
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => self.bdat(chunk_size, is_last).await,
+            Request::Rset => {
+                if let Some(flow) = self.junk() {
+                    return flow;
+                }
+                self.tx = None;
+                self.send(&Reply::new(250, "2.0.0", "Ok"));
+                Flow::Continue
+            }
+            Request::Noop { .. } => {
+                if let Some(flow) = self.junk() {
+                    return flow;
+                }
+                self.send(&Reply::new(250, "2.0.0", "Ok"));
+                Flow::Continue
+            }
+            Request::Quit => {
+                self.send(&Reply::new(221, "2.0.0", "Bye"));
+                Flow::Close
+            }
+            Request::Vrfy { .. } | Request::Expn { .. } => {
+                if let Some(flow) = self.junk() {
+                    return flow;
+                }
+                self.fail(Reply::new(502, "5.5.1", "VRFY and EXPN are disabled"))
+            }
+            Request::Help { .. } => {
+                if let Some(flow) = self.junk() {
+                    return flow;
+                }
+                self.send(&Reply::new(
+                    214,
+                    "2.0.0",
+                    "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT STARTTLS",
+                ));
+                Flow::Continue
+            }
+            Request::Lhlo { .. }
+            | Request::Auth { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Burl { .. } => {
+                self.fail(Reply::new(502, "5.5.1", "Command not implemented"))
+            }
+        }
+    }
+
+    /// STARTTLS (RFC 3207): answer, drop any pipelined plaintext, handshake, forget the session
+    /// state learnt before encryption.
+    async fn starttls(&mut self) -> Flow {
+        let Some(acceptor) = self.ctx.tls.clone() else {
+            return self.fail(Reply::new(502, "5.5.1", "STARTTLS not available"));
+        };
+        if self.tls {
+            return self.fail(Reply::new(503, "5.5.1", "TLS already active"));
+        }
+        if self.tx.is_some() {
+            return self.fail(Reply::new(
+                503,
+                "5.5.1",
+                "STARTTLS not allowed in a transaction",
+            ));
+        }
+        self.send(&Reply::new(220, "2.0.0", "Ready to start TLS"));
+        if self.conn.flush().await.is_err() {
+            return Flow::Close;
+        }
+        self.conn.discard_buffered_input();
+        let Ok(stream) = self.conn.take_stream() else {
+            return Flow::Close;
+        };
+        let handshake = tokio::time::timeout_at(
+            (Instant::now() + self.ctx.limits.idle_timeout()).min(self.conn.deadline()),
+            acceptor.accept(stream),
+        )
+        .await;
+        match handshake {
+            Ok(Ok(tls)) => {
+                self.conn.put_stream(Box::new(tls));
+                self.tls = true;
+                self.helo = None;
+                self.esmtp = false;
+                Flow::Continue
+            }
+            Ok(Err(e)) => {
+                tracing::info!(client = %self.client_ip, error = %e, "TLS handshake failed");
+                Flow::Close
+            }
+            Err(_) => Flow::Close,
+        }
+    }
+}
+
+/// Maps a command parse failure to its reply.
+fn protocol_error_reply(e: &ProtoError) -> Reply {
+    match e {
+        ProtoError::UnknownCommand => Reply::new(500, "5.5.2", "Command unrecognized"),
+        ProtoError::InvalidSenderAddress => Reply::new(501, "5.1.7", "Bad sender address syntax"),
+        ProtoError::InvalidRecipientAddress => {
+            Reply::new(501, "5.1.3", "Bad recipient address syntax")
+        }
+        ProtoError::SyntaxError { syntax } => {
+            Reply::new(501, "5.5.2", format!("Syntax error, expected: {syntax}"))
+        }
+        ProtoError::InvalidParameter { param } => {
+            Reply::new(501, "5.5.4", format!("Invalid parameter {param}"))
+        }
+        ProtoError::UnsupportedParameter { param } => {
+            let param: Cow<'_, str> = if param.len() > 64 {
+                Cow::Owned(param.chars().take(64).collect())
+            } else {
+                Cow::Borrowed(param)
+            };
+            Reply::new(555, "5.5.4", format!("Unsupported parameter {param}"))
+        }
+        ProtoError::ResponseTooLong => Reply::new(500, "5.5.2", "Line too long"),
+        ProtoError::NeedsMoreData { .. } | ProtoError::InvalidResponse { .. } => {
+            Reply::new(500, "5.5.2", "Syntax error")
+        }
+    }
+}
