@@ -124,7 +124,7 @@ impl Default for SmtpConfig {
             max_recipients: 100,
             max_line_length: 4096,
             max_junk_commands: 100,
-            max_errors: 10,
+            max_errors: 20,
             max_messages_per_session: 1000,
             idle_timeout_secs: 300,
             session_timeout_secs: 1800,

@@ -236,7 +236,8 @@ impl Manager {
             received_at: unix_now(),
             client_ip: "127.0.0.1".into(),
             helo: self.hostname.clone(),
-            smtputf8: message.smtputf8,
+            // Only a non-ASCII bounce address needs SMTPUTF8; the report itself is 8-bit text.
+            smtputf8: !message.mail_from.is_ascii(),
             state: MessageState::Active,
             hold_reason: None,
             kind: MessageKind::Dsn,

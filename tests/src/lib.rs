@@ -1,0 +1,573 @@
+//! Harness for end-to-end tests and benchmarks: starts the real `jianmen` binary with a generated
+//! configuration, Postfix's `smtp-sink` as the downstream, and talks SMTP to the gateway with a
+//! small blocking client (for what swaks cannot say: BDAT, NUL bytes, exact pipelining).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `jianmen` binary under test: `$JIANMEN_BIN`, or the one built beside this test binary.
+pub fn jianmen_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("JIANMEN_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join("jianmen");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (tests/run.sh does `cargo build --bins`)",
+        bin.display()
+    );
+    bin
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `f` until it returns true or `timeout` passes; returns the last result.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until something answers SMTP with a 220 greeting on `addr`.
+pub fn wait_for_smtp(addr: SocketAddr, timeout: Duration) -> bool {
+    wait_until(timeout, || {
+        let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut buf = [0u8; 3];
+        let ok = (&s).read_exact(&mut buf).is_ok() && &buf == b"220";
+        let _ = (&s).write_all(b"QUIT\r\n");
+        ok
+    })
+}
+
+/// How to configure a gateway under test.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// Port of the downstream for `example.com` (the protected domain).
+    pub downstream: u16,
+    /// Port of the downstream for every other domain (where bounces go).
+    pub elsewhere: u16,
+    /// Extra `key = value` lines for `[smtp]`.
+    pub smtp: Vec<String>,
+    /// Extra `key = value` lines for `[delivery]`.
+    pub delivery: Vec<String>,
+    /// Data directory; a fresh one inside the gateway's temp dir when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// `tls` policy of the route to `downstream`.
+    pub downstream_tls: &'static str,
+}
+
+impl Setup {
+    /// A gateway for `example.com` delivering to `downstream`, bounces to `elsewhere`.
+    pub fn new(downstream: u16, elsewhere: u16) -> Self {
+        Self {
+            downstream,
+            elsewhere,
+            smtp: Vec::new(),
+            delivery: vec!["retry_initial_secs = 1".into(), "retry_max_secs = 2".into()],
+            data_dir: None,
+            downstream_tls: "none",
+        }
+    }
+
+    /// Adds a `[smtp]` line.
+    pub fn smtp(mut self, line: &str) -> Self {
+        self.smtp.push(line.to_owned());
+        self
+    }
+
+    /// Adds a `[delivery]` line.
+    pub fn delivery(mut self, line: &str) -> Self {
+        self.delivery.push(line.to_owned());
+        self
+    }
+
+    fn toml(&self, data_dir: &Path, port: u16) -> String {
+        format!(
+            r#"[server]
+hostname = "gw.jianmen.test"
+data_dir = "{data}"
+
+[smtp]
+listen = ["127.0.0.1:{port}"]
+{smtp}
+
+[tls]
+self_signed = true
+
+[domains]
+protected = ["example.com"]
+
+[[route]]
+domain = "example.com"
+host = "127.0.0.1"
+port = {downstream}
+tls = "{tls}"
+
+[[route]]
+domain = "*"
+host = "127.0.0.1"
+port = {elsewhere}
+tls = "none"
+
+[delivery]
+{delivery}
+
+[metrics]
+listen = "127.0.0.1:0"
+"#,
+            data = data_dir.display(),
+            smtp = self.smtp.join("\n"),
+            delivery = self.delivery.join("\n"),
+            downstream = self.downstream,
+            elsewhere = self.elsewhere,
+            tls = self.downstream_tls,
+        )
+    }
+}
+
+/// A running `jianmen serve`.
+pub struct Gateway {
+    child: Option<Child>,
+    /// Scratch directory holding the config, data (by default) and log.
+    pub dir: tempfile::TempDir,
+    /// The SMTP address.
+    pub addr: SocketAddr,
+    /// The configuration file.
+    pub config: PathBuf,
+}
+
+impl Gateway {
+    /// Writes the configuration and starts the gateway; waits for its greeting.
+    pub fn start(setup: &Setup) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let data = setup
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("data"));
+        let config = dir.path().join("jianmen.toml");
+        std::fs::write(&config, setup.toml(&data, port)).expect("write config");
+        let mut gw = Gateway {
+            child: None,
+            dir,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            config,
+        };
+        gw.spawn();
+        gw
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("gateway.log"))
+            .expect("log file");
+        let child = Command::new(jianmen_bin())
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("JIANMEN_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn jianmen");
+        self.child = Some(child);
+        assert!(
+            wait_for_smtp(self.addr, Duration::from_secs(30)),
+            "gateway did not start; log:\n{}",
+            self.log()
+        );
+    }
+
+    /// The gateway's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    /// Kills the process with SIGKILL (no chance to clean up).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the process again on the same configuration and data.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// Runs `jianmen <args> --config <this config>` and returns its output.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(jianmen_bin());
+        let (head, tail) = args.split_at(1.min(args.len()));
+        cmd.args(head).arg("--config").arg(&self.config).args(tail);
+        cmd.output().expect("run jianmen cli")
+    }
+
+    /// Number of messages in the queue, from `jianmen queue list --json`.
+    pub fn queue_len(&self) -> usize {
+        let out = self.cli(&["queue", "list", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("---- gateway log ----\n{}", self.log());
+        }
+    }
+}
+
+/// Postfix's `smtp-sink`, dumping each message to a file.
+pub struct Sink {
+    child: Option<Child>,
+    /// Where messages are dumped.
+    pub dir: tempfile::TempDir,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    options: Vec<String>,
+}
+
+impl Sink {
+    /// Starts a sink on a free port with extra smtp-sink `options` (e.g. `["-f", "RCPT"]`).
+    pub fn start(options: &[&str]) -> Sink {
+        Self::start_on(free_port(), options)
+    }
+
+    /// Starts a sink on `port`.
+    pub fn start_on(port: u16, options: &[&str]) -> Sink {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // smtp-sink drops privileges to `nobody` when run as root.
+        let _ = Command::new("chmod").arg("0777").arg(dir.path()).status();
+        let mut sink = Sink {
+            child: None,
+            dir,
+            port,
+            options: options.iter().map(|s| s.to_string()).collect(),
+        };
+        sink.spawn();
+        sink
+    }
+
+    fn spawn(&mut self) {
+        let template = format!("{}/d/", self.dir.path().display());
+        let mut cmd = Command::new("smtp-sink");
+        if is_root() {
+            cmd.args(["-u", "nobody"]);
+        }
+        cmd.args(["-d", &template])
+            .args(&self.options)
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("256")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.child = Some(cmd.spawn().expect("smtp-sink (install postfix)"));
+        assert!(
+            wait_for_smtp(
+                SocketAddr::from(([127, 0, 0, 1], self.port)),
+                Duration::from_secs(10)
+            ),
+            "smtp-sink did not start"
+        );
+    }
+
+    /// Stops the sink.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Restarts it with different options on the same port and dump directory.
+    pub fn restart_with(&mut self, options: &[&str]) {
+        self.stop();
+        self.options = options.iter().map(|s| s.to_string()).collect();
+        self.spawn();
+    }
+
+    /// Every message received so far, without smtp-sink's own headers (lines end in LF).
+    pub fn messages(&self) -> Vec<SunkMessage> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(self.dir.path().join("d")) else {
+            return out;
+        };
+        for entry in entries.flatten() {
+            if let Ok(text) = std::fs::read(entry.path()) {
+                out.push(SunkMessage::parse(&text));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A message as smtp-sink dumped it.
+#[derive(Debug, Clone)]
+pub struct SunkMessage {
+    /// `X-Mail-Args` (the MAIL FROM argument).
+    pub mail_from: String,
+    /// `X-Rcpt-Args`, one per RCPT.
+    pub rcpts: Vec<String>,
+    /// The message as delivered (LF line ends).
+    pub content: String,
+}
+
+impl SunkMessage {
+    fn parse(raw: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(raw).into_owned();
+        let mut mail_from = String::new();
+        let mut rcpts = Vec::new();
+        let mut lines = text.split_inclusive('\n');
+        let mut consumed = 0;
+        for line in lines.by_ref() {
+            consumed += line.len();
+            let l = line.trim_end();
+            if let Some(v) = l.strip_prefix("X-Mail-Args: ") {
+                mail_from = v.to_owned();
+            } else if let Some(v) = l.strip_prefix("X-Rcpt-Args: ") {
+                rcpts.push(v.to_owned());
+            } else if l.starts_with("Received: from") {
+                // smtp-sink's three-line Received ends its own headers.
+                for _ in 0..2 {
+                    if let Some(more) = lines.next() {
+                        consumed += more.len();
+                    }
+                }
+                break;
+            }
+        }
+        let mut content = text[consumed.min(text.len())..].to_owned();
+        // smtp-sink appends an empty line after each message.
+        if content.ends_with("\n\n") {
+            content.pop();
+        }
+        Self {
+            mail_from,
+            rcpts,
+            content,
+        }
+    }
+
+    /// The value of the first header field `name` (case-insensitive), unfolded.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        let mut found: Option<String> = None;
+        for line in self.content.lines() {
+            if line.is_empty() {
+                break;
+            }
+            let continuation = line.starts_with(' ') || line.starts_with('\t');
+            match &mut found {
+                Some(value) if continuation => {
+                    value.push(' ');
+                    value.push_str(line.trim());
+                }
+                Some(_) => break,
+                None if line.to_ascii_lowercase().starts_with(&prefix) => {
+                    found = Some(line[prefix.len()..].trim().to_owned());
+                }
+                None => {}
+            }
+        }
+        found
+    }
+
+    /// The body (after the first empty line).
+    pub fn body(&self) -> &str {
+        self.content
+            .split_once("\n\n")
+            .map(|(_, b)| b)
+            .unwrap_or("")
+    }
+}
+
+/// Runs swaks with `args` and returns its output (it is told never to wait for a TTY).
+pub fn swaks(args: &[&str]) -> Output {
+    Command::new("swaks")
+        .args(args)
+        .args(["--timeout", "30"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("swaks (install swaks)")
+}
+
+/// One SMTP reply as read by [`Client`].
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Reply code.
+    pub code: u16,
+    /// All lines, codes included.
+    pub text: String,
+}
+
+/// A blocking SMTP client that says exactly what it is told.
+pub struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    /// Connects and reads the greeting (returned).
+    pub fn connect(addr: SocketAddr) -> (Client, Reply) {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let writer = stream.try_clone().expect("clone");
+        let mut c = Client {
+            reader: BufReader::new(stream),
+            writer,
+        };
+        let greeting = c.read_reply();
+        (c, greeting)
+    }
+
+    /// Connects, checks the greeting and says EHLO.
+    pub fn ready(addr: SocketAddr) -> Client {
+        let (mut c, greeting) = Client::connect(addr);
+        assert_eq!(greeting.code, 220, "{}", greeting.text);
+        let r = c.cmd("EHLO client.example.org");
+        assert_eq!(r.code, 250, "{}", r.text);
+        c
+    }
+
+    /// Sends raw bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("write");
+    }
+
+    /// Reads one reply; code 0 if the connection closed.
+    pub fn read_reply(&mut self) -> Reply {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) | Err(_) => {
+                    return Reply {
+                        code: 0,
+                        text: format!("{text}<closed>"),
+                    };
+                }
+                Ok(_) => {}
+            }
+            text.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                let code = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+                return Reply { code, text };
+            }
+        }
+    }
+
+    /// Sends one command line and reads its reply.
+    pub fn cmd(&mut self, line: &str) -> Reply {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.read_reply()
+    }
+
+    /// MAIL, RCPTs, DATA and the dot-stuffed `message`; returns the final reply (or the first
+    /// failing one).
+    pub fn send_mail(&mut self, from: &str, rcpts: &[&str], message: &[u8]) -> Reply {
+        let r = self.cmd(&format!("MAIL FROM:<{from}>"));
+        if r.code != 250 {
+            return r;
+        }
+        for rcpt in rcpts {
+            let r = self.cmd(&format!("RCPT TO:<{rcpt}>"));
+            if r.code != 250 {
+                return r;
+            }
+        }
+        let r = self.cmd("DATA");
+        if r.code != 354 {
+            return r;
+        }
+        let mut wire = Vec::with_capacity(message.len() + 16);
+        for line in message.split_inclusive(|&b| b == b'\n') {
+            if line.first() == Some(&b'.') {
+                wire.push(b'.');
+            }
+            wire.extend_from_slice(line);
+        }
+        if !wire.ends_with(b"\r\n") {
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b".\r\n");
+        self.send(&wire);
+        self.read_reply()
+    }
+}
+
+/// A small test message with a unique token in its Subject and Message-ID.
+pub fn test_message(token: &str, body_lines: usize) -> Vec<u8> {
+    let mut m = format!(
+        "From: Sender <sender@outside.example>\r\nTo: <user@example.com>\r\n\
+         Subject: test {token}\r\nMessage-ID: <{token}@outside.example>\r\n\r\n"
+    );
+    for i in 0..body_lines {
+        m.push_str(&format!(
+            "line {i} of message {token}: the quick brown fox\r\n"
+        ));
+    }
+    m.into_bytes()
+}
+
+/// SHA-256 of `data`, hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
