@@ -264,6 +264,7 @@ pub struct Sink {
     /// Its port on 127.0.0.1.
     pub port: u16,
     options: Vec<String>,
+    generation: usize,
 }
 
 impl Sink {
@@ -282,13 +283,16 @@ impl Sink {
             dir,
             port,
             options: options.iter().map(|s| s.to_string()).collect(),
+            generation: 0,
         };
         sink.spawn();
         sink
     }
 
     fn spawn(&mut self) {
-        let template = format!("{}/d/", self.dir.path().display());
+        // A directory per run: a restarted smtp-sink may repeat its random file names.
+        self.generation += 1;
+        let template = format!("{}/d/{}/", self.dir.path().display(), self.generation);
         let mut cmd = Command::new("smtp-sink");
         if is_root() {
             cmd.args(["-u", "nobody"]);
@@ -327,12 +331,17 @@ impl Sink {
     /// Every message received so far, without smtp-sink's own headers (lines end in LF).
     pub fn messages(&self) -> Vec<SunkMessage> {
         let mut out = Vec::new();
-        let Ok(entries) = std::fs::read_dir(self.dir.path().join("d")) else {
+        let Ok(runs) = std::fs::read_dir(self.dir.path().join("d")) else {
             return out;
         };
-        for entry in entries.flatten() {
-            if let Ok(text) = std::fs::read(entry.path()) {
-                out.push(SunkMessage::parse(&text));
+        for run in runs.flatten() {
+            let Ok(entries) = std::fs::read_dir(run.path()) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if let Ok(text) = std::fs::read(entry.path()) {
+                    out.push(SunkMessage::parse(&text));
+                }
             }
         }
         out

@@ -5,7 +5,7 @@
 //! A crash between the next hop's final 250 and our commit of that outcome makes the message
 //! be sent once more after restart: at most one duplicate, never a loss.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,9 @@ pub struct Manager {
     hostname: String,
     metrics: Arc<Metrics>,
     in_flight: Mutex<HashSet<String>>,
+    /// Outcomes the store could not record (e.g. disk full), applied before the next attempt
+    /// so that delivered recipients are not sent to again.
+    unrecorded: Mutex<HashMap<String, Vec<RcptOutcome>>>,
     slots: Arc<Semaphore>,
 }
 
@@ -62,6 +65,7 @@ impl Manager {
             hostname,
             metrics,
             in_flight: Mutex::default(),
+            unrecorded: Mutex::default(),
             slots,
         })
     }
@@ -101,7 +105,7 @@ impl Manager {
     /// One delivery attempt for one message.
     async fn process(&self, id: &str) {
         let started = Instant::now();
-        let message = match self.queue.store().get(id).await {
+        let mut message = match self.queue.store().get(id).await {
             Ok(Some(m)) if m.state == MessageState::Active => m,
             Ok(_) => return,
             Err(e) => {
@@ -109,8 +113,29 @@ impl Manager {
                 return;
             }
         };
+        let earlier = self.unrecorded().remove(id).unwrap_or_default();
+        for o in &earlier {
+            if let Some(r) = message.rcpts.iter_mut().find(|r| r.address == o.address) {
+                r.status = o.status;
+                r.last_reply = Some(o.reply.clone());
+            }
+        }
         let data = match self.queue.spool().read(id) {
             Ok(d) => Arc::new(d),
+            // Delivered earlier but not yet recorded (see `finish`): only the row is left.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && message
+                        .rcpts
+                        .iter()
+                        .all(|r| r.status == RcptStatus::Delivered) =>
+            {
+                if let Err(e) = self.finish(&message, &[], &[]).await {
+                    tracing::error!(queue_id = %id, error = %e, "cannot record delivery outcome; kept in memory");
+                    self.unrecorded().insert(id.to_owned(), earlier);
+                }
+                return;
+            }
             Err(e) => {
                 tracing::error!(queue_id = %id, error = %e, "spool file unreadable; message dropped from queue");
                 let _ = self.queue.store().delete(id).await;
@@ -162,8 +187,15 @@ impl Manager {
             self.finish(&message, &data, &outcomes).await
         };
         if let Err(e) = result {
-            tracing::error!(queue_id = %id, error = %e, "cannot record delivery outcome");
+            tracing::error!(queue_id = %id, error = %e, "cannot record delivery outcome; kept in memory");
+            let mut all = earlier;
+            all.extend(outcomes);
+            self.unrecorded().insert(id.to_owned(), all);
         }
+    }
+
+    fn unrecorded(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<RcptOutcome>>> {
+        self.unrecorded.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Removes a finished message, queueing a bounce for failed recipients first.
@@ -200,10 +232,22 @@ impl Manager {
             }
             None
         };
-        self.queue
+        if let Err(e) = self
+            .queue
             .store()
             .complete(&message.id, bounce.as_ref())
-            .await?;
+            .await
+        {
+            // Disk full can stop the store from recording that a message is done. If nothing
+            // needs its file any more (no bounce to quote it), free the space now: the outcome
+            // is kept in memory and the row is removed at the next attempt.
+            if failed.is_empty() {
+                let _ = self.queue.spool().remove(&message.id);
+            } else if let Some(b) = &bounce {
+                let _ = self.queue.spool().remove(&b.id);
+            }
+            return Err(e);
+        }
         if bounce.is_some() {
             self.queue.wake().notify_one();
         }

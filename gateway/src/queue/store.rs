@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +198,43 @@ pub trait QueueStore: Send + Sync {
     async fn ids(&self) -> Result<Vec<String>, StoreError>;
 }
 
+/// A write transaction that takes the write lock up front (`BEGIN IMMEDIATE`, so it waits for
+/// other writers instead of failing on a stale WAL snapshot) and always ends: committed, or
+/// rolled back — and if even the rollback fails (disk full), the connection is discarded rather
+/// than returned to the pool inside a broken transaction.
+struct WriteTx {
+    conn: PoolConnection<Sqlite>,
+}
+
+impl WriteTx {
+    async fn begin(pool: &SqlitePool) -> Result<Self, StoreError> {
+        let mut conn = pool.acquire().await?;
+        if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+            conn.close_on_drop();
+            return Err(e.into());
+        }
+        Ok(Self { conn })
+    }
+
+    /// Commits if `result` is Ok, rolls back otherwise; returns `result` or the commit error.
+    async fn finish<T>(mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        match sqlx::query(end).execute(&mut *self.conn).await {
+            Ok(_) => result,
+            Err(e) => {
+                if sqlx::query("ROLLBACK")
+                    .execute(&mut *self.conn)
+                    .await
+                    .is_err()
+                {
+                    self.conn.close_on_drop();
+                }
+                result.and(Err(e.into()))
+            }
+        }
+    }
+}
+
 /// The embedded SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -237,7 +275,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // Give the space of a WAL grown by a burst back after checkpoints.
+            .pragma("journal_size_limit", "16777216");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -285,10 +325,7 @@ impl SqliteStore {
     }
 }
 
-async fn insert_one(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    m: &NewMessage,
-) -> Result<(), StoreError> {
+async fn insert_one(conn: &mut SqliteConnection, m: &NewMessage) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO messages (id, mail_from, size, received_at, client_ip, helo, smtputf8,
             state, hold_reason, kind, attempts, next_attempt)
@@ -305,7 +342,7 @@ async fn insert_one(
     .bind(&m.hold_reason)
     .bind(m.kind.as_str())
     .bind(m.received_at)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     for rcpt in &m.rcpts {
         sqlx::query(
@@ -313,7 +350,7 @@ async fn insert_one(
         )
         .bind(&m.id)
         .bind(rcpt)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     }
     Ok(())
@@ -322,12 +359,15 @@ async fn insert_one(
 #[async_trait]
 impl QueueStore for SqliteStore {
     async fn insert(&self, batch: &[NewMessage]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for m in batch {
-            insert_one(&mut tx, m).await?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let result = async {
+            for m in batch {
+                insert_one(&mut tx.conn, m).await?;
+            }
+            Ok(())
         }
-        tx.commit().await?;
-        Ok(())
+        .await;
+        tx.finish(result).await
     }
 
     async fn due(&self, now: i64, limit: u32) -> Result<Vec<String>, StoreError> {
@@ -345,14 +385,16 @@ impl QueueStore for SqliteStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<QueuedMessage>, StoreError> {
-        let Some(row) = sqlx::query("SELECT * FROM messages WHERE id = ?")
+        // fetch_all runs the statement to completion: a statement left un-reset would pin its
+        // connection to an old WAL snapshot and later reads would see deleted messages.
+        let rows = sqlx::query("SELECT * FROM messages WHERE id = ?")
             .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
+            .fetch_all(&self.pool)
+            .await?;
+        let Some(row) = rows.first() else {
             return Ok(None);
         };
-        let mut m = Self::message_from_row(&row)?;
+        let mut m = Self::message_from_row(row)?;
         m.rcpts = self.recipients(id).await?;
         Ok(Some(m))
     }
@@ -377,38 +419,47 @@ impl QueueStore for SqliteStore {
         outcomes: &[RcptOutcome],
         next_attempt: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for o in outcomes {
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let result = async {
+            for o in outcomes {
+                sqlx::query(
+                    "UPDATE recipients SET status = ?, last_reply = ?
+                     WHERE message_id = ? AND address = ?",
+                )
+                .bind(o.status.as_str())
+                .bind(&o.reply)
+                .bind(id)
+                .bind(&o.address)
+                .execute(&mut *tx.conn)
+                .await?;
+            }
             sqlx::query(
-                "UPDATE recipients SET status = ?, last_reply = ? WHERE message_id = ? AND address = ?",
+                "UPDATE messages SET attempts = attempts + 1, next_attempt = ? WHERE id = ?",
             )
-            .bind(o.status.as_str())
-            .bind(&o.reply)
-            .bind(id)
-            .bind(&o.address)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query("UPDATE messages SET attempts = attempts + 1, next_attempt = ? WHERE id = ?")
             .bind(next_attempt)
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut *tx.conn)
             .await?;
-        tx.commit().await?;
-        Ok(())
+            Ok(())
+        }
+        .await;
+        tx.finish(result).await
     }
 
     async fn complete(&self, id: &str, dsn: Option<&NewMessage>) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(dsn) = dsn {
-            insert_one(&mut tx, dsn).await?;
+        let mut tx = WriteTx::begin(&self.pool).await?;
+        let result = async {
+            if let Some(dsn) = dsn {
+                insert_one(&mut tx.conn, dsn).await?;
+            }
+            sqlx::query("DELETE FROM messages WHERE id = ?")
+                .bind(id)
+                .execute(&mut *tx.conn)
+                .await?;
+            Ok(())
         }
-        sqlx::query("DELETE FROM messages WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        .await;
+        tx.finish(result).await
     }
 
     async fn reschedule(&self, id: Option<&str>, at: i64) -> Result<u64, StoreError> {

@@ -1,0 +1,390 @@
+//! The queue's promises, tested with real peers: Postfix smtp-source for load, smtp-sink as the
+//! downstream (also made to fail on purpose), kill -9 mid-stream, and a full filesystem.
+
+use std::collections::{HashMap, HashSet};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use jianmen_testkit::{Client, Gateway, Setup, Sink, sha256_hex, test_message, wait_until};
+
+fn smtp_source(args: &[&str], target: &str) {
+    let out = Command::new("smtp-source")
+        .args(args)
+        .arg(target)
+        .output()
+        .expect("smtp-source (install postfix)");
+    assert!(
+        out.status.success(),
+        "smtp-source failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn two_thousand_messages_from_smtp_source_arrive_exactly_once_intact() {
+    // Reference: what smtp-source's body looks like when sent straight to a sink.
+    let reference = Sink::start(&[]);
+    let source_args = [
+        "-m",
+        "1",
+        "-s",
+        "1",
+        "-l",
+        "2000",
+        "-f",
+        "sender@outside.example",
+        "-t",
+        "user@example.com",
+    ];
+    smtp_source(&source_args, &format!("127.0.0.1:{}", reference.port));
+    assert!(wait_until(Duration::from_secs(10), || reference
+        .messages()
+        .len()
+        == 1));
+    let expected = sha256_hex(reference.messages()[0].body().as_bytes());
+
+    let sink = Sink::start(&[]);
+    let gw = Gateway::start(&Setup::new(sink.port, sink.port));
+    let args = [
+        "-m",
+        "2000",
+        "-s",
+        "20",
+        "-l",
+        "2000",
+        "-f",
+        "sender@outside.example",
+        "-t",
+        "user@example.com",
+    ];
+    smtp_source(&args, &gw.addr.to_string());
+    assert!(
+        wait_until(Duration::from_secs(180), || sink.messages().len() >= 2000),
+        "only {} of 2000 arrived",
+        sink.messages().len()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let msgs = sink.messages();
+    assert_eq!(msgs.len(), 2000, "no duplicates");
+    let ids: HashSet<String> = msgs.iter().filter_map(|m| m.header("Message-Id")).collect();
+    assert_eq!(ids.len(), 2000, "every Message-Id exactly once");
+    for m in &msgs {
+        assert_eq!(sha256_hex(m.body().as_bytes()), expected, "body intact");
+        assert!(m.header("Received").unwrap().contains("(Jianmen)"));
+    }
+    assert!(wait_until(Duration::from_secs(10), || gw.queue_len() == 0));
+}
+
+/// Sends messages from `threads` parallel sessions until told to stop or the server goes away;
+/// returns the tokens that got a 250.
+fn load(
+    addr: std::net::SocketAddr,
+    threads: usize,
+    per_thread: usize,
+    acked: Arc<AtomicUsize>,
+) -> Vec<std::thread::JoinHandle<Vec<String>>> {
+    (0..threads)
+        .map(|t| {
+            let acked = acked.clone();
+            std::thread::spawn(move || {
+                let mut ok = Vec::new();
+                let Ok(stream) = std::net::TcpStream::connect(addr) else {
+                    return ok;
+                };
+                drop(stream);
+                let mut c = Client::ready(addr);
+                for i in 0..per_thread {
+                    let token = format!("t{t}m{i}");
+                    let r = c.send_mail(
+                        "sender@outside.example",
+                        &["user@example.com"],
+                        &test_message(&token, 20),
+                    );
+                    if r.code != 250 {
+                        break;
+                    }
+                    ok.push(token);
+                    acked.fetch_add(1, Ordering::SeqCst);
+                }
+                ok
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_mid_stream_loses_no_acknowledged_message() {
+    let sink = Sink::start(&[]);
+    let mut gw = Gateway::start(&Setup::new(sink.port, sink.port));
+    let acked = Arc::new(AtomicUsize::new(0));
+    let handles = load(gw.addr, 10, 300, acked.clone());
+    assert!(
+        wait_until(Duration::from_secs(60), || acked.load(Ordering::SeqCst)
+            >= 300),
+        "load did not get going"
+    );
+    gw.kill9();
+    let acknowledged: Vec<String> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap_or_default())
+        .collect();
+    assert!(acknowledged.len() >= 300);
+    assert!(acknowledged.len() < 3000, "the kill happened mid-stream");
+    gw.restart();
+    let count = |sink: &Sink| -> HashMap<String, usize> {
+        let mut seen = HashMap::new();
+        for m in sink.messages() {
+            if let Some(s) = m.header("Subject") {
+                *seen
+                    .entry(s.trim_start_matches("test ").to_owned())
+                    .or_insert(0) += 1;
+            }
+        }
+        seen
+    };
+    let all_arrived = wait_until(Duration::from_secs(60), || {
+        let seen = count(&sink);
+        acknowledged.iter().all(|t| seen.contains_key(t))
+    });
+    let seen = count(&sink);
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .filter(|t| !seen.contains_key(*t))
+        .collect();
+    assert!(
+        all_arrived,
+        "{} acknowledged messages lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    // Nothing stays in limbo: the queue drains completely.
+    assert!(wait_until(Duration::from_secs(30), || gw.queue_len() == 0));
+    // At most one resend of what was in flight at the kill.
+    let dups = seen.values().filter(|&&n| n > 1).count();
+    assert!(
+        seen.values().all(|&n| n <= 2),
+        "a message arrived more than twice"
+    );
+    assert!(
+        dups <= 100,
+        "{dups} duplicates is more than the in-flight window"
+    );
+    eprintln!(
+        "acknowledged {}, delivered {} distinct, {} resent after the crash",
+        acknowledged.len(),
+        seen.len(),
+        dups
+    );
+}
+
+#[test]
+fn downstream_outage_and_4xx_defer_until_it_comes_back() {
+    let mut sink = Sink::start(&[]);
+    sink.stop();
+    let gw = Gateway::start(&Setup::new(sink.port, sink.port));
+    let mut c = Client::ready(gw.addr);
+    for i in 0..5 {
+        let r = c.send_mail(
+            "sender@outside.example",
+            &["user@example.com"],
+            &test_message(&format!("down{i}"), 3),
+        );
+        assert_eq!(r.code, 250, "{}", r.text);
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        gw.queue_len(),
+        5,
+        "messages wait in the queue while downstream is down"
+    );
+    let listing = gw.cli(&["queue", "list"]);
+    assert!(String::from_utf8_lossy(&listing.stdout).contains("Connection refused"));
+    sink.restart_with(&[]);
+    assert!(wait_until(Duration::from_secs(30), || sink
+        .messages()
+        .len()
+        == 5));
+    assert!(wait_until(Duration::from_secs(10), || gw.queue_len() == 0));
+
+    // Downstream answers 4xx to RCPT: deferred, not bounced.
+    sink.restart_with(&["-r", "RCPT"]);
+    for i in 0..3 {
+        let r = c.send_mail(
+            "sender@outside.example",
+            &["user@example.com"],
+            &test_message(&format!("soft{i}"), 3),
+        );
+        assert_eq!(r.code, 250);
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(gw.queue_len(), 3);
+    assert_eq!(
+        sink.messages().len(),
+        5,
+        "nothing delivered, nothing bounced"
+    );
+    sink.restart_with(&[]);
+    assert!(wait_until(Duration::from_secs(30), || sink
+        .messages()
+        .len()
+        == 8));
+    assert!(wait_until(Duration::from_secs(10), || gw.queue_len() == 0));
+
+    // `queue flush` and `retry` answer; `delete` removes.
+    sink.stop();
+    let r = c.send_mail(
+        "sender@outside.example",
+        &["user@example.com"],
+        &test_message("deleted", 1),
+    );
+    assert_eq!(r.code, 250);
+    let id = r.text.split_whitespace().last().unwrap().to_owned();
+    assert!(gw.cli(&["queue", "flush"]).status.success());
+    assert!(gw.cli(&["queue", "retry", &id]).status.success());
+    let show = gw.cli(&["queue", "show", &id]);
+    assert!(String::from_utf8_lossy(&show.stdout).contains("Subject: test deleted"));
+    assert!(gw.cli(&["queue", "delete", &id]).status.success());
+    assert_eq!(gw.queue_len(), 0);
+    assert!(!gw.cli(&["queue", "show", &id]).status.success());
+    assert!(
+        !gw.cli(&["queue", "retry", "../../etc/passwd"])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn permanent_failure_bounces_to_the_sender() {
+    let downstream = Sink::start(&["-f", "RCPT"]);
+    let elsewhere = Sink::start(&[]);
+    let gw = Gateway::start(&Setup::new(downstream.port, elsewhere.port));
+    let mut c = Client::ready(gw.addr);
+    let r = c.send_mail(
+        "sender@outside.example",
+        &["user@example.com"],
+        &test_message("bounce-me", 3),
+    );
+    assert_eq!(r.code, 250);
+    assert!(wait_until(Duration::from_secs(20), || elsewhere
+        .messages()
+        .len()
+        == 1));
+    let dsn = &elsewhere.messages()[0];
+    assert!(
+        dsn.mail_from.starts_with("<> "),
+        "bounces have a null sender: {}",
+        dsn.mail_from
+    );
+    assert_eq!(dsn.rcpts, vec!["<sender@outside.example>"]);
+    assert!(dsn.content.contains("report-type=delivery-status"));
+    assert!(
+        dsn.content
+            .contains("Final-Recipient: rfc822; user@example.com")
+    );
+    assert!(dsn.content.contains("Action: failed"));
+    assert!(
+        dsn.content.contains("Subject: test bounce-me"),
+        "original headers quoted"
+    );
+    assert!(downstream.messages().is_empty());
+    assert!(wait_until(Duration::from_secs(10), || gw.queue_len() == 0));
+}
+
+/// A small tmpfs, unmounted on drop.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (tests/run.sh runs as root on CI)"
+        );
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn full_disk_refuses_new_mail_with_452_and_keeps_what_it_accepted() {
+    let fs = Tmpfs::mount("3m");
+    let mut sink = Sink::start(&[]);
+    sink.stop();
+    let mut setup = Setup::new(sink.port, sink.port).smtp("min_free_space_mib = 0");
+    setup.data_dir = Some(fs.0.path().join("data"));
+    let gw = Gateway::start(&setup);
+    let mut c = Client::ready(gw.addr);
+    let mut accepted = Vec::new();
+    let mut refusal = None;
+    for i in 0..200 {
+        let token = format!("full{i}");
+        let r = c.send_mail(
+            "sender@outside.example",
+            &["user@example.com"],
+            &test_message(&token, 1500),
+        );
+        match r.code {
+            250 => accepted.push(token),
+            _ => {
+                refusal = Some(r);
+                break;
+            }
+        }
+        if c.cmd("RSET").code != 250 {
+            break;
+        }
+    }
+    let refusal = refusal.expect("the disk filled up");
+    assert_eq!(refusal.code, 452, "{}", refusal.text);
+    assert!(refusal.text.contains("4.3.1"), "{}", refusal.text);
+    assert!(!accepted.is_empty());
+    // The session and the server survive; once downstream is back everything accepted arrives.
+    assert_eq!(c.cmd("NOOP").code, 250);
+    sink.restart_with(&[]);
+    assert!(
+        wait_until(Duration::from_secs(60), || sink.messages().len()
+            >= accepted.len()),
+        "{} of {} accepted messages delivered",
+        sink.messages().len(),
+        accepted.len()
+    );
+    let subjects: HashSet<String> = sink
+        .messages()
+        .iter()
+        .filter_map(|m| m.header("Subject"))
+        .collect();
+    for t in &accepted {
+        assert!(subjects.contains(&format!("test {t}")), "{t} lost");
+    }
+    // With space back, mail is accepted again.
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let mut c = Client::ready(gw.addr);
+            let msg = test_message("after-full", 3);
+            c.send_mail("sender@outside.example", &["user@example.com"], &msg)
+                .code
+                == 250
+        }),
+        "mail accepted again once the queue drained"
+    );
+
+    // A free-space threshold above what the filesystem has: refused already at MAIL.
+    let mut strict = Setup::new(sink.port, sink.port).smtp("min_free_space_mib = 100");
+    strict.data_dir = Some(fs.0.path().join("strict"));
+    let gw2 = Gateway::start(&strict);
+    let mut c2 = Client::ready(gw2.addr);
+    let r = c2.cmd("MAIL FROM:<sender@outside.example>");
+    assert_eq!(r.code, 452, "{}", r.text);
+}
