@@ -519,6 +519,17 @@ mod tests {
     }
 
     #[test]
+    fn documented_example_is_valid() {
+        let c = Config::parse(include_str!("../config/jianmen.example.toml")).unwrap();
+        assert_eq!(c.routes[0].tls, TlsPolicy::Opportunistic);
+        assert_eq!(c.smtp.max_errors, SmtpConfig::default().max_errors);
+        assert_eq!(
+            c.delivery.max_lifetime_secs,
+            DeliveryConfig::default().max_lifetime_secs
+        );
+    }
+
+    #[test]
     fn domain_check() {
         assert!(is_domain_like("mail.example.com"));
         assert!(!is_domain_like("a..b"));

@@ -38,7 +38,12 @@ enum Command {
     /// Inspect and steer the delivery queue.
     Queue {
         /// Configuration file (TOML).
-        #[arg(long, short, default_value = "/etc/jianmen/jianmen.toml")]
+        #[arg(
+            long,
+            short,
+            global = true,
+            default_value = "/etc/jianmen/jianmen.toml"
+        )]
         config: PathBuf,
         #[command(subcommand)]
         action: QueueAction,

@@ -74,31 +74,35 @@ impl Manager {
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs forever: each round starts every due message not already being delivered.
+    /// Runs forever: new messages are started as soon as they are committed; the store is
+    /// scanned for due retries once per poll interval.
     pub async fn run(self: Arc<Self>) {
+        let mut last_scan: Option<Instant> = None;
         loop {
-            match self.queue.store().due(unix_now(), 1000).await {
-                Ok(ids) => {
-                    for id in ids {
-                        if !self.in_flight().insert(id.clone()) {
-                            continue;
-                        }
-                        let Ok(permit) = self.slots.clone().acquire_owned().await else {
-                            return;
-                        };
-                        let me = self.clone();
-                        tokio::spawn(async move {
-                            me.process(&id).await;
-                            me.in_flight().remove(&id);
-                            drop(permit);
-                            // A finished slot may unblock a bounce or retry that is due.
-                            me.queue.wake().notify_one();
-                        });
-                    }
+            let mut ids = self.queue.take_fresh();
+            if last_scan.is_none_or(|t| t.elapsed() >= POLL) {
+                last_scan = Some(Instant::now());
+                match self.queue.store().due(unix_now(), 1000).await {
+                    Ok(due) => ids.extend(due),
+                    Err(e) => tracing::error!(error = %e, "cannot read the queue"),
                 }
-                Err(e) => tracing::error!(error = %e, "cannot read the queue"),
             }
-            let _ = tokio::time::timeout(POLL, self.queue.wake().notified()).await;
+            for id in ids {
+                if !self.in_flight().insert(id.clone()) {
+                    continue;
+                }
+                let Ok(permit) = self.slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let me = self.clone();
+                tokio::spawn(async move {
+                    me.process(&id).await;
+                    me.in_flight().remove(&id);
+                    drop(permit);
+                });
+            }
+            let wait = POLL.saturating_sub(last_scan.map(|t| t.elapsed()).unwrap_or_default());
+            let _ = tokio::time::timeout(wait, self.queue.woken()).await;
         }
     }
 
@@ -248,8 +252,8 @@ impl Manager {
             }
             return Err(e);
         }
-        if bounce.is_some() {
-            self.queue.wake().notify_one();
+        if let Some(b) = &bounce {
+            self.queue.announce([b.id.clone()]);
         }
         if let Err(e) = self.queue.spool().remove(&message.id) {
             tracing::warn!(queue_id = %message.id, error = %e, "cannot remove spool file");

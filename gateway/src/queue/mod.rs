@@ -71,8 +71,26 @@ pub struct Queue {
     spool: Spool,
     store: Arc<dyn QueueStore>,
     commits: mpsc::Sender<Commit>,
-    wake: Arc<Notify>,
+    fresh: Arc<Fresh>,
     min_free_bytes: u64,
+}
+
+/// Ids of newly committed messages, handed straight to the manager so that it need not scan
+/// the store for them; `wake` is signalled whenever one is added.
+#[derive(Default)]
+struct Fresh {
+    ids: std::sync::Mutex<Vec<String>>,
+    wake: Notify,
+}
+
+impl Fresh {
+    fn push(&self, ids: impl IntoIterator<Item = String>) {
+        self.ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(ids);
+        self.wake.notify_one();
+    }
 }
 
 impl Queue {
@@ -92,13 +110,13 @@ impl Queue {
             }
         }
         let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
-        let wake = Arc::new(Notify::new());
-        tokio::spawn(commit_loop(rx, spool.clone(), store.clone(), wake.clone()));
+        let fresh = Arc::new(Fresh::default());
+        tokio::spawn(commit_loop(rx, spool.clone(), store.clone(), fresh.clone()));
         Ok(Arc::new(Self {
             spool,
             store,
             commits: tx,
-            wake,
+            fresh,
             min_free_bytes,
         }))
     }
@@ -113,9 +131,19 @@ impl Queue {
         &self.spool
     }
 
-    /// Signalled whenever new work is queued.
-    pub fn wake(&self) -> &Arc<Notify> {
-        &self.wake
+    /// Waits until a new message is committed.
+    pub async fn woken(&self) {
+        self.fresh.wake.notified().await;
+    }
+
+    /// Announces messages that are ready for delivery now (e.g. a bounce just queued).
+    pub fn announce(&self, ids: impl IntoIterator<Item = String>) {
+        self.fresh.push(ids);
+    }
+
+    /// Takes the ids committed since the last call.
+    pub fn take_fresh(&self) -> Vec<String> {
+        std::mem::take(&mut *self.fresh.ids.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Whether the spool filesystem has room for new mail.
@@ -157,7 +185,7 @@ async fn commit_loop(
     mut rx: mpsc::Receiver<Commit>,
     spool: Spool,
     store: Arc<dyn QueueStore>,
-    wake: Arc<Notify>,
+    fresh: Arc<Fresh>,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
@@ -184,7 +212,12 @@ async fn commit_loop(
             let _ = commit.done.send(reply);
         }
         if ok {
-            wake.notify_one();
+            fresh.push(
+                batch
+                    .into_iter()
+                    .filter(|m| m.state == MessageState::Active)
+                    .map(|m| m.id),
+            );
         }
     }
 }

@@ -202,14 +202,27 @@ pub trait QueueStore: Send + Sync {
 /// other writers instead of failing on a stale WAL snapshot) and always ends: committed, or
 /// rolled back — and if even the rollback fails (disk full), the connection is discarded rather
 /// than returned to the pool inside a broken transaction.
+///
+/// `durable` transactions (new mail, bounces) are fsync'd at commit. Bookkeeping that may be
+/// lost in a crash at the price of one resend (delivery outcomes) commits without waiting for
+/// the disk; the next durable commit flushes it along.
 struct WriteTx {
     conn: PoolConnection<Sqlite>,
 }
 
 impl WriteTx {
-    async fn begin(pool: &SqlitePool) -> Result<Self, StoreError> {
+    async fn begin(pool: &SqlitePool, durable: bool) -> Result<Self, StoreError> {
         let mut conn = pool.acquire().await?;
-        if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+        // Set per transaction: the one writer connection serves both kinds.
+        let sync = if durable { "FULL" } else { "NORMAL" };
+        let begun = match sqlx::query(&format!("PRAGMA synchronous = {sync}"))
+            .execute(&mut *conn)
+            .await
+        {
+            Ok(_) => sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = begun {
             conn.close_on_drop();
             return Err(e.into());
         }
@@ -236,8 +249,12 @@ impl WriteTx {
 }
 
 /// The embedded SQLite store.
+///
+/// All writes go through one connection, so in-process writers queue in the pool instead of
+/// sleeping in SQLite's busy handler; reads use their own connections.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    writer: SqlitePool,
     pool: SqlitePool,
 }
 
@@ -278,14 +295,18 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             // Give the space of a WAL grown by a burst back after checkpoints.
             .pragma("journal_size_limit", "16777216");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
             .await?;
         for statement in SCHEMA {
-            sqlx::query(statement).execute(&pool).await?;
+            sqlx::query(statement).execute(&writer).await?;
         }
-        Ok(Self { pool })
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, pool })
     }
 
     async fn recipients(&self, id: &str) -> Result<Vec<QueuedRcpt>, StoreError> {
@@ -344,22 +365,25 @@ async fn insert_one(conn: &mut SqliteConnection, m: &NewMessage) -> Result<(), S
     .bind(m.received_at)
     .execute(&mut *conn)
     .await?;
-    for rcpt in &m.rcpts {
-        sqlx::query(
-            "INSERT OR IGNORE INTO recipients (message_id, address, status) VALUES (?, ?, 'pending')",
-        )
-        .bind(&m.id)
-        .bind(rcpt)
-        .execute(&mut *conn)
-        .await?;
+    if m.rcpts.is_empty() {
+        return Ok(());
     }
+    // One statement for all recipients: every statement is a round trip to SQLite's thread.
+    let mut sql =
+        String::from("INSERT OR IGNORE INTO recipients (message_id, address, status) VALUES ");
+    sql.push_str(&vec!["(?, ?, 'pending')"; m.rcpts.len()].join(", "));
+    let mut query = sqlx::query(&sql);
+    for rcpt in &m.rcpts {
+        query = query.bind(&m.id).bind(rcpt);
+    }
+    query.execute(&mut *conn).await?;
     Ok(())
 }
 
 #[async_trait]
 impl QueueStore for SqliteStore {
     async fn insert(&self, batch: &[NewMessage]) -> Result<(), StoreError> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer, true).await?;
         let result = async {
             for m in batch {
                 insert_one(&mut tx.conn, m).await?;
@@ -419,7 +443,7 @@ impl QueueStore for SqliteStore {
         outcomes: &[RcptOutcome],
         next_attempt: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        let mut tx = WriteTx::begin(&self.writer, false).await?;
         let result = async {
             for o in outcomes {
                 sqlx::query(
@@ -447,7 +471,8 @@ impl QueueStore for SqliteStore {
     }
 
     async fn complete(&self, id: &str, dsn: Option<&NewMessage>) -> Result<(), StoreError> {
-        let mut tx = WriteTx::begin(&self.pool).await?;
+        // A bounce must survive a crash; a plain completion lost in one costs one resend.
+        let mut tx = WriteTx::begin(&self.writer, dsn.is_some()).await?;
         let result = async {
             if let Some(dsn) = dsn {
                 insert_one(&mut tx.conn, dsn).await?;
@@ -470,13 +495,13 @@ impl QueueStore for SqliteStore {
                 )
                 .bind(at)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
             }
             None => {
                 sqlx::query("UPDATE messages SET next_attempt = ? WHERE state = 'active'")
                     .bind(at)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?
             }
         };
@@ -486,7 +511,7 @@ impl QueueStore for SqliteStore {
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let result = sqlx::query("DELETE FROM messages WHERE id = ?")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(result.rows_affected() > 0)
     }
@@ -550,6 +575,7 @@ mod tests {
         let mut ids = store.ids().await.unwrap();
         ids.sort();
         assert_eq!(ids, vec!["B", "C"]);
+        assert_eq!(store.reschedule(Some("B"), 7).await.unwrap(), 1);
         assert!(store.delete("B").await.unwrap());
         assert!(!store.delete("B").await.unwrap());
     }

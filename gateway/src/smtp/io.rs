@@ -11,7 +11,11 @@ use tokio::time::Instant;
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-const READ_CHUNK: usize = 64 * 1024;
+/// Bytes a read asks for at least; the buffer grows (and reads get larger) while a message
+/// streams in, and stays small for idle sessions.
+const READ_CHUNK: usize = 4 * 1024;
+/// Consumed bytes kept in front of the buffer before it is compacted.
+const COMPACT_AFTER: usize = 64 * 1024;
 
 /// Why reading stopped.
 #[derive(Debug, thiserror::Error)]
@@ -94,40 +98,25 @@ impl Conn {
         if self.rpos == self.rbuf.len() {
             self.rbuf.clear();
             self.rpos = 0;
-        } else if self.rpos > READ_CHUNK {
+        } else if self.rpos > COMPACT_AFTER {
             self.rbuf.drain(..self.rpos);
             self.rpos = 0;
         }
-        let start = self.rbuf.len();
-        self.rbuf.resize(start + READ_CHUNK, 0);
+        self.rbuf.reserve(READ_CHUNK);
         let until = self.wait_until();
-        let result = {
-            let io = self.io.as_mut();
-            match io {
-                Some(io) => tokio::time::timeout_at(until, io.read(&mut self.rbuf[start..])).await,
-                None => Ok(Err(io::Error::new(
-                    io::ErrorKind::NotConnected,
-                    "no stream",
-                ))),
-            }
+        let result = match self.io.as_mut() {
+            // read_buf fills spare capacity: no zeroing of the buffer on every read.
+            Some(io) => tokio::time::timeout_at(until, io.read_buf(&mut self.rbuf)).await,
+            None => Ok(Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "no stream",
+            ))),
         };
         match result {
-            Err(_) => {
-                self.rbuf.truncate(start);
-                Err(ReadError::Timeout)
-            }
-            Ok(Err(e)) => {
-                self.rbuf.truncate(start);
-                Err(ReadError::Io(e))
-            }
-            Ok(Ok(0)) => {
-                self.rbuf.truncate(start);
-                Err(ReadError::Closed)
-            }
-            Ok(Ok(n)) => {
-                self.rbuf.truncate(start + n);
-                Ok(n)
-            }
+            Err(_) => Err(ReadError::Timeout),
+            Ok(Err(e)) => Err(ReadError::Io(e)),
+            Ok(Ok(0)) => Err(ReadError::Closed),
+            Ok(Ok(n)) => Ok(n),
         }
     }
 
