@@ -78,6 +78,10 @@ pub struct Setup {
     pub data_dir: Option<PathBuf>,
     /// `tls` policy of the route to `downstream`.
     pub downstream_tls: &'static str,
+    /// Protected domains besides `example.com`.
+    pub also_protected: Vec<String>,
+    /// Route every other domain to `elsewhere`; when false they go by MX lookup.
+    pub catch_all: bool,
 }
 
 impl Setup {
@@ -90,6 +94,8 @@ impl Setup {
             delivery: vec!["retry_initial_secs = 1".into(), "retry_max_secs = 2".into()],
             data_dir: None,
             downstream_tls: "none",
+            also_protected: Vec::new(),
+            catch_all: true,
         }
     }
 
@@ -119,20 +125,14 @@ listen = ["127.0.0.1:{port}"]
 self_signed = true
 
 [domains]
-protected = ["example.com"]
+protected = [{protected}]
 
 [[route]]
 domain = "example.com"
 host = "127.0.0.1"
 port = {downstream}
 tls = "{tls}"
-
-[[route]]
-domain = "*"
-host = "127.0.0.1"
-port = {elsewhere}
-tls = "none"
-
+{catch_all}
 [delivery]
 {delivery}
 
@@ -143,8 +143,20 @@ listen = "127.0.0.1:0"
             smtp = self.smtp.join("\n"),
             delivery = self.delivery.join("\n"),
             downstream = self.downstream,
-            elsewhere = self.elsewhere,
             tls = self.downstream_tls,
+            protected = std::iter::once("example.com")
+                .chain(self.also_protected.iter().map(String::as_str))
+                .map(|d| format!("\"{d}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            catch_all = if self.catch_all {
+                format!(
+                    "\n[[route]]\ndomain = \"*\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n",
+                    self.elsewhere
+                )
+            } else {
+                String::new()
+            },
         )
     }
 }
@@ -439,6 +451,54 @@ impl SunkMessage {
             .split_once("\n\n")
             .map(|(_, b)| b)
             .unwrap_or("")
+    }
+}
+
+/// dnsmasq serving fixed records on 127.0.0.1, authoritative for `.example` (unknown names
+/// there get NXDOMAIN).
+pub struct Dns {
+    child: Child,
+    /// Its UDP/TCP port.
+    pub port: u16,
+}
+
+impl Dns {
+    /// Starts dnsmasq with extra record options such as `--mx-host=…` and `--host-record=…`.
+    pub fn start(records: &[String]) -> Dns {
+        let port = free_port();
+        let child = Command::new("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                "--local=/example/",
+                "--log-facility=-",
+            ])
+            .arg(format!("--port={port}"))
+            .args(records)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq (install dnsmasq-base)");
+        // Ready once it answers on TCP.
+        assert!(
+            wait_until(Duration::from_secs(10), || TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "dnsmasq did not start"
+        );
+        Dns { child, port }
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
