@@ -388,3 +388,31 @@ fn full_disk_refuses_new_mail_with_452_and_keeps_what_it_accepted() {
     let r = c2.cmd("MAIL FROM:<sender@outside.example>");
     assert_eq!(r.code, 452, "{}", r.text);
 }
+
+#[test]
+fn messages_that_outlive_max_lifetime_bounce() {
+    let mut downstream = Sink::start(&[]);
+    downstream.stop();
+    let elsewhere = Sink::start(&[]);
+    let setup = Setup::new(downstream.port, elsewhere.port).delivery("max_lifetime_secs = 3");
+    let gw = Gateway::start(&setup);
+    let mut c = Client::ready(gw.addr);
+    let r = c.send_mail(
+        "sender@outside.example",
+        &["user@example.com"],
+        &test_message("expires", 2),
+    );
+    assert_eq!(r.code, 250);
+    assert!(wait_until(Duration::from_secs(30), || elsewhere
+        .messages()
+        .len()
+        == 1));
+    let dsn = &elsewhere.messages()[0];
+    assert!(
+        dsn.content.contains("delivery time expired"),
+        "{}",
+        dsn.content
+    );
+    assert!(dsn.content.contains("Connection refused"));
+    assert!(wait_until(Duration::from_secs(10), || gw.queue_len() == 0));
+}
