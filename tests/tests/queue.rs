@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use jianmen_testkit::{Client, Gateway, Setup, Sink, sha256_hex, test_message, wait_until};
+use jianmen_testkit::{
+    Client, Gateway, Setup, Sink, SunkMessage, sha256_hex, test_message, wait_until,
+};
 
 fn smtp_source(args: &[&str], target: &str) {
     let out = Command::new("smtp-source")
@@ -255,23 +257,28 @@ fn downstream_outage_and_4xx_defer_until_it_comes_back() {
     );
 }
 
+/// Sends one message to user@example.com and returns the bounce that reaches `elsewhere`.
+fn bounce_for(gw: &Gateway, elsewhere: &Sink, token: &str) -> SunkMessage {
+    let mut c = Client::ready(gw.addr);
+    let r = c.send_mail(
+        "sender@outside.example",
+        &["user@example.com"],
+        &test_message(token, 2),
+    );
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(
+        wait_until(Duration::from_secs(30), || elsewhere.messages().len() == 1),
+        "no bounce for {token}"
+    );
+    elsewhere.messages().remove(0)
+}
+
 #[test]
 fn permanent_failure_bounces_to_the_sender() {
     let downstream = Sink::start(&["-f", "RCPT"]);
     let elsewhere = Sink::start(&[]);
     let gw = Gateway::start(&Setup::new(downstream.port, elsewhere.port));
-    let mut c = Client::ready(gw.addr);
-    let r = c.send_mail(
-        "sender@outside.example",
-        &["user@example.com"],
-        &test_message("bounce-me", 3),
-    );
-    assert_eq!(r.code, 250);
-    assert!(wait_until(Duration::from_secs(20), || elsewhere
-        .messages()
-        .len()
-        == 1));
-    let dsn = &elsewhere.messages()[0];
+    let dsn = &bounce_for(&gw, &elsewhere, "bounce-me");
     assert!(
         dsn.mail_from.starts_with("<> "),
         "bounces have a null sender: {}",
@@ -396,18 +403,7 @@ fn messages_that_outlive_max_lifetime_bounce() {
     let elsewhere = Sink::start(&[]);
     let setup = Setup::new(downstream.port, elsewhere.port).delivery("max_lifetime_secs = 3");
     let gw = Gateway::start(&setup);
-    let mut c = Client::ready(gw.addr);
-    let r = c.send_mail(
-        "sender@outside.example",
-        &["user@example.com"],
-        &test_message("expires", 2),
-    );
-    assert_eq!(r.code, 250);
-    assert!(wait_until(Duration::from_secs(30), || elsewhere
-        .messages()
-        .len()
-        == 1));
-    let dsn = &elsewhere.messages()[0];
+    let dsn = &bounce_for(&gw, &elsewhere, "expires");
     assert!(
         dsn.content.contains("delivery time expired"),
         "{}",
