@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use super::store::{MessageKind, MessageState, NewMessage, QueuedMessage, RcptOutcome, RcptStatus};
-use super::{Queue, dsn};
+use super::{Completion, Queue, QueueError, dsn};
 use crate::config::DeliveryConfig;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
@@ -32,6 +32,21 @@ pub fn backoff(config: &DeliveryConfig, attempts: u32) -> u64 {
         .retry_initial_secs
         .saturating_mul(factor)
         .min(config.retry_max_secs)
+}
+
+/// A message to attempt: just committed (already in memory) or found due in the store.
+enum Work {
+    Loaded(QueuedMessage),
+    Due(String),
+}
+
+impl Work {
+    fn id(&self) -> &str {
+        match self {
+            Work::Loaded(m) => &m.id,
+            Work::Due(id) => id,
+        }
+    }
 }
 
 /// Schedules and runs deliveries.
@@ -79,15 +94,21 @@ impl Manager {
     pub async fn run(self: Arc<Self>) {
         let mut last_scan: Option<Instant> = None;
         loop {
-            let mut ids = self.queue.take_fresh();
+            let mut work: Vec<Work> = self
+                .queue
+                .take_fresh()
+                .into_iter()
+                .map(Work::Loaded)
+                .collect();
             if last_scan.is_none_or(|t| t.elapsed() >= POLL) {
                 last_scan = Some(Instant::now());
                 match self.queue.store().due(unix_now(), 1000).await {
-                    Ok(due) => ids.extend(due),
+                    Ok(due) => work.extend(due.into_iter().map(Work::Due)),
                     Err(e) => tracing::error!(error = %e, "cannot read the queue"),
                 }
             }
-            for id in ids {
+            for item in work {
+                let id = item.id().to_owned();
                 if !self.in_flight().insert(id.clone()) {
                     continue;
                 }
@@ -96,7 +117,7 @@ impl Manager {
                 };
                 let me = self.clone();
                 tokio::spawn(async move {
-                    me.process(&id).await;
+                    me.process(item).await;
                     me.in_flight().remove(&id);
                     drop(permit);
                 });
@@ -107,16 +128,21 @@ impl Manager {
     }
 
     /// One delivery attempt for one message.
-    async fn process(&self, id: &str) {
+    async fn process(&self, work: Work) {
         let started = Instant::now();
-        let mut message = match self.queue.store().get(id).await {
-            Ok(Some(m)) if m.state == MessageState::Active => m,
-            Ok(_) => return,
-            Err(e) => {
-                tracing::error!(queue_id = %id, error = %e, "cannot load message");
-                return;
-            }
+        let mut message = match work {
+            Work::Loaded(m) => m,
+            Work::Due(id) => match self.queue.store().get(&id).await {
+                Ok(Some(m)) if m.state == MessageState::Active => m,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::error!(queue_id = %id, error = %e, "cannot load message");
+                    return;
+                }
+            },
         };
+        let id = message.id.clone();
+        let id = id.as_str();
         let earlier = self.unrecorded().remove(id).unwrap_or_default();
         for o in &earlier {
             if let Some(r) = message.rcpts.iter_mut().find(|r| r.address == o.address) {
@@ -186,7 +212,11 @@ impl Manager {
         });
         let result = if still_pending {
             let next = unix_now() + backoff(&self.config, message.attempts) as i64;
-            self.queue.store().record(id, &outcomes, next).await
+            self.queue
+                .store()
+                .record(id, &outcomes, next)
+                .await
+                .map_err(QueueError::from)
         } else {
             self.finish(&message, &data, &outcomes).await
         };
@@ -208,7 +238,7 @@ impl Manager {
         message: &QueuedMessage,
         data: &[u8],
         outcomes: &[RcptOutcome],
-    ) -> Result<(), super::store::StoreError> {
+    ) -> Result<(), QueueError> {
         let mut failed: Vec<RcptOutcome> = message
             .rcpts
             .iter()
@@ -236,24 +266,21 @@ impl Manager {
             }
             None
         };
-        if let Err(e) = self
-            .queue
-            .store()
-            .complete(&message.id, bounce.as_ref())
-            .await
-        {
+        let completion = Completion {
+            id: message.id.clone(),
+            bounce,
+        };
+        let bounce_id = completion.bounce.as_ref().map(|b| b.id.clone());
+        if let Err(e) = self.queue.complete(completion).await {
             // Disk full can stop the store from recording that a message is done. If nothing
             // needs its file any more (no bounce to quote it), free the space now: the outcome
             // is kept in memory and the row is removed at the next attempt.
             if failed.is_empty() {
                 let _ = self.queue.spool().remove(&message.id);
-            } else if let Some(b) = &bounce {
-                let _ = self.queue.spool().remove(&b.id);
+            } else if let Some(b) = &bounce_id {
+                let _ = self.queue.spool().remove(b);
             }
             return Err(e);
-        }
-        if let Some(b) = &bounce {
-            self.queue.announce([b.id.clone()]);
         }
         if let Err(e) = self.queue.spool().remove(&message.id) {
             tracing::warn!(queue_id = %message.id, error = %e, "cannot remove spool file");

@@ -17,8 +17,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use spool::Spool;
 pub use store::{
-    MessageKind, MessageState, NewMessage, QueueStore, QueuedMessage, RcptOutcome, RcptStatus,
-    SqliteStore,
+    Completion, MessageKind, MessageState, NewMessage, QueueStore, QueuedMessage, RcptOutcome,
+    RcptStatus, SqliteStore,
 };
 
 /// Why a message could not be queued.
@@ -58,10 +58,13 @@ impl From<store::StoreError> for QueueError {
     }
 }
 
-struct Commit {
-    message: NewMessage,
+/// A request to a batching writer, answered when its batch is committed.
+struct Batched<T> {
+    item: T,
     done: oneshot::Sender<Result<(), QueueError>>,
 }
+
+type Commit = Batched<NewMessage>;
 
 /// Largest number of messages committed together.
 const MAX_GROUP: usize = 256;
@@ -71,24 +74,25 @@ pub struct Queue {
     spool: Spool,
     store: Arc<dyn QueueStore>,
     commits: mpsc::Sender<Commit>,
+    completions: mpsc::Sender<Batched<Completion>>,
     fresh: Arc<Fresh>,
     min_free_bytes: u64,
 }
 
-/// Ids of newly committed messages, handed straight to the manager so that it need not scan
-/// the store for them; `wake` is signalled whenever one is added.
+/// Newly committed messages, handed straight to the manager so that it need neither scan nor
+/// read the store for them; `wake` is signalled whenever one is added.
 #[derive(Default)]
 struct Fresh {
-    ids: std::sync::Mutex<Vec<String>>,
+    messages: std::sync::Mutex<Vec<QueuedMessage>>,
     wake: Notify,
 }
 
 impl Fresh {
-    fn push(&self, ids: impl IntoIterator<Item = String>) {
-        self.ids
+    fn push(&self, messages: impl IntoIterator<Item = QueuedMessage>) {
+        self.messages
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .extend(ids);
+            .extend(messages);
         self.wake.notify_one();
     }
 }
@@ -112,10 +116,13 @@ impl Queue {
         let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
         let fresh = Arc::new(Fresh::default());
         tokio::spawn(commit_loop(rx, spool.clone(), store.clone(), fresh.clone()));
+        let (done_tx, done_rx) = mpsc::channel(4 * MAX_GROUP);
+        tokio::spawn(complete_loop(done_rx, store.clone(), fresh.clone()));
         Ok(Arc::new(Self {
             spool,
             store,
             commits: tx,
+            completions: done_tx,
             fresh,
             min_free_bytes,
         }))
@@ -136,14 +143,29 @@ impl Queue {
         self.fresh.wake.notified().await;
     }
 
-    /// Announces messages that are ready for delivery now (e.g. a bounce just queued).
-    pub fn announce(&self, ids: impl IntoIterator<Item = String>) {
-        self.fresh.push(ids);
+    /// Takes the messages committed since the last call.
+    pub fn take_fresh(&self) -> Vec<QueuedMessage> {
+        std::mem::take(
+            &mut *self
+                .fresh
+                .messages
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
     }
 
-    /// Takes the ids committed since the last call.
-    pub fn take_fresh(&self) -> Vec<String> {
-        std::mem::take(&mut *self.fresh.ids.lock().unwrap_or_else(|p| p.into_inner()))
+    /// Removes a finished message from the store (its bounce, if any, is queued in the same
+    /// transaction and handed to the manager); batched with other completions.
+    pub async fn complete(&self, completion: Completion) -> Result<(), QueueError> {
+        let (done, wait) = oneshot::channel();
+        let request = Batched {
+            item: completion,
+            done,
+        };
+        if self.completions.send(request).await.is_err() {
+            return Err(QueueError::Closed);
+        }
+        wait.await.map_err(|_| QueueError::Closed)?
     }
 
     /// Whether the spool filesystem has room for new mail.
@@ -172,11 +194,24 @@ impl Queue {
         .map_err(|_| QueueError::Closed)??;
         let (done, wait) = oneshot::channel();
         let id = message.id.clone();
-        if self.commits.send(Commit { message, done }).await.is_err() {
+        let request = Commit {
+            item: message,
+            done,
+        };
+        if self.commits.send(request).await.is_err() {
             let _ = self.spool.remove(&id);
             return Err(QueueError::Closed);
         }
         wait.await.map_err(|_| QueueError::Closed)?
+    }
+}
+
+/// The same error for every member of a failed batch.
+fn shared(result: &Result<(), QueueError>) -> Result<(), QueueError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(QueueError::StorageFull) => Err(QueueError::StorageFull),
+        Err(e) => Err(QueueError::Spool(std::io::Error::other(e.to_string()))),
     }
 }
 
@@ -189,7 +224,7 @@ async fn commit_loop(
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let batch: Vec<NewMessage> = group.iter().map(|c| c.message.clone()).collect();
+        let batch: Vec<NewMessage> = group.iter().map(|c| c.item.clone()).collect();
         let sync = {
             let spool = spool.clone();
             tokio::task::spawn_blocking(move || spool.sync_dir()).await
@@ -199,24 +234,42 @@ async fn commit_loop(
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(QueueError::Closed),
         };
-        let ok = result.is_ok();
         for commit in group.drain(..) {
-            let reply = match &result {
-                Ok(()) => Ok(()),
-                Err(QueueError::StorageFull) => Err(QueueError::StorageFull),
-                Err(e) => Err(QueueError::Spool(std::io::Error::other(e.to_string()))),
-            };
-            if !ok {
-                let _ = spool.remove(&commit.message.id);
+            if result.is_err() {
+                let _ = spool.remove(&commit.item.id);
             }
-            let _ = commit.done.send(reply);
+            let _ = commit.done.send(shared(&result));
         }
-        if ok {
+        if result.is_ok() {
             fresh.push(
                 batch
-                    .into_iter()
+                    .iter()
                     .filter(|m| m.state == MessageState::Active)
-                    .map(|m| m.id),
+                    .map(NewMessage::queued),
+            );
+        }
+    }
+}
+
+/// Removes finished messages in groups: one transaction per group.
+async fn complete_loop(
+    mut rx: mpsc::Receiver<Batched<Completion>>,
+    store: Arc<dyn QueueStore>,
+    fresh: Arc<Fresh>,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let batch: Vec<Completion> = group.iter().map(|c| c.item.clone()).collect();
+        let result = store.complete(&batch).await.map_err(QueueError::from);
+        for request in group.drain(..) {
+            let _ = request.done.send(shared(&result));
+        }
+        if result.is_ok() {
+            fresh.push(
+                batch
+                    .iter()
+                    .filter_map(|c| c.bounce.as_ref())
+                    .map(NewMessage::queued),
             );
         }
     }

@@ -117,6 +117,44 @@ pub struct NewMessage {
     pub kind: MessageKind,
 }
 
+impl NewMessage {
+    /// The message as the store holds it right after insertion (no attempts yet).
+    pub fn queued(&self) -> QueuedMessage {
+        QueuedMessage {
+            id: self.id.clone(),
+            mail_from: self.mail_from.clone(),
+            size: self.size,
+            received_at: self.received_at,
+            client_ip: self.client_ip.clone(),
+            helo: self.helo.clone(),
+            smtputf8: self.smtputf8,
+            state: self.state,
+            hold_reason: self.hold_reason.clone(),
+            kind: self.kind,
+            attempts: 0,
+            next_attempt: self.received_at,
+            rcpts: self
+                .rcpts
+                .iter()
+                .map(|a| QueuedRcpt {
+                    address: a.clone(),
+                    status: RcptStatus::Pending,
+                    last_reply: None,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A finished message to remove, with the bounce that replaces it if any.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// The finished message.
+    pub id: String,
+    /// Its bounce, queued in the same transaction.
+    pub bounce: Option<NewMessage>,
+}
+
 /// A recipient as stored.
 #[derive(Debug, Clone, Serialize)]
 pub struct QueuedRcpt {
@@ -188,8 +226,9 @@ pub trait QueueStore: Send + Sync {
         outcomes: &[RcptOutcome],
         next_attempt: i64,
     ) -> Result<(), StoreError>;
-    /// Removes a finished message and, atomically, queues its bounce if there is one.
-    async fn complete(&self, id: &str, dsn: Option<&NewMessage>) -> Result<(), StoreError>;
+    /// Removes finished messages and, atomically with each, queues its bounce if it has one
+    /// (one transaction for the batch).
+    async fn complete(&self, batch: &[Completion]) -> Result<(), StoreError>;
     /// Makes one message (or all, with `None`) due at `at`; returns how many.
     async fn reschedule(&self, id: Option<&str>, at: i64) -> Result<u64, StoreError>;
     /// Deletes a message; returns whether it existed.
@@ -470,17 +509,20 @@ impl QueueStore for SqliteStore {
         tx.finish(result).await
     }
 
-    async fn complete(&self, id: &str, dsn: Option<&NewMessage>) -> Result<(), StoreError> {
+    async fn complete(&self, batch: &[Completion]) -> Result<(), StoreError> {
         // A bounce must survive a crash; a plain completion lost in one costs one resend.
-        let mut tx = WriteTx::begin(&self.writer, dsn.is_some()).await?;
+        let durable = batch.iter().any(|c| c.bounce.is_some());
+        let mut tx = WriteTx::begin(&self.writer, durable).await?;
         let result = async {
-            if let Some(dsn) = dsn {
-                insert_one(&mut tx.conn, dsn).await?;
+            for c in batch {
+                if let Some(bounce) = &c.bounce {
+                    insert_one(&mut tx.conn, bounce).await?;
+                }
+                sqlx::query("DELETE FROM messages WHERE id = ?")
+                    .bind(&c.id)
+                    .execute(&mut *tx.conn)
+                    .await?;
             }
-            sqlx::query("DELETE FROM messages WHERE id = ?")
-                .bind(id)
-                .execute(&mut *tx.conn)
-                .await?;
             Ok(())
         }
         .await;
@@ -570,7 +612,12 @@ mod tests {
         assert_eq!(store.reschedule(None, 0).await.unwrap(), 2);
         let mut dsn = message("C", &["a@b.example"]);
         dsn.kind = MessageKind::Dsn;
-        store.complete("A", Some(&dsn)).await.unwrap();
+        let done = Completion {
+            id: "A".into(),
+            bounce: Some(dsn.clone()),
+        };
+        store.complete(&[done]).await.unwrap();
+        assert_eq!(dsn.queued().rcpts[0].status, RcptStatus::Pending);
         assert!(store.get("A").await.unwrap().is_none());
         let mut ids = store.ids().await.unwrap();
         ids.sort();
