@@ -86,7 +86,16 @@ enum QueueAction {
     Flush,
 }
 
+/// Logs to the systemd journal when systemd connected our stderr to it (tracing events reach
+/// it through the `log` facade, fields folded into the message); to stderr otherwise.
 fn init_logging() {
+    if systemd_journal_logger::connected_to_journal()
+        && let Ok(journal) = systemd_journal_logger::JournalLog::new()
+        && journal.install().is_ok()
+    {
+        log::set_max_level(log::LevelFilter::Info);
+        return;
+    }
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("JIANMEN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
