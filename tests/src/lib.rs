@@ -340,23 +340,39 @@ impl Sink {
         self.spawn();
     }
 
-    /// Every message received so far, without smtp-sink's own headers (lines end in LF).
+    /// Every message received completely so far, without smtp-sink's own headers (lines end
+    /// in LF). smtp-sink creates a dump file when a transaction starts and keeps it open until
+    /// the transaction ends, so files it still holds open are left out.
     pub fn messages(&self) -> Vec<SunkMessage> {
-        let mut out = Vec::new();
-        let Ok(runs) = std::fs::read_dir(self.dir.path().join("d")) else {
-            return out;
-        };
-        for run in runs.flatten() {
-            let Ok(entries) = std::fs::read_dir(run.path()) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                if let Ok(text) = std::fs::read(entry.path()) {
-                    out.push(SunkMessage::parse(&text));
+        let mut paths = Vec::new();
+        if let Ok(runs) = std::fs::read_dir(self.dir.path().join("d")) {
+            for run in runs.flatten() {
+                if let Ok(entries) = std::fs::read_dir(run.path()) {
+                    paths.extend(entries.flatten().map(|e| e.path()));
                 }
             }
         }
-        out
+        let open = self.open_files();
+        paths
+            .iter()
+            .filter(|p| !open.contains(*p))
+            .filter_map(|p| std::fs::read(p).ok())
+            .map(|text| SunkMessage::parse(&text))
+            .collect()
+    }
+
+    /// Files the running smtp-sink has open.
+    fn open_files(&self) -> std::collections::HashSet<PathBuf> {
+        let Some(pid) = self.child.as_ref().map(Child::id) else {
+            return Default::default();
+        };
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|fds| {
+                fds.flatten()
+                    .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
