@@ -1,5 +1,6 @@
 //! SMTP throughput benchmark: Postfix `smtp-source` → `smtp-sink` directly, and the same load
-//! through Jianmen (pass-through scanner, fsync durability on), in one run. Prints msgs/s for
+//! through Jianmen (pass-through scanner, fsync durability on, spool on the real disk), in one
+//! run. The sinks dump into RAM so that their own file churn does not dominate either path. Prints msgs/s for
 //! both and their ratio, per-transaction latency p50/p99 measured by our own client, the
 //! gateway's peak RSS, and its RSS with 1,000 idle sessions open.
 //!
@@ -118,22 +119,26 @@ fn main() {
             .unwrap_or_default()
     );
 
-    // Direct: smtp-source → smtp-sink.
-    let direct_sink = Sink::start(&[]);
-    let direct = smtp_source(
-        &format!("127.0.0.1:{}", direct_sink.port),
-        messages,
-        sessions,
-        size,
-    );
-    assert!(wait_until(Duration::from_secs(60), || direct_sink
-        .messages()
-        .len()
-        >= messages));
-    let direct_rate = messages as f64 / direct.as_secs_f64();
+    // Direct: smtp-source → smtp-sink, measured before and after the gateway run; the ratio is
+    // taken against the faster of the two (this machine's disk and CPU vary from run to run).
+    let direct_run = || {
+        let sink = Sink::start_in_memory(&[]);
+        let took = smtp_source(
+            &format!("127.0.0.1:{}", sink.port),
+            messages,
+            sessions,
+            size,
+        );
+        assert!(wait_until(Duration::from_secs(60), || sink
+            .messages()
+            .len()
+            >= messages));
+        (messages as f64 / took.as_secs_f64(), sink)
+    };
+    let (direct_before, direct_sink) = direct_run();
 
     // Through the gateway.
-    let sink = Sink::start(&[]);
+    let sink = Sink::start_in_memory(&[]);
     let setup = Setup::new(sink.port, sink.port)
         .smtp("max_sessions_per_ip = 2000")
         .smtp("max_sessions = 2000")
@@ -161,6 +166,8 @@ fn main() {
         per_session,
     );
     let peak_rss = status_mib(pid, "VmHWM:");
+    let (direct_after, _) = direct_run();
+    let direct_rate = direct_before.max(direct_after);
 
     // 1,000 idle sessions.
     let before = status_mib(pid, "VmRSS:");
@@ -176,7 +183,9 @@ fn main() {
     println!();
     println!("| path | msgs/s | vs direct |");
     println!("|---|---:|---:|");
-    println!("| smtp-source → smtp-sink (direct) | {direct_rate:.0} | 100% |");
+    println!(
+        "| smtp-source → smtp-sink (direct; best of {direct_before:.0} before and {direct_after:.0} after) | {direct_rate:.0} | 100% |"
+    );
     println!(
         "| smtp-source → jianmen, accepted (250 after fsync) | {accept_rate:.0} | {:.0}% |",
         100.0 * accept_rate / direct_rate

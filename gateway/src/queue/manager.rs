@@ -298,7 +298,10 @@ impl Manager {
         let id = ulid::Ulid::new().to_string();
         let body = dsn::build(&self.hostname, &id, message, data, failed);
         let spool = self.queue.spool();
-        if let Err(e) = spool.write(&id, &[&body]).and_then(|_| spool.sync_dir()) {
+        if let Err(e) = spool
+            .write(&id, &[&body])
+            .and_then(|_| spool.sync_dirs([id.as_str()]))
+        {
             tracing::error!(queue_id = %message.id, error = %e, "cannot spool bounce");
             return None;
         }

@@ -227,7 +227,9 @@ async fn commit_loop(
         let batch: Vec<NewMessage> = group.iter().map(|c| c.item.clone()).collect();
         let sync = {
             let spool = spool.clone();
-            tokio::task::spawn_blocking(move || spool.sync_dir()).await
+            let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
+            tokio::task::spawn_blocking(move || spool.sync_dirs(ids.iter().map(String::as_str)))
+                .await
         };
         let result: Result<(), QueueError> = match sync {
             Ok(Ok(())) => store.insert(&batch).await.map_err(QueueError::from),

@@ -1,5 +1,9 @@
 //! Message files on disk. A file is complete and fsync'd before the store learns of it, so after
 //! any crash a file with no store row is an unacknowledged leftover and a row always has its file.
+//!
+//! Files are spread over 32 subdirectories by the last character of their id: a queue creates
+//! and deletes files all the time, and ext4 slows down allocating inodes in a directory's block
+//! group full of recently deleted ones.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -10,6 +14,9 @@ use std::path::{Path, PathBuf};
 pub struct Spool {
     dir: PathBuf,
 }
+
+/// The characters a ULID ends with (Crockford base32): one subdirectory each.
+const SHARDS: &str = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// Whether `id` is a queue id (ULID alphabet) — guards every path built from an id.
 pub fn is_queue_id(id: &str) -> bool {
@@ -30,12 +37,19 @@ fn bad_id(id: &str) -> io::Error {
 }
 
 impl Spool {
-    /// Opens (creating if needed) the spool directory.
+    /// Opens (creating if needed) the spool directory and its subdirectories.
     pub fn open(dir: &Path) -> io::Result<Self> {
-        fs::create_dir_all(dir)?;
+        for shard in SHARDS.chars() {
+            fs::create_dir_all(dir.join(shard.to_string()))?;
+        }
+        File::open(dir)?.sync_all()?;
         Ok(Self {
             dir: dir.to_owned(),
         })
+    }
+
+    fn shard(&self, id: &str) -> PathBuf {
+        self.dir.join(&id[id.len() - 1..])
     }
 
     /// The spool directory.
@@ -45,14 +59,14 @@ impl Spool {
 
     fn path(&self, id: &str) -> io::Result<PathBuf> {
         if is_queue_id(id) {
-            Ok(self.dir.join(id))
+            Ok(self.shard(id).join(id))
         } else {
             Err(bad_id(id))
         }
     }
 
     /// Writes a new message file from `parts` and fsyncs it (not yet the directory: see
-    /// [`Spool::sync_dir`]). A partial file is removed on failure.
+    /// [`Spool::sync_dirs`]). A partial file is removed on failure.
     pub fn write(&self, id: &str, parts: &[&[u8]]) -> io::Result<()> {
         let path = self.path(id)?;
         let result = (|| {
@@ -71,9 +85,20 @@ impl Spool {
         result
     }
 
-    /// Makes the directory entries of written files durable.
-    pub fn sync_dir(&self) -> io::Result<()> {
-        File::open(&self.dir)?.sync_all()
+    /// Makes the directory entries of the files written for `ids` durable (one fsync per
+    /// subdirectory involved).
+    pub fn sync_dirs<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> io::Result<()> {
+        let mut shards: Vec<PathBuf> = ids
+            .into_iter()
+            .filter(|id| is_queue_id(id))
+            .map(|id| self.shard(id))
+            .collect();
+        shards.sort();
+        shards.dedup();
+        for shard in shards {
+            File::open(shard)?.sync_all()?;
+        }
+        Ok(())
     }
 
     /// Reads a message file.
@@ -92,12 +117,14 @@ impl Spool {
     /// Ids of all message files present.
     pub fn ids(&self) -> io::Result<Vec<String>> {
         let mut ids = Vec::new();
-        for entry in fs::read_dir(&self.dir)? {
-            let name = entry?.file_name();
-            if let Some(name) = name.to_str()
-                && is_queue_id(name)
-            {
-                ids.push(name.to_owned());
+        for shard in SHARDS.chars() {
+            for entry in fs::read_dir(self.dir.join(shard.to_string()))? {
+                let name = entry?.file_name();
+                if let Some(name) = name.to_str()
+                    && is_queue_id(name)
+                {
+                    ids.push(name.to_owned());
+                }
             }
         }
         Ok(ids)
@@ -125,7 +152,7 @@ mod tests {
         let spool = Spool::open(dir.path()).unwrap();
         let id = ulid::Ulid::new().to_string();
         spool.write(&id, &[b"a", b"bc"]).unwrap();
-        spool.sync_dir().unwrap();
+        spool.sync_dirs([id.as_str()]).unwrap();
         assert_eq!(spool.read(&id).unwrap(), b"abc");
         assert_eq!(spool.ids().unwrap(), vec![id.clone()]);
         assert!(spool.write(&id, &[b"x"]).is_err(), "ids are never reused");
