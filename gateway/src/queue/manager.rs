@@ -298,10 +298,7 @@ impl Manager {
         let id = ulid::Ulid::new().to_string();
         let body = dsn::build(&self.hostname, &id, message, data, failed);
         let spool = self.queue.spool();
-        if let Err(e) = spool
-            .write(&id, &[&body])
-            .and_then(|_| spool.sync_dirs([id.as_str()]))
-        {
+        if let Err(e) = spool.write(&id, &[&body]) {
             tracing::error!(queue_id = %message.id, error = %e, "cannot spool bounce");
             return None;
         }

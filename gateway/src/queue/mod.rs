@@ -1,9 +1,9 @@
 //! The durable queue: [`spool`] files plus [`store`] metadata, a group-commit writer that lets
-//! many sessions share one directory fsync and one database commit, the delivery [`manager`] and
-//! bounce generation ([`dsn`]).
+//! many sessions share one database commit, the delivery [`manager`] and bounce generation
+//! ([`dsn`]).
 //!
-//! Durability order for a new message: file written and fsync'd → directory fsync'd → row
-//! committed → only then may the session answer 250.
+//! Durability order for a new message: file written and fsync'd → its directory fsync'd → row
+//! committed (group commit) → only then may the session answer 250.
 
 pub mod dsn;
 pub mod manager;
@@ -215,7 +215,7 @@ fn shared(result: &Result<(), QueueError>) -> Result<(), QueueError> {
     }
 }
 
-/// Commits queued messages in groups: one directory fsync and one transaction per group.
+/// Commits queued messages in groups: one transaction (one WAL fsync) per group.
 async fn commit_loop(
     mut rx: mpsc::Receiver<Commit>,
     spool: Spool,
@@ -225,17 +225,7 @@ async fn commit_loop(
     let mut group = Vec::with_capacity(MAX_GROUP);
     while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
         let batch: Vec<NewMessage> = group.iter().map(|c| c.item.clone()).collect();
-        let sync = {
-            let spool = spool.clone();
-            let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
-            tokio::task::spawn_blocking(move || spool.sync_dirs(ids.iter().map(String::as_str)))
-                .await
-        };
-        let result: Result<(), QueueError> = match sync {
-            Ok(Ok(())) => store.insert(&batch).await.map_err(QueueError::from),
-            Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(QueueError::Closed),
-        };
+        let result = store.insert(&batch).await.map_err(QueueError::from);
         for commit in group.drain(..) {
             if result.is_err() {
                 let _ = spool.remove(&commit.item.id);
