@@ -160,10 +160,13 @@ pub async fn run(dir: &Path) -> Result<(), DemoError> {
          Try:\n\
          \x20 swaks --server {DEMO_SMTP} --tls --from someone@example.org --to alice@{DEMO_DOMAIN}\n\
          \x20 ls -R {mailbox}\n\
-         \x20 jianmen queue list --config {config}\n\
+         \x20 {exe} queue list --config {config}\n\
          Press Ctrl-C to stop.",
         config = config_path.display(),
         mailbox = mailbox_dir.display(),
+        exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "jianmen".into()),
     );
     crate::daemon::run(config, Arc::new(crate::scan::PassThrough)).await?;
     Ok(())
