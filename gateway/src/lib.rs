@@ -14,6 +14,8 @@
 //! Around the path: [`config`] (TOML, validated at start), [`metrics`] (Prometheus),
 //! [`daemon`] (wiring), [`demo`] (self-contained demo with a built-in downstream mailbox).
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod daemon;
 pub mod demo;
