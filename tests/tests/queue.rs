@@ -422,3 +422,39 @@ fn messages_that_outlive_max_lifetime_bounce() {
     assert!(dsn.content.contains("Connection refused"));
     assert!(wait_until(Duration::from_secs(10), || gw.queue_len() == 0));
 }
+
+#[test]
+fn a_pooled_connection_the_downstream_dropped_is_replaced_not_deferred() {
+    let mut sink = Sink::start(&[]);
+    let mut setup = Setup::new(sink.port, sink.port);
+    // A deferral would hold the message for five minutes: it must not happen.
+    setup.delivery = vec![
+        "retry_initial_secs = 300".into(),
+        "retry_max_secs = 300".into(),
+    ];
+    let gw = Gateway::start(&setup);
+    let mut c = Client::ready(gw.addr);
+    let first = test_message("pooled-1", 2);
+    assert_eq!(
+        c.send_mail("sender@outside.example", &["user@example.com"], &first)
+            .code,
+        250
+    );
+    assert!(wait_until(Duration::from_secs(10), || sink
+        .messages()
+        .len()
+        == 1));
+    // The downstream restarts: the gateway's idle connection to it is now dead.
+    sink.restart_with(&[]);
+    let second = test_message("pooled-2", 2);
+    assert_eq!(
+        c.send_mail("sender@outside.example", &["user@example.com"], &second)
+            .code,
+        250
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || sink.messages().len() == 2),
+        "second message deferred instead of sent on a new connection"
+    );
+    assert!(wait_until(Duration::from_secs(5), || gw.queue_len() == 0));
+}

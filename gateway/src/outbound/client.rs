@@ -55,6 +55,18 @@ pub enum ClientError {
     /// The server refused permanently (e.g. 5xx to MAIL FROM or to the data).
     #[error("{0}")]
     Permanent(String),
+    /// The connection failed before the transaction began: on a reused connection this means
+    /// the peer had closed it, and the transaction can be tried again on a new one.
+    #[error("{0}")]
+    Stale(String),
+}
+
+/// Marks a failure of a transaction's first exchange as [`ClientError::Stale`].
+fn stale(e: ClientError) -> ClientError {
+    match e {
+        ClientError::Temporary(m) => ClientError::Stale(m),
+        other => other,
+    }
 }
 
 /// What the server advertised in EHLO.
@@ -191,8 +203,8 @@ impl Client {
         Ok(())
     }
 
-    /// Checks that a reused connection is still alive and resets its state.
-    pub async fn reset(&mut self) -> Result<(), ClientError> {
+    /// Resets the transaction state after a transaction that did not reach DATA.
+    async fn reset(&mut self) -> Result<(), ClientError> {
         self.write(b"RSET\r\n").await?;
         let reply = self.read_reply().await?;
         if reply.is_positive() {
@@ -249,15 +261,15 @@ impl Client {
             for r in rcpts {
                 batch.extend_from_slice(format!("RCPT TO:<{r}>\r\n").as_bytes());
             }
-            self.write(&batch).await?;
-            let mail_reply = self.read_reply().await?;
+            self.write(&batch).await.map_err(stale)?;
+            let mail_reply = self.read_reply().await.map_err(stale)?;
             for r in rcpts {
                 replies.push((r.clone(), self.read_reply().await?));
             }
             check_mail_reply(&mail_reply)?;
         } else {
-            self.write(mail.as_bytes()).await?;
-            check_mail_reply(&self.read_reply().await?)?;
+            self.write(mail.as_bytes()).await.map_err(stale)?;
+            check_mail_reply(&self.read_reply().await.map_err(stale)?)?;
             for r in rcpts {
                 self.write(format!("RCPT TO:<{r}>\r\n").as_bytes()).await?;
                 replies.push((r.clone(), self.read_reply().await?));

@@ -93,14 +93,24 @@ impl Outbound {
         let Ok(_permit) = self.limit(&dest.key).acquire_owned().await else {
             return all(&rcpts, RcptStatus::Pending, "shutting down");
         };
-        let mut client = match self.client_for(&dest).await {
-            Ok(c) => c,
-            Err(e) => return all(&rcpts, RcptStatus::Pending, &e),
+        let (mut client, reused) = match self.take_idle(&dest.key) {
+            Some(c) => (c, true),
+            None => match self.connect(&dest).await {
+                Ok(c) => (c, false),
+                Err(e) => return all(&rcpts, RcptStatus::Pending, &e),
+            },
         };
-        match client
-            .send(&message.mail_from, &rcpts, data, message.smtputf8)
-            .await
-        {
+        let (from, utf8) = (&message.mail_from, message.smtputf8);
+        let mut result = client.send(from, &rcpts, data, utf8).await;
+        if reused && matches!(result, Err(ClientError::Stale(_))) {
+            // The peer closed the idle connection; nothing was sent: use a new one.
+            client = match self.connect(&dest).await {
+                Ok(c) => c,
+                Err(e) => return all(&rcpts, RcptStatus::Pending, &e),
+            };
+            result = client.send(from, &rcpts, data, utf8).await;
+        }
+        match result {
             Ok(replies) => {
                 self.put_idle(&dest.key, client);
                 replies
@@ -112,17 +122,14 @@ impl Outbound {
                 tokio::spawn(client.quit());
                 all(&rcpts, RcptStatus::Failed, &e)
             }
-            Err(ClientError::Temporary(e)) => all(&rcpts, RcptStatus::Pending, &e),
+            Err(ClientError::Temporary(e) | ClientError::Stale(e)) => {
+                all(&rcpts, RcptStatus::Pending, &e)
+            }
         }
     }
 
-    /// An idle connection that still answers, or a new one to the first host that works.
-    async fn client_for(&self, dest: &Destination) -> Result<Client, String> {
-        while let Some(mut client) = self.take_idle(&dest.key) {
-            if client.reset().await.is_ok() {
-                return Ok(client);
-            }
-        }
+    /// A new connection to the first of the destination's hosts that answers.
+    async fn connect(&self, dest: &Destination) -> Result<Client, String> {
         let mut errors = Vec::new();
         for (addr, name) in &dest.hosts {
             match Client::connect(*addr, name, dest.tls, &self.settings).await {
