@@ -77,6 +77,13 @@ pub struct ServerConfig {
     pub hostname: String,
     /// Directory for the spool and the metadata database; must be on a durable filesystem.
     pub data_dir: PathBuf,
+    /// On SIGTERM/SIGINT, seconds to let sessions inside a transaction finish before exiting.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
+}
+
+fn default_shutdown_grace() -> u64 {
+    30
 }
 
 /// The inbound SMTP listener and its limits.

@@ -101,6 +101,34 @@ pub async fn run(config: Config, scanner: Arc<dyn Scanner>) -> Result<(), StartE
             }
         });
     }
-    server.serve(listeners).await;
+    tokio::select! {
+        _ = server.clone().serve(listeners) => {}
+        signal = shutdown_signal() => {
+            // Leaving the select drops the accept loops: the listeners close.
+            let grace = std::time::Duration::from_secs(config.server.shutdown_grace_secs);
+            tracing::info!(%signal, "shutting down: no new connections, open sessions may finish");
+            server.begin_shutdown();
+            let deadline = tokio::time::Instant::now() + grace;
+            while server.active_sessions() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            tracing::info!(cut = server.active_sessions(), "stopped");
+        }
+    }
     Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT with the signal's name; never, if no handler can be set.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => std::future::pending().await,
+    }
 }

@@ -458,3 +458,43 @@ fn a_pooled_connection_the_downstream_dropped_is_replaced_not_deferred() {
     );
     assert!(wait_until(Duration::from_secs(5), || gw.queue_len() == 0));
 }
+
+#[test]
+fn sigterm_closes_idle_sessions_lets_a_transaction_finish_and_loses_nothing() {
+    let mut sink = Sink::start(&[]);
+    sink.stop();
+    let mut gw = Gateway::start(&Setup::new(sink.port, sink.port));
+    let mut busy = Client::ready(gw.addr);
+    assert_eq!(busy.cmd("MAIL FROM:<sender@outside.example>").code, 250);
+    assert_eq!(busy.cmd("RCPT TO:<user@example.com>").code, 250);
+    assert_eq!(busy.cmd("DATA").code, 354);
+    busy.send(b"Subject: test in-flight\r\n\r\nfirst half\r\n");
+    let mut idle = Client::ready(gw.addr);
+
+    gw.terminate();
+    let r = idle.read_reply();
+    assert_eq!(r.code, 421, "idle session told to go: {}", r.text);
+    assert!(r.text.contains("4.3.2"));
+    assert!(
+        wait_until(Duration::from_secs(5), || std::net::TcpStream::connect(
+            gw.addr
+        )
+        .is_err()),
+        "the listener closes"
+    );
+    busy.send(b"second half\r\n.\r\n");
+    let r = busy.read_reply();
+    assert_eq!(r.code, 250, "the open transaction completes: {}", r.text);
+    let status = gw
+        .wait_exit(Duration::from_secs(15))
+        .expect("gateway exits");
+    assert!(status.success(), "{status:?}");
+
+    sink.restart_with(&[]);
+    gw.restart();
+    assert!(wait_until(Duration::from_secs(20), || {
+        sink.messages()
+            .iter()
+            .any(|m| m.header("Subject").as_deref() == Some("test in-flight"))
+    }));
+}

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::SmtpConfig;
@@ -109,6 +110,7 @@ impl Drop for SessionSlot {
 pub struct Server {
     ctx: SessionContext,
     sessions: Arc<SessionCounter>,
+    shutdown: watch::Sender<bool>,
 }
 
 impl Server {
@@ -117,7 +119,24 @@ impl Server {
         Self {
             ctx,
             sessions: Arc::default(),
+            shutdown: watch::Sender::new(false),
         }
+    }
+
+    /// Tells sessions to close: idle ones at once (421), those inside a transaction once it
+    /// ends. Stopping the listeners is the caller's part (drop the [`Server::serve`] future).
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Sessions currently open.
+    pub fn active_sessions(&self) -> usize {
+        self.sessions
+            .per_ip
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .sum()
     }
 
     /// Binds every configured address; fails before serving if any cannot be bound.
@@ -170,7 +189,8 @@ impl Server {
             }
         };
         self.ctx.metrics.sessions.inc();
-        session::Session::new(self.ctx.clone(), peer.ip(), Box::new(stream))
+        let shutdown = self.shutdown.subscribe();
+        session::Session::new(self.ctx.clone(), peer.ip(), Box::new(stream), shutdown)
             .run()
             .await;
         drop(slot);

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use smtp_proto::{Error as ProtoError, Request};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::SessionContext;
@@ -50,11 +51,18 @@ pub struct Session {
     pub(super) messages: usize,
     errors: usize,
     junk: usize,
+    shutdown: watch::Receiver<bool>,
 }
 
 impl Session {
     /// Prepares a session over `io` for a client at `client_ip`.
-    pub fn new(ctx: SessionContext, client_ip: IpAddr, io: Box<dyn Io>) -> Self {
+    /// `shutdown` turning true asks the session to close once no transaction is open.
+    pub fn new(
+        ctx: SessionContext,
+        client_ip: IpAddr,
+        io: Box<dyn Io>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         let deadline = Instant::now() + ctx.limits.session_timeout();
         let conn = Conn::new(io, ctx.limits.idle_timeout(), deadline);
         Self {
@@ -68,6 +76,7 @@ impl Session {
             messages: 0,
             errors: 0,
             junk: 0,
+            shutdown,
         }
     }
 
@@ -115,9 +124,25 @@ impl Session {
             if !self.conn.has_buffered_input() && self.conn.flush().await.is_err() {
                 return;
             }
-            let line = match self.conn.read_line(self.ctx.limits.max_line_length).await {
-                Ok(line) => line,
-                Err(e) => {
+            let max = self.ctx.limits.max_line_length;
+            let idle = self.tx.is_none();
+            let read = tokio::select! {
+                read = self.conn.read_line(max) => Some(read),
+                _ = self.shutdown.wait_for(|stop| *stop), if idle => None,
+            };
+            let line = match read {
+                Some(Ok(line)) => line,
+                None => {
+                    self.send(&Reply::new(
+                        421,
+                        "4.3.2",
+                        "Service shutting down, try again later",
+                    ));
+                    let _ = self.conn.flush().await;
+                    self.conn.shutdown().await;
+                    return;
+                }
+                Some(Err(e)) => {
                     self.end_on_read_error(e).await;
                     return;
                 }
