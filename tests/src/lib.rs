@@ -554,6 +554,26 @@ impl Drop for Dns {
     }
 }
 
+/// Runs Postfix's `smtp-source`: `messages` messages with `size`-byte bodies from
+/// sender@outside.example to user@example.com over `sessions` parallel sessions; returns its
+/// wall time. Panics if it reports a failure.
+pub fn smtp_source(target: &str, messages: usize, sessions: usize, size: usize) -> Duration {
+    let started = Instant::now();
+    let out = Command::new("smtp-source")
+        .args(["-m", &messages.to_string(), "-s", &sessions.to_string()])
+        .args(["-l", &size.to_string()])
+        .args(["-f", "sender@outside.example", "-t", "user@example.com"])
+        .arg(target)
+        .output()
+        .expect("smtp-source (install postfix)");
+    assert!(
+        out.status.success(),
+        "smtp-source failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    started.elapsed()
+}
+
 /// Runs swaks with `args` and returns its output (it is told never to wait for a TTY).
 pub fn swaks(args: &[&str]) -> Output {
     Command::new("swaks")

@@ -8,39 +8,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use jianmen_testkit::{
-    Client, Gateway, Setup, Sink, SunkMessage, sha256_hex, test_message, wait_until,
+    Client, Gateway, Setup, Sink, SunkMessage, sha256_hex, smtp_source, test_message, wait_until,
 };
-
-fn smtp_source(args: &[&str], target: &str) {
-    let out = Command::new("smtp-source")
-        .args(args)
-        .arg(target)
-        .output()
-        .expect("smtp-source (install postfix)");
-    assert!(
-        out.status.success(),
-        "smtp-source failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[test]
 fn two_thousand_messages_from_smtp_source_arrive_exactly_once_intact() {
     // Reference: what smtp-source's body looks like when sent straight to a sink.
     let reference = Sink::start(&[]);
-    let source_args = [
-        "-m",
-        "1",
-        "-s",
-        "1",
-        "-l",
-        "2000",
-        "-f",
-        "sender@outside.example",
-        "-t",
-        "user@example.com",
-    ];
-    smtp_source(&source_args, &format!("127.0.0.1:{}", reference.port));
+    smtp_source(&format!("127.0.0.1:{}", reference.port), 1, 1, 2000);
     assert!(wait_until(Duration::from_secs(10), || reference
         .messages()
         .len()
@@ -49,19 +24,7 @@ fn two_thousand_messages_from_smtp_source_arrive_exactly_once_intact() {
 
     let sink = Sink::start(&[]);
     let gw = Gateway::start(&Setup::new(sink.port, sink.port));
-    let args = [
-        "-m",
-        "2000",
-        "-s",
-        "20",
-        "-l",
-        "2000",
-        "-f",
-        "sender@outside.example",
-        "-t",
-        "user@example.com",
-    ];
-    smtp_source(&args, &gw.addr.to_string());
+    smtp_source(&gw.addr.to_string(), 2000, 20, 2000);
     // Count complete messages (smtp-sink creates a dump file when a transaction starts).
     let complete = || {
         sink.messages()

@@ -8,34 +8,15 @@
 //! (`BENCH_MESSAGES`, `BENCH_SESSIONS`, `BENCH_SIZE` override the load).
 
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use jianmen_testkit::{Client, Gateway, Setup, Sink, test_message, wait_until};
+use jianmen_testkit::{Client, Gateway, Setup, Sink, smtp_source, test_message, wait_until};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// Runs smtp-source and returns its wall time.
-fn smtp_source(target: &str, messages: usize, sessions: usize, size: usize) -> Duration {
-    let started = Instant::now();
-    let out = Command::new("smtp-source")
-        .args(["-m", &messages.to_string(), "-s", &sessions.to_string()])
-        .args(["-l", &size.to_string()])
-        .args(["-f", "sender@outside.example", "-t", "user@example.com"])
-        .arg(target)
-        .output()
-        .expect("smtp-source (apt-get install postfix)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    started.elapsed()
 }
 
 /// Per-transaction latencies (MAIL to final 250) from `sessions` parallel clients.
