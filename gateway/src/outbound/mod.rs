@@ -69,7 +69,14 @@ impl Outbound {
             tokio::spawn(client.quit());
             return;
         }
+        let max_idle = Duration::from_secs(self.config.connection_idle_secs);
         let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // Drop connections idle too long everywhere, so destinations never used again do not
+        // keep sockets open forever.
+        map.retain(|_, list| {
+            list.retain(|(_, since)| since.elapsed() < max_idle);
+            !list.is_empty()
+        });
         map.entry(key.to_owned())
             .or_default()
             .push((client, Instant::now()));
