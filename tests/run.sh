@@ -31,4 +31,5 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo build"
 cargo build --workspace --bins --locked
 echo "== cargo test"
-cargo test --workspace --locked
+# A hung test must fail the run, not eat the CI budget.
+timeout --kill-after=30 1500 cargo test --workspace --locked

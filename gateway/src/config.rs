@@ -118,6 +118,9 @@ pub struct SmtpConfig {
     pub max_header_fields: usize,
     /// Refuse new mail (452 4.3.1) when the spool filesystem has less free space than this, in MiB.
     pub min_free_space_mib: u64,
+    /// Message bytes all sessions together may hold in memory while receiving, in MiB; beyond
+    /// it a message gets 452 4.3.1.
+    pub max_inflight_mib: usize,
     /// Valid recipients (full addresses, case-insensitive); empty means every address of a protected
     /// domain is accepted.
     pub valid_recipients: Vec<String>,
@@ -140,6 +143,7 @@ impl Default for SmtpConfig {
             max_hops: 50,
             max_header_fields: 1000,
             min_free_space_mib: 100,
+            max_inflight_mib: 1024,
             valid_recipients: Vec::new(),
         }
     }
@@ -350,6 +354,7 @@ impl Config {
             ("smtp.max_sessions_per_ip", s.max_sessions_per_ip as u64),
             ("smtp.max_hops", s.max_hops as u64),
             ("smtp.max_header_fields", s.max_header_fields as u64),
+            ("smtp.max_inflight_mib", s.max_inflight_mib as u64),
             (
                 "delivery.retry_initial_secs",
                 self.delivery.retry_initial_secs,

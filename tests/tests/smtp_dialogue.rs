@@ -473,3 +473,26 @@ fn check_config_names_the_bad_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("smtp.max_recipients"), "{err}");
 }
+
+#[test]
+fn messages_beyond_the_memory_budget_get_452_and_the_budget_comes_back() {
+    let (gw, sink) = gateway_with_sink(|s| s.smtp("max_inflight_mib = 1"));
+    let mut c = Client::ready(gw.addr);
+    let big = test_message("too-big-for-memory", 40_000);
+    assert!(big.len() > 2 * 1024 * 1024);
+    let r = c.send_mail("a@outside.example", &["user@example.com"], &big);
+    assert_eq!(r.code, 452, "{}", r.text);
+    assert!(r.text.contains("4.3.1"), "{}", r.text);
+    // BDAT is held to the same budget.
+    assert_eq!(c.cmd("MAIL FROM:<a@outside.example>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<user@example.com>").code, 250);
+    c.send(format!("BDAT {}\r\n", big.len()).as_bytes());
+    c.send(&big);
+    assert_eq!(c.read_reply().code, 452);
+    for i in 0..3 {
+        let small = test_message(&format!("fits{i}"), 5);
+        let r = c.send_mail("a@outside.example", &["user@example.com"], &small);
+        assert_eq!(r.code, 250, "{}", r.text);
+    }
+    assert!(arrived(&sink, 3));
+}

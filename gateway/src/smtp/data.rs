@@ -2,18 +2,27 @@
 //! sane (size, NUL bytes, header count, hop count) and hand it to the inbox, whose reply — 250
 //! only once spooled — ends the transaction.
 
-use super::io::ReadError;
+use super::io::{ReadError, Reservation};
 use super::reply::Reply;
 use super::session::{Flow, Session, Transaction};
 use crate::scan::Envelope;
 
 /// A message being assembled from BDAT chunks.
-#[derive(Debug)]
 pub struct Chunks {
     /// `Received:` header followed by the chunks so far.
     pub buf: Vec<u8>,
     /// Length of the `Received:` header at the start of `buf`.
     pub trace_len: usize,
+    /// The memory the buffer holds.
+    pub memory: Reservation,
+}
+
+fn no_memory() -> Reply {
+    Reply::new(
+        452,
+        "4.3.1",
+        "Insufficient system resources, try again later",
+    )
 }
 
 /// Initial buffer reservation; messages grow past it as needed.
@@ -46,7 +55,13 @@ impl Session {
         let mut buf = Vec::with_capacity(INITIAL_BUFFER);
         let trace_len = self.write_trace_header(&mut buf);
         let max = self.ctx.limits.max_message_size;
-        match self.conn.read_data(&mut buf, max).await {
+        let mut memory = self.memory.reserve();
+        match self.conn.read_data(&mut buf, max, &mut memory).await {
+            Ok(outcome) if outcome.no_memory => {
+                self.tx = None;
+                self.ctx.metrics.rejected("memory");
+                self.fail(no_memory())
+            }
             Ok(outcome) if outcome.too_big => {
                 self.tx = None;
                 self.ctx.metrics.rejected("size");
@@ -56,7 +71,7 @@ impl Session {
                     "Message size exceeds fixed maximum message size",
                 ))
             }
-            Ok(_) => self.finish(buf, trace_len).await,
+            Ok(_) => self.finish(buf, trace_len, memory).await,
             Err(e) => self.lost_in_body(e).await,
         }
     }
@@ -66,7 +81,8 @@ impl Session {
         let refusal = self.ready_for_data().err();
         if let Some(reply) = refusal {
             let mut sink = Vec::new();
-            if let Err(e) = self.conn.read_chunk(&mut sink, size, 0).await {
+            let mut nothing = self.memory.reserve();
+            if let Err(e) = self.conn.read_chunk(&mut sink, size, 0, &mut nothing).await {
                 return self.lost_in_body(e).await;
             }
             return self.fail(reply);
@@ -76,16 +92,29 @@ impl Session {
             None => {
                 let mut buf = Vec::with_capacity(size.min(INITIAL_BUFFER));
                 let trace_len = self.write_trace_header(&mut buf);
-                Chunks { buf, trace_len }
+                let memory = self.memory.reserve();
+                Chunks {
+                    buf,
+                    trace_len,
+                    memory,
+                }
             }
         };
         let limit = chunks.trace_len + self.ctx.limits.max_message_size;
-        let fits = match self.conn.read_chunk(&mut chunks.buf, size, limit).await {
+        let read = self
+            .conn
+            .read_chunk(&mut chunks.buf, size, limit, &mut chunks.memory)
+            .await;
+        let fits = match read {
             Ok(fits) => fits,
             Err(e) => return self.lost_in_body(e).await,
         };
         if !fits {
             self.tx = None;
+            if chunks.buf.len().saturating_add(size) <= limit {
+                self.ctx.metrics.rejected("memory");
+                return self.fail(no_memory());
+            }
             self.ctx.metrics.rejected("size");
             return self.fail(Reply::new(
                 552,
@@ -100,7 +129,8 @@ impl Session {
             self.send(&Reply::new(250, "2.0.0", format!("{size} octets received")));
             return Flow::Continue;
         }
-        self.finish(chunks.buf, chunks.trace_len).await
+        self.finish(chunks.buf, chunks.trace_len, chunks.memory)
+            .await
     }
 
     /// The connection broke or timed out mid-message: nothing was accepted.
@@ -110,8 +140,9 @@ impl Session {
         Flow::Close
     }
 
-    /// Checks the complete message and hands it to the inbox.
-    async fn finish(&mut self, message: Vec<u8>, trace_len: usize) -> Flow {
+    /// Checks the complete message and hands it to the inbox; `memory` is held until the inbox
+    /// has it.
+    async fn finish(&mut self, message: Vec<u8>, trace_len: usize, memory: Reservation) -> Flow {
         let Some(tx) = self.tx.take() else {
             return self.fail(Reply::new(503, "5.5.1", "Need MAIL command first"));
         };
@@ -136,6 +167,7 @@ impl Session {
         }
         let envelope = self.envelope(tx);
         let reply = self.ctx.inbox.accept(envelope, message, trace_len).await;
+        drop(memory);
         if reply.is_positive() {
             self.send(&reply);
             Flow::Continue

@@ -2,9 +2,11 @@
 //! are flushed only when the client has nothing more pipelined.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 /// Anything a session can run over: plain TCP or TLS.
@@ -45,8 +47,66 @@ pub enum Line {
 pub struct DataOutcome {
     /// More bytes were sent than the size limit allowed; the excess was discarded.
     pub too_big: bool,
+    /// The gateway-wide memory budget for messages being received ran out; the rest was
+    /// discarded.
+    pub no_memory: bool,
     /// Lines ending in a bare LF were rewritten to CRLF.
     pub bare_lf: bool,
+}
+
+/// Granularity of memory reservations.
+const BUDGET_STEP: usize = 256 * 1024;
+
+/// The bytes of message data all sessions together may hold in memory, so that many large
+/// messages at once get 452 instead of exhausting memory. Permits are KiB.
+#[derive(Clone)]
+pub struct MemoryBudget(Arc<Semaphore>);
+
+impl MemoryBudget {
+    /// A budget of `mib` MiB.
+    pub fn new(mib: usize) -> Self {
+        Self(Arc::new(Semaphore::new(
+            mib.saturating_mul(1024).min(Semaphore::MAX_PERMITS),
+        )))
+    }
+
+    /// An empty reservation that grows as a message does.
+    pub fn reserve(&self) -> Reservation {
+        Reservation {
+            budget: self.0.clone(),
+            held: None,
+        }
+    }
+}
+
+/// Part of the [`MemoryBudget`] held by one message; given back when dropped.
+pub struct Reservation {
+    budget: Arc<Semaphore>,
+    held: Option<OwnedSemaphorePermit>,
+}
+
+impl Reservation {
+    /// Makes sure `bytes` are covered; false if the budget cannot cover them now.
+    pub fn cover(&mut self, bytes: usize) -> bool {
+        let held_kib = self.held.as_ref().map_or(0, |p| p.num_permits());
+        if bytes <= held_kib * 1024 {
+            return true;
+        }
+        let want = bytes.div_ceil(BUDGET_STEP) * BUDGET_STEP / 1024 - held_kib;
+        let Ok(more) = u32::try_from(want) else {
+            return false;
+        };
+        match self.budget.clone().try_acquire_many_owned(more) {
+            Ok(permit) => {
+                match &mut self.held {
+                    Some(held) => held.merge(permit),
+                    None => self.held = Some(permit),
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 /// Buffered reads and writes over one connection, with deadlines.
@@ -151,6 +211,7 @@ impl Conn {
         &mut self,
         out: &mut Vec<u8>,
         max: usize,
+        memory: &mut Reservation,
     ) -> Result<DataOutcome, ReadError> {
         let mut outcome = DataOutcome::default();
         // Whether we are at the start of a line that followed a CRLF (DATA's own line did).
@@ -191,6 +252,8 @@ impl Conn {
                 };
                 if out.len() + consumed + 1 > limit {
                     outcome.too_big = true;
+                } else if outcome.no_memory || !memory.cover(out.len() + consumed + 1) {
+                    outcome.no_memory = true;
                 } else if cr {
                     out.extend_from_slice(chunk);
                 } else {
@@ -204,6 +267,8 @@ impl Conn {
             } else {
                 if out.len() + consumed > limit {
                     outcome.too_big = true;
+                } else if outcome.no_memory || !memory.cover(out.len() + consumed) {
+                    outcome.no_memory = true;
                 } else {
                     out.extend_from_slice(chunk);
                 }
@@ -215,14 +280,15 @@ impl Conn {
     }
 
     /// Reads exactly `n` bytes of a BDAT chunk, appending to `out` while it stays within `limit`
-    /// total bytes; returns false if bytes had to be discarded.
+    /// total bytes and the memory reservation can grow; returns false if bytes were discarded.
     pub async fn read_chunk(
         &mut self,
         out: &mut Vec<u8>,
         mut n: usize,
         limit: usize,
+        memory: &mut Reservation,
     ) -> Result<bool, ReadError> {
-        let mut fits = true;
+        let mut fits = out.len().saturating_add(n) <= limit && memory.cover(out.len() + n);
         while n > 0 {
             if self.rpos == self.rbuf.len() {
                 self.fill().await?;
@@ -301,8 +367,31 @@ mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
 
+    fn budget() -> Reservation {
+        MemoryBudget::new(1).reserve()
+    }
+
+    #[tokio::test]
+    async fn memory_budget_refuses_what_it_cannot_cover_and_is_given_back() {
+        let budget = MemoryBudget::new(1);
+        let mut a = budget.reserve();
+        assert!(a.cover(700 * 1024));
+        let mut b = budget.reserve();
+        assert!(!b.cover(700 * 1024), "only 1 MiB in all");
+        drop(a);
+        assert!(b.cover(700 * 1024));
+        let mut input = vec![b'x'; 2 * 1024 * 1024];
+        input.extend_from_slice(b"\r\n.\r\n");
+        let mut c = conn_with(&input).await;
+        let mut out = Vec::new();
+        let mut r = MemoryBudget::new(1).reserve();
+        let o = c.read_data(&mut out, 10 << 20, &mut r).await.unwrap();
+        assert!(o.no_memory && !o.too_big);
+        assert!(out.len() <= 1024 * 1024);
+    }
+
     async fn conn_with(input: &[u8]) -> Conn {
-        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let (mut client, server) = tokio::io::duplex(4 << 20);
         client.write_all(input).await.unwrap();
         drop(client);
         Conn::new(
@@ -316,7 +405,7 @@ mod tests {
     async fn data_unstuffs_and_stops_at_crlf_dot_crlf() {
         let mut c = conn_with(b"Subject: x\r\n\r\n..hidden\r\n.\r\nQUIT\r\n").await;
         let mut out = Vec::new();
-        let o = c.read_data(&mut out, 1000).await.unwrap();
+        let o = c.read_data(&mut out, 1000, &mut budget()).await.unwrap();
         assert_eq!(out, b"Subject: x\r\n\r\n.hidden\r\n");
         assert!(!o.too_big && !o.bare_lf);
         match c.read_line(100).await.unwrap() {
@@ -330,7 +419,7 @@ mod tests {
         // The smuggling pattern: <LF>.<CRLF> must not terminate.
         let mut c = conn_with(b"a\n.\r\nMAIL FROM:<x@y>\r\n\r\n.\r\n").await;
         let mut out = Vec::new();
-        let o = c.read_data(&mut out, 1000).await.unwrap();
+        let o = c.read_data(&mut out, 1000, &mut budget()).await.unwrap();
         assert!(o.bare_lf);
         assert_eq!(out, b"a\r\n\r\nMAIL FROM:<x@y>\r\n\r\n");
     }
@@ -341,7 +430,7 @@ mod tests {
         input.extend_from_slice(b"\r\n.\r\nNOOP\r\n");
         let mut c = conn_with(&input).await;
         let mut out = Vec::new();
-        let o = c.read_data(&mut out, 100).await.unwrap();
+        let o = c.read_data(&mut out, 100, &mut budget()).await.unwrap();
         assert!(o.too_big);
         assert!(out.len() <= 100);
         assert!(matches!(c.read_line(100).await.unwrap(), Line::Complete(l) if l == b"NOOP\r\n"));
@@ -361,7 +450,11 @@ mod tests {
     async fn bdat_chunk_reads_exact_bytes() {
         let mut c = conn_with(b"hello worldRSET\r\n").await;
         let mut out = Vec::new();
-        assert!(c.read_chunk(&mut out, 11, 100).await.unwrap());
+        assert!(
+            c.read_chunk(&mut out, 11, 100, &mut budget())
+                .await
+                .unwrap()
+        );
         assert_eq!(out, b"hello world");
         assert!(matches!(c.read_line(100).await.unwrap(), Line::Complete(l) if l == b"RSET\r\n"));
     }

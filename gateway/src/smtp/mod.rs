@@ -111,15 +111,18 @@ pub struct Server {
     ctx: SessionContext,
     sessions: Arc<SessionCounter>,
     shutdown: watch::Sender<bool>,
+    memory: io::MemoryBudget,
 }
 
 impl Server {
     /// Creates a server that hands accepted mail to `ctx.inbox`.
     pub fn new(ctx: SessionContext) -> Self {
+        let memory = io::MemoryBudget::new(ctx.limits.max_inflight_mib);
         Self {
             ctx,
             sessions: Arc::default(),
             shutdown: watch::Sender::new(false),
+            memory,
         }
     }
 
@@ -190,9 +193,16 @@ impl Server {
         };
         self.ctx.metrics.sessions.inc();
         let shutdown = self.shutdown.subscribe();
-        session::Session::new(self.ctx.clone(), peer.ip(), Box::new(stream), shutdown)
-            .run()
-            .await;
+        let memory = self.memory.clone();
+        session::Session::new(
+            self.ctx.clone(),
+            peer.ip(),
+            Box::new(stream),
+            shutdown,
+            memory,
+        )
+        .run()
+        .await;
         drop(slot);
     }
 }

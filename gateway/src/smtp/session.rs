@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::SessionContext;
-use super::io::{Conn, Io, Line, ReadError};
+use super::io::{Conn, Io, Line, MemoryBudget, ReadError};
 use super::reply::Reply;
 
 /// What the command loop does after a command.
@@ -22,7 +22,6 @@ pub enum Flow {
 }
 
 /// The mail transaction between MAIL and the end of DATA/BDAT.
-#[derive(Debug)]
 pub struct Transaction {
     /// Queue id given to the message (in `Received:` and the spool).
     pub queue_id: String,
@@ -52,16 +51,19 @@ pub struct Session {
     errors: usize,
     junk: usize,
     shutdown: watch::Receiver<bool>,
+    pub(super) memory: MemoryBudget,
 }
 
 impl Session {
     /// Prepares a session over `io` for a client at `client_ip`.
-    /// `shutdown` turning true asks the session to close once no transaction is open.
+    /// `shutdown` turning true asks the session to close once no transaction is open; message
+    /// data is held against the server-wide `memory` budget.
     pub fn new(
         ctx: SessionContext,
         client_ip: IpAddr,
         io: Box<dyn Io>,
         shutdown: watch::Receiver<bool>,
+        memory: MemoryBudget,
     ) -> Self {
         let deadline = Instant::now() + ctx.limits.session_timeout();
         let conn = Conn::new(io, ctx.limits.idle_timeout(), deadline);
@@ -77,6 +79,7 @@ impl Session {
             errors: 0,
             junk: 0,
             shutdown,
+            memory,
         }
     }
 
