@@ -68,15 +68,20 @@ impl Identity {
         if hostname != "localhost" {
             names.push("localhost".to_owned());
         }
-        let certified = rcgen::generate_simple_self_signed(names)?;
-        let key = PrivateKeyDer::try_from(certified.signing_key.serialize_der()).map_err(|e| {
-            TlsError::Pem {
+        let mut params = rcgen::CertificateParams::new(names)?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, hostname);
+        let signing_key = rcgen::KeyPair::generate()?;
+        let cert = params.self_signed(&signing_key)?;
+        let key =
+            PrivateKeyDer::try_from(signing_key.serialize_der()).map_err(|e| TlsError::Pem {
                 path: "<generated>".into(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(Self {
-            chain: vec![certified.cert.der().clone()],
+            chain: vec![cert.der().clone()],
             key,
         })
     }

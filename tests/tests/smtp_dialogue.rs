@@ -48,6 +48,10 @@ fn swaks_plain_and_starttls_deliveries_arrive_with_trace_header() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("220 2.0.0 Ready to start TLS"), "{text}");
+    assert!(
+        text.contains("CN=gw.jianmen.test"),
+        "certificate names the host: {text}"
+    );
     assert!(arrived(&sink, 2));
     let msgs = sink.messages();
     let tls = msgs
