@@ -12,7 +12,7 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file that was tried.
         path: PathBuf,
@@ -182,7 +182,7 @@ pub struct DomainsConfig {
 }
 
 /// STARTTLS policy when delivering to a downstream server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TlsPolicy {
     /// Never use TLS.

@@ -19,7 +19,7 @@ use crate::smtp::{Server, SessionContext};
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The data directory or spool is unusable.
-    #[error("data directory {path}: {source}")]
+    #[error("data directory {path}")]
     DataDir {
         /// The directory.
         path: String,
@@ -33,7 +33,7 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
     /// A listener could not be bound, or the resolver not configured.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
@@ -69,7 +69,12 @@ pub async fn run(config: Config, scanner: Arc<dyn Scanner>) -> Result<(), StartE
     let outbound = Arc::new(Outbound::new(&config)?);
     let listeners = Server::bind(&config.smtp.listen).await?;
     let metrics_listener = match config.metrics.listen {
-        Some(addr) => Some(std::net::TcpListener::bind(addr)?),
+        Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {addr} for metrics: {e}"),
+            )
+        })?),
         None => None,
     };
     let manager = Manager::new(

@@ -121,7 +121,7 @@ impl Inbox for Mailbox {
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     /// Files could not be written.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The generated configuration is invalid (a bug).
     #[error(transparent)]

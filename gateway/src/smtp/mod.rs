@@ -142,11 +142,14 @@ impl Server {
             .sum()
     }
 
-    /// Binds every configured address; fails before serving if any cannot be bound.
+    /// Binds every configured address; fails before serving if any cannot be bound, naming it.
     pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
         let mut listeners = Vec::with_capacity(addrs.len());
         for addr in addrs {
-            listeners.push(TcpListener::bind(addr).await?);
+            let listener = TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+            })?;
+            listeners.push(listener);
         }
         Ok(listeners)
     }
