@@ -461,3 +461,54 @@ fn sigterm_closes_idle_sessions_lets_a_transaction_finish_and_loses_nothing() {
             .any(|m| m.header("Subject").as_deref() == Some("test in-flight"))
     }));
 }
+
+#[test]
+fn outbound_starttls_policy_required_and_opportunistic() {
+    let sink = Sink::start(&[]);
+    // A second gateway offers STARTTLS (self-signed) and passes mail on to the sink.
+    let tls_hop = Gateway::start(&Setup::new(sink.port, sink.port));
+    for policy in ["required", "opportunistic"] {
+        let mut setup = Setup::new(tls_hop.addr.port(), sink.port);
+        setup.downstream_tls = policy;
+        let gw = Gateway::start(&setup);
+        let mut c = Client::ready(gw.addr);
+        let token = format!("tls-{policy}");
+        let r = c.send_mail(
+            "sender@outside.example",
+            &["user@example.com"],
+            &test_message(&token, 2),
+        );
+        assert_eq!(r.code, 250);
+        let subject = format!("test {token}");
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                sink.messages().iter().any(|m| {
+                    m.header("Subject").as_deref() == Some(subject.as_str())
+                        && m.content.contains("with ESMTPS")
+                })
+            }),
+            "{policy}: delivered over TLS to the second hop"
+        );
+    }
+    // Required towards a server without STARTTLS (smtp-sink): deferred, never sent in clear.
+    let mut setup = Setup::new(sink.port, sink.port);
+    setup.downstream_tls = "required";
+    let gw = Gateway::start(&setup);
+    let mut c = Client::ready(gw.addr);
+    let r = c.send_mail(
+        "sender@outside.example",
+        &["user@example.com"],
+        &test_message("tls-refused", 2),
+    );
+    assert_eq!(r.code, 250);
+    assert!(wait_until(Duration::from_secs(10), || {
+        let out = gw.cli(&["queue", "list"]);
+        String::from_utf8_lossy(&out.stdout).contains("does not offer STARTTLS")
+    }));
+    assert!(
+        !sink
+            .messages()
+            .iter()
+            .any(|m| m.header("Subject").as_deref() == Some("test tls-refused"))
+    );
+}
