@@ -385,37 +385,55 @@ impl SqliteStore {
     }
 }
 
-async fn insert_one(conn: &mut SqliteConnection, m: &NewMessage) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO messages (id, mail_from, size, received_at, client_ip, helo, smtputf8,
-            state, hold_reason, kind, attempts, next_attempt)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
-    )
-    .bind(&m.id)
-    .bind(&m.mail_from)
-    .bind(m.size as i64)
-    .bind(m.received_at)
-    .bind(&m.client_ip)
-    .bind(&m.helo)
-    .bind(m.smtputf8)
-    .bind(m.state.as_str())
-    .bind(&m.hold_reason)
-    .bind(m.kind.as_str())
-    .bind(m.received_at)
-    .execute(&mut *conn)
-    .await?;
-    if m.rcpts.is_empty() {
-        return Ok(());
+/// Rows per multi-row statement: every statement is a round trip to SQLite's thread, and
+/// SQLite allows at most 32,766 bound values in one.
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// `(?, ?, …)` repeated `rows` times, for a multi-row statement.
+fn placeholders(row: &str, rows: usize) -> String {
+    vec![row; rows].join(", ")
+}
+
+/// Inserts messages and their recipients with a few multi-row statements.
+async fn insert_many(conn: &mut SqliteConnection, batch: &[&NewMessage]) -> Result<(), StoreError> {
+    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO messages (id, mail_from, size, received_at, client_ip, helo, smtputf8,
+                state, hold_reason, kind, attempts, next_attempt) VALUES {}",
+            placeholders("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)", chunk.len())
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for m in chunk {
+            query = query
+                .bind(&m.id)
+                .bind(&m.mail_from)
+                .bind(m.size as i64)
+                .bind(m.received_at)
+                .bind(&m.client_ip)
+                .bind(&m.helo)
+                .bind(m.smtputf8)
+                .bind(m.state.as_str())
+                .bind(&m.hold_reason)
+                .bind(m.kind.as_str())
+                .bind(m.received_at);
+        }
+        query.execute(&mut *conn).await?;
     }
-    // One statement for all recipients: every statement is a round trip to SQLite's thread.
-    let mut sql =
-        String::from("INSERT OR IGNORE INTO recipients (message_id, address, status) VALUES ");
-    sql.push_str(&vec!["(?, ?, 'pending')"; m.rcpts.len()].join(", "));
-    let mut query = sqlx::query(&sql);
-    for rcpt in &m.rcpts {
-        query = query.bind(&m.id).bind(rcpt);
+    let rcpts: Vec<(&str, &str)> = batch
+        .iter()
+        .flat_map(|m| m.rcpts.iter().map(|r| (m.id.as_str(), r.as_str())))
+        .collect();
+    for chunk in rcpts.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT OR IGNORE INTO recipients (message_id, address, status) VALUES {}",
+            placeholders("(?, ?, 'pending')", chunk.len())
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for (id, rcpt) in chunk {
+            query = query.bind(*id).bind(*rcpt);
+        }
+        query.execute(&mut *conn).await?;
     }
-    query.execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -423,13 +441,8 @@ async fn insert_one(conn: &mut SqliteConnection, m: &NewMessage) -> Result<(), S
 impl QueueStore for SqliteStore {
     async fn insert(&self, batch: &[NewMessage]) -> Result<(), StoreError> {
         let mut tx = WriteTx::begin(&self.writer, true).await?;
-        let result = async {
-            for m in batch {
-                insert_one(&mut tx.conn, m).await?;
-            }
-            Ok(())
-        }
-        .await;
+        let all: Vec<&NewMessage> = batch.iter().collect();
+        let result = insert_many(&mut tx.conn, &all).await;
         tx.finish(result).await
     }
 
@@ -514,14 +527,19 @@ impl QueueStore for SqliteStore {
         let durable = batch.iter().any(|c| c.bounce.is_some());
         let mut tx = WriteTx::begin(&self.writer, durable).await?;
         let result = async {
-            for c in batch {
-                if let Some(bounce) = &c.bounce {
-                    insert_one(&mut tx.conn, bounce).await?;
+            let bounces: Vec<&NewMessage> =
+                batch.iter().filter_map(|c| c.bounce.as_ref()).collect();
+            insert_many(&mut tx.conn, &bounces).await?;
+            for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "DELETE FROM messages WHERE id IN ({})",
+                    placeholders("?", chunk.len())
+                );
+                let mut query = sqlx::query(&sql).persistent(false);
+                for c in chunk {
+                    query = query.bind(&c.id);
                 }
-                sqlx::query("DELETE FROM messages WHERE id = ?")
-                    .bind(&c.id)
-                    .execute(&mut *tx.conn)
-                    .await?;
+                query.execute(&mut *tx.conn).await?;
             }
             Ok(())
         }
