@@ -1,6 +1,7 @@
 //! The gateway's [`Inbox`]: recipient policy at RCPT (protected domains, valid recipients),
 //! the [`Scanner`] verdict at end of DATA, and the durable enqueue that earns the 250.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +19,8 @@ pub struct Intake {
     scanner: Arc<dyn Scanner>,
     queue: Arc<Queue>,
     metrics: Arc<Metrics>,
+    /// `smtp.valid_recipients` as a set: looked up on every RCPT, lists can be long.
+    valid_recipients: HashSet<String>,
 }
 
 impl Intake {
@@ -28,11 +31,13 @@ impl Intake {
         queue: Arc<Queue>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let valid_recipients = config.smtp.valid_recipients.iter().cloned().collect();
         Self {
             config,
             scanner,
             queue,
             metrics,
+            valid_recipients,
         }
     }
 }
@@ -59,7 +64,7 @@ impl Inbox for Intake {
         if !self.config.is_protected(&domain) {
             return Err(Reply::new(550, "5.7.1", "Relay access denied"));
         }
-        let valid = &self.config.smtp.valid_recipients;
+        let valid = &self.valid_recipients;
         if !valid.is_empty() && !valid.contains(&rcpt.to_lowercase()) {
             return Err(Reply::new(
                 550,
