@@ -67,6 +67,9 @@ pub struct Config {
     /// Prometheus metrics endpoint.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The shared DNS resolver.
+    #[serde(default)]
+    pub dns: DnsConfig,
 }
 
 /// Identity and storage locations.
@@ -238,8 +241,6 @@ pub struct DeliveryConfig {
     pub connection_idle_secs: u64,
     /// Messages sent over one connection before it is closed.
     pub max_messages_per_connection: usize,
-    /// DNS server for MX lookups (`ip:port`); the system resolver when absent.
-    pub resolver: Option<SocketAddr>,
     /// Port used for MX-routed deliveries.
     pub mx_port: u16,
     /// STARTTLS policy for MX-routed deliveries.
@@ -258,9 +259,27 @@ impl Default for DeliveryConfig {
             command_timeout_secs: 300,
             connection_idle_secs: 30,
             max_messages_per_connection: 100,
-            resolver: None,
             mx_port: 25,
             mx_tls: TlsPolicy::Opportunistic,
+        }
+    }
+}
+
+/// The DNS resolver shared by delivery and scanning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// DNS server (`ip:port`); the system resolver when absent.
+    pub resolver: Option<SocketAddr>,
+    /// Time allowed for one query, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            resolver: None,
+            timeout_ms: 2000,
         }
     }
 }

@@ -66,7 +66,8 @@ pub async fn run(config: Config, scanner: Arc<dyn Scanner>) -> Result<(), StartE
         )?)),
         None => None,
     };
-    let outbound = Arc::new(Outbound::new(&config)?);
+    let resolver = crate::dns::resolver(&config.dns)?;
+    let outbound = Arc::new(Outbound::new(&config, resolver)?);
     let listeners = Server::bind(&config.smtp.listen).await?;
     let metrics_listener = match config.metrics.listen {
         Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {

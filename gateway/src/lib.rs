@@ -19,6 +19,7 @@
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod dns;
 pub mod intake;
 pub mod metrics;
 pub mod outbound;

@@ -82,6 +82,8 @@ pub struct Setup {
     pub also_protected: Vec<String>,
     /// Route every other domain to `elsewhere`; when false they go by MX lookup.
     pub catch_all: bool,
+    /// Whole TOML sections appended to the configuration (e.g. `[dns]`, `[scan]`).
+    pub sections: Vec<String>,
 }
 
 impl Setup {
@@ -96,7 +98,14 @@ impl Setup {
             downstream_tls: "none",
             also_protected: Vec::new(),
             catch_all: true,
+            sections: Vec::new(),
         }
+    }
+
+    /// Appends a whole TOML section (header line included).
+    pub fn section(mut self, text: &str) -> Self {
+        self.sections.push(text.to_owned());
+        self
     }
 
     /// Adds a `[smtp]` line.
@@ -138,7 +147,10 @@ tls = "{tls}"
 
 [metrics]
 listen = "127.0.0.1:0"
+
+{sections}
 "#,
+            sections = self.sections.join("\n\n"),
             data = data_dir.display(),
             smtp = self.smtp.join("\n"),
             delivery = self.delivery.join("\n"),

@@ -17,7 +17,7 @@ fn mx_lookup_delivers_and_null_mx_or_nxdomain_bounce() {
         "--mx-host=nullmx.example,.,0".into(),
     ]);
     let mut setup = Setup::new(sink.port, sink.port)
-        .delivery(&format!("resolver = \"127.0.0.1:{}\"", dns.port))
+        .section(&format!("[dns]\nresolver = \"127.0.0.1:{}\"", dns.port))
         .delivery(&format!("mx_port = {}", sink.port))
         .delivery("mx_tls = \"none\"");
     setup.catch_all = false;

@@ -1,12 +1,9 @@
 //! Where mail for a domain goes: a configured route, else the domain's MX records (RFC 5321
 //! §5.1), else its address records; null MX (RFC 7505) means the domain takes no mail.
 
-use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
-
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
-use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::rr::RData;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::config::{DeliveryConfig, RouteConfig, TlsPolicy};
 
@@ -44,29 +41,14 @@ pub struct Router {
 }
 
 impl Router {
-    /// Builds the router; the resolver uses `config.resolver` or the system configuration.
-    pub fn new(routes: Vec<RouteConfig>, config: &DeliveryConfig) -> std::io::Result<Self> {
-        let mut opts = ResolverOpts::default();
-        opts.timeout = Duration::from_secs(5);
-        opts.attempts = 2;
-        opts.cache_size = 4096;
-        let builder = match config.resolver {
-            Some(addr) => {
-                let group = NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true);
-                TokioResolver::builder_with_config(
-                    ResolverConfig::from_parts(None, vec![], group),
-                    TokioConnectionProvider::default(),
-                )
-            }
-            None => TokioResolver::builder_tokio().map_err(std::io::Error::other)?,
-        };
-        let resolver = builder.with_options(opts).build();
-        Ok(Self {
+    /// Builds the router on the shared resolver.
+    pub fn new(routes: Vec<RouteConfig>, config: &DeliveryConfig, resolver: TokioResolver) -> Self {
+        Self {
             routes,
             resolver,
             mx_port: config.mx_port,
             mx_tls: config.mx_tls,
-        })
+        }
     }
 
     /// Finds where mail for `domain` goes.
@@ -115,10 +97,14 @@ impl Router {
         match self.resolver.mx_lookup(format!("{domain}.")).await {
             Ok(lookup) => {
                 let mut records: Vec<(u16, String)> = lookup
+                    .answers()
                     .iter()
-                    .map(|mx| {
-                        let name = mx.exchange().to_ascii();
-                        (mx.preference(), name.trim_end_matches('.').to_owned())
+                    .filter_map(|r| match &r.data {
+                        RData::MX(mx) => {
+                            let name = mx.exchange.to_ascii();
+                            Some((mx.preference, name.trim_end_matches('.').to_owned()))
+                        }
+                        _ => None,
                     })
                     .collect();
                 records.sort();

@@ -26,11 +26,14 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// Builds the delivery side from the configuration.
-    pub fn new(config: &Config) -> std::io::Result<Self> {
+    /// Builds the delivery side from the configuration, looking up MX on the shared resolver.
+    pub fn new(
+        config: &Config,
+        resolver: hickory_resolver::TokioResolver,
+    ) -> std::io::Result<Self> {
         let d = &config.delivery;
         Ok(Self {
-            router: Router::new(config.routes.clone(), d)?,
+            router: Router::new(config.routes.clone(), d, resolver),
             settings: ClientSettings {
                 helo: config.server.hostname.clone(),
                 connect_timeout: Duration::from_secs(d.connect_timeout_secs),

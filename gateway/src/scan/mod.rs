@@ -2,6 +2,9 @@
 //! reject is said in the SMTP session instead of becoming a bounce. The detection pipeline plugs in
 //! behind [`Scanner`]; [`PassThrough`] delivers everything.
 
+pub mod html;
+pub mod message;
+
 use std::net::IpAddr;
 
 use async_trait::async_trait;
