@@ -70,6 +70,9 @@ pub struct Config {
     /// The shared DNS resolver.
     #[serde(default)]
     pub dns: DnsConfig,
+    /// Detection: checks, rules, thresholds and actions.
+    #[serde(default)]
+    pub scan: ScanConfig,
 }
 
 /// Identity and storage locations.
@@ -265,6 +268,170 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// What happens to a message of a given class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Deliver unchanged (apart from the trace headers).
+    Deliver,
+    /// Deliver with a subject prefix and `X-Jianmen-*` headers.
+    Tag,
+    /// Hold in quarantine for an administrator or the recipient to release.
+    Quarantine,
+    /// Refuse at end of DATA (550 5.7.1 with a reference id).
+    Reject,
+    /// Accept and drop (logged).
+    Discard,
+}
+
+/// Score thresholds per class (points from the rule set).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// Total score at or above which a message is spam.
+    pub spam: f64,
+    /// Total score at or above which spam is "high" and takes `actions.spam_high`.
+    pub spam_high: f64,
+    /// Phishing evidence (net of ham evidence) at or above which a message is phishing.
+    pub phish: f64,
+    /// BEC evidence (net of ham evidence) at or above which a message is BEC.
+    pub bec: f64,
+    /// Malware evidence at or above which a message is a virus.
+    pub virus: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            spam: 6.0,
+            spam_high: 15.0,
+            phish: 6.0,
+            bec: 6.0,
+            virus: 5.0,
+        }
+    }
+}
+
+/// Action per class.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Actions {
+    /// Spam below `thresholds.spam_high`.
+    pub spam: Action,
+    /// Spam at or above `thresholds.spam_high`.
+    pub spam_high: Action,
+    /// Phishing.
+    pub phish: Action,
+    /// Business email compromise.
+    pub bec: Action,
+    /// Malware.
+    pub virus: Action,
+}
+
+impl Default for Actions {
+    fn default() -> Self {
+        Self {
+            spam: Action::Tag,
+            spam_high: Action::Reject,
+            phish: Action::Quarantine,
+            bec: Action::Quarantine,
+            virus: Action::Reject,
+        }
+    }
+}
+
+/// Overrides for the recipients of one protected domain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainPolicy {
+    /// Recipient domain (lower case).
+    pub domain: String,
+    /// Actions for this domain's recipients (all five, defaults where not given).
+    pub actions: Option<Actions>,
+    /// Thresholds for this domain's recipients.
+    pub thresholds: Option<Thresholds>,
+    /// Allow list entries that apply to this domain's recipients only.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Block list entries that apply to this domain's recipients only.
+    #[serde(default)]
+    pub block: Vec<String>,
+}
+
+/// A brand whose name a sender may claim, and the domains that really send for it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrandConfig {
+    /// Name as it appears in display names (matched case-insensitively).
+    pub name: String,
+    /// Domains that legitimately send as this brand.
+    pub domains: Vec<String>,
+}
+
+/// Detection settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanConfig {
+    /// Scan at all; when false every message is delivered unscanned.
+    pub enabled: bool,
+    /// Load the built-in rule set before `rules`.
+    pub builtin_rules: bool,
+    /// Extra rule files or directories of `*.toml` (reloaded on SIGHUP).
+    pub rules: Vec<PathBuf>,
+    /// Check SPF, DKIM, ARC and DMARC.
+    pub auth: bool,
+    /// DNS block lists for the client address.
+    pub dnsbl: Vec<crate::scan::reputation::ZoneConfig>,
+    /// URI block lists for link domains.
+    pub uribl: Vec<crate::scan::reputation::ZoneConfig>,
+    /// Senders never treated as spam: IPs, CIDR ranges, addresses, `@domain`s.
+    pub allow: Vec<String>,
+    /// Senders always treated as spam.
+    pub block: Vec<String>,
+    /// Names of executives whose names outsiders must not use.
+    pub vips: Vec<String>,
+    /// Domains of partners (lookalikes of these are BEC evidence).
+    pub partner_domains: Vec<String>,
+    /// Brands besides the built-in ones.
+    pub brands: Vec<BrandConfig>,
+    /// Remember sender→recipient pairs and mark first contacts.
+    pub first_contact: bool,
+    /// Subject prefix for tagged messages.
+    pub subject_prefix: String,
+    /// Score thresholds.
+    pub thresholds: Thresholds,
+    /// Actions per class.
+    pub actions: Actions,
+    /// Per-recipient-domain overrides.
+    pub policy: Vec<DomainPolicy>,
+    /// ClamAV; absent means no antivirus beyond Jianmen's own attachment checks.
+    pub clamav: Option<crate::scan::clamav::ClamavConfig>,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            builtin_rules: true,
+            rules: Vec::new(),
+            auth: true,
+            dnsbl: Vec::new(),
+            uribl: Vec::new(),
+            allow: Vec::new(),
+            block: Vec::new(),
+            vips: Vec::new(),
+            partner_domains: Vec::new(),
+            brands: Vec::new(),
+            first_contact: true,
+            subject_prefix: "[SPAM]".into(),
+            thresholds: Thresholds::default(),
+            actions: Actions::default(),
+            policy: Vec::new(),
+            clamav: None,
+        }
+    }
+}
+
 /// The DNS resolver shared by delivery and scanning.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -333,6 +500,9 @@ impl Config {
         }
         for r in &mut self.routes {
             r.domain = r.domain.trim().trim_end_matches('.').to_ascii_lowercase();
+        }
+        for p in &mut self.scan.policy {
+            p.domain = p.domain.trim().trim_end_matches('.').to_ascii_lowercase();
         }
         for a in &mut self.smtp.valid_recipients {
             *a = a.trim().to_lowercase();
@@ -465,6 +635,46 @@ impl Config {
                 return Err(invalid(format!("{key}.port"), "must be greater than 0"));
             }
         }
+        self.validate_scan()
+    }
+
+    fn validate_scan(&self) -> Result<(), ConfigError> {
+        use crate::scan::reputation::AddressList;
+        let scan = &self.scan;
+        AddressList::parse(&scan.allow).map_err(|e| invalid("scan.allow", e.to_string()))?;
+        AddressList::parse(&scan.block).map_err(|e| invalid("scan.block", e.to_string()))?;
+        for (i, p) in scan.policy.iter().enumerate() {
+            if !self.is_protected(&p.domain) {
+                return Err(invalid(
+                    format!("scan.policy[{i}].domain"),
+                    format!("`{}` is not a protected domain", p.domain),
+                ));
+            }
+            AddressList::parse(&p.allow)
+                .map_err(|e| invalid(format!("scan.policy[{i}].allow"), e.to_string()))?;
+            AddressList::parse(&p.block)
+                .map_err(|e| invalid(format!("scan.policy[{i}].block"), e.to_string()))?;
+        }
+        for (key, zones) in [("scan.dnsbl", &scan.dnsbl), ("scan.uribl", &scan.uribl)] {
+            for z in zones {
+                if !is_domain_like(&z.zone) {
+                    return Err(invalid(key, format!("`{}` is not a DNS zone", z.zone)));
+                }
+            }
+        }
+        let t = &scan.thresholds;
+        if [t.spam, t.spam_high, t.phish, t.bec, t.virus]
+            .iter()
+            .any(|v| !v.is_finite() || *v <= 0.0)
+            || t.spam_high < t.spam
+        {
+            return Err(invalid(
+                "scan.thresholds",
+                "thresholds must be positive and spam_high ≥ spam",
+            ));
+        }
+        crate::scan::rules::RuleSet::load(scan.builtin_rules, &scan.rules)
+            .map_err(|e| invalid("scan.rules", e.to_string()))?;
         Ok(())
     }
 

@@ -12,7 +12,8 @@ use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::queue::manager::Manager;
 use crate::queue::{Queue, QueueError, SqliteStore};
-use crate::scan::Scanner;
+use crate::scan::pipeline::Pipeline;
+use crate::scan::{PassThrough, Scanner};
 use crate::smtp::{Server, SessionContext};
 
 /// Why the gateway could not start.
@@ -35,6 +36,9 @@ pub enum StartError {
     /// A listener could not be bound, or the resolver not configured.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The detection pipeline could not be built.
+    #[error(transparent)]
+    Scan(#[from] crate::scan::pipeline::PipelineError),
 }
 
 /// Opens the queue of a configuration (used by the daemon and the `queue` commands).
@@ -49,7 +53,7 @@ pub async fn open_store(config: &Config) -> Result<SqliteStore, StartError> {
 }
 
 /// Runs the gateway until the process is stopped.
-pub async fn run(config: Config, scanner: Arc<dyn Scanner>) -> Result<(), StartError> {
+pub async fn run(config: Config) -> Result<(), StartError> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::default());
     let store = Arc::new(open_store(&config).await?);
@@ -67,6 +71,14 @@ pub async fn run(config: Config, scanner: Arc<dyn Scanner>) -> Result<(), StartE
         None => None,
     };
     let resolver = crate::dns::resolver(&config.dns)?;
+    let scanner: Arc<dyn Scanner> = if config.scan.enabled {
+        let pipeline = Arc::new(Pipeline::new(&config, Some(resolver.clone()))?);
+        tokio::spawn(reload_on_sighup(pipeline.clone()));
+        pipeline
+    } else {
+        tracing::warn!("scan.enabled = false: messages are delivered unscanned");
+        Arc::new(PassThrough)
+    };
     let outbound = Arc::new(Outbound::new(&config, resolver)?);
     let listeners = Server::bind(&config.smtp.listen).await?;
     let metrics_listener = match config.metrics.listen {
@@ -122,6 +134,22 @@ pub async fn run(config: Config, scanner: Arc<dyn Scanner>) -> Result<(), StartE
         }
     }
     Ok(())
+}
+
+/// Reloads the rule files on every SIGHUP; a broken file leaves the old rules in force.
+async fn reload_on_sighup(pipeline: Arc<Pipeline>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match pipeline.reload_rules() {
+            Ok(n) => tracing::info!(rules = n, "rules reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "rules not reloaded; the previous rules stay in force")
+            }
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT with the signal's name; never, if no handler can be set.

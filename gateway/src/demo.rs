@@ -168,7 +168,7 @@ pub async fn run(dir: &Path) -> Result<(), DemoError> {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "jianmen".into()),
     );
-    crate::daemon::run(config, Arc::new(crate::scan::PassThrough)).await?;
+    crate::daemon::run(config).await?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::queue::{MessageKind, MessageState, NewMessage, Queue, QueueError};
-use crate::scan::{Envelope, Scanner, Verdict};
+use crate::scan::{Disposition, Envelope, Scanner, Verdict};
 use crate::smtp::{Inbox, Reply};
 
 /// Admission control, scanning and queueing for inbound mail.
@@ -77,75 +77,153 @@ impl Inbox for Intake {
 
     async fn accept(&self, envelope: Envelope, message: Vec<u8>, trace_len: usize) -> Reply {
         let started = Instant::now();
-        let verdict = self.scanner.scan(&envelope, &message[trace_len..]).await;
+        let dispositions = self.scanner.scan(&envelope, &message[trace_len..]).await;
         let scan_us = started.elapsed().as_micros() as u64;
-        let (state, hold_reason, extra) = match &verdict {
-            Verdict::Reject {
-                code,
+        let size = message.len() - trace_len;
+        if let Some(Disposition {
+            verdict:
+                Verdict::Reject {
+                    code,
+                    enhanced,
+                    text,
+                },
+            ..
+        }) = dispositions.first()
+            && dispositions
+                .iter()
+                .all(|d| matches!(d.verdict, Verdict::Reject { .. }))
+        {
+            self.metrics.rejected("verdict");
+            tracing::info!(
+                queue_id = %envelope.queue_id, from = %envelope.mail_from,
+                rcpts = %envelope.rcpts.join(","), size, verdict = "reject", scan_us,
+                "message rejected"
+            );
+            return Reply::new(
+                *code,
                 enhanced,
-                text,
-            } => {
-                self.metrics.rejected("verdict");
-                tracing::info!(
-                    queue_id = %envelope.queue_id, from = %envelope.mail_from,
-                    rcpts = %envelope.rcpts.join(","), size = message.len() - trace_len,
-                    verdict = "reject", scan_us, "message rejected"
-                );
-                let text = format!("{text} (ref {})", envelope.queue_id);
-                return Reply::new(*code, enhanced, text);
-            }
-            Verdict::Deliver => (MessageState::Active, None, Vec::new()),
-            Verdict::Tag { headers } => {
-                let mut extra = Vec::new();
-                for (name, value) in headers {
-                    extra.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+                format!("{text} (ref {})", envelope.queue_id),
+            );
+        }
+        let mut first = true;
+        for d in dispositions {
+            let (state, hold_reason, extra, body) = match d.verdict {
+                Verdict::Discard { reason } => {
+                    tracing::info!(
+                        queue_id = %envelope.queue_id, from = %envelope.mail_from,
+                        rcpts = %d.rcpts.join(","), size, verdict = "discard", reason,
+                        "message discarded"
+                    );
+                    continue;
                 }
-                (MessageState::Active, None, extra)
-            }
-            Verdict::Hold { reason } => (MessageState::Held, Some(reason.clone()), Vec::new()),
-        };
-        let new = NewMessage {
-            id: envelope.queue_id.clone(),
-            mail_from: envelope.mail_from.clone(),
-            rcpts: envelope.rcpts.clone(),
-            size: 0,
-            received_at: chrono::Utc::now().timestamp(),
-            client_ip: envelope.client_ip.to_string(),
-            helo: envelope.helo.clone(),
-            smtputf8: envelope.smtputf8,
-            state,
-            hold_reason,
-            kind: MessageKind::Mail,
-        };
-        let size = message.len();
-        let result = self.queue.enqueue(new, vec![extra, message]).await;
-        let verdict_name = match verdict {
-            Verdict::Deliver => "deliver",
-            Verdict::Tag { .. } => "tag",
-            Verdict::Hold { .. } => "hold",
-            Verdict::Reject { .. } => "reject",
-        };
-        let spool_us = started.elapsed().as_micros() as u64 - scan_us;
-        match result {
-            Ok(()) => {
-                self.metrics.accepted.inc();
-                tracing::info!(
-                    queue_id = %envelope.queue_id, from = %envelope.mail_from,
-                    rcpts = %envelope.rcpts.join(","), client = %envelope.client_ip, size,
-                    verdict = verdict_name, scan_us, spool_us, "message queued"
-                );
-                Reply::new(250, "2.0.0", format!("Ok: queued as {}", envelope.queue_id))
-            }
-            Err(QueueError::StorageFull) => {
-                self.metrics.rejected("storage");
-                tracing::warn!(queue_id = %envelope.queue_id, "spool full; message refused with 452");
-                storage_full()
-            }
-            Err(e) => {
-                self.metrics.rejected("spool");
-                tracing::error!(queue_id = %envelope.queue_id, error = %e, "cannot queue message");
-                Reply::new(451, "4.3.0", "Local error in processing, try again later")
+                // Other recipients accept the message, so one reply cannot refuse it: hold
+                // it for these recipients instead of bouncing or losing it.
+                Verdict::Reject { text, .. } => (
+                    MessageState::Held,
+                    Some(format!("{text} (refused for these recipients only)")),
+                    Vec::new(),
+                    message.clone(),
+                ),
+                Verdict::Deliver => (MessageState::Active, None, Vec::new(), message.clone()),
+                Verdict::Tag {
+                    headers,
+                    subject_prefix,
+                } => {
+                    let mut extra = Vec::new();
+                    for (name, value) in &headers {
+                        extra.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+                    }
+                    let body = match subject_prefix {
+                        Some(prefix) => prefix_subject(&message, trace_len, &prefix, &mut extra),
+                        None => message.clone(),
+                    };
+                    (MessageState::Active, None, extra, body)
+                }
+                Verdict::Hold { reason } => (
+                    MessageState::Held,
+                    Some(reason),
+                    Vec::new(),
+                    message.clone(),
+                ),
+            };
+            let id = if first {
+                envelope.queue_id.clone()
+            } else {
+                ulid::Ulid::new().to_string()
+            };
+            first = false;
+            let verdict_name = if state == MessageState::Held {
+                "hold"
+            } else {
+                "deliver"
+            };
+            let new = NewMessage {
+                id: id.clone(),
+                mail_from: envelope.mail_from.clone(),
+                rcpts: d.rcpts.clone(),
+                size: 0,
+                received_at: chrono::Utc::now().timestamp(),
+                client_ip: envelope.client_ip.to_string(),
+                helo: envelope.helo.clone(),
+                smtputf8: envelope.smtputf8,
+                state,
+                hold_reason,
+                kind: MessageKind::Mail,
+            };
+            match self.queue.enqueue(new, vec![extra, body]).await {
+                Ok(()) => {
+                    self.metrics.accepted.inc();
+                    let spool_us = started.elapsed().as_micros() as u64 - scan_us;
+                    tracing::info!(
+                        queue_id = %id, from = %envelope.mail_from,
+                        rcpts = %d.rcpts.join(","), client = %envelope.client_ip, size,
+                        verdict = verdict_name, scan_us, spool_us, "message queued"
+                    );
+                }
+                Err(QueueError::StorageFull) => {
+                    self.metrics.rejected("storage");
+                    tracing::warn!(queue_id = %id, "spool full; message refused with 452");
+                    return storage_full();
+                }
+                Err(e) => {
+                    self.metrics.rejected("spool");
+                    tracing::error!(queue_id = %id, error = %e, "cannot queue message");
+                    return Reply::new(451, "4.3.0", "Local error in processing, try again later");
+                }
             }
         }
+        Reply::new(250, "2.0.0", format!("Ok: queued as {}", envelope.queue_id))
     }
+}
+
+/// The message with `prefix` put in front of its Subject (after our trace header, which is
+/// the first `trace_len` bytes); a Subject field is added to `extra` when there is none.
+fn prefix_subject(message: &[u8], trace_len: usize, prefix: &str, extra: &mut Vec<u8>) -> Vec<u8> {
+    let head_end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(message.len(), |p| p + 2);
+    let mut line_start = trace_len;
+    while line_start < head_end {
+        let line_end = message[line_start..head_end]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(head_end, |p| line_start + p + 2);
+        let line = &message[line_start..line_end];
+        if line.len() >= 8 && line[..8].eq_ignore_ascii_case(b"subject:") {
+            let mut at = line_start + 8;
+            if message.get(at) == Some(&b' ') {
+                at += 1;
+            }
+            let mut out = Vec::with_capacity(message.len() + prefix.len() + 1);
+            out.extend_from_slice(&message[..at]);
+            out.extend_from_slice(prefix.as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(&message[at..]);
+            return out;
+        }
+        line_start = line_end;
+    }
+    extra.extend_from_slice(format!("Subject: {prefix}\r\n").as_bytes());
+    message.to_vec()
 }

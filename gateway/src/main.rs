@@ -1,9 +1,10 @@
 //! The `jianmen` command: run the gateway, the demo, inspect and steer the queue, check a
 //! configuration.
 
+mod scan_command;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -47,6 +48,31 @@ enum Command {
         config: PathBuf,
         #[command(subcommand)]
         action: QueueAction,
+    },
+    /// Judge message files (or a directory of them, or `-` for stdin) without a server; prints
+    /// one JSON line per message: path, verdict, score, symbols, explanation, micros.
+    Scan {
+        /// Files, directories or `-`.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Use this configuration's [scan] section, network checks included.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Client address the message came from (for SPF and DNSBL).
+        #[arg(long)]
+        client_ip: Option<std::net::IpAddr>,
+        /// HELO name of the client.
+        #[arg(long, default_value = "")]
+        helo: String,
+        /// Envelope sender.
+        #[arg(long, default_value = "")]
+        mail_from: String,
+        /// Envelope recipient (repeatable).
+        #[arg(long)]
+        rcpt: Vec<String>,
+        /// Worker threads.
+        #[arg(long, short, default_value_t = 1)]
+        jobs: usize,
     },
     /// Validate a configuration file and exit.
     CheckConfig {
@@ -131,11 +157,30 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve { config } => {
             init_logging();
             let config = Config::load(&config)?;
-            jianmen::daemon::run(config, Arc::new(jianmen::scan::PassThrough)).await?;
+            jianmen::daemon::run(config).await?;
         }
         Command::Demo { dir } => {
             init_logging();
             jianmen::demo::run(&dir).await?;
+        }
+        Command::Scan {
+            paths,
+            config,
+            client_ip,
+            helo,
+            mail_from,
+            rcpt,
+            jobs,
+        } => {
+            scan_command::run(scan_command::ScanOptions {
+                paths,
+                config,
+                client_ip,
+                helo,
+                mail_from,
+                rcpts: rcpt,
+                jobs,
+            })?;
         }
         Command::CheckConfig { config: path } => {
             let config = Config::load(&path)?;

@@ -11,7 +11,7 @@ use jianmen::config::Config;
 use jianmen::intake::Intake;
 use jianmen::metrics::Metrics;
 use jianmen::queue::{MessageState, Queue, QueueStore, SqliteStore};
-use jianmen::scan::{Envelope, Scanner, Verdict};
+use jianmen::scan::{Disposition, Envelope, Scanner, Verdict};
 use jianmen::smtp::{Server, SessionContext};
 
 /// Decides by the Subject line.
@@ -19,9 +19,9 @@ struct BySubject;
 
 #[async_trait]
 impl Scanner for BySubject {
-    async fn scan(&self, _envelope: &Envelope, message: &[u8]) -> Verdict {
+    async fn scan(&self, envelope: &Envelope, message: &[u8]) -> Vec<Disposition> {
         let text = String::from_utf8_lossy(message);
-        if text.contains("Subject: reject") {
+        let verdict = if text.contains("Subject: reject") {
             Verdict::Reject {
                 code: 550,
                 enhanced: "5.7.1".into(),
@@ -30,6 +30,7 @@ impl Scanner for BySubject {
         } else if text.contains("Subject: tag") {
             Verdict::Tag {
                 headers: vec![("X-Jianmen-Spam".into(), "yes".into())],
+                subject_prefix: Some("[SPAM]".into()),
             }
         } else if text.contains("Subject: hold") {
             Verdict::Hold {
@@ -37,7 +38,8 @@ impl Scanner for BySubject {
             }
         } else {
             Verdict::Deliver
-        }
+        };
+        Disposition::all(envelope, verdict)
     }
 }
 
@@ -127,6 +129,7 @@ async fn verdicts_reject_tag_and_hold() {
         data.starts_with("X-Jianmen-Spam: yes\r\nReceived: from c"),
         "{data}"
     );
+    assert!(data.contains("\r\nSubject: [SPAM] tag\r\n"), "{data}");
     let held_id = held.split_whitespace().last().unwrap();
     let hold = queued.iter().find(|m| m.id == held_id).unwrap();
     assert_eq!(hold.state, MessageState::Held);

@@ -82,7 +82,10 @@ pub struct Setup {
     pub also_protected: Vec<String>,
     /// Route every other domain to `elsewhere`; when false they go by MX lookup.
     pub catch_all: bool,
-    /// Whole TOML sections appended to the configuration (e.g. `[dns]`, `[scan]`).
+    /// `key = value` lines for `[scan]`; by default scanning is off so that queue tests see
+    /// messages unchanged (scan tests replace this).
+    pub scan: Vec<String>,
+    /// Whole TOML sections appended to the configuration (e.g. `[dns]`, `[scan.clamav]`).
     pub sections: Vec<String>,
 }
 
@@ -98,8 +101,17 @@ impl Setup {
             downstream_tls: "none",
             also_protected: Vec::new(),
             catch_all: true,
+            scan: vec!["enabled = false".into()],
             sections: Vec::new(),
         }
+    }
+
+    /// Turns scanning on (authentication off: tests have no DNS unless they start one) and
+    /// adds `[scan]` lines.
+    pub fn scanning(mut self, lines: &[&str]) -> Self {
+        self.scan = vec!["enabled = true".into(), "auth = false".into()];
+        self.scan.extend(lines.iter().map(|l| l.to_string()));
+        self
     }
 
     /// Appends a whole TOML section (header line included).
@@ -148,8 +160,12 @@ tls = "{tls}"
 [metrics]
 listen = "127.0.0.1:0"
 
+[scan]
+{scan}
+
 {sections}
 "#,
+            scan = self.scan.join("\n"),
             sections = self.sections.join("\n\n"),
             data = data_dir.display(),
             smtp = self.smtp.join("\n"),

@@ -122,16 +122,14 @@ pub fn scan(html: &str) -> HtmlView {
             continue;
         }
         let name_lc = name.to_ascii_lowercase();
-        if !closing {
-            if let Some(inv) = INVISIBLE.iter().find(|t| **t == name_lc) {
-                if *inv == "script" {
-                    view.script = true;
-                }
-                if !tag.ends_with('/') {
-                    invisible = Some(inv);
-                }
-                continue;
+        if !closing && let Some(inv) = INVISIBLE.iter().find(|t| **t == name_lc) {
+            if *inv == "script" {
+                view.script = true;
             }
+            if !tag.ends_with('/') {
+                invisible = Some(inv);
+            }
+            continue;
         }
         if BLOCK.contains(&name_lc.as_str()) {
             push_text(&mut view, &mut anchor, "\n");
@@ -175,33 +173,29 @@ pub fn scan(html: &str) -> HtmlView {
                     }
                 }
             }
-            "form" => {
-                if view.form_actions.len() < MAX_LINKS {
-                    view.form_actions.push(
-                        attr(attrs, "action")
-                            .map(decode_entities)
-                            .unwrap_or_default(),
-                    );
-                }
+            "form" if view.form_actions.len() < MAX_LINKS => {
+                view.form_actions.push(
+                    attr(attrs, "action")
+                        .map(decode_entities)
+                        .unwrap_or_default(),
+                );
             }
-            "input" => {
-                if attr(attrs, "type").is_some_and(|t| t.eq_ignore_ascii_case("password")) {
-                    view.password_input = true;
-                }
+            "input" if attr(attrs, "type").is_some_and(|t| t.eq_ignore_ascii_case("password")) => {
+                view.password_input = true;
             }
-            "meta" => {
-                if attr(attrs, "http-equiv").is_some_and(|v| v.eq_ignore_ascii_case("refresh")) {
-                    view.meta_refresh = true;
-                    if let Some(url) = attr(attrs, "content")
-                        .and_then(|c| c.to_ascii_lowercase().find("url=").map(|p| (c, p)))
-                        .map(|(c, p)| c[p + 4..].trim_matches(['\'', '"', ' ']).to_owned())
-                        && view.links.len() < MAX_LINKS
-                    {
-                        view.links.push(Link {
-                            href: url,
-                            text: String::new(),
-                        });
-                    }
+            "meta"
+                if attr(attrs, "http-equiv").is_some_and(|v| v.eq_ignore_ascii_case("refresh")) =>
+            {
+                view.meta_refresh = true;
+                if let Some(url) = attr(attrs, "content")
+                    .and_then(|c| c.to_ascii_lowercase().find("url=").map(|p| (c, p)))
+                    .map(|(c, p)| c[p + 4..].trim_matches(['\'', '"', ' ']).to_owned())
+                    && view.links.len() < MAX_LINKS
+                {
+                    view.links.push(Link {
+                        href: url,
+                        text: String::new(),
+                    });
                 }
             }
             "img" => view.images += 1,

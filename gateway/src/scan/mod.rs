@@ -2,8 +2,18 @@
 //! reject is said in the SMTP session instead of becoming a bounce. The detection pipeline plugs in
 //! behind [`Scanner`]; [`PassThrough`] delivers everything.
 
+pub mod attach;
+pub mod auth;
+pub mod bec;
+pub mod clamav;
+pub mod domain;
 pub mod html;
 pub mod message;
+pub mod phish;
+pub mod pipeline;
+pub mod reputation;
+pub mod rules;
+pub mod verdict;
 
 use std::net::IpAddr;
 
@@ -37,10 +47,17 @@ pub enum Verdict {
     Tag {
         /// `(name, value)` pairs, e.g. `("X-Jianmen-Spam", "yes")`.
         headers: Vec<(String, String)>,
+        /// Text put in front of the Subject, e.g. `[SPAM]`.
+        subject_prefix: Option<String>,
     },
     /// Keep the message but do not deliver it; it waits for an administrator.
     Hold {
         /// Why it is held, shown to administrators.
+        reason: String,
+    },
+    /// Accept and drop; only the log remembers it.
+    Discard {
+        /// Why, for the log.
         reason: String,
     },
     /// Refuse at end of DATA with this reply.
@@ -54,11 +71,74 @@ pub enum Verdict {
     },
 }
 
+/// One piece of evidence a check found, by symbol name (scored by the rule set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    /// Symbol name, e.g. `ATTACH_EXECUTABLE`.
+    pub name: String,
+    /// What exactly matched, for the explanation (file name, URL, keyword…).
+    pub detail: String,
+}
+
+/// The evidence gathered for one message; each symbol counts once.
+#[derive(Debug, Default, Clone)]
+pub struct Symbols {
+    hits: Vec<Hit>,
+}
+
+impl Symbols {
+    /// Records `name` with `detail`, unless it is already recorded.
+    pub fn add(&mut self, name: &str, detail: impl Into<String>) {
+        if !self.has(name) {
+            self.hits.push(Hit {
+                name: name.to_owned(),
+                detail: detail.into(),
+            });
+        }
+    }
+
+    /// Whether `name` was recorded.
+    pub fn has(&self, name: &str) -> bool {
+        self.hits.iter().any(|h| h.name == name)
+    }
+
+    /// Recorded symbol names, in the order found.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.hits.iter().map(|h| h.name.as_str())
+    }
+
+    /// Recorded hits, in the order found.
+    pub fn hits(&self) -> &[Hit] {
+        &self.hits
+    }
+}
+
+/// The verdict for some of a message's recipients (recipient domains may have different
+/// policies, so one message can be split).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disposition {
+    /// The recipients this verdict applies to.
+    pub rcpts: Vec<String>,
+    /// What happens to the message for them.
+    pub verdict: Verdict,
+}
+
+impl Disposition {
+    /// One verdict for every recipient of `envelope`.
+    pub fn all(envelope: &Envelope, verdict: Verdict) -> Vec<Self> {
+        vec![Self {
+            rcpts: envelope.rcpts.clone(),
+            verdict,
+        }]
+    }
+}
+
 /// Judges messages. Implementations must be cheap to share and must never panic on hostile input.
 #[async_trait]
 pub trait Scanner: Send + Sync {
-    /// Decides what happens to `message` (the raw bytes as received, without our `Received:`).
-    async fn scan(&self, envelope: &Envelope, message: &[u8]) -> Verdict;
+    /// Decides what happens to `message` (the raw bytes as received, without our `Received:`);
+    /// every recipient of `envelope` appears in exactly one returned disposition.
+    async fn scan(&self, envelope: &Envelope, message: &[u8]) -> Vec<Disposition>;
 }
 
 /// A scanner that lets every message through; the default until detection is configured.
@@ -67,7 +147,7 @@ pub struct PassThrough;
 
 #[async_trait]
 impl Scanner for PassThrough {
-    async fn scan(&self, _envelope: &Envelope, _message: &[u8]) -> Verdict {
-        Verdict::Deliver
+    async fn scan(&self, envelope: &Envelope, _message: &[u8]) -> Vec<Disposition> {
+        Disposition::all(envelope, Verdict::Deliver)
     }
 }

@@ -1,0 +1,444 @@
+//! The detection pipeline: parse once, ask the network (authentication, block lists, clamd)
+//! concurrently, run the local checks and the rule set, then decide per recipient domain.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::auth::{Authenticator, Peer};
+use super::bec::{BecSettings, ContactHistory};
+use super::clamav::{Clamd, OnError, Outcome};
+use super::message::{Message, domain_of};
+use super::phish::Targets;
+use super::reputation::{AddressList, BlockLists};
+use super::rules::{RuleError, RuleSet};
+use super::verdict::{Class, Report, decide};
+use super::{Disposition, Envelope, Scanner, Symbols, Verdict, attach, bec, phish};
+use crate::config::{Action, Actions, Config, ScanConfig, Thresholds};
+
+/// What is known about a message besides its bytes; all optional for offline scans.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// Client address.
+    pub client_ip: Option<IpAddr>,
+    /// HELO name.
+    pub helo: String,
+    /// Envelope sender.
+    pub mail_from: String,
+    /// Envelope recipients.
+    pub rcpts: Vec<String>,
+}
+
+/// Evidence gathered for one message before per-domain decisions.
+pub struct Analysis {
+    /// Every symbol found.
+    pub symbols: Symbols,
+    /// `Authentication-Results` value, when authentication ran.
+    pub auth_results: Option<String>,
+    /// clamd could not answer and the policy is to fail closed.
+    pub antivirus_failed: bool,
+    /// Header `From` address (lower case).
+    pub from_addr: String,
+    /// Microseconds spent.
+    pub micros: u64,
+}
+
+struct Policy {
+    thresholds: Thresholds,
+    actions: Actions,
+    allow: AddressList,
+    block: AddressList,
+}
+
+/// The inbound detection pipeline; implements [`Scanner`].
+pub struct Pipeline {
+    config: ScanConfig,
+    rules: RwLock<Arc<RuleSet>>,
+    auth: Option<Authenticator>,
+    lists: Option<BlockLists>,
+    clamd: Option<Clamd>,
+    targets: Targets,
+    bec: BecSettings,
+    history: Option<ContactHistory>,
+    default_policy: Policy,
+    domain_policies: BTreeMap<String, Policy>,
+}
+
+/// Why the pipeline could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The rule set did not load.
+    #[error(transparent)]
+    Rules(#[from] RuleError),
+    /// An allow or block list entry is wrong.
+    #[error(transparent)]
+    List(#[from] super::reputation::BadEntry),
+}
+
+impl Pipeline {
+    /// Builds the pipeline from the configuration. Network checks use `resolver`; without one
+    /// (offline `jianmen scan`), only local checks and clamd run.
+    pub fn new(
+        config: &Config,
+        resolver: Option<hickory_resolver::TokioResolver>,
+    ) -> Result<Self, PipelineError> {
+        let scan = config.scan.clone();
+        let mut rules = RuleSet::load(scan.builtin_rules, &scan.rules)?;
+        let auth = match (&resolver, scan.auth) {
+            (Some(r), true) => Some(Authenticator::new(r.clone(), &config.server.hostname)),
+            _ => None,
+        };
+        let lists = match resolver {
+            Some(r) if !scan.dnsbl.is_empty() || !scan.uribl.is_empty() => Some(BlockLists::new(
+                r,
+                scan.dnsbl.clone(),
+                scan.uribl.clone(),
+                Duration::from_millis(config.dns.timeout_ms),
+            )),
+            _ => None,
+        };
+        if let Some(l) = &lists {
+            for (symbol, score, uri) in l.symbols() {
+                rules.define_if_missing(symbol, score, uri);
+            }
+        }
+        let brands: Vec<(String, Vec<String>)> = scan
+            .brands
+            .iter()
+            .map(|b| (b.name.to_lowercase(), b.domains.clone()))
+            .collect();
+        let history = scan
+            .first_contact
+            .then(|| ContactHistory::open(Some(config.server.data_dir.join("contacts.bin"))));
+        let default_policy = Policy {
+            thresholds: scan.thresholds.clone(),
+            actions: scan.actions.clone(),
+            allow: AddressList::parse(&scan.allow)?,
+            block: AddressList::parse(&scan.block)?,
+        };
+        let mut domain_policies = BTreeMap::new();
+        for p in &scan.policy {
+            domain_policies.insert(
+                p.domain.clone(),
+                Policy {
+                    thresholds: p
+                        .thresholds
+                        .clone()
+                        .unwrap_or_else(|| scan.thresholds.clone()),
+                    actions: p.actions.clone().unwrap_or_else(|| scan.actions.clone()),
+                    allow: AddressList::parse(&p.allow)?,
+                    block: AddressList::parse(&p.block)?,
+                },
+            );
+        }
+        Ok(Self {
+            targets: Targets::new(&brands, &config.domains.protected),
+            bec: BecSettings::new(&scan.vips, &config.domains.protected, &scan.partner_domains),
+            clamd: scan.clamav.as_ref().map(Clamd::new),
+            config: scan,
+            rules: RwLock::new(Arc::new(rules)),
+            auth,
+            lists,
+            history,
+            default_policy,
+            domain_policies,
+        })
+    }
+
+    /// Reloads the rule files (SIGHUP); on error the old rules stay in force.
+    pub fn reload_rules(&self) -> Result<usize, RuleError> {
+        let mut rules = RuleSet::load(self.config.builtin_rules, &self.config.rules)?;
+        if let Some(l) = &self.lists {
+            for (symbol, score, uri) in l.symbols() {
+                rules.define_if_missing(symbol, score, uri);
+            }
+        }
+        let n = rules.len();
+        if let Ok(mut current) = self.rules.write() {
+            *current = Arc::new(rules);
+        }
+        Ok(n)
+    }
+
+    fn rules(&self) -> Arc<RuleSet> {
+        match self.rules.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Gathers all evidence about `raw`.
+    pub async fn analyse(&self, raw: &[u8], ctx: &Context) -> Analysis {
+        let started = Instant::now();
+        let message = Message::parse(raw);
+        let mut symbols = Symbols::default();
+        let link_domains = phish::check_links(&message, &self.targets, &mut symbols);
+        let mut auth_symbols = Symbols::default();
+        let mut list_symbols = Symbols::default();
+        let auth_fut = async {
+            match (&self.auth, ctx.client_ip) {
+                (Some(a), Some(ip)) => {
+                    let peer = Peer {
+                        ip,
+                        helo: &ctx.helo,
+                        mail_from: &ctx.mail_from,
+                    };
+                    Some(a.check(raw, &peer, &mut auth_symbols).await)
+                }
+                _ => None,
+            }
+        };
+        let lists_fut = async {
+            if let (Some(l), Some(ip)) = (&self.lists, ctx.client_ip) {
+                l.check(ip, &link_domains, &mut list_symbols).await;
+            }
+        };
+        let av_fut = async {
+            match &self.clamd {
+                Some(c) => Some((c.scan(raw).await, c.on_error)),
+                None => None,
+            }
+        };
+        let (auth_results, (), av) = tokio::join!(auth_fut, lists_fut, av_fut);
+        for h in auth_symbols.hits().iter().chain(list_symbols.hits()) {
+            symbols.add(&h.name, h.detail.clone());
+        }
+        let mut antivirus_failed = false;
+        match av {
+            Some((Ok(Outcome::Infected(name)), _)) => symbols.add("CLAMAV_VIRUS", name),
+            Some((Ok(Outcome::Clean), _)) | None => {}
+            Some((Err(e), policy)) => {
+                tracing::warn!(error = %e, "antivirus scan failed");
+                symbols.add("CLAMAV_UNAVAILABLE", e.to_string());
+                antivirus_failed = policy == OnError::Tempfail;
+            }
+        }
+        let rules = self.rules();
+        let mut local = || self.local_checks(&message, ctx, &rules, &mut symbols);
+        if tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        {
+            tokio::task::block_in_place(local);
+        } else {
+            local();
+        }
+        Analysis {
+            symbols,
+            auth_results,
+            antivirus_failed,
+            from_addr: message.from_addr.clone(),
+            micros: started.elapsed().as_micros() as u64,
+        }
+    }
+
+    /// The CPU-only checks: structure, HTML, attachments, sender, BEC and the rule set.
+    fn local_checks(
+        &self,
+        message: &Message,
+        ctx: &Context,
+        rules: &RuleSet,
+        symbols: &mut Symbols,
+    ) {
+        for a in &message.anomalies {
+            symbols.add(a, "");
+        }
+        if message.header("from").is_none() {
+            symbols.add("MISSING_FROM", "");
+        }
+        if message.header("date").is_none() {
+            symbols.add("MISSING_DATE", "");
+        }
+        if message.header("message-id").is_none() {
+            symbols.add("MISSING_MESSAGE_ID", "");
+        }
+        if message.has_html && !message.has_plain {
+            symbols.add("HTML_ONLY", "");
+        }
+        let h = &message.html;
+        if h.hidden_text {
+            symbols.add("HTML_HIDDEN_TEXT", "");
+        }
+        if h.script {
+            symbols.add("HTML_SCRIPT", "");
+        }
+        if h.password_input {
+            symbols.add("HTML_PASSWORD_FORM", "");
+        } else if !h.form_actions.is_empty() {
+            symbols.add("HTML_FORM", h.form_actions[0].clone());
+        }
+        if h.meta_refresh {
+            symbols.add("HTML_META_REFRESH", "");
+        }
+        if h.embedded {
+            symbols.add("HTML_EMBEDDED", "");
+        }
+        if h.smuggling {
+            symbols.add("HTML_SMUGGLING", "");
+        }
+        let zero_width = message
+            .text
+            .chars()
+            .filter(|c| super::html::is_invisible_char(*c))
+            .take(4)
+            .count();
+        if zero_width >= 3 {
+            symbols.add("TEXT_INVISIBLE_CHARS", "");
+        }
+        attach::check(&message.attachments, symbols);
+        phish::check_sender(message, &self.targets, symbols);
+        let mail_from = (!ctx.mail_from.is_empty()).then_some(ctx.mail_from.as_str());
+        bec::check(message, mail_from, &self.bec, symbols);
+        if let Some(history) = &self.history
+            && !ctx.rcpts.is_empty()
+            && !self
+                .bec
+                .own
+                .contains(&super::domain::registrable(message.from_domain()))
+        {
+            history.observe(&message.from_addr, &ctx.rcpts, symbols);
+        }
+        rules.evaluate(message, symbols);
+    }
+
+    /// Decides for one recipient domain (`None`: the default policy).
+    pub fn report(
+        &self,
+        analysis: &Analysis,
+        ctx: &Context,
+        domain: Option<&str>,
+    ) -> (Report, Action) {
+        let policy = domain
+            .and_then(|d| self.domain_policies.get(d))
+            .unwrap_or(&self.default_policy);
+        let mut symbols = analysis.symbols.clone();
+        let senders = [ctx.mail_from.as_str(), analysis.from_addr.as_str()];
+        // The domain's own lists first, then the global ones; block wins over allow.
+        for p in [policy, &self.default_policy] {
+            for (list, symbol) in [(&p.block, "BLOCKLISTED"), (&p.allow, "ALLOWLISTED")] {
+                if let Some(entry) = list.matches(ctx.client_ip, &senders) {
+                    symbols.add(symbol, entry);
+                }
+            }
+        }
+        let report = decide(&self.rules(), &symbols, &policy.thresholds);
+        let a = &policy.actions;
+        let action = match report.class {
+            Class::Clean => Action::Deliver,
+            Class::Spam if report.score >= policy.thresholds.spam_high => a.spam_high,
+            Class::Spam => a.spam,
+            Class::Phish => a.phish,
+            Class::Bec => a.bec,
+            Class::Virus => a.virus,
+        };
+        (report, action)
+    }
+
+    fn verdict(&self, analysis: &Analysis, report: &Report, action: Action) -> Verdict {
+        let symbols = report
+            .symbols
+            .iter()
+            .filter(|h| h.score != 0.0)
+            .map(|h| format!("{}({:.1})", h.name, h.score))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut headers = Vec::new();
+        if let Some(ar) = &analysis.auth_results {
+            headers.push(("Authentication-Results".to_owned(), ar.clone()));
+        }
+        headers.push((
+            "X-Jianmen-Verdict".to_owned(),
+            format!("{}; score={:.1}", report.class.as_str(), report.score),
+        ));
+        if !symbols.is_empty() {
+            headers.push(("X-Jianmen-Symbols".to_owned(), fold(&symbols)));
+        }
+        match action {
+            Action::Deliver => Verdict::Tag {
+                headers,
+                subject_prefix: None,
+            },
+            Action::Tag => Verdict::Tag {
+                headers,
+                subject_prefix: Some(self.config.subject_prefix.clone()),
+            },
+            Action::Quarantine => Verdict::Hold {
+                reason: report.explanation.clone(),
+            },
+            Action::Reject => Verdict::Reject {
+                code: 550,
+                enhanced: "5.7.1".into(),
+                text: format!("Message rejected as {}", report.class.as_str()),
+            },
+            Action::Discard => Verdict::Discard {
+                reason: report.explanation.clone(),
+            },
+        }
+    }
+}
+
+/// Folds a long header value at commas so no line exceeds ~78 characters.
+fn fold(value: &str) -> String {
+    let mut out = String::new();
+    let mut line = 0;
+    for (i, part) in value.split(", ").enumerate() {
+        if i > 0 {
+            if line + part.len() > 70 {
+                out.push_str(",\r\n\t");
+                line = 8;
+            } else {
+                out.push_str(", ");
+                line += 2;
+            }
+        }
+        out.push_str(part);
+        line += part.len();
+    }
+    out
+}
+
+#[async_trait]
+impl Scanner for Pipeline {
+    async fn scan(&self, envelope: &Envelope, message: &[u8]) -> Vec<Disposition> {
+        let ctx = Context {
+            client_ip: Some(envelope.client_ip),
+            helo: envelope.helo.clone(),
+            mail_from: envelope.mail_from.clone(),
+            rcpts: envelope.rcpts.clone(),
+        };
+        let analysis = self.analyse(message, &ctx).await;
+        if analysis.antivirus_failed {
+            return vec![Disposition {
+                rcpts: envelope.rcpts.clone(),
+                verdict: Verdict::Reject {
+                    code: 451,
+                    enhanced: "4.7.1".into(),
+                    text: "Virus scan unavailable, try again later".into(),
+                },
+            }];
+        }
+        // One decision per recipient domain that has its own policy; the rest share one.
+        let mut groups: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
+        for rcpt in &envelope.rcpts {
+            let domain = domain_of(rcpt).to_ascii_lowercase();
+            let key = self.domain_policies.contains_key(&domain).then_some(domain);
+            groups.entry(key).or_default().push(rcpt.clone());
+        }
+        let mut out = Vec::new();
+        for (domain, rcpts) in groups {
+            let (report, action) = self.report(&analysis, &ctx, domain.as_deref());
+            tracing::info!(
+                queue_id = %envelope.queue_id, class = report.class.as_str(), score = report.score,
+                action = ?action, micros = analysis.micros, explanation = %report.explanation,
+                "message scanned"
+            );
+            out.push(Disposition {
+                rcpts,
+                verdict: self.verdict(&analysis, &report, action),
+            });
+        }
+        out
+    }
+}
