@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Jianmen's whole test suite on a fresh Debian 12 machine: installs the real peers the tests
-# talk to (Postfix smtp-source/smtp-sink, swaks, dnsmasq), checks formatting and lints, builds, tests.
+# talk to (Postfix smtp-source/smtp-sink, swaks, dnsmasq, ClamAV clamd), checks formatting and lints, builds, tests.
 # Needs root (or sudo) for apt and for the disk-full test's tmpfs mount.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,8 @@ need=()
 command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+[ -x /usr/sbin/clamd ] || need+=(clamav-daemon)
+command -v iconv >/dev/null 2>&1 || need+=(libc-bin)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections

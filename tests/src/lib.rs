@@ -740,3 +740,79 @@ pub fn sha256_hex(data: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// The EICAR antivirus test string (not malware; every scanner is meant to flag it).
+pub const EICAR: &str = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+/// A real ClamAV `clamd` on a unix socket, with a one-signature database that flags EICAR
+/// (freshclam cannot download here, and clamd will not start without a database).
+pub struct Clamd {
+    child: Child,
+    _dir: tempfile::TempDir,
+    /// Its socket.
+    pub socket: PathBuf,
+}
+
+impl Clamd {
+    /// Starts clamd and waits until its socket answers PING.
+    pub fn start() -> Clamd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("db");
+        std::fs::create_dir(&db).expect("db dir");
+        let hex: String = EICAR.bytes().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(
+            db.join("jianmen-test.ndb"),
+            format!("Jianmen.Test.EICAR:0:*:{hex}\n"),
+        )
+        .expect("write signature");
+        let socket = dir.path().join("clamd.sock");
+        let conf = dir.path().join("clamd.conf");
+        let mut text = format!(
+            "Foreground yes\nLocalSocket {}\nDatabaseDirectory {}\nLogFile {}\nScanArchive yes\n",
+            socket.display(),
+            db.display(),
+            dir.path().join("clamd.log").display()
+        );
+        if is_root() {
+            text.push_str("User root\n");
+        }
+        std::fs::write(&conf, text).expect("write clamd.conf");
+        let clamd = ["/usr/sbin/clamd", "clamd"]
+            .into_iter()
+            .find(|p| !p.starts_with('/') || Path::new(p).exists())
+            .unwrap_or("clamd");
+        let child = Command::new(clamd)
+            .arg(format!("--config-file={}", conf.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("clamd (install clamav-daemon)");
+        let ping = |s: &Path| {
+            std::os::unix::net::UnixStream::connect(s)
+                .and_then(|mut c| {
+                    c.write_all(b"zPING\0")?;
+                    let mut buf = [0u8; 5];
+                    c.read_exact(&mut buf)?;
+                    Ok(&buf[..4] == b"PONG")
+                })
+                .unwrap_or(false)
+        };
+        assert!(
+            wait_until(Duration::from_secs(60), || ping(&socket)),
+            "clamd did not start; log: {}",
+            std::fs::read_to_string(dir.path().join("clamd.log")).unwrap_or_default()
+        );
+        Clamd {
+            child,
+            _dir: dir,
+            socket,
+        }
+    }
+}
+
+impl Drop for Clamd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -138,19 +138,17 @@ impl Authenticator {
                 &spf,
             ))
             .await;
-        let passed =
-            dmarc.dkim_result() == &DmarcResult::Pass || dmarc.spf_result() == &DmarcResult::Pass;
-        let failed = matches!(dmarc.dkim_result(), DmarcResult::Fail(_))
-            || matches!(dmarc.spf_result(), DmarcResult::Fail(_));
-        if passed {
-            symbols.add("DMARC_PASS", dmarc.domain());
-        } else if failed {
-            let symbol = match dmarc.policy() {
-                Policy::Reject => "DMARC_FAIL_REJECT",
-                Policy::Quarantine => "DMARC_FAIL_QUARANTINE",
-                Policy::None | Policy::Unspecified => "DMARC_FAIL_NONE",
-            };
-            symbols.add(symbol, dmarc.domain());
+        match dmarc.result() {
+            DmarcResult::Pass => symbols.add("DMARC_PASS", dmarc.domain()),
+            DmarcResult::Fail(_) => {
+                let symbol = match dmarc.policy() {
+                    Policy::Reject => "DMARC_FAIL_REJECT",
+                    Policy::Quarantine => "DMARC_FAIL_QUARANTINE",
+                    Policy::None | Policy::Unspecified => "DMARC_FAIL_NONE",
+                };
+                symbols.add(symbol, dmarc.domain());
+            }
+            DmarcResult::TempError(_) | DmarcResult::PermError(_) | DmarcResult::None => {}
         }
         let from = message.from();
         AuthenticationResults::new(&self.hostname)

@@ -1,0 +1,362 @@
+//! The detection pipeline end to end: the real binary with scanning on, Postfix smtp-sink as
+//! the downstream, a real clamd with an EICAR signature, and dnsmasq serving SPF, DMARC and
+//! DNSBL records on loopback.
+
+use std::io::Write;
+use std::path::Path;
+
+use jianmen_testkit::{Clamd, Client, Dns, EICAR, Gateway, Setup, Sink, jianmen_bin, wait_until};
+
+fn zip_of(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file(name, zip::write::SimpleFileOptions::default())
+        .unwrap();
+    w.write_all(data).unwrap();
+    w.finish().unwrap().into_inner()
+}
+
+fn b64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn with_attachment(subject: &str, name: &str, data: &[u8]) -> Vec<u8> {
+    format!(
+        "From: Vendor <billing@vendor.test>\r\nTo: user@example.com\r\nSubject: {subject}\r\n\
+         Date: Mon, 2 Jun 2025 10:00:00 +0800\r\nMessage-ID: <{subject}@vendor.test>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nPlease see the attached file.\r\n\
+         --b\r\nContent-Type: application/octet-stream; name=\"{name}\"\r\n\
+         Content-Disposition: attachment; filename=\"{name}\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+        b64(data)
+    )
+    .into_bytes()
+}
+
+fn clean() -> Vec<u8> {
+    b"From: Li Na <lina@partner.test>\r\nTo: user@example.com\r\nSubject: meeting notes\r\n\
+      Date: Mon, 2 Jun 2025 10:00:00 +0800\r\nMessage-ID: <notes@partner.test>\r\n\r\n\
+      Attached are the notes from Monday. See you on Thursday.\r\n"
+        .to_vec()
+}
+
+fn gbk_spam() -> Vec<u8> {
+    let (subject, _, _) = encoding_rs_free_gbk("代开发票");
+    let (body, _, _) = encoding_rs_free_gbk(
+        "您好！本公司长期代开增值税发票、普通发票，税点优惠，可验证后付款。联系电话：13912345678 王经理",
+    );
+    let mut m = b"From: wang@fapiao.test\r\nTo: user@example.com\r\nSubject: ".to_vec();
+    m.extend_from_slice(&subject);
+    m.extend_from_slice(b"\r\nMessage-ID: <fp@fapiao.test>\r\n\r\n");
+    m.extend_from_slice(&body);
+    m.extend_from_slice(b"\r\n");
+    m
+}
+
+/// GBK bytes of `s`, via iconv (the test must not share the gateway's own decoder).
+fn encoding_rs_free_gbk(s: &str) -> (Vec<u8>, (), ()) {
+    let mut child = std::process::Command::new("iconv")
+        .args(["-f", "UTF-8", "-t", "GBK"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("iconv");
+    child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    (out.stdout, (), ())
+}
+
+fn phish() -> Vec<u8> {
+    b"From: \"PayPal Security\" <alert@paypa1-secure.test>\r\nTo: user@example.com\r\n\
+      Subject: Your account has been suspended\r\nMessage-ID: <p@paypa1-secure.test>\r\n\
+      Content-Type: text/html\r\n\r\n<p>Dear customer, verify your account now:</p>\
+      <a href=\"http://198.51.100.9/paypal/login\">https://www.paypal.com/signin</a>\r\n"
+        .to_vec()
+}
+
+fn bec() -> Vec<u8> {
+    "From: \"张伟\" <zhangwei.office@mail.test>\r\nTo: user@example.com\r\nSubject: 急\r\n\
+     Date: Mon, 2 Jun 2025 10:00:00 +0800\r\nMessage-ID: <z@mail.test>\r\n\
+     Content-Type: text/plain; charset=utf-8\r\n\r\n在吗？我在开会不方便接电话。有一笔货款需要紧急转账到新账户，今天之内汇款，请保密。\r\n"
+        .as_bytes()
+        .to_vec()
+}
+
+#[test]
+fn gateway_acts_on_each_class() {
+    let sink = Sink::start(&[]);
+    let clamd = Clamd::start();
+    let setup = Setup::new(sink.port, sink.port)
+        .scanning(&["vips = [\"张伟\"]"])
+        .section(&format!(
+            "[scan.clamav]\naddress = \"unix:{}\"\non_error = \"tempfail\"",
+            clamd.socket.display()
+        ));
+    let gw = Gateway::start(&setup);
+    let mut c = Client::ready(gw.addr);
+    let rcpt = ["user@example.com"];
+    let send = |c: &mut Client, m: &[u8]| c.send_mail("sender@outside.test", &rcpt, m);
+
+    let r = send(&mut c, &clean());
+    assert_eq!(r.code, 250, "{r:?}");
+    let r = send(&mut c, &gbk_spam());
+    assert_eq!(r.code, 250, "{r:?}");
+    let r = send(&mut c, &phish());
+    assert_eq!(r.code, 250, "phishing is quarantined, not refused: {r:?}");
+    let r = send(&mut c, &bec());
+    assert_eq!(r.code, 250, "{r:?}");
+    for (what, m) in [
+        (
+            "EICAR",
+            with_attachment("eicar", "eicar.txt", EICAR.as_bytes()),
+        ),
+        (
+            "zipped EICAR",
+            with_attachment("zipped", "doc.zip", &zip_of("eicar.com", EICAR.as_bytes())),
+        ),
+        (
+            "program",
+            with_attachment("program", "invoice.pdf.exe", b"MZ\x90\x00\x03\x00\x00\x00"),
+        ),
+    ] {
+        let r = send(&mut c, &m);
+        assert!(r.text.starts_with("550 5.7.1"), "{what}: {r:?}");
+        assert!(
+            r.text.contains("virus") && r.text.contains("ref "),
+            "{what}: {r:?}"
+        );
+    }
+
+    // Clean and spam are delivered; spam carries the subject prefix and the verdict headers.
+    assert!(wait_until(std::time::Duration::from_secs(20), || sink
+        .messages()
+        .len()
+        >= 2));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let got = sink.messages();
+    assert_eq!(got.len(), 2, "only clean and spam are delivered");
+    let clean_msg = got
+        .iter()
+        .find(|m| m.body().contains("Thursday"))
+        .expect("clean delivered");
+    assert!(
+        clean_msg
+            .header("X-Jianmen-Verdict")
+            .unwrap()
+            .starts_with("clean")
+    );
+    assert_eq!(clean_msg.header("Subject").unwrap(), "meeting notes");
+    let spam_msg = got.iter().find(|m| !m.body().contains("Thursday")).unwrap();
+    assert!(
+        spam_msg
+            .header("X-Jianmen-Verdict")
+            .unwrap()
+            .starts_with("spam")
+    );
+    assert!(spam_msg.header("Subject").unwrap().starts_with("[SPAM] "));
+    assert!(
+        spam_msg
+            .header("X-Jianmen-Symbols")
+            .unwrap()
+            .contains("ZH_INVOICE")
+    );
+
+    // Phishing and BEC wait in the queue as held messages with the explanation.
+    let out = gw.cli(&["queue", "list", "--json"]);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let held: Vec<&str> = listing.lines().filter(|l| l.contains("\"held\"")).collect();
+    assert_eq!(held.len(), 2, "{listing}");
+    assert!(held.iter().any(|l| l.contains("phish:")), "{listing}");
+    assert!(
+        held.iter()
+            .any(|l| l.contains("bec:") && l.contains("BEC_VIP_IMPERSONATION")),
+        "{listing}"
+    );
+
+    // clamd down and fail-closed: the sender is told to retry, nothing is accepted unscanned.
+    drop(clamd);
+    let r = send(&mut c, &clean());
+    assert!(r.text.starts_with("451 4.7.1"), "{r:?}");
+}
+
+fn scan_cli(config: &Path, args: &[&str], files: &[&Path]) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(jianmen_bin())
+        .arg("scan")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .args(files)
+        .output()
+        .expect("jianmen scan");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+fn symbols(v: &serde_json::Value) -> Vec<String> {
+    v["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn spf_dmarc_and_dnsbl_against_loopback_dns() {
+    let dns = Dns::start(&[
+        "--txt-record=good.example,v=spf1 ip4:127.0.0.1 -all".into(),
+        "--txt-record=_dmarc.good.example,v=DMARC1; p=reject".into(),
+        "--txt-record=bad.example,v=spf1 ip4:192.0.2.1 -all".into(),
+        "--txt-record=_dmarc.bad.example,v=DMARC1; p=reject".into(),
+        "--txt-record=soft.example,v=spf1 ip4:192.0.2.1 ~all".into(),
+        "--txt-record=broken.example,v=spf1 redirect=nowhere.example".into(),
+        "--host-record=1.0.0.127.bl.example,127.0.0.2".into(),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("jianmen.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhostname = \"gw.jianmen.test\"\ndata_dir = \"{}\"\n\
+             [domains]\nprotected = [\"example.com\"]\n\
+             [dns]\nresolver = \"127.0.0.1:{}\"\n\
+             [scan]\nfirst_contact = false\n\
+             dnsbl = [{{ zone = \"bl.example\" }}]\n",
+            dir.path().join("data").display(),
+            dns.port
+        ),
+    )
+    .unwrap();
+    let message = |domain: &str| {
+        let f = dir.path().join(format!("{domain}.eml"));
+        std::fs::write(
+            &f,
+            format!(
+                "From: a@{domain}\r\nTo: user@example.com\r\nSubject: hello\r\n\
+                 Date: Mon, 2 Jun 2025 10:00:00 +0800\r\nMessage-ID: <m@{domain}>\r\n\r\nhi\r\n"
+            ),
+        )
+        .unwrap();
+        f
+    };
+    let judge = |domain: &str| {
+        let f = message(domain);
+        let from = format!("a@{domain}");
+        scan_cli(
+            &config,
+            &[
+                "--client-ip",
+                "127.0.0.1",
+                "--helo",
+                "mx.test",
+                "--mail-from",
+                &from,
+                "--rcpt",
+                "user@example.com",
+            ],
+            &[&f],
+        )
+        .remove(0)
+    };
+    let good = judge("good.example");
+    let s = symbols(&good);
+    assert!(
+        s.contains(&"SPF_PASS".into()) && s.contains(&"DMARC_PASS".into()),
+        "{good}"
+    );
+    assert!(
+        s.contains(&"DNSBL_LISTED".into()),
+        "127.0.0.1 is listed in bl.example: {good}"
+    );
+
+    let bad = judge("bad.example");
+    let s = symbols(&bad);
+    assert!(
+        s.contains(&"SPF_FAIL".into()) && s.contains(&"DMARC_FAIL_REJECT".into()),
+        "{bad}"
+    );
+    assert_eq!(bad["verdict"], "phish", "{bad}");
+
+    assert!(symbols(&judge("soft.example")).contains(&"SPF_SOFTFAIL".into()));
+    assert!(symbols(&judge("broken.example")).contains(&"SPF_PERMERROR".into()));
+    assert!(symbols(&judge("none.example")).contains(&"SPF_NONE".into()));
+}
+
+#[test]
+fn scan_command_reads_files_directories_and_hostile_input() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("1-clean.eml"), clean()).unwrap();
+    std::fs::write(dir.path().join("2-phish.eml"), phish()).unwrap();
+    std::fs::write(
+        dir.path().join("3-junk.eml"),
+        b"\xff\xfe<<<\r\n\r\n--\r\n=?x?B?###?=",
+    )
+    .unwrap();
+    let bomb = zip_of("zeros.bin", &vec![0u8; 48 * 1024 * 1024]);
+    std::fs::write(
+        dir.path().join("4-bomb.eml"),
+        with_attachment("bomb", "z.zip", &bomb),
+    )
+    .unwrap();
+    let out = std::process::Command::new(jianmen_bin())
+        .args(["scan", "--jobs", "2"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    let by_name = |n: &str| {
+        lines
+            .iter()
+            .find(|v| v["path"].as_str().unwrap().ends_with(n))
+            .unwrap()
+    };
+    for v in &lines {
+        for field in [
+            "path",
+            "verdict",
+            "score",
+            "symbols",
+            "explanation",
+            "micros",
+        ] {
+            assert!(!v[field].is_null(), "{field} missing in {v}");
+        }
+    }
+    assert_eq!(by_name("1-clean.eml")["verdict"], "clean");
+    assert_eq!(by_name("2-phish.eml")["verdict"], "phish");
+    assert!(symbols(by_name("4-bomb.eml")).contains(&"ARCHIVE_BOMB".into()));
+}
