@@ -14,6 +14,7 @@ command -v swaks >/dev/null 2>&1 || need+=(swaks)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 [ -x /usr/sbin/clamd ] || need+=(clamav-daemon)
 command -v iconv >/dev/null 2>&1 || need+=(libc-bin)
+command -v dkimsign >/dev/null 2>&1 || need+=(python3-dkim)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections

@@ -406,6 +406,35 @@ pub struct ScanConfig {
     pub policy: Vec<DomainPolicy>,
     /// ClamAV; absent means no antivirus beyond Jianmen's own attachment checks.
     pub clamav: Option<crate::scan::clamav::ClamavConfig>,
+    /// Messages accepted per minute from one client address (0: no limit).
+    pub rate_limit_per_minute: u32,
+    /// Greylisting (off by default).
+    pub greylist: GreylistConfig,
+}
+
+/// Greylisting settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GreylistConfig {
+    /// Defer first attempts of unknown triplets.
+    pub enabled: bool,
+    /// Seconds before a retry is accepted.
+    pub delay_secs: u64,
+    /// Hours after the delay during which a retry still counts.
+    pub retry_window_hours: u64,
+    /// Days a passed triplet stays known after its last message.
+    pub pass_days: u64,
+}
+
+impl Default for GreylistConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            delay_secs: 300,
+            retry_window_hours: 24,
+            pass_days: 35,
+        }
+    }
 }
 
 impl Default for ScanConfig {
@@ -428,6 +457,8 @@ impl Default for ScanConfig {
             actions: Actions::default(),
             policy: Vec::new(),
             clamav: None,
+            rate_limit_per_minute: 0,
+            greylist: GreylistConfig::default(),
         }
     }
 }

@@ -91,11 +91,16 @@ fn folder_name(rcpt: &str) -> String {
 
 #[async_trait]
 impl Inbox for Mailbox {
-    async fn check_mail(&self, _from: &str) -> Result<(), Reply> {
+    async fn check_mail(&self, _client_ip: std::net::IpAddr, _from: &str) -> Result<(), Reply> {
         Ok(())
     }
 
-    async fn check_rcpt(&self, _rcpt: &str) -> Result<(), Reply> {
+    async fn check_rcpt(
+        &self,
+        _client_ip: std::net::IpAddr,
+        _from: &str,
+        _rcpt: &str,
+    ) -> Result<(), Reply> {
         Ok(())
     }
 

@@ -2,14 +2,17 @@
 //! the [`Scanner`] verdict at end of DATA, and the durable enqueue that earns the 250.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::queue::{MessageKind, MessageState, NewMessage, Queue, QueueError};
+use crate::scan::greylist::{Decision, Greylist, RateLimiter};
+use crate::scan::reputation::AddressList;
 use crate::scan::{Disposition, Envelope, Scanner, Verdict};
 use crate::smtp::{Inbox, Reply};
 
@@ -21,6 +24,12 @@ pub struct Intake {
     metrics: Arc<Metrics>,
     /// `smtp.valid_recipients` as a set: looked up on every RCPT, lists can be long.
     valid_recipients: HashSet<String>,
+    /// `scan.rate_limit_per_minute`, when set.
+    rate_limit: Option<RateLimiter>,
+    /// `scan.greylist`, when enabled.
+    greylist: Option<Greylist>,
+    /// Clients and senders exempt from greylisting and rate limits (`scan.allow`).
+    allow: AddressList,
 }
 
 impl Intake {
@@ -32,12 +41,28 @@ impl Intake {
         metrics: Arc<Metrics>,
     ) -> Self {
         let valid_recipients = config.smtp.valid_recipients.iter().cloned().collect();
+        let scan = &config.scan;
+        let rate_limit =
+            (scan.rate_limit_per_minute > 0).then(|| RateLimiter::new(scan.rate_limit_per_minute));
+        let g = &scan.greylist;
+        let greylist = g.enabled.then(|| {
+            Greylist::new(
+                Duration::from_secs(g.delay_secs),
+                Duration::from_secs(g.retry_window_hours * 3600),
+                Duration::from_secs(g.pass_days * 86400),
+            )
+        });
+        // Validated with the configuration; an unparsable list cannot reach here.
+        let allow = AddressList::parse(&scan.allow).unwrap_or_default();
         Self {
             config,
             scanner,
             queue,
             metrics,
             valid_recipients,
+            rate_limit,
+            greylist,
+            allow,
         }
     }
 }
@@ -48,15 +73,26 @@ fn storage_full() -> Reply {
 
 #[async_trait]
 impl Inbox for Intake {
-    async fn check_mail(&self, _from: &str) -> Result<(), Reply> {
-        if self.queue.has_space() {
-            Ok(())
-        } else {
-            Err(storage_full())
+    async fn check_mail(&self, client_ip: IpAddr, from: &str) -> Result<(), Reply> {
+        if !self.queue.has_space() {
+            return Err(storage_full());
         }
+        if let Some(limiter) = &self.rate_limit
+            && self.allow.matches(Some(client_ip), &[from]).is_none()
+            && !limiter.allow(client_ip)
+        {
+            self.metrics.rejected("rate");
+            tracing::info!(client = %client_ip, from, "rate limit exceeded");
+            return Err(Reply::new(
+                451,
+                "4.7.1",
+                "Too many messages from your address, slow down and try again later",
+            ));
+        }
+        Ok(())
     }
 
-    async fn check_rcpt(&self, rcpt: &str) -> Result<(), Reply> {
+    async fn check_rcpt(&self, client_ip: IpAddr, from: &str, rcpt: &str) -> Result<(), Reply> {
         let domain = rcpt
             .rsplit_once('@')
             .map(|(_, d)| d.trim_end_matches('.').to_lowercase())
@@ -70,6 +106,17 @@ impl Inbox for Intake {
                 550,
                 "5.1.1",
                 "Recipient address rejected: user unknown",
+            ));
+        }
+        if let Some(greylist) = &self.greylist
+            && self.allow.matches(Some(client_ip), &[from]).is_none()
+            && let Decision::Defer(secs) = greylist.check(client_ip, from, rcpt)
+        {
+            self.metrics.rejected("greylist");
+            return Err(Reply::new(
+                451,
+                "4.7.1",
+                format!("Greylisted, please try again in {secs} seconds"),
             ));
         }
         Ok(())

@@ -217,6 +217,126 @@ fn scan_cli(config: &Path, args: &[&str], files: &[&Path]) -> Vec<serde_json::Va
         .collect()
 }
 
+/// A configuration with authentication on, DNS from `dns_port` and the `bl.example` DNSBL.
+fn auth_config(dir: &Path, dns_port: u16) -> std::path::PathBuf {
+    let config = dir.join("jianmen.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhostname = \"gw.jianmen.test\"\ndata_dir = \"{}\"\n\
+             [domains]\nprotected = [\"example.com\"]\n\
+             [dns]\nresolver = \"127.0.0.1:{dns_port}\"\n\
+             [scan]\nfirst_contact = false\n\
+             dnsbl = [{{ zone = \"bl.example\" }}]\n",
+            dir.join("data").display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Runs Debian's python3-dkim in `dir`: a new key pair (`dknewkey`), or a signature.
+fn dkim_tool(dir: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+    let mut child = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3-dkim (dknewkey, dkimsign)");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[test]
+fn dkim_signatures_verify_or_fail_on_a_changed_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    dkim_tool(d, &["dknewkey", "--ktype", "ed25519", "ed"], b"");
+    dkim_tool(d, &["dknewkey", "rsa"], b"");
+    let record = |sel: &str| {
+        let text = std::fs::read_to_string(d.join(format!("{sel}.dns"))).unwrap();
+        let text = text.trim().to_owned();
+        // TXT strings hold 255 bytes; longer records are split into several strings.
+        let parts: Vec<String> = text
+            .as_bytes()
+            .chunks(200)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        format!(
+            "--txt-record={sel}._domainkey.dk.example,{}",
+            parts.join(",")
+        )
+    };
+    let dns = Dns::start(&[
+        record("ed"),
+        record("rsa"),
+        "--txt-record=dk.example,v=spf1 ip4:192.0.2.1 -all".into(),
+        "--txt-record=_dmarc.dk.example,v=DMARC1; p=reject".into(),
+    ]);
+    let config = auth_config(d, dns.port);
+    let message = b"From: Finance <finance@dk.example>\r\nTo: user@example.com\r\n\
+        Subject: statement\r\nDate: Mon, 2 Jun 2025 10:00:00 +0800\r\n\
+        Message-ID: <s@dk.example>\r\n\r\nYour monthly statement is ready.\r\n";
+    let mut files = Vec::new();
+    for (sel, alg) in [("ed", "ed25519-sha256"), ("rsa", "rsa-sha256")] {
+        let signed = dkim_tool(
+            d,
+            &[
+                "dkimsign",
+                "--signalg",
+                alg,
+                sel,
+                "dk.example",
+                &format!("{sel}.key"),
+            ],
+            message,
+        );
+        let good = d.join(format!("{sel}-good.eml"));
+        std::fs::write(&good, &signed).unwrap();
+        let bad = d.join(format!("{sel}-bad.eml"));
+        let tampered = String::from_utf8(signed)
+            .unwrap()
+            .replace("monthly", "overdue");
+        std::fs::write(&bad, tampered).unwrap();
+        files.push((good, true));
+        files.push((bad, false));
+    }
+    for (file, valid) in &files {
+        let v = scan_cli(
+            &config,
+            &[
+                "--client-ip",
+                "127.0.0.1",
+                "--helo",
+                "mx.dk.example",
+                "--mail-from",
+                "finance@dk.example",
+            ],
+            &[file],
+        )
+        .remove(0);
+        let s = symbols(&v);
+        if *valid {
+            // SPF fails (127.0.0.1 is not allowed) but the aligned DKIM signature passes DMARC.
+            assert!(
+                s.contains(&"DKIM_PASS".into()) && s.contains(&"DMARC_PASS".into()),
+                "{v}"
+            );
+        } else {
+            assert!(s.contains(&"DKIM_FAIL".into()), "{v}");
+            assert!(s.contains(&"DMARC_FAIL_REJECT".into()), "{v}");
+        }
+    }
+}
+
 fn symbols(v: &serde_json::Value) -> Vec<String> {
     v["symbols"]
         .as_array()
@@ -238,20 +358,7 @@ fn spf_dmarc_and_dnsbl_against_loopback_dns() {
         "--host-record=1.0.0.127.bl.example,127.0.0.2".into(),
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("jianmen.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nhostname = \"gw.jianmen.test\"\ndata_dir = \"{}\"\n\
-             [domains]\nprotected = [\"example.com\"]\n\
-             [dns]\nresolver = \"127.0.0.1:{}\"\n\
-             [scan]\nfirst_contact = false\n\
-             dnsbl = [{{ zone = \"bl.example\" }}]\n",
-            dir.path().join("data").display(),
-            dns.port
-        ),
-    )
-    .unwrap();
+    let config = auth_config(dir.path(), dns.port);
     let message = |domain: &str| {
         let f = dir.path().join(format!("{domain}.eml"));
         std::fs::write(
@@ -359,4 +466,62 @@ fn scan_command_reads_files_directories_and_hostile_input() {
     assert_eq!(by_name("1-clean.eml")["verdict"], "clean");
     assert_eq!(by_name("2-phish.eml")["verdict"], "phish");
     assert!(symbols(by_name("4-bomb.eml")).contains(&"ARCHIVE_BOMB".into()));
+}
+
+/// The committed fixture set (tests/fixtures/mail/<class>/*.eml): each message gets the class
+/// its directory names under the default rules.
+#[test]
+fn default_rules_classify_the_fixture_set() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/mail");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("jianmen.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhostname = \"gw.jianmen.test\"\ndata_dir = \"{}\"\n\
+             [domains]\nprotected = [\"example.com\"]\n\
+             [scan]\nauth = false\nfirst_contact = false\n\
+             vips = [\"张伟\", \"Wei Zhang\"]\npartner_domains = [\"partner.test\"]\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let results = scan_cli(&config, &[], &[&fixtures]);
+    assert!(results.len() >= 15, "{} fixtures", results.len());
+    let wrong: Vec<String> = results
+        .iter()
+        .filter_map(|v| {
+            let path = v["path"].as_str().unwrap();
+            let expected = Path::new(path).parent()?.file_name()?.to_str()?;
+            (v["verdict"] != expected)
+                .then(|| format!("{path}: {} ({})", v["verdict"], v["explanation"]))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "misclassified:\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn greylisting_and_rate_limits_defer_at_the_right_step() {
+    let sink = Sink::start(&[]);
+    let setup = Setup::new(sink.port, sink.port)
+        .scanning(&["rate_limit_per_minute = 3"])
+        .section("[scan.greylist]\nenabled = true\ndelay_secs = 1");
+    let gw = Gateway::start(&setup);
+    let mut c = Client::ready(gw.addr);
+    assert_eq!(c.cmd("MAIL FROM:<a@outside.test>").code, 250);
+    let r = c.cmd("RCPT TO:<user@example.com>");
+    assert!(
+        r.text.starts_with("451 4.7.1") && r.text.contains("Greylisted"),
+        "{r:?}"
+    );
+    assert_eq!(c.cmd("RSET").code, 250);
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    // The retry after the delay passes; the triplet then stays known.
+    for _ in 0..2 {
+        let r = c.send_mail("a@outside.test", &["user@example.com"], &clean());
+        assert_eq!(r.code, 250, "{r:?}");
+    }
+    // Three MAIL commands a minute: the fourth is deferred.
+    let r = c.cmd("MAIL FROM:<a@outside.test>");
+    assert!(r.text.starts_with("451 4.7.1"), "{r:?}");
 }

@@ -104,10 +104,7 @@ impl Authenticator {
             "DKIM_NONE"
         } else if dkim.iter().any(|d| d.result() == &DkimResult::Pass) {
             "DKIM_PASS"
-        } else if dkim
-            .iter()
-            .any(|d| matches!(d.result(), DkimResult::Fail(_)))
-        {
+        } else if dkim.iter().any(|d| is_dkim_failure(d.result())) {
             "DKIM_FAIL"
         } else if dkim
             .iter()
@@ -157,5 +154,22 @@ impl Authenticator {
             .with_arc_result(&arc, peer.ip)
             .with_dmarc_result(&dmarc)
             .to_string()
+    }
+}
+
+/// A signature that was checked and is wrong (bad signature or body hash; RFC 6376 §6.1.3),
+/// as opposed to one that could not be checked. mail-auth reports a body hash mismatch as
+/// neutral; RFC 8601 reporting calls it `fail`.
+fn is_dkim_failure(result: &DkimResult) -> bool {
+    use mail_auth::common::crypto::CryptoError;
+    use mail_auth::dkim::DkimError;
+    match result {
+        DkimResult::Fail(_) => true,
+        DkimResult::Neutral(e) => matches!(
+            e,
+            mail_auth::Error::Dkim(DkimError::FailedBodyHashMatch)
+                | mail_auth::Error::Crypto(CryptoError::FailedVerification)
+        ),
+        _ => false,
     }
 }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bec;
 pub mod clamav;
 pub mod domain;
+pub mod greylist;
 pub mod html;
 pub mod message;
 pub mod phish;

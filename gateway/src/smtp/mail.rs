@@ -43,7 +43,12 @@ impl Session {
                 "Non-ASCII address requires SMTPUTF8",
             ));
         }
-        if let Err(reply) = self.ctx.inbox.check_mail(&from.address).await {
+        if let Err(reply) = self
+            .ctx
+            .inbox
+            .check_mail(self.client_ip, &from.address)
+            .await
+        {
             return self.fail(reply);
         }
         self.tx = Some(Transaction {

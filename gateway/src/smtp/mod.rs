@@ -29,10 +29,11 @@ pub use reply::Reply;
 /// writes files. Replies returned here are sent to the client as they are.
 #[async_trait]
 pub trait Inbox: Send + Sync + 'static {
-    /// Called at MAIL FROM before a transaction starts (e.g. refuses when the disk is full).
-    async fn check_mail(&self, from: &str) -> Result<(), Reply>;
-    /// Called for each RCPT TO with the address as given.
-    async fn check_rcpt(&self, rcpt: &str) -> Result<(), Reply>;
+    /// Called at MAIL FROM before a transaction starts (e.g. refuses when the disk is full or
+    /// the client sends too fast).
+    async fn check_mail(&self, client_ip: IpAddr, from: &str) -> Result<(), Reply>;
+    /// Called for each RCPT TO with the address as given (recipient policy, greylisting).
+    async fn check_rcpt(&self, client_ip: IpAddr, from: &str, rcpt: &str) -> Result<(), Reply>;
     /// Takes a complete message: `message[..trace_len]` is the `Received:` header the session
     /// prepended, the rest is what the client sent. Must only return 2xx once the message is
     /// durably stored.

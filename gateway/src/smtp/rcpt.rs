@@ -27,7 +27,13 @@ impl Session {
                 "Non-ASCII address requires SMTPUTF8",
             ));
         }
-        if let Err(reply) = self.ctx.inbox.check_rcpt(&address).await {
+        let from = tx.mail_from.clone();
+        if let Err(reply) = self
+            .ctx
+            .inbox
+            .check_rcpt(self.client_ip, &from, &address)
+            .await
+        {
             if reply.is_transient() {
                 self.send(&reply);
                 return Flow::Continue;
