@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use super::Symbols;
-use super::domain::{imitates, registrable};
+use super::domain::{Lookalikes, registrable};
 use super::message::{Message, domain_of};
 
 /// Most sender→recipient pairs remembered (8 bytes each).
@@ -21,8 +21,8 @@ pub struct BecSettings {
     pub vips: Vec<String>,
     /// Registrable domains of our own protected domains.
     pub own: Vec<String>,
-    /// Registrable domains of partners we pay or are paid by.
-    pub partners: Vec<String>,
+    /// Our own and our partners' domains, prepared for lookalike checks.
+    pub known: Lookalikes,
 }
 
 impl BecSettings {
@@ -35,7 +35,13 @@ impl BecSettings {
                 .filter(|v| !v.is_empty())
                 .collect(),
             own: protected.iter().map(|d| registrable(d)).collect(),
-            partners: partners.iter().map(|d| registrable(d)).collect(),
+            known: Lookalikes::new(
+                protected
+                    .iter()
+                    .chain(partners)
+                    .map(|d| registrable(d))
+                    .collect::<Vec<_>>(),
+            ),
         }
     }
 }
@@ -69,9 +75,8 @@ pub fn check(
             format!("{} <{}> ({vip})", message.from_name, message.from_addr),
         );
     }
-    let known = settings.own.iter().chain(&settings.partners);
     for candidate in [from_reg.clone(), registrable(domain_of(&message.reply_to))] {
-        if let Some(genuine) = known.clone().find(|g| imitates(&candidate, g)) {
+        if let Some(genuine) = settings.known.imitated(&candidate) {
             symbols.add("BEC_LOOKALIKE_DOMAIN", format!("{candidate} ≈ {genuine}"));
         }
     }

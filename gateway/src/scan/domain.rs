@@ -31,29 +31,90 @@ fn skeleton(s: &str) -> String {
     unicode_security::skeleton(s).collect()
 }
 
+/// A genuine domain with its comparison forms computed once.
+#[derive(Debug, Clone)]
+struct Genuine {
+    domain: String,
+    skeleton: String,
+    label: String,
+    label_skeleton: String,
+}
+
+/// A set of genuine registrable domains that others may imitate.
+#[derive(Debug, Clone, Default)]
+pub struct Lookalikes {
+    genuine: Vec<Genuine>,
+}
+
+impl Lookalikes {
+    /// Prepares `domains` (registrable domains, lower case) for comparison.
+    pub fn new<I: IntoIterator<Item = String>>(domains: I) -> Self {
+        let mut genuine: Vec<Genuine> = domains
+            .into_iter()
+            .filter(|d| !d.is_empty())
+            .map(|domain| {
+                let label = brand_label(&domain).to_owned();
+                Genuine {
+                    skeleton: skeleton(&domain),
+                    label_skeleton: skeleton(&label),
+                    label,
+                    domain,
+                }
+            })
+            .collect();
+        genuine.sort_by(|a, b| a.domain.cmp(&b.domain));
+        genuine.dedup_by(|a, b| a.domain == b.domain);
+        Self { genuine }
+    }
+
+    /// Whether `domain` (registrable) is one of the genuine domains.
+    pub fn contains(&self, domain: &str) -> bool {
+        self.genuine.iter().any(|g| g.domain == domain)
+    }
+
+    /// The genuine domain that `candidate` (registrable) imitates without being it, if any.
+    pub fn imitated(&self, candidate: &str) -> Option<&str> {
+        if candidate.is_empty() || self.contains(candidate) {
+            return None;
+        }
+        let cand_u = unicode_form(candidate);
+        let cand_skeleton = skeleton(&cand_u);
+        let a = brand_label(&cand_u);
+        let a_chars = a.chars().count();
+        let mut a_skeleton: Option<String> = None;
+        for g in &self.genuine {
+            if cand_skeleton == g.skeleton {
+                return Some(&g.domain);
+            }
+            let b = g.label.as_str();
+            let b_chars = b.chars().count();
+            if a_chars < 4 || b_chars < 4 || a == b {
+                continue;
+            }
+            // The genuine brand with a hyphenated extra word (icbc-security.com).
+            if a.strip_prefix(b).is_some_and(|rest| rest.starts_with('-'))
+                || a.strip_suffix(b).is_some_and(|rest| rest.ends_with('-'))
+            {
+                return Some(&g.domain);
+            }
+            let limit = if b_chars >= 10 { 2 } else { 1 };
+            if a_chars.abs_diff(b_chars) > limit {
+                continue;
+            }
+            let a_sk = a_skeleton.get_or_insert_with(|| skeleton(a));
+            if edit_distance(a_sk, &g.label_skeleton, limit) <= limit {
+                return Some(&g.domain);
+            }
+        }
+        None
+    }
+}
+
 /// Whether `candidate` imitates `genuine` without being it: both registrable domains.
 pub fn imitates(candidate: &str, genuine: &str) -> bool {
-    if candidate == genuine || candidate.is_empty() || genuine.is_empty() {
-        return false;
-    }
-    let cand_u = unicode_form(candidate);
-    if skeleton(&cand_u) == skeleton(genuine) {
-        return true;
-    }
-    let a = brand_label(&cand_u);
-    let b = brand_label(genuine);
-    if a.chars().count() < 4 || b.chars().count() < 4 {
-        return false;
-    }
-    // The genuine brand with a hyphenated extra word (icbc-security.com).
-    if a != b && (a.starts_with(&format!("{b}-")) || a.ends_with(&format!("-{b}"))) {
-        return true;
-    }
-    if a == b {
-        return false;
-    }
-    let limit = if b.chars().count() >= 10 { 2 } else { 1 };
-    edit_distance(&skeleton(a), &skeleton(b), limit) <= limit
+    Lookalikes::new([genuine.to_owned()])
+        .imitated(candidate)
+        .is_some()
 }
 
 /// Levenshtein distance, giving up (returning `limit + 1`) once it must exceed `limit`.

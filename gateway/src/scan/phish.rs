@@ -3,7 +3,7 @@
 //! protected or well-known ones, and display names that claim a brand.
 
 use super::Symbols;
-use super::domain::{imitates, registrable, unicode_form};
+use super::domain::{Lookalikes, registrable, unicode_form};
 use super::message::Message;
 
 /// Well-known brands: the names a display name may claim and the domains that really send
@@ -76,7 +76,7 @@ const SHORTENERS: &[&str] = &[
 /// Domains imitation is judged against: brands plus our protected domains.
 pub struct Targets {
     brands: Vec<(String, Vec<String>)>,
-    genuine: Vec<String>,
+    genuine: Lookalikes,
 }
 
 impl Targets {
@@ -87,26 +87,19 @@ impl Targets {
             .map(|(n, d)| (n.to_string(), d.iter().map(|s| s.to_string()).collect()))
             .collect();
         brands.extend(extra_brands.iter().cloned());
-        let mut genuine: Vec<String> = brands
-            .iter()
-            .flat_map(|(_, d)| d.iter().map(|x| registrable(x)))
-            .chain(protected.iter().map(|d| registrable(d)))
-            .collect();
-        genuine.sort();
-        genuine.dedup();
+        let genuine = Lookalikes::new(
+            brands
+                .iter()
+                .flat_map(|(_, d)| d.iter().map(|x| registrable(x)))
+                .chain(protected.iter().map(|d| registrable(d)))
+                .collect::<Vec<_>>(),
+        );
         Self { brands, genuine }
     }
 
     /// The genuine domain `domain` imitates, if any.
     pub fn imitated(&self, domain: &str) -> Option<&str> {
-        let reg = registrable(domain);
-        if self.genuine.contains(&reg) {
-            return None;
-        }
-        self.genuine
-            .iter()
-            .find(|g| imitates(&reg, g))
-            .map(String::as_str)
+        self.genuine.imitated(&registrable(domain))
     }
 }
 
@@ -167,10 +160,15 @@ fn is_ip(host: &str) -> bool {
 /// Link checks; returns the registrable domains of all web links (for URI block lists).
 pub fn check_links(message: &Message, targets: &Targets, symbols: &mut Symbols) -> Vec<String> {
     let mut domains = Vec::new();
+    let mut hosts_seen: Vec<String> = Vec::new();
     for link in &message.links {
         let Some((host, userinfo)) = host_of(&link.href) else {
             continue;
         };
+        let new_host = !hosts_seen.contains(&host);
+        if new_host {
+            hosts_seen.push(host.clone());
+        }
         if userinfo {
             symbols.add("URL_USERINFO", &link.href);
         }
@@ -185,7 +183,10 @@ pub fn check_links(message: &Message, targets: &Targets, symbols: &mut Symbols) 
         if SHORTENERS.contains(&host.as_str()) || SHORTENERS.contains(&reg.as_str()) {
             symbols.add("URL_SHORTENER", &host);
         }
-        if !ip && let Some(genuine) = targets.imitated(&host) {
+        if !ip
+            && new_host
+            && let Some(genuine) = targets.imitated(&host)
+        {
             symbols.add("URL_LOOKALIKE", format!("{host} ≈ {genuine}"));
         }
         if let Some(shown) = domain_in_text(&link.text) {

@@ -257,7 +257,7 @@ impl RuleSet {
                 message,
             };
             let compile = |p: &str| {
-                regex::RegexBuilder::new(p)
+                regex::RegexBuilder::new(&ascii_word_boundaries(p))
                     .size_limit(REGEX_SIZE_LIMIT)
                     .build()
                     .map_err(|e| fail(e.to_string()))
@@ -334,7 +334,7 @@ impl RuleSet {
             rules.push(rule);
         }
         let set = |patterns: &[String]| {
-            RegexSetBuilder::new(patterns)
+            RegexSetBuilder::new(patterns.iter().map(|p| ascii_word_boundaries(p)))
                 .size_limit(REGEX_SIZE_LIMIT * 4)
                 .build()
                 .map_err(|e| RuleError::Parse {
@@ -465,6 +465,33 @@ impl RuleSet {
     }
 }
 
+/// Rewrites `\b` and `\B` as ASCII word boundaries. Unicode word boundaries force the slow
+/// NFA on any non-ASCII text (every Chinese message); Chinese has no word boundaries anyway,
+/// and an ASCII boundary still separates `viagra` from the Chinese text around it.
+fn ascii_word_boundaries(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some(b @ ('b' | 'B')) => {
+                    out.push_str("(?-u:\\");
+                    out.push(b);
+                    out.push(')');
+                }
+                Some(other) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => out.push('\\'),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_owned()
@@ -536,6 +563,25 @@ none_symbols = ["SUBJ"]
         let mut s = Symbols::default();
         set.evaluate(&m, &mut s);
         assert!(s.has("SUBJ") && !s.has("KW") && !s.has("META"));
+    }
+
+    #[test]
+    fn word_boundaries_become_ascii() {
+        assert_eq!(
+            ascii_word_boundaries(r"\bviagra\b"),
+            r"(?-u:\b)viagra(?-u:\b)"
+        );
+        assert_eq!(ascii_word_boundaries(r"a\\b\d"), r"a\\b\d");
+        let set = RuleSet::from_sources(&[(
+            "t".into(),
+            "[[rule]]\nname = \"V\"\nscore = 1.0\ncategory = \"spam\"\nbody = '\\bviagra\\b'\n"
+                .into(),
+        )])
+        .unwrap();
+        let m = Message::parse("Subject: x\r\n\r\n便宜viagra出售\r\n".as_bytes());
+        let mut s = Symbols::default();
+        set.evaluate(&m, &mut s);
+        assert!(s.has("V"));
     }
 
     #[test]

@@ -1,0 +1,307 @@
+//! Detection cost, side by side: `jianmen scan` and rspamd 3.4 (Debian) over the same messages
+//! from the dev corpora, one core and all cores, network checks off for both. Prints CPU-ms
+//! per message, messages per second and the ratio.
+//!
+//! Usage: `cargo build --release --bins && cargo run --release -p jianmen-benches --bin scan
+//! [-- CORPORA_DIR [PER_CORPUS]]`. The corpora directory defaults to `$JIANMEN_CORPORA`, then
+//! `../shared/corpora`; without it the bench says so and exits 0. rspamd is used when
+//! installed (`apt install rspamd`), skipped otherwise.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jianmen_testkit::jianmen_bin;
+
+/// Messages sampled from each corpus (the first ones in `labels.tsv` order).
+const DEFAULT_PER_CORPUS: usize = 2000;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let corpora = args
+        .next()
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("JIANMEN_CORPORA").map(PathBuf::from))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpora"));
+    let per_corpus: usize = args
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(DEFAULT_PER_CORPUS);
+    if !corpora.is_dir() {
+        println!(
+            "corpora not found at {} (set JIANMEN_CORPORA); nothing to measure",
+            corpora.display()
+        );
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let sample = work.path().join("sample");
+    let mut counts = Vec::new();
+    let mut corpus_dirs: Vec<PathBuf> = std::fs::read_dir(&corpora)
+        .expect("read corpora")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("labels.tsv").is_file())
+        .collect();
+    corpus_dirs.sort();
+    for dir in &corpus_dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let n = extract_sample(dir, &name, work.path(), &sample.join(&name), per_corpus);
+        counts.push((name, n));
+    }
+    let total: usize = counts.iter().map(|(_, n)| n).sum();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("Sample: {total} messages ({per_corpus} per corpus at most): {counts:?}");
+    println!("Machine: {cores} cores\n");
+
+    let mut rows = Vec::new();
+    for jobs in [1, cores] {
+        let (wall, cpu) = run_jianmen(&sample, jobs, total);
+        rows.push((format!("jianmen scan, {jobs} thread(s)"), wall, cpu));
+    }
+    if Path::new("/usr/bin/rspamd").exists() {
+        for workers in [1, cores] {
+            match run_rspamd(&sample, workers, total, work.path()) {
+                Ok((wall, cpu)) => {
+                    rows.push((format!("rspamd 3.4, {workers} worker(s)"), wall, cpu))
+                }
+                Err(e) => println!("rspamd with {workers} worker(s) failed: {e}"),
+            }
+        }
+    } else {
+        println!("rspamd not installed (apt install rspamd): no side-by-side figures");
+    }
+    println!(
+        "{:<32} {:>12} {:>12} {:>10}",
+        "", "CPU-ms/msg", "msgs/s", "wall s"
+    );
+    for (name, wall, cpu) in &rows {
+        println!(
+            "{name:<32} {:>12.3} {:>12.0} {:>10.1}",
+            cpu.as_secs_f64() * 1000.0 / total as f64,
+            total as f64 / wall.as_secs_f64(),
+            wall.as_secs_f64()
+        );
+    }
+    let jianmen_cpu = rows[0].2.as_secs_f64();
+    if let Some((_, _, rspamd_cpu)) = rows.iter().find(|(n, _, _)| n.starts_with("rspamd")) {
+        println!(
+            "\nrspamd spends {:.1}× the CPU of jianmen per message (goal ≥ 5×; jianmen goal ≤ 0.3 CPU-ms/msg)",
+            rspamd_cpu.as_secs_f64() / jianmen_cpu
+        );
+    }
+}
+
+/// Unpacks one corpus and links its first `n` messages into `into`; returns how many.
+fn extract_sample(dir: &Path, name: &str, work: &Path, into: &Path, n: usize) -> usize {
+    let archive = std::fs::read_dir(dir)
+        .expect("read corpus")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with(".tar.zst"))
+        .expect("corpus archive");
+    let out = work.join("raw").join(name);
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let status = Command::new("tar")
+        .arg("--zstd")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&out)
+        .status()
+        .expect("tar (needs zstd)");
+    assert!(status.success(), "cannot unpack {}", archive.display());
+    std::fs::create_dir_all(into).expect("mkdir");
+    let labels = std::fs::read_to_string(dir.join("labels.tsv")).expect("labels.tsv");
+    let mut linked = 0;
+    for line in labels.lines().skip(1).take(n) {
+        let Some(path) = line.split('\t').next() else {
+            continue;
+        };
+        let src = out.join(path);
+        if src.is_file() {
+            // Hard links: rspamc skips symbolic links when it walks a directory.
+            std::fs::hard_link(&src, into.join(format!("{linked:06}.eml"))).expect("link");
+            linked += 1;
+        }
+    }
+    linked
+}
+
+/// CPU time (user + system) of waited-for children of this process.
+fn children_cpu() -> Duration {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .expect("getrusage");
+    let tv = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+    };
+    tv(usage.user_time()) + tv(usage.system_time())
+}
+
+fn run_jianmen(sample: &Path, jobs: usize, expected: usize) -> (Duration, Duration) {
+    let cpu0 = children_cpu();
+    let started = Instant::now();
+    let out = Command::new(jianmen_bin())
+        .args(["scan", "--jobs", &jobs.to_string()])
+        .arg(sample)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("jianmen scan");
+    let wall = started.elapsed();
+    let cpu = children_cpu() - cpu0;
+    assert!(out.status.success(), "jianmen scan failed");
+    let lines = out.stdout.iter().filter(|b| **b == b'\n').count();
+    assert_eq!(lines, expected, "one JSON line per message");
+    (wall, cpu)
+}
+
+/// CPU time of a process and all its descendants, from /proc (clock ticks of 10 ms).
+fn tree_cpu(pid: u32) -> Duration {
+    let mut total = 0u64;
+    let mut stack = vec![pid];
+    while let Some(p) = stack.pop() {
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
+            // Fields after the command name (which may contain spaces) start after ") ".
+            if let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) {
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let utime: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+                let stime: u64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+                total += utime + stime;
+            }
+        }
+        if let Ok(children) = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")) {
+            stack.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    Duration::from_millis(total * 10)
+}
+
+/// Runs rspamd with network checks off and `workers` normal workers; scans the sample with
+/// rspamc and returns (wall, rspamd CPU).
+fn run_rspamd(
+    sample: &Path,
+    workers: usize,
+    expected: usize,
+    work: &Path,
+) -> Result<(Duration, Duration), String> {
+    let port = 11433;
+    let base = work.join(format!("rspamd-{workers}"));
+    let local = base.join("local");
+    for d in ["local/local.d", "local/override.d", "run", "log"] {
+        std::fs::create_dir_all(base.join(d)).map_err(|e| e.to_string())?;
+    }
+    // Compiled regexp (hyperscan) caches survive between runs here.
+    let db = Path::new("/var/tmp/jianmen-bench-rspamd-db");
+    std::fs::create_dir_all(db).map_err(|e| e.to_string())?;
+    let write = |rel: &str, text: &str| std::fs::write(local.join(rel), text);
+    let files = [
+        // Nothing leaves loopback: DNS goes to a closed port and fails at once.
+        (
+            "local.d/options.inc",
+            "dns { nameserver = [\"127.0.0.1:9\"]; timeout = 0.1s; retransmits = 0; }\n".to_owned(),
+        ),
+        (
+            "local.d/worker-normal.inc",
+            format!("bind_socket = \"127.0.0.1:{port}\";\ncount = {workers};\n"),
+        ),
+        (
+            "override.d/worker-controller.inc",
+            "enabled = false;\n".to_owned(),
+        ),
+        (
+            "override.d/worker-proxy.inc",
+            "enabled = false;\n".to_owned(),
+        ),
+        (
+            "override.d/worker-fuzzy.inc",
+            "enabled = false;\n".to_owned(),
+        ),
+        (
+            "override.d/logging.inc",
+            format!(
+                "type = \"file\";\nfilename = \"{}\";\nlevel = \"error\";\n",
+                base.join("log/rspamd.log").display()
+            ),
+        ),
+    ];
+    for (rel, text) in files {
+        write(rel, &text).map_err(|e| e.to_string())?;
+    }
+    for module in [
+        "rbl",
+        "fuzzy_check",
+        "asn",
+        "dkim",
+        "spf",
+        "dmarc",
+        "arc",
+        "mx_check",
+        "neural",
+        "ratelimit",
+        "greylist",
+        "replies",
+        "history_redis",
+        "dcc",
+        "spamassassin",
+        "metadata_exporter",
+        "clickhouse",
+        "elastic",
+        "external_services",
+        "reputation",
+        "dkim_signing",
+        "arc_signing",
+        "url_redirector",
+        "hfilter",
+    ] {
+        write(&format!("local.d/{module}.conf"), "enabled = false;\n")
+            .map_err(|e| e.to_string())?;
+    }
+    let var = |k: &str, v: &Path| format!("--var={k}={}", v.display());
+    let mut child = Command::new("/usr/bin/rspamd")
+        .args(["-f", "-i", "-u", "root", "-g", "root"])
+        .arg(var("LOCAL_CONFDIR", &local))
+        .arg(var("DBDIR", db))
+        .arg(var("RUNDIR", &base.join("run")))
+        .arg(var("LOGDIR", &base.join("log")))
+        .args(["-c", "/etc/rspamd/rspamd.conf"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let ready = jianmen_testkit::wait_until(Duration::from_secs(300), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    if !ready {
+        stop(&mut child);
+        return Err("rspamd did not start".into());
+    }
+    // Let workers finish loading maps and compiling before measuring.
+    std::thread::sleep(Duration::from_secs(3));
+    let cpu0 = tree_cpu(child.id());
+    let started = Instant::now();
+    let out = Command::new("/usr/bin/rspamc")
+        .args(["-h", &format!("127.0.0.1:{port}"), "-n", "16", "-t", "30"])
+        .arg(sample)
+        .output()
+        .map_err(|e| e.to_string());
+    let wall = started.elapsed();
+    let cpu = tree_cpu(child.id()) - cpu0;
+    stop(&mut child);
+    let out = out?;
+    let results = String::from_utf8_lossy(&out.stdout)
+        .matches("Results for file")
+        .count();
+    if results != expected {
+        return Err(format!("rspamc reported {results} of {expected} messages"));
+    }
+    Ok((wall, cpu))
+}
+
+/// SIGTERM to rspamd's main process, which stops its workers too (SIGKILL would orphan them).
+fn stop(child: &mut std::process::Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let _ = child.wait();
+}

@@ -1,0 +1,21 @@
+//! Any bytes as an attachment (zip, gzip, tar, OLE, PDF, HTML…): the recursive walker must stay
+//! within its bounds and never panic.
+#![no_main]
+
+use jianmen::scan::message::Attachment;
+use jianmen::scan::{Symbols, attach};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut symbols = Symbols::default();
+    for name in ["a.zip", "b.tar.gz"] {
+        attach::check(
+            &[Attachment {
+                name: name.into(),
+                declared_type: String::new(),
+                data: data.to_vec(),
+            }],
+            &mut symbols,
+        );
+    }
+});

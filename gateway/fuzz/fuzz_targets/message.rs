@@ -1,0 +1,31 @@
+//! Any bytes as a message: the parsed view, the HTML reader, the attachment walker, the link
+//! and sender checks and the built-in rules must neither panic nor hang.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use jianmen::scan::message::Message;
+use jianmen::scan::phish::Targets;
+use jianmen::scan::rules::RuleSet;
+use jianmen::scan::{Symbols, attach, phish};
+use libfuzzer_sys::fuzz_target;
+
+fn rules() -> &'static (RuleSet, Targets) {
+    static R: OnceLock<(RuleSet, Targets)> = OnceLock::new();
+    R.get_or_init(|| {
+        (
+            RuleSet::load(true, &[]).expect("built-in rules"),
+            Targets::new(&[], &["example.com".into()]),
+        )
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (rules, targets) = rules();
+    let message = Message::parse(data);
+    let mut symbols = Symbols::default();
+    phish::check_links(&message, targets, &mut symbols);
+    phish::check_sender(&message, targets, &mut symbols);
+    attach::check(&message.attachments, &mut symbols);
+    rules.evaluate(&message, &mut symbols);
+});
