@@ -525,3 +525,104 @@ fn greylisting_and_rate_limits_defer_at_the_right_step() {
     let r = c.cmd("MAIL FROM:<a@outside.test>");
     assert!(r.text.starts_with("451 4.7.1"), "{r:?}");
 }
+
+#[test]
+fn domains_get_their_own_verdict_and_rules_reload_on_sighup() {
+    let sink = Sink::start(&[]);
+    let rules = tempfile::NamedTempFile::new().unwrap();
+    let rule = |score: f64| {
+        format!(
+            "[[rule]]\nname = \"LOCAL_WIDGETS\"\nscore = {score}\ncategory = \"spam\"\n\
+             description = \"local test rule\"\nsubject = '(?i)blue widgets'\n"
+        )
+    };
+    std::fs::write(rules.path(), rule(10.0)).unwrap();
+    let mut setup = Setup::new(sink.port, sink.port)
+        .scanning(&[&format!("rules = [\"{}\"]", rules.path().display())])
+        .section(
+            "[[scan.policy]]\ndomain = \"finance.example\"\n\
+             actions = { spam = \"discard\", spam_high = \"discard\", phish = \"quarantine\", \
+             bec = \"quarantine\", virus = \"reject\" }",
+        );
+    setup.also_protected = vec!["finance.example".into()];
+    let gw = Gateway::start(&setup);
+    let message = |token: &str| {
+        format!(
+            "From: Shop <shop@widgets.test>\r\nTo: user@example.com, cfo@finance.example\r\n\
+             Subject: Blue widgets on sale {token}\r\nDate: Mon, 2 Jun 2025 10:00:00 +0800\r\n\
+             Message-ID: <{token}@widgets.test>\r\n\r\nOur catalogue is attached.\r\n"
+        )
+        .into_bytes()
+    };
+    let rcpts = ["user@example.com", "cfo@finance.example"];
+    let mut c = Client::ready(gw.addr);
+    let r = c.send_mail("shop@widgets.test", &rcpts, &message("first"));
+    assert_eq!(r.code, 250, "{r:?}");
+    assert!(wait_until(std::time::Duration::from_secs(20), || !sink
+        .messages()
+        .is_empty()));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let got = sink.messages();
+    assert_eq!(got.len(), 1, "the finance.example copy is discarded");
+    assert_eq!(got[0].rcpts.len(), 1, "{:?}", got[0].rcpts);
+    assert!(
+        got[0].rcpts[0].contains("user@example.com"),
+        "{:?}",
+        got[0].rcpts
+    );
+    assert!(got[0].header("Subject").unwrap().starts_with("[SPAM] "));
+
+    // The rule loses its weight; SIGHUP reloads the file without a restart.
+    std::fs::write(rules.path(), rule(0.5)).unwrap();
+    let pid = gw.pid().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(wait_until(std::time::Duration::from_secs(10), || gw
+        .log()
+        .contains("rules reloaded")));
+    let r = c.send_mail("shop@widgets.test", &rcpts, &message("second"));
+    assert_eq!(r.code, 250, "{r:?}");
+    // Each domain has its own route, so each recipient gets its own delivery.
+    let seconds = || {
+        sink.messages()
+            .into_iter()
+            .filter(|m| m.header("Subject").is_some_and(|s| s.contains("second")))
+            .collect::<Vec<_>>()
+    };
+    assert!(wait_until(std::time::Duration::from_secs(20), || seconds()
+        .len()
+        >= 2));
+    for m in seconds() {
+        assert!(
+            m.header("Subject").unwrap().starts_with("Blue widgets"),
+            "clean now: no prefix"
+        );
+    }
+
+    // A broken rule file is refused and the running rules stay.
+    std::fs::write(
+        rules.path(),
+        "[[rule]]\nname = \"BROKEN\"\nscore = 1.0\ncategory = \"spam\"\nbody = \"(\"\n",
+    )
+    .unwrap();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(wait_until(std::time::Duration::from_secs(10), || gw
+        .log()
+        .contains("rules not reloaded")));
+    assert_eq!(
+        c.send_mail("shop@widgets.test", &rcpts, &message("third"))
+            .code,
+        250
+    );
+}

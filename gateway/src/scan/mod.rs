@@ -10,6 +10,7 @@ pub mod domain;
 pub mod greylist;
 pub mod html;
 pub mod message;
+pub mod model;
 pub mod phish;
 pub mod pipeline;
 pub mod reputation;

@@ -12,6 +12,7 @@ use super::auth::{Authenticator, Peer};
 use super::bec::{BecSettings, ContactHistory};
 use super::clamav::{Clamd, OnError, Outcome};
 use super::message::{Message, domain_of};
+use super::model::{self, Classifier};
 use super::phish::Targets;
 use super::reputation::{AddressList, BlockLists};
 use super::rules::{RuleError, RuleSet};
@@ -65,6 +66,7 @@ pub struct Pipeline {
     history: Option<ContactHistory>,
     default_policy: Policy,
     domain_policies: BTreeMap<String, Policy>,
+    classifier: Option<Arc<dyn Classifier>>,
 }
 
 /// Why the pipeline could not be built.
@@ -145,7 +147,14 @@ impl Pipeline {
             history,
             default_policy,
             domain_policies,
+            classifier: None,
         })
+    }
+
+    /// Adds a statistical classifier whose opinion joins the evidence before the rules run.
+    pub fn with_classifier(mut self, classifier: Arc<dyn Classifier>) -> Self {
+        self.classifier = Some(classifier);
+        self
     }
 
     /// Reloads the rule files (SIGHUP); on error the old rules stay in force.
@@ -300,6 +309,12 @@ impl Pipeline {
         {
             history.observe(&message.from_addr, &ctx.rcpts, symbols);
         }
+        if let Some(classifier) = &self.classifier {
+            match classifier.classify(message, symbols) {
+                Ok(p) => model::add_symbols(p, symbols),
+                Err(why) => symbols.add("NEURAL_UNAVAILABLE", why),
+            }
+        }
         rules.evaluate(message, symbols);
     }
 
@@ -440,5 +455,71 @@ impl Scanner for Pipeline {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::model::Probabilities;
+
+    struct Fixed(Result<Probabilities, String>);
+
+    impl Classifier for Fixed {
+        fn classify(&self, _: &Message, _: &Symbols) -> Result<Probabilities, String> {
+            self.0.clone()
+        }
+    }
+
+    fn pipeline(classifier: Fixed) -> Pipeline {
+        let config = Config::parse(
+            "[server]\nhostname = \"gw.test\"\ndata_dir = \"/nonexistent\"\n\
+             [domains]\nprotected = [\"example.com\"]\n[scan]\nfirst_contact = false\n",
+        )
+        .unwrap();
+        Pipeline::new(&config, None)
+            .unwrap()
+            .with_classifier(Arc::new(classifier))
+    }
+
+    const MESSAGE: &[u8] =
+        b"From: a@b.test\r\nSubject: hello\r\nDate: Mon, 2 Jun 2025 10:00:00 +0800\r\n\
+        Message-ID: <x@b.test>\r\n\r\nplain words\r\n";
+
+    #[tokio::test]
+    async fn model_opinion_joins_the_evidence() {
+        let p = pipeline(Fixed(Ok(Probabilities {
+            spam: 0.99,
+            phish: 0.0,
+        })));
+        let ctx = Context::default();
+        let a = p.analyse(MESSAGE, &ctx).await;
+        assert!(a.symbols.has("NEURAL_SPAM_HIGH"));
+        let (report, _) = p.report(&a, &ctx, None);
+        assert_eq!(
+            report.class,
+            Class::Clean,
+            "the model alone (5.0) stays below spam (6.0)"
+        );
+        assert!(
+            report.explanation.contains("NEURAL_SPAM_HIGH"),
+            "{}",
+            report.explanation
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_model_leaves_rules_only_and_says_so() {
+        let p = pipeline(Fixed(Err("model file unreadable".into())));
+        let a = p.analyse(MESSAGE, &Context::default()).await;
+        let hit = a
+            .symbols
+            .hits()
+            .iter()
+            .find(|h| h.name == "NEURAL_UNAVAILABLE");
+        assert_eq!(
+            hit.map(|h| h.detail.as_str()),
+            Some("model file unreadable")
+        );
     }
 }
