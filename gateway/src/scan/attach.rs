@@ -202,10 +202,12 @@ fn inspect(name: &str, data: &[u8], depth: usize, budget: &mut Budget, symbols: 
         FileType::Zip => walk_zip(shown, data, depth, budget, symbols),
         FileType::Gzip => walk_gzip(shown, data, depth, budget, symbols),
         FileType::Tar => walk_tar(shown, data, depth, budget, symbols),
-        FileType::Rar | FileType::SevenZip => {
-            // No pure-Rust unpacker for these is vetted here; clamd still scans them.
+        FileType::SevenZip => walk_7z(shown, data, depth, budget, symbols),
+        FileType::Rar => {
+            // No pure-Rust RAR unpacker exists; the names are not read either. clamd, when
+            // configured, unpacks RAR itself.
             symbols.add("ATTACH_ARCHIVE_UNSCANNED", shown);
-            if is_encrypted_rar_or_7z(kind, data) {
+            if is_encrypted_rar(data) {
                 symbols.add("ATTACH_ENCRYPTED_ARCHIVE", shown);
             }
         }
@@ -241,21 +243,77 @@ fn inspect(name: &str, data: &[u8], depth: usize, budget: &mut Budget, symbols: 
     }
 }
 
-fn is_encrypted_rar_or_7z(kind: FileType, data: &[u8]) -> bool {
-    match kind {
-        // RAR4: archive header flag 0x0080 (block headers encrypted); RAR5 marks encryption
-        // with an archive encryption header of type 4 right after the signature.
-        FileType::Rar => {
-            if data.starts_with(b"Rar!\x1a\x07\x00") {
-                data.get(10..12)
-                    .is_some_and(|f| u16::from_le_bytes([f[0], f[1]]) & 0x0080 != 0)
-            } else {
-                data.get(8..16).is_some_and(|h| h.contains(&0x04))
+fn is_encrypted_rar(data: &[u8]) -> bool {
+    // RAR4: archive header flag 0x0080 (block headers encrypted); RAR5 marks encryption with an
+    // archive encryption header of type 4 right after the signature.
+    if data.starts_with(b"Rar!\x1a\x07\x00") {
+        data.get(10..12)
+            .is_some_and(|f| u16::from_le_bytes([f[0], f[1]]) & 0x0080 != 0)
+    } else {
+        data.get(8..16).is_some_and(|h| h.contains(&0x04))
+    }
+}
+
+/// Memory a 7z decoder may use for its dictionary and headers, in KiB.
+const SEVENZ_MEMORY_KB: usize = 64 * 1024;
+
+fn walk_7z(name: &str, data: &[u8], depth: usize, budget: &mut Budget, symbols: &mut Symbols) {
+    use sevenz_rust2::{ArchiveReader, Error, Password};
+    if depth >= MAX_DEPTH {
+        symbols.add("ARCHIVE_TOO_DEEP", name);
+        return;
+    }
+    let mut reader = match ArchiveReader::new_with_memory_limit(
+        Cursor::new(data),
+        Password::empty(),
+        SEVENZ_MEMORY_KB,
+    ) {
+        Ok(r) => r,
+        Err(Error::PasswordRequired | Error::MaybeBadPassword(_)) => {
+            // Encrypted headers: not even the names can be read.
+            symbols.add("ATTACH_ENCRYPTED_ARCHIVE", name);
+            return;
+        }
+        Err(_) => {
+            symbols.add("ARCHIVE_MALFORMED", name);
+            return;
+        }
+    };
+    reader.set_thread_count(1);
+    let mut members: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut stop = false;
+    let result = reader.for_each_entries(|entry, content| {
+        if entry.is_directory() || stop {
+            return Ok(!stop);
+        }
+        if !member_budget_ok(
+            name,
+            budget,
+            entry.size(),
+            entry.compressed_size.max(1),
+            symbols,
+        ) {
+            stop = true;
+            return Ok(false);
+        }
+        let mut bytes = Vec::new();
+        content.take(MAX_MEMBER).read_to_end(&mut bytes)?;
+        budget.unpacked += bytes.len() as u64;
+        members.push((entry.name().to_owned(), bytes));
+        Ok(true)
+    });
+    match result {
+        Ok(()) => {}
+        Err(Error::PasswordRequired | Error::MaybeBadPassword(_)) => {
+            symbols.add("ATTACH_ENCRYPTED_ARCHIVE", name);
+            for entry in &reader.archive().files {
+                inspect_name_only(entry.name(), symbols);
             }
         }
-        // 7z with encrypted headers uses the AES coder id 06F10701.
-        FileType::SevenZip => find(data, &[0x06, 0xf1, 0x07, 0x01]).is_some(),
-        _ => false,
+        Err(_) => symbols.add("ARCHIVE_MALFORMED", name),
+    }
+    for (member, bytes) in members {
+        inspect(&member, &bytes, depth + 1, budget, symbols);
     }
 }
 
