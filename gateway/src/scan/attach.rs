@@ -232,7 +232,8 @@ fn inspect(name: &str, data: &[u8], depth: usize, budget: &mut Budget, symbols: 
         FileType::Html => {
             let text = String::from_utf8_lossy(&data[..data.len().min(2 * 1024 * 1024)]);
             let view = super::html::scan(&text);
-            if view.password_input || !view.form_actions.is_empty() {
+            // A search box is a form too: only a password field makes a credential page.
+            if view.password_input {
                 symbols.add("HTML_ATTACH_CREDENTIAL_FORM", shown);
             }
             if view.smuggling {
@@ -604,5 +605,7 @@ mod tests {
         let html =
             b"<html><form action=https://x.test><input type=password></form></html>".to_vec();
         assert!(symbols_of("login.html", html).contains(&"HTML_ATTACH_CREDENTIAL_FORM".into()));
+        let search = b"<html><form action=https://weather.test/q><input name=city></form></html>";
+        assert!(symbols_of("forecast.htm", search.to_vec()).is_empty());
     }
 }
