@@ -408,6 +408,8 @@ pub struct ScanConfig {
     pub clamav: Option<crate::scan::clamav::ClamavConfig>,
     /// Messages accepted per minute from one client address (0: no limit).
     pub rate_limit_per_minute: u32,
+    /// Content model: `builtin` (shipped in the binary), `none`, or the path of an ONNX file.
+    pub model: String,
     /// Greylisting (off by default).
     pub greylist: GreylistConfig,
 }
@@ -458,6 +460,7 @@ impl Default for ScanConfig {
             policy: Vec::new(),
             clamav: None,
             rate_limit_per_minute: 0,
+            model: "builtin".into(),
             greylist: GreylistConfig::default(),
         }
     }

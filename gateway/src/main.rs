@@ -1,6 +1,7 @@
 //! The `jianmen` command: run the gateway, the demo, inspect and steer the queue, check a
 //! configuration.
 
+mod features_command;
 mod scan_command;
 
 use std::path::PathBuf;
@@ -72,6 +73,19 @@ enum Command {
         rcpt: Vec<String>,
         /// Worker threads.
         #[arg(long, short, default_value_t = 1)]
+        jobs: usize,
+    },
+    /// Compute the content model's training data from a corpora directory (per corpus a
+    /// `*.tar.zst` and `labels.tsv`): one TSV line per message with its split and features.
+    Features {
+        /// Directory of corpora, e.g. ../shared/corpora.
+        #[arg(long)]
+        corpora: PathBuf,
+        /// Output TSV file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Worker threads.
+        #[arg(long, short, default_value_t = 2)]
         jobs: usize,
     },
     /// Validate a configuration file and exit.
@@ -181,6 +195,10 @@ async fn run(cli: Cli) -> Result<()> {
                 rcpts: rcpt,
                 jobs,
             })?;
+        }
+        Command::Features { corpora, out, jobs } => {
+            let n = features_command::run(&corpora, &out, jobs)?;
+            eprintln!("{n} messages written to {}", out.display());
         }
         Command::CheckConfig { config: path } => {
             let config = Config::load(&path)?;

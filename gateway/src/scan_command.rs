@@ -47,6 +47,11 @@ auth = false
 first_contact = false
 "#;
 
+/// The pipeline `jianmen scan` uses without a configuration: local checks only.
+pub fn offline_pipeline() -> Result<Pipeline> {
+    Ok(Pipeline::new(&Config::parse(OFFLINE_CONFIG)?, None)?)
+}
+
 /// Runs the command; returns the number of messages scanned.
 pub fn run(opts: ScanOptions) -> Result<usize> {
     let (config, network) = match &opts.config {

@@ -105,7 +105,11 @@ fn gateway_acts_on_each_class() {
     let sink = Sink::start(&[]);
     let clamd = Clamd::start();
     let setup = Setup::new(sink.port, sink.port)
-        .scanning(&["vips = [\"张伟\"]"])
+        // High spam would be refused; raise that bar so the tagging path is seen.
+        .scanning(&[
+            "vips = [\"张伟\"]",
+            "thresholds = { spam = 6.0, spam_high = 60.0, phish = 6.0, bec = 6.0, virus = 5.0 }",
+        ])
         .section(&format!(
             "[scan.clamav]\naddress = \"unix:{}\"\non_error = \"tempfail\"",
             clamd.socket.display()

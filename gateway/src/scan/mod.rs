@@ -7,10 +7,13 @@ pub mod auth;
 pub mod bec;
 pub mod clamav;
 pub mod domain;
+pub mod features;
 pub mod greylist;
 pub mod html;
 pub mod message;
 pub mod model;
+#[cfg(feature = "neural")]
+pub mod neural;
 pub mod phish;
 pub mod pipeline;
 pub mod reputation;

@@ -147,7 +147,7 @@ impl Pipeline {
             history,
             default_policy,
             domain_policies,
-            classifier: None,
+            classifier: load_classifier(&config.scan.model),
         })
     }
 
@@ -251,6 +251,28 @@ impl Pipeline {
         rules: &RuleSet,
         symbols: &mut Symbols,
     ) {
+        self.content_checks(message, ctx, symbols);
+        if let Some(classifier) = &self.classifier {
+            match classifier.classify(message, symbols) {
+                Ok(p) => model::add_symbols(p, symbols),
+                Err(why) => symbols.add("NEURAL_UNAVAILABLE", why),
+            }
+        }
+        rules.evaluate(message, symbols);
+    }
+
+    /// The parsed message and the content checks' symbols, without network checks, model or
+    /// rules: what the content model is trained on (`jianmen features`).
+    pub fn local_view(&self, raw: &[u8], ctx: &Context) -> (Message, Symbols) {
+        let message = Message::parse(raw);
+        let mut symbols = Symbols::default();
+        phish::check_links(&message, &self.targets, &mut symbols);
+        self.content_checks(&message, ctx, &mut symbols);
+        (message, symbols)
+    }
+
+    /// Structure, HTML, attachments, sender and BEC checks.
+    fn content_checks(&self, message: &Message, ctx: &Context, symbols: &mut Symbols) {
         for a in &message.anomalies {
             symbols.add(a, "");
         }
@@ -309,13 +331,6 @@ impl Pipeline {
         {
             history.observe(&message.from_addr, &ctx.rcpts, symbols);
         }
-        if let Some(classifier) = &self.classifier {
-            match classifier.classify(message, symbols) {
-                Ok(p) => model::add_symbols(p, symbols),
-                Err(why) => symbols.add("NEURAL_UNAVAILABLE", why),
-            }
-        }
-        rules.evaluate(message, symbols);
     }
 
     /// Decides for one recipient domain (`None`: the default policy).
@@ -391,6 +406,39 @@ impl Pipeline {
                 reason: report.explanation.clone(),
             },
         }
+    }
+}
+
+/// The configured content model; a model that fails to load is logged and every verdict says
+/// it was reached without it.
+fn load_classifier(setting: &str) -> Option<Arc<dyn Classifier>> {
+    if setting == "none" {
+        return None;
+    }
+    #[cfg(feature = "neural")]
+    {
+        use super::neural::{ContentModel, Unavailable};
+        let loaded = match setting {
+            "builtin" => ContentModel::builtin(),
+            path => std::fs::read(path)
+                .map_err(|e| super::neural::ModelError::from_io(path, &e))
+                .and_then(|bytes| ContentModel::load(&bytes)),
+        };
+        Some(match loaded {
+            Ok(model) => Arc::new(model),
+            Err(e) => {
+                tracing::error!(error = %e, "content model not loaded; scanning with rules only");
+                Arc::new(Unavailable(e.to_string()))
+            }
+        })
+    }
+    #[cfg(not(feature = "neural"))]
+    {
+        tracing::warn!(
+            setting,
+            "built without the `neural` feature: no content model"
+        );
+        None
     }
 }
 

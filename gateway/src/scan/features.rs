@@ -1,0 +1,230 @@
+//! The content model's input, computed by the same code for training (`jianmen features`) and
+//! for scanning: tokens from what a reader sees — Subject, visible text, display name, link
+//! domains, attachment types, body structure and the local checks' symbols — hashed into a
+//! fixed space.
+//!
+//! Deliberately left out, because public corpora mark them in ways real mail does not
+//! (phishing_pot rewrote every recipient to `phishing@pot`, SpamAssassin masks addresses as
+//! `*.taint.org`, trec06c's ham comes from one university's servers): every e-mail address,
+//! recipient headers, `Received`, `Message-ID`, dates and the sender's domain. Tests check that
+//! changing them leaves the features unchanged.
+
+use super::Symbols;
+use super::attach::FileType;
+use super::domain::registrable;
+use super::message::Message;
+
+/// Size of the hashed feature space; index 0 is padding and never produced.
+pub const BUCKETS: u32 = 1 << 16;
+/// Most features per message (the model's fixed input length).
+pub const MAX_FEATURES: usize = 1024;
+/// Characters of visible text read for tokens.
+const MAX_TEXT_CHARS: usize = 20_000;
+
+/// Sorted, distinct feature indices in `1..BUCKETS`.
+pub fn extract(message: &Message, symbols: &Symbols) -> Vec<u32> {
+    let mut tokens = Tokens::default();
+    words("s", &message.subject, &mut tokens);
+    words("n", &message.from_name, &mut tokens);
+    let text: String = message.text.chars().take(MAX_TEXT_CHARS).collect();
+    words("t", &text, &mut tokens);
+    for link in &message.links {
+        let lower = link.href.to_ascii_lowercase();
+        let rest = lower
+            .strip_prefix("https://")
+            .or_else(|| lower.strip_prefix("http://"))
+            .unwrap_or(&lower);
+        let host = rest
+            .split(['/', '?', '#', ':'])
+            .next()
+            .unwrap_or_default()
+            .rsplit('@')
+            .next()
+            .unwrap_or_default();
+        if host.parse::<std::net::IpAddr>().is_ok() {
+            tokens.add("u", "<ip>");
+        } else if !host.is_empty() {
+            let reg = registrable(host);
+            tokens.add("u", &reg);
+            tokens.add("tld", reg.rsplit('.').next().unwrap_or_default());
+        }
+    }
+    tokens.add("links", bucket(message.links.len()));
+    for a in &message.attachments {
+        tokens.add("a", &format!("{:?}", FileType::detect(&a.data)));
+        let ext = a.name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+        tokens.add("ax", ext.as_deref().unwrap_or("-"));
+        tokens.add("at", &a.declared_type);
+    }
+    tokens.add("attachments", bucket(message.attachments.len()));
+    tokens.add("html", if message.has_html { "yes" } else { "no" });
+    tokens.add("plain", if message.has_plain { "yes" } else { "no" });
+    tokens.add("images", bucket(message.html.images));
+    tokens.add("textlen", bucket(message.text.len() / 100));
+    if let Some(ct) = message.header("content-type") {
+        let main = ct
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        tokens.add("ct", &main);
+        if let Some(cs) = ct.to_ascii_lowercase().split("charset=").nth(1) {
+            tokens.add(
+                "cs",
+                cs.trim_matches(['"', ' ', ';'])
+                    .split(';')
+                    .next()
+                    .unwrap_or(""),
+            );
+        }
+    }
+    if let Some(mailer) = message.header("x-mailer") {
+        let first = mailer
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        tokens.add("xm", &first);
+    }
+    for hit in symbols.hits().iter().filter(|h| is_content_symbol(&h.name)) {
+        tokens.add("y", &hit.name);
+    }
+    let mut out = tokens.0;
+    out.sort_unstable();
+    out.dedup();
+    out.truncate(MAX_FEATURES);
+    out
+}
+
+/// Symbols that depend only on the message's content (not on DNS, clamd, history, lists or a
+/// model), so that training offline and scanning online see the same ones.
+fn is_content_symbol(name: &str) -> bool {
+    const OUTSIDE: &[&str] = &[
+        "SPF_",
+        "DKIM_",
+        "DMARC_",
+        "ARC_",
+        "DNSBL",
+        "URIBL",
+        "CLAMAV_",
+        "NEURAL_",
+        "ALLOWLISTED",
+        "BLOCKLISTED",
+        "BEC_FIRST_CONTACT",
+    ];
+    !OUTSIDE.iter().any(|p| name.starts_with(p))
+}
+
+#[derive(Default)]
+struct Tokens(Vec<u32>);
+
+impl Tokens {
+    fn add(&mut self, kind: &str, token: &str) {
+        // FNV-1a over "kind:token".
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in kind.bytes().chain([b':']).chain(token.bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0.push(1 + (h % u64::from(BUCKETS - 1)) as u32);
+    }
+}
+
+/// Logarithmic size bucket: 0, 1, 2-3, 4-7, …
+fn bucket(n: usize) -> &'static str {
+    const NAMES: [&str; 8] = ["0", "1", "2", "4", "8", "16", "32", "64+"];
+    let i = if n == 0 {
+        0
+    } else {
+        (usize::BITS - n.leading_zeros()) as usize
+    };
+    NAMES[i.min(NAMES.len() - 1)]
+}
+
+fn is_cjk(c: char) -> bool {
+    matches!(c, '\u{4e00}'..='\u{9fff}' | '\u{3400}'..='\u{4dbf}' | '\u{f900}'..='\u{faff}')
+}
+
+/// Words of `text`: Latin words lower-cased (numbers reduced to their length, addresses and
+/// URLs skipped), Chinese as character bigrams (no dictionary to go stale).
+fn words(kind: &str, text: &str, tokens: &mut Tokens) {
+    for raw in text.split(|c: char| c.is_whitespace()) {
+        if raw.contains('@') || raw.contains("://") || raw.starts_with("www.") {
+            continue;
+        }
+        let mut latin = String::new();
+        let mut prev_cjk: Option<char> = None;
+        let flush = |latin: &mut String, tokens: &mut Tokens| {
+            if !latin.is_empty() {
+                if latin.chars().all(|c| c.is_ascii_digit()) {
+                    tokens.add(kind, &format!("<num{}>", latin.len().min(12)));
+                } else if latin.chars().count() <= 30 {
+                    tokens.add(kind, latin);
+                }
+                latin.clear();
+            }
+        };
+        for c in raw.chars() {
+            if is_cjk(c) {
+                flush(&mut latin, tokens);
+                match prev_cjk {
+                    Some(p) => tokens.add(kind, &format!("{p}{c}")),
+                    None => tokens.add(kind, &c.to_string()),
+                }
+                prev_cjk = Some(c);
+            } else if c.is_alphanumeric() {
+                prev_cjk = None;
+                latin.extend(c.to_lowercase());
+            } else {
+                prev_cjk = None;
+                flush(&mut latin, tokens);
+            }
+        }
+        flush(&mut latin, tokens);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn features(raw: &str) -> Vec<u32> {
+        extract(&Message::parse(raw.as_bytes()), &Symbols::default())
+    }
+
+    #[test]
+    fn same_bytes_same_features() {
+        let raw = "From: A <a@b.test>\r\nSubject: 发票 invoice 2024\r\n\r\n本公司代开发票 call 13912345678\r\n";
+        let a = features(raw);
+        assert_eq!(a, features(raw));
+        assert!(a.windows(2).all(|w| w[0] < w[1]), "sorted and distinct");
+        assert!(a.iter().all(|&i| i > 0 && i < BUCKETS));
+    }
+
+    #[test]
+    fn corpus_artefacts_do_not_change_features() {
+        let base = |to: &str, from: &str, mid: &str, mention: &str| {
+            format!(
+                "Received: from mx.{from} by x\r\nFrom: Billing <billing@{from}>\r\nTo: {to}\r\n\
+                 Message-ID: <{mid}>\r\nDate: Mon, 2 Jun 2025 10:00:00 +0800\r\nSubject: Your invoice\r\n\r\n\
+                 Dear {mention}, your invoice is attached. Contact {mention} for help.\r\n"
+            )
+        };
+        let a = features(&base("phishing@pot", "corp.test", "1@pot", "phishing@pot"));
+        let b = features(&base(
+            "jm@example.com",
+            "spamassassin.taint.org",
+            "9@taint.org",
+            "user@taint.org",
+        ));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn content_changes_features() {
+        let a = features("Subject: hello\r\n\r\nlunch at noon\r\n");
+        let b = features("Subject: hello\r\n\r\nwire the funds today\r\n");
+        assert_ne!(a, b);
+    }
+}

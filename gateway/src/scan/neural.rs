@@ -1,0 +1,134 @@
+//! The content model: a small network (embedding bag → 32 ReLU units → ham/spam/phish) over the
+//! hashed features of [`super::features`], trained by `gateway/model/train/train.py` on the
+//! public corpora and run on the CPU with tract. The shipped model is built into the binary;
+//! `scan.model` may name another file (e.g. one that arrived by offline upgrade).
+
+use std::io::Cursor;
+
+use tract_onnx::prelude::*;
+
+use super::Symbols;
+use super::features::{self, MAX_FEATURES};
+use super::message::Message;
+use super::model::{Classifier, Probabilities};
+
+/// The model trained on the dev corpora (see `gateway/model/MODEL_CARD.md`).
+pub const BUILTIN_MODEL: &[u8] = include_bytes!("../../model/content.onnx");
+
+/// Why a model could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+#[error("content model: {0}")]
+pub struct ModelError(String);
+
+impl ModelError {
+    /// A model file that could not be read.
+    pub fn from_io(path: &str, e: &std::io::Error) -> Self {
+        ModelError(format!("cannot read {path}: {e}"))
+    }
+}
+
+type Plan = std::sync::Arc<TypedRunnableModel>;
+
+/// A loaded, optimised content model.
+pub struct ContentModel {
+    plan: Plan,
+}
+
+impl ContentModel {
+    /// Loads an ONNX model with the input contract of `train.py` (indices `[1, 1024]` int64,
+    /// count `[1, 1]` float; output probabilities `[1, 3]`).
+    pub fn load(bytes: &[u8]) -> Result<Self, ModelError> {
+        let err = |e: TractError| ModelError(format!("{e:#}"));
+        let plan = tract_onnx::onnx()
+            .model_for_read(&mut Cursor::new(bytes))
+            .map_err(err)?
+            .into_optimized()
+            .map_err(err)?
+            .into_runnable()
+            .map_err(err)?;
+        let model = Self { plan };
+        // A model that does not take our input shape fails here, not on the first message.
+        model.probabilities(&[1])?;
+        Ok(model)
+    }
+
+    /// The model built into the binary.
+    pub fn builtin() -> Result<Self, ModelError> {
+        Self::load(BUILTIN_MODEL)
+    }
+
+    /// (ham, spam, phish) probabilities for sorted feature indices.
+    pub fn probabilities(&self, indices: &[u32]) -> Result<[f32; 3], ModelError> {
+        let err = |e: TractError| ModelError(format!("{e:#}"));
+        let n = indices.len().min(MAX_FEATURES);
+        let mut padded = vec![0i64; MAX_FEATURES];
+        for (slot, i) in padded.iter_mut().zip(indices) {
+            *slot = i64::from(*i);
+        }
+        let idx = tract_ndarray::Array2::from_shape_vec((1, MAX_FEATURES), padded)
+            .map_err(|e| ModelError(e.to_string()))?;
+        let count = tract_ndarray::arr2(&[[n.max(1) as f32]]);
+        let out = self
+            .plan
+            .run(tvec!(Tensor::from(idx).into(), Tensor::from(count).into()))
+            .map_err(err)?;
+        let view = out[0].to_plain_array_view::<f32>().map_err(err)?;
+        let p: Vec<f32> = view.iter().copied().collect();
+        match p.as_slice() {
+            [ham, spam, phish] => Ok([*ham, *spam, *phish]),
+            _ => Err(ModelError(format!("expected 3 outputs, got {}", p.len()))),
+        }
+    }
+}
+
+impl Classifier for ContentModel {
+    fn classify(&self, message: &Message, symbols: &Symbols) -> Result<Probabilities, String> {
+        let f = features::extract(message, symbols);
+        let [_, spam, phish] = self.probabilities(&f).map_err(|e| e.to_string())?;
+        Ok(Probabilities { spam, phish })
+    }
+}
+
+/// Stands in for a model that failed to load: every message says so in its verdict.
+pub struct Unavailable(pub String);
+
+impl Classifier for Unavailable {
+    fn classify(&self, _: &Message, _: &Symbols) -> Result<Probabilities, String> {
+        Err(self.0.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tract reproduces the trainer's numpy outputs on the committed sample.
+    #[test]
+    fn tract_matches_the_trainer() {
+        let model = ContentModel::builtin().unwrap();
+        let parity = include_str!("../../model/parity.tsv");
+        let mut worst = 0f32;
+        let mut rows = 0;
+        for line in parity.lines() {
+            let (idx, probs) = line.split_once('\t').unwrap();
+            let idx: Vec<u32> = idx.split_whitespace().map(|x| x.parse().unwrap()).collect();
+            let want: Vec<f32> = probs
+                .split_whitespace()
+                .map(|x| x.parse().unwrap())
+                .collect();
+            let got = model.probabilities(&idx).unwrap();
+            for (g, w) in got.iter().zip(&want) {
+                worst = worst.max((g - w).abs());
+            }
+            rows += 1;
+        }
+        assert!(rows >= 20, "{rows} parity rows");
+        assert!(worst < 1e-4, "max abs diff {worst}");
+    }
+
+    #[test]
+    fn a_broken_model_file_is_a_clear_error() {
+        let e = ContentModel::load(b"not an onnx file").err().unwrap();
+        assert!(e.to_string().starts_with("content model:"), "{e}");
+    }
+}
