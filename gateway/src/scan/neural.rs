@@ -35,8 +35,8 @@ pub struct ContentModel {
 }
 
 impl ContentModel {
-    /// Loads an ONNX model with the input contract of `train.py` (indices `[1, 1024]` int64,
-    /// count `[1, 1]` float; output probabilities `[1, 3]`).
+    /// Loads an ONNX model with the input contract of `train.py` (indices `[1024]` int64 padded
+    /// with 0, weights `[1, 1024]` float with 1/n per real feature; output probabilities `[1, 3]`).
     pub fn load(bytes: &[u8]) -> Result<Self, ModelError> {
         let err = |e: TractError| ModelError(format!("{e:#}"));
         let plan = tract_onnx::onnx()
@@ -62,15 +62,20 @@ impl ContentModel {
         let err = |e: TractError| ModelError(format!("{e:#}"));
         let n = indices.len().min(MAX_FEATURES);
         let mut padded = vec![0i64; MAX_FEATURES];
-        for (slot, i) in padded.iter_mut().zip(indices) {
+        let mut weights = vec![0f32; MAX_FEATURES];
+        for ((slot, w), i) in padded.iter_mut().zip(weights.iter_mut()).zip(indices) {
             *slot = i64::from(*i);
+            *w = 1.0 / n as f32;
         }
-        let idx = tract_ndarray::Array2::from_shape_vec((1, MAX_FEATURES), padded)
+        let idx = tract_ndarray::Array1::from_vec(padded);
+        let weights = tract_ndarray::Array2::from_shape_vec((1, MAX_FEATURES), weights)
             .map_err(|e| ModelError(e.to_string()))?;
-        let count = tract_ndarray::arr2(&[[n.max(1) as f32]]);
         let out = self
             .plan
-            .run(tvec!(Tensor::from(idx).into(), Tensor::from(count).into()))
+            .run(tvec!(
+                Tensor::from(idx).into(),
+                Tensor::from(weights).into()
+            ))
             .map_err(err)?;
         let view = out[0].to_plain_array_view::<f32>().map_err(err)?;
         let p: Vec<f32> = view.iter().copied().collect();
