@@ -55,9 +55,23 @@ fn main() {
 
     let mut rows = Vec::new();
     for jobs in [1, cores] {
-        let (wall, cpu) = run_jianmen(&sample, jobs, total);
+        let (wall, cpu) = run_jianmen(&sample, jobs, total, None);
         rows.push((format!("jianmen scan, {jobs} thread(s)"), wall, cpu));
     }
+    // The same without the content model: what the rules and checks cost alone.
+    let rules_only = work.path().join("rules-only.toml");
+    std::fs::write(
+        &rules_only,
+        format!(
+            "[server]\nhostname = \"bench.localhost\"\ndata_dir = \"{}\"\n\
+             [domains]\nprotected = [\"localhost.localdomain\"]\n\
+             [scan]\nauth = false\nfirst_contact = false\nmodel = \"none\"\n",
+            work.path().join("data").display()
+        ),
+    )
+    .expect("write config");
+    let (wall, cpu) = run_jianmen(&sample, 1, total, Some(&rules_only));
+    rows.push(("jianmen scan, 1 thread, no model".to_owned(), wall, cpu));
     if Path::new("/usr/bin/rspamd").exists() {
         for workers in [1, cores] {
             match run_rspamd(&sample, workers, total, work.path()) {
@@ -136,11 +150,20 @@ fn children_cpu() -> Duration {
     tv(usage.user_time()) + tv(usage.system_time())
 }
 
-fn run_jianmen(sample: &Path, jobs: usize, expected: usize) -> (Duration, Duration) {
+fn run_jianmen(
+    sample: &Path,
+    jobs: usize,
+    expected: usize,
+    config: Option<&Path>,
+) -> (Duration, Duration) {
     let cpu0 = children_cpu();
     let started = Instant::now();
-    let out = Command::new(jianmen_bin())
-        .args(["scan", "--jobs", &jobs.to_string()])
+    let mut cmd = Command::new(jianmen_bin());
+    cmd.args(["scan", "--jobs", &jobs.to_string()]);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    let out = cmd
         .arg(sample)
         .stderr(Stdio::inherit())
         .output()
