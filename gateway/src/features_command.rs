@@ -14,12 +14,17 @@ use jianmen::scan::features;
 use jianmen::scan::pipeline::Context;
 
 /// One labelled message of a corpus.
-struct Item {
-    corpus: String,
-    path: String,
-    label: String,
-    test: bool,
-    file: PathBuf,
+pub struct Item {
+    /// Corpus directory name.
+    pub corpus: String,
+    /// Member path in the archive.
+    pub path: String,
+    /// `ham`, `spam` or `phish`.
+    pub label: String,
+    /// In the internal test split.
+    pub test: bool,
+    /// The unpacked message file.
+    pub file: PathBuf,
 }
 
 /// The held-back share of each corpus used for testing, as a fraction.
@@ -42,7 +47,7 @@ pub fn is_test(corpus: &str, path: &str, trec_rank: Option<(usize, usize)>) -> b
 }
 
 /// Unpacks every corpus under `corpora` into `work` and lists its labelled messages.
-fn load_corpora(corpora: &Path, work: &Path) -> Result<Vec<Item>> {
+pub fn load_corpora(corpora: &Path, work: &Path) -> Result<Vec<Item>> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(corpora)
         .with_context(|| format!("cannot read {}", corpora.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -1,6 +1,7 @@
 //! The `jianmen` command: run the gateway, the demo, inspect and steer the queue, check a
 //! configuration.
 
+mod eval_command;
 mod features_command;
 mod scan_command;
 
@@ -87,6 +88,22 @@ enum Command {
         /// Worker threads.
         #[arg(long, short, default_value_t = 2)]
         jobs: usize,
+    },
+    /// Measure the whole verdict path on the internal test split of a corpora directory and
+    /// write a JSON report (per corpus and total: caught %, false positives %, 1-ROCA %, CPU).
+    Eval {
+        /// Directory of corpora, e.g. ../shared/corpora.
+        #[arg(long)]
+        corpora: PathBuf,
+        /// JSON report to write.
+        #[arg(long)]
+        report: PathBuf,
+        /// Worker threads.
+        #[arg(long, short, default_value_t = 2)]
+        jobs: usize,
+        /// Score every message, not only the test split.
+        #[arg(long)]
+        all: bool,
     },
     /// Validate a configuration file and exit.
     CheckConfig {
@@ -199,6 +216,14 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Features { corpora, out, jobs } => {
             let n = features_command::run(&corpora, &out, jobs)?;
             eprintln!("{n} messages written to {}", out.display());
+        }
+        Command::Eval {
+            corpora,
+            report,
+            jobs,
+            all,
+        } => {
+            eval_command::run(&corpora, &report, jobs, all)?;
         }
         Command::CheckConfig { config: path } => {
             let config = Config::load(&path)?;

@@ -630,3 +630,69 @@ fn domains_get_their_own_verdict_and_rules_reload_on_sighup() {
         250
     );
 }
+
+/// `jianmen eval` over a corpora directory laid out like ../shared/corpora, made here from the
+/// fixtures: the report holds the agreed fields per corpus and in total.
+#[test]
+fn eval_reports_per_corpus_and_total() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/mail");
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpora/fixtures");
+    let members = dir.path().join("members/fixtures");
+    std::fs::create_dir_all(&corpus).unwrap();
+    std::fs::create_dir_all(&members).unwrap();
+    let mut labels = String::from("path\tlabel\tsource\n");
+    for (class, label) in [("clean", "ham"), ("spam", "spam"), ("phish", "phish")] {
+        for e in std::fs::read_dir(fixtures.join(class)).unwrap() {
+            let e = e.unwrap();
+            let name = format!("{class}-{}", e.file_name().to_string_lossy());
+            std::fs::copy(e.path(), members.join(&name)).unwrap();
+            labels.push_str(&format!("fixtures/{name}\t{label}\ttest\n"));
+        }
+    }
+    std::fs::write(corpus.join("labels.tsv"), labels).unwrap();
+    let status = std::process::Command::new("tar")
+        .args(["--zstd", "-cf"])
+        .arg(corpus.join("fixtures-dev.tar.zst"))
+        .arg("-C")
+        .arg(dir.path().join("members"))
+        .arg("fixtures")
+        .status()
+        .expect("tar");
+    assert!(status.success());
+    let report = dir.path().join("report.json");
+    let out = std::process::Command::new(jianmen_bin())
+        .args(["eval", "--all", "--corpora"])
+        .arg(dir.path().join("corpora"))
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    for key in ["fixtures", "total"] {
+        let m = &v["corpora"][key];
+        for field in [
+            "messages",
+            "ham",
+            "spam",
+            "phish",
+            "spam_caught_pct",
+            "phish_caught_pct",
+            "fp_pct",
+            "one_minus_roca_pct",
+            "cpu_ms_per_msg",
+        ] {
+            assert!(m.get(field).is_some(), "{key}.{field} missing: {v}");
+        }
+    }
+    let total = &v["corpora"]["total"];
+    assert_eq!(total["messages"], 11, "{v}");
+    assert_eq!(total["ham"], 4);
+    assert_eq!(total["fp_pct"], 0.0, "the clean fixtures stay clean: {v}");
+    assert_eq!(total["spam_caught_pct"], 100.0, "{v}");
+}
