@@ -152,8 +152,18 @@ impl Inbox for Intake {
                 format!("{text} (ref {})", envelope.queue_id),
             );
         }
+        let mut message = message;
+        let last = dispositions.len().saturating_sub(1);
         let mut first = true;
-        for d in dispositions {
+        for (i, d) in dispositions.into_iter().enumerate() {
+            // Only a split message needs copies; the last (usually only) group takes it.
+            let mut own = || {
+                if i == last {
+                    std::mem::take(&mut message)
+                } else {
+                    message.clone()
+                }
+            };
             let (state, hold_reason, extra, body) = match d.verdict {
                 Verdict::Discard { reason } => {
                     tracing::info!(
@@ -169,9 +179,9 @@ impl Inbox for Intake {
                     MessageState::Held,
                     Some(format!("{text} (refused for these recipients only)")),
                     Vec::new(),
-                    message.clone(),
+                    own(),
                 ),
-                Verdict::Deliver => (MessageState::Active, None, Vec::new(), message.clone()),
+                Verdict::Deliver => (MessageState::Active, None, Vec::new(), own()),
                 Verdict::Tag {
                     headers,
                     subject_prefix,
@@ -181,17 +191,12 @@ impl Inbox for Intake {
                         extra.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
                     }
                     let body = match subject_prefix {
-                        Some(prefix) => prefix_subject(&message, trace_len, &prefix, &mut extra),
-                        None => message.clone(),
+                        Some(prefix) => prefix_subject(&own(), trace_len, &prefix, &mut extra),
+                        None => own(),
                     };
                     (MessageState::Active, None, extra, body)
                 }
-                Verdict::Hold { reason } => (
-                    MessageState::Held,
-                    Some(reason),
-                    Vec::new(),
-                    message.clone(),
-                ),
+                Verdict::Hold { reason } => (MessageState::Held, Some(reason), Vec::new(), own()),
             };
             let id = if first {
                 envelope.queue_id.clone()
