@@ -285,9 +285,10 @@ impl Message {
         let text = &self.text;
         let mut found = Vec::new();
         let lower = text.to_ascii_lowercase();
-        let mut pos = 0;
-        while let Some(p) = find_url_start(&lower[pos..]) {
-            let start = pos + p;
+        // Where each URL start comes next; a position is searched again only once passed, so
+        // the text is read once per needle however many URLs it holds.
+        let mut next = URL_STARTS.map(|n| lower.find(n));
+        while let Some(start) = next.iter().flatten().copied().min() {
             let end = text[start..]
                 .find(|c: char| c.is_whitespace() || "<>\"'()[]{}，。、；！？“”".contains(c))
                 .map_or(text.len(), |e| start + e);
@@ -295,7 +296,12 @@ impl Message {
             if url.len() > 7 {
                 found.push(url.to_owned());
             }
-            pos = end.max(start + 1);
+            let pos = end.max(start + 1);
+            for (slot, needle) in next.iter_mut().zip(URL_STARTS) {
+                if slot.is_some_and(|p| p < pos) {
+                    *slot = lower[pos..].find(needle).map(|p| pos + p);
+                }
+            }
             if found.len() >= MAX_LINKS {
                 break;
             }
@@ -314,14 +320,8 @@ impl Message {
     }
 }
 
-fn find_url_start(lower: &str) -> Option<usize> {
-    let candidates = [
-        lower.find("http://"),
-        lower.find("https://"),
-        lower.find("www."),
-    ];
-    candidates.into_iter().flatten().min()
-}
+/// How a bare URL in text begins.
+const URL_STARTS: [&str; 3] = ["http://", "https://", "www."];
 
 /// Decodes a header value: encoded words (RFC 2047) and raw 8-bit bytes (UTF-8, else GB18030).
 fn decode_header_bytes<'a>(bytes: &'a [u8], view: &mut Message) -> Cow<'a, str> {
