@@ -285,29 +285,23 @@ impl Pipeline {
         if message.header("message-id").is_none() {
             symbols.add("MISSING_MESSAGE_ID", "");
         }
-        if message.has_html && !message.has_plain {
-            symbols.add("HTML_ONLY", "");
-        }
         let h = &message.html;
-        if h.hidden_text {
-            symbols.add("HTML_HIDDEN_TEXT", "");
+        let flags = [
+            (message.has_html && !message.has_plain, "HTML_ONLY"),
+            (h.hidden_text, "HTML_HIDDEN_TEXT"),
+            (h.script, "HTML_SCRIPT"),
+            (h.password_input, "HTML_PASSWORD_FORM"),
+            (h.meta_refresh, "HTML_META_REFRESH"),
+            (h.embedded, "HTML_EMBEDDED"),
+            (h.smuggling, "HTML_SMUGGLING"),
+        ];
+        for (_, name) in flags.iter().filter(|(set, _)| *set) {
+            symbols.add(name, "");
         }
-        if h.script {
-            symbols.add("HTML_SCRIPT", "");
-        }
-        if h.password_input {
-            symbols.add("HTML_PASSWORD_FORM", "");
-        } else if !h.form_actions.is_empty() {
-            symbols.add("HTML_FORM", h.form_actions[0].clone());
-        }
-        if h.meta_refresh {
-            symbols.add("HTML_META_REFRESH", "");
-        }
-        if h.embedded {
-            symbols.add("HTML_EMBEDDED", "");
-        }
-        if h.smuggling {
-            symbols.add("HTML_SMUGGLING", "");
+        if !h.password_input
+            && let Some(action) = h.form_actions.first()
+        {
+            symbols.add("HTML_FORM", action.clone());
         }
         let zero_width = message
             .text
