@@ -227,11 +227,14 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::CheckConfig { config: path } => {
             let config = Config::load(&path)?;
+            let rules =
+                jianmen::scan::rules::RuleSet::load(config.scan.builtin_rules, &config.scan.rules)?;
             println!(
-                "{}: ok ({} protected domain(s), {} route(s))",
+                "{}: ok ({} protected domain(s), {} route(s), {} rules)",
                 path.display(),
                 config.domains.protected.len(),
-                config.routes.len()
+                config.routes.len(),
+                rules.len()
             );
         }
         Command::Queue { config, action } => {
