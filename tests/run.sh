@@ -15,6 +15,7 @@ command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq
 [ -x /usr/sbin/clamd ] || need+=(clamav-daemon)
 command -v iconv >/dev/null 2>&1 || need+=(libc-bin)
 command -v dkimsign >/dev/null 2>&1 || need+=(python3-dkim)
+command -v zstd >/dev/null 2>&1 || need+=(zstd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections

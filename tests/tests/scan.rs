@@ -578,17 +578,7 @@ fn domains_get_their_own_verdict_and_rules_reload_on_sighup() {
 
     // The rule loses its weight; SIGHUP reloads the file without a restart.
     std::fs::write(rules.path(), rule(0.5)).unwrap();
-    let pid = gw.pid().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(wait_until(std::time::Duration::from_secs(10), || gw
-        .log()
-        .contains("rules reloaded")));
+    sighup_and_wait(&gw, "rules reloaded");
     let r = c.send_mail("shop@widgets.test", &rcpts, &message("second"));
     assert_eq!(r.code, 250, "{r:?}");
     // Each domain has its own route, so each recipient gets its own delivery.
@@ -614,20 +604,39 @@ fn domains_get_their_own_verdict_and_rules_reload_on_sighup() {
         "[[rule]]\nname = \"BROKEN\"\nscore = 1.0\ncategory = \"spam\"\nbody = \"(\"\n",
     )
     .unwrap();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(wait_until(std::time::Duration::from_secs(10), || gw
-        .log()
-        .contains("rules not reloaded")));
+    sighup_and_wait(&gw, "rules not reloaded");
     assert_eq!(
         c.send_mail("shop@widgets.test", &rcpts, &message("third"))
             .code,
         250
+    );
+    // The rules in force are still the reloaded ones: the local rule still scores 0.5.
+    let third = || {
+        sink.messages()
+            .into_iter()
+            .find(|m| m.header("Subject").is_some_and(|s| s.contains("third")))
+    };
+    assert!(wait_until(std::time::Duration::from_secs(20), || third().is_some()));
+    let symbols = third()
+        .unwrap()
+        .header("X-Jianmen-Symbols")
+        .unwrap_or_default();
+    assert!(symbols.contains("LOCAL_WIDGETS(0.5)"), "{symbols}");
+}
+
+/// Sends SIGHUP to the gateway and waits for `line` in its log.
+fn sighup_and_wait(gw: &Gateway, line: &str) {
+    let pid = gw.pid().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || gw
+            .log()
+            .contains(line)),
+        "no `{line}` in the log"
     );
 }
 
