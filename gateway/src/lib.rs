@@ -12,10 +12,12 @@
 //!    over by SMTP, reusing connections and honouring per-destination limits.
 //!
 //! Around the path: [`config`] (TOML, validated at start), [`metrics`] (Prometheus),
-//! [`daemon`] (wiring), [`demo`] (self-contained demo with a built-in downstream mailbox).
+//! [`daemon`] (wiring), [`demo`] (self-contained demo with a built-in downstream mailbox),
+//! [`accuracy`] (how well verdicts separate ham from spam: `jianmen eval`, the retrain gate).
 
 #![warn(missing_docs)]
 
+pub mod accuracy;
 pub mod config;
 pub mod daemon;
 pub mod demo;

@@ -104,6 +104,9 @@ enum Command {
         /// Score every message, not only the test split.
         #[arg(long)]
         all: bool,
+        /// Also write one line per message: corpus, label, member path, class, score (TSV).
+        #[arg(long)]
+        scores: Option<PathBuf>,
     },
     /// Validate a configuration file and exit.
     CheckConfig {
@@ -222,8 +225,9 @@ async fn run(cli: Cli) -> Result<()> {
             report,
             jobs,
             all,
+            scores,
         } => {
-            eval_command::run(&corpora, &report, jobs, all)?;
+            eval_command::run(&corpora, &report, scores.as_deref(), jobs, all)?;
         }
         Command::CheckConfig { config: path } => {
             let config = Config::load(&path)?;

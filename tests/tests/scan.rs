@@ -542,7 +542,11 @@ fn domains_get_their_own_verdict_and_rules_reload_on_sighup() {
     };
     std::fs::write(rules.path(), rule(10.0)).unwrap();
     let mut setup = Setup::new(sink.port, sink.port)
-        .scanning(&[&format!("rules = [\"{}\"]", rules.path().display())])
+        // The local rule alone decides here: no model opinion on these made-up messages.
+        .scanning(&[
+            &format!("rules = [\"{}\"]", rules.path().display()),
+            "model = \"none\"",
+        ])
         .section(
             "[[scan.policy]]\ndomain = \"finance.example\"\n\
              actions = { spam = \"discard\", spam_high = \"discard\", phish = \"quarantine\", \

@@ -15,7 +15,7 @@ use super::domain::registrable;
 use super::message::Message;
 
 /// Size of the hashed feature space; index 0 is padding and never produced.
-pub const BUCKETS: u32 = 1 << 16;
+pub const BUCKETS: u32 = 1 << 18;
 /// Most features per message (the model's fixed input length).
 pub const MAX_FEATURES: usize = 1024;
 /// Characters of visible text read for tokens.
@@ -149,18 +149,27 @@ fn is_cjk(c: char) -> bool {
 /// Words of `text`: Latin words lower-cased (numbers reduced to their length, addresses and
 /// URLs skipped), Chinese as character bigrams (no dictionary to go stale).
 fn words(kind: &str, text: &str, tokens: &mut Tokens) {
+    let pair_kind = format!("{kind}2");
+    let mut previous = String::new();
     for raw in text.split(|c: char| c.is_whitespace()) {
         if raw.contains('@') || raw.contains("://") || raw.starts_with("www.") {
             continue;
         }
         let mut latin = String::new();
         let mut prev_cjk: Option<char> = None;
-        let flush = |latin: &mut String, tokens: &mut Tokens| {
+        let mut flush = |latin: &mut String, tokens: &mut Tokens| {
             if !latin.is_empty() {
-                if latin.chars().all(|c| c.is_ascii_digit()) {
-                    tokens.add(kind, &format!("<num{}>", latin.len().min(12)));
+                let word = if latin.chars().all(|c| c.is_ascii_digit()) {
+                    format!("<num{}>", latin.len().min(12))
                 } else if latin.chars().count() <= 30 {
-                    tokens.add(kind, latin);
+                    latin.clone()
+                } else {
+                    String::new()
+                };
+                if !word.is_empty() {
+                    tokens.add(kind, &word);
+                    tokens.add(&pair_kind, &format!("{previous} {word}"));
+                    previous = word;
                 }
                 latin.clear();
             }

@@ -77,12 +77,15 @@ pub enum Verdict {
 }
 
 /// One piece of evidence a check found, by symbol name (scored by the rule set).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
     /// Symbol name, e.g. `ATTACH_EXECUTABLE`.
     pub name: String,
     /// What exactly matched, for the explanation (file name, URL, keyword…).
     pub detail: String,
+    /// Share of the symbol's configured score this hit carries, in `0.0..=1.0` (1.0 for
+    /// yes/no checks; graded evidence such as the model's confidence scales it).
+    pub weight: f64,
 }
 
 /// The evidence gathered for one message; each symbol counts once.
@@ -94,10 +97,21 @@ pub struct Symbols {
 impl Symbols {
     /// Records `name` with `detail`, unless it is already recorded.
     pub fn add(&mut self, name: &str, detail: impl Into<String>) {
+        self.add_weighted(name, 1.0, detail);
+    }
+
+    /// Records `name` carrying `weight` (clamped to `0.0..=1.0`) of its score, unless it is
+    /// already recorded.
+    pub fn add_weighted(&mut self, name: &str, weight: f64, detail: impl Into<String>) {
         if !self.has(name) {
             self.hits.push(Hit {
                 name: name.to_owned(),
                 detail: detail.into(),
+                weight: if weight.is_nan() {
+                    0.0
+                } else {
+                    weight.clamp(0.0, 1.0)
+                },
             });
         }
     }

@@ -21,26 +21,36 @@ pub trait Classifier: Send + Sync {
     fn classify(&self, message: &Message, symbols: &Symbols) -> Result<Probabilities, String>;
 }
 
-/// Adds the bucketed model symbols for `p`.
+/// Log-odds at which a model symbol carries its whole score: probability 0.999.
+const FULL_LOG_ODDS: f64 = 6.906_754_778_648_554; // ln(999)
+
+/// How much of a model symbol's score a (calibrated) probability earns: nothing at 0.5 or
+/// below, rising with the log-odds to all of it at 0.999, so the verdict keeps the model's
+/// ranking instead of a few coarse buckets.
+pub fn strength(probability: f32) -> f64 {
+    if probability.is_nan() {
+        return 0.0;
+    }
+    let p = f64::from(probability).clamp(1e-9, 1.0 - 1e-9);
+    ((p / (1.0 - p)).ln() / FULL_LOG_ODDS).clamp(0.0, 1.0)
+}
+
+/// Adds the model's symbols for `p`, weighted by [`strength`]: `NEURAL_PHISH` for phishing,
+/// `NEURAL_SPAM` for the rest of its confidence that the message is not legitimate (so a phish
+/// is not counted twice in the total) and `NEURAL_HAM` for legitimate.
 pub fn add_symbols(p: Probabilities, symbols: &mut Symbols) {
-    let detail = format!("spam {:.3}, phish {:.3}", p.spam, p.phish);
-    let bucket = |prob: f32, high: &str, medium: &str| {
-        if prob >= 0.95 {
-            Some(high.to_owned())
-        } else if prob >= 0.8 {
-            Some(medium.to_owned())
-        } else {
-            None
+    let detail = format!("spam {:.4}, phish {:.4}", p.spam, p.phish);
+    let bad = p.spam + p.phish;
+    let phish = strength(p.phish);
+    for (name, weight) in [
+        ("NEURAL_SPAM", strength(bad) - phish),
+        ("NEURAL_PHISH", phish),
+        ("NEURAL_HAM", strength(1.0 - bad)),
+    ] {
+        // Under 1 % of the score is noise in the explanation, not evidence.
+        if weight >= 0.01 {
+            symbols.add_weighted(name, weight, detail.clone());
         }
-    };
-    if let Some(s) = bucket(p.phish, "NEURAL_PHISH_HIGH", "NEURAL_PHISH_MEDIUM") {
-        symbols.add(&s, detail.clone());
-    }
-    if let Some(s) = bucket(p.spam, "NEURAL_SPAM_HIGH", "NEURAL_SPAM_MEDIUM") {
-        symbols.add(&s, detail.clone());
-    }
-    if p.spam + p.phish <= 0.05 {
-        symbols.add("NEURAL_HAM", detail);
     }
 }
 
@@ -48,34 +58,57 @@ pub fn add_symbols(p: Probabilities, symbols: &mut Symbols) {
 mod tests {
     use super::*;
 
+    fn weight(s: &Symbols, name: &str) -> Option<f64> {
+        s.hits().iter().find(|h| h.name == name).map(|h| h.weight)
+    }
+
     #[test]
-    fn probabilities_map_to_buckets() {
+    fn strength_rises_with_confidence() {
+        assert_eq!(strength(0.5), 0.0);
+        assert_eq!(strength(0.2), 0.0);
+        assert!((strength(0.999) - 1.0).abs() < 1e-6);
+        assert_eq!(strength(1.0), 1.0);
+        assert!(strength(0.9) < strength(0.99) && strength(0.99) < strength(0.999));
+        assert_eq!(strength(f32::NAN), 0.0);
+    }
+
+    #[test]
+    fn probabilities_become_weighted_symbols() {
         let mut s = Symbols::default();
         add_symbols(
             Probabilities {
-                spam: 0.97,
-                phish: 0.01,
+                spam: 0.9995,
+                phish: 0.0001,
             },
             &mut s,
         );
-        assert!(s.has("NEURAL_SPAM_HIGH") && !s.has("NEURAL_PHISH_MEDIUM"));
+        assert_eq!(weight(&s, "NEURAL_SPAM"), Some(1.0));
+        assert_eq!(weight(&s, "NEURAL_PHISH"), None);
+        assert_eq!(weight(&s, "NEURAL_HAM"), None);
         let mut s = Symbols::default();
         add_symbols(
             Probabilities {
-                spam: 0.1,
-                phish: 0.85,
+                spam: 0.05,
+                phish: 0.94,
             },
             &mut s,
         );
-        assert!(s.has("NEURAL_PHISH_MEDIUM") && !s.has("NEURAL_SPAM_MEDIUM"));
+        let phish = weight(&s, "NEURAL_PHISH").unwrap_or_default();
+        assert!(phish > 0.3 && phish < 1.0, "{phish}");
+        let spam = weight(&s, "NEURAL_SPAM").unwrap_or_default();
+        assert!(
+            (spam + phish - strength(0.99)).abs() < 1e-6,
+            "{spam} {phish}"
+        );
         let mut s = Symbols::default();
         add_symbols(
             Probabilities {
-                spam: 0.02,
-                phish: 0.01,
+                spam: 0.002,
+                phish: 0.0,
             },
             &mut s,
         );
-        assert!(s.has("NEURAL_HAM"));
+        assert!(weight(&s, "NEURAL_HAM").unwrap_or_default() > 0.8);
+        assert!(!s.has("NEURAL_SPAM"));
     }
 }

@@ -528,26 +528,29 @@ mod tests {
         b"From: a@b.test\r\nSubject: hello\r\nDate: Mon, 2 Jun 2025 10:00:00 +0800\r\n\
         Message-ID: <x@b.test>\r\n\r\nplain words\r\n";
 
-    #[tokio::test]
-    async fn model_opinion_joins_the_evidence() {
-        let p = pipeline(Fixed(Ok(Probabilities {
-            spam: 0.99,
-            phish: 0.0,
-        })));
+    async fn judged(spam: f32, phish: f32) -> Report {
+        let p = pipeline(Fixed(Ok(Probabilities { spam, phish })));
         let ctx = Context::default();
         let a = p.analyse(MESSAGE, &ctx).await;
-        assert!(a.symbols.has("NEURAL_SPAM_HIGH"));
-        let (report, _) = p.report(&a, &ctx, None);
-        assert_eq!(
-            report.class,
-            Class::Clean,
-            "the model alone (5.0) stays below spam (6.0)"
-        );
+        p.report(&a, &ctx, None).0
+    }
+
+    #[tokio::test]
+    async fn model_confidence_weighs_in_the_verdict() {
+        let unsure = judged(0.95, 0.0).await;
+        assert_eq!(unsure.class, Class::Clean, "{}", unsure.explanation);
         assert!(
-            report.explanation.contains("NEURAL_SPAM_HIGH"),
+            unsure.explanation.contains("NEURAL_SPAM"),
             "{}",
-            report.explanation
+            unsure.explanation
         );
+        let sure = judged(0.9995, 0.0).await;
+        assert_eq!(sure.class, Class::Spam, "{}", sure.explanation);
+        assert!(sure.score > unsure.score);
+        let phish = judged(0.0005, 0.9994).await;
+        assert_eq!(phish.class, Class::Phish, "{}", phish.explanation);
+        let ham = judged(0.0001, 0.0).await;
+        assert!(ham.score < 0.0, "{}", ham.explanation);
     }
 
     #[tokio::test]

@@ -1,5 +1,5 @@
 //! From evidence to a decision: symbol scores are summed per category, the class is chosen
-//! (virus, then phishing, then BEC, then spam), and the explanation names the evidence that
+//! (virus, then phishing or BEC — the stronger — then spam), and the explanation names the evidence that
 //! weighed most, so an administrator can see why.
 
 use serde::Serialize;
@@ -67,9 +67,9 @@ pub fn decide(rules: &RuleSet, symbols: &Symbols, thresholds: &Thresholds) -> Re
     let (mut phish, mut bec, mut virus, mut ham) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
     let mut scored: Vec<ScoredHit> = Vec::with_capacity(symbols.hits().len());
     for hit in symbols.hits() {
-        let (score, category) = rules
-            .info(&hit.name)
-            .map_or((0.0, Category::Spam), |i| (i.score, i.category));
+        let (score, category) = rules.info(&hit.name).map_or((0.0, Category::Spam), |i| {
+            (i.score * hit.weight, i.category)
+        });
         total += score;
         match category {
             Category::Spam => {}
@@ -85,11 +85,14 @@ pub fn decide(rules: &RuleSet, symbols: &Symbols, thresholds: &Thresholds) -> Re
         });
     }
     scored.sort_by(|a, b| b.score.abs().total_cmp(&a.score.abs()));
+    let is_phish = phish + ham >= thresholds.phish;
+    let is_bec = bec + ham >= thresholds.bec;
+    // Fraud often carries evidence of both; the stronger names it.
     let class = if virus >= thresholds.virus {
         Class::Virus
-    } else if phish + ham >= thresholds.phish {
+    } else if is_phish && (!is_bec || phish >= bec) {
         Class::Phish
-    } else if bec + ham >= thresholds.bec {
+    } else if is_bec {
         Class::Bec
     } else if total >= thresholds.spam {
         Class::Spam
@@ -135,5 +138,43 @@ pub fn decide(rules: &RuleSet, symbols: &Symbols, thresholds: &Thresholds) -> Re
         score: total,
         symbols: scored,
         explanation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class_of(names: &[&str]) -> Class {
+        let rules = RuleSet::load(true, &[]).expect("built-in rules");
+        let mut symbols = Symbols::default();
+        for name in names {
+            symbols.add(name, "");
+        }
+        decide(&rules, &symbols, &Thresholds::default()).class
+    }
+
+    #[test]
+    fn the_stronger_of_phishing_and_bec_names_the_class() {
+        let bec = [
+            "BEC_LOOKALIKE_DOMAIN",
+            "BEC_IMPERSONATION_WITH_REQUEST",
+            "BEC_PAYMENT_EN",
+            "BEC_REPLY_TO_DIVERGENT",
+        ];
+        assert_eq!(class_of(&bec), Class::Bec);
+        let mut and_phish = bec.to_vec();
+        and_phish.push("NEURAL_PHISH");
+        assert_eq!(
+            class_of(&and_phish),
+            Class::Bec,
+            "BEC 11.5 outweighs phishing 10"
+        );
+        assert_eq!(
+            class_of(&["NEURAL_PHISH", "BEC_PAYMENT_EN"]),
+            Class::Phish,
+            "BEC evidence under its threshold does not compete"
+        );
+        assert_eq!(class_of(&[]), Class::Clean);
     }
 }

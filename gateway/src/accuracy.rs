@@ -1,0 +1,408 @@
+//! How well verdicts separate legitimate mail from spam and phishing: the measures of
+//! `jianmen eval`, of `benches/accuracy` (which applies them to rspamd and SpamAssassin too) and
+//! of the gate that keeps a retrained model from replacing a better one.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+/// Labels a corpus gives messages, in report order.
+pub const LABELS: [&str; 3] = ["ham", "spam", "phish"];
+/// Classes a verdict can give, in report order.
+pub const CLASSES: [&str; 5] = ["clean", "spam", "phish", "bec", "virus"];
+
+/// One judged message.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    /// Corpus it came from.
+    pub corpus: String,
+    /// Its label: `ham`, `spam` or `phish`.
+    pub label: String,
+    /// The verdict's class (`clean` when let through).
+    pub class: String,
+    /// The verdict's score (higher = worse); ranks messages for the ROC.
+    pub score: f64,
+    /// CPU time the verdict took, in microseconds (0 when not measured).
+    pub micros: u64,
+}
+
+impl Judged {
+    fn flagged(&self) -> bool {
+        self.class != "clean"
+    }
+    fn bad(&self) -> bool {
+        self.label != "ham"
+    }
+}
+
+/// The report's figures for one set of judged messages.
+pub fn metrics(set: &[&Judged]) -> Value {
+    let of = |label: &'static str| set.iter().filter(move |j| j.label == label);
+    let pct = |label: &'static str| {
+        let n = of(label).count();
+        (n > 0).then(|| 100.0 * of(label).filter(|j| j.flagged()).count() as f64 / n as f64)
+    };
+    let (bad, ham) = scores(set);
+    let mut confusion = serde_json::Map::new();
+    for label in LABELS {
+        let mut row = serde_json::Map::new();
+        for class in CLASSES {
+            row.insert(
+                class.into(),
+                of(label).filter(|j| j.class == class).count().into(),
+            );
+        }
+        confusion.insert(label.into(), row.into());
+    }
+    let cpu = set.iter().map(|j| j.micros).sum::<u64>() as f64 / 1000.0 / set.len().max(1) as f64;
+    json!({
+        "messages": set.len(),
+        "ham": of("ham").count(),
+        "spam": of("spam").count(),
+        "phish": of("phish").count(),
+        "spam_caught_pct": pct("spam"),
+        "phish_caught_pct": pct("phish"),
+        "fp_pct": pct("ham"),
+        "one_minus_roca_pct": one_minus_roc_area(&bad, &ham),
+        "caught_at_fp_0_1_pct": caught_at_fp(&bad, &ham, 0.001),
+        "caught_at_fp_0_02_pct": caught_at_fp(&bad, &ham, 0.0002),
+        "confusion": confusion,
+        "cpu_ms_per_msg": cpu,
+    })
+}
+
+/// Scores of the spam + phishing messages and of the ham messages of `set`.
+fn scores(set: &[&Judged]) -> (Vec<f64>, Vec<f64>) {
+    let pick = |bad: bool| {
+        set.iter()
+            .filter(|j| j.bad() == bad)
+            .map(|j| j.score)
+            .collect()
+    };
+    (pick(true), pick(false))
+}
+
+/// Per corpus (sorted) and `total`: the figures of [`metrics`].
+pub fn report(judged: &[Judged]) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for name in corpus_names(judged)
+        .iter()
+        .map(String::as_str)
+        .chain(["total"])
+    {
+        let set: Vec<&Judged> = judged
+            .iter()
+            .filter(|j| name == "total" || j.corpus == name)
+            .collect();
+        out.insert(name.to_owned(), metrics(&set));
+    }
+    out
+}
+
+fn corpus_names(judged: &[Judged]) -> Vec<String> {
+    let mut names: Vec<String> = judged.iter().map(|j| j.corpus.clone()).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The report as a fixed-width table, one row per corpus, then each corpus's confusion table.
+pub fn table(report: &BTreeMap<String, Value>) -> String {
+    let mut s = format!(
+        "{:<20} {:>8} {:>6} {:>6} {:>6} {:>7} {:>7} {:>6} {:>8} {:>8} {:>8} {:>7}\n",
+        "corpus",
+        "messages",
+        "ham",
+        "spam",
+        "phish",
+        "spam %",
+        "phish %",
+        "FP %",
+        "1-ROCA %",
+        "@FP.1%",
+        "@FP.02%",
+        "CPU-ms"
+    );
+    let total = report.get("total");
+    let rows = report
+        .iter()
+        .filter(|(n, _)| n.as_str() != "total")
+        .chain(report.get_key_value("total"));
+    for (name, m) in rows {
+        let f = |k: &str| m[k].as_f64().map_or("–".to_owned(), |v| format!("{v:.2}"));
+        let _ = writeln!(
+            s,
+            "{name:<20} {:>8} {:>6} {:>6} {:>6} {:>7} {:>7} {:>6} {:>8} {:>8} {:>8} {:>7}",
+            m["messages"].to_string(),
+            m["ham"].to_string(),
+            m["spam"].to_string(),
+            m["phish"].to_string(),
+            f("spam_caught_pct"),
+            f("phish_caught_pct"),
+            f("fp_pct"),
+            f("one_minus_roca_pct"),
+            f("caught_at_fp_0_1_pct"),
+            f("caught_at_fp_0_02_pct"),
+            f("cpu_ms_per_msg")
+        );
+    }
+    if let Some(total) = total {
+        let _ = writeln!(s, "\nconfusion (all corpora): label → verdict class");
+        let _ = write!(s, "{:<8}", "");
+        for class in CLASSES {
+            let _ = write!(s, " {class:>8}");
+        }
+        s.push('\n');
+        for label in LABELS {
+            let _ = write!(s, "{label:<8}");
+            for class in CLASSES {
+                let _ = write!(s, " {:>8}", total["confusion"][label][class].to_string());
+            }
+            s.push('\n');
+        }
+    }
+    s
+}
+
+/// (1 − area under the ROC curve) × 100, ties counted half; `None` without both classes.
+pub fn one_minus_roc_area(positive: &[f64], negative: &[f64]) -> Option<f64> {
+    if positive.is_empty() || negative.is_empty() {
+        return None;
+    }
+    let mut all: Vec<(f64, bool)> = positive
+        .iter()
+        .map(|s| (*s, true))
+        .chain(negative.iter().map(|s| (*s, false)))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Mann–Whitney U over ranks, with average ranks for ties.
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < all.len() {
+        let mut j = i;
+        while j < all.len() && all[j].0 == all[i].0 {
+            j += 1;
+        }
+        let avg_rank = (i + 1 + j) as f64 / 2.0;
+        rank_sum += avg_rank * all[i..j].iter().filter(|(_, p)| *p).count() as f64;
+        i = j;
+    }
+    let (p, n) = (positive.len() as f64, negative.len() as f64);
+    let auc = (rank_sum - p * (p + 1.0) / 2.0) / (p * n);
+    Some((1.0 - auc) * 100.0)
+}
+
+/// Percentage of `positive` scored above the strictest threshold that lets at most
+/// `fp_rate` of `negative` through as false positives; `None` without both classes.
+pub fn caught_at_fp(positive: &[f64], negative: &[f64], fp_rate: f64) -> Option<f64> {
+    if positive.is_empty() || negative.is_empty() {
+        return None;
+    }
+    let mut neg = negative.to_vec();
+    neg.sort_by(|a, b| b.total_cmp(a));
+    let allowed = (fp_rate * neg.len() as f64).floor() as usize;
+    let threshold = neg.get(allowed).copied().unwrap_or(f64::NEG_INFINITY);
+    let caught = positive.iter().filter(|s| **s > threshold).count();
+    Some(100.0 * caught as f64 / positive.len() as f64)
+}
+
+/// Points (false-positive rate, catch rate) of the ROC curve, one per distinct score.
+fn roc_points(positive: &[f64], negative: &[f64]) -> Vec<(f64, f64)> {
+    let mut all: Vec<(f64, bool)> = positive
+        .iter()
+        .map(|s| (*s, true))
+        .chain(negative.iter().map(|s| (*s, false)))
+        .collect();
+    all.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (p, n) = (positive.len().max(1) as f64, negative.len().max(1) as f64);
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let mut points = vec![(0.0, 0.0)];
+    let mut i = 0;
+    while i < all.len() {
+        let mut j = i;
+        while j < all.len() && all[j].0 == all[i].0 {
+            if all[j].1 {
+                tp += 1;
+            } else {
+                fp += 1;
+            }
+            j += 1;
+        }
+        points.push((fp as f64 / n, tp as f64 / p));
+        i = j;
+    }
+    points
+}
+
+/// One curve of a ROC plot.
+pub struct Curve {
+    /// Legend text.
+    pub name: String,
+    /// Scores of spam and phishing.
+    pub positive: Vec<f64>,
+    /// Scores of ham.
+    pub negative: Vec<f64>,
+}
+
+impl Curve {
+    /// The curve of every corpus in `judged` together, under `name`.
+    pub fn of(name: &str, judged: &[Judged]) -> Curve {
+        let set: Vec<&Judged> = judged.iter().collect();
+        let (positive, negative) = scores(&set);
+        Curve {
+            name: name.to_owned(),
+            positive,
+            negative,
+        }
+    }
+}
+
+/// An SVG ROC plot: false positives on a log axis (0.01 %–100 %), catch rate 80–100 %.
+pub fn roc_svg(title: &str, curves: &[Curve]) -> String {
+    const W: f64 = 720.0;
+    const H: f64 = 480.0;
+    const LEFT: f64 = 70.0;
+    const TOP: f64 = 40.0;
+    const PW: f64 = 600.0;
+    const PH: f64 = 380.0;
+    const COLOURS: [&str; 6] = [
+        "#c0392b", "#2471a3", "#229954", "#8e44ad", "#d68910", "#555",
+    ];
+    let x = |fp: f64| LEFT + PW * ((fp.max(1e-4).log10() + 4.0) / 4.0);
+    let y = |tp: f64| TOP + PH * (1.0 - ((tp * 100.0 - 80.0) / 20.0).clamp(0.0, 1.0));
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{LEFT}\" y=\"22\" font-size=\"15\">{}</text>\n",
+        escape(title)
+    );
+    for (i, label) in ["0.01%", "0.1%", "1%", "10%", "100%"].iter().enumerate() {
+        let gx = LEFT + PW * i as f64 / 4.0;
+        let _ = writeln!(
+            s,
+            "<line x1=\"{gx}\" y1=\"{TOP}\" x2=\"{gx}\" y2=\"{}\" stroke=\"#ddd\"/>\
+             <text x=\"{gx}\" y=\"{}\" text-anchor=\"middle\">{label}</text>",
+            TOP + PH,
+            TOP + PH + 16.0
+        );
+    }
+    for pct in [80, 85, 90, 95, 100] {
+        let gy = y(f64::from(pct) / 100.0);
+        let _ = writeln!(
+            s,
+            "<line x1=\"{LEFT}\" y1=\"{gy}\" x2=\"{}\" y2=\"{gy}\" stroke=\"#ddd\"/>\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{pct}%</text>",
+            LEFT + PW,
+            LEFT - 6.0,
+            gy + 4.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">false positives (ham flagged), log scale</text>\
+         <text x=\"16\" y=\"{}\" transform=\"rotate(-90 16 {})\" text-anchor=\"middle\">spam + phishing caught</text>",
+        LEFT + PW / 2.0,
+        H - 8.0,
+        TOP + PH / 2.0,
+        TOP + PH / 2.0
+    );
+    for (i, curve) in curves.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let points: Vec<String> = roc_points(&curve.positive, &curve.negative)
+            .into_iter()
+            .map(|(fp, tp)| format!("{:.1},{:.1}", x(fp), y(tp)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\
+             <text x=\"{}\" y=\"{}\" fill=\"{colour}\">{}</text>",
+            points.join(" "),
+            LEFT + PW - 220.0,
+            TOP + PH - 16.0 * (curves.len() - i) as f64,
+            escape(&curve.name)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(label: &str, class: &str, score: f64) -> Judged {
+        Judged {
+            corpus: "c".into(),
+            label: label.into(),
+            class: class.into(),
+            score,
+            micros: 10,
+        }
+    }
+
+    #[test]
+    fn roc_area_of_perfect_random_and_inverted_scores() {
+        assert_eq!(one_minus_roc_area(&[3.0, 4.0], &[1.0, 2.0]), Some(0.0));
+        assert_eq!(one_minus_roc_area(&[1.0, 1.0], &[1.0, 1.0]), Some(50.0));
+        assert_eq!(one_minus_roc_area(&[1.0], &[2.0]), Some(100.0));
+        assert_eq!(one_minus_roc_area(&[], &[2.0]), None);
+    }
+
+    #[test]
+    fn catch_rate_at_a_false_positive_budget() {
+        let ham: Vec<f64> = (0..1000).map(f64::from).collect();
+        // 0.1 % of 1000 ham = one may pass: the threshold is the second-highest ham (998).
+        assert_eq!(
+            caught_at_fp(&[998.5, 999.5, 5.0, 2000.0], &ham, 0.001),
+            Some(75.0)
+        );
+        // 0.02 % of 1000 = none may: above the highest ham (999) only.
+        assert_eq!(
+            caught_at_fp(&[998.5, 999.5, 5.0, 2000.0], &ham, 0.0002),
+            Some(50.0)
+        );
+        assert_eq!(caught_at_fp(&[1.0], &[], 0.001), None);
+    }
+
+    #[test]
+    fn confusion_and_rates() {
+        let set = [
+            judged("ham", "clean", 0.0),
+            judged("ham", "spam", 7.0),
+            judged("spam", "spam", 9.0),
+            judged("phish", "phish", 12.0),
+            judged("phish", "clean", 1.0),
+        ];
+        let m = metrics(&set.iter().collect::<Vec<_>>());
+        assert_eq!(m["fp_pct"], 50.0);
+        assert_eq!(m["spam_caught_pct"], 100.0);
+        assert_eq!(m["phish_caught_pct"], 50.0);
+        assert_eq!(m["confusion"]["phish"]["clean"], 1);
+        assert_eq!(m["confusion"]["ham"]["spam"], 1);
+        assert_eq!(m["confusion"]["spam"]["virus"], 0);
+        let table = table(&report(&set));
+        assert!(
+            table.contains("total") && table.contains("confusion"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn roc_plot_draws_each_curve() {
+        let set = [judged("ham", "clean", 0.0), judged("spam", "spam", 9.0)];
+        let svg = roc_svg("t <1>", &[Curve::of("a&b", &set), Curve::of("c", &set)]);
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(svg.contains("a&amp;b") && svg.contains("t &lt;1&gt;"));
+        assert_eq!(
+            roc_points(&[2.0, 1.0], &[0.0]),
+            vec![(0.0, 0.0), (0.0, 0.5), (0.0, 1.0), (1.0, 1.0)]
+        );
+    }
+}
