@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Jianmen's whole test suite on a fresh Debian 12 machine: installs the real peers the tests
-# talk to (Postfix smtp-source/smtp-sink, swaks, dnsmasq, ClamAV clamd), checks formatting and lints, builds, tests.
+# talk to (Postfix smtp-source/smtp-sink, swaks, dnsmasq, ClamAV clamd) and the model trainer's
+# Python requirements, checks formatting and lints, builds, tests.
 # Needs root (or sudo) for apt and for the disk-full test's tmpfs mount.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,7 @@ command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq
 command -v iconv >/dev/null 2>&1 || need+=(libc-bin)
 command -v dkimsign >/dev/null 2>&1 || need+=(python3-dkim)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
+python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
@@ -23,6 +25,16 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
+
+# The content model's trainer, for the local-learning test: its pinned requirements (numpy,
+# onnx) from PyPI in a virtual environment kept between runs.
+VENV=/var/tmp/jianmen-venv
+if ! "$VENV/bin/python" -c 'import numpy, onnx' 2>/dev/null; then
+  echo "== python venv for the trainer"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q -r gateway/model/train/requirements.txt
+fi
+export JIANMEN_PYTHON="$VENV/bin/python"
 
 # Keep build products outside the clone so CI reruns are incremental; a fresh machine still works.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/jianmen-target}"

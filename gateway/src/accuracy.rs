@@ -207,6 +207,34 @@ pub fn caught_at_fp(positive: &[f64], negative: &[f64], fp_rate: f64) -> Option<
     Some(100.0 * caught as f64 / positive.len() as f64)
 }
 
+/// How much worse, in percentage points, a retrained model may measure and still count as
+/// not worse (the validation set's sampling noise, not a real loss).
+pub const GATE_TOLERANCE_PCT: f64 = 0.01;
+
+/// The retrain gate: `Ok` when `candidate`'s figures (from [`metrics`]) are not worse than
+/// `active`'s on the same validation set — neither its 1-ROCA nor its false-positive rate
+/// more than [`GATE_TOLERANCE_PCT`] higher, nor its catch rate at 0.1 % false positives lower;
+/// `Err` names the figure that is worse.
+pub fn not_worse(candidate: &Value, active: &Value) -> Result<(), String> {
+    let figure = |m: &Value, k: &str| m[k].as_f64();
+    for (key, higher_is_worse) in [
+        ("one_minus_roca_pct", true),
+        ("fp_pct", true),
+        ("caught_at_fp_0_1_pct", false),
+    ] {
+        let (Some(c), Some(a)) = (figure(candidate, key), figure(active, key)) else {
+            return Err(format!(
+                "{key}: not measurable (the validation set needs ham and spam)"
+            ));
+        };
+        let loss = if higher_is_worse { c - a } else { a - c };
+        if loss > GATE_TOLERANCE_PCT {
+            return Err(format!("{key}: {c:.3} against {a:.3} for the active model"));
+        }
+    }
+    Ok(())
+}
+
 /// Points (false-positive rate, catch rate) of the ROC curve, one per distinct score.
 fn roc_points(positive: &[f64], negative: &[f64]) -> Vec<(f64, f64)> {
     let mut all: Vec<(f64, bool)> = positive
@@ -392,6 +420,28 @@ mod tests {
             table.contains("total") && table.contains("confusion"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn the_gate_refuses_any_worse_figure() {
+        let m = |roca: f64, fp: f64, caught: f64| json!({"one_minus_roca_pct": roca, "fp_pct": fp, "caught_at_fp_0_1_pct": caught});
+        let active = m(0.5, 1.0, 80.0);
+        assert!(not_worse(&m(0.5, 1.0, 80.0), &active).is_ok());
+        assert!(not_worse(&m(0.2, 0.5, 90.0), &active).is_ok());
+        assert!(
+            not_worse(&m(0.505, 1.0, 80.0), &active).is_ok(),
+            "within tolerance"
+        );
+        let e = not_worse(&m(0.7, 1.0, 80.0), &active).unwrap_err();
+        assert!(e.starts_with("one_minus_roca_pct"), "{e}");
+        assert!(
+            not_worse(&m(0.4, 1.2, 80.0), &active)
+                .unwrap_err()
+                .starts_with("fp_pct")
+        );
+        assert!(not_worse(&m(0.4, 1.0, 70.0), &active).is_err());
+        let unmeasurable = json!({"one_minus_roca_pct": null, "fp_pct": 0.0});
+        assert!(not_worse(&unmeasurable, &active).is_err());
     }
 
     #[test]

@@ -408,7 +408,8 @@ pub struct ScanConfig {
     pub clamav: Option<crate::scan::clamav::ClamavConfig>,
     /// Messages accepted per minute from one client address (0: no limit).
     pub rate_limit_per_minute: u32,
-    /// Content model: `builtin` (shipped in the binary), `none`, or the path of an ONNX file.
+    /// Content model: `auto` (the model `jianmen retrain` activated in `data_dir/model/`, else
+    /// the built-in one), `builtin`, `none`, or the path of an ONNX file.
     pub model: String,
     /// Greylisting (off by default).
     pub greylist: GreylistConfig,
@@ -460,7 +461,7 @@ impl Default for ScanConfig {
             policy: Vec::new(),
             clamav: None,
             rate_limit_per_minute: 0,
-            model: "builtin".into(),
+            model: "auto".into(),
             greylist: GreylistConfig::default(),
         }
     }

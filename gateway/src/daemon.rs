@@ -136,7 +136,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Reloads the rule files on every SIGHUP; a broken file leaves the old rules in force.
+/// Reloads the rule files and the content model on every SIGHUP; a broken file leaves the
+/// old ones in force.
 async fn reload_on_sighup(pipeline: Arc<Pipeline>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
@@ -147,6 +148,12 @@ async fn reload_on_sighup(pipeline: Arc<Pipeline>) {
             Ok(n) => tracing::info!(rules = n, "rules reloaded"),
             Err(e) => {
                 tracing::error!(error = %e, "rules not reloaded; the previous rules stay in force")
+            }
+        }
+        match pipeline.reload_model() {
+            Ok(what) => tracing::info!(model = what, "content model reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "content model not reloaded; the one in use stays")
             }
         }
     }

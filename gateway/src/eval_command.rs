@@ -13,21 +13,17 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use jianmen::accuracy::{self, Curve, Judged};
 use jianmen::scan::model::Classifier;
-use jianmen::scan::pipeline::Context;
+use jianmen::scan::pipeline::{Context, load_model};
 
 use crate::features_command::{Item, load_corpora};
 
-/// Scores `items` with the offline pipeline (and `classifier` when given, instead of the
-/// configured model) on `jobs` threads.
+/// Scores `items` on `jobs` threads with the offline pipeline and `model` (none: rules only).
 pub fn judge(
     items: &[Item],
     jobs: usize,
-    classifier: Option<Arc<dyn Classifier>>,
+    model: Option<Arc<dyn Classifier>>,
 ) -> Result<Vec<(usize, Judged)>> {
-    let mut pipeline = crate::scan_command::offline_pipeline()?;
-    if let Some(classifier) = classifier {
-        pipeline = pipeline.with_classifier(classifier);
-    }
+    let pipeline = crate::scan_command::offline_pipeline()?.with_classifier(model);
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::with_capacity(items.len()));
     std::thread::scope(|scope| {
@@ -71,27 +67,29 @@ pub fn judge(
 }
 
 /// Runs the evaluation: prints the table, writes the JSON report, a ROC plot beside it
-/// (`.svg`) and, when asked, one line per message (`corpus label path class score`).
+/// (`.svg`) and, when asked, one line per message (`corpus label path class score micros`).
 pub fn run(
     corpora: &Path,
     report: &Path,
     scores: Option<&Path>,
+    model: &str,
     jobs: usize,
     all_messages: bool,
 ) -> Result<()> {
+    let model = load_model(model, Path::new("/nonexistent")).map_err(anyhow::Error::msg)?;
     let work = tempfile::tempdir()?;
     let items: Vec<_> = load_corpora(corpora, work.path())?
         .into_iter()
         .filter(|i| all_messages || i.test)
         .collect();
-    let results = judge(&items, jobs, None)?;
+    let results = judge(&items, jobs, model)?;
     if let Some(path) = scores {
         let mut out = String::new();
         for (i, j) in &results {
             let _ = writeln!(
                 out,
-                "{}\t{}\t{}\t{}\t{}",
-                j.corpus, j.label, items[*i].path, j.class, j.score
+                "{}\t{}\t{}\t{}\t{}\t{}",
+                j.corpus, j.label, items[*i].path, j.class, j.score, j.micros
             );
         }
         std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))?;

@@ -128,6 +128,11 @@ pub fn load_corpora(corpora: &Path, work: &Path) -> Result<Vec<Item>> {
 pub fn run(corpora: &Path, out: &Path, jobs: usize) -> Result<usize> {
     let work = tempfile::tempdir()?;
     let items = load_corpora(corpora, work.path())?;
+    write(&items, out, jobs)
+}
+
+/// Writes the features of `items` to `out` (the trainer's input); returns how many.
+pub fn write(items: &[Item], out: &Path, jobs: usize) -> Result<usize> {
     let pipeline = Arc::new(crate::scan_command::offline_pipeline()?);
     let writer = Mutex::new(BufWriter::new(
         std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?,

@@ -3,6 +3,7 @@
 
 mod eval_command;
 mod features_command;
+mod retrain_command;
 mod scan_command;
 
 use std::path::PathBuf;
@@ -104,9 +105,44 @@ enum Command {
         /// Score every message, not only the test split.
         #[arg(long)]
         all: bool,
-        /// Also write one line per message: corpus, label, member path, class, score (TSV).
+        /// Also write one line per message: corpus, label, member path, class, score, CPU µs
+        /// (TSV).
         #[arg(long)]
         scores: Option<PathBuf>,
+        /// Content model: `builtin`, `none` (rules only) or an ONNX file.
+        #[arg(long, default_value = "builtin")]
+        model: String,
+    },
+    /// Keep messages as feedback for `jianmen retrain` ("not spam", "report spam").
+    Feedback {
+        /// Configuration file (its data directory holds the feedback).
+        #[arg(long, short, default_value = "/etc/jianmen/jianmen.toml")]
+        config: PathBuf,
+        /// What the messages are: ham, spam or phish.
+        label: String,
+        /// Message files (`-` for standard input).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Train a new content model on a base corpus plus the stored feedback; activate it only if
+    /// it is not worse than the active model on the base corpus's test split (exit status 3
+    /// when refused).
+    Retrain {
+        /// Configuration file (data directory, active model).
+        #[arg(long, short, default_value = "/etc/jianmen/jianmen.toml")]
+        config: PathBuf,
+        /// Base corpora directory (per corpus `*.tar.zst` + `labels.tsv`).
+        #[arg(long)]
+        corpora: PathBuf,
+        /// The trainer (`train.py`); found next to the binary's share directory by default.
+        #[arg(long)]
+        trainer: Option<PathBuf>,
+        /// Python interpreter with the trainer's requirements.
+        #[arg(long, default_value = "python3")]
+        python: PathBuf,
+        /// Worker threads.
+        #[arg(long, short, default_value_t = 2)]
+        jobs: usize,
     },
     /// Validate a configuration file and exit.
     CheckConfig {
@@ -178,7 +214,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("jianmen: {e:#}");
             ExitCode::FAILURE
@@ -186,7 +222,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
+/// Runs the command; its exit status on success (`retrain` refusing a model is not an error).
+async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => {
             init_logging();
@@ -226,8 +263,34 @@ async fn run(cli: Cli) -> Result<()> {
             jobs,
             all,
             scores,
+            model,
         } => {
-            eval_command::run(&corpora, &report, scores.as_deref(), jobs, all)?;
+            eval_command::run(&corpora, &report, scores.as_deref(), &model, jobs, all)?;
+        }
+        Command::Feedback {
+            config,
+            label,
+            files,
+        } => {
+            retrain_command::feedback(&config, &label, &files)?;
+        }
+        Command::Retrain {
+            config,
+            corpora,
+            trainer,
+            python,
+            jobs,
+        } => {
+            let activated = retrain_command::run(retrain_command::RetrainOptions {
+                config,
+                corpora,
+                trainer,
+                python,
+                jobs,
+            })?;
+            if !activated {
+                return Ok(ExitCode::from(3));
+            }
         }
         Command::CheckConfig { config: path } => {
             let config = Config::load(&path)?;
@@ -246,7 +309,7 @@ async fn run(cli: Cli) -> Result<()> {
             queue_command(&config, action).await?;
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check_id(id: &str) -> Result<()> {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use jianmen_benches::{Rspamd, RspamdOptions, corpora_dir};
 use jianmen_testkit::jianmen_bin;
 
 /// Messages sampled from each corpus (the first ones in `labels.tsv` order).
@@ -18,11 +19,7 @@ const DEFAULT_PER_CORPUS: usize = 2000;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let corpora = args
-        .next()
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("JIANMEN_CORPORA").map(PathBuf::from))
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpora"));
+    let corpora = corpora_dir(args.next());
     let per_corpus: usize = args
         .next()
         .and_then(|n| n.parse().ok())
@@ -176,31 +173,6 @@ fn run_jianmen(
     (wall, cpu)
 }
 
-/// CPU time of a process and all its descendants, from /proc (clock ticks of 10 ms).
-fn tree_cpu(pid: u32) -> Duration {
-    let mut total = 0u64;
-    let mut stack = vec![pid];
-    while let Some(p) = stack.pop() {
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
-            // Fields after the command name (which may contain spaces) start after ") ".
-            if let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) {
-                let f: Vec<&str> = rest.split_whitespace().collect();
-                let utime: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
-                let stime: u64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-                total += utime + stime;
-            }
-        }
-        if let Ok(children) = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")) {
-            stack.extend(
-                children
-                    .split_whitespace()
-                    .filter_map(|c| c.parse::<u32>().ok()),
-            );
-        }
-    }
-    Duration::from_millis(total * 10)
-}
-
 /// Runs rspamd with network checks off and `workers` normal workers; scans the sample with
 /// rspamc and returns (wall, rspamd CPU).
 fn run_rspamd(
@@ -209,109 +181,24 @@ fn run_rspamd(
     expected: usize,
     work: &Path,
 ) -> Result<(Duration, Duration), String> {
-    let port = 11433;
     let base = work.join(format!("rspamd-{workers}"));
-    let local = base.join("local");
-    for d in ["local/local.d", "local/override.d", "run", "log"] {
-        std::fs::create_dir_all(base.join(d)).map_err(|e| e.to_string())?;
-    }
-    // Compiled regexp (hyperscan) caches survive between runs here.
-    let db = Path::new("/var/tmp/jianmen-bench-rspamd-db");
-    std::fs::create_dir_all(db).map_err(|e| e.to_string())?;
-    let write = |rel: &str, text: &str| std::fs::write(local.join(rel), text);
-    let files = [
-        // Nothing leaves loopback: DNS goes to a closed port and fails at once.
-        (
-            "local.d/options.inc",
-            "dns { nameserver = [\"127.0.0.1:9\"]; timeout = 0.1s; retransmits = 0; }\n".to_owned(),
-        ),
-        (
-            "local.d/worker-normal.inc",
-            format!("bind_socket = \"127.0.0.1:{port}\";\ncount = {workers};\n"),
-        ),
-        (
-            "override.d/worker-controller.inc",
-            "enabled = false;\n".to_owned(),
-        ),
-        (
-            "override.d/worker-proxy.inc",
-            "enabled = false;\n".to_owned(),
-        ),
-        (
-            "override.d/worker-fuzzy.inc",
-            "enabled = false;\n".to_owned(),
-        ),
-        (
-            "override.d/logging.inc",
-            format!(
-                "type = \"file\";\nfilename = \"{}\";\nlevel = \"error\";\n",
-                base.join("log/rspamd.log").display()
-            ),
-        ),
-    ];
-    for (rel, text) in files {
-        write(rel, &text).map_err(|e| e.to_string())?;
-    }
-    for module in [
-        "rbl",
-        "fuzzy_check",
-        "asn",
-        "dkim",
-        "spf",
-        "dmarc",
-        "arc",
-        "mx_check",
-        "neural",
-        "ratelimit",
-        "greylist",
-        "replies",
-        "history_redis",
-        "dcc",
-        "spamassassin",
-        "metadata_exporter",
-        "clickhouse",
-        "elastic",
-        "external_services",
-        "reputation",
-        "dkim_signing",
-        "arc_signing",
-        "url_redirector",
-        "hfilter",
-    ] {
-        write(&format!("local.d/{module}.conf"), "enabled = false;\n")
-            .map_err(|e| e.to_string())?;
-    }
-    let var = |k: &str, v: &Path| format!("--var={k}={}", v.display());
-    let mut child = Command::new("/usr/bin/rspamd")
-        .args(["-f", "-i", "-u", "root", "-g", "root"])
-        .arg(var("LOCAL_CONFDIR", &local))
-        .arg(var("DBDIR", db))
-        .arg(var("RUNDIR", &base.join("run")))
-        .arg(var("LOGDIR", &base.join("log")))
-        .args(["-c", "/etc/rspamd/rspamd.conf"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let ready = jianmen_testkit::wait_until(Duration::from_secs(300), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    if !ready {
-        stop(&mut child);
-        return Err("rspamd did not start".into());
-    }
-    // Let workers finish loading maps and compiling before measuring.
-    std::thread::sleep(Duration::from_secs(3));
-    let cpu0 = tree_cpu(child.id());
+    let mut rspamd = Rspamd::start(RspamdOptions {
+        base: &base,
+        workers,
+        port: 11433,
+        controller_port: None,
+        local: Vec::new(),
+    })?;
+    let cpu0 = rspamd.cpu();
     let started = Instant::now();
     let out = Command::new("/usr/bin/rspamc")
-        .args(["-h", &format!("127.0.0.1:{port}"), "-n", "16", "-t", "30"])
+        .args(["-h", &rspamd.scan_addr, "-n", "16", "-t", "30"])
         .arg(sample)
         .output()
         .map_err(|e| e.to_string());
     let wall = started.elapsed();
-    let cpu = tree_cpu(child.id()) - cpu0;
-    stop(&mut child);
+    let cpu = rspamd.cpu() - cpu0;
+    rspamd.stop();
     let out = out?;
     let results = String::from_utf8_lossy(&out.stdout)
         .matches("Results for file")
@@ -320,11 +207,4 @@ fn run_rspamd(
         return Err(format!("rspamc reported {results} of {expected} messages"));
     }
     Ok((wall, cpu))
-}
-
-/// SIGTERM to rspamd's main process, which stops its workers too (SIGKILL would orphan them).
-fn stop(child: &mut std::process::Child) {
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    let _ = child.wait();
 }

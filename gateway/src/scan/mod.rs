@@ -8,6 +8,7 @@ pub mod bec;
 pub mod clamav;
 pub mod domain;
 pub mod features;
+pub mod feedback;
 pub mod greylist;
 pub mod html;
 pub mod message;

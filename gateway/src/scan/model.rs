@@ -21,6 +21,15 @@ pub trait Classifier: Send + Sync {
     fn classify(&self, message: &Message, symbols: &Symbols) -> Result<Probabilities, String>;
 }
 
+/// Stands in for a model that failed to load: every message says so in its verdict.
+pub struct Unavailable(pub String);
+
+impl Classifier for Unavailable {
+    fn classify(&self, _: &Message, _: &Symbols) -> Result<Probabilities, String> {
+        Err(self.0.clone())
+    }
+}
+
 /// Log-odds at which a model symbol carries its whole score: probability 0.999.
 const FULL_LOG_ODDS: f64 = 6.906_754_778_648_554; // ln(999)
 

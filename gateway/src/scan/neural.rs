@@ -94,15 +94,6 @@ impl Classifier for ContentModel {
     }
 }
 
-/// Stands in for a model that failed to load: every message says so in its verdict.
-pub struct Unavailable(pub String);
-
-impl Classifier for Unavailable {
-    fn classify(&self, _: &Message, _: &Symbols) -> Result<Probabilities, String> {
-        Err(self.0.clone())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

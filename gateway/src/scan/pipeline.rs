@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use super::auth::{Authenticator, Peer};
 use super::bec::{BecSettings, ContactHistory};
 use super::clamav::{Clamd, OnError, Outcome};
 use super::message::{Message, domain_of};
-use super::model::{self, Classifier};
+use super::model::{self, Classifier, Unavailable};
 use super::phish::Targets;
 use super::reputation::{AddressList, BlockLists};
 use super::rules::{RuleError, RuleSet};
@@ -66,7 +67,8 @@ pub struct Pipeline {
     history: Option<ContactHistory>,
     default_policy: Policy,
     domain_policies: BTreeMap<String, Policy>,
-    classifier: Option<Arc<dyn Classifier>>,
+    classifier: RwLock<Option<Arc<dyn Classifier>>>,
+    data_dir: PathBuf,
 }
 
 /// Why the pipeline could not be built.
@@ -147,14 +149,39 @@ impl Pipeline {
             history,
             default_policy,
             domain_policies,
-            classifier: load_classifier(&config.scan.model),
+            classifier: RwLock::new(load_classifier(&config.scan.model, &config.server.data_dir)),
+            data_dir: config.server.data_dir.clone(),
         })
     }
 
-    /// Adds a statistical classifier whose opinion joins the evidence before the rules run.
-    pub fn with_classifier(mut self, classifier: Arc<dyn Classifier>) -> Self {
-        self.classifier = Some(classifier);
+    /// Puts `classifier` (or, with `None`, no model) in place of the configured content model.
+    pub fn with_classifier(self, classifier: Option<Arc<dyn Classifier>>) -> Self {
+        if let Ok(mut current) = self.classifier.write() {
+            *current = classifier;
+        }
         self
+    }
+
+    /// Reloads the configured content model (SIGHUP, after `jianmen retrain` activated one);
+    /// on error the model in use stays. Returns what is now loaded.
+    pub fn reload_model(&self) -> Result<&'static str, String> {
+        let model = load_model(&self.config.model, &self.data_dir)?;
+        let what = if model.is_some() {
+            "content model"
+        } else {
+            "no model"
+        };
+        if let Ok(mut current) = self.classifier.write() {
+            *current = model;
+        }
+        Ok(what)
+    }
+
+    fn classifier(&self) -> Option<Arc<dyn Classifier>> {
+        match self.classifier.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Reloads the rule files (SIGHUP); on error the old rules stay in force.
@@ -252,7 +279,7 @@ impl Pipeline {
         symbols: &mut Symbols,
     ) {
         self.content_checks(message, ctx, symbols);
-        if let Some(classifier) = &self.classifier {
+        if let Some(classifier) = self.classifier() {
             match classifier.classify(message, symbols) {
                 Ok(p) => model::add_symbols(p, symbols),
                 Err(why) => symbols.add("NEURAL_UNAVAILABLE", why),
@@ -403,36 +430,53 @@ impl Pipeline {
     }
 }
 
-/// The configured content model; a model that fails to load is logged and every verdict says
-/// it was reached without it.
-fn load_classifier(setting: &str) -> Option<Arc<dyn Classifier>> {
+/// Where `jianmen retrain` puts a model that passed its gate, under the data directory; the
+/// `auto` model setting prefers it to the built-in one.
+pub fn activated_model_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("model").join("content.onnx")
+}
+
+/// The content model a `scan.model` setting names (`auto`, `builtin`, `none` or a file), or
+/// why it cannot be loaded.
+pub fn load_model(setting: &str, data_dir: &Path) -> Result<Option<Arc<dyn Classifier>>, String> {
     if setting == "none" {
-        return None;
+        return Ok(None);
     }
     #[cfg(feature = "neural")]
     {
-        use super::neural::{ContentModel, Unavailable};
+        use super::neural::{ContentModel, ModelError};
+        let activated = activated_model_path(data_dir);
         let loaded = match setting {
-            "builtin" => ContentModel::builtin(),
+            "auto" if activated.is_file() => std::fs::read(&activated)
+                .map_err(|e| ModelError::from_io(&activated.to_string_lossy(), &e))
+                .and_then(|bytes| ContentModel::load(&bytes)),
+            "auto" | "builtin" => ContentModel::builtin(),
             path => std::fs::read(path)
-                .map_err(|e| super::neural::ModelError::from_io(path, &e))
+                .map_err(|e| ModelError::from_io(path, &e))
                 .and_then(|bytes| ContentModel::load(&bytes)),
         };
-        Some(match loaded {
-            Ok(model) => Arc::new(model),
-            Err(e) => {
-                tracing::error!(error = %e, "content model not loaded; scanning with rules only");
-                Arc::new(Unavailable(e.to_string()))
-            }
-        })
+        loaded
+            .map(|m| Some(Arc::new(m) as Arc<dyn Classifier>))
+            .map_err(|e| e.to_string())
     }
     #[cfg(not(feature = "neural"))]
     {
-        tracing::warn!(
-            setting,
-            "built without the `neural` feature: no content model"
-        );
-        None
+        let _ = data_dir;
+        Err(format!(
+            "model {setting:?}: built without the `neural` feature"
+        ))
+    }
+}
+
+/// The configured content model; one that fails to load is logged and every verdict says it
+/// was reached without it.
+fn load_classifier(setting: &str, data_dir: &Path) -> Option<Arc<dyn Classifier>> {
+    match load_model(setting, data_dir) {
+        Ok(model) => model,
+        Err(e) => {
+            tracing::error!(error = %e, "content model not loaded; scanning with rules only");
+            Some(Arc::new(Unavailable(e)))
+        }
     }
 }
 
@@ -521,7 +565,7 @@ mod tests {
         .unwrap();
         Pipeline::new(&config, None)
             .unwrap()
-            .with_classifier(Arc::new(classifier))
+            .with_classifier(Some(Arc::new(classifier)))
     }
 
     const MESSAGE: &[u8] =
