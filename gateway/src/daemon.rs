@@ -74,7 +74,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let scanner: Arc<dyn Scanner> = if config.scan.enabled {
         let pipeline = Arc::new(Pipeline::new(&config, Some(resolver.clone()))?);
         tokio::spawn(reload_on_sighup(pipeline.clone()));
-        pipeline
+        Arc::new(pipeline)
     } else {
         tracing::warn!("scan.enabled = false: messages are delivered unscanned");
         Arc::new(PassThrough)

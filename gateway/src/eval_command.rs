@@ -23,7 +23,7 @@ pub fn judge(
     jobs: usize,
     model: Option<Arc<dyn Classifier>>,
 ) -> Result<Vec<(usize, Judged)>> {
-    let pipeline = crate::scan_command::offline_pipeline()?.with_classifier(model);
+    let pipeline = Arc::new(crate::scan_command::offline_pipeline()?.with_classifier(model));
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::with_capacity(items.len()));
     std::thread::scope(|scope| {

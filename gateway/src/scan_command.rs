@@ -113,7 +113,7 @@ pub fn run(opts: ScanOptions) -> Result<usize> {
     Ok(files.len())
 }
 
-async fn judge(pipeline: &Pipeline, ctx: &Context, path: &Path, raw: &[u8]) -> String {
+async fn judge(pipeline: &Arc<Pipeline>, ctx: &Context, path: &Path, raw: &[u8]) -> String {
     let analysis = pipeline.analyse(raw, ctx).await;
     let domain = ctx
         .rcpts

@@ -17,6 +17,7 @@ pub mod model;
 pub mod neural;
 pub mod phish;
 pub mod pipeline;
+pub mod pool;
 pub mod reputation;
 pub mod rules;
 pub mod verdict;

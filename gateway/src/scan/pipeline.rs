@@ -15,6 +15,7 @@ use super::clamav::{Clamd, OnError, Outcome};
 use super::message::{Message, domain_of};
 use super::model::{self, Classifier, Unavailable};
 use super::phish::Targets;
+use super::pool::CpuPool;
 use super::reputation::{AddressList, BlockLists};
 use super::rules::{RuleError, RuleSet};
 use super::verdict::{Class, Report, decide};
@@ -69,6 +70,7 @@ pub struct Pipeline {
     domain_policies: BTreeMap<String, Policy>,
     classifier: RwLock<Option<Arc<dyn Classifier>>>,
     data_dir: PathBuf,
+    pool: CpuPool,
 }
 
 /// Why the pipeline could not be built.
@@ -151,6 +153,7 @@ impl Pipeline {
             domain_policies,
             classifier: RwLock::new(load_classifier(&config.scan.model, &config.server.data_dir)),
             data_dir: config.server.data_dir.clone(),
+            pool: CpuPool::per_core(),
         })
     }
 
@@ -206,12 +209,22 @@ impl Pipeline {
         }
     }
 
-    /// Gathers all evidence about `raw`.
-    pub async fn analyse(&self, raw: &[u8], ctx: &Context) -> Analysis {
+    /// Gathers all evidence about `raw`: parsing and the local checks run on the scanning
+    /// threads, the network checks (DNS, clamd) concurrently on the caller's runtime.
+    pub async fn analyse(self: &Arc<Self>, raw: &[u8], ctx: &Context) -> Analysis {
         let started = Instant::now();
-        let message = Message::parse(raw);
-        let mut symbols = Symbols::default();
-        let link_domains = phish::check_links(&message, &self.targets, &mut symbols);
+        let shared_raw: Arc<[u8]> = Arc::from(raw);
+        let (message, mut symbols, link_domains) = {
+            let (me, raw) = (Arc::clone(self), Arc::clone(&shared_raw));
+            self.pool
+                .run(move || {
+                    let message = Message::parse(&raw);
+                    let mut symbols = Symbols::default();
+                    let links = phish::check_links(&message, &me.targets, &mut symbols);
+                    (message, symbols, links)
+                })
+                .await
+        };
         let mut auth_symbols = Symbols::default();
         let mut list_symbols = Symbols::default();
         let auth_fut = async {
@@ -252,15 +265,16 @@ impl Pipeline {
                 antivirus_failed = policy == OnError::Tempfail;
             }
         }
-        let rules = self.rules();
-        let mut local = || self.local_checks(&message, ctx, &rules, &mut symbols);
-        if tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
-        {
-            tokio::task::block_in_place(local);
-        } else {
-            local();
-        }
+        let (message, symbols) = {
+            let (me, ctx) = (Arc::clone(self), ctx.clone());
+            self.pool
+                .run(move || {
+                    let rules = me.rules();
+                    me.local_checks(&message, &ctx, &rules, &mut symbols);
+                    (message, symbols)
+                })
+                .await
+        };
         Analysis {
             symbols,
             auth_results,
@@ -501,7 +515,7 @@ fn fold(value: &str) -> String {
 }
 
 #[async_trait]
-impl Scanner for Pipeline {
+impl Scanner for Arc<Pipeline> {
     async fn scan(&self, envelope: &Envelope, message: &[u8]) -> Vec<Disposition> {
         let ctx = Context {
             client_ip: Some(envelope.client_ip),
@@ -557,15 +571,17 @@ mod tests {
         }
     }
 
-    fn pipeline(classifier: Fixed) -> Pipeline {
+    fn pipeline(classifier: Fixed) -> Arc<Pipeline> {
         let config = Config::parse(
             "[server]\nhostname = \"gw.test\"\ndata_dir = \"/nonexistent\"\n\
              [domains]\nprotected = [\"example.com\"]\n[scan]\nfirst_contact = false\n",
         )
         .unwrap();
-        Pipeline::new(&config, None)
-            .unwrap()
-            .with_classifier(Some(Arc::new(classifier)))
+        Arc::new(
+            Pipeline::new(&config, None)
+                .unwrap()
+                .with_classifier(Some(Arc::new(classifier))),
+        )
     }
 
     const MESSAGE: &[u8] =
