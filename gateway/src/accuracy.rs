@@ -337,10 +337,12 @@ pub fn roc_svg(title: &str, curves: &[Curve]) -> String {
     );
     for (i, curve) in curves.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
-        let points: Vec<String> = roc_points(&curve.positive, &curve.negative)
+        let mut points: Vec<String> = roc_points(&curve.positive, &curve.negative)
             .into_iter()
             .map(|(fp, tp)| format!("{:.1},{:.1}", x(fp), y(tp)))
             .collect();
+        points.dedup(); // thousands of thresholds fall on the same pixel
+
         let _ = writeln!(
             s,
             "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\

@@ -463,6 +463,8 @@ fn spamassassin_peer(work: &Path, learn: &Learn, test: &[&Member]) -> Result<Vec
         .arg(&etc)
         .args(["-L", "-x", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--allowed-ips", "127.0.0.1", "--max-children", "2"])
+        // Children that exit take their CPU time with them: keep them for the whole run.
+        .args(["--max-conn-per-child", "1000000"])
         .args(["-s", "stderr"])
         .arg("--pidfile")
         .arg(sa.join("spamd.pid"))
