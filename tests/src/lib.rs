@@ -816,3 +816,48 @@ impl Drop for Clamd {
         let _ = self.child.wait();
     }
 }
+
+/// Writes a corpora directory laid out like `../shared/corpora` under `root` with one corpus
+/// `name` (`<name>/<name>-dev.tar.zst` + `labels.tsv`) holding `members` (file name, label,
+/// bytes); returns the corpora directory.
+pub fn write_corpus(root: &Path, name: &str, members: &[(String, &str, Vec<u8>)]) -> PathBuf {
+    let corpora = root.join("corpora");
+    let corpus = corpora.join(name);
+    let staging = root.join("members").join(name);
+    std::fs::create_dir_all(&corpus).expect("mkdir corpus");
+    std::fs::create_dir_all(&staging).expect("mkdir members");
+    let mut labels = String::from("path\tlabel\tsource\n");
+    for (file, label, bytes) in members {
+        std::fs::write(staging.join(file), bytes).expect("write member");
+        labels.push_str(&format!("{name}/{file}\t{label}\ttest\n"));
+    }
+    std::fs::write(corpus.join("labels.tsv"), labels).expect("write labels");
+    let status = Command::new("tar")
+        .args(["--zstd", "-cf"])
+        .arg(corpus.join(format!("{name}-dev.tar.zst")))
+        .arg("-C")
+        .arg(root.join("members"))
+        .arg(name)
+        .status()
+        .expect("tar (needs zstd)");
+    assert!(status.success(), "tar failed");
+    corpora
+}
+
+/// Runs `jianmen` with `args` and checks that it succeeded (its stderr is the failure message).
+pub fn jianmen_ok<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new(jianmen_bin())
+        .args(args)
+        .output()
+        .expect("run jianmen");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

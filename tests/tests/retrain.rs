@@ -3,10 +3,11 @@
 //! names the interpreter) and its gate refuses a model that is worse on the validation split,
 //! and activates one that is not.
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use jianmen_testkit::jianmen_bin;
+use jianmen_testkit::{jianmen_bin, jianmen_ok, write_corpus};
 
 // Made-up words: no rule knows them and neither does the built-in model, so only what a model
 // learns from this corpus and its feedback can rank these messages.
@@ -46,31 +47,26 @@ fn message(rng: &mut Lcg, words: &[&str], n: usize) -> String {
 
 /// A corpora directory with one corpus of `per_class` ham and spam messages.
 fn corpora(root: &Path, per_class: usize) -> PathBuf {
-    let corpora = root.join("corpora");
-    let corpus = corpora.join("synthetic");
-    let members = root.join("members/synthetic");
-    std::fs::create_dir_all(&corpus).unwrap();
-    std::fs::create_dir_all(&members).unwrap();
-    let mut labels = String::from("path\tlabel\tsource\n");
     let mut rng = Lcg(7);
+    let mut members = Vec::new();
     for i in 0..per_class {
         for (label, words) in [("ham", HAM_WORDS), ("spam", SPAM_WORDS)] {
-            let name = format!("{label}-{i:03}.eml");
-            std::fs::write(members.join(&name), message(&mut rng, words, i)).unwrap();
-            labels.push_str(&format!("synthetic/{name}\t{label}\tgenerated\n"));
+            let bytes = message(&mut rng, words, i).into_bytes();
+            members.push((format!("{label}-{i:03}.eml"), label, bytes));
         }
     }
-    std::fs::write(corpus.join("labels.tsv"), labels).unwrap();
-    let status = Command::new("tar")
-        .args(["--zstd", "-cf"])
-        .arg(corpus.join("synthetic-dev.tar.zst"))
-        .arg("-C")
-        .arg(root.join("members"))
-        .arg("synthetic")
-        .status()
-        .expect("tar");
-    assert!(status.success());
-    corpora
+    write_corpus(root, "synthetic", &members)
+}
+
+/// `jianmen scan --config CONFIG FILE`'s JSON line.
+fn scan(config: &Path, file: &Path) -> serde_json::Value {
+    let out = jianmen_ok([
+        OsStr::new("scan"),
+        "--config".as_ref(),
+        config.as_ref(),
+        file.as_ref(),
+    ]);
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn config(dir: &Path, model: &str) -> PathBuf {
@@ -122,19 +118,14 @@ fn feedback(dir: &Path, config: &Path, label: &str, words: &[&str], n: usize, se
         std::fs::write(&f, message(&mut rng, words, 1000 + i)).unwrap();
         args.push(f);
     }
-    let out = Command::new(jianmen_bin())
-        .arg("feedback")
-        .arg("--config")
-        .arg(config)
-        .arg(label)
-        .args(&args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut argv = vec![
+        OsString::from("feedback"),
+        "--config".into(),
+        config.into(),
+        label.into(),
+    ];
+    argv.extend(args.into_iter().map(OsString::from));
+    let out = jianmen_ok(argv);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout)
             .matches("kept as")
@@ -177,14 +168,7 @@ fn retrain_refuses_a_worse_model_and_activates_a_better_one() {
 
     // `auto` now scans with the activated model.
     let sample = dir.path().join("members/synthetic/spam-000.eml");
-    let out = Command::new(jianmen_bin())
-        .arg("scan")
-        .arg("--config")
-        .arg(&auto)
-        .arg(&sample)
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = scan(&auto, &sample);
     let names: Vec<&str> = v["symbols"]
         .as_array()
         .unwrap()
@@ -196,15 +180,7 @@ fn retrain_refuses_a_worse_model_and_activates_a_better_one() {
 
     // A corrupt activated model: the gateway keeps scanning and says why.
     std::fs::write(&model_file, b"not onnx").unwrap();
-    let out = Command::new(jianmen_bin())
-        .arg("scan")
-        .arg("--config")
-        .arg(&auto)
-        .arg(&sample)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = scan(&auto, &sample);
     assert!(v.to_string().contains("NEURAL_UNAVAILABLE"), "{v}");
 }
 

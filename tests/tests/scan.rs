@@ -2,10 +2,14 @@
 //! the downstream, a real clamd with an EICAR signature, and dnsmasq serving SPF, DMARC and
 //! DNSBL records on loopback.
 
+use std::ffi::OsStr;
 use std::io::Write;
 use std::path::Path;
 
-use jianmen_testkit::{Clamd, Client, Dns, EICAR, Gateway, Setup, Sink, jianmen_bin, wait_until};
+use jianmen_testkit::{
+    Clamd, Client, Dns, EICAR, Gateway, Setup, Sink, jianmen_bin, jianmen_ok, wait_until,
+    write_corpus,
+};
 
 fn zip_of(name: &str, data: &[u8]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
@@ -650,42 +654,24 @@ fn sighup_and_wait(gw: &Gateway, line: &str) {
 fn eval_reports_per_corpus_and_total() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/mail");
     let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("corpora/fixtures");
-    let members = dir.path().join("members/fixtures");
-    std::fs::create_dir_all(&corpus).unwrap();
-    std::fs::create_dir_all(&members).unwrap();
-    let mut labels = String::from("path\tlabel\tsource\n");
+    let mut members = Vec::new();
     for (class, label) in [("clean", "ham"), ("spam", "spam"), ("phish", "phish")] {
         for e in std::fs::read_dir(fixtures.join(class)).unwrap() {
             let e = e.unwrap();
             let name = format!("{class}-{}", e.file_name().to_string_lossy());
-            std::fs::copy(e.path(), members.join(&name)).unwrap();
-            labels.push_str(&format!("fixtures/{name}\t{label}\ttest\n"));
+            members.push((name, label, std::fs::read(e.path()).unwrap()));
         }
     }
-    std::fs::write(corpus.join("labels.tsv"), labels).unwrap();
-    let status = std::process::Command::new("tar")
-        .args(["--zstd", "-cf"])
-        .arg(corpus.join("fixtures-dev.tar.zst"))
-        .arg("-C")
-        .arg(dir.path().join("members"))
-        .arg("fixtures")
-        .status()
-        .expect("tar");
-    assert!(status.success());
+    let corpora = write_corpus(dir.path(), "fixtures", &members);
     let report = dir.path().join("report.json");
-    let out = std::process::Command::new(jianmen_bin())
-        .args(["eval", "--all", "--corpora"])
-        .arg(dir.path().join("corpora"))
-        .arg("--report")
-        .arg(&report)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    jianmen_ok([
+        OsStr::new("eval"),
+        "--all".as_ref(),
+        "--corpora".as_ref(),
+        corpora.as_ref(),
+        "--report".as_ref(),
+        report.as_ref(),
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     for key in ["fixtures", "total"] {
         let m = &v["corpora"][key];

@@ -22,6 +22,9 @@ use jianmen::accuracy::{self, Curve, Judged};
 use jianmen_benches::{Rspamd, RspamdOptions, corpora_dir, tree_cpu};
 use jianmen_testkit::{jianmen_bin, wait_until};
 
+/// A peer's run: trains on the linked training messages, judges the test messages.
+type Peer = fn(&Path, &Learn, &[&Member]) -> Result<Vec<Judged>, String>;
+
 /// One message of the split, as `jianmen features` assigned it.
 struct Member {
     corpus: String,
@@ -73,10 +76,7 @@ fn main() {
         test.len()
     );
 
-    let peers: [(
-        &str,
-        fn(&Path, &Learn, &[&Member]) -> Result<Vec<Judged>, String>,
-    ); 2] = [
+    let peers: [(&str, Peer); 2] = [
         ("rspamd 3.4 + Bayes", rspamd_peer),
         ("SpamAssassin 4.0 + Bayes", spamassassin_peer),
     ];
@@ -123,8 +123,10 @@ fn side_by_side(systems: &[(String, Vec<Judged>)]) {
         return;
     };
     println!(
-        "\n== side by side (test split)\n{:<20} {:<26} {:>7} {:>7} {:>6} {:>8} {:>7} {:>7} {:>7}",
-        "corpus", "system", "spam %", "phish %", "FP %", "1-ROCA %", "@FP.1%", "@FP.02%", "CPU-ms"
+        "\n== side by side (test split)\n{:<20} {:<26}{}",
+        "corpus",
+        "system",
+        accuracy::FIGURES_HEADER
     );
     let corpora = first
         .keys()
@@ -132,20 +134,9 @@ fn side_by_side(systems: &[(String, Vec<Judged>)]) {
         .chain(first.keys().filter(|c| c.as_str() == "total"));
     for corpus in corpora {
         for (name, report) in &reports {
-            let Some(m) = report.get(corpus) else {
-                continue;
-            };
-            let f = |k: &str| m[k].as_f64().map_or("–".to_owned(), |v| format!("{v:.2}"));
-            println!(
-                "{corpus:<20} {name:<26} {:>7} {:>7} {:>6} {:>8} {:>7} {:>7} {:>7}",
-                f("spam_caught_pct"),
-                f("phish_caught_pct"),
-                f("fp_pct"),
-                f("one_minus_roca_pct"),
-                f("caught_at_fp_0_1_pct"),
-                f("caught_at_fp_0_02_pct"),
-                f("cpu_ms_per_msg")
-            );
+            if let Some(m) = report.get(corpus) {
+                println!("{corpus:<20} {name:<26} {}", accuracy::figures_row(m));
+            }
         }
     }
 }
