@@ -13,11 +13,13 @@
 //!
 //! Around the path: [`config`] (TOML, validated at start), [`metrics`] (Prometheus),
 //! [`daemon`] (wiring), [`demo`] (self-contained demo with a built-in downstream mailbox),
-//! [`accuracy`] (how well verdicts separate ham from spam: `jianmen eval`, the retrain gate).
+//! [`accuracy`] (how well verdicts separate ham from spam: `jianmen eval`, the retrain gate),
+//! [`audit`] (the hash-chained record of administrative actions).
 
 #![warn(missing_docs)]
 
 pub mod accuracy;
+pub mod audit;
 pub mod config;
 pub mod daemon;
 pub mod demo;

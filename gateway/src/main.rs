@@ -9,6 +9,8 @@ mod scan_command;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use jianmen::audit::{AuditLog, Sha256Chain};
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
@@ -144,11 +146,31 @@ enum Command {
         #[arg(long, short, default_value_t = 2)]
         jobs: usize,
     },
+    /// Read or check the tamper-evident audit log.
+    Audit {
+        /// Configuration file (its data directory holds the log).
+        #[arg(long, short, default_value = "/etc/jianmen/jianmen.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Validate a configuration file and exit.
     CheckConfig {
         /// Configuration file (TOML).
         #[arg(long, short, default_value = "/etc/jianmen/jianmen.toml")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Check every row's hash and link; exit status 4 names the first broken row.
+    Verify,
+    /// Show the newest entries (seq, time, actor, action, detail).
+    List {
+        /// Most entries shown.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
     },
 }
 
@@ -273,6 +295,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             files,
         } => {
             retrain_command::feedback(&config, &label, &files)?;
+            let detail = format!("{} message(s) as {label}", files.len());
+            record(&Config::load(&config)?, "feedback", &detail).await?;
         }
         Command::Retrain {
             config,
@@ -282,12 +306,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             jobs,
         } => {
             let activated = retrain_command::run(retrain_command::RetrainOptions {
-                config,
-                corpora,
+                config: config.clone(),
+                corpora: corpora.clone(),
                 trainer,
                 python,
                 jobs,
             })?;
+            let action = if activated {
+                "model.activate"
+            } else {
+                "model.refuse"
+            };
+            let detail = format!("retrained on {}", corpora.display());
+            record(&Config::load(&config)?, action, &detail).await?;
             if !activated {
                 return Ok(ExitCode::from(3));
             }
@@ -307,6 +338,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Queue { config, action } => {
             let config = Config::load(&config)?;
             queue_command(&config, action).await?;
+        }
+        Command::Audit { config, action } => {
+            let config = Config::load(&config)?;
+            return audit_command(&config, action).await;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -355,6 +390,7 @@ async fn queue_command(config: &Config, action: QueueAction) -> Result<()> {
             if store.reschedule(Some(&id), unix_now()).await? == 0 {
                 bail!("no active queued message {id}");
             }
+            record(config, "queue.retry", &id).await?;
             println!("{id}: due now");
         }
         QueueAction::Delete { id } => {
@@ -363,14 +399,60 @@ async fn queue_command(config: &Config, action: QueueAction) -> Result<()> {
                 bail!("no queued message {id}");
             }
             Spool::open(&config.spool_dir())?.remove(&id)?;
+            record(config, "queue.delete", &id).await?;
             println!("{id}: deleted");
         }
         QueueAction::Flush => {
             let n = store.reschedule(None, unix_now()).await?;
+            record(config, "queue.flush", &format!("{n} message(s)")).await?;
             println!("{n} message(s) due now");
         }
     }
     Ok(())
+}
+
+/// Appends a command-line action to the audit log (`cli:<login>` as the actor).
+async fn record(config: &Config, action: &str, detail: &str) -> Result<()> {
+    let log = AuditLog::open(
+        &config.server.data_dir.join("audit.db"),
+        Box::new(Sha256Chain),
+    )
+    .await?;
+    let login = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    log.append(&format!("cli:{login}"), action, detail).await?;
+    Ok(())
+}
+
+async fn audit_command(config: &Config, action: AuditAction) -> Result<ExitCode> {
+    let log = AuditLog::open(
+        &config.server.data_dir.join("audit.db"),
+        Box::new(Sha256Chain),
+    )
+    .await?;
+    match action {
+        AuditAction::Verify => match log.verify().await {
+            Ok((rows, head)) => {
+                println!("audit log intact: {rows} row(s); newest hash {head}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e @ jianmen::audit::AuditError::Broken { .. }) => {
+                println!("TAMPERED: {e}");
+                Ok(ExitCode::from(4))
+            }
+            Err(e) => Err(e.into()),
+        },
+        AuditAction::List { limit } => {
+            for e in log.recent(limit).await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    e.seq, e.at, e.actor, e.action, e.detail
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 fn print_summary(m: &QueuedMessage) {
