@@ -32,11 +32,6 @@ impl CpuPool {
         CpuPool::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 
-    /// Number of threads.
-    pub fn threads(&self) -> usize {
-        self.threads
-    }
-
     fn start(&self) -> &mpsc::Sender<Job> {
         self.jobs.get_or_init(|| {
             let (jobs, queue) = mpsc::channel::<Job>(self.threads * QUEUE_PER_THREAD);
