@@ -73,6 +73,58 @@ pub struct Config {
     /// Detection: checks, rules, thresholds and actions.
     #[serde(default)]
     pub scan: ScanConfig,
+    /// How long held mail is kept.
+    #[serde(default)]
+    pub quarantine: QuarantineConfig,
+}
+
+/// How long held mail is kept.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuarantineConfig {
+    /// Days before an unreleased message is deleted, per verdict class.
+    pub retention_days: RetentionDays,
+}
+
+/// Days a held message is kept, per verdict class.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionDays {
+    /// Spam.
+    pub spam: u32,
+    /// Phishing.
+    pub phish: u32,
+    /// Viruses.
+    pub virus: u32,
+    /// Business email compromise.
+    pub bec: u32,
+    /// Anything else (e.g. mail refused for some recipients only).
+    pub other: u32,
+}
+
+impl Default for RetentionDays {
+    fn default() -> Self {
+        Self {
+            spam: 15,
+            phish: 30,
+            virus: 30,
+            bec: 30,
+            other: 30,
+        }
+    }
+}
+
+impl RetentionDays {
+    /// The retention for a verdict class name.
+    pub fn for_class(&self, class: &str) -> u32 {
+        match class {
+            "spam" => self.spam,
+            "phish" => self.phish,
+            "virus" => self.virus,
+            "bec" => self.bec,
+            _ => self.other,
+        }
+    }
 }
 
 /// Identity and storage locations.
@@ -545,6 +597,21 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        let r = &self.quarantine.retention_days;
+        for (class, days) in [
+            ("spam", r.spam),
+            ("phish", r.phish),
+            ("virus", r.virus),
+            ("bec", r.bec),
+            ("other", r.other),
+        ] {
+            if !(1..=3650).contains(&days) {
+                return Err(invalid(
+                    format!("quarantine.retention_days.{class}"),
+                    "must be 1 to 3650 days",
+                ));
+            }
+        }
         if !is_domain_like(&self.server.hostname) {
             return Err(invalid("server.hostname", "must be a host name"));
         }

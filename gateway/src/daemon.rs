@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::intake::Intake;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
+use crate::quarantine::Quarantine;
 use crate::queue::manager::Manager;
 use crate::queue::{Queue, QueueError, SqliteStore};
 use crate::scan::pipeline::Pipeline;
@@ -59,10 +60,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let store = Arc::new(open_store(&config).await?);
     let queue = Queue::open(
         &config.spool_dir(),
-        store,
+        store.clone(),
         config.smtp.min_free_space_mib * 1024 * 1024,
     )
     .await?;
+    let quarantine = Quarantine::new(store, queue.spool().clone());
+    tokio::spawn(crate::quarantine::expire_periodically(quarantine.clone()));
     let tls = match &config.tls {
         Some(t) => Some(TlsAcceptor::from(crate::tls::server_config(
             t,

@@ -10,9 +10,11 @@ use async_trait::async_trait;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::queue::{MessageKind, MessageState, NewMessage, Queue, QueueError};
+use crate::quarantine::Held;
+use crate::queue::{MessageKind, NewMessage, Queue, QueueError};
 use crate::scan::greylist::{Decision, Greylist, RateLimiter};
 use crate::scan::reputation::AddressList;
+use crate::scan::verdict::Report;
 use crate::scan::{Disposition, Envelope, Scanner, Verdict};
 use crate::smtp::{Inbox, Reply};
 
@@ -164,7 +166,17 @@ impl Inbox for Intake {
                     message.clone()
                 }
             };
-            let (state, hold_reason, extra, body) = match d.verdict {
+            let now = chrono::Utc::now().timestamp();
+            let hold = |reason: String, report: Option<Report>, body: &[u8]| {
+                Some(Box::new(Held::new(
+                    &body[trace_len.min(body.len())..],
+                    reason,
+                    report,
+                    &self.config.quarantine.retention_days,
+                    now,
+                )))
+            };
+            let (held, extra, body) = match d.verdict {
                 Verdict::Discard { reason } => {
                     tracing::info!(
                         queue_id = %envelope.queue_id, from = %envelope.mail_from,
@@ -175,13 +187,12 @@ impl Inbox for Intake {
                 }
                 // Other recipients accept the message, so one reply cannot refuse it: hold
                 // it for these recipients instead of bouncing or losing it.
-                Verdict::Reject { text, .. } => (
-                    MessageState::Held,
-                    Some(format!("{text} (refused for these recipients only)")),
-                    Vec::new(),
-                    own(),
-                ),
-                Verdict::Deliver => (MessageState::Active, None, Vec::new(), own()),
+                Verdict::Reject { text, .. } => {
+                    let body = own();
+                    let reason = format!("{text} (refused for these recipients only)");
+                    (hold(reason, d.report, &body), Vec::new(), body)
+                }
+                Verdict::Deliver => (None, Vec::new(), own()),
                 Verdict::Tag {
                     headers,
                     subject_prefix,
@@ -194,9 +205,12 @@ impl Inbox for Intake {
                         Some(prefix) => prefix_subject(&own(), trace_len, &prefix, &mut extra),
                         None => own(),
                     };
-                    (MessageState::Active, None, extra, body)
+                    (None, extra, body)
                 }
-                Verdict::Hold { reason } => (MessageState::Held, Some(reason), Vec::new(), own()),
+                Verdict::Hold { reason } => {
+                    let body = own();
+                    (hold(reason, d.report, &body), Vec::new(), body)
+                }
             };
             let id = if first {
                 envelope.queue_id.clone()
@@ -204,23 +218,18 @@ impl Inbox for Intake {
                 ulid::Ulid::new().to_string()
             };
             first = false;
-            let verdict_name = if state == MessageState::Held {
-                "hold"
-            } else {
-                "deliver"
-            };
+            let verdict_name = if held.is_some() { "hold" } else { "deliver" };
             let new = NewMessage {
                 id: id.clone(),
                 mail_from: envelope.mail_from.clone(),
                 rcpts: d.rcpts.clone(),
                 size: 0,
-                received_at: chrono::Utc::now().timestamp(),
+                received_at: now,
                 client_ip: envelope.client_ip.to_string(),
                 helo: envelope.helo.clone(),
                 smtputf8: envelope.smtputf8,
-                state,
-                hold_reason,
                 kind: MessageKind::Mail,
+                held,
             };
             match self.queue.enqueue(new, vec![extra, body]).await {
                 Ok(()) => {

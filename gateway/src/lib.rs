@@ -7,7 +7,8 @@
 //!    hold, reject in-session) and enqueues.
 //! 3. [`queue`] — the message is fsync'd to the spool and its envelope committed to the store
 //!    (group commit) before the client hears 250; the manager then schedules delivery and
-//!    retries, and bounces failures as DSNs.
+//!    retries, and bounces failures as DSNs. Mail a verdict holds stays in the spool, owned by
+//!    the [`quarantine`] (search, release, delete, expiry) until someone releases it.
 //! 4. [`outbound`] — the next hop is found (configured route or MX) and the message is handed
 //!    over by SMTP, reusing connections and honouring per-destination limits.
 //!
@@ -27,6 +28,7 @@ pub mod dns;
 pub mod intake;
 pub mod metrics;
 pub mod outbound;
+pub mod quarantine;
 pub mod queue;
 pub mod scan;
 pub mod smtp;

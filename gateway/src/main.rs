@@ -3,6 +3,7 @@
 
 mod eval_command;
 mod features_command;
+mod quarantine_command;
 mod retrain_command;
 mod scan_command;
 
@@ -153,6 +154,14 @@ enum Command {
         config: PathBuf,
         #[command(subcommand)]
         action: AuditAction,
+    },
+    /// Search, release, delete or download held mail.
+    Quarantine {
+        /// Configuration file (its data directory holds the quarantine).
+        #[arg(long, short, default_value = "/etc/jianmen/jianmen.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: quarantine_command::QuarantineAction,
     },
     /// Validate a configuration file and exit.
     CheckConfig {
@@ -343,6 +352,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let config = Config::load(&config)?;
             return audit_command(&config, action).await;
         }
+        Command::Quarantine { config, action } => {
+            let config = Config::load(&config)?;
+            quarantine_command::run(&config, action).await?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -418,11 +431,17 @@ async fn record(config: &Config, action: &str, detail: &str) -> Result<()> {
         Box::new(Sha256Chain),
     )
     .await?;
+    log.append(&cli_actor(), action, detail).await?;
+    Ok(())
+}
+
+/// Who runs a command-line action, as the audit log and the quarantine record it:
+/// `cli:<login>`.
+fn cli_actor() -> String {
     let login = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| "unknown".into());
-    log.append(&format!("cli:{login}"), action, detail).await?;
-    Ok(())
+    format!("cli:{login}")
 }
 
 async fn audit_command(config: &Config, action: AuditAction) -> Result<ExitCode> {

@@ -313,8 +313,7 @@ impl Manager {
             helo: self.hostname.clone(),
             // Only a non-ASCII bounce address needs SMTPUTF8; the report itself is 8-bit text.
             smtputf8: !message.mail_from.is_ascii(),
-            state: MessageState::Active,
-            hold_reason: None,
+            held: None,
             kind: MessageKind::Dsn,
         })
     }

@@ -236,7 +236,7 @@ async fn commit_loop(
             fresh.push(
                 batch
                     .iter()
-                    .filter(|m| m.state == MessageState::Active)
+                    .filter(|m| m.held.is_none())
                     .map(NewMessage::queued),
             );
         }

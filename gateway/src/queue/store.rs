@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
+
+use crate::quarantine::Held;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
@@ -109,15 +111,23 @@ pub struct NewMessage {
     pub helo: String,
     /// SMTPUTF8 is needed to relay it.
     pub smtputf8: bool,
-    /// Active or held.
-    pub state: MessageState,
-    /// Why it is held, if it is.
-    pub hold_reason: Option<String>,
     /// Mail or DSN.
     pub kind: MessageKind,
+    /// Present when a verdict holds the message in quarantine instead of delivering it; the
+    /// quarantine record is committed in the same transaction as the message.
+    pub held: Option<Box<Held>>,
 }
 
 impl NewMessage {
+    /// Active or held.
+    pub fn state(&self) -> MessageState {
+        if self.held.is_some() {
+            MessageState::Held
+        } else {
+            MessageState::Active
+        }
+    }
+
     /// The message as the store holds it right after insertion (no attempts yet).
     pub fn queued(&self) -> QueuedMessage {
         QueuedMessage {
@@ -128,8 +138,8 @@ impl NewMessage {
             client_ip: self.client_ip.clone(),
             helo: self.helo.clone(),
             smtputf8: self.smtputf8,
-            state: self.state,
-            hold_reason: self.hold_reason.clone(),
+            state: self.state(),
+            hold_reason: self.held.as_ref().map(|h| h.reason.clone()),
             kind: self.kind,
             attempts: 0,
             next_attempt: self.received_at,
@@ -245,12 +255,12 @@ pub trait QueueStore: Send + Sync {
 /// `durable` transactions (new mail, bounces) are fsync'd at commit. Bookkeeping that may be
 /// lost in a crash at the price of one resend (delivery outcomes) commits without waiting for
 /// the disk; the next durable commit flushes it along.
-struct WriteTx {
-    conn: PoolConnection<Sqlite>,
+pub(crate) struct WriteTx {
+    pub(crate) conn: PoolConnection<Sqlite>,
 }
 
 impl WriteTx {
-    async fn begin(pool: &SqlitePool, durable: bool) -> Result<Self, StoreError> {
+    pub(crate) async fn begin(pool: &SqlitePool, durable: bool) -> Result<Self, StoreError> {
         let mut conn = pool.acquire().await?;
         // Set per transaction: the one writer connection serves both kinds.
         let sync = if durable { "FULL" } else { "NORMAL" };
@@ -269,7 +279,10 @@ impl WriteTx {
     }
 
     /// Commits if `result` is Ok, rolls back otherwise; returns `result` or the commit error.
-    async fn finish<T>(mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    pub(crate) async fn finish<T>(
+        mut self,
+        result: Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
         match sqlx::query(end).execute(&mut *self.conn).await {
             Ok(_) => result,
@@ -341,11 +354,24 @@ impl SqliteStore {
         for statement in SCHEMA {
             sqlx::query(statement).execute(&writer).await?;
         }
+        for statement in crate::quarantine::index::SCHEMA {
+            sqlx::query(statement).execute(&writer).await?;
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
         Ok(Self { writer, pool })
+    }
+
+    /// The single writer connection's pool (quarantine actions share the queue's transactions).
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// The read-only pool.
+    pub(crate) fn reader(&self) -> &SqlitePool {
+        &self.pool
     }
 
     async fn recipients(&self, id: &str) -> Result<Vec<QueuedRcpt>, StoreError> {
@@ -412,8 +438,8 @@ async fn insert_many(conn: &mut SqliteConnection, batch: &[&NewMessage]) -> Resu
                 .bind(&m.client_ip)
                 .bind(&m.helo)
                 .bind(m.smtputf8)
-                .bind(m.state.as_str())
-                .bind(&m.hold_reason)
+                .bind(m.state().as_str())
+                .bind(m.held.as_ref().map(|h| h.reason.as_str()))
                 .bind(m.kind.as_str())
                 .bind(m.received_at);
         }
@@ -434,7 +460,7 @@ async fn insert_many(conn: &mut SqliteConnection, batch: &[&NewMessage]) -> Resu
         }
         query.execute(&mut *conn).await?;
     }
-    Ok(())
+    crate::quarantine::index::insert(conn, batch).await
 }
 
 #[async_trait]
@@ -600,8 +626,7 @@ mod tests {
             client_ip: "127.0.0.1".into(),
             helo: "client".into(),
             smtputf8: false,
-            state: MessageState::Active,
-            hold_reason: None,
+            held: None,
             kind: MessageKind::Mail,
         }
     }

@@ -136,12 +136,15 @@ impl Symbols {
 
 /// The verdict for some of a message's recipients (recipient domains may have different
 /// policies, so one message can be split).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Disposition {
     /// The recipients this verdict applies to.
     pub rcpts: Vec<String>,
     /// What happens to the message for them.
     pub verdict: Verdict,
+    /// The evidence behind the verdict, when the message was analysed (kept with held mail and
+    /// in message tracking so an administrator can see why).
+    pub report: Option<verdict::Report>,
 }
 
 impl Disposition {
@@ -150,6 +153,7 @@ impl Disposition {
         vec![Self {
             rcpts: envelope.rcpts.clone(),
             verdict,
+            report: None,
         }]
     }
 }

@@ -532,6 +532,7 @@ impl Scanner for Arc<Pipeline> {
                     enhanced: "4.7.1".into(),
                     text: "Virus scan unavailable, try again later".into(),
                 },
+                report: None,
             }];
         }
         // One decision per recipient domain that has its own policy; the rest share one.
@@ -552,6 +553,7 @@ impl Scanner for Arc<Pipeline> {
             out.push(Disposition {
                 rcpts,
                 verdict: self.verdict(&analysis, &report, action),
+                report: Some(report),
             });
         }
         out

@@ -2,14 +2,14 @@
 //! (virus, then phishing or BEC — the stronger — then spam), and the explanation names the evidence that
 //! weighed most, so an administrator can see why.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Symbols;
 use super::rules::{Category, RuleSet};
 use crate::config::Thresholds;
 
 /// The class of a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Class {
     /// Nothing wrong found.
@@ -38,7 +38,7 @@ impl Class {
 }
 
 /// One piece of evidence with its weight.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoredHit {
     /// Symbol name.
     pub name: String,
@@ -49,7 +49,7 @@ pub struct ScoredHit {
 }
 
 /// The decision about one message (for one group of recipients).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// The class.
     pub class: Class,

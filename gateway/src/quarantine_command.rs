@@ -1,0 +1,175 @@
+//! `jianmen quarantine`: search, inspect, release, delete and download held mail from the shell
+//! (the same actions as the console, recorded in the audit log the same way).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+
+use jianmen::config::Config;
+use jianmen::quarantine::{Quarantine, Query, Status};
+use jianmen::queue::manager::unix_now;
+use jianmen::queue::spool::Spool;
+use jianmen::scan::feedback::{FeedbackStore, Label};
+
+/// What `jianmen quarantine` does.
+#[derive(Subcommand)]
+pub enum QuarantineAction {
+    /// Search held mail, newest first.
+    List {
+        /// Print JSON, one item per line.
+        #[arg(long)]
+        json: bool,
+        /// Most items shown (at most 200).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Envelope or header sender contains.
+        #[arg(long)]
+        sender: Option<String>,
+        /// A recipient contains.
+        #[arg(long)]
+        rcpt: Option<String>,
+        /// Subject contains.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Verdict class (spam, phish, virus, bec, refused).
+        #[arg(long)]
+        class: Option<String>,
+        /// Status: held (default), released, deleted, expired or all.
+        #[arg(long, default_value = "held")]
+        status: String,
+    },
+    /// Show one item: envelope, verdict evidence, recipients.
+    Show {
+        /// Item (queue) id.
+        id: String,
+    },
+    /// Hand a held message to delivery (all recipients, or only those given).
+    Release {
+        /// Item (queue) id.
+        id: String,
+        /// Release only this recipient's copy (repeatable).
+        #[arg(long)]
+        rcpt: Vec<String>,
+        /// Also keep the message as a "not spam" example for local learning.
+        #[arg(long)]
+        not_spam: bool,
+    },
+    /// Delete a held message without delivering it.
+    Delete {
+        /// Item (queue) id.
+        id: String,
+    },
+    /// Write a held message's raw .eml to a file (or standard output).
+    Download {
+        /// Item (queue) id.
+        id: String,
+        /// Output file; standard output when absent.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Delete every held message whose retention has ended (the daemon does this hourly).
+    Expire,
+}
+
+/// Runs one quarantine action against the configuration's data directory.
+pub async fn run(config: &Config, action: QuarantineAction) -> Result<()> {
+    let store = Arc::new(jianmen::daemon::open_store(config).await?);
+    let quarantine = Quarantine::new(store, Spool::open(&config.spool_dir())?);
+    match action {
+        QuarantineAction::List {
+            json,
+            limit,
+            sender,
+            rcpt,
+            subject,
+            class,
+            status,
+        } => {
+            let status = match status.as_str() {
+                "all" => None,
+                s => Some(Status::parse(s).with_context(|| format!("unknown status `{s}`"))?),
+            };
+            let page = quarantine
+                .search(&Query {
+                    sender,
+                    rcpt,
+                    subject,
+                    class,
+                    status,
+                    limit,
+                    ..Query::default()
+                })
+                .await?;
+            for s in &page.items {
+                if json {
+                    println!("{}", serde_json::to_string(s)?);
+                } else {
+                    println!(
+                        "{}  {:<8} {:>6.1}  {:<8} {:<30} {}",
+                        s.id,
+                        s.class,
+                        s.score,
+                        s.status.as_str(),
+                        s.mail_from,
+                        s.subject
+                    );
+                }
+            }
+            if !json {
+                println!("{} of {} item(s)", page.items.len(), page.total);
+            }
+        }
+        QuarantineAction::Show { id } => {
+            crate::check_id(&id)?;
+            let item = quarantine.get(&id).await?;
+            println!("{}", serde_json::to_string_pretty(&item)?);
+        }
+        QuarantineAction::Release { id, rcpt, not_spam } => {
+            crate::check_id(&id)?;
+            if not_spam {
+                let raw = quarantine.raw(&id).await?;
+                FeedbackStore::open(&config.server.data_dir).record(&raw, Label::Ham)?;
+            }
+            let actor = crate::cli_actor();
+            let only = (!rcpt.is_empty()).then_some(rcpt.as_slice());
+            let released = quarantine.release(&id, only, &actor, unix_now()).await?;
+            let detail = format!(
+                "{id} to {} as {}{}",
+                released.rcpts.join(","),
+                released.queue_id,
+                if not_spam { " (not spam)" } else { "" }
+            );
+            crate::record(config, "quarantine.release", &detail).await?;
+            println!("{detail}");
+        }
+        QuarantineAction::Delete { id } => {
+            crate::check_id(&id)?;
+            quarantine
+                .delete(&id, &crate::cli_actor(), unix_now())
+                .await?;
+            crate::record(config, "quarantine.delete", &id).await?;
+            println!("{id}: deleted");
+        }
+        QuarantineAction::Download { id, out } => {
+            crate::check_id(&id)?;
+            let raw = quarantine.raw(&id).await?;
+            crate::record(config, "quarantine.download", &id).await?;
+            match out {
+                Some(path) => std::fs::write(&path, &raw)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => std::io::stdout().write_all(&raw)?,
+            }
+        }
+        QuarantineAction::Expire => {
+            let n = quarantine.expire(unix_now()).await?;
+            if n > 0 {
+                crate::record(config, "quarantine.expire", &format!("{n} message(s)")).await?;
+            }
+            println!("{n} expired message(s) deleted");
+        }
+    }
+    Ok(())
+}

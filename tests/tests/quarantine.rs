@@ -1,0 +1,157 @@
+//! The quarantine end to end: the real binary holds phishing for two recipients, and the
+//! `jianmen quarantine` commands search it, release one recipient's copy, then the rest, to
+//! Postfix smtp-sink, delete another item, and leave a trail in the audit log.
+
+use jianmen_testkit::{Client, Gateway, Setup, Sink, wait_until};
+use std::time::Duration;
+
+fn phish(subject: &str) -> Vec<u8> {
+    format!(
+        "From: \"Bank Notice\" <notice@bank-verify.test>\r\nTo: staff@example.com\r\n\
+         Subject: {subject}\r\nMessage-ID: <{}@bank-verify.test>\r\n\
+         Content-Type: text/html\r\n\r\n<p>Your mailbox will be closed. Confirm your password:</p>\
+         <a href=\"http://203.0.113.7/owa/login\">https://mail.example.com/owa</a>\r\n",
+        subject.len()
+    )
+    .into_bytes()
+}
+
+fn cli_json(gw: &Gateway, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = gw.cli(args);
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn held_mail_is_searched_released_per_recipient_and_deleted() {
+    let sink = Sink::start(&[]);
+    let setup = Setup::new(sink.port, sink.port).scanning(&[
+        "thresholds = { spam = 6.0, spam_high = 60.0, phish = 6.0, bec = 6.0, virus = 5.0 }",
+    ]);
+    let gw = Gateway::start(&setup);
+    let mut c = Client::ready(gw.addr);
+    let two = ["alice@example.com", "bob@example.com"];
+    let r = c.send_mail(
+        "notice@bank-verify.test",
+        &two,
+        &phish("Mailbox quota exceeded"),
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    let r = c.send_mail(
+        "notice@bank-verify.test",
+        &["carol@example.com"],
+        &phish("Password expires today"),
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        sink.messages().is_empty(),
+        "held mail must not be delivered"
+    );
+
+    // Search: by subject, by recipient, and a query with SQL and LIKE metacharacters.
+    let items = cli_json(&gw, &["quarantine", "list", "--json", "--subject", "quota"]);
+    assert_eq!(items.len(), 1, "{items:?}");
+    let quota = items[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(items[0]["class"], "phish");
+    assert_eq!(items[0]["header_from"], "notice@bank-verify.test");
+    assert_eq!(
+        cli_json(&gw, &["quarantine", "list", "--json", "--rcpt", "carol"]).len(),
+        1
+    );
+    assert_eq!(cli_json(&gw, &["quarantine", "list", "--json"]).len(), 2);
+    for hostile in ["%", "_", "' OR 1=1 --", "\\"] {
+        let found = cli_json(&gw, &["quarantine", "list", "--json", "--subject", hostile]);
+        assert!(found.is_empty(), "{hostile:?} matched {found:?}");
+    }
+
+    // The detail carries the evidence and both recipients.
+    let out = gw.cli(&["quarantine", "show", &quota]);
+    assert!(out.status.success(), "{out:?}");
+    let item: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let symbols = item["report"]["symbols"].as_array().unwrap();
+    assert!(!symbols.is_empty(), "{item}");
+    assert_eq!(item["rcpts"].as_array().unwrap().len(), 2, "{item}");
+
+    // Download gives the message as received.
+    let eml = gw.dir.path().join("held.eml");
+    let out = gw.cli(&[
+        "quarantine",
+        "download",
+        &quota,
+        "-o",
+        eml.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let raw = std::fs::read_to_string(&eml).unwrap();
+    assert!(raw.contains("Subject: Mailbox quota exceeded"), "{raw}");
+
+    // Bob's copy only: delivered to him alone, Alice's stays held.
+    let out = gw.cli(&["quarantine", "release", &quota, "--rcpt", "BOB@example.com"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(wait_until(Duration::from_secs(10), || sink
+        .messages()
+        .len()
+        == 1));
+    assert_eq!(sink.messages()[0].rcpts, ["<bob@example.com>"]);
+    let still = cli_json(&gw, &["quarantine", "list", "--json", "--subject", "quota"]);
+    assert_eq!(still.len(), 1, "Alice's copy is still held: {still:?}");
+
+    // The rest, then a second release is refused.
+    let out = gw.cli(&["quarantine", "release", &quota]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(wait_until(Duration::from_secs(10), || sink
+        .messages()
+        .len()
+        == 2));
+    let alice = sink
+        .messages()
+        .into_iter()
+        .find(|m| m.rcpts == ["<alice@example.com>"])
+        .expect("Alice's copy delivered");
+    assert_eq!(
+        alice.header("Subject").as_deref(),
+        Some("Mailbox quota exceeded"),
+        "released mail is delivered unchanged, not scanned again"
+    );
+    let again = gw.cli(&["quarantine", "release", &quota]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("released"),
+        "{again:?}"
+    );
+
+    // Delete the other item: gone from the held list, its message no longer downloadable.
+    let other = cli_json(&gw, &["quarantine", "list", "--json"]);
+    assert_eq!(other.len(), 1);
+    let other = other[0]["id"].as_str().unwrap().to_owned();
+    assert!(gw.cli(&["quarantine", "delete", &other]).status.success());
+    assert!(cli_json(&gw, &["quarantine", "list", "--json"]).is_empty());
+    let deleted = cli_json(
+        &gw,
+        &["quarantine", "list", "--json", "--status", "deleted"],
+    );
+    assert_eq!(deleted.len(), 1);
+    assert!(!gw.cli(&["quarantine", "download", &other]).status.success());
+    assert!(
+        !gw.cli(&["quarantine", "show", "not-an-id"])
+            .status
+            .success()
+    );
+
+    // Every action is in the audit log, and the chain verifies.
+    let out = gw.cli(&["audit", "list"]);
+    let audit = String::from_utf8_lossy(&out.stdout);
+    for action in [
+        "quarantine.release",
+        "quarantine.delete",
+        "quarantine.download",
+    ] {
+        assert!(audit.contains(action), "{action} missing from\n{audit}");
+    }
+    assert!(gw.cli(&["audit", "verify"]).status.success());
+    assert_eq!(sink.messages().len(), 2, "nothing else was delivered");
+}
