@@ -76,6 +76,26 @@ pub struct Config {
     /// How long held mail is kept.
     #[serde(default)]
     pub quarantine: QuarantineConfig,
+    /// How long message tracking remembers.
+    #[serde(default)]
+    pub tracking: TrackingConfig,
+}
+
+/// How long message tracking remembers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackingConfig {
+    /// Days events are kept (the log of who sent what to whom is personal data: keep it no
+    /// longer than needed; 180 matches the audit retention).
+    pub retention_days: u32,
+}
+
+impl Default for TrackingConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 180,
+        }
+    }
 }
 
 /// How long held mail is kept.
@@ -597,6 +617,9 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=3650).contains(&self.tracking.retention_days) {
+            return Err(invalid("tracking.retention_days", "must be 1 to 3650 days"));
+        }
         let r = &self.quarantine.retention_days;
         for (class, days) in [
             ("spam", r.spam),

@@ -16,6 +16,7 @@ use crate::queue::{Queue, QueueError, SqliteStore};
 use crate::scan::pipeline::Pipeline;
 use crate::scan::{PassThrough, Scanner};
 use crate::smtp::{Server, SessionContext};
+use crate::tracking::Tracker;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +66,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     )
     .await?;
     let quarantine = Quarantine::new(store, queue.spool().clone());
+    let tracker = Tracker::open(&config.server.data_dir)
+        .await
+        .map_err(QueueError::from)?;
+    tokio::spawn(crate::tracking::purge_periodically(
+        tracker.clone(),
+        config.tracking.retention_days,
+    ));
     tokio::spawn(crate::quarantine::expire_periodically(quarantine.clone()));
     let tls = match &config.tls {
         Some(t) => Some(TlsAcceptor::from(crate::tls::server_config(
@@ -99,8 +107,15 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         config.delivery.clone(),
         config.server.hostname.clone(),
         metrics.clone(),
+        tracker.clone(),
     );
-    let intake = Arc::new(Intake::new(config.clone(), scanner, queue, metrics.clone()));
+    let intake = Arc::new(Intake::new(
+        config.clone(),
+        scanner,
+        queue,
+        metrics.clone(),
+        tracker.clone(),
+    ));
     let server = Arc::new(Server::new(SessionContext {
         hostname: config.server.hostname.clone(),
         limits: Arc::new(config.smtp.clone()),

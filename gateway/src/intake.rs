@@ -17,6 +17,17 @@ use crate::scan::reputation::AddressList;
 use crate::scan::verdict::Report;
 use crate::scan::{Disposition, Envelope, Scanner, Verdict};
 use crate::smtp::{Inbox, Reply};
+use crate::tracking::{Event, EventKind, Tracker};
+
+/// What happened to some recipients of a message, for [`Intake::track`].
+struct Outcome<'a> {
+    queue_id: &'a str,
+    kind: EventKind,
+    rcpts: &'a [String],
+    report: Option<&'a Report>,
+    /// Used when there is no report.
+    detail: String,
+}
 
 /// Admission control, scanning and queueing for inbound mail.
 pub struct Intake {
@@ -32,6 +43,8 @@ pub struct Intake {
     greylist: Option<Greylist>,
     /// Clients and senders exempt from greylisting and rate limits (`scan.allow`).
     allow: AddressList,
+    /// Message tracking.
+    tracker: Tracker,
 }
 
 impl Intake {
@@ -41,6 +54,7 @@ impl Intake {
         scanner: Arc<dyn Scanner>,
         queue: Arc<Queue>,
         metrics: Arc<Metrics>,
+        tracker: Tracker,
     ) -> Self {
         let valid_recipients = config.smtp.valid_recipients.iter().cloned().collect();
         let scan = &config.scan;
@@ -65,7 +79,24 @@ impl Intake {
             rate_limit,
             greylist,
             allow,
+            tracker,
         }
+    }
+
+    /// Records what was decided for some recipients of a message in the tracking log.
+    fn track(&self, envelope: &Envelope, subject: &str, o: Outcome<'_>) {
+        self.tracker.record(Event {
+            at: chrono::Utc::now().timestamp(),
+            queue_id: o.queue_id.to_owned(),
+            kind: o.kind,
+            mail_from: envelope.mail_from.clone(),
+            rcpts: o.rcpts.join(","),
+            subject: subject.to_owned(),
+            client_ip: envelope.client_ip.to_string(),
+            class: o.report.map_or("", |r| r.class.as_str()).to_owned(),
+            score: o.report.map_or(0.0, |r| r.score),
+            detail: o.report.map_or(o.detail, |r| r.explanation.clone()),
+        });
     }
 }
 
@@ -129,6 +160,7 @@ impl Inbox for Intake {
         let dispositions = self.scanner.scan(&envelope, &message[trace_len..]).await;
         let scan_us = started.elapsed().as_micros() as u64;
         let size = message.len() - trace_len;
+        let (subject, _) = crate::quarantine::headline(&message[trace_len..]);
         if let Some(Disposition {
             verdict:
                 Verdict::Reject {
@@ -143,6 +175,18 @@ impl Inbox for Intake {
                 .all(|d| matches!(d.verdict, Verdict::Reject { .. }))
         {
             self.metrics.rejected("verdict");
+            let report = dispositions.first().and_then(|d| d.report.as_ref());
+            self.track(
+                &envelope,
+                &subject,
+                Outcome {
+                    queue_id: &envelope.queue_id,
+                    kind: EventKind::Rejected,
+                    rcpts: &envelope.rcpts,
+                    report,
+                    detail: format!("{code} {enhanced} {text}"),
+                },
+            );
             tracing::info!(
                 queue_id = %envelope.queue_id, from = %envelope.mail_from,
                 rcpts = %envelope.rcpts.join(","), size, verdict = "reject", scan_us,
@@ -176,8 +220,20 @@ impl Inbox for Intake {
                     now,
                 )))
             };
+            let report = d.report.clone();
             let (held, extra, body) = match d.verdict {
                 Verdict::Discard { reason } => {
+                    self.track(
+                        &envelope,
+                        &subject,
+                        Outcome {
+                            queue_id: &envelope.queue_id,
+                            kind: EventKind::Discarded,
+                            rcpts: &d.rcpts,
+                            report: d.report.as_ref(),
+                            detail: reason.clone(),
+                        },
+                    );
                     tracing::info!(
                         queue_id = %envelope.queue_id, from = %envelope.mail_from,
                         rcpts = %d.rcpts.join(","), size, verdict = "discard", reason,
@@ -234,6 +290,22 @@ impl Inbox for Intake {
             match self.queue.enqueue(new, vec![extra, body]).await {
                 Ok(()) => {
                     self.metrics.accepted.inc();
+                    let kind = if verdict_name == "hold" {
+                        EventKind::Quarantined
+                    } else {
+                        EventKind::Queued
+                    };
+                    self.track(
+                        &envelope,
+                        &subject,
+                        Outcome {
+                            queue_id: &id,
+                            kind,
+                            rcpts: &d.rcpts,
+                            report: report.as_ref(),
+                            detail: String::new(),
+                        },
+                    );
                     let spool_us = started.elapsed().as_micros() as u64 - scan_us;
                     tracing::info!(
                         queue_id = %id, from = %envelope.mail_from,

@@ -33,3 +33,4 @@ pub mod queue;
 pub mod scan;
 pub mod smtp;
 pub mod tls;
+pub mod tracking;

@@ -13,6 +13,7 @@ use jianmen::quarantine::{Quarantine, Query, Status};
 use jianmen::queue::manager::unix_now;
 use jianmen::queue::spool::Spool;
 use jianmen::scan::feedback::{FeedbackStore, Label};
+use jianmen::tracking::Tracker;
 
 /// What `jianmen quarantine` does.
 #[derive(Subcommand)]
@@ -143,6 +144,9 @@ pub async fn run(config: &Config, action: QuarantineAction) -> Result<()> {
                 if not_spam { " (not spam)" } else { "" }
             );
             crate::record(config, "quarantine.release", &detail).await?;
+            let tracker = Tracker::open(&config.server.data_dir).await?;
+            tracker.record(released.event(&quarantine.get(&id).await?.summary, &actor));
+            tracker.flush().await;
             println!("{detail}");
         }
         QuarantineAction::Delete { id } => {

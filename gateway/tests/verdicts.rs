@@ -74,6 +74,7 @@ async fn verdicts_reject_tag_and_hold() {
         Arc::new(BySubject),
         queue.clone(),
         metrics.clone(),
+        jianmen::tracking::Tracker::open(dir.path()).await.unwrap(),
     );
     let listeners = Server::bind(&["127.0.0.1:0".parse().unwrap()])
         .await

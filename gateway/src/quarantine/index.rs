@@ -217,7 +217,7 @@ pub(crate) async fn insert(
 }
 
 /// `%text%` for LIKE with the wildcard characters of `text` escaped (`ESCAPE '\'`).
-fn contains(text: &str) -> String {
+pub(crate) fn contains(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('%');
     for c in text.chars() {

@@ -132,6 +132,24 @@ pub struct Released {
     pub rcpts: Vec<String>,
 }
 
+impl Released {
+    /// The tracking event for this release of `item` by `actor`.
+    pub fn event(&self, item: &Summary, actor: &str) -> crate::tracking::Event {
+        crate::tracking::Event {
+            at: crate::queue::manager::unix_now(),
+            queue_id: item.id.clone(),
+            kind: crate::tracking::EventKind::Released,
+            mail_from: item.mail_from.clone(),
+            rcpts: self.rcpts.join(","),
+            subject: item.subject.clone(),
+            client_ip: item.client_ip.clone(),
+            class: item.class.clone(),
+            score: item.score,
+            detail: format!("released by {actor} as {}", self.queue_id),
+        }
+    }
+}
+
 /// The quarantine over the queue's store and spool.
 #[derive(Clone)]
 pub struct Quarantine {

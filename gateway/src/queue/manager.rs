@@ -16,6 +16,7 @@ use super::{Completion, Queue, QueueError, dsn};
 use crate::config::DeliveryConfig;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
+use crate::tracking::{Event, EventKind, Tracker};
 
 /// How often the store is polled for due retries (new mail wakes the manager at once).
 const POLL: Duration = Duration::from_secs(1);
@@ -56,6 +57,7 @@ pub struct Manager {
     config: DeliveryConfig,
     hostname: String,
     metrics: Arc<Metrics>,
+    tracker: Tracker,
     in_flight: Mutex<HashSet<String>>,
     /// Outcomes the store could not record (e.g. disk full), applied before the next attempt
     /// so that delivered recipients are not sent to again.
@@ -71,6 +73,7 @@ impl Manager {
         config: DeliveryConfig,
         hostname: String,
         metrics: Arc<Metrics>,
+        tracker: Tracker,
     ) -> Arc<Self> {
         let slots = Arc::new(Semaphore::new(config.max_concurrency));
         Arc::new(Self {
@@ -79,6 +82,7 @@ impl Manager {
             config,
             hostname,
             metrics,
+            tracker,
             in_flight: Mutex::default(),
             unrecorded: Mutex::default(),
             slots,
@@ -319,6 +323,24 @@ impl Manager {
     }
 
     fn log_attempt(&self, m: &QueuedMessage, outcomes: &[RcptOutcome], took: Duration) {
+        for o in outcomes {
+            self.tracker.record(Event {
+                at: unix_now(),
+                queue_id: m.id.clone(),
+                kind: match o.status {
+                    RcptStatus::Delivered => EventKind::Delivered,
+                    RcptStatus::Pending => EventKind::Deferred,
+                    RcptStatus::Failed => EventKind::Bounced,
+                },
+                mail_from: m.mail_from.clone(),
+                rcpts: o.address.clone(),
+                subject: String::new(),
+                client_ip: m.client_ip.clone(),
+                class: String::new(),
+                score: 0.0,
+                detail: format!("attempt {}: {}", m.attempts + 1, o.reply),
+            });
+        }
         let result: Vec<String> = outcomes
             .iter()
             .map(|o| format!("{}={:?}({})", o.address, o.status, o.reply))
