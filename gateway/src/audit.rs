@@ -49,7 +49,7 @@ pub enum AuditError {
 }
 
 /// One recorded action.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Entry {
     /// Position in the chain, from 1, without gaps.
     pub seq: i64,

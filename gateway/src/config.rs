@@ -79,6 +79,44 @@ pub struct Config {
     /// How long message tracking remembers.
     #[serde(default)]
     pub tracking: TrackingConfig,
+    /// The HTTPS administration console; absent means no console.
+    #[serde(default)]
+    pub console: Option<ConsoleConfig>,
+}
+
+/// The HTTPS administration console and its login rules (等保 2.0).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// HTTPS address (the certificate is `[tls]`'s, or a generated one).
+    pub listen: SocketAddr,
+    /// Addresses or networks allowed to reach the console (`10.0.0.0/8`, `192.0.2.7`); empty
+    /// allows any.
+    pub allow_from: Vec<String>,
+    /// Minutes without a request before a session ends.
+    pub session_idle_minutes: u32,
+    /// Hours after which a session ends regardless.
+    pub session_max_hours: u32,
+    /// Consecutive failed logins that lock an account.
+    pub lockout_failures: u32,
+    /// Minutes an account stays locked.
+    pub lockout_minutes: u32,
+    /// Shortest password accepted.
+    pub password_min_length: usize,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            allow_from: Vec::new(),
+            session_idle_minutes: 15,
+            session_max_hours: 12,
+            lockout_failures: 5,
+            lockout_minutes: 30,
+            password_min_length: 12,
+        }
+    }
 }
 
 /// How long message tracking remembers.
@@ -617,6 +655,34 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(c) = &self.console {
+            crate::scan::reputation::AddressList::parse(&c.allow_from).map_err(|e| {
+                invalid(
+                    "console.allow_from",
+                    format!("`{}` is not an address or network", e.0),
+                )
+            })?;
+            for (key, value, range) in [
+                (
+                    "console.session_idle_minutes",
+                    c.session_idle_minutes,
+                    1..=1440,
+                ),
+                ("console.session_max_hours", c.session_max_hours, 1..=168),
+                ("console.lockout_failures", c.lockout_failures, 1..=100),
+                ("console.lockout_minutes", c.lockout_minutes, 1..=10080),
+            ] {
+                if !range.contains(&value) {
+                    return Err(invalid(
+                        key,
+                        format!("must be {} to {}", range.start(), range.end()),
+                    ));
+                }
+            }
+            if !(8..=128).contains(&c.password_min_length) {
+                return Err(invalid("console.password_min_length", "must be 8 to 128"));
+            }
+        }
         if !(1..=3650).contains(&self.tracking.retention_days) {
             return Err(invalid("tracking.retention_days", "must be 1 to 3650 days"));
         }

@@ -41,6 +41,9 @@ pub enum StartError {
     /// The detection pipeline could not be built.
     #[error(transparent)]
     Scan(#[from] crate::scan::pipeline::PipelineError),
+    /// The console could not start.
+    #[error("console: {0}")]
+    Console(#[from] crate::webui::StartError),
 }
 
 /// Opens the queue of a configuration (used by the daemon and the `queue` commands).
@@ -65,7 +68,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         config.smtp.min_free_space_mib * 1024 * 1024,
     )
     .await?;
-    let quarantine = Quarantine::new(store, queue.spool().clone());
+    let quarantine = Quarantine::new(store.clone(), queue.spool().clone());
     let tracker = Tracker::open(&config.server.data_dir)
         .await
         .map_err(QueueError::from)?;
@@ -125,6 +128,18 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     }));
     for addr in &config.smtp.listen {
         tracing::info!(%addr, "SMTP listening");
+    }
+    if config.console.is_some() {
+        let (console, listener, tls) =
+            crate::webui::start(config.clone(), quarantine.clone(), tracker.clone(), store).await?;
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "console on https://{addr}/");
+        }
+        tokio::spawn(async move {
+            if let Err(e) = crate::webui::serve(console, listener, tls).await {
+                tracing::error!(error = %e, "console stopped");
+            }
+        });
     }
     tokio::spawn(manager.run());
     if let Some(listener) = metrics_listener {

@@ -34,3 +34,4 @@ pub mod scan;
 pub mod smtp;
 pub mod tls;
 pub mod tracking;
+pub mod webui;

@@ -245,6 +245,64 @@ impl Tracker {
     }
 }
 
+/// What the dashboard shows: events per hour and kind, and who sends and receives most.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// `(hour start, kind, count)`, oldest first.
+    pub per_hour: Vec<(i64, String, i64)>,
+    /// Senders of the most accepted messages, with counts.
+    pub top_senders: Vec<(String, i64)>,
+    /// Recipients of the most quarantined or rejected messages, with counts.
+    pub top_targets: Vec<(String, i64)>,
+}
+
+impl Tracker {
+    /// Dashboard figures since `since`, within `domain` when given.
+    pub async fn stats(&self, since: i64, domain: Option<&str>) -> Result<Stats, StoreError> {
+        let scope = Query {
+            since: Some(since),
+            domain: domain.map(str::to_owned),
+            ..Query::default()
+        };
+        let mut b = filtered(
+            "SELECT (at / 3600) * 3600 AS hour, kind, COUNT(*) AS n",
+            &scope,
+        );
+        b.push(" GROUP BY hour, kind ORDER BY hour");
+        let per_hour = b
+            .build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("hour")?, r.try_get("kind")?, r.try_get("n")?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        let top = |column: &str, kinds: &str| {
+            let mut b = filtered(&format!("SELECT {column} AS who, COUNT(*) AS n"), &scope);
+            b.push(format!(" AND kind IN ({kinds}) AND {column} != ''"));
+            b.push(" GROUP BY who ORDER BY n DESC LIMIT 10");
+            b
+        };
+        let mut senders = top(
+            "mail_from",
+            "'queued', 'quarantined', 'rejected', 'discarded'",
+        );
+        let top_senders = pairs(senders.build().fetch_all(&self.pool).await?)?;
+        let mut targets = top("rcpts", "'quarantined', 'rejected', 'discarded'");
+        let top_targets = pairs(targets.build().fetch_all(&self.pool).await?)?;
+        Ok(Stats {
+            per_hour,
+            top_senders,
+            top_targets,
+        })
+    }
+}
+
+fn pairs(rows: Vec<sqlx::sqlite::SqliteRow>) -> Result<Vec<(String, i64)>, StoreError> {
+    rows.iter()
+        .map(|r| Ok((r.try_get("who")?, r.try_get("n")?)))
+        .collect()
+}
+
 fn filtered<'a>(select: &str, q: &'a Query) -> QueryBuilder<'a, Sqlite> {
     let mut b = QueryBuilder::new(select);
     b.push(" FROM events WHERE 1 = 1");

@@ -74,7 +74,7 @@ fn held_mail_is_searched_released_per_recipient_and_deleted() {
     let item: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let symbols = item["report"]["symbols"].as_array().unwrap();
     assert!(!symbols.is_empty(), "{item}");
-    assert_eq!(item["rcpts"].as_array().unwrap().len(), 2, "{item}");
+    assert_eq!(item["recipients"].as_array().unwrap().len(), 2, "{item}");
 
     // Download gives the message as received.
     let eml = gw.dir.path().join("held.eml");

@@ -136,6 +136,8 @@ pub struct Summary {
     pub status: Status,
     /// Connecting client.
     pub client_ip: String,
+    /// Recipients, comma-separated.
+    pub rcpts: String,
 }
 
 /// A recipient of a quarantined message.
@@ -158,6 +160,7 @@ pub struct Item {
     /// The verdict's evidence.
     pub report: Option<Report>,
     /// Recipients and their release state.
+    #[serde(rename = "recipients")]
     pub rcpts: Vec<RcptState>,
     /// When it was released, deleted or expired.
     pub closed_at: Option<i64>,
@@ -276,7 +279,8 @@ fn filtered<'a>(select: &str, q: &'a Query) -> QueryBuilder<'a, Sqlite> {
 }
 
 const SUMMARY_COLUMNS: &str = "SELECT q.id, q.received_at, q.expires_at, q.mail_from,
-    q.header_from, q.subject, q.class, q.score, q.reason, q.size, q.status, q.client_ip";
+    q.header_from, q.subject, q.class, q.score, q.reason, q.size, q.status, q.client_ip,
+    (SELECT group_concat(r.rcpt, ',') FROM quarantine_rcpts r WHERE r.id = q.id) AS rcpts";
 
 fn summary(row: &sqlx::sqlite::SqliteRow) -> Result<Summary, StoreError> {
     let status: String = row.try_get("status")?;
@@ -293,6 +297,9 @@ fn summary(row: &sqlx::sqlite::SqliteRow) -> Result<Summary, StoreError> {
         size: row.try_get::<i64, _>("size")?.max(0) as u64,
         status: Status::parse(&status).ok_or(StoreError::Corrupt(status))?,
         client_ip: row.try_get("client_ip")?,
+        rcpts: row
+            .try_get::<Option<String>, _>("rcpts")?
+            .unwrap_or_default(),
     })
 }
 

@@ -374,6 +374,17 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// How many messages wait for delivery and how many are held.
+    pub async fn counts(&self) -> Result<(i64, i64), StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(state = 'active'), 0) AS active,
+                    COALESCE(SUM(state = 'held'), 0) AS held FROM messages",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("active")?, row.try_get("held")?))
+    }
+
     async fn recipients(&self, id: &str) -> Result<Vec<QueuedRcpt>, StoreError> {
         let rows = sqlx::query(
             "SELECT address, status, last_reply FROM recipients WHERE message_id = ? ORDER BY rowid",

@@ -1,0 +1,344 @@
+// Jianmen console. Plain DOM, no framework, no inline script (the CSP forbids it): every value
+// from the server is inserted as text, never as HTML.
+'use strict';
+
+const T = {
+  'zh-CN': {
+    dashboard: '总览', quarantine: '隔离区', tracking: '邮件追踪', policy: '策略', system: '系统',
+    accounts: '账号与角色', audit: '审计日志', logout: '退出', login: '登录', username: '用户名',
+    password: '密码', signin: '登录', changePassword: '修改密码', currentPassword: '当前密码',
+    newPassword: '新密码', save: '保存', mustChange: '首次登录，请先修改密码。', search: '查询',
+    sender: '发件人', rcpt: '收件人', subject: '主题', class: '类别', score: '分数', time: '时间',
+    status: '状态', reason: '原因', release: '放行', releaseNotSpam: '放行并标记为非垃圾邮件',
+    delete: '删除', download: '下载 .eml', back: '返回', released: '已放行', deleted: '已删除',
+    evidence: '判定依据', symbol: '规则', detail: '详情', history: '处理记录', event: '事件',
+    clientIp: '客户端 IP', queueId: '队列 ID', all: '全部', held: '隔离中', total: '共',
+    items: '条', noItems: '没有记录', flow: '最近 24 小时邮件流量', topSenders: '发件最多',
+    topTargets: '被拦截最多的收件人', role: '角色', domain: '域', created: '创建时间',
+    lastLogin: '最后登录', locked: '锁定至', create: '创建', reset: '重置密码', unlock: '解锁',
+    initialPassword: '初始密码（仅显示一次）', verify: '校验完整性', intact: '审计链完整',
+    broken: '审计链被破坏', actor: '操作人', action: '操作', confirmDelete: '确定删除？',
+    roles: { system: '系统管理员', security: '安全管理员', audit: '审计管理员' },
+    preview: '预览（已净化，远程内容已阻止）', thresholds: '阈值', protectedDomains: '受保护域',
+    queue: '队列', version: '版本', hostname: '主机名', routes: '路由', retention: '隔离保留天数',
+  },
+  en: {
+    dashboard: 'Dashboard', quarantine: 'Quarantine', tracking: 'Tracking', policy: 'Policy',
+    system: 'System', accounts: 'Accounts & roles', audit: 'Audit log', logout: 'Sign out',
+    login: 'Sign in', username: 'User name', password: 'Password', signin: 'Sign in',
+    changePassword: 'Change password', currentPassword: 'Current password',
+    newPassword: 'New password', save: 'Save',
+    mustChange: 'First sign-in: please change your password.', search: 'Search',
+    sender: 'Sender', rcpt: 'Recipient', subject: 'Subject', class: 'Class', score: 'Score',
+    time: 'Time', status: 'Status', reason: 'Reason', release: 'Release',
+    releaseNotSpam: 'Release as not spam', delete: 'Delete', download: 'Download .eml',
+    back: 'Back', released: 'Released', deleted: 'Deleted', evidence: 'Evidence',
+    symbol: 'Symbol', detail: 'Detail', history: 'History', event: 'Event',
+    clientIp: 'Client IP', queueId: 'Queue ID', all: 'All', held: 'Held', total: 'Total',
+    items: 'items', noItems: 'Nothing found', flow: 'Mail flow, last 24 hours',
+    topSenders: 'Top senders', topTargets: 'Most targeted recipients', role: 'Role',
+    domain: 'Domain', created: 'Created', lastLogin: 'Last sign-in', locked: 'Locked until',
+    create: 'Create', reset: 'Reset password', unlock: 'Unlock',
+    initialPassword: 'Initial password (shown once)', verify: 'Verify integrity',
+    intact: 'Audit chain intact', broken: 'Audit chain broken', actor: 'Actor',
+    action: 'Action', confirmDelete: 'Delete this message?',
+    roles: { system: 'System administrator', security: 'Security administrator', audit: 'Audit administrator' },
+    preview: 'Preview (sanitised, remote content blocked)', thresholds: 'Thresholds',
+    protectedDomains: 'Protected domains', queue: 'Queue', version: 'Version',
+    hostname: 'Host name', routes: 'Routes', retention: 'Quarantine retention (days)',
+  },
+};
+
+let lang = localStorage.getItem('jianmen-lang') || 'zh-CN';
+let me = null;
+const t = (k) => T[lang][k] || k;
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === 'onclick' || k === 'onsubmit') e.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null && v !== false) e.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+async function api(method, path, body) {
+  const headers = { 'Accept': 'application/json' };
+  if (method !== 'GET') headers['X-CSRF-Token'] = me ? me.csrf : '';
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin' });
+  const text = await r.text();
+  const data = text ? JSON.parse(text) : null;
+  if (r.status === 401 && path !== '/api/login') { me = null; location.hash = '#/login'; }
+  if (!r.ok) throw new Error((data && data.error) || r.statusText);
+  return data;
+}
+
+const when = (s) => s ? new Date(s * 1000).toLocaleString(lang) : '';
+const main = () => $('main');
+
+function page(title, ...content) {
+  main().replaceChildren(el('h1', {}, title), ...content);
+}
+
+function fail(e) {
+  main().append(el('p', { class: 'error', role: 'alert' }, e.message || String(e)));
+}
+
+const PAGES = {
+  system: ['dashboard', 'system', 'accounts'],
+  security: ['dashboard', 'quarantine', 'tracking', 'policy'],
+  audit: ['audit'],
+};
+
+function renderChrome() {
+  $('lang').textContent = lang === 'zh-CN' ? 'English' : '中文';
+  document.documentElement.lang = lang;
+  $('logout').textContent = t('logout');
+  $('logout').hidden = !me;
+  $('who').textContent = me ? `${me.account.name} · ${t('roles')[me.account.role]}` : '';
+  const nav = $('nav');
+  nav.replaceChildren();
+  if (!me || me.account.must_change) return;
+  const current = location.hash.split('/')[1];
+  for (const p of PAGES[me.account.role]) {
+    nav.append(el('a', { href: `#/${p}`, class: p === current ? 'active' : null }, t(p)));
+  }
+  nav.append(el('a', { href: '#/password', class: current === 'password' ? 'active' : null }, t('changePassword')));
+}
+
+function loginPage() {
+  const err = el('p', { class: 'error', role: 'alert' });
+  const form = el('form', { class: 'card login', onsubmit: async (ev) => {
+    ev.preventDefault();
+    try {
+      me = await api('POST', '/api/login', { username: $('username').value, password: $('password').value });
+      location.hash = me.account.must_change ? '#/password' : `#/${PAGES[me.account.role][0]}`;
+      route();
+    } catch (e) { err.textContent = e.message; }
+  } },
+  el('h1', {}, t('login')),
+  el('label', { for: 'username' }, t('username')), el('input', { id: 'username', autocomplete: 'username', required: true }),
+  el('label', { for: 'password' }, t('password')), el('input', { id: 'password', type: 'password', autocomplete: 'current-password', required: true }),
+  err, el('button', { class: 'primary', type: 'submit', id: 'signin' }, t('signin')));
+  main().replaceChildren(form);
+}
+
+function passwordPage() {
+  const msg = el('p', { role: 'status' });
+  const form = el('form', { class: 'card login', onsubmit: async (ev) => {
+    ev.preventDefault();
+    try {
+      await api('POST', '/api/password', { current_password: $('current').value, new_password: $('new').value });
+      me = await api('GET', '/api/session');
+      location.hash = `#/${PAGES[me.account.role][0]}`;
+    } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+  } },
+  el('h1', {}, t('changePassword')),
+  me && me.account.must_change ? el('p', { class: 'notice' }, t('mustChange')) : null,
+  el('label', { for: 'current' }, t('currentPassword')), el('input', { id: 'current', type: 'password', autocomplete: 'current-password', required: true }),
+  el('label', { for: 'new' }, t('newPassword')), el('input', { id: 'new', type: 'password', autocomplete: 'new-password', required: true }),
+  msg, el('button', { class: 'primary', type: 'submit', id: 'save-password' }, t('save')));
+  main().replaceChildren(form);
+}
+
+function table(headers, rows, onclick) {
+  if (!rows.length) return el('p', { class: 'muted' }, t('noItems'));
+  return el('table', {},
+    el('thead', {}, el('tr', {}, headers.map((h) => el('th', {}, h)))),
+    el('tbody', {}, rows.map((r) => el('tr', onclick ? { class: 'clickable', onclick: () => onclick(r.key) , 'data-id': r.key } : {}, r.cells.map((c) => el('td', {}, c))))));
+}
+
+function filters(fields, onsearch) {
+  const form = el('form', { class: 'filters', onsubmit: (ev) => { ev.preventDefault(); onsearch(Object.fromEntries(new FormData(form))); } },
+    fields.map((f) => f.options
+      ? el('select', { name: f.name, 'aria-label': t(f.name) }, f.options.map(([v, label]) => el('option', { value: v }, label)))
+      : el('input', { name: f.name, placeholder: t(f.name), 'aria-label': t(f.name) })),
+    el('button', { class: 'primary', type: 'submit' }, t('search')));
+  return form;
+}
+
+const qs = (o) => new URLSearchParams(Object.entries(o).filter(([, v]) => v !== '')).toString();
+const badge = (c) => el('span', { class: `badge ${c}` }, c);
+
+async function quarantinePage() {
+  const out = el('div', { id: 'results' });
+  const search = async (f) => {
+    try {
+      const p = await api('GET', `/api/quarantine?${qs(f || {})}`);
+      out.replaceChildren(el('p', { class: 'muted' }, `${t('total')} ${p.total} ${t('items')}`),
+        table([t('time'), t('sender'), t('rcpt'), t('subject'), t('class'), t('score'), t('status')],
+          p.items.map((i) => ({ key: i.id, cells: [when(i.received_at), i.header_from || i.mail_from, i.rcpts, i.subject, badge(i.class), i.score.toFixed(1), t(i.status)] })),
+          (id) => { location.hash = `#/quarantine/${id}`; }));
+    } catch (e) { out.replaceChildren(el('p', { class: 'error' }, e.message)); }
+  };
+  page(t('quarantine'), filters([{ name: 'sender' }, { name: 'rcpt' }, { name: 'subject' },
+    { name: 'class', options: [['', t('all')], ['spam', 'spam'], ['phish', 'phish'], ['virus', 'virus'], ['bec', 'bec'], ['refused', 'refused']] },
+    { name: 'status', options: [['held', t('held')], ['released', t('released')], ['deleted', t('deleted')], ['all', t('all')]] }], search), out);
+  await search({});
+}
+
+async function quarantineItem(id) {
+  let data;
+  try { data = await api('GET', `/api/quarantine/${encodeURIComponent(id)}`); } catch (e) { page(t('quarantine')); return fail(e); }
+  const i = data.item;
+  const msg = el('p', { role: 'status', id: 'action-result' });
+  const act = async (path, body) => {
+    try {
+      await api('POST', `/api/quarantine/${id}/${path}`, body);
+      msg.className = 'notice';
+      msg.textContent = path === 'delete' ? t('deleted') : t('released');
+      buttons.remove();
+    } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+  };
+  const buttons = el('div', { class: 'actions' },
+    el('button', { class: 'primary', id: 'release', onclick: () => act('release', {}) }, t('release')),
+    el('button', { class: 'plain', id: 'release-ham', onclick: () => act('release', { not_spam: true }) }, t('releaseNotSpam')),
+    el('a', { class: 'plain', href: `/api/quarantine/${id}/raw`, download: `${id}.eml` }, t('download')),
+    el('button', { class: 'danger', id: 'delete', onclick: () => { if (confirm(t('confirmDelete'))) act('delete'); } }, t('delete')));
+  page(`${t('quarantine')} · ${i.subject || id}`,
+    el('p', {}, el('a', { href: '#/quarantine' }, `← ${t('back')}`)),
+    el('div', { class: 'card' }, el('dl', { class: 'kv' },
+      el('dt', {}, t('queueId')), el('dd', {}, i.id),
+      el('dt', {}, t('time')), el('dd', {}, when(i.received_at)),
+      el('dt', {}, t('sender')), el('dd', {}, `${i.header_from} (${i.mail_from})`),
+      el('dt', {}, t('rcpt')), el('dd', {}, i.recipients.map((r) => r.rcpt + (r.released_at ? ` ✓ ${t('released')}` : '')).join(', ')),
+      el('dt', {}, t('subject')), el('dd', {}, i.subject),
+      el('dt', {}, t('clientIp')), el('dd', {}, i.client_ip),
+      el('dt', {}, t('class')), el('dd', {}, badge(i.class), ` ${i.score.toFixed(1)}`),
+      el('dt', {}, t('status')), el('dd', { id: 'item-status' }, t(i.status)),
+      el('dt', {}, t('reason')), el('dd', {}, i.reason)),
+      i.status === 'held' ? buttons : null, msg),
+    i.status === 'held' ? el('div', { class: 'card' }, el('h2', {}, t('preview')),
+      el('iframe', { class: 'preview', sandbox: '', src: `/api/quarantine/${id}/preview`, title: t('preview') })) : null,
+    el('div', { class: 'card' }, el('h2', {}, t('evidence')),
+      table([t('symbol'), t('score'), t('detail')], ((i.report && i.report.symbols) || []).map((s) => ({ cells: [s.name, s.score.toFixed(2), s.detail] })))),
+    el('div', { class: 'card' }, el('h2', {}, t('history')),
+      table([t('time'), t('event'), t('rcpt'), t('detail')], data.history.map((e) => ({ cells: [when(e.at), e.kind, e.rcpts, e.detail] })))));
+}
+
+async function trackingPage() {
+  const out = el('div', { id: 'results' });
+  const search = async (f) => {
+    try {
+      const p = await api('GET', `/api/tracking?${qs(f || {})}`);
+      out.replaceChildren(el('p', { class: 'muted' }, `${t('total')} ${p.total} ${t('items')}`),
+        table([t('time'), t('event'), t('queueId'), t('sender'), t('rcpt'), t('subject'), t('class'), t('clientIp'), t('detail')],
+          p.events.map((e) => ({ cells: [when(e.at), e.kind, e.queue_id, e.mail_from, e.rcpts, e.subject, e.class ? badge(e.class) : '', e.client_ip, e.detail] }))));
+    } catch (e) { out.replaceChildren(el('p', { class: 'error' }, e.message)); }
+  };
+  page(t('tracking'), filters([{ name: 'sender' }, { name: 'rcpt' }, { name: 'subject' }, { name: 'client_ip' }, { name: 'queue_id' },
+    { name: 'kind', options: [['', t('all')], ...['queued', 'quarantined', 'rejected', 'discarded', 'delivered', 'deferred', 'bounced', 'released'].map((k) => [k, k])] }], search), out);
+  await search({});
+}
+
+function barChart(perHour) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('class', 'chart');
+  svg.setAttribute('viewBox', '0 0 960 220');
+  const now = Math.floor(Date.now() / 3600000) * 3600;
+  const hours = Array.from({ length: 24 }, (_, i) => now - (23 - i) * 3600);
+  const colors = { queued: '#2da44e', quarantined: '#d4a72c', rejected: '#cf222e', delivered: '#0969da' };
+  const kinds = Object.keys(colors);
+  const val = (h, k) => (perHour.find(([hh, kk]) => hh === h && kk === k) || [0, 0, 0])[2];
+  const max = Math.max(1, ...hours.flatMap((h) => kinds.map((k) => val(h, k))));
+  hours.forEach((h, i) => kinds.forEach((k, j) => {
+    const v = val(h, k);
+    const r = document.createElementNS(ns, 'rect');
+    const height = (v / max) * 180;
+    r.setAttribute('x', 10 + i * 39 + j * 9); r.setAttribute('y', 190 - height);
+    r.setAttribute('width', 8); r.setAttribute('height', height); r.setAttribute('fill', colors[k]);
+    const title = document.createElementNS(ns, 'title'); title.textContent = `${new Date(h * 1000).getHours()}:00 ${k} ${v}`;
+    r.append(title); svg.append(r);
+  }));
+  kinds.forEach((k, j) => {
+    const tx = document.createElementNS(ns, 'text');
+    tx.setAttribute('x', 10 + j * 120); tx.setAttribute('y', 212); tx.setAttribute('fill', colors[k]); tx.setAttribute('font-size', '13');
+    tx.textContent = `■ ${k}`; svg.append(tx);
+  });
+  return svg;
+}
+
+async function dashboardPage() {
+  try {
+    const s = await api('GET', '/api/dashboard');
+    page(t('dashboard'),
+      el('div', { class: 'card' }, el('h2', {}, t('flow')), barChart(s.per_hour)),
+      el('div', { class: 'card' }, el('h2', {}, t('topSenders')), table([t('sender'), '#'], s.top_senders.map(([w, n]) => ({ cells: [w, n] })))),
+      el('div', { class: 'card' }, el('h2', {}, t('topTargets')), table([t('rcpt'), '#'], s.top_targets.map(([w, n]) => ({ cells: [w, n] })))));
+  } catch (e) { page(t('dashboard')); fail(e); }
+}
+
+function kv(obj) {
+  return el('dl', { class: 'kv' }, Object.entries(obj).flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, typeof v === 'object' ? JSON.stringify(v) : String(v))]));
+}
+
+async function policyPage() {
+  try { const p = await api('GET', '/api/policy'); page(t('policy'), el('div', { class: 'card' }, kv(p))); } catch (e) { page(t('policy')); fail(e); }
+}
+
+async function systemPage() {
+  try { const s = await api('GET', '/api/system'); page(t('system'), el('div', { class: 'card' }, kv(s))); } catch (e) { page(t('system')); fail(e); }
+}
+
+async function accountsPage() {
+  const msg = el('p', { role: 'status', id: 'account-result' });
+  const show = (r) => { msg.className = 'notice'; msg.textContent = `${r.name}: ${t('initialPassword')} ${r.initial_password}`; };
+  const act = async (name, what) => {
+    try { const r = await api('POST', `/api/accounts/${encodeURIComponent(name)}/${what}`); if (r) show(r); await accountsPage(); main().append(msg); } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+  };
+  let list;
+  try { list = await api('GET', '/api/accounts'); } catch (e) { page(t('accounts')); return fail(e); }
+  const form = el('form', { class: 'filters', onsubmit: async (ev) => {
+    ev.preventDefault();
+    const f = Object.fromEntries(new FormData(form));
+    try { const r = await api('POST', '/api/accounts', { name: f.name, role: f.role, domain: f.domain || null }); await accountsPage(); show(r); main().append(msg); } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+  } },
+  el('input', { name: 'name', placeholder: t('username'), required: true }),
+  el('select', { name: 'role' }, ['security', 'system', 'audit'].map((r) => el('option', { value: r }, t('roles')[r]))),
+  el('input', { name: 'domain', placeholder: t('domain') }),
+  el('button', { class: 'primary', type: 'submit' }, t('create')));
+  page(t('accounts'), el('div', { class: 'card' }, form, msg),
+    table([t('username'), t('role'), t('domain'), t('created'), t('lastLogin'), t('locked'), ''],
+      list.map((a) => ({ cells: [a.name, t('roles')[a.role], a.domain || '', when(a.created_at), when(a.last_login), a.locked_until ? when(a.locked_until) : '',
+        el('span', {}, el('button', { class: 'plain', onclick: () => act(a.name, 'reset') }, t('reset')), ' ',
+          el('button', { class: 'plain', onclick: () => act(a.name, 'unlock') }, t('unlock')), ' ',
+          el('button', { class: 'danger', onclick: () => act(a.name, 'delete') }, t('delete')))] }))));
+}
+
+async function auditPage() {
+  const result = el('p', { role: 'status', id: 'verify-result' });
+  let entries;
+  try { entries = await api('GET', '/api/audit?limit=200'); } catch (e) { page(t('audit')); return fail(e); }
+  page(t('audit'),
+    el('div', { class: 'actions' }, el('button', { class: 'primary', id: 'verify', onclick: async () => {
+      try { const v = await api('GET', '/api/audit/verify'); result.className = v.intact ? 'notice' : 'error'; result.textContent = v.intact ? `${t('intact')} (${v.rows})` : `${t('broken')}: #${v.seq} ${v.reason}`; } catch (e) { result.className = 'error'; result.textContent = e.message; }
+    } }, t('verify'))), result,
+    table(['#', t('time'), t('actor'), t('action'), t('detail')], entries.map((e) => ({ cells: [e.seq, e.at, e.actor, e.action, e.detail] }))));
+}
+
+async function route() {
+  if (!me) { try { me = await api('GET', '/api/session'); } catch (_) { me = null; } }
+  renderChrome();
+  const parts = location.hash.replace(/^#\//, '').split('/');
+  if (!me) return loginPage();
+  if (me.account.must_change || parts[0] === 'password') return passwordPage();
+  const allowed = PAGES[me.account.role];
+  const name = allowed.includes(parts[0]) ? parts[0] : allowed[0];
+  if (name === 'quarantine' && parts[1]) return quarantineItem(parts[1]);
+  return { dashboard: dashboardPage, quarantine: quarantinePage, tracking: trackingPage, policy: policyPage,
+    system: systemPage, accounts: accountsPage, audit: auditPage }[name]();
+}
+
+window.addEventListener('hashchange', route);
+document.addEventListener('DOMContentLoaded', () => {
+  $('lang').addEventListener('click', () => { lang = lang === 'zh-CN' ? 'en' : 'zh-CN'; localStorage.setItem('jianmen-lang', lang); route(); });
+  $('logout').addEventListener('click', async () => { try { await api('POST', '/api/logout'); } catch (_) { /* already gone */ } me = null; location.hash = '#/login'; route(); });
+  route();
+});
