@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Jianmen's whole test suite on a fresh Debian 12 machine: installs the real peers the tests
 # talk to (Postfix smtp-source/smtp-sink, swaks, dnsmasq, ClamAV clamd) and the model trainer's
-# Python requirements, checks formatting and lints, builds, tests.
+# Python requirements, Chromium and playwright-core for the console, checks formatting and lints, builds, tests.
 # Needs root (or sudo) for apt and for the disk-full test's tmpfs mount.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,9 @@ command -v iconv >/dev/null 2>&1 || need+=(libc-bin)
 command -v dkimsign >/dev/null 2>&1 || need+=(python3-dkim)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+fc-list 2>/dev/null | grep -qi 'wqy\|noto.*cjk' || need+=(fonts-wqy-microhei)
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
@@ -35,6 +38,13 @@ if ! "$VENV/bin/python" -c 'import numpy, onnx' 2>/dev/null; then
   "$VENV/bin/pip" install -q -r gateway/model/train/requirements.txt
 fi
 export JIANMEN_PYTHON="$VENV/bin/python"
+
+# The console's browser test: playwright-core from the npm registry drives Debian's Chromium
+# (no browser download).
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "== npm ci (tests/browser)"
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 # Keep build products outside the clone so CI reruns are incremental; a fresh machine still works.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/jianmen-target}"

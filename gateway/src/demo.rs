@@ -19,6 +19,8 @@ pub const DEMO_DOMAIN: &str = "demo.jianmen.test";
 pub const DEMO_SMTP: &str = "127.0.0.1:2525";
 /// The built-in downstream mailbox server's address.
 pub const DEMO_MAILBOX: &str = "127.0.0.1:2526";
+/// The console's address in the demo.
+pub const DEMO_CONSOLE: &str = "127.0.0.1:8443";
 
 /// The demo configuration for data directory `dir`.
 pub fn config_text(dir: &Path) -> String {
@@ -57,6 +59,9 @@ retry_max_secs = 60
 
 [metrics]
 listen = "127.0.0.1:9125"
+
+[console]
+listen = "{DEMO_CONSOLE}"
 "#,
         data = dir.join("data").display()
     )
@@ -162,6 +167,8 @@ pub async fn run(dir: &Path) -> Result<(), DemoError> {
          \x20 SMTP:     {DEMO_SMTP} (STARTTLS with a self-signed certificate)\n\
          \x20 mailbox:  {mailbox} (the built-in downstream, {DEMO_MAILBOX})\n\
          \x20 metrics:  http://127.0.0.1:9125/metrics\n\
+         \x20 console:  https://{DEMO_CONSOLE}/ (self-signed certificate; first-login passwords\n\
+         \x20           in {passwords}, printed below on the first run)\n\
          Try:\n\
          \x20 swaks --server {DEMO_SMTP} --tls --from someone@example.org --to alice@{DEMO_DOMAIN}\n\
          \x20 ls -R {mailbox}\n\
@@ -169,11 +176,32 @@ pub async fn run(dir: &Path) -> Result<(), DemoError> {
          Press Ctrl-C to stop.",
         config = config_path.display(),
         mailbox = mailbox_dir.display(),
+        passwords = config
+            .server
+            .data_dir
+            .join("initial-passwords.txt")
+            .display(),
         exe = std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "jianmen".into()),
     );
-    crate::daemon::run(config).await?;
+    let passwords = config.server.data_dir.join("initial-passwords.txt");
+    let fresh = !passwords.exists();
+    let data_dir = config.server.data_dir.clone();
+    let gateway = tokio::spawn(crate::daemon::run(config));
+    if fresh {
+        // The daemon writes the file before it serves; show it once.
+        for _ in 0..100 {
+            if let Ok(text) = std::fs::read_to_string(data_dir.join("initial-passwords.txt")) {
+                println!("{text}");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    gateway
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
     Ok(())
 }
 

@@ -1,0 +1,109 @@
+//! The console in a real browser: Debian's Chromium, driven by playwright-core
+//! (`tests/browser/console.mjs`), signs in to the running gateway over HTTPS as the security
+//! administrator, changes the generated password, finds a quarantined phish, previews and
+//! releases it — and Postfix smtp-sink receives it; the auditor then verifies the audit chain.
+//! Screenshots are kept in `target/console-screenshots/`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use jianmen_testkit::{Client, Gateway, Setup, Sink, free_port, wait_until};
+
+fn phish() -> Vec<u8> {
+    b"From: \"IT Helpdesk\" <helpdesk@it-support-portal.test>\r\nTo: staff@example.com\r\n\
+      Subject: Mailbox storage full - action required\r\nMessage-ID: <full@it-support-portal.test>\r\n\
+      Content-Type: text/html\r\n\r\n<p>Your mailbox is full. Verify your password to keep receiving mail:</p>\
+      <a href=\"http://198.51.100.23/owa/auth/login\">https://mail.example.com/owa</a>\r\n"
+        .to_vec()
+}
+
+#[test]
+fn security_admin_releases_quarantined_mail_in_chromium() {
+    let browser_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists()
+            && std::path::Path::new("/usr/bin/chromium").exists(),
+        "tests/run.sh installs chromium and playwright-core (npm ci in tests/browser)"
+    );
+    let sink = Sink::start(&[]);
+    let console_port = free_port();
+    let setup = Setup::new(sink.port, sink.port)
+        .scanning(&[
+            "thresholds = { spam = 6.0, spam_high = 60.0, phish = 6.0, bec = 6.0, virus = 5.0 }",
+        ])
+        .section(&format!("[console]\nlisten = \"127.0.0.1:{console_port}\""));
+    let gw = Gateway::start(&setup);
+    let mut c = Client::ready(gw.addr);
+    let r = c.send_mail(
+        "helpdesk@it-support-portal.test",
+        &["staff@example.com"],
+        &phish(),
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        sink.messages().is_empty(),
+        "the phish is held, not delivered"
+    );
+
+    let passwords = std::fs::read_to_string(gw.dir.path().join("data/initial-passwords.txt"))
+        .expect("initial passwords written at first start");
+    let password = |role: &str| {
+        passwords
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                (f.len() == 3 && f[1] == role).then(|| (f[0].to_owned(), f[2].to_owned()))
+            })
+            .unwrap()
+    };
+    let (sec_user, sec_pass) = password("security");
+    let (aud_user, aud_pass) = password("audit");
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new("node")
+        .arg(browser_dir.join("console.mjs"))
+        .current_dir(&browser_dir)
+        .env("JM_URL", format!("https://127.0.0.1:{console_port}/"))
+        .env("JM_SEC_USER", sec_user)
+        .env("JM_SEC_PASS", sec_pass)
+        .env("JM_AUD_USER", aud_user)
+        .env("JM_AUD_PASS", aud_pass)
+        .env("JM_NEW_PASS", "Pass-Of-Jianmen-2026")
+        .env("JM_SUBJECT", "Mailbox storage full")
+        .env("JM_BODY_TEXT", "Your mailbox is full")
+        .env("JM_SHOTS", &shots)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "browser run failed:\n{}\n{}\n--- gateway log ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || sink.messages().len() == 1),
+        "the released message reaches smtp-sink"
+    );
+    let m = &sink.messages()[0];
+    assert_eq!(m.rcpts, ["<staff@example.com>"]);
+    assert_eq!(
+        m.header("Subject").as_deref(),
+        Some("Mailbox storage full - action required")
+    );
+    for shot in [
+        "1-dashboard",
+        "2-quarantine",
+        "3-detail",
+        "4-released",
+        "5-audit-en",
+    ] {
+        let png = std::fs::read(shots.join(format!("{shot}.png"))).unwrap();
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 5_000,
+            "{shot}.png"
+        );
+    }
+}
