@@ -49,6 +49,8 @@ fi
 # Keep build products outside the clone so CI reruns are incremental; a fresh machine still works.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/jianmen-target}"
 export CARGO_TERM_COLOR=never
+# Incremental state only pays off for edit-compile loops; here it would double the disk used.
+export CARGO_INCREMENTAL=0
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

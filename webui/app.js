@@ -16,7 +16,7 @@ const T = {
     items: '条', noItems: '没有记录', flow: '最近 24 小时邮件流量', topSenders: '发件最多',
     topTargets: '被拦截最多的收件人', role: '角色', domain: '域', created: '创建时间',
     lastLogin: '最后登录', locked: '锁定至', create: '创建', reset: '重置密码', unlock: '解锁',
-    initialPassword: '初始密码（仅显示一次）', verify: '校验完整性', intact: '审计链完整',
+    initialPassword: '初始密码（仅显示一次）', verify: '校验完整性', export: '导出审计包（已签名）', intact: '审计链完整',
     broken: '审计链被破坏', actor: '操作人', action: '操作', confirmDelete: '确定删除？',
     roles: { system: '系统管理员', security: '安全管理员', audit: '审计管理员' },
     preview: '预览（已净化，远程内容已阻止）', thresholds: '阈值', protectedDomains: '受保护域',
@@ -40,6 +40,7 @@ const T = {
     domain: 'Domain', created: 'Created', lastLogin: 'Last sign-in', locked: 'Locked until',
     create: 'Create', reset: 'Reset password', unlock: 'Unlock',
     initialPassword: 'Initial password (shown once)', verify: 'Verify integrity',
+    export: 'Export signed package',
     intact: 'Audit chain intact', broken: 'Audit chain broken', actor: 'Actor',
     action: 'Action', confirmDelete: 'Delete this message?',
     roles: { system: 'System administrator', security: 'Security administrator', audit: 'Audit administrator' },
@@ -317,7 +318,7 @@ async function auditPage() {
   let entries;
   try { entries = await api('GET', '/api/audit?limit=200'); } catch (e) { page(t('audit')); return fail(e); }
   page(t('audit'),
-    el('div', { class: 'actions' }, el('button', { class: 'primary', id: 'verify', onclick: async () => {
+    el('div', { class: 'actions' }, el('a', { class: 'plain', id: 'export', href: '/api/audit/export', download: '' }, t('export')), el('button', { class: 'primary', id: 'verify', onclick: async () => {
       try { const v = await api('GET', '/api/audit/verify'); result.className = v.intact ? 'notice' : 'error'; result.textContent = v.intact ? `${t('intact')} (${v.rows})` : `${t('broken')}: #${v.seq} ${v.reason}`; } catch (e) { result.className = 'error'; result.textContent = e.message; }
     } }, t('verify'))), result,
     table(['#', t('time'), t('actor'), t('action'), t('detail')], entries.map((e) => ({ cells: [e.seq, e.at, e.actor, e.action, e.detail] }))));

@@ -31,6 +31,7 @@ pub mod outbound;
 pub mod quarantine;
 pub mod queue;
 pub mod scan;
+pub mod signing;
 pub mod smtp;
 pub mod tls;
 pub mod tracking;

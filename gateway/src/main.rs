@@ -10,7 +10,8 @@ mod scan_command;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use jianmen::audit::{AuditLog, Sha256Chain};
+use jianmen::audit::{AuditLog, Sha256Chain, export};
+use jianmen::signing::PackageSigner;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -181,6 +182,24 @@ enum AuditAction {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Write the signed package for the authorities (CSV + JSON + signed manifest).
+    Export {
+        /// Output file (.tar).
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Check a package: signature, file digests and the hash chain (exit status 4 if it
+    /// fails). Needs no configuration: the authorities run it on their own machine.
+    VerifyExport {
+        /// The package.
+        file: PathBuf,
+        /// The gateway's registered public key (hex, as `audit public-key` prints it); without
+        /// it, the package's own key is used and its fingerprint printed for comparison.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Print the public key that signs exports (register it with the authorities).
+    PublicKey,
 }
 
 #[derive(Subcommand)]
@@ -348,6 +367,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let config = Config::load(&config)?;
             queue_command(&config, action).await?;
         }
+        Command::Audit {
+            action: AuditAction::VerifyExport { file, public_key },
+            ..
+        } => return verify_export(&file, public_key.as_deref()),
         Command::Audit { config, action } => {
             let config = Config::load(&config)?;
             return audit_command(&config, action).await;
@@ -470,6 +493,72 @@ async fn audit_command(config: &Config, action: AuditAction) -> Result<ExitCode>
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        AuditAction::Export { out } => {
+            let signer = export::signer(&config.server.data_dir)?;
+            let package = export::build(
+                &log.chained().await?,
+                &Sha256Chain,
+                &config.server.hostname,
+                &signer,
+            )?;
+            std::fs::write(&out, &package).with_context(|| format!("writing {}", out.display()))?;
+            record(config, "audit.export", &out.display().to_string()).await?;
+            println!(
+                "{}: {} bytes, signed by {}",
+                out.display(),
+                package.len(),
+                jianmen::signing::fingerprint(&signer.public_key())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditAction::PublicKey => {
+            let key = export::signer(&config.server.data_dir)?.public_key();
+            println!(
+                "{}\nfingerprint {}",
+                jianmen::audit::hex(&key),
+                jianmen::signing::fingerprint(&key)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditAction::VerifyExport { file, public_key } => {
+            verify_export(&file, public_key.as_deref())
+        }
+    }
+}
+
+/// `jianmen audit verify-export`: exit 0 if the package verifies, 4 if it does not.
+fn verify_export(file: &std::path::Path, public_key: Option<&str>) -> Result<ExitCode> {
+    let key = match public_key {
+        Some(hex) => Some(export::unhex(hex).context("--public-key must be hex")?),
+        None => None,
+    };
+    let meta = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
+    if meta.len() > export::MAX_PACKAGE_BYTES {
+        println!("REJECTED: larger than 1 GiB");
+        return Ok(ExitCode::from(4));
+    }
+    let package = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    match export::verify(&package, key.as_deref()) {
+        Ok(v) => {
+            println!(
+                "package intact: {} row(s) from {} exported {}; newest hash {}; signed by {}{}",
+                v.manifest.rows,
+                v.manifest.hostname,
+                v.manifest.created_at,
+                v.manifest.head_hash,
+                v.key_fingerprint,
+                if key.is_some() {
+                    " (the registered key)"
+                } else {
+                    " (compare with the registered fingerprint)"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("REJECTED: {e}");
+            Ok(ExitCode::from(4))
         }
     }
 }

@@ -1,6 +1,7 @@
 // Drives Debian's Chromium through the Jianmen console as people would: the security
 // administrator signs in, changes the generated password, finds a quarantined message,
-// previews and releases it; the auditor signs in and verifies the audit chain. Screenshots go
+// previews and releases it; the auditor signs in, verifies the audit chain and downloads the
+// signed audit package to $JM_EXPORT. Screenshots go
 // to $JM_SHOTS. Any Content-Security-Policy violation or page error fails the run.
 import { chromium } from 'playwright-core';
 
@@ -65,6 +66,8 @@ try {
   await page.click('#verify');
   await page.waitForFunction(() => document.querySelector('#verify-result')?.className === 'notice');
   const verdict = await page.textContent('#verify-result');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);
+  await download.saveAs(env('JM_EXPORT'));
   const released = await page.locator('td', { hasText: 'quarantine.release' }).count();
   if (released < 1) throw new Error('the release is not in the audit log page');
   await page.click('#lang');

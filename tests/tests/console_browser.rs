@@ -1,14 +1,16 @@
 //! The console in a real browser: Debian's Chromium, driven by playwright-core
 //! (`tests/browser/console.mjs`), signs in to the running gateway over HTTPS as the security
 //! administrator, changes the generated password, finds a quarantined phish, previews and
-//! releases it — and Postfix smtp-sink receives it; the auditor then verifies the audit chain.
+//! releases it — and Postfix smtp-sink receives it; the auditor then verifies the audit chain
+//! and exports the signed audit package, which `jianmen audit verify-export` accepts (and
+//! rejects once a byte of it is changed).
 //! Screenshots are kept in `target/console-screenshots/`.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use jianmen_testkit::{Client, Gateway, Setup, Sink, free_port, wait_until};
+use jianmen_testkit::{Client, Gateway, Setup, Sink, free_port, jianmen_bin, wait_until};
 
 fn phish() -> Vec<u8> {
     b"From: \"IT Helpdesk\" <helpdesk@it-support-portal.test>\r\nTo: staff@example.com\r\n\
@@ -62,6 +64,7 @@ fn security_admin_releases_quarantined_mail_in_chromium() {
     let (aud_user, aud_pass) = password("audit");
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
+    let export = gw.dir.path().join("audit-export.tar");
     let out = Command::new("node")
         .arg(browser_dir.join("console.mjs"))
         .current_dir(&browser_dir)
@@ -74,6 +77,7 @@ fn security_admin_releases_quarantined_mail_in_chromium() {
         .env("JM_SUBJECT", "Mailbox storage full")
         .env("JM_BODY_TEXT", "Your mailbox is full")
         .env("JM_SHOTS", &shots)
+        .env("JM_EXPORT", &export)
         .output()
         .expect("node runs");
     assert!(
@@ -93,6 +97,26 @@ fn security_admin_releases_quarantined_mail_in_chromium() {
         m.header("Subject").as_deref(),
         Some("Mailbox storage full - action required")
     );
+    let verify = |file: &std::path::Path| {
+        Command::new(jianmen_bin())
+            .args(["audit", "verify-export"])
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&export);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("package intact"), "{text}");
+    let mut package = std::fs::read(&export).unwrap();
+    let at = String::from_utf8_lossy(&package)
+        .find("quarantine.release")
+        .expect("the release is in the package");
+    package[at] = b'Q';
+    let tampered = gw.dir.path().join("tampered.tar");
+    std::fs::write(&tampered, &package).unwrap();
+    let out = verify(&tampered);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
     for shot in [
         "1-dashboard",
         "2-quarantine",

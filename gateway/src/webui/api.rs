@@ -57,7 +57,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(accounts_delete),
         )
         .route("/api/audit", web::get().to(audit_list))
-        .route("/api/audit/verify", web::get().to(audit_verify));
+        .route("/api/audit/verify", web::get().to(audit_verify))
+        .route("/api/audit/export", web::get().to(audit_export));
 }
 
 /// Request bodies: at most 64 KiB, unknown fields refused, errors as 400 JSON.
@@ -671,4 +672,33 @@ async fn audit_verify(req: HttpRequest, console: Data) -> Reply {
         .record(&actor(&s), "audit.verify", &body.to_string())
         .await;
     Ok(HttpResponse::Ok().json(body))
+}
+
+/// The signed package for the authorities, as a download.
+async fn audit_export(req: HttpRequest, console: Data) -> Reply {
+    let s = authorize(&req, &console, &[Role::Audit]).await?;
+    let rows = console.audit.chained().await.map_err(ApiError::internal)?;
+    let data_dir = console.config.server.data_dir.clone();
+    let hostname = console.config.server.hostname.clone();
+    let package = tokio::task::spawn_blocking(move || {
+        let signer = crate::audit::export::signer(&data_dir).map_err(ApiError::internal)?;
+        crate::audit::export::build(&rows, &crate::audit::Sha256Chain, &hostname, &signer)
+            .map_err(ApiError::internal)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let name = format!(
+        "jianmen-audit-{}-{}.tar",
+        console.config.server.hostname,
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+    );
+    console.record(&actor(&s), "audit.export", &name).await;
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-tar")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(package))
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+pub mod export;
+
 /// The hash that links the rows.
 pub trait ChainHash: Send + Sync {
     /// Name recorded with each row (`sha256`, later `sm3`).
@@ -49,7 +51,7 @@ pub enum AuditError {
 }
 
 /// One recorded action.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Entry {
     /// Position in the chain, from 1, without gaps.
     pub seq: i64,
@@ -80,7 +82,8 @@ pub struct AuditLog {
     hash: Box<dyn ChainHash>,
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -101,27 +104,6 @@ impl AuditLog {
         Ok(AuditLog { pool, hash })
     }
 
-    /// The hash of a row: over the previous row's hash and every field, each length-prefixed so
-    /// no two different rows hash the same input.
-    fn row_hash(&self, prev: &str, e: &Entry) -> String {
-        let mut data = Vec::new();
-        let seq = e.seq.to_string();
-        let algorithm = self.hash.name();
-        for field in [
-            prev,
-            seq.as_str(),
-            e.at.as_str(),
-            e.actor.as_str(),
-            e.action.as_str(),
-            e.detail.as_str(),
-            algorithm,
-        ] {
-            data.extend_from_slice(&(field.len() as u64).to_be_bytes());
-            data.extend_from_slice(field.as_bytes());
-        }
-        hex(&self.hash.digest(&data))
-    }
-
     /// Appends an action durably (the row is committed with a full fsync before this returns);
     /// returns its sequence number.
     pub async fn append(&self, actor: &str, action: &str, detail: &str) -> Result<i64, AuditError> {
@@ -140,7 +122,7 @@ impl AuditLog {
             action: action.to_owned(),
             detail: detail.to_owned(),
         };
-        let hash = self.row_hash(&prev, &entry);
+        let hash = row_hash(self.hash.as_ref(), &prev, &entry);
         sqlx::query(
             "INSERT INTO audit (seq, at, actor, action, detail, algorithm, prev, hash) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -170,42 +152,97 @@ impl AuditLog {
         rows.iter().map(entry_of).collect()
     }
 
-    /// Checks the whole chain; returns the number of rows and the last row's hash (keep it
-    /// elsewhere: only an outside copy of the newest hash reveals the newest rows cut off).
-    pub async fn verify(&self) -> Result<(i64, String), AuditError> {
+    /// Every row with its chain fields, oldest first (for verification and export).
+    pub async fn chained(&self) -> Result<Vec<Chained>, AuditError> {
         let rows = sqlx::query(
             "SELECT seq, at, actor, action, detail, algorithm, prev, hash FROM audit ORDER BY seq",
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut prev = String::new();
-        for (expected_seq, row) in (1i64..).zip(rows.iter()) {
-            let entry = entry_of(row)?;
-            let broken = |reason: &str| AuditError::Broken {
-                seq: entry.seq,
-                reason: reason.to_owned(),
-            };
-            if entry.seq != expected_seq {
-                return Err(broken(&format!(
-                    "expected row {expected_seq}: rows are missing"
-                )));
-            }
-            let algorithm: String = row.try_get(5)?;
-            let stored_prev: String = row.try_get(6)?;
-            let stored_hash: String = row.try_get(7)?;
-            if algorithm != self.hash.name() {
-                return Err(broken(&format!("chained with {algorithm}")));
-            }
-            if stored_prev != prev {
-                return Err(broken("does not follow the row before it"));
-            }
-            if self.row_hash(&prev, &entry) != stored_hash {
-                return Err(broken("content changed after it was written"));
-            }
-            prev = stored_hash;
-        }
-        Ok((rows.len() as i64, prev))
+        rows.iter()
+            .map(|row| {
+                Ok(Chained {
+                    entry: entry_of(row)?,
+                    algorithm: row.try_get(5)?,
+                    prev: row.try_get(6)?,
+                    hash: row.try_get(7)?,
+                })
+            })
+            .collect()
     }
+
+    /// Checks the whole chain; returns the number of rows and the last row's hash (keep it
+    /// elsewhere: only an outside copy of the newest hash reveals the newest rows cut off).
+    pub async fn verify(&self) -> Result<(i64, String), AuditError> {
+        verify_chain(self.hash.as_ref(), &self.chained().await?)
+    }
+
+    /// The name of the chain's hash.
+    pub fn algorithm(&self) -> &'static str {
+        self.hash.name()
+    }
+}
+
+/// A row with the fields that chain it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Chained {
+    /// The recorded action.
+    #[serde(flatten)]
+    pub entry: Entry,
+    /// Hash that chains it.
+    pub algorithm: String,
+    /// The previous row's hash (empty for the first).
+    pub prev: String,
+    /// This row's hash.
+    pub hash: String,
+}
+
+/// The hash of a row: over the previous row's hash and every field, each length-prefixed so
+/// no two different rows hash the same input.
+fn row_hash(hash: &dyn ChainHash, prev: &str, e: &Entry) -> String {
+    let mut data = Vec::new();
+    let seq = e.seq.to_string();
+    for field in [
+        prev,
+        seq.as_str(),
+        e.at.as_str(),
+        e.actor.as_str(),
+        e.action.as_str(),
+        e.detail.as_str(),
+        hash.name(),
+    ] {
+        data.extend_from_slice(&(field.len() as u64).to_be_bytes());
+        data.extend_from_slice(field.as_bytes());
+    }
+    hex(&hash.digest(&data))
+}
+
+/// Checks that `rows` form an unbroken chain from row 1; returns the number of rows and the
+/// last hash.
+pub fn verify_chain(hash: &dyn ChainHash, rows: &[Chained]) -> Result<(i64, String), AuditError> {
+    let mut prev = String::new();
+    for (expected_seq, row) in (1i64..).zip(rows.iter()) {
+        let broken = |reason: &str| AuditError::Broken {
+            seq: row.entry.seq,
+            reason: reason.to_owned(),
+        };
+        if row.entry.seq != expected_seq {
+            return Err(broken(&format!(
+                "expected row {expected_seq}: rows are missing"
+            )));
+        }
+        if row.algorithm != hash.name() {
+            return Err(broken(&format!("chained with {}", row.algorithm)));
+        }
+        if row.prev != prev {
+            return Err(broken("does not follow the row before it"));
+        }
+        if row_hash(hash, &prev, &row.entry) != row.hash {
+            return Err(broken("content changed after it was written"));
+        }
+        prev = row.hash.clone();
+    }
+    Ok((rows.len() as i64, prev))
 }
 
 fn entry_of(row: &sqlx::sqlite::SqliteRow) -> Result<Entry, AuditError> {
