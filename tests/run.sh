@@ -21,6 +21,7 @@ python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 fc-list 2>/dev/null | grep -qi 'wqy\|noto.*cjk' || need+=(fonts-wqy-microhei)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections

@@ -103,6 +103,9 @@ pub struct ConsoleConfig {
     pub lockout_minutes: u32,
     /// Shortest password accepted.
     pub password_min_length: usize,
+    /// The console's address as recipients reach it, for the links in quarantine digests
+    /// (default `https://<server.hostname>:<listen port>`).
+    pub public_url: Option<String>,
 }
 
 impl Default for ConsoleConfig {
@@ -115,6 +118,7 @@ impl Default for ConsoleConfig {
             lockout_failures: 5,
             lockout_minutes: 30,
             password_min_length: 12,
+            public_url: None,
         }
     }
 }
@@ -136,12 +140,31 @@ impl Default for TrackingConfig {
     }
 }
 
-/// How long held mail is kept.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// How long held mail is kept, and what recipients may do with it themselves.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuarantineConfig {
     /// Days before an unreleased message is deleted, per verdict class.
     pub retention_days: RetentionDays,
+    /// Hours between digest mails to recipients of protected domains listing their newly held
+    /// mail with release links (0: no digests). Needs `[console]`, which serves the links.
+    pub digest_hours: u32,
+    /// Days a digest's links stay valid.
+    pub link_days: u32,
+    /// Verdict classes recipients see in digests and may release themselves; anything else
+    /// (phishing, viruses…) only an administrator releases.
+    pub user_release: Vec<String>,
+}
+
+impl Default for QuarantineConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: RetentionDays::default(),
+            digest_hours: 24,
+            link_days: 7,
+            user_release: vec!["spam".into()],
+        }
+    }
 }
 
 /// Days a held message is kept, per verdict class.
@@ -682,6 +705,13 @@ impl Config {
             if !(8..=128).contains(&c.password_min_length) {
                 return Err(invalid("console.password_min_length", "must be 8 to 128"));
             }
+            if let Some(url) = &c.public_url
+                && (!url.starts_with("https://")
+                    || url.len() > 200
+                    || url.contains(['"', '<', '>', ' ']))
+            {
+                return Err(invalid("console.public_url", "must be an https:// address"));
+            }
         }
         if !(1..=3650).contains(&self.tracking.retention_days) {
             return Err(invalid("tracking.retention_days", "must be 1 to 3650 days"));
@@ -700,6 +730,23 @@ impl Config {
                     "must be 1 to 3650 days",
                 ));
             }
+        }
+        let q = &self.quarantine;
+        if q.digest_hours > 24 * 31 {
+            return Err(invalid("quarantine.digest_hours", "must be 0 to 744 hours"));
+        }
+        if !(1..=90).contains(&q.link_days) {
+            return Err(invalid("quarantine.link_days", "must be 1 to 90 days"));
+        }
+        if let Some(c) = q
+            .user_release
+            .iter()
+            .find(|c| !matches!(c.as_str(), "spam" | "phish" | "virus" | "bec" | "refused"))
+        {
+            return Err(invalid(
+                "quarantine.user_release",
+                format!("`{c}` is not a class (spam, phish, virus, bec, refused)"),
+            ));
         }
         if !is_domain_like(&self.server.hostname) {
             return Err(invalid("server.hostname", "must be a host name"));
@@ -882,6 +929,15 @@ impl Config {
     /// Path of the SQLite metadata database.
     pub fn database_path(&self) -> PathBuf {
         self.server.data_dir.join("jianmen.db")
+    }
+
+    /// Where recipients reach the console (for mailed links), when there is a console.
+    pub fn console_url(&self) -> Option<String> {
+        let c = self.console.as_ref()?;
+        Some(match &c.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("https://{}:{}", self.server.hostname, c.listen.port()),
+        })
     }
 }
 

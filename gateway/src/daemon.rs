@@ -11,6 +11,8 @@ use crate::intake::Intake;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::quarantine::Quarantine;
+use crate::quarantine::digest::DigestSettings;
+use crate::quarantine::links::LinkKey;
 use crate::queue::manager::Manager;
 use crate::queue::{Queue, QueueError, SqliteStore};
 use crate::scan::pipeline::Pipeline;
@@ -77,6 +79,17 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         config.tracking.retention_days,
     ));
     tokio::spawn(crate::quarantine::expire_periodically(quarantine.clone()));
+    if config.quarantine.digest_hours > 0
+        && let Some(settings) = DigestSettings::from_config(&config)
+    {
+        let key = LinkKey::load_or_create(&config.server.data_dir)?;
+        tokio::spawn(crate::quarantine::digest::send_periodically(
+            quarantine.clone(),
+            settings,
+            key,
+            config.quarantine.digest_hours,
+        ));
+    }
     let tls = match &config.tls {
         Some(t) => Some(TlsAcceptor::from(crate::tls::server_config(
             t,

@@ -8,14 +8,17 @@
 //! 3. [`queue`] — the message is fsync'd to the spool and its envelope committed to the store
 //!    (group commit) before the client hears 250; the manager then schedules delivery and
 //!    retries, and bounces failures as DSNs. Mail a verdict holds stays in the spool, owned by
-//!    the [`quarantine`] (search, release, delete, expiry) until someone releases it.
+//!    the [`quarantine`] (search, release, delete, expiry) until an administrator or — through
+//!    a signed link in a digest mail — the recipient releases it.
 //! 4. [`outbound`] — the next hop is found (configured route or MX) and the message is handed
 //!    over by SMTP, reusing connections and honouring per-destination limits.
 //!
 //! Around the path: [`config`] (TOML, validated at start), [`metrics`] (Prometheus),
 //! [`daemon`] (wiring), [`demo`] (self-contained demo with a built-in downstream mailbox),
 //! [`accuracy`] (how well verdicts separate ham from spam: `jianmen eval`, the retrain gate),
-//! [`audit`] (the hash-chained record of administrative actions).
+//! [`audit`] (the hash-chained record of administrative actions, signed export with
+//! [`signing`]), [`tracking`] (every message's fate, searchable), [`webui`] (the HTTPS console,
+//! its JSON API and the recipients' self-service pages).
 
 #![warn(missing_docs)]
 

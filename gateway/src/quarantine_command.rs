@@ -9,6 +9,8 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 
 use jianmen::config::Config;
+use jianmen::quarantine::digest::DigestSettings;
+use jianmen::quarantine::links::LinkKey;
 use jianmen::quarantine::{Quarantine, Query, Status};
 use jianmen::queue::manager::unix_now;
 use jianmen::queue::spool::Spool;
@@ -73,6 +75,8 @@ pub enum QuarantineAction {
     },
     /// Delete every held message whose retention has ended (the daemon does this hourly).
     Expire,
+    /// Queue the digest mails now (the daemon does this every `quarantine.digest_hours`).
+    Digest,
 }
 
 /// Runs one quarantine action against the configuration's data directory.
@@ -173,6 +177,13 @@ pub async fn run(config: &Config, action: QuarantineAction) -> Result<()> {
                 crate::record(config, "quarantine.expire", &format!("{n} message(s)")).await?;
             }
             println!("{n} expired message(s) deleted");
+        }
+        QuarantineAction::Digest => {
+            let settings = DigestSettings::from_config(config)
+                .context("digests need a [console] section to serve their links")?;
+            let key = LinkKey::load_or_create(&config.server.data_dir)?;
+            let n = quarantine.send_digests(&settings, &key, unix_now()).await?;
+            println!("{n} digest(s) queued");
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use jianmen::audit::{AuditLog, Sha256Chain};
 use jianmen::config::Config;
+use jianmen::quarantine::links::{LinkAction, LinkKey};
 use jianmen::quarantine::{Held, Quarantine};
 use jianmen::queue::spool::Spool;
 use jianmen::queue::{MessageKind, MessageState, NewMessage, QueueStore, SqliteStore};
@@ -32,9 +33,14 @@ struct Env {
 }
 
 async fn env() -> Env {
+    env_with("").await
+}
+
+/// An environment whose configuration ends with `extra`.
+async fn env_with(extra: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::parse(&format!(
-        "[server]\nhostname = \"gw.test\"\ndata_dir = \"{}\"\n[domains]\nprotected = [\"example.com\", \"other.test\"]\n[console]\n",
+        "[server]\nhostname = \"gw.test\"\ndata_dir = \"{}\"\n[domains]\nprotected = [\"example.com\", \"other.test\"]\n[console]\n{extra}",
         dir.path().display()
     ))
     .unwrap();
@@ -78,6 +84,7 @@ async fn env() -> Env {
         Tracker::open(dir.path()).await.unwrap(),
         audit,
         store.clone(),
+        LinkKey::load_or_create(dir.path()).unwrap(),
     ));
     Env {
         _dir: dir,
@@ -648,4 +655,134 @@ async fn quarantine_actions_are_safe_validated_and_audited() {
         (StatusCode::OK, Some(true)),
         "{v}"
     );
+}
+
+/// A self-service form post (`t=<link>`), as a recipient's browser sends it: no cookie, no
+/// CSRF header. Returns the status and page.
+async fn post_link(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    link: &str,
+) -> (StatusCode, String) {
+    let req = test::TestRequest::post()
+        .uri("/u/release")
+        .peer_addr("198.51.100.7:40000".parse().unwrap())
+        .set_form([("t", link)])
+        .to_request();
+    let resp = test::call_service(app, req).await;
+    let status = resp.status();
+    (
+        status,
+        String::from_utf8_lossy(&test::read_body(resp).await).into_owned(),
+    )
+}
+
+/// A self-service page fetched as a recipient's browser does (no cookie): status and page.
+async fn get_page(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    path: &str,
+) -> (StatusCode, String, actix_web::http::header::HeaderMap) {
+    let (status, _, headers, page) = call(app, None, Method::GET, path, None).await;
+    (status, page, headers)
+}
+
+fn released(item: &jianmen::quarantine::Item, rcpt: &str) -> bool {
+    item.rcpts
+        .iter()
+        .any(|r| r.rcpt == rcpt && r.released_at.is_some())
+}
+
+#[actix_web::test]
+async fn self_service_links_release_once_and_refuse_the_rest() {
+    let unix = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    // By default only spam is released by recipients; the held item is of another class.
+    let env = env().await;
+    let app = app!(env);
+    let key = LinkKey::load_or_create(env._dir.path()).unwrap();
+    let link = key.issue(
+        LinkAction::Release,
+        HELD,
+        "staff@example.com",
+        unix() + 3600,
+    );
+    let (s, html, _) = get_page(&app, &format!("/u/release?t={link}")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{html}");
+    assert_eq!(post_link(&app, &link).await.0, StatusCode::FORBIDDEN);
+
+    let env = env_with("[quarantine]\nuser_release = [\"refused\"]\n").await;
+    let app = app!(env);
+    let q = &env.console.quarantine;
+    let key = LinkKey::load_or_create(env._dir.path()).unwrap();
+    let exp = unix() + 3600;
+    let link = key.issue(LinkAction::Release, HELD, "staff@example.com", exp);
+
+    // Opening the link shows the message and changes nothing (scanners fetch links).
+    let (s, html, h) = get_page(&app, &format!("/u/release?t={link}")).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(html.contains("Verify now") && html.contains("method=\"post\""));
+    assert!(!html.contains("<script"));
+    assert_eq!(h.get("cache-control").unwrap(), "no-store");
+    assert!(!released(&q.get(HELD).await.unwrap(), "staff@example.com"));
+
+    // Refused: altered, expired, for another action, for a recipient without a copy.
+    let mut tampered = link.clone().into_bytes();
+    let last = tampered.len() - 1;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    assert_eq!(post_link(&app, &tampered).await.0, StatusCode::BAD_REQUEST);
+    let expired = key.issue(LinkAction::Release, HELD, "staff@example.com", unix() - 1);
+    assert_eq!(post_link(&app, &expired).await.0, StatusCode::GONE);
+    let portal = key.issue(LinkAction::Portal, "", "boss@example.com", exp);
+    assert_eq!(post_link(&app, &portal).await.0, StatusCode::BAD_REQUEST);
+    let (s, _, _) = get_page(&app, &format!("/u/portal?t={link}")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let stranger = key.issue(LinkAction::Release, HELD, "eve@example.com", exp);
+    assert_eq!(post_link(&app, &stranger).await.0, StatusCode::FORBIDDEN);
+    let (s, _, _) = get_page(&app, "/u/release?t=").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(!released(&q.get(HELD).await.unwrap(), "staff@example.com"));
+
+    // The real post releases this recipient's copy only, once, and is audited.
+    let (s, html) = post_link(&app, &link).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    let item = q.get(HELD).await.unwrap();
+    assert!(released(&item, "staff@example.com") && !released(&item, "boss@example.com"));
+    assert_eq!(item.summary.status, jianmen::quarantine::Status::Held);
+    assert_eq!(post_link(&app, &link).await.0, StatusCode::CONFLICT);
+    let audit = env.console.audit.recent(10).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.actor == "link:staff@example.com" && e.action == "quarantine.release"),
+        "{audit:?}"
+    );
+
+    // The portal lists the other recipient's copy with a working release form.
+    let (s, html, _) = get_page(&app, &format!("/u/portal?t={portal}")).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(html.contains("Verify now"), "{html}");
+    assert!(!released(&q.get(HELD).await.unwrap(), "boss@example.com"));
+    let from_page = html
+        .split("name=\"t\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(post_link(&app, &from_page).await.0, StatusCode::OK);
+    let item = q.get(HELD).await.unwrap();
+    assert_eq!(item.summary.status, jianmen::quarantine::Status::Released);
+    let (_, html, _) = get_page(&app, &format!("/u/portal?t={portal}")).await;
+    assert!(!html.contains("Verify now"), "{html}");
 }

@@ -155,3 +155,124 @@ fn held_mail_is_searched_released_per_recipient_and_deleted() {
     assert!(gw.cli(&["audit", "verify"]).status.success());
     assert_eq!(sink.messages().len(), 2, "nothing else was delivered");
 }
+
+/// `curl -k` against the console: the status code and the page.
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-k", "-s", "--max-time", "20", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl (tests/run.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (page, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), page.to_owned())
+}
+
+#[test]
+fn digest_mail_is_sent_through_the_gateway_and_its_link_releases_once() {
+    let sink = Sink::start(&[]);
+    let console_port = jianmen_testkit::free_port();
+    let base = format!("https://127.0.0.1:{console_port}");
+    let setup = Setup::new(sink.port, sink.port)
+        .scanning(&[
+            "thresholds = { spam = 6.0, spam_high = 60.0, phish = 6.0, bec = 6.0, virus = 5.0 }",
+        ])
+        .section(&format!(
+            "[console]\nlisten = \"127.0.0.1:{console_port}\"\npublic_url = \"{base}\"\n\
+             [quarantine]\nuser_release = [\"phish\"]\ndigest_hours = 24"
+        ));
+    let gw = Gateway::start(&setup);
+    let mut c = Client::ready(gw.addr);
+    let r = c.send_mail(
+        "notice@bank-verify.test",
+        &["dora@example.com"],
+        &phish("Mailbox quota exceeded"),
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    assert!(wait_until(Duration::from_secs(10), || cli_json(
+        &gw,
+        &["quarantine", "list", "--json"]
+    )
+    .len()
+        == 1));
+
+    // The digest is queued and delivered like any mail, to the recipient only.
+    let out = gw.cli(&["quarantine", "digest"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 digest"),
+        "{out:?}"
+    );
+    assert!(wait_until(Duration::from_secs(15), || sink
+        .messages()
+        .len()
+        == 1));
+    let digest = sink.messages().remove(0);
+    assert_eq!(digest.rcpts, ["<dora@example.com>"]);
+    assert_eq!(
+        digest.header("Auto-Submitted").as_deref(),
+        Some("auto-generated")
+    );
+    assert!(
+        digest.content.contains("Mailbox quota exceeded"),
+        "{}",
+        digest.content
+    );
+    let link = |path: &str| {
+        let start = digest
+            .content
+            .find(&format!("{base}{path}?t="))
+            .expect(path);
+        digest.content[start..]
+            .split(|c: char| c.is_whitespace() || c == '"' || c == '<')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let release = link("/u/release");
+    let portal = link("/u/portal");
+    // Nothing new to announce: a second run sends nothing.
+    let out = gw.cli(&["quarantine", "digest"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 digest"),
+        "{out:?}"
+    );
+
+    // Opening the link shows the message without releasing it.
+    let (code, page) = curl(&[&release]);
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("Mailbox quota exceeded"), "{page}");
+    let (code, page) = curl(&[&portal]);
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("Mailbox quota exceeded"), "{page}");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(sink.messages().len(), 1, "a GET must not release");
+
+    // A tampered link is refused; the genuine one releases, once.
+    let token = release.split_once("?t=").unwrap().1.to_owned();
+    let mut forged = token.clone().into_bytes();
+    forged[3] = if forged[3] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let url = format!("{base}/u/release");
+    let (code, _) = curl(&["--data-urlencode", &format!("t={forged}"), &url]);
+    assert_eq!(code, 400);
+    let (code, page) = curl(&["--data-urlencode", &format!("t={token}"), &url]);
+    assert_eq!(code, 200, "{page}");
+    assert!(wait_until(Duration::from_secs(15), || sink
+        .messages()
+        .len()
+        == 2));
+    let delivered = sink
+        .messages()
+        .into_iter()
+        .find(|m| m.header("Subject").as_deref() == Some("Mailbox quota exceeded"))
+        .expect("the released message reached the mailbox");
+    assert_eq!(delivered.rcpts, ["<dora@example.com>"]);
+    let (code, _) = curl(&["--data-urlencode", &format!("t={token}"), &url]);
+    assert_eq!(code, 409, "a link releases once");
+
+    // The release is in the audit log under the link's recipient.
+    let out = gw.cli(&["audit", "list"]);
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(log.contains("link:dora@example.com"), "{out:?}");
+}

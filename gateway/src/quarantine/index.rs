@@ -41,6 +41,11 @@ pub(crate) const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS quarantine_rcpts_rcpt ON quarantine_rcpts (rcpt)",
 ];
 
+/// Columns added to [`SCHEMA`]'s tables since their first version (table, column, type);
+/// opening the store adds the missing ones, so older databases keep working.
+pub(crate) const ADDED_COLUMNS: &[(&str, &str, &str)] =
+    &[("quarantine_rcpts", "digest_sent", "INTEGER")];
+
 /// Where a quarantined message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -7,7 +7,9 @@
 //! [`index`] owns the tables and queries; this module owns the actions (search, release,
 //! delete, download, expiry) that the console, the self-service links and the CLI share.
 
+pub mod digest;
 pub mod index;
+pub mod links;
 
 use std::sync::Arc;
 
@@ -276,6 +278,22 @@ impl Quarantine {
 }
 
 impl Summary {
+    /// When it arrived, as recipients are shown it (`2026-11-24 06:00 UTC`).
+    pub fn received_text(&self) -> String {
+        chrono::DateTime::from_timestamp(self.received_at, 0)
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default()
+    }
+
+    /// The sender as recipients know it: the header From, else the envelope sender.
+    pub fn shown_from(&self) -> &str {
+        if self.header_from.is_empty() {
+            &self.mail_from
+        } else {
+            &self.header_from
+        }
+    }
+
     fn require(&self, status: Status, why: &str) -> Result<(), QuarantineError> {
         if self.status == status {
             Ok(())

@@ -357,6 +357,20 @@ impl SqliteStore {
         for statement in crate::quarantine::index::SCHEMA {
             sqlx::query(statement).execute(&writer).await?;
         }
+        // Columns added after a release: databases made by older versions gain them here.
+        for (table, column, kind) in crate::quarantine::index::ADDED_COLUMNS {
+            let present: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?")
+                    .bind(table)
+                    .bind(column)
+                    .fetch_one(&writer)
+                    .await?;
+            if present == 0 {
+                sqlx::query(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+                    .execute(&writer)
+                    .await?;
+            }
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))

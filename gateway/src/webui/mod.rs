@@ -8,6 +8,7 @@
 
 pub mod accounts;
 mod api;
+mod selfservice;
 
 use std::net::{IpAddr, TcpListener};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use serde::Serialize;
 use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::quarantine::Quarantine;
+use crate::quarantine::links::LinkKey;
 use crate::queue::SqliteStore;
 use crate::scan::reputation::AddressList;
 use crate::tracking::Tracker;
@@ -39,6 +41,8 @@ pub struct Console {
     pub audit: Arc<AuditLog>,
     /// The queue's store (system page).
     pub store: Arc<SqliteStore>,
+    /// Signs and checks the recipients' self-service links.
+    pub links: LinkKey,
     allow: AddressList,
 }
 
@@ -51,6 +55,7 @@ impl Console {
         tracker: Tracker,
         audit: Arc<AuditLog>,
         store: Arc<SqliteStore>,
+        links: LinkKey,
     ) -> Console {
         let allow = config
             .console
@@ -64,6 +69,7 @@ impl Console {
             tracker,
             audit,
             store,
+            links,
             allow,
         }
     }
@@ -234,6 +240,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// Builds the console application (also used by the API tests in-process).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     api::routes(cfg);
+    selfservice::routes(cfg);
     assets(cfg);
 }
 
@@ -304,7 +311,8 @@ pub async fn start(
             format!("cannot listen on {} for the console: {e}", c.listen),
         )
     })?;
-    let console = Console::new(config, accounts, quarantine, tracker, audit, store);
+    let links = LinkKey::load_or_create(data_dir)?;
+    let console = Console::new(config, accounts, quarantine, tracker, audit, store, links);
     Ok((Arc::new(console), listener, tls))
 }
 
