@@ -28,6 +28,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod dns;
+pub mod gm;
 pub mod intake;
 pub mod metrics;
 pub mod outbound;

@@ -10,7 +10,7 @@ mod scan_command;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use jianmen::audit::{AuditLog, Sha256Chain, export};
+use jianmen::audit::{AuditLog, export};
 use jianmen::signing::PackageSigner;
 
 use anyhow::{Context, Result, bail};
@@ -449,11 +449,7 @@ async fn queue_command(config: &Config, action: QueueAction) -> Result<()> {
 
 /// Appends a command-line action to the audit log (`cli:<login>` as the actor).
 async fn record(config: &Config, action: &str, detail: &str) -> Result<()> {
-    let log = AuditLog::open(
-        &config.server.data_dir.join("audit.db"),
-        Box::new(Sha256Chain),
-    )
-    .await?;
+    let log = AuditLog::open(&config.server.data_dir.join("audit.db")).await?;
     log.append(&cli_actor(), action, detail).await?;
     Ok(())
 }
@@ -468,11 +464,7 @@ fn cli_actor() -> String {
 }
 
 async fn audit_command(config: &Config, action: AuditAction) -> Result<ExitCode> {
-    let log = AuditLog::open(
-        &config.server.data_dir.join("audit.db"),
-        Box::new(Sha256Chain),
-    )
-    .await?;
+    let log = AuditLog::open(&config.server.data_dir.join("audit.db")).await?;
     match action {
         AuditAction::Verify => match log.verify().await {
             Ok((rows, head)) => {
@@ -498,7 +490,7 @@ async fn audit_command(config: &Config, action: AuditAction) -> Result<ExitCode>
             let signer = export::signer(&config.server.data_dir)?;
             let package = export::build(
                 &log.chained().await?,
-                &Sha256Chain,
+                log.chain(),
                 &config.server.hostname,
                 &signer,
             )?;

@@ -8,7 +8,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{App, test, web};
 use serde_json::{Value, json};
 
-use jianmen::audit::{AuditLog, Sha256Chain};
+use jianmen::audit::AuditLog;
 use jianmen::config::Config;
 use jianmen::quarantine::links::{LinkAction, LinkKey};
 use jianmen::quarantine::{Held, Quarantine};
@@ -72,11 +72,7 @@ async fn env_with(extra: &str) -> Env {
         .await
         .unwrap();
     let passwords = accounts.create_initial(1000).await.unwrap();
-    let audit = Arc::new(
-        AuditLog::open(&dir.path().join("audit.db"), Box::new(Sha256Chain))
-            .await
-            .unwrap(),
-    );
+    let audit = Arc::new(AuditLog::open(&dir.path().join("audit.db")).await.unwrap());
     let console = Arc::new(Console::new(
         Arc::new(config),
         accounts,

@@ -1,24 +1,24 @@
 //! The audit package for the authorities: a tar holding `audit.csv` (for reading),
 //! `audit.json` (every row with its chain fields), `manifest.json` (gateway, time, row count,
-//! head hash, each file's SHA-256 and size, the signer's public key) and `manifest.sig` (the
-//! signature over the manifest). [`verify`] checks all of it: signature (optionally against a
+//! head hash, each file's SM3 digest and size, the signer's public key) and `manifest.sig` (the
+//! SM2 signature over the manifest). [`verify`] checks all of it: signature (optionally against a
 //! registered key), digests, no missing or extra files, and the hash chain itself.
 
 use std::io::Read;
 
 use serde::{Deserialize, Serialize};
 
-use super::{AuditError, ChainHash, Chained, Sha256Chain, hex, verify_chain};
+use super::{AuditError, ChainHash, Chained, chain_hash, hex, verify_chain};
 use crate::signing::{self, PackageSigner};
 
-/// The key that signs this gateway's exports (`data_dir/keys/audit-export.pk8`, created on
-/// first use).
-pub fn signer(data_dir: &std::path::Path) -> Result<signing::Ed25519Signer, signing::SigningError> {
-    signing::Ed25519Signer::load_or_create(&data_dir.join("keys").join("audit-export.pk8"))
+/// The SM2 key that signs this gateway's exports (`data_dir/keys/audit-export-sm2.pk8`,
+/// created on first use).
+pub fn signer(data_dir: &std::path::Path) -> Result<signing::Sm2Signer, signing::SigningError> {
+    signing::Sm2Signer::load_or_create(&data_dir.join("keys").join("audit-export-sm2.pk8"))
 }
 
 /// Format name in the manifest.
-pub const FORMAT: &str = "jianmen-audit-export/1";
+pub const FORMAT: &str = "jianmen-audit-export/2";
 
 /// Largest package [`verify`] reads, and largest member in it.
 pub const MAX_PACKAGE_BYTES: u64 = 1 << 30;
@@ -62,8 +62,8 @@ fn malformed(e: impl std::fmt::Display) -> ExportError {
 pub struct FileDigest {
     /// Name in the tar.
     pub name: String,
-    /// SHA-256, hex.
-    pub sha256: String,
+    /// SM3, hex.
+    pub sm3: String,
     /// Size in bytes.
     pub bytes: u64,
 }
@@ -101,8 +101,8 @@ pub struct Verified {
     pub key_fingerprint: String,
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
+fn sm3_hex(data: &[u8]) -> String {
+    hex(&crate::gm::sm3::sm3(data))
 }
 
 /// A CSV cell: quoted, and text a spreadsheet would run as a formula defused with a `'`.
@@ -158,7 +158,7 @@ pub fn build(
             .iter()
             .map(|(name, data)| FileDigest {
                 name: (*name).into(),
-                sha256: sha256_hex(data),
+                sm3: sm3_hex(data),
                 bytes: data.len() as u64,
             })
             .collect(),
@@ -260,7 +260,7 @@ pub fn verify(package: &[u8], registered_key: Option<&[u8]>) -> Result<Verified,
     }
     for f in &manifest.files {
         let data = member(&f.name)?;
-        if data.len() as u64 != f.bytes || sha256_hex(data) != f.sha256 {
+        if data.len() as u64 != f.bytes || sm3_hex(data) != f.sm3 {
             return Err(ExportError::File {
                 file: f.name.clone(),
                 why: "does not match the manifest's digest".into(),
@@ -277,10 +277,8 @@ pub fn verify(package: &[u8], registered_key: Option<&[u8]>) -> Result<Verified,
         });
     }
     let rows: Vec<Chained> = serde_json::from_slice(member("audit.json")?).map_err(malformed)?;
-    let chain: Box<dyn ChainHash> = match manifest.chain_algorithm.as_str() {
-        "sha256" => Box::new(Sha256Chain),
-        other => return Err(malformed(format!("unknown chain hash {other}"))),
-    };
+    let chain = chain_hash(&manifest.chain_algorithm)
+        .ok_or_else(|| malformed(format!("unknown chain hash {}", manifest.chain_algorithm)))?;
     let (count, head) = verify_chain(chain.as_ref(), &rows)?;
     if count != manifest.rows || head != manifest.head_hash {
         return Err(ExportError::File {
@@ -297,8 +295,9 @@ pub fn verify(package: &[u8], registered_key: Option<&[u8]>) -> Result<Verified,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::Sm3Chain;
     use crate::audit::{AuditLog, Entry};
-    use crate::signing::Ed25519Signer;
+    use crate::signing::Sm2Signer;
 
     fn rebuild(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
         let mut tar = tar::Builder::new(Vec::new());
@@ -327,9 +326,7 @@ mod tests {
     #[tokio::test]
     async fn packages_verify_and_every_tampering_is_caught() {
         let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::open(&dir.path().join("audit.db"), Box::new(Sha256Chain))
-            .await
-            .unwrap();
+        let log = AuditLog::open(&dir.path().join("audit.db")).await.unwrap();
         log.append(
             "console:secadmin",
             "quarantine.release",
@@ -340,9 +337,9 @@ mod tests {
         log.append("console:auditor", "audit.verify", "ok")
             .await
             .unwrap();
-        let signer = Ed25519Signer::load_or_create(&dir.path().join("k.pk8")).unwrap();
+        let signer = Sm2Signer::load_or_create(&dir.path().join("k.pk8")).unwrap();
         let rows = log.chained().await.unwrap();
-        let package = build(&rows, &Sha256Chain, "gw.test", &signer).unwrap();
+        let package = build(&rows, &Sm3Chain, "gw.test", &signer).unwrap();
         let ok = verify(&package, Some(&signer.public_key())).unwrap();
         assert_eq!(ok.manifest.rows, 2);
         let csv = unpack(&package)
@@ -356,7 +353,7 @@ mod tests {
         );
 
         // Another key.
-        let other = Ed25519Signer::load_or_create(&dir.path().join("o.pk8")).unwrap();
+        let other = Sm2Signer::load_or_create(&dir.path().join("o.pk8")).unwrap();
         assert!(matches!(
             verify(&package, Some(&other.public_key())),
             Err(ExportError::WrongKey { .. })
@@ -402,7 +399,7 @@ mod tests {
                 r
             })
             .collect();
-        assert!(build(&forged, &Sha256Chain, "gw.test", &signer).is_err());
+        assert!(build(&forged, &Sm3Chain, "gw.test", &signer).is_err());
         assert!(verify(b"not a tar at all", None).is_err());
         assert!(verify(&[], None).is_err());
     }

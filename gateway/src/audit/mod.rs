@@ -1,7 +1,7 @@
 //! The tamper-evident audit trail: every administrative and security-relevant action is a row
 //! that carries the hash of its own content and of the row before it, so `jianmen audit verify`
-//! finds any row edited, deleted or moved. The hash is behind [`ChainHash`] (SHA-256 now; SM3
-//! plugs in with the national-cipher work without touching the log).
+//! finds any row edited, deleted or moved. The hash is behind [`ChainHash`]: SM3 for new logs;
+//! a log keeps the hash its first row was written with (older logs: SHA-256).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -20,7 +20,19 @@ pub trait ChainHash: Send + Sync {
     fn digest(&self, data: &[u8]) -> Vec<u8>;
 }
 
-/// SHA-256 (ring), until SM3 is available.
+/// SM3 (GB/T 32905): the chain hash of new logs.
+pub struct Sm3Chain;
+
+impl ChainHash for Sm3Chain {
+    fn name(&self) -> &'static str {
+        "sm3"
+    }
+    fn digest(&self, data: &[u8]) -> Vec<u8> {
+        crate::gm::sm3::sm3(data).to_vec()
+    }
+}
+
+/// SHA-256 (ring): logs begun before SM3.
 pub struct Sha256Chain;
 
 impl ChainHash for Sha256Chain {
@@ -87,9 +99,28 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The chain hash called `name`, if this build knows it.
+pub fn chain_hash(name: &str) -> Option<Box<dyn ChainHash>> {
+    match name {
+        "sm3" => Some(Box::new(Sm3Chain)),
+        "sha256" => Some(Box::new(Sha256Chain)),
+        _ => None,
+    }
+}
+
 impl AuditLog {
-    /// Opens (creating if needed) the log at `path`, chained with `hash`.
-    pub async fn open(path: &Path, hash: Box<dyn ChainHash>) -> Result<AuditLog, AuditError> {
+    /// Opens (creating if needed) the log at `path`, chained with the hash of its first row,
+    /// or SM3 for a new log.
+    pub async fn open(path: &Path) -> Result<AuditLog, AuditError> {
+        Self::open_with(path, Box::new(Sm3Chain)).await
+    }
+
+    /// Opens the log at `path`; a new log is chained with `new_hash`, an existing one keeps
+    /// the hash of its first row.
+    pub async fn open_with(
+        path: &Path,
+        new_hash: Box<dyn ChainHash>,
+    ) -> Result<AuditLog, AuditError> {
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
@@ -101,6 +132,17 @@ impl AuditLog {
             .connect_with(options)
             .await?;
         sqlx::query(SCHEMA).execute(&pool).await?;
+        let first: Option<String> =
+            sqlx::query_scalar("SELECT algorithm FROM audit ORDER BY seq LIMIT 1")
+                .fetch_optional(&pool)
+                .await?;
+        let hash = match first {
+            None => new_hash,
+            Some(name) => chain_hash(&name).ok_or_else(|| AuditError::Broken {
+                seq: 1,
+                reason: format!("chained with {name}, which this build does not know"),
+            })?,
+        };
         Ok(AuditLog { pool, hash })
     }
 
@@ -177,9 +219,9 @@ impl AuditLog {
         verify_chain(self.hash.as_ref(), &self.chained().await?)
     }
 
-    /// The name of the chain's hash.
-    pub fn algorithm(&self) -> &'static str {
-        self.hash.name()
+    /// The chain's hash.
+    pub fn chain(&self) -> &dyn ChainHash {
+        self.hash.as_ref()
     }
 }
 
@@ -260,9 +302,7 @@ mod tests {
     use super::*;
 
     async fn log_with_three(dir: &Path) -> AuditLog {
-        let log = AuditLog::open(&dir.join("audit.db"), Box::new(Sha256Chain))
-            .await
-            .unwrap();
+        let log = AuditLog::open(&dir.join("audit.db")).await.unwrap();
         for (i, action) in ["queue.delete", "feedback", "model.activate"]
             .iter()
             .enumerate()
@@ -298,6 +338,32 @@ mod tests {
         let recent = log.recent(2).await.unwrap();
         assert_eq!(recent[0].action, "model.activate");
         assert_eq!(recent.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn new_logs_chain_with_sm3_and_old_logs_keep_their_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log_with_three(dir.path()).await;
+        assert_eq!(log.chain().name(), "sm3");
+        let rows = log.chained().await.unwrap();
+        assert!(
+            rows.iter()
+                .all(|r| r.algorithm == "sm3" && r.hash.len() == 64)
+        );
+        // A log begun with SHA-256 goes on with SHA-256 when reopened the default way.
+        let old = tempfile::tempdir().unwrap();
+        let path = old.path().join("audit.db");
+        let log = AuditLog::open_with(&path, Box::new(Sha256Chain))
+            .await
+            .unwrap();
+        log.append("cli:root", "queue.delete", "x").await.unwrap();
+        drop(log);
+        let log = AuditLog::open(&path).await.unwrap();
+        assert_eq!(log.chain().name(), "sha256");
+        log.append("cli:root", "queue.flush", "y").await.unwrap();
+        assert_eq!(log.verify().await.unwrap().0, 2);
+        // A row chained with SM3 in a SHA-256 log is a break.
+        assert!(verify_chain(&Sm3Chain, &log.chained().await.unwrap()).is_err());
     }
 
     #[tokio::test]

@@ -680,9 +680,11 @@ async fn audit_export(req: HttpRequest, console: Data) -> Reply {
     let rows = console.audit.chained().await.map_err(ApiError::internal)?;
     let data_dir = console.config.server.data_dir.clone();
     let hostname = console.config.server.hostname.clone();
+    let chain = crate::audit::chain_hash(console.audit.chain().name())
+        .ok_or_else(|| ApiError::internal("the audit log's hash is unknown"))?;
     let package = tokio::task::spawn_blocking(move || {
         let signer = crate::audit::export::signer(&data_dir).map_err(ApiError::internal)?;
-        crate::audit::export::build(&rows, &crate::audit::Sha256Chain, &hostname, &signer)
+        crate::audit::export::build(&rows, chain.as_ref(), &hostname, &signer)
             .map_err(ApiError::internal)
     })
     .await

@@ -291,13 +291,7 @@ pub async fn start(
         write_private(&path, &text)?;
         tracing::warn!(path = %path.display(), "console accounts created; initial passwords written");
     }
-    let audit = Arc::new(
-        AuditLog::open(
-            &data_dir.join("audit.db"),
-            Box::new(crate::audit::Sha256Chain),
-        )
-        .await?,
-    );
+    let audit = Arc::new(AuditLog::open(&data_dir.join("audit.db")).await?);
     let tls_config = config.tls.clone().unwrap_or(crate::config::TlsConfig {
         cert: None,
         key: None,

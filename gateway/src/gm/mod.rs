@@ -1,0 +1,41 @@
+//! National cryptography (国密): SM3 hashing and HMAC-SM3, SM4 in GCM and CBC modes, and SM2
+//! signatures, encryption and keys — one small API over the RustCrypto implementations, so
+//! the rest of the gateway (audit chain, signed exports, TLS) never touches their generics.
+//!
+//! Known risk: RustCrypto's `sm4` looks up its S-box in a table, which is not constant-time
+//! against an attacker who shares the CPU cache; SM2 and SM3 are constant-time.
+
+pub mod sm2;
+pub mod sm3;
+pub mod sm4;
+
+/// Why a national-cipher operation failed (never more detail: it could help an attacker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GmError {
+    /// A key is malformed or not on the curve.
+    #[error("invalid SM2 key")]
+    BadKey,
+    /// A signature is malformed or does not verify.
+    #[error("SM2 signature does not verify")]
+    BadSignature,
+    /// Ciphertext is malformed, truncated or altered.
+    #[error("decryption failed")]
+    Decrypt,
+    /// Input length not allowed (e.g. CBC data not a whole number of blocks).
+    #[error("input length not allowed")]
+    Length,
+    /// The system's random number generator failed.
+    #[error("no randomness")]
+    Random,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    /// Bytes from hex (test vectors).
+    pub fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+}
