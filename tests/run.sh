@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Jianmen's whole test suite on a fresh Debian 12 machine: installs the real peers the tests
 # talk to (Postfix smtp-source/smtp-sink, swaks, dnsmasq, ClamAV clamd) and the model trainer's
-# Python requirements, Chromium and playwright-core for the console, checks formatting and lints, builds, tests.
+# Python requirements, Chromium and playwright-core for the console, Tongsuo (built from crates.io's
+# tongsuo-src) for national-cipher TLS, checks formatting and lints, builds, tests.
 # Needs root (or sudo) for apt and for the disk-full test's tmpfs mount.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +47,22 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   echo "== npm ci (tests/browser)"
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+# The national-cipher interop peer: Tongsuo's `tongsuo` command, built from the source in
+# crates.io's tongsuo-src (pinned in Cargo.lock by tests/Cargo.toml), kept between runs.
+TONGSUO=/var/tmp/tongsuo-850.1.1
+if [ ! -x "$TONGSUO/bin/tongsuo" ]; then
+  echo "== building Tongsuo 8.5 (a few minutes, once)"
+  cargo fetch --locked
+  src=$(cargo metadata --format-version 1 --locked | python3 -c \
+    'import json,sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"]=="tongsuo-src"))')
+  build=$(mktemp -d)
+  cp -r "$(dirname "$src")/tongsuo/." "$build"
+  (cd "$build" && ./config --prefix="$TONGSUO" enable-ntls no-tests no-shared >/dev/null \
+    && make -j"$(nproc)" >/dev/null && make install_sw >/dev/null)
+  rm -rf "$build"
+fi
+export JIANMEN_TONGSUO="$TONGSUO/bin/tongsuo"
 
 # Keep build products outside the clone so CI reruns are incremental; a fresh machine still works.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/jianmen-target}"

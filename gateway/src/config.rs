@@ -310,6 +310,13 @@ pub struct TlsConfig {
     /// Generate a self-signed certificate for `server.hostname` at start (demo and tests).
     #[serde(default)]
     pub self_signed: bool,
+    /// PEM SM2 certificate chain for national-cipher (RFC 8998) clients; with `sm_key`. Left
+    /// out, a self-signed SM2 certificate for `server.hostname` is generated at start.
+    #[serde(default)]
+    pub sm_cert: Option<PathBuf>,
+    /// PEM SM2 private key (PKCS#8 or SEC1).
+    #[serde(default)]
+    pub sm_key: Option<PathBuf>,
 }
 
 /// Which recipient domains this gateway accepts mail for.
@@ -849,6 +856,12 @@ impl Config {
                         "set either both `cert` and `key`, or `self_signed = true`",
                     ));
                 }
+            }
+            if tls.sm_cert.is_some() != tls.sm_key.is_some() {
+                return Err(invalid(
+                    "tls",
+                    "set both `sm_cert` and `sm_key`, or neither",
+                ));
             }
         }
         let mut seen = BTreeSet::new();

@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use tokio_rustls::TlsAcceptor;
-
 use crate::config::Config;
 use crate::intake::Intake;
 use crate::metrics::Metrics;
@@ -91,7 +89,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         ));
     }
     let tls = match &config.tls {
-        Some(t) => Some(TlsAcceptor::from(crate::tls::server_config(
+        Some(t) => Some(Arc::new(crate::tls::ServerTls::new(
             t,
             &config.server.hostname,
         )?)),

@@ -6,6 +6,7 @@ mod features_command;
 mod quarantine_command;
 mod retrain_command;
 mod scan_command;
+mod tls_probe_command;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -169,6 +170,17 @@ enum Command {
         /// Configuration file (TOML).
         #[arg(long, short, default_value = "/etc/jianmen/jianmen.toml")]
         config: PathBuf,
+    },
+    /// Show what outbound TLS negotiates with a server (protocol, suite, group).
+    TlsProbe {
+        /// Server address, `host:port`.
+        addr: String,
+        /// Speak SMTP first and upgrade with STARTTLS.
+        #[arg(long)]
+        starttls: bool,
+        /// Server name sent in SNI.
+        #[arg(long, default_value = "localhost")]
+        name: String,
     },
 }
 
@@ -363,6 +375,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 rules.len()
             );
         }
+        Command::TlsProbe {
+            addr,
+            starttls,
+            name,
+        } => tls_probe_command::run(&addr, starttls, &name).await?,
         Command::Queue { config, action } => {
             let config = Config::load(&config)?;
             queue_command(&config, action).await?;

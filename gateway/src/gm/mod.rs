@@ -5,6 +5,8 @@
 //! Known risk: RustCrypto's `sm4` looks up its S-box in a table, which is not constant-time
 //! against an attacker who shares the CPU cache; SM2 and SM3 are constant-time.
 
+pub mod cert;
+pub mod rfc8998;
 pub mod sm2;
 pub mod sm3;
 pub mod sm4;

@@ -51,6 +51,13 @@ impl Sm2PrivateKey {
             .map_err(|_| GmError::BadKey)
     }
 
+    /// From a SEC1 `ECPrivateKey` document (DER), as `openssl ecparam -genkey` writes.
+    pub fn from_sec1_der(der: &[u8]) -> Result<Self, GmError> {
+        SecretKey::from_sec1_der(der)
+            .map(Sm2PrivateKey)
+            .map_err(|_| GmError::BadKey)
+    }
+
     /// From an unencrypted PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self, GmError> {
         SecretKey::from_pkcs8_pem(pem)

@@ -206,8 +206,12 @@ impl Session {
             .chars()
             .filter(|c| !c.is_control() && *c != '(' && *c != ')')
             .collect();
+        let using = match &self.tls_cipher {
+            Some(tls) => format!("\r\n\t(using {tls})"),
+            None => String::new(),
+        };
         let mut header = format!(
-            "Received: from {helo} ([{}])\r\n\tby {} (Jianmen) with {protocol} id {}",
+            "Received: from {helo} ([{}]){using}\r\n\tby {} (Jianmen) with {protocol} id {}",
             self.client_ip, self.ctx.hostname, tx.queue_id
         );
         if let [rcpt] = tx.rcpts.as_slice() {

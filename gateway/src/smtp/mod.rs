@@ -18,7 +18,6 @@ use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 use crate::config::SmtpConfig;
 use crate::metrics::Metrics;
@@ -48,7 +47,7 @@ pub struct SessionContext {
     /// Limits and timeouts.
     pub limits: Arc<SmtpConfig>,
     /// STARTTLS acceptor, if a certificate is configured.
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
     /// Where accepted messages go.
     pub inbox: Arc<dyn Inbox>,
     /// Counters.

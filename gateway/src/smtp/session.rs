@@ -46,6 +46,8 @@ pub struct Session {
     pub(super) esmtp: bool,
     /// STARTTLS completed.
     pub(super) tls: bool,
+    /// What STARTTLS negotiated (for the `Received:` header).
+    pub(super) tls_cipher: Option<String>,
     pub(super) tx: Option<Transaction>,
     pub(super) messages: usize,
     errors: usize,
@@ -74,6 +76,7 @@ impl Session {
             helo: None,
             esmtp: false,
             tls: false,
+            tls_cipher: None,
             tx: None,
             messages: 0,
             errors: 0,
@@ -271,6 +274,9 @@ impl Session {
         .await;
         match handshake {
             Ok(Ok(tls)) => {
+                let negotiated = crate::tls::describe(tls.get_ref().1);
+                tracing::debug!(client = %self.client_ip, tls = %negotiated, "TLS established");
+                self.tls_cipher = Some(negotiated);
                 self.conn.put_stream(Box::new(tls));
                 self.tls = true;
                 self.helo = None;

@@ -296,6 +296,8 @@ pub async fn start(
         cert: None,
         key: None,
         self_signed: true,
+        sm_cert: None,
+        sm_key: None,
     });
     let mut tls = (*crate::tls::server_config(&tls_config, &config.server.hostname)?).clone();
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];

@@ -1,0 +1,126 @@
+//! SM2 X.509 certificates: a self-signed certificate for the gateway's host name (the demo,
+//! tests, and appliances before the customer's CA issues one). Written as DER by hand: the
+//! X.509 crates cannot sign with SM2.
+
+use super::GmError;
+use super::sm2::{DEFAULT_ID, Sm2PrivateKey};
+
+/// `SEQUENCE { OID 1.2.156.10197.1.501 (SM2 signature with SM3) }`, contents only.
+pub const SM2_SM3_ALG_ID: &[u8] = &[0x06, 0x08, 0x2a, 0x81, 0x1c, 0xcf, 0x55, 0x01, 0x83, 0x75];
+/// The same with explicit NULL parameters, as some CAs write it.
+pub const SM2_SM3_ALG_ID_NULL: &[u8] = &[
+    0x06, 0x08, 0x2a, 0x81, 0x1c, 0xcf, 0x55, 0x01, 0x83, 0x75, 0x05, 0x00,
+];
+/// `id-ecPublicKey` with the named curve SM2 (1.2.156.10197.1.301), contents only.
+pub const SM2_PUBLIC_KEY_ALG_ID: &[u8] = &[
+    0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x81, 0x1c, 0xcf, 0x55,
+    0x01, 0x82, 0x2d,
+];
+
+/// One DER element.
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+fn seq(parts: &[&[u8]]) -> Vec<u8> {
+    tlv(0x30, &parts.concat())
+}
+
+fn name(common_name: &str) -> Vec<u8> {
+    let cn_oid = [0x06, 0x03, 0x55, 0x04, 0x03];
+    let atv = seq(&[&cn_oid, &tlv(0x0c, common_name.as_bytes())]);
+    seq(&[&tlv(0x31, &atv)])
+}
+
+/// UTCTime until 2049, GeneralizedTime after (RFC 5280 §4.1.2.5).
+fn time(t: chrono::DateTime<chrono::Utc>) -> Vec<u8> {
+    use chrono::Datelike;
+    if t.year() < 2050 {
+        tlv(0x17, t.format("%y%m%d%H%M%SZ").to_string().as_bytes())
+    } else {
+        tlv(0x18, t.format("%Y%m%d%H%M%SZ").to_string().as_bytes())
+    }
+}
+
+/// A self-signed SM2 certificate (DER) for `host`, valid from an hour ago for `days`, for
+/// TLS servers (digital signature; SAN dNSName `host`).
+pub fn self_signed(key: &Sm2PrivateKey, host: &str, days: i64) -> Result<Vec<u8>, GmError> {
+    let now = chrono::Utc::now();
+    let mut serial = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial)
+        .map_err(|_| GmError::Random)?;
+    serial[0] &= 0x7f;
+    serial[0] |= 0x01;
+    let sig_alg = tlv(0x30, SM2_SM3_ALG_ID);
+    let spki = key.public_key().to_spki_der()?;
+    let san = seq(&[
+        &[0x06, 0x03, 0x55, 0x1d, 0x11],
+        &tlv(0x04, &seq(&[&tlv(0x82, host.as_bytes())])),
+    ]);
+    let key_usage = seq(&[
+        &[0x06, 0x03, 0x55, 0x1d, 0x0f],
+        &[0x01, 0x01, 0xff],
+        &tlv(0x04, &[0x03, 0x02, 0x07, 0x80]),
+    ]);
+    let tbs = seq(&[
+        &tlv(0xa0, &[0x02, 0x01, 0x02]),
+        &tlv(0x02, &serial),
+        &sig_alg,
+        &name(host),
+        &seq(&[
+            &time(now - chrono::Duration::hours(1)),
+            &time(now + chrono::Duration::days(days)),
+        ]),
+        &name(host),
+        &spki,
+        &tlv(0xa3, &seq(&[&san, &key_usage])),
+    ]);
+    let signature = key.sign(DEFAULT_ID, &tbs)?;
+    let mut bits = vec![0u8];
+    bits.extend_from_slice(&signature);
+    Ok(seq(&[&tbs, &sig_alg, &tlv(0x03, &bits)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gm::sm2::Sm2PublicKey;
+
+    #[test]
+    fn the_certificate_parses_and_its_signature_verifies() {
+        let key = Sm2PrivateKey::generate();
+        let der = self_signed(&key, "mx.example.com", 365).unwrap();
+        // Parsed by webpki (as rustls will): name and key algorithm found.
+        let cert = rustls_pki_types::CertificateDer::from(der.clone());
+        let ee = webpki::EndEntityCert::try_from(&cert).unwrap();
+        let name = rustls_pki_types::ServerName::try_from("mx.example.com").unwrap();
+        assert!(ee.verify_is_valid_for_subject_name(&name).is_ok());
+        // The outer structure: tbs, algorithm, signature over tbs with the standard ID.
+        let (tbs, rest) = split_der(&der[4..]);
+        let (alg, sig) = split_der(rest);
+        assert_eq!(&alg[2..], SM2_SM3_ALG_ID);
+        let public = Sm2PublicKey::from_sec1(&key.public_key().to_sec1()).unwrap();
+        assert!(public.verify(DEFAULT_ID, tbs, &sig[3..]).is_ok());
+    }
+
+    /// The first DER element of `b` (with header) and the rest (lengths < 64 KiB).
+    fn split_der(b: &[u8]) -> (&[u8], &[u8]) {
+        let (len, header) = match b[1] {
+            n if n < 0x80 => (n as usize, 2),
+            0x81 => (b[2] as usize, 3),
+            _ => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
+        };
+        b.split_at(header + len)
+    }
+}

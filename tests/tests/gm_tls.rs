@@ -1,0 +1,224 @@
+//! National-cipher TLS against an independent implementation: Tongsuo 8.5 (built from crates.io
+//! `tongsuo-src` by tests/run.sh, `JIANMEN_TONGSUO`) talks RFC 8998 (TLS_SM4_GCM_SM3, curveSM2,
+//! sm2sig_sm3) to the gateway's SMTP STARTTLS, with and without a HelloRetryRequest, and
+//! international clients still get international suites; the gateway's outbound client
+//! negotiates RFC 8998 with a Tongsuo server that speaks nothing else; and one gateway
+//! delivers to another over SM TLS. Everything listens on 127.0.0.1 only.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use jianmen_testkit::{Gateway, Setup, Sink, free_port, jianmen_bin, wait_until};
+
+fn tongsuo() -> PathBuf {
+    let path = PathBuf::from(
+        std::env::var("JIANMEN_TONGSUO")
+            .expect("JIANMEN_TONGSUO names Tongsuo's binary (tests/run.sh builds it)"),
+    );
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}
+
+/// Runs `tongsuo s_client -starttls smtp` against the gateway with `args`, feeding it `script`
+/// line by line once connected; returns everything it printed.
+fn s_client(gw: &Gateway, args: &[&str], script: &[&str]) -> String {
+    let mut child = Command::new(tongsuo())
+        .args(["s_client", "-starttls", "smtp", "-ign_eof", "-nocommands"])
+        .arg("-connect")
+        .arg(gw.addr.to_string())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    for line in script {
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\r\n").unwrap();
+        stdin.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+const SM_ONLY: &[&str] = &[
+    "-tls1_3",
+    "-ciphersuites",
+    "TLS_SM4_GCM_SM3",
+    "-sigalgs",
+    "sm2sig_sm3",
+    "-enable_sm_tls13_strict",
+];
+
+#[test]
+fn tongsuo_clients_get_rfc_8998_on_starttls_and_others_get_international_tls() {
+    let sink = Sink::start(&[]);
+    let gw = Gateway::start(&Setup::new(sink.port, sink.port));
+
+    // Strict SM, key share on curveSM2 at once; then mail over it.
+    let args = [SM_ONLY, &["-groups", "SM2"]].concat();
+    let out = s_client(
+        &gw,
+        &args,
+        &[
+            "EHLO tongsuo.test",
+            "MAIL FROM:<sender@outside.test>",
+            "RCPT TO:<alice@example.com>",
+            "DATA",
+            "Subject: over SM TLS\r\n\r\nsealed with SM4-GCM\r\n.",
+            "QUIT",
+        ],
+    );
+    assert!(out.contains("Cipher is TLS_SM4_GCM_SM3"), "{out}");
+    assert!(out.contains("Peer signature type: sm2sig_sm3"), "{out}");
+    assert!(out.contains("250 2.0.0"), "the message was accepted: {out}");
+    assert!(wait_until(Duration::from_secs(15), || !sink
+        .messages()
+        .is_empty()));
+    let received = sink.messages()[0].header("Received").unwrap();
+    assert!(
+        received.contains("using TLSv1.3 with cipher TLS_SM4_GCM_SM3 (curveSM2)"),
+        "{received}"
+    );
+
+    // Key share for X25519 first: the gateway answers with a HelloRetryRequest for curveSM2.
+    let args = [SM_ONLY, &["-groups", "X25519:SM2"]].concat();
+    let out = s_client(&gw, &args, &["EHLO tongsuo.test", "QUIT"]);
+    assert!(out.contains("Cipher is TLS_SM4_GCM_SM3"), "{out}");
+    assert!(
+        out.contains("250-STARTTLS") || out.contains("250 CHUNKING"),
+        "{out}"
+    );
+
+    // Clients without the SM suite keep international TLS, 1.3 and 1.2.
+    let out = s_client(
+        &gw,
+        &["-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256"],
+        &["QUIT"],
+    );
+    assert!(out.contains("Cipher is TLS_AES_128_GCM_SHA256"), "{out}");
+    let out = s_client(&gw, &["-tls1_2"], &["QUIT"]);
+    assert!(out.contains("New, TLSv1.2, Cipher is ECDHE-"), "{out}");
+}
+
+#[test]
+fn the_outbound_client_negotiates_rfc_8998_with_a_tongsuo_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert, cnf) = (
+        dir.path().join("sm2.key"),
+        dir.path().join("sm2.crt"),
+        dir.path().join("req.cnf"),
+    );
+    std::fs::write(&cnf, "[req]\ndistinguished_name = dn\n[dn]\n").unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(tongsuo()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    };
+    run(&[
+        "ecparam".as_ref(),
+        "-genkey".as_ref(),
+        "-name".as_ref(),
+        "SM2".as_ref(),
+        "-out".as_ref(),
+        key.as_os_str(),
+    ]);
+    run(&[
+        "req".as_ref(),
+        "-config".as_ref(),
+        cnf.as_os_str(),
+        "-new".as_ref(),
+        "-x509".as_ref(),
+        "-key".as_ref(),
+        key.as_os_str(),
+        "-sm3".as_ref(),
+        "-sigopt".as_ref(),
+        "distid:1234567812345678".as_ref(),
+        "-subj".as_ref(),
+        "/CN=downstream.test".as_ref(),
+        "-days".as_ref(),
+        "30".as_ref(),
+        "-out".as_ref(),
+        cert.as_os_str(),
+    ]);
+    let port = free_port();
+    // s_server ends when its standard input does: keep it open.
+    let mut server = Command::new(tongsuo())
+        .args(["s_server", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .args(SM_ONLY)
+        .args(["-groups", "SM2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    // That probe connection made s_server print an error; the next one is the real one.
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Command::new(jianmen_bin())
+        .args([
+            "tls-probe",
+            &format!("127.0.0.1:{port}"),
+            "--name",
+            "downstream.test",
+        ])
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    // The client's first key share is X25519: this also took a HelloRetryRequest.
+    assert!(
+        text.contains("TLSv1.3 with cipher TLS_SM4_GCM_SM3 (curveSM2)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn one_gateway_delivers_to_another_over_sm_tls() {
+    let sink = Sink::start(&[]);
+    let inner = Gateway::start(&Setup::new(sink.port, sink.port));
+    let mut setup = Setup::new(inner.addr.port(), sink.port);
+    setup.downstream_tls = "required";
+    let outer = Gateway::start(&setup);
+    let mut c = jianmen_testkit::Client::ready(outer.addr);
+    let r = c.send_mail(
+        "sender@outside.test",
+        &["alice@example.com"],
+        b"Subject: relayed\r\n\r\nhop over SM TLS\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    assert!(wait_until(Duration::from_secs(20), || !sink
+        .messages()
+        .is_empty()));
+    let message = sink.messages().remove(0);
+    let hop = message
+        .content
+        .lines()
+        .skip_while(|l| !l.starts_with("Received:"))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        hop.contains("using TLSv1.3 with cipher TLS_SM4_GCM_SM3 (curveSM2)"),
+        "the inner gateway's Received header: {hop}"
+    );
+}
