@@ -63,6 +63,22 @@ impl Identity {
         Ok(Self { chain, key })
     }
 
+    /// The international identity of `[tls]` (files, or generated).
+    pub fn international(config: &TlsConfig, hostname: &str) -> Result<Self, TlsError> {
+        match (&config.cert, &config.key) {
+            (Some(cert), Some(key)) => Identity::from_pem_files(cert, key),
+            _ => Identity::self_signed(hostname),
+        }
+    }
+
+    /// The SM2 identity of `[tls]` (files, or generated).
+    pub fn sm2(config: &TlsConfig, hostname: &str) -> Result<Self, TlsError> {
+        match (&config.sm_cert, &config.sm_key) {
+            (Some(cert), Some(key)) => Identity::from_pem_files(cert, key),
+            _ => Identity::self_signed_sm2(hostname),
+        }
+    }
+
     /// Generates an SM2 key and a self-signed SM2 certificate for `hostname`.
     pub fn self_signed_sm2(hostname: &str) -> Result<Self, TlsError> {
         let generated = |e: crate::gm::GmError| TlsError::Pem {
@@ -113,13 +129,9 @@ pub struct ServerTls {
 impl ServerTls {
     /// Both configurations from `[tls]`; a missing SM2 certificate is generated.
     pub fn new(config: &TlsConfig, hostname: &str) -> Result<ServerTls, TlsError> {
-        let sm_identity = match (&config.sm_cert, &config.sm_key) {
-            (Some(cert), Some(key)) => Identity::from_pem_files(cert, key)?,
-            _ => Identity::self_signed_sm2(hostname)?,
-        };
         Ok(ServerTls {
             international: server_config(config, hostname)?,
-            sm: sm_server_config_for(sm_identity)?,
+            sm: sm_server_config_for(Identity::sm2(config, hostname)?)?,
         })
     }
 
@@ -152,11 +164,57 @@ impl ServerTls {
 
 /// The inbound server configuration with the international certificate.
 pub fn server_config(config: &TlsConfig, hostname: &str) -> Result<Arc<ServerConfig>, TlsError> {
-    let identity = match (&config.cert, &config.key) {
-        (Some(cert), Some(key)) => Identity::from_pem_files(cert, key)?,
-        _ => Identity::self_signed(hostname)?,
+    server_config_for(Identity::international(config, hostname)?)
+}
+
+/// One configuration serving both kinds of client, for servers that cannot choose a
+/// configuration per connection (the console under actix-web): RFC 8998's suite comes first in
+/// the server's order, and the certificate is chosen from the ClientHello as [`ServerTls`]
+/// does. In TLS 1.3 suite and certificate are independent, so every pairing is valid.
+pub fn dual_server_config(config: &TlsConfig, hostname: &str) -> Result<ServerConfig, TlsError> {
+    let certified = |identity: Identity, provider: &CryptoProvider| -> Result<_, TlsError> {
+        let key = provider.key_provider.load_private_key(identity.key)?;
+        Ok(Arc::new(rustls::sign::CertifiedKey::new(
+            identity.chain,
+            key,
+        )))
     };
-    server_config_for(identity)
+    let sm = rfc8998::provider();
+    let mut provider = rustls::crypto::ring::default_provider();
+    let resolver = DualResolver {
+        international: certified(Identity::international(config, hostname)?, &provider)?,
+        sm: certified(Identity::sm2(config, hostname)?, &sm)?,
+    };
+    let mut suites = sm.cipher_suites;
+    suites.append(&mut provider.cipher_suites);
+    provider.cipher_suites = suites;
+    provider.kx_groups.extend(sm.kx_groups);
+    let mut server = ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    server.ignore_client_order = true;
+    Ok(server)
+}
+
+/// Picks the SM2 or the international certificate from the ClientHello.
+#[derive(Debug)]
+struct DualResolver {
+    international: Arc<rustls::sign::CertifiedKey>,
+    sm: Arc<rustls::sign::CertifiedKey>,
+}
+
+impl rustls::server::ResolvesServerCert for DualResolver {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(if ServerTls::wants_sm(&hello) {
+            self.sm.clone()
+        } else {
+            self.international.clone()
+        })
+    }
 }
 
 /// An RFC 8998 server configuration (TLS 1.3 only) for an SM2 identity.

@@ -3,7 +3,8 @@
 //! sm2sig_sm3) to the gateway's SMTP STARTTLS, with and without a HelloRetryRequest, and
 //! international clients still get international suites; the gateway's outbound client
 //! negotiates RFC 8998 with a Tongsuo server that speaks nothing else; and one gateway
-//! delivers to another over SM TLS. Everything listens on 127.0.0.1 only.
+//! delivers to another over SM TLS; the HTTPS console serves both kinds of client. Everything
+//! listens on 127.0.0.1 only.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -24,10 +25,14 @@ fn tongsuo() -> PathBuf {
 /// Runs `tongsuo s_client -starttls smtp` against the gateway with `args`, feeding it `script`
 /// line by line once connected; returns everything it printed.
 fn s_client(gw: &Gateway, args: &[&str], script: &[&str]) -> String {
+    let args = [&["-starttls", "smtp"], args].concat();
+    tongsuo_client(&gw.addr.to_string(), &args, script)
+}
+
+/// Runs `tongsuo s_client` against `addr` with `args`, then feeds it `script`.
+fn tongsuo_client(addr: &str, args: &[&str], script: &[&str]) -> String {
     let mut child = Command::new(tongsuo())
-        .args(["s_client", "-starttls", "smtp", "-ign_eof", "-nocommands"])
-        .arg("-connect")
-        .arg(gw.addr.to_string())
+        .args(["s_client", "-ign_eof", "-nocommands", "-connect", addr])
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -110,6 +115,29 @@ fn tongsuo_clients_get_rfc_8998_on_starttls_and_others_get_international_tls() {
     assert!(out.contains("Cipher is TLS_AES_128_GCM_SHA256"), "{out}");
     let out = s_client(&gw, &["-tls1_2"], &["QUIT"]);
     assert!(out.contains("New, TLSv1.2, Cipher is ECDHE-"), "{out}");
+}
+
+#[test]
+fn the_console_answers_https_over_rfc_8998_and_international_tls() {
+    let sink = Sink::start(&[]);
+    let console = free_port();
+    let setup = Setup::new(sink.port, sink.port)
+        .section(&format!("[console]\nlisten = \"127.0.0.1:{console}\""));
+    let _gw = Gateway::start(&setup);
+    let addr = format!("127.0.0.1:{console}");
+    let request = ["GET /api/session HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n"];
+    let args = [SM_ONLY, &["-groups", "SM2"]].concat();
+    let out = tongsuo_client(&addr, &args, &request);
+    assert!(out.contains("Cipher is TLS_SM4_GCM_SM3"), "{out}");
+    assert!(out.contains("Peer signature type: sm2sig_sm3"), "{out}");
+    assert!(out.contains("HTTP/1.1 401"), "the console answered: {out}");
+    let out = tongsuo_client(
+        &addr,
+        &["-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"],
+        &request,
+    );
+    assert!(out.contains("Cipher is TLS_AES_256_GCM_SHA384"), "{out}");
+    assert!(out.contains("HTTP/1.1 401"), "{out}");
 }
 
 #[test]

@@ -299,7 +299,7 @@ pub async fn start(
         sm_cert: None,
         sm_key: None,
     });
-    let mut tls = (*crate::tls::server_config(&tls_config, &config.server.hostname)?).clone();
+    let mut tls = crate::tls::dual_server_config(&tls_config, &config.server.hostname)?;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let listener = TcpListener::bind(c.listen).map_err(|e| {
         std::io::Error::new(
