@@ -171,6 +171,19 @@ enum Command {
         #[arg(long, short, default_value = "/etc/jianmen/jianmen.toml")]
         config: PathBuf,
     },
+    /// Make an SM2 key, a self-signed SM2 certificate and a certificate request for a CA
+    /// (`sm2-key.pem`, `sm2-cert.pem`, `sm2.csr` in DIR; for `tls.sm_cert` / `tls.sm_key`).
+    CertSm2 {
+        /// Host name the certificate is for.
+        #[arg(long)]
+        host: String,
+        /// Directory to write into (an existing key is never overwritten).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Days the self-signed certificate is valid.
+        #[arg(long, default_value_t = 3650)]
+        days: i64,
+    },
     /// Show what outbound TLS negotiates with a server (protocol, suite, group).
     TlsProbe {
         /// Server address, `host:port`.
@@ -375,6 +388,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 rules.len()
             );
         }
+        Command::CertSm2 { host, dir, days } => cert_sm2(&host, &dir, days)?,
         Command::TlsProbe {
             addr,
             starttls,
@@ -461,6 +475,47 @@ async fn queue_command(config: &Config, action: QueueAction) -> Result<()> {
             println!("{n} message(s) due now");
         }
     }
+    Ok(())
+}
+
+/// `jianmen cert-sm2`: key (0600, never overwritten), self-signed certificate and request.
+fn cert_sm2(host: &str, dir: &std::path::Path, days: i64) -> Result<()> {
+    use jianmen::gm::cert;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if !jianmen::config::is_domain_like(host) {
+        anyhow::bail!("--host must be a host name");
+    }
+    if !(1..=36500).contains(&days) {
+        anyhow::bail!("--days must be 1 to 36500");
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let key = jianmen::gm::sm2::Sm2PrivateKey::generate();
+    let key_path = dir.join("sm2-key.pem");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key_path)
+        .with_context(|| {
+            format!(
+                "{} (an existing key is never overwritten)",
+                key_path.display()
+            )
+        })?;
+    f.write_all(key.to_pkcs8_pem()?.as_bytes())?;
+    f.sync_all()?;
+    let certificate = cert::self_signed(&key, host, days)?;
+    std::fs::write(
+        dir.join("sm2-cert.pem"),
+        cert::pem("CERTIFICATE", &certificate),
+    )?;
+    let csr = cert::request(&key, host)?;
+    std::fs::write(dir.join("sm2.csr"), cert::pem("CERTIFICATE REQUEST", &csr))?;
+    println!(
+        "{}: sm2-key.pem, sm2-cert.pem (self-signed, {days} days), sm2.csr (for your CA)",
+        dir.display()
+    );
     Ok(())
 }
 

@@ -87,6 +87,8 @@ pub struct Setup {
     pub scan: Vec<String>,
     /// Whole TOML sections appended to the configuration (e.g. `[dns]`, `[scan.clamav]`).
     pub sections: Vec<String>,
+    /// Extra `[tls]` lines (it always has `self_signed = true`).
+    pub tls: Vec<String>,
 }
 
 impl Setup {
@@ -103,6 +105,7 @@ impl Setup {
             catch_all: true,
             scan: vec!["enabled = false".into()],
             sections: Vec::new(),
+            tls: Vec::new(),
         }
     }
 
@@ -144,6 +147,7 @@ listen = ["127.0.0.1:{port}"]
 
 [tls]
 self_signed = true
+{tls_lines}
 
 [domains]
 protected = [{protected}]
@@ -166,6 +170,7 @@ listen = "127.0.0.1:0"
 {sections}
 "#,
             scan = self.scan.join("\n"),
+            tls_lines = self.tls.join("\n"),
             sections = self.sections.join("\n\n"),
             data = data_dir.display(),
             smtp = self.smtp.join("\n"),

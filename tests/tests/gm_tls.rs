@@ -250,3 +250,77 @@ fn one_gateway_delivers_to_another_over_sm_tls() {
         "the inner gateway's Received header: {hop}"
     );
 }
+
+#[test]
+fn certificates_from_cert_sm2_verify_in_tongsuo_and_serve_starttls() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let out = Command::new(jianmen_bin())
+        .args(["cert-sm2", "--host", "gw.jianmen.test", "--dir"])
+        .arg(&certs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // An existing key is never overwritten.
+    let again = Command::new(jianmen_bin())
+        .args(["cert-sm2", "--host", "gw.jianmen.test", "--dir"])
+        .arg(&certs)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    let (cert, key, csr) = (
+        certs.join("sm2-cert.pem"),
+        certs.join("sm2-key.pem"),
+        certs.join("sm2.csr"),
+    );
+    let cnf = dir.path().join("req.cnf");
+    std::fs::write(&cnf, "[req]\ndistinguished_name = dn\n[dn]\n").unwrap();
+    let out = Command::new(tongsuo())
+        .arg("req")
+        .arg("-config")
+        .arg(&cnf)
+        .arg("-in")
+        .arg(&csr)
+        .args(["-verify", "-noout"])
+        .output()
+        .unwrap();
+    let text = format!("{out:?}");
+    assert!(
+        text.contains("verify OK"),
+        "Tongsuo checks the request's SM2 signature: {text}"
+    );
+    let out = Command::new(tongsuo())
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(&cert)
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "Tongsuo checks the certificate: {out:?}"
+    );
+
+    // The gateway serves them; Tongsuo, trusting that certificate, verifies the handshake.
+    let sink = Sink::start(&[]);
+    let mut setup = Setup::new(sink.port, sink.port);
+    setup.tls = vec![
+        format!("sm_cert = \"{}\"", cert.display()),
+        format!("sm_key = \"{}\"", key.display()),
+    ];
+    let gw = Gateway::start(&setup);
+    let args = [
+        SM_ONLY,
+        &[
+            "-groups",
+            "SM2",
+            "-verify_return_error",
+            "-CAfile",
+            cert.to_str().unwrap(),
+        ],
+    ]
+    .concat();
+    let out = s_client(&gw, &args, &["QUIT"]);
+    assert!(out.contains("Cipher is TLS_SM4_GCM_SM3"), "{out}");
+    assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+}

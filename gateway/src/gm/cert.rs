@@ -53,17 +53,8 @@ fn time(t: chrono::DateTime<chrono::Utc>) -> Vec<u8> {
     }
 }
 
-/// A self-signed SM2 certificate (DER) for `host`, valid from an hour ago for `days`, for
-/// TLS servers (digital signature; SAN dNSName `host`).
-pub fn self_signed(key: &Sm2PrivateKey, host: &str, days: i64) -> Result<Vec<u8>, GmError> {
-    let now = chrono::Utc::now();
-    let mut serial = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial)
-        .map_err(|_| GmError::Random)?;
-    serial[0] &= 0x7f;
-    serial[0] |= 0x01;
-    let sig_alg = tlv(0x30, SM2_SM3_ALG_ID);
-    let spki = key.public_key().to_spki_der()?;
+/// The SubjectAltName and key-usage extensions of a TLS server certificate for `host`.
+fn server_extensions(host: &str) -> Vec<u8> {
     let san = seq(&[
         &[0x06, 0x03, 0x55, 0x1d, 0x11],
         &tlv(0x04, &seq(&[&tlv(0x82, host.as_bytes())])),
@@ -73,10 +64,52 @@ pub fn self_signed(key: &Sm2PrivateKey, host: &str, days: i64) -> Result<Vec<u8>
         &[0x01, 0x01, 0xff],
         &tlv(0x04, &[0x03, 0x02, 0x07, 0x80]),
     ]);
+    seq(&[&san, &key_usage])
+}
+
+/// `info` signed with `key`: `SEQUENCE { info, sm2-with-sm3, BIT STRING signature }`, the
+/// shape of certificates and certificate requests alike.
+fn signed(key: &Sm2PrivateKey, info: &[u8]) -> Result<Vec<u8>, GmError> {
+    let signature = key.sign(DEFAULT_ID, info)?;
+    let mut bits = vec![0u8];
+    bits.extend_from_slice(&signature);
+    Ok(seq(&[info, &tlv(0x30, SM2_SM3_ALG_ID), &tlv(0x03, &bits)]))
+}
+
+/// A PKCS#10 certificate request (DER) for `host`, SM2-signed, asking for the same
+/// extensions as [`self_signed`] — what a customer's CA needs to issue the gateway's SM2
+/// certificate.
+pub fn request(key: &Sm2PrivateKey, host: &str) -> Result<Vec<u8>, GmError> {
+    // extensionRequest (1.2.840.113549.1.9.14)
+    let ext_req = seq(&[
+        &[
+            0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x0e,
+        ],
+        &tlv(0x31, &server_extensions(host)),
+    ]);
+    let info = seq(&[
+        &[0x02, 0x01, 0x00],
+        &name(host),
+        &key.public_key().to_spki_der()?,
+        &tlv(0xa0, &ext_req),
+    ]);
+    signed(key, &info)
+}
+
+/// A self-signed SM2 certificate (DER) for `host`, valid from an hour ago for `days`, for
+/// TLS servers (digital signature; SAN dNSName `host`).
+pub fn self_signed(key: &Sm2PrivateKey, host: &str, days: i64) -> Result<Vec<u8>, GmError> {
+    let now = chrono::Utc::now();
+    let mut serial = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial)
+        .map_err(|_| GmError::Random)?;
+    serial[0] &= 0x7f;
+    serial[0] |= 0x01;
+    let spki = key.public_key().to_spki_der()?;
     let tbs = seq(&[
         &tlv(0xa0, &[0x02, 0x01, 0x02]),
         &tlv(0x02, &serial),
-        &sig_alg,
+        &tlv(0x30, SM2_SM3_ALG_ID),
         &name(host),
         &seq(&[
             &time(now - chrono::Duration::hours(1)),
@@ -84,12 +117,22 @@ pub fn self_signed(key: &Sm2PrivateKey, host: &str, days: i64) -> Result<Vec<u8>
         ]),
         &name(host),
         &spki,
-        &tlv(0xa3, &seq(&[&san, &key_usage])),
+        &tlv(0xa3, &server_extensions(host)),
     ]);
-    let signature = key.sign(DEFAULT_ID, &tbs)?;
-    let mut bits = vec![0u8];
-    bits.extend_from_slice(&signature);
-    Ok(seq(&[&tbs, &sig_alg, &tlv(0x03, &bits)]))
+    signed(key, &tbs)
+}
+
+/// PEM armour for DER under `label` (`CERTIFICATE`, `CERTIFICATE REQUEST`, `PRIVATE KEY`).
+pub fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use sm2::elliptic_curve::point::AffineCoordinates;
 use sm2::elliptic_curve::sec1::{FromSec1Point, ToSec1Point};
 
 use super::cert::{SM2_PUBLIC_KEY_ALG_ID, SM2_SM3_ALG_ID, SM2_SM3_ALG_ID_NULL};
-use super::sm2::{DEFAULT_ID, Sm2PrivateKey, Sm2PublicKey};
+use super::sm2::{DEFAULT_ID, Sm2IdSigner, Sm2PrivateKey, Sm2PublicKey};
 use super::sm3::{DIGEST_LEN, Sm3Hasher, hmac_sm3_parts, sm3};
 use super::sm4::{Sm4Gcm, TAG_LEN};
 
@@ -326,14 +326,15 @@ impl KeyProvider for Sm2KeyProvider {
             PrivateKeyDer::Sec1(k) => Sm2PrivateKey::from_sec1_der(k.secret_sec1_der()),
             _ => Err(super::GmError::BadKey),
         }
+        .and_then(|k| k.signer(TLS13_ID))
         .map_err(|_| Error::General("not an SM2 private key".into()))?;
         Ok(Arc::new(Sm2SigningKey(Arc::new(key))))
     }
 }
 
-/// A certificate's SM2 key, signing CertificateVerify.
+/// A certificate's SM2 key with RFC 8998's ID, signing CertificateVerify.
 #[derive(Debug, Clone)]
-pub struct Sm2SigningKey(pub Arc<Sm2PrivateKey>);
+pub struct Sm2SigningKey(pub Arc<Sm2IdSigner>);
 
 impl SigningKey for Sm2SigningKey {
     fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn Signer>> {
@@ -349,9 +350,7 @@ impl SigningKey for Sm2SigningKey {
 
 impl Signer for Sm2SigningKey {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
-        self.0
-            .sign(TLS13_ID, message)
-            .map_err(|e| Error::General(e.to_string()))
+        Ok(self.0.sign(message))
     }
 
     fn scheme(&self) -> SignatureScheme {

@@ -27,6 +27,24 @@ impl std::fmt::Debug for Sm2PrivateKey {
     }
 }
 
+/// An SM2 private key bound to one distinguishing ID.
+#[derive(Clone)]
+pub struct Sm2IdSigner(SigningKey);
+
+impl std::fmt::Debug for Sm2IdSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sm2IdSigner(…)")
+    }
+}
+
+impl Sm2IdSigner {
+    /// Signs `message`; the signature in DER.
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        let signature: Signature = self.0.sign(message);
+        signature.to_der().to_vec()
+    }
+}
+
 /// An SM2 public key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sm2PublicKey(PublicKey);
@@ -93,9 +111,14 @@ impl Sm2PrivateKey {
 
     /// Signs `message` (SM3 over Z(id, key) ‖ message); the signature in DER.
     pub fn sign(&self, id: &str, message: &[u8]) -> Result<Vec<u8>, GmError> {
-        let key = SigningKey::new(id, &self.0).map_err(|_| GmError::BadKey)?;
-        let signature: Signature = key.sign(message);
-        Ok(signature.to_der().to_vec())
+        Ok(self.signer(id)?.sign(message))
+    }
+
+    /// A signer for one ID, for signing many messages (it keeps Z and the public key).
+    pub fn signer(&self, id: &str) -> Result<Sm2IdSigner, GmError> {
+        SigningKey::new(id, &self.0)
+            .map(Sm2IdSigner)
+            .map_err(|_| GmError::BadKey)
     }
 
     /// Decrypts a GM/T 0009 ASN.1 ciphertext (C1, C3, C2).

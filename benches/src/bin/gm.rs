@@ -1,0 +1,202 @@
+//! National-cipher figures beside their international counterparts, in one run: SM3 vs
+//! SHA-256, SM4-GCM vs AES-128-GCM (16 KiB records), SM2 vs ECDSA P-256 sign and verify, and
+//! full TLS 1.3 handshakes per second (client and server in this thread, in memory) for
+//! RFC 8998 (TLS_SM4_GCM_SM3, curveSM2, SM2 certificate) and for ring (AES-GCM, X25519,
+//! ECDSA). With `JIANMEN_TONGSUO` set (tests/run.sh builds it) Tongsuo's `speed` for SM3,
+//! SM4-GCM and SM2 is printed below for comparison.
+//!
+//! Usage: `cargo run --release -p jianmen-benches --bin gm`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jianmen::gm::sm2::{DEFAULT_ID, Sm2PrivateKey};
+use jianmen::gm::sm3::sm3;
+use jianmen::gm::sm4::Sm4Gcm;
+use ring::signature::{
+    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair,
+};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, ServerConfig, ServerConnection};
+
+/// How long each figure is measured.
+const SPAN: Duration = Duration::from_secs(2);
+
+/// Runs `f` repeatedly for [`SPAN`]; returns operations per second.
+fn rate(mut f: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < SPAN {
+        f();
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn line(what: &str, sm: f64, intl: f64, unit: &str, intl_name: &str) {
+    println!("{what:<28} {sm:>12.1} {unit:<10} {intl_name:<22} {intl:>12.1} {unit}");
+}
+
+/// One full handshake; returns the time the server side spent.
+fn handshake(server: &Arc<ServerConfig>, client: &Arc<rustls::ClientConfig>) -> Duration {
+    let name = ServerName::try_from("bench.test").expect("name");
+    let mut c = ClientConnection::new(client.clone(), name).expect("client");
+    let started = Instant::now();
+    let mut s = ServerConnection::new(server.clone()).expect("server");
+    let mut server_time = started.elapsed();
+    while c.is_handshaking() || s.is_handshaking() {
+        let mut buf = Vec::new();
+        c.write_tls(&mut buf).expect("write");
+        let started = Instant::now();
+        s.read_tls(&mut buf.as_slice()).expect("read");
+        s.process_new_packets().expect("server handshake");
+        let mut buf = Vec::new();
+        s.write_tls(&mut buf).expect("write");
+        server_time += started.elapsed();
+        c.read_tls(&mut buf.as_slice()).expect("read");
+        c.process_new_packets().expect("client handshake");
+    }
+    server_time
+}
+
+/// Full handshakes per second of server CPU (the client's work not counted).
+fn server_rate(server: &Arc<ServerConfig>, client: &Arc<rustls::ClientConfig>) -> f64 {
+    let start = Instant::now();
+    let (mut n, mut busy) = (0u32, Duration::ZERO);
+    while start.elapsed() < SPAN {
+        busy += handshake(server, client);
+        n += 1;
+    }
+    f64::from(n) / busy.as_secs_f64()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!(
+        "{:<28} {:>12} {:<10} {:<22} {:>12}",
+        "operation", "SM", "", "international", ""
+    );
+    let data = vec![0x5au8; 16 * 1024];
+    let mb = data.len() as f64 / 1e6;
+    line(
+        "SM3 (16 KiB)",
+        rate(|| {
+            std::hint::black_box(sm3(&data));
+        }) * mb,
+        rate(|| {
+            std::hint::black_box(ring::digest::digest(&ring::digest::SHA256, &data));
+        }) * mb,
+        "MB/s",
+        "SHA-256 (ring)",
+    );
+    let gcm = Sm4Gcm::new(&[7; 16]);
+    let aes = ring::aead::LessSafeKey::new(ring::aead::UnboundKey::new(
+        &ring::aead::AES_128_GCM,
+        &[7; 16],
+    )?);
+    line(
+        "SM4-GCM seal (16 KiB)",
+        rate(|| {
+            std::hint::black_box(gcm.seal(&[1; 12], b"", &data));
+        }) * mb,
+        rate(|| {
+            let mut buf = data.clone();
+            let nonce = ring::aead::Nonce::assume_unique_for_key([1; 12]);
+            std::hint::black_box(
+                aes.seal_in_place_append_tag(nonce, ring::aead::Aad::empty(), &mut buf)
+                    .is_ok(),
+            );
+        }) * mb,
+        "MB/s",
+        "AES-128-GCM (ring)",
+    );
+    let sm2 = Sm2PrivateKey::generate();
+    let public = sm2.public_key();
+    let signer = sm2.signer(DEFAULT_ID)?;
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+        .map_err(|_| "P-256 key")?;
+    let ecdsa = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+        .map_err(|_| "P-256 key")?;
+    let message = b"handshake transcript hash and context";
+    line(
+        "SM2 sign",
+        rate(|| {
+            std::hint::black_box(signer.sign(message));
+        }),
+        rate(|| {
+            std::hint::black_box(ecdsa.sign(&rng, message).ok());
+        }),
+        "/s",
+        "ECDSA P-256 sign",
+    );
+    let sm2_sig = sm2.sign(DEFAULT_ID, message)?;
+    let p256_sig = ecdsa.sign(&rng, message).map_err(|_| "sign")?;
+    let p256_public = ring::signature::UnparsedPublicKey::new(
+        &ECDSA_P256_SHA256_ASN1,
+        ecdsa.public_key().as_ref().to_vec(),
+    );
+    line(
+        "SM2 verify",
+        rate(|| {
+            std::hint::black_box(public.verify(DEFAULT_ID, message, &sm2_sig).is_ok());
+        }),
+        rate(|| {
+            std::hint::black_box(p256_public.verify(message, p256_sig.as_ref()).is_ok());
+        }),
+        "/s",
+        "ECDSA P-256 verify",
+    );
+    let sm_server =
+        jianmen::tls::sm_server_config_for(jianmen::tls::Identity::self_signed_sm2("bench.test")?)?;
+    let sm_client = jianmen::tls::client_config_with(jianmen::gm::rfc8998::provider())?;
+    let intl_server =
+        jianmen::tls::server_config_for(jianmen::tls::Identity::self_signed("bench.test")?)?;
+    let intl_client = jianmen::tls::client_config_with(rustls::crypto::ring::default_provider())?;
+    line(
+        "RFC 8998 handshakes (both)",
+        rate(|| {
+            handshake(&sm_server, &sm_client);
+        }),
+        rate(|| {
+            handshake(&intl_server, &intl_client);
+        }),
+        "/s",
+        "TLS 1.3 ring (both)",
+    );
+    line(
+        "RFC 8998 server side",
+        server_rate(&sm_server, &sm_client),
+        server_rate(&intl_server, &intl_client),
+        "/core-s",
+        "TLS 1.3 ring server",
+    );
+    println!("(both: client and server in this one thread; server side: per second of server CPU)");
+
+    if let Ok(tongsuo) = std::env::var("JIANMEN_TONGSUO") {
+        println!("\nTongsuo `speed` (one core) for the same primitives:");
+        for args in [
+            &["speed", "-seconds", "2", "-bytes", "16384", "-evp", "sm3"][..],
+            &[
+                "speed", "-seconds", "2", "-bytes", "16384", "-evp", "sm4-gcm",
+            ][..],
+            &["speed", "-seconds", "2", "sm2"][..],
+        ] {
+            let out = std::process::Command::new(&tongsuo).args(args).output()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            for l in text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .rev()
+                .take(3)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
+                println!("  {l}");
+            }
+        }
+    } else {
+        println!("\n(set JIANMEN_TONGSUO to Tongsuo's binary to print its `speed` beside)");
+    }
+    Ok(())
+}
