@@ -82,6 +82,18 @@ pub struct Config {
     /// The HTTPS administration console; absent means no console.
     #[serde(default)]
     pub console: Option<ConsoleConfig>,
+    /// Where audit rows are copied to.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// Copies of the audit log for a SIEM.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// `host:port` of a syslog collector taking RFC 5424 over TCP (RFC 6587 octet counting);
+    /// every audit row is sent there in order, resuming after outages.
+    pub syslog: Option<String>,
 }
 
 /// The HTTPS administration console and its login rules (等保 2.0).
@@ -685,6 +697,13 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(collector) = &self.audit.syslog
+            && collector
+                .rsplit_once(':')
+                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        {
+            return Err(invalid("audit.syslog", "must be host:port"));
+        }
         if let Some(c) = &self.console {
             crate::scan::reputation::AddressList::parse(&c.allow_from).map_err(|e| {
                 invalid(
@@ -1001,6 +1020,20 @@ mod tests {
         let text = format!("{MINIMAL}\n[smtp]\nmax_recipients = 0\n");
         let err = Config::parse(&text).unwrap_err().to_string();
         assert!(err.contains("smtp.max_recipients"), "{err}");
+    }
+
+    #[test]
+    fn audit_syslog_needs_host_and_port() {
+        for bad in ["siem.example.com", ":514", "siem:99999"] {
+            let text = format!("{MINIMAL}\n[audit]\nsyslog = \"{bad}\"\n");
+            let err = Config::parse(&text).unwrap_err().to_string();
+            assert!(err.contains("audit.syslog"), "{bad}: {err}");
+        }
+        let text = format!("{MINIMAL}\n[audit]\nsyslog = \"[::1]:601\"\n");
+        assert_eq!(
+            Config::parse(&text).unwrap().audit.syslog.as_deref(),
+            Some("[::1]:601")
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::intake::Intake;
 use crate::metrics::Metrics;
@@ -86,6 +87,18 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             settings,
             key,
             config.quarantine.digest_hours,
+        ));
+    }
+    if let Some(collector) = &config.audit.syslog {
+        let log = AuditLog::open(&config.server.data_dir.join("audit.db"))
+            .await
+            .map_err(|e| std::io::Error::other(format!("audit log: {e}")))?;
+        tracing::info!(collector, "audit rows forwarded by syslog");
+        tokio::spawn(crate::audit::syslog::forward(
+            log,
+            collector.clone(),
+            config.server.hostname.clone(),
+            config.server.data_dir.join("audit-syslog.seq"),
         ));
     }
     let tls = match &config.tls {

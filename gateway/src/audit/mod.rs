@@ -11,6 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 pub mod export;
+pub mod syslog;
 
 /// The hash that links the rows.
 pub trait ChainHash: Send + Sync {
@@ -201,16 +202,20 @@ impl AuditLog {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Chained {
-                    entry: entry_of(row)?,
-                    algorithm: row.try_get(5)?,
-                    prev: row.try_get(6)?,
-                    hash: row.try_get(7)?,
-                })
-            })
-            .collect()
+        rows.iter().map(chained_of).collect()
+    }
+
+    /// Up to `limit` rows after `seq`, oldest first (for forwarding).
+    pub async fn chained_after(&self, seq: i64, limit: u32) -> Result<Vec<Chained>, AuditError> {
+        let rows = sqlx::query(
+            "SELECT seq, at, actor, action, detail, algorithm, prev, hash FROM audit \
+             WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(chained_of).collect()
     }
 
     /// Checks the whole chain; returns the number of rows and the last row's hash (keep it
@@ -285,6 +290,15 @@ pub fn verify_chain(hash: &dyn ChainHash, rows: &[Chained]) -> Result<(i64, Stri
         prev = row.hash.clone();
     }
     Ok((rows.len() as i64, prev))
+}
+
+fn chained_of(row: &sqlx::sqlite::SqliteRow) -> Result<Chained, AuditError> {
+    Ok(Chained {
+        entry: entry_of(row)?,
+        algorithm: row.try_get(5)?,
+        prev: row.try_get(6)?,
+        hash: row.try_get(7)?,
+    })
 }
 
 fn entry_of(row: &sqlx::sqlite::SqliteRow) -> Result<Entry, AuditError> {
