@@ -85,7 +85,7 @@ echo "== cargo fuzz (30 s per target)"
 # RUSTC_BOOTSTRAP=1 lets stable accept them. No sanitizer: the code under test is safe Rust,
 # the fuzzers look for panics, hangs and runaway memory.
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
-for target in message archive; do
+for target in message archive tlcp; do
   found=$(mktemp -d)
   (cd gateway && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none \
       --target-dir "$CARGO_TARGET_DIR/fuzz" "$target" "$found" "fuzz/corpus/$target" \

@@ -329,6 +329,33 @@ pub struct TlsConfig {
     /// PEM SM2 private key (PKCS#8 or SEC1).
     #[serde(default)]
     pub sm_key: Option<PathBuf>,
+    /// Serve TLCP (GB/T 38636) clients too, on STARTTLS and the console: `sm_cert` signs,
+    /// `sm_enc_cert` receives the key exchange.
+    #[serde(default = "yes")]
+    pub tlcp: bool,
+    /// PEM SM2 encryption certificate for TLCP (key usage keyEncipherment); with
+    /// `sm_enc_key`. Left out, a self-signed one is generated at start.
+    #[serde(default)]
+    pub sm_enc_cert: Option<PathBuf>,
+    /// PEM SM2 private key of `sm_enc_cert`.
+    #[serde(default)]
+    pub sm_enc_key: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// Generated certificates only (the console without `[tls]`).
+    pub fn generated() -> Self {
+        TlsConfig {
+            cert: None,
+            key: None,
+            self_signed: true,
+            sm_cert: None,
+            sm_key: None,
+            tlcp: true,
+            sm_enc_cert: None,
+            sm_enc_key: None,
+        }
+    }
 }
 
 /// Which recipient domains this gateway accepts mail for.
@@ -365,6 +392,10 @@ pub struct RouteConfig {
     /// STARTTLS policy towards this downstream.
     #[serde(default = "default_tls_policy")]
     pub tls: TlsPolicy,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_smtp_port() -> u16 {
@@ -880,6 +911,12 @@ impl Config {
                 return Err(invalid(
                     "tls",
                     "set both `sm_cert` and `sm_key`, or neither",
+                ));
+            }
+            if tls.sm_enc_cert.is_some() != tls.sm_enc_key.is_some() {
+                return Err(invalid(
+                    "tls",
+                    "set both `sm_enc_cert` and `sm_enc_key`, or neither",
                 ));
             }
         }

@@ -171,8 +171,9 @@ enum Command {
         #[arg(long, short, default_value = "/etc/jianmen/jianmen.toml")]
         config: PathBuf,
     },
-    /// Make an SM2 key, a self-signed SM2 certificate and a certificate request for a CA
-    /// (`sm2-key.pem`, `sm2-cert.pem`, `sm2.csr` in DIR; for `tls.sm_cert` / `tls.sm_key`).
+    /// Make SM2 keys, self-signed SM2 certificates and certificate requests for a CA: the
+    /// signing pair `sm2-{key,cert}.pem` + `sm2.csr` (for `tls.sm_cert` / `tls.sm_key`) and
+    /// TLCP's encryption pair `sm2-enc-{key,cert}.pem` + `sm2-enc.csr` (`tls.sm_enc_*`).
     CertSm2 {
         /// Host name the certificate is for.
         #[arg(long)]
@@ -490,30 +491,39 @@ fn cert_sm2(host: &str, dir: &std::path::Path, days: i64) -> Result<()> {
         anyhow::bail!("--days must be 1 to 36500");
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let key = jianmen::gm::sm2::Sm2PrivateKey::generate();
-    let key_path = dir.join("sm2-key.pem");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&key_path)
-        .with_context(|| {
-            format!(
-                "{} (an existing key is never overwritten)",
-                key_path.display()
-            )
-        })?;
-    f.write_all(key.to_pkcs8_pem()?.as_bytes())?;
-    f.sync_all()?;
-    let certificate = cert::self_signed(&key, host, days)?;
-    std::fs::write(
-        dir.join("sm2-cert.pem"),
-        cert::pem("CERTIFICATE", &certificate),
-    )?;
-    let csr = cert::request(&key, host)?;
-    std::fs::write(dir.join("sm2.csr"), cert::pem("CERTIFICATE REQUEST", &csr))?;
+    for (stem, usage) in [
+        ("sm2", cert::Usage::Signing),
+        ("sm2-enc", cert::Usage::Encryption),
+    ] {
+        let key = jianmen::gm::sm2::Sm2PrivateKey::generate();
+        let key_path = dir.join(format!("{stem}-key.pem"));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_path)
+            .with_context(|| {
+                format!(
+                    "{} (an existing key is never overwritten)",
+                    key_path.display()
+                )
+            })?;
+        f.write_all(key.to_pkcs8_pem()?.as_bytes())?;
+        f.sync_all()?;
+        let certificate = cert::self_signed(&key, host, days, usage)?;
+        std::fs::write(
+            dir.join(format!("{stem}-cert.pem")),
+            cert::pem("CERTIFICATE", &certificate),
+        )?;
+        let csr = cert::request(&key, host, usage)?;
+        std::fs::write(
+            dir.join(format!("{stem}.csr")),
+            cert::pem("CERTIFICATE REQUEST", &csr),
+        )?;
+    }
     println!(
-        "{}: sm2-key.pem, sm2-cert.pem (self-signed, {days} days), sm2.csr (for your CA)",
+        "{}: sm2-key.pem, sm2-cert.pem, sm2.csr (signing) and sm2-enc-key.pem, sm2-enc-cert.pem, \
+         sm2-enc.csr (TLCP encryption); certificates self-signed for {days} days, requests for your CA",
         dir.display()
     );
     Ok(())

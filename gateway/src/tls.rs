@@ -1,9 +1,14 @@
 //! TLS configurations in one place: the inbound server side (an international certificate on
-//! the ring provider, and an SM2 certificate on the RFC 8998 provider of [`crate::gm`], chosen
-//! per connection from the ClientHello) and the outbound client, which offers both.
+//! the ring provider, an SM2 certificate on the RFC 8998 provider of [`crate::gm`], and TLCP's
+//! signing + encryption pair, chosen per connection from the client's first bytes) and the
+//! outbound client, which offers international and RFC 8998 suites.
 
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
@@ -12,7 +17,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use crate::config::TlsConfig;
-use crate::gm::rfc8998;
+use crate::gm::sm2::Sm2PrivateKey;
+use crate::gm::{cert, rfc8998, tlcp};
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -79,14 +85,26 @@ impl Identity {
         }
     }
 
-    /// Generates an SM2 key and a self-signed SM2 certificate for `hostname`.
+    /// TLCP's SM2 encryption identity of `[tls]` (files, or generated).
+    pub fn sm2_encryption(config: &TlsConfig, hostname: &str) -> Result<Self, TlsError> {
+        match (&config.sm_enc_cert, &config.sm_enc_key) {
+            (Some(cert), Some(key)) => Identity::from_pem_files(cert, key),
+            _ => Identity::self_signed_sm2_for(hostname, cert::Usage::Encryption),
+        }
+    }
+
+    /// Generates an SM2 key and a self-signed SM2 signing certificate for `hostname`.
     pub fn self_signed_sm2(hostname: &str) -> Result<Self, TlsError> {
+        Identity::self_signed_sm2_for(hostname, cert::Usage::Signing)
+    }
+
+    fn self_signed_sm2_for(hostname: &str, usage: cert::Usage) -> Result<Self, TlsError> {
         let generated = |e: crate::gm::GmError| TlsError::Pem {
             path: "<generated SM2>".into(),
             reason: e.to_string(),
         };
-        let key = crate::gm::sm2::Sm2PrivateKey::generate();
-        let cert = crate::gm::cert::self_signed(&key, hostname, 3650).map_err(generated)?;
+        let key = Sm2PrivateKey::generate();
+        let cert = cert::self_signed(&key, hostname, 3650, usage).map_err(generated)?;
         let der = key.to_pkcs8_der().map_err(generated)?;
         Ok(Self {
             chain: vec![CertificateDer::from(cert)],
@@ -117,21 +135,43 @@ impl Identity {
             key,
         })
     }
+
+    /// The SM2 private key, for protocols outside rustls (TLCP).
+    fn sm2_key(&self) -> Result<Sm2PrivateKey, TlsError> {
+        let parsed = match &self.key {
+            PrivateKeyDer::Pkcs8(k) => Sm2PrivateKey::from_pkcs8_der(k.secret_pkcs8_der()),
+            PrivateKeyDer::Sec1(k) => Sm2PrivateKey::from_sec1_der(k.secret_sec1_der()),
+            _ => Err(crate::gm::GmError::BadKey),
+        };
+        parsed.map_err(|e| TlsError::Pem {
+            path: "<SM2 key>".into(),
+            reason: e.to_string(),
+        })
+    }
 }
 
-/// The server side of TLS: an international configuration, and a national-cipher one for
-/// clients that offer RFC 8998 (TLS_SM4_GCM_SM3 with sm2sig_sm3).
+/// A byte stream after any of the handshakes (TLS, RFC 8998 or TLCP).
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// The server side of TLS: an international configuration, a national-cipher one for clients
+/// that offer RFC 8998 (TLS_SM4_GCM_SM3 with sm2sig_sm3), and TLCP for clients whose first
+/// record says version 0x0101.
 pub struct ServerTls {
     international: Arc<ServerConfig>,
     sm: Arc<ServerConfig>,
+    tlcp: Option<Arc<tlcp::ServerConfig>>,
 }
 
 impl ServerTls {
-    /// Both configurations from `[tls]`; a missing SM2 certificate is generated.
+    /// All configurations from `[tls]`; missing SM2 certificates are generated.
     pub fn new(config: &TlsConfig, hostname: &str) -> Result<ServerTls, TlsError> {
+        let sm2 = Identity::sm2(config, hostname)?;
+        let tlcp = tlcp_config(config, hostname, &sm2)?;
         Ok(ServerTls {
             international: server_config(config, hostname)?,
-            sm: sm_server_config_for(Identity::sm2(config, hostname)?)?,
+            sm: sm_server_config_for(sm2)?,
+            tlcp,
         })
     }
 
@@ -141,15 +181,23 @@ impl ServerTls {
             && hello.signature_schemes().contains(&rfc8998::SCHEME_SM2_SM3)
     }
 
-    /// Reads the ClientHello on `stream` and completes the handshake with the matching
-    /// configuration.
-    pub async fn accept<IO>(
-        &self,
-        stream: IO,
-    ) -> std::io::Result<tokio_rustls::server::TlsStream<IO>>
+    /// Reads the client's first record on `stream` and completes the handshake it asks for:
+    /// TLCP, RFC 8998 or international TLS. Returns the plaintext stream and what was
+    /// negotiated (see [`describe`]).
+    pub async fn accept<IO>(&self, mut stream: IO) -> std::io::Result<(Box<dyn Stream>, String)>
     where
-        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let mut first = [0u8; 3];
+        stream.read_exact(&mut first).await?;
+        let stream = Rewind::new(first.to_vec(), stream);
+        if let Some(config) = self.tlcp.as_ref().filter(|_| tlcp::starts_tlcp(&first)) {
+            let tlcp = tlcp::accept(config.clone(), stream)
+                .await
+                .map_err(std::io::Error::other)?;
+            let negotiated = format!("TLCP with cipher {}", tlcp.suite().name());
+            return Ok((Box::new(tlcp), negotiated));
+        }
         let start =
             tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
                 .await?;
@@ -158,7 +206,88 @@ impl ServerTls {
         } else {
             self.international.clone()
         };
-        start.into_stream(config).await
+        let tls = start.into_stream(config).await?;
+        let negotiated = describe(tls.get_ref().1);
+        Ok((Box::new(tls), negotiated))
+    }
+}
+
+/// The TLCP server configuration of `[tls]` (`None` when `tls.tlcp = false`): `sign` is the
+/// SM2 signing identity (the RFC 8998 certificate), the encryption pair comes from
+/// `sm_enc_cert`/`sm_enc_key` or is generated.
+pub fn tlcp_config(
+    config: &TlsConfig,
+    hostname: &str,
+    sign: &Identity,
+) -> Result<Option<Arc<tlcp::ServerConfig>>, TlsError> {
+    if !config.tlcp {
+        return Ok(None);
+    }
+    let enc = Identity::sm2_encryption(config, hostname)?;
+    let enc_cert = enc.chain.first().map(|c| c.to_vec()).unwrap_or_default();
+    let server = tlcp::ServerConfig::new(
+        sign.chain.iter().map(|c| c.to_vec()).collect(),
+        &sign.sm2_key()?,
+        enc_cert,
+        enc.sm2_key()?,
+    )
+    .map_err(|e| TlsError::Pem {
+        path: "<TLCP identity>".into(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some(Arc::new(server)))
+}
+
+/// A stream whose first bytes were already read: they are served again before the rest.
+pub struct Rewind<IO> {
+    prefix: Vec<u8>,
+    at: usize,
+    inner: IO,
+}
+
+impl<IO> Rewind<IO> {
+    /// `prefix` was read from `inner` and is read again first.
+    pub fn new(prefix: Vec<u8>, inner: IO) -> Self {
+        Rewind {
+            prefix,
+            at: 0,
+            inner,
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.at < self.prefix.len() {
+            let n = (self.prefix.len() - self.at).min(buf.remaining());
+            let at = self.at;
+            buf.put_slice(&self.prefix[at..at + n]);
+            self.at += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -118,6 +118,50 @@ fn tongsuo_clients_get_rfc_8998_on_starttls_and_others_get_international_tls() {
 }
 
 #[test]
+fn tongsuo_tlcp_clients_are_served_on_starttls_with_both_ecc_suites() {
+    let sink = Sink::start(&[]);
+    let gw = Gateway::start(&Setup::new(sink.port, sink.port));
+    for suite in ["ECC-SM2-SM4-GCM-SM3", "ECC-SM2-SM4-CBC-SM3"] {
+        let out = s_client(
+            &gw,
+            &["-enable_ntls", "-ntls", "-cipher", suite],
+            &[
+                "EHLO tongsuo.test",
+                "MAIL FROM:<sender@outside.test>",
+                "RCPT TO:<alice@example.com>",
+                "DATA",
+                &format!("Subject: over TLCP {suite}\r\n\r\nsealed\r\n."),
+                "QUIT",
+            ],
+        );
+        assert!(
+            out.contains(&format!("NTLSv1.1, Cipher is {suite}")),
+            "{out}"
+        );
+        assert!(out.contains("250 2.0.0"), "the message was accepted: {out}");
+        assert!(out.contains("221 2.0.0"), "{out}");
+    }
+    assert!(wait_until(Duration::from_secs(15), || sink
+        .messages()
+        .len()
+        == 2));
+    let mut received: Vec<String> = sink
+        .messages()
+        .iter()
+        .map(|m| m.header("Received").unwrap())
+        .collect();
+    received.sort();
+    assert!(
+        received[0].contains("using TLCP with cipher ECC-SM2-SM4-CBC-SM3"),
+        "{received:?}"
+    );
+    assert!(
+        received[1].contains("using TLCP with cipher ECC-SM2-SM4-GCM-SM3"),
+        "{received:?}"
+    );
+}
+
+#[test]
 fn the_console_answers_https_over_rfc_8998_and_international_tls() {
     let sink = Sink::start(&[]);
     let console = free_port();

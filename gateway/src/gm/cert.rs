@@ -53,8 +53,29 @@ fn time(t: chrono::DateTime<chrono::Utc>) -> Vec<u8> {
     }
 }
 
-/// The SubjectAltName and key-usage extensions of a TLS server certificate for `host`.
-fn server_extensions(host: &str) -> Vec<u8> {
+/// What a certificate's key is for; TLCP servers have one of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    /// Signatures: TLS and RFC 8998 servers, TLCP's signing certificate (digitalSignature,
+    /// nonRepudiation).
+    Signing,
+    /// TLCP's encryption certificate, whose key the client encrypts the pre-master secret
+    /// to (keyEncipherment, dataEncipherment, keyAgreement).
+    Encryption,
+}
+
+impl Usage {
+    /// The keyUsage BIT STRING contents (unused-bit count, then the bits).
+    fn key_usage_bits(self) -> [u8; 2] {
+        match self {
+            Usage::Signing => [0x06, 0xc0],
+            Usage::Encryption => [0x03, 0x38],
+        }
+    }
+}
+
+/// The SubjectAltName and key-usage extensions of a server certificate for `host`.
+fn server_extensions(host: &str, usage: Usage) -> Vec<u8> {
     let san = seq(&[
         &[0x06, 0x03, 0x55, 0x1d, 0x11],
         &tlv(0x04, &seq(&[&tlv(0x82, host.as_bytes())])),
@@ -62,7 +83,7 @@ fn server_extensions(host: &str) -> Vec<u8> {
     let key_usage = seq(&[
         &[0x06, 0x03, 0x55, 0x1d, 0x0f],
         &[0x01, 0x01, 0xff],
-        &tlv(0x04, &[0x03, 0x02, 0x07, 0x80]),
+        &tlv(0x04, &tlv(0x03, &usage.key_usage_bits())),
     ]);
     seq(&[&san, &key_usage])
 }
@@ -79,13 +100,13 @@ fn signed(key: &Sm2PrivateKey, info: &[u8]) -> Result<Vec<u8>, GmError> {
 /// A PKCS#10 certificate request (DER) for `host`, SM2-signed, asking for the same
 /// extensions as [`self_signed`] — what a customer's CA needs to issue the gateway's SM2
 /// certificate.
-pub fn request(key: &Sm2PrivateKey, host: &str) -> Result<Vec<u8>, GmError> {
+pub fn request(key: &Sm2PrivateKey, host: &str, usage: Usage) -> Result<Vec<u8>, GmError> {
     // extensionRequest (1.2.840.113549.1.9.14)
     let ext_req = seq(&[
         &[
             0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x0e,
         ],
-        &tlv(0x31, &server_extensions(host)),
+        &tlv(0x31, &server_extensions(host, usage)),
     ]);
     let info = seq(&[
         &[0x02, 0x01, 0x00],
@@ -96,9 +117,14 @@ pub fn request(key: &Sm2PrivateKey, host: &str) -> Result<Vec<u8>, GmError> {
     signed(key, &info)
 }
 
-/// A self-signed SM2 certificate (DER) for `host`, valid from an hour ago for `days`, for
-/// TLS servers (digital signature; SAN dNSName `host`).
-pub fn self_signed(key: &Sm2PrivateKey, host: &str, days: i64) -> Result<Vec<u8>, GmError> {
+/// A self-signed SM2 certificate (DER) for `host`, valid from an hour ago for `days`, with
+/// SAN dNSName `host` and the key usage of `usage`.
+pub fn self_signed(
+    key: &Sm2PrivateKey,
+    host: &str,
+    days: i64,
+    usage: Usage,
+) -> Result<Vec<u8>, GmError> {
     let now = chrono::Utc::now();
     let mut serial = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial)
@@ -117,7 +143,7 @@ pub fn self_signed(key: &Sm2PrivateKey, host: &str, days: i64) -> Result<Vec<u8>
         ]),
         &name(host),
         &spki,
-        &tlv(0xa3, &server_extensions(host)),
+        &tlv(0xa3, &server_extensions(host, usage)),
     ]);
     signed(key, &tbs)
 }
@@ -143,7 +169,7 @@ mod tests {
     #[test]
     fn the_certificate_parses_and_its_signature_verifies() {
         let key = Sm2PrivateKey::generate();
-        let der = self_signed(&key, "mx.example.com", 365).unwrap();
+        let der = self_signed(&key, "mx.example.com", 365, Usage::Signing).unwrap();
         // Parsed by webpki (as rustls will): name and key algorithm found.
         let cert = rustls_pki_types::CertificateDer::from(der.clone());
         let ee = webpki::EndEntityCert::try_from(&cert).unwrap();

@@ -10,6 +10,7 @@ pub mod rfc8998;
 pub mod sm2;
 pub mod sm3;
 pub mod sm4;
+pub mod tlcp;
 
 /// Why a national-cipher operation failed (never more detail: it could help an attacker).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

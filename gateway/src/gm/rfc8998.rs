@@ -367,7 +367,13 @@ mod tests {
 
     fn server() -> Arc<ServerConfig> {
         let key = Sm2PrivateKey::generate();
-        let cert = super::super::cert::self_signed(&key, "gw.test", 30).unwrap();
+        let cert = super::super::cert::self_signed(
+            &key,
+            "gw.test",
+            30,
+            super::super::cert::Usage::Signing,
+        )
+        .unwrap();
         let der = PrivatePkcs8KeyDer::from(key.to_pkcs8_der().unwrap());
         Arc::new(
             ServerConfig::builder_with_provider(Arc::new(provider()))

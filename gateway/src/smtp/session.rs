@@ -273,8 +273,7 @@ impl Session {
         )
         .await;
         match handshake {
-            Ok(Ok(tls)) => {
-                let negotiated = crate::tls::describe(tls.get_ref().1);
+            Ok(Ok((tls, negotiated))) => {
                 tracing::debug!(client = %self.client_ip, tls = %negotiated, "TLS established");
                 self.tls_cipher = Some(negotiated);
                 self.conn.put_stream(Box::new(tls));

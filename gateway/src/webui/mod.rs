@@ -292,13 +292,10 @@ pub async fn start(
         tracing::warn!(path = %path.display(), "console accounts created; initial passwords written");
     }
     let audit = Arc::new(AuditLog::open(&data_dir.join("audit.db")).await?);
-    let tls_config = config.tls.clone().unwrap_or(crate::config::TlsConfig {
-        cert: None,
-        key: None,
-        self_signed: true,
-        sm_cert: None,
-        sm_key: None,
-    });
+    let tls_config = config
+        .tls
+        .clone()
+        .unwrap_or_else(crate::config::TlsConfig::generated);
     let mut tls = crate::tls::dual_server_config(&tls_config, &config.server.hostname)?;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let listener = TcpListener::bind(c.listen).map_err(|e| {

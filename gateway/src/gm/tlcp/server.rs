@@ -1,0 +1,554 @@
+//! One TLCP server connection: the handshake over the client's transport, then a pump that
+//! protects and unprotects records between that transport and an in-memory pipe whose other
+//! end is handed to the caller as an ordinary byte stream.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use subtle::ConstantTimeEq;
+use tokio::io::{
+    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, DuplexStream, ReadBuf, ReadHalf,
+    WriteHalf,
+};
+
+use super::TlcpError;
+use super::handshake::{self, SECRET_LEN, Suite, VERIFY_LEN, kind};
+use super::record::{ContentType, Direction, HEADER_LEN, MAX_PLAINTEXT, VERSION, parse_header};
+use crate::gm::GmError;
+use crate::gm::sm2::{DEFAULT_ID, Sm2IdSigner, Sm2PrivateKey};
+use crate::gm::sm3::Sm3Hasher;
+
+/// The server's two SM2 identities.
+pub struct ServerConfig {
+    sign_cert: Vec<u8>,
+    chain: Vec<Vec<u8>>,
+    signer: Sm2IdSigner,
+    enc_cert: Vec<u8>,
+    enc_key: Sm2PrivateKey,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("tlcp::ServerConfig")
+    }
+}
+
+impl ServerConfig {
+    /// `sign_chain` is the signing certificate then its CA chain (DER); `enc_cert` the
+    /// encryption certificate; each with its key.
+    pub fn new(
+        sign_chain: Vec<Vec<u8>>,
+        sign_key: &Sm2PrivateKey,
+        enc_cert: Vec<u8>,
+        enc_key: Sm2PrivateKey,
+    ) -> Result<Self, GmError> {
+        let mut chain = sign_chain.into_iter();
+        let sign_cert = chain.next().ok_or(GmError::BadKey)?;
+        Ok(ServerConfig {
+            sign_cert,
+            chain: chain.collect(),
+            signer: sign_key.signer(DEFAULT_ID)?,
+            enc_cert,
+            enc_key,
+        })
+    }
+}
+
+/// The caller's side of an established TLCP connection: read and write plaintext.
+pub struct TlcpStream {
+    pipe: DuplexStream,
+    suite: Suite,
+}
+
+impl TlcpStream {
+    /// The negotiated suite.
+    pub fn suite(&self) -> Suite {
+        self.suite
+    }
+}
+
+impl AsyncRead for TlcpStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.pipe).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlcpStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.pipe).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.pipe).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.pipe).poll_shutdown(cx)
+    }
+}
+
+/// How long the pump lets the caller keep writing after the client closed its side.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Runs the server handshake on `io` (which must not have been read from) and returns the
+/// plaintext stream. The caller bounds the time (a silent client would wait forever).
+pub async fn accept<IO>(config: Arc<ServerConfig>, io: IO) -> Result<TlcpStream, TlcpError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (read, write) = tokio::io::split(io);
+    let mut conn = Conn {
+        reader: RecordReader {
+            io: BufReader::new(read),
+            rx: Direction::default(),
+        },
+        writer: RecordWriter {
+            io: write,
+            tx: Direction::default(),
+        },
+        pending: Vec::new(),
+    };
+    let suite = match handshake(&config, &mut conn).await {
+        Ok(suite) => suite,
+        Err(e) => {
+            if !matches!(
+                e,
+                TlcpError::Closed | TlcpError::Io(_) | TlcpError::Alert(_)
+            ) {
+                let _ = conn.writer.alert(e.alert()).await;
+            }
+            return Err(e);
+        }
+    };
+    let (ours, theirs) = tokio::io::duplex(4 * MAX_PLAINTEXT);
+    tokio::spawn(pump(conn.reader, conn.writer, ours));
+    Ok(TlcpStream {
+        pipe: theirs,
+        suite,
+    })
+}
+
+/// The receiving direction: records from the client.
+struct RecordReader<IO> {
+    io: BufReader<ReadHalf<IO>>,
+    rx: Direction,
+}
+
+/// The sending direction: records to the client.
+struct RecordWriter<IO> {
+    io: WriteHalf<IO>,
+    tx: Direction,
+}
+
+/// Both directions during the handshake.
+struct Conn<IO> {
+    reader: RecordReader<IO>,
+    writer: RecordWriter<IO>,
+    /// Handshake bytes received but not yet a whole message.
+    pending: Vec<u8>,
+}
+
+impl<IO: AsyncRead> RecordReader<IO> {
+    /// The next record's type and plaintext; alerts end the connection.
+    async fn read(&mut self) -> Result<(ContentType, Vec<u8>), TlcpError> {
+        let mut head = [0u8; HEADER_LEN];
+        self.io.read_exact(&mut head).await?;
+        let header = parse_header(&head)?;
+        let mut fragment = vec![0u8; header.len];
+        self.io.read_exact(&mut fragment).await?;
+        let plaintext = self.rx.open(header.content, &fragment)?;
+        if header.content == ContentType::Alert {
+            return match plaintext[..] {
+                [_, 0] => Err(TlcpError::Closed),
+                [_, description] => Err(TlcpError::Alert(description)),
+                _ => Err(TlcpError::Decode("alert")),
+            };
+        }
+        if plaintext.is_empty() && header.content != ContentType::ApplicationData {
+            return Err(TlcpError::Decode("empty record"));
+        }
+        Ok((header.content, plaintext))
+    }
+}
+
+impl<IO: AsyncWrite> RecordWriter<IO> {
+    /// Sends `data` as records of `content`, split at the fragment limit, and flushes.
+    async fn write(&mut self, content: ContentType, data: &[u8]) -> Result<(), TlcpError> {
+        for chunk in data.chunks(MAX_PLAINTEXT) {
+            let record = self.tx.seal(content, chunk)?;
+            self.io.write_all(&record).await?;
+        }
+        self.io.flush().await?;
+        Ok(())
+    }
+
+    /// A fatal alert (or close_notify, which is a warning).
+    async fn alert(&mut self, description: u8) -> Result<(), TlcpError> {
+        let level = if description == 0 { 1 } else { 2 };
+        self.write(ContentType::Alert, &[level, description]).await
+    }
+}
+
+impl<IO: AsyncRead> Conn<IO> {
+    /// The next whole handshake message (header included), which must be of `want` type.
+    async fn read_message(&mut self, want: u8, what: &'static str) -> Result<Vec<u8>, TlcpError> {
+        loop {
+            if self.pending.len() >= 4 {
+                let len = u32::from_be_bytes([0, self.pending[1], self.pending[2], self.pending[3]])
+                    as usize;
+                if len > handshake::MAX_MESSAGE {
+                    return Err(TlcpError::Decode("handshake message too long"));
+                }
+                if self.pending.len() >= 4 + len {
+                    let rest = self.pending.split_off(4 + len);
+                    let message = std::mem::replace(&mut self.pending, rest);
+                    if message[0] != want {
+                        return Err(TlcpError::Unexpected(what));
+                    }
+                    return Ok(message);
+                }
+            }
+            match self.reader.read().await? {
+                (ContentType::Handshake, data) => self.pending.extend(data),
+                _ => return Err(TlcpError::Unexpected(what)),
+            }
+        }
+    }
+}
+
+fn random<const N: usize>() -> Result<[u8; N], TlcpError> {
+    let mut out = [0u8; N];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut out)
+        .map_err(|_| TlcpError::Random)?;
+    Ok(out)
+}
+
+/// The full ECC handshake; returns the suite once both Finished messages are exchanged.
+async fn handshake<IO: AsyncRead + AsyncWrite>(
+    config: &ServerConfig,
+    conn: &mut Conn<IO>,
+) -> Result<Suite, TlcpError> {
+    let mut transcript = Sm3Hasher::new();
+    let message = conn.read_message(kind::CLIENT_HELLO, "ClientHello").await?;
+    transcript.update(&message);
+    let hello = handshake::parse_client_hello(&message[4..])?;
+
+    let mut server_random: [u8; 32] = random()?;
+    let now = chrono::Utc::now().timestamp() as u32;
+    server_random[..4].copy_from_slice(&now.to_be_bytes());
+    let signed =
+        handshake::key_exchange_signed_data(&hello.random, &server_random, &config.enc_cert);
+    let flight = [
+        handshake::server_hello(&server_random, hello.suite),
+        handshake::certificate(&config.sign_cert, &config.enc_cert, &config.chain),
+        handshake::server_key_exchange(&config.signer.sign(&signed)),
+        handshake::message(kind::SERVER_HELLO_DONE, &[]),
+    ]
+    .concat();
+    transcript.update(&flight);
+    conn.writer.write(ContentType::Handshake, &flight).await?;
+
+    let message = conn
+        .read_message(kind::CLIENT_KEY_EXCHANGE, "ClientKeyExchange")
+        .await?;
+    transcript.update(&message);
+    let ciphertext = handshake::parse_client_key_exchange(&message[4..])?;
+    // A pre-master secret that fails to decrypt or names another version is replaced by a
+    // random one: the handshake then fails at Finished, as it would for a wrong key, so a
+    // client learns nothing about which check failed.
+    let fallback: [u8; SECRET_LEN] = random()?;
+    let pre_master = match config.enc_key.decrypt(ciphertext) {
+        Ok(p) if p.len() == SECRET_LEN && p[..2] == VERSION.to_be_bytes() => p,
+        _ => fallback.to_vec(),
+    };
+    let master = handshake::master_secret(&pre_master, &hello.random, &server_random);
+    let (client_keys, server_keys) =
+        handshake::key_block(hello.suite, &master, &hello.random, &server_random);
+
+    match conn.reader.read().await? {
+        (ContentType::ChangeCipherSpec, body) if body == [1] && conn.pending.is_empty() => {}
+        _ => return Err(TlcpError::Unexpected("ChangeCipherSpec")),
+    }
+    conn.reader.rx.protect(client_keys);
+    let expected = handshake::verify_data(&master, true, &transcript.current());
+    let finished = conn.read_message(kind::FINISHED, "Finished").await?;
+    if finished.len() != 4 + VERIFY_LEN || !bool::from(finished[4..].ct_eq(&expected)) {
+        return Err(TlcpError::BadFinished);
+    }
+    transcript.update(&finished);
+    if !conn.pending.is_empty() {
+        return Err(TlcpError::Unexpected("data after Finished"));
+    }
+
+    conn.writer
+        .write(ContentType::ChangeCipherSpec, &[1])
+        .await?;
+    conn.writer.tx.protect(server_keys);
+    let ours = handshake::verify_data(&master, false, &transcript.current());
+    conn.writer
+        .write(
+            ContentType::Handshake,
+            &handshake::message(kind::FINISHED, &ours),
+        )
+        .await?;
+    Ok(hello.suite)
+}
+
+/// Moves data between the client's records and the caller's pipe until either side ends.
+async fn pump<IO: AsyncRead + AsyncWrite>(
+    mut reader: RecordReader<IO>,
+    mut writer: RecordWriter<IO>,
+    pipe: DuplexStream,
+) {
+    let (mut from_caller, mut to_caller) = tokio::io::split(pipe);
+    let inbound = async {
+        let end = loop {
+            match reader.read().await {
+                Ok((ContentType::ApplicationData, data)) => {
+                    if to_caller.write_all(&data).await.is_err() {
+                        break None;
+                    }
+                }
+                Ok(_) => break Some(TlcpError::Unexpected("handshake after Finished")),
+                Err(e) => break Some(e),
+            }
+        };
+        let _ = to_caller.shutdown().await;
+        end
+    };
+    let outbound = async {
+        let mut buf = vec![0u8; MAX_PLAINTEXT];
+        loop {
+            let n = match from_caller.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if writer
+                .write(ContentType::ApplicationData, &buf[..n])
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let _ = writer.alert(0).await;
+        let _ = writer.io.shutdown().await;
+    };
+    tokio::pin!(outbound);
+    tokio::select! {
+        () = &mut outbound => {}
+        end = inbound => {
+            if let Some(e) = end
+                && !matches!(e, TlcpError::Closed)
+            {
+                tracing::debug!(error = %e, "TLCP connection ended");
+            }
+            let _ = tokio::time::timeout(DRAIN, outbound).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gm::cert::{self, Usage};
+    use crate::gm::sm2::Sm2PublicKey;
+    use tokio::io::DuplexStream;
+
+    /// A server on one end of a pipe; the test plays the client on the other.
+    struct Peer {
+        io: DuplexStream,
+        tx: Direction,
+        rx: Direction,
+        sign_public: Sm2PublicKey,
+        enc_public: Sm2PublicKey,
+        server: tokio::task::JoinHandle<Result<TlcpStream, TlcpError>>,
+    }
+
+    fn start() -> Peer {
+        let sign = Sm2PrivateKey::generate();
+        let enc = Sm2PrivateKey::generate();
+        let (sign_public, enc_public) = (sign.public_key(), enc.public_key());
+        let config = ServerConfig::new(
+            vec![cert::self_signed(&sign, "gw.test", 1, Usage::Signing).unwrap()],
+            &sign,
+            cert::self_signed(&enc, "gw.test", 1, Usage::Encryption).unwrap(),
+            enc,
+        )
+        .unwrap();
+        let (io, server_io) = tokio::io::duplex(1 << 16);
+        Peer {
+            io,
+            tx: Direction::default(),
+            rx: Direction::default(),
+            sign_public,
+            enc_public,
+            server: tokio::spawn(accept(Arc::new(config), server_io)),
+        }
+    }
+
+    impl Peer {
+        async fn send(&mut self, content: ContentType, data: &[u8]) {
+            let record = self.tx.seal(content, data).unwrap();
+            self.io.write_all(&record).await.unwrap();
+        }
+
+        async fn record(&mut self) -> (ContentType, Vec<u8>) {
+            let mut head = [0u8; HEADER_LEN];
+            self.io.read_exact(&mut head).await.unwrap();
+            let header = parse_header(&head).unwrap();
+            let mut body = vec![0u8; header.len];
+            self.io.read_exact(&mut body).await.unwrap();
+            (header.content, self.rx.open(header.content, &body).unwrap())
+        }
+
+        /// The alert the server ends with.
+        async fn alert(&mut self) -> u8 {
+            loop {
+                if let (ContentType::Alert, body) = self.record().await {
+                    return body[1];
+                }
+            }
+        }
+    }
+
+    fn hello(version: u16, suites: &[u16]) -> Vec<u8> {
+        let mut body = version.to_be_bytes().to_vec();
+        body.extend([3u8; 32]);
+        body.push(0);
+        body.extend(((suites.len() * 2) as u16).to_be_bytes());
+        suites.iter().for_each(|s| body.extend(s.to_be_bytes()));
+        body.extend([1, 0]);
+        handshake::message(kind::CLIENT_HELLO, &body)
+    }
+
+    /// Runs the client side up to (not including) its Finished; returns the transcript and
+    /// the master secret.
+    async fn to_finished(peer: &mut Peer, suite: Suite) -> (Sm3Hasher, [u8; SECRET_LEN]) {
+        let mut transcript = Sm3Hasher::new();
+        let client_hello = hello(VERSION, &[suite.code()]);
+        transcript.update(&client_hello);
+        peer.send(ContentType::Handshake, &client_hello).await;
+        let mut flight = Vec::new();
+        while !flight.ends_with(&[kind::SERVER_HELLO_DONE, 0, 0, 0]) {
+            flight.extend(peer.record().await.1);
+        }
+        transcript.update(&flight);
+        let server_random: [u8; 32] = flight[6..38].try_into().unwrap();
+        // Certificate, then ServerKeyExchange whose signature covers the encryption cert.
+        assert_eq!(flight[42], kind::CERTIFICATE);
+        let cert_len = u32::from_be_bytes([0, flight[43], flight[44], flight[45]]) as usize;
+        let ske = &flight[46 + cert_len..];
+        assert_eq!(ske[0], kind::SERVER_KEY_EXCHANGE);
+        let sig_len = usize::from(u16::from_be_bytes([ske[4], ske[5]]));
+        let certs = &flight[49..46 + cert_len];
+        let sign_len = u32::from_be_bytes([0, certs[0], certs[1], certs[2]]) as usize;
+        let enc_cert = &certs[3 + sign_len + 3..];
+        let signed = handshake::key_exchange_signed_data(&[3; 32], &server_random, enc_cert);
+        peer.sign_public
+            .verify(DEFAULT_ID, &signed, &ske[6..6 + sig_len])
+            .unwrap();
+
+        let mut pre_master = VERSION.to_be_bytes().to_vec();
+        pre_master.extend([9u8; 46]);
+        let ciphertext = peer.enc_public.encrypt(&pre_master).unwrap();
+        let mut body = (ciphertext.len() as u16).to_be_bytes().to_vec();
+        body.extend(ciphertext);
+        let cke = handshake::message(kind::CLIENT_KEY_EXCHANGE, &body);
+        transcript.update(&cke);
+        peer.send(ContentType::Handshake, &cke).await;
+        peer.send(ContentType::ChangeCipherSpec, &[1]).await;
+        let master = handshake::master_secret(&pre_master, &[3; 32], &server_random);
+        let (client, server) = handshake::key_block(suite, &master, &[3; 32], &server_random);
+        peer.tx.protect(client);
+        peer.rx.protect(server);
+        (transcript, master)
+    }
+
+    #[tokio::test]
+    async fn a_full_handshake_then_data_both_ways_in_both_suites() {
+        for suite in Suite::ALL {
+            let mut peer = start();
+            let (mut transcript, master) = to_finished(&mut peer, suite).await;
+            let ours = handshake::verify_data(&master, true, &transcript.current());
+            let finished = handshake::message(kind::FINISHED, &ours);
+            transcript.update(&finished);
+            peer.send(ContentType::Handshake, &finished).await;
+            // The server's CCS arrives unprotected: read it before switching.
+            let mut head = [0u8; HEADER_LEN];
+            peer.io.read_exact(&mut head).await.unwrap();
+            assert_eq!(head, [20, 1, 1, 0, 1]);
+            peer.io.read_exact(&mut [0u8; 1]).await.unwrap();
+            let (content, theirs) = peer.record().await;
+            assert_eq!(content, ContentType::Handshake);
+            let expected = handshake::verify_data(&master, false, &transcript.current());
+            assert_eq!(theirs, handshake::message(kind::FINISHED, &expected));
+
+            let mut stream = (&mut peer.server).await.unwrap().unwrap();
+            assert_eq!(stream.suite(), suite);
+            peer.send(ContentType::ApplicationData, b"EHLO client\r\n")
+                .await;
+            let mut got = [0u8; 13];
+            stream.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"EHLO client\r\n");
+            stream.write_all(b"250 ok\r\n").await.unwrap();
+            assert_eq!(peer.record().await.1, b"250 ok\r\n");
+            // close_notify from the client: the caller reads end of file.
+            peer.send(ContentType::Alert, &[1, 0]).await;
+            assert_eq!(stream.read(&mut got).await.unwrap(), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_finished_is_refused_with_decrypt_error() {
+        let mut peer = start();
+        let (transcript, master) = to_finished(&mut peer, Suite::EccSm4CbcSm3).await;
+        let mut wrong = handshake::verify_data(&master, true, &transcript.current());
+        wrong[0] ^= 1;
+        peer.send(
+            ContentType::Handshake,
+            &handshake::message(kind::FINISHED, &wrong),
+        )
+        .await;
+        // The alert is sent under the still-unprotected server direction.
+        peer.rx = Direction::default();
+        assert_eq!(peer.alert().await, 51);
+        assert_eq!(
+            peer.server.await.unwrap().err(),
+            Some(TlcpError::BadFinished)
+        );
+    }
+
+    #[tokio::test]
+    async fn hellos_without_tlcp_or_our_suites_get_their_alerts() {
+        for (version, suites, alert, error) in [
+            (
+                VERSION,
+                vec![0xE011u16, 0x1301],
+                40,
+                TlcpError::NoCommonSuite,
+            ),
+            (0x0303, vec![0xE053], 70, TlcpError::Version),
+        ] {
+            let mut peer = start();
+            peer.send(ContentType::Handshake, &hello(version, &suites))
+                .await;
+            assert_eq!(peer.alert().await, alert);
+            assert_eq!(peer.server.await.unwrap().err(), Some(error));
+        }
+        // Application data before the handshake.
+        let mut peer = start();
+        peer.send(ContentType::ApplicationData, b"hello").await;
+        assert_eq!(peer.alert().await, 10);
+    }
+}
