@@ -296,56 +296,6 @@ pub fn server_config(config: &TlsConfig, hostname: &str) -> Result<Arc<ServerCon
     server_config_for(Identity::international(config, hostname)?)
 }
 
-/// One configuration serving both kinds of client, for servers that cannot choose a
-/// configuration per connection (the console under actix-web): RFC 8998's suite comes first in
-/// the server's order, and the certificate is chosen from the ClientHello as [`ServerTls`]
-/// does. In TLS 1.3 suite and certificate are independent, so every pairing is valid.
-pub fn dual_server_config(config: &TlsConfig, hostname: &str) -> Result<ServerConfig, TlsError> {
-    let certified = |identity: Identity, provider: &CryptoProvider| -> Result<_, TlsError> {
-        let key = provider.key_provider.load_private_key(identity.key)?;
-        Ok(Arc::new(rustls::sign::CertifiedKey::new(
-            identity.chain,
-            key,
-        )))
-    };
-    let sm = rfc8998::provider();
-    let mut provider = rustls::crypto::ring::default_provider();
-    let resolver = DualResolver {
-        international: certified(Identity::international(config, hostname)?, &provider)?,
-        sm: certified(Identity::sm2(config, hostname)?, &sm)?,
-    };
-    let mut suites = sm.cipher_suites;
-    suites.append(&mut provider.cipher_suites);
-    provider.cipher_suites = suites;
-    provider.kx_groups.extend(sm.kx_groups);
-    let mut server = ServerConfig::builder_with_provider(Arc::new(provider))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
-    server.ignore_client_order = true;
-    Ok(server)
-}
-
-/// Picks the SM2 or the international certificate from the ClientHello.
-#[derive(Debug)]
-struct DualResolver {
-    international: Arc<rustls::sign::CertifiedKey>,
-    sm: Arc<rustls::sign::CertifiedKey>,
-}
-
-impl rustls::server::ResolvesServerCert for DualResolver {
-    fn resolve(
-        &self,
-        hello: rustls::server::ClientHello<'_>,
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        Some(if ServerTls::wants_sm(&hello) {
-            self.sm.clone()
-        } else {
-            self.international.clone()
-        })
-    }
-}
-
 /// An RFC 8998 server configuration (TLS 1.3 only) for an SM2 identity.
 pub fn sm_server_config_for(identity: Identity) -> Result<Arc<ServerConfig>, TlsError> {
     let config = ServerConfig::builder_with_provider(Arc::new(rfc8998::provider()))

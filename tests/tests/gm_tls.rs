@@ -3,8 +3,8 @@
 //! sm2sig_sm3) to the gateway's SMTP STARTTLS, with and without a HelloRetryRequest, and
 //! international clients still get international suites; the gateway's outbound client
 //! negotiates RFC 8998 with a Tongsuo server that speaks nothing else; and one gateway
-//! delivers to another over SM TLS; the HTTPS console serves both kinds of client. Everything
-//! listens on 127.0.0.1 only.
+//! delivers to another over SM TLS; the HTTPS console serves all three kinds of client; TLCP
+//! (GB/T 38636) clients get both ECC suites on STARTTLS. Everything listens on 127.0.0.1 only.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -42,9 +42,14 @@ fn tongsuo_client(addr: &str, args: &[&str], script: &[&str]) -> String {
     let mut stdin = child.stdin.take().unwrap();
     std::thread::sleep(Duration::from_millis(800));
     for line in script {
-        stdin.write_all(line.as_bytes()).unwrap();
-        stdin.write_all(b"\r\n").unwrap();
-        stdin.flush().unwrap();
+        // A client that gave up (its output says why) no longer reads.
+        if stdin
+            .write_all(format!("{line}\r\n").as_bytes())
+            .and_then(|()| stdin.flush())
+            .is_err()
+        {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(250));
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -162,11 +167,12 @@ fn tongsuo_tlcp_clients_are_served_on_starttls_with_both_ecc_suites() {
 }
 
 #[test]
-fn the_console_answers_https_over_rfc_8998_and_international_tls() {
+fn the_console_answers_https_over_rfc_8998_tlcp_and_international_tls() {
     let sink = Sink::start(&[]);
     let console = free_port();
-    let setup = Setup::new(sink.port, sink.port)
-        .section(&format!("[console]\nlisten = \"127.0.0.1:{console}\""));
+    let setup = Setup::new(sink.port, sink.port).section(&format!(
+        "[console]\nlisten = \"127.0.0.1:{console}\"\nallow_from = [\"127.0.0.1/32\"]"
+    ));
     let _gw = Gateway::start(&setup);
     let addr = format!("127.0.0.1:{console}");
     let request = ["GET /api/session HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n"];
@@ -181,6 +187,34 @@ fn the_console_answers_https_over_rfc_8998_and_international_tls() {
         &request,
     );
     assert!(out.contains("Cipher is TLS_AES_256_GCM_SHA384"), "{out}");
+    assert!(out.contains("HTTP/1.1 401"), "{out}");
+    let out = tongsuo_client(
+        &addr,
+        &["-enable_ntls", "-ntls", "-cipher", "ECC-SM2-SM4-CBC-SM3"],
+        &request,
+    );
+    assert!(
+        out.contains("NTLSv1.1, Cipher is ECC-SM2-SM4-CBC-SM3"),
+        "{out}"
+    );
+    assert!(out.contains("HTTP/1.1 401"), "{out}");
+    assert!(
+        out.contains("content-security-policy"),
+        "headers intact: {out}"
+    );
+    // The client's address survives the TLCP pipe: allow_from admits 127.0.0.1, so a wrong
+    // password is 401 (a source outside allow_from gets 403).
+    let body = r#"{"username":"secadmin","password":"wrong-password-1"}"#;
+    let login = format!(
+        "POST /api/login HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let out = tongsuo_client(&addr, &["-enable_ntls", "-ntls"], &[&login]);
+    assert!(
+        out.contains("NTLSv1.1, Cipher is ECC-SM2-SM4-GCM-SM3"),
+        "{out}"
+    );
     assert!(out.contains("HTTP/1.1 401"), "{out}");
 }
 
@@ -348,9 +382,15 @@ fn certificates_from_cert_sm2_verify_in_tongsuo_and_serve_starttls() {
     // The gateway serves them; Tongsuo, trusting that certificate, verifies the handshake.
     let sink = Sink::start(&[]);
     let mut setup = Setup::new(sink.port, sink.port);
+    let (enc_cert, enc_key) = (
+        certs.join("sm2-enc-cert.pem"),
+        certs.join("sm2-enc-key.pem"),
+    );
     setup.tls = vec![
         format!("sm_cert = \"{}\"", cert.display()),
         format!("sm_key = \"{}\"", key.display()),
+        format!("sm_enc_cert = \"{}\"", enc_cert.display()),
+        format!("sm_enc_key = \"{}\"", enc_key.display()),
     ];
     let gw = Gateway::start(&setup);
     let args = [
@@ -367,4 +407,34 @@ fn certificates_from_cert_sm2_verify_in_tongsuo_and_serve_starttls() {
     let out = s_client(&gw, &args, &["QUIT"]);
     assert!(out.contains("Cipher is TLS_SM4_GCM_SM3"), "{out}");
     assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+
+    // TLCP with the same signing certificate and the generated encryption pair; Tongsuo checks
+    // both certificates' key usages and verifies both (each self-signed here, so both are
+    // trusted, as one CA would be in a deployment).
+    let trusted = dir.path().join("trusted.pem");
+    std::fs::write(
+        &trusted,
+        std::fs::read_to_string(&cert).unwrap() + &std::fs::read_to_string(&enc_cert).unwrap(),
+    )
+    .unwrap();
+    let args = [
+        "-enable_ntls",
+        "-ntls",
+        "-showcerts",
+        "-verify_return_error",
+        "-CAfile",
+        trusted.to_str().unwrap(),
+    ];
+    let out = s_client(&gw, &args, &["QUIT"]);
+    assert!(
+        out.contains("NTLSv1.1, Cipher is ECC-SM2-SM4-GCM-SM3"),
+        "{out}"
+    );
+    assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+    let enc_pem = std::fs::read_to_string(&enc_cert).unwrap();
+    let enc_body = enc_pem.lines().nth(1).unwrap();
+    assert!(
+        out.contains(enc_body),
+        "the configured encryption certificate was sent: {out}"
+    );
 }

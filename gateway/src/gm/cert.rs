@@ -37,10 +37,16 @@ fn seq(parts: &[&[u8]]) -> Vec<u8> {
     tlv(0x30, &parts.concat())
 }
 
-fn name(common_name: &str) -> Vec<u8> {
-    let cn_oid = [0x06, 0x03, 0x55, 0x04, 0x03];
-    let atv = seq(&[&cn_oid, &tlv(0x0c, common_name.as_bytes())]);
-    seq(&[&tlv(0x31, &atv)])
+/// `CN=host`, and for an encryption certificate also `OU=encryption`: a TLCP pair has two
+/// certificates for one host, and verifiers look issuers up by name, so self-signed ones must
+/// not share a name.
+fn name(common_name: &str, usage: Usage) -> Vec<u8> {
+    let rdn = |oid: &[u8], value: &str| tlv(0x31, &seq(&[oid, &tlv(0x0c, value.as_bytes())]));
+    let cn = rdn(&[0x06, 0x03, 0x55, 0x04, 0x03], common_name);
+    match usage {
+        Usage::Signing => seq(&[&cn]),
+        Usage::Encryption => seq(&[&cn, &rdn(&[0x06, 0x03, 0x55, 0x04, 0x0b], "encryption")]),
+    }
 }
 
 /// UTCTime until 2049, GeneralizedTime after (RFC 5280 §4.1.2.5).
@@ -110,7 +116,7 @@ pub fn request(key: &Sm2PrivateKey, host: &str, usage: Usage) -> Result<Vec<u8>,
     ]);
     let info = seq(&[
         &[0x02, 0x01, 0x00],
-        &name(host),
+        &name(host, usage),
         &key.public_key().to_spki_der()?,
         &tlv(0xa0, &ext_req),
     ]);
@@ -136,12 +142,12 @@ pub fn self_signed(
         &tlv(0xa0, &[0x02, 0x01, 0x02]),
         &tlv(0x02, &serial),
         &tlv(0x30, SM2_SM3_ALG_ID),
-        &name(host),
+        &name(host, usage),
         &seq(&[
             &time(now - chrono::Duration::hours(1)),
             &time(now + chrono::Duration::days(days)),
         ]),
-        &name(host),
+        &name(host, usage),
         &spki,
         &tlv(0xa3, &server_extensions(host, usage)),
     ]);

@@ -273,7 +273,7 @@ pub async fn start(
     quarantine: Quarantine,
     tracker: Tracker,
     store: Arc<SqliteStore>,
-) -> Result<(Arc<Console>, TcpListener, rustls::ServerConfig), StartError> {
+) -> Result<(Arc<Console>, TcpListener, Arc<crate::tls::ServerTls>), StartError> {
     let Some(c) = config.console.clone() else {
         return Err(StartError::NotConfigured);
     };
@@ -296,8 +296,10 @@ pub async fn start(
         .tls
         .clone()
         .unwrap_or_else(crate::config::TlsConfig::generated);
-    let mut tls = crate::tls::dual_server_config(&tls_config, &config.server.hostname)?;
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tls = Arc::new(crate::tls::ServerTls::new(
+        &tls_config,
+        &config.server.hostname,
+    )?);
     let listener = TcpListener::bind(c.listen).map_err(|e| {
         std::io::Error::new(
             e.kind(),
@@ -342,24 +344,51 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
-/// Serves the console over HTTPS on a bound listener until the process ends.
+/// How long a client may take over its TLS or TLCP handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves the console over HTTPS on a bound listener until the process ends. Each connection
+/// gets the handshake its first bytes ask for (international TLS, RFC 8998 or TLCP, as on
+/// STARTTLS); HTTP/1.1 then runs over whichever stream resulted. actix-web's own TLS
+/// listeners take a single rustls configuration, so the pipeline is assembled here.
 pub async fn serve(
     console: Arc<Console>,
     listener: TcpListener,
-    tls: rustls::ServerConfig,
+    tls: Arc<crate::tls::ServerTls>,
 ) -> std::io::Result<()> {
+    use actix_http::{HttpService, Protocol};
+    use actix_service::{ServiceFactoryExt, fn_service, map_config};
+
     let data = web::Data::from(console);
-    let server = actix_web::HttpServer::new(move || {
-        actix_web::App::new()
-            .app_data(data.clone())
-            .wrap(security_headers())
-            .configure(configure)
-    })
-    .workers(2)
-    .disable_signals()
-    .listen_rustls_0_23(listener, tls)?
-    .run();
-    server.await
+    actix_server::Server::build()
+        .workers(2)
+        .disable_signals()
+        .listen("console", listener, move || {
+            let app = actix_web::App::new()
+                .app_data(data.clone())
+                .wrap(security_headers())
+                .configure(configure);
+            let tls = tls.clone();
+            let handshake = fn_service(move |io: actix_web::rt::net::TcpStream| {
+                let tls = tls.clone();
+                async move {
+                    let peer = io.peer_addr().ok();
+                    let (stream, _) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(io))
+                        .await
+                        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))
+                        .and_then(|accepted| accepted)
+                        .map_err(actix_http::error::DispatchError::Io)?;
+                    Ok::<_, actix_http::error::DispatchError>((stream, Protocol::Http1, peer))
+                }
+            });
+            handshake.and_then(
+                HttpService::build()
+                    .client_request_timeout(std::time::Duration::from_secs(10))
+                    .finish(map_config(app, |_| actix_web::dev::AppConfig::default())),
+            )
+        })?
+        .run()
+        .await
 }
 
 /// Headers on every response (a handler may set its own CSP, e.g. the preview).
