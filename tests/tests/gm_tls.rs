@@ -2,12 +2,13 @@
 //! `tongsuo-src` by tests/run.sh, `JIANMEN_TONGSUO`) talks RFC 8998 (TLS_SM4_GCM_SM3, curveSM2,
 //! sm2sig_sm3) to the gateway's SMTP STARTTLS, with and without a HelloRetryRequest, and
 //! international clients still get international suites; the gateway's outbound client
-//! negotiates RFC 8998 with a Tongsuo server that speaks nothing else; and one gateway
+//! negotiates RFC 8998 with a Tongsuo server that speaks nothing else and delivers mail to an
+//! SMTP downstream whose TLS Tongsuo terminates; and one gateway
 //! delivers to another over SM TLS; the HTTPS console serves all three kinds of client; TLCP
 //! (GB/T 38636) clients get both ECC suites on STARTTLS. Everything listens on 127.0.0.1 only.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -295,6 +296,117 @@ fn the_outbound_client_negotiates_rfc_8998_with_a_tongsuo_server() {
     assert!(
         text.contains("TLSv1.3 with cipher TLS_SM4_GCM_SM3 (curveSM2)"),
         "{text}"
+    );
+}
+
+/// Copies `from` to `to` until either ends, passing on each read at once (`std::io::copy`
+/// between a socket and a pipe may use splice(2) and sit on a short SMTP reply).
+fn splice(mut from: impl std::io::Read + Send + 'static, mut to: impl Write + Send + 'static) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = from.read(&mut buf) {
+            if to.write_all(&buf[..n]).and_then(|()| to.flush()).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+/// An SMTP downstream whose TLS is Tongsuo's: a plaintext front on the returned port answers the
+/// greeting, EHLO and STARTTLS, then hands the connection to `tongsuo s_server` (RFC 8998 only,
+/// with `cert`/`key`), whose plaintext side is smtp-sink on `sink_port` (its greeting, already
+/// given by the front, dropped). One connection.
+fn tongsuo_fronted_sink(sink_port: u16, cert: &Path, key: &Path) -> (u16, std::process::Child) {
+    use std::io::{BufRead, BufReader};
+    let tls_port = free_port();
+    let mut server = Command::new(tongsuo())
+        .args(["s_server", "-quiet", "-accept"])
+        .arg(format!("127.0.0.1:{tls_port}"))
+        .arg("-cert")
+        .arg(cert)
+        .arg("-key")
+        .arg(key)
+        .args(SM_ONLY)
+        .args(["-groups", "SM2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_ok()
+    }));
+    let sink = std::net::TcpStream::connect(("127.0.0.1", sink_port)).unwrap();
+    let mut greeting = String::new();
+    let mut sink_reader = BufReader::new(sink.try_clone().unwrap());
+    sink_reader.read_line(&mut greeting).unwrap();
+    assert!(greeting.starts_with("220"), "{greeting}");
+    splice(sink_reader, server.stdin.take().unwrap());
+    splice(server.stdout.take().unwrap(), sink);
+
+    let front = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let front_port = front.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (conn, _) = front.accept().unwrap();
+        let mut lines = BufReader::new(conn.try_clone().unwrap());
+        let mut out = conn.try_clone().unwrap();
+        out.write_all(b"220 front.test ESMTP\r\n").unwrap();
+        let mut line = String::new();
+        while lines.read_line(&mut line).unwrap_or(0) > 0 {
+            let command = line.trim().to_ascii_uppercase();
+            line.clear();
+            if command.starts_with("EHLO") {
+                out.write_all(b"250-front.test\r\n250 STARTTLS\r\n")
+                    .unwrap();
+            } else if command == "STARTTLS" {
+                out.write_all(b"220 2.0.0 go ahead\r\n").unwrap();
+                let tls = std::net::TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
+                splice(conn, tls.try_clone().unwrap());
+                splice(tls, out);
+                return;
+            } else {
+                out.write_all(b"503 STARTTLS first\r\n").unwrap();
+            }
+        }
+    });
+    (front_port, server)
+}
+
+#[test]
+fn the_gateway_delivers_over_rfc_8998_to_a_tongsuo_fronted_downstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (
+        dir.path().join("sm2-cert.pem"),
+        dir.path().join("sm2-key.pem"),
+    );
+    let out = Command::new(jianmen_bin())
+        .args(["cert-sm2", "--host", "downstream.test", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let sink = Sink::start(&[]);
+    let (front, mut server) = tongsuo_fronted_sink(sink.port, &cert, &key);
+    let mut setup = Setup::new(front, sink.port);
+    setup.downstream_tls = "required";
+    let gw = Gateway::start(&setup);
+    let mut c = jianmen_testkit::Client::ready(gw.addr);
+    let r = c.send_mail(
+        "sender@outside.test",
+        &["alice@example.com"],
+        b"Subject: to Tongsuo\r\n\r\nsealed by Tongsuo's SM4-GCM\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    let arrived = wait_until(Duration::from_secs(20), || !sink.messages().is_empty());
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(arrived, "nothing reached smtp-sink: {}", gw.log());
+    assert!(sink.messages()[0].body().contains("sealed by Tongsuo"));
+    assert!(
+        gw.log()
+            .contains("TLSv1.3 with cipher TLS_SM4_GCM_SM3 (curveSM2)"),
+        "{}",
+        gw.log()
     );
 }
 

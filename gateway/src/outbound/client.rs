@@ -199,6 +199,8 @@ impl Client {
         .await
         .map_err(|_| ClientError::Temporary(format!("TLS handshake with {}: timeout", self.peer)))?
         .map_err(|e| ClientError::Temporary(format!("TLS handshake with {}: {e}", self.peer)))?;
+        let negotiated = crate::tls::describe(tls.get_ref().1);
+        tracing::info!(peer = %self.peer, tls = %negotiated, "delivering over TLS");
         self.stream = BufReader::new(Box::new(tls));
         Ok(())
     }
