@@ -376,6 +376,9 @@ pub enum TlsPolicy {
     Opportunistic,
     /// Defer unless STARTTLS succeeds; certificates are not verified (like Postfix `encrypt`).
     Required,
+    /// As `required`, but the handshake after STARTTLS is TLCP (GB/T 38636), for downstreams
+    /// that speak only TLCP; the key exchange must be signed by the server's signing key.
+    Tlcp,
 }
 
 /// A configured downstream for one recipient domain.

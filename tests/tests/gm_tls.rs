@@ -7,8 +7,9 @@
 //! delivers to another over SM TLS; the HTTPS console serves all three kinds of client; TLCP
 //! (GB/T 38636) clients get both ECC suites on STARTTLS. Everything listens on 127.0.0.1 only.
 
+use std::ffi::OsStr;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -313,21 +314,16 @@ fn splice(mut from: impl std::io::Read + Send + 'static, mut to: impl Write + Se
 }
 
 /// An SMTP downstream whose TLS is Tongsuo's: a plaintext front on the returned port answers the
-/// greeting, EHLO and STARTTLS, then hands the connection to `tongsuo s_server` (RFC 8998 only,
-/// with `cert`/`key`), whose plaintext side is smtp-sink on `sink_port` (its greeting, already
-/// given by the front, dropped). One connection.
-fn tongsuo_fronted_sink(sink_port: u16, cert: &Path, key: &Path) -> (u16, std::process::Child) {
+/// greeting, EHLO and STARTTLS, then hands the connection to `tongsuo s_server` with
+/// `server_args`, whose plaintext side is smtp-sink on `sink_port` (its greeting, already given
+/// by the front, dropped). One connection.
+fn tongsuo_fronted_sink(sink_port: u16, server_args: &[&OsStr]) -> (u16, std::process::Child) {
     use std::io::{BufRead, BufReader};
     let tls_port = free_port();
     let mut server = Command::new(tongsuo())
         .args(["s_server", "-quiet", "-accept"])
         .arg(format!("127.0.0.1:{tls_port}"))
-        .arg("-cert")
-        .arg(cert)
-        .arg("-key")
-        .arg(key)
-        .args(SM_ONLY)
-        .args(["-groups", "SM2"])
+        .args(server_args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -386,7 +382,19 @@ fn the_gateway_delivers_over_rfc_8998_to_a_tongsuo_fronted_downstream() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let sink = Sink::start(&[]);
-    let (front, mut server) = tongsuo_fronted_sink(sink.port, &cert, &key);
+    let args = [
+        [
+            "-cert".as_ref(),
+            cert.as_os_str(),
+            "-key".as_ref(),
+            key.as_os_str(),
+        ]
+        .as_slice(),
+        &SM_ONLY.iter().map(OsStr::new).collect::<Vec<_>>(),
+        &["-groups".as_ref(), "SM2".as_ref()],
+    ]
+    .concat();
+    let (front, mut server) = tongsuo_fronted_sink(sink.port, &args);
     let mut setup = Setup::new(front, sink.port);
     setup.downstream_tls = "required";
     let gw = Gateway::start(&setup);
@@ -405,6 +413,53 @@ fn the_gateway_delivers_over_rfc_8998_to_a_tongsuo_fronted_downstream() {
     assert!(
         gw.log()
             .contains("TLSv1.3 with cipher TLS_SM4_GCM_SM3 (curveSM2)"),
+        "{}",
+        gw.log()
+    );
+}
+
+#[test]
+fn the_gateway_delivers_over_tlcp_to_a_tongsuo_fronted_downstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(jianmen_bin())
+        .args(["cert-sm2", "--host", "downstream.test", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let file = |name: &str| dir.path().join(name).into_os_string();
+    let sink = Sink::start(&[]);
+    let args = [
+        "-enable_ntls".into(),
+        "-ntls".into(),
+        "-sign_cert".into(),
+        file("sm2-cert.pem"),
+        "-sign_key".into(),
+        file("sm2-key.pem"),
+        "-enc_cert".into(),
+        file("sm2-enc-cert.pem"),
+        "-enc_key".into(),
+        file("sm2-enc-key.pem"),
+    ];
+    let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let (front, mut server) = tongsuo_fronted_sink(sink.port, &args);
+    let mut setup = Setup::new(front, sink.port);
+    setup.downstream_tls = "tlcp";
+    let gw = Gateway::start(&setup);
+    let mut c = jianmen_testkit::Client::ready(gw.addr);
+    let r = c.send_mail(
+        "sender@outside.test",
+        &["alice@example.com"],
+        b"Subject: to Tongsuo over TLCP\r\n\r\nsealed by TLCP\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    let arrived = wait_until(Duration::from_secs(20), || !sink.messages().is_empty());
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(arrived, "nothing reached smtp-sink: {}", gw.log());
+    assert!(sink.messages()[0].body().contains("sealed by TLCP"));
+    assert!(
+        gw.log().contains("TLCP with cipher ECC-SM2-SM4-GCM-SM3"),
         "{}",
         gw.log()
     );
@@ -437,6 +492,38 @@ fn one_gateway_delivers_to_another_over_sm_tls() {
         .join(" ");
     assert!(
         hop.contains("using TLSv1.3 with cipher TLS_SM4_GCM_SM3 (curveSM2)"),
+        "the inner gateway's Received header: {hop}"
+    );
+
+    // The same hop with the route set to TLCP.
+    let mut setup = Setup::new(inner.addr.port(), sink.port);
+    setup.downstream_tls = "tlcp";
+    let outer = Gateway::start(&setup);
+    let mut c = jianmen_testkit::Client::ready(outer.addr);
+    let r = c.send_mail(
+        "sender@outside.test",
+        &["alice@example.com"],
+        b"Subject: relayed\r\n\r\nhop over TLCP\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    assert!(wait_until(Duration::from_secs(20), || sink
+        .messages()
+        .len()
+        == 2));
+    let message = sink
+        .messages()
+        .into_iter()
+        .find(|m| m.body().contains("hop over TLCP"))
+        .unwrap();
+    let hop = message
+        .content
+        .lines()
+        .skip_while(|l| !l.starts_with("Received:"))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        hop.contains("using TLCP with cipher ECC-SM2-SM4-GCM-SM3"),
         "the inner gateway's Received header: {hop}"
     );
 }

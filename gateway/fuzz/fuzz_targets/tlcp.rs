@@ -1,6 +1,7 @@
-//! Any bytes as what a TLCP client sends: the server handshake (record layer, ClientHello,
-//! ClientKeyExchange, ChangeCipherSpec, Finished) must refuse them with an error, never panic,
-//! hang or grow without bound.
+//! Any bytes as what a TLCP peer sends: the server handshake (record layer, ClientHello,
+//! ClientKeyExchange, ChangeCipherSpec, Finished) and the client handshake (ServerHello,
+//! Certificate, ServerKeyExchange, ServerHelloDone, Finished) must refuse them with an error,
+//! never panic, hang or grow without bound. The first byte picks the side.
 #![no_main]
 
 use std::pin::Pin;
@@ -64,5 +65,13 @@ fn setup() -> &'static (tokio::runtime::Runtime, Arc<tlcp::ServerConfig>) {
 
 fuzz_target!(|data: &[u8]| {
     let (rt, config) = setup();
-    let _ = rt.block_on(tlcp::accept(config.clone(), Feed(data.to_vec(), 0)));
+    let Some((&side, rest)) = data.split_first() else {
+        return;
+    };
+    let feed = Feed(rest.to_vec(), 0);
+    if side & 1 == 0 {
+        let _ = rt.block_on(tlcp::accept(config.clone(), feed));
+    } else {
+        let _ = rt.block_on(tlcp::connect(feed));
+    }
 });

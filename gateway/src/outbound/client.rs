@@ -138,14 +138,14 @@ impl Client {
         match policy {
             TlsPolicy::None => {}
             TlsPolicy::Opportunistic if !client.ext.starttls => {}
-            TlsPolicy::Required if !client.ext.starttls => {
+            TlsPolicy::Required | TlsPolicy::Tlcp if !client.ext.starttls => {
                 let _ = client.quit().await;
                 return Err(ClientError::Temporary(
                     "TLS is required but the server does not offer STARTTLS".into(),
                 ));
             }
-            TlsPolicy::Opportunistic | TlsPolicy::Required => {
-                client.starttls(tls_name).await?;
+            TlsPolicy::Opportunistic | TlsPolicy::Required | TlsPolicy::Tlcp => {
+                client.starttls(tls_name, policy == TlsPolicy::Tlcp).await?;
                 client.hello().await?;
             }
         }
@@ -172,7 +172,8 @@ impl Client {
         Ok(())
     }
 
-    async fn starttls(&mut self, tls_name: &str) -> Result<(), ClientError> {
+    /// STARTTLS, then a TLS (RFC 8998 or international) or, with `tlcp`, a TLCP handshake.
+    async fn starttls(&mut self, tls_name: &str, tlcp: bool) -> Result<(), ClientError> {
         self.write(b"STARTTLS\r\n").await?;
         let reply = self.read_reply().await?;
         if reply.code != 220 {
@@ -191,17 +192,31 @@ impl Client {
             .map_err(|e| ClientError::Temporary(format!("bad TLS name {tls_name}: {e}")))?;
         let placeholder: Box<dyn Io> = Box::new(tokio::io::duplex(1).0);
         let plain = std::mem::replace(&mut self.stream, BufReader::new(placeholder)).into_inner();
-        let connector = TlsConnector::from(self.settings.tls.clone());
-        let tls = tokio::time::timeout(
-            self.settings.command_timeout,
-            connector.connect(name, plain),
-        )
-        .await
-        .map_err(|_| ClientError::Temporary(format!("TLS handshake with {}: timeout", self.peer)))?
-        .map_err(|e| ClientError::Temporary(format!("TLS handshake with {}: {e}", self.peer)))?;
-        let negotiated = crate::tls::describe(tls.get_ref().1);
+        let handshake = async {
+            if tlcp {
+                let stream = crate::gm::tlcp::connect(plain)
+                    .await
+                    .map_err(std::io::Error::other)?;
+                let negotiated = format!("TLCP with cipher {}", stream.suite().name());
+                Ok::<(Box<dyn Io>, String), std::io::Error>((Box::new(stream), negotiated))
+            } else {
+                let connector = TlsConnector::from(self.settings.tls.clone());
+                let tls = connector.connect(name, plain).await?;
+                let negotiated = crate::tls::describe(tls.get_ref().1);
+                let stream: Box<dyn Io> = Box::new(tls);
+                Ok((stream, negotiated))
+            }
+        };
+        let (stream, negotiated) = tokio::time::timeout(self.settings.command_timeout, handshake)
+            .await
+            .map_err(|_| {
+                ClientError::Temporary(format!("TLS handshake with {}: timeout", self.peer))
+            })?
+            .map_err(|e| {
+                ClientError::Temporary(format!("TLS handshake with {}: {e}", self.peer))
+            })?;
         tracing::info!(peer = %self.peer, tls = %negotiated, "delivering over TLS");
-        self.stream = BufReader::new(Box::new(tls));
+        self.stream = BufReader::new(stream);
         Ok(())
     }
 

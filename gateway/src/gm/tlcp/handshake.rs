@@ -12,6 +12,8 @@ pub mod kind {
     pub const CLIENT_HELLO: u8 = 1;
     /// ServerHello.
     pub const SERVER_HELLO: u8 = 2;
+    /// CertificateRequest (client certificates; not supported by this client).
+    pub const CERTIFICATE_REQUEST: u8 = 13;
     /// Certificate.
     pub const CERTIFICATE: u8 = 11;
     /// ServerKeyExchange.
@@ -83,6 +85,11 @@ impl<'a> Reader<'a> {
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
+    fn u24(&mut self) -> Result<usize, TlcpError> {
+        let b = self.take(3)?;
+        Ok(u32::from_be_bytes([0, b[0], b[1], b[2]]) as usize)
+    }
+
     fn vec8(&mut self) -> Result<&'a [u8], TlcpError> {
         let n = usize::from(self.u8()?);
         self.take(n)
@@ -133,14 +140,7 @@ pub fn parse_client_hello(body: &[u8]) -> Result<ClientHello, TlcpError> {
     if !r.vec8()?.contains(&0) {
         return Err(TlcpError::Decode("no null compression"));
     }
-    if !r.0.is_empty() {
-        let mut extensions = Reader(r.vec16()?);
-        while !extensions.0.is_empty() {
-            extensions.u16()?;
-            extensions.vec16()?;
-        }
-        r.end()?;
-    }
+    skip_extensions(&mut r)?;
     let suite = Suite::ALL
         .into_iter()
         .find(|s| offered.contains(&s.code()))
@@ -157,6 +157,91 @@ pub fn parse_client_key_exchange(body: &[u8]) -> Result<&[u8], TlcpError> {
         return Err(TlcpError::Decode("empty key exchange"));
     }
     Ok(ciphertext)
+}
+
+/// Skips an optional extensions block (checked for shape) and requires the end.
+fn skip_extensions(r: &mut Reader<'_>) -> Result<(), TlcpError> {
+    if !r.0.is_empty() {
+        let mut extensions = Reader(r.vec16()?);
+        while !extensions.0.is_empty() {
+            extensions.u16()?;
+            extensions.vec16()?;
+        }
+    }
+    r.end()
+}
+
+/// ClientHello offering `suites`, no session to resume and no extensions.
+pub fn client_hello(random: &[u8; 32], suites: &[Suite]) -> Vec<u8> {
+    let mut body = VERSION.to_be_bytes().to_vec();
+    body.extend_from_slice(random);
+    body.push(0);
+    body.extend(((suites.len() * 2) as u16).to_be_bytes());
+    for s in suites {
+        body.extend(s.code().to_be_bytes());
+    }
+    body.extend([1, 0]);
+    message(kind::CLIENT_HELLO, &body)
+}
+
+/// The server's random and chosen suite from a ServerHello body; the suite must be one of
+/// `offered`.
+pub fn parse_server_hello(body: &[u8], offered: &[Suite]) -> Result<([u8; 32], Suite), TlcpError> {
+    let mut r = Reader(body);
+    if r.u16()? != VERSION {
+        return Err(TlcpError::Version);
+    }
+    let mut random = [0u8; 32];
+    random.copy_from_slice(r.take(32)?);
+    if r.vec8()?.len() > 32 {
+        return Err(TlcpError::Decode("session id too long"));
+    }
+    let code = r.u16()?;
+    let suite = offered
+        .iter()
+        .copied()
+        .find(|s| s.code() == code)
+        .ok_or(TlcpError::Unexpected("cipher suite not offered"))?;
+    if r.u8()? != 0 {
+        return Err(TlcpError::Decode("compression"));
+    }
+    skip_extensions(&mut r)?;
+    Ok((random, suite))
+}
+
+/// Most certificates accepted in one Certificate message.
+const MAX_CERTIFICATES: usize = 10;
+
+/// The certificates of a Certificate body, in order (TLCP: signing, encryption, chain).
+pub fn parse_certificate(body: &[u8]) -> Result<Vec<&[u8]>, TlcpError> {
+    let mut r = Reader(body);
+    let len = r.u24()?;
+    let mut list = Reader(r.take(len)?);
+    r.end()?;
+    let mut certs = Vec::new();
+    while !list.0.is_empty() {
+        if certs.len() == MAX_CERTIFICATES {
+            return Err(TlcpError::Decode("too many certificates"));
+        }
+        let n = list.u24()?;
+        certs.push(list.take(n)?);
+    }
+    Ok(certs)
+}
+
+/// The signature of a ServerKeyExchange body for the ECC suites.
+pub fn parse_server_key_exchange(body: &[u8]) -> Result<&[u8], TlcpError> {
+    let mut r = Reader(body);
+    let signature = r.vec16()?;
+    r.end()?;
+    Ok(signature)
+}
+
+/// ClientKeyExchange carrying the SM2-encrypted pre-master secret.
+pub fn client_key_exchange(ciphertext: &[u8]) -> Vec<u8> {
+    let mut body = (ciphertext.len() as u16).to_be_bytes().to_vec();
+    body.extend_from_slice(ciphertext);
+    message(kind::CLIENT_KEY_EXCHANGE, &body)
 }
 
 /// A handshake message: type, 24-bit length, body.

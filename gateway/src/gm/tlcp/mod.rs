@@ -1,20 +1,24 @@
 //! TLCP (GB/T 38636-2020), the dual-certificate national-cipher protocol most 国密 browsers and
 //! client libraries speak: version 0x0101, a signing certificate that authenticates the server
 //! and an encryption certificate whose SM2 key the client encrypts the pre-master secret to.
-//! No Rust implementation existed, so this one is small and server-only: the ECC suites
+//! No Rust implementation existed, so this one is small: server and client for the ECC suites
 //! (ECC_SM4_GCM_SM3 0xE053, ECC_SM4_CBC_SM3 0xE013), full handshakes, no resumption or
 //! renegotiation. The ECDHE suites (which need client certificates) are not offered.
 //!
 //! [`record`] protects records, [`handshake`] parses and builds messages and derives keys,
-//! [`server`] runs a connection.
+//! [`server`] and [`client`] run the two sides, and `conn` what they share.
 
+pub mod client;
+mod conn;
 pub mod handshake;
 pub mod record;
 pub mod server;
 
+pub use client::connect;
+pub use conn::TlcpStream;
 pub use handshake::Suite;
 pub use record::starts_tlcp;
-pub use server::{ServerConfig, TlcpStream, accept};
+pub use server::{ServerConfig, accept};
 
 /// Why a TLCP connection failed; each maps to the alert the peer is sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +44,9 @@ pub enum TlcpError {
     /// The client's Finished did not match the handshake (wrong keys or altered messages).
     #[error("Finished does not verify")]
     BadFinished,
+    /// The server's key exchange was not signed by its signing certificate's key.
+    #[error("ServerKeyExchange signature does not verify")]
+    BadSignature,
     /// The peer sent a fatal alert.
     #[error("peer sent alert {0}")]
     Alert(u8),
@@ -70,7 +77,7 @@ impl TlcpError {
             TlcpError::BadRecordMac => 20,
             TlcpError::NoCommonSuite => 40,
             TlcpError::Unexpected(_) => 10,
-            TlcpError::BadFinished => 51,
+            TlcpError::BadFinished | TlcpError::BadSignature => 51,
             TlcpError::Closed => 0,
             _ => 80,
         }
