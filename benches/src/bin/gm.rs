@@ -1,8 +1,8 @@
 //! National-cipher figures beside their international counterparts, in one run: SM3 vs
 //! SHA-256, SM4-GCM vs AES-128-GCM (16 KiB records), SM2 vs ECDSA P-256 sign and verify, and
-//! full TLS 1.3 handshakes per second (client and server in this thread, in memory) for
-//! RFC 8998 (TLS_SM4_GCM_SM3, curveSM2, SM2 certificate) and for ring (AES-GCM, X25519,
-//! ECDSA). With `JIANMEN_TONGSUO` set (tests/run.sh builds it) Tongsuo's `speed` for SM3,
+//! full handshakes per second (client and server in this thread, in memory) for RFC 8998
+//! (TLS_SM4_GCM_SM3, curveSM2, SM2 certificate), TLCP (ECC_SM4_GCM_SM3, two SM2 certificates)
+//! and TLS 1.3 on ring (AES-GCM, X25519, ECDSA). With `JIANMEN_TONGSUO` set (tests/run.sh builds it) Tongsuo's `speed` for SM3,
 //! SM4-GCM and SM2 is printed below for comparison.
 //!
 //! Usage: `cargo run --release -p jianmen-benches --bin gm`
@@ -68,6 +68,30 @@ fn server_rate(server: &Arc<ServerConfig>, client: &Arc<rustls::ClientConfig>) -
         n += 1;
     }
     f64::from(n) / busy.as_secs_f64()
+}
+
+/// Full TLCP handshakes per second (ECC_SM4_GCM_SM3), client and server on one thread over an
+/// in-memory pipe.
+fn tlcp_rate() -> Result<f64, Box<dyn std::error::Error>> {
+    use jianmen::gm::cert::{Usage, self_signed};
+    use jianmen::gm::tlcp;
+    let (sign, enc) = (Sm2PrivateKey::generate(), Sm2PrivateKey::generate());
+    let config = Arc::new(tlcp::ServerConfig::new(
+        vec![self_signed(&sign, "bench.test", 1, Usage::Signing)?],
+        &sign,
+        self_signed(&enc, "bench.test", 1, Usage::Encryption)?,
+        enc,
+    )?);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(rate(|| {
+        rt.block_on(async {
+            let (a, b) = tokio::io::duplex(1 << 16);
+            let (server, client) = tokio::join!(tlcp::accept(config.clone(), b), tlcp::connect(a));
+            assert!(server.is_ok() && client.is_ok(), "TLCP handshake failed");
+        });
+    }))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -152,14 +176,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let intl_server =
         jianmen::tls::server_config_for(jianmen::tls::Identity::self_signed("bench.test")?)?;
     let intl_client = jianmen::tls::client_config_with(rustls::crypto::ring::default_provider())?;
+    let intl_both = rate(|| {
+        handshake(&intl_server, &intl_client);
+    });
     line(
         "RFC 8998 handshakes (both)",
         rate(|| {
             handshake(&sm_server, &sm_client);
         }),
-        rate(|| {
-            handshake(&intl_server, &intl_client);
-        }),
+        intl_both,
+        "/s",
+        "TLS 1.3 ring (both)",
+    );
+    line(
+        "TLCP ECC handshakes (both)",
+        tlcp_rate()?,
+        intl_both,
         "/s",
         "TLS 1.3 ring (both)",
     );
