@@ -125,25 +125,51 @@ fn tongsuo_clients_get_rfc_8998_on_starttls_and_others_get_international_tls() {
 }
 
 #[test]
-fn tongsuo_tlcp_clients_are_served_on_starttls_with_both_ecc_suites() {
+fn tongsuo_tlcp_clients_are_served_on_starttls_with_ecc_and_ecdhe_suites() {
     let sink = Sink::start(&[]);
     let gw = Gateway::start(&Setup::new(sink.port, sink.port));
-    for suite in ["ECC-SM2-SM4-GCM-SM3", "ECC-SM2-SM4-CBC-SM3"] {
+    // ECDHE needs the client's own signing and encryption pair.
+    let dir = cert_sm2("client.test");
+    let file = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let client_certs = [
+        "-sign_cert".to_owned(),
+        file("sm2-cert.pem"),
+        "-sign_key".to_owned(),
+        file("sm2-key.pem"),
+        "-enc_cert".to_owned(),
+        file("sm2-enc-cert.pem"),
+        "-enc_key".to_owned(),
+        file("sm2-enc-key.pem"),
+    ];
+    let suites: [(&str, &[&str]); 5] = [
+        ("ECC-SM2-SM4-GCM-SM3", &[]),
+        ("ECC-SM2-SM4-CBC-SM3", &[]),
+        ("ECDHE-SM2-SM4-GCM-SM3", &[]),
+        // GB/T 38636's ClientKeyExchange encoding (a 16-bit length around the point).
+        ("ECDHE-SM2-SM4-CBC-SM3", &["-enable_ntls_strict_ecdhe_cke"]),
+        ("ECDHE-SM2-SM4-GCM-SM3", &["-enable_ntls_strict_ecdhe_cke"]),
+    ];
+    for (suite, extra) in suites {
+        let mut args = vec!["-enable_ntls", "-ntls", "-cipher", suite];
+        args.extend(extra);
+        if suite.starts_with("ECDHE") {
+            args.extend(client_certs.iter().map(String::as_str));
+        }
         let out = s_client(
             &gw,
-            &["-enable_ntls", "-ntls", "-cipher", suite],
+            &args,
             &[
                 "EHLO tongsuo.test",
                 "MAIL FROM:<sender@outside.test>",
                 "RCPT TO:<alice@example.com>",
                 "DATA",
-                &format!("Subject: over TLCP {suite}\r\n\r\nsealed\r\n."),
+                &format!("Subject: over TLCP {suite} {extra:?}\r\n\r\nsealed\r\n."),
                 "QUIT",
             ],
         );
         assert!(
             out.contains(&format!("NTLSv1.1, Cipher is {suite}")),
-            "{out}"
+            "{suite} {extra:?}: {out}"
         );
         assert!(out.contains("250 2.0.0"), "the message was accepted: {out}");
         assert!(out.contains("221 2.0.0"), "{out}");
@@ -151,21 +177,23 @@ fn tongsuo_tlcp_clients_are_served_on_starttls_with_both_ecc_suites() {
     assert!(wait_until(Duration::from_secs(15), || sink
         .messages()
         .len()
-        == 2));
-    let mut received: Vec<String> = sink
-        .messages()
-        .iter()
-        .map(|m| m.header("Received").unwrap())
-        .collect();
-    received.sort();
-    assert!(
-        received[0].contains("using TLCP with cipher ECC-SM2-SM4-CBC-SM3"),
-        "{received:?}"
+        == 5));
+    for (suite, _) in suites {
+        assert!(
+            sink.messages().iter().any(|m| m
+                .header("Received")
+                .unwrap()
+                .contains(&format!("using TLCP with cipher {suite}"))),
+            "{suite}"
+        );
+    }
+    // An ECDHE client without certificates cannot complete the handshake.
+    let out = s_client(
+        &gw,
+        &["-enable_ntls", "-ntls", "-cipher", "ECDHE-SM2-SM4-GCM-SM3"],
+        &["QUIT"],
     );
-    assert!(
-        received[1].contains("using TLCP with cipher ECC-SM2-SM4-GCM-SM3"),
-        "{received:?}"
-    );
+    assert!(!out.contains("221 2.0.0"), "{out}");
 }
 
 #[test]
@@ -300,6 +328,18 @@ fn the_outbound_client_negotiates_rfc_8998_with_a_tongsuo_server() {
     );
 }
 
+/// A directory with `jianmen cert-sm2`'s signing and encryption pairs for `host`.
+fn cert_sm2(host: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(jianmen_bin())
+        .args(["cert-sm2", "--host", host, "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    dir
+}
+
 /// Copies `from` to `to` until either ends, passing on each read at once (`std::io::copy`
 /// between a socket and a pipe may use splice(2) and sit on a short SMTP reply).
 fn splice(mut from: impl std::io::Read + Send + 'static, mut to: impl Write + Send + 'static) {
@@ -420,13 +460,7 @@ fn the_gateway_delivers_over_rfc_8998_to_a_tongsuo_fronted_downstream() {
 
 #[test]
 fn the_gateway_delivers_over_tlcp_to_a_tongsuo_fronted_downstream() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(jianmen_bin())
-        .args(["cert-sm2", "--host", "downstream.test", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let dir = cert_sm2("downstream.test");
     let file = |name: &str| dir.path().join(name).into_os_string();
     let sink = Sink::start(&[]);
     let args = [

@@ -13,6 +13,7 @@ use sm2::pke::{DecryptingKey, EncryptingKey};
 use sm2::{PublicKey, SecretKey};
 
 use super::GmError;
+use super::sm3::{Sm3Hasher, sm3};
 
 /// The distinguishing ID that X.509 certificates and most signatures use (GM/T 0009).
 pub const DEFAULT_ID: &str = "1234567812345678";
@@ -129,6 +130,97 @@ impl Sm2PrivateKey {
     }
 }
 
+/// The recommended curve's a, b and generator (GB/T 32918.5), big-endian.
+const CURVE_A: [u8; 32] = hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC");
+const CURVE_B: [u8; 32] = hex32("28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93");
+const GENERATOR_X: [u8; 32] =
+    hex32("32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7");
+const GENERATOR_Y: [u8; 32] =
+    hex32("BC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0");
+
+const fn nibble(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        _ => c - b'A' + 10,
+    }
+}
+
+const fn hex32(s: &str) -> [u8; 32] {
+    let b = s.as_bytes();
+    let mut out = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        out[i] = (nibble(b[2 * i]) << 4) | nibble(b[2 * i + 1]);
+        i += 1;
+    }
+    out
+}
+
+/// One side's keys in an SM2 key agreement.
+pub struct AgreementParty<'a> {
+    /// The long-term key (TLCP: the encryption certificate's).
+    pub static_key: &'a Sm2PublicKey,
+    /// The ephemeral key of this exchange.
+    pub ephemeral: &'a Sm2PublicKey,
+    /// The distinguishing ID.
+    pub id: &'a str,
+}
+
+/// SM2 key agreement (GB/T 32918.3 §6.1, without the optional confirmation hashes), as TLCP's
+/// ECDHE suites use it: `own_static`/`own_ephemeral` are our private keys, `us` and `peer` the
+/// public halves; the initiator's Z comes first in the KDF input. Returns `len` shared bytes.
+pub fn key_agreement(
+    initiator: bool,
+    own_static: &Sm2PrivateKey,
+    own_ephemeral: &Sm2PrivateKey,
+    us: &AgreementParty<'_>,
+    peer: &AgreementParty<'_>,
+    len: usize,
+) -> Result<Vec<u8>, GmError> {
+    use sm2::elliptic_curve::Group;
+    use sm2::elliptic_curve::PrimeField;
+    use sm2::elliptic_curve::point::AffineCoordinates;
+    use sm2::{ProjectivePoint, Scalar};
+
+    // x̄ = 2^127 + (x mod 2^127), from the x coordinate of an ephemeral point.
+    let x_bar = |point: &PublicKey| -> Result<Scalar, GmError> {
+        let x = point.as_affine().x();
+        let mut bytes = [0u8; 32];
+        bytes[16..].copy_from_slice(&x[16..]);
+        bytes[16] |= 0x80;
+        Option::from(Scalar::from_repr(bytes.into())).ok_or(GmError::BadKey)
+    };
+    let d = *own_static.0.to_nonzero_scalar();
+    let r = *own_ephemeral.0.to_nonzero_scalar();
+    let t = d + x_bar(&us.ephemeral.0)? * r;
+    let peer_sum = peer.static_key.0.to_projective()
+        + peer.ephemeral.0.to_projective() * x_bar(&peer.ephemeral.0)?;
+    // The cofactor of the recommended curve is 1.
+    let shared = (peer_sum * t).to_affine();
+    if bool::from(ProjectivePoint::from(shared).is_identity()) {
+        return Err(GmError::BadKey);
+    }
+    let encoded = PublicKey::from_affine(shared)
+        .map_err(|_| GmError::BadKey)?
+        .to_sec1_bytes();
+    let (z_own, z_peer) = (us.static_key.z(us.id)?, peer.static_key.z(peer.id)?);
+    let (z_a, z_b) = if initiator {
+        (z_own, z_peer)
+    } else {
+        (z_peer, z_own)
+    };
+    let input = [&encoded[1..], &z_a, &z_b].concat();
+    // KDF (GB/T 32918.4 §5.4.3): SM3 over input ‖ 32-bit counter from 1.
+    let mut out = Vec::with_capacity(len + 32);
+    let mut counter: u32 = 1;
+    while out.len() < len {
+        out.extend(sm3(&[&input[..], &counter.to_be_bytes()].concat()));
+        counter += 1;
+    }
+    out.truncate(len);
+    Ok(out)
+}
+
 impl Sm2PublicKey {
     /// From an uncompressed (`04‖x‖y`) or compressed SEC1 point.
     pub fn from_sec1(bytes: &[u8]) -> Result<Self, GmError> {
@@ -163,6 +255,21 @@ impl Sm2PublicKey {
         let signature = Signature::from_der(signature).map_err(|_| GmError::BadSignature)?;
         key.verify(message, &signature)
             .map_err(|_| GmError::BadSignature)
+    }
+
+    /// Z = SM3(ENTL ‖ ID ‖ a ‖ b ‖ xG ‖ yG ‖ x ‖ y) (GB/T 32918.2 §5.5): what binds an identity
+    /// to this key in signatures and key agreement.
+    pub fn z(&self, id: &str) -> Result<[u8; 32], GmError> {
+        let bits = u16::try_from(id.len() * 8).map_err(|_| GmError::Length)?;
+        let point = self.to_sec1();
+        let mut h = Sm3Hasher::new();
+        h.update(&bits.to_be_bytes());
+        h.update(id.as_bytes());
+        for constant in [CURVE_A, CURVE_B, GENERATOR_X, GENERATOR_Y] {
+            h.update(&constant);
+        }
+        h.update(&point[1..]);
+        Ok(h.finish())
     }
 
     /// Encrypts `message` to this key: a GM/T 0009 ASN.1 ciphertext.
@@ -231,6 +338,59 @@ mod tests {
         // The same private scalar gives the same public key in both.
         let same = Sm2PrivateKey::from_bytes(&hex(&sk)).unwrap();
         assert_eq!(same.public_key(), public);
+    }
+
+    #[test]
+    fn z_of_the_gm_t_0003_5_sample_key() {
+        let public = Sm2PublicKey::from_sec1(&hex(
+            "0409F9DF311E5421A150DD7D161E4BC5C672179FAD1833FC076BB08FF356F35020\
+             CCEA490CE26775A52DC6EA718CC1AA600AED05FBF35E084A6632F6072DA9AD13",
+        ))
+        .unwrap();
+        assert_eq!(
+            public.z(DEFAULT_ID).unwrap().to_vec(),
+            hex("B2E14C5C79C6DF5B85F4FE7ED8DB7A262B9DA7E07CCB0EA9F4747B8CCDA8A4F3")
+        );
+    }
+
+    #[test]
+    fn key_agreement_gives_both_sides_the_same_key() {
+        let (a, ra, b, rb) = (
+            Sm2PrivateKey::generate(),
+            Sm2PrivateKey::generate(),
+            Sm2PrivateKey::generate(),
+            Sm2PrivateKey::generate(),
+        );
+        let (pa, pra, pb, prb) = (
+            a.public_key(),
+            ra.public_key(),
+            b.public_key(),
+            rb.public_key(),
+        );
+        let party = |k, e| AgreementParty {
+            static_key: k,
+            ephemeral: e,
+            id: DEFAULT_ID,
+        };
+        let ka = key_agreement(true, &a, &ra, &party(&pa, &pra), &party(&pb, &prb), 48).unwrap();
+        let kb = key_agreement(false, &b, &rb, &party(&pb, &prb), &party(&pa, &pra), 48).unwrap();
+        assert_eq!(ka.len(), 48);
+        assert_eq!(ka, kb);
+        // Roles matter (Z order), and so does every key.
+        let swapped =
+            key_agreement(false, &a, &ra, &party(&pa, &pra), &party(&pb, &prb), 48).unwrap();
+        assert_ne!(ka, swapped);
+        let other = Sm2PrivateKey::generate();
+        let wrong = key_agreement(
+            false,
+            &b,
+            &other,
+            &party(&pb, &other.public_key()),
+            &party(&pa, &pra),
+            48,
+        )
+        .unwrap();
+        assert_ne!(ka, wrong);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::gm::sm2::{DEFAULT_ID, Sm2PublicKey};
 use crate::gm::sm3::Sm3Hasher;
 
 /// The SM2 public key of a DER certificate.
-fn public_key(der: &[u8]) -> Result<Sm2PublicKey, TlcpError> {
+pub(super) fn public_key(der: &[u8]) -> Result<Sm2PublicKey, TlcpError> {
     let cert = rustls_pki_types::CertificateDer::from(der);
     let parsed = webpki::EndEntityCert::try_from(&cert)
         .map_err(|_| TlcpError::Decode("server certificate"))?;
@@ -32,13 +32,14 @@ where
     establish(io, async |conn| {
         let mut transcript = Sm3Hasher::new();
         let client_random: [u8; 32] = random()?;
-        let hello = handshake::client_hello(&client_random, &Suite::ALL);
+        let hello = handshake::client_hello(&client_random, &Suite::CLIENT_OFFER);
         transcript.update(&hello);
         conn.writer.write(ContentType::Handshake, &hello).await?;
 
         let message = conn.read_message(kind::SERVER_HELLO, "ServerHello").await?;
         transcript.update(&message);
-        let (server_random, suite) = handshake::parse_server_hello(&message[4..], &Suite::ALL)?;
+        let (server_random, suite) =
+            handshake::parse_server_hello(&message[4..], &Suite::CLIENT_OFFER)?;
 
         let message = conn.read_message(kind::CERTIFICATE, "Certificate").await?;
         transcript.update(&message);
@@ -55,7 +56,11 @@ where
             .await?;
         transcript.update(&message);
         let signature = handshake::parse_server_key_exchange(&message[4..])?;
-        let signed = handshake::key_exchange_signed_data(&client_random, &server_random, enc_cert);
+        let signed = handshake::key_exchange_signed_data(
+            &client_random,
+            &server_random,
+            &handshake::asn1_cert(enc_cert),
+        );
         sign_key
             .verify(DEFAULT_ID, &signed, signature)
             .map_err(|_| TlcpError::BadSignature)?;

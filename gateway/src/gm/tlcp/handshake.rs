@@ -12,7 +12,7 @@ pub mod kind {
     pub const CLIENT_HELLO: u8 = 1;
     /// ServerHello.
     pub const SERVER_HELLO: u8 = 2;
-    /// CertificateRequest (client certificates; not supported by this client).
+    /// CertificateRequest (the server asks for client certificates; ECDHE suites).
     pub const CERTIFICATE_REQUEST: u8 = 13;
     /// Certificate.
     pub const CERTIFICATE: u8 = 11;
@@ -20,6 +20,8 @@ pub mod kind {
     pub const SERVER_KEY_EXCHANGE: u8 = 12;
     /// ServerHelloDone.
     pub const SERVER_HELLO_DONE: u8 = 14;
+    /// CertificateVerify (the client proves its signing key; ECDHE suites).
+    pub const CERTIFICATE_VERIFY: u8 = 15;
     /// ClientKeyExchange.
     pub const CLIENT_KEY_EXCHANGE: u8 = 16;
     /// Finished.
@@ -33,24 +35,38 @@ pub const VERIFY_LEN: usize = 12;
 /// Length of the pre-master and master secrets.
 pub const SECRET_LEN: usize = 48;
 
-/// The cipher suites this server speaks, in its order of preference.
+/// The cipher suites spoken here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Suite {
     /// ECC_SM4_GCM_SM3 (0xE053): SM2 key transport, SM4-GCM records.
     EccSm4GcmSm3,
     /// ECC_SM4_CBC_SM3 (0xE013): SM2 key transport, SM4-CBC + HMAC-SM3 records.
     EccSm4CbcSm3,
+    /// ECDHE_SM4_GCM_SM3 (0xE051): SM2 key agreement with client certificates, SM4-GCM.
+    EcdheSm4GcmSm3,
+    /// ECDHE_SM4_CBC_SM3 (0xE011): SM2 key agreement with client certificates, SM4-CBC.
+    EcdheSm4CbcSm3,
 }
 
 impl Suite {
-    /// Server preference.
-    pub const ALL: [Suite; 2] = [Suite::EccSm4GcmSm3, Suite::EccSm4CbcSm3];
+    /// The server's preference: key transport first (it needs no client certificates, which
+    /// most clients lack), GCM before CBC.
+    pub const SERVER_ORDER: [Suite; 4] = [
+        Suite::EccSm4GcmSm3,
+        Suite::EccSm4CbcSm3,
+        Suite::EcdheSm4GcmSm3,
+        Suite::EcdheSm4CbcSm3,
+    ];
+    /// What the client offers (it has no certificates of its own).
+    pub const CLIENT_OFFER: [Suite; 2] = [Suite::EccSm4GcmSm3, Suite::EccSm4CbcSm3];
 
     /// The wire code.
     pub fn code(self) -> u16 {
         match self {
             Suite::EccSm4GcmSm3 => 0xE053,
             Suite::EccSm4CbcSm3 => 0xE013,
+            Suite::EcdheSm4GcmSm3 => 0xE051,
+            Suite::EcdheSm4CbcSm3 => 0xE011,
         }
     }
 
@@ -59,7 +75,18 @@ impl Suite {
         match self {
             Suite::EccSm4GcmSm3 => "ECC-SM2-SM4-GCM-SM3",
             Suite::EccSm4CbcSm3 => "ECC-SM2-SM4-CBC-SM3",
+            Suite::EcdheSm4GcmSm3 => "ECDHE-SM2-SM4-GCM-SM3",
+            Suite::EcdheSm4CbcSm3 => "ECDHE-SM2-SM4-CBC-SM3",
         }
+    }
+
+    /// Whether the pre-master secret comes from SM2 key agreement (else key transport).
+    pub fn is_ecdhe(self) -> bool {
+        matches!(self, Suite::EcdheSm4GcmSm3 | Suite::EcdheSm4CbcSm3)
+    }
+
+    fn is_gcm(self) -> bool {
+        matches!(self, Suite::EccSm4GcmSm3 | Suite::EcdheSm4GcmSm3)
     }
 }
 
@@ -141,7 +168,7 @@ pub fn parse_client_hello(body: &[u8]) -> Result<ClientHello, TlcpError> {
         return Err(TlcpError::Decode("no null compression"));
     }
     skip_extensions(&mut r)?;
-    let suite = Suite::ALL
+    let suite = Suite::SERVER_ORDER
         .into_iter()
         .find(|s| offered.contains(&s.code()))
         .ok_or(TlcpError::NoCommonSuite)?;
@@ -229,7 +256,7 @@ pub fn parse_certificate(body: &[u8]) -> Result<Vec<&[u8]>, TlcpError> {
     Ok(certs)
 }
 
-/// The signature of a ServerKeyExchange body for the ECC suites.
+/// The signature of a ServerKeyExchange body for the ECC suites (a 16-bit length and DER).
 pub fn parse_server_key_exchange(body: &[u8]) -> Result<&[u8], TlcpError> {
     let mut r = Reader(body);
     let signature = r.vec16()?;
@@ -282,21 +309,64 @@ pub fn certificate(sign: &[u8], enc: &[u8], chain: &[Vec<u8>]) -> Vec<u8> {
     message(kind::CERTIFICATE, &body)
 }
 
-/// What the server signs in ServerKeyExchange for the ECC suites: both randoms and the
-/// encryption certificate, binding the key the client encrypts to to this handshake.
+/// What the server signs in ServerKeyExchange: both randoms and `params` — for the ECC suites
+/// the encryption certificate as [`asn1_cert`] (binding the key the client encrypts to to this
+/// handshake), for ECDHE the [`ecdhe_params`].
 pub fn key_exchange_signed_data(
     client_random: &[u8; 32],
     server_random: &[u8; 32],
-    enc_cert: &[u8],
+    params: &[u8],
 ) -> Vec<u8> {
-    [&client_random[..], server_random, &asn1_cert(enc_cert)].concat()
+    [&client_random[..], server_random, params].concat()
 }
 
-/// ServerKeyExchange carrying the SM2 signature (DER).
-pub fn server_key_exchange(signature: &[u8]) -> Vec<u8> {
-    let mut body = (signature.len() as u16).to_be_bytes().to_vec();
+/// The named curve curveSM2 in ECParameters.
+const CURVE_SM2: u8 = 41;
+
+/// ECParameters (named curve curveSM2) and the ephemeral point, as ECDHE key exchanges carry
+/// them.
+pub fn ecdhe_params(point: &[u8]) -> Vec<u8> {
+    let mut out = vec![3, 0, CURVE_SM2, point.len() as u8];
+    out.extend_from_slice(point);
+    out
+}
+
+/// ServerKeyExchange: `params` (empty for the ECC suites) then the SM2 signature (DER).
+pub fn server_key_exchange(params: &[u8], signature: &[u8]) -> Vec<u8> {
+    let mut body = params.to_vec();
+    body.extend((signature.len() as u16).to_be_bytes());
     body.extend_from_slice(signature);
     message(kind::SERVER_KEY_EXCHANGE, &body)
+}
+
+/// CertificateRequest for an SM2 certificate pair (type ecdsa_sign, any CA; TLCP has no
+/// signature-algorithm list).
+pub fn certificate_request() -> Vec<u8> {
+    message(kind::CERTIFICATE_REQUEST, &[1, 64, 0, 0])
+}
+
+/// The client's ephemeral point from an ECDHE ClientKeyExchange, in every encoding met in
+/// practice: ECParameters ‖ ECPoint (Tongsuo's default), the same inside a 16-bit length
+/// (GB/T 38636 §6.4.5.8; GmSSL, Tongsuo's strict mode), or a bare ECPoint.
+pub fn parse_ecdhe_client_key_exchange(body: &[u8]) -> Result<&[u8], TlcpError> {
+    let mut r = Reader(body);
+    if body.len() >= 2 && usize::from(u16::from_be_bytes([body[0], body[1]])) == body.len() - 2 {
+        r.take(2)?;
+    }
+    if r.0.first() == Some(&3) {
+        r.take(3)?;
+    }
+    let point = r.vec8()?;
+    r.end()?;
+    if point.is_empty() {
+        return Err(TlcpError::Decode("empty ECDHE point"));
+    }
+    Ok(point)
+}
+
+/// The signature of a CertificateVerify body.
+pub fn parse_certificate_verify(body: &[u8]) -> Result<&[u8], TlcpError> {
+    parse_server_key_exchange(body)
 }
 
 /// The TLS 1.2 PRF (RFC 5246 §5) with HMAC-SM3.
@@ -333,52 +403,49 @@ pub fn key_block(
     server_random: &[u8; 32],
 ) -> (Keys, Keys) {
     let seed = [&server_random[..], client_random].concat();
-    let arr16 = |b: &[u8]| {
+    let take = |block: &[u8], at: usize| -> [u8; 16] {
         let mut k = [0u8; 16];
-        k.copy_from_slice(b);
+        k.copy_from_slice(&block[at..at + 16]);
         k
     };
-    match suite {
-        Suite::EccSm4CbcSm3 => {
-            // MAC keys, encryption keys, then IVs (unused: records carry explicit IVs).
-            let mut block = [0u8; 2 * 32 + 2 * 16 + 2 * 16];
-            prf(master, b"key expansion", &seed, &mut block);
-            let mac = |at: usize| {
-                let mut m = [0u8; DIGEST_LEN];
-                m.copy_from_slice(&block[at..at + DIGEST_LEN]);
-                m
-            };
-            let (client_mac, server_mac) = (mac(0), mac(32));
-            (
-                Keys::Cbc {
-                    mac: client_mac,
-                    key: arr16(&block[64..80]),
-                },
-                Keys::Cbc {
-                    mac: server_mac,
-                    key: arr16(&block[80..96]),
-                },
-            )
-        }
-        Suite::EccSm4GcmSm3 => {
-            let mut block = [0u8; 2 * 16 + 2 * 4];
-            prf(master, b"key expansion", &seed, &mut block);
-            let salt = |at: usize| {
-                let mut s = [0u8; 4];
-                s.copy_from_slice(&block[at..at + 4]);
-                s
-            };
-            (
-                Keys::Gcm {
-                    key: arr16(&block[0..16]),
-                    salt: salt(32),
-                },
-                Keys::Gcm {
-                    key: arr16(&block[16..32]),
-                    salt: salt(36),
-                },
-            )
-        }
+    if suite.is_gcm() {
+        // Keys, then the 4-byte implicit nonce parts.
+        let mut block = [0u8; 2 * 16 + 2 * 4];
+        prf(master, b"key expansion", &seed, &mut block);
+        let salt = |at: usize| {
+            let mut s = [0u8; 4];
+            s.copy_from_slice(&block[at..at + 4]);
+            s
+        };
+        (
+            Keys::Gcm {
+                key: take(&block, 0),
+                salt: salt(32),
+            },
+            Keys::Gcm {
+                key: take(&block, 16),
+                salt: salt(36),
+            },
+        )
+    } else {
+        // MAC keys, encryption keys, then IVs (unused: records carry explicit IVs).
+        let mut block = [0u8; 2 * 32 + 2 * 16 + 2 * 16];
+        prf(master, b"key expansion", &seed, &mut block);
+        let mac = |at: usize| {
+            let mut m = [0u8; DIGEST_LEN];
+            m.copy_from_slice(&block[at..at + DIGEST_LEN]);
+            m
+        };
+        (
+            Keys::Cbc {
+                mac: mac(0),
+                key: take(&block, 64),
+            },
+            Keys::Cbc {
+                mac: mac(32),
+                key: take(&block, 80),
+            },
+        )
     }
 }
 
@@ -425,8 +492,14 @@ mod tests {
         assert_eq!(h.random, [7; 32]);
         let h = parse_client_hello(&hello(&[0xE013], Some(&[0, 10, 0, 2, 0, 41]))).unwrap();
         assert_eq!(h.suite, Suite::EccSm4CbcSm3);
+        // Key agreement only when the client offers no key-transport suite.
+        let h = parse_client_hello(&hello(&[0xE051, 0xE013], None)).unwrap();
+        assert_eq!(h.suite, Suite::EccSm4CbcSm3);
+        let h = parse_client_hello(&hello(&[0xE011, 0xE051], None)).unwrap();
+        assert_eq!(h.suite, Suite::EcdheSm4GcmSm3);
+        assert!(h.suite.is_ecdhe());
         assert_eq!(
-            parse_client_hello(&hello(&[0xE011, 0x1301], None)),
+            parse_client_hello(&hello(&[0xE015, 0x1301], None)),
             Err(TlcpError::NoCommonSuite)
         );
     }
@@ -461,6 +534,22 @@ mod tests {
         assert!(parse_client_key_exchange(&[0, 3, 1, 2]).is_err());
         assert!(parse_client_key_exchange(&[0, 1, 1, 2]).is_err());
         assert!(parse_client_key_exchange(&[0, 0]).is_err());
+    }
+
+    #[test]
+    fn ecdhe_client_key_exchange_is_read_in_every_encoding() {
+        let point = [4u8; 65];
+        let params = ecdhe_params(&point);
+        let mut wrapped = (params.len() as u16).to_be_bytes().to_vec();
+        wrapped.extend(&params);
+        let mut bare = vec![65u8];
+        bare.extend(point);
+        for body in [&params, &wrapped, &bare] {
+            assert_eq!(parse_ecdhe_client_key_exchange(body).unwrap(), &point[..]);
+        }
+        for bad in [&params[..params.len() - 1], &[3, 0, 41, 0][..], &[][..]] {
+            assert!(parse_ecdhe_client_key_exchange(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! TLCP (GB/T 38636-2020), the dual-certificate national-cipher protocol most 国密 browsers and
 //! client libraries speak: version 0x0101, a signing certificate that authenticates the server
 //! and an encryption certificate whose SM2 key the client encrypts the pre-master secret to.
-//! No Rust implementation existed, so this one is small: server and client for the ECC suites
-//! (ECC_SM4_GCM_SM3 0xE053, ECC_SM4_CBC_SM3 0xE013), full handshakes, no resumption or
-//! renegotiation. The ECDHE suites (which need client certificates) are not offered.
+//! No Rust implementation existed, so this one is small: a server for the ECC suites
+//! (ECC_SM4_GCM_SM3 0xE053, ECC_SM4_CBC_SM3 0xE013) and the ECDHE suites (0xE051, 0xE011:
+//! SM2 key agreement with the client's certificate pair), a client for the ECC suites; full
+//! handshakes, no resumption or renegotiation.
 //!
 //! [`record`] protects records, [`handshake`] parses and builds messages and derives keys,
 //! [`server`] and [`client`] run the two sides, and `conn` what they share.

@@ -11,7 +11,9 @@ use super::conn::{Conn, TlcpStream, establish, random};
 use super::handshake::{self, SECRET_LEN, Suite, VERIFY_LEN, kind};
 use super::record::{ContentType, VERSION};
 use crate::gm::GmError;
-use crate::gm::sm2::{DEFAULT_ID, Sm2IdSigner, Sm2PrivateKey};
+use crate::gm::sm2::{
+    AgreementParty, DEFAULT_ID, Sm2IdSigner, Sm2PrivateKey, Sm2PublicKey, key_agreement,
+};
 use crate::gm::sm3::Sm3Hasher;
 
 /// The server's two SM2 identities.
@@ -72,30 +74,46 @@ async fn handshake<IO: AsyncRead + AsyncWrite>(
     let mut server_random: [u8; 32] = random()?;
     let now = chrono::Utc::now().timestamp() as u32;
     server_random[..4].copy_from_slice(&now.to_be_bytes());
-    let signed =
-        handshake::key_exchange_signed_data(&hello.random, &server_random, &config.enc_cert);
-    let flight = [
+    // ECDHE: an ephemeral SM2 key, and the client's certificates are needed.
+    let ephemeral = hello.suite.is_ecdhe().then(Sm2PrivateKey::generate);
+    let params = match &ephemeral {
+        Some(key) => handshake::ecdhe_params(&key.public_key().to_sec1()),
+        None => handshake::asn1_cert(&config.enc_cert),
+    };
+    let signed = handshake::key_exchange_signed_data(&hello.random, &server_random, &params);
+    let mut flight = [
         handshake::server_hello(&server_random, hello.suite),
         handshake::certificate(&config.sign_cert, &config.enc_cert, &config.chain),
-        handshake::server_key_exchange(&config.signer.sign(&signed)),
-        handshake::message(kind::SERVER_HELLO_DONE, &[]),
+        handshake::server_key_exchange(
+            if ephemeral.is_some() { &params } else { &[] },
+            &config.signer.sign(&signed),
+        ),
     ]
     .concat();
+    if ephemeral.is_some() {
+        flight.extend(handshake::certificate_request());
+    }
+    flight.extend(handshake::message(kind::SERVER_HELLO_DONE, &[]));
     transcript.update(&flight);
     conn.writer.write(ContentType::Handshake, &flight).await?;
 
-    let message = conn
-        .read_message(kind::CLIENT_KEY_EXCHANGE, "ClientKeyExchange")
-        .await?;
-    transcript.update(&message);
-    let ciphertext = handshake::parse_client_key_exchange(&message[4..])?;
-    // A pre-master secret that fails to decrypt or names another version is replaced by a
-    // random one: the handshake then fails at Finished, as it would for a wrong key, so a
-    // client learns nothing about which check failed.
-    let fallback: [u8; SECRET_LEN] = random()?;
-    let pre_master = match config.enc_key.decrypt(ciphertext) {
-        Ok(p) if p.len() == SECRET_LEN && p[..2] == VERSION.to_be_bytes() => p,
-        _ => fallback.to_vec(),
+    let pre_master = match &ephemeral {
+        Some(ephemeral) => ecdhe_pre_master(config, conn, &mut transcript, ephemeral).await?,
+        None => {
+            let message = conn
+                .read_message(kind::CLIENT_KEY_EXCHANGE, "ClientKeyExchange")
+                .await?;
+            transcript.update(&message);
+            let ciphertext = handshake::parse_client_key_exchange(&message[4..])?;
+            // A pre-master secret that fails to decrypt or names another version is replaced
+            // by a random one: the handshake then fails at Finished, as it would for a wrong
+            // key, so a client learns nothing about which check failed.
+            let fallback: [u8; SECRET_LEN] = random()?;
+            match config.enc_key.decrypt(ciphertext) {
+                Ok(p) if p.len() == SECRET_LEN && p[..2] == VERSION.to_be_bytes() => p,
+                _ => fallback.to_vec(),
+            }
+        }
     };
     let master = handshake::master_secret(&pre_master, &hello.random, &server_random);
     let (client_keys, server_keys) =
@@ -128,6 +146,68 @@ async fn handshake<IO: AsyncRead + AsyncWrite>(
         )
         .await?;
     Ok(hello.suite)
+}
+
+/// ECDHE: the client's certificates, its ephemeral point and its CertificateVerify, then SM2
+/// key agreement with the server as initiator (its encryption key and ephemeral) and the
+/// client as responder (its encryption certificate's key and ephemeral). The client's
+/// certificates are not checked against a CA (there is no client CA to configure); their
+/// keys must match the signature and the agreement.
+async fn ecdhe_pre_master<IO: AsyncRead>(
+    config: &ServerConfig,
+    conn: &mut Conn<IO>,
+    transcript: &mut Sm3Hasher,
+    ephemeral: &Sm2PrivateKey,
+) -> Result<Vec<u8>, TlcpError> {
+    let message = conn
+        .read_message(kind::CERTIFICATE, "client Certificate")
+        .await?;
+    transcript.update(&message);
+    let certs = handshake::parse_certificate(&message[4..])?;
+    let [sign_cert, enc_cert, ..] = certs[..] else {
+        return Err(TlcpError::Decode(
+            "ECDHE needs the client's signing and encryption certificates",
+        ));
+    };
+    let (client_sign, client_enc) = (
+        super::client::public_key(sign_cert)?,
+        super::client::public_key(enc_cert)?,
+    );
+    let message = conn
+        .read_message(kind::CLIENT_KEY_EXCHANGE, "ClientKeyExchange")
+        .await?;
+    transcript.update(&message);
+    let client_ephemeral =
+        Sm2PublicKey::from_sec1(handshake::parse_ecdhe_client_key_exchange(&message[4..])?)
+            .map_err(|_| TlcpError::Decode("ECDHE point"))?;
+    // CertificateVerify signs the SM3 hash of every handshake message before it.
+    let signed = transcript.current();
+    let message = conn
+        .read_message(kind::CERTIFICATE_VERIFY, "CertificateVerify")
+        .await?;
+    transcript.update(&message);
+    let signature = handshake::parse_certificate_verify(&message[4..])?;
+    client_sign
+        .verify(DEFAULT_ID, &signed, signature)
+        .map_err(|_| TlcpError::BadSignature)?;
+    let (server_enc, server_ephemeral) = (config.enc_key.public_key(), ephemeral.public_key());
+    key_agreement(
+        true,
+        &config.enc_key,
+        ephemeral,
+        &AgreementParty {
+            static_key: &server_enc,
+            ephemeral: &server_ephemeral,
+            id: DEFAULT_ID,
+        },
+        &AgreementParty {
+            static_key: &client_enc,
+            ephemeral: &client_ephemeral,
+            id: DEFAULT_ID,
+        },
+        SECRET_LEN,
+    )
+    .map_err(|_| TlcpError::Decode("ECDHE key agreement"))
 }
 
 #[cfg(test)]
@@ -228,7 +308,11 @@ mod tests {
         let certs = &flight[49..46 + cert_len];
         let sign_len = u32::from_be_bytes([0, certs[0], certs[1], certs[2]]) as usize;
         let enc_cert = &certs[3 + sign_len + 3..];
-        let signed = handshake::key_exchange_signed_data(&[3; 32], &server_random, enc_cert);
+        let signed = handshake::key_exchange_signed_data(
+            &[3; 32],
+            &server_random,
+            &handshake::asn1_cert(enc_cert),
+        );
         peer.sign_public
             .verify(DEFAULT_ID, &signed, &ske[6..6 + sig_len])
             .unwrap();
@@ -251,7 +335,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_handshake_then_data_both_ways_in_both_suites() {
-        for suite in Suite::ALL {
+        for suite in Suite::CLIENT_OFFER {
             let mut peer = start();
             let (mut transcript, master) = to_finished(&mut peer, suite).await;
             let ours = handshake::verify_data(&master, true, &transcript.current());
@@ -308,7 +392,7 @@ mod tests {
         for (version, suites, alert, error) in [
             (
                 VERSION,
-                vec![0xE011u16, 0x1301],
+                vec![0xE015u16, 0x1301],
                 40,
                 TlcpError::NoCommonSuite,
             ),
