@@ -231,6 +231,11 @@ pub struct ServerConfig {
     /// On SIGTERM/SIGINT, seconds to let sessions inside a transaction finish before exiting.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_secs: u64,
+    /// Seal queued and quarantined message files with SM4-GCM under
+    /// `data_dir/keys/spool-sm4.key` (created on first start). Files sealed earlier stay
+    /// readable when this is turned off, as long as the key is there.
+    #[serde(default = "yes")]
+    pub encrypt_spool: bool,
 }
 
 fn default_shutdown_grace() -> u64 {
@@ -996,6 +1001,18 @@ impl Config {
     /// Path of the spool directory.
     pub fn spool_dir(&self) -> PathBuf {
         self.server.data_dir.join("spool")
+    }
+
+    /// The spool with its sealing key (see `server.encrypt_spool`): every process that reads
+    /// or writes message files opens it here.
+    pub fn spool(&self) -> std::io::Result<crate::queue::spool::Spool> {
+        use crate::queue::spool::{Spool, SpoolKey};
+        let spool = Spool::open(&self.spool_dir())?;
+        let seal = self.server.encrypt_spool;
+        Ok(match SpoolKey::load(&self.server.data_dir, seal)? {
+            Some(key) => spool.with_key(key, seal),
+            None => spool,
+        })
     }
 
     /// Path of the SQLite metadata database.

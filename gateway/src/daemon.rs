@@ -63,8 +63,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::default());
     let store = Arc::new(open_store(&config).await?);
+    let spool = config.spool().map_err(|source| StartError::DataDir {
+        path: config.spool_dir().display().to_string(),
+        source,
+    })?;
     let queue = Queue::open(
-        &config.spool_dir(),
+        spool,
         store.clone(),
         config.smtp.min_free_space_mib * 1024 * 1024,
     )

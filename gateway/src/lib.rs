@@ -17,7 +17,7 @@
 //! [`daemon`] (wiring), [`demo`] (self-contained demo with a built-in downstream mailbox),
 //! [`accuracy`] (how well verdicts separate ham from spam: `jianmen eval`, the retrain gate),
 //! [`audit`] (the hash-chained record of administrative actions, signed export with
-//! [`signing`]), [`tracking`] (every message's fate, searchable), [`webui`] (the HTTPS console,
+//! [`signing`]), [`keyfile`] (secret keys under `data_dir/keys`), [`tracking`] (every message's fate, searchable), [`webui`] (the HTTPS console,
 //! its JSON API and the recipients' self-service pages).
 
 #![warn(missing_docs)]
@@ -30,6 +30,7 @@ pub mod demo;
 pub mod dns;
 pub mod gm;
 pub mod intake;
+pub mod keyfile;
 pub mod metrics;
 pub mod outbound;
 pub mod quarantine;

@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand};
 
 use jianmen::config::Config;
 use jianmen::queue::manager::unix_now;
-use jianmen::queue::spool::{Spool, is_queue_id};
+use jianmen::queue::spool::is_queue_id;
 use jianmen::queue::{QueueStore, QueuedMessage};
 
 /// Jianmen (剑门) mail security gateway.
@@ -445,7 +445,7 @@ async fn queue_command(config: &Config, action: QueueAction) -> Result<()> {
                 .await?
                 .with_context(|| format!("no queued message {id}"))?;
             println!("{}", serde_json::to_string_pretty(&m)?);
-            let spool = Spool::open(&config.spool_dir())?;
+            let spool = config.spool()?;
             let data = spool.read(&id).context("reading spool file")?;
             let end = data
                 .windows(4)
@@ -466,7 +466,7 @@ async fn queue_command(config: &Config, action: QueueAction) -> Result<()> {
             if !store.delete(&id).await? {
                 bail!("no queued message {id}");
             }
-            Spool::open(&config.spool_dir())?.remove(&id)?;
+            config.spool()?.remove(&id)?;
             record(config, "queue.delete", &id).await?;
             println!("{id}: deleted");
         }

@@ -13,7 +13,6 @@ use jianmen::quarantine::digest::DigestSettings;
 use jianmen::quarantine::links::LinkKey;
 use jianmen::quarantine::{Quarantine, Query, Status};
 use jianmen::queue::manager::unix_now;
-use jianmen::queue::spool::Spool;
 use jianmen::scan::feedback::{FeedbackStore, Label};
 use jianmen::tracking::Tracker;
 
@@ -82,7 +81,7 @@ pub enum QuarantineAction {
 /// Runs one quarantine action against the configuration's data directory.
 pub async fn run(config: &Config, action: QuarantineAction) -> Result<()> {
     let store = Arc::new(jianmen::daemon::open_store(config).await?);
-    let quarantine = Quarantine::new(store, Spool::open(&config.spool_dir())?);
+    let quarantine = Quarantine::new(store, config.spool()?);
     match action {
         QuarantineAction::List {
             json,

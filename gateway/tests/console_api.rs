@@ -12,7 +12,6 @@ use jianmen::audit::AuditLog;
 use jianmen::config::Config;
 use jianmen::quarantine::links::{LinkAction, LinkKey};
 use jianmen::quarantine::{Held, Quarantine};
-use jianmen::queue::spool::Spool;
 use jianmen::queue::{MessageKind, MessageState, NewMessage, QueueStore, SqliteStore};
 use jianmen::tracking::Tracker;
 use jianmen::webui::Console;
@@ -45,7 +44,7 @@ async fn env_with(extra: &str) -> Env {
     ))
     .unwrap();
     let store = Arc::new(SqliteStore::open(&config.database_path()).await.unwrap());
-    let spool = Spool::open(&config.spool_dir()).unwrap();
+    let spool = config.spool().unwrap();
     spool.write(HELD, &[MESSAGE]).unwrap();
     store
         .insert(&[NewMessage {

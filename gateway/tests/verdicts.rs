@@ -64,7 +64,7 @@ async fn verdicts_reject_tag_and_hold() {
     ))
     .unwrap();
     let store = Arc::new(SqliteStore::open(&config.database_path()).await.unwrap());
-    let queue = Queue::open(&config.spool_dir(), store.clone(), 0)
+    let queue = Queue::open(config.spool().unwrap(), store.clone(), 0)
         .await
         .unwrap();
     let metrics = Arc::new(Metrics::default());

@@ -51,6 +51,19 @@ fn held_mail_is_searched_released_per_recipient_and_deleted() {
         sink.messages().is_empty(),
         "held mail must not be delivered"
     );
+    // Held mail is sealed at rest (SM4-GCM, server.encrypt_spool defaults on): no spool file
+    // shows the subject, and every one carries the sealed header.
+    let spool = gw.dir.path().join("data/spool");
+    let files: Vec<Vec<u8>> = std::fs::read_dir(&spool)
+        .unwrap()
+        .flat_map(|shard| std::fs::read_dir(shard.unwrap().path()).unwrap())
+        .map(|f| std::fs::read(f.unwrap().path()).unwrap())
+        .collect();
+    assert!(files.len() >= 2, "held copies in the spool");
+    for f in &files {
+        assert!(f.starts_with(b"JMSPSM4\x01"));
+        assert!(!f.windows(5).any(|w| w == b"quota"));
+    }
 
     // Search: by subject, by recipient, and a query with SQL and LIKE metacharacters.
     let items = cli_json(&gw, &["quarantine", "list", "--json", "--subject", "quota"]);

@@ -2,8 +2,6 @@
 //! a key only this gateway holds), bound to one action, item and recipient, expiring, and —
 //! for actions — usable once. A link is `base64url(claims) "." base64url(mac)`.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use base64::Engine;
@@ -58,33 +56,8 @@ impl LinkKey {
     /// Loads `data_dir/keys/links.key`, creating it (32 random bytes, mode 0600) on first use.
     pub fn load_or_create(data_dir: &Path) -> std::io::Result<LinkKey> {
         let path = data_dir.join("keys").join("links.key");
-        let secret = match std::fs::read(&path) {
-            Ok(s) if s.len() == 32 => s,
-            Ok(_) => {
-                return Err(std::io::Error::other(format!(
-                    "{} is not a 32-byte key",
-                    path.display()
-                )));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut s = vec![0u8; 32];
-                SystemRandom::new()
-                    .fill(&mut s)
-                    .map_err(|_| std::io::Error::other("no randomness"))?;
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)?;
-                f.write_all(&s)?;
-                f.sync_all()?;
-                s
-            }
-            Err(e) => return Err(e),
-        };
+        let secret = crate::keyfile::load_secret(&path, 32, true)?
+            .ok_or_else(|| std::io::Error::other("links.key missing"))?;
         Ok(LinkKey {
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
         })

@@ -10,7 +10,6 @@ pub mod manager;
 pub mod spool;
 pub mod store;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -98,14 +97,13 @@ impl Fresh {
 }
 
 impl Queue {
-    /// Opens the spool under `dir` with the given store, removes files left by transactions
-    /// that never got their 250, and starts the group-commit writer.
+    /// Takes the spool with the given store, removes files left by transactions that never
+    /// got their 250, and starts the group-commit writer.
     pub async fn open(
-        dir: &Path,
+        spool: Spool,
         store: Arc<dyn QueueStore>,
         min_free_bytes: u64,
     ) -> Result<Arc<Self>, QueueError> {
-        let spool = Spool::open(dir)?;
         let known: std::collections::HashSet<String> = store.ids().await?.into_iter().collect();
         for id in spool.ids()? {
             if !known.contains(&id) {

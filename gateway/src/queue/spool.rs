@@ -4,15 +4,51 @@
 //! Files are spread over 32 subdirectories by the last character of their id: a queue creates
 //! and deletes files all the time, and ext4 slows down allocating inodes in a directory's block
 //! group full of recently deleted ones.
+//!
+//! With a [`SpoolKey`] files are sealed with SM4-GCM (queued and quarantined mail alike): a
+//! magic header, a random nonce, then the ciphertext, authenticated together with the file's
+//! id so files cannot be swapped. Files written before sealing was turned on stay readable.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::gm::sm4::{KEY_LEN, NONCE_LEN, Sm4Gcm};
+
+/// The SM4 key that seals message files at rest (`data_dir/keys/spool-sm4.key`).
+#[derive(Clone)]
+pub struct SpoolKey(Arc<Sm4Gcm>);
+
+impl std::fmt::Debug for SpoolKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SpoolKey(…)")
+    }
+}
+
+impl SpoolKey {
+    /// The key of `data_dir`, created on first use when `create`; `None` when there is none.
+    pub fn load(data_dir: &Path, create: bool) -> io::Result<Option<SpoolKey>> {
+        let path = data_dir.join("keys").join("spool-sm4.key");
+        Ok(
+            crate::keyfile::load_secret(&path, KEY_LEN, create)?.map(|secret| {
+                let mut key = [0u8; KEY_LEN];
+                key.copy_from_slice(&secret);
+                SpoolKey(Arc::new(Sm4Gcm::new(&key)))
+            }),
+        )
+    }
+}
+
+/// The first bytes of a sealed file.
+const SEALED: &[u8; 8] = b"JMSPSM4\x01";
 
 /// The spool directory.
 #[derive(Debug, Clone)]
 pub struct Spool {
     dir: PathBuf,
+    key: Option<SpoolKey>,
+    seal: bool,
 }
 
 /// The characters a ULID ends with (Crockford base32): one subdirectory each.
@@ -45,7 +81,18 @@ impl Spool {
         File::open(dir)?.sync_all()?;
         Ok(Self {
             dir: dir.to_owned(),
+            key: None,
+            seal: false,
         })
+    }
+
+    /// The same spool reading sealed files with `key`, and sealing new ones when `seal`.
+    pub fn with_key(self, key: SpoolKey, seal: bool) -> Self {
+        Self {
+            key: Some(key),
+            seal,
+            ..self
+        }
     }
 
     fn shard(&self, id: &str) -> PathBuf {
@@ -70,13 +117,30 @@ impl Spool {
     /// Sessions call this in parallel; the directory fsyncs of concurrent writers overlap.
     pub fn write(&self, id: &str, parts: &[&[u8]]) -> io::Result<()> {
         let path = self.path(id)?;
+        let sealed = match (&self.key, self.seal) {
+            (Some(SpoolKey(key)), true) => {
+                let mut nonce = [0u8; NONCE_LEN];
+                ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+                    .map_err(|_| io::Error::other("no randomness"))?;
+                let mut out = SEALED.to_vec();
+                out.extend_from_slice(&nonce);
+                out.extend(key.seal(&nonce, id.as_bytes(), &parts.concat()));
+                Some(out)
+            }
+            _ => None,
+        };
         let result = (|| {
             let mut f = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(&path)?;
-            for part in parts {
-                f.write_all(part)?;
+            match &sealed {
+                Some(bytes) => f.write_all(bytes)?,
+                None => {
+                    for part in parts {
+                        f.write_all(part)?;
+                    }
+                }
             }
             f.sync_all()?;
             File::open(self.shard(id))?.sync_all()
@@ -87,9 +151,34 @@ impl Spool {
         result
     }
 
-    /// Reads a message file.
+    /// Reads a message file (unsealing it); a sealed file that does not open — altered,
+    /// renamed, or no key — is an `InvalidData` error.
     pub fn read(&self, id: &str) -> io::Result<Vec<u8>> {
-        fs::read(self.path(id)?)
+        let bytes = fs::read(self.path(id)?)?;
+        let Some(rest) = bytes.strip_prefix(SEALED) else {
+            return Ok(bytes);
+        };
+        let Some(SpoolKey(key)) = &self.key else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{id} is sealed and data_dir/keys/spool-sm4.key is missing"),
+            ));
+        };
+        if rest.len() < NONCE_LEN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{id} is truncated"),
+            ));
+        }
+        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let mut n = [0u8; NONCE_LEN];
+        n.copy_from_slice(nonce);
+        key.open(&n, id.as_bytes(), sealed).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{id} does not unseal (altered, moved, or another key)"),
+            )
+        })
     }
 
     /// Removes a message file; a missing file is not an error.
@@ -126,6 +215,59 @@ impl Spool {
 /// Whether an I/O error means the disk (or quota) is full.
 pub fn is_storage_full(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::StorageFull || e.kind() == io::ErrorKind::QuotaExceeded
+}
+
+#[cfg(test)]
+mod sealing_tests {
+    use super::*;
+
+    const A: &str = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+    const B: &str = "01ARZ3NDEKTSV4RRFFQ69G5FAW";
+
+    #[test]
+    fn sealed_files_hide_the_message_and_refuse_tampering_swaps_and_missing_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SpoolKey::load(dir.path(), true).unwrap().unwrap();
+        let plain = Spool::open(&dir.path().join("spool")).unwrap();
+        plain
+            .write(B, &[b"Subject: written before sealing\r\n"])
+            .unwrap();
+        let spool = plain.clone().with_key(key.clone(), true);
+        spool
+            .write(A, &[b"Subject: secret ", b"plans\r\n"])
+            .unwrap();
+        let on_disk = fs::read(spool.path(A).unwrap()).unwrap();
+        assert!(on_disk.starts_with(SEALED));
+        assert!(!on_disk.windows(6).any(|w| w == b"secret"));
+        assert_eq!(spool.read(A).unwrap(), b"Subject: secret plans\r\n");
+        // Older plaintext files still read.
+        assert_eq!(
+            spool.read(B).unwrap(),
+            b"Subject: written before sealing\r\n"
+        );
+        // Without the key, or after a flipped byte or a rename, nothing is returned.
+        assert_eq!(
+            plain.read(A).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        let mut altered = on_disk.clone();
+        *altered.last_mut().unwrap() ^= 1;
+        fs::write(spool.path(A).unwrap(), &altered).unwrap();
+        assert_eq!(
+            spool.read(A).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        spool.remove(B).unwrap();
+        fs::write(spool.path(B).unwrap(), &on_disk).unwrap();
+        assert_eq!(
+            spool.read(B).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        // The key file is kept across loads.
+        let again = SpoolKey::load(dir.path(), false).unwrap().unwrap();
+        fs::write(spool.path(A).unwrap(), &on_disk).unwrap();
+        assert!(plain.with_key(again, false).read(A).is_ok());
+    }
 }
 
 #[cfg(test)]
