@@ -345,6 +345,9 @@ pub struct TlsConfig {
     /// PEM SM2 private key of `sm_enc_cert`.
     #[serde(default)]
     pub sm_enc_key: Option<PathBuf>,
+    /// File whose first line is the password of encrypted (`ENCRYPTED PRIVATE KEY`) keys above.
+    #[serde(default)]
+    pub key_password_file: Option<PathBuf>,
 }
 
 impl TlsConfig {
@@ -359,6 +362,7 @@ impl TlsConfig {
             tlcp: true,
             sm_enc_cert: None,
             sm_enc_key: None,
+            key_password_file: None,
         }
     }
 }

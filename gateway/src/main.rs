@@ -184,6 +184,10 @@ enum Command {
         /// Days the self-signed certificate is valid.
         #[arg(long, default_value_t = 3650)]
         days: i64,
+        /// Encrypt the keys (PKCS#8, scrypt + AES-256-CBC) with the first line of this file;
+        /// point `tls.key_password_file` at it.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
     },
     /// Show what outbound TLS negotiates with a server (protocol, suite, group).
     TlsProbe {
@@ -389,7 +393,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 rules.len()
             );
         }
-        Command::CertSm2 { host, dir, days } => cert_sm2(&host, &dir, days)?,
+        Command::CertSm2 {
+            host,
+            dir,
+            days,
+            password_file,
+        } => cert_sm2(&host, &dir, days, password_file.as_deref())?,
         Command::TlsProbe {
             addr,
             starttls,
@@ -480,7 +489,12 @@ async fn queue_command(config: &Config, action: QueueAction) -> Result<()> {
 }
 
 /// `jianmen cert-sm2`: key (0600, never overwritten), self-signed certificate and request.
-fn cert_sm2(host: &str, dir: &std::path::Path, days: i64) -> Result<()> {
+fn cert_sm2(
+    host: &str,
+    dir: &std::path::Path,
+    days: i64,
+    password_file: Option<&std::path::Path>,
+) -> Result<()> {
     use jianmen::gm::cert;
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -490,6 +504,18 @@ fn cert_sm2(host: &str, dir: &std::path::Path, days: i64) -> Result<()> {
     if !(1..=36500).contains(&days) {
         anyhow::bail!("--days must be 1 to 36500");
     }
+    let password = match password_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let line = text.lines().next().unwrap_or_default().to_owned();
+            if line.is_empty() {
+                anyhow::bail!("{}: the first line (the password) is empty", path.display());
+            }
+            Some(line)
+        }
+        None => None,
+    };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for (stem, usage) in [
         ("sm2", cert::Usage::Signing),
@@ -508,7 +534,11 @@ fn cert_sm2(host: &str, dir: &std::path::Path, days: i64) -> Result<()> {
                     key_path.display()
                 )
             })?;
-        f.write_all(key.to_pkcs8_pem()?.as_bytes())?;
+        let pem = match &password {
+            Some(p) => key.to_pkcs8_encrypted_pem(p.as_bytes())?,
+            None => key.to_pkcs8_pem()?,
+        };
+        f.write_all(pem.as_bytes())?;
         f.sync_all()?;
         let certificate = cert::self_signed(&key, host, days, usage)?;
         std::fs::write(

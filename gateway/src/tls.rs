@@ -52,8 +52,13 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Loads PEM files.
-    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+    /// Loads PEM files; an encrypted PKCS#8 key (`ENCRYPTED PRIVATE KEY`) is opened with
+    /// `password`.
+    pub fn from_pem_files(
+        cert: &Path,
+        key: &Path,
+        password: Option<&[u8]>,
+    ) -> Result<Self, TlsError> {
         let pem_err = |path: &Path, reason: String| TlsError::Pem {
             path: path.display().to_string(),
             reason,
@@ -65,14 +70,30 @@ impl Identity {
         if chain.is_empty() {
             return Err(pem_err(cert, "no certificate found".into()));
         }
-        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_err(key, e.to_string()))?;
+        let text = std::fs::read_to_string(key).map_err(|e| pem_err(key, e.to_string()))?;
+        let key = if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+            let password = password.ok_or_else(|| {
+                pem_err(
+                    key,
+                    "the key is encrypted: set tls.key_password_file".into(),
+                )
+            })?;
+            let der = crate::gm::decrypt_pkcs8_pem(&text, password)
+                .map_err(|e| pem_err(key, format!("cannot decrypt the key: {e}")))?;
+            PrivateKeyDer::Pkcs8(der.into())
+        } else {
+            PrivateKeyDer::from_pem_slice(text.as_bytes())
+                .map_err(|e| pem_err(key, e.to_string()))?
+        };
         Ok(Self { chain, key })
     }
 
     /// The international identity of `[tls]` (files, or generated).
     pub fn international(config: &TlsConfig, hostname: &str) -> Result<Self, TlsError> {
         match (&config.cert, &config.key) {
-            (Some(cert), Some(key)) => Identity::from_pem_files(cert, key),
+            (Some(cert), Some(key)) => {
+                Identity::from_pem_files(cert, key, key_password(config)?.as_deref())
+            }
             _ => Identity::self_signed(hostname),
         }
     }
@@ -80,7 +101,9 @@ impl Identity {
     /// The SM2 identity of `[tls]` (files, or generated).
     pub fn sm2(config: &TlsConfig, hostname: &str) -> Result<Self, TlsError> {
         match (&config.sm_cert, &config.sm_key) {
-            (Some(cert), Some(key)) => Identity::from_pem_files(cert, key),
+            (Some(cert), Some(key)) => {
+                Identity::from_pem_files(cert, key, key_password(config)?.as_deref())
+            }
             _ => Identity::self_signed_sm2(hostname),
         }
     }
@@ -88,7 +111,9 @@ impl Identity {
     /// TLCP's SM2 encryption identity of `[tls]` (files, or generated).
     pub fn sm2_encryption(config: &TlsConfig, hostname: &str) -> Result<Self, TlsError> {
         match (&config.sm_enc_cert, &config.sm_enc_key) {
-            (Some(cert), Some(key)) => Identity::from_pem_files(cert, key),
+            (Some(cert), Some(key)) => {
+                Identity::from_pem_files(cert, key, key_password(config)?.as_deref())
+            }
             _ => Identity::self_signed_sm2_for(hostname, cert::Usage::Encryption),
         }
     }
@@ -148,6 +173,20 @@ impl Identity {
             reason: e.to_string(),
         })
     }
+}
+
+/// The password for encrypted keys in `[tls]` (`key_password_file`, first line).
+fn key_password(config: &TlsConfig) -> Result<Option<Vec<u8>>, TlsError> {
+    let Some(path) = &config.key_password_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| TlsError::Pem {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some(
+        text.lines().next().unwrap_or_default().as_bytes().to_vec(),
+    ))
 }
 
 /// A byte stream after any of the handshakes (TLS, RFC 8998 or TLCP).

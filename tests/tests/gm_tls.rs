@@ -9,7 +9,7 @@
 
 use std::ffi::OsStr;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -670,4 +670,69 @@ fn certificates_from_cert_sm2_verify_in_tongsuo_and_serve_starttls() {
         out.contains(enc_body),
         "the configured encryption certificate was sent: {out}"
     );
+}
+
+#[test]
+fn encrypted_keys_from_us_and_from_tongsuo_serve_tlcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("key.pass");
+    std::fs::write(&password, "s3cret-pass\n").unwrap();
+    let out = Command::new(jianmen_bin())
+        .args(["cert-sm2", "--host", "gw.jianmen.test", "--dir"])
+        .arg(dir.path())
+        .arg("--password-file")
+        .arg(&password)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let file = |name: &str| dir.path().join(name);
+    let sign_key = std::fs::read_to_string(file("sm2-key.pem")).unwrap();
+    assert!(sign_key.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+    // Tongsuo opens our encrypted key with the password, and not without it.
+    let tongsuo_pkey = |key: &Path, pass: &str| {
+        Command::new(tongsuo())
+            .args(["pkey", "-noout", "-in"])
+            .arg(key)
+            .args(["-passin", pass])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let passin = format!("file:{}", password.display());
+    assert!(tongsuo_pkey(&file("sm2-key.pem"), &passin));
+    assert!(!tongsuo_pkey(&file("sm2-key.pem"), "pass:wrong"));
+    // Tongsuo re-encrypts the encryption key its own way (PBKDF2, AES-256-CBC).
+    let out = Command::new(tongsuo())
+        .args(["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in"])
+        .arg(file("sm2-enc-key.pem"))
+        // (-passin and -passout on one file would read two lines of it.)
+        .args([
+            "-passin",
+            "pass:s3cret-pass",
+            "-passout",
+            "pass:s3cret-pass",
+            "-out",
+        ])
+        .arg(file("tongsuo-enc-key.pem"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let sink = Sink::start(&[]);
+    let mut setup = Setup::new(sink.port, sink.port);
+    setup.tls = vec![
+        format!("sm_cert = \"{}\"", file("sm2-cert.pem").display()),
+        format!("sm_key = \"{}\"", file("sm2-key.pem").display()),
+        format!("sm_enc_cert = \"{}\"", file("sm2-enc-cert.pem").display()),
+        format!("sm_enc_key = \"{}\"", file("tongsuo-enc-key.pem").display()),
+        format!("key_password_file = \"{}\"", password.display()),
+    ];
+    let gw = Gateway::start(&setup);
+    let out = s_client(&gw, &["-enable_ntls", "-ntls"], &["QUIT"]);
+    assert!(
+        out.contains("NTLSv1.1, Cipher is ECC-SM2-SM4-GCM-SM3"),
+        "{out}"
+    );
+    assert!(out.contains("221 2.0.0"), "{out}");
 }

@@ -32,6 +32,21 @@ pub enum GmError {
     Random,
 }
 
+/// The plain PKCS#8 document inside an encrypted one (`ENCRYPTED PRIVATE KEY` PEM, PBES2 with
+/// PBKDF2 or scrypt and AES, as OpenSSL and Tongsuo write them) — for any key algorithm. A
+/// wrong password or a damaged file is [`GmError::Decrypt`].
+pub fn decrypt_pkcs8_pem(pem: &str, password: &[u8]) -> Result<Vec<u8>, GmError> {
+    use pkcs8::der::Decode;
+    let (label, der) = pkcs8::der::pem::decode_vec(pem.as_bytes()).map_err(|_| GmError::BadKey)?;
+    if label != "ENCRYPTED PRIVATE KEY" {
+        return Err(GmError::BadKey);
+    }
+    let info = pkcs8::EncryptedPrivateKeyInfoRef::from_der(&der).map_err(|_| GmError::BadKey)?;
+    info.decrypt(password)
+        .map(|doc| doc.as_bytes().to_vec())
+        .map_err(|_| GmError::Decrypt)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     /// Bytes from hex (test vectors).

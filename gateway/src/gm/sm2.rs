@@ -100,6 +100,15 @@ impl Sm2PrivateKey {
             .map_err(|_| GmError::BadKey)
     }
 
+    /// Encrypted PKCS#8 PEM (`-----BEGIN ENCRYPTED PRIVATE KEY-----`): PBES2 with scrypt and
+    /// AES-256-CBC, parameters OpenSSL 3 and Tongsuo read.
+    pub fn to_pkcs8_encrypted_pem(&self, password: &[u8]) -> Result<String, GmError> {
+        self.0
+            .to_pkcs8_encrypted_pem(password, LineEnding::LF)
+            .map(|p| p.to_string())
+            .map_err(|_| GmError::BadKey)
+    }
+
     /// The 32-byte scalar; keep it secret.
     pub fn to_bytes(&self) -> [u8; 32] {
         self.0.to_bytes().into()
@@ -351,6 +360,23 @@ mod tests {
             public.z(DEFAULT_ID).unwrap().to_vec(),
             hex("B2E14C5C79C6DF5B85F4FE7ED8DB7A262B9DA7E07CCB0EA9F4747B8CCDA8A4F3")
         );
+    }
+
+    #[test]
+    fn encrypted_pkcs8_round_trips_and_needs_the_password() {
+        let key = Sm2PrivateKey::generate();
+        let pem = key.to_pkcs8_encrypted_pem(b"correct horse").unwrap();
+        assert!(pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+        let der = crate::gm::decrypt_pkcs8_pem(&pem, b"correct horse").unwrap();
+        assert_eq!(
+            Sm2PrivateKey::from_pkcs8_der(&der).unwrap().to_bytes(),
+            key.to_bytes()
+        );
+        assert_eq!(
+            crate::gm::decrypt_pkcs8_pem(&pem, b"wrong horse"),
+            Err(GmError::Decrypt)
+        );
+        assert!(crate::gm::decrypt_pkcs8_pem(&key.to_pkcs8_pem().unwrap(), b"x").is_err());
     }
 
     #[test]
