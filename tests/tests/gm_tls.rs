@@ -462,41 +462,46 @@ fn the_gateway_delivers_over_rfc_8998_to_a_tongsuo_fronted_downstream() {
 fn the_gateway_delivers_over_tlcp_to_a_tongsuo_fronted_downstream() {
     let dir = cert_sm2("downstream.test");
     let file = |name: &str| dir.path().join(name).into_os_string();
-    let sink = Sink::start(&[]);
-    let args = [
-        "-enable_ntls".into(),
-        "-ntls".into(),
-        "-sign_cert".into(),
-        file("sm2-cert.pem"),
-        "-sign_key".into(),
-        file("sm2-key.pem"),
-        "-enc_cert".into(),
-        file("sm2-enc-cert.pem"),
-        "-enc_key".into(),
-        file("sm2-enc-key.pem"),
-    ];
-    let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-    let (front, mut server) = tongsuo_fronted_sink(sink.port, &args);
-    let mut setup = Setup::new(front, sink.port);
-    setup.downstream_tls = "tlcp";
-    let gw = Gateway::start(&setup);
-    let mut c = jianmen_testkit::Client::ready(gw.addr);
-    let r = c.send_mail(
-        "sender@outside.test",
-        &["alice@example.com"],
-        b"Subject: to Tongsuo over TLCP\r\n\r\nsealed by TLCP\r\n",
-    );
-    assert_eq!(r.code, 250, "{r:?}");
-    let arrived = wait_until(Duration::from_secs(20), || !sink.messages().is_empty());
-    let _ = server.kill();
-    let _ = server.wait();
-    assert!(arrived, "nothing reached smtp-sink: {}", gw.log());
-    assert!(sink.messages()[0].body().contains("sealed by TLCP"));
-    assert!(
-        gw.log().contains("TLCP with cipher ECC-SM2-SM4-GCM-SM3"),
-        "{}",
-        gw.log()
-    );
+    // Tongsuo's server restricted to each suite our client offers.
+    for suite in ["ECC-SM2-SM4-GCM-SM3", "ECC-SM2-SM4-CBC-SM3"] {
+        let sink = Sink::start(&[]);
+        let args = [
+            "-enable_ntls".into(),
+            "-ntls".into(),
+            "-cipher".into(),
+            suite.into(),
+            "-sign_cert".into(),
+            file("sm2-cert.pem"),
+            "-sign_key".into(),
+            file("sm2-key.pem"),
+            "-enc_cert".into(),
+            file("sm2-enc-cert.pem"),
+            "-enc_key".into(),
+            file("sm2-enc-key.pem"),
+        ];
+        let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let (front, mut server) = tongsuo_fronted_sink(sink.port, &args);
+        let mut setup = Setup::new(front, sink.port);
+        setup.downstream_tls = "tlcp";
+        let gw = Gateway::start(&setup);
+        let mut c = jianmen_testkit::Client::ready(gw.addr);
+        let r = c.send_mail(
+            "sender@outside.test",
+            &["alice@example.com"],
+            b"Subject: to Tongsuo over TLCP\r\n\r\nsealed by TLCP\r\n",
+        );
+        assert_eq!(r.code, 250, "{r:?}");
+        let arrived = wait_until(Duration::from_secs(20), || !sink.messages().is_empty());
+        let _ = server.kill();
+        let _ = server.wait();
+        assert!(arrived, "nothing reached smtp-sink: {}", gw.log());
+        assert!(sink.messages()[0].body().contains("sealed by TLCP"));
+        assert!(
+            gw.log().contains(&format!("TLCP with cipher {suite}")),
+            "{}",
+            gw.log()
+        );
+    }
 }
 
 #[test]
