@@ -1,4 +1,4 @@
-# Sourced by build.sh and test.sh: the environment of one cross target ($1). Builds use
+# Sourced by build.sh: the environment of one cross target ($1). Builds use
 # Debian's rustc-web (never exported for native builds) and their own target directory, so
 # the host build scripts compiled by the two compilers do not invalidate each other.
 cross_env() {
