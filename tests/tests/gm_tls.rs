@@ -408,20 +408,37 @@ fn tongsuo_fronted_sink(sink_port: u16, server_args: &[&OsStr]) -> (u16, std::pr
     (front_port, server)
 }
 
+/// Sends one message through a gateway whose route leads, with STARTTLS policy `tls`, to a
+/// Tongsuo-fronted downstream (`s_server` with `server_args`); returns the gateway's log once
+/// smtp-sink has the message.
+fn deliver_to_tongsuo(server_args: &[&OsStr], tls: &'static str) -> String {
+    let sink = Sink::start(&[]);
+    let (front, mut server) = tongsuo_fronted_sink(sink.port, server_args);
+    let mut setup = Setup::new(front, sink.port);
+    setup.downstream_tls = tls;
+    let gw = Gateway::start(&setup);
+    let mut c = jianmen_testkit::Client::ready(gw.addr);
+    let r = c.send_mail(
+        "sender@outside.test",
+        &["alice@example.com"],
+        b"Subject: to Tongsuo\r\n\r\nsealed behind Tongsuo\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    let arrived = wait_until(Duration::from_secs(20), || !sink.messages().is_empty());
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(arrived, "nothing reached smtp-sink: {}", gw.log());
+    assert!(sink.messages()[0].body().contains("sealed behind Tongsuo"));
+    gw.log()
+}
+
 #[test]
 fn the_gateway_delivers_over_rfc_8998_to_a_tongsuo_fronted_downstream() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cert_sm2("downstream.test");
     let (cert, key) = (
         dir.path().join("sm2-cert.pem"),
         dir.path().join("sm2-key.pem"),
     );
-    let out = Command::new(jianmen_bin())
-        .args(["cert-sm2", "--host", "downstream.test", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let sink = Sink::start(&[]);
     let args = [
         [
             "-cert".as_ref(),
@@ -434,27 +451,10 @@ fn the_gateway_delivers_over_rfc_8998_to_a_tongsuo_fronted_downstream() {
         &["-groups".as_ref(), "SM2".as_ref()],
     ]
     .concat();
-    let (front, mut server) = tongsuo_fronted_sink(sink.port, &args);
-    let mut setup = Setup::new(front, sink.port);
-    setup.downstream_tls = "required";
-    let gw = Gateway::start(&setup);
-    let mut c = jianmen_testkit::Client::ready(gw.addr);
-    let r = c.send_mail(
-        "sender@outside.test",
-        &["alice@example.com"],
-        b"Subject: to Tongsuo\r\n\r\nsealed by Tongsuo's SM4-GCM\r\n",
-    );
-    assert_eq!(r.code, 250, "{r:?}");
-    let arrived = wait_until(Duration::from_secs(20), || !sink.messages().is_empty());
-    let _ = server.kill();
-    let _ = server.wait();
-    assert!(arrived, "nothing reached smtp-sink: {}", gw.log());
-    assert!(sink.messages()[0].body().contains("sealed by Tongsuo"));
+    let log = deliver_to_tongsuo(&args, "required");
     assert!(
-        gw.log()
-            .contains("TLSv1.3 with cipher TLS_SM4_GCM_SM3 (curveSM2)"),
-        "{}",
-        gw.log()
+        log.contains("TLSv1.3 with cipher TLS_SM4_GCM_SM3 (curveSM2)"),
+        "{log}"
     );
 }
 
@@ -464,7 +464,6 @@ fn the_gateway_delivers_over_tlcp_to_a_tongsuo_fronted_downstream() {
     let file = |name: &str| dir.path().join(name).into_os_string();
     // Tongsuo's server restricted to each suite our client offers.
     for suite in ["ECC-SM2-SM4-GCM-SM3", "ECC-SM2-SM4-CBC-SM3"] {
-        let sink = Sink::start(&[]);
         let args = [
             "-enable_ntls".into(),
             "-ntls".into(),
@@ -480,27 +479,8 @@ fn the_gateway_delivers_over_tlcp_to_a_tongsuo_fronted_downstream() {
             file("sm2-enc-key.pem"),
         ];
         let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-        let (front, mut server) = tongsuo_fronted_sink(sink.port, &args);
-        let mut setup = Setup::new(front, sink.port);
-        setup.downstream_tls = "tlcp";
-        let gw = Gateway::start(&setup);
-        let mut c = jianmen_testkit::Client::ready(gw.addr);
-        let r = c.send_mail(
-            "sender@outside.test",
-            &["alice@example.com"],
-            b"Subject: to Tongsuo over TLCP\r\n\r\nsealed by TLCP\r\n",
-        );
-        assert_eq!(r.code, 250, "{r:?}");
-        let arrived = wait_until(Duration::from_secs(20), || !sink.messages().is_empty());
-        let _ = server.kill();
-        let _ = server.wait();
-        assert!(arrived, "nothing reached smtp-sink: {}", gw.log());
-        assert!(sink.messages()[0].body().contains("sealed by TLCP"));
-        assert!(
-            gw.log().contains(&format!("TLCP with cipher {suite}")),
-            "{}",
-            gw.log()
-        );
+        let log = deliver_to_tongsuo(&args, "tlcp");
+        assert!(log.contains(&format!("TLCP with cipher {suite}")), "{log}");
     }
 }
 

@@ -136,6 +136,19 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The start both hellos share: version (must be TLCP's), random, session id (skipped).
+fn hello_start(r: &mut Reader<'_>) -> Result<[u8; 32], TlcpError> {
+    if r.u16()? != VERSION {
+        return Err(TlcpError::Version);
+    }
+    let mut random = [0u8; 32];
+    random.copy_from_slice(r.take(32)?);
+    if r.vec8()?.len() > 32 {
+        return Err(TlcpError::Decode("session id too long"));
+    }
+    Ok(random)
+}
+
 /// What the server needs from a ClientHello.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientHello {
@@ -148,14 +161,7 @@ pub struct ClientHello {
 /// Parses a ClientHello body and picks a suite; extensions are checked for shape and ignored.
 pub fn parse_client_hello(body: &[u8]) -> Result<ClientHello, TlcpError> {
     let mut r = Reader(body);
-    if r.u16()? != VERSION {
-        return Err(TlcpError::Version);
-    }
-    let mut random = [0u8; 32];
-    random.copy_from_slice(r.take(32)?);
-    if r.vec8()?.len() > 32 {
-        return Err(TlcpError::Decode("session id too long"));
-    }
+    let random = hello_start(&mut r)?;
     let suites = r.vec16()?;
     if suites.is_empty() || !suites.len().is_multiple_of(2) {
         return Err(TlcpError::Decode("cipher suites"));
@@ -215,14 +221,7 @@ pub fn client_hello(random: &[u8; 32], suites: &[Suite]) -> Vec<u8> {
 /// `offered`.
 pub fn parse_server_hello(body: &[u8], offered: &[Suite]) -> Result<([u8; 32], Suite), TlcpError> {
     let mut r = Reader(body);
-    if r.u16()? != VERSION {
-        return Err(TlcpError::Version);
-    }
-    let mut random = [0u8; 32];
-    random.copy_from_slice(r.take(32)?);
-    if r.vec8()?.len() > 32 {
-        return Err(TlcpError::Decode("session id too long"));
-    }
+    let random = hello_start(&mut r)?;
     let code = r.u16()?;
     let suite = offered
         .iter()
