@@ -1013,7 +1013,19 @@ impl Config {
         use crate::queue::spool::{Spool, SpoolKey};
         let spool = Spool::open(&self.spool_dir())?;
         let seal = self.server.encrypt_spool;
-        Ok(match SpoolKey::load(&self.server.data_dir, seal)? {
+        let key = match SpoolKey::load(&self.server.data_dir, false)? {
+            Some(key) => Some(key),
+            // A new key would never open the mail sealed with the lost one, and mail sealed
+            // with it would not open once the old key is restored: refuse instead.
+            None if spool.has_sealed_files()? => {
+                return Err(std::io::Error::other(
+                    "the spool holds sealed mail but data_dir/keys/spool-sm4.key is missing: \
+                     restore it from backup",
+                ));
+            }
+            None => SpoolKey::load(&self.server.data_dir, seal)?,
+        };
+        Ok(match key {
             Some(key) => spool.with_key(key, seal),
             None => spool,
         })

@@ -512,3 +512,52 @@ fn outbound_starttls_policy_required_and_opportunistic() {
             .any(|m| m.header("Subject").as_deref() == Some("test tls-refused"))
     );
 }
+
+#[test]
+fn sealed_mail_is_never_dropped_for_a_lost_key() {
+    let mut sink = Sink::start(&[]);
+    sink.stop();
+    let mut gw = Gateway::start(&Setup::new(sink.port, sink.port));
+    let mut c = Client::ready(gw.addr);
+    let r = c.send_mail(
+        "sender@outside.example",
+        &["user@example.com"],
+        &test_message("sealed", 3),
+    );
+    assert_eq!(r.code, 250, "{}", r.text);
+    drop(c);
+    gw.kill9();
+    let key = gw.dir.path().join("data/keys/spool-sm4.key");
+    let saved = gw.dir.path().join("spool-sm4.key.saved");
+    std::fs::rename(&key, &saved).unwrap();
+    // Without its key the gateway refuses to start rather than make a new one.
+    let out = Command::new(jianmen_testkit::jianmen_bin())
+        .args(["serve", "--config"])
+        .arg(&gw.config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("spool-sm4.key is missing"),
+        "{out:?}"
+    );
+    assert!(!key.exists(), "no new key was made");
+    // A key that does not open the file (another key): the message waits, it is not dropped.
+    std::fs::write(&key, [7u8; 16]).unwrap();
+    sink.restart_with(&[]);
+    gw.restart();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(sink.messages().is_empty());
+    assert_eq!(gw.queue_len(), 1, "{}", gw.log());
+    assert!(gw.log().contains("does not unseal"), "{}", gw.log());
+    // The right key back: delivered.
+    gw.kill9();
+    std::fs::rename(&saved, &key).unwrap();
+    gw.restart();
+    let _ = gw.cli(&["queue", "flush"]);
+    assert!(wait_until(Duration::from_secs(30), || sink
+        .messages()
+        .len()
+        == 1));
+    assert!(wait_until(Duration::from_secs(10), || gw.queue_len() == 0));
+}

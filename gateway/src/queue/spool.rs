@@ -205,6 +205,19 @@ impl Spool {
         Ok(ids)
     }
 
+    /// Whether any message file is sealed (read from the first bytes only).
+    pub fn has_sealed_files(&self) -> io::Result<bool> {
+        use std::io::Read;
+        for id in self.ids()? {
+            let mut head = [0u8; SEALED.len()];
+            let mut f = File::open(self.path(&id)?)?;
+            if f.read_exact(&mut head).is_ok() && &head == SEALED {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Bytes available to unprivileged writers on the spool's filesystem.
     pub fn free_bytes(&self) -> io::Result<u64> {
         let st = nix::sys::statvfs::statvfs(&self.dir).map_err(io::Error::from)?;
@@ -263,6 +276,7 @@ mod sealing_tests {
             spool.read(B).unwrap_err().kind(),
             io::ErrorKind::InvalidData
         );
+        assert!(spool.has_sealed_files().unwrap());
         // The key file is kept across loads.
         let again = SpoolKey::load(dir.path(), false).unwrap().unwrap();
         fs::write(spool.path(A).unwrap(), &on_disk).unwrap();
