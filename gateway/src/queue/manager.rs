@@ -170,16 +170,22 @@ impl Manager {
                 }
                 return;
             }
-            // A sealed file that does not open (damaged, or sealed under another key): keep
-            // the message for an administrator and look again in an hour, never drop it.
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                tracing::error!(queue_id = %id, error = %e, "spool file does not unseal; message kept, retried in an hour");
+            // Any other failure to read — a sealed file that does not open (damaged, or sealed
+            // under another key), permissions, I/O errors — may pass: keep the message for an
+            // administrator and look again in an hour, never drop it.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                let what = if e.kind() == std::io::ErrorKind::InvalidData {
+                    "spool file does not unseal; message kept, retried in an hour"
+                } else {
+                    "spool file unreadable; message kept, retried in an hour"
+                };
+                tracing::error!(queue_id = %id, error = %e, "{what}");
                 let later = unix_now() + 3600;
                 let _ = self.queue.store().reschedule(Some(id), later).await;
                 return;
             }
             Err(e) => {
-                tracing::error!(queue_id = %id, error = %e, "spool file unreadable; message dropped from queue");
+                tracing::error!(queue_id = %id, error = %e, "spool file missing; message dropped from queue");
                 let _ = self.queue.store().delete(id).await;
                 return;
             }
