@@ -236,10 +236,22 @@ pub struct ServerConfig {
     /// readable when this is turned off, as long as the key is there.
     #[serde(default = "yes")]
     pub encrypt_spool: bool,
+    /// Directory of the message files; `data_dir/spool` when unset (packages use
+    /// `/var/spool/jianmen`). Must be on the same durable filesystem rules as `data_dir`.
+    #[serde(default)]
+    pub spool_dir: Option<PathBuf>,
+    /// The account a gateway started as root becomes once its ports are bound (systemd starts
+    /// it as this user already). It must exist; the gateway never serves mail as root.
+    #[serde(default = "default_user")]
+    pub user: String,
 }
 
 fn default_shutdown_grace() -> u64 {
     30
+}
+
+fn default_user() -> String {
+    "jianmen".into()
 }
 
 /// The inbound SMTP listener and its limits.
@@ -1004,7 +1016,10 @@ impl Config {
 
     /// Path of the spool directory.
     pub fn spool_dir(&self) -> PathBuf {
-        self.server.data_dir.join("spool")
+        match &self.server.spool_dir {
+            Some(dir) => dir.clone(),
+            None => self.server.data_dir.join("spool"),
+        }
     }
 
     /// The spool with its sealing key (see `server.encrypt_spool`): every process that reads

@@ -45,6 +45,9 @@ pub enum StartError {
     /// The console could not start.
     #[error("console: {0}")]
     Console(#[from] crate::webui::StartError),
+    /// Started as root, the gateway could not become its service account.
+    #[error(transparent)]
+    Privilege(#[from] crate::privilege::PrivilegeError),
 }
 
 /// Opens the queue of a configuration (used by the daemon and the `queue` commands).
@@ -61,6 +64,34 @@ pub async fn open_store(config: &Config) -> Result<SqliteStore, StartError> {
 /// Runs the gateway until the process is stopped.
 pub async fn run(config: Config) -> Result<(), StartError> {
     let config = Arc::new(config);
+    // Ports first (25, 465, 587 and 443 need root or CAP_NET_BIND_SERVICE), then root is given
+    // up before any mail, key or database is opened, so every file is the service account's.
+    let listeners = Server::bind(&config.smtp.listen).await?;
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {addr} for metrics: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    let console_listener = match &config.console {
+        Some(c) => Some(crate::webui::bind(c.listen)?),
+        None => None,
+    };
+    match crate::privilege::drop_root(&config.server.user)? {
+        Some(dropped) => tracing::info!(
+            user = %config.server.user,
+            uid = %dropped.uid,
+            gid = %dropped.gid,
+            "ports bound; root given up"
+        ),
+        None if nix::unistd::Uid::effective().is_root() => {
+            tracing::warn!("running as root because server.user = \"root\"")
+        }
+        None => {}
+    }
     let metrics = Arc::new(Metrics::default());
     let store = Arc::new(open_store(&config).await?);
     let spool = config.spool().map_err(|source| StartError::DataDir {
@@ -122,16 +153,6 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         Arc::new(PassThrough)
     };
     let outbound = Arc::new(Outbound::new(&config, resolver)?);
-    let listeners = Server::bind(&config.smtp.listen).await?;
-    let metrics_listener = match config.metrics.listen {
-        Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot listen on {addr} for metrics: {e}"),
-            )
-        })?),
-        None => None,
-    };
     let manager = Manager::new(
         queue.clone(),
         outbound,
@@ -157,8 +178,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     for addr in &config.smtp.listen {
         tracing::info!(%addr, "SMTP listening");
     }
-    if config.console.is_some() {
-        let (console, listener, tls) =
+    if let Some(listener) = console_listener {
+        let (console, tls) =
             crate::webui::start(config.clone(), quarantine.clone(), tracker.clone(), store).await?;
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "console on https://{addr}/");

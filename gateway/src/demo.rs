@@ -29,6 +29,8 @@ pub fn config_text(dir: &Path) -> String {
 [server]
 hostname = "gateway.{DEMO_DOMAIN}"
 data_dir = "{data}"
+# The demo runs as whoever starts it (a production gateway started as root becomes `jianmen`).
+user = "root"
 
 [smtp]
 listen = ["{DEMO_SMTP}"]

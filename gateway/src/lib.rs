@@ -14,7 +14,7 @@
 //!    over by SMTP, reusing connections and honouring per-destination limits.
 //!
 //! Around the path: [`config`] (TOML, validated at start), [`metrics`] (Prometheus),
-//! [`daemon`] (wiring), [`demo`] (self-contained demo with a built-in downstream mailbox),
+//! [`daemon`] (wiring; as root it binds its ports, then [`privilege`] drops to the service account), [`demo`] (self-contained demo with a built-in downstream mailbox),
 //! [`accuracy`] (how well verdicts separate ham from spam: `jianmen eval`, the retrain gate),
 //! [`audit`] (the hash-chained record of administrative actions, signed export with
 //! [`signing`]), [`keyfile`] (secret keys under `data_dir/keys`), [`tracking`] (every message's fate, searchable), [`webui`] (the HTTPS console,
@@ -33,6 +33,7 @@ pub mod intake;
 pub mod keyfile;
 pub mod metrics;
 pub mod outbound;
+pub mod privilege;
 pub mod quarantine;
 pub mod queue;
 pub mod scan;

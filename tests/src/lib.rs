@@ -89,6 +89,11 @@ pub struct Setup {
     pub sections: Vec<String>,
     /// Extra `[tls]` lines (it always has `self_signed = true`).
     pub tls: Vec<String>,
+    /// `server.user`: `root` by default, as the suites run as root on CI and their files are
+    /// root's (only the privilege test names an account to drop to).
+    pub user: String,
+    /// SMTP port on 127.0.0.1; a free one when `None`.
+    pub port: Option<u16>,
 }
 
 impl Setup {
@@ -106,6 +111,8 @@ impl Setup {
             scan: vec!["enabled = false".into()],
             sections: Vec::new(),
             tls: Vec::new(),
+            user: "root".into(),
+            port: None,
         }
     }
 
@@ -140,6 +147,7 @@ impl Setup {
             r#"[server]
 hostname = "gw.jianmen.test"
 data_dir = "{data}"
+user = "{user}"
 
 [smtp]
 listen = ["127.0.0.1:{port}"]
@@ -173,6 +181,7 @@ listen = "127.0.0.1:0"
             tls_lines = self.tls.join("\n"),
             sections = self.sections.join("\n\n"),
             data = data_dir.display(),
+            user = self.user,
             smtp = self.smtp.join("\n"),
             delivery = self.delivery.join("\n"),
             downstream = self.downstream,
@@ -209,7 +218,7 @@ impl Gateway {
     /// Writes the configuration and starts the gateway; waits for its greeting.
     pub fn start(setup: &Setup) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
+        let port = setup.port.unwrap_or_else(free_port);
         let data = setup
             .data_dir
             .clone()

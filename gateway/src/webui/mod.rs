@@ -273,7 +273,7 @@ pub async fn start(
     quarantine: Quarantine,
     tracker: Tracker,
     store: Arc<SqliteStore>,
-) -> Result<(Arc<Console>, TcpListener, Arc<crate::tls::ServerTls>), StartError> {
+) -> Result<(Arc<Console>, Arc<crate::tls::ServerTls>), StartError> {
     let Some(c) = config.console.clone() else {
         return Err(StartError::NotConfigured);
     };
@@ -300,15 +300,19 @@ pub async fn start(
         &tls_config,
         &config.server.hostname,
     )?);
-    let listener = TcpListener::bind(c.listen).map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("cannot listen on {} for the console: {e}", c.listen),
-        )
-    })?;
     let links = LinkKey::load_or_create(data_dir)?;
     let console = Console::new(config, accounts, quarantine, tracker, audit, store, links);
-    Ok((Arc::new(console), listener, tls))
+    Ok((Arc::new(console), tls))
+}
+
+/// Binds the console's address (before the daemon gives up root: 443 is privileged).
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr} for the console: {e}"),
+        )
+    })
 }
 
 fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
