@@ -9,13 +9,14 @@ cross_env() {
     aarch64-unknown-linux-gnu)
       local sysroot=${JIANMEN_CROSS_SYSROOT:-/var/tmp/jianmen-cross/sysroot}
       export CARGO=/usr/bin/cargo RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
-      export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
       export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
       export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+      export JIANMEN_CROSS_STRIP=aarch64-linux-gnu-strip
       export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="--sysroot=$sysroot"
       export RUSTDOCFLAGS="--sysroot=$sysroot"
-      # SVE off: with it tract ran ~8x slower under QEMU.
-      export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu max,sve=off"
+      # The runner of .cargo/config.toml (which also names the linker), for running the
+      # binary outside cargo.
+      export JIANMEN_CROSS_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu max,sve=off"
       ;;
     *)
       echo "unsupported target: $target (supported: aarch64-unknown-linux-gnu)" >&2
