@@ -7,6 +7,7 @@ mod quarantine_command;
 mod retrain_command;
 mod scan_command;
 mod tls_probe_command;
+mod upgrade_command;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -189,6 +190,19 @@ enum Command {
         #[arg(long)]
         password_file: Option<PathBuf>,
     },
+    /// Write the manual pages (one per command) and bash, zsh and fish completions into a
+    /// directory; the packages install them.
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Output directory (created).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Make and verify offline upgrade packages (.jup).
+    Upgrade {
+        #[command(subcommand)]
+        action: upgrade_command::UpgradeAction,
+    },
     /// Show what outbound TLS negotiates with a server (protocol, suite, group).
     TlsProbe {
         /// Server address, `host:port`.
@@ -260,6 +274,28 @@ enum QueueAction {
     },
     /// Make every queued message due for delivery now.
     Flush,
+}
+
+/// Writes `jianmen.1`, `jianmen-<command>.1`, `jianmen.bash`, `_jianmen` and `jianmen.fish`.
+fn generate_docs(out: &std::path::Path) -> Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let man = out.join("man");
+    let completions = out.join("completions");
+    for dir in [&man, &completions] {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    clap_mangen::generate_to(Cli::command(), &man).context("write manual pages")?;
+    for (shell, name) in [
+        (Shell::Bash, "jianmen.bash"),
+        (Shell::Zsh, "_jianmen"),
+        (Shell::Fish, "jianmen.fish"),
+    ] {
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "jianmen", &mut script);
+        std::fs::write(completions.join(name), script).with_context(|| format!("write {name}"))?;
+    }
+    Ok(())
 }
 
 /// Logs to the systemd journal when systemd connected our stderr to it (tracing events reach
@@ -381,6 +417,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(3));
             }
         }
+        Command::GenerateDocs { out } => generate_docs(&out)?,
+        Command::Upgrade { action } => return upgrade_command::run(action),
         Command::CheckConfig { config: path } => {
             let config = Config::load(&path)?;
             let rules =

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# packaging/build.sh [--target TRIPLE] [--profile release|dev] [--version VERSION] [--out DIR]
+# Builds jianmen and makes its .deb (cargo-deb) and .rpm (cargo-generate-rpm) in one go; prints
+# the two package paths, one per line, last. Default: this machine's target, release profile,
+# the workspace version, target/packages/. Cross targets build through cross/build.sh (run
+# cross/setup-<target>.sh once). Installs cargo-deb and cargo-generate-rpm when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=""
+profile=release
+version=""
+out=target/packages
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --target) target=$2; shift 2 ;;
+    --profile) profile=$2; shift 2 ;;
+    --version) version=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+case "$profile" in
+  release) profile_dir=release ;;
+  dev) profile_dir=debug ;;
+  *) echo "--profile must be release or dev" >&2; exit 2 ;;
+esac
+command -v cargo-deb >/dev/null 2>&1 || cargo install --locked cargo-deb --version 3.8.0 >&2
+command -v cargo-generate-rpm >/dev/null 2>&1 ||
+  cargo install --locked cargo-generate-rpm --version 0.21.1 >&2
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+
+target_args=()
+runner=()
+if [ -n "$target" ] && [ "$target" != "$(rustc -vV | sed -n 's/^host: //p')" ]; then
+  release_flag=()
+  [ "$profile" = release ] && release_flag=(--release)
+  bin=$(cross/build.sh "$target" "${release_flag[@]}" | tail -n 1)
+  . cross/env.sh
+  cross_env "$target"
+  read -r -a runner <<<"$JIANMEN_CROSS_RUNNER"
+  # cargo-deb and cargo-generate-rpm find the binary under $CARGO_TARGET_DIR/<target>/.
+  target_args=(--target "$target")
+else
+  target=""
+  # The workspace's binaries, not `-p jianmen` alone: with the workspace's unified features the
+  # build reuses what the test suite's builds made.
+  cargo build --locked --workspace --bins --profile "$profile" >&2
+  CARGO_TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c \
+    'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  export CARGO_TARGET_DIR
+  bin=$CARGO_TARGET_DIR/$profile_dir/jianmen
+fi
+# What goes into the packages is staged in <target dir>/<profile>/package/ (the paths in
+# gateway/Cargo.toml's package metadata): the binary without its debug information (symbols
+# stay, for backtraces), manual pages, completions and the licence list.
+stage=$(dirname "$bin")/package
+rm -rf "$stage"
+mkdir -p "$stage"
+"${JIANMEN_CROSS_STRIP:-strip}" --strip-debug -o "$stage/jianmen" "$bin"
+# Manual pages and completions, from the binary itself (under QEMU for a cross target).
+"${runner[@]}" "$stage/jianmen" generate-docs --out "$stage/jianmen-docs"
+
+# The crates linked into this target's binary, with their licences.
+cargo metadata --format-version 1 --locked ${target:+--filter-platform "$target"} | python3 -c '
+import json, sys
+meta = json.load(sys.stdin)
+packages = {p["id"]: p for p in meta["packages"]}
+nodes = {n["id"]: n for n in meta["resolve"]["nodes"]}
+root = next(i for i, p in packages.items() if p["name"] == "jianmen")
+seen, todo = set(), [root]
+while todo:
+    node = nodes[todo.pop()]
+    for dep in node["deps"]:
+        if any(k["kind"] is None for k in dep["dep_kinds"]) and dep["pkg"] not in seen:
+            seen.add(dep["pkg"])
+            todo.append(dep["pkg"])
+print("Crates linked into jianmen, with their licences (from their Cargo.toml):\n")
+for p in sorted((packages[i] for i in seen), key=lambda p: (p["name"], p["version"])):
+    print(p["name"], p["version"] + ":", p.get("license") or "see " + str(p.get("license_file")))
+' >"$stage/third-party-licenses.txt"
+
+deb_version=()
+rpm_version=()
+if [ -n "$version" ]; then
+  deb_version=(--deb-version "$version")
+  rpm_version=(--set-metadata "version = \"$version\"")
+fi
+deb=$(cargo deb --locked -p jianmen --no-build --no-strip --profile "$profile" "${target_args[@]}" \
+  "${deb_version[@]}" --output "$out" | tail -n 1)
+rpm=$(cargo generate-rpm -p gateway --profile "$profile" "${target_args[@]}" "${rpm_version[@]}" \
+  -o "$out" | tail -n 1)
+[ -f "$rpm" ] || rpm=$(ls -t "$out"/*.rpm | head -n 1)
+echo "$deb"
+echo "$rpm"
