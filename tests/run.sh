@@ -13,6 +13,8 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 need=()
 command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
+# swaks --tls needs these; --no-install-recommends below leaves them out.
+perl -MNet::SSLeay -MIO::Socket::SSL -e 1 2>/dev/null || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 [ -x /usr/sbin/clamd ] || need+=(clamav-daemon)
 command -v iconv >/dev/null 2>&1 || need+=(libc-bin)
@@ -23,6 +25,8 @@ python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 fc-list 2>/dev/null | grep -qi 'wqy\|noto.*cjk' || need+=(fonts-wqy-microhei)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
+command -v rpm >/dev/null 2>&1 || need+=(rpm)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
@@ -80,6 +84,9 @@ echo "== cargo test"
 # A hung test must fail the run, not eat the CI budget.
 timeout --kill-after=30 1500 cargo test --workspace --locked
 
+echo "== packages: .deb and .rpm built, inspected, installed, upgraded, removed"
+$SUDO env "PATH=$PATH" "CARGO_TARGET_DIR=$CARGO_TARGET_DIR" CARGO_INCREMENTAL=0 packaging/test.sh
+
 echo "== cargo fuzz (30 s per target)"
 # cargo-fuzz passes -Z flags to rustc; this machine has only the stable toolchain, and
 # RUSTC_BOOTSTRAP=1 lets stable accept them. No sanitizer: the code under test is safe Rust,
@@ -92,3 +99,10 @@ for target in message archive tlcp; do
       -- -max_total_time=30 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 20)
   rm -rf "$found"
 done
+
+echo "== cross: aarch64 (Kunpeng, Phytium) built and tested under qemu-user"
+# Its own persistent target directory: Debian's rustc-web compiles it, and reruns stay incremental.
+export JIANMEN_CROSS_TARGET_DIR="${JIANMEN_CROSS_TARGET_DIR:-/var/tmp/jianmen-cross-target}"
+$SUDO env JIANMEN_CROSS_SYSROOT="${JIANMEN_CROSS_SYSROOT:-/var/tmp/jianmen-cross/sysroot}" \
+  cross/setup-aarch64-unknown-linux-gnu.sh
+timeout --kill-after=30 2700 cross/test.sh aarch64-unknown-linux-gnu
