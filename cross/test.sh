@@ -38,4 +38,6 @@ printf '#!/bin/sh\nexec %s %q "$@"\n' "$runner" "$bin" > "$wrap_dir/jianmen"
 chmod +x "$wrap_dir/jianmen"
 suites=()
 for s in "${E2E_SUITES[@]}"; do suites+=(--test "$s"); done
-JIANMEN_BIN="$wrap_dir/jianmen" cargo test --locked -p jianmen-testkit "${suites[@]}" "$@"
+# --workspace, not -p jianmen-testkit: with the workspace's unified features this reuses the
+# native test build instead of compiling the dependencies again.
+JIANMEN_BIN="$wrap_dir/jianmen" cargo test --locked --workspace "${suites[@]}" "$@"

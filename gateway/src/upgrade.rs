@@ -31,12 +31,12 @@ const MAX_TOTAL_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum UpgradeError {
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: String,
-        /// The error.
-        source: std::io::Error,
+        /// The error (named so that it is shown once, not again as the cause).
+        error: std::io::Error,
     },
     /// The archive is damaged or cut short.
     #[error("the package is damaged or truncated: {0}")]
@@ -149,9 +149,9 @@ impl TrustedKey {
 
     /// Reads a trust file; blank lines and `#` comments are skipped.
     pub fn load(path: &Path) -> Result<Vec<TrustedKey>, UpgradeError> {
-        let text = std::fs::read_to_string(path).map_err(|source| UpgradeError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| UpgradeError::Io {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         let mut keys = Vec::new();
         for (n, line) in text.lines().enumerate() {
@@ -197,9 +197,9 @@ pub fn verify(
     installed: &Installed<'_>,
     extract_to: Option<&Path>,
 ) -> Result<(Manifest, String), UpgradeError> {
-    let io = |source| UpgradeError::Io {
+    let io = |error| UpgradeError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     };
     let file = std::fs::File::open(path).map_err(io)?;
     let mut archive = tar::Archive::new(std::io::BufReader::new(file));
@@ -287,13 +287,12 @@ pub fn verify(
         let mut out = match extract_to {
             Some(dir) => {
                 let target = dir.join(&component.file);
-                Some((
-                    std::fs::File::create(&target).map_err(|source| UpgradeError::Io {
+                Some(
+                    std::fs::File::create(&target).map_err(|error| UpgradeError::Io {
                         path: target.display().to_string(),
-                        source,
+                        error,
                     })?,
-                    target,
-                ))
+                )
             }
             None => None,
         };
@@ -336,7 +335,7 @@ fn read_small(entry: impl Read, name: &str) -> Result<Vec<u8>, UpgradeError> {
 /// Copies exactly `size` bytes of `from` (into `to` when given), returning their SM3 digest.
 fn copy_digesting(
     from: &mut impl Read,
-    mut to: Option<&mut (std::fs::File, PathBuf)>,
+    mut to: Option<&mut std::fs::File>,
     size: u64,
 ) -> std::io::Result<[u8; 32]> {
     use std::io::Write;
@@ -350,12 +349,12 @@ fn copy_digesting(
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         hasher.update(&buf[..n]);
-        if let Some((file, _)) = to.as_mut() {
+        if let Some(file) = to.as_mut() {
             file.write_all(&buf[..n])?;
         }
         left -= n as u64;
     }
-    if let Some((file, _)) = to {
+    if let Some(file) = to {
         file.sync_all()?;
     }
     Ok(hasher.finish())
@@ -452,7 +451,7 @@ pub fn pack(
 ) -> Result<Manifest, UpgradeError> {
     let io = |path: &Path| {
         let path = path.display().to_string();
-        move |source| UpgradeError::Io { path, source }
+        move |error| UpgradeError::Io { path, error }
     };
     let mut components = Vec::new();
     for input in inputs {
@@ -525,7 +524,7 @@ pub fn pack(
         .into_inner()
         .map_err(|e| UpgradeError::Io {
             path: tmp.display().to_string(),
-            source: e.into_error(),
+            error: e.into_error(),
         })?;
     file.sync_all().map_err(io(&tmp))?;
     std::fs::rename(&tmp, out).map_err(io(out))?;
