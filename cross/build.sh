@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# cross/build.sh <target> [--release]: builds the jianmen binary for <target>; the last line
-# printed is the binary's path. Run cross/setup-<target>.sh once first.
+# cross/build.sh <target> [--release] [--cpu CPU]: builds the jianmen binary for <target>; the last
+# line printed is the binary's path. Run cross/setup-<target>.sh once first. --cpu tunes for one
+# processor (e.g. tsv110 for Kunpeng 920; the binary then fails with SIGILL on others) and builds
+# into its own target directory.
 set -euo pipefail
-target=${1:?usage: cross/build.sh <target> [--release]}
+target=${1:?usage: cross/build.sh <target> [--release] [--cpu CPU]}
 shift
 profile=debug
 args=()
-for a in "$@"; do
-  case "$a" in
-    --release) profile=release; args+=(--release) ;;
-    *) echo "unknown option $a" >&2; exit 2 ;;
+cpu=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --release) profile=release; args+=(--release); shift ;;
+    --cpu) cpu=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 cd "$(dirname "$0")/.."
 . cross/env.sh
 cross_env "$target"
+if [ -n "$cpu" ]; then
+  flags_var=CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_RUSTFLAGS
+  export "$flags_var=${!flags_var:-} -C target-cpu=$cpu"
+  export CARGO_TARGET_DIR=$CARGO_TARGET_DIR-$cpu
+fi
 "$CARGO" build --locked -p jianmen --bin jianmen --target "$target" "${args[@]}" >&2
 echo "$CARGO_TARGET_DIR/$target/$profile/jianmen"
