@@ -616,7 +616,8 @@ pub struct ScanConfig {
     /// Messages accepted per minute from one client address (0: no limit).
     pub rate_limit_per_minute: u32,
     /// Content model: `auto` (the model `jianmen retrain` activated in `data_dir/model/`, else
-    /// the built-in one), `builtin`, `none`, or the path of an ONNX file.
+    /// the one an applied upgrade shipped, else the built-in one), `builtin`, `none`, or the
+    /// path of an ONNX file.
     pub model: String,
     /// Greylisting (off by default).
     pub greylist: GreylistConfig,

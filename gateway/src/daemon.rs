@@ -2,6 +2,7 @@
 //! manager and the metrics endpoint side by side. Binding happens before anything is served so
 //! a bad address fails start-up instead of a later task.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::audit::AuditLog;
@@ -18,6 +19,8 @@ use crate::scan::pipeline::Pipeline;
 use crate::scan::{PassThrough, Scanner};
 use crate::smtp::{Server, SessionContext};
 use crate::tracking::Tracker;
+use crate::upgrade::health;
+use crate::upgrade::release::{self, Releases};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +164,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         metrics.clone(),
         tracker.clone(),
     );
+    let queue_for_health = queue.clone();
     let intake = Arc::new(Intake::new(
         config.clone(),
         scanner,
@@ -178,6 +182,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     for addr in &config.smtp.listen {
         tracing::info!(%addr, "SMTP listening");
     }
+    let console_addr = console_listener.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(listener) = console_listener {
         let (console, tls) =
             crate::webui::start(config.clone(), quarantine.clone(), tracker.clone(), store).await?;
@@ -201,6 +206,23 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             }
         });
     }
+    if let Some(version) = std::env::var(release::ENV_VERSION).ok().filter(|v| {
+        Releases::from_env()
+            .trial()
+            .is_some_and(|t| &t.version == v)
+    }) {
+        let smtp: Vec<SocketAddr> = listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect();
+        tokio::spawn(check_trial(
+            version,
+            smtp,
+            console_addr,
+            queue_for_health,
+            config.clone(),
+        ));
+    }
     tokio::select! {
         _ = server.clone().serve(listeners) => {}
         signal = shutdown_signal() => {
@@ -216,6 +238,43 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
     }
     Ok(())
+}
+
+/// Keeps a release on trial once it passes the health check; exits (for the service manager to
+/// restart it, and the launcher to roll back) when it does not.
+async fn check_trial(
+    version: String,
+    smtp: Vec<SocketAddr>,
+    console: Option<SocketAddr>,
+    queue: Arc<Queue>,
+    config: Arc<Config>,
+) {
+    let model = config
+        .scan
+        .enabled
+        .then_some((config.scan.model.as_str(), config.server.data_dir.as_path()));
+    let target = health::Target {
+        smtp: &smtp,
+        console,
+        queue: &queue,
+        model,
+    };
+    match health::check(&target).await {
+        Ok(()) => match Releases::from_env().confirm(&version) {
+            Ok(_) => tracing::info!(%version, "release passed its health check: kept"),
+            Err(e) => {
+                tracing::error!(%version, error = %e, "release passed its health check but cannot be kept");
+                std::process::exit(health::EXIT_UNHEALTHY);
+            }
+        },
+        Err(e) => {
+            tracing::error!(%version, problem = %e, "release failed its health check: exiting to roll back");
+            if let Err(e) = Releases::from_env().fail(&version, &e) {
+                tracing::error!(error = %e, "cannot record the failure");
+            }
+            std::process::exit(health::EXIT_UNHEALTHY);
+        }
+    }
 }
 
 /// Reloads the rule files and the content model on every SIGHUP; a broken file leaves the

@@ -17,7 +17,7 @@
 //! [`daemon`] (wiring; as root it binds its ports, then [`privilege`] drops to the service account), [`demo`] (self-contained demo with a built-in downstream mailbox),
 //! [`accuracy`] (how well verdicts separate ham from spam: `jianmen eval`, the retrain gate),
 //! [`audit`] (the hash-chained record of administrative actions, signed export with
-//! [`signing`]), [`keyfile`] (secret keys under `data_dir/keys`), [`tracking`] (every message's fate, searchable), [`upgrade`] (signed offline upgrade packages), [`webui`] (the HTTPS console,
+//! [`signing`]), [`keyfile`] (secret keys under `data_dir/keys`), [`tracking`] (every message's fate, searchable), [`upgrade`] (signed offline upgrade packages, applied beside the installed binary on trial and rolled back when unhealthy), [`webui`] (the HTTPS console,
 //! its JSON API and the recipients' self-service pages).
 
 #![warn(missing_docs)]

@@ -318,6 +318,7 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
+    upgrade_command::hand_over_to_release();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -418,7 +419,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::GenerateDocs { out } => generate_docs(&out)?,
-        Command::Upgrade { action } => return upgrade_command::run(action),
+        Command::Upgrade { action } => return upgrade_command::run(action).await,
         Command::CheckConfig { config: path } => {
             let config = Config::load(&path)?;
             let rules =

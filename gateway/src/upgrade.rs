@@ -7,7 +7,8 @@
 //! architectures, downgrades, digests or sizes that do not match, extra or missing files and
 //! truncated archives, reading within fixed bounds.
 //!
-//! Applying a package (A/B directories, health check, automatic rollback) is not built yet.
+//! [`release`] installs a verified package beside the running version and switches to it on
+//! trial; [`health`] is the check the new version must pass before the switch is kept.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -17,6 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::gm::sm3::Sm3Hasher;
 use crate::signing::{self, PackageSigner};
+
+pub mod health;
+pub mod release;
 
 /// The manifest format this build writes and reads.
 pub const FORMAT: u32 = 1;
@@ -83,6 +87,16 @@ pub enum ComponentKind {
     Rules,
     /// A ClamAV signature database file (several allowed).
     Clamav,
+}
+
+impl ComponentKind {
+    /// File mode of the installed component: only the binary is executable.
+    fn mode(self) -> u32 {
+        match self {
+            ComponentKind::Binary => 0o755,
+            _ => 0o644,
+        }
+    }
 }
 
 /// One file of the package.
@@ -238,29 +252,15 @@ pub fn verify(
     let (_, manifest_entry) = next_entry(Some("manifest.json"))?.ok_or_else(missing)?;
     let manifest_bytes = read_small(manifest_entry, "manifest.json")?;
     let (_, sig_entry) = next_entry(Some("manifest.sig"))?.ok_or_else(missing)?;
-    let sig: SignatureFile = serde_json::from_slice(&read_small(sig_entry, "manifest.sig")?)
-        .map_err(|e| UpgradeError::Signature(format!("manifest.sig: {e}")))?;
-    let public_key = crate::audit::export::unhex(&sig.public_key)
-        .map_err(|_| UpgradeError::Signature("manifest.sig: bad hex key".into()))?;
-    let signature = crate::audit::export::unhex(&sig.signature)
-        .map_err(|_| UpgradeError::Signature("manifest.sig: bad hex signature".into()))?;
-    let fingerprint = signing::fingerprint(&public_key);
-    if !installed
-        .trusted
-        .iter()
-        .any(|k| k.algorithm == sig.algorithm && k.public_key == public_key)
-    {
-        return Err(UpgradeError::Signature(format!(
-            "signed by {} key {fingerprint}, which this gateway does not trust",
-            sig.algorithm
-        )));
+    let sig_bytes = read_small(sig_entry, "manifest.sig")?;
+    let fingerprint = check_signature(&manifest_bytes, &sig_bytes, installed.trusted)?;
+    let manifest = parse_manifest(&manifest_bytes, installed.arch)?;
+    check_version(&manifest, installed.version)?;
+    if let Some(dir) = extract_to {
+        // Kept beside the components, so that the release can be verified again at each start.
+        write_synced(&dir.join("manifest.json"), &manifest_bytes, 0o644)?;
+        write_synced(&dir.join("manifest.sig"), &sig_bytes, 0o644)?;
     }
-    signing::verify(&sig.algorithm, &public_key, &manifest_bytes, &signature)
-        .map_err(|e| UpgradeError::Signature(e.to_string()))?;
-
-    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
-        .map_err(|e| UpgradeError::BadManifest(e.to_string()))?;
-    check_manifest(&manifest, installed)?;
 
     let mut wanted: BTreeMap<&str, &Component> = manifest
         .components
@@ -287,12 +287,7 @@ pub fn verify(
         let mut out = match extract_to {
             Some(dir) => {
                 let target = dir.join(&component.file);
-                Some(
-                    std::fs::File::create(&target).map_err(|error| UpgradeError::Io {
-                        path: target.display().to_string(),
-                        error,
-                    })?,
-                )
+                Some(create_new(&target, component.kind.mode())?)
             }
             None => None,
         };
@@ -311,6 +306,116 @@ pub fn verify(
         )));
     }
     Ok((manifest, fingerprint))
+}
+
+/// Checks `manifest.sig` over the manifest's bytes against the site's trusted keys; the
+/// fingerprint of the key that signed.
+fn check_signature(
+    manifest: &[u8],
+    sig: &[u8],
+    trusted: &[TrustedKey],
+) -> Result<String, UpgradeError> {
+    let sig: SignatureFile = serde_json::from_slice(sig)
+        .map_err(|e| UpgradeError::Signature(format!("manifest.sig: {e}")))?;
+    let public_key = crate::audit::export::unhex(&sig.public_key)
+        .map_err(|_| UpgradeError::Signature("manifest.sig: bad hex key".into()))?;
+    let signature = crate::audit::export::unhex(&sig.signature)
+        .map_err(|_| UpgradeError::Signature("manifest.sig: bad hex signature".into()))?;
+    let fingerprint = signing::fingerprint(&public_key);
+    if !trusted
+        .iter()
+        .any(|k| k.algorithm == sig.algorithm && k.public_key == public_key)
+    {
+        return Err(UpgradeError::Signature(format!(
+            "signed by {} key {fingerprint}, which this gateway does not trust",
+            sig.algorithm
+        )));
+    }
+    signing::verify(&sig.algorithm, &public_key, manifest, &signature)
+        .map_err(|e| UpgradeError::Signature(e.to_string()))?;
+
+    Ok(fingerprint)
+}
+
+/// Verifies a release directory that [`verify`] extracted earlier: the signature against the
+/// keys trusted now, the architecture, and each component's size and SM3 digest (files are
+/// opened without following symbolic links). Returns the manifest.
+pub fn verify_dir(
+    dir: &Path,
+    arch: &str,
+    trusted: &[TrustedKey],
+) -> Result<Manifest, UpgradeError> {
+    let read = |name: &str| -> Result<Vec<u8>, UpgradeError> {
+        read_small(open_nofollow(&dir.join(name))?, name)
+    };
+    let manifest_bytes = read("manifest.json")?;
+    check_signature(&manifest_bytes, &read("manifest.sig")?, trusted)?;
+    let manifest = parse_manifest(&manifest_bytes, arch)?;
+    for c in &manifest.components {
+        let path = dir.join(&c.file);
+        let mut file = open_nofollow(&path)?;
+        let size = file
+            .metadata()
+            .map_err(|error| UpgradeError::Io {
+                path: path.display().to_string(),
+                error,
+            })?
+            .len();
+        let problem = if size != c.size {
+            Some(format!("{size} bytes, the manifest says {}", c.size))
+        } else {
+            match copy_digesting(&mut file, None, size) {
+                Ok(digest) if crate::audit::hex(&digest) == c.sm3 => None,
+                Ok(_) => Some("SM3 digest does not match the manifest".into()),
+                Err(e) => Some(e.to_string()),
+            }
+        };
+        if let Some(problem) = problem {
+            return Err(UpgradeError::Component {
+                file: c.file.clone(),
+                problem,
+            });
+        }
+    }
+    Ok(manifest)
+}
+
+fn open_nofollow(path: &Path) -> Result<std::fs::File, UpgradeError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|error| UpgradeError::Io {
+            path: path.display().to_string(),
+            error,
+        })
+}
+
+/// Creates `path` (which must not exist yet) with `mode`.
+fn create_new(path: &Path, mode: u32) -> Result<std::fs::File, UpgradeError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|error| UpgradeError::Io {
+            path: path.display().to_string(),
+            error,
+        })
+}
+
+/// Writes a new file and flushes it to disk.
+fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> Result<(), UpgradeError> {
+    use std::io::Write;
+    let mut file = create_new(path, mode)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|error| UpgradeError::Io {
+            path: path.display().to_string(),
+            error,
+        })
 }
 
 fn missing() -> UpgradeError {
@@ -360,28 +465,23 @@ fn copy_digesting(
     Ok(hasher.finish())
 }
 
-/// Checks what the manifest says against this gateway, before any component is read.
-fn check_manifest(m: &Manifest, installed: &Installed<'_>) -> Result<(), UpgradeError> {
-    let bad = |s: String| Err(UpgradeError::BadManifest(s));
-    if m.format != FORMAT {
-        return bad(format!("format {} (this build reads {FORMAT})", m.format));
-    }
-    if m.product != "jianmen" {
-        return bad(format!("product {:?} is not jianmen", m.product));
-    }
-    if m.arch != installed.arch {
-        return Err(UpgradeError::WrongArch {
-            package: m.arch.clone(),
-            here: installed.arch.to_owned(),
-        });
-    }
+/// Parses a signed manifest and checks its shape and architecture (not its version order).
+fn parse_manifest(bytes: &[u8], arch: &str) -> Result<Manifest, UpgradeError> {
+    let manifest: Manifest =
+        serde_json::from_slice(bytes).map_err(|e| UpgradeError::BadManifest(e.to_string()))?;
+    check_shape(&manifest, arch)?;
+    Ok(manifest)
+}
+
+/// Refuses downgrades, and upgrades from a version older than the package allows.
+fn check_version(m: &Manifest, running: &str) -> Result<(), UpgradeError> {
     let parse = |what: &str, v: &str| {
         semver::Version::parse(v)
             .map_err(|e| UpgradeError::Version(format!("{what} {v:?} is not a version: {e}")))
     };
     let new = parse("package version", &m.version)?;
     let min_from = parse("min_from_version", &m.min_from_version)?;
-    let running = parse("running version", installed.version)?;
+    let running = parse("running version", running)?;
     if new <= running {
         return Err(UpgradeError::Version(format!(
             "{new} is not newer than the running {running} (downgrades are refused)"
@@ -391,6 +491,24 @@ fn check_manifest(m: &Manifest, installed: &Installed<'_>) -> Result<(), Upgrade
         return Err(UpgradeError::Version(format!(
             "{new} upgrades {min_from} or later; this gateway runs {running}: apply an intermediate version first"
         )));
+    }
+    Ok(())
+}
+
+/// Checks what the manifest says about itself and the processor, before any component is read.
+fn check_shape(m: &Manifest, arch: &str) -> Result<(), UpgradeError> {
+    let bad = |s: String| Err(UpgradeError::BadManifest(s));
+    if m.format != FORMAT {
+        return bad(format!("format {} (this build reads {FORMAT})", m.format));
+    }
+    if m.product != "jianmen" {
+        return bad(format!("product {:?} is not jianmen", m.product));
+    }
+    if m.arch != arch {
+        return Err(UpgradeError::WrongArch {
+            package: m.arch.clone(),
+            here: arch.to_owned(),
+        });
     }
     if m.components.is_empty() || m.components.len() > MAX_COMPONENTS {
         return bad(format!(
@@ -480,13 +598,8 @@ pub fn pack(
     };
     // The vendor's own check, against the oldest version the package claims to upgrade (any
     // running version below `version` would do).
-    let trusted = [];
-    let probe = Installed {
-        version: min_from_version,
-        arch,
-        trusted: &trusted,
-    };
-    check_manifest(&manifest, &probe)?;
+    check_shape(&manifest, arch)?;
+    check_version(&manifest, min_from_version)?;
     let manifest_bytes = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| UpgradeError::BadManifest(e.to_string()))?;
     let sig = serde_json::to_vec_pretty(&SignatureFile {

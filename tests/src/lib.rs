@@ -94,6 +94,11 @@ pub struct Setup {
     pub user: String,
     /// SMTP port on 127.0.0.1; a free one when `None`.
     pub port: Option<u16>,
+    /// Environment variables for the gateway process.
+    pub env: Vec<(String, String)>,
+    /// Run under a supervisor that starts `jianmen serve` again whenever it exits, as
+    /// systemd's `Restart=` does (its pid is in `<dir>/gateway.pid`).
+    pub supervised: bool,
 }
 
 impl Setup {
@@ -113,6 +118,8 @@ impl Setup {
             tls: Vec::new(),
             user: "root".into(),
             port: None,
+            env: Vec::new(),
+            supervised: false,
         }
     }
 
@@ -206,6 +213,8 @@ listen = "127.0.0.1:0"
 /// A running `jianmen serve`.
 pub struct Gateway {
     child: Option<Child>,
+    env: Vec<(String, String)>,
+    supervised: bool,
     /// Scratch directory holding the config, data (by default) and log.
     pub dir: tempfile::TempDir,
     /// The SMTP address.
@@ -227,6 +236,8 @@ impl Gateway {
         std::fs::write(&config, setup.toml(&data, port)).expect("write config");
         let mut gw = Gateway {
             child: None,
+            env: setup.env.clone(),
+            supervised: setup.supervised,
             dir,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             config,
@@ -241,9 +252,25 @@ impl Gateway {
             .append(true)
             .open(self.dir.path().join("gateway.log"))
             .expect("log file");
-        let child = Command::new(jianmen_bin())
-            .args(["serve", "--config"])
-            .arg(&self.config)
+        let mut cmd = if self.supervised {
+            let _ = std::fs::remove_file(self.dir.path().join("stop"));
+            let mut sh = Command::new("sh");
+            sh.args([
+                "-c",
+                r#"cd "$1" && while [ ! -e stop ]; do "$2" serve --config "$3" & echo $! > gateway.pid; wait $!; sleep 0.2; done"#,
+                "supervisor",
+            ])
+            .arg(self.dir.path())
+            .arg(jianmen_bin())
+            .arg(&self.config);
+            sh
+        } else {
+            let mut gw = Command::new(jianmen_bin());
+            gw.args(["serve", "--config"]).arg(&self.config);
+            gw
+        };
+        let child = cmd
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("JIANMEN_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -262,8 +289,17 @@ impl Gateway {
         std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
     }
 
-    /// Kills the process with SIGKILL (no chance to clean up).
+    /// Kills the process with SIGKILL (no chance to clean up); a supervised one is not
+    /// started again.
     pub fn kill9(&mut self) {
+        if self.supervised {
+            let _ = std::fs::write(self.dir.path().join("stop"), b"");
+            if let Some(pid) = self.pid() {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -305,6 +341,7 @@ impl Gateway {
     /// Runs `jianmen <args> --config <this config>` and returns its output.
     pub fn cli(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(jianmen_bin());
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let (head, tail) = args.split_at(1.min(args.len()));
         cmd.args(head).arg("--config").arg(&self.config).args(tail);
         cmd.output().expect("run jianmen cli")
@@ -321,8 +358,13 @@ impl Gateway {
         String::from_utf8_lossy(&out.stdout).lines().count()
     }
 
-    /// The process id, while running.
+    /// The process id, while running (a supervised gateway's, not its supervisor's).
     pub fn pid(&self) -> Option<u32> {
+        if self.supervised {
+            return std::fs::read_to_string(self.dir.path().join("gateway.pid"))
+                .ok()
+                .and_then(|p| p.trim().parse().ok());
+        }
         self.child.as_ref().map(Child::id)
     }
 }
@@ -765,6 +807,8 @@ pub struct Clamd {
     _dir: tempfile::TempDir,
     /// Its socket.
     pub socket: PathBuf,
+    /// Its database directory.
+    pub db: PathBuf,
 }
 
 impl Clamd {
@@ -820,6 +864,7 @@ impl Clamd {
             child,
             _dir: dir,
             socket,
+            db,
         }
     }
 }

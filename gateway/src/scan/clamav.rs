@@ -96,15 +96,27 @@ impl Clamd {
 
     /// Streams `data` to clamd and returns its verdict.
     pub async fn scan(&self, data: &[u8]) -> Result<Outcome, ClamavError> {
+        parse_reply(&self.talk(Request::Instream(data)).await?)
+    }
+
+    /// Asks clamd to load its signature databases again (after new files were installed).
+    pub async fn reload(&self) -> Result<(), ClamavError> {
+        match self.talk(Request::Reload).await?.as_str() {
+            "RELOADING" => Ok(()),
+            other => Err(ClamavError::Refused(other.chars().take(200).collect())),
+        }
+    }
+
+    async fn talk(&self, request: Request<'_>) -> Result<String, ClamavError> {
         let work = async {
             match &self.address {
                 Address::Unix(path) => {
                     let s = tokio::net::UnixStream::connect(path).await?;
-                    instream(s, data).await
+                    exchange(s, request).await
                 }
                 Address::Tcp(addr) => {
                     let s = tokio::net::TcpStream::connect(addr.as_str()).await?;
-                    instream(s, data).await
+                    exchange(s, request).await
                 }
             }
         };
@@ -114,16 +126,30 @@ impl Clamd {
     }
 }
 
-async fn instream<S: AsyncRead + AsyncWrite + Unpin>(
+/// What is asked of clamd.
+enum Request<'a> {
+    /// Scan these bytes.
+    Instream(&'a [u8]),
+    /// Reload the databases.
+    Reload,
+}
+
+/// Sends one request and returns clamd's reply, trimmed (bounded to [`MAX_REPLY`]).
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
-    data: &[u8],
-) -> Result<Outcome, ClamavError> {
-    s.write_all(b"zINSTREAM\0").await?;
-    for chunk in data.chunks(CHUNK) {
-        s.write_all(&(chunk.len() as u32).to_be_bytes()).await?;
-        s.write_all(chunk).await?;
+    request: Request<'_>,
+) -> Result<String, ClamavError> {
+    match request {
+        Request::Instream(data) => {
+            s.write_all(b"zINSTREAM\0").await?;
+            for chunk in data.chunks(CHUNK) {
+                s.write_all(&(chunk.len() as u32).to_be_bytes()).await?;
+                s.write_all(chunk).await?;
+            }
+            s.write_all(&[0, 0, 0, 0]).await?;
+        }
+        Request::Reload => s.write_all(b"zRELOAD\0").await?,
     }
-    s.write_all(&[0, 0, 0, 0]).await?;
     s.flush().await?;
     let mut reply = Vec::new();
     let mut buf = [0u8; 512];
@@ -138,8 +164,7 @@ async fn instream<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     let text = String::from_utf8_lossy(&reply);
-    let text = text.trim_end_matches(['\0', '\n']).trim();
-    parse_reply(text)
+    Ok(text.trim_end_matches(['\0', '\n']).trim().to_owned())
 }
 
 fn parse_reply(text: &str) -> Result<Outcome, ClamavError> {

@@ -460,14 +460,18 @@ pub fn load_model(setting: &str, data_dir: &Path) -> Result<Option<Arc<dyn Class
     {
         use super::neural::{ContentModel, ModelError};
         let activated = activated_model_path(data_dir);
-        let loaded = match setting {
-            "auto" if activated.is_file() => std::fs::read(&activated)
-                .map_err(|e| ModelError::from_io(&activated.to_string_lossy(), &e))
-                .and_then(|bytes| ContentModel::load(&bytes)),
-            "auto" | "builtin" => ContentModel::builtin(),
-            path => std::fs::read(path)
-                .map_err(|e| ModelError::from_io(path, &e))
-                .and_then(|bytes| ContentModel::load(&bytes)),
+        let shipped = crate::upgrade::release::Release::running()
+            .and_then(|r| r.component(crate::upgrade::ComponentKind::Model));
+        let read = |path: &Path| {
+            std::fs::read(path)
+                .map_err(|e| ModelError::from_io(&path.to_string_lossy(), &e))
+                .and_then(|bytes| ContentModel::load(&bytes))
+        };
+        let loaded = match (setting, shipped) {
+            ("auto", _) if activated.is_file() => read(&activated),
+            ("auto", Some(shipped)) => read(&shipped),
+            ("auto" | "builtin", _) => ContentModel::builtin(),
+            (path, _) => read(Path::new(path)),
         };
         loaded
             .map(|m| Some(Arc::new(m) as Arc<dyn Classifier>))

@@ -195,12 +195,23 @@ impl std::fmt::Debug for RuleSet {
 }
 
 impl RuleSet {
-    /// The built-in rules plus every `*.toml` file in `paths` (files or directories), in order;
-    /// a later definition of a name replaces an earlier one.
+    /// The built-in rules (those of the running upgrade release when it ships a rule file)
+    /// plus every `*.toml` file in `paths` (files or directories), in order; a later
+    /// definition of a name replaces an earlier one.
     pub fn load(builtin: bool, paths: &[PathBuf]) -> Result<Self, RuleError> {
         let mut sources = Vec::new();
-        if builtin {
-            sources.push(("<built-in>".to_owned(), DEFAULT_RULES.to_owned()));
+        let shipped = crate::upgrade::release::Release::running()
+            .and_then(|r| r.component(crate::upgrade::ComponentKind::Rules));
+        match (builtin, shipped) {
+            (false, _) => {}
+            (true, Some(file)) => {
+                let text = std::fs::read_to_string(&file).map_err(|source| RuleError::Read {
+                    path: file.clone(),
+                    source,
+                })?;
+                sources.push((file.display().to_string(), text));
+            }
+            (true, None) => sources.push(("<built-in>".to_owned(), DEFAULT_RULES.to_owned())),
         }
         for path in paths {
             for file in rule_files(path)? {
