@@ -21,6 +21,9 @@ const T = {
     roles: { system: '系统管理员', security: '安全管理员', audit: '审计管理员' },
     preview: '预览（已净化，远程内容已阻止）', thresholds: '阈值', protectedDomains: '受保护域',
     queue: '队列', version: '版本', hostname: '主机名', routes: '路由', retention: '隔离保留天数',
+    upgrade: '离线升级', upgradePackage: '升级包（.jup，须由受信任的厂商密钥签名）',
+    upgradeApply: '上传并升级', upgradeSending: '正在上传并校验…',
+    upgradeStarted: '校验通过，网关正在重启并试运行新版本（健康检查失败将自动回退）：',
   },
   en: {
     dashboard: 'Dashboard', quarantine: 'Quarantine', tracking: 'Tracking', policy: 'Policy',
@@ -47,6 +50,9 @@ const T = {
     preview: 'Preview (sanitised, remote content blocked)', thresholds: 'Thresholds',
     protectedDomains: 'Protected domains', queue: 'Queue', version: 'Version',
     hostname: 'Host name', routes: 'Routes', retention: 'Quarantine retention (days)',
+    upgrade: 'Offline upgrade', upgradePackage: 'Package (.jup, signed by a trusted vendor key)',
+    upgradeApply: 'Upload and upgrade', upgradeSending: 'Uploading and verifying…',
+    upgradeStarted: 'Verified; the gateway restarts on trial (it rolls back if the health check fails): ',
   },
 };
 
@@ -285,7 +291,26 @@ async function policyPage() {
 }
 
 async function systemPage() {
-  try { const s = await api('GET', '/api/system'); page(t('system'), el('div', { class: 'card' }, kv(s))); } catch (e) { page(t('system')); fail(e); }
+  let s, u;
+  try { [s, u] = await Promise.all([api('GET', '/api/system'), api('GET', '/api/system/upgrade')]); } catch (e) { page(t('system')); return fail(e); }
+  const msg = el('p', { role: 'status', id: 'upgrade-result' });
+  const file = el('input', { type: 'file', name: 'package', accept: '.jup', id: 'upgrade-file', required: true });
+  // The package goes as the raw request body (not JSON), with the session's CSRF token.
+  const form = el('form', { class: 'filters', onsubmit: async (ev) => {
+    ev.preventDefault();
+    const f = file.files[0];
+    if (!f) return;
+    msg.className = 'notice';
+    msg.textContent = t('upgradeSending');
+    try {
+      const r = await fetch('/api/system/upgrade', { method: 'POST', body: f, credentials: 'same-origin',
+        headers: { 'Accept': 'application/json', 'Content-Type': 'application/octet-stream', 'X-CSRF-Token': me ? me.csrf : '' } });
+      const d = await r.json().catch(() => null);
+      if (!r.ok) throw new Error((d && d.error) || r.statusText);
+      msg.textContent = t('upgradeStarted') + d.version;
+    } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+  } }, el('label', {}, t('upgradePackage'), ' ', file), el('button', { type: 'submit' }, t('upgradeApply')));
+  page(t('system'), el('div', { class: 'card' }, kv(s)), el('h2', {}, t('upgrade')), el('div', { class: 'card' }, kv(u)), form, msg);
 }
 
 async function accountsPage() {

@@ -14,6 +14,7 @@ use jianmen::quarantine::links::{LinkAction, LinkKey};
 use jianmen::quarantine::{Held, Quarantine};
 use jianmen::queue::{MessageKind, MessageState, NewMessage, QueueStore, SqliteStore};
 use jianmen::tracking::Tracker;
+use jianmen::upgrade::release::Releases;
 use jianmen::webui::Console;
 use jianmen::webui::accounts::{Accounts, Role};
 
@@ -72,15 +73,18 @@ async fn env_with(extra: &str) -> Env {
         .unwrap();
     let passwords = accounts.create_initial(1000).await.unwrap();
     let audit = Arc::new(AuditLog::open(&dir.path().join("audit.db")).await.unwrap());
-    let console = Arc::new(Console::new(
-        Arc::new(config),
-        accounts,
-        Quarantine::new(store.clone(), spool),
-        Tracker::open(dir.path()).await.unwrap(),
-        audit,
-        store.clone(),
-        LinkKey::load_or_create(dir.path()).unwrap(),
-    ));
+    let console = Arc::new(
+        Console::new(
+            Arc::new(config),
+            accounts,
+            Quarantine::new(store.clone(), spool),
+            Tracker::open(dir.path()).await.unwrap(),
+            audit,
+            store.clone(),
+            LinkKey::load_or_create(dir.path()).unwrap(),
+        )
+        .with_releases(Releases::new(dir.path().join("releases"))),
+    );
     Env {
         _dir: dir,
         console,
@@ -269,6 +273,18 @@ async fn every_role_boundary_holds() {
         (Method::GET, "/api/tracking".into(), None, &[Role::Security]),
         (Method::GET, "/api/policy".into(), None, &[Role::Security]),
         (Method::GET, "/api/system".into(), None, &[Role::System]),
+        (
+            Method::GET,
+            "/api/system/upgrade".into(),
+            None,
+            &[Role::System],
+        ),
+        (
+            Method::POST,
+            "/api/system/upgrade".into(),
+            None,
+            &[Role::System],
+        ),
         (Method::GET, "/api/accounts".into(), None, &[Role::System]),
         (
             Method::POST,
@@ -316,7 +332,8 @@ async fn every_role_boundary_holds() {
                 assert!(
                     s.is_success()
                         || s == StatusCode::NOT_FOUND
-                        || (s == StatusCode::BAD_REQUEST && b["field"] == "name"),
+                        || (s == StatusCode::BAD_REQUEST
+                            && (b["field"] == "name" || b["field"] == "body")),
                     "{role:?} may {method} {path}: {s} {b}"
                 );
             } else {
@@ -343,9 +360,15 @@ async fn every_role_boundary_holds() {
     let spec: Value = serde_json::from_str(include_str!("../../webui/openapi.json")).unwrap();
     let paths: std::collections::BTreeSet<String> =
         spec["paths"].as_object().unwrap().keys().cloned().collect();
-    let source = include_str!("../src/webui/api.rs");
-    let start = source.find("fn routes(").unwrap();
-    let body = &source[start..start + source[start..].find("\n}\n").unwrap()];
+    let routes = |source: &'static str| {
+        let start = source.find("fn routes(").unwrap();
+        &source[start..start + source[start..].find("\n}\n").unwrap()]
+    };
+    let body = [
+        routes(include_str!("../src/webui/api.rs")),
+        routes(include_str!("../src/webui/upgrade.rs")),
+    ]
+    .concat();
     let routed: std::collections::BTreeSet<String> = body
         .split("\"/api/")
         .skip(1)

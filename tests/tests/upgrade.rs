@@ -316,7 +316,50 @@ fn packages_apply_on_trial_bad_ones_are_refused_failures_roll_back_and_queued_ma
     );
     assert!(wait_until(Duration::from_secs(10), || gw.queue_len() == 0));
 
-    // An administrator's rollback returns to the installed package.
+    // The system administrator uploads a package in the console: refused when untrusted, else
+    // the gateway restarts on it and keeps it.
+    let console = Console::new(console, gw.dir.path());
+    let passwords = std::fs::read_to_string(gw.dir.path().join("data/initial-passwords.txt"))
+        .expect("initial passwords");
+    let (user, password) = passwords
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f.len() == 3 && f[1] == "system").then(|| (f[0].to_owned(), f[2].to_owned()))
+        })
+        .expect("a system administrator");
+    let anonymous = console.upload("none", &good);
+    assert_eq!(anonymous.0, 401, "{anonymous:?}");
+    let csrf = console.sign_in(&user, &password, "Upgrade-Admin-Pass-2026");
+    let (code, body) = console.upload(&csrf, &untrusted);
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("does not trust"), "{body}");
+    let newer = vendor.pack("9.3.0", ARCH, &[("--binary", &binary), ("--model", &model)]);
+    let (code, body) = console.upload(&csrf, &newer);
+    assert_eq!(code, 202, "{body}");
+    assert!(body.contains("\"version\":\"9.3.0\""), "{body}");
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let st = status();
+            st.contains("current release:   9.3.0\n") && !st.contains("on trial")
+        }),
+        "{}\n{}",
+        status(),
+        gw.log()
+    );
+    assert!(wait_for_smtp(gw.addr, Duration::from_secs(30)));
+    let audit = text(&gw.cli(&["audit", "list"]));
+    assert!(audit.contains("upgrade.apply"), "{audit}");
+    assert!(audit.contains("upgrade.refuse"), "{audit}");
+
+    // An administrator's rollbacks: to the previous release, then to the installed package.
+    let out = jianmen(&env, &["upgrade", "rollback", "--restart", &restart]);
+    assert!(
+        text(&out).contains("rolled back from 9.3.0 to 9.0.0"),
+        "{}",
+        text(&out)
+    );
+    assert!(wait_for_smtp(gw.addr, Duration::from_secs(30)));
     let out = jianmen(&env, &["upgrade", "rollback", "--restart", &restart]);
     assert!(
         text(&out).contains("rolled back from 9.0.0 to the installed package"),
@@ -330,4 +373,81 @@ fn packages_apply_on_trial_bad_ones_are_refused_failures_roll_back_and_queued_ma
     }));
     assert!(wait_for_smtp(gw.addr, Duration::from_secs(30)));
     assert!(status().contains("current release:   none"), "{}", status());
+}
+
+/// The console over HTTPS, with curl.
+struct Console {
+    port: u16,
+    cookies: PathBuf,
+}
+
+impl Console {
+    fn new(port: u16, dir: &Path) -> Console {
+        Console {
+            port,
+            cookies: dir.join("console-cookies"),
+        }
+    }
+
+    /// Runs curl with `args` against `endpoint`; the status code and body.
+    fn request(&self, endpoint: &str, args: &[&str]) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-sk", "-b", path(&self.cookies), "-c", path(&self.cookies)])
+            .args(["-w", "\n%{http_code}"])
+            .args(args)
+            .arg(format!("https://127.0.0.1:{}{endpoint}", self.port))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    }
+
+    fn post_json(&self, endpoint: &str, csrf: &str, body: &str) -> (u16, String) {
+        let csrf = format!("X-CSRF-Token: {csrf}");
+        self.request(
+            endpoint,
+            &[
+                "-H",
+                "Content-Type: application/json",
+                "-H",
+                &csrf,
+                "--data-binary",
+                body,
+            ],
+        )
+    }
+
+    /// Signs in, changes the first-login password to `new`, signs in again; the CSRF token.
+    fn sign_in(&self, user: &str, password: &str, new: &str) -> String {
+        let login = |password: &str| {
+            let body = serde_json::json!({"username": user, "password": password}).to_string();
+            let (code, body) = self.post_json("/api/login", "", &body);
+            assert_eq!(code, 200, "{body}");
+            let session: serde_json::Value = serde_json::from_str(&body).expect("session JSON");
+            session["csrf"].as_str().expect("csrf").to_owned()
+        };
+        let csrf = login(password);
+        let change =
+            serde_json::json!({"current_password": password, "new_password": new}).to_string();
+        let (code, body) = self.post_json("/api/password", &csrf, &change);
+        assert!(code < 300, "{code} {body}");
+        login(new)
+    }
+
+    fn upload(&self, csrf: &str, package: &Path) -> (u16, String) {
+        let csrf = format!("X-CSRF-Token: {csrf}");
+        let file = format!("@{}", package.display());
+        self.request(
+            "/api/system/upgrade",
+            &[
+                "-H",
+                "Content-Type: application/octet-stream",
+                "-H",
+                &csrf,
+                "--data-binary",
+                &file,
+            ],
+        )
+    }
 }

@@ -74,7 +74,8 @@ fn query_config() -> web::QueryConfig {
         .error_handler(|e, _| ApiError::field("query", format!("invalid query: {e}")).into())
 }
 
-fn actor(s: &super::Session) -> String {
+/// Who did it, as the audit log names console users.
+pub(super) fn actor(s: &super::Session) -> String {
     format!("console:{}", s.account.name)
 }
 

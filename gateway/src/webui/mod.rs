@@ -9,6 +9,7 @@
 pub mod accounts;
 mod api;
 mod selfservice;
+mod upgrade;
 
 use std::net::{IpAddr, TcpListener};
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub struct Console {
     pub store: Arc<SqliteStore>,
     /// Signs and checks the recipients' self-service links.
     pub links: LinkKey,
+    /// Where uploaded upgrade packages are installed (`JIANMEN_RELEASES` or the default).
+    pub releases: crate::upgrade::release::Releases,
     allow: AddressList,
 }
 
@@ -70,8 +73,15 @@ impl Console {
             audit,
             store,
             links,
+            releases: crate::upgrade::release::Releases::from_env(),
             allow,
         }
+    }
+
+    /// The same console with upgrades installed under `releases` (tests).
+    pub fn with_releases(mut self, releases: crate::upgrade::release::Releases) -> Console {
+        self.releases = releases;
+        self
     }
 
     /// Appends to the audit log; a failure is logged loudly (the action already happened).
@@ -240,6 +250,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// Builds the console application (also used by the API tests in-process).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     api::routes(cfg);
+    upgrade::routes(cfg);
     selfservice::routes(cfg);
     assets(cfg);
 }
