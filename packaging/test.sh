@@ -51,31 +51,8 @@ cleanup_leftovers() {
 cleanup_leftovers
 trap cleanup EXIT
 
-passed=0
-failed=0
-check() {
-  local what=$1
-  shift
-  if "$@" >"$work/check.out" 2>&1; then
-    passed=$((passed + 1))
-    echo "ok: $what"
-  else
-    failed=$((failed + 1))
-    echo "FAILED: $what"
-    sed 's/^/    /' "$work/check.out" | tail -n 20
-  fi
-}
-contains() { grep -q -- "$2" <<<"$1" || { echo "missing: $2"; return 1; }; }
+. tests/checks.sh
 mode_owner() { [ "$(stat -c '%a %U:%G' "$1")" = "$2" ] || { stat -c '%n: %a %U:%G, expected '"$2" "$1"; return 1; }; }
-wait_for() {
-  local seconds=$1
-  shift
-  for _ in $(seq $((seconds * 5))); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.2
-  done
-  "$@"
-}
 
 echo "== building the packages (dev profile, versions ${version}~pkgtest1 and ${version}~pkgtest2)"
 mapfile -t v1 < <(packaging/build.sh --profile dev --version "${version}~pkgtest1" --out "$work/v1" | tail -n 2)
@@ -276,5 +253,4 @@ if [ "$failed" -gt 0 ]; then
   echo "---- the gateway's log"
   tail -n 40 "$work/gateway.log" || true
 fi
-echo "packaging: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+checks_summary packaging

@@ -88,6 +88,10 @@ timeout --kill-after=30 1500 cargo test --workspace --locked
 echo "== packages: .deb and .rpm built, inspected, installed, upgraded, removed"
 $SUDO env "PATH=$PATH" "CARGO_TARGET_DIR=$CARGO_TARGET_DIR" CARGO_INCREMENTAL=0 packaging/test.sh
 
+echo "== appliance image: built (mmdebstrap) and booted twice in QEMU (software emulation)"
+$SUDO env "PATH=$PATH" "CARGO_TARGET_DIR=$CARGO_TARGET_DIR" CARGO_INCREMENTAL=0 \
+  timeout --kill-after=30 1800 image/test.sh
+
 echo "== cargo fuzz (30 s per target)"
 # cargo-fuzz passes -Z flags to rustc; this machine has only the stable toolchain, and
 # RUSTC_BOOTSTRAP=1 lets stable accept them. No sanitizer: the code under test is safe Rust,
