@@ -296,7 +296,7 @@ async function systemPage() {
   const msg = el('p', { role: 'status', id: 'upgrade-result' });
   const file = el('input', { type: 'file', name: 'package', accept: '.jup', id: 'upgrade-file', required: true });
   // The package goes as the raw request body (not JSON), with the session's CSRF token.
-  const form = el('form', { class: 'filters', onsubmit: async (ev) => {
+  const form = el('form', { class: 'filters', id: 'upgrade-form', onsubmit: async (ev) => {
     ev.preventDefault();
     const f = file.files[0];
     if (!f) return;

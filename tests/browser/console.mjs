@@ -1,7 +1,8 @@
 // Drives Debian's Chromium through the Jianmen console as people would: the security
 // administrator signs in, changes the generated password, finds a quarantined message,
 // previews and releases it; the auditor signs in, verifies the audit chain and downloads the
-// signed audit package to $JM_EXPORT. Screenshots go
+// signed audit package to $JM_EXPORT; the system administrator uploads $JM_BAD_PACKAGE as an
+// upgrade and sees it refused. Screenshots go
 // to $JM_SHOTS. Any Content-Security-Policy violation or page error fails the run.
 import { chromium } from 'playwright-core';
 
@@ -76,6 +77,19 @@ try {
   // The auditor's role has no quarantine: the API says so even if the page is forced.
   const status = await page.evaluate(async () => (await fetch('/api/quarantine')).status);
   if (status !== 403) throw new Error(`auditor reached the quarantine API: ${status}`);
+  await page.click('#logout');
+  await page.waitForSelector('#signin');
+
+  // The system administrator uploads a file that is no upgrade package: refused, with the reason.
+  await signIn(page, env('JM_SYS_USER'), env('JM_SYS_PASS'));
+  await page.goto(`${url}#/system`);
+  await page.waitForSelector('#upgrade-file');
+  await page.setInputFiles('#upgrade-file', env('JM_BAD_PACKAGE'));
+  await page.click('#upgrade-form button[type=submit]');
+  await page.waitForFunction(() => document.querySelector('#upgrade-result')?.className === 'error');
+  const refusal = await page.textContent('#upgrade-result');
+  if (!/damaged or truncated/.test(refusal)) throw new Error(`the upgrade refusal reads: ${refusal}`);
+  await page.screenshot({ path: `${shots}/6-upgrade-refused.png`, fullPage: true });
 
   if (problems.length) throw new Error(`page problems: ${problems.join(' | ')}`);
   console.log(JSON.stringify({ ok: true, verdict }));

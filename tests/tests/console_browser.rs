@@ -3,7 +3,8 @@
 //! administrator, changes the generated password, finds a quarantined phish, previews and
 //! releases it — and Postfix smtp-sink receives it; the auditor then verifies the audit chain
 //! and exports the signed audit package, which `jianmen audit verify-export` accepts (and
-//! rejects once a byte of it is changed).
+//! rejects once a byte of it is changed); the system administrator's upload of a file that is
+//! no upgrade package is refused on the page.
 //! Screenshots are kept in `target/console-screenshots/`.
 
 use std::path::PathBuf;
@@ -30,11 +31,32 @@ fn security_admin_releases_quarantined_mail_in_chromium() {
     );
     let sink = Sink::start(&[]);
     let console_port = free_port();
-    let setup = Setup::new(sink.port, sink.port)
+    let mut setup = Setup::new(sink.port, sink.port)
         .scanning(&[
             "thresholds = { spam = 6.0, spam_high = 60.0, phish = 6.0, bec = 6.0, virus = 5.0 }",
         ])
         .section(&format!("[console]\nlisten = \"127.0.0.1:{console_port}\""));
+    // Upgrades: releases and trusted keys of this test's own, and a file that is no package.
+    let upgrades = tempfile::tempdir().unwrap();
+    let trust_line = Command::new(jianmen_bin())
+        .args(["upgrade", "trust-line", "--create", "--key"])
+        .arg(upgrades.path().join("vendor.pk8"))
+        .output()
+        .unwrap();
+    assert!(trust_line.status.success(), "{trust_line:?}");
+    std::fs::write(upgrades.path().join("upgrade-trust"), &trust_line.stdout).unwrap();
+    let bad_package = upgrades.path().join("not-a-package.jup");
+    std::fs::write(&bad_package, "this is not an upgrade package").unwrap();
+    setup.env = vec![
+        (
+            "JIANMEN_RELEASES".into(),
+            upgrades.path().join("releases").display().to_string(),
+        ),
+        (
+            "JIANMEN_UPGRADE_TRUST".into(),
+            upgrades.path().join("upgrade-trust").display().to_string(),
+        ),
+    ];
     let gw = Gateway::start(&setup);
     let mut c = Client::ready(gw.addr);
     let r = c.send_mail(
@@ -61,6 +83,7 @@ fn security_admin_releases_quarantined_mail_in_chromium() {
             .unwrap()
     };
     let (sec_user, sec_pass) = password("security");
+    let (sys_user, sys_pass) = password("system");
     let (aud_user, aud_pass) = password("audit");
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -78,6 +101,9 @@ fn security_admin_releases_quarantined_mail_in_chromium() {
         .env("JM_BODY_TEXT", "Your mailbox is full")
         .env("JM_SHOTS", &shots)
         .env("JM_EXPORT", &export)
+        .env("JM_SYS_USER", sys_user)
+        .env("JM_SYS_PASS", sys_pass)
+        .env("JM_BAD_PACKAGE", &bad_package)
         .output()
         .expect("node runs");
     assert!(
@@ -96,6 +122,10 @@ fn security_admin_releases_quarantined_mail_in_chromium() {
     assert_eq!(
         m.header("Subject").as_deref(),
         Some("Mailbox storage full - action required")
+    );
+    assert!(
+        !upgrades.path().join("releases/current").exists(),
+        "nothing was installed from the refused upload"
     );
     let verify = |file: &std::path::Path| {
         Command::new(jianmen_bin())
@@ -123,6 +153,7 @@ fn security_admin_releases_quarantined_mail_in_chromium() {
         "3-detail",
         "4-released",
         "5-audit-en",
+        "6-upgrade-refused",
     ] {
         let png = std::fs::read(shots.join(format!("{shot}.png"))).unwrap();
         assert!(
