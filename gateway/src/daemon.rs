@@ -241,7 +241,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 }
 
 /// Keeps a release on trial once it passes the health check; exits (for the service manager to
-/// restart it, and the launcher to roll back) when it does not.
+/// restart it, and the launcher to roll back) when it does not, or has no verdict within
+/// [`health::TRIAL_DEADLINE`].
 async fn check_trial(
     version: String,
     smtp: Vec<SocketAddr>,
@@ -249,6 +250,15 @@ async fn check_trial(
     queue: Arc<Queue>,
     config: Arc<Config>,
 ) {
+    let passed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let late = version.clone();
+    health::watchdog(health::TRIAL_DEADLINE, passed.clone(), move || {
+        let problem = format!(
+            "no health verdict within {} s",
+            health::TRIAL_DEADLINE.as_secs()
+        );
+        fail_trial(&late, &problem)
+    });
     let model = config
         .scan
         .enabled
@@ -259,22 +269,28 @@ async fn check_trial(
         queue: &queue,
         model,
     };
-    match health::check(&target).await {
-        Ok(()) => match Releases::from_env().confirm(&version) {
-            Ok(_) => tracing::info!(%version, "release passed its health check: kept"),
-            Err(e) => {
-                tracing::error!(%version, error = %e, "release passed its health check but cannot be kept");
-                std::process::exit(health::EXIT_UNHEALTHY);
-            }
-        },
-        Err(e) => {
-            tracing::error!(%version, problem = %e, "release failed its health check: exiting to roll back");
-            if let Err(e) = Releases::from_env().fail(&version, &e) {
-                tracing::error!(error = %e, "cannot record the failure");
-            }
-            std::process::exit(health::EXIT_UNHEALTHY);
+    let verdict = health::check(&target).await;
+    let kept = verdict.and_then(|()| {
+        Releases::from_env()
+            .confirm(&version)
+            .map_err(|e| format!("passed its health check but cannot be kept: {e}"))
+    });
+    match kept {
+        Ok(_) => {
+            passed.store(true, std::sync::atomic::Ordering::SeqCst);
+            tracing::info!(%version, "release passed its health check: kept");
         }
+        Err(problem) => fail_trial(&version, &problem),
     }
+}
+
+/// Records why the release on trial failed and exits for the launcher to roll back.
+fn fail_trial(version: &str, problem: &str) -> ! {
+    tracing::error!(%version, %problem, "release failed its health check: exiting to roll back");
+    if let Err(e) = Releases::from_env().fail(version, problem) {
+        tracing::error!(error = %e, "cannot record the failure");
+    }
+    std::process::exit(health::EXIT_UNHEALTHY)
 }
 
 /// Reloads the rule files and the content model on every SIGHUP; a broken file leaves the

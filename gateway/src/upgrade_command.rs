@@ -50,8 +50,9 @@ pub enum UpgradeAction {
         /// Do not restart: the release starts on trial at the next start of the service.
         #[arg(long, conflicts_with = "restart")]
         no_restart: bool,
-        /// Seconds to wait for the new version's health verdict before rolling back.
-        #[arg(long, default_value_t = 120)]
+        /// Seconds to wait for the new version's health verdict before rolling back (the
+        /// release itself gives up after 120 s; this covers one that never starts).
+        #[arg(long, default_value_t = 180)]
         wait: u64,
         /// clamd's database directory, where the package's ClamAV files go (clamd is then
         /// told to reload, when `scan.clamav` is configured).

@@ -5,7 +5,9 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -15,6 +17,8 @@ use crate::queue::Queue;
 /// Exit status of a release that failed its health check (the service manager restarts it, and
 /// the launcher then rolls back).
 pub const EXIT_UNHEALTHY: i32 = 70;
+/// Longest a release on trial may take to pass its health check before it gives up.
+pub const TRIAL_DEADLINE: Duration = Duration::from_secs(120);
 /// Time allowed for each network probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Queued messages whose spool files are read back.
@@ -56,6 +60,30 @@ pub async fn check(target: &Target<'_>) -> Result<(), String> {
             .map_err(|e| format!("content model: {e}"))?;
     }
     Ok(())
+}
+
+/// Guards a trial from a thread of its own, so that it also fires when the async runtime is
+/// stuck: unless `passed` is set within `deadline`, runs `expire` (which records the failure and
+/// exits). Whether it fired.
+pub fn watchdog(
+    deadline: Duration,
+    passed: Arc<AtomicBool>,
+    expire: impl FnOnce() + Send + 'static,
+) -> std::thread::JoinHandle<bool> {
+    std::thread::spawn(move || {
+        let end = Instant::now() + deadline;
+        while Instant::now() < end {
+            if passed.load(Ordering::SeqCst) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50).min(deadline));
+        }
+        if passed.load(Ordering::SeqCst) {
+            return false;
+        }
+        expire();
+        true
+    })
 }
 
 /// Where to reach a listener bound to `addr` from this host.
@@ -150,4 +178,32 @@ async fn queue(queue: &Queue) -> Result<(), String> {
             .map_err(|e| format!("message {}: {e}", m.id))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watchdog_fires_only_without_a_verdict() {
+        let fired = Arc::new(AtomicBool::new(false));
+        let passed = Arc::new(AtomicBool::new(false));
+        let (f, p) = (fired.clone(), passed.clone());
+        let guard = watchdog(Duration::from_secs(5), passed.clone(), move || {
+            f.store(true, Ordering::SeqCst)
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        p.store(true, Ordering::SeqCst);
+        assert!(!guard.join().unwrap(), "a verdict in time stops it");
+        assert!(!fired.load(Ordering::SeqCst));
+
+        let f = fired.clone();
+        let guard = watchdog(
+            Duration::from_millis(200),
+            Arc::new(AtomicBool::new(false)),
+            move || f.store(true, Ordering::SeqCst),
+        );
+        assert!(guard.join().unwrap(), "no verdict: it fires");
+        assert!(fired.load(Ordering::SeqCst));
+    }
 }
