@@ -18,6 +18,7 @@ const browser = await chromium.launch({
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 const problems = [];
+const answers = [];
 const watch = (page) => {
   // Failed fetches (401 before sign-in, 403 probes) are expected; policy violations are not.
   page.on('console', (m) => {
@@ -38,10 +39,13 @@ async function signIn(page, user, password) {
   await page.waitForSelector('#nav a');
 }
 
+let page = null;
 try {
   const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
+  page = await context.newPage();
   watch(page);
+  // What the console answered, for the log when a step fails.
+  page.on('response', (r) => { if (r.url().includes('/api/') && r.status() >= 400) answers.push(`${r.status()} ${r.url()}`); });
 
   await signIn(page, env('JM_SEC_USER'), env('JM_SEC_PASS'));
   await page.screenshot({ path: `${shots}/1-dashboard.png`, fullPage: true });
@@ -95,6 +99,12 @@ try {
   console.log(JSON.stringify({ ok: true, verdict }));
 } catch (e) {
   console.error(String(e && e.stack || e));
+  console.error(`API answers >= 400: ${answers.join(', ') || 'none'}`);
+  if (page) {
+    const text = await page.evaluate(() => document.body.innerText).catch(() => '(page gone)');
+    console.error(`the page said: ${text.slice(0, 800)}`);
+    await page.screenshot({ path: `${shots}/failure.png`, fullPage: true }).catch(() => {});
+  }
   process.exitCode = 1;
 } finally {
   await browser.close();
