@@ -24,5 +24,6 @@ if [ -n "$cpu" ]; then
   export "$flags_var=${!flags_var:-} -C target-cpu=$cpu"
   export CARGO_TARGET_DIR=$CARGO_TARGET_DIR-$cpu
 fi
-"$CARGO" build --locked -p jianmen --bin jianmen --target "$target" "${args[@]}" >&2
+# shellcheck disable=SC2086 # the target's extra cargo flags are words
+"$CARGO" build --locked ${JIANMEN_CROSS_CARGO_FLAGS:-} -p jianmen --bin jianmen --target "$target" "${args[@]}" >&2
 echo "$CARGO_TARGET_DIR/$target/$profile/jianmen"

@@ -18,8 +18,22 @@ cross_env() {
       # binary outside cargo.
       export JIANMEN_CROSS_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu max,sve=off"
       ;;
+    loongarch64-unknown-linux-musl)
+      # Debian 12 has neither a loongarch64 glibc nor a prebuilt std for it: a static musl build,
+      # std compiled from rust-web-src by -Zbuild-std (RUSTC_BOOTSTRAP: Debian's stable rustc),
+      # zig as C compiler and linker. Baseline LA464 without LSX/LASX, which qemu-user 7.2 lacks.
+      local zig_venv=${JIANMEN_CROSS_ZIG_VENV:-/var/tmp/jianmen-cross/zig-venv}
+      export CARGO=/usr/bin/cargo RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1
+      export JIANMEN_ZIG_PYTHON=$zig_venv/bin/python
+      export CC_loongarch64_unknown_linux_musl=$root/cross/zig-cc
+      export AR_loongarch64_unknown_linux_musl=$root/cross/zig-ar
+      export CARGO_TARGET_LOONGARCH64_UNKNOWN_LINUX_MUSL_LINKER=$root/cross/zig-cc
+      export CARGO_TARGET_LOONGARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-feature=-lsx -C link-self-contained=no"
+      export JIANMEN_CROSS_CARGO_FLAGS="-Zbuild-std=std,panic_abort"
+      export JIANMEN_CROSS_RUNNER="setarch -R qemu-loongarch64"
+      ;;
     *)
-      echo "unsupported target: $target (supported: aarch64-unknown-linux-gnu)" >&2
+      echo "unsupported target: $target (supported: aarch64-unknown-linux-gnu, loongarch64-unknown-linux-musl)" >&2
       return 2
       ;;
   esac

@@ -24,7 +24,8 @@ echo "== $target: gateway tests under QEMU"
 (
   . cross/env.sh
   cross_env "$target"
-  "$CARGO" test --release --locked -p jianmen --target "$target" "$@"
+  # shellcheck disable=SC2086 # the target's extra cargo flags are words
+  "$CARGO" test --release --locked ${JIANMEN_CROSS_CARGO_FLAGS:-} -p jianmen --target "$target" "$@"
 )
 
 echo "== $target: end-to-end suites against the $target binary"

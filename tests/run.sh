@@ -111,3 +111,12 @@ export JIANMEN_CROSS_TARGET_DIR="${JIANMEN_CROSS_TARGET_DIR:-/var/tmp/jianmen-cr
 $SUDO env JIANMEN_CROSS_SYSROOT="${JIANMEN_CROSS_SYSROOT:-/var/tmp/jianmen-cross/sysroot}" \
   cross/setup-aarch64-unknown-linux-gnu.sh
 timeout --kill-after=30 2700 cross/test.sh aarch64-unknown-linux-gnu
+
+# loongarch64 (Loongson 3A5000/3C5000) on request: its cold build compiles std as well as the
+# gateway (~45 min on 2 cores), too long for CI's budget on a machine without its cache.
+if [ "${JIANMEN_CROSS_LOONGARCH:-0}" = 1 ]; then
+  echo "== cross: loongarch64 (Loongson) built and tested under qemu-user"
+  $SUDO env JIANMEN_CROSS_ZIG_VENV="${JIANMEN_CROSS_ZIG_VENV:-/var/tmp/jianmen-cross/zig-venv}" \
+    cross/setup-loongarch64-unknown-linux-musl.sh
+  timeout --kill-after=30 5400 cross/test.sh loongarch64-unknown-linux-musl
+fi
