@@ -96,6 +96,13 @@ async fn send_new(
             }
             continue;
         }
+        // A collector that closed while we slept is noticed before the batch, not after: bytes
+        // written to a closed connection would count as sent and be lost.
+        match reader.try_read(&mut sink) {
+            Ok(0) => return Err(std::io::Error::other("collector closed the connection")),
+            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => return Err(e),
+            _ => {}
+        }
         let mut batch = Vec::new();
         for row in &rows {
             batch.extend_from_slice(&frame(row, hostname));
