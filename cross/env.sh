@@ -5,6 +5,8 @@ cross_env() {
   local target=$1
   local root
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  # Set only by targets that need extra cargo flags; never carried over from another target.
+  unset JIANMEN_CROSS_CARGO_FLAGS
   case "$target" in
     aarch64-unknown-linux-gnu)
       local sysroot=${JIANMEN_CROSS_SYSROOT:-/var/tmp/jianmen-cross/sysroot}
