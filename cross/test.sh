@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cross/test.sh <target>: tests Jianmen built for <target> under qemu-user, in two parts.
-#  1. The gateway package's own tests (unit, integration, doctests; among them the model parity
-#     test) compiled for <target> and run by the target's QEMU runner.
+#  1. The gateway crates' own tests (jianmen-gm, -scan, -mta, -webui and the binary: unit,
+#     integration, doctests; among them the model parity test) compiled for <target> and run by
+#     the target's QEMU runner.
 #  2. The end-to-end suites of tests/ — built natively, as they drive real x86_64 peers
 #     (smtp-sink, swaks, dnsmasq, clamd, Tongsuo) — against the <target> `jianmen` binary run
 #     under QEMU through $JIANMEN_BIN.
@@ -25,7 +26,8 @@ echo "== $target: gateway tests under QEMU"
   . cross/env.sh
   cross_env "$target"
   # shellcheck disable=SC2086 # the target's extra cargo flags are words
-  "$CARGO" test --release --locked ${JIANMEN_CROSS_CARGO_FLAGS:-} -p jianmen --target "$target" "$@"
+  "$CARGO" test --release --locked ${JIANMEN_CROSS_CARGO_FLAGS:-} -p jianmen-gm -p jianmen-scan \
+    -p jianmen-mta -p jianmen-webui -p jianmen --target "$target" "$@"
 )
 
 echo "== $target: end-to-end suites against the $target binary"

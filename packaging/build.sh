@@ -52,7 +52,7 @@ else
   bin=$CARGO_TARGET_DIR/$profile_dir/jianmen
 fi
 # What goes into the packages is staged in <target dir>/<profile>/package/ (the paths in
-# gateway/Cargo.toml's package metadata): the binary without its debug information (symbols
+# gateway/cli/Cargo.toml's package metadata): the binary without its debug information (symbols
 # stay, for backtraces), manual pages, completions and the licence list.
 stage=$(dirname "$bin")/package
 rm -rf "$stage"
@@ -88,7 +88,7 @@ if [ -n "$version" ]; then
 fi
 deb=$(cargo deb --locked -p jianmen --no-build --no-strip --profile "$profile" "${target_args[@]}" \
   "${deb_version[@]}" --output "$out" | tail -n 1)
-rpm=$(cargo generate-rpm -p gateway --profile "$profile" "${target_args[@]}" "${rpm_version[@]}" \
+rpm=$(cargo generate-rpm -p gateway/cli --profile "$profile" "${target_args[@]}" "${rpm_version[@]}" \
   -o "$out" | tail -n 1)
 [ -f "$rpm" ] || rpm=$(ls -t "$out"/*.rpm | head -n 1)
 echo "$deb"

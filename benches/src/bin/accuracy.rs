@@ -18,8 +18,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use jianmen::accuracy::{self, Curve, Judged};
 use jianmen_benches::{Rspamd, RspamdOptions, corpora_dir, tree_cpu};
+use jianmen_scan::accuracy::{self, Curve, Judged};
 use jianmen_testkit::{jianmen_bin, wait_until};
 
 /// A peer's run: trains on the linked training messages, judges the test messages.

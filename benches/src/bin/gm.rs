@@ -10,9 +10,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jianmen::gm::sm2::{DEFAULT_ID, Sm2PrivateKey};
-use jianmen::gm::sm3::sm3;
-use jianmen::gm::sm4::Sm4Gcm;
+use jianmen_gm::sm2::{DEFAULT_ID, Sm2PrivateKey};
+use jianmen_gm::sm3::sm3;
+use jianmen_gm::sm4::Sm4Gcm;
 use ring::signature::{
     ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair,
 };
@@ -73,8 +73,8 @@ fn server_rate(server: &Arc<ServerConfig>, client: &Arc<rustls::ClientConfig>) -
 /// Full TLCP handshakes per second (ECC_SM4_GCM_SM3), client and server on one thread over an
 /// in-memory pipe.
 fn tlcp_rate() -> Result<f64, Box<dyn std::error::Error>> {
-    use jianmen::gm::cert::{Usage, self_signed};
-    use jianmen::gm::tlcp;
+    use jianmen_gm::cert::{Usage, self_signed};
+    use jianmen_gm::tlcp;
     let (sign, enc) = (Sm2PrivateKey::generate(), Sm2PrivateKey::generate());
     let config = Arc::new(tlcp::ServerConfig::new(
         vec![self_signed(&sign, "bench.test", 1, Usage::Signing)?],
@@ -170,12 +170,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "/s",
         "ECDSA P-256 verify",
     );
-    let sm_server =
-        jianmen::tls::sm_server_config_for(jianmen::tls::Identity::self_signed_sm2("bench.test")?)?;
-    let sm_client = jianmen::tls::client_config_with(jianmen::gm::rfc8998::provider())?;
+    let sm_server = jianmen_gm::tls::sm_server_config_for(
+        jianmen_gm::tls::Identity::self_signed_sm2("bench.test")?,
+    )?;
+    let sm_client = jianmen_gm::tls::client_config_with(jianmen_gm::rfc8998::provider())?;
     let intl_server =
-        jianmen::tls::server_config_for(jianmen::tls::Identity::self_signed("bench.test")?)?;
-    let intl_client = jianmen::tls::client_config_with(rustls::crypto::ring::default_provider())?;
+        jianmen_gm::tls::server_config_for(jianmen_gm::tls::Identity::self_signed("bench.test")?)?;
+    let intl_client =
+        jianmen_gm::tls::client_config_with(rustls::crypto::ring::default_provider())?;
     let intl_both = rate(|| {
         handshake(&intl_server, &intl_client);
     });

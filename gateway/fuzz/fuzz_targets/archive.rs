@@ -2,8 +2,8 @@
 //! within its bounds and never panic.
 #![no_main]
 
-use jianmen::scan::message::Attachment;
-use jianmen::scan::{Symbols, attach};
+use jianmen_scan::message::Attachment;
+use jianmen_scan::{Symbols, attach};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,17 +4,17 @@
 
 use std::sync::OnceLock;
 
-use jianmen::scan::message::Message;
-use jianmen::scan::phish::Targets;
-use jianmen::scan::rules::RuleSet;
-use jianmen::scan::{Symbols, attach, phish};
+use jianmen_scan::message::Message;
+use jianmen_scan::phish::Targets;
+use jianmen_scan::rules::RuleSet;
+use jianmen_scan::{Symbols, attach, phish};
 use libfuzzer_sys::fuzz_target;
 
 fn rules() -> &'static (RuleSet, Targets) {
     static R: OnceLock<(RuleSet, Targets)> = OnceLock::new();
     R.get_or_init(|| {
         (
-            RuleSet::load(true, &[]).expect("built-in rules"),
+            RuleSet::load(true, None, &[]).expect("built-in rules"),
             Targets::new(&[], &["example.com".into()]),
         )
     })

@@ -8,9 +8,9 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-use jianmen::gm::cert::{self, Usage};
-use jianmen::gm::sm2::Sm2PrivateKey;
-use jianmen::gm::tlcp;
+use jianmen_gm::cert::{self, Usage};
+use jianmen_gm::sm2::Sm2PrivateKey;
+use jianmen_gm::tlcp;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 

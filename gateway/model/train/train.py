@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-BUCKETS = 1 << 18  # must match gateway/src/scan/features.rs
+BUCKETS = 1 << 18  # must match gateway/scan/src/features.rs
 MAX_FEATURES = 1024
 DIM = 16
 HIDDEN = 32

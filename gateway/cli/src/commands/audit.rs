@@ -1,0 +1,153 @@
+//! `jianmen audit`: check, list and export the tamper-evident audit log, and verify an exported
+//! package on any machine.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use jianmen_gm::signing::PackageSigner;
+use jianmen_mta::audit::{AuditLog, export};
+use jianmen_mta::config::Config;
+
+use super::record;
+
+/// Options of `jianmen audit`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Configuration file (its data directory holds the log).
+    #[arg(long, short, default_value = "/etc/jianmen/jianmen.toml")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    action: AuditAction,
+}
+
+/// What `jianmen audit` does.
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Check every row's hash and link; exit status 4 names the first broken row.
+    Verify,
+    /// Show the newest entries (seq, time, actor, action, detail).
+    List {
+        /// Most entries shown.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Write the signed package for the authorities (CSV + JSON + signed manifest).
+    Export {
+        /// Output file (.tar).
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Check a package: signature, file digests and the hash chain (exit status 4 if it
+    /// fails). Needs no configuration: the authorities run it on their own machine.
+    VerifyExport {
+        /// The package.
+        file: PathBuf,
+        /// The gateway's registered public key (hex, as `audit public-key` prints it); without
+        /// it, the package's own key is used and its fingerprint printed for comparison.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Print the public key that signs exports (register it with the authorities).
+    PublicKey,
+}
+
+/// Runs one audit action; exit status 4 when a check finds tampering.
+pub async fn run(args: Args) -> Result<ExitCode> {
+    // Needs no configuration: the authorities run it on their own machine.
+    if let AuditAction::VerifyExport { file, public_key } = &args.action {
+        return verify_export(file, public_key.as_deref());
+    }
+    let config = &Config::load(&args.config)?;
+    let action = args.action;
+    let log = AuditLog::open(&config.server.data_dir.join("audit.db")).await?;
+    match action {
+        AuditAction::Verify => match log.verify().await {
+            Ok((rows, head)) => {
+                println!("audit log intact: {rows} row(s); newest hash {head}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e @ jianmen_mta::audit::AuditError::Broken { .. }) => {
+                println!("TAMPERED: {e}");
+                Ok(ExitCode::from(4))
+            }
+            Err(e) => Err(e.into()),
+        },
+        AuditAction::List { limit } => {
+            for e in log.recent(limit).await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    e.seq, e.at, e.actor, e.action, e.detail
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditAction::Export { out } => {
+            let signer = export::signer(&config.server.data_dir)?;
+            let package = export::build(
+                &log.chained().await?,
+                log.chain(),
+                &config.server.hostname,
+                &signer,
+            )?;
+            std::fs::write(&out, &package).with_context(|| format!("writing {}", out.display()))?;
+            record(config, "audit.export", &out.display().to_string()).await?;
+            println!(
+                "{}: {} bytes, signed by {}",
+                out.display(),
+                package.len(),
+                jianmen_gm::signing::fingerprint(&signer.public_key())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditAction::PublicKey => {
+            let key = export::signer(&config.server.data_dir)?.public_key();
+            println!(
+                "{}\nfingerprint {}",
+                jianmen_gm::hex(&key),
+                jianmen_gm::signing::fingerprint(&key)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditAction::VerifyExport { file, public_key } => {
+            verify_export(&file, public_key.as_deref())
+        }
+    }
+}
+
+/// `jianmen audit verify-export`: exit 0 if the package verifies, 4 if it does not.
+fn verify_export(file: &std::path::Path, public_key: Option<&str>) -> Result<ExitCode> {
+    let key = match public_key {
+        Some(hex) => Some(export::unhex(hex).context("--public-key must be hex")?),
+        None => None,
+    };
+    let meta = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
+    if meta.len() > export::MAX_PACKAGE_BYTES {
+        println!("REJECTED: larger than 1 GiB");
+        return Ok(ExitCode::from(4));
+    }
+    let package = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    match export::verify(&package, key.as_deref()) {
+        Ok(v) => {
+            println!(
+                "package intact: {} row(s) from {} exported {}; newest hash {}; signed by {}{}",
+                v.manifest.rows,
+                v.manifest.hostname,
+                v.manifest.created_at,
+                v.manifest.head_hash,
+                v.key_fingerprint,
+                if key.is_some() {
+                    " (the registered key)"
+                } else {
+                    " (compare with the registered fingerprint)"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("REJECTED: {e}");
+            Ok(ExitCode::from(4))
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! `jianmen scan`: judge message files without running a server, one JSON line per message.
+//! Field names (`path`, `verdict`, `score`, `symbols`, `explanation`, `micros`) are stable:
+//! benches, administrators and outside acceptance checks read them.
+
+use std::io::{Read, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context as _, Result};
+use jianmen_mta::config::Config;
+use jianmen_scan::pipeline::{Context, Pipeline};
+
+/// Largest message file read.
+const MAX_FILE: u64 = 64 * 1024 * 1024;
+/// Deepest directory recursion.
+const MAX_DIR_DEPTH: usize = 8;
+
+/// Options of `jianmen scan`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Files, directories or `-`.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Use this configuration's [scan] section, network checks included.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Client address the message came from (for SPF and DNSBL).
+    #[arg(long)]
+    pub client_ip: Option<IpAddr>,
+    /// HELO name of the client.
+    #[arg(long, default_value = "")]
+    pub helo: String,
+    /// Envelope sender.
+    #[arg(long, default_value = "")]
+    pub mail_from: String,
+    /// Envelope recipient (repeatable).
+    #[arg(long = "rcpt")]
+    pub rcpts: Vec<String>,
+    /// Worker threads.
+    #[arg(long, short, default_value_t = 1)]
+    pub jobs: usize,
+}
+
+/// Runs the command; returns the number of messages scanned.
+pub fn run(opts: Args) -> Result<usize> {
+    let mut files = Vec::new();
+    for p in &opts.paths {
+        collect(p, 0, &mut files).with_context(|| format!("cannot read {}", p.display()))?;
+    }
+    let pipeline = Arc::new(match &opts.config {
+        Some(path) => {
+            let config = Config::load(path)?;
+            let resolver = jianmen_scan::dns::resolver(&config.dns)?;
+            Pipeline::new(&config.scan, &config.scan_environment(), Some(resolver))?
+        }
+        None => Pipeline::offline()?,
+    });
+    let ctx = Context {
+        client_ip: opts.client_ip,
+        helo: opts.helo.clone(),
+        mail_from: opts.mail_from.clone(),
+        rcpts: opts.rcpts.clone(),
+    };
+    let next = AtomicUsize::new(0);
+    let out = std::sync::Mutex::new(std::io::stdout());
+    let jobs = opts.jobs.clamp(1, 64);
+    std::thread::scope(|scope| -> Result<()> {
+        let mut workers = Vec::new();
+        for _ in 0..jobs {
+            workers.push(scope.spawn(|| -> Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(path) = files.get(i) else {
+                        return Ok(());
+                    };
+                    let line = match read_message(path) {
+                        Ok(raw) => rt.block_on(judge(&pipeline, &ctx, path, &raw)),
+                        Err(e) => serde_json::json!({
+                            "path": path_name(path),
+                            "error": e.to_string(),
+                        })
+                        .to_string(),
+                    };
+                    let mut o = out
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("stdout lock poisoned"))?;
+                    writeln!(o, "{line}")?;
+                }
+            }));
+        }
+        for w in workers {
+            w.join()
+                .map_err(|_| anyhow::anyhow!("a scan worker panicked"))??;
+        }
+        Ok(())
+    })?;
+    Ok(files.len())
+}
+
+async fn judge(pipeline: &Arc<Pipeline>, ctx: &Context, path: &Path, raw: &[u8]) -> String {
+    let analysis = pipeline.analyse(raw, ctx).await;
+    let domain = ctx
+        .rcpts
+        .first()
+        .and_then(|r| r.rsplit_once('@'))
+        .map(|(_, d)| d.to_ascii_lowercase());
+    let (report, action) = pipeline.report(&analysis, ctx, domain.as_deref());
+    serde_json::json!({
+        "path": path_name(path),
+        "verdict": report.class,
+        "score": (report.score * 100.0).round() / 100.0,
+        "action": action,
+        "symbols": report.symbols,
+        "explanation": report.explanation,
+        "micros": analysis.micros,
+    })
+    .to_string()
+}
+
+fn path_name(path: &Path) -> String {
+    if path == Path::new("-") {
+        "-".into()
+    } else {
+        path.display().to_string()
+    }
+}
+
+fn read_message(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(MAX_FILE)
+            .read_to_end(&mut raw)?;
+    } else {
+        std::fs::File::open(path)?
+            .take(MAX_FILE)
+            .read_to_end(&mut raw)?;
+    }
+    Ok(raw)
+}
+
+fn collect(path: &Path, depth: usize, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if path == Path::new("-") || path.is_file() {
+        files.push(path.to_owned());
+        return Ok(());
+    }
+    if depth >= MAX_DIR_DEPTH {
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for e in entries {
+        if e.is_dir() {
+            collect(&e, depth + 1, files)?;
+        } else if e.is_file() {
+            files.push(e);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! `jianmen serve`: the gateway itself, wired by [`crate::daemon`].
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use jianmen_mta::config::Config;
+
+/// Options of `jianmen serve`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Configuration file (TOML).
+    #[arg(long, short, default_value = "/etc/jianmen/jianmen.toml")]
+    pub config: PathBuf,
+}
+
+/// Runs the gateway until it is told to stop.
+pub async fn run(args: Args) -> Result<()> {
+    super::init_logging();
+    let config = Config::load(&args.config)?;
+    crate::daemon::run(config).await?;
+    Ok(())
+}

@@ -1,0 +1,339 @@
+//! Starting the gateway: open the queue, bind the listeners, then run the SMTP server, the queue
+//! manager and the metrics endpoint side by side. Binding happens before anything is served so
+//! a bad address fails start-up instead of a later task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use jianmen_mta::audit::AuditLog;
+use jianmen_mta::config::Config;
+use jianmen_mta::intake::Intake;
+use jianmen_mta::metrics::Metrics;
+use jianmen_mta::outbound::Outbound;
+use jianmen_mta::quarantine::Quarantine;
+use jianmen_mta::quarantine::digest::DigestSettings;
+use jianmen_mta::quarantine::links::LinkKey;
+use jianmen_mta::queue::manager::Manager;
+use jianmen_mta::queue::{Queue, QueueError, SqliteStore};
+use jianmen_mta::smtp::{Server, SessionContext};
+use jianmen_mta::tracking::Tracker;
+use jianmen_mta::upgrade::health;
+use jianmen_mta::upgrade::release::{self, Releases};
+use jianmen_scan::pipeline::Pipeline;
+use jianmen_scan::{PassThrough, Scanner};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory or spool is unusable.
+    #[error("data directory {path}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The queue could not be opened.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The TLS certificate could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] jianmen_gm::tls::TlsError),
+    /// A listener could not be bound, or the resolver not configured.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The detection pipeline could not be built.
+    #[error(transparent)]
+    Scan(#[from] jianmen_scan::pipeline::PipelineError),
+    /// The console could not start.
+    #[error("console: {0}")]
+    Console(#[from] jianmen_webui::StartError),
+    /// Started as root, the gateway could not become its service account.
+    #[error(transparent)]
+    Privilege(#[from] jianmen_mta::privilege::PrivilegeError),
+}
+
+/// Opens the queue of a configuration (used by the daemon and the `queue` commands).
+pub async fn open_store(config: &Config) -> Result<SqliteStore, StartError> {
+    std::fs::create_dir_all(&config.server.data_dir).map_err(|source| StartError::DataDir {
+        path: config.server.data_dir.display().to_string(),
+        source,
+    })?;
+    Ok(SqliteStore::open(&config.database_path())
+        .await
+        .map_err(QueueError::from)?)
+}
+
+/// Runs the gateway until the process is stopped.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let config = Arc::new(config);
+    // Ports first (25, 465, 587 and 443 need root or CAP_NET_BIND_SERVICE), then root is given
+    // up before any mail, key or database is opened, so every file is the service account's.
+    let listeners = Server::bind(&config.smtp.listen).await?;
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {addr} for metrics: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    let console_listener = match &config.console {
+        Some(c) => Some(jianmen_webui::bind(c.listen)?),
+        None => None,
+    };
+    match jianmen_mta::privilege::drop_root(&config.server.user)? {
+        Some(dropped) => tracing::info!(
+            user = %config.server.user,
+            uid = %dropped.uid,
+            gid = %dropped.gid,
+            "ports bound; root given up"
+        ),
+        None if nix::unistd::Uid::effective().is_root() => {
+            tracing::warn!("running as root because server.user = \"root\"")
+        }
+        None => {}
+    }
+    let metrics = Arc::new(Metrics::default());
+    let store = Arc::new(open_store(&config).await?);
+    let spool = config.spool().map_err(|source| StartError::DataDir {
+        path: config.spool_dir().display().to_string(),
+        source,
+    })?;
+    let queue = Queue::open(
+        spool,
+        store.clone(),
+        config.smtp.min_free_space_mib * 1024 * 1024,
+    )
+    .await?;
+    let quarantine = Quarantine::new(store.clone(), queue.spool().clone());
+    let tracker = Tracker::open(&config.server.data_dir)
+        .await
+        .map_err(QueueError::from)?;
+    tokio::spawn(jianmen_mta::tracking::purge_periodically(
+        tracker.clone(),
+        config.tracking.retention_days,
+    ));
+    tokio::spawn(jianmen_mta::quarantine::expire_periodically(
+        quarantine.clone(),
+    ));
+    if config.quarantine.digest_hours > 0
+        && let Some(settings) = DigestSettings::from_config(&config)
+    {
+        let key = LinkKey::load_or_create(&config.server.data_dir)?;
+        tokio::spawn(jianmen_mta::quarantine::digest::send_periodically(
+            quarantine.clone(),
+            settings,
+            key,
+            config.quarantine.digest_hours,
+        ));
+    }
+    if let Some(collector) = &config.audit.syslog {
+        let log = AuditLog::open(&config.server.data_dir.join("audit.db"))
+            .await
+            .map_err(|e| std::io::Error::other(format!("audit log: {e}")))?;
+        tracing::info!(collector, "audit rows forwarded by syslog");
+        tokio::spawn(jianmen_mta::audit::syslog::forward(
+            log,
+            collector.clone(),
+            config.server.hostname.clone(),
+            config.server.data_dir.join("audit-syslog.seq"),
+        ));
+    }
+    let tls = match &config.tls {
+        Some(t) => Some(Arc::new(jianmen_gm::tls::ServerTls::new(
+            t,
+            &config.server.hostname,
+        )?)),
+        None => None,
+    };
+    let resolver = jianmen_scan::dns::resolver(&config.dns)?;
+    let scanner: Arc<dyn Scanner> = if config.scan.enabled {
+        let pipeline = Arc::new(Pipeline::new(
+            &config.scan,
+            &config.scan_environment(),
+            Some(resolver.clone()),
+        )?);
+        tokio::spawn(reload_on_sighup(pipeline.clone()));
+        Arc::new(pipeline)
+    } else {
+        tracing::warn!("scan.enabled = false: messages are delivered unscanned");
+        Arc::new(PassThrough)
+    };
+    let outbound = Arc::new(Outbound::new(&config, resolver)?);
+    let manager = Manager::new(
+        queue.clone(),
+        outbound,
+        config.delivery.clone(),
+        config.server.hostname.clone(),
+        metrics.clone(),
+        tracker.clone(),
+    );
+    let queue_for_health = queue.clone();
+    let intake = Arc::new(Intake::new(
+        config.clone(),
+        scanner,
+        queue,
+        metrics.clone(),
+        tracker.clone(),
+    ));
+    let server = Arc::new(Server::new(SessionContext {
+        hostname: config.server.hostname.clone(),
+        limits: Arc::new(config.smtp.clone()),
+        tls,
+        inbox: intake,
+        metrics: metrics.clone(),
+    }));
+    for addr in &config.smtp.listen {
+        tracing::info!(%addr, "SMTP listening");
+    }
+    let console_addr = console_listener.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(listener) = console_listener {
+        let (console, tls) =
+            jianmen_webui::start(config.clone(), quarantine.clone(), tracker.clone(), store)
+                .await?;
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "console on https://{addr}/");
+        }
+        tokio::spawn(async move {
+            if let Err(e) = jianmen_webui::serve(console, listener, tls).await {
+                tracing::error!(error = %e, "console stopped");
+            }
+        });
+    }
+    tokio::spawn(manager.run());
+    if let Some(listener) = metrics_listener {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "metrics on http://{addr}/metrics");
+        }
+        tokio::spawn(async move {
+            if let Err(e) = jianmen_webui::metrics::serve(metrics, listener).await {
+                tracing::error!(error = %e, "metrics endpoint stopped");
+            }
+        });
+    }
+    if let Some(version) = std::env::var(release::ENV_VERSION).ok().filter(|v| {
+        Releases::from_env()
+            .trial()
+            .is_some_and(|t| &t.version == v)
+    }) {
+        let smtp: Vec<SocketAddr> = listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect();
+        tokio::spawn(check_trial(
+            version,
+            smtp,
+            console_addr,
+            queue_for_health,
+            config.clone(),
+        ));
+    }
+    tokio::select! {
+        _ = server.clone().serve(listeners) => {}
+        signal = shutdown_signal() => {
+            // Leaving the select drops the accept loops: the listeners close.
+            let grace = std::time::Duration::from_secs(config.server.shutdown_grace_secs);
+            tracing::info!(%signal, "shutting down: no new connections, open sessions may finish");
+            server.begin_shutdown();
+            let deadline = tokio::time::Instant::now() + grace;
+            while server.active_sessions() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            tracing::info!(cut = server.active_sessions(), "stopped");
+        }
+    }
+    Ok(())
+}
+
+/// Keeps a release on trial once it passes the health check; exits (for the service manager to
+/// restart it, and the launcher to roll back) when it does not, or has no verdict within
+/// [`health::TRIAL_DEADLINE`].
+async fn check_trial(
+    version: String,
+    smtp: Vec<SocketAddr>,
+    console: Option<SocketAddr>,
+    queue: Arc<Queue>,
+    config: Arc<Config>,
+) {
+    let passed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let late = version.clone();
+    health::watchdog(health::TRIAL_DEADLINE, passed.clone(), move || {
+        let problem = format!(
+            "no health verdict within {} s",
+            health::TRIAL_DEADLINE.as_secs()
+        );
+        fail_trial(&late, &problem)
+    });
+    let model = config
+        .scan
+        .enabled
+        .then_some((config.scan.model.as_str(), config.server.data_dir.as_path()));
+    let target = health::Target {
+        smtp: &smtp,
+        console,
+        queue: &queue,
+        model,
+    };
+    let verdict = health::check(&target).await;
+    let kept = verdict.and_then(|()| {
+        Releases::from_env()
+            .confirm(&version)
+            .map_err(|e| format!("passed its health check but cannot be kept: {e}"))
+    });
+    match kept {
+        Ok(_) => {
+            passed.store(true, std::sync::atomic::Ordering::SeqCst);
+            tracing::info!(%version, "release passed its health check: kept");
+        }
+        Err(problem) => fail_trial(&version, &problem),
+    }
+}
+
+/// Records why the release on trial failed and exits for the launcher to roll back.
+fn fail_trial(version: &str, problem: &str) -> ! {
+    tracing::error!(%version, %problem, "release failed its health check: exiting to roll back");
+    if let Err(e) = Releases::from_env().fail(version, problem) {
+        tracing::error!(error = %e, "cannot record the failure");
+    }
+    std::process::exit(health::EXIT_UNHEALTHY)
+}
+
+/// Reloads the rule files and the content model on every SIGHUP; a broken file leaves the
+/// old ones in force.
+async fn reload_on_sighup(pipeline: Arc<Pipeline>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match pipeline.reload_rules() {
+            Ok(n) => tracing::info!(rules = n, "rules reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "rules not reloaded; the previous rules stay in force")
+            }
+        }
+        match pipeline.reload_model() {
+            Ok(what) => tracing::info!(model = what, "content model reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "content model not reloaded; the one in use stays")
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT with the signal's name; never, if no handler can be set.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => std::future::pending().await,
+    }
+}

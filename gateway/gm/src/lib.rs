@@ -1,0 +1,77 @@
+//! National cryptography (国密) for Jianmen, and everything built on it that holds no mail:
+//! SM3 hashing and HMAC-SM3, SM4 in GCM and CBC modes, and SM2 signatures, encryption and keys
+//! — one small API over the RustCrypto implementations, so the rest of the gateway (audit chain,
+//! signed exports, sealed spool, TLS) never touches their generics — plus SM certificates
+//! ([`cert`]), the RFC 8998 `CryptoProvider` for rustls ([`rfc8998`]), TLCP (GB/T 38636,
+//! [`tlcp`]), the gateway's TLS configurations ([`tls`]), the SM2 signers of upgrade packages
+//! and audit exports ([`signing`]) and secret key files ([`keyfile`]).
+//!
+//! It hands on keys, signers and TLS configurations; it knows nothing of SMTP, queues, scanning
+//! or the console (no actix-web, sqlx or tract-onnx below this crate).
+//!
+//! Known risk: RustCrypto's `sm4` looks up its S-box in a table, which is not constant-time
+//! against an attacker who shares the CPU cache; SM2 and SM3 are constant-time.
+
+#![warn(missing_docs)]
+
+pub mod cert;
+pub mod keyfile;
+pub mod rfc8998;
+pub mod signing;
+pub mod sm2;
+pub mod sm3;
+pub mod sm4;
+pub mod tlcp;
+pub mod tls;
+
+/// Lower-case hex of `bytes` (digests, keys and signatures as the audit log, exports and
+/// upgrade manifests print them).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Why a national-cipher operation failed (never more detail: it could help an attacker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GmError {
+    /// A key is malformed or not on the curve.
+    #[error("invalid SM2 key")]
+    BadKey,
+    /// A signature is malformed or does not verify.
+    #[error("SM2 signature does not verify")]
+    BadSignature,
+    /// Ciphertext is malformed, truncated or altered.
+    #[error("decryption failed")]
+    Decrypt,
+    /// Input length not allowed (e.g. CBC data not a whole number of blocks).
+    #[error("input length not allowed")]
+    Length,
+    /// The system's random number generator failed.
+    #[error("no randomness")]
+    Random,
+}
+
+/// The plain PKCS#8 document inside an encrypted one (`ENCRYPTED PRIVATE KEY` PEM, PBES2 with
+/// PBKDF2 or scrypt and AES, as OpenSSL and Tongsuo write them) — for any key algorithm. A
+/// wrong password or a damaged file is [`GmError::Decrypt`].
+pub fn decrypt_pkcs8_pem(pem: &str, password: &[u8]) -> Result<Vec<u8>, GmError> {
+    use pkcs8::der::Decode;
+    let (label, der) = pkcs8::der::pem::decode_vec(pem.as_bytes()).map_err(|_| GmError::BadKey)?;
+    if label != "ENCRYPTED PRIVATE KEY" {
+        return Err(GmError::BadKey);
+    }
+    let info = pkcs8::EncryptedPrivateKeyInfoRef::from_der(&der).map_err(|_| GmError::BadKey)?;
+    info.decrypt(password)
+        .map(|doc| doc.as_bytes().to_vec())
+        .map_err(|_| GmError::Decrypt)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    /// Bytes from hex (test vectors).
+    pub fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+}

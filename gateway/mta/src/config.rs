@@ -1,0 +1,910 @@
+//! The gateway's TOML configuration: parsed strictly (unknown keys are errors that name the key) and
+//! validated once at start so a bad value is reported before any port is opened.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+// The sections other crates own, composed here: the scanner's and the TLS identities'.
+pub use jianmen_gm::tls::TlsConfig;
+pub use jianmen_scan::config::{
+    Action, Actions, BrandConfig, DnsConfig, DomainPolicy, GreylistConfig, ScanConfig, Thresholds,
+};
+
+/// Why a configuration could not be used; every message names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file that was tried.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax error or a key of the wrong type / unknown key.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file that was parsed.
+        path: PathBuf,
+        /// The parser's message, which names the key and line.
+        message: String,
+    },
+    /// The TOML is well-formed but a value is unusable.
+    #[error("invalid value for `{key}`: {reason}")]
+    Invalid {
+        /// Dotted path of the key, e.g. `smtp.max_message_size`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Identity and storage locations.
+    pub server: ServerConfig,
+    /// The inbound SMTP listener and its limits.
+    #[serde(default)]
+    pub smtp: SmtpConfig,
+    /// Certificate for STARTTLS (inbound) — absent means STARTTLS is not offered.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Which recipient domains this gateway accepts mail for.
+    pub domains: DomainsConfig,
+    /// Per-domain downstream routes; other domains go by MX lookup.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+    /// Queue retry and outbound delivery settings.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    /// Prometheus metrics endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// The shared DNS resolver.
+    #[serde(default)]
+    pub dns: DnsConfig,
+    /// Detection: checks, rules, thresholds and actions.
+    #[serde(default)]
+    pub scan: ScanConfig,
+    /// How long held mail is kept.
+    #[serde(default)]
+    pub quarantine: QuarantineConfig,
+    /// How long message tracking remembers.
+    #[serde(default)]
+    pub tracking: TrackingConfig,
+    /// The HTTPS administration console; absent means no console.
+    #[serde(default)]
+    pub console: Option<ConsoleConfig>,
+    /// Where audit rows are copied to.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// Copies of the audit log for a SIEM.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// `host:port` of a syslog collector taking RFC 5424 over TCP (RFC 6587 octet counting);
+    /// every audit row is sent there in order, resuming after outages.
+    pub syslog: Option<String>,
+}
+
+/// The HTTPS administration console and its login rules (等保 2.0).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// HTTPS address (the certificate is `[tls]`'s, or a generated one).
+    pub listen: SocketAddr,
+    /// Addresses or networks allowed to reach the console (`10.0.0.0/8`, `192.0.2.7`); empty
+    /// allows any.
+    pub allow_from: Vec<String>,
+    /// Minutes without a request before a session ends.
+    pub session_idle_minutes: u32,
+    /// Hours after which a session ends regardless.
+    pub session_max_hours: u32,
+    /// Consecutive failed logins that lock an account.
+    pub lockout_failures: u32,
+    /// Minutes an account stays locked.
+    pub lockout_minutes: u32,
+    /// Shortest password accepted.
+    pub password_min_length: usize,
+    /// The console's address as recipients reach it, for the links in quarantine digests
+    /// (default `https://<server.hostname>:<listen port>`).
+    pub public_url: Option<String>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            allow_from: Vec::new(),
+            session_idle_minutes: 15,
+            session_max_hours: 12,
+            lockout_failures: 5,
+            lockout_minutes: 30,
+            password_min_length: 12,
+            public_url: None,
+        }
+    }
+}
+
+/// How long message tracking remembers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackingConfig {
+    /// Days events are kept (the log of who sent what to whom is personal data: keep it no
+    /// longer than needed; 180 matches the audit retention).
+    pub retention_days: u32,
+}
+
+impl Default for TrackingConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 180,
+        }
+    }
+}
+
+/// How long held mail is kept, and what recipients may do with it themselves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuarantineConfig {
+    /// Days before an unreleased message is deleted, per verdict class.
+    pub retention_days: RetentionDays,
+    /// Hours between digest mails to recipients of protected domains listing their newly held
+    /// mail with release links (0: no digests). Needs `[console]`, which serves the links.
+    pub digest_hours: u32,
+    /// Days a digest's links stay valid.
+    pub link_days: u32,
+    /// Verdict classes recipients see in digests and may release themselves; anything else
+    /// (phishing, viruses…) only an administrator releases.
+    pub user_release: Vec<String>,
+}
+
+impl Default for QuarantineConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: RetentionDays::default(),
+            digest_hours: 24,
+            link_days: 7,
+            user_release: vec!["spam".into()],
+        }
+    }
+}
+
+/// Days a held message is kept, per verdict class.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionDays {
+    /// Spam.
+    pub spam: u32,
+    /// Phishing.
+    pub phish: u32,
+    /// Viruses.
+    pub virus: u32,
+    /// Business email compromise.
+    pub bec: u32,
+    /// Anything else (e.g. mail refused for some recipients only).
+    pub other: u32,
+}
+
+impl Default for RetentionDays {
+    fn default() -> Self {
+        Self {
+            spam: 15,
+            phish: 30,
+            virus: 30,
+            bec: 30,
+            other: 30,
+        }
+    }
+}
+
+impl RetentionDays {
+    /// The retention for a verdict class name.
+    pub fn for_class(&self, class: &str) -> u32 {
+        match class {
+            "spam" => self.spam,
+            "phish" => self.phish,
+            "virus" => self.virus,
+            "bec" => self.bec,
+            _ => self.other,
+        }
+    }
+}
+
+/// Identity and storage locations.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Name used in the SMTP greeting, EHLO and Received headers.
+    pub hostname: String,
+    /// Directory for the spool and the metadata database; must be on a durable filesystem.
+    pub data_dir: PathBuf,
+    /// On SIGTERM/SIGINT, seconds to let sessions inside a transaction finish before exiting.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
+    /// Seal queued and quarantined message files with SM4-GCM under
+    /// `data_dir/keys/spool-sm4.key` (created on first start). Files sealed earlier stay
+    /// readable when this is turned off, as long as the key is there.
+    #[serde(default = "yes")]
+    pub encrypt_spool: bool,
+    /// Directory of the message files; `data_dir/spool` when unset (packages use
+    /// `/var/spool/jianmen`). Must be on the same durable filesystem rules as `data_dir`.
+    #[serde(default)]
+    pub spool_dir: Option<PathBuf>,
+    /// The account a gateway started as root becomes once its ports are bound (systemd starts
+    /// it as this user already). It must exist; the gateway never serves mail as root.
+    #[serde(default = "default_user")]
+    pub user: String,
+}
+
+fn default_shutdown_grace() -> u64 {
+    30
+}
+
+fn default_user() -> String {
+    "jianmen".into()
+}
+
+/// The inbound SMTP listener and its limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// Largest message accepted, in bytes (SIZE extension; 552 beyond).
+    pub max_message_size: usize,
+    /// Most recipients per message (452 4.5.3 beyond).
+    pub max_recipients: usize,
+    /// Longest command line in bytes, including CRLF (500 5.5.2 beyond).
+    pub max_line_length: usize,
+    /// Most non-transaction commands (NOOP, RSET, HELO, …) per session before 421.
+    pub max_junk_commands: usize,
+    /// Most protocol errors per session before 421.
+    pub max_errors: usize,
+    /// Most messages per session.
+    pub max_messages_per_session: usize,
+    /// Seconds a client may stay silent.
+    pub idle_timeout_secs: u64,
+    /// Seconds a whole session may last.
+    pub session_timeout_secs: u64,
+    /// Concurrent sessions in total (421 beyond).
+    pub max_sessions: usize,
+    /// Concurrent sessions per client IP (421 beyond).
+    pub max_sessions_per_ip: usize,
+    /// Most `Received:` headers before a message is taken to be looping (554 5.4.6).
+    pub max_hops: usize,
+    /// Most header fields in a message (552 5.3.4 beyond) — bounds header bombs.
+    pub max_header_fields: usize,
+    /// Refuse new mail (452 4.3.1) when the spool filesystem has less free space than this, in MiB.
+    pub min_free_space_mib: u64,
+    /// Message bytes all sessions together may hold in memory while receiving, in MiB; beyond
+    /// it a message gets 452 4.3.1.
+    pub max_inflight_mib: usize,
+    /// Valid recipients (full addresses, case-insensitive); empty means every address of a protected
+    /// domain is accepted.
+    pub valid_recipients: Vec<String>,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 25))],
+            max_message_size: 50 * 1024 * 1024,
+            max_recipients: 100,
+            max_line_length: 4096,
+            max_junk_commands: 100,
+            max_errors: 20,
+            max_messages_per_session: 1000,
+            idle_timeout_secs: 300,
+            session_timeout_secs: 1800,
+            max_sessions: 1000,
+            max_sessions_per_ip: 50,
+            max_hops: 50,
+            max_header_fields: 1000,
+            min_free_space_mib: 100,
+            max_inflight_mib: 1024,
+            valid_recipients: Vec::new(),
+        }
+    }
+}
+
+impl SmtpConfig {
+    /// Idle timeout as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+    /// Session timeout as a duration.
+    pub fn session_timeout(&self) -> Duration {
+        Duration::from_secs(self.session_timeout_secs)
+    }
+}
+
+/// Which recipient domains this gateway accepts mail for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainsConfig {
+    /// Protected domains (lower case); mail to any other domain is refused as relaying.
+    pub protected: Vec<String>,
+}
+
+/// STARTTLS policy when delivering to a downstream server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsPolicy {
+    /// Never use TLS.
+    None,
+    /// Use STARTTLS when offered; certificates are not verified (like Postfix `may`).
+    Opportunistic,
+    /// Defer unless STARTTLS succeeds; certificates are not verified (like Postfix `encrypt`).
+    Required,
+    /// As `required`, but the handshake after STARTTLS is TLCP (GB/T 38636), for downstreams
+    /// that speak only TLCP; the key exchange must be signed by the server's signing key.
+    Tlcp,
+}
+
+/// A configured downstream for one recipient domain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Recipient domain (lower case), or `*` for every domain without its own route.
+    pub domain: String,
+    /// Downstream host name or IP address.
+    pub host: String,
+    /// Downstream port.
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// STARTTLS policy towards this downstream.
+    #[serde(default = "default_tls_policy")]
+    pub tls: TlsPolicy,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_smtp_port() -> u16 {
+    25
+}
+fn default_tls_policy() -> TlsPolicy {
+    TlsPolicy::Opportunistic
+}
+
+/// Queue retry and outbound delivery settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// First retry delay in seconds; doubles on every further failure.
+    pub retry_initial_secs: u64,
+    /// Longest delay between retries, in seconds.
+    pub retry_max_secs: u64,
+    /// A message still undelivered after this many seconds is bounced.
+    pub max_lifetime_secs: u64,
+    /// Concurrent deliveries to one destination.
+    pub concurrency_per_destination: usize,
+    /// Concurrent deliveries in total.
+    pub max_concurrency: usize,
+    /// TCP connect timeout in seconds.
+    pub connect_timeout_secs: u64,
+    /// Timeout for each SMTP reply, in seconds.
+    pub command_timeout_secs: u64,
+    /// Seconds an idle downstream connection is kept for reuse.
+    pub connection_idle_secs: u64,
+    /// Messages sent over one connection before it is closed.
+    pub max_messages_per_connection: usize,
+    /// Port used for MX-routed deliveries.
+    pub mx_port: u16,
+    /// STARTTLS policy for MX-routed deliveries.
+    pub mx_tls: TlsPolicy,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            retry_initial_secs: 60,
+            retry_max_secs: 3600,
+            max_lifetime_secs: 5 * 24 * 3600,
+            concurrency_per_destination: 10,
+            max_concurrency: 100,
+            connect_timeout_secs: 30,
+            command_timeout_secs: 300,
+            connection_idle_secs: 30,
+            max_messages_per_connection: 100,
+            mx_port: 25,
+            mx_tls: TlsPolicy::Opportunistic,
+        }
+    }
+}
+
+/// Prometheus metrics endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the `/metrics` HTTP endpoint; absent disables it.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9125))),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message: e.to_string(),
+        })?;
+        config.normalise();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn normalise(&mut self) {
+        for d in &mut self.domains.protected {
+            *d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+        }
+        for r in &mut self.routes {
+            r.domain = r.domain.trim().trim_end_matches('.').to_ascii_lowercase();
+        }
+        for p in &mut self.scan.policy {
+            p.domain = p.domain.trim().trim_end_matches('.').to_ascii_lowercase();
+        }
+        for a in &mut self.smtp.valid_recipients {
+            *a = a.trim().to_lowercase();
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(collector) = &self.audit.syslog
+            && collector
+                .rsplit_once(':')
+                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        {
+            return Err(invalid("audit.syslog", "must be host:port"));
+        }
+        if let Some(c) = &self.console {
+            jianmen_scan::reputation::AddressList::parse(&c.allow_from).map_err(|e| {
+                invalid(
+                    "console.allow_from",
+                    format!("`{}` is not an address or network", e.0),
+                )
+            })?;
+            for (key, value, range) in [
+                (
+                    "console.session_idle_minutes",
+                    c.session_idle_minutes,
+                    1..=1440,
+                ),
+                ("console.session_max_hours", c.session_max_hours, 1..=168),
+                ("console.lockout_failures", c.lockout_failures, 1..=100),
+                ("console.lockout_minutes", c.lockout_minutes, 1..=10080),
+            ] {
+                if !range.contains(&value) {
+                    return Err(invalid(
+                        key,
+                        format!("must be {} to {}", range.start(), range.end()),
+                    ));
+                }
+            }
+            if !(8..=128).contains(&c.password_min_length) {
+                return Err(invalid("console.password_min_length", "must be 8 to 128"));
+            }
+            if let Some(url) = &c.public_url
+                && (!url.starts_with("https://")
+                    || url.len() > 200
+                    || url.contains(['"', '<', '>', ' ']))
+            {
+                return Err(invalid("console.public_url", "must be an https:// address"));
+            }
+        }
+        if !(1..=3650).contains(&self.tracking.retention_days) {
+            return Err(invalid("tracking.retention_days", "must be 1 to 3650 days"));
+        }
+        let r = &self.quarantine.retention_days;
+        for (class, days) in [
+            ("spam", r.spam),
+            ("phish", r.phish),
+            ("virus", r.virus),
+            ("bec", r.bec),
+            ("other", r.other),
+        ] {
+            if !(1..=3650).contains(&days) {
+                return Err(invalid(
+                    format!("quarantine.retention_days.{class}"),
+                    "must be 1 to 3650 days",
+                ));
+            }
+        }
+        let q = &self.quarantine;
+        if q.digest_hours > 24 * 31 {
+            return Err(invalid("quarantine.digest_hours", "must be 0 to 744 hours"));
+        }
+        if !(1..=90).contains(&q.link_days) {
+            return Err(invalid("quarantine.link_days", "must be 1 to 90 days"));
+        }
+        if let Some(c) = q
+            .user_release
+            .iter()
+            .find(|c| !matches!(c.as_str(), "spam" | "phish" | "virus" | "bec" | "refused"))
+        {
+            return Err(invalid(
+                "quarantine.user_release",
+                format!("`{c}` is not a class (spam, phish, virus, bec, refused)"),
+            ));
+        }
+        if !is_domain_like(&self.server.hostname) {
+            return Err(invalid("server.hostname", "must be a host name"));
+        }
+        if self.domains.protected.is_empty() {
+            return Err(invalid("domains.protected", "list at least one domain"));
+        }
+        for d in &self.domains.protected {
+            if !is_domain_like(d) {
+                return Err(invalid(
+                    "domains.protected",
+                    format!("`{d}` is not a domain"),
+                ));
+            }
+        }
+        let s = &self.smtp;
+        if s.listen.is_empty() {
+            return Err(invalid("smtp.listen", "list at least one address"));
+        }
+        let positive = [
+            ("smtp.max_message_size", s.max_message_size as u64),
+            ("smtp.max_recipients", s.max_recipients as u64),
+            ("smtp.max_junk_commands", s.max_junk_commands as u64),
+            ("smtp.max_errors", s.max_errors as u64),
+            (
+                "smtp.max_messages_per_session",
+                s.max_messages_per_session as u64,
+            ),
+            ("smtp.idle_timeout_secs", s.idle_timeout_secs),
+            ("smtp.session_timeout_secs", s.session_timeout_secs),
+            ("smtp.max_sessions", s.max_sessions as u64),
+            ("smtp.max_sessions_per_ip", s.max_sessions_per_ip as u64),
+            ("smtp.max_hops", s.max_hops as u64),
+            ("smtp.max_header_fields", s.max_header_fields as u64),
+            ("smtp.max_inflight_mib", s.max_inflight_mib as u64),
+            (
+                "delivery.retry_initial_secs",
+                self.delivery.retry_initial_secs,
+            ),
+            ("delivery.retry_max_secs", self.delivery.retry_max_secs),
+            (
+                "delivery.max_lifetime_secs",
+                self.delivery.max_lifetime_secs,
+            ),
+            (
+                "delivery.concurrency_per_destination",
+                self.delivery.concurrency_per_destination as u64,
+            ),
+            (
+                "delivery.max_concurrency",
+                self.delivery.max_concurrency as u64,
+            ),
+            (
+                "delivery.connect_timeout_secs",
+                self.delivery.connect_timeout_secs,
+            ),
+            (
+                "delivery.command_timeout_secs",
+                self.delivery.command_timeout_secs,
+            ),
+            (
+                "delivery.max_messages_per_connection",
+                self.delivery.max_messages_per_connection as u64,
+            ),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if !(512..=1024 * 1024).contains(&s.max_line_length) {
+            return Err(invalid(
+                "smtp.max_line_length",
+                "must be between 512 (RFC 5321 minimum) and 1048576",
+            ));
+        }
+        if self.delivery.retry_max_secs < self.delivery.retry_initial_secs {
+            return Err(invalid(
+                "delivery.retry_max_secs",
+                "must not be smaller than delivery.retry_initial_secs",
+            ));
+        }
+        for a in &s.valid_recipients {
+            match a.rsplit_once('@') {
+                Some((local, domain)) if !local.is_empty() && is_domain_like(domain) => {}
+                _ => {
+                    return Err(invalid(
+                        "smtp.valid_recipients",
+                        format!("`{a}` is not an address"),
+                    ));
+                }
+            }
+        }
+        if let Some(tls) = &self.tls {
+            match (&tls.cert, &tls.key, tls.self_signed) {
+                (Some(_), Some(_), false) | (None, None, true) => {}
+                _ => {
+                    return Err(invalid(
+                        "tls",
+                        "set either both `cert` and `key`, or `self_signed = true`",
+                    ));
+                }
+            }
+            if tls.sm_cert.is_some() != tls.sm_key.is_some() {
+                return Err(invalid(
+                    "tls",
+                    "set both `sm_cert` and `sm_key`, or neither",
+                ));
+            }
+            if tls.sm_enc_cert.is_some() != tls.sm_enc_key.is_some() {
+                return Err(invalid(
+                    "tls",
+                    "set both `sm_enc_cert` and `sm_enc_key`, or neither",
+                ));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            let key = format!("route[{i}]");
+            if r.domain != "*" && !is_domain_like(&r.domain) {
+                return Err(invalid(format!("{key}.domain"), "must be a domain or `*`"));
+            }
+            if !seen.insert(r.domain.clone()) {
+                return Err(invalid(
+                    format!("{key}.domain"),
+                    format!("`{}` has more than one route", r.domain),
+                ));
+            }
+            if r.host.is_empty() || r.host.contains(char::is_whitespace) {
+                return Err(invalid(
+                    format!("{key}.host"),
+                    "must be a host name or address",
+                ));
+            }
+            if r.port == 0 {
+                return Err(invalid(format!("{key}.port"), "must be greater than 0"));
+            }
+        }
+        self.validate_scan()
+    }
+
+    fn validate_scan(&self) -> Result<(), ConfigError> {
+        use jianmen_scan::reputation::AddressList;
+        let scan = &self.scan;
+        AddressList::parse(&scan.allow).map_err(|e| invalid("scan.allow", e.to_string()))?;
+        AddressList::parse(&scan.block).map_err(|e| invalid("scan.block", e.to_string()))?;
+        for (i, p) in scan.policy.iter().enumerate() {
+            if !self.is_protected(&p.domain) {
+                return Err(invalid(
+                    format!("scan.policy[{i}].domain"),
+                    format!("`{}` is not a protected domain", p.domain),
+                ));
+            }
+            AddressList::parse(&p.allow)
+                .map_err(|e| invalid(format!("scan.policy[{i}].allow"), e.to_string()))?;
+            AddressList::parse(&p.block)
+                .map_err(|e| invalid(format!("scan.policy[{i}].block"), e.to_string()))?;
+        }
+        for (key, zones) in [("scan.dnsbl", &scan.dnsbl), ("scan.uribl", &scan.uribl)] {
+            for z in zones {
+                if !is_domain_like(&z.zone) {
+                    return Err(invalid(key, format!("`{}` is not a DNS zone", z.zone)));
+                }
+            }
+        }
+        let t = &scan.thresholds;
+        if [t.spam, t.spam_high, t.phish, t.bec, t.virus]
+            .iter()
+            .any(|v| !v.is_finite() || *v <= 0.0)
+            || t.spam_high < t.spam
+        {
+            return Err(invalid(
+                "scan.thresholds",
+                "thresholds must be positive and spam_high ≥ spam",
+            ));
+        }
+        // The rule files are compiled once, by the pipeline at start-up (and by `check-config`),
+        // not here as well.
+        Ok(())
+    }
+
+    /// Whether `domain` (lower case) is one this gateway accepts mail for.
+    pub fn is_protected(&self, domain: &str) -> bool {
+        self.domains.protected.iter().any(|d| d == domain)
+    }
+
+    /// Path of the spool directory.
+    pub fn spool_dir(&self) -> PathBuf {
+        match &self.server.spool_dir {
+            Some(dir) => dir.clone(),
+            None => self.server.data_dir.join("spool"),
+        }
+    }
+
+    /// The spool with its sealing key (see `server.encrypt_spool`): every process that reads
+    /// or writes message files opens it here.
+    pub fn spool(&self) -> std::io::Result<crate::queue::spool::Spool> {
+        use crate::queue::spool::{Spool, SpoolKey};
+        let spool = Spool::open(&self.spool_dir())?;
+        let seal = self.server.encrypt_spool;
+        let key = match SpoolKey::load(&self.server.data_dir, false)? {
+            Some(key) => Some(key),
+            // A new key would never open the mail sealed with the lost one, and mail sealed
+            // with it would not open once the old key is restored: refuse instead.
+            None if spool.has_sealed_files()? => {
+                return Err(std::io::Error::other(
+                    "the spool holds sealed mail but data_dir/keys/spool-sm4.key is missing: \
+                     restore it from backup",
+                ));
+            }
+            None => SpoolKey::load(&self.server.data_dir, seal)?,
+        };
+        Ok(match key {
+            Some(key) => spool.with_key(key, seal),
+            None => spool,
+        })
+    }
+
+    /// What the scanner needs to know of this gateway besides `[scan]`, the rule file and model
+    /// of the running upgrade release included.
+    pub fn scan_environment(&self) -> jianmen_scan::pipeline::Environment {
+        jianmen_scan::pipeline::Environment {
+            hostname: self.server.hostname.clone(),
+            data_dir: Some(self.server.data_dir.clone()),
+            protected_domains: self.domains.protected.clone(),
+            dns_timeout: Duration::from_millis(self.dns.timeout_ms),
+            shipped: crate::upgrade::release::shipped(),
+        }
+    }
+
+    /// Path of the SQLite metadata database.
+    pub fn database_path(&self) -> PathBuf {
+        self.server.data_dir.join("jianmen.db")
+    }
+
+    /// Where recipients reach the console (for mailed links), when there is a console.
+    pub fn console_url(&self) -> Option<String> {
+        let c = self.console.as_ref()?;
+        Some(match &c.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("https://{}:{}", self.server.hostname, c.listen.port()),
+        })
+    }
+}
+
+/// A loose check that a string is a DNS name: labels of letters, digits, hyphens (and underscores,
+/// seen in the wild), no empty label, at most 253 bytes.
+pub fn is_domain_like(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [server]
+        hostname = "mx.example.com"
+        data_dir = "/tmp/x"
+        [domains]
+        protected = ["Example.COM"]
+    "#;
+
+    #[test]
+    fn minimal_config_gets_defaults_and_normalised_domains() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert!(c.is_protected("example.com"));
+        assert_eq!(c.smtp.max_recipients, 100);
+        assert_eq!(c.delivery.mx_port, 25);
+        assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = format!("{MINIMAL}\n[smtp]\nmax_recipent = 5\n");
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("max_recipent"), "{err}");
+    }
+
+    #[test]
+    fn zero_limit_is_rejected_with_its_key() {
+        let text = format!("{MINIMAL}\n[smtp]\nmax_recipients = 0\n");
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("smtp.max_recipients"), "{err}");
+    }
+
+    #[test]
+    fn audit_syslog_needs_host_and_port() {
+        for bad in ["siem.example.com", ":514", "siem:99999"] {
+            let text = format!("{MINIMAL}\n[audit]\nsyslog = \"{bad}\"\n");
+            let err = Config::parse(&text).unwrap_err().to_string();
+            assert!(err.contains("audit.syslog"), "{bad}: {err}");
+        }
+        let text = format!("{MINIMAL}\n[audit]\nsyslog = \"[::1]:601\"\n");
+        assert_eq!(
+            Config::parse(&text).unwrap().audit.syslog.as_deref(),
+            Some("[::1]:601")
+        );
+    }
+
+    #[test]
+    fn tls_needs_cert_and_key_or_self_signed() {
+        let text = format!("{MINIMAL}\n[tls]\ncert = \"/a.pem\"\n");
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("`tls`"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_route_is_rejected() {
+        let text = format!(
+            "{MINIMAL}\n[[route]]\ndomain = \"a.com\"\nhost = \"h\"\n[[route]]\ndomain = \"A.com\"\nhost = \"h2\"\n"
+        );
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("route[1].domain"), "{err}");
+    }
+
+    #[test]
+    fn documented_example_is_valid() {
+        let c = Config::parse(include_str!("../../config/jianmen.example.toml")).unwrap();
+        assert_eq!(c.routes[0].tls, TlsPolicy::Opportunistic);
+        assert_eq!(c.smtp.max_errors, SmtpConfig::default().max_errors);
+        assert_eq!(
+            c.delivery.max_lifetime_secs,
+            DeliveryConfig::default().max_lifetime_secs
+        );
+    }
+
+    #[test]
+    fn domain_check() {
+        assert!(is_domain_like("mail.example.com"));
+        assert!(!is_domain_like("a..b"));
+        assert!(!is_domain_like("a b"));
+        assert!(!is_domain_like(""));
+    }
+}

@@ -1,0 +1,362 @@
+//! The gateway's [`Inbox`]: recipient policy at RCPT (protected domains, valid recipients),
+//! the [`Scanner`] verdict at end of DATA, and the durable enqueue that earns the 250.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::quarantine::Held;
+use crate::queue::{MessageKind, NewMessage, Queue, QueueError};
+use crate::smtp::{Inbox, Reply};
+use crate::tracking::{Event, EventKind, Tracker};
+use jianmen_scan::greylist::{Decision, Greylist, RateLimiter};
+use jianmen_scan::reputation::AddressList;
+use jianmen_scan::verdict::Report;
+use jianmen_scan::{Disposition, Envelope, Scanner, Verdict};
+
+/// What happened to some recipients of a message, for [`Intake::track`].
+struct Outcome<'a> {
+    queue_id: &'a str,
+    kind: EventKind,
+    rcpts: &'a [String],
+    report: Option<&'a Report>,
+    /// Used when there is no report.
+    detail: String,
+}
+
+/// Admission control, scanning and queueing for inbound mail.
+pub struct Intake {
+    config: Arc<Config>,
+    scanner: Arc<dyn Scanner>,
+    queue: Arc<Queue>,
+    metrics: Arc<Metrics>,
+    /// `smtp.valid_recipients` as a set: looked up on every RCPT, lists can be long.
+    valid_recipients: HashSet<String>,
+    /// `scan.rate_limit_per_minute`, when set.
+    rate_limit: Option<RateLimiter>,
+    /// `scan.greylist`, when enabled.
+    greylist: Option<Greylist>,
+    /// Clients and senders exempt from greylisting and rate limits (`scan.allow`).
+    allow: AddressList,
+    /// Message tracking.
+    tracker: Tracker,
+}
+
+impl Intake {
+    /// Creates the intake.
+    pub fn new(
+        config: Arc<Config>,
+        scanner: Arc<dyn Scanner>,
+        queue: Arc<Queue>,
+        metrics: Arc<Metrics>,
+        tracker: Tracker,
+    ) -> Self {
+        let valid_recipients = config.smtp.valid_recipients.iter().cloned().collect();
+        let scan = &config.scan;
+        let rate_limit =
+            (scan.rate_limit_per_minute > 0).then(|| RateLimiter::new(scan.rate_limit_per_minute));
+        let g = &scan.greylist;
+        let greylist = g.enabled.then(|| {
+            Greylist::new(
+                Duration::from_secs(g.delay_secs),
+                Duration::from_secs(g.retry_window_hours * 3600),
+                Duration::from_secs(g.pass_days * 86400),
+            )
+        });
+        // Validated with the configuration; an unparsable list cannot reach here.
+        let allow = AddressList::parse(&scan.allow).unwrap_or_default();
+        Self {
+            config,
+            scanner,
+            queue,
+            metrics,
+            valid_recipients,
+            rate_limit,
+            greylist,
+            allow,
+            tracker,
+        }
+    }
+
+    /// Records what was decided for some recipients of a message in the tracking log.
+    fn track(&self, envelope: &Envelope, subject: &str, o: Outcome<'_>) {
+        self.tracker.record(Event {
+            at: chrono::Utc::now().timestamp(),
+            queue_id: o.queue_id.to_owned(),
+            kind: o.kind,
+            mail_from: envelope.mail_from.clone(),
+            rcpts: o.rcpts.join(","),
+            subject: subject.to_owned(),
+            client_ip: envelope.client_ip.to_string(),
+            class: o.report.map_or("", |r| r.class.as_str()).to_owned(),
+            score: o.report.map_or(0.0, |r| r.score),
+            detail: o.report.map_or(o.detail, |r| r.explanation.clone()),
+        });
+    }
+}
+
+fn storage_full() -> Reply {
+    Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
+}
+
+#[async_trait]
+impl Inbox for Intake {
+    async fn check_mail(&self, client_ip: IpAddr, from: &str) -> Result<(), Reply> {
+        if !self.queue.has_space() {
+            return Err(storage_full());
+        }
+        if let Some(limiter) = &self.rate_limit
+            && self.allow.matches(Some(client_ip), &[from]).is_none()
+            && !limiter.allow(client_ip)
+        {
+            self.metrics.rejected("rate");
+            tracing::info!(client = %client_ip, from, "rate limit exceeded");
+            return Err(Reply::new(
+                451,
+                "4.7.1",
+                "Too many messages from your address, slow down and try again later",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn check_rcpt(&self, client_ip: IpAddr, from: &str, rcpt: &str) -> Result<(), Reply> {
+        let domain = rcpt
+            .rsplit_once('@')
+            .map(|(_, d)| d.trim_end_matches('.').to_lowercase())
+            .unwrap_or_default();
+        if !self.config.is_protected(&domain) {
+            return Err(Reply::new(550, "5.7.1", "Relay access denied"));
+        }
+        let valid = &self.valid_recipients;
+        if !valid.is_empty() && !valid.contains(&rcpt.to_lowercase()) {
+            return Err(Reply::new(
+                550,
+                "5.1.1",
+                "Recipient address rejected: user unknown",
+            ));
+        }
+        if let Some(greylist) = &self.greylist
+            && self.allow.matches(Some(client_ip), &[from]).is_none()
+            && let Decision::Defer(secs) = greylist.check(client_ip, from, rcpt)
+        {
+            self.metrics.rejected("greylist");
+            return Err(Reply::new(
+                451,
+                "4.7.1",
+                format!("Greylisted, please try again in {secs} seconds"),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn accept(&self, envelope: Envelope, message: Vec<u8>, trace_len: usize) -> Reply {
+        let started = Instant::now();
+        let dispositions = self.scanner.scan(&envelope, &message[trace_len..]).await;
+        let scan_us = started.elapsed().as_micros() as u64;
+        let size = message.len() - trace_len;
+        let (subject, _) = crate::quarantine::headline(&message[trace_len..]);
+        if let Some(Disposition {
+            verdict:
+                Verdict::Reject {
+                    code,
+                    enhanced,
+                    text,
+                },
+            ..
+        }) = dispositions.first()
+            && dispositions
+                .iter()
+                .all(|d| matches!(d.verdict, Verdict::Reject { .. }))
+        {
+            self.metrics.rejected("verdict");
+            let report = dispositions.first().and_then(|d| d.report.as_ref());
+            self.track(
+                &envelope,
+                &subject,
+                Outcome {
+                    queue_id: &envelope.queue_id,
+                    kind: EventKind::Rejected,
+                    rcpts: &envelope.rcpts,
+                    report,
+                    detail: format!("{code} {enhanced} {text}"),
+                },
+            );
+            tracing::info!(
+                queue_id = %envelope.queue_id, from = %envelope.mail_from,
+                rcpts = %envelope.rcpts.join(","), size, verdict = "reject", scan_us,
+                "message rejected"
+            );
+            return Reply::new(
+                *code,
+                enhanced,
+                format!("{text} (ref {})", envelope.queue_id),
+            );
+        }
+        let mut message = message;
+        let last = dispositions.len().saturating_sub(1);
+        let mut first = true;
+        for (i, d) in dispositions.into_iter().enumerate() {
+            // Only a split message needs copies; the last (usually only) group takes it.
+            let mut own = || {
+                if i == last {
+                    std::mem::take(&mut message)
+                } else {
+                    message.clone()
+                }
+            };
+            let now = chrono::Utc::now().timestamp();
+            let hold = |reason: String, report: Option<Report>, body: &[u8]| {
+                Some(Box::new(Held::new(
+                    &body[trace_len.min(body.len())..],
+                    reason,
+                    report,
+                    &self.config.quarantine.retention_days,
+                    now,
+                )))
+            };
+            let report = d.report.clone();
+            let (held, extra, body) = match d.verdict {
+                Verdict::Discard { reason } => {
+                    self.track(
+                        &envelope,
+                        &subject,
+                        Outcome {
+                            queue_id: &envelope.queue_id,
+                            kind: EventKind::Discarded,
+                            rcpts: &d.rcpts,
+                            report: d.report.as_ref(),
+                            detail: reason.clone(),
+                        },
+                    );
+                    tracing::info!(
+                        queue_id = %envelope.queue_id, from = %envelope.mail_from,
+                        rcpts = %d.rcpts.join(","), size, verdict = "discard", reason,
+                        "message discarded"
+                    );
+                    continue;
+                }
+                // Other recipients accept the message, so one reply cannot refuse it: hold
+                // it for these recipients instead of bouncing or losing it.
+                Verdict::Reject { text, .. } => {
+                    let body = own();
+                    let reason = format!("{text} (refused for these recipients only)");
+                    (hold(reason, d.report, &body), Vec::new(), body)
+                }
+                Verdict::Deliver => (None, Vec::new(), own()),
+                Verdict::Tag {
+                    headers,
+                    subject_prefix,
+                } => {
+                    let mut extra = Vec::new();
+                    for (name, value) in &headers {
+                        extra.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+                    }
+                    let body = match subject_prefix {
+                        Some(prefix) => prefix_subject(&own(), trace_len, &prefix, &mut extra),
+                        None => own(),
+                    };
+                    (None, extra, body)
+                }
+                Verdict::Hold { reason } => {
+                    let body = own();
+                    (hold(reason, d.report, &body), Vec::new(), body)
+                }
+            };
+            let id = if first {
+                envelope.queue_id.clone()
+            } else {
+                ulid::Ulid::new().to_string()
+            };
+            first = false;
+            let verdict_name = if held.is_some() { "hold" } else { "deliver" };
+            let new = NewMessage {
+                id: id.clone(),
+                mail_from: envelope.mail_from.clone(),
+                rcpts: d.rcpts.clone(),
+                size: 0,
+                received_at: now,
+                client_ip: envelope.client_ip.to_string(),
+                helo: envelope.helo.clone(),
+                smtputf8: envelope.smtputf8,
+                kind: MessageKind::Mail,
+                held,
+            };
+            match self.queue.enqueue(new, vec![extra, body]).await {
+                Ok(()) => {
+                    self.metrics.accepted.inc();
+                    let kind = if verdict_name == "hold" {
+                        EventKind::Quarantined
+                    } else {
+                        EventKind::Queued
+                    };
+                    self.track(
+                        &envelope,
+                        &subject,
+                        Outcome {
+                            queue_id: &id,
+                            kind,
+                            rcpts: &d.rcpts,
+                            report: report.as_ref(),
+                            detail: String::new(),
+                        },
+                    );
+                    let spool_us = started.elapsed().as_micros() as u64 - scan_us;
+                    tracing::info!(
+                        queue_id = %id, from = %envelope.mail_from,
+                        rcpts = %d.rcpts.join(","), client = %envelope.client_ip, size,
+                        verdict = verdict_name, scan_us, spool_us, "message queued"
+                    );
+                }
+                Err(QueueError::StorageFull) => {
+                    self.metrics.rejected("storage");
+                    tracing::warn!(queue_id = %id, "spool full; message refused with 452");
+                    return storage_full();
+                }
+                Err(e) => {
+                    self.metrics.rejected("spool");
+                    tracing::error!(queue_id = %id, error = %e, "cannot queue message");
+                    return Reply::new(451, "4.3.0", "Local error in processing, try again later");
+                }
+            }
+        }
+        Reply::new(250, "2.0.0", format!("Ok: queued as {}", envelope.queue_id))
+    }
+}
+
+/// The message with `prefix` put in front of its Subject (after our trace header, which is
+/// the first `trace_len` bytes); a Subject field is added to `extra` when there is none.
+fn prefix_subject(message: &[u8], trace_len: usize, prefix: &str, extra: &mut Vec<u8>) -> Vec<u8> {
+    let head_end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(message.len(), |p| p + 2);
+    let mut line_start = trace_len;
+    while line_start < head_end {
+        let line_end = message[line_start..head_end]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(head_end, |p| line_start + p + 2);
+        let line = &message[line_start..line_end];
+        if line.len() >= 8 && line[..8].eq_ignore_ascii_case(b"subject:") {
+            let mut at = line_start + 8;
+            if message.get(at) == Some(&b' ') {
+                at += 1;
+            }
+            let mut out = Vec::with_capacity(message.len() + prefix.len() + 1);
+            out.extend_from_slice(&message[..at]);
+            out.extend_from_slice(prefix.as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(&message[at..]);
+            return out;
+        }
+        line_start = line_end;
+    }
+    extra.extend_from_slice(format!("Subject: {prefix}\r\n").as_bytes());
+    message.to_vec()
+}

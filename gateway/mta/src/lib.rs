@@ -1,0 +1,40 @@
+//! Jianmen's mail path: everything that holds, moves or records a message. Every message crosses
+//! one pass:
+//!
+//! 1. [`smtp`] — a client connects; the session enforces limits and RFC 5321 order
+//!    (`ehlo` → `mail` → `rcpt` → `data`), with STARTTLS from `jianmen_gm::tls`.
+//! 2. [`intake`] — the gateway's inbox: at RCPT it applies recipient policy (protected domains,
+//!    valid recipients); at end of DATA it asks the scanner (`jianmen_scan`) for a verdict
+//!    (deliver, tag, hold, reject in-session) and enqueues.
+//! 3. [`queue`] — the message is fsync'd to the spool and its envelope committed to the store
+//!    (group commit) before the client hears 250; the manager then schedules delivery and
+//!    retries, and bounces failures as DSNs. Mail a verdict holds stays in the spool, owned by
+//!    the [`quarantine`] (search, release, delete, expiry) until an administrator or — through
+//!    a signed link in a digest mail — the recipient releases it.
+//! 4. [`outbound`] — the next hop is found (configured route or MX) and the message is handed
+//!    over by SMTP, reusing connections and honouring per-destination limits.
+//!
+//! Around the path: [`config`] (the TOML file composed from each part's section and validated
+//! at start), [`db`] (how every SQLite database is opened), [`metrics`] (Prometheus counters),
+//! [`privilege`] (dropping root to the service account), [`audit`] (the hash-chained record of
+//! administrative actions and its signed export), [`tracking`] (every message's fate,
+//! searchable), [`upgrade`] (signed offline upgrade packages, applied beside the installed
+//! binary on trial and rolled back when unhealthy).
+//!
+//! It hands on the stores and services the console (`jianmen-webui`) and the command line
+//! (`jianmen`) drive; it serves no HTTP itself (no actix-web below this crate).
+
+#![warn(missing_docs)]
+
+pub mod audit;
+pub mod config;
+pub mod db;
+pub mod intake;
+pub mod metrics;
+pub mod outbound;
+pub mod privilege;
+pub mod quarantine;
+pub mod queue;
+pub mod smtp;
+pub mod tracking;
+pub mod upgrade;

@@ -1,0 +1,86 @@
+//! Prometheus metrics: counters the SMTP and delivery paths bump, rendered in the text format
+//! for the `/metrics` endpoint (served by the console crate). Labels are plain words, so this
+//! module depends on nothing it counts.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// The gateway's counters.
+pub struct Metrics {
+    registry: Registry,
+    /// SMTP sessions started.
+    pub sessions: Counter,
+    /// Connections refused by session limits.
+    pub sessions_refused: Counter,
+    /// Messages accepted (250 after spooling).
+    pub accepted: Counter,
+    rejected: Family<Labels, Counter>,
+    deliveries: Family<Labels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("jianmen");
+        let sessions = Counter::default();
+        let sessions_refused = Counter::default();
+        let accepted = Counter::default();
+        let rejected = Family::<Labels, Counter>::default();
+        let deliveries = Family::<Labels, Counter>::default();
+        registry.register("smtp_sessions", "SMTP sessions started", sessions.clone());
+        registry.register(
+            "smtp_sessions_refused",
+            "Connections refused by session limits",
+            sessions_refused.clone(),
+        );
+        registry.register(
+            "messages_accepted",
+            "Messages accepted and spooled",
+            accepted.clone(),
+        );
+        registry.register(
+            "messages_rejected",
+            "Messages refused at end of DATA, by reason",
+            rejected.clone(),
+        );
+        registry.register(
+            "deliveries",
+            "Per-recipient delivery attempt outcomes",
+            deliveries.clone(),
+        );
+        Self {
+            registry,
+            sessions,
+            sessions_refused,
+            accepted,
+            rejected,
+            deliveries,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a message refused at DATA for `reason`.
+    pub fn rejected(&self, reason: &'static str) {
+        self.rejected.get_or_create(&vec![("reason", reason)]).inc();
+    }
+
+    /// Counts one recipient's delivery attempt outcome (`delivered`, `deferred`, `failed`).
+    pub fn delivery(&self, result: &'static str) {
+        self.deliveries
+            .get_or_create(&vec![("result", result)])
+            .inc();
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,535 @@
+//! Message tracking: one row per thing that happened to a message — received and queued,
+//! quarantined, discarded, rejected at end of DATA, each delivery attempt's outcome per
+//! recipient, released — searchable by time, sender, recipient, subject, client, verdict and
+//! queue id. Rows are written by a background task in batches so the SMTP path never waits on
+//! this log; if it falls far behind, events are dropped and counted rather than slowing mail.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::quarantine::index::contains;
+use crate::queue::store::StoreError;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// Accepted and queued for delivery.
+    Queued,
+    /// Accepted and held in quarantine.
+    Quarantined,
+    /// Accepted and dropped by policy.
+    Discarded,
+    /// Refused at end of DATA.
+    Rejected,
+    /// A recipient's copy was accepted by the next hop.
+    Delivered,
+    /// A delivery attempt failed temporarily; it will be retried.
+    Deferred,
+    /// A recipient failed permanently (a bounce goes to the sender).
+    Bounced,
+    /// Released from quarantine.
+    Released,
+}
+
+impl EventKind {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Queued => "queued",
+            EventKind::Quarantined => "quarantined",
+            EventKind::Discarded => "discarded",
+            EventKind::Rejected => "rejected",
+            EventKind::Delivered => "delivered",
+            EventKind::Deferred => "deferred",
+            EventKind::Bounced => "bounced",
+            EventKind::Released => "released",
+        }
+    }
+}
+
+/// One event, as recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Unix time.
+    pub at: i64,
+    /// Queue id.
+    pub queue_id: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// Envelope sender.
+    pub mail_from: String,
+    /// Recipients concerned, comma-separated.
+    pub rcpts: String,
+    /// Subject, when known.
+    pub subject: String,
+    /// Connecting client.
+    pub client_ip: String,
+    /// Verdict class, when scanned.
+    pub class: String,
+    /// Verdict score.
+    pub score: f64,
+    /// Reply, reason or evidence.
+    pub detail: String,
+}
+
+/// A recorded event with its sequence number.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recorded {
+    /// Order of recording.
+    pub seq: i64,
+    /// The event.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Most events one search returns.
+pub const MAX_PAGE: u32 = 500;
+
+/// A search; every field narrows it, text fields match substrings.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// At or after (Unix time).
+    pub since: Option<i64>,
+    /// Before (Unix time).
+    pub until: Option<i64>,
+    /// Sender contains.
+    pub sender: Option<String>,
+    /// Recipients contain.
+    pub rcpt: Option<String>,
+    /// Subject contains.
+    pub subject: Option<String>,
+    /// Client address equals.
+    pub client_ip: Option<String>,
+    /// Verdict class equals.
+    pub class: Option<String>,
+    /// Event kind equals.
+    pub kind: Option<String>,
+    /// Queue id equals.
+    pub queue_id: Option<String>,
+    /// Only events with a recipient in this domain (a per-domain administrator's scope).
+    pub domain: Option<String>,
+    /// Events to skip.
+    pub offset: u32,
+    /// Events to return, at most [`MAX_PAGE`].
+    pub limit: u32,
+}
+
+/// One page of events, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page {
+    /// Matching events in all.
+    pub total: i64,
+    /// This page.
+    pub events: Vec<Recorded>,
+}
+
+enum Request {
+    Record(Event),
+    Flush(oneshot::Sender<()>),
+    Purge(i64, oneshot::Sender<Result<u64, sqlx::Error>>),
+}
+
+/// The tracking log: cheap to clone, shared by intake, delivery and the console.
+#[derive(Clone)]
+pub struct Tracker {
+    pool: SqlitePool,
+    tx: mpsc::Sender<Request>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// Events waiting for the writer before new ones are dropped.
+const BACKLOG: usize = 65_536;
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        queue_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        mail_from TEXT NOT NULL,
+        rcpts TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        client_ip TEXT NOT NULL,
+        class TEXT NOT NULL,
+        score REAL NOT NULL,
+        detail TEXT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS events_at ON events (at)",
+    "CREATE INDEX IF NOT EXISTS events_queue_id ON events (queue_id)",
+];
+
+impl Tracker {
+    /// Opens (creating) `data_dir/tracking.db` and starts the writer.
+    pub async fn open(data_dir: &Path) -> Result<Tracker, StoreError> {
+        let pools = crate::db::Database {
+            path: &data_dir.join("tracking.db"),
+            // A log: losing the last instant of it in a power cut is acceptable.
+            durability: crate::db::Durability::Crash,
+            readers: 2,
+            schema: &[SCHEMA],
+            added_columns: &[],
+        }
+        .open()
+        .await?;
+        let (writer, pool) = (pools.writer, pools.reader);
+        let (tx, rx) = mpsc::channel(BACKLOG);
+        tokio::spawn(write_loop(rx, writer));
+        Ok(Tracker {
+            pool,
+            tx,
+            dropped: Arc::default(),
+        })
+    }
+
+    /// Records an event without waiting; dropped (and counted) if the writer is far behind.
+    pub fn record(&self, event: Event) {
+        if self.tx.try_send(Request::Record(event)).is_err() {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(dropped = n, "tracking log behind; events dropped");
+            }
+        }
+    }
+
+    /// Waits until every event recorded so far is written (command-line tools, tests).
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Request::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// One page of matching events, newest first.
+    pub async fn search(&self, q: &Query) -> Result<Page, StoreError> {
+        let total: i64 = filtered("SELECT COUNT(*)", q)
+            .build()
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        let mut b = filtered("SELECT *", q);
+        b.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(i64::from(q.limit.min(MAX_PAGE)))
+            .push(" OFFSET ")
+            .push_bind(i64::from(q.offset));
+        let rows = b.build().fetch_all(&self.pool).await?;
+        let events = rows.iter().map(recorded).collect::<Result<_, _>>()?;
+        Ok(Page { total, events })
+    }
+
+    /// Deletes events older than `before` (Unix time); returns how many.
+    pub async fn purge(&self, before: i64) -> Result<u64, StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Request::Purge(before, done))
+            .await
+            .map_err(|_| StoreError::Corrupt("tracking writer stopped".into()))?;
+        wait.await
+            .map_err(|_| StoreError::Corrupt("tracking writer stopped".into()))?
+            .map_err(StoreError::from)
+    }
+}
+
+/// What the dashboard shows: events per hour and kind, and who sends and receives most.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// `(hour start, kind, count)`, oldest first.
+    pub per_hour: Vec<(i64, String, i64)>,
+    /// Senders of the most accepted messages, with counts.
+    pub top_senders: Vec<(String, i64)>,
+    /// Recipients of the most quarantined or rejected messages, with counts.
+    pub top_targets: Vec<(String, i64)>,
+}
+
+impl Tracker {
+    /// Dashboard figures since `since`, within `domain` when given.
+    pub async fn stats(&self, since: i64, domain: Option<&str>) -> Result<Stats, StoreError> {
+        let scope = Query {
+            since: Some(since),
+            domain: domain.map(str::to_owned),
+            ..Query::default()
+        };
+        let mut b = filtered(
+            "SELECT (at / 3600) * 3600 AS hour, kind, COUNT(*) AS n",
+            &scope,
+        );
+        b.push(" GROUP BY hour, kind ORDER BY hour");
+        let per_hour = b
+            .build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("hour")?, r.try_get("kind")?, r.try_get("n")?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        let top = |column: &str, kinds: &str| {
+            let mut b = filtered(&format!("SELECT {column} AS who, COUNT(*) AS n"), &scope);
+            b.push(format!(" AND kind IN ({kinds}) AND {column} != ''"));
+            b.push(" GROUP BY who ORDER BY n DESC LIMIT 10");
+            b
+        };
+        let mut senders = top(
+            "mail_from",
+            "'queued', 'quarantined', 'rejected', 'discarded'",
+        );
+        let top_senders = pairs(senders.build().fetch_all(&self.pool).await?)?;
+        let mut targets = top("rcpts", "'quarantined', 'rejected', 'discarded'");
+        let top_targets = pairs(targets.build().fetch_all(&self.pool).await?)?;
+        Ok(Stats {
+            per_hour,
+            top_senders,
+            top_targets,
+        })
+    }
+}
+
+fn pairs(rows: Vec<sqlx::sqlite::SqliteRow>) -> Result<Vec<(String, i64)>, StoreError> {
+    rows.iter()
+        .map(|r| Ok((r.try_get("who")?, r.try_get("n")?)))
+        .collect()
+}
+
+fn filtered<'a>(select: &str, q: &'a Query) -> QueryBuilder<'a, Sqlite> {
+    let mut b = QueryBuilder::new(select);
+    b.push(" FROM events WHERE 1 = 1");
+    if let Some(t) = q.since {
+        b.push(" AND at >= ").push_bind(t);
+    }
+    if let Some(t) = q.until {
+        b.push(" AND at < ").push_bind(t);
+    }
+    for (column, value) in [
+        ("mail_from", &q.sender),
+        ("rcpts", &q.rcpt),
+        ("subject", &q.subject),
+    ] {
+        if let Some(v) = value {
+            b.push(format!(" AND {column} LIKE "))
+                .push_bind(contains(v))
+                .push(" ESCAPE '\\'");
+        }
+    }
+    for (column, value) in [
+        ("client_ip", &q.client_ip),
+        ("class", &q.class),
+        ("kind", &q.kind),
+        ("queue_id", &q.queue_id),
+    ] {
+        if let Some(v) = value {
+            b.push(format!(" AND {column} = ")).push_bind(v.clone());
+        }
+    }
+    if let Some(d) = &q.domain {
+        b.push(" AND ',' || rcpts || ',' LIKE ")
+            .push_bind(format!("%@{}%", d.replace(['%', '_', '\\', ','], "")))
+            .push(" ESCAPE '\\'");
+    }
+    b
+}
+
+fn recorded(row: &sqlx::sqlite::SqliteRow) -> Result<Recorded, StoreError> {
+    let kind_name: String = row.try_get("kind")?;
+    let kind = [
+        EventKind::Queued,
+        EventKind::Quarantined,
+        EventKind::Discarded,
+        EventKind::Rejected,
+        EventKind::Delivered,
+        EventKind::Deferred,
+        EventKind::Bounced,
+        EventKind::Released,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == kind_name)
+    .ok_or(StoreError::Corrupt(kind_name))?;
+    Ok(Recorded {
+        seq: row.try_get("seq")?,
+        event: Event {
+            at: row.try_get("at")?,
+            queue_id: row.try_get("queue_id")?,
+            kind,
+            mail_from: row.try_get("mail_from")?,
+            rcpts: row.try_get("rcpts")?,
+            subject: row.try_get("subject")?,
+            client_ip: row.try_get("client_ip")?,
+            class: row.try_get("class")?,
+            score: row.try_get("score")?,
+            detail: row.try_get("detail")?,
+        },
+    })
+}
+
+/// Most events written in one transaction.
+const BATCH: usize = 512;
+
+async fn write_loop(mut rx: mpsc::Receiver<Request>, writer: SqlitePool) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let mut events = Vec::new();
+        let mut flushes = Vec::new();
+        let mut purges = Vec::new();
+        for r in batch.drain(..) {
+            match r {
+                Request::Record(e) => events.push(e),
+                Request::Flush(done) => flushes.push(done),
+                Request::Purge(before, done) => purges.push((before, done)),
+            }
+        }
+        if !events.is_empty()
+            && let Err(e) = write(&writer, &events).await
+        {
+            tracing::error!(error = %e, count = events.len(), "cannot write tracking events");
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+        for (before, done) in purges {
+            let deleted = sqlx::query("DELETE FROM events WHERE at < ?")
+                .bind(before)
+                .execute(&writer)
+                .await
+                .map(|r| r.rows_affected());
+            let _ = done.send(deleted);
+        }
+    }
+}
+
+async fn write(writer: &SqlitePool, events: &[Event]) -> Result<(), sqlx::Error> {
+    let mut tx = writer.begin().await?;
+    for chunk in events.chunks(100) {
+        let mut b = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (at, queue_id, kind, mail_from, rcpts, subject, client_ip, class,
+                score, detail) ",
+        );
+        b.push_values(chunk, |mut row, e| {
+            row.push_bind(e.at)
+                .push_bind(&e.queue_id)
+                .push_bind(e.kind.as_str())
+                .push_bind(&e.mail_from)
+                .push_bind(&e.rcpts)
+                .push_bind(&e.subject)
+                .push_bind(&e.client_ip)
+                .push_bind(&e.class)
+                .push_bind(e.score)
+                .push_bind(&e.detail);
+        });
+        b.build().persistent(false).execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
+/// Deletes events past `retention_days` once a day, forever.
+pub async fn purge_periodically(tracker: Tracker, retention_days: u32) {
+    let mut tick = tokio::time::interval(Duration::from_secs(86_400));
+    loop {
+        tick.tick().await;
+        let before = chrono::Utc::now().timestamp() - i64::from(retention_days) * 86_400;
+        match tracker.purge(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "old tracking events deleted"),
+            Err(e) => tracing::error!(error = %e, "cannot purge tracking events"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(at: i64, kind: EventKind, rcpts: &str, subject: &str) -> Event {
+        Event {
+            at,
+            queue_id: format!("Q{at}"),
+            kind,
+            mail_from: "sender@outside.test".into(),
+            rcpts: rcpts.into(),
+            subject: subject.into(),
+            client_ip: "192.0.2.7".into(),
+            class: "spam".into(),
+            score: 7.5,
+            detail: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn search_narrows_and_purge_forgets() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tracker::open(dir.path()).await.unwrap();
+        t.record(event(
+            100,
+            EventKind::Queued,
+            "a@example.com",
+            "invoice 100%",
+        ));
+        t.record(event(
+            200,
+            EventKind::Quarantined,
+            "b@other.test,c@example.com",
+            "hi",
+        ));
+        t.record(event(300, EventKind::Delivered, "a@example.com", ""));
+        t.flush().await;
+        let all = t
+            .search(&Query {
+                limit: 10,
+                ..Query::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(all.total, 3);
+        assert_eq!(all.events[0].event.at, 300, "newest first");
+        let q = |f: fn(&mut Query)| {
+            let mut q = Query {
+                limit: 10,
+                ..Query::default()
+            };
+            f(&mut q);
+            q
+        };
+        let n = |p: Page| p.events.len();
+        assert_eq!(
+            n(t.search(&q(|q| q.subject = Some("100%".into())))
+                .await
+                .unwrap()),
+            1
+        );
+        assert_eq!(
+            n(t.search(&q(|q| q.subject = Some("%".into())))
+                .await
+                .unwrap()),
+            1
+        );
+        assert_eq!(
+            n(t.search(&q(|q| q.domain = Some("other.test".into())))
+                .await
+                .unwrap()),
+            1
+        );
+        assert_eq!(
+            n(t.search(&q(|q| q.domain = Some("example.com".into())))
+                .await
+                .unwrap()),
+            3
+        );
+        assert_eq!(
+            n(t.search(&q(|q| q.kind = Some("delivered".into())))
+                .await
+                .unwrap()),
+            1
+        );
+        assert_eq!(n(t.search(&q(|q| q.since = Some(150))).await.unwrap()), 2);
+        assert_eq!(
+            n(t.search(&q(|q| q.sender = Some("' OR '1'='1".into())))
+                .await
+                .unwrap()),
+            0
+        );
+        assert_eq!(t.purge(250).await.unwrap(), 2);
+        assert_eq!(t.search(&q(|_| {})).await.unwrap().total, 1);
+    }
+}

@@ -1,0 +1,226 @@
+//! The scanner's configuration: the `[scan]` and `[dns]` sections of the gateway's file, which
+//! the gateway composes and validates with the rest; the scanner reads only these.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// What happens to a message of a given class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Deliver unchanged (apart from the trace headers).
+    Deliver,
+    /// Deliver with a subject prefix and `X-Jianmen-*` headers.
+    Tag,
+    /// Hold in quarantine for an administrator or the recipient to release.
+    Quarantine,
+    /// Refuse at end of DATA (550 5.7.1 with a reference id).
+    Reject,
+    /// Accept and drop (logged).
+    Discard,
+}
+
+/// Score thresholds per class (points from the rule set).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// Total score at or above which a message is spam.
+    pub spam: f64,
+    /// Total score at or above which spam is "high" and takes `actions.spam_high`.
+    pub spam_high: f64,
+    /// Phishing evidence (net of ham evidence) at or above which a message is phishing.
+    pub phish: f64,
+    /// BEC evidence (net of ham evidence) at or above which a message is BEC.
+    pub bec: f64,
+    /// Malware evidence at or above which a message is a virus.
+    pub virus: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            spam: 6.0,
+            spam_high: 15.0,
+            phish: 6.0,
+            bec: 6.0,
+            virus: 5.0,
+        }
+    }
+}
+
+/// Action per class.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Actions {
+    /// Spam below `thresholds.spam_high`.
+    pub spam: Action,
+    /// Spam at or above `thresholds.spam_high`.
+    pub spam_high: Action,
+    /// Phishing.
+    pub phish: Action,
+    /// Business email compromise.
+    pub bec: Action,
+    /// Malware.
+    pub virus: Action,
+}
+
+impl Default for Actions {
+    fn default() -> Self {
+        Self {
+            spam: Action::Tag,
+            spam_high: Action::Reject,
+            phish: Action::Quarantine,
+            bec: Action::Quarantine,
+            virus: Action::Reject,
+        }
+    }
+}
+
+/// Overrides for the recipients of one protected domain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainPolicy {
+    /// Recipient domain (lower case).
+    pub domain: String,
+    /// Actions for this domain's recipients (all five, defaults where not given).
+    pub actions: Option<Actions>,
+    /// Thresholds for this domain's recipients.
+    pub thresholds: Option<Thresholds>,
+    /// Allow list entries that apply to this domain's recipients only.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Block list entries that apply to this domain's recipients only.
+    #[serde(default)]
+    pub block: Vec<String>,
+}
+
+/// A brand whose name a sender may claim, and the domains that really send for it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrandConfig {
+    /// Name as it appears in display names (matched case-insensitively).
+    pub name: String,
+    /// Domains that legitimately send as this brand.
+    pub domains: Vec<String>,
+}
+
+/// Detection settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanConfig {
+    /// Scan at all; when false every message is delivered unscanned.
+    pub enabled: bool,
+    /// Load the built-in rule set before `rules`.
+    pub builtin_rules: bool,
+    /// Extra rule files or directories of `*.toml` (reloaded on SIGHUP).
+    pub rules: Vec<PathBuf>,
+    /// Check SPF, DKIM, ARC and DMARC.
+    pub auth: bool,
+    /// DNS block lists for the client address.
+    pub dnsbl: Vec<crate::reputation::ZoneConfig>,
+    /// URI block lists for link domains.
+    pub uribl: Vec<crate::reputation::ZoneConfig>,
+    /// Senders never treated as spam: IPs, CIDR ranges, addresses, `@domain`s.
+    pub allow: Vec<String>,
+    /// Senders always treated as spam.
+    pub block: Vec<String>,
+    /// Names of executives whose names outsiders must not use.
+    pub vips: Vec<String>,
+    /// Domains of partners (lookalikes of these are BEC evidence).
+    pub partner_domains: Vec<String>,
+    /// Brands besides the built-in ones.
+    pub brands: Vec<BrandConfig>,
+    /// Remember sender→recipient pairs and mark first contacts.
+    pub first_contact: bool,
+    /// Subject prefix for tagged messages.
+    pub subject_prefix: String,
+    /// Score thresholds.
+    pub thresholds: Thresholds,
+    /// Actions per class.
+    pub actions: Actions,
+    /// Per-recipient-domain overrides.
+    pub policy: Vec<DomainPolicy>,
+    /// ClamAV; absent means no antivirus beyond Jianmen's own attachment checks.
+    pub clamav: Option<crate::clamav::ClamavConfig>,
+    /// Messages accepted per minute from one client address (0: no limit).
+    pub rate_limit_per_minute: u32,
+    /// Content model: `auto` (the model `jianmen retrain` activated in `data_dir/model/`, else
+    /// the one an applied upgrade shipped, else the built-in one), `builtin`, `none`, or the
+    /// path of an ONNX file.
+    pub model: String,
+    /// Greylisting (off by default).
+    pub greylist: GreylistConfig,
+}
+
+/// Greylisting settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GreylistConfig {
+    /// Defer first attempts of unknown triplets.
+    pub enabled: bool,
+    /// Seconds before a retry is accepted.
+    pub delay_secs: u64,
+    /// Hours after the delay during which a retry still counts.
+    pub retry_window_hours: u64,
+    /// Days a passed triplet stays known after its last message.
+    pub pass_days: u64,
+}
+
+impl Default for GreylistConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            delay_secs: 300,
+            retry_window_hours: 24,
+            pass_days: 35,
+        }
+    }
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            builtin_rules: true,
+            rules: Vec::new(),
+            auth: true,
+            dnsbl: Vec::new(),
+            uribl: Vec::new(),
+            allow: Vec::new(),
+            block: Vec::new(),
+            vips: Vec::new(),
+            partner_domains: Vec::new(),
+            brands: Vec::new(),
+            first_contact: true,
+            subject_prefix: "[SPAM]".into(),
+            thresholds: Thresholds::default(),
+            actions: Actions::default(),
+            policy: Vec::new(),
+            clamav: None,
+            rate_limit_per_minute: 0,
+            model: "auto".into(),
+            greylist: GreylistConfig::default(),
+        }
+    }
+}
+
+/// The DNS resolver shared by delivery and scanning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// DNS server (`ip:port`); the system resolver when absent.
+    pub resolver: Option<SocketAddr>,
+    /// Time allowed for one query, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            resolver: None,
+            timeout_ms: 2000,
+        }
+    }
+}

@@ -1,0 +1,709 @@
+//! The detection pipeline: parse once, ask the network (authentication, block lists, clamd)
+//! concurrently, run the local checks and the rule set, then decide per recipient domain.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::auth::{Authenticator, Peer};
+use super::bec::{BecSettings, ContactHistory};
+use super::clamav::{Clamd, OnError, Outcome};
+use super::message::{Message, domain_of};
+use super::model::{self, Classifier, Unavailable};
+use super::phish::Targets;
+use super::pool::CpuPool;
+use super::reputation::{AddressList, BlockLists};
+use super::rules::{RuleError, RuleSet};
+use super::verdict::{Class, Report, decide};
+use super::{Disposition, Envelope, Scanner, Symbols, Verdict, attach, bec, phish};
+use crate::config::{Action, Actions, ScanConfig, Thresholds};
+
+/// What is known about a message besides its bytes; all optional for offline scans.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// Client address.
+    pub client_ip: Option<IpAddr>,
+    /// HELO name.
+    pub helo: String,
+    /// Envelope sender.
+    pub mail_from: String,
+    /// Envelope recipients.
+    pub rcpts: Vec<String>,
+}
+
+/// Evidence gathered for one message before per-domain decisions.
+pub struct Analysis {
+    /// Every symbol found.
+    pub symbols: Symbols,
+    /// `Authentication-Results` value, when authentication ran.
+    pub auth_results: Option<String>,
+    /// clamd could not answer and the policy is to fail closed.
+    pub antivirus_failed: bool,
+    /// Header `From` address (lower case).
+    pub from_addr: String,
+    /// Microseconds spent.
+    pub micros: u64,
+}
+
+/// What the pipeline needs to know of the gateway it runs in, besides its own `[scan]` section:
+/// passed in by the gateway, never looked up, so the scanner stays testable alone.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    /// This gateway's host name (the `Authentication-Results` authserv-id).
+    pub hostname: String,
+    /// The gateway's data directory: contact history, the model `jianmen retrain` activated.
+    /// None for offline scans, which keep nothing.
+    pub data_dir: Option<PathBuf>,
+    /// The domains this gateway protects (brand and BEC checks).
+    pub protected_domains: Vec<String>,
+    /// Time allowed for one DNS query.
+    pub dns_timeout: Duration,
+    /// Files the running upgrade release ships in place of the built-in ones.
+    pub shipped: Shipped,
+}
+
+/// The rule file and content model an applied upgrade release ships; each, when present,
+/// replaces the one built into the binary.
+#[derive(Debug, Clone, Default)]
+pub struct Shipped {
+    /// The release's default rule file.
+    pub rules: Option<PathBuf>,
+    /// The release's content model (ONNX).
+    pub model: Option<PathBuf>,
+}
+
+struct Policy {
+    thresholds: Thresholds,
+    actions: Actions,
+    allow: AddressList,
+    block: AddressList,
+}
+
+/// The inbound detection pipeline; implements [`Scanner`].
+pub struct Pipeline {
+    config: ScanConfig,
+    rules: RwLock<Arc<RuleSet>>,
+    auth: Option<Authenticator>,
+    lists: Option<BlockLists>,
+    clamd: Option<Clamd>,
+    targets: Targets,
+    bec: BecSettings,
+    history: Option<ContactHistory>,
+    default_policy: Policy,
+    domain_policies: BTreeMap<String, Policy>,
+    classifier: RwLock<Option<Arc<dyn Classifier>>>,
+    data_dir: Option<PathBuf>,
+    shipped: Shipped,
+    pool: CpuPool,
+}
+
+/// Why the pipeline could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The rule set did not load.
+    #[error(transparent)]
+    Rules(#[from] RuleError),
+    /// An allow or block list entry is wrong.
+    #[error(transparent)]
+    List(#[from] super::reputation::BadEntry),
+}
+
+impl Pipeline {
+    /// Builds the pipeline from the `[scan]` section. Network checks use `resolver`; without
+    /// one (offline `jianmen scan`), only local checks and clamd run.
+    pub fn new(
+        scan: &ScanConfig,
+        env: &Environment,
+        resolver: Option<hickory_resolver::TokioResolver>,
+    ) -> Result<Self, PipelineError> {
+        let scan = scan.clone();
+        let mut rules = RuleSet::load(
+            scan.builtin_rules,
+            env.shipped.rules.as_deref(),
+            &scan.rules,
+        )?;
+        let auth = match (&resolver, scan.auth) {
+            (Some(r), true) => Some(Authenticator::new(r.clone(), &env.hostname)),
+            _ => None,
+        };
+        let lists =
+            match resolver {
+                Some(r) if !scan.dnsbl.is_empty() || !scan.uribl.is_empty() => Some(
+                    BlockLists::new(r, scan.dnsbl.clone(), scan.uribl.clone(), env.dns_timeout),
+                ),
+                _ => None,
+            };
+        if let Some(l) = &lists {
+            for (symbol, score, uri) in l.symbols() {
+                rules.define_if_missing(symbol, score, uri);
+            }
+        }
+        let brands: Vec<(String, Vec<String>)> = scan
+            .brands
+            .iter()
+            .map(|b| (b.name.to_lowercase(), b.domains.clone()))
+            .collect();
+        let history = scan
+            .first_contact
+            .then(|| ContactHistory::open(env.data_dir.as_ref().map(|d| d.join("contacts.bin"))));
+        let default_policy = Policy {
+            thresholds: scan.thresholds.clone(),
+            actions: scan.actions.clone(),
+            allow: AddressList::parse(&scan.allow)?,
+            block: AddressList::parse(&scan.block)?,
+        };
+        let mut domain_policies = BTreeMap::new();
+        for p in &scan.policy {
+            domain_policies.insert(
+                p.domain.clone(),
+                Policy {
+                    thresholds: p
+                        .thresholds
+                        .clone()
+                        .unwrap_or_else(|| scan.thresholds.clone()),
+                    actions: p.actions.clone().unwrap_or_else(|| scan.actions.clone()),
+                    allow: AddressList::parse(&p.allow)?,
+                    block: AddressList::parse(&p.block)?,
+                },
+            );
+        }
+        Ok(Self {
+            targets: Targets::new(&brands, &env.protected_domains),
+            bec: BecSettings::new(&scan.vips, &env.protected_domains, &scan.partner_domains),
+            clamd: scan.clamav.as_ref().map(Clamd::new),
+            rules: RwLock::new(Arc::new(rules)),
+            auth,
+            lists,
+            history,
+            default_policy,
+            domain_policies,
+            classifier: RwLock::new(load_classifier(
+                &scan.model,
+                env.data_dir.as_deref(),
+                env.shipped.model.as_deref(),
+            )),
+            config: scan,
+            data_dir: env.data_dir.clone(),
+            shipped: env.shipped.clone(),
+            pool: CpuPool::per_core(),
+        })
+    }
+
+    /// The pipeline `jianmen scan`, `jianmen features` and `jianmen eval` use without a
+    /// configuration: local checks and the built-in rules and model only, nothing kept.
+    pub fn offline() -> Result<Self, PipelineError> {
+        let scan = ScanConfig {
+            auth: false,
+            first_contact: false,
+            ..ScanConfig::default()
+        };
+        let env = Environment {
+            hostname: "jianmen.localhost".into(),
+            protected_domains: vec!["localhost.localdomain".into()],
+            ..Environment::default()
+        };
+        Self::new(&scan, &env, None)
+    }
+
+    /// Puts `classifier` (or, with `None`, no model) in place of the configured content model.
+    pub fn with_classifier(self, classifier: Option<Arc<dyn Classifier>>) -> Self {
+        if let Ok(mut current) = self.classifier.write() {
+            *current = classifier;
+        }
+        self
+    }
+
+    /// Reloads the configured content model (SIGHUP, after `jianmen retrain` activated one);
+    /// on error the model in use stays. Returns what is now loaded.
+    pub fn reload_model(&self) -> Result<&'static str, String> {
+        let model = load_model(
+            &self.config.model,
+            self.data_dir.as_deref(),
+            self.shipped.model.as_deref(),
+        )?;
+        let what = if model.is_some() {
+            "content model"
+        } else {
+            "no model"
+        };
+        if let Ok(mut current) = self.classifier.write() {
+            *current = model;
+        }
+        Ok(what)
+    }
+
+    fn classifier(&self) -> Option<Arc<dyn Classifier>> {
+        match self.classifier.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reloads the rule files (SIGHUP); on error the old rules stay in force.
+    pub fn reload_rules(&self) -> Result<usize, RuleError> {
+        let mut rules = RuleSet::load(
+            self.config.builtin_rules,
+            self.shipped.rules.as_deref(),
+            &self.config.rules,
+        )?;
+        if let Some(l) = &self.lists {
+            for (symbol, score, uri) in l.symbols() {
+                rules.define_if_missing(symbol, score, uri);
+            }
+        }
+        let n = rules.len();
+        if let Ok(mut current) = self.rules.write() {
+            *current = Arc::new(rules);
+        }
+        Ok(n)
+    }
+
+    fn rules(&self) -> Arc<RuleSet> {
+        match self.rules.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Gathers all evidence about `raw`: parsing and the local checks run on the scanning
+    /// threads, the network checks (DNS, clamd) concurrently on the caller's runtime.
+    pub async fn analyse(self: &Arc<Self>, raw: &[u8], ctx: &Context) -> Analysis {
+        let started = Instant::now();
+        let shared_raw: Arc<[u8]> = Arc::from(raw);
+        let (message, mut symbols, link_domains) = {
+            let (me, raw) = (Arc::clone(self), Arc::clone(&shared_raw));
+            self.pool
+                .run(move || {
+                    let message = Message::parse(&raw);
+                    let mut symbols = Symbols::default();
+                    let links = phish::check_links(&message, &me.targets, &mut symbols);
+                    (message, symbols, links)
+                })
+                .await
+        };
+        let mut auth_symbols = Symbols::default();
+        let mut list_symbols = Symbols::default();
+        let auth_fut = async {
+            match (&self.auth, ctx.client_ip) {
+                (Some(a), Some(ip)) => {
+                    let peer = Peer {
+                        ip,
+                        helo: &ctx.helo,
+                        mail_from: &ctx.mail_from,
+                    };
+                    Some(a.check(raw, &peer, &mut auth_symbols).await)
+                }
+                _ => None,
+            }
+        };
+        let lists_fut = async {
+            if let (Some(l), Some(ip)) = (&self.lists, ctx.client_ip) {
+                l.check(ip, &link_domains, &mut list_symbols).await;
+            }
+        };
+        let av_fut = async {
+            match &self.clamd {
+                Some(c) => Some((c.scan(raw).await, c.on_error)),
+                None => None,
+            }
+        };
+        let (auth_results, (), av) = tokio::join!(auth_fut, lists_fut, av_fut);
+        for h in auth_symbols.hits().iter().chain(list_symbols.hits()) {
+            symbols.add(&h.name, h.detail.clone());
+        }
+        let mut antivirus_failed = false;
+        match av {
+            Some((Ok(Outcome::Infected(name)), _)) => symbols.add("CLAMAV_VIRUS", name),
+            Some((Ok(Outcome::Clean), _)) | None => {}
+            Some((Err(e), policy)) => {
+                tracing::warn!(error = %e, "antivirus scan failed");
+                symbols.add("CLAMAV_UNAVAILABLE", e.to_string());
+                antivirus_failed = policy == OnError::Tempfail;
+            }
+        }
+        let (message, symbols) = {
+            let (me, ctx) = (Arc::clone(self), ctx.clone());
+            self.pool
+                .run(move || {
+                    let rules = me.rules();
+                    me.local_checks(&message, &ctx, &rules, &mut symbols);
+                    (message, symbols)
+                })
+                .await
+        };
+        Analysis {
+            symbols,
+            auth_results,
+            antivirus_failed,
+            from_addr: message.from_addr.clone(),
+            micros: started.elapsed().as_micros() as u64,
+        }
+    }
+
+    /// The CPU-only checks: structure, HTML, attachments, sender, BEC and the rule set.
+    fn local_checks(
+        &self,
+        message: &Message,
+        ctx: &Context,
+        rules: &RuleSet,
+        symbols: &mut Symbols,
+    ) {
+        self.content_checks(message, ctx, symbols);
+        if let Some(classifier) = self.classifier() {
+            match classifier.classify(message, symbols) {
+                Ok(p) => model::add_symbols(p, symbols),
+                Err(why) => symbols.add("NEURAL_UNAVAILABLE", why),
+            }
+        }
+        rules.evaluate(message, symbols);
+    }
+
+    /// The parsed message and the content checks' symbols, without network checks, model or
+    /// rules: what the content model is trained on (`jianmen features`).
+    pub fn local_view(&self, raw: &[u8], ctx: &Context) -> (Message, Symbols) {
+        let message = Message::parse(raw);
+        let mut symbols = Symbols::default();
+        phish::check_links(&message, &self.targets, &mut symbols);
+        self.content_checks(&message, ctx, &mut symbols);
+        (message, symbols)
+    }
+
+    /// Structure, HTML, attachments, sender and BEC checks.
+    fn content_checks(&self, message: &Message, ctx: &Context, symbols: &mut Symbols) {
+        for a in &message.anomalies {
+            symbols.add(a, "");
+        }
+        if message.header("from").is_none() {
+            symbols.add("MISSING_FROM", "");
+        }
+        if message.header("date").is_none() {
+            symbols.add("MISSING_DATE", "");
+        }
+        if message.header("message-id").is_none() {
+            symbols.add("MISSING_MESSAGE_ID", "");
+        }
+        let h = &message.html;
+        let flags = [
+            (message.has_html && !message.has_plain, "HTML_ONLY"),
+            (h.hidden_text, "HTML_HIDDEN_TEXT"),
+            (h.script, "HTML_SCRIPT"),
+            (h.password_input, "HTML_PASSWORD_FORM"),
+            (h.meta_refresh, "HTML_META_REFRESH"),
+            (h.embedded, "HTML_EMBEDDED"),
+            (h.smuggling, "HTML_SMUGGLING"),
+        ];
+        for (_, name) in flags.iter().filter(|(set, _)| *set) {
+            symbols.add(name, "");
+        }
+        if !h.password_input
+            && let Some(action) = h.form_actions.first()
+        {
+            symbols.add("HTML_FORM", action.clone());
+        }
+        let zero_width = message
+            .text
+            .chars()
+            .filter(|c| super::html::is_invisible_char(*c))
+            .take(4)
+            .count();
+        if zero_width >= 3 {
+            symbols.add("TEXT_INVISIBLE_CHARS", "");
+        }
+        attach::check(&message.attachments, symbols);
+        phish::check_sender(message, &self.targets, symbols);
+        let mail_from = (!ctx.mail_from.is_empty()).then_some(ctx.mail_from.as_str());
+        bec::check(message, mail_from, &self.bec, symbols);
+        if let Some(history) = &self.history
+            && !ctx.rcpts.is_empty()
+            && !self
+                .bec
+                .own
+                .contains(&super::domain::registrable(message.from_domain()))
+        {
+            history.observe(&message.from_addr, &ctx.rcpts, symbols);
+        }
+    }
+
+    /// Decides for one recipient domain (`None`: the default policy).
+    pub fn report(
+        &self,
+        analysis: &Analysis,
+        ctx: &Context,
+        domain: Option<&str>,
+    ) -> (Report, Action) {
+        let policy = domain
+            .and_then(|d| self.domain_policies.get(d))
+            .unwrap_or(&self.default_policy);
+        let mut symbols = analysis.symbols.clone();
+        let senders = [ctx.mail_from.as_str(), analysis.from_addr.as_str()];
+        // The domain's own lists first, then the global ones; block wins over allow.
+        for p in [policy, &self.default_policy] {
+            for (list, symbol) in [(&p.block, "BLOCKLISTED"), (&p.allow, "ALLOWLISTED")] {
+                if let Some(entry) = list.matches(ctx.client_ip, &senders) {
+                    symbols.add(symbol, entry);
+                }
+            }
+        }
+        let report = decide(&self.rules(), &symbols, &policy.thresholds);
+        let a = &policy.actions;
+        let action = match report.class {
+            Class::Clean => Action::Deliver,
+            Class::Spam if report.score >= policy.thresholds.spam_high => a.spam_high,
+            Class::Spam => a.spam,
+            Class::Phish => a.phish,
+            Class::Bec => a.bec,
+            Class::Virus => a.virus,
+        };
+        (report, action)
+    }
+
+    fn verdict(&self, analysis: &Analysis, report: &Report, action: Action) -> Verdict {
+        let symbols = report
+            .symbols
+            .iter()
+            .filter(|h| h.score != 0.0)
+            .map(|h| format!("{}({:.1})", h.name, h.score))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut headers = Vec::new();
+        if let Some(ar) = &analysis.auth_results {
+            headers.push(("Authentication-Results".to_owned(), ar.clone()));
+        }
+        headers.push((
+            "X-Jianmen-Verdict".to_owned(),
+            format!("{}; score={:.1}", report.class.as_str(), report.score),
+        ));
+        if !symbols.is_empty() {
+            headers.push(("X-Jianmen-Symbols".to_owned(), fold(&symbols)));
+        }
+        match action {
+            Action::Deliver => Verdict::Tag {
+                headers,
+                subject_prefix: None,
+            },
+            Action::Tag => Verdict::Tag {
+                headers,
+                subject_prefix: Some(self.config.subject_prefix.clone()),
+            },
+            Action::Quarantine => Verdict::Hold {
+                reason: report.explanation.clone(),
+            },
+            Action::Reject => Verdict::Reject {
+                code: 550,
+                enhanced: "5.7.1".into(),
+                text: format!("Message rejected as {}", report.class.as_str()),
+            },
+            Action::Discard => Verdict::Discard {
+                reason: report.explanation.clone(),
+            },
+        }
+    }
+}
+
+/// Where `jianmen retrain` puts a model that passed its gate, under the data directory; the
+/// `auto` model setting prefers it to the built-in one.
+pub fn activated_model_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("model").join("content.onnx")
+}
+
+/// The content model a `scan.model` setting names (`auto`, `builtin`, `none` or a file), or
+/// why it cannot be loaded. `auto` prefers the model activated under `data_dir`, then the one
+/// an upgrade `shipped`, then the built-in one.
+pub fn load_model(
+    setting: &str,
+    data_dir: Option<&Path>,
+    shipped: Option<&Path>,
+) -> Result<Option<Arc<dyn Classifier>>, String> {
+    if setting == "none" {
+        return Ok(None);
+    }
+    #[cfg(feature = "neural")]
+    {
+        use super::neural::{ContentModel, ModelError};
+        let activated = data_dir.map(activated_model_path);
+        let read = |path: &Path| {
+            std::fs::read(path)
+                .map_err(|e| ModelError::from_io(&path.to_string_lossy(), &e))
+                .and_then(|bytes| ContentModel::load(&bytes))
+        };
+        let loaded = match (setting, shipped) {
+            ("auto", _) if let Some(activated) = activated.filter(|a| a.is_file()) => {
+                read(&activated)
+            }
+            ("auto", Some(shipped)) => read(shipped),
+            ("auto" | "builtin", _) => ContentModel::builtin(),
+            (path, _) => read(Path::new(path)),
+        };
+        loaded
+            .map(|m| Some(Arc::new(m) as Arc<dyn Classifier>))
+            .map_err(|e| e.to_string())
+    }
+    #[cfg(not(feature = "neural"))]
+    {
+        let _ = (data_dir, shipped);
+        Err(format!(
+            "model {setting:?}: built without the `neural` feature"
+        ))
+    }
+}
+
+/// The configured content model; one that fails to load is logged and every verdict says it
+/// was reached without it.
+fn load_classifier(
+    setting: &str,
+    data_dir: Option<&Path>,
+    shipped: Option<&Path>,
+) -> Option<Arc<dyn Classifier>> {
+    match load_model(setting, data_dir, shipped) {
+        Ok(model) => model,
+        Err(e) => {
+            tracing::error!(error = %e, "content model not loaded; scanning with rules only");
+            Some(Arc::new(Unavailable(e)))
+        }
+    }
+}
+
+/// Folds a long header value at commas so no line exceeds ~78 characters.
+fn fold(value: &str) -> String {
+    let mut out = String::new();
+    let mut line = 0;
+    for (i, part) in value.split(", ").enumerate() {
+        if i > 0 {
+            if line + part.len() > 70 {
+                out.push_str(",\r\n\t");
+                line = 8;
+            } else {
+                out.push_str(", ");
+                line += 2;
+            }
+        }
+        out.push_str(part);
+        line += part.len();
+    }
+    out
+}
+
+#[async_trait]
+impl Scanner for Arc<Pipeline> {
+    async fn scan(&self, envelope: &Envelope, message: &[u8]) -> Vec<Disposition> {
+        let ctx = Context {
+            client_ip: Some(envelope.client_ip),
+            helo: envelope.helo.clone(),
+            mail_from: envelope.mail_from.clone(),
+            rcpts: envelope.rcpts.clone(),
+        };
+        let analysis = self.analyse(message, &ctx).await;
+        if analysis.antivirus_failed {
+            return vec![Disposition {
+                rcpts: envelope.rcpts.clone(),
+                verdict: Verdict::Reject {
+                    code: 451,
+                    enhanced: "4.7.1".into(),
+                    text: "Virus scan unavailable, try again later".into(),
+                },
+                report: None,
+            }];
+        }
+        // One decision per recipient domain that has its own policy; the rest share one.
+        let mut groups: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
+        for rcpt in &envelope.rcpts {
+            let domain = domain_of(rcpt).to_ascii_lowercase();
+            let key = self.domain_policies.contains_key(&domain).then_some(domain);
+            groups.entry(key).or_default().push(rcpt.clone());
+        }
+        let mut out = Vec::new();
+        for (domain, rcpts) in groups {
+            let (report, action) = self.report(&analysis, &ctx, domain.as_deref());
+            tracing::info!(
+                queue_id = %envelope.queue_id, class = report.class.as_str(), score = report.score,
+                action = ?action, micros = analysis.micros, explanation = %report.explanation,
+                "message scanned"
+            );
+            out.push(Disposition {
+                rcpts,
+                verdict: self.verdict(&analysis, &report, action),
+                report: Some(report),
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Probabilities;
+
+    struct Fixed(Result<Probabilities, String>);
+
+    impl Classifier for Fixed {
+        fn classify(&self, _: &Message, _: &Symbols) -> Result<Probabilities, String> {
+            self.0.clone()
+        }
+    }
+
+    fn pipeline(classifier: Fixed) -> Arc<Pipeline> {
+        let scan = ScanConfig {
+            first_contact: false,
+            ..ScanConfig::default()
+        };
+        let env = Environment {
+            hostname: "gw.test".into(),
+            protected_domains: vec!["example.com".into()],
+            ..Environment::default()
+        };
+        Arc::new(
+            Pipeline::new(&scan, &env, None)
+                .unwrap()
+                .with_classifier(Some(Arc::new(classifier))),
+        )
+    }
+
+    const MESSAGE: &[u8] =
+        b"From: a@b.test\r\nSubject: hello\r\nDate: Mon, 2 Jun 2025 10:00:00 +0800\r\n\
+        Message-ID: <x@b.test>\r\n\r\nplain words\r\n";
+
+    async fn judged(spam: f32, phish: f32) -> Report {
+        let p = pipeline(Fixed(Ok(Probabilities { spam, phish })));
+        let ctx = Context::default();
+        let a = p.analyse(MESSAGE, &ctx).await;
+        p.report(&a, &ctx, None).0
+    }
+
+    #[tokio::test]
+    async fn model_confidence_weighs_in_the_verdict() {
+        let unsure = judged(0.95, 0.0).await;
+        assert_eq!(unsure.class, Class::Clean, "{}", unsure.explanation);
+        assert!(
+            unsure.explanation.contains("NEURAL_SPAM"),
+            "{}",
+            unsure.explanation
+        );
+        let sure = judged(0.9995, 0.0).await;
+        assert_eq!(sure.class, Class::Spam, "{}", sure.explanation);
+        assert!(sure.score > unsure.score);
+        let phish = judged(0.0005, 0.9994).await;
+        assert_eq!(phish.class, Class::Phish, "{}", phish.explanation);
+        let ham = judged(0.0001, 0.0).await;
+        assert!(ham.score < 0.0, "{}", ham.explanation);
+    }
+
+    #[tokio::test]
+    async fn a_failing_model_leaves_rules_only_and_says_so() {
+        let p = pipeline(Fixed(Err("model file unreadable".into())));
+        let a = p.analyse(MESSAGE, &Context::default()).await;
+        let hit = a
+            .symbols
+            .hits()
+            .iter()
+            .find(|h| h.name == "NEURAL_UNAVAILABLE");
+        assert_eq!(
+            hit.map(|h| h.detail.as_str()),
+            Some("model file unreadable")
+        );
+    }
+}

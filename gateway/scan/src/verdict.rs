@@ -1,0 +1,180 @@
+//! From evidence to a decision: symbol scores are summed per category, the class is chosen
+//! (virus, then phishing or BEC — the stronger — then spam), and the explanation names the evidence that
+//! weighed most, so an administrator can see why.
+
+use serde::{Deserialize, Serialize};
+
+use super::Symbols;
+use super::rules::{Category, RuleSet};
+use crate::config::Thresholds;
+
+/// The class of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    /// Nothing wrong found.
+    Clean,
+    /// Unsolicited bulk mail.
+    Spam,
+    /// Credential theft or malicious links.
+    Phish,
+    /// Malware.
+    Virus,
+    /// Business email compromise.
+    Bec,
+}
+
+impl Class {
+    /// Lower-case name (`clean`, `spam`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Clean => "clean",
+            Class::Spam => "spam",
+            Class::Phish => "phish",
+            Class::Virus => "virus",
+            Class::Bec => "bec",
+        }
+    }
+}
+
+/// One piece of evidence with its weight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoredHit {
+    /// Symbol name.
+    pub name: String,
+    /// Points it added.
+    pub score: f64,
+    /// What matched.
+    pub detail: String,
+}
+
+/// The decision about one message (for one group of recipients).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The class.
+    pub class: Class,
+    /// Total score (all symbols).
+    pub score: f64,
+    /// The evidence, heaviest first.
+    pub symbols: Vec<ScoredHit>,
+    /// One line a person can read.
+    pub explanation: String,
+}
+
+/// Scores `symbols` with `rules` and decides the class under `thresholds`.
+pub fn decide(rules: &RuleSet, symbols: &Symbols, thresholds: &Thresholds) -> Report {
+    let mut total = 0.0f64;
+    let (mut phish, mut bec, mut virus, mut ham) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    let mut scored: Vec<ScoredHit> = Vec::with_capacity(symbols.hits().len());
+    for hit in symbols.hits() {
+        let (score, category) = rules.info(&hit.name).map_or((0.0, Category::Spam), |i| {
+            (i.score * hit.weight, i.category)
+        });
+        total += score;
+        match category {
+            Category::Spam => {}
+            Category::Phish => phish += score,
+            Category::Bec => bec += score,
+            Category::Virus => virus += score,
+            Category::Ham => ham += score,
+        }
+        scored.push(ScoredHit {
+            name: hit.name.clone(),
+            score,
+            detail: hit.detail.clone(),
+        });
+    }
+    scored.sort_by(|a, b| b.score.abs().total_cmp(&a.score.abs()));
+    let is_phish = phish + ham >= thresholds.phish;
+    let is_bec = bec + ham >= thresholds.bec;
+    // Fraud often carries evidence of both; the stronger names it.
+    let class = if virus >= thresholds.virus {
+        Class::Virus
+    } else if is_phish && (!is_bec || phish >= bec) {
+        Class::Phish
+    } else if is_bec {
+        Class::Bec
+    } else if total >= thresholds.spam {
+        Class::Spam
+    } else {
+        Class::Clean
+    };
+    let (evidence, limit) = match class {
+        Class::Virus => (virus, thresholds.virus),
+        Class::Phish => (phish + ham, thresholds.phish),
+        Class::Bec => (bec + ham, thresholds.bec),
+        Class::Spam | Class::Clean => (total, thresholds.spam),
+    };
+    let reasons: Vec<String> = scored
+        .iter()
+        .filter(|h| h.score != 0.0)
+        .take(6)
+        .map(|h| {
+            let desc = rules
+                .info(&h.name)
+                .map(|i| i.description.as_str())
+                .unwrap_or_default();
+            let mut s = format!("{} {:+.1}", h.name, h.score);
+            if !desc.is_empty() {
+                s.push_str(&format!(" [{desc}]"));
+            }
+            if !h.detail.is_empty() {
+                s.push_str(&format!(" ({})", h.detail));
+            }
+            s
+        })
+        .collect();
+    let relation = if evidence >= limit { "≥" } else { "<" };
+    let explanation = format!(
+        "{}: {:.1} {relation} {:.1}{}{}",
+        class.as_str(),
+        evidence,
+        limit,
+        if reasons.is_empty() { "" } else { "; " },
+        reasons.join("; ")
+    );
+    Report {
+        class,
+        score: total,
+        symbols: scored,
+        explanation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class_of(names: &[&str]) -> Class {
+        let rules = RuleSet::load(true, None, &[]).expect("built-in rules");
+        let mut symbols = Symbols::default();
+        for name in names {
+            symbols.add(name, "");
+        }
+        decide(&rules, &symbols, &Thresholds::default()).class
+    }
+
+    #[test]
+    fn the_stronger_of_phishing_and_bec_names_the_class() {
+        let bec = [
+            "BEC_LOOKALIKE_DOMAIN",
+            "BEC_IMPERSONATION_WITH_REQUEST",
+            "BEC_PAYMENT_EN",
+            "BEC_REPLY_TO_DIVERGENT",
+        ];
+        assert_eq!(class_of(&bec), Class::Bec);
+        let mut and_phish = bec.to_vec();
+        and_phish.push("NEURAL_PHISH");
+        assert_eq!(
+            class_of(&and_phish),
+            Class::Bec,
+            "BEC 11.5 outweighs phishing 10"
+        );
+        assert_eq!(
+            class_of(&["NEURAL_PHISH", "BEC_PAYMENT_EN"]),
+            Class::Phish,
+            "BEC evidence under its threshold does not compete"
+        );
+        assert_eq!(class_of(&[]), Class::Clean);
+    }
+}

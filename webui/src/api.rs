@@ -1,0 +1,707 @@
+//! The console's JSON API. Each handler names the roles that may call it; [`super::authorize`]
+//! enforces them before anything else happens, and every state change is audited.
+
+use std::collections::HashMap;
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::accounts::Role;
+use super::{ApiError, COOKIE, Console, authorize, now, peer_ip, source_allowed};
+use jianmen_mta::quarantine::{Query as QQuery, Status};
+use jianmen_mta::queue::spool::is_queue_id;
+use jianmen_mta::tracking::Query as TQuery;
+use jianmen_scan::feedback::{FeedbackStore, Label};
+
+type Data = web::Data<Console>;
+type Reply = Result<HttpResponse, ApiError>;
+
+/// Registers every API route.
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(json_config())
+        .app_data(query_config())
+        .route("/api/login", web::post().to(login))
+        .route("/api/logout", web::post().to(logout))
+        .route("/api/session", web::get().to(session))
+        .route("/api/password", web::post().to(password))
+        .route("/api/dashboard", web::get().to(dashboard))
+        .route("/api/quarantine", web::get().to(quarantine_search))
+        .route("/api/quarantine/{id}", web::get().to(quarantine_item))
+        .route("/api/quarantine/{id}/raw", web::get().to(quarantine_raw))
+        .route(
+            "/api/quarantine/{id}/preview",
+            web::get().to(quarantine_preview),
+        )
+        .route(
+            "/api/quarantine/{id}/release",
+            web::post().to(quarantine_release),
+        )
+        .route(
+            "/api/quarantine/{id}/delete",
+            web::post().to(quarantine_delete),
+        )
+        .route("/api/tracking", web::get().to(tracking_search))
+        .route("/api/policy", web::get().to(policy))
+        .route("/api/system", web::get().to(system))
+        .route("/api/accounts", web::get().to(accounts_list))
+        .route("/api/accounts", web::post().to(accounts_create))
+        .route("/api/accounts/{name}/reset", web::post().to(accounts_reset))
+        .route(
+            "/api/accounts/{name}/unlock",
+            web::post().to(accounts_unlock),
+        )
+        .route(
+            "/api/accounts/{name}/delete",
+            web::post().to(accounts_delete),
+        )
+        .route("/api/audit", web::get().to(audit_list))
+        .route("/api/audit/verify", web::get().to(audit_verify))
+        .route("/api/audit/export", web::get().to(audit_export));
+}
+
+/// Request bodies: at most 64 KiB, unknown fields refused, errors as 400 JSON.
+fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(64 * 1024)
+        .error_handler(|e, _| ApiError::field("body", format!("invalid JSON body: {e}")).into())
+}
+
+/// Query strings: errors as 400 JSON.
+fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default()
+        .error_handler(|e, _| ApiError::field("query", format!("invalid query: {e}")).into())
+}
+
+/// Who did it, as the audit log names console users.
+pub(super) fn actor(s: &super::Session) -> String {
+    format!("console:{}", s.account.name)
+}
+
+/// Query parameters, each taken once and checked; anything left over is an error.
+struct Params(HashMap<String, String>);
+
+impl Params {
+    fn text(&mut self, name: &str) -> Result<Option<String>, ApiError> {
+        match self.0.remove(name) {
+            Some(v) if v.chars().count() > 200 => {
+                Err(ApiError::field(name, "at most 200 characters"))
+            }
+            Some(v) if v.is_empty() => Ok(None),
+            other => Ok(other),
+        }
+    }
+
+    fn int(&mut self, name: &str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+        match self.0.remove(name).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+                _ => Err(ApiError::field(
+                    name,
+                    format!("an integer from {min} to {max}"),
+                )),
+            },
+        }
+    }
+
+    fn one_of(&mut self, name: &str, allowed: &[&str]) -> Result<Option<String>, ApiError> {
+        match self.text(name)? {
+            Some(v) if !allowed.contains(&v.as_str()) => Err(ApiError::field(
+                name,
+                format!("one of {}", allowed.join(", ")),
+            )),
+            other => Ok(other),
+        }
+    }
+
+    /// Offset and limit: limit 1..=`max` (default 50), offset at most 100,000.
+    fn page(&mut self, max: i64) -> Result<(u32, u32), ApiError> {
+        let limit = self.int("limit", 1, max)?.unwrap_or(50.min(max));
+        let offset = self.int("offset", 0, 100_000)?.unwrap_or(0);
+        Ok((offset as u32, limit as u32))
+    }
+
+    fn finish(self) -> Result<(), ApiError> {
+        match self.0.keys().next() {
+            Some(k) => Err(ApiError::field(k, "unknown parameter")),
+            None => Ok(()),
+        }
+    }
+}
+
+fn item_id(id: &str) -> Result<&str, ApiError> {
+    if is_queue_id(id) {
+        Ok(id)
+    } else {
+        Err(ApiError::field("id", "not a queue id"))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    username: String,
+    password: String,
+}
+
+async fn login(req: HttpRequest, console: Data, body: web::Json<Login>) -> Reply {
+    source_allowed(&req, &console)?;
+    let ip = peer_ip(&req).map(|i| i.to_string()).unwrap_or_default();
+    let name = body.username.trim().to_ascii_lowercase();
+    if name.len() > 64 || body.password.len() > 1024 {
+        return Err(ApiError::field("username", "too long"));
+    }
+    match console
+        .accounts
+        .login(&name, &body.password, &ip, now())
+        .await
+    {
+        Ok(new) => {
+            console
+                .record(
+                    &format!("console:{name}"),
+                    "login.ok",
+                    &format!("from {ip}"),
+                )
+                .await;
+            let cookie = actix_web::cookie::Cookie::build(COOKIE, new.token)
+                .path("/")
+                .secure(true)
+                .http_only(true)
+                .same_site(actix_web::cookie::SameSite::Strict)
+                .finish();
+            Ok(HttpResponse::Ok()
+                .cookie(cookie)
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .json(&new.session))
+        }
+        Err(e) => {
+            let safe_name: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
+            console
+                .record(
+                    &format!("console:{safe_name}"),
+                    "login.fail",
+                    &format!("from {ip}: {e}"),
+                )
+                .await;
+            Err(e.into())
+        }
+    }
+}
+
+async fn logout(req: HttpRequest, console: Data) -> Reply {
+    let s = authorize(&req, &console, &[]).await?;
+    if let Some(c) = req.cookie(COOKIE) {
+        console.accounts.logout(c.value()).await?;
+    }
+    console.record(&actor(&s), "logout", "").await;
+    let mut gone = actix_web::cookie::Cookie::build(COOKIE, "")
+        .path("/")
+        .secure(true)
+        .http_only(true)
+        .finish();
+    gone.make_removal();
+    Ok(HttpResponse::NoContent().cookie(gone).finish())
+}
+
+async fn session(req: HttpRequest, console: Data) -> Reply {
+    let s = authorize(&req, &console, &[]).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(&s))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+async fn password(req: HttpRequest, console: Data, body: web::Json<PasswordChange>) -> Reply {
+    let s = authorize(&req, &console, &[]).await?;
+    let token = req
+        .cookie(COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    let result = console
+        .accounts
+        .change_password(
+            &s.account.name,
+            &body.current_password,
+            &body.new_password,
+            &token,
+        )
+        .await;
+    let outcome = match &result {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    console
+        .record(&actor(&s), "password.change", &outcome)
+        .await;
+    result?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Mail flow of the last 24 hours by hour and kind, and the top senders and recipients.
+async fn dashboard(req: HttpRequest, console: Data) -> Reply {
+    let s = authorize(&req, &console, &[Role::Security, Role::System]).await?;
+    let since = now() - 24 * 3600;
+    let stats = console
+        .tracker
+        .stats(since, s.account.domain.as_deref())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(stats))
+}
+
+async fn quarantine_search(
+    req: HttpRequest,
+    console: Data,
+    query: web::Query<HashMap<String, String>>,
+) -> Reply {
+    let s = authorize(&req, &console, &[Role::Security]).await?;
+    let mut p = Params(query.into_inner());
+    let (offset, limit) = p.page(200)?;
+    let status = match p.one_of("status", &["held", "released", "deleted", "expired", "all"])? {
+        Some(v) if v == "all" => None,
+        Some(v) => Status::parse(&v),
+        None => Some(Status::Held),
+    };
+    let q = QQuery {
+        since: p.int("since", 0, i64::MAX)?,
+        until: p.int("until", 0, i64::MAX)?,
+        sender: p.text("sender")?,
+        rcpt: p.text("rcpt")?,
+        subject: p.text("subject")?,
+        class: p.one_of("class", &["spam", "phish", "virus", "bec", "refused"])?,
+        status,
+        domain: s.account.domain.clone(),
+        owner: None,
+        offset,
+        limit,
+    };
+    p.finish()?;
+    Ok(HttpResponse::Ok().json(console.quarantine.search(&q).await?))
+}
+
+/// The item, if the session's domain scope covers one of its recipients.
+async fn scoped_item(
+    console: &Console,
+    s: &super::Session,
+    id: &str,
+) -> Result<jianmen_mta::quarantine::Item, ApiError> {
+    let item = console.quarantine.get(item_id(id)?).await?;
+    if let Some(domain) = &s.account.domain {
+        let suffix = format!("@{domain}");
+        if !item.rcpts.iter().any(|r| r.rcpt.ends_with(&suffix)) {
+            // Outside the scope looks the same as absent.
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no quarantined message {id}"),
+            ));
+        }
+    }
+    Ok(item)
+}
+
+async fn quarantine_item(req: HttpRequest, console: Data, id: web::Path<String>) -> Reply {
+    let s = authorize(&req, &console, &[Role::Security]).await?;
+    let item = scoped_item(&console, &s, &id).await?;
+    let history = console
+        .tracker
+        .search(&TQuery {
+            queue_id: Some(item.summary.id.clone()),
+            limit: 100,
+            ..TQuery::default()
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(json!({ "item": item, "history": history.events })))
+}
+
+async fn quarantine_raw(req: HttpRequest, console: Data, id: web::Path<String>) -> Reply {
+    let s = authorize(&req, &console, &[Role::Security]).await?;
+    let item = scoped_item(&console, &s, &id).await?;
+    let raw = console.quarantine.raw(&item.summary.id).await?;
+    console
+        .record(&actor(&s), "quarantine.download", &item.summary.id)
+        .await;
+    Ok(HttpResponse::Ok()
+        .content_type("message/rfc822")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{}.eml\"", item.summary.id),
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(raw))
+}
+
+/// The preview's own policy: no scripts, no network, a unique origin (`sandbox`).
+const PREVIEW_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox; frame-ancestors 'self'";
+
+async fn quarantine_preview(req: HttpRequest, console: Data, id: web::Path<String>) -> Reply {
+    let s = authorize(&req, &console, &[Role::Security]).await?;
+    let item = scoped_item(&console, &s, &id).await?;
+    let raw = console.quarantine.raw(&item.summary.id).await?;
+    console
+        .record(&actor(&s), "quarantine.preview", &item.summary.id)
+        .await;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CONTENT_SECURITY_POLICY, PREVIEW_CSP))
+        .insert_header((header::X_FRAME_OPTIONS, "SAMEORIGIN"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(preview_html(&raw)))
+}
+
+/// A safe rendering of a message body: its HTML part sanitised (no scripts, handlers, forms,
+/// frames or remote resources survive, and the CSP forbids them anyway), else its text escaped.
+pub(crate) fn preview_html(raw: &[u8]) -> String {
+    let parsed = mail_parser::MessageParser::default().parse(raw);
+    let body = match &parsed {
+        Some(m) => match m.body_html(0) {
+            Some(html) => ammonia::Builder::default()
+                .url_schemes(["http", "https", "mailto"].into_iter().collect())
+                .link_rel(Some("noopener noreferrer nofollow"))
+                // Remote images are tracking beacons: only inline (data:) ones stay.
+                .attribute_filter(|element, attribute, value| {
+                    if element == "img" && attribute == "src" && !value.starts_with("data:") {
+                        None
+                    } else {
+                        Some(value.into())
+                    }
+                })
+                .clean(&html)
+                .to_string(),
+            None => format!(
+                "<pre>{}</pre>",
+                ammonia::clean_text(&m.body_text(0).unwrap_or_default())
+            ),
+        },
+        None => format!(
+            "<pre>{}</pre>",
+            ammonia::clean_text(&String::from_utf8_lossy(raw))
+        ),
+    };
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><base target=\"_blank\">\
+         <style>body{{font:14px sans-serif;margin:12px;word-wrap:break-word}}</style></head>\
+         <body>{body}</body></html>"
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Release {
+    #[serde(default)]
+    rcpts: Option<Vec<String>>,
+    #[serde(default)]
+    not_spam: bool,
+}
+
+async fn quarantine_release(
+    req: HttpRequest,
+    console: Data,
+    id: web::Path<String>,
+    body: web::Json<Release>,
+) -> Reply {
+    let s = authorize(&req, &console, &[Role::Security]).await?;
+    let body = body.into_inner();
+    let item = scoped_item(&console, &s, &id).await?;
+    let mut only = body.rcpts;
+    if let Some(domain) = &s.account.domain {
+        // A domain administrator releases only its own domain's copies.
+        let suffix = format!("@{domain}");
+        let mine: Vec<String> = item
+            .rcpts
+            .iter()
+            .map(|r| r.rcpt.clone())
+            .filter(|r| r.ends_with(&suffix))
+            .filter(|r| {
+                only.as_ref()
+                    .is_none_or(|o| o.iter().any(|x| x.eq_ignore_ascii_case(r)))
+            })
+            .collect();
+        only = Some(mine);
+    }
+    if let Some(o) = &only
+        && (o.len() > 1000 || o.iter().any(|r| r.len() > 320))
+    {
+        return Err(ApiError::field("rcpts", "at most 1000 addresses"));
+    }
+    if body.not_spam {
+        let raw = console.quarantine.raw(&item.summary.id).await?;
+        FeedbackStore::open(&console.config.server.data_dir)
+            .record(&raw, Label::Ham)
+            .map_err(ApiError::internal)?;
+    }
+    let who = actor(&s);
+    let released = console
+        .quarantine
+        .release(&item.summary.id, only.as_deref(), &who, now())
+        .await?;
+    console.tracker.record(released.event(&item.summary, &who));
+    let detail = format!(
+        "{} to {} as {}{}",
+        item.summary.id,
+        released.rcpts.join(","),
+        released.queue_id,
+        if body.not_spam { " (not spam)" } else { "" }
+    );
+    console.record(&who, "quarantine.release", &detail).await;
+    Ok(HttpResponse::Ok().json(&released))
+}
+
+async fn quarantine_delete(req: HttpRequest, console: Data, id: web::Path<String>) -> Reply {
+    let s = authorize(&req, &console, &[Role::Security]).await?;
+    let item = scoped_item(&console, &s, &id).await?;
+    if s.account.domain.is_some()
+        && item.rcpts.iter().any(|r| {
+            !r.rcpt.ends_with(&format!(
+                "@{}",
+                s.account.domain.as_deref().unwrap_or_default()
+            ))
+        })
+    {
+        return Err(ApiError::forbidden(
+            "the message also belongs to other domains",
+        ));
+    }
+    console
+        .quarantine
+        .delete(&item.summary.id, &actor(&s), now())
+        .await?;
+    console
+        .record(&actor(&s), "quarantine.delete", &item.summary.id)
+        .await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn tracking_search(
+    req: HttpRequest,
+    console: Data,
+    query: web::Query<HashMap<String, String>>,
+) -> Reply {
+    let s = authorize(&req, &console, &[Role::Security]).await?;
+    let mut p = Params(query.into_inner());
+    let (offset, limit) = p.page(500)?;
+    let queue_id = p.text("queue_id")?;
+    if let Some(id) = &queue_id {
+        item_id(id).map_err(|_| ApiError::field("queue_id", "not a queue id"))?;
+    }
+    let q = TQuery {
+        since: p.int("since", 0, i64::MAX)?,
+        until: p.int("until", 0, i64::MAX)?,
+        sender: p.text("sender")?,
+        rcpt: p.text("rcpt")?,
+        subject: p.text("subject")?,
+        client_ip: p.text("client_ip")?,
+        class: p.one_of("class", &["clean", "spam", "phish", "virus", "bec"])?,
+        kind: p.one_of(
+            "kind",
+            &[
+                "queued",
+                "quarantined",
+                "discarded",
+                "rejected",
+                "delivered",
+                "deferred",
+                "bounced",
+                "released",
+            ],
+        )?,
+        queue_id,
+        domain: s.account.domain.clone(),
+        offset,
+        limit,
+    };
+    p.finish()?;
+    let page = console
+        .tracker
+        .search(&q)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// The detection policy in force (read-only here; edited in the configuration file).
+async fn policy(req: HttpRequest, console: Data) -> Reply {
+    authorize(&req, &console, &[Role::Security]).await?;
+    let c = &console.config;
+    Ok(HttpResponse::Ok().json(json!({
+        "protected_domains": c.domains.protected,
+        "thresholds": {
+            "spam": c.scan.thresholds.spam,
+            "spam_high": c.scan.thresholds.spam_high,
+            "phish": c.scan.thresholds.phish,
+            "bec": c.scan.thresholds.bec,
+            "virus": c.scan.thresholds.virus,
+        },
+        "actions": format!("{:?}", c.scan.actions),
+        "domain_policies": c.scan.policy.iter().map(|p| p.domain.clone()).collect::<Vec<_>>(),
+        "allow": c.scan.allow,
+        "block": c.scan.block,
+        "model": c.scan.model,
+        "quarantine_retention_days": {
+            "spam": c.quarantine.retention_days.spam,
+            "phish": c.quarantine.retention_days.phish,
+            "virus": c.quarantine.retention_days.virus,
+            "bec": c.quarantine.retention_days.bec,
+            "other": c.quarantine.retention_days.other,
+        },
+    })))
+}
+
+async fn system(req: HttpRequest, console: Data) -> Reply {
+    authorize(&req, &console, &[Role::System]).await?;
+    let c = &console.config;
+    let (active, held) = console.store.counts().await.map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "hostname": c.server.hostname,
+        "smtp_listen": c.smtp.listen,
+        "console_listen": c.console.as_ref().map(|x| x.listen),
+        "starttls": c.tls.is_some(),
+        "queue": { "active": active, "held": held },
+        "routes": c.routes.iter().map(|r| json!({"domain": r.domain, "host": r.host, "port": r.port})).collect::<Vec<_>>(),
+        "scan_enabled": c.scan.enabled,
+    })))
+}
+
+async fn accounts_list(req: HttpRequest, console: Data) -> Reply {
+    authorize(&req, &console, &[Role::System]).await?;
+    Ok(HttpResponse::Ok().json(console.accounts.list().await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAccount {
+    name: String,
+    role: String,
+    #[serde(default)]
+    domain: Option<String>,
+}
+
+async fn accounts_create(req: HttpRequest, console: Data, body: web::Json<NewAccount>) -> Reply {
+    let s = authorize(&req, &console, &[Role::System]).await?;
+    let role = Role::parse(&body.role)
+        .ok_or_else(|| ApiError::field("role", "one of system, security, audit"))?;
+    let domain = body.domain.as_deref().filter(|d| !d.is_empty());
+    let password = console
+        .accounts
+        .create(&body.name, role, domain, now())
+        .await?;
+    console
+        .record(
+            &actor(&s),
+            "account.create",
+            &format!(
+                "{} as {}{}",
+                body.name,
+                role.as_str(),
+                domain.map(|d| format!(" for {d}")).unwrap_or_default()
+            ),
+        )
+        .await;
+    Ok(HttpResponse::Created()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({ "name": body.name, "initial_password": password })))
+}
+
+async fn accounts_reset(req: HttpRequest, console: Data, name: web::Path<String>) -> Reply {
+    let s = authorize(&req, &console, &[Role::System]).await?;
+    let password = console.accounts.reset(&name).await?;
+    console.record(&actor(&s), "account.reset", &name).await;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({ "name": name.as_str(), "initial_password": password })))
+}
+
+async fn accounts_unlock(req: HttpRequest, console: Data, name: web::Path<String>) -> Reply {
+    let s = authorize(&req, &console, &[Role::System]).await?;
+    console.accounts.unlock(&name).await?;
+    console.record(&actor(&s), "account.unlock", &name).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn accounts_delete(req: HttpRequest, console: Data, name: web::Path<String>) -> Reply {
+    let s = authorize(&req, &console, &[Role::System]).await?;
+    if *name == s.account.name {
+        return Err(ApiError::field(
+            "name",
+            "you cannot delete your own account",
+        ));
+    }
+    console.accounts.delete(&name).await?;
+    console.record(&actor(&s), "account.delete", &name).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn audit_list(
+    req: HttpRequest,
+    console: Data,
+    query: web::Query<HashMap<String, String>>,
+) -> Reply {
+    authorize(&req, &console, &[Role::Audit]).await?;
+    let mut p = Params(query.into_inner());
+    let (_, limit) = p.page(1000)?;
+    p.finish()?;
+    let entries = console
+        .audit
+        .recent(limit)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(entries))
+}
+
+async fn audit_verify(req: HttpRequest, console: Data) -> Reply {
+    let s = authorize(&req, &console, &[Role::Audit]).await?;
+    let result = console.audit.verify().await;
+    let body = match &result {
+        Ok((rows, head)) => json!({ "intact": true, "rows": rows, "head": head }),
+        Err(jianmen_mta::audit::AuditError::Broken { seq, reason }) => {
+            json!({ "intact": false, "seq": seq, "reason": reason })
+        }
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    console
+        .record(&actor(&s), "audit.verify", &body.to_string())
+        .await;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// The signed package for the authorities, as a download.
+async fn audit_export(req: HttpRequest, console: Data) -> Reply {
+    let s = authorize(&req, &console, &[Role::Audit]).await?;
+    let rows = console.audit.chained().await.map_err(ApiError::internal)?;
+    let data_dir = console.config.server.data_dir.clone();
+    let hostname = console.config.server.hostname.clone();
+    let chain = jianmen_mta::audit::chain_hash(console.audit.chain().name())
+        .ok_or_else(|| ApiError::internal("the audit log's hash is unknown"))?;
+    let package = tokio::task::spawn_blocking(move || {
+        let signer = jianmen_mta::audit::export::signer(&data_dir).map_err(ApiError::internal)?;
+        jianmen_mta::audit::export::build(&rows, chain.as_ref(), &hostname, &signer)
+            .map_err(ApiError::internal)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let name = format!(
+        "jianmen-audit-{}-{}.tar",
+        console.config.server.hostname,
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+    );
+    console.record(&actor(&s), "audit.export", &name).await;
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-tar")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(package))
+}

@@ -1,0 +1,428 @@
+//! Jianmen's console crate: the HTTPS administration console — a JSON API (described by
+//! `webui/pages/openapi.json`) and the zh-CN/English pages that use it (`webui/pages/`,
+//! compiled in) — the recipients' self-service pages, and the Prometheus endpoint
+//! ([`metrics`]). It drives the stores and services of `jianmen-mta` and hands the command
+//! line a [`Console`] to serve; nothing below this crate serves HTTP.
+//!
+//! Every request is checked here before a handler runs: source address against
+//! `console.allow_from`, session cookie, role (三权分立: [`accounts::Role`]), a forced password
+//! change, and for state changes the CSRF token. Pages are served with a strict CSP, and
+//! quarantined mail is previewed sanitised in a sandboxed frame with no network access.
+
+#![warn(missing_docs)]
+
+pub mod accounts;
+mod api;
+pub mod metrics;
+mod selfservice;
+mod upgrade;
+
+use std::net::{IpAddr, TcpListener};
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use serde::Serialize;
+
+use accounts::{AccountError, Accounts, Role, Session};
+use jianmen_mta::audit::AuditLog;
+use jianmen_mta::config::Config;
+use jianmen_mta::quarantine::Quarantine;
+use jianmen_mta::quarantine::links::LinkKey;
+use jianmen_mta::queue::SqliteStore;
+use jianmen_mta::tracking::Tracker;
+use jianmen_scan::reputation::AddressList;
+
+/// Everything the console's handlers need.
+pub struct Console {
+    /// The running configuration.
+    pub config: Arc<Config>,
+    /// Console accounts and sessions.
+    pub accounts: Accounts,
+    /// Held mail.
+    pub quarantine: Quarantine,
+    /// Message tracking.
+    pub tracker: Tracker,
+    /// The audit log.
+    pub audit: Arc<AuditLog>,
+    /// The queue's store (system page).
+    pub store: Arc<SqliteStore>,
+    /// Signs and checks the recipients' self-service links.
+    pub links: LinkKey,
+    /// Where uploaded upgrade packages are installed (`JIANMEN_RELEASES` or the default).
+    pub releases: jianmen_mta::upgrade::release::Releases,
+    allow: AddressList,
+}
+
+impl Console {
+    /// The console state.
+    pub fn new(
+        config: Arc<Config>,
+        accounts: Accounts,
+        quarantine: Quarantine,
+        tracker: Tracker,
+        audit: Arc<AuditLog>,
+        store: Arc<SqliteStore>,
+        links: LinkKey,
+    ) -> Console {
+        let allow = config
+            .console
+            .as_ref()
+            .and_then(|c| AddressList::parse(&c.allow_from).ok())
+            .unwrap_or_default();
+        Console {
+            config,
+            accounts,
+            quarantine,
+            tracker,
+            audit,
+            store,
+            links,
+            releases: jianmen_mta::upgrade::release::Releases::from_env(),
+            allow,
+        }
+    }
+
+    /// The same console with upgrades installed under `releases` (tests).
+    pub fn with_releases(mut self, releases: jianmen_mta::upgrade::release::Releases) -> Console {
+        self.releases = releases;
+        self
+    }
+
+    /// Appends to the audit log; a failure is logged loudly (the action already happened).
+    async fn record(&self, actor: &str, action: &str, detail: &str) {
+        if let Err(e) = self.audit.append(actor, action, detail).await {
+            tracing::error!(error = %e, action, "cannot append to the audit log");
+        }
+    }
+}
+
+/// An API error: a status and a JSON body `{"error": …, "field": …}`.
+#[derive(Debug, Serialize)]
+pub struct ApiError {
+    #[serde(skip)]
+    status: StatusCode,
+    error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.error)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status)
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(self)
+    }
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            error: error.into(),
+            field: None,
+        }
+    }
+
+    /// 400 naming the offending field.
+    fn field(field: &str, error: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            error: error.into(),
+            field: Some(field.to_owned()),
+        }
+    }
+
+    fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "not signed in")
+    }
+
+    fn forbidden(why: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, why)
+    }
+
+    fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "console request failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::BadCredentials => Self::new(StatusCode::UNAUTHORIZED, e.to_string()),
+            AccountError::Locked(_) | AccountError::SourceNotAllowed => {
+                Self::new(StatusCode::FORBIDDEN, e.to_string())
+            }
+            AccountError::WeakPassword(_) => Self::field("new_password", e.to_string()),
+            AccountError::Invalid { field, .. } => Self::field(field, e.to_string()),
+            AccountError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string()),
+            AccountError::Exists(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
+            AccountError::Store(_) | AccountError::Hash(_) => Self::internal(e),
+        }
+    }
+}
+
+impl From<jianmen_mta::quarantine::QuarantineError> for ApiError {
+    fn from(e: jianmen_mta::quarantine::QuarantineError) -> Self {
+        use jianmen_mta::quarantine::QuarantineError as Q;
+        match e {
+            Q::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string()),
+            Q::Conflict { .. } => Self::new(StatusCode::CONFLICT, e.to_string()),
+            Q::Store(_) | Q::Spool(_) => Self::internal(e),
+        }
+    }
+}
+
+/// The session cookie's name (`__Host-` binds it to this origin over HTTPS, path `/`).
+const COOKIE: &str = "__Host-jianmen";
+
+fn peer_ip(req: &HttpRequest) -> Option<IpAddr> {
+    req.peer_addr().map(|a| a.ip())
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// The checks every API request passes: source address, session, forced password change,
+/// role, and CSRF for state changes. Returns the session and the session token.
+async fn authorize(
+    req: &HttpRequest,
+    console: &Console,
+    roles: &[Role],
+) -> Result<Session, ApiError> {
+    source_allowed(req, console)?;
+    let token = req
+        .cookie(COOKIE)
+        .map(|c| c.value().to_owned())
+        .ok_or_else(ApiError::unauthorized)?;
+    let session = console
+        .accounts
+        .session(&token, now())
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
+    if req.method() != actix_web::http::Method::GET {
+        let sent = req
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !constant_time_eq(sent.as_bytes(), session.csrf.as_bytes()) {
+            return Err(ApiError::forbidden("missing or wrong CSRF token"));
+        }
+    }
+    if session.account.must_change && !roles.is_empty() {
+        return Err(ApiError::forbidden("password change required"));
+    }
+    if !roles.is_empty() && !roles.contains(&session.account.role) {
+        return Err(ApiError::forbidden("your role may not do this"));
+    }
+    Ok(session)
+}
+
+fn source_allowed(req: &HttpRequest, console: &Console) -> Result<(), ApiError> {
+    if console.allow.is_empty() || console.allow.matches(peer_ip(req), &[]).is_some() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            &AccountError::SourceNotAllowed.to_string(),
+        ))
+    }
+}
+
+/// Compares without stopping at the first difference (the CSRF token is a secret).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The pages' Content-Security-Policy: only our own scripts and styles, frames only from
+/// ourselves (the preview), nothing else.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+     form-action 'self'";
+
+/// Builds the console application (also used by the API tests in-process).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    api::routes(cfg);
+    upgrade::routes(cfg);
+    selfservice::routes(cfg);
+    assets(cfg);
+}
+
+macro_rules! asset {
+    ($cfg:ident, $path:literal, $file:literal, $type:literal) => {
+        $cfg.route(
+            $path,
+            web::get().to(|| async {
+                HttpResponse::Ok()
+                    .content_type($type)
+                    .insert_header((header::CACHE_CONTROL, "no-cache"))
+                    .body(&include_bytes!(concat!("../pages/", $file))[..])
+            }),
+        );
+    };
+}
+
+fn assets(cfg: &mut web::ServiceConfig) {
+    asset!(cfg, "/", "index.html", "text/html; charset=utf-8");
+    asset!(cfg, "/app.js", "app.js", "text/javascript; charset=utf-8");
+    asset!(cfg, "/app.css", "app.css", "text/css; charset=utf-8");
+    asset!(cfg, "/api/openapi.json", "openapi.json", "application/json");
+}
+
+/// Opens the console's state, creating the three initial accounts on first start: their
+/// generated passwords are written once to `data_dir/initial-passwords.txt` (mode 0600) and
+/// must be changed at first login.
+pub async fn start(
+    config: Arc<Config>,
+    quarantine: Quarantine,
+    tracker: Tracker,
+    store: Arc<SqliteStore>,
+) -> Result<(Arc<Console>, Arc<jianmen_gm::tls::ServerTls>), StartError> {
+    let Some(c) = config.console.clone() else {
+        return Err(StartError::NotConfigured);
+    };
+    let data_dir = &config.server.data_dir;
+    let accounts = Accounts::open(data_dir, c.clone()).await?;
+    let initial = accounts.create_initial(now()).await?;
+    if !initial.is_empty() {
+        let path = data_dir.join("initial-passwords.txt");
+        let mut text = String::from(
+            "# Jianmen console: change each password at first login, then delete this file.\n",
+        );
+        for (name, role, password) in &initial {
+            text.push_str(&format!("{name}\t{}\t{password}\n", role.as_str()));
+        }
+        write_private(&path, &text)?;
+        tracing::warn!(path = %path.display(), "console accounts created; initial passwords written");
+    }
+    let audit = Arc::new(AuditLog::open(&data_dir.join("audit.db")).await?);
+    let tls_config = config
+        .tls
+        .clone()
+        .unwrap_or_else(jianmen_mta::config::TlsConfig::generated);
+    let tls = Arc::new(jianmen_gm::tls::ServerTls::new(
+        &tls_config,
+        &config.server.hostname,
+    )?);
+    let links = LinkKey::load_or_create(data_dir)?;
+    let console = Console::new(config, accounts, quarantine, tracker, audit, store, links);
+    Ok((Arc::new(console), tls))
+}
+
+/// Binds the console's address (before the daemon gives up root: 443 is privileged).
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr} for the console: {e}"),
+        )
+    })
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
+/// Why the console could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// There is no `[console]` section.
+    #[error("no [console] section")]
+    NotConfigured,
+    /// The account database failed.
+    #[error(transparent)]
+    Accounts(#[from] AccountError),
+    /// The audit log failed.
+    #[error(transparent)]
+    Audit(#[from] jianmen_mta::audit::AuditError),
+    /// The certificate could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] jianmen_gm::tls::TlsError),
+    /// The listener or a file failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// How long a client may take over its TLS or TLCP handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves the console over HTTPS on a bound listener until the process ends. Each connection
+/// gets the handshake its first bytes ask for (international TLS, RFC 8998 or TLCP, as on
+/// STARTTLS); HTTP/1.1 then runs over whichever stream resulted. actix-web's own TLS
+/// listeners take a single rustls configuration, so the pipeline is assembled here.
+pub async fn serve(
+    console: Arc<Console>,
+    listener: TcpListener,
+    tls: Arc<jianmen_gm::tls::ServerTls>,
+) -> std::io::Result<()> {
+    use actix_http::{HttpService, Protocol};
+    use actix_service::{ServiceFactoryExt, fn_service, map_config};
+
+    let data = web::Data::from(console);
+    actix_server::Server::build()
+        .workers(2)
+        .disable_signals()
+        .listen("console", listener, move || {
+            let app = actix_web::App::new()
+                .app_data(data.clone())
+                .wrap(security_headers())
+                .configure(configure);
+            let tls = tls.clone();
+            let handshake = fn_service(move |io: actix_web::rt::net::TcpStream| {
+                let tls = tls.clone();
+                async move {
+                    let peer = io.peer_addr().ok();
+                    let (stream, _) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(io))
+                        .await
+                        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))
+                        .and_then(|accepted| accepted)
+                        .map_err(actix_http::error::DispatchError::Io)?;
+                    Ok::<_, actix_http::error::DispatchError>((stream, Protocol::Http1, peer))
+                }
+            });
+            handshake.and_then(
+                HttpService::build()
+                    .client_request_timeout(std::time::Duration::from_secs(10))
+                    .finish(map_config(app, |_| actix_web::dev::AppConfig::default())),
+            )
+        })?
+        .run()
+        .await
+}
+
+/// Headers on every response (a handler may set its own CSP, e.g. the preview).
+pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add((header::CONTENT_SECURITY_POLICY, CSP))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
+        .add((
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        ))
+        .add(("Cross-Origin-Opener-Policy", "same-origin"))
+        .add(("Cross-Origin-Resource-Policy", "same-origin"))
+}

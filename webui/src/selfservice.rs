@@ -1,0 +1,270 @@
+//! Recipient self-service, reached from quarantine digests without an account: a signed link
+//! (see [`jianmen_mta::quarantine::links`]) shows one held message and releases the recipient's own
+//! copy, or lists all their held mail. Opening a link never changes anything — releasing is a
+//! POST from the page, so mail scanners that fetch links cannot release mail. Only the classes
+//! in `quarantine.user_release` and recipients of protected domains are served; every release
+//! is audited as `link:<recipient>`.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use super::{Console, now};
+use jianmen_mta::quarantine::digest::{DigestSettings, escape_html};
+use jianmen_mta::quarantine::links::{Claims, LinkAction, LinkError};
+use jianmen_mta::quarantine::{Item, QuarantineError, Query, Status, Summary};
+
+type Data = web::Data<Console>;
+
+/// Mounts `/u/…`.
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/u")
+            .app_data(web::FormConfig::default().limit(4096))
+            .route("/release", web::get().to(release_page))
+            .route("/release", web::post().to(release))
+            .route("/portal", web::get().to(portal)),
+    );
+}
+
+/// The link, as `?t=` or a form field.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Link {
+    t: String,
+}
+
+/// A whole page (zh-CN with English beside it; no script).
+fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(format!(
+            "<!DOCTYPE html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width\"><title>{t}</title>\
+             <link rel=\"stylesheet\" href=\"/app.css\"></head><body>\
+             <header><span class=\"brand\">剑门 Jianmen</span></header>\
+             <main><h1>{t}</h1>{body}</main></body></html>",
+            t = escape_html(title)
+        ))
+}
+
+/// Why a self-service request was refused: shown as a page with this status.
+#[derive(Debug)]
+struct Refusal(StatusCode, String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.1)
+    }
+}
+
+impl actix_web::ResponseError for Refusal {
+    fn status_code(&self) -> StatusCode {
+        self.0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        page(
+            self.0,
+            "无法完成 / Cannot do this",
+            &format!("<p class=\"error\">{}</p>", escape_html(&self.1)),
+        )
+    }
+}
+
+fn refused(status: StatusCode, why: &str) -> Refusal {
+    Refusal(status, why.to_owned())
+}
+
+type Reply = Result<HttpResponse, Refusal>;
+
+/// The claims of a link for `act`, or the page saying why it is refused.
+fn claims(console: &Console, link: &str, act: LinkAction) -> Result<Claims, Refusal> {
+    match console.links.check(link, now()) {
+        Ok(c) if c.act == act => Ok(c),
+        Ok(_) | Err(LinkError::Invalid) => Err(refused(
+            StatusCode::BAD_REQUEST,
+            &LinkError::Invalid.to_string(),
+        )),
+        Err(e @ LinkError::Expired) => Err(refused(StatusCode::GONE, &e.to_string())),
+    }
+}
+
+fn settings(console: &Console) -> Result<DigestSettings, Refusal> {
+    DigestSettings::from_config(&console.config)
+        .ok_or_else(|| refused(StatusCode::NOT_FOUND, "self-service is off"))
+}
+
+/// The item a release link names, if the recipient may still release it.
+async fn releasable(console: &Console, c: &Claims) -> Result<Item, Refusal> {
+    let settings = settings(console)?;
+    let item = match console.quarantine.get(&c.id).await {
+        Ok(item) => item,
+        Err(QuarantineError::NotFound(_)) => {
+            return Err(refused(
+                StatusCode::NOT_FOUND,
+                "该邮件不存在 / no such message",
+            ));
+        }
+        Err(e) => return Err(internal(e)),
+    };
+    let mine = item
+        .rcpts
+        .iter()
+        .find(|r| r.rcpt.eq_ignore_ascii_case(&c.rcpt));
+    let Some(mine) = mine.filter(|_| settings.covers(&c.rcpt, &item.summary.class)) else {
+        return Err(refused(
+            StatusCode::FORBIDDEN,
+            "请联系管理员放行此邮件 / only an administrator can release this message",
+        ));
+    };
+    if mine.released_at.is_some() || item.summary.status != Status::Held {
+        return Err(refused(
+            StatusCode::CONFLICT,
+            &format!(
+                "该邮件已放行或已删除 / this message was already released or is no longer kept ({})",
+                if mine.released_at.is_some() {
+                    "released"
+                } else {
+                    item.summary.status.as_str()
+                }
+            ),
+        ));
+    }
+    Ok(item)
+}
+
+fn internal(e: impl std::fmt::Display) -> Refusal {
+    tracing::error!(error = %e, "self-service request failed");
+    refused(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "内部错误 / internal error",
+    )
+}
+
+fn describe(item: &Summary) -> String {
+    format!(
+        "<table><tr><th>时间 Time</th><td>{}</td></tr><tr><th>发件人 From</th><td>{}</td></tr>\
+         <tr><th>主题 Subject</th><td>{}</td></tr><tr><th>类别 Class</th><td>{}</td></tr></table>",
+        escape_html(&item.received_text()),
+        escape_html(item.shown_from()),
+        escape_html(&item.subject),
+        escape_html(&item.class)
+    )
+}
+
+fn release_form(link: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"/u/release\"><input type=\"hidden\" name=\"t\" value=\"{}\">\
+         <button class=\"primary\" type=\"submit\">放行到我的邮箱 / Release to my mailbox</button></form>",
+        escape_html(link)
+    )
+}
+
+/// GET: shows the message and a release button; changes nothing.
+async fn release_page(console: Data, link: web::Query<Link>) -> Reply {
+    let c = claims(&console, &link.t, LinkAction::Release)?;
+    let item = releasable(&console, &c).await?;
+    Ok(page(
+        StatusCode::OK,
+        "放行隔离邮件 / Release held mail",
+        &format!(
+            "<div class=\"card\"><p>发给 {} 的这封邮件被隔离。确认它是正常邮件后再放行。<br>\
+             This message to you was held. Release it only if you trust it.</p>{}{}</div>",
+            escape_html(&c.rcpt),
+            describe(&item.summary),
+            release_form(&link.t)
+        ),
+    ))
+}
+
+/// POST: releases the recipient's own copy (once: a second use finds it released).
+async fn release(console: Data, link: web::Form<Link>) -> Reply {
+    let c = claims(&console, &link.t, LinkAction::Release)?;
+    let item = releasable(&console, &c).await?;
+    let actor = format!("link:{}", c.rcpt);
+    let released = console
+        .quarantine
+        .release(
+            &item.summary.id,
+            Some(std::slice::from_ref(&c.rcpt)),
+            &actor,
+            now(),
+        )
+        .await
+        .map_err(|e| match e {
+            QuarantineError::Conflict { .. } => refused(StatusCode::CONFLICT, &e.to_string()),
+            e => internal(e),
+        })?;
+    console
+        .tracker
+        .record(released.event(&item.summary, &actor));
+    console
+        .record(
+            &actor,
+            "quarantine.release",
+            &format!(
+                "{} to {} as {} (self-service link)",
+                item.summary.id, c.rcpt, released.queue_id
+            ),
+        )
+        .await;
+    Ok(page(
+        StatusCode::OK,
+        "已放行 / Released",
+        &format!(
+            "<div class=\"card\"><p class=\"notice\">邮件正在投递到您的邮箱。<br>The message is on its way to your mailbox.</p>{}</div>",
+            describe(&item.summary)
+        ),
+    ))
+}
+
+/// GET: the recipient's held mail (of the classes they may release), each with a release button.
+async fn portal(console: Data, link: web::Query<Link>) -> Reply {
+    let c = claims(&console, &link.t, LinkAction::Portal)?;
+    let settings = settings(&console)?;
+    let query = Query {
+        owner: Some(c.rcpt.clone()),
+        status: Some(Status::Held),
+        limit: jianmen_mta::quarantine::index::MAX_PAGE,
+        ..Query::default()
+    };
+    let found = console.quarantine.search(&query).await.map_err(internal)?;
+    let mut rows = String::new();
+    let mut count = 0;
+    for item in found
+        .items
+        .iter()
+        .filter(|i| settings.covers(&c.rcpt, &i.class))
+    {
+        let full = console.quarantine.get(&item.id).await.map_err(internal)?;
+        if full
+            .rcpts
+            .iter()
+            .any(|r| r.rcpt.eq_ignore_ascii_case(&c.rcpt) && r.released_at.is_some())
+        {
+            continue;
+        }
+        count += 1;
+        let release = console
+            .links
+            .issue(LinkAction::Release, &item.id, &c.rcpt, c.exp);
+        rows.push_str(&format!(
+            "<div class=\"card\">{}{}</div>",
+            describe(item),
+            release_form(&release)
+        ));
+    }
+    let intro = format!(
+        "<p>{} 的隔离邮件：{count} 封。/ Held mail for {}: {count}.</p>",
+        escape_html(&c.rcpt),
+        escape_html(&c.rcpt)
+    );
+    Ok(page(
+        StatusCode::OK,
+        "我的隔离邮件 / My held mail",
+        &(intro + &rows),
+    ))
+}

@@ -1,0 +1,809 @@
+//! The console API in-process (actix test service over the real stores): every endpoint tried
+//! by every role, sessions, CSRF, forced password change, lockout, field validation, domain
+//! scope, and the quarantine actions with their audit trail.
+
+use std::sync::Arc;
+
+use actix_web::http::{Method, StatusCode};
+use actix_web::{App, test, web};
+use serde_json::{Value, json};
+
+use jianmen_mta::audit::AuditLog;
+use jianmen_mta::config::Config;
+use jianmen_mta::quarantine::links::{LinkAction, LinkKey};
+use jianmen_mta::quarantine::{Held, Quarantine};
+use jianmen_mta::queue::{MessageKind, MessageState, NewMessage, QueueStore, SqliteStore};
+use jianmen_mta::tracking::Tracker;
+use jianmen_mta::upgrade::release::Releases;
+use jianmen_webui::Console;
+use jianmen_webui::accounts::{Accounts, Role};
+
+const HELD: &str = "01HELDHELDHELDHELDHELDHELD";
+
+const MESSAGE: &[u8] = b"From: Bank <notice@bank.test>\r\nTo: staff@example.com\r\n\
+    Subject: Verify now\r\nContent-Type: text/html\r\n\r\n\
+    <p onclick=\"steal()\">Hello</p><script>alert(1)</script>\
+    <img src=\"http://tracker.test/p.gif\"><a href=\"javascript:alert(2)\">x</a>\r\n";
+
+struct Env {
+    _dir: tempfile::TempDir,
+    console: Arc<Console>,
+    store: Arc<SqliteStore>,
+    passwords: Vec<(String, Role, String)>,
+}
+
+async fn env() -> Env {
+    env_with("").await
+}
+
+/// An environment whose configuration ends with `extra`.
+async fn env_with(extra: &str) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::parse(&format!(
+        "[server]\nhostname = \"gw.test\"\ndata_dir = \"{}\"\n[domains]\nprotected = [\"example.com\", \"other.test\"]\n[console]\n{extra}",
+        dir.path().display()
+    ))
+    .unwrap();
+    let store = Arc::new(SqliteStore::open(&config.database_path()).await.unwrap());
+    let spool = config.spool().unwrap();
+    spool.write(HELD, &[MESSAGE]).unwrap();
+    store
+        .insert(&[NewMessage {
+            id: HELD.into(),
+            mail_from: "notice@bank.test".into(),
+            rcpts: vec!["staff@example.com".into(), "boss@example.com".into()],
+            size: MESSAGE.len() as u64,
+            received_at: 1000,
+            client_ip: "192.0.2.9".into(),
+            helo: "bank.test".into(),
+            smtputf8: false,
+            kind: MessageKind::Mail,
+            held: Some(Box::new(Held::new(
+                MESSAGE,
+                "phish: 12 ≥ 6".into(),
+                None,
+                &config.quarantine.retention_days,
+                1000,
+            ))),
+        }])
+        .await
+        .unwrap();
+    let accounts = Accounts::open(dir.path(), config.console.clone().unwrap())
+        .await
+        .unwrap();
+    let passwords = accounts.create_initial(1000).await.unwrap();
+    let audit = Arc::new(AuditLog::open(&dir.path().join("audit.db")).await.unwrap());
+    let console = Arc::new(
+        Console::new(
+            Arc::new(config),
+            accounts,
+            Quarantine::new(store.clone(), spool),
+            Tracker::open(dir.path()).await.unwrap(),
+            audit,
+            store.clone(),
+            LinkKey::load_or_create(dir.path()).unwrap(),
+        )
+        .with_releases(Releases::new(dir.path().join("releases"))),
+    );
+    Env {
+        _dir: dir,
+        console,
+        store,
+        passwords,
+    }
+}
+
+/// A signed-in client: cookie and CSRF token.
+#[derive(Clone, Debug)]
+struct Who {
+    cookie: String,
+    csrf: String,
+}
+
+macro_rules! app {
+    ($env:expr) => {
+        test::init_service(
+            App::new()
+                .app_data(web::Data::from($env.console.clone()))
+                .wrap(jianmen_webui::security_headers())
+                .configure(jianmen_webui::configure),
+        )
+        .await
+    };
+}
+
+async fn call(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    who: Option<&Who>,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (
+    StatusCode,
+    Value,
+    actix_web::http::header::HeaderMap,
+    String,
+) {
+    let mut req = test::TestRequest::default()
+        .method(method)
+        .uri(path)
+        .peer_addr("127.0.0.1:40000".parse().unwrap());
+    if let Some(w) = who {
+        req = req
+            .insert_header(("Cookie", format!("__Host-jianmen={}", w.cookie)))
+            .insert_header(("X-CSRF-Token", w.csrf.clone()));
+    }
+    if let Some(b) = body {
+        req = req.set_json(b);
+    }
+    let resp = test::call_service(app, req.to_request()).await;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = test::read_body(resp).await;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+        headers,
+        text,
+    )
+}
+
+async fn sign_in(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    name: &str,
+    password: &str,
+) -> Result<(Who, Value), (StatusCode, Value)> {
+    let req = test::TestRequest::post()
+        .uri("/api/login")
+        .peer_addr("127.0.0.1:40000".parse().unwrap())
+        .set_json(json!({"username": name, "password": password}))
+        .to_request();
+    let resp = test::call_service(app, req).await;
+    let status = resp.status();
+    let cookie = resp
+        .response()
+        .cookies()
+        .find(|c| c.name() == "__Host-jianmen")
+        .map(|c| {
+            assert!(c.secure() == Some(true) && c.http_only() == Some(true));
+            c.value().to_owned()
+        });
+    let body: Value = serde_json::from_slice(&test::read_body(resp).await).unwrap_or(Value::Null);
+    match (status, cookie) {
+        (StatusCode::OK, Some(cookie)) => Ok((
+            Who {
+                cookie,
+                csrf: body["csrf"].as_str().unwrap().to_owned(),
+            },
+            body,
+        )),
+        _ => Err((status, body)),
+    }
+}
+
+const NEW_PASSWORD: &str = "Gate-Keeper-2026!";
+
+#[actix_web::test]
+async fn every_role_boundary_holds() {
+    let env = env().await;
+    let app = app!(env);
+    let mut who = std::collections::HashMap::new();
+    for (name, role, password) in &env.passwords {
+        let (w, body) = sign_in(&app, name, password).await.unwrap();
+        assert_eq!(body["account"]["must_change"], true);
+        // Until the password is changed, nothing but the password page works.
+        let (s, _, _, _) = call(&app, Some(&w), Method::GET, "/api/quarantine", None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, body, _, _) = call(
+            &app,
+            Some(&w),
+            Method::POST,
+            "/api/password",
+            Some(json!({"current_password": password, "new_password": "weak"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_eq!(body["field"], "new_password");
+        let (s, _, _, _) = call(
+            &app,
+            Some(&w),
+            Method::POST,
+            "/api/password",
+            Some(json!({"current_password": password, "new_password": NEW_PASSWORD})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+        who.insert(*role, w);
+    }
+    let missing = "01MISSINGMISSINGMISSING000";
+    // (method, path, body, roles allowed). Allowed calls use absent targets where they would
+    // change something, so a 404 proves the role check passed.
+    let matrix: Vec<(Method, String, Option<Value>, &[Role])> = vec![
+        (
+            Method::GET,
+            "/api/dashboard".into(),
+            None,
+            &[Role::Security, Role::System],
+        ),
+        (
+            Method::GET,
+            "/api/quarantine".into(),
+            None,
+            &[Role::Security],
+        ),
+        (
+            Method::GET,
+            format!("/api/quarantine/{HELD}"),
+            None,
+            &[Role::Security],
+        ),
+        (
+            Method::GET,
+            format!("/api/quarantine/{HELD}/raw"),
+            None,
+            &[Role::Security],
+        ),
+        (
+            Method::GET,
+            format!("/api/quarantine/{HELD}/preview"),
+            None,
+            &[Role::Security],
+        ),
+        (
+            Method::POST,
+            format!("/api/quarantine/{missing}/release"),
+            Some(json!({})),
+            &[Role::Security],
+        ),
+        (
+            Method::POST,
+            format!("/api/quarantine/{missing}/delete"),
+            None,
+            &[Role::Security],
+        ),
+        (Method::GET, "/api/tracking".into(), None, &[Role::Security]),
+        (Method::GET, "/api/policy".into(), None, &[Role::Security]),
+        (Method::GET, "/api/system".into(), None, &[Role::System]),
+        (
+            Method::GET,
+            "/api/system/upgrade".into(),
+            None,
+            &[Role::System],
+        ),
+        (
+            Method::POST,
+            "/api/system/upgrade".into(),
+            None,
+            &[Role::System],
+        ),
+        (Method::GET, "/api/accounts".into(), None, &[Role::System]),
+        (
+            Method::POST,
+            "/api/accounts".into(),
+            Some(json!({"name": "x", "role": "audit"})),
+            &[Role::System],
+        ),
+        (
+            Method::POST,
+            "/api/accounts/nobody/reset".into(),
+            None,
+            &[Role::System],
+        ),
+        (
+            Method::POST,
+            "/api/accounts/nobody/unlock".into(),
+            None,
+            &[Role::System],
+        ),
+        (
+            Method::POST,
+            "/api/accounts/nobody/delete".into(),
+            None,
+            &[Role::System],
+        ),
+        (Method::GET, "/api/audit".into(), None, &[Role::Audit]),
+        (
+            Method::GET,
+            "/api/audit/verify".into(),
+            None,
+            &[Role::Audit],
+        ),
+    ];
+    for (method, path, body, allowed) in &matrix {
+        let (s, _, _, _) = call(&app, None, method.clone(), path, body.clone()).await;
+        assert_eq!(
+            s,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without a session"
+        );
+        for role in [Role::System, Role::Security, Role::Audit] {
+            let (s, b, _, _) =
+                call(&app, Some(&who[&role]), method.clone(), path, body.clone()).await;
+            if allowed.contains(&role) {
+                assert!(
+                    s.is_success()
+                        || s == StatusCode::NOT_FOUND
+                        || (s == StatusCode::BAD_REQUEST
+                            && (b["field"] == "name" || b["field"] == "body")),
+                    "{role:?} may {method} {path}: {s} {b}"
+                );
+            } else {
+                assert_eq!(
+                    s,
+                    StatusCode::FORBIDDEN,
+                    "{role:?} must not {method} {path}: {b}"
+                );
+            }
+        }
+        if *method == Method::POST {
+            let mut forged = who[&allowed[0]].clone();
+            forged.csrf = "forged".into();
+            let (s, b, _, _) = call(&app, Some(&forged), method.clone(), path, body.clone()).await;
+            assert_eq!(
+                s,
+                StatusCode::FORBIDDEN,
+                "{method} {path} with a wrong CSRF token: {b}"
+            );
+        }
+    }
+
+    // The specification lists exactly the routes the server has.
+    let spec: Value = serde_json::from_str(include_str!("../pages/openapi.json")).unwrap();
+    let paths: std::collections::BTreeSet<String> =
+        spec["paths"].as_object().unwrap().keys().cloned().collect();
+    let routes = |source: &'static str| {
+        let start = source.find("fn routes(").unwrap();
+        &source[start..start + source[start..].find("\n}\n").unwrap()]
+    };
+    let body = [
+        routes(include_str!("../src/api.rs")),
+        routes(include_str!("../src/upgrade.rs")),
+    ]
+    .concat();
+    let routed: std::collections::BTreeSet<String> = body
+        .split("\"/api/")
+        .skip(1)
+        .map(|s| format!("/api/{}", s.split('"').next().unwrap()))
+        .chain(["/api/openapi.json".to_owned()])
+        .collect();
+    assert_eq!(paths, routed);
+}
+
+#[actix_web::test]
+async fn quarantine_actions_are_safe_validated_and_audited() {
+    let env = env().await;
+    let app = app!(env);
+    let (name, _, password) = env
+        .passwords
+        .iter()
+        .find(|p| p.1 == Role::Security)
+        .unwrap();
+    let (w, _) = sign_in(&app, name, password).await.unwrap();
+    call(
+        &app,
+        Some(&w),
+        Method::POST,
+        "/api/password",
+        Some(json!({"current_password": password, "new_password": NEW_PASSWORD})),
+    )
+    .await;
+
+    // Pages carry a strict CSP and refuse framing.
+    let (s, _, h, html) = call(&app, None, Method::GET, "/", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("/app.js"));
+    let csp = h.get("content-security-policy").unwrap().to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(h.get("x-frame-options").unwrap(), "DENY");
+
+    // Search and its validation.
+    let (s, page, _, _) = call(
+        &app,
+        Some(&w),
+        Method::GET,
+        "/api/quarantine?subject=verify",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(page["total"], 1);
+    assert_eq!(
+        page["items"][0]["rcpts"],
+        "boss@example.com,staff@example.com"
+    );
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=100000", "limit"),
+        ("offset=-1", "offset"),
+        ("class=ham", "class"),
+        ("colour=red", "colour"),
+        ("since=yesterday", "since"),
+    ] {
+        let (s, b, _, _) = call(
+            &app,
+            Some(&w),
+            Method::GET,
+            &format!("/api/quarantine?{query}"),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (s, b["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{query}: {b}"
+        );
+    }
+    let (s, b, _, _) = call(
+        &app,
+        Some(&w),
+        Method::GET,
+        "/api/quarantine?subject=%27%20OR%201%3D1%20--",
+        None,
+    )
+    .await;
+    assert_eq!((s, b["total"].as_i64()), (StatusCode::OK, Some(0)));
+    let (s, b, _, _) = call(
+        &app,
+        Some(&w),
+        Method::GET,
+        "/api/quarantine/..%2Fetc%2Fpasswd",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, b["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("id")),
+        "{b}"
+    );
+    let (s, b, _, _) = call(
+        &app,
+        Some(&w),
+        Method::POST,
+        &format!("/api/quarantine/{HELD}/release"),
+        Some(json!({"everyone": true})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("body")),
+        "{b}"
+    );
+
+    // The preview is sanitised and sandboxed.
+    let (s, _, h, html) = call(
+        &app,
+        Some(&w),
+        Method::GET,
+        &format!("/api/quarantine/{HELD}/preview"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("Hello"));
+    for bad in ["<script", "onclick", "javascript:", "tracker.test"] {
+        assert!(!html.contains(bad), "{bad} survived: {html}");
+    }
+    let csp = h.get("content-security-policy").unwrap().to_str().unwrap();
+    assert!(
+        csp.contains("sandbox") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+
+    // Release one recipient, then the rest; the queue row becomes deliverable once.
+    let (s, b, _, _) = call(
+        &app,
+        Some(&w),
+        Method::POST,
+        &format!("/api/quarantine/{HELD}/release"),
+        Some(json!({"rcpts": ["staff@example.com"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let copy = b["queue_id"].as_str().unwrap().to_owned();
+    assert_ne!(copy, HELD);
+    assert_eq!(
+        env.store.get(&copy).await.unwrap().unwrap().state,
+        MessageState::Active
+    );
+    assert_eq!(
+        env.store.get(HELD).await.unwrap().unwrap().state,
+        MessageState::Held
+    );
+    let (s, _, _, _) = call(
+        &app,
+        Some(&w),
+        Method::POST,
+        &format!("/api/quarantine/{HELD}/release"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        env.store.get(HELD).await.unwrap().unwrap().state,
+        MessageState::Active
+    );
+    let (s, _, _, _) = call(
+        &app,
+        Some(&w),
+        Method::POST,
+        &format!("/api/quarantine/{HELD}/release"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "a second release is refused");
+    let (s, detail, _, _) = call(
+        &app,
+        Some(&w),
+        Method::GET,
+        &format!("/api/quarantine/{HELD}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(detail["item"]["status"], "released");
+    env.console.tracker.flush().await;
+
+    // A per-domain administrator of another domain sees nothing of example.com.
+    let (sys, _, sys_pw) = env.passwords.iter().find(|p| p.1 == Role::System).unwrap();
+    let (sw, _) = sign_in(&app, sys, sys_pw).await.unwrap();
+    call(
+        &app,
+        Some(&sw),
+        Method::POST,
+        "/api/password",
+        Some(json!({"current_password": sys_pw, "new_password": NEW_PASSWORD})),
+    )
+    .await;
+    let (s, created, _, _) = call(
+        &app,
+        Some(&sw),
+        Method::POST,
+        "/api/accounts",
+        Some(json!({"name": "otheradmin", "role": "security", "domain": "other.test"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let (s, b, _, _) = call(
+        &app,
+        Some(&sw),
+        Method::POST,
+        "/api/accounts",
+        Some(json!({"name": "Bad Name!", "role": "security"})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("name"))
+    );
+    let (s, b, _, _) = call(
+        &app,
+        Some(&sw),
+        Method::POST,
+        "/api/accounts",
+        Some(json!({"name": "mixed", "role": "audit", "domain": "other.test"})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("domain")),
+        "an auditor cannot be scoped"
+    );
+    let initial = created["initial_password"].as_str().unwrap();
+    let (dw, _) = sign_in(&app, "otheradmin", initial).await.unwrap();
+    call(
+        &app,
+        Some(&dw),
+        Method::POST,
+        "/api/password",
+        Some(json!({"current_password": initial, "new_password": NEW_PASSWORD})),
+    )
+    .await;
+    let (s, b, _, _) = call(
+        &app,
+        Some(&dw),
+        Method::GET,
+        "/api/quarantine?status=all",
+        None,
+    )
+    .await;
+    assert_eq!((s, b["total"].as_i64()), (StatusCode::OK, Some(0)));
+    let (s, _, _, _) = call(
+        &app,
+        Some(&dw),
+        Method::GET,
+        &format!("/api/quarantine/{HELD}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, b, _, _) = call(&app, Some(&dw), Method::GET, "/api/tracking", None).await;
+    assert_eq!((s, b["total"].as_i64()), (StatusCode::OK, Some(0)), "{b}");
+
+    // Five wrong passwords lock the account, even against the right one; the failures are audited.
+    for _ in 0..5 {
+        assert!(
+            sign_in(&app, "otheradmin", "Wrong-Password-1")
+                .await
+                .is_err()
+        );
+    }
+    let (s, b) = sign_in(&app, "otheradmin", NEW_PASSWORD).await.unwrap_err();
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("locked"));
+
+    // The trail: releases, preview, account creation, failed logins — and the chain verifies.
+    let entries = env.console.audit.recent(200).await.unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    for a in [
+        "quarantine.release",
+        "quarantine.preview",
+        "account.create",
+        "login.fail",
+        "login.ok",
+        "password.change",
+    ] {
+        assert!(actions.contains(&a), "{a} not audited: {actions:?}");
+    }
+    assert!(env.console.audit.verify().await.is_ok());
+    let (auditor, _, apw) = env.passwords.iter().find(|p| p.1 == Role::Audit).unwrap();
+    let (aw, _) = sign_in(&app, auditor, apw).await.unwrap();
+    call(
+        &app,
+        Some(&aw),
+        Method::POST,
+        "/api/password",
+        Some(json!({"current_password": apw, "new_password": NEW_PASSWORD})),
+    )
+    .await;
+    let (s, v, _, _) = call(&app, Some(&aw), Method::GET, "/api/audit/verify", None).await;
+    assert_eq!(
+        (s, v["intact"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{v}"
+    );
+}
+
+/// A self-service form post (`t=<link>`), as a recipient's browser sends it: no cookie, no
+/// CSRF header. Returns the status and page.
+async fn post_link(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    link: &str,
+) -> (StatusCode, String) {
+    let req = test::TestRequest::post()
+        .uri("/u/release")
+        .peer_addr("198.51.100.7:40000".parse().unwrap())
+        .set_form([("t", link)])
+        .to_request();
+    let resp = test::call_service(app, req).await;
+    let status = resp.status();
+    (
+        status,
+        String::from_utf8_lossy(&test::read_body(resp).await).into_owned(),
+    )
+}
+
+/// A self-service page fetched as a recipient's browser does (no cookie): status and page.
+async fn get_page(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    path: &str,
+) -> (StatusCode, String, actix_web::http::header::HeaderMap) {
+    let (status, _, headers, page) = call(app, None, Method::GET, path, None).await;
+    (status, page, headers)
+}
+
+fn released(item: &jianmen_mta::quarantine::Item, rcpt: &str) -> bool {
+    item.rcpts
+        .iter()
+        .any(|r| r.rcpt == rcpt && r.released_at.is_some())
+}
+
+#[actix_web::test]
+async fn self_service_links_release_once_and_refuse_the_rest() {
+    let unix = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    // By default only spam is released by recipients; the held item is of another class.
+    let env = env().await;
+    let app = app!(env);
+    let key = LinkKey::load_or_create(env._dir.path()).unwrap();
+    let link = key.issue(
+        LinkAction::Release,
+        HELD,
+        "staff@example.com",
+        unix() + 3600,
+    );
+    let (s, html, _) = get_page(&app, &format!("/u/release?t={link}")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{html}");
+    assert_eq!(post_link(&app, &link).await.0, StatusCode::FORBIDDEN);
+
+    let env = env_with("[quarantine]\nuser_release = [\"refused\"]\n").await;
+    let app = app!(env);
+    let q = &env.console.quarantine;
+    let key = LinkKey::load_or_create(env._dir.path()).unwrap();
+    let exp = unix() + 3600;
+    let link = key.issue(LinkAction::Release, HELD, "staff@example.com", exp);
+
+    // Opening the link shows the message and changes nothing (scanners fetch links).
+    let (s, html, h) = get_page(&app, &format!("/u/release?t={link}")).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(html.contains("Verify now") && html.contains("method=\"post\""));
+    assert!(!html.contains("<script"));
+    assert_eq!(h.get("cache-control").unwrap(), "no-store");
+    assert!(!released(&q.get(HELD).await.unwrap(), "staff@example.com"));
+
+    // Refused: altered, expired, for another action, for a recipient without a copy.
+    let mut tampered = link.clone().into_bytes();
+    let last = tampered.len() - 1;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    assert_eq!(post_link(&app, &tampered).await.0, StatusCode::BAD_REQUEST);
+    let expired = key.issue(LinkAction::Release, HELD, "staff@example.com", unix() - 1);
+    assert_eq!(post_link(&app, &expired).await.0, StatusCode::GONE);
+    let portal = key.issue(LinkAction::Portal, "", "boss@example.com", exp);
+    assert_eq!(post_link(&app, &portal).await.0, StatusCode::BAD_REQUEST);
+    let (s, _, _) = get_page(&app, &format!("/u/portal?t={link}")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let stranger = key.issue(LinkAction::Release, HELD, "eve@example.com", exp);
+    assert_eq!(post_link(&app, &stranger).await.0, StatusCode::FORBIDDEN);
+    let (s, _, _) = get_page(&app, "/u/release?t=").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(!released(&q.get(HELD).await.unwrap(), "staff@example.com"));
+
+    // The real post releases this recipient's copy only, once, and is audited.
+    let (s, html) = post_link(&app, &link).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    let item = q.get(HELD).await.unwrap();
+    assert!(released(&item, "staff@example.com") && !released(&item, "boss@example.com"));
+    assert_eq!(item.summary.status, jianmen_mta::quarantine::Status::Held);
+    assert_eq!(post_link(&app, &link).await.0, StatusCode::CONFLICT);
+    let audit = env.console.audit.recent(10).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.actor == "link:staff@example.com" && e.action == "quarantine.release"),
+        "{audit:?}"
+    );
+
+    // The portal lists the other recipient's copy with a working release form.
+    let (s, html, _) = get_page(&app, &format!("/u/portal?t={portal}")).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(html.contains("Verify now"), "{html}");
+    assert!(!released(&q.get(HELD).await.unwrap(), "boss@example.com"));
+    let from_page = html
+        .split("name=\"t\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(post_link(&app, &from_page).await.0, StatusCode::OK);
+    let item = q.get(HELD).await.unwrap();
+    assert_eq!(
+        item.summary.status,
+        jianmen_mta::quarantine::Status::Released
+    );
+    let (_, html, _) = get_page(&app, &format!("/u/portal?t={portal}")).await;
+    assert!(!html.contains("Verify now"), "{html}");
+}
