@@ -2,8 +2,9 @@
 # benches/build-times.sh [TREE]: prints how long the shipped binary takes to build on this machine —
 # a cold release build (empty target directory, dependencies included), then a warm rebuild after
 # touching one source file in each of the gateway's crates (gm, scan, mta, webui), in the release
-# profile (what packaging/ and the end-to-end suites build) and in the dev profile (the edit-compile
-# loop) — and the binary's size. TREE defaults to this checkout; pointing it at a worktree of an
+# profile (what packaging/ and the end-to-end suites build) and, with BUILD_TIMES_DEV=1, in the dev
+# profile too (the edit-compile loop) — and the binary's size. Run it on an otherwise idle machine:
+# the figures are wall-clock seconds. TREE defaults to this checkout; pointing it at a worktree of an
 # older commit measures that commit on the same machine, for before/after comparisons.
 # Its own target directory ($BUILD_TIMES_TARGET_DIR, default a fresh temporary one) is emptied first.
 set -euo pipefail
@@ -23,12 +24,14 @@ else
     mta=gateway/src/queue/store.rs webui=gateway/src/webui/api.rs)
 fi
 
-seconds() { # seconds COMMAND…: runs it quietly, prints the wall-clock seconds it took
+# Seconds since boot: a clock no time adjustment steps (one did, while a first measurement ran).
+now() { cut -d' ' -f1 /proc/uptime; }
+seconds() { # seconds COMMAND…: runs it quietly, prints the elapsed seconds it took
   local start end
-  start=$(date +%s)
+  start=$(now)
   "$@" >"$target_dir/last.log" 2>&1 || { tail -n 30 "$target_dir/last.log" >&2; return 1; }
-  end=$(date +%s)
-  echo $((end - start))
+  end=$(now)
+  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", b - a }'
 }
 build() { cargo build --locked -p jianmen --bin jianmen "$@"; }
 # timed WHAT BUILD-ARGS…: one line of the report; a failed build ends the run.
@@ -39,19 +42,29 @@ timed() {
   echo "$what: $took s"
 }
 
+# warm_rebuilds PROFILE-DIR BUILD-ARGS…: touches each crate's file in turn and times the rebuild.
+warm_rebuilds() {
+  local dir=$1 entry before
+  shift
+  for entry in "${touched[@]}"; do
+    before=$(stat -c %y "$target_dir/$dir/jianmen")
+    touch "${entry#*=}"
+    timed "warm $dir rebuild after touching ${entry%%=*} (${entry#*=})" "$@"
+    # A clock stepped back makes the touched file look older than the build: no rebuild.
+    [ "$(stat -c %y "$target_dir/$dir/jianmen")" != "$before" ] ||
+      { echo "the binary was not rebuilt: the figure above is void" >&2; exit 1; }
+  done
+}
+
 rm -rf "${target_dir:?}"/release "${target_dir:?}"/debug
 echo "tree: $tree ($(git -C "$tree" rev-parse --short HEAD 2>/dev/null || echo '?'))"
 echo "machine: $(nproc) cores, $(rustc --version)"
 timed "cold release build" --release
-for entry in "${touched[@]}"; do
-  touch "${entry#*=}"
-  timed "warm release rebuild after touching ${entry%%=*} (${entry#*=})" --release
-done
-timed "cold dev build"
-for entry in "${touched[@]}"; do
-  touch "${entry#*=}"
-  timed "warm dev rebuild after touching ${entry%%=*} (${entry#*=})"
-done
+warm_rebuilds release --release
+if [ "${BUILD_TIMES_DEV:-0}" = 1 ]; then
+  timed "cold dev build"
+  warm_rebuilds debug
+fi
 bin=$target_dir/release/jianmen
 stripped=$target_dir/jianmen.stripped
 strip -o "$stripped" "$bin"
