@@ -686,7 +686,22 @@ pub struct Client {
 impl Client {
     /// Connects and reads the greeting (returned).
     pub fn connect(addr: SocketAddr) -> (Client, Reply) {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Client::greeted(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// Connects from `source` (a loopback address such as 127.0.5.1, standing in for another
+    /// host) and reads the greeting (returned).
+    pub fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> (Client, Reply) {
+        let domain = socket2::Domain::for_address(addr);
+        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None).expect("socket");
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .expect("bind the source address");
+        socket.connect(&addr.into()).expect("connect");
+        Client::greeted(socket.into())
+    }
+
+    fn greeted(stream: TcpStream) -> (Client, Reply) {
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
             .expect("timeout");

@@ -386,6 +386,15 @@ fn malformed_input_gets_clear_codes_and_the_server_keeps_serving() {
     );
     assert_eq!(r.code, 554, "{}", r.text);
     assert!(r.text.contains("5.4.6"));
+    // A 1 MB unfolded header line (RFC 5322 allows 998 characters): refused at the end of DATA,
+    // not relayed to a downstream server that would refuse it on every retry.
+    let long = format!(
+        "Subject: long\r\nX-Long: {}\r\n\r\nbody\r\n",
+        "z".repeat(1_000_000)
+    );
+    let r = c.send_mail("a@outside.example", &["user@example.com"], long.as_bytes());
+    assert_eq!(r.code, 554, "{}", r.text);
+    assert!(r.text.contains("998"), "{}", r.text);
     // Bare LF line ends: stored as CRLF; <LF>.<CRLF> does not end the data (no smuggling).
     assert_eq!(c.cmd("MAIL FROM:<a@outside.example>").code, 250);
     assert_eq!(c.cmd("RCPT TO:<user@example.com>").code, 250);
@@ -446,6 +455,88 @@ fn idle_timeout_error_limit_and_session_limits() {
     let (_c, gc) = Client::connect(gw.addr);
     assert_eq!((ga.code, gb.code), (220, 220));
     assert_eq!(gc.code, 421, "{}", gc.text);
+}
+
+/// Finding 4 of the hardening review: 1,000 idle connections from 40 addresses locked every
+/// new client out. Per-network caps and the reserve for networks without a session keep room
+/// for a client that behaves, and under stress idle sessions get a short timeout.
+#[test]
+fn a_flood_of_idle_connections_leaves_room_for_a_client_that_behaves() {
+    let (gw, sink) = gateway_with_sink(|s| s.smtp("stress_idle_timeout_secs = 8"));
+    let mut idle = Vec::new();
+    let mut refused = 0;
+    for host in 1..=40u8 {
+        for _ in 0..25 {
+            let (c, greeting) = Client::connect_from([127, 0, host, 1].into(), gw.addr);
+            match greeting.code {
+                220 => idle.push(c),
+                421 => refused += 1,
+                code => panic!("greeting {code}: {}", greeting.text),
+            }
+        }
+    }
+    // 1,000 asked; the last tenth is kept for networks without a session.
+    assert!(
+        idle.len() < 1000 && idle.len() >= 900,
+        "{} idle",
+        idle.len()
+    );
+    assert_eq!(idle.len() + refused, 1000);
+    let mut c = Client::connect_from([127, 0, 200, 1].into(), gw.addr).0;
+    assert_eq!(c.cmd("EHLO client.example.org").code, 250);
+    let r = c.send_mail(
+        "a@outside.example",
+        &["user@example.com"],
+        &test_message("served", 2),
+    );
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(arrived(&sink, 1));
+    // Under stress an idle session is closed after the short timeout.
+    let last = idle.last_mut().expect("idle sessions");
+    let r = last.read_reply();
+    assert_eq!(r.code, 421, "{}", r.text);
+    assert!(r.text.contains("4.4.2"), "{}", r.text);
+}
+
+/// One network may hold `max_sessions_per_network`; the server `max_sessions` in all.
+#[test]
+fn per_network_and_global_session_limits() {
+    let (gw, _sink) = gateway_with_sink(|s| {
+        s.smtp("max_sessions = 3")
+            .smtp("max_sessions_per_ip = 2")
+            .smtp("max_sessions_per_network = 2")
+    });
+    let (_a, a) = Client::connect_from([127, 0, 1, 1].into(), gw.addr);
+    let (_b, b) = Client::connect_from([127, 0, 1, 2].into(), gw.addr);
+    let (_c, c) = Client::connect_from([127, 0, 1, 3].into(), gw.addr);
+    assert_eq!((a.code, b.code), (220, 220));
+    assert_eq!(c.code, 421, "{}", c.text);
+    assert!(c.text.contains("network"), "{}", c.text);
+    let (_d, d) = Client::connect_from([127, 0, 2, 1].into(), gw.addr);
+    assert_eq!(d.code, 220, "{}", d.text);
+    let (_e, e) = Client::connect_from([127, 0, 3, 1].into(), gw.addr);
+    assert_eq!(e.code, 421, "{}", e.text);
+    assert!(e.text.contains("4.3.2"), "{}", e.text);
+}
+
+/// A client that connects and says nothing holds its slot only for the first-command timeout;
+/// EHLO loops count as junk.
+#[test]
+fn silent_clients_and_greeting_loops_are_cut_short() {
+    let (gw, _sink) = gateway_with_sink(|s| {
+        s.smtp("first_command_timeout_secs = 1")
+            .smtp("max_junk_commands = 5")
+    });
+    let (mut silent, _) = Client::connect(gw.addr);
+    let r = silent.read_reply();
+    assert_eq!(r.code, 421, "{}", r.text);
+    assert!(r.text.contains("4.4.2"), "{}", r.text);
+    let mut looping = Client::ready(gw.addr);
+    for _ in 0..4 {
+        assert_eq!(looping.cmd("EHLO again.example.org").code, 250);
+    }
+    let r = looping.cmd("EHLO again.example.org");
+    assert_eq!(r.code, 421, "{}", r.text);
 }
 
 #[test]

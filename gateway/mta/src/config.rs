@@ -108,8 +108,8 @@ pub struct AuditConfig {
 pub struct ConsoleConfig {
     /// HTTPS address (the certificate is `[tls]`'s, or a generated one).
     pub listen: SocketAddr,
-    /// Addresses or networks allowed to reach the console (`10.0.0.0/8`, `192.0.2.7`); empty
-    /// allows any.
+    /// Addresses or networks allowed to sign in to the console (`10.0.0.0/8`, `192.0.2.7`).
+    /// Left out: the local networks ([`LOCAL_NETWORKS`]); an explicit empty list allows any.
     pub allow_from: Vec<String>,
     /// Minutes without a request before a session ends.
     pub session_idle_minutes: u32,
@@ -126,11 +126,25 @@ pub struct ConsoleConfig {
     pub public_url: Option<String>,
 }
 
+/// Where the console accepts sign-ins from unless `console.allow_from` says otherwise:
+/// loopback, the private and link-local ranges (RFC 1918, RFC 4193, RFC 3927/4291) — the
+/// organisation's own networks, never the whole Internet by default.
+pub const LOCAL_NETWORKS: &[&str] = &[
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "169.254.0.0/16",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
+];
+
 impl Default for ConsoleConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
-            allow_from: Vec::new(),
+            allow_from: LOCAL_NETWORKS.iter().map(|n| n.to_string()).collect(),
             session_idle_minutes: 15,
             session_max_hours: 12,
             lockout_failures: 5,
@@ -272,7 +286,8 @@ pub struct SmtpConfig {
     pub max_recipients: usize,
     /// Longest command line in bytes, including CRLF (500 5.5.2 beyond).
     pub max_line_length: usize,
-    /// Most non-transaction commands (NOOP, RSET, HELO, …) per session before 421.
+    /// Most commands that move no mail (EHLO, HELO, MAIL, RSET, NOOP, VRFY, HELP) between two
+    /// accepted messages before 421: bounds sessions that loop without sending mail.
     pub max_junk_commands: usize,
     /// Most protocol errors per session before 421.
     pub max_errors: usize,
@@ -280,12 +295,21 @@ pub struct SmtpConfig {
     pub max_messages_per_session: usize,
     /// Seconds a client may stay silent.
     pub idle_timeout_secs: u64,
+    /// Seconds a client may take to send its first command after the greeting (clients that
+    /// connect and say nothing only hold a slot).
+    pub first_command_timeout_secs: u64,
+    /// Seconds a client may stay silent while the server is under stress (half of
+    /// `max_sessions` in use), as Postfix shortens its timeouts under stress.
+    pub stress_idle_timeout_secs: u64,
     /// Seconds a whole session may last.
     pub session_timeout_secs: u64,
     /// Concurrent sessions in total (421 beyond).
     pub max_sessions: usize,
     /// Concurrent sessions per client IP (421 beyond).
     pub max_sessions_per_ip: usize,
+    /// Concurrent sessions per client network — an IPv4 /24 or IPv6 /64 (421 beyond). The last
+    /// tenth of `max_sessions` is kept for networks that have no session open.
+    pub max_sessions_per_network: usize,
     /// Most `Received:` headers before a message is taken to be looping (554 5.4.6).
     pub max_hops: usize,
     /// Most header fields in a message (552 5.3.4 beyond) — bounds header bombs.
@@ -311,9 +335,12 @@ impl Default for SmtpConfig {
             max_errors: 20,
             max_messages_per_session: 1000,
             idle_timeout_secs: 300,
+            first_command_timeout_secs: 30,
+            stress_idle_timeout_secs: 10,
             session_timeout_secs: 1800,
             max_sessions: 1000,
             max_sessions_per_ip: 50,
+            max_sessions_per_network: 100,
             max_hops: 50,
             max_header_fields: 1000,
             min_free_space_mib: 100,
@@ -594,9 +621,18 @@ impl Config {
                 s.max_messages_per_session as u64,
             ),
             ("smtp.idle_timeout_secs", s.idle_timeout_secs),
+            (
+                "smtp.first_command_timeout_secs",
+                s.first_command_timeout_secs,
+            ),
+            ("smtp.stress_idle_timeout_secs", s.stress_idle_timeout_secs),
             ("smtp.session_timeout_secs", s.session_timeout_secs),
             ("smtp.max_sessions", s.max_sessions as u64),
             ("smtp.max_sessions_per_ip", s.max_sessions_per_ip as u64),
+            (
+                "smtp.max_sessions_per_network",
+                s.max_sessions_per_network as u64,
+            ),
             ("smtp.max_hops", s.max_hops as u64),
             ("smtp.max_header_fields", s.max_header_fields as u64),
             ("smtp.max_inflight_mib", s.max_inflight_mib as u64),
@@ -792,6 +828,7 @@ impl Config {
             protected_domains: self.domains.protected.clone(),
             dns_timeout: Duration::from_millis(self.dns.timeout_ms),
             shipped: crate::upgrade::release::shipped(),
+            skipped: None,
         }
     }
 
@@ -827,6 +864,38 @@ pub fn is_domain_like(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding 5 of the hardening review: a console section without `allow_from` let the
+    /// whole world try passwords.
+    #[test]
+    fn the_console_takes_sign_ins_from_local_networks_unless_told_otherwise() {
+        let base = "[server]\nhostname = \"gw.test\"\ndata_dir = \"/tmp/x\"\n\
+                    [domains]\nprotected = [\"example.com\"]\n[console]\n";
+        let c = Config::parse(base).unwrap();
+        let allow = &c.console.unwrap().allow_from;
+        assert_eq!(
+            allow,
+            &LOCAL_NETWORKS
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+        );
+        let list = jianmen_scan::reputation::AddressList::parse(allow).unwrap();
+        for local in ["127.0.0.1", "10.1.2.3", "192.168.1.1", "::1", "fd00::1"] {
+            assert!(list.matches(local.parse().ok(), &[]).is_some(), "{local}");
+        }
+        for outside in ["8.8.8.8", "2001:db8::1", "172.32.0.1"] {
+            assert!(
+                list.matches(outside.parse().ok(), &[]).is_none(),
+                "{outside}"
+            );
+        }
+        let open = Config::parse(&format!("{base}allow_from = []\n")).unwrap();
+        assert!(
+            open.console.unwrap().allow_from.is_empty(),
+            "an explicit [] allows any"
+        );
+    }
 
     const MINIMAL: &str = r#"
         [server]

@@ -4,18 +4,8 @@
 
 use super::io::{ReadError, Reservation};
 use super::reply::Reply;
-use super::session::{Flow, Session, Transaction};
+use super::state::{Chunks, Flow, Session, Transaction};
 use jianmen_scan::Envelope;
-
-/// A message being assembled from BDAT chunks.
-pub struct Chunks {
-    /// `Received:` header followed by the chunks so far.
-    pub buf: Vec<u8>,
-    /// Length of the `Received:` header at the start of `buf`.
-    pub trace_len: usize,
-    /// The memory the buffer holds.
-    pub memory: Reservation,
-}
 
 fn no_memory() -> Reply {
     Reply::new(
@@ -142,11 +132,17 @@ impl Session {
 
     /// Checks the complete message and hands it to the inbox; `memory` is held until the inbox
     /// has it.
-    async fn finish(&mut self, message: Vec<u8>, trace_len: usize, memory: Reservation) -> Flow {
+    async fn finish(
+        &mut self,
+        mut message: Vec<u8>,
+        trace_len: usize,
+        memory: Reservation,
+    ) -> Flow {
         let Some(tx) = self.tx.take() else {
             return self.fail(Reply::new(503, "5.5.1", "Need MAIL command first"));
         };
         self.messages += 1;
+        pair_bare_cr(&mut message, trace_len);
         let body = &message[trace_len..];
         if body.contains(&0) {
             self.ctx.metrics.rejected("nul");
@@ -165,10 +161,20 @@ impl Session {
             self.ctx.metrics.rejected("headers");
             return self.fail(Reply::new(552, "5.3.4", "Too many header fields"));
         }
+        if shape.longest_line > MAX_HEADER_LINE {
+            self.ctx.metrics.rejected("header_line");
+            return self.fail(Reply::new(
+                554,
+                "5.6.0",
+                "Header line longer than 998 characters (RFC 5322)",
+            ));
+        }
         let envelope = self.envelope(tx);
         let reply = self.ctx.inbox.accept(envelope, message, trace_len).await;
         drop(memory);
         if reply.is_positive() {
+            // A message went through: the commands that led to it were not junk.
+            self.junk = 0;
             self.send(&reply);
             Flow::Continue
         } else {
@@ -223,6 +229,29 @@ impl Session {
     }
 }
 
+/// Turns each CR of `message[from..]` that does not start a CRLF into CRLF (RFC 5321 §2.3.8:
+/// CR and LF travel only as a pair). Left alone, a bare CR could end a line — or, as
+/// `<CR>.<CR>`, the data — for a lax server downstream: SMTP smuggling.
+pub fn pair_bare_cr(message: &mut Vec<u8>, from: usize) {
+    let is_bare = |m: &[u8], i: usize| m[i] == b'\r' && m.get(i + 1) != Some(&b'\n');
+    if !(from..message.len()).any(|i| is_bare(message, i)) {
+        return;
+    }
+    let mut paired = Vec::with_capacity(message.len() + 64);
+    paired.extend_from_slice(&message[..from]);
+    for i in from..message.len() {
+        paired.push(message[i]);
+        if is_bare(message, i) {
+            paired.push(b'\n');
+        }
+    }
+    *message = paired;
+}
+
+/// Longest header line RFC 5322 §2.1.1 allows, without its CRLF. Downstream servers refuse
+/// longer ones, and a message they refuse on every attempt would only bounce days later.
+pub const MAX_HEADER_LINE: usize = 998;
+
 /// Counts taken from a message's header section.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct HeaderShape {
@@ -230,6 +259,8 @@ pub struct HeaderShape {
     pub fields: usize,
     /// `Received:` fields.
     pub received: usize,
+    /// Length of the longest header line, without its line end.
+    pub longest_line: usize,
 }
 
 impl HeaderShape {
@@ -241,6 +272,7 @@ impl HeaderShape {
             if line.is_empty() {
                 break;
             }
+            shape.longest_line = shape.longest_line.max(line.len());
             if line[0] == b' ' || line[0] == b'\t' {
                 continue;
             }
@@ -255,7 +287,38 @@ impl HeaderShape {
 
 #[cfg(test)]
 mod tests {
-    use super::HeaderShape;
+    use super::{HeaderShape, MAX_HEADER_LINE, pair_bare_cr};
+
+    /// Finding 4 of the hardening review: a bare CR went to downstream servers as it came, so
+    /// `<CR>.<CR>` could end the data early for a lax one.
+    #[test]
+    fn bare_cr_becomes_crlf_and_crlf_stays() {
+        let mut m = b"Received: x\r\nSubject: a\r\n\r\nline\r.\rMAIL FROM:<x@y>\r\nend\r".to_vec();
+        pair_bare_cr(&mut m, 13);
+        assert_eq!(
+            m,
+            b"Received: x\r\nSubject: a\r\n\r\nline\r\n.\r\nMAIL FROM:<x@y>\r\nend\r\n"
+        );
+        let mut clean = b"a\r\nb\r\n".to_vec();
+        pair_bare_cr(&mut clean, 0);
+        assert_eq!(clean, b"a\r\nb\r\n");
+    }
+
+    /// Finding 2 of the hardening review: a 1 MB unfolded header line was relayed as it was.
+    #[test]
+    fn header_shape_measures_the_longest_header_line_only() {
+        let long = format!(
+            "Subject: {}\r\n\tfolded\r\n\r\n{}\r\n",
+            "x".repeat(MAX_HEADER_LINE - 9),
+            "b".repeat(5000)
+        );
+        assert_eq!(
+            HeaderShape::of(long.as_bytes()).longest_line,
+            MAX_HEADER_LINE
+        );
+        let over = format!("To: {}\n\nbody\n", "y".repeat(1_000_000));
+        assert_eq!(HeaderShape::of(over.as_bytes()).longest_line, 1_000_004);
+    }
 
     #[test]
     fn header_shape_counts_fields_and_hops() {
@@ -264,7 +327,8 @@ mod tests {
             HeaderShape::of(m),
             HeaderShape {
                 fields: 3,
-                received: 2
+                received: 2,
+                longest_line: 11,
             }
         );
     }

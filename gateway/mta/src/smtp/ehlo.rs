@@ -1,7 +1,7 @@
 //! HELO/EHLO: greets the client, resets the transaction and advertises extensions.
 
 use super::reply::Reply;
-use super::session::{Flow, Session};
+use super::state::{Flow, Session};
 
 impl Session {
     /// Handles EHLO (`esmtp`) or HELO.

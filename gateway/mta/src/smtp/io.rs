@@ -138,6 +138,11 @@ impl Conn {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "stream taken"))
     }
 
+    /// Changes how long each wait for input may last (the session shortens it under stress).
+    pub fn set_idle(&mut self, idle: Duration) {
+        self.idle = idle;
+    }
+
     /// Whether the client has already sent more bytes than were consumed (pipelining).
     pub fn has_buffered_input(&self) -> bool {
         self.rpos < self.rbuf.len()

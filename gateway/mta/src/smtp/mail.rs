@@ -3,7 +3,7 @@
 use smtp_proto::{MAIL_BODY_BINARYMIME, MAIL_SMTPUTF8, MailFrom};
 
 use super::reply::Reply;
-use super::session::{Flow, Session, Transaction};
+use super::state::{Flow, Session, Transaction};
 
 impl Session {
     /// Handles MAIL FROM.

@@ -1,5 +1,5 @@
 //! Inbound SMTP (RFC 5321) on tokio: the listener with its connection limits, and one
-//! [`session::Session`] per client that walks the phases EHLO → MAIL → RCPT → DATA/BDAT.
+//! [`state::Session`] per client that walks the phases EHLO → MAIL → RCPT → DATA/BDAT.
 //! What happens to an accepted message is decided by the [`Inbox`] the server was given.
 
 pub mod data;
@@ -9,6 +9,7 @@ pub mod mail;
 pub mod rcpt;
 pub mod reply;
 pub mod session;
+pub mod state;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -54,10 +55,18 @@ pub struct SessionContext {
     pub metrics: Arc<Metrics>,
 }
 
-/// Counts live sessions overall and per client address, so floods get `421` instead of resources.
+/// Counts live sessions overall, per client address and per client network, so floods get
+/// `421` instead of resources and the sessions of well-behaved networks keep room.
 #[derive(Default)]
-struct SessionCounter {
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+pub(crate) struct SessionCounter {
+    counts: Mutex<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+    per_network: HashMap<IpAddr, usize>,
 }
 
 /// A live session's place in the counter; released on drop.
@@ -66,41 +75,82 @@ struct SessionSlot {
     ip: IpAddr,
 }
 
+/// The network a client address counts against: its IPv4 /24 or IPv6 /64.
+fn network_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            IpAddr::from([a, b, c, 0])
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => network_of(IpAddr::V4(v4)),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+    }
+}
+
 impl SessionCounter {
-    /// Takes a slot unless a limit is reached; the error is the reply to send.
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a slot unless a limit is reached; the error is the reply to send. The last tenth
+    /// of `max_sessions` only goes to networks that hold no session yet.
     fn enter(
         self: &Arc<Self>,
         ip: IpAddr,
         limits: &SmtpConfig,
     ) -> Result<SessionSlot, &'static str> {
-        let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        let total: usize = map.values().sum();
-        if total >= limits.max_sessions {
+        let mut c = self.counts();
+        let network = network_of(ip);
+        let on_network = c.per_network.get(&network).copied().unwrap_or(0);
+        let reserved = limits.max_sessions / 10;
+        if c.total >= limits.max_sessions
+            || (on_network > 0 && c.total >= limits.max_sessions - reserved)
+        {
             return Err("421 4.3.2 Too many connections, try again later\r\n");
         }
-        let n = map.entry(ip).or_insert(0);
-        if *n >= limits.max_sessions_per_ip {
+        if c.per_ip.get(&ip).copied().unwrap_or(0) >= limits.max_sessions_per_ip {
             return Err("421 4.7.0 Too many connections from your address\r\n");
         }
-        *n += 1;
+        if on_network >= limits.max_sessions_per_network {
+            return Err("421 4.7.0 Too many connections from your network\r\n");
+        }
+        c.total += 1;
+        *c.per_ip.entry(ip).or_insert(0) += 1;
+        *c.per_network.entry(network).or_insert(0) += 1;
         Ok(SessionSlot {
             counter: self.clone(),
             ip,
         })
     }
+
+    /// Sessions open now.
+    fn total(&self) -> usize {
+        self.counts().total
+    }
+
+    /// Whether half of `max_sessions` or more are in use: sessions then get the short idle
+    /// timeout.
+    pub(crate) fn stressed(&self, limits: &SmtpConfig) -> bool {
+        self.total() * 2 >= limits.max_sessions
+    }
 }
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
-        let mut map = self
-            .counter
-            .per_ip
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
+        let mut guard = self.counter.counts();
+        let c = &mut *guard;
+        c.total = c.total.saturating_sub(1);
+        for (map, key) in [
+            (&mut c.per_ip, self.ip),
+            (&mut c.per_network, network_of(self.ip)),
+        ] {
+            if let Some(n) = map.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&key);
+                }
             }
         }
     }
@@ -134,12 +184,7 @@ impl Server {
 
     /// Sessions currently open.
     pub fn active_sessions(&self) -> usize {
-        self.sessions
-            .per_ip
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .sum()
+        self.sessions.total()
     }
 
     /// Binds every configured address; fails before serving if any cannot be bound, naming it.
@@ -197,12 +242,13 @@ impl Server {
         self.ctx.metrics.sessions.inc();
         let shutdown = self.shutdown.subscribe();
         let memory = self.memory.clone();
-        session::Session::new(
+        state::Session::new(
             self.ctx.clone(),
             peer.ip(),
             Box::new(stream),
             shutdown,
             memory,
+            self.sessions.clone(),
         )
         .run()
         .await;

@@ -3,7 +3,7 @@
 use smtp_proto::RcptTo;
 
 use super::reply::Reply;
-use super::session::{Flow, Session};
+use super::state::{Flow, Session};
 
 impl Session {
     /// Handles RCPT TO.

@@ -1,127 +1,17 @@
-//! One SMTP session: reads commands, enforces ordering and limits, and dispatches each phase to
-//! its module (`ehlo`, `mail`, `rcpt`, `data`).
+//! One SMTP session's command loop: reads commands, enforces ordering and limits, and dispatches
+//! each phase to its module (`ehlo`, `mail`, `rcpt`, `data`); the state they share is in
+//! [`super::state`].
 
 use std::borrow::Cow;
-use std::net::IpAddr;
 
 use smtp_proto::{Error as ProtoError, Request};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::SessionContext;
-use super::io::{Conn, Io, Line, MemoryBudget, ReadError};
+use super::io::{Line, ReadError};
 use super::reply::Reply;
-
-/// What the command loop does after a command.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Flow {
-    /// Read the next command.
-    Continue,
-    /// Flush and close the connection.
-    Close,
-}
-
-/// The mail transaction between MAIL and the end of DATA/BDAT.
-pub struct Transaction {
-    /// Queue id given to the message (in `Received:` and the spool).
-    pub queue_id: String,
-    /// Reverse path (empty for `<>`).
-    pub mail_from: String,
-    /// SMTPUTF8 was requested on MAIL.
-    pub smtputf8: bool,
-    /// Accepted recipients, deduplicated case-insensitively.
-    pub rcpts: Vec<String>,
-    /// Message being assembled from BDAT chunks, and whether it still fits the size limit.
-    pub bdat: Option<super::data::Chunks>,
-}
-
-/// A client connection from greeting to QUIT.
-pub struct Session {
-    pub(super) ctx: SessionContext,
-    pub(super) conn: Conn,
-    pub(super) client_ip: IpAddr,
-    /// Name given in HELO/EHLO, once given.
-    pub(super) helo: Option<String>,
-    /// The client used EHLO (extensions allowed).
-    pub(super) esmtp: bool,
-    /// STARTTLS completed.
-    pub(super) tls: bool,
-    /// What STARTTLS negotiated (for the `Received:` header).
-    pub(super) tls_cipher: Option<String>,
-    pub(super) tx: Option<Transaction>,
-    pub(super) messages: usize,
-    errors: usize,
-    junk: usize,
-    shutdown: watch::Receiver<bool>,
-    pub(super) memory: MemoryBudget,
-}
+use super::state::{Flow, Session};
 
 impl Session {
-    /// Prepares a session over `io` for a client at `client_ip`.
-    /// `shutdown` turning true asks the session to close once no transaction is open; message
-    /// data is held against the server-wide `memory` budget.
-    pub fn new(
-        ctx: SessionContext,
-        client_ip: IpAddr,
-        io: Box<dyn Io>,
-        shutdown: watch::Receiver<bool>,
-        memory: MemoryBudget,
-    ) -> Self {
-        let deadline = Instant::now() + ctx.limits.session_timeout();
-        let conn = Conn::new(io, ctx.limits.idle_timeout(), deadline);
-        Self {
-            ctx,
-            conn,
-            client_ip,
-            helo: None,
-            esmtp: false,
-            tls: false,
-            tls_cipher: None,
-            tx: None,
-            messages: 0,
-            errors: 0,
-            junk: 0,
-            shutdown,
-            memory,
-        }
-    }
-
-    /// Queues a reply for the client.
-    pub(super) fn send(&mut self, reply: &Reply) {
-        let mut out = Vec::with_capacity(64);
-        reply.write_to(&mut out);
-        self.conn.reply(&out);
-    }
-
-    /// Queues a reply for a failed command; too many of them end the session.
-    pub(super) fn fail(&mut self, reply: Reply) -> Flow {
-        self.send(&reply);
-        self.errors += 1;
-        if self.errors >= self.ctx.limits.max_errors {
-            self.send(&Reply::new(
-                421,
-                "4.7.0",
-                "Too many errors, closing connection",
-            ));
-            return Flow::Close;
-        }
-        Flow::Continue
-    }
-
-    /// Counts a command that moves no mail; too many of them end the session.
-    fn junk(&mut self) -> Option<Flow> {
-        self.junk += 1;
-        if self.junk > self.ctx.limits.max_junk_commands {
-            self.send(&Reply::new(
-                421,
-                "4.7.0",
-                "Too many commands, closing connection",
-            ));
-            return Some(Flow::Close);
-        }
-        None
-    }
-
     /// Runs the session to its end.
     pub async fn run(mut self) {
         let greeting = Reply::new(220, "", format!("{} ESMTP Jianmen", self.ctx.hostname));
@@ -131,6 +21,7 @@ impl Session {
                 return;
             }
             let max = self.ctx.limits.max_line_length;
+            self.conn.set_idle(self.idle_timeout());
             let idle = self.tx.is_none();
             let read = tokio::select! {
                 read = self.conn.read_line(max) => Some(read),
@@ -153,6 +44,7 @@ impl Session {
                     return;
                 }
             };
+            self.commands += 1;
             let flow = match line {
                 Line::TooLong => self.fail(Reply::new(500, "5.5.2", "Line too long")),
                 Line::Complete(line) => self.command(&line).await,
@@ -187,10 +79,21 @@ impl Session {
             Err(e) => return self.fail(protocol_error_reply(&e)),
         };
         match request {
-            Request::Ehlo { host } => self.ehlo(host, true),
-            Request::Helo { host } => self.ehlo(host, false),
+            // Greetings and transactions that never carry a message count as junk: a
+            // session that loops on them only holds a slot.
+            Request::Ehlo { host } => match self.junk() {
+                Some(flow) => flow,
+                None => self.ehlo(host, true),
+            },
+            Request::Helo { host } => match self.junk() {
+                Some(flow) => flow,
+                None => self.ehlo(host, false),
+            },
             Request::StartTls => self.starttls().await,
-            Request::Mail { from } => self.mail(from).await,
+            Request::Mail { from } => match self.junk() {
+                Some(flow) => flow,
+                None => self.mail(from).await,
+            },
             Request::Rcpt { to } => self.rcpt(to).await,
             Request::Data => self.data().await,
             Request::Bdat {
