@@ -150,11 +150,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     };
     let resolver = jianmen_scan::dns::resolver(&config.dns)?;
     let scanner: Arc<dyn Scanner> = if config.scan.enabled {
-        let pipeline = Arc::new(Pipeline::new(
-            &config.scan,
-            &config.scan_environment(),
-            Some(resolver.clone()),
-        )?);
+        let env = jianmen_scan::pipeline::Environment {
+            skipped: Some(metrics.clone()),
+            ..config.scan_environment()
+        };
+        let pipeline = Arc::new(Pipeline::new(&config.scan, &env, Some(resolver.clone()))?);
         tokio::spawn(reload_on_sighup(pipeline.clone()));
         Arc::new(pipeline)
     } else {

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub accepted: Counter,
     rejected: Family<Labels, Counter>,
     deliveries: Family<Labels, Counter>,
+    scan_skipped: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -30,6 +31,7 @@ impl Default for Metrics {
         let accepted = Counter::default();
         let rejected = Family::<Labels, Counter>::default();
         let deliveries = Family::<Labels, Counter>::default();
+        let scan_skipped = Family::<Labels, Counter>::default();
         registry.register("smtp_sessions", "SMTP sessions started", sessions.clone());
         registry.register(
             "smtp_sessions_refused",
@@ -51,6 +53,11 @@ impl Default for Metrics {
             "Per-recipient delivery attempt outcomes",
             deliveries.clone(),
         );
+        registry.register(
+            "scan_checks_skipped",
+            "Messages judged without a check (e.g. dns: resolver down or too slow), by check",
+            scan_skipped.clone(),
+        );
         Self {
             registry,
             sessions,
@@ -58,6 +65,7 @@ impl Default for Metrics {
             accepted,
             rejected,
             deliveries,
+            scan_skipped,
         }
     }
 }
@@ -82,5 +90,13 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+impl jianmen_scan::SkippedChecks for Metrics {
+    fn skipped(&self, check: &'static str) {
+        self.scan_skipped
+            .get_or_create(&vec![("check", check)])
+            .inc();
     }
 }

@@ -34,3 +34,97 @@ pub fn resolver(config: &DnsConfig) -> std::io::Result<TokioResolver> {
         .build()
         .map_err(std::io::Error::other)
 }
+
+/// Messages in a row whose DNS checks ran out of time before the breaker opens.
+const TRIP_AFTER: u32 = 3;
+/// How long DNS checks are skipped once the breaker opened, before one message tries again.
+const OPEN_FOR: Duration = Duration::from_secs(30);
+
+/// A circuit breaker over the scanner's DNS checks. An unreachable resolver (an air-gapped
+/// site, an outage) makes every query wait its timeout; without the breaker every message
+/// would, too. After [`TRIP_AFTER`] messages in a row ran out of their DNS budget the checks
+/// are skipped for [`OPEN_FOR`]; then the next message tries again and its outcome closes or
+/// reopens the breaker.
+#[derive(Debug, Default)]
+pub struct Breaker {
+    state: std::sync::Mutex<BreakerState>,
+}
+
+#[derive(Debug, Default)]
+struct BreakerState {
+    /// Messages in a row whose DNS checks ran out of time.
+    failures: u32,
+    /// While set and in the future, DNS checks are skipped.
+    open_until: Option<std::time::Instant>,
+}
+
+/// What a message's outcome did to the breaker, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// DNS checks are skipped from now on.
+    Opened,
+    /// DNS answers again; checks resume.
+    Closed,
+}
+
+impl Breaker {
+    /// Whether DNS checks should run for the next message at `now`.
+    pub fn allows(&self, now: std::time::Instant) -> bool {
+        self.state
+            .lock()
+            .map(|s| s.open_until.is_none_or(|until| now >= until))
+            .unwrap_or(true)
+    }
+
+    /// Records whether a message's DNS checks finished within their budget.
+    pub fn record(&self, finished: bool, now: std::time::Instant) -> Option<Transition> {
+        let Ok(mut s) = self.state.lock() else {
+            return None;
+        };
+        if finished {
+            s.failures = 0;
+            return s.open_until.take().map(|_| Transition::Closed);
+        }
+        s.failures = s.failures.saturating_add(1);
+        let was_open = s.open_until.is_some();
+        if was_open || s.failures >= TRIP_AFTER {
+            s.open_until = Some(now + OPEN_FOR);
+            return (!was_open).then_some(Transition::Opened);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn the_breaker_opens_after_timeouts_in_a_row_and_closes_when_dns_answers() {
+        let b = Breaker::default();
+        let t0 = Instant::now();
+        assert!(b.allows(t0));
+        assert_eq!(b.record(false, t0), None);
+        assert_eq!(
+            b.record(true, t0),
+            None,
+            "a success in between resets the count"
+        );
+        for _ in 0..TRIP_AFTER - 1 {
+            assert_eq!(b.record(false, t0), None);
+        }
+        assert_eq!(b.record(false, t0), Some(Transition::Opened));
+        assert!(!b.allows(t0 + Duration::from_secs(1)));
+        // After the pause one message tries again: a failure reopens without a new log line,
+        let later = t0 + OPEN_FOR;
+        assert!(b.allows(later));
+        assert_eq!(b.record(false, later), None);
+        assert!(!b.allows(later + Duration::from_secs(1)));
+        // and a success closes it.
+        let again = later + OPEN_FOR;
+        assert!(b.allows(again));
+        assert_eq!(b.record(true, again), Some(Transition::Closed));
+        assert!(b.allows(again));
+    }
+}

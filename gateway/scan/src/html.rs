@@ -2,6 +2,8 @@
 //! text, forms, scripts and smuggling tricks. A single forward pass over the bytes with fixed
 //! bounds — no DOM, no recursion — because every HTML body is hostile.
 
+use super::search::NextMatch;
+
 /// Most links kept from one HTML document.
 pub const MAX_LINKS: usize = 256;
 /// Most visible text kept from one HTML document, in bytes.
@@ -71,6 +73,12 @@ const BLOCK: &[&str] = &[
 
 /// Reads an HTML document.
 pub fn scan(html: &str) -> HtmlView {
+    scan_counted(html).0
+}
+
+/// [`scan`], and the bytes its searches for tag and comment ends examined: linear in the
+/// document however many `<` it holds.
+fn scan_counted(html: &str) -> (HtmlView, usize) {
     let mut view = HtmlView::default();
     let bytes = html.as_bytes();
     let mut i = 0;
@@ -84,6 +92,8 @@ pub fn scan(html: &str) -> HtmlView {
     {
         view.smuggling = true;
     }
+    let mut tag_ends = NextMatch::new(bytes, b">");
+    let mut comment_ends = NextMatch::new(bytes, b"-->");
     while i < bytes.len() {
         if bytes[i] != b'<' {
             i += 1;
@@ -94,12 +104,14 @@ pub fn scan(html: &str) -> HtmlView {
             push_text(&mut view, &mut anchor, &html[text_start..i]);
         }
         if bytes[i..].starts_with(b"<!--") {
-            let end = find(bytes, i + 4, b"-->").map_or(bytes.len(), |e| e + 3);
+            let end = comment_ends
+                .at_or_after(i + 4)
+                .map_or(bytes.len(), |e| e + 3);
             i = end;
             text_start = i;
             continue;
         }
-        let end = match memchr_within(bytes, i + 1, b'>', MAX_TAG) {
+        let end = match tag_ends.at_or_after(i + 1).filter(|e| e - i <= MAX_TAG) {
             Some(e) => e,
             None => {
                 // An unterminated or giant tag: skip the '<' and go on as text.
@@ -207,7 +219,7 @@ pub fn scan(html: &str) -> HtmlView {
         push_text(&mut view, &mut anchor, &html[text_start..]);
     }
     finish_anchor(&mut view, &mut anchor);
-    view
+    (view, tag_ends.examined + comment_ends.examined)
 }
 
 fn push_text(view: &mut HtmlView, anchor: &mut Option<(String, String)>, raw: &str) {
@@ -399,21 +411,6 @@ pub fn decode_entities(s: &str) -> String {
     out
 }
 
-fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    hay.get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| from + p)
-}
-
-fn memchr_within(hay: &[u8], from: usize, b: u8, limit: usize) -> Option<usize> {
-    let end = hay.len().min(from.saturating_add(limit));
-    hay.get(from..end)?
-        .iter()
-        .position(|&x| x == b)
-        .map(|p| from + p)
-}
-
 /// Case-insensitive ASCII substring test.
 pub fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
     needle.is_empty()
@@ -425,6 +422,39 @@ pub fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding 1 of the hardening review: each `<` without `>` searched up to 16 KiB ahead, so
+    /// 1 MiB of `<` took 5.3 s. The work must grow with the document, not with `<` × 16 KiB.
+    #[test]
+    fn unclosed_tags_and_comments_cost_work_linear_in_the_document() {
+        for unit in ["<", "<a", "<!--x"] {
+            let work = |n: usize| {
+                let (view, examined) = scan_counted(&unit.repeat(n));
+                assert!(view.links.is_empty());
+                examined
+            };
+            let (small, large) = (work(50_000), work(200_000));
+            assert!(
+                large <= 4 * small + 64,
+                "{unit}: 4x input cost {large} vs {small}"
+            );
+            assert!(
+                large <= 2 * unit.len() * 200_000,
+                "{unit}: {large} bytes examined"
+            );
+        }
+    }
+
+    #[test]
+    fn a_tag_longer_than_the_limit_is_skipped_and_the_next_one_read() {
+        let html = format!(
+            "<a {}>x</a><a href=\"http://ok.test/\">y</a>",
+            "b".repeat(MAX_TAG)
+        );
+        let view = scan(&html);
+        assert_eq!(view.links.len(), 1);
+        assert_eq!(view.links[0].href, "http://ok.test/");
+    }
 
     #[test]
     fn visible_text_links_and_forms() {

@@ -38,11 +38,19 @@ pub mod pipeline;
 pub mod pool;
 pub mod reputation;
 pub mod rules;
+pub mod search;
 pub mod verdict;
 
 use std::net::IpAddr;
 
 use async_trait::async_trait;
+
+/// Where the scanner counts the checks it had to leave out (the gateway's metrics), so that an
+/// operator sees a degraded scan instead of inferring it from verdicts.
+pub trait SkippedChecks: Send + Sync {
+    /// One message was judged without `check` (e.g. `dns`: the resolver is down or too slow).
+    fn skipped(&self, check: &'static str);
+}
 
 /// What the SMTP session knows about a message when it is scanned.
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use mail_parser::{Encoding, MessageParser, MimeHeaders, PartType};
 
 use super::html::{self, Link};
+use super::search::NextMatch;
 
 /// Most header fields kept.
 const MAX_HEADERS: usize = 512;
@@ -341,48 +342,71 @@ fn decode_header_bytes<'a>(bytes: &'a [u8], view: &mut Message) -> Cow<'a, str> 
 
 /// Decodes RFC 2047 encoded words in `s`, leaving everything else.
 pub fn decode_encoded_words(s: &str) -> String {
+    decode_encoded_words_counted(s).0
+}
+
+/// Longest charset name of an encoded word (with its `*language` suffix).
+const MAX_CHARSET: usize = 64;
+/// Longest encoded text of one word (RFC 2047 says 75 octets for the whole word; real mail
+/// exceeds that, hostile mail exceeds anything).
+const MAX_ENCODED_TEXT: usize = 4096;
+
+/// [`decode_encoded_words`], and the bytes its searches examined: linear in `s` however many
+/// `=?` it holds.
+fn decode_encoded_words_counted(s: &str) -> (String, usize) {
     let mut out = String::with_capacity(s.len());
-    let mut rest = s;
+    let mut closers = NextMatch::new(s.as_bytes(), b"?=");
+    let mut pos = 0;
     let mut last_was_word = false;
-    while let Some(p) = rest.find("=?") {
-        let (before, after) = rest.split_at(p);
-        let word = parse_encoded_word(after);
-        match word {
+    let mut examined = 0;
+    while let Some(p) = s[pos..].find("=?") {
+        examined += p + 2;
+        let (before, after) = s[pos..].split_at(p);
+        let start = pos + p;
+        match parse_encoded_word(after, start, &mut closers) {
             Some((decoded, len)) => {
                 if !(last_was_word && before.trim().is_empty()) {
                     out.push_str(before);
                 }
                 out.push_str(&decoded);
-                rest = &after[len..];
+                pos = start + len;
                 last_was_word = true;
             }
             None => {
                 out.push_str(before);
                 out.push_str("=?");
-                rest = &after[2..];
+                pos = start + 2;
                 last_was_word = false;
             }
         }
     }
-    out.push_str(rest);
-    out
+    out.push_str(&s[pos..]);
+    (out, examined + closers.examined)
 }
 
-/// Parses one `=?charset?B|Q?text?=` at the start of `s`: (decoded text, length consumed).
-fn parse_encoded_word(s: &str) -> Option<(String, usize)> {
+/// Parses one `=?charset?B|Q?text?=` at the start of `s`, which begins at `offset` of the text
+/// `closers` searches: (decoded text, length consumed).
+fn parse_encoded_word(
+    s: &str,
+    offset: usize,
+    closers: &mut NextMatch<'_>,
+) -> Option<(String, usize)> {
     let inner = &s[2..];
-    let q1 = inner.find('?')?;
+    let q1 = inner
+        .bytes()
+        .take(MAX_CHARSET + 1)
+        .position(|b| b == b'?')?;
     let charset = &inner[..q1];
     let enc = inner.get(q1 + 1..q1 + 2)?;
     if inner.get(q1 + 2..q1 + 3)? != "?" {
         return None;
     }
     let body_start = q1 + 3;
-    let body_len = inner[body_start..].find("?=")?;
-    if body_len > 4096 {
+    let body_len = closers.at_or_after(offset + 2 + body_start)? - (offset + 2 + body_start);
+    if body_len > MAX_ENCODED_TEXT {
         return None;
     }
-    let body = &inner[body_start..body_start + body_len];
+    let body = inner.get(body_start..body_start + body_len)?;
     let bytes = match enc {
         "B" | "b" => mail_parser::decoders::base64::base64_decode(body.as_bytes())?,
         "Q" | "q" => {
@@ -449,6 +473,31 @@ pub fn domain_of(addr: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoded_words_decode_beside_plain_text() {
+        assert_eq!(
+            decode_encoded_words("Re: =?UTF-8?B?5Lit5paH?= =?gb2312?Q?=D6=D0?= end"),
+            "Re: 中文中 end"
+        );
+        assert_eq!(decode_encoded_words("a =?x?Q?b"), "a =?x?Q?b");
+        assert_eq!(decode_encoded_words("=?=?=?"), "=?=?=?");
+    }
+
+    /// Finding 1 of the hardening review: every `=?` searched the rest of the header for `?=`,
+    /// so 150,000 of them took 35 s. The work must grow with the text, not its square.
+    #[test]
+    fn many_unclosed_encoded_words_cost_work_linear_in_the_header() {
+        let work = |n: usize| {
+            let header = "=?a?B?x".repeat(n);
+            let (decoded, examined) = decode_encoded_words_counted(&header);
+            assert_eq!(decoded, header);
+            examined
+        };
+        let (small, large) = (work(5_000), work(20_000));
+        assert!(large <= 4 * small + 64, "4x input cost {large} vs {small}");
+        assert!(large <= 3 * 7 * 20_000, "{large} bytes examined");
+    }
 
     #[test]
     fn multipart_view_with_links_and_attachment() {

@@ -19,7 +19,9 @@ use super::pool::CpuPool;
 use super::reputation::{AddressList, BlockLists};
 use super::rules::{RuleError, RuleSet};
 use super::verdict::{Class, Report, decide};
-use super::{Disposition, Envelope, Scanner, Symbols, Verdict, attach, bec, phish};
+use super::{
+    Disposition, Envelope, Scanner, SkippedChecks, Symbols, Verdict, attach, bec, dns, phish,
+};
 use crate::config::{Action, Actions, ScanConfig, Thresholds};
 
 /// What is known about a message besides its bytes; all optional for offline scans.
@@ -51,7 +53,7 @@ pub struct Analysis {
 
 /// What the pipeline needs to know of the gateway it runs in, besides its own `[scan]` section:
 /// passed in by the gateway, never looked up, so the scanner stays testable alone.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Environment {
     /// This gateway's host name (the `Authentication-Results` authserv-id).
     pub hostname: String,
@@ -64,6 +66,8 @@ pub struct Environment {
     pub dns_timeout: Duration,
     /// Files the running upgrade release ships in place of the built-in ones.
     pub shipped: Shipped,
+    /// Where checks left out are counted.
+    pub skipped: Option<Arc<dyn SkippedChecks>>,
 }
 
 /// The rule file and content model an applied upgrade release ships; each, when present,
@@ -98,6 +102,10 @@ pub struct Pipeline {
     classifier: RwLock<Option<Arc<dyn Classifier>>>,
     data_dir: Option<PathBuf>,
     shipped: Shipped,
+    /// Time one message's DNS checks (authentication and block lists together) may take.
+    dns_budget: Duration,
+    dns_breaker: dns::Breaker,
+    skipped: Option<Arc<dyn SkippedChecks>>,
     pool: CpuPool,
 }
 
@@ -189,6 +197,10 @@ impl Pipeline {
             config: scan,
             data_dir: env.data_dir.clone(),
             shipped: env.shipped.clone(),
+            // One query may be tried twice (see `dns::resolver`); a message gets that much.
+            dns_budget: env.dns_timeout * 2,
+            dns_breaker: dns::Breaker::default(),
+            skipped: env.skipped.clone(),
             pool: CpuPool::per_core(),
         })
     }
@@ -287,22 +299,33 @@ impl Pipeline {
         };
         let mut auth_symbols = Symbols::default();
         let mut list_symbols = Symbols::default();
-        let auth_fut = async {
-            match (&self.auth, ctx.client_ip) {
-                (Some(a), Some(ip)) => {
-                    let peer = Peer {
-                        ip,
-                        helo: &ctx.helo,
-                        mail_from: &ctx.mail_from,
-                    };
-                    Some(a.check(raw, &peer, &mut auth_symbols).await)
+        let dns_wanted = ctx.client_ip.is_some() && (self.auth.is_some() || self.lists.is_some());
+        let dns_allowed = self.dns_breaker.allows(Instant::now());
+        let dns_fut = async {
+            let Some(ip) = ctx.client_ip.filter(|_| dns_wanted && dns_allowed) else {
+                return (None, true);
+            };
+            let auth = async {
+                match &self.auth {
+                    Some(a) => {
+                        let peer = Peer {
+                            ip,
+                            helo: &ctx.helo,
+                            mail_from: &ctx.mail_from,
+                        };
+                        Some(a.check(raw, &peer, &mut auth_symbols).await)
+                    }
+                    None => None,
                 }
-                _ => None,
-            }
-        };
-        let lists_fut = async {
-            if let (Some(l), Some(ip)) = (&self.lists, ctx.client_ip) {
-                l.check(ip, &link_domains, &mut list_symbols).await;
+            };
+            let lists = async {
+                if let Some(l) = &self.lists {
+                    l.check(ip, &link_domains, &mut list_symbols).await;
+                }
+            };
+            match tokio::time::timeout(self.dns_budget, async { tokio::join!(auth, lists) }).await {
+                Ok((auth_results, ())) => (auth_results, true),
+                Err(_) => (None, false),
             }
         };
         let av_fut = async {
@@ -311,9 +334,12 @@ impl Pipeline {
                 None => None,
             }
         };
-        let (auth_results, (), av) = tokio::join!(auth_fut, lists_fut, av_fut);
+        let ((auth_results, dns_finished), av) = tokio::join!(dns_fut, av_fut);
         for h in auth_symbols.hits().iter().chain(list_symbols.hits()) {
             symbols.add(&h.name, h.detail.clone());
+        }
+        if dns_wanted {
+            self.account_dns(dns_allowed, dns_finished, &mut symbols);
         }
         let mut antivirus_failed = false;
         match av {
@@ -345,6 +371,31 @@ impl Pipeline {
     }
 
     /// The CPU-only checks: structure, HTML, attachments, sender, BEC and the rule set.
+    /// Feeds one message's DNS outcome to the breaker; says in the message's evidence, the
+    /// log and the metrics when its DNS checks were skipped or cut short.
+    fn account_dns(&self, allowed: bool, finished: bool, symbols: &mut Symbols) {
+        if !allowed {
+            symbols.add("DNS_UNAVAILABLE", "resolver down: DNS checks skipped");
+        } else {
+            if !finished {
+                symbols.add("DNS_UNAVAILABLE", "DNS checks ran out of time");
+            }
+            match self.dns_breaker.record(finished, Instant::now()) {
+                Some(dns::Transition::Opened) => tracing::warn!(
+                    "DNS checks time out: skipping them (SPF, DKIM, DMARC, block lists) until the \
+                     resolver answers again"
+                ),
+                Some(dns::Transition::Closed) => tracing::info!("DNS answers again: checks resume"),
+                None => {}
+            }
+        }
+        if (!allowed || !finished)
+            && let Some(s) = &self.skipped
+        {
+            s.skipped("dns");
+        }
+    }
+
     fn local_checks(
         &self,
         message: &Message,
@@ -637,6 +688,75 @@ impl Scanner for Arc<Pipeline> {
 mod tests {
     use super::*;
     use crate::model::Probabilities;
+
+    /// Counts what the pipeline skipped.
+    #[derive(Default)]
+    struct Skipped(std::sync::atomic::AtomicUsize);
+
+    impl SkippedChecks for Skipped {
+        fn skipped(&self, check: &'static str) {
+            assert_eq!(check, "dns");
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Finding 11 of the hardening review: with an unreachable resolver every message waited
+    /// for DNS. Each message gets one DNS budget, and after three in a row ran out of it the
+    /// checks are skipped (and said so) until the resolver answers again.
+    #[tokio::test]
+    async fn a_silent_resolver_costs_three_messages_their_budget_then_is_skipped() {
+        // A resolver that never answers, over UDP or TCP: bound sockets nobody reads.
+        let (udp, _tcp) = (0..20)
+            .find_map(|_| {
+                let udp = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
+                let tcp = std::net::TcpListener::bind(udp.local_addr().ok()?).ok()?;
+                Some((udp, tcp))
+            })
+            .expect("a UDP and TCP port pair");
+        let config = crate::config::DnsConfig {
+            resolver: Some(udp.local_addr().unwrap()),
+            timeout_ms: 50,
+        };
+        let resolver = crate::dns::resolver(&config).unwrap();
+        let skipped = Arc::new(Skipped::default());
+        let env = Environment {
+            hostname: "gw.test".into(),
+            protected_domains: vec!["example.com".into()],
+            dns_timeout: Duration::from_millis(config.timeout_ms),
+            skipped: Some(skipped.clone()),
+            ..Environment::default()
+        };
+        let scan = ScanConfig {
+            first_contact: false,
+            model: "none".into(),
+            ..ScanConfig::default()
+        };
+        let p = Arc::new(Pipeline::new(&scan, &env, Some(resolver)).unwrap());
+        let ctx = Context {
+            client_ip: Some("192.0.2.1".parse().unwrap()),
+            helo: "mail.sender.test".into(),
+            mail_from: "a@sender.test".into(),
+            rcpts: vec!["u@example.com".into()],
+        };
+        let detail = |a: &Analysis| {
+            a.symbols
+                .hits()
+                .iter()
+                .find(|h| h.name == "DNS_UNAVAILABLE")
+                .map(|h| h.detail.clone())
+        };
+        for _ in 0..3 {
+            let a = p.analyse(MESSAGE, &ctx).await;
+            assert_eq!(detail(&a).as_deref(), Some("DNS checks ran out of time"));
+            assert!(a.auth_results.is_none());
+        }
+        let a = p.analyse(MESSAGE, &ctx).await;
+        assert_eq!(
+            detail(&a).as_deref(),
+            Some("resolver down: DNS checks skipped")
+        );
+        assert_eq!(skipped.0.load(std::sync::atomic::Ordering::Relaxed), 4);
+    }
 
     struct Fixed(Result<Probabilities, String>);
 

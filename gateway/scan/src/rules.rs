@@ -64,13 +64,14 @@ pub enum Category {
 /// Why a rule file could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
-    /// The file could not be read.
-    #[error("cannot read rule file {path}: {source}")]
+    /// The file could not be read. The cause is part of the message, not a `source`: chained
+    /// error reports would print it twice.
+    #[error("cannot read rule file {path}: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not valid rule TOML.
     #[error("rule file {origin}: {message}")]
@@ -207,9 +208,9 @@ impl RuleSet {
         match (builtin, shipped) {
             (false, _) => {}
             (true, Some(file)) => {
-                let text = std::fs::read_to_string(file).map_err(|source| RuleError::Read {
+                let text = std::fs::read_to_string(file).map_err(|cause| RuleError::Read {
                     path: file.to_path_buf(),
-                    source,
+                    cause,
                 })?;
                 sources.push((file.display().to_string(), text));
             }
@@ -217,9 +218,9 @@ impl RuleSet {
         }
         for path in paths {
             for file in rule_files(path)? {
-                let text = std::fs::read_to_string(&file).map_err(|source| RuleError::Read {
+                let text = std::fs::read_to_string(&file).map_err(|cause| RuleError::Read {
                     path: file.clone(),
-                    source,
+                    cause,
                 })?;
                 sources.push((file.display().to_string(), text));
             }
@@ -514,9 +515,9 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 fn rule_files(path: &Path) -> Result<Vec<PathBuf>, RuleError> {
-    let read_err = |source| RuleError::Read {
+    let read_err = |cause| RuleError::Read {
         path: path.to_owned(),
-        source,
+        cause,
     };
     if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
@@ -534,6 +535,25 @@ fn rule_files(path: &Path) -> Result<Vec<PathBuf>, RuleError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding 10 of the hardening review: a missing rule file printed the OS error twice
+    /// (once in the message, once as its source in a chained report).
+    #[test]
+    fn a_missing_rule_file_says_why_once() {
+        let missing = PathBuf::from("/nonexistent/jianmen-rules.toml");
+        let e = RuleSet::load(false, None, &[missing]).unwrap_err();
+        let mut report = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            report.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        assert!(
+            report.contains("/nonexistent/jianmen-rules.toml"),
+            "{report}"
+        );
+        assert_eq!(report.matches("No such file").count(), 1, "{report}");
+    }
 
     #[test]
     fn builtin_rules_compile() {
