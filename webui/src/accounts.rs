@@ -3,7 +3,11 @@
 //! after repeated failures, forced change of generated passwords, and sessions that end when
 //! idle. Session tokens are stored only as SHA-256 digests.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -50,9 +54,16 @@ pub enum AccountError {
     /// Wrong name or password (deliberately not saying which).
     #[error("wrong user name or password")]
     BadCredentials,
-    /// Too many failures; try again after this Unix time.
+    /// Too many failures; try again after this Unix time. Sign-in answers it like
+    /// [`AccountError::BadCredentials`]; the audit log tells them apart.
     #[error("account locked until {0}")]
     Locked(i64),
+    /// Too many failed sign-ins from this source address lately.
+    #[error("too many failed sign-ins from this address; try again later")]
+    TooManyAttempts,
+    /// Every password check slot stayed busy: try again shortly.
+    #[error("too many sign-ins at once; try again shortly")]
+    Busy,
     /// The login comes from an address outside the allow-list.
     #[error("logins are not allowed from this address")]
     SourceNotAllowed,
@@ -125,6 +136,87 @@ pub struct NewSession {
 pub struct Accounts {
     pool: SqlitePool,
     rules: ConsoleConfig,
+    /// Shared by every clone: one serialisation and one count per account store.
+    attempts: Arc<Attempts>,
+}
+
+/// How long a password check waits for a free slot before the request is answered as busy.
+const PASSWORD_QUEUE_WAIT: Duration = Duration::from_secs(10);
+/// Stripes of account names: sign-ins for names of one stripe run one at a time, so parallel
+/// attempts cannot race the lockout, and the table of locks never grows.
+const NAME_STRIPES: usize = 64;
+/// Failed sign-ins one source address may make within [`SOURCE_WINDOW_SECS`] before it is
+/// refused without a password check.
+pub const SOURCE_FAILURES: u32 = 30;
+/// The window of [`SOURCE_FAILURES`], seconds.
+pub const SOURCE_WINDOW_SECS: i64 = 600;
+/// Most source addresses remembered at once.
+const MAX_SOURCES: usize = 4096;
+
+/// Password hashes and checks running at once, process-wide: one per core. Each argon2id
+/// run holds about 19 MiB, so this bounds the memory sign-in floods can take, too.
+static PASSWORD_SLOTS: LazyLock<Arc<tokio::sync::Semaphore>> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    Arc::new(tokio::sync::Semaphore::new(cores))
+});
+
+/// Who is signing in how often: per-name turns and per-source failure counts.
+struct Attempts {
+    stripes: Vec<tokio::sync::Mutex<()>>,
+    /// Source address → (failures in the window, window start).
+    sources: Mutex<HashMap<String, (u32, i64)>>,
+    /// Passwords checked at sign-in (the costly part a flood of sign-ins spends).
+    checked: AtomicU64,
+}
+
+impl Attempts {
+    fn new() -> Self {
+        Self {
+            stripes: (0..NAME_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            sources: Mutex::new(HashMap::new()),
+            checked: AtomicU64::new(0),
+        }
+    }
+
+    /// The lock whose holder may sign in as `name` (FNV-1a over the name picks the stripe).
+    fn turn(&self, name: &str) -> &tokio::sync::Mutex<()> {
+        let h = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        &self.stripes[(h % NAME_STRIPES as u64) as usize]
+    }
+
+    /// Whether `ip` has used up its failures in the current window.
+    fn source_blocked(&self, ip: &str, now: i64) -> bool {
+        let Ok(sources) = self.sources.lock() else {
+            return true;
+        };
+        sources
+            .get(ip)
+            .is_some_and(|&(n, since)| n >= SOURCE_FAILURES && now - since < SOURCE_WINDOW_SECS)
+    }
+
+    /// Counts a failed sign-in from `ip`.
+    fn failed(&self, ip: &str, now: i64) {
+        let Ok(mut sources) = self.sources.lock() else {
+            return;
+        };
+        if sources.len() >= MAX_SOURCES && !sources.contains_key(ip) {
+            sources.retain(|_, &mut (_, since)| now - since < SOURCE_WINDOW_SECS);
+            if sources.len() >= MAX_SOURCES {
+                // Thousands of addresses failing at once: the per-name turns, the lockout and
+                // the password slots still bound what they can do.
+                return;
+            }
+        }
+        let entry = sources.entry(ip.to_owned()).or_insert((0, now));
+        if now - entry.1 >= SOURCE_WINDOW_SECS {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+    }
 }
 
 const SCHEMA: &[&str] = &[
@@ -217,13 +309,23 @@ fn verify(password: &str, stored: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Runs argon2 (tens of milliseconds) off the async threads.
+/// Runs argon2 (tens of milliseconds, ~19 MiB) off the async threads, in one of the
+/// process-wide password slots; the slot is held until the work ends, even when the request
+/// that asked for it has gone.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AccountError> {
-    tokio::task::spawn_blocking(f)
+    let slot = tokio::time::timeout(PASSWORD_QUEUE_WAIT, PASSWORD_SLOTS.clone().acquire_owned())
         .await
-        .map_err(|e| AccountError::Hash(e.to_string()))
+        .map_err(|_| AccountError::Busy)?
+        .map_err(|_| AccountError::Busy)?;
+    tokio::task::spawn_blocking(move || {
+        let out = f();
+        drop(slot);
+        out
+    })
+    .await
+    .map_err(|e| AccountError::Hash(e.to_string()))
 }
 
 /// A generated password that passes the rules (shown once, must be changed at first login).
@@ -269,7 +371,11 @@ impl Accounts {
         .open()
         .await?
         .writer;
-        Ok(Accounts { pool, rules })
+        Ok(Accounts {
+            pool,
+            rules,
+            attempts: Arc::new(Attempts::new()),
+        })
     }
 
     /// Every account, by name.
@@ -396,8 +502,10 @@ impl Accounts {
         Ok(())
     }
 
-    /// Checks a login; on success starts a session. Failures count towards the lockout; a
-    /// locked account is refused without looking at the password.
+    /// Checks a login; on success starts a session. Attempts for one name run one at a time
+    /// and count as failures before the password is checked, so parallel attempts check at
+    /// most the lockout's number of passwords; a locked account is refused without looking at
+    /// the password, and so is a source address with too many recent failures.
     pub async fn login(
         &self,
         name: &str,
@@ -405,6 +513,32 @@ impl Accounts {
         ip: &str,
         now: i64,
     ) -> Result<NewSession, AccountError> {
+        if self.attempts.source_blocked(ip, now) {
+            return Err(AccountError::TooManyAttempts);
+        }
+        let checked = {
+            let _turn = self.attempts.turn(name).lock().await;
+            self.check_password(name, password, now).await
+        };
+        if let Err(AccountError::BadCredentials | AccountError::Locked(_)) = &checked {
+            self.attempts.failed(ip, now);
+        }
+        checked?;
+        self.start_session(name, ip, now).await
+    }
+
+    /// How many passwords sign-ins have checked (argon2id runs) since this store was opened.
+    pub fn passwords_checked(&self) -> u64 {
+        self.attempts.checked.load(Ordering::Relaxed)
+    }
+
+    /// The password check of [`Accounts::login`], run while holding the name's turn.
+    async fn check_password(
+        &self,
+        name: &str,
+        password: &str,
+        now: i64,
+    ) -> Result<(), AccountError> {
         let row = sqlx::query("SELECT hash, locked_until FROM accounts WHERE name = ?")
             .bind(name)
             .fetch_optional(&self.pool)
@@ -412,6 +546,7 @@ impl Accounts {
         let Some(row) = row else {
             // Spend the same time as a real check so names cannot be probed by timing.
             let p = password.to_owned();
+            self.attempts.checked.fetch_add(1, Ordering::Relaxed);
             blocking(move || verify(&p, dummy_hash())).await?;
             return Err(AccountError::BadCredentials);
         };
@@ -419,15 +554,17 @@ impl Accounts {
         if locked_until > now {
             return Err(AccountError::Locked(locked_until));
         }
+        // Counted before the check: a check cut short (crash, cancelled request) still counts.
+        let failures: i64 = sqlx::query_scalar(
+            "UPDATE accounts SET failures = failures + 1 WHERE name = ? RETURNING failures",
+        )
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await?;
         let stored: String = row.try_get("hash")?;
         let p = password.to_owned();
+        self.attempts.checked.fetch_add(1, Ordering::Relaxed);
         if !blocking(move || verify(&p, &stored)).await? {
-            let failures: i64 = sqlx::query_scalar(
-                "UPDATE accounts SET failures = failures + 1 WHERE name = ? RETURNING failures",
-            )
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await?;
             if failures >= i64::from(self.rules.lockout_failures) {
                 let until = now + i64::from(self.rules.lockout_minutes) * 60;
                 sqlx::query("UPDATE accounts SET failures = 0, locked_until = ? WHERE name = ?")
@@ -439,6 +576,16 @@ impl Accounts {
             }
             return Err(AccountError::BadCredentials);
         }
+        Ok(())
+    }
+
+    /// Records a successful sign-in and starts its session.
+    async fn start_session(
+        &self,
+        name: &str,
+        ip: &str,
+        now: i64,
+    ) -> Result<NewSession, AccountError> {
         sqlx::query(
             "UPDATE accounts SET failures = 0, locked_until = 0, last_login = ? WHERE name = ?",
         )
@@ -598,6 +745,85 @@ mod tests {
         assert!(check_password("alice", "Alice-Is-Great-2026", 12).is_err());
         assert!(check_password("alice", "Correct-Horse-9", 12).is_ok());
         assert!(generated_password("bob", 12).is_ok());
+    }
+
+    /// Finding 5 of the hardening review: 50 parallel wrong sign-ins checked 24 passwords
+    /// instead of 5, and a right password among them signed in and cleared the lock.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn parallel_sign_ins_check_at_most_the_lockout_count_of_passwords() {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = Arc::new(Accounts::open(dir.path(), rules()).await.unwrap());
+        let initial = accounts.create_initial(1000).await.unwrap();
+        let (name, _, password) = initial[1].clone();
+        let attempts: Vec<_> = (0..50)
+            .map(|i| {
+                let (accounts, name) = (accounts.clone(), name.clone());
+                let password = if i == 25 {
+                    password.clone()
+                } else {
+                    "Wrong-Password-1".into()
+                };
+                tokio::spawn(async move {
+                    accounts
+                        .login(&name, &password, &format!("10.0.0.{i}"), 1000)
+                        .await
+                        .map(|_| ())
+                })
+            })
+            .collect();
+        for a in attempts {
+            assert!(matches!(
+                a.await.unwrap(),
+                Ok(()) | Err(AccountError::BadCredentials | AccountError::Locked(_))
+            ));
+        }
+        let lockout = u64::from(rules().lockout_failures);
+        // The right password may come first (one check, then five wrong ones lock).
+        assert!(
+            accounts.passwords_checked() <= lockout + 1,
+            "{}",
+            accounts.passwords_checked()
+        );
+        assert!(matches!(
+            accounts.login(&name, &password, "10.0.1.1", 1001).await,
+            Err(AccountError::Locked(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_source_with_too_many_failures_is_refused_without_a_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = Accounts::open(dir.path(), rules()).await.unwrap();
+        for i in 0..SOURCE_FAILURES {
+            assert!(matches!(
+                accounts
+                    .login(&format!("nobody{i}"), "x", "192.0.2.7", 1000)
+                    .await,
+                Err(AccountError::BadCredentials)
+            ));
+        }
+        let checked = accounts.passwords_checked();
+        assert_eq!(checked, u64::from(SOURCE_FAILURES));
+        assert!(matches!(
+            accounts.login("nobody", "x", "192.0.2.7", 1001).await,
+            Err(AccountError::TooManyAttempts)
+        ));
+        assert_eq!(
+            accounts.passwords_checked(),
+            checked,
+            "refused without a check"
+        );
+        // Other sources are not affected; the source may try again after the window.
+        assert!(matches!(
+            accounts.login("nobody", "x", "192.0.2.8", 1001).await,
+            Err(AccountError::BadCredentials)
+        ));
+        assert!(matches!(
+            accounts
+                .login("nobody", "x", "192.0.2.7", 1000 + SOURCE_WINDOW_SECS)
+                .await,
+            Err(AccountError::BadCredentials)
+        ));
     }
 
     #[tokio::test]

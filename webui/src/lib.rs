@@ -161,10 +161,17 @@ impl ApiError {
 impl From<AccountError> for ApiError {
     fn from(e: AccountError) -> Self {
         match e {
-            AccountError::BadCredentials => Self::new(StatusCode::UNAUTHORIZED, e.to_string()),
-            AccountError::Locked(_) | AccountError::SourceNotAllowed => {
-                Self::new(StatusCode::FORBIDDEN, e.to_string())
+            // A locked account is answered like a wrong password: the answer must not tell an
+            // attacker which names exist or that guessing has locked one (the audit log does).
+            AccountError::BadCredentials | AccountError::Locked(_) => Self::new(
+                StatusCode::UNAUTHORIZED,
+                AccountError::BadCredentials.to_string(),
+            ),
+            AccountError::SourceNotAllowed => Self::new(StatusCode::FORBIDDEN, e.to_string()),
+            AccountError::TooManyAttempts => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
             }
+            AccountError::Busy => Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             AccountError::WeakPassword(_) => Self::field("new_password", e.to_string()),
             AccountError::Invalid { field, .. } => Self::field(field, e.to_string()),
             AccountError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string()),

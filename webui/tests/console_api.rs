@@ -639,9 +639,21 @@ async fn quarantine_actions_are_safe_validated_and_audited() {
                 .is_err()
         );
     }
+    // Answered like a wrong password (names and locks are not revealed); the audit log says why.
     let (s, b) = sign_in(&app, "otheradmin", NEW_PASSWORD).await.unwrap_err();
-    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
-    assert!(b["error"].as_str().unwrap().contains("locked"));
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    let (s, unknown) = sign_in(&app, "no-such-admin", NEW_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(b, unknown, "a locked account answers like an unknown one");
+    let recent = env.console.audit.recent(20).await.unwrap();
+    assert!(
+        recent
+            .iter()
+            .any(|e| e.action == "login.fail" && e.detail.contains("locked")),
+        "the lock is audited"
+    );
 
     // The trail: releases, preview, account creation, failed logins — and the chain verifies.
     let entries = env.console.audit.recent(200).await.unwrap();
