@@ -325,8 +325,10 @@ fn filtered<'a>(select: &str, q: &'a Query) -> QueryBuilder<'a, Sqlite> {
         }
     }
     if let Some(d) = &q.domain {
+        // `,a@x,b@y,` LIKE `%@x,%`: the domain must end where the address ends, or the
+        // administrator of example.co would see example.com's mail.
         b.push(" AND ',' || rcpts || ',' LIKE ")
-            .push_bind(format!("%@{}%", d.replace(['%', '_', '\\', ','], "")))
+            .push_bind(format!("%@{},%", d.replace(['%', '_', '\\', ','], "")))
             .push(" ESCAPE '\\'");
     }
     b
@@ -454,6 +456,36 @@ mod tests {
             score: 7.5,
             detail: String::new(),
         }
+    }
+
+    /// Finding 8 of the hardening review: the domain filter had no closing delimiter, so the
+    /// administrator of example.co saw example.com's and example.com.cn's events.
+    #[tokio::test]
+    async fn a_domain_scope_matches_the_whole_domain_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tracker::open(dir.path()).await.unwrap();
+        for (at, rcpts) in [
+            (1, "a@example.com"),
+            (2, "b@example.com.cn"),
+            (3, "c@other.test,d@example.co"),
+            (4, "e@EXAMPLE.CO"),
+        ] {
+            t.record(event(at, EventKind::Queued, rcpts, ""));
+        }
+        t.flush().await;
+        let scoped = |domain: &str| Query {
+            limit: 10,
+            domain: Some(domain.into()),
+            ..Query::default()
+        };
+        let seen = t.search(&scoped("example.co")).await.unwrap();
+        let mut at: Vec<i64> = seen.events.iter().map(|e| e.event.at).collect();
+        at.sort();
+        assert_eq!(at, [3, 4]);
+        assert_eq!(t.search(&scoped("example.com")).await.unwrap().total, 1);
+        let stats = t.stats(0, Some("example.co")).await.unwrap();
+        let counted: i64 = stats.per_hour.iter().map(|(_, _, n)| n).sum();
+        assert_eq!(counted, 2, "the dashboard's scope too");
     }
 
     #[tokio::test]
