@@ -127,17 +127,35 @@ fn security_admin_releases_quarantined_mail_in_chromium() {
         !upgrades.path().join("releases/current").exists(),
         "nothing was installed from the refused upload"
     );
-    let verify = |file: &std::path::Path| {
-        Command::new(jianmen_bin())
-            .args(["audit", "verify-export"])
-            .arg(file)
-            .output()
-            .unwrap()
+    let key = Command::new(jianmen_bin())
+        .args(["audit", "public-key", "--config"])
+        .arg(&gw.config)
+        .output()
+        .unwrap();
+    assert!(key.status.success(), "{key:?}");
+    let key = String::from_utf8_lossy(&key.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let verify = |file: &std::path::Path, key: Option<&str>| {
+        let mut cmd = Command::new(jianmen_bin());
+        cmd.args(["audit", "verify-export"]).arg(file);
+        if let Some(key) = key {
+            cmd.args(["--public-key", key]);
+        }
+        cmd.output().unwrap()
     };
-    let out = verify(&export);
+    let out = verify(&export, Some(&key));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("package intact"), "{text}");
+    // Finding 10 of the hardening review: without the registered key any self-signed package
+    // passed with exit status 0; now it is UNVERIFIED, with its own status.
+    let out = verify(&export, None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(text.starts_with("UNVERIFIED"), "{text}");
     let mut package = std::fs::read(&export).unwrap();
     let at = String::from_utf8_lossy(&package)
         .find("quarantine.release")
@@ -145,7 +163,7 @@ fn security_admin_releases_quarantined_mail_in_chromium() {
     package[at] = b'Q';
     let tampered = gw.dir.path().join("tampered.tar");
     std::fs::write(&tampered, &package).unwrap();
-    let out = verify(&tampered);
+    let out = verify(&tampered, Some(&key));
     assert_eq!(out.status.code(), Some(4), "{out:?}");
     for shot in [
         "1-dashboard",

@@ -29,6 +29,10 @@ fn mx_lookup_delivers_and_null_mx_or_nxdomain_bounce() {
     ]
     .map(String::from)
     .to_vec();
+    // The preference-20 host: a listener that only records being contacted. The preferred
+    // host takes the mail, so nothing may ever connect here.
+    let backup = std::net::TcpListener::bind(("127.0.0.2", sink.port)).unwrap();
+    backup.set_nonblocking(true).unwrap();
     let gw = Gateway::start(&setup);
     let mut c = Client::ready(gw.addr);
     for (i, rcpt) in [
@@ -62,6 +66,10 @@ fn mx_lookup_delivers_and_null_mx_or_nxdomain_bounce() {
     assert!(
         delivered.contains(&"<u@mxtest.example>".to_owned()),
         "{delivered:?}"
+    );
+    assert!(
+        backup.accept().is_err(),
+        "the preference-20 MX was contacted although the preference-10 one took the mail"
     );
     assert!(
         delivered.contains(&"<u@nomx.example>".to_owned()),

@@ -129,7 +129,8 @@ fn root_with_a_missing_account_refuses_to_start() {
         format!(
             "[server]\nhostname = \"gw.jianmen.test\"\ndata_dir = \"{}\"\n\
              user = \"no-such-account-jianmen\"\n\
-             [smtp]\nlisten = [\"127.0.0.1:{}\"]\n[domains]\nprotected = [\"example.com\"]\n",
+             [smtp]\nlisten = [\"127.0.0.1:{}\"]\n[domains]\nprotected = [\"example.com\"]\n\
+             [metrics]\nlisten = \"127.0.0.1:0\"\n",
             dir.path().join("data").display(),
             jianmen_testkit::free_port()
         ),

@@ -16,7 +16,12 @@ use super::record;
 #[derive(clap::Args)]
 pub struct Args {
     /// Configuration file (its data directory holds the log).
-    #[arg(long, short, default_value = "/etc/jianmen/jianmen.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "/etc/jianmen/jianmen.toml"
+    )]
     pub config: PathBuf,
     #[command(subcommand)]
     action: AuditAction,
@@ -40,12 +45,14 @@ enum AuditAction {
         out: PathBuf,
     },
     /// Check a package: signature, file digests and the hash chain (exit status 4 if it
-    /// fails). Needs no configuration: the authorities run it on their own machine.
+    /// fails; 5, UNVERIFIED, when it is intact but no registered key was given to check the
+    /// signer against). Needs no configuration: the authorities run it on their own machine.
     VerifyExport {
         /// The package.
         file: PathBuf,
         /// The gateway's registered public key (hex, as `audit public-key` prints it); without
-        /// it, the package's own key is used and its fingerprint printed for comparison.
+        /// it, anyone's self-signed package would pass, so the result is UNVERIFIED and the
+        /// signer's fingerprint is printed for comparison.
         #[arg(long)]
         public_key: Option<String>,
     },
@@ -116,7 +123,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     }
 }
 
-/// `jianmen audit verify-export`: exit 0 if the package verifies, 4 if it does not.
+/// Exit status of `verify-export` for a package that is intact but whose signer was not checked
+/// against a registered key.
+const EXIT_UNVERIFIED: u8 = 5;
+
+/// `jianmen audit verify-export`: exit 0 if the package verifies against the registered key,
+/// 4 if it does not verify, 5 if it is intact but no key was given to check its signer.
 fn verify_export(file: &std::path::Path, public_key: Option<&str>) -> Result<ExitCode> {
     let key = match public_key {
         Some(hex) => Some(export::unhex(hex).context("--public-key must be hex")?),
@@ -130,8 +142,13 @@ fn verify_export(file: &std::path::Path, public_key: Option<&str>) -> Result<Exi
     let package = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     match export::verify(&package, key.as_deref()) {
         Ok(v) => {
+            let verdict = if key.is_some() {
+                "package intact"
+            } else {
+                "UNVERIFIED: package intact but its signer unchecked"
+            };
             println!(
-                "package intact: {} row(s) from {} exported {}; newest hash {}; signed by {}{}",
+                "{verdict}: {} row(s) from {} exported {}; newest hash {}; signed by {}{}",
                 v.manifest.rows,
                 v.manifest.hostname,
                 v.manifest.created_at,
@@ -140,10 +157,14 @@ fn verify_export(file: &std::path::Path, public_key: Option<&str>) -> Result<Exi
                 if key.is_some() {
                     " (the registered key)"
                 } else {
-                    " (compare with the registered fingerprint)"
+                    " (compare with the registered fingerprint, or pass --public-key)"
                 }
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(if key.is_some() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_UNVERIFIED)
+            })
         }
         Err(e) => {
             println!("REJECTED: {e}");

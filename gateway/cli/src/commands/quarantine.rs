@@ -82,7 +82,12 @@ pub enum QuarantineAction {
 #[derive(clap::Args)]
 pub struct Args {
     /// Configuration file (its data directory holds the quarantine).
-    #[arg(long, short, default_value = "/etc/jianmen/jianmen.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "/etc/jianmen/jianmen.toml"
+    )]
     pub config: PathBuf,
     #[command(subcommand)]
     action: QuarantineAction,
