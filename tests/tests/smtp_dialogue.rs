@@ -532,7 +532,7 @@ fn silent_clients_and_greeting_loops_are_cut_short() {
     assert_eq!(r.code, 421, "{}", r.text);
     assert!(r.text.contains("4.4.2"), "{}", r.text);
     let mut looping = Client::ready(gw.addr);
-    for _ in 0..4 {
+    for _ in 0..5 {
         assert_eq!(looping.cmd("EHLO again.example.org").code, 250);
     }
     let r = looping.cmd("EHLO again.example.org");

@@ -57,6 +57,15 @@ impl Session {
         }
     }
 
+    /// Counts a greeting as junk when the client has greeted already.
+    fn regreeting(&mut self) -> Option<Flow> {
+        if self.helo.is_some() {
+            self.junk()
+        } else {
+            None
+        }
+    }
+
     /// Says goodbye when the client timed out; stays silent when it vanished.
     pub(super) async fn end_on_read_error(&mut self, e: ReadError) {
         if let ReadError::Timeout = e {
@@ -79,13 +88,14 @@ impl Session {
             Err(e) => return self.fail(protocol_error_reply(&e)),
         };
         match request {
-            // Greetings and transactions that never carry a message count as junk: a
-            // session that loops on them only holds a slot.
-            Request::Ehlo { host } => match self.junk() {
+            // Greeting again and transactions that never carry a message count as junk: a
+            // session that loops on them only holds a slot. (The first greeting, and the one
+            // after STARTTLS, are not junk.)
+            Request::Ehlo { host } => match self.regreeting() {
                 Some(flow) => flow,
                 None => self.ehlo(host, true),
             },
-            Request::Helo { host } => match self.junk() {
+            Request::Helo { host } => match self.regreeting() {
                 Some(flow) => flow,
                 None => self.ehlo(host, false),
             },
