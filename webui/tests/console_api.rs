@@ -12,6 +12,7 @@ use jianmen_mta::audit::AuditLog;
 use jianmen_mta::config::Config;
 use jianmen_mta::quarantine::links::{LinkAction, LinkKey};
 use jianmen_mta::quarantine::{Held, Quarantine};
+use jianmen_mta::queue::spool::Spool;
 use jianmen_mta::queue::{MessageKind, MessageState, NewMessage, QueueStore, SqliteStore};
 use jianmen_mta::tracking::Tracker;
 use jianmen_mta::upgrade::release::Releases;
@@ -45,7 +46,7 @@ async fn env_with(extra: &str) -> Env {
     ))
     .unwrap();
     let store = Arc::new(SqliteStore::open(&config.database_path()).await.unwrap());
-    let spool = config.spool().unwrap();
+    let spool = Spool::configured(&config).unwrap();
     spool.write(HELD, &[MESSAGE]).unwrap();
     store
         .insert(&[NewMessage {

@@ -14,6 +14,7 @@ use jianmen_mta::quarantine::Quarantine;
 use jianmen_mta::quarantine::digest::DigestSettings;
 use jianmen_mta::quarantine::links::LinkKey;
 use jianmen_mta::queue::manager::Manager;
+use jianmen_mta::queue::spool::Spool;
 use jianmen_mta::queue::{Queue, QueueError, SqliteStore};
 use jianmen_mta::smtp::{Server, SessionContext};
 use jianmen_mta::tracking::Tracker;
@@ -97,7 +98,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     }
     let metrics = Arc::new(Metrics::default());
     let store = Arc::new(open_store(&config).await?);
-    let spool = config.spool().map_err(|source| StartError::DataDir {
+    let spool = Spool::configured(&config).map_err(|source| StartError::DataDir {
         path: config.spool_dir().display().to_string(),
         source,
     })?;

@@ -795,30 +795,6 @@ impl Config {
         }
     }
 
-    /// The spool with its sealing key (see `server.encrypt_spool`): every process that reads
-    /// or writes message files opens it here.
-    pub fn spool(&self) -> std::io::Result<crate::queue::spool::Spool> {
-        use crate::queue::spool::{Spool, SpoolKey};
-        let spool = Spool::open(&self.spool_dir())?;
-        let seal = self.server.encrypt_spool;
-        let key = match SpoolKey::load(&self.server.data_dir, false)? {
-            Some(key) => Some(key),
-            // A new key would never open the mail sealed with the lost one, and mail sealed
-            // with it would not open once the old key is restored: refuse instead.
-            None if spool.has_sealed_files()? => {
-                return Err(std::io::Error::other(
-                    "the spool holds sealed mail but data_dir/keys/spool-sm4.key is missing: \
-                     restore it from backup",
-                ));
-            }
-            None => SpoolKey::load(&self.server.data_dir, seal)?,
-        };
-        Ok(match key {
-            Some(key) => spool.with_key(key, seal),
-            None => spool,
-        })
-    }
-
     /// What the scanner needs to know of this gateway besides `[scan]`, the rule file and model
     /// of the running upgrade release included.
     pub fn scan_environment(&self) -> jianmen_scan::pipeline::Environment {

@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 use jianmen_mta::config::Config;
 use jianmen_mta::intake::Intake;
 use jianmen_mta::metrics::Metrics;
+use jianmen_mta::queue::spool::Spool;
 use jianmen_mta::queue::{MessageState, Queue, QueueStore, SqliteStore};
 use jianmen_mta::smtp::{Server, SessionContext};
 use jianmen_scan::{Disposition, Envelope, Scanner, Verdict};
@@ -64,7 +65,7 @@ async fn verdicts_reject_tag_and_hold() {
     ))
     .unwrap();
     let store = Arc::new(SqliteStore::open(&config.database_path()).await.unwrap());
-    let queue = Queue::open(config.spool().unwrap(), store.clone(), 0)
+    let queue = Queue::open(Spool::configured(&config).unwrap(), store.clone(), 0)
         .await
         .unwrap();
     let metrics = Arc::new(Metrics::default());

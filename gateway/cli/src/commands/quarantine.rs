@@ -13,6 +13,7 @@ use jianmen_mta::quarantine::digest::DigestSettings;
 use jianmen_mta::quarantine::links::LinkKey;
 use jianmen_mta::quarantine::{Quarantine, Query, Status};
 use jianmen_mta::queue::manager::unix_now;
+use jianmen_mta::queue::spool::Spool;
 use jianmen_mta::tracking::Tracker;
 use jianmen_scan::feedback::{FeedbackStore, Label};
 
@@ -98,7 +99,7 @@ pub async fn run(args: Args) -> Result<()> {
     let config = &Config::load(&args.config)?;
     let action = args.action;
     let store = Arc::new(crate::daemon::open_store(config).await?);
-    let quarantine = Quarantine::new(store, config.spool()?);
+    let quarantine = Quarantine::new(store, Spool::configured(config)?);
     match action {
         QuarantineAction::List {
             json,

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use jianmen_mta::config::Config;
 use jianmen_mta::queue::manager::unix_now;
+use jianmen_mta::queue::spool::Spool;
 use jianmen_mta::queue::{QueueStore, QueuedMessage};
 
 use super::{check_id, record};
@@ -83,7 +84,7 @@ pub async fn run(args: Args) -> Result<()> {
                 .await?
                 .with_context(|| format!("no queued message {id}"))?;
             println!("{}", serde_json::to_string_pretty(&m)?);
-            let spool = config.spool()?;
+            let spool = Spool::configured(config)?;
             let data = spool.read(&id).context("reading spool file")?;
             let end = data
                 .windows(4)
@@ -104,7 +105,7 @@ pub async fn run(args: Args) -> Result<()> {
             if !store.delete(&id).await? {
                 bail!("no queued message {id}");
             }
-            config.spool()?.remove(&id)?;
+            Spool::configured(config)?.remove(&id)?;
             record(config, "queue.delete", &id).await?;
             println!("{id}: deleted");
         }

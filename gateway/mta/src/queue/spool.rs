@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 use jianmen_gm::sm4::{KEY_LEN, NONCE_LEN, Sm4Gcm};
 
+use crate::config::Config;
+
 /// The SM4 key that seals message files at rest (`data_dir/keys/spool-sm4.key`).
 #[derive(Clone)]
 pub struct SpoolKey(Arc<Sm4Gcm>);
@@ -73,6 +75,29 @@ fn bad_id(id: &str) -> io::Error {
 }
 
 impl Spool {
+    /// The spool `config` names, with its sealing key (see `server.encrypt_spool`): every
+    /// process that reads or writes message files opens it here.
+    pub fn configured(config: &Config) -> io::Result<Spool> {
+        let spool = Spool::open(&config.spool_dir())?;
+        let seal = config.server.encrypt_spool;
+        let key = match SpoolKey::load(&config.server.data_dir, false)? {
+            Some(key) => Some(key),
+            // A new key would never open the mail sealed with the lost one, and mail sealed
+            // with it would not open once the old key is restored: refuse instead.
+            None if spool.has_sealed_files()? => {
+                return Err(io::Error::other(
+                    "the spool holds sealed mail but data_dir/keys/spool-sm4.key is missing: \
+                     restore it from backup",
+                ));
+            }
+            None => SpoolKey::load(&config.server.data_dir, seal)?,
+        };
+        Ok(match key {
+            Some(key) => spool.with_key(key, seal),
+            None => spool,
+        })
+    }
+
     /// Opens (creating if needed) the spool directory and its subdirectories.
     pub fn open(dir: &Path) -> io::Result<Self> {
         for shard in SHARDS.chars() {
