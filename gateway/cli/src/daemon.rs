@@ -153,7 +153,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let scanner: Arc<dyn Scanner> = if config.scan.enabled {
         let env = jianmen_scan::pipeline::Environment {
             skipped: Some(metrics.clone()),
-            ..config.scan_environment()
+            ..release::scan_environment(&config)
         };
         let pipeline = Arc::new(Pipeline::new(&config.scan, &env, Some(resolver.clone()))?);
         tokio::spawn(reload_on_sighup(pipeline.clone()));

@@ -795,19 +795,6 @@ impl Config {
         }
     }
 
-    /// What the scanner needs to know of this gateway besides `[scan]`, the rule file and model
-    /// of the running upgrade release included.
-    pub fn scan_environment(&self) -> jianmen_scan::pipeline::Environment {
-        jianmen_scan::pipeline::Environment {
-            hostname: self.server.hostname.clone(),
-            data_dir: Some(self.server.data_dir.clone()),
-            protected_domains: self.domains.protected.clone(),
-            dns_timeout: Duration::from_millis(self.dns.timeout_ms),
-            shipped: crate::upgrade::release::shipped(),
-            skipped: None,
-        }
-    }
-
     /// Path of the SQLite metadata database.
     pub fn database_path(&self) -> PathBuf {
         self.server.data_dir.join("jianmen.db")

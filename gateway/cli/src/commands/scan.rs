@@ -53,7 +53,11 @@ pub fn run(opts: Args) -> Result<usize> {
         Some(path) => {
             let config = Config::load(path)?;
             let resolver = jianmen_scan::dns::resolver(&config.dns)?;
-            Pipeline::new(&config.scan, &config.scan_environment(), Some(resolver))?
+            Pipeline::new(
+                &config.scan,
+                &jianmen_mta::upgrade::release::scan_environment(&config),
+                Some(resolver),
+            )?
         }
         None => Pipeline::offline()?,
     });

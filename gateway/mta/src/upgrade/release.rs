@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{ComponentKind, Installed, Manifest, TrustedKey, UpgradeError};
+use crate::config::Config;
 
 /// Where releases live unless `JIANMEN_RELEASES` says otherwise.
 pub const DEFAULT_ROOT: &str = "/var/lib/jianmen/releases";
@@ -81,6 +82,19 @@ impl Release {
                 Some(Release { dir, manifest })
             })
             .as_ref()
+    }
+}
+
+/// What the scanner needs to know of the gateway `config` describes besides `[scan]`, the rule
+/// file and model of the running release included.
+pub fn scan_environment(config: &Config) -> jianmen_scan::pipeline::Environment {
+    jianmen_scan::pipeline::Environment {
+        hostname: config.server.hostname.clone(),
+        data_dir: Some(config.server.data_dir.clone()),
+        protected_domains: config.domains.protected.clone(),
+        dns_timeout: std::time::Duration::from_millis(config.dns.timeout_ms),
+        shipped: shipped(),
+        skipped: None,
     }
 }
 
