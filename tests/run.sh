@@ -97,11 +97,14 @@ echo "== cargo fuzz (30 s per target)"
 # RUSTC_BOOTSTRAP=1 lets stable accept them. No sanitizer: the code under test is safe Rust,
 # the fuzzers look for panics, hangs and runaway memory.
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
-for target in message archive tlcp; do
+# verdict: the whole offline scan path, seeded with the message corpus.
+for target in message archive tlcp verdict; do
   found=$(mktemp -d)
-  (cd gateway && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none \
-      --target-dir "$CARGO_TARGET_DIR/fuzz" "$target" "$found" "fuzz/corpus/$target" \
-      -- -max_total_time=30 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 20)
+  seeds=gateway/fuzz/corpus/$target
+  [ "$target" = verdict ] && seeds=gateway/fuzz/corpus/message
+  RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir gateway/fuzz --sanitizer none \
+    --target-dir "$CARGO_TARGET_DIR/fuzz" "$target" "$found" "$seeds" \
+    -- -max_total_time=30 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 20
   rm -rf "$found"
 done
 
