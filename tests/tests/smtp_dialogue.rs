@@ -462,7 +462,8 @@ fn idle_timeout_error_limit_and_session_limits() {
 /// for a client that behaves, and under stress idle sessions get a short timeout.
 #[test]
 fn a_flood_of_idle_connections_leaves_room_for_a_client_that_behaves() {
-    let (gw, sink) = gateway_with_sink(|s| s.smtp("stress_idle_timeout_secs = 8"));
+    // 20 s: long enough that no session times out while the 1,000 connect (under QEMU too).
+    let (gw, sink) = gateway_with_sink(|s| s.smtp("stress_idle_timeout_secs = 20"));
     let mut idle = Vec::new();
     let mut refused = 0;
     for host in 1..=40u8 {
@@ -476,12 +477,12 @@ fn a_flood_of_idle_connections_leaves_room_for_a_client_that_behaves() {
         }
     }
     // 1,000 asked; the last tenth is kept for networks without a session.
+    assert_eq!(idle.len() + refused, 1000);
     assert!(
-        idle.len() < 1000 && idle.len() >= 900,
-        "{} idle",
+        refused > 0 && idle.len() >= 900,
+        "{} idle, {refused} refused",
         idle.len()
     );
-    assert_eq!(idle.len() + refused, 1000);
     let mut c = Client::connect_from([127, 0, 200, 1].into(), gw.addr).0;
     assert_eq!(c.cmd("EHLO client.example.org").code, 250);
     let r = c.send_mail(
