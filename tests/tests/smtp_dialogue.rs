@@ -570,6 +570,41 @@ fn check_config_names_the_bad_key() {
     assert!(err.contains("smtp.max_recipients"), "{err}");
 }
 
+/// Finding 10 of the hardening review: check-config said ok when a certificate, a key or the
+/// model file was missing (serve then failed, or scanned without the model).
+#[test]
+fn check_config_loads_certificates_keys_and_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = "[server]\nhostname = \"h.example\"\ndata_dir = \"/tmp/x\"\n\
+                [domains]\nprotected = [\"example.com\"]\n";
+    let check = |extra: &str| {
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, format!("{base}{extra}")).unwrap();
+        std::process::Command::new(jianmen_testkit::jianmen_bin())
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let ok = check("[tls]\nself_signed = true\n");
+    assert!(ok.status.success(), "{ok:?}");
+    for (extra, named) in [
+        (
+            "[tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n",
+            "/nonexistent/cert.pem",
+        ),
+        (
+            "[scan]\nmodel = \"/nonexistent/model.onnx\"\n",
+            "scan.model",
+        ),
+    ] {
+        let out = check(extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra}: {err}");
+        assert!(err.contains(named), "{extra}: {err}");
+    }
+}
+
 #[test]
 fn messages_beyond_the_memory_budget_get_452_and_the_budget_comes_back() {
     let (gw, sink) = gateway_with_sink(|s| s.smtp("max_inflight_mib = 1"));

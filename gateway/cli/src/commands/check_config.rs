@@ -1,9 +1,9 @@
-//! `jianmen check-config`: validates a configuration file, rule files included, without
-//! starting anything.
+//! `jianmen check-config`: validates a configuration file without starting anything — its
+//! keys, and what serving would load from it: rule files, certificates and keys, the model.
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use jianmen_mta::config::Config;
 use jianmen_scan::rules::RuleSet;
 
@@ -15,7 +15,9 @@ pub struct Args {
     pub config: PathBuf,
 }
 
-/// Loads the configuration and compiles its rules; prints a one-line summary.
+/// Loads the configuration, compiles its rules, reads its certificates and keys and loads its
+/// content model, as `serve` would; prints a one-line summary. A file `serve` could not use
+/// fails here, named, instead of at start (or, for the model, by scanning without it).
 pub fn run(args: Args) -> Result<()> {
     let path = args.config;
     let config = Config::load(&path)?;
@@ -25,6 +27,18 @@ pub fn run(args: Args) -> Result<()> {
         shipped.rules.as_deref(),
         &config.scan.rules,
     )?;
+    if let Some(tls) = &config.tls {
+        jianmen_gm::tls::ServerTls::new(tls, &config.server.hostname).context("[tls]")?;
+    }
+    if config.scan.enabled {
+        jianmen_scan::pipeline::load_model(
+            &config.scan.model,
+            Some(&config.server.data_dir),
+            shipped.model.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)
+        .context("scan.model")?;
+    }
     println!(
         "{}: ok ({} protected domain(s), {} route(s), {} rules)",
         path.display(),
