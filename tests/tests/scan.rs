@@ -7,8 +7,8 @@ use std::io::Write;
 use std::path::Path;
 
 use jianmen_testkit::{
-    Clamd, Client, Dns, EICAR, Gateway, Setup, Sink, jianmen_bin, jianmen_ok, wait_until,
-    write_corpus,
+    Clamd, Client, Dns, EICAR, Gateway, Setup, Sink, jianmen_bin, jianmen_ok, test_message,
+    wait_until, write_corpus,
 };
 
 fn zip_of(name: &str, data: &[u8]) -> Vec<u8> {
@@ -223,6 +223,43 @@ fn scan_cli(config: &Path, args: &[&str], files: &[&Path]) -> Vec<serde_json::Va
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect()
+}
+
+/// Finding 10 of the hardening review: links to `.` made the directory walk exponential, and
+/// empty or binary files were judged without a word.
+#[test]
+fn scan_walks_each_directory_once_and_flags_files_that_are_no_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    let mail = dir.path().join("mail");
+    std::fs::create_dir(&mail).unwrap();
+    std::fs::write(mail.join("a.eml"), test_message("plain", 2)).unwrap();
+    std::fs::write(mail.join("empty.eml"), b"").unwrap();
+    std::fs::write(mail.join("blob.bin"), b"\x7fELF\x02\x01\x01\0\0\0").unwrap();
+    for link in ["loop1", "loop2", "loop3"] {
+        std::os::unix::fs::symlink(".", mail.join(link)).unwrap();
+    }
+    let config = dir.path().join("jianmen.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhostname = \"gw.test\"\ndata_dir = \"{}\"\n\
+             [domains]\nprotected = [\"example.com\"]\n[scan]\nauth = false\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let results = scan_cli(&config, &[], &[&mail]);
+    assert_eq!(results.len(), 3, "each file once: {results:?}");
+    let warning = |name: &str| {
+        results
+            .iter()
+            .find(|r| r["path"].as_str().unwrap_or_default().ends_with(name))
+            .map(|r| r["warning"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(warning("a.eml"), serde_json::Value::Null);
+    assert_eq!(warning("empty.eml"), "empty file");
+    assert_eq!(warning("blob.bin"), "binary file, not a mail message");
 }
 
 /// A configuration with authentication on, DNS from `dns_port` and the `bl.example` DNSBL.

@@ -2,8 +2,10 @@
 //! Field names (`path`, `verdict`, `score`, `symbols`, `explanation`, `micros`) are stable:
 //! benches, administrators and outside acceptance checks read them.
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,8 +48,10 @@ pub struct Args {
 /// Runs the command; returns the number of messages scanned.
 pub fn run(opts: Args) -> Result<usize> {
     let mut files = Vec::new();
+    let mut seen = HashSet::new();
     for p in &opts.paths {
-        collect(p, 0, &mut files).with_context(|| format!("cannot read {}", p.display()))?;
+        collect(p, 0, &mut seen, &mut files)
+            .with_context(|| format!("cannot read {}", p.display()))?;
     }
     let pipeline = Arc::new(match &opts.config {
         Some(path) => {
@@ -114,7 +118,7 @@ async fn judge(pipeline: &Arc<Pipeline>, ctx: &Context, path: &Path, raw: &[u8])
         .and_then(|r| r.rsplit_once('@'))
         .map(|(_, d)| d.to_ascii_lowercase());
     let (report, action) = pipeline.report(&analysis, ctx, domain.as_deref());
-    serde_json::json!({
+    let mut line = serde_json::json!({
         "path": path_name(path),
         "verdict": report.class,
         "score": (report.score * 100.0).round() / 100.0,
@@ -122,8 +126,33 @@ async fn judge(pipeline: &Arc<Pipeline>, ctx: &Context, path: &Path, raw: &[u8])
         "symbols": report.symbols,
         "explanation": report.explanation,
         "micros": analysis.micros,
-    })
-    .to_string()
+    });
+    if let Some(warning) = not_a_message(raw) {
+        line["warning"] = warning.into();
+    }
+    line.to_string()
+}
+
+/// Why `raw` does not look like a mail message, if it does not: an empty or binary file is
+/// judged like any input, but the verdict then says little about mail.
+fn not_a_message(raw: &[u8]) -> Option<&'static str> {
+    let first_line = raw.split(|&b| b == b'\n').next().unwrap_or_default();
+    let header_like = first_line.starts_with(b"From ")
+        || first_line
+            .iter()
+            .position(|&b| b == b':')
+            .is_some_and(|colon| {
+                colon > 0 && first_line[..colon].iter().all(|b| b.is_ascii_graphic())
+            });
+    if raw.is_empty() {
+        Some("empty file")
+    } else if raw.iter().take(4096).any(|&b| b == 0) {
+        Some("binary file, not a mail message")
+    } else if !header_like {
+        Some("no header field on the first line: not a mail message?")
+    } else {
+        None
+    }
 }
 
 fn path_name(path: &Path) -> String {
@@ -149,12 +178,21 @@ fn read_message(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(raw)
 }
 
-fn collect(path: &Path, depth: usize, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// Adds the message files under `path` to `files`, each directory once: a directory reached
+/// again (through symbolic links such as `loop -> .`) is skipped, so links cannot multiply the
+/// walk.
+fn collect(
+    path: &Path,
+    depth: usize,
+    seen: &mut HashSet<(u64, u64)>,
+    files: &mut Vec<PathBuf>,
+) -> std::io::Result<()> {
     if path == Path::new("-") || path.is_file() {
         files.push(path.to_owned());
         return Ok(());
     }
-    if depth >= MAX_DIR_DEPTH {
+    let meta = std::fs::metadata(path)?;
+    if depth >= MAX_DIR_DEPTH || !seen.insert((meta.dev(), meta.ino())) {
         return Ok(());
     }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
@@ -163,7 +201,7 @@ fn collect(path: &Path, depth: usize, files: &mut Vec<PathBuf>) -> std::io::Resu
     entries.sort();
     for e in entries {
         if e.is_dir() {
-            collect(&e, depth + 1, files)?;
+            collect(&e, depth + 1, seen, files)?;
         } else if e.is_file() {
             files.push(e);
         }
