@@ -48,8 +48,18 @@ async fn status(req: HttpRequest, console: Data) -> Reply {
     })))
 }
 
+/// One upload installs at a time: a second one while a package is received, verified and
+/// installed is refused, so two can never switch the current release under each other.
+static UPLOADING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn upload(req: HttpRequest, console: Data, body: web::Payload) -> Reply {
     let session = authorize(&req, &console, &[Role::System]).await?;
+    let Ok(_installing) = UPLOADING.try_lock() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "another upgrade package is being installed: wait for it",
+        ));
+    };
     let releases = &console.releases;
     if let Some(t) = releases.trial() {
         return Err(ApiError::new(

@@ -200,17 +200,15 @@ impl Releases {
         installed: &Installed<'_>,
     ) -> Result<Manifest, UpgradeError> {
         std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
-        let staging = self.root.join(format!(".incoming-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&staging);
-        std::fs::create_dir(&staging).map_err(io(&staging))?;
-        let result = super::verify(package, installed, Some(&staging));
-        let manifest = match result {
-            Ok((manifest, _)) => manifest,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&staging);
-                return Err(e);
-            }
-        };
+        // A folder of this install's own (created 0700 with a fresh name): two installs at once
+        // — a console upload beside `jianmen upgrade apply` — never share one, and a refused
+        // package's folder is removed when `staging` is dropped.
+        let staging = tempfile::Builder::new()
+            .prefix(".incoming-")
+            .tempdir_in(&self.root)
+            .map_err(io(&self.root))?;
+        let (manifest, _) = super::verify(package, installed, Some(staging.path()))?;
+        let staging = staging.keep();
         sync_dir(&staging)?;
         let dir = self.root.join(&manifest.version);
         let _ = std::fs::remove_dir_all(&dir);

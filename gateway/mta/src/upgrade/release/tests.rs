@@ -296,3 +296,37 @@ fn a_manual_rollback_returns_to_the_previous_release() {
     assert_eq!(s.releases.roll_back("asked").unwrap(), None);
     assert_eq!(s.start(true).0, None);
 }
+
+/// Finding 10 of the hardening review: concurrent installs shared one staging folder, so one
+/// could remove or take the other's files.
+#[test]
+fn concurrent_installs_each_use_a_staging_folder_of_their_own() {
+    let site = site();
+    let versions: Vec<String> = (1..=6).map(|v| format!("1.{v}.0")).collect();
+    let packages: Vec<PathBuf> = versions.iter().map(|v| site.package(v)).collect();
+    let running = site.releases.effective_version(FACTORY);
+    let installed = Installed {
+        version: &running,
+        arch: ARCH,
+        trusted: site.keys(),
+    };
+    std::thread::scope(|scope| {
+        let installs: Vec<_> = packages
+            .iter()
+            .map(|p| scope.spawn(|| site.releases.install(p, &installed)))
+            .collect();
+        for (install, version) in installs.into_iter().zip(&versions) {
+            let manifest = install.join().unwrap().unwrap();
+            assert_eq!(&manifest.version, version);
+        }
+    });
+    assert_eq!(
+        site.release_dirs(),
+        versions,
+        "every release whole, no staging left"
+    );
+    for v in &versions {
+        let model = std::fs::read(site.releases.root().join(v).join("content.onnx")).unwrap();
+        assert_eq!(model, v.repeat(100).into_bytes(), "{v}: its own files");
+    }
+}
