@@ -1,15 +1,127 @@
-//! How every SQLite database of the gateway is opened (queue and quarantine, tracking, audit,
-//! console accounts): one way, so that none of them forgets WAL, the busy timeout or the single
-//! writer. SQLite allows one writer at a time; a pool of one connection serialises the
+//! The gateway's SQLite databases (queue and quarantine, tracking, audit, console accounts): how
+//! every one is opened — one way, so that none of them forgets WAL, the busy timeout or the
+//! single writer (SQLite allows one writer at a time; a pool of one connection serialises the
 //! process's writes in order instead of failing them with `SQLITE_BUSY`, and readers get
-//! connections of their own that cannot write.
+//! connections of their own that cannot write) — what their failures are, and how searches
+//! filter rows from the console's fields without letting `%` or `_` act as wildcards.
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A row held a value this version does not understand.
+    #[error("database holds an unexpected value: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether the database failed because the disk is full.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                // SQLITE_FULL = 13 (extended codes keep the primary code in the low byte).
+                e.code()
+                    .and_then(|c| c.parse::<i64>().ok())
+                    .is_some_and(|c| c & 0xff == 13)
+            }
+            StoreError::Database(sqlx::Error::Io(e)) => is_storage_full(e),
+            _ => false,
+        }
+    }
+}
+
+/// Whether an I/O error means the disk (or quota) is full.
+pub fn is_storage_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || e.kind() == std::io::ErrorKind::QuotaExceeded
+}
+
+/// `%text%` for LIKE with the wildcard characters of `text` escaped (`ESCAPE '\'`).
+pub fn like_contains(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// A search's `WHERE` clause, built from the fields a user filled in: each condition is added
+/// only when its value is given, values are always bound, never spliced into the SQL.
+pub struct Filter<'a> {
+    sql: QueryBuilder<'a, Sqlite>,
+}
+
+impl<'a> Filter<'a> {
+    /// `{select} FROM {from} WHERE 1 = 1`, conditions to follow.
+    pub fn new(select: &str, from: &str) -> Self {
+        let mut sql = QueryBuilder::new(select);
+        sql.push(format!(" FROM {from} WHERE 1 = 1"));
+        Self { sql }
+    }
+
+    /// `column` within `[since, until)` (Unix times).
+    pub fn time_range(mut self, column: &str, since: Option<i64>, until: Option<i64>) -> Self {
+        if let Some(t) = since {
+            self.sql.push(format!(" AND {column} >= ")).push_bind(t);
+        }
+        if let Some(t) = until {
+            self.sql.push(format!(" AND {column} < ")).push_bind(t);
+        }
+        self
+    }
+
+    /// One of `columns` contains `text` (case-insensitively for ASCII, as LIKE does).
+    pub fn contains(mut self, columns: &[&str], text: Option<&str>) -> Self {
+        if let Some(text) = text {
+            self.sql.push(" AND (");
+            for (i, column) in columns.iter().enumerate() {
+                if i > 0 {
+                    self.sql.push(" OR ");
+                }
+                self.sql
+                    .push(format!("{column} LIKE "))
+                    .push_bind(like_contains(text))
+                    .push(" ESCAPE '\\'");
+            }
+            self.sql.push(")");
+        }
+        self
+    }
+
+    /// `column` equals `value`.
+    pub fn equals(mut self, column: &str, value: Option<String>) -> Self {
+        if let Some(v) = value {
+            self.sql.push(format!(" AND {column} = ")).push_bind(v);
+        }
+        self
+    }
+
+    /// A condition of the caller's own, `value` bound into it: `sql_before ? sql_after`.
+    pub fn condition(mut self, sql_before: &str, value: Option<String>, sql_after: &str) -> Self {
+        if let Some(v) = value {
+            self.sql.push(sql_before).push_bind(v).push(sql_after);
+        }
+        self
+    }
+
+    /// The statement, for ordering, paging and running.
+    pub fn into_builder(self) -> QueryBuilder<'a, Sqlite> {
+        self.sql
+    }
+}
 
 /// How much a committed write must survive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,8 +13,7 @@ use serde::Serialize;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::quarantine::index::contains;
-use crate::queue::store::StoreError;
+use crate::db::{Filter, StoreError};
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -295,43 +294,25 @@ fn pairs(rows: Vec<sqlx::sqlite::SqliteRow>) -> Result<Vec<(String, i64)>, Store
 }
 
 fn filtered<'a>(select: &str, q: &'a Query) -> QueryBuilder<'a, Sqlite> {
-    let mut b = QueryBuilder::new(select);
-    b.push(" FROM events WHERE 1 = 1");
-    if let Some(t) = q.since {
-        b.push(" AND at >= ").push_bind(t);
-    }
-    if let Some(t) = q.until {
-        b.push(" AND at < ").push_bind(t);
-    }
-    for (column, value) in [
-        ("mail_from", &q.sender),
-        ("rcpts", &q.rcpt),
-        ("subject", &q.subject),
-    ] {
-        if let Some(v) = value {
-            b.push(format!(" AND {column} LIKE "))
-                .push_bind(contains(v))
-                .push(" ESCAPE '\\'");
-        }
-    }
-    for (column, value) in [
-        ("client_ip", &q.client_ip),
-        ("class", &q.class),
-        ("kind", &q.kind),
-        ("queue_id", &q.queue_id),
-    ] {
-        if let Some(v) = value {
-            b.push(format!(" AND {column} = ")).push_bind(v.clone());
-        }
-    }
-    if let Some(d) = &q.domain {
+    Filter::new(select, "events")
+        .time_range("at", q.since, q.until)
+        .contains(&["mail_from"], q.sender.as_deref())
+        .contains(&["rcpts"], q.rcpt.as_deref())
+        .contains(&["subject"], q.subject.as_deref())
+        .equals("client_ip", q.client_ip.clone())
+        .equals("class", q.class.clone())
+        .equals("kind", q.kind.clone())
+        .equals("queue_id", q.queue_id.clone())
         // `,a@x,b@y,` LIKE `%@x,%`: the domain must end where the address ends, or the
         // administrator of example.co would see example.com's mail.
-        b.push(" AND ',' || rcpts || ',' LIKE ")
-            .push_bind(format!("%@{},%", d.replace(['%', '_', '\\', ','], "")))
-            .push(" ESCAPE '\\'");
-    }
-    b
+        .condition(
+            " AND ',' || rcpts || ',' LIKE ",
+            q.domain
+                .as_ref()
+                .map(|d| format!("%@{},%", d.replace(['%', '_', '\\', ','], ""))),
+            " ESCAPE '\\'",
+        )
+        .into_builder()
 }
 
 fn recorded(row: &sqlx::sqlite::SqliteRow) -> Result<Recorded, StoreError> {

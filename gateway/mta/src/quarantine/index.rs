@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::QuarantineError;
-use crate::queue::store::StoreError;
+use crate::db::{Filter, StoreError, like_contains};
 use crate::queue::store::WriteTx;
 use crate::queue::{NewMessage, SqliteStore};
 use jianmen_scan::verdict::Report;
@@ -223,63 +223,34 @@ pub(crate) async fn insert(
     Ok(())
 }
 
-/// `%text%` for LIKE with the wildcard characters of `text` escaped (`ESCAPE '\'`).
-pub(crate) fn contains(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
 fn filtered<'a>(select: &str, q: &'a Query) -> QueryBuilder<'a, Sqlite> {
-    let mut b = QueryBuilder::new(select);
-    b.push(" FROM quarantine q WHERE 1 = 1");
-    if let Some(t) = q.since {
-        b.push(" AND q.received_at >= ").push_bind(t);
-    }
-    if let Some(t) = q.until {
-        b.push(" AND q.received_at < ").push_bind(t);
-    }
-    if let Some(s) = &q.sender {
-        b.push(" AND (q.mail_from LIKE ")
-            .push_bind(contains(s))
-            .push(" ESCAPE '\\' OR q.header_from LIKE ")
-            .push_bind(contains(s))
-            .push(" ESCAPE '\\')");
-    }
-    if let Some(s) = &q.subject {
-        b.push(" AND q.subject LIKE ")
-            .push_bind(contains(s))
-            .push(" ESCAPE '\\'");
-    }
-    if let Some(c) = &q.class {
-        b.push(" AND q.class = ").push_bind(c.clone());
-    }
-    if let Some(s) = q.status {
-        b.push(" AND q.status = ").push_bind(s.as_str());
-    }
-    if let Some(r) = &q.rcpt {
-        b.push(" AND EXISTS (SELECT 1 FROM quarantine_rcpts r WHERE r.id = q.id AND r.rcpt LIKE ")
-            .push_bind(contains(r))
-            .push(" ESCAPE '\\')");
-    }
-    if let Some(d) = &q.domain {
-        b.push(" AND EXISTS (SELECT 1 FROM quarantine_rcpts r WHERE r.id = q.id AND r.rcpt LIKE ")
-            .push_bind(format!("%@{}", d.replace(['%', '_', '\\'], "")))
-            .push(")");
-    }
-    if let Some(o) = &q.owner {
-        b.push(" AND EXISTS (SELECT 1 FROM quarantine_rcpts r WHERE r.id = q.id AND r.rcpt = ")
-            .push_bind(o.to_lowercase())
-            .push(")");
-    }
-    b
+    const ANY_RCPT: &str =
+        " AND EXISTS (SELECT 1 FROM quarantine_rcpts r WHERE r.id = q.id AND r.rcpt";
+    Filter::new(select, "quarantine q")
+        .time_range("q.received_at", q.since, q.until)
+        .contains(&["q.mail_from", "q.header_from"], q.sender.as_deref())
+        .contains(&["q.subject"], q.subject.as_deref())
+        .equals("q.class", q.class.clone())
+        .equals("q.status", q.status.map(|s| s.as_str().to_owned()))
+        .condition(
+            &format!("{ANY_RCPT} LIKE "),
+            q.rcpt.as_deref().map(like_contains),
+            " ESCAPE '\\')",
+        )
+        // One address per row: the domain ends the pattern.
+        .condition(
+            &format!("{ANY_RCPT} LIKE "),
+            q.domain
+                .as_ref()
+                .map(|d| format!("%@{}", d.replace(['%', '_', '\\'], ""))),
+            ")",
+        )
+        .condition(
+            &format!("{ANY_RCPT} = "),
+            q.owner.as_ref().map(|o| o.to_lowercase()),
+            ")",
+        )
+        .into_builder()
 }
 
 const SUMMARY_COLUMNS: &str = "SELECT q.id, q.received_at, q.expires_at, q.mail_from,

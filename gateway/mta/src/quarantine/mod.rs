@@ -16,9 +16,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::config::RetentionDays;
+use crate::db::StoreError;
 use crate::queue::SqliteStore;
 use crate::queue::spool::Spool;
-use crate::queue::store::StoreError;
 use jianmen_scan::verdict::Report;
 
 pub use index::{Item, Page, Query, RcptState, Status, Summary};

@@ -39,7 +39,7 @@ pub enum QueueError {
 
 impl From<std::io::Error> for QueueError {
     fn from(e: std::io::Error) -> Self {
-        if spool::is_storage_full(&e) {
+        if crate::db::is_storage_full(&e) {
             QueueError::StorageFull
         } else {
             QueueError::Spool(e)

@@ -250,11 +250,6 @@ impl Spool {
     }
 }
 
-/// Whether an I/O error means the disk (or quota) is full.
-pub fn is_storage_full(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::StorageFull || e.kind() == io::ErrorKind::QuotaExceeded
-}
-
 #[cfg(test)]
 mod sealing_tests {
     use super::*;

@@ -12,34 +12,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
 
 use crate::db::Durability;
+pub use crate::db::StoreError;
 use crate::quarantine;
-
-/// A store failure.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database reported an error.
-    #[error("queue database: {0}")]
-    Database(#[from] sqlx::Error),
-    /// A row held a value this version does not understand.
-    #[error("queue database holds an unexpected value: {0}")]
-    Corrupt(String),
-}
-
-impl StoreError {
-    /// Whether the database failed because the disk is full.
-    pub fn is_storage_full(&self) -> bool {
-        match self {
-            StoreError::Database(sqlx::Error::Database(e)) => {
-                // SQLITE_FULL = 13 (extended codes keep the primary code in the low byte).
-                e.code()
-                    .and_then(|c| c.parse::<i64>().ok())
-                    .is_some_and(|c| c & 0xff == 13)
-            }
-            StoreError::Database(sqlx::Error::Io(e)) => super::spool::is_storage_full(e),
-            _ => false,
-        }
-    }
-}
 
 /// Whether a message waits for delivery or is held back by a verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
