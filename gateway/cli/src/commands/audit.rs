@@ -15,14 +15,8 @@ use super::record;
 /// Options of `jianmen audit`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Configuration file (its data directory holds the log).
-    #[arg(
-        long,
-        short,
-        global = true,
-        default_value = "/etc/jianmen/jianmen.toml"
-    )]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub config: super::ConfigPath,
     #[command(subcommand)]
     action: AuditAction,
 }
@@ -66,7 +60,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     if let AuditAction::VerifyExport { file, public_key } = &args.action {
         return verify_export(file, public_key.as_deref());
     }
-    let config = &Config::load(&args.config)?;
+    let config = &Config::load(&args.config.path)?;
     let action = args.action;
     let log = AuditLog::open(&config.server.data_dir.join("audit.db")).await?;
     match action {

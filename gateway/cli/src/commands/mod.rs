@@ -16,10 +16,28 @@ pub mod serve;
 pub mod tls_probe;
 pub mod upgrade;
 
+use std::path::PathBuf;
+
 use anyhow::{Result, bail};
 use jianmen_mta::audit::AuditLog;
 use jianmen_mta::config::Config;
 use jianmen_mta::queue::spool::is_queue_id;
+
+/// `--config FILE` of the commands with subcommands, accepted before or after the subcommand
+/// (`jianmen audit --config F list` and `jianmen audit list --config F`).
+#[derive(clap::Args)]
+pub struct ConfigPath {
+    /// Configuration file (TOML); its data directory holds the queue, quarantine and audit log.
+    #[arg(
+        id = "config",
+        value_name = "CONFIG",
+        long = "config",
+        short = 'c',
+        global = true,
+        default_value = "/etc/jianmen/jianmen.toml"
+    )]
+    pub path: PathBuf,
+}
 
 /// Logs to the systemd journal when systemd connected our stderr to it (tracing events reach
 /// it through the `log` facade, fields folded into the message); to stderr otherwise.

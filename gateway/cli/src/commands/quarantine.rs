@@ -82,21 +82,15 @@ pub enum QuarantineAction {
 /// Options of `jianmen quarantine`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Configuration file (its data directory holds the quarantine).
-    #[arg(
-        long,
-        short,
-        global = true,
-        default_value = "/etc/jianmen/jianmen.toml"
-    )]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub config: super::ConfigPath,
     #[command(subcommand)]
     action: QuarantineAction,
 }
 
 /// Runs one quarantine action against the configuration's data directory.
 pub async fn run(args: Args) -> Result<()> {
-    let config = &Config::load(&args.config)?;
+    let config = &Config::load(&args.config.path)?;
     let action = args.action;
     let store = Arc::new(crate::daemon::open_store(config).await?);
     let quarantine = Quarantine::new(store, Spool::configured(config)?);

@@ -1,8 +1,6 @@
 //! `jianmen queue`: list, show, retry, delete and flush queued mail from the shell; every change
 //! is recorded in the audit log.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use jianmen_mta::config::Config;
@@ -15,14 +13,8 @@ use super::{check_id, record};
 /// Options of `jianmen queue`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Configuration file (TOML).
-    #[arg(
-        long,
-        short,
-        global = true,
-        default_value = "/etc/jianmen/jianmen.toml"
-    )]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub config: super::ConfigPath,
     #[command(subcommand)]
     action: QueueAction,
 }
@@ -60,7 +52,7 @@ enum QueueAction {
 
 /// Runs one queue action against the configuration's data directory.
 pub async fn run(args: Args) -> Result<()> {
-    let config = &Config::load(&args.config)?;
+    let config = &Config::load(&args.config.path)?;
     let store = crate::daemon::open_store(config).await?;
     let action = args.action;
     match action {
