@@ -530,22 +530,47 @@ async fn tracking_search(
 }
 
 /// The detection policy in force (read-only here; edited in the configuration file).
+/// The scan policy: all of it for a security administrator; for a per-domain administrator,
+/// what applies to its domain only — no other tenant's domains, and no global allow or block
+/// entries (they name other tenants' correspondents).
 async fn policy(req: HttpRequest, console: Data) -> Reply {
-    authorize(&req, &console, &[Role::Security]).await?;
+    let s = authorize(&req, &console, &[Role::Security]).await?;
     let c = &console.config;
+    let scope = s.account.domain.as_deref();
+    let own = scope.and_then(|d| c.scan.policy.iter().find(|p| p.domain == d));
+    let thresholds = own
+        .and_then(|p| p.thresholds.as_ref())
+        .unwrap_or(&c.scan.thresholds);
+    let actions = own
+        .and_then(|p| p.actions.as_ref())
+        .unwrap_or(&c.scan.actions);
+    let (protected, domain_policies, allow, block) = match scope {
+        Some(d) => (
+            vec![d.to_owned()],
+            own.map(|p| vec![p.domain.clone()]).unwrap_or_default(),
+            own.map(|p| p.allow.clone()).unwrap_or_default(),
+            own.map(|p| p.block.clone()).unwrap_or_default(),
+        ),
+        None => (
+            c.domains.protected.clone(),
+            c.scan.policy.iter().map(|p| p.domain.clone()).collect(),
+            c.scan.allow.clone(),
+            c.scan.block.clone(),
+        ),
+    };
     Ok(HttpResponse::Ok().json(json!({
-        "protected_domains": c.domains.protected,
+        "protected_domains": protected,
         "thresholds": {
-            "spam": c.scan.thresholds.spam,
-            "spam_high": c.scan.thresholds.spam_high,
-            "phish": c.scan.thresholds.phish,
-            "bec": c.scan.thresholds.bec,
-            "virus": c.scan.thresholds.virus,
+            "spam": thresholds.spam,
+            "spam_high": thresholds.spam_high,
+            "phish": thresholds.phish,
+            "bec": thresholds.bec,
+            "virus": thresholds.virus,
         },
-        "actions": format!("{:?}", c.scan.actions),
-        "domain_policies": c.scan.policy.iter().map(|p| p.domain.clone()).collect::<Vec<_>>(),
-        "allow": c.scan.allow,
-        "block": c.scan.block,
+        "actions": format!("{actions:?}"),
+        "domain_policies": domain_policies,
+        "allow": allow,
+        "block": block,
         "model": c.scan.model,
         "quarantine_retention_days": {
             "spam": c.quarantine.retention_days.spam,

@@ -381,7 +381,9 @@ async fn every_role_boundary_holds() {
 
 #[actix_web::test]
 async fn quarantine_actions_are_safe_validated_and_audited() {
-    let env = env().await;
+    // Global allow and block entries, which a domain administrator must not read.
+    let env =
+        env_with("[scan]\nallow = [\"friend@elsewhere.test\"]\nblock = [\"@spam.test\"]\n").await;
     let app = app!(env);
     let (name, _, password) = env
         .passwords
@@ -631,6 +633,12 @@ async fn quarantine_actions_are_safe_validated_and_audited() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, b, _, _) = call(&app, Some(&dw), Method::GET, "/api/tracking", None).await;
     assert_eq!((s, b["total"].as_i64()), (StatusCode::OK, Some(0)), "{b}");
+    // Finding 8 of the hardening review: a domain administrator read the global policy.
+    let (s, b, _, _) = call(&app, Some(&dw), Method::GET, "/api/policy", None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["protected_domains"], json!(["other.test"]), "{b}");
+    assert_eq!(b["allow"], json!([]), "no global allow entries: {b}");
+    assert_eq!(b["block"], json!([]), "no global block entries: {b}");
 
     // Five wrong passwords lock the account, even against the right one; the failures are audited.
     for _ in 0..5 {
