@@ -436,9 +436,14 @@ async fn quarantine_release(
     }
     if body.not_spam {
         let raw = console.quarantine.raw(&item.summary.id).await?;
-        FeedbackStore::open(&console.config.server.data_dir)
-            .record(&raw, Label::Ham)
-            .map_err(ApiError::internal)?;
+        let data_dir = &console.config.server.data_dir;
+        // A per-domain administrator's labels stay with its domain (finding 8 of the hardening
+        // review): retraining learns only from the gateway-wide store.
+        let store = match &s.account.domain {
+            Some(domain) => FeedbackStore::for_domain(data_dir, domain),
+            None => FeedbackStore::open(data_dir),
+        };
+        store.record(&raw, Label::Ham).map_err(ApiError::internal)?;
     }
     let who = actor(&s);
     let released = console

@@ -633,6 +633,52 @@ async fn quarantine_actions_are_safe_validated_and_audited() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, b, _, _) = call(&app, Some(&dw), Method::GET, "/api/tracking", None).await;
     assert_eq!((s, b["total"].as_i64()), (StatusCode::OK, Some(0)), "{b}");
+    // A domain administrator's "not spam" stays with its domain: `jianmen retrain` learns only
+    // from the gateway-wide feedback (finding 8 of the hardening review).
+    const OTHER: &str = "01OTHEROTHEROTHEROTHEROTHE";
+    Spool::configured(&env.console.config)
+        .unwrap()
+        .write(OTHER, &[MESSAGE])
+        .unwrap();
+    env.store
+        .insert(&[NewMessage {
+            id: OTHER.into(),
+            mail_from: "notice@bank.test".into(),
+            rcpts: vec!["staff@other.test".into()],
+            size: MESSAGE.len() as u64,
+            received_at: 1000,
+            client_ip: "192.0.2.9".into(),
+            helo: "bank.test".into(),
+            smtputf8: false,
+            kind: MessageKind::Mail,
+            held: Some(Box::new(Held::new(
+                MESSAGE,
+                "spam: 7 ≥ 6".into(),
+                None,
+                &env.console.config.quarantine.retention_days,
+                1000,
+            ))),
+        }])
+        .await
+        .unwrap();
+    let (s, b, _, _) = call(
+        &app,
+        Some(&dw),
+        Method::POST,
+        &format!("/api/quarantine/{OTHER}/release"),
+        Some(json!({"not_spam": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let feedback = env.console.config.server.data_dir.join("feedback");
+    let files = |dir: std::path::PathBuf| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    assert_eq!(files(feedback.join("domains/other.test/ham")), 1);
+    assert_eq!(
+        files(feedback.join("ham")),
+        0,
+        "nothing in the gateway-wide feedback"
+    );
+
     // Finding 8 of the hardening review: a domain administrator read the global policy.
     let (s, b, _, _) = call(&app, Some(&dw), Method::GET, "/api/policy", None).await;
     assert_eq!(s, StatusCode::OK, "{b}");

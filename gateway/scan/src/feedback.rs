@@ -76,6 +76,15 @@ impl FeedbackStore {
         }
     }
 
+    /// The store of one protected domain's own feedback (what its per-domain administrators
+    /// report), apart from the gateway's: `jianmen retrain` learns only from the gateway's, so
+    /// one tenant's labels do not change every tenant's verdicts.
+    pub fn for_domain(data_dir: &Path, domain: &str) -> FeedbackStore {
+        FeedbackStore {
+            root: data_dir.join("feedback").join("domains").join(domain),
+        }
+    }
+
     /// Keeps `raw` as an example of `label`, durably (file and directory fsync'd); returns the
     /// file it was kept in.
     pub fn record(&self, raw: &[u8], label: Label) -> Result<PathBuf, FeedbackError> {
