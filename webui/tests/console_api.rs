@@ -47,28 +47,14 @@ async fn env_with(extra: &str) -> Env {
     .unwrap();
     let store = Arc::new(SqliteStore::open(&config.database_path()).await.unwrap());
     let spool = Spool::configured(&config).unwrap();
-    spool.write(HELD, &[MESSAGE]).unwrap();
-    store
-        .insert(&[NewMessage {
-            id: HELD.into(),
-            mail_from: "notice@bank.test".into(),
-            rcpts: vec!["staff@example.com".into(), "boss@example.com".into()],
-            size: MESSAGE.len() as u64,
-            received_at: 1000,
-            client_ip: "192.0.2.9".into(),
-            helo: "bank.test".into(),
-            smtputf8: false,
-            kind: MessageKind::Mail,
-            held: Some(Box::new(Held::new(
-                MESSAGE,
-                "phish: 12 ≥ 6".into(),
-                None,
-                &config.quarantine.retention_days,
-                1000,
-            ))),
-        }])
-        .await
-        .unwrap();
+    hold(
+        &config,
+        &store,
+        HELD,
+        &["staff@example.com", "boss@example.com"],
+        "phish: 12 ≥ 6",
+    )
+    .await;
     let accounts = Accounts::open(dir.path(), config.console.clone().unwrap())
         .await
         .unwrap();
@@ -92,6 +78,35 @@ async fn env_with(extra: &str) -> Env {
         store,
         passwords,
     }
+}
+
+/// Spools [`MESSAGE`] as `id` and holds it in quarantine for `rcpts` with `reason`.
+async fn hold(config: &Config, store: &SqliteStore, id: &str, rcpts: &[&str], reason: &str) {
+    Spool::configured(config)
+        .unwrap()
+        .write(id, &[MESSAGE])
+        .unwrap();
+    store
+        .insert(&[NewMessage {
+            id: id.into(),
+            mail_from: "notice@bank.test".into(),
+            rcpts: rcpts.iter().map(|r| r.to_string()).collect(),
+            size: MESSAGE.len() as u64,
+            received_at: 1000,
+            client_ip: "192.0.2.9".into(),
+            helo: "bank.test".into(),
+            smtputf8: false,
+            kind: MessageKind::Mail,
+            held: Some(Box::new(Held::new(
+                MESSAGE,
+                reason.into(),
+                None,
+                &config.quarantine.retention_days,
+                1000,
+            ))),
+        }])
+        .await
+        .unwrap();
 }
 
 /// A signed-in client: cookie and CSRF token.
@@ -636,31 +651,14 @@ async fn quarantine_actions_are_safe_validated_and_audited() {
     // A domain administrator's "not spam" stays with its domain: `jianmen retrain` learns only
     // from the gateway-wide feedback (finding 8 of the hardening review).
     const OTHER: &str = "01OTHEROTHEROTHEROTHEROTHE";
-    Spool::configured(&env.console.config)
-        .unwrap()
-        .write(OTHER, &[MESSAGE])
-        .unwrap();
-    env.store
-        .insert(&[NewMessage {
-            id: OTHER.into(),
-            mail_from: "notice@bank.test".into(),
-            rcpts: vec!["staff@other.test".into()],
-            size: MESSAGE.len() as u64,
-            received_at: 1000,
-            client_ip: "192.0.2.9".into(),
-            helo: "bank.test".into(),
-            smtputf8: false,
-            kind: MessageKind::Mail,
-            held: Some(Box::new(Held::new(
-                MESSAGE,
-                "spam: 7 ≥ 6".into(),
-                None,
-                &env.console.config.quarantine.retention_days,
-                1000,
-            ))),
-        }])
-        .await
-        .unwrap();
+    hold(
+        &env.console.config,
+        &env.store,
+        OTHER,
+        &["staff@other.test"],
+        "spam: 7 ≥ 6",
+    )
+    .await;
     let (s, b, _, _) = call(
         &app,
         Some(&dw),
