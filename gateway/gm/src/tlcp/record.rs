@@ -6,7 +6,7 @@
 use subtle::ConstantTimeEq;
 
 use super::TlcpError;
-use crate::sm3::{DIGEST_LEN, hmac_sm3_parts};
+use crate::sm3::{DIGEST_LEN, Sm3Hasher, hmac_sm3_parts};
 use crate::sm4::{self, BLOCK_LEN, KEY_LEN, Sm4Gcm, TAG_LEN};
 
 /// The protocol version in every TLCP record and hello.
@@ -252,12 +252,17 @@ fn open_cbc(
         let matches = data[last - i].ct_eq(&(pad as u8));
         good &= !in_pad | matches;
     }
-    // With bad padding, MAC as if there were none, so the work is the same.
+    // With bad padding, MAC as if there were none.
     let pad_len = if bool::from(good) { pad + 1 } else { 0 };
     let plain_len = data.len().saturating_sub(pad_len + DIGEST_LEN);
     let (plaintext, rest) = data.split_at(plain_len);
     let inner = header(content, plain_len);
     let expected = hmac_sm3_parts(mac_key, &[seq, &inner, plaintext]);
+    // Lucky13: the MAC's cost follows the plaintext's length, which the padding decides. Spend
+    // the compressions a longer plaintext would have cost, up to the longest this record can
+    // hold, so the time taken does not tell the padding.
+    let longest = data.len() - DIGEST_LEN;
+    spend_compressions(mac_compressions(longest) - mac_compressions(plain_len));
     let mac_ok = expected.ct_eq(&rest[..DIGEST_LEN]);
     if bool::from(good & mac_ok) {
         Ok(plaintext.to_vec())
@@ -266,9 +271,56 @@ fn open_cbc(
     }
 }
 
+/// SM3's block length.
+const SM3_BLOCK: usize = 64;
+
+/// SM3 compressions HMAC-SM3 spends on the inner hash of a record MAC over `plain_len` bytes
+/// of plaintext: the key block, sequence number and header, the plaintext, then SM3's final
+/// padding (at least 9 bytes). The outer hash costs the same for every record.
+fn mac_compressions(plain_len: usize) -> usize {
+    (SM3_BLOCK + 8 + HEADER_LEN + plain_len + 9).div_ceil(SM3_BLOCK)
+}
+
+/// Runs `n` SM3 compressions whose result nobody uses (kept from being optimised away).
+fn spend_compressions(n: usize) {
+    let mut hasher = Sm3Hasher::new();
+    for _ in 0..n {
+        hasher.update(&[0u8; SM3_BLOCK]);
+    }
+    std::hint::black_box(hasher.current());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding 10 of the hardening review (Lucky13): the MAC over a CBC record cost one
+    /// compression more or less depending on the padding. Real plus spent compressions are
+    /// now the same for every padding a record of a given size can carry, bad padding
+    /// included.
+    #[test]
+    fn the_mac_costs_the_same_whatever_the_padding() {
+        let mut varied = 0;
+        for blocks in 3..40 {
+            let data_len = blocks * BLOCK_LEN;
+            let longest = data_len - DIGEST_LEN;
+            let costs: std::collections::BTreeSet<usize> = (0..=256)
+                .map(|pad_len| longest.saturating_sub(pad_len))
+                .map(|plain| {
+                    mac_compressions(plain) + (mac_compressions(longest) - mac_compressions(plain))
+                })
+                .collect();
+            assert_eq!(costs.len(), 1, "{data_len}: {costs:?}");
+            let unpadded: std::collections::BTreeSet<usize> = (0..=256)
+                .map(|pad_len| mac_compressions(longest.saturating_sub(pad_len)))
+                .collect();
+            varied += usize::from(unpadded.len() > 1);
+        }
+        assert!(
+            varied > 30,
+            "the real MAC's cost does vary with the padding"
+        );
+    }
 
     fn pair(keys: impl Fn() -> Keys) -> (Direction, Direction) {
         let mut sender = Direction::default();
