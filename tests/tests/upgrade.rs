@@ -213,13 +213,22 @@ fn packages_apply_on_trial_bad_ones_are_refused_failures_roll_back_and_queued_ma
     let out = apply(&good);
     expect(&out, 0, "9.0.0 passed its health check: kept", &gw);
     assert!(wait_for_smtp(gw.addr, Duration::from_secs(30)));
-    let exe = std::fs::read_link(format!("/proc/{}/exe", gw.pid().expect("pid")))
-        .expect("exe of the gateway");
-    assert_eq!(
-        exe,
-        releases.join("9.0.0/jianmen"),
-        "the release's binary runs"
+    // The release's binary runs — from the sealed in-memory copy whose digest was checked,
+    // not from the file in the service account's folder (finding 6 of the hardening review).
+    let pid = gw.pid().expect("pid");
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("exe of the gateway");
+    assert!(
+        exe.to_string_lossy().starts_with("/memfd:jianmen-release"),
+        "{exe:?}"
     );
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+    assert!(
+        environ
+            .split(|&b| b == 0)
+            .any(|v| v == b"JIANMEN_RELEASE=9.0.0"),
+        "the 9.0.0 release runs"
+    );
+    assert!(releases.join("9.0.0/jianmen").is_file());
     assert!(
         status().contains("current release:   9.0.0\n"),
         "{}",

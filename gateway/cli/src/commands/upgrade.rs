@@ -434,6 +434,33 @@ async fn install_clamav(release: &release::Release, dir: &Path, config: &Path) -
     Ok(())
 }
 
+/// Replaces this process with the program in `image` (`fexecve`), with `args` and this
+/// process's environment plus `extra`; returns only on failure, saying why.
+fn exec_image(
+    image: &std::os::fd::OwnedFd,
+    args: &[OsString],
+    extra: &[(&str, &std::ffi::OsStr)],
+) -> String {
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |bytes: &[u8]| CString::new(bytes).ok();
+    let argv: Vec<CString> = args.iter().filter_map(|a| c(a.as_bytes())).collect();
+    let mut envp: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| !extra.iter().any(|(name, _)| k.as_os_str() == *name))
+        .filter_map(|(k, v)| c(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
+        .collect();
+    envp.extend(
+        extra
+            .iter()
+            .filter_map(|(k, v)| c(&[k.as_bytes(), b"=", v.as_bytes()].concat())),
+    );
+    match nix::unistd::fexecve(image.as_raw_fd(), &argv, &envp) {
+        Err(e) => e.to_string(),
+        Ok(never) => match never {},
+    }
+}
+
 /// Before anything else runs: when an applied release is newer than this binary and verifies,
 /// becomes it (exec, same process id). `upgrade` commands always run the installed binary, so
 /// a broken release can be rolled back. Starting the daemon counts a trial's starts and rolls
@@ -460,19 +487,29 @@ pub fn hand_over_to_release() {
         let Launch::Release(chosen) = launch else {
             return;
         };
-        let binary = match chosen.component(ComponentKind::Binary) {
-            Some(b) => b,
-            None => match std::env::current_exe() {
-                Ok(me) => me,
+        let env = [
+            (
+                release::ENV_VERSION,
+                std::ffi::OsStr::new(&chosen.manifest.version),
+            ),
+            (release::ENV_DIR, chosen.dir.as_os_str()),
+        ];
+        let error = match chosen.sealed_binary() {
+            // Run the bytes that were verified, not the file that may have changed since.
+            Ok(Some(image)) => exec_image(&image, &args, &env),
+            // A release without a binary (rules, model): this binary, told of the release.
+            Ok(None) => match std::env::current_exe() {
+                Ok(me) => {
+                    let mut command = std::process::Command::new(me);
+                    command.args(args.iter().skip(1)).envs(env);
+                    command.exec().to_string()
+                }
                 Err(_) => return,
             },
+            Err(e) => e.to_string(),
         };
-        let error = std::process::Command::new(&binary)
-            .args(args.iter().skip(1))
-            .env(release::ENV_VERSION, &chosen.manifest.version)
-            .env(release::ENV_DIR, &chosen.dir)
-            .exec();
-        let reason = format!("cannot run {}: {error}", binary.display());
+        let binary = chosen.dir.display();
+        let reason = format!("cannot run the release in {binary}: {error}");
         if !serving {
             eprintln!("jianmen: upgrade: {reason}: running the installed package");
             return;

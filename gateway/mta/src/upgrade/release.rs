@@ -16,6 +16,12 @@
 //! confirming is rolled back at the next start. Each start verifies the release again (SM2 or
 //! Ed25519 signature against the keys trusted now, SM3 of each file), so only signed code
 //! runs from this writable directory.
+//!
+//! The directory is the service account's (the console installs uploads as that account), and
+//! root runs `jianmen` commands too: so what runs is never the file on disk but a sealed copy in
+//! memory whose SM3 was checked on the very bytes copied ([`Release::sealed_binary`]), and root
+//! creates files here and in clamd's directory only with `O_CREAT|O_EXCL` (never through a link
+//! someone left in the way) and reads them with `O_NOFOLLOW`.
 
 use std::path::{Path, PathBuf};
 
@@ -313,7 +319,7 @@ impl Releases {
         use std::io::Write;
         let tmp = self.root.join(format!(".{name}.tmp"));
         let path = self.root.join(name);
-        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        let mut f = fresh_file(&tmp)?;
         f.write_all(bytes)
             .and_then(|()| f.sync_all())
             .map_err(io(&tmp))?;
@@ -369,6 +375,17 @@ impl Releases {
     }
 }
 
+/// Creates `path` anew (mode 0644): whatever was left there, a symbolic link above all, is
+/// removed first, and `O_CREAT|O_EXCL` makes the open fail rather than follow one planted in
+/// between.
+fn fresh_file(path: &Path) -> Result<std::fs::File, UpgradeError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(path)(e)),
+        _ => {}
+    }
+    super::create_new(path, 0o644)
+}
+
 /// When running as root, makes `path` (not following links) belong to the owner of `reference`.
 fn give_to_owner_of(reference: &Path, path: &Path) -> Result<(), UpgradeError> {
     use std::os::unix::fs::MetadataExt;
@@ -387,8 +404,67 @@ fn give_to_owner_of(reference: &Path, path: &Path) -> Result<(), UpgradeError> {
 }
 
 impl Release {
+    /// Copies component `c` into `to`, checking its SM3 on the bytes copied: what was verified
+    /// at start-up may have been changed on disk since.
+    fn copy_verified(
+        &self,
+        c: &super::Component,
+        to: &mut std::fs::File,
+    ) -> Result<(), UpgradeError> {
+        let path = self.dir.join(&c.file);
+        let mut source = super::open_nofollow(&path)?;
+        let digest = super::copy_digesting(&mut source, Some(to), c.size).map_err(io(&path))?;
+        if jianmen_gm::hex(&digest) != c.sm3 {
+            return Err(UpgradeError::Component {
+                file: c.file.clone(),
+                problem: "SM3 digest does not match the manifest".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The release's binary as a sealed in-memory file holding exactly the bytes whose SM3
+    /// matched the manifest, opened read-only for `fexecve`; `None` when the release ships no
+    /// binary. Between verifying a file on disk and executing it, its owner could change it.
+    pub fn sealed_binary(&self) -> Result<Option<std::os::fd::OwnedFd>, UpgradeError> {
+        use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+        use nix::sys::memfd::{MemFdCreateFlag, memfd_create};
+        use std::os::fd::AsRawFd;
+        let Some(c) = self
+            .manifest
+            .components
+            .iter()
+            .find(|c| c.kind == ComponentKind::Binary)
+        else {
+            return Ok(None);
+        };
+        let failed = |step: &str, e: nix::Error| UpgradeError::Io {
+            path: format!("in-memory copy of {} ({step})", c.file),
+            error: std::io::Error::from(e),
+        };
+        let image = memfd_create(
+            c"jianmen-release",
+            MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING,
+        )
+        .map_err(|e| failed("memfd_create", e))?;
+        let mut image = std::fs::File::from(image);
+        self.copy_verified(c, &mut image)?;
+        let seals = SealFlag::F_SEAL_SEAL
+            | SealFlag::F_SEAL_SHRINK
+            | SealFlag::F_SEAL_GROW
+            | SealFlag::F_SEAL_WRITE;
+        fcntl(image.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals)).map_err(|e| failed("seal", e))?;
+        // exec refuses a file open for writing anywhere (ETXTBSY): reopen it read-only (and
+        // close-on-exec) and close the writable descriptor.
+        let reopen = format!("/proc/self/fd/{}", image.as_raw_fd());
+        let read_only = std::fs::File::open(&reopen).map_err(io(Path::new(&reopen)))?;
+        drop(image);
+        Ok(Some(read_only.into()))
+    }
+
     /// Copies the release's ClamAV signature files into clamd's database directory `dir`
-    /// (each replaced atomically, owned like `dir`); their names. clamd still has to be told
+    /// (each replaced atomically, owned like `dir`, its SM3 checked on the bytes copied);
+    /// their names. clamd still has to be told
     /// to reload.
     pub fn install_clamav(&self, dir: &Path) -> Result<Vec<String>, UpgradeError> {
         let mut names = Vec::new();
@@ -398,10 +474,11 @@ impl Release {
             }
             let tmp = dir.join(format!(".{}.jianmen-tmp", c.file));
             let target = dir.join(&c.file);
-            std::fs::copy(self.dir.join(&c.file), &tmp).map_err(io(&tmp))?;
-            std::fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(io(&tmp))?;
+            let mut copy = fresh_file(&tmp)?;
+            if let Err(e) = self.copy_verified(c, &mut copy) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
             give_to_owner_of(dir, &tmp)?;
             std::fs::rename(&tmp, &target).map_err(io(&target))?;
             names.push(c.file.clone());

@@ -330,3 +330,54 @@ fn concurrent_installs_each_use_a_staging_folder_of_their_own() {
         assert_eq!(model, v.repeat(100).into_bytes(), "{v}: its own files");
     }
 }
+
+/// Finding 6 of the hardening review: root verified a release's binary, then executed the file
+/// by its name — and the folder is the service account's, which could swap the file between.
+#[test]
+fn what_runs_is_the_verified_copy_not_the_file_on_disk() {
+    use std::io::Read;
+    let s = site();
+    s.apply("2.0.0");
+    let release = s.releases.verified("2.0.0", s.keys()).unwrap();
+    let image = release.sealed_binary().unwrap().expect("a binary");
+    let path = release.component(ComponentKind::Binary).unwrap();
+    std::fs::write(&path, "#!/bin/sh\n# something else\n").unwrap();
+    let mut held = String::new();
+    std::fs::File::from(image)
+        .read_to_string(&mut held)
+        .unwrap();
+    assert_eq!(
+        held, "#!/bin/sh\n# jianmen 2.0.0\n",
+        "the copy kept the verified bytes"
+    );
+    assert!(
+        matches!(release.sealed_binary(), Err(UpgradeError::Component { .. })),
+        "a copy made after the change refuses it"
+    );
+}
+
+/// Finding 6 of the hardening review: root replaced `trial` and `last-rollback` by creating
+/// `.trial.tmp` with `File::create`, which follows a symbolic link the service account could
+/// leave there — and truncates whatever it points to.
+#[test]
+fn root_never_writes_through_a_link_left_in_the_folder() {
+    let s = site();
+    s.apply("2.0.0");
+    let victim = s.dir.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    for tmp in [".trial.tmp", ".last-rollback.tmp"] {
+        std::os::unix::fs::symlink(&victim, s.releases.root().join(tmp)).unwrap();
+    }
+    s.releases.start_trial("2.0.0").unwrap();
+    assert_eq!(
+        s.releases.trial().map(|t| t.version).as_deref(),
+        Some("2.0.0")
+    );
+    s.releases.roll_back("test").unwrap();
+    assert!(
+        s.releases
+            .last_rollback()
+            .is_some_and(|n| n.contains("test"))
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+}
