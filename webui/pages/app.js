@@ -185,7 +185,7 @@ async function quarantinePage() {
     } catch (e) { out.replaceChildren(el('p', { class: 'error' }, e.message)); }
   };
   page(t('quarantine'), filters([{ name: 'sender' }, { name: 'rcpt' }, { name: 'subject' },
-    { name: 'class', options: [['', t('all')], ['spam', 'spam'], ['phish', 'phish'], ['virus', 'virus'], ['bec', 'bec'], ['refused', 'refused']] },
+    { name: 'class', options: [['', t('all')], ['spam', 'spam'], ['phish', 'phish'], ['virus', 'virus'], ['bec', 'bec'], ['unscannable', 'unscannable'], ['refused', 'refused']] },
     { name: 'status', options: [['held', t('held')], ['released', t('released')], ['deleted', t('deleted')], ['all', t('all')]] }], search), out);
   await search({});
 }

@@ -10,10 +10,12 @@ use serde_json::json;
 
 use super::accounts::Role;
 use super::{ApiError, COOKIE, Console, authorize, now, peer_ip, source_allowed};
+use jianmen_mta::config::HELD_CLASSES;
 use jianmen_mta::quarantine::{Query as QQuery, Status};
 use jianmen_mta::queue::spool::is_queue_id;
 use jianmen_mta::tracking::Query as TQuery;
 use jianmen_scan::feedback::{FeedbackStore, Label};
+use jianmen_scan::verdict::CLASS_NAMES;
 
 type Data = web::Data<Console>;
 type Reply = Result<HttpResponse, ApiError>;
@@ -277,7 +279,7 @@ async fn quarantine_search(
         sender: p.text("sender")?,
         rcpt: p.text("rcpt")?,
         subject: p.text("subject")?,
-        class: p.one_of("class", &["spam", "phish", "virus", "bec", "refused"])?,
+        class: p.one_of("class", &HELD_CLASSES)?,
         status,
         domain: s.account.domain.clone(),
         owner: None,
@@ -506,7 +508,7 @@ async fn tracking_search(
         rcpt: p.text("rcpt")?,
         subject: p.text("subject")?,
         client_ip: p.text("client_ip")?,
-        class: p.one_of("class", &["clean", "spam", "phish", "virus", "bec"])?,
+        class: p.one_of("class", &CLASS_NAMES)?,
         kind: p.one_of(
             "kind",
             &[

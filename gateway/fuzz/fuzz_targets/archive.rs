@@ -3,6 +3,7 @@
 #![no_main]
 
 use jianmen_scan::message::Attachment;
+use jianmen_scan::pool::Deadline;
 use jianmen_scan::{Symbols, attach};
 use libfuzzer_sys::fuzz_target;
 
@@ -15,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
                 declared_type: String::new(),
                 data: data.to_vec(),
             }],
+            &Deadline::unlimited(),
             &mut symbols,
         );
     }

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use jianmen_scan::message::Message;
 use jianmen_scan::phish::Targets;
+use jianmen_scan::pool::Deadline;
 use jianmen_scan::rules::RuleSet;
 use jianmen_scan::{Symbols, attach, phish};
 use libfuzzer_sys::fuzz_target;
@@ -26,6 +27,6 @@ fuzz_target!(|data: &[u8]| {
     let mut symbols = Symbols::default();
     phish::check_links(&message, targets, &mut symbols);
     phish::check_sender(&message, targets, &mut symbols);
-    attach::check(&message.attachments, &mut symbols);
+    attach::check(&message.attachments, &Deadline::unlimited(), &mut symbols);
     rules.evaluate(&message, &mut symbols);
 });

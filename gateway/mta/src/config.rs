@@ -172,6 +172,10 @@ impl Default for TrackingConfig {
     }
 }
 
+/// The classes a held message can have: a verdict class, or `refused` (a copy of mail refused
+/// for some recipients only).
+pub const HELD_CLASSES: [&str; 6] = ["spam", "phish", "virus", "bec", "unscannable", "refused"];
+
 /// How long held mail is kept, and what recipients may do with it themselves.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -586,11 +590,11 @@ impl Config {
         if let Some(c) = q
             .user_release
             .iter()
-            .find(|c| !matches!(c.as_str(), "spam" | "phish" | "virus" | "bec" | "refused"))
+            .find(|c| !HELD_CLASSES.contains(&c.as_str()))
         {
             return Err(invalid(
                 "quarantine.user_release",
-                format!("`{c}` is not a class (spam, phish, virus, bec, refused)"),
+                format!("`{c}` is not a class ({})", HELD_CLASSES.join(", ")),
             ));
         }
         if !is_domain_like(&self.server.hostname) {
@@ -775,6 +779,12 @@ impl Config {
             return Err(invalid(
                 "scan.thresholds",
                 "thresholds must be positive and spam_high ≥ spam",
+            ));
+        }
+        if !(10..=600_000).contains(&scan.budget_ms) {
+            return Err(invalid(
+                "scan.budget_ms",
+                "must be 10 to 600000 milliseconds",
             ));
         }
         // The rule files are compiled once, by the pipeline at start-up (and by `check-config`),

@@ -55,7 +55,7 @@ impl Default for Metrics {
         );
         registry.register(
             "scan_checks_skipped",
-            "Messages judged without a check (e.g. dns: resolver down or too slow), by check",
+            "Messages judged without a check (dns: resolver down or too slow; budget: the scan ran out of time), by check",
             scan_skipped.clone(),
         );
         Self {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 /// Labels a corpus gives messages, in report order.
 pub const LABELS: [&str; 3] = ["ham", "spam", "phish"];
 /// Classes a verdict can give, in report order.
-pub const CLASSES: [&str; 5] = ["clean", "spam", "phish", "bec", "virus"];
+pub const CLASSES: [&str; 6] = crate::verdict::CLASS_NAMES;
 
 /// One judged message.
 #[derive(Debug, Clone)]
@@ -151,13 +151,13 @@ pub fn table(report: &BTreeMap<String, Value>) -> String {
         let _ = writeln!(s, "\nconfusion (all corpora): label → verdict class");
         let _ = write!(s, "{:<8}", "");
         for class in CLASSES {
-            let _ = write!(s, " {class:>8}");
+            let _ = write!(s, " {class:>11}");
         }
         s.push('\n');
         for label in LABELS {
             let _ = write!(s, "{label:<8}");
             for class in CLASSES {
-                let _ = write!(s, " {:>8}", total["confusion"][label][class].to_string());
+                let _ = write!(s, " {:>11}", total["confusion"][label][class].to_string());
             }
             s.push('\n');
         }

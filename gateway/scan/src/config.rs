@@ -64,6 +64,8 @@ pub struct Actions {
     pub bec: Action,
     /// Malware.
     pub virus: Action,
+    /// Not fully inspected: archive or MIME limits, or the scan budget ran out.
+    pub unscannable: Action,
 }
 
 impl Default for Actions {
@@ -74,6 +76,7 @@ impl Default for Actions {
             phish: Action::Quarantine,
             bec: Action::Quarantine,
             virus: Action::Reject,
+            unscannable: Action::Quarantine,
         }
     }
 }
@@ -84,7 +87,7 @@ impl Default for Actions {
 pub struct DomainPolicy {
     /// Recipient domain (lower case).
     pub domain: String,
-    /// Actions for this domain's recipients (all five, defaults where not given).
+    /// Actions for this domain's recipients (all six, defaults where not given).
     pub actions: Option<Actions>,
     /// Thresholds for this domain's recipients.
     pub thresholds: Option<Thresholds>,
@@ -152,6 +155,10 @@ pub struct ScanConfig {
     pub model: String,
     /// Greylisting (off by default).
     pub greylist: GreylistConfig,
+    /// Time one message's parsing and checks may take on the scanning threads, in
+    /// milliseconds (DNS and clamd waits not counted); a message that runs out of it is
+    /// judged `unscannable` (`actions.unscannable`).
+    pub budget_ms: u64,
 }
 
 /// Greylisting settings.
@@ -202,6 +209,7 @@ impl Default for ScanConfig {
             rate_limit_per_minute: 0,
             model: "auto".into(),
             greylist: GreylistConfig::default(),
+            budget_ms: 5000,
         }
     }
 }

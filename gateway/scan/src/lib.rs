@@ -48,7 +48,8 @@ use async_trait::async_trait;
 /// Where the scanner counts the checks it had to leave out (the gateway's metrics), so that an
 /// operator sees a degraded scan instead of inferring it from verdicts.
 pub trait SkippedChecks: Send + Sync {
-    /// One message was judged without `check` (e.g. `dns`: the resolver is down or too slow).
+    /// One message was judged without `check`: `dns` (the resolver is down or too slow) or
+    /// `budget` (the scan ran out of time before every check had run).
     fn skipped(&self, check: &'static str);
 }
 

@@ -15,7 +15,7 @@ use super::clamav::{Clamd, OnError, Outcome};
 use super::message::{Message, domain_of};
 use super::model::{self, Classifier, Unavailable};
 use super::phish::Targets;
-use super::pool::CpuPool;
+use super::pool::{CpuPool, Deadline, OverBudget};
 use super::reputation::{AddressList, BlockLists};
 use super::rules::{RuleError, RuleSet};
 use super::verdict::{Class, Report, decide};
@@ -107,6 +107,8 @@ pub struct Pipeline {
     dns_breaker: dns::Breaker,
     skipped: Option<Arc<dyn SkippedChecks>>,
     pool: CpuPool,
+    /// Time one message's work on the scanning threads may take.
+    budget: Duration,
 }
 
 /// Why the pipeline could not be built.
@@ -189,6 +191,7 @@ impl Pipeline {
             history,
             default_policy,
             domain_policies,
+            budget: Duration::from_millis(scan.budget_ms),
             classifier: RwLock::new(load_classifier(
                 &scan.model,
                 env.data_dir.as_deref(),
@@ -286,17 +289,29 @@ impl Pipeline {
     pub async fn analyse(self: &Arc<Self>, raw: &[u8], ctx: &Context) -> Analysis {
         let started = Instant::now();
         let shared_raw: Arc<[u8]> = Arc::from(raw);
-        let (message, mut symbols, link_domains) = {
+        let parsed = {
             let (me, raw) = (Arc::clone(self), Arc::clone(&shared_raw));
             self.pool
-                .run(move || {
+                .run_within(self.budget, move |deadline| {
                     let message = Message::parse(&raw);
                     let mut symbols = Symbols::default();
-                    let links = phish::check_links(&message, &me.targets, &mut symbols);
+                    let links = if deadline.passed() {
+                        symbols.add("SCAN_BUDGET_EXCEEDED", "parsing");
+                        Vec::new()
+                    } else {
+                        phish::check_links(&message, &me.targets, &mut symbols)
+                    };
                     (message, symbols, links)
                 })
                 .await
         };
+        let ((message, mut symbols, link_domains), took) = match parsed {
+            Ok(parsed) => parsed,
+            Err(OverBudget) => {
+                return self.over_budget(Symbols::default(), String::new(), "parsing", started);
+            }
+        };
+        let budget_left = self.budget.saturating_sub(took);
         let mut auth_symbols = Symbols::default();
         let mut list_symbols = Symbols::default();
         let dns_wanted = ctx.client_ip.is_some() && (self.auth.is_some() || self.lists.is_some());
@@ -351,26 +366,64 @@ impl Pipeline {
                 antivirus_failed = policy == OnError::Tempfail;
             }
         }
-        let (message, symbols) = {
+        let from_addr = message.from_addr.clone();
+        let so_far = symbols.clone();
+        let checked = {
             let (me, ctx) = (Arc::clone(self), ctx.clone());
             self.pool
-                .run(move || {
+                .run_within(budget_left, move |deadline| {
                     let rules = me.rules();
-                    me.local_checks(&message, &ctx, &rules, &mut symbols);
-                    (message, symbols)
+                    me.local_checks(&message, &ctx, &rules, deadline, &mut symbols);
+                    symbols
                 })
                 .await
         };
+        let symbols = match checked {
+            Ok((symbols, _)) => symbols,
+            Err(OverBudget) => return self.over_budget(so_far, from_addr, "checks", started),
+        };
+        if symbols.has("SCAN_BUDGET_EXCEEDED") {
+            self.count_over_budget();
+        }
         Analysis {
             symbols,
             auth_results,
             antivirus_failed,
-            from_addr: message.from_addr.clone(),
+            from_addr,
             micros: started.elapsed().as_micros() as u64,
         }
     }
 
-    /// The CPU-only checks: structure, HTML, attachments, sender, BEC and the rule set.
+    /// What is known of a message whose scan ran out of time while `stage` ran on a scanning
+    /// thread: the evidence gathered before, and that the rest is missing.
+    fn over_budget(
+        &self,
+        mut symbols: Symbols,
+        from_addr: String,
+        stage: &str,
+        started: Instant,
+    ) -> Analysis {
+        symbols.add("SCAN_BUDGET_EXCEEDED", stage);
+        self.count_over_budget();
+        Analysis {
+            symbols,
+            auth_results: None,
+            antivirus_failed: false,
+            from_addr,
+            micros: started.elapsed().as_micros() as u64,
+        }
+    }
+
+    fn count_over_budget(&self) {
+        tracing::warn!(
+            budget_ms = self.budget.as_millis() as u64,
+            "message scan ran out of its budget: judged unscannable"
+        );
+        if let Some(s) = &self.skipped {
+            s.skipped("budget");
+        }
+    }
+
     /// Feeds one message's DNS outcome to the breaker; says in the message's evidence, the
     /// log and the metrics when its DNS checks were skipped or cut short.
     fn account_dns(&self, allowed: bool, finished: bool, symbols: &mut Symbols) {
@@ -396,19 +449,30 @@ impl Pipeline {
         }
     }
 
+    /// The CPU-only checks: structure, HTML, attachments, sender, BEC, the content model and
+    /// the rule set; each stage starts only while `deadline` has not passed.
     fn local_checks(
         &self,
         message: &Message,
         ctx: &Context,
         rules: &RuleSet,
+        deadline: &Deadline,
         symbols: &mut Symbols,
     ) {
-        self.content_checks(message, ctx, symbols);
+        self.content_checks(message, ctx, deadline, symbols);
+        if deadline.passed() {
+            symbols.add("SCAN_BUDGET_EXCEEDED", "checks");
+            return;
+        }
         if let Some(classifier) = self.classifier() {
             match classifier.classify(message, symbols) {
                 Ok(p) => model::add_symbols(p, symbols),
                 Err(why) => symbols.add("NEURAL_UNAVAILABLE", why),
             }
+        }
+        if deadline.passed() {
+            symbols.add("SCAN_BUDGET_EXCEEDED", "content model");
+            return;
         }
         rules.evaluate(message, symbols);
     }
@@ -419,12 +483,18 @@ impl Pipeline {
         let message = Message::parse(raw);
         let mut symbols = Symbols::default();
         phish::check_links(&message, &self.targets, &mut symbols);
-        self.content_checks(&message, ctx, &mut symbols);
+        self.content_checks(&message, ctx, &Deadline::unlimited(), &mut symbols);
         (message, symbols)
     }
 
     /// Structure, HTML, attachments, sender and BEC checks.
-    fn content_checks(&self, message: &Message, ctx: &Context, symbols: &mut Symbols) {
+    fn content_checks(
+        &self,
+        message: &Message,
+        ctx: &Context,
+        deadline: &Deadline,
+        symbols: &mut Symbols,
+    ) {
         for a in &message.anomalies {
             symbols.add(a, "");
         }
@@ -464,7 +534,7 @@ impl Pipeline {
         if zero_width >= 3 {
             symbols.add("TEXT_INVISIBLE_CHARS", "");
         }
-        attach::check(&message.attachments, symbols);
+        attach::check(&message.attachments, deadline, symbols);
         phish::check_sender(message, &self.targets, symbols);
         let mail_from = (!ctx.mail_from.is_empty()).then_some(ctx.mail_from.as_str());
         bec::check(message, mail_from, &self.bec, symbols);
@@ -508,6 +578,7 @@ impl Pipeline {
             Class::Phish => a.phish,
             Class::Bec => a.bec,
             Class::Virus => a.virus,
+            Class::Unscannable => a.unscannable,
         };
         (report, action)
     }
@@ -689,15 +760,62 @@ mod tests {
     use super::*;
     use crate::model::Probabilities;
 
-    /// Counts what the pipeline skipped.
+    /// Counts what the pipeline skipped, by check.
     #[derive(Default)]
-    struct Skipped(std::sync::atomic::AtomicUsize);
+    struct Skipped(std::sync::Mutex<BTreeMap<&'static str, usize>>);
 
     impl SkippedChecks for Skipped {
         fn skipped(&self, check: &'static str) {
-            assert_eq!(check, "dns");
-            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            *self.0.lock().unwrap().entry(check).or_default() += 1;
         }
+    }
+
+    impl Skipped {
+        fn count(&self, check: &str) -> usize {
+            self.0.lock().unwrap().get(check).copied().unwrap_or(0)
+        }
+    }
+
+    /// Finding 1 of the hardening review: a message could hold a scanning thread for as long
+    /// as its content made the checks run. Each message now has a budget; one that spends it
+    /// is judged unscannable (quarantined by default) and counted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_that_spends_its_budget_is_held_as_unscannable() {
+        let skipped = Arc::new(Skipped::default());
+        let env = Environment {
+            hostname: "gw.test".into(),
+            protected_domains: vec!["example.com".into()],
+            skipped: Some(skipped.clone()),
+            ..Environment::default()
+        };
+        let envelope = Envelope {
+            queue_id: "q1".into(),
+            client_ip: "192.0.2.1".parse().unwrap(),
+            helo: "mail.b.test".into(),
+            mail_from: "a@b.test".into(),
+            rcpts: vec!["u@example.com".into()],
+            tls: false,
+            smtputf8: false,
+        };
+        for (budget_ms, held) in [(0, true), (60_000, false)] {
+            let scan = ScanConfig {
+                first_contact: false,
+                model: "none".into(),
+                budget_ms,
+                ..ScanConfig::default()
+            };
+            let p = Arc::new(Pipeline::new(&scan, &env, None).unwrap());
+            let out = p.scan(&envelope, MESSAGE).await;
+            let report = out[0].report.as_ref().unwrap();
+            assert_eq!(
+                matches!(out[0].verdict, Verdict::Hold { .. }),
+                held,
+                "{budget_ms} ms: {}",
+                report.explanation
+            );
+            assert_eq!(report.class == Class::Unscannable, held);
+        }
+        assert_eq!(skipped.count("budget"), 1);
     }
 
     /// Finding 11 of the hardening review: with an unreachable resolver every message waited
@@ -755,7 +873,7 @@ mod tests {
             detail(&a).as_deref(),
             Some("resolver down: DNS checks skipped")
         );
-        assert_eq!(skipped.0.load(std::sync::atomic::Ordering::Relaxed), 4);
+        assert_eq!(skipped.count("dns"), 4);
     }
 
     struct Fixed(Result<Probabilities, String>);

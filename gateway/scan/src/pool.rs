@@ -1,9 +1,14 @@
 //! The threads that do a scan's CPU work (parsing, checks, rules, the content model), sized to
 //! the machine's cores, so that no message is ever parsed or classified on the async threads
 //! that run SMTP sessions. A full queue makes callers wait (asynchronously): backpressure.
+//!
+//! A thread cannot be taken back from work that runs too long, so budgeted work is told its
+//! [`Deadline`] and checks it between steps, while its caller stops waiting when the deadline
+//! passes: a hostile message costs its budget, and the answer comes on time either way.
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -11,6 +16,39 @@ type Job = Box<dyn FnOnce() + Send>;
 
 /// Jobs waiting for a free thread, per thread.
 const QUEUE_PER_THREAD: usize = 64;
+
+/// The moment by which budgeted work must be done; counted from when a thread took it up, so
+/// that time spent waiting in the queue under load is not held against a message.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: Instant,
+}
+
+impl Deadline {
+    /// `budget` from now.
+    pub fn after(budget: Duration) -> Deadline {
+        let now = Instant::now();
+        Deadline {
+            at: now
+                .checked_add(budget)
+                .unwrap_or(now + Duration::from_secs(86_400 * 365)),
+        }
+    }
+
+    /// No limit in practice (a year): for tools that judge trusted files at their own pace.
+    pub fn unlimited() -> Deadline {
+        Deadline::after(Duration::from_secs(86_400 * 365))
+    }
+
+    /// Whether the budget is spent.
+    pub fn passed(&self) -> bool {
+        Instant::now() >= self.at
+    }
+}
+
+/// The budget ran out before the work finished; the work stops at its next check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverBudget;
 
 /// A fixed set of scanning threads, started on first use.
 pub struct CpuPool {
@@ -70,11 +108,59 @@ impl CpuPool {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let shared_runtime = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if !shared_runtime {
+        if !on_shared_runtime() {
             return work();
         }
+        let result = self.submit(work).await;
+        outcome(result.await)
+    }
+
+    /// Runs `work` like [`CpuPool::run`] within `budget`, counted from when a thread takes it
+    /// up; `work` gets the [`Deadline`] to check between its steps. Returns what `work`
+    /// returned and the time it took, or [`OverBudget`] as soon as the deadline passes without
+    /// a result (the thread goes on until `work` checks its deadline). On a single-threaded
+    /// runtime nobody else could answer meanwhile: `work` runs to its own checks, here.
+    pub async fn run_within<T, F>(
+        &self,
+        budget: Duration,
+        work: F,
+    ) -> Result<(T, Duration), OverBudget>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Deadline) -> T + Send + 'static,
+    {
+        let timed = move |deadline: Deadline, started: Instant| {
+            let value = work(&deadline);
+            (value, started.elapsed())
+        };
+        if !on_shared_runtime() {
+            return Ok(timed(Deadline::after(budget), Instant::now()));
+        }
+        let (began, taken_up) = oneshot::channel();
+        let result = self
+            .submit(move || {
+                let started = Instant::now();
+                let deadline = Deadline::after(budget);
+                let _ = began.send(deadline);
+                timed(deadline, started)
+            })
+            .await;
+        let Ok(deadline) = taken_up.await else {
+            // The job was dropped unrun; `outcome` says so.
+            return Ok(outcome(result.await));
+        };
+        match tokio::time::timeout_at(deadline.at.into(), result).await {
+            Ok(result) => Ok(outcome(result)),
+            Err(_) => Err(OverBudget),
+        }
+    }
+
+    /// Queues `work` for a pool thread; the receiver gets its result or its panic.
+    async fn submit<T, F>(&self, work: F) -> oneshot::Receiver<std::thread::Result<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
         let (done, result) = oneshot::channel();
         let job: Job = Box::new(move || {
             let _ = done.send(catch_unwind(AssertUnwindSafe(work)));
@@ -83,11 +169,22 @@ impl CpuPool {
             // No thread could be started: run here rather than lose the scan.
             job();
         }
-        match result.await {
-            Ok(Ok(value)) => value,
-            Ok(Err(panic)) => resume_unwind(panic),
-            Err(_) => panic!("scan job produced no result"),
-        }
+        result
+    }
+}
+
+/// Whether the caller runs on a multi-threaded runtime, whose threads serve SMTP sessions.
+fn on_shared_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
+/// A job's result, its panic resumed in the caller.
+fn outcome<T>(result: Result<std::thread::Result<T>, oneshot::error::RecvError>) -> T {
+    match result {
+        Ok(Ok(value)) => value,
+        Ok(Err(panic)) => resume_unwind(panic),
+        Err(_) => panic!("scan job produced no result"),
     }
 }
 
@@ -109,6 +206,31 @@ mod tests {
         let caught = tokio::spawn(async move { p.run(|| -> u8 { panic!("boom") }).await }).await;
         assert!(caught.is_err_and(|e| e.is_panic()));
         assert_eq!(pool.run(|| 7).await, 7, "a panic does not cost a thread");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_caller_stops_waiting_when_the_budget_is_spent() {
+        let pool = CpuPool::new(1);
+        // One step that does not look at its deadline for half a second: the caller is
+        // answered when the budget is spent, not when the step ends.
+        let over = pool
+            .run_within(Duration::from_millis(50), |deadline| {
+                std::thread::sleep(Duration::from_millis(500));
+                deadline.passed()
+            })
+            .await;
+        assert_eq!(over, Err(OverBudget));
+        // The next job waits for the thread, then has its whole budget.
+        let (value, _) = pool
+            .run_within(Duration::from_secs(5), |deadline| (7, deadline.passed()))
+            .await
+            .expect("a quick job finishes");
+        assert_eq!(value, (7, false));
+        // Time waiting for a thread does not count: a queued job gets its whole budget.
+        let busy = pool.run(|| std::thread::sleep(Duration::from_millis(200)));
+        let queued = pool.run_within(Duration::from_millis(100), |_| 1);
+        let ((), waited) = tokio::join!(busy, queued);
+        assert_eq!(waited.map(|(v, _)| v), Ok(1));
     }
 
     #[tokio::test(flavor = "current_thread")]

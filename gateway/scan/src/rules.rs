@@ -9,7 +9,7 @@
 //! [[symbol]]                   # score a built-in symbol
 //! name = "SPF_FAIL"
 //! score = 3.0
-//! category = "spam"            # spam | phish | bec | virus | ham
+//! category = "spam"            # spam | phish | bec | virus | ham | unscannable
 //! description = "SPF fail"
 //!
 //! [[rule]]                     # a content rule; every condition given must hold
@@ -59,6 +59,9 @@ pub enum Category {
     Virus,
     /// Evidence of legitimate mail (negative scores).
     Ham,
+    /// Parts of the message the scanner could not inspect (archive limits, the scan budget):
+    /// what they might hide is unknown, so their presence alone decides the class.
+    Unscannable,
 }
 
 /// Why a rule file could not be loaded.

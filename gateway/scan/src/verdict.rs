@@ -1,12 +1,15 @@
 //! From evidence to a decision: symbol scores are summed per category, the class is chosen
-//! (virus, then phishing or BEC — the stronger — then spam), and the explanation names the evidence that
-//! weighed most, so an administrator can see why.
+//! (virus, then phishing or BEC — the stronger — then unscannable, then spam), and the explanation
+//! names the evidence that weighed most, so an administrator can see why.
 
 use serde::{Deserialize, Serialize};
 
 use super::Symbols;
 use super::rules::{Category, RuleSet};
 use crate::config::Thresholds;
+
+/// Every class's name, in report order.
+pub const CLASS_NAMES: [&str; 6] = ["clean", "spam", "phish", "bec", "virus", "unscannable"];
 
 /// The class of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +25,9 @@ pub enum Class {
     Virus,
     /// Business email compromise.
     Bec,
+    /// Not fully inspected (archive limits, the scan budget): it weighs at least as much as
+    /// what it might hide, so it outranks spam.
+    Unscannable,
 }
 
 impl Class {
@@ -33,6 +39,7 @@ impl Class {
             Class::Phish => "phish",
             Class::Virus => "virus",
             Class::Bec => "bec",
+            Class::Unscannable => "unscannable",
         }
     }
 }
@@ -65,6 +72,7 @@ pub struct Report {
 pub fn decide(rules: &RuleSet, symbols: &Symbols, thresholds: &Thresholds) -> Report {
     let mut total = 0.0f64;
     let (mut phish, mut bec, mut virus, mut ham) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    let mut uninspected = false;
     let mut scored: Vec<ScoredHit> = Vec::with_capacity(symbols.hits().len());
     for hit in symbols.hits() {
         let (score, category) = rules.info(&hit.name).map_or((0.0, Category::Spam), |i| {
@@ -77,6 +85,8 @@ pub fn decide(rules: &RuleSet, symbols: &Symbols, thresholds: &Thresholds) -> Re
             Category::Bec => bec += score,
             Category::Virus => virus += score,
             Category::Ham => ham += score,
+            // A score of 0 is how an operator turns a symbol off, this one too.
+            Category::Unscannable => uninspected |= score != 0.0,
         }
         scored.push(ScoredHit {
             name: hit.name.clone(),
@@ -94,6 +104,8 @@ pub fn decide(rules: &RuleSet, symbols: &Symbols, thresholds: &Thresholds) -> Re
         Class::Phish
     } else if is_bec {
         Class::Bec
+    } else if uninspected {
+        Class::Unscannable
     } else if total >= thresholds.spam {
         Class::Spam
     } else {
@@ -103,7 +115,7 @@ pub fn decide(rules: &RuleSet, symbols: &Symbols, thresholds: &Thresholds) -> Re
         Class::Virus => (virus, thresholds.virus),
         Class::Phish => (phish + ham, thresholds.phish),
         Class::Bec => (bec + ham, thresholds.bec),
-        Class::Spam | Class::Clean => (total, thresholds.spam),
+        Class::Spam | Class::Clean | Class::Unscannable => (total, thresholds.spam),
     };
     let reasons: Vec<String> = scored
         .iter()
@@ -125,11 +137,15 @@ pub fn decide(rules: &RuleSet, symbols: &Symbols, thresholds: &Thresholds) -> Re
         })
         .collect();
     let relation = if evidence >= limit { "≥" } else { "<" };
+    let measure = if class == Class::Unscannable {
+        // The class is not a score's doing: say what was left uninspected instead.
+        "not fully inspected".to_owned()
+    } else {
+        format!("{evidence:.1} {relation} {limit:.1}")
+    };
     let explanation = format!(
-        "{}: {:.1} {relation} {:.1}{}{}",
+        "{}: {measure}{}{}",
         class.as_str(),
-        evidence,
-        limit,
         if reasons.is_empty() { "" } else { "; " },
         reasons.join("; ")
     );
@@ -176,5 +192,33 @@ mod tests {
             "BEC evidence under its threshold does not compete"
         );
         assert_eq!(class_of(&[]), Class::Clean);
+    }
+
+    /// Finding 3 of the hardening review: an archive walk that stopped at a limit added one
+    /// point and the message went out tagged. What was not inspected now decides the class
+    /// however little it scores, below only what was found for certain.
+    #[test]
+    fn what_was_not_inspected_outranks_spam_but_not_a_found_virus() {
+        for limit in [
+            "ARCHIVE_TOO_MANY_MEMBERS",
+            "ARCHIVE_TOO_DEEP",
+            "ARCHIVE_MEMBER_TRUNCATED",
+            "ARCHIVE_TOO_LARGE",
+            "SCAN_BUDGET_EXCEEDED",
+            "MIME_TOO_MANY_PARTS",
+            "MIME_TOO_DEEP",
+        ] {
+            assert_eq!(class_of(&[limit]), Class::Unscannable, "{limit}");
+            assert_eq!(
+                class_of(&[limit, "BLOCKLISTED", "NEURAL_SPAM", "EN_LOTTERY"]),
+                Class::Unscannable,
+                "{limit}"
+            );
+            assert_eq!(
+                class_of(&[limit, "ATTACH_EXECUTABLE", "ATTACH_DOUBLE_EXT"]),
+                Class::Virus,
+                "{limit}"
+            );
+        }
     }
 }
