@@ -16,7 +16,7 @@ const T = {
     items: '条', noItems: '没有记录', flow: '最近 24 小时邮件流量', topSenders: '发件最多',
     topTargets: '被拦截最多的收件人', role: '角色', domain: '域', created: '创建时间',
     lastLogin: '最后登录', locked: '锁定至', create: '创建', reset: '重置密码', unlock: '解锁',
-    initialPassword: '初始密码（仅显示一次）', verify: '校验完整性', export: '导出审计包（已签名）', intact: '审计链完整',
+    initialPassword: '初始密码（仅显示一次）', atAppliance: '安全管理员和审计管理员账号只能在设备上以 root 身份用 jianmen account 命令创建、重置或删除（三权分立）；安全管理员在此管理各域的域管理员。', verify: '校验完整性', export: '导出审计包（已签名）', intact: '审计链完整',
     broken: '审计链被破坏', actor: '操作人', action: '操作', confirmDelete: '确定删除？',
     roles: { system: '系统管理员', security: '安全管理员', audit: '审计管理员' },
     preview: '预览（已净化，远程内容已阻止）', thresholds: '阈值', protectedDomains: '受保护域',
@@ -42,7 +42,7 @@ const T = {
     topSenders: 'Top senders', topTargets: 'Most targeted recipients', role: 'Role',
     domain: 'Domain', created: 'Created', lastLogin: 'Last sign-in', locked: 'Locked until',
     create: 'Create', reset: 'Reset password', unlock: 'Unlock',
-    initialPassword: 'Initial password (shown once)', verify: 'Verify integrity',
+    initialPassword: 'Initial password (shown once)', atAppliance: 'Security and audit administrator accounts are created, reset and deleted only at the appliance, as root, with jianmen account (separation of duties); the security administrator manages per-domain administrators here.', verify: 'Verify integrity',
     export: 'Export signed package',
     intact: 'Audit chain intact', broken: 'Audit chain broken', actor: 'Actor',
     action: 'Action', confirmDelete: 'Delete this message?',
@@ -99,9 +99,15 @@ function fail(e) {
 
 const PAGES = {
   system: ['dashboard', 'system', 'accounts'],
-  security: ['dashboard', 'quarantine', 'tracking', 'policy'],
+  security: ['dashboard', 'quarantine', 'tracking', 'policy', 'accounts'],
   audit: ['audit'],
 };
+
+// A per-domain administrator manages no accounts: its delegates are made by the security
+// administrator of all domains.
+function pagesOf(account) {
+  return PAGES[account.role].filter((p) => p !== 'accounts' || !account.domain);
+}
 
 function renderChrome() {
   $('lang').textContent = lang === 'zh-CN' ? 'English' : '中文';
@@ -113,7 +119,7 @@ function renderChrome() {
   nav.replaceChildren();
   if (!me || me.account.must_change) return;
   const current = location.hash.split('/')[1];
-  for (const p of PAGES[me.account.role]) {
+  for (const p of pagesOf(me.account)) {
     nav.append(el('a', { href: `#/${p}`, class: p === current ? 'active' : null }, t(p)));
   }
   nav.append(el('a', { href: '#/password', class: current === 'password' ? 'active' : null }, t('changePassword')));
@@ -327,10 +333,10 @@ async function accountsPage() {
     try { const r = await api('POST', '/api/accounts', { name: f.name, role: f.role, domain: f.domain || null }); await accountsPage(); show(r); main().append(msg); } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
   } },
   el('input', { name: 'name', placeholder: t('username'), required: true }),
-  el('select', { name: 'role' }, ['security', 'system', 'audit'].map((r) => el('option', { value: r }, t('roles')[r]))),
-  el('input', { name: 'domain', placeholder: t('domain') }),
+  el('select', { name: 'role' }, [me.account.role].map((r) => el('option', { value: r }, t('roles')[r]))),
+  me.account.role === 'security' ? el('input', { name: 'domain', placeholder: t('domain'), required: true }) : null,
   el('button', { class: 'primary', type: 'submit' }, t('create')));
-  page(t('accounts'), el('div', { class: 'card' }, form, msg),
+  page(t('accounts'), el('p', { class: 'muted' }, t('atAppliance')), el('div', { class: 'card' }, form, msg),
     table([t('username'), t('role'), t('domain'), t('created'), t('lastLogin'), t('locked'), ''],
       list.map((a) => ({ cells: [a.name, t('roles')[a.role], a.domain || '', when(a.created_at), when(a.last_login), a.locked_until ? when(a.locked_until) : '',
         el('span', {}, el('button', { class: 'plain', onclick: () => act(a.name, 'reset') }, t('reset')), ' ',
@@ -355,7 +361,7 @@ async function route() {
   const parts = location.hash.replace(/^#\//, '').split('/');
   if (!me) return loginPage();
   if (me.account.must_change || parts[0] === 'password') return passwordPage();
-  const allowed = PAGES[me.account.role];
+  const allowed = pagesOf(me.account);
   const name = allowed.includes(parts[0]) ? parts[0] : allowed[0];
   if (name === 'quarantine' && parts[1]) return quarantineItem(parts[1]);
   return { dashboard: dashboardPage, quarantine: quarantinePage, tracking: trackingPage, policy: policyPage,

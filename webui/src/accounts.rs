@@ -84,6 +84,14 @@ pub enum AccountError {
     /// The name is taken.
     #[error("account {0} exists")]
     Exists(String),
+    /// The acting account may not manage accounts of that role (see [`may_manage`]).
+    #[error(
+        "{0} accounts are managed at the appliance (jianmen account), not by this console role"
+    )]
+    NotYours(&'static str),
+    /// Deleting the account would leave its role without anyone to fill it.
+    #[error("{0} is the last {1} administrator; create another one first")]
+    LastOfRole(String, &'static str),
     /// The database failed.
     #[error("account database: {0}")]
     Store(#[from] sqlx::Error),
@@ -355,6 +363,29 @@ fn account(row: &sqlx::sqlite::SqliteRow) -> Result<Account, AccountError> {
     })
 }
 
+/// Whether `actor` may create, reset, unlock or delete, from the console, an account of
+/// `role` (for `domain`, a per-domain administrator): the system administrator the system
+/// administrators, a security administrator of every domain its per-domain delegates. Security
+/// and audit administrators are made and reset only at the appliance (`jianmen account`, as
+/// root), so no console role can create, or learn the password of, an account that checks it
+/// (三权分立).
+pub fn may_manage(actor: &Account, role: Role, domain: Option<&str>) -> bool {
+    matches!(
+        (actor.role, actor.domain.as_deref(), role, domain),
+        (Role::System, None, Role::System, None) | (Role::Security, None, Role::Security, Some(_))
+    )
+}
+
+/// The name a person reads for an account of `role` (for `domain`).
+fn kind(role: Role, domain: Option<&str>) -> &'static str {
+    match (role, domain) {
+        (Role::Security, Some(_)) => "per-domain administrator",
+        (Role::System, _) => "system administrator",
+        (Role::Security, None) => "security administrator",
+        (Role::Audit, _) => "audit administrator",
+    }
+}
+
 const ACCOUNT_COLUMNS: &str =
     "name, role, domain, must_change, locked_until, failures, created_at, last_login";
 
@@ -481,15 +512,50 @@ impl Accounts {
         Ok(())
     }
 
-    /// Deletes an account and its sessions.
+    /// Deletes an account and its sessions, unless it is the last system, security or audit
+    /// administrator: a role nobody holds could not be given back from the console.
     pub async fn delete(&self, name: &str) -> Result<(), AccountError> {
-        let n = sqlx::query("DELETE FROM accounts WHERE name = ?")
-            .bind(name)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        // One statement: two deletions at once cannot both see "another one is left".
+        let n = sqlx::query(
+            "DELETE FROM accounts WHERE name = ?1 AND (domain IS NOT NULL OR
+               (SELECT COUNT(*) FROM accounts other
+                 WHERE other.role = accounts.role AND other.domain IS NULL) > 1)",
+        )
+        .bind(name)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
         if n == 0 {
-            return Err(AccountError::NotFound(name.to_owned()));
+            let kept = self.get(name).await?;
+            return Err(AccountError::LastOfRole(
+                name.to_owned(),
+                kept.role.as_str(),
+            ));
+        }
+        self.end_sessions(name).await
+    }
+
+    /// Checks that `actor` may manage the account `name` (see [`may_manage`]); returns it.
+    pub async fn managed_by(&self, actor: &Account, name: &str) -> Result<Account, AccountError> {
+        let target = self.get(name).await?;
+        if !may_manage(actor, target.role, target.domain.as_deref()) {
+            return Err(AccountError::NotYours(kind(
+                target.role,
+                target.domain.as_deref(),
+            )));
+        }
+        Ok(target)
+    }
+
+    /// Checks that `actor` may create an account of `role` for `domain`.
+    pub fn may_create(
+        &self,
+        actor: &Account,
+        role: Role,
+        domain: Option<&str>,
+    ) -> Result<(), AccountError> {
+        if !may_manage(actor, role, domain) {
+            return Err(AccountError::NotYours(kind(role, domain)));
         }
         Ok(())
     }
@@ -823,6 +889,80 @@ mod tests {
                 .login("nobody", "x", "192.0.2.7", 1000 + SOURCE_WINDOW_SECS)
                 .await,
             Err(AccountError::BadCredentials)
+        ));
+    }
+
+    /// Finding 7 of the hardening review: the system administrator could create a security or
+    /// audit account, reset their passwords (and so learn them) and delete the only auditor.
+    #[tokio::test]
+    async fn no_console_role_makes_or_takes_over_another_roles_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = Accounts::open(dir.path(), rules()).await.unwrap();
+        accounts.create_initial(1).await.unwrap();
+        let sys = accounts.get("sysadmin").await.unwrap();
+        let sec = accounts.get("secadmin").await.unwrap();
+        let auditor = accounts.get("auditor").await.unwrap();
+        for (role, domain) in [
+            (Role::Security, None),
+            (Role::Audit, None),
+            (Role::Security, Some("a.test")),
+        ] {
+            assert!(matches!(
+                accounts.may_create(&sys, role, domain),
+                Err(AccountError::NotYours(_))
+            ));
+        }
+        for name in ["secadmin", "auditor"] {
+            assert!(matches!(
+                accounts.managed_by(&sys, name).await,
+                Err(AccountError::NotYours(_))
+            ));
+        }
+        accounts.may_create(&sys, Role::System, None).unwrap();
+        accounts
+            .may_create(&sec, Role::Security, Some("a.test"))
+            .unwrap();
+        assert!(accounts.may_create(&sec, Role::Security, None).is_err());
+        assert!(accounts.may_create(&sec, Role::System, None).is_err());
+        assert!(accounts.may_create(&auditor, Role::Audit, None).is_err());
+        assert!(matches!(
+            accounts
+                .create("mixed", Role::Audit, Some("a.test"), 1)
+                .await,
+            Err(AccountError::Invalid {
+                field: "domain",
+                ..
+            })
+        ));
+        accounts
+            .create("delegate", Role::Security, Some("a.test"), 1)
+            .await
+            .unwrap();
+        let delegate = accounts.get("delegate").await.unwrap();
+        accounts.managed_by(&sec, "delegate").await.unwrap();
+        assert!(accounts.managed_by(&delegate, "delegate").await.is_err());
+        assert!(accounts.managed_by(&sys, "delegate").await.is_err());
+
+        // The last of a role stays, whoever asks; a second one can go.
+        for name in ["sysadmin", "secadmin", "auditor"] {
+            assert!(matches!(
+                accounts.delete(name).await,
+                Err(AccountError::LastOfRole(..))
+            ));
+        }
+        accounts.delete("delegate").await.unwrap();
+        accounts
+            .create("auditor2", Role::Audit, None, 1)
+            .await
+            .unwrap();
+        accounts.delete("auditor").await.unwrap();
+        assert!(matches!(
+            accounts.delete("auditor2").await,
+            Err(AccountError::LastOfRole(..))
+        ));
+        assert!(matches!(
+            accounts.delete("nobody").await,
+            Err(AccountError::NotFound(_))
         ));
     }
 

@@ -605,9 +605,17 @@ async fn system(req: HttpRequest, console: Data) -> Reply {
     })))
 }
 
+/// The accounts the caller may manage, and those it may only see: the system administrator
+/// sees every account, a security administrator of all domains its per-domain delegates.
 async fn accounts_list(req: HttpRequest, console: Data) -> Reply {
-    authorize(&req, &console, &[Role::System]).await?;
-    Ok(HttpResponse::Ok().json(console.accounts.list().await?))
+    let s = authorize(&req, &console, &[Role::System, Role::Security]).await?;
+    let mut list = console.accounts.list().await?;
+    match (s.account.role, &s.account.domain) {
+        (Role::System, _) => {}
+        (_, None) => list.retain(|a| a.domain.is_some()),
+        (_, Some(_)) => return Err(ApiError::forbidden("your role may not do this")),
+    }
+    Ok(HttpResponse::Ok().json(list))
 }
 
 #[derive(Deserialize)]
@@ -620,10 +628,11 @@ struct NewAccount {
 }
 
 async fn accounts_create(req: HttpRequest, console: Data, body: web::Json<NewAccount>) -> Reply {
-    let s = authorize(&req, &console, &[Role::System]).await?;
+    let s = authorize(&req, &console, &[Role::System, Role::Security]).await?;
     let role = Role::parse(&body.role)
         .ok_or_else(|| ApiError::field("role", "one of system, security, audit"))?;
     let domain = body.domain.as_deref().filter(|d| !d.is_empty());
+    console.accounts.may_create(&s.account, role, domain)?;
     let password = console
         .accounts
         .create(&body.name, role, domain, now())
@@ -646,7 +655,8 @@ async fn accounts_create(req: HttpRequest, console: Data, body: web::Json<NewAcc
 }
 
 async fn accounts_reset(req: HttpRequest, console: Data, name: web::Path<String>) -> Reply {
-    let s = authorize(&req, &console, &[Role::System]).await?;
+    let s = authorize(&req, &console, &[Role::System, Role::Security]).await?;
+    console.accounts.managed_by(&s.account, &name).await?;
     let password = console.accounts.reset(&name).await?;
     console.record(&actor(&s), "account.reset", &name).await;
     Ok(HttpResponse::Ok()
@@ -655,14 +665,16 @@ async fn accounts_reset(req: HttpRequest, console: Data, name: web::Path<String>
 }
 
 async fn accounts_unlock(req: HttpRequest, console: Data, name: web::Path<String>) -> Reply {
-    let s = authorize(&req, &console, &[Role::System]).await?;
+    let s = authorize(&req, &console, &[Role::System, Role::Security]).await?;
+    console.accounts.managed_by(&s.account, &name).await?;
     console.accounts.unlock(&name).await?;
     console.record(&actor(&s), "account.unlock", &name).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
 async fn accounts_delete(req: HttpRequest, console: Data, name: web::Path<String>) -> Reply {
-    let s = authorize(&req, &console, &[Role::System]).await?;
+    let s = authorize(&req, &console, &[Role::System, Role::Security]).await?;
+    console.accounts.managed_by(&s.account, &name).await?;
     if *name == s.account.name {
         return Err(ApiError::field(
             "name",

@@ -175,7 +175,10 @@ impl From<AccountError> for ApiError {
             AccountError::WeakPassword(_) => Self::field("new_password", e.to_string()),
             AccountError::Invalid { field, .. } => Self::field(field, e.to_string()),
             AccountError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string()),
-            AccountError::Exists(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
+            AccountError::Exists(_) | AccountError::LastOfRole(..) => {
+                Self::new(StatusCode::CONFLICT, e.to_string())
+            }
+            AccountError::NotYours(_) => Self::new(StatusCode::FORBIDDEN, e.to_string()),
             AccountError::Store(_) | AccountError::Hash(_) => Self::internal(e),
         }
     }

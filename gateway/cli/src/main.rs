@@ -12,8 +12,8 @@ use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use commands::{
-    audit, cert_sm2, check_config, demo, eval, features, generate_docs, quarantine, queue, retrain,
-    scan, serve, tls_probe, upgrade,
+    account, audit, cert_sm2, check_config, demo, eval, features, generate_docs, quarantine, queue,
+    retrain, scan, serve, tls_probe, upgrade,
 };
 
 /// Jianmen (剑门) mail security gateway.
@@ -49,6 +49,9 @@ enum Command {
     Retrain(retrain::Args),
     /// Read or check the tamper-evident audit log.
     Audit(audit::Args),
+    /// Manage console accounts at the appliance: security and audit administrators are
+    /// created, reset and deleted only here.
+    Account(account::Args),
     /// Search, release, delete or download held mail.
     Quarantine(quarantine::Args),
     /// Validate a configuration file and exit.
@@ -105,6 +108,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Retrain(args) => return retrain::retrain_command(args).await,
         Command::Audit(args) => return audit::run(args).await,
         Command::Quarantine(args) => quarantine::run(args).await?,
+        Command::Account(args) => account::run(args).await?,
         Command::CheckConfig(args) => check_config::run(args)?,
         Command::CertSm2(args) => cert_sm2::run(args)?,
         Command::GenerateDocs(args) => generate_docs::run(args, Cli::command())?,

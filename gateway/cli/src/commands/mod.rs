@@ -1,6 +1,7 @@
 //! One module per `jianmen` command, each with its options (`Args`) and what it does; the
 //! helpers below are what several commands share.
 
+pub mod account;
 pub mod audit;
 pub mod cert_sm2;
 pub mod check_config;
