@@ -803,6 +803,102 @@ pub fn test_message(token: &str, body_lines: usize) -> Vec<u8> {
     m.into_bytes()
 }
 
+/// Base64 of `data` (standard alphabet, padded), for MIME parts.
+pub fn b64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A message from an outside vendor with `data` attached as `name`.
+pub fn with_attachment(subject: &str, name: &str, data: &[u8]) -> Vec<u8> {
+    format!(
+        "From: Vendor <billing@vendor.test>\r\nTo: user@example.com\r\nSubject: {subject}\r\n\
+         Date: Mon, 2 Jun 2025 10:00:00 +0800\r\nMessage-ID: <{subject}@vendor.test>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nPlease see the attached file.\r\n\
+         --b\r\nContent-Type: application/octet-stream; name=\"{name}\"\r\n\
+         Content-Disposition: attachment; filename=\"{name}\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+        b64(data)
+    )
+    .into_bytes()
+}
+
+/// The hostile messages of the hardening review (issue 20), built as the review sent them.
+pub mod hostile {
+    use std::io::Write;
+
+    fn headers(subject: &str) -> String {
+        format!(
+            "From: a@outside.test\r\nTo: user@example.com\r\nSubject: {subject}\r\n\
+             Date: Mon, 2 Jun 2025 10:00:00 +0800\r\nMessage-ID: <{}@outside.test>\r\n",
+            subject.len()
+        )
+    }
+
+    /// `=?a?B?x` 150,000 times, folded into lines of 70 so that only the decoder sees 1 MB.
+    pub fn encoded_word_subject() -> Vec<u8> {
+        let words = "=?a?B?x".repeat(150_000);
+        let folded: Vec<&str> = words
+            .as_bytes()
+            .chunks(70)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!("{}\r\nbody\r\n", headers(&folded.join("\r\n "))).into_bytes()
+    }
+
+    /// An HTML body of 1 MiB of `<`, in lines of 76.
+    pub fn html_of_open_brackets() -> Vec<u8> {
+        let line = "<".repeat(76);
+        let body: Vec<&str> = std::iter::repeat_n(line.as_str(), 1024 * 1024 / 76).collect();
+        format!(
+            "{}MIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n{}\r\n",
+            headers("brackets"),
+            body.join("\r\n")
+        )
+        .into_bytes()
+    }
+
+    /// A zip of 2,000 empty files and then a program.
+    pub fn zip_with_a_program_behind_2000_members() -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default();
+        for i in 0..2000 {
+            w.start_file(format!("{i}.txt"), opts).unwrap();
+        }
+        w.start_file("payload.exe", opts).unwrap();
+        w.write_all(b"MZ\x90\x00\x03\x00\x00\x00").unwrap();
+        let zip = w.finish().unwrap().into_inner();
+        super::with_attachment("members", "files.zip", &zip)
+    }
+
+    /// One header line of 1 MB.
+    pub fn megabyte_header_line() -> Vec<u8> {
+        format!(
+            "{}X-Long: {}\r\n\r\nbody\r\n",
+            headers("long"),
+            "a".repeat(1_000_000)
+        )
+        .into_bytes()
+    }
+}
+
 /// SHA-256 of `data`, hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;

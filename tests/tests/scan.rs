@@ -7,8 +7,8 @@ use std::io::Write;
 use std::path::Path;
 
 use jianmen_testkit::{
-    Clamd, Client, Dns, EICAR, Gateway, Setup, Sink, jianmen_bin, jianmen_ok, test_message,
-    wait_until, write_corpus,
+    Clamd, Client, Dns, EICAR, Gateway, Setup, Sink, hostile, jianmen_bin, jianmen_ok,
+    test_message, wait_until, with_attachment, write_corpus,
 };
 
 fn zip_of(name: &str, data: &[u8]) -> Vec<u8> {
@@ -17,41 +17,6 @@ fn zip_of(name: &str, data: &[u8]) -> Vec<u8> {
         .unwrap();
     w.write_all(data).unwrap();
     w.finish().unwrap().into_inner()
-}
-
-fn b64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn with_attachment(subject: &str, name: &str, data: &[u8]) -> Vec<u8> {
-    format!(
-        "From: Vendor <billing@vendor.test>\r\nTo: user@example.com\r\nSubject: {subject}\r\n\
-         Date: Mon, 2 Jun 2025 10:00:00 +0800\r\nMessage-ID: <{subject}@vendor.test>\r\n\
-         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
-         --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nPlease see the attached file.\r\n\
-         --b\r\nContent-Type: application/octet-stream; name=\"{name}\"\r\n\
-         Content-Disposition: attachment; filename=\"{name}\"\r\n\
-         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
-        b64(data)
-    )
-    .into_bytes()
 }
 
 fn clean() -> Vec<u8> {
@@ -736,4 +701,64 @@ fn eval_reports_per_corpus_and_total() {
     assert_eq!(total["fp_pct"], 0.0, "the clean fixtures stay clean: {v}");
     assert_eq!(total["spam_caught_pct"], 100.0, "{v}");
     assert_eq!(total["phish_caught_pct"], 100.0, "{v}");
+}
+
+/// Issue 20's acceptance: the four hostile messages each get a defined answer, sent together
+/// with a normal message, which is delivered. (How long the normal message waits is measured
+/// by `benches/src/bin/hostile.rs`, not asserted here.)
+#[test]
+fn hostile_messages_get_a_defined_verdict_beside_normal_mail() {
+    let sink = Sink::start(&[]);
+    let gw = Gateway::start(&Setup::new(sink.port, sink.port).scanning(&[]));
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("encoded words", hostile::encoded_word_subject()),
+        ("open brackets", hostile::html_of_open_brackets()),
+        (
+            "2,001 members",
+            hostile::zip_with_a_program_behind_2000_members(),
+        ),
+        ("1 MB header line", hostile::megabyte_header_line()),
+    ];
+    let addr = gw.addr;
+    let senders: Vec<_> = cases
+        .into_iter()
+        .map(|(what, m)| {
+            std::thread::spawn(move || {
+                let mut c = Client::ready(addr);
+                (
+                    what,
+                    c.send_mail("a@outside.test", &["user@example.com"], &m),
+                )
+            })
+        })
+        .collect();
+    let normal =
+        Client::ready(addr).send_mail("lina@partner.test", &["user@example.com"], &clean());
+    assert_eq!(normal.code, 250, "{normal:?}");
+    let answers: std::collections::BTreeMap<&str, String> = senders
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .map(|(what, r)| (what, r.text))
+        .collect();
+    assert!(answers["encoded words"].starts_with("250 "), "{answers:?}");
+    assert!(answers["open brackets"].starts_with("250 "), "{answers:?}");
+    assert!(answers["2,001 members"].starts_with("250 "), "{answers:?}");
+    assert!(
+        answers["1 MB header line"].starts_with("554 5.6.0"),
+        "{answers:?}"
+    );
+
+    // The zip is held, not delivered: what the walk did not reach may be what matters.
+    let out = gw.cli(&["queue", "list", "--json"]);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let held: Vec<&str> = listing.lines().filter(|l| l.contains("\"held\"")).collect();
+    assert_eq!(held.len(), 1, "{listing}");
+    assert!(
+        held[0].contains("unscannable:") && held[0].contains("ARCHIVE_TOO_MANY_MEMBERS"),
+        "{listing}"
+    );
+    assert!(wait_until(std::time::Duration::from_secs(20), || sink
+        .messages()
+        .iter()
+        .any(|m| m.body().contains("Thursday"))));
 }
