@@ -1031,3 +1031,88 @@ where
     );
     out
 }
+
+/// The console over HTTPS, with curl (its self-signed certificate accepted), keeping the
+/// session cookie in a file.
+pub struct Console {
+    port: u16,
+    cookies: PathBuf,
+}
+
+impl Console {
+    /// The console on 127.0.0.1:`port`; the cookie jar goes in `dir`.
+    pub fn new(port: u16, dir: &Path) -> Console {
+        Console {
+            port,
+            cookies: dir.join("console-cookies"),
+        }
+    }
+
+    /// Runs curl with `args` against `endpoint`; the status code and body.
+    pub fn request(&self, endpoint: &str, args: &[&str]) -> (u16, String) {
+        let out = Command::new("curl")
+            .arg("-sk")
+            .arg("-b")
+            .arg(&self.cookies)
+            .arg("-c")
+            .arg(&self.cookies)
+            .args(["-w", "\n%{http_code}"])
+            .args(args)
+            .arg(format!("https://127.0.0.1:{}{endpoint}", self.port))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    }
+
+    /// POSTs JSON `body` with the CSRF token.
+    pub fn post_json(&self, endpoint: &str, csrf: &str, body: &str) -> (u16, String) {
+        let csrf = format!("X-CSRF-Token: {csrf}");
+        self.request(
+            endpoint,
+            &[
+                "-H",
+                "Content-Type: application/json",
+                "-H",
+                &csrf,
+                "--data-binary",
+                body,
+            ],
+        )
+    }
+
+    /// Signs in, changes the first-login password to `new`, signs in again; the CSRF token.
+    pub fn sign_in(&self, user: &str, password: &str, new: &str) -> String {
+        let login = |password: &str| {
+            let body = serde_json::json!({"username": user, "password": password}).to_string();
+            let (code, body) = self.post_json("/api/login", "", &body);
+            assert_eq!(code, 200, "{body}");
+            let session: serde_json::Value = serde_json::from_str(&body).expect("session JSON");
+            session["csrf"].as_str().expect("csrf").to_owned()
+        };
+        let csrf = login(password);
+        let change =
+            serde_json::json!({"current_password": password, "new_password": new}).to_string();
+        let (code, body) = self.post_json("/api/password", &csrf, &change);
+        assert!(code < 300, "{code} {body}");
+        login(new)
+    }
+
+    /// POSTs an upgrade package.
+    pub fn upload(&self, csrf: &str, package: &Path) -> (u16, String) {
+        let csrf = format!("X-CSRF-Token: {csrf}");
+        let file = format!("@{}", package.display());
+        self.request(
+            "/api/system/upgrade",
+            &[
+                "-H",
+                "Content-Type: application/octet-stream",
+                "-H",
+                &csrf,
+                "--data-binary",
+                &file,
+            ],
+        )
+    }
+}

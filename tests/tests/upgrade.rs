@@ -8,8 +8,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use jianmen_testkit::{
-    Clamd, Client, Gateway, Setup, Sink, free_port, jianmen_bin, test_message, wait_for_smtp,
-    wait_until,
+    Clamd, Client, Console, Gateway, Setup, Sink, free_port, jianmen_bin, test_message,
+    wait_for_smtp, wait_until,
 };
 
 /// Text a ClamAV signature in the good package detects.
@@ -382,81 +382,4 @@ fn packages_apply_on_trial_bad_ones_are_refused_failures_roll_back_and_queued_ma
     }));
     assert!(wait_for_smtp(gw.addr, Duration::from_secs(30)));
     assert!(status().contains("current release:   none"), "{}", status());
-}
-
-/// The console over HTTPS, with curl.
-struct Console {
-    port: u16,
-    cookies: PathBuf,
-}
-
-impl Console {
-    fn new(port: u16, dir: &Path) -> Console {
-        Console {
-            port,
-            cookies: dir.join("console-cookies"),
-        }
-    }
-
-    /// Runs curl with `args` against `endpoint`; the status code and body.
-    fn request(&self, endpoint: &str, args: &[&str]) -> (u16, String) {
-        let out = Command::new("curl")
-            .args(["-sk", "-b", path(&self.cookies), "-c", path(&self.cookies)])
-            .args(["-w", "\n%{http_code}"])
-            .args(args)
-            .arg(format!("https://127.0.0.1:{}{endpoint}", self.port))
-            .output()
-            .expect("curl");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-        (code.trim().parse().unwrap_or(0), body.to_owned())
-    }
-
-    fn post_json(&self, endpoint: &str, csrf: &str, body: &str) -> (u16, String) {
-        let csrf = format!("X-CSRF-Token: {csrf}");
-        self.request(
-            endpoint,
-            &[
-                "-H",
-                "Content-Type: application/json",
-                "-H",
-                &csrf,
-                "--data-binary",
-                body,
-            ],
-        )
-    }
-
-    /// Signs in, changes the first-login password to `new`, signs in again; the CSRF token.
-    fn sign_in(&self, user: &str, password: &str, new: &str) -> String {
-        let login = |password: &str| {
-            let body = serde_json::json!({"username": user, "password": password}).to_string();
-            let (code, body) = self.post_json("/api/login", "", &body);
-            assert_eq!(code, 200, "{body}");
-            let session: serde_json::Value = serde_json::from_str(&body).expect("session JSON");
-            session["csrf"].as_str().expect("csrf").to_owned()
-        };
-        let csrf = login(password);
-        let change =
-            serde_json::json!({"current_password": password, "new_password": new}).to_string();
-        let (code, body) = self.post_json("/api/password", &csrf, &change);
-        assert!(code < 300, "{code} {body}");
-        login(new)
-    }
-
-    fn upload(&self, csrf: &str, package: &Path) -> (u16, String) {
-        let csrf = format!("X-CSRF-Token: {csrf}");
-        let file = format!("@{}", package.display());
-        self.request(
-            "/api/system/upgrade",
-            &[
-                "-H",
-                "Content-Type: application/octet-stream",
-                "-H",
-                &csrf,
-                "--data-binary",
-                &file,
-            ],
-        )
-    }
 }

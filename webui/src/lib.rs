@@ -84,7 +84,7 @@ impl Console {
         }
     }
 
-    /// The same console with upgrades installed under `releases` (tests).
+    /// The same console with upgrades installed under `releases` instead of the system's.
     pub fn with_releases(mut self, releases: jianmen_mta::upgrade::release::Releases) -> Console {
         self.releases = releases;
         self
@@ -294,12 +294,13 @@ fn assets(cfg: &mut web::ServiceConfig) {
 
 /// Opens the console's state, creating the three initial accounts on first start: their
 /// generated passwords are written once to `data_dir/initial-passwords.txt` (mode 0600) and
-/// must be changed at first login.
+/// must be changed at first login. Uploaded upgrades are installed under `releases`.
 pub async fn start(
     config: Arc<Config>,
     quarantine: Quarantine,
     tracker: Tracker,
     store: Arc<SqliteStore>,
+    releases: jianmen_mta::upgrade::release::Releases,
 ) -> Result<(Arc<Console>, Arc<jianmen_gm::tls::ServerTls>), StartError> {
     let Some(c) = config.console.clone() else {
         return Err(StartError::NotConfigured);
@@ -328,7 +329,8 @@ pub async fn start(
         &config.server.hostname,
     )?);
     let links = LinkKey::load_or_create(data_dir)?;
-    let console = Console::new(config, accounts, quarantine, tracker, audit, store, links);
+    let console = Console::new(config, accounts, quarantine, tracker, audit, store, links)
+        .with_releases(releases);
     Ok((Arc::new(console), tls))
 }
 

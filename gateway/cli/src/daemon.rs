@@ -65,8 +65,9 @@ pub async fn open_store(config: &Config) -> Result<SqliteStore, StartError> {
         .map_err(QueueError::from)?)
 }
 
-/// Runs the gateway until the process is stopped.
-pub async fn run(config: Config) -> Result<(), StartError> {
+/// Runs the gateway until the process is stopped; the console installs uploaded upgrades under
+/// `releases`.
+pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
     let config = Arc::new(config);
     // Ports first (25, 465, 587 and 443 need root or CAP_NET_BIND_SERVICE), then root is given
     // up before any mail, key or database is opened, so every file is the service account's.
@@ -191,9 +192,14 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     }
     let console_addr = console_listener.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(listener) = console_listener {
-        let (console, tls) =
-            jianmen_webui::start(config.clone(), quarantine.clone(), tracker.clone(), store)
-                .await?;
+        let (console, tls) = jianmen_webui::start(
+            config.clone(),
+            quarantine.clone(),
+            tracker.clone(),
+            store,
+            releases,
+        )
+        .await?;
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "console on https://{addr}/");
         }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use jianmen_mta::config::Config;
+use jianmen_mta::upgrade::release::Releases;
 
 /// Options of `jianmen serve`.
 #[derive(clap::Args)]
@@ -17,6 +18,6 @@ pub struct Args {
 pub async fn run(args: Args) -> Result<()> {
     super::init_logging();
     let config = Config::load(&args.config)?;
-    crate::daemon::run(config).await?;
+    crate::daemon::run(config, Releases::from_env()).await?;
     Ok(())
 }
