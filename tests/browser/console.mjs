@@ -71,6 +71,9 @@ try {
   await page.click('#verify');
   await page.waitForFunction(() => document.querySelector('#verify-result')?.className === 'notice');
   const verdict = await page.textContent('#verify-result');
+  // The chain holds every action so far (sign-ins, the release): intact, and not empty.
+  const rows = /^审计链完整 \((\d+)\)$/.exec(verdict);
+  if (!rows || Number(rows[1]) < 3) throw new Error(`the audit verdict reads: ${verdict}`);
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);
   await download.saveAs(env('JM_EXPORT'));
   const released = await page.locator('td', { hasText: 'quarantine.release' }).count();

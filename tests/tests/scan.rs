@@ -669,6 +669,12 @@ fn eval_reports_per_corpus_and_total() {
         }
     }
     let corpora = write_corpus(dir.path(), "fixtures", &members);
+    // A labelled member the archive does not hold: reported, counted in no figure (finding 12
+    // of the hardening review: it was skipped without a word).
+    let labels = corpora.join("fixtures/labels.tsv");
+    let mut text = std::fs::read_to_string(&labels).unwrap();
+    text.push_str("fixtures/missing.eml\tspam\ttest\n");
+    std::fs::write(&labels, text).unwrap();
     let report = dir.path().join("report.json");
     jianmen_ok([
         OsStr::new("eval"),
@@ -697,6 +703,11 @@ fn eval_reports_per_corpus_and_total() {
     }
     let total = &v["corpora"]["total"];
     assert_eq!(total["messages"], 11, "{v}");
+    assert_eq!(
+        v["unreadable"],
+        serde_json::json!(["fixtures/missing.eml"]),
+        "{v}"
+    );
     assert_eq!(total["ham"], 4);
     assert_eq!(total["fp_pct"], 0.0, "the clean fixtures stay clean: {v}");
     assert_eq!(total["spam_caught_pct"], 100.0, "{v}");

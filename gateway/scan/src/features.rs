@@ -213,19 +213,29 @@ mod tests {
 
     #[test]
     fn corpus_artefacts_do_not_change_features() {
-        let base = |to: &str, from: &str, mid: &str, mention: &str| {
+        let base = |to: &str, from: &str, mid: &str, mention: &str, date: &str| {
             format!(
-                "Received: from mx.{from} by x\r\nFrom: Billing <billing@{from}>\r\nTo: {to}\r\n\
-                 Message-ID: <{mid}>\r\nDate: Mon, 2 Jun 2025 10:00:00 +0800\r\nSubject: Your invoice\r\n\r\n\
+                "Received: from mx.{from} by x; {date}\r\nFrom: Billing <billing@{from}>\r\nTo: {to}\r\n\
+                 Message-ID: <{mid}>\r\nDate: {date}\r\nSubject: Your invoice\r\n\r\n\
                  Dear {mention}, your invoice is attached. Contact {mention} for help.\r\n"
             )
         };
-        let a = features(&base("phishing@pot", "corp.test", "1@pot", "phishing@pot"));
+        let a = features(&base(
+            "phishing@pot",
+            "corp.test",
+            "1@pot",
+            "phishing@pot",
+            "Mon, 2 Jun 2025 10:00:00 +0800",
+        ));
+        // Another corpus's addresses, and a date from another decade and zone (trec06c's
+        // mail is from 2005, phishing_pot's from the 2020s): the model card says dates are
+        // ignored too.
         let b = features(&base(
             "jm@example.com",
             "spamassassin.taint.org",
             "9@taint.org",
             "user@taint.org",
+            "Tue, 13 Sep 2005 08:01:02 -0700",
         ));
         assert_eq!(a, b);
     }

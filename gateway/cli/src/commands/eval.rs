@@ -2,7 +2,8 @@
 //! same as `jianmen scan`) on the internal test split of a corpora directory. Prints a table and
 //! writes a JSON report with, per corpus and in total: `messages`, `ham`, `spam`, `phish`,
 //! `spam_caught_pct`, `phish_caught_pct`, `fp_pct`, `one_minus_roca_pct`, `cpu_ms_per_msg`, the catch rate at 0.1 % and 0.02 % false positives
-//! and a confusion table; and draws the ROC curve.
+//! and a confusion table, and the members that could not be read (`unreadable`, counted in no
+//! figure); and draws the ROC curve.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -41,15 +42,20 @@ pub struct Args {
     pub model: String,
 }
 
+/// What [`judge`] made of a set of messages.
+pub struct Judgement {
+    /// Each judged message with its index in the items, in item order.
+    pub judged: Vec<(usize, Judged)>,
+    /// Members that could not be read (their corpus path), which no figure includes.
+    pub unreadable: Vec<String>,
+}
+
 /// Scores `items` on `jobs` threads with the offline pipeline and `model` (none: rules only).
-pub fn judge(
-    items: &[Item],
-    jobs: usize,
-    model: Option<Arc<dyn Classifier>>,
-) -> Result<Vec<(usize, Judged)>> {
+pub fn judge(items: &[Item], jobs: usize, model: Option<Arc<dyn Classifier>>) -> Result<Judgement> {
     let pipeline = Arc::new(jianmen_scan::pipeline::Pipeline::offline()?.with_classifier(model));
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::with_capacity(items.len()));
+    let unreadable = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..jobs.clamp(1, 64) {
             scope.spawn(|| {
@@ -61,6 +67,9 @@ pub fn judge(
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(item) = items.get(index) else { break };
                     let Ok(raw) = std::fs::read(&item.file) else {
+                        if let Ok(mut u) = unreadable.lock() {
+                            u.push(item.path.clone());
+                        }
                         continue;
                     };
                     let started = Instant::now();
@@ -87,7 +96,14 @@ pub fn judge(
         .into_inner()
         .map_err(|_| anyhow::anyhow!("results lock poisoned"))?;
     results.sort_by_key(|(i, _)| *i);
-    Ok(results)
+    let mut unreadable = unreadable
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("results lock poisoned"))?;
+    unreadable.sort();
+    Ok(Judgement {
+        judged: results,
+        unreadable,
+    })
 }
 
 /// Runs the evaluation: prints the table, writes the JSON report, a ROC plot beside it
@@ -108,7 +124,13 @@ pub fn run(args: Args) -> Result<()> {
         .into_iter()
         .filter(|i| all_messages || i.test)
         .collect();
-    let results = judge(&items, jobs, model)?;
+    let Judgement {
+        judged: results,
+        unreadable,
+    } = judge(&items, jobs, model)?;
+    for path in &unreadable {
+        eprintln!("jianmen eval: cannot read {path}: left out of every figure");
+    }
     if let Some(path) = scores {
         let mut out = String::new();
         for (i, j) in &results {
@@ -124,7 +146,13 @@ pub fn run(args: Args) -> Result<()> {
     let per = accuracy::report(&judged);
     print!("{}", accuracy::table(&per));
     let split = if all_messages { "all" } else { "test" };
-    let doc = serde_json::json!({ "split": split, "corpora": per });
+    if !unreadable.is_empty() {
+        println!(
+            "{} message(s) could not be read and are not counted",
+            unreadable.len()
+        );
+    }
+    let doc = serde_json::json!({ "split": split, "corpora": per, "unreadable": unreadable });
     std::fs::write(report, serde_json::to_vec_pretty(&doc)?)
         .with_context(|| format!("cannot write {}", report.display()))?;
     let svg = report.with_extension("svg");

@@ -162,10 +162,15 @@ fn run(opts: Args) -> Result<bool> {
     let candidate = load_model(&candidate_file.to_string_lossy(), Some(data_dir), None)
         .map_err(|e| anyhow::anyhow!("the new model does not load: {e}"))?;
     let measure = |model| -> Result<serde_json::Value> {
-        let judged: Vec<Judged> = judge(&validation, opts.jobs, model)?
-            .into_iter()
-            .map(|(_, j)| j)
-            .collect();
+        let judgement = judge(&validation, opts.jobs, model)?;
+        // The two models must be compared on the same, whole validation set.
+        if let Some(first) = judgement.unreadable.first() {
+            anyhow::bail!(
+                "{} validation message(s) could not be read (first: {first}): no comparison",
+                judgement.unreadable.len()
+            );
+        }
+        let judged: Vec<Judged> = judgement.judged.into_iter().map(|(_, j)| j).collect();
         Ok(accuracy::metrics(&judged.iter().collect::<Vec<_>>()))
     };
     let active_figures = measure(active)?;
