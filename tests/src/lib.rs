@@ -78,6 +78,8 @@ pub struct Setup {
     pub data_dir: Option<PathBuf>,
     /// `tls` policy of the route to `downstream`.
     pub downstream_tls: &'static str,
+    /// Extra lines of the route to `downstream` (`tls_ca`, `tls_name`, `tls_pins`).
+    pub route: Vec<String>,
     /// Protected domains besides `example.com`.
     pub also_protected: Vec<String>,
     /// Route every other domain to `elsewhere`; when false they go by MX lookup.
@@ -87,7 +89,7 @@ pub struct Setup {
     pub scan: Vec<String>,
     /// Whole TOML sections appended to the configuration (e.g. `[dns]`, `[scan.clamav]`).
     pub sections: Vec<String>,
-    /// Extra `[tls]` lines (it always has `self_signed = true`).
+    /// Extra `[tls]` lines (`self_signed = true` unless they give a `cert`).
     pub tls: Vec<String>,
     /// `server.user`: `root` by default, as the suites run as root on CI and their files are
     /// root's (only the privilege test names an account to drop to).
@@ -111,6 +113,7 @@ impl Setup {
             delivery: vec!["retry_initial_secs = 1".into(), "retry_max_secs = 2".into()],
             data_dir: None,
             downstream_tls: "none",
+            route: Vec::new(),
             also_protected: Vec::new(),
             catch_all: true,
             scan: vec!["enabled = false".into()],
@@ -161,7 +164,6 @@ listen = ["127.0.0.1:{port}"]
 {smtp}
 
 [tls]
-self_signed = true
 {tls_lines}
 
 [domains]
@@ -172,6 +174,7 @@ domain = "example.com"
 host = "127.0.0.1"
 port = {downstream}
 tls = "{tls}"
+{route}
 {catch_all}
 [delivery]
 {delivery}
@@ -185,7 +188,15 @@ listen = "127.0.0.1:0"
 {sections}
 "#,
             scan = self.scan.join("\n"),
-            tls_lines = self.tls.join("\n"),
+            tls_lines = if self.tls.iter().any(|l| l.starts_with("cert ")) {
+                self.tls.join("\n")
+            } else {
+                std::iter::once("self_signed = true".to_owned())
+                    .chain(self.tls.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            },
+            route = self.route.join("\n"),
             sections = self.sections.join("\n\n"),
             data = data_dir.display(),
             user = self.user,

@@ -2,6 +2,7 @@
 //! downstream (also made to fail on purpose), kill -9 mid-stream, and a full filesystem.
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -512,6 +513,181 @@ fn outbound_starttls_policy_required_and_opportunistic() {
             .iter()
             .any(|m| m.header("Subject").as_deref() == Some("test tls-refused"))
     );
+}
+
+/// A private CA, a server certificate it issued for `hop.test`, and an unrelated CA, made
+/// with the openssl command.
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    for ca in ["ca", "other-ca"] {
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.pem"),
+            "-days",
+            "30",
+            "-subj",
+            &format!("/CN=Jianmen test {ca}"),
+        ]);
+    }
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "hop.key",
+        "-out",
+        "hop.csr",
+        "-subj",
+        "/CN=hop.test",
+    ]);
+    std::fs::write(dir.join("hop.ext"), "subjectAltName = DNS:hop.test\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "hop.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "hop.pem",
+        "-days",
+        "30",
+        "-extfile",
+        "hop.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("other-ca.pem"),
+        dir.join("hop.pem"),
+        dir.join("hop.key"),
+    )
+}
+
+/// Finding 9 of the hardening review: outbound TLS never verified certificates. With
+/// `tls = "verify"` the downstream must prove who it is — a certificate from the route's CA
+/// naming it, or a pinned public key — and mail waits in the queue rather than go to a server
+/// that cannot.
+#[test]
+fn outbound_verify_delivers_only_to_a_server_that_proves_who_it_is() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, other_ca, cert, key) = certificates(certs.path());
+    let sink = Sink::start(&[]);
+    let mut hop_setup = Setup::new(sink.port, sink.port);
+    hop_setup.tls = vec![
+        format!("cert = \"{}\"", cert.display()),
+        format!("key = \"{}\"", key.display()),
+    ];
+    let hop = Gateway::start(&hop_setup);
+    // The pin an administrator copies from `jianmen tls-probe`.
+    let probe = Command::new(jianmen_testkit::jianmen_bin())
+        .args(["tls-probe", "--starttls", "--name", "hop.test"])
+        .arg(hop.addr.to_string())
+        .output()
+        .unwrap();
+    let probed = String::from_utf8_lossy(&probe.stdout).into_owned();
+    let pin = probed
+        .lines()
+        .find_map(|l| l.strip_prefix("public key pin: "))
+        .unwrap_or_else(|| panic!("no pin in {probed}"))
+        .to_owned();
+    let wrong_pin = format!("sha256:{}", "ab".repeat(32));
+    let cases: [(&str, Vec<String>, bool); 5] = [
+        (
+            "own CA",
+            vec![
+                format!("tls_ca = \"{}\"", ca.display()),
+                "tls_name = \"hop.test\"".into(),
+            ],
+            true,
+        ),
+        ("pinned key", vec![format!("tls_pins = [\"{pin}\"]")], true),
+        (
+            "unrelated CA",
+            vec![
+                format!("tls_ca = \"{}\"", other_ca.display()),
+                "tls_name = \"hop.test\"".into(),
+            ],
+            false,
+        ),
+        (
+            "wrong name",
+            vec![
+                format!("tls_ca = \"{}\"", ca.display()),
+                "tls_name = \"other.test\"".into(),
+            ],
+            false,
+        ),
+        (
+            "wrong pin",
+            vec![format!("tls_pins = [\"{wrong_pin}\"]")],
+            false,
+        ),
+    ];
+    for (what, route, delivered) in cases {
+        let mut setup = Setup::new(hop.addr.port(), sink.port);
+        setup.downstream_tls = "verify";
+        setup.route = route;
+        let gw = Gateway::start(&setup);
+        let token = format!("verify-{}", what.replace(' ', "-"));
+        let r = Client::ready(gw.addr).send_mail(
+            "sender@outside.example",
+            &["user@example.com"],
+            &test_message(&token, 2),
+        );
+        assert_eq!(r.code, 250, "{what}: {r:?}");
+        let subject = format!("test {token}");
+        let arrived = || {
+            sink.messages()
+                .iter()
+                .any(|m| m.header("Subject").as_deref() == Some(subject.as_str()))
+        };
+        if delivered {
+            assert!(
+                wait_until(Duration::from_secs(20), arrived),
+                "{what}: not delivered\n{}",
+                gw.log()
+            );
+        } else {
+            assert!(
+                wait_until(Duration::from_secs(20), || {
+                    let out = gw.cli(&["queue", "list"]);
+                    String::from_utf8_lossy(&out.stdout).contains("certificate")
+                }),
+                "{what}: no certificate error in the queue\n{}",
+                String::from_utf8_lossy(&gw.cli(&["queue", "list"]).stdout)
+            );
+            assert!(
+                !arrived(),
+                "{what}: delivered to a server that proved nothing"
+            );
+        }
+    }
 }
 
 #[test]

@@ -91,6 +91,9 @@ pub enum TlsError {
     /// rustls refused the certificate/key pair.
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
+    /// No certificate authority to verify servers against.
+    #[error("certificate authorities: {0}")]
+    Authorities(String),
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -407,23 +410,91 @@ pub fn server_config_for(identity: Identity) -> Result<Arc<ServerConfig>, TlsErr
     Ok(Arc::new(config))
 }
 
+/// Whom an outbound connection accepts as its server, beyond encrypting (RFC 7435 without it).
+#[derive(Debug, Clone)]
+pub enum ServerTrust {
+    /// Any certificate: encryption against passive listeners only.
+    Anyone,
+    /// A certificate chaining to one of these authorities (a site's own CA) and naming the
+    /// server.
+    Authorities(Vec<CertificateDer<'static>>),
+    /// A certificate chaining to one of the system's authorities and naming the server.
+    SystemAuthorities,
+    /// A certificate carrying one of these public keys (SHA-256 of its SubjectPublicKeyInfo,
+    /// as a DANE `3 1 1` record pins it), whoever issued it, whatever its name or dates: for
+    /// an internal server with a certificate of its own making.
+    Pins(Vec<[u8; 32]>),
+}
+
 /// The outbound client configuration: encrypts without authenticating the server, as SMTP
 /// opportunistic TLS does (RFC 7435); signatures in the handshake are still checked. It offers
 /// the international suites first and RFC 8998 after them (a server that only speaks SM
 /// answers with a HelloRetryRequest for curveSM2).
 pub fn client_config() -> Result<Arc<ClientConfig>, TlsError> {
+    verifying_client_config(&ServerTrust::Anyone)
+}
+
+/// An outbound client configuration that accepts only the servers `trust` allows, with the
+/// same suites as [`client_config`].
+pub fn verifying_client_config(trust: &ServerTrust) -> Result<Arc<ClientConfig>, TlsError> {
     let mut provider = rustls::crypto::ring::default_provider();
     let sm = rfc8998::provider();
     provider.cipher_suites.extend(sm.cipher_suites);
     provider.kx_groups.extend(sm.kx_groups);
-    client_config_with(provider)
+    let provider = Arc::new(provider);
+    let signatures_only = |pins: &[[u8; 32]]| {
+        Arc::new(SignatureOnly {
+            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+            pins: pins.to_vec(),
+        })
+    };
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let config = match trust {
+        ServerTrust::Anyone => builder
+            .dangerous()
+            .with_custom_certificate_verifier(signatures_only(&[])),
+        ServerTrust::Pins(pins) if pins.is_empty() => {
+            return Err(TlsError::Authorities("no public key pinned".into()));
+        }
+        ServerTrust::Pins(pins) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(signatures_only(pins)),
+        ServerTrust::Authorities(_) | ServerTrust::SystemAuthorities => {
+            let mut roots = rustls::RootCertStore::empty();
+            match trust {
+                ServerTrust::Authorities(cas) => {
+                    for ca in cas {
+                        roots
+                            .add(ca.clone())
+                            .map_err(|e| TlsError::Authorities(e.to_string()))?;
+                    }
+                }
+                _ => {
+                    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+                }
+            }
+            if roots.is_empty() {
+                return Err(TlsError::Authorities("none found".into()));
+            }
+            let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| TlsError::Authorities(e.to_string()))?;
+            builder.with_webpki_verifier(verifier)
+        }
+    };
+    Ok(Arc::new(config.with_no_client_auth()))
 }
 
 /// An outbound-style client configuration (any certificate, checked handshake signatures)
 /// over `provider`.
 pub fn client_config_with(provider: CryptoProvider) -> Result<Arc<ClientConfig>, TlsError> {
-    let verifier = Arc::new(EncryptOnly {
+    let verifier = Arc::new(SignatureOnly {
         algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        pins: Vec::new(),
     });
     let config = ClientConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()?
@@ -433,13 +504,28 @@ pub fn client_config_with(provider: CryptoProvider) -> Result<Arc<ClientConfig>,
     Ok(Arc::new(config))
 }
 
-/// Accepts any certificate but verifies handshake signatures (SM2 ones with RFC 8998's).
-#[derive(Debug)]
-struct EncryptOnly {
-    algorithms: WebPkiSupportedAlgorithms,
+/// SHA-256 of a certificate's SubjectPublicKeyInfo: what [`ServerTrust::Pins`] holds.
+pub fn public_key_pin(certificate: &[u8]) -> Result<[u8; 32], String> {
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(certificate).map_err(|e| e.to_string())?;
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        parsed.tbs_certificate.subject_pki.raw,
+    );
+    let mut pin = [0u8; 32];
+    pin.copy_from_slice(digest.as_ref());
+    Ok(pin)
 }
 
-impl EncryptOnly {
+/// Verifies handshake signatures (SM2 ones with RFC 8998's); the certificate itself only for
+/// its public key, when `pins` are given, else not at all.
+#[derive(Debug)]
+struct SignatureOnly {
+    algorithms: WebPkiSupportedAlgorithms,
+    pins: Vec<[u8; 32]>,
+}
+
+impl SignatureOnly {
     fn algorithms_for(&self, scheme: SignatureScheme) -> &WebPkiSupportedAlgorithms {
         if scheme == rfc8998::SCHEME_SM2_SM3 {
             &rfc8998::SM2_ALGORITHMS
@@ -449,16 +535,28 @@ impl EncryptOnly {
     }
 }
 
-impl ServerCertVerifier for EncryptOnly {
+impl ServerCertVerifier for SignatureOnly {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        if self.pins.is_empty() {
+            return Ok(ServerCertVerified::assertion());
+        }
+        let pin = public_key_pin(end_entity).map_err(|_| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+        })?;
+        if self.pins.contains(&pin) {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
     }
 
     fn verify_tls12_signature(

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 // The sections other crates own, composed here: the scanner's and the TLS identities'.
-pub use jianmen_gm::tls::TlsConfig;
+pub use jianmen_gm::tls::{ServerTrust, TlsConfig};
 pub use jianmen_scan::config::{
     Action, Actions, BrandConfig, DnsConfig, DomainPolicy, GreylistConfig, ScanConfig, Thresholds,
 };
@@ -386,6 +386,10 @@ pub enum TlsPolicy {
     /// As `required`, but the handshake after STARTTLS is TLCP (GB/T 38636), for downstreams
     /// that speak only TLCP; the key exchange must be signed by the server's signing key.
     Tlcp,
+    /// As `required`, and the server must prove who it is (like Postfix `verify`): its
+    /// certificate chains to the route's `tls_ca` (else the system's authorities) and names
+    /// `tls_name` (else the host), or carries a public key in `tls_pins`.
+    Verify,
 }
 
 /// A configured downstream for one recipient domain.
@@ -402,6 +406,74 @@ pub struct RouteConfig {
     /// STARTTLS policy towards this downstream.
     #[serde(default = "default_tls_policy")]
     pub tls: TlsPolicy,
+    /// With `tls = "verify"`: a PEM file of the authorities the server's certificate must
+    /// chain to (the site's own CA); the system's authorities when absent.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// With `tls = "verify"`: the name the server's certificate must carry (default: `host`).
+    #[serde(default)]
+    pub tls_name: Option<String>,
+    /// With `tls = "verify"`: `sha256:<hex>` of public keys (SubjectPublicKeyInfo) the server's
+    /// certificate may carry, pinned instead of checked against an authority (`jianmen
+    /// tls-probe --pin` prints a server's).
+    #[serde(default)]
+    pub tls_pins: Vec<String>,
+}
+
+impl RouteConfig {
+    /// Whom this route's server must prove to be, for `tls = "verify"` (None: no proof asked).
+    pub fn server_trust(&self) -> Result<Option<ServerTrust>, String> {
+        if self.tls != TlsPolicy::Verify {
+            if self.tls_ca.is_some() || self.tls_name.is_some() || !self.tls_pins.is_empty() {
+                return Err("tls_ca, tls_name and tls_pins need tls = \"verify\"".into());
+            }
+            return Ok(None);
+        }
+        if let Some(name) = &self.tls_name
+            && !is_domain_like(name)
+            && name.parse::<std::net::IpAddr>().is_err()
+        {
+            return Err(format!("tls_name `{name}` is not a host name or address"));
+        }
+        match (&self.tls_ca, self.tls_pins.as_slice()) {
+            (Some(_), [_, ..]) => Err("give tls_ca or tls_pins, not both".into()),
+            (None, []) => Ok(Some(ServerTrust::SystemAuthorities)),
+            (None, pins) => pins
+                .iter()
+                .map(|p| parse_pin(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|pins| Some(ServerTrust::Pins(pins))),
+            (Some(ca), []) => {
+                use rustls_pki_types::pem::PemObject;
+                let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(ca)
+                    .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| format!("tls_ca {}: {e}", ca.display()))?;
+                if certs.is_empty() {
+                    return Err(format!("tls_ca {}: no certificate", ca.display()));
+                }
+                Ok(Some(ServerTrust::Authorities(certs)))
+            }
+        }
+    }
+
+    /// The name the server's certificate must carry.
+    pub fn tls_name(&self) -> &str {
+        self.tls_name.as_deref().unwrap_or(&self.host)
+    }
+}
+
+/// `sha256:<64 hex digits>` as the 32 bytes it names.
+fn parse_pin(pin: &str) -> Result<[u8; 32], String> {
+    let bad = || format!("tls_pins: `{pin}` is not sha256:<64 hex digits>");
+    let hex = pin.strip_prefix("sha256:").ok_or_else(bad)?;
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
 }
 
 fn yes() -> bool {
@@ -742,6 +814,8 @@ impl Config {
             if r.port == 0 {
                 return Err(invalid(format!("{key}.port"), "must be greater than 0"));
             }
+            r.server_trust()
+                .map_err(|e| invalid(format!("{key}.tls"), e))?;
         }
         self.validate_scan()
     }
@@ -899,6 +973,38 @@ mod tests {
         let text = format!("{MINIMAL}\n[smtp]\nmax_recipients = 0\n");
         let err = Config::parse(&text).unwrap_err().to_string();
         assert!(err.contains("smtp.max_recipients"), "{err}");
+    }
+
+    #[test]
+    fn route_proof_settings_are_checked() {
+        let route = |lines: &str| {
+            Config::parse(&format!(
+                "{MINIMAL}\n[[route]]\ndomain = \"example.com\"\nhost = \"10.0.0.25\"\n{lines}\n"
+            ))
+        };
+        let pin = format!("sha256:{}", "0f".repeat(32));
+        let c = route(&format!("tls = \"verify\"\ntls_pins = [\"{pin}\"]")).unwrap();
+        assert!(matches!(
+            c.routes[0].server_trust(),
+            Ok(Some(ServerTrust::Pins(p))) if p == vec![[0x0f; 32]]
+        ));
+        assert!(matches!(
+            route("tls = \"verify\"").unwrap().routes[0].server_trust(),
+            Ok(Some(ServerTrust::SystemAuthorities))
+        ));
+        for bad in [
+            format!("tls = \"required\"\ntls_pins = [\"{pin}\"]"),
+            "tls = \"verify\"\ntls_pins = [\"sha256:12\"]".to_owned(),
+            "tls = \"verify\"\ntls_pins = [\"md5:00\"]".to_owned(),
+            format!(
+                "tls = \"verify\"\ntls_pins = [\"{pin}\"]\ntls_ca = \"/etc/ssl/certs/ca-certificates.crt\""
+            ),
+            "tls = \"verify\"\ntls_ca = \"/nonexistent/ca.pem\"".to_owned(),
+            "tls = \"verify\"\ntls_name = \"not a name\"".to_owned(),
+        ] {
+            let err = route(&bad).unwrap_err().to_string();
+            assert!(err.contains("route[0].tls"), "{bad}: {err}");
+        }
     }
 
     #[test]

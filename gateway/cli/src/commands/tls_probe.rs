@@ -1,6 +1,7 @@
 //! `jianmen tls-probe`: what the gateway's outbound TLS client negotiates with a server — the
 //! protocol, cipher suite (international or RFC 8998) and key exchange group — like Postfix's
-//! `posttls-finger`, for checking a downstream before routing mail to it.
+//! `posttls-finger`, for checking a downstream before routing mail to it — and the pin of its
+//! certificate's public key, for a route's `tls_pins`.
 
 use std::time::Duration;
 
@@ -59,6 +60,12 @@ pub async fn run(args: Args) -> Result<()> {
         .context("TLS handshake timed out")?
         .context("TLS handshake failed")?;
     println!("{addr}: {}", jianmen_gm::tls::describe(tls.get_ref().1));
+    if let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+        match jianmen_gm::tls::public_key_pin(leaf) {
+            Ok(pin) => println!("public key pin: sha256:{}", jianmen_gm::hex(&pin)),
+            Err(e) => println!("public key pin: none (certificate unreadable: {e})"),
+        }
+    }
     // close_notify, so the server sees an orderly end.
     let _ = tokio::time::timeout(TIMEOUT, tls.shutdown()).await;
     Ok(())

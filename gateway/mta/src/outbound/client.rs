@@ -88,8 +88,16 @@ pub struct ClientSettings {
     pub connect_timeout: Duration,
     /// Timeout for each reply.
     pub command_timeout: Duration,
-    /// TLS settings for STARTTLS.
+    /// TLS settings for STARTTLS where no server proof is asked.
     pub tls: Arc<ClientConfig>,
+}
+
+/// The handshake after STARTTLS.
+enum Handshake {
+    /// TLS (international or RFC 8998 suites) with this client configuration.
+    Tls(Arc<ClientConfig>),
+    /// TLCP (GB/T 38636), for downstreams that speak only TLCP.
+    Tlcp,
 }
 
 /// One open connection to a next hop, ready for a transaction.
@@ -107,11 +115,13 @@ pub struct Client {
 pub type RcptReplies = Vec<(String, ServerReply)>;
 
 impl Client {
-    /// Connects, reads the greeting, says EHLO and applies the STARTTLS policy.
+    /// Connects, reads the greeting, says EHLO and applies the STARTTLS policy, handshaking
+    /// with `tls` (which checks what the policy asks of the server).
     pub async fn connect(
         addr: SocketAddr,
         tls_name: &str,
         policy: TlsPolicy,
+        tls: &Arc<ClientConfig>,
         settings: &ClientSettings,
     ) -> Result<Self, ClientError> {
         let peer = format!("{tls_name}[{}]:{}", addr.ip(), addr.port());
@@ -138,14 +148,22 @@ impl Client {
         match policy {
             TlsPolicy::None => {}
             TlsPolicy::Opportunistic if !client.ext.starttls => {}
-            TlsPolicy::Required | TlsPolicy::Tlcp if !client.ext.starttls => {
+            TlsPolicy::Required | TlsPolicy::Tlcp | TlsPolicy::Verify if !client.ext.starttls => {
                 let _ = client.quit().await;
                 return Err(ClientError::Temporary(
                     "TLS is required but the server does not offer STARTTLS".into(),
                 ));
             }
-            TlsPolicy::Opportunistic | TlsPolicy::Required | TlsPolicy::Tlcp => {
-                client.starttls(tls_name, policy == TlsPolicy::Tlcp).await?;
+            TlsPolicy::Opportunistic
+            | TlsPolicy::Required
+            | TlsPolicy::Tlcp
+            | TlsPolicy::Verify => {
+                let handshake = if policy == TlsPolicy::Tlcp {
+                    Handshake::Tlcp
+                } else {
+                    Handshake::Tls(tls.clone())
+                };
+                client.starttls(tls_name, handshake).await?;
                 client.hello().await?;
             }
         }
@@ -172,8 +190,8 @@ impl Client {
         Ok(())
     }
 
-    /// STARTTLS, then a TLS (RFC 8998 or international) or, with `tlcp`, a TLCP handshake.
-    async fn starttls(&mut self, tls_name: &str, tlcp: bool) -> Result<(), ClientError> {
+    /// STARTTLS, then the handshake.
+    async fn starttls(&mut self, tls_name: &str, handshake: Handshake) -> Result<(), ClientError> {
         self.write(b"STARTTLS\r\n").await?;
         let reply = self.read_reply().await?;
         if reply.code != 220 {
@@ -193,18 +211,20 @@ impl Client {
         let placeholder: Box<dyn Io> = Box::new(tokio::io::duplex(1).0);
         let plain = std::mem::replace(&mut self.stream, BufReader::new(placeholder)).into_inner();
         let handshake = async {
-            if tlcp {
-                let stream = jianmen_gm::tlcp::connect(plain)
-                    .await
-                    .map_err(std::io::Error::other)?;
-                let negotiated = format!("TLCP with cipher {}", stream.suite().name());
-                Ok::<(Box<dyn Io>, String), std::io::Error>((Box::new(stream), negotiated))
-            } else {
-                let connector = TlsConnector::from(self.settings.tls.clone());
-                let tls = connector.connect(name, plain).await?;
-                let negotiated = jianmen_gm::tls::describe(tls.get_ref().1);
-                let stream: Box<dyn Io> = Box::new(tls);
-                Ok((stream, negotiated))
+            match handshake {
+                Handshake::Tlcp => {
+                    let stream = jianmen_gm::tlcp::connect(plain)
+                        .await
+                        .map_err(std::io::Error::other)?;
+                    let negotiated = format!("TLCP with cipher {}", stream.suite().name());
+                    Ok::<(Box<dyn Io>, String), std::io::Error>((Box::new(stream), negotiated))
+                }
+                Handshake::Tls(config) => {
+                    let tls = TlsConnector::from(config).connect(name, plain).await?;
+                    let negotiated = jianmen_gm::tls::describe(tls.get_ref().1);
+                    let stream: Box<dyn Io> = Box::new(tls);
+                    Ok((stream, negotiated))
+                }
             }
         };
         let (stream, negotiated) = tokio::time::timeout(self.settings.command_timeout, handshake)

@@ -4,14 +4,17 @@
 use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::rr::RData;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
-use crate::config::{DeliveryConfig, RouteConfig, TlsPolicy};
+use rustls::ClientConfig;
+
+use crate::config::{DeliveryConfig, RouteConfig, ServerTrust, TlsPolicy};
 
 /// Most MX hosts tried for one domain.
 const MAX_MX: usize = 10;
 
 /// A resolved next hop.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Destination {
     /// Identifies the destination for connection reuse and concurrency limits.
     pub key: String,
@@ -19,6 +22,8 @@ pub struct Destination {
     pub hosts: Vec<(SocketAddr, String)>,
     /// STARTTLS policy.
     pub tls: TlsPolicy,
+    /// For `verify`: the client configuration that checks the server's proof.
+    pub verifier: Option<Arc<ClientConfig>>,
 }
 
 /// Why no destination could be found.
@@ -34,21 +39,64 @@ pub enum LookupError {
 
 /// Resolves recipient domains to destinations.
 pub struct Router {
-    routes: Vec<RouteConfig>,
+    /// Each route with its verifying client configuration (`tls = "verify"`).
+    routes: Vec<(RouteConfig, Option<Arc<ClientConfig>>)>,
     resolver: TokioResolver,
     mx_port: u16,
     mx_tls: TlsPolicy,
+    mx_verifier: Option<Arc<ClientConfig>>,
+}
+
+/// Why a route's server proof cannot be checked.
+#[derive(Debug, thiserror::Error)]
+#[error("route for {domain}: {reason}")]
+pub struct TrustError {
+    domain: String,
+    reason: String,
+}
+
+/// The client configuration that checks what `trust` asks, if anything.
+fn verifier(
+    domain: &str,
+    trust: Option<ServerTrust>,
+) -> Result<Option<Arc<ClientConfig>>, TrustError> {
+    trust
+        .map(|t| jianmen_gm::tls::verifying_client_config(&t))
+        .transpose()
+        .map_err(|e| TrustError {
+            domain: domain.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 impl Router {
-    /// Builds the router on the shared resolver.
-    pub fn new(routes: Vec<RouteConfig>, config: &DeliveryConfig, resolver: TokioResolver) -> Self {
-        Self {
+    /// Builds the router on the shared resolver, with the client configurations that check
+    /// each `verify` route's server.
+    pub fn new(
+        routes: Vec<RouteConfig>,
+        config: &DeliveryConfig,
+        resolver: TokioResolver,
+    ) -> Result<Self, TrustError> {
+        let routes = routes
+            .into_iter()
+            .map(|r| {
+                let trust = r.server_trust().map_err(|reason| TrustError {
+                    domain: r.domain.clone(),
+                    reason,
+                })?;
+                let checked = verifier(&r.domain, trust)?;
+                Ok((r, checked))
+            })
+            .collect::<Result<_, TrustError>>()?;
+        let mx_trust =
+            (config.mx_tls == TlsPolicy::Verify).then_some(ServerTrust::SystemAuthorities);
+        Ok(Self {
             routes,
             resolver,
             mx_port: config.mx_port,
             mx_tls: config.mx_tls,
-        }
+            mx_verifier: verifier("MX", mx_trust)?,
+        })
     }
 
     /// Finds where mail for `domain` goes.
@@ -56,17 +104,18 @@ impl Router {
         let route = self
             .routes
             .iter()
-            .find(|r| r.domain == domain)
-            .or_else(|| self.routes.iter().find(|r| r.domain == "*"));
-        if let Some(route) = route {
+            .find(|(r, _)| r.domain == domain)
+            .or_else(|| self.routes.iter().find(|(r, _)| r.domain == "*"));
+        if let Some((route, verifier)) = route {
             let addrs = self.addresses(&route.host).await?;
             return Ok(Destination {
                 key: format!("route:{}:{}", route.host, route.port),
                 hosts: addrs
                     .into_iter()
-                    .map(|ip| (SocketAddr::new(ip, route.port), route.host.clone()))
+                    .map(|ip| (SocketAddr::new(ip, route.port), route.tls_name().to_owned()))
                     .collect(),
                 tls: route.tls,
+                verifier: verifier.clone(),
             });
         }
         let mut hosts = Vec::new();
@@ -89,6 +138,7 @@ impl Router {
             key: format!("mx:{domain}"),
             hosts,
             tls: self.mx_tls,
+            verifier: self.mx_verifier.clone(),
         })
     }
 

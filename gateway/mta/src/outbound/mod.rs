@@ -33,7 +33,8 @@ impl Outbound {
     ) -> std::io::Result<Self> {
         let d = &config.delivery;
         Ok(Self {
-            router: Router::new(config.routes.clone(), d, resolver),
+            router: Router::new(config.routes.clone(), d, resolver)
+                .map_err(std::io::Error::other)?,
             settings: ClientSettings {
                 helo: config.server.hostname.clone(),
                 connect_timeout: Duration::from_secs(d.connect_timeout_secs),
@@ -142,7 +143,8 @@ impl Outbound {
     async fn connect(&self, dest: &Destination) -> Result<Client, String> {
         let mut errors = Vec::new();
         for (addr, name) in &dest.hosts {
-            match Client::connect(*addr, name, dest.tls, &self.settings).await {
+            let tls = dest.verifier.as_ref().unwrap_or(&self.settings.tls);
+            match Client::connect(*addr, name, dest.tls, tls, &self.settings).await {
                 Ok(c) => return Ok(c),
                 Err(e) => errors.push(e.to_string()),
             }
