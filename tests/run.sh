@@ -19,6 +19,8 @@ command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq
 [ -x /usr/sbin/clamd ] || need+=(clamav-daemon)
 command -v iconv >/dev/null 2>&1 || need+=(libc-bin)
 command -v dkimsign >/dev/null 2>&1 || need+=(python3-dkim)
+# arcsign (python3-dkim) needs authres to seal ARC sets.
+/usr/bin/python3 -c 'import authres' 2>/dev/null || need+=(python3-authres)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 [ -x /usr/bin/chromium ] || need+=(chromium)

@@ -237,7 +237,8 @@ fn auth_config(dir: &Path, dns_port: u16) -> std::path::PathBuf {
              [domains]\nprotected = [\"example.com\"]\n\
              [dns]\nresolver = \"127.0.0.1:{dns_port}\"\n\
              [scan]\nfirst_contact = false\n\
-             dnsbl = [{{ zone = \"bl.example\" }}]\n",
+             dnsbl = [{{ zone = \"bl.example\" }}]\n\
+             uribl = [{{ zone = \"uri.example\", symbol = \"URIBL_LISTED\" }}]\n",
             dir.join("data").display(),
         ),
     )
@@ -319,6 +320,37 @@ fn dkim_signatures_verify_or_fail_on_a_changed_body() {
         files.push((good, true));
         files.push((bad, false));
     }
+    // ARC (finding 12: untested): a forwarder that checked the signature seals its result; a
+    // body changed after the seal breaks the chain.
+    let mut relayed =
+        b"Authentication-Results: relay.dk.example; dkim=pass header.d=dk.example\r\n".to_vec();
+    relayed.extend_from_slice(&std::fs::read(d.join("rsa-good.eml")).unwrap());
+    let sealed = dkim_tool(
+        d,
+        &[
+            "arcsign",
+            "rsa",
+            "dk.example",
+            "rsa.key",
+            "relay.dk.example",
+        ],
+        &relayed,
+    );
+    let arc_sealed = sealed;
+    let arc_good = d.join("arc-good.eml");
+    std::fs::write(&arc_good, &arc_sealed).unwrap();
+    let arc_bad = d.join("arc-bad.eml");
+    std::fs::write(
+        &arc_bad,
+        String::from_utf8(arc_sealed)
+            .unwrap()
+            .replace("monthly", "overdue"),
+    )
+    .unwrap();
+    for (file, symbol) in [(&arc_good, "ARC_PASS"), (&arc_bad, "ARC_FAIL")] {
+        let v = scan_cli(&config, &["--client-ip", "127.0.0.1"], &[file]).remove(0);
+        assert!(symbols(&v).contains(&symbol.to_owned()), "{symbol}: {v}");
+    }
     for (file, valid) in &files {
         let v = scan_cli(
             &config,
@@ -366,6 +398,7 @@ fn spf_dmarc_and_dnsbl_against_loopback_dns() {
         "--txt-record=soft.example,v=spf1 ip4:192.0.2.1 ~all".into(),
         "--txt-record=broken.example,v=spf1 redirect=nowhere.example".into(),
         "--host-record=1.0.0.127.bl.example,127.0.0.2".into(),
+        "--host-record=evil-link.test.uri.example,127.0.0.2".into(),
     ]);
     let dir = tempfile::tempdir().unwrap();
     let config = auth_config(dir.path(), dns.port);
@@ -419,9 +452,68 @@ fn spf_dmarc_and_dnsbl_against_loopback_dns() {
     );
     assert_eq!(bad["verdict"], "phish", "{bad}");
 
+    // A link whose domain the URI block list names (finding 12: URIBL was untested).
+    let linked = dir.path().join("linked.eml");
+    std::fs::write(
+        &linked,
+        "From: a@good.example\r\nTo: user@example.com\r\nSubject: your parcel\r\n\
+         Date: Mon, 2 Jun 2025 10:00:00 +0800\r\nMessage-ID: <l@good.example>\r\n\r\n\
+         Track it at https://evil-link.test/track or https://fine-link.test/help\r\n",
+    )
+    .unwrap();
+    let v = scan_cli(&config, &["--client-ip", "127.0.0.1"], &[&linked]).remove(0);
+    let hit = v["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "URIBL_LISTED")
+        .unwrap_or_else(|| panic!("no URIBL_LISTED: {v}"));
+    assert!(
+        hit["detail"].as_str().unwrap().contains("evil-link.test"),
+        "{v}"
+    );
+    assert!(
+        !hit["detail"].as_str().unwrap().contains("fine-link"),
+        "{v}"
+    );
+
     assert!(symbols(&judge("soft.example")).contains(&"SPF_SOFTFAIL".into()));
     assert!(symbols(&judge("broken.example")).contains(&"SPF_PERMERROR".into()));
     assert!(symbols(&judge("none.example")).contains(&"SPF_NONE".into()));
+}
+
+/// Mail through the gateway carries the authentication verdict for the mail system behind it
+/// (finding 12: the `Authentication-Results` header was advertised, never checked).
+#[test]
+fn delivered_mail_carries_authentication_results() {
+    let dns = Dns::start(&[
+        "--txt-record=good.example,v=spf1 ip4:127.0.0.1 -all".into(),
+        "--txt-record=_dmarc.good.example,v=DMARC1; p=reject".into(),
+    ]);
+    let sink = Sink::start(&[]);
+    let mut setup = Setup::new(sink.port, sink.port);
+    setup.scan = vec![
+        "enabled = true".into(),
+        "first_contact = false".into(),
+        "model = \"none\"".into(),
+    ];
+    setup
+        .sections
+        .push(format!("[dns]\nresolver = \"127.0.0.1:{}\"", dns.port));
+    let gw = Gateway::start(&setup);
+    let message = b"From: a@good.example\r\nTo: user@example.com\r\nSubject: checked\r\n\
+        Date: Mon, 2 Jun 2025 10:00:00 +0800\r\nMessage-ID: <ar@good.example>\r\n\r\nhello\r\n";
+    let r = Client::ready(gw.addr).send_mail("a@good.example", &["user@example.com"], message);
+    assert_eq!(r.code, 250, "{r:?}");
+    assert!(wait_until(std::time::Duration::from_secs(20), || !sink
+        .messages()
+        .is_empty()));
+    let ar = sink.messages()[0]
+        .header("Authentication-Results")
+        .expect("an Authentication-Results header");
+    assert!(ar.starts_with("gw.jianmen.test;"), "{ar}");
+    assert!(ar.contains("spf=pass"), "{ar}");
+    assert!(ar.contains("dmarc=pass"), "{ar}");
 }
 
 #[test]
@@ -636,6 +728,50 @@ fn domains_get_their_own_verdict_and_rules_reload_on_sighup() {
         .header("X-Jianmen-Symbols")
         .unwrap_or_default();
     assert!(symbols.contains("LOCAL_WIDGETS(0.5)"), "{symbols}");
+}
+
+/// SIGHUP loads the content model anew (after `jianmen retrain` activated one, or a file was
+/// put in place): messages judged before it have no model opinion, those after it do.
+#[test]
+fn the_content_model_reloads_on_sighup() {
+    let sink = Sink::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("content.onnx");
+    let setup =
+        Setup::new(sink.port, sink.port).scanning(&[&format!("model = \"{}\"", model.display())]);
+    let gw = Gateway::start(&setup);
+    let mut c = Client::ready(gw.addr);
+    let mut judged = |token: &str| {
+        let subject = format!("meeting notes {token}");
+        let m = String::from_utf8(clean())
+            .unwrap()
+            .replace("meeting notes", &subject);
+        let r = c.send_mail("lina@partner.test", &["user@example.com"], m.as_bytes());
+        assert_eq!(r.code, 250, "{r:?}");
+        let mut found = None;
+        assert!(wait_until(std::time::Duration::from_secs(20), || {
+            found = sink
+                .messages()
+                .into_iter()
+                .find(|m| m.header("Subject").as_deref() == Some(subject.as_str()));
+            found.is_some()
+        }));
+        found
+            .unwrap()
+            .header("X-Jianmen-Symbols")
+            .unwrap_or_default()
+    };
+    let before = judged("before");
+    assert!(!before.contains("NEURAL_"), "no model yet: {before}");
+    assert!(gw.log().contains("content model not loaded"));
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../gateway/model/content.onnx");
+    std::fs::copy(shipped, &model).unwrap();
+    sighup_and_wait(&gw, "content model reloaded");
+    let after = judged("after");
+    assert!(
+        after.contains("NEURAL_HAM"),
+        "the model speaks now: {after}"
+    );
 }
 
 /// Sends SIGHUP to the gateway and waits for `line` in its log.

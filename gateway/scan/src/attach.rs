@@ -692,6 +692,27 @@ mod tests {
         assert!(!s.has("ARCHIVE_MEMBER_TRUNCATED"));
     }
 
+    /// Finding 12 of the hardening review: tar unpacking was advertised, never tested.
+    #[test]
+    fn programs_inside_tar_and_tar_gz_are_found() {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        let program = b"MZ\x90\x00\x03\x00\x00\x00";
+        header.set_size(program.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "docs/invoice.pdf.exe", &program[..])
+            .unwrap();
+        let tar = tar.into_inner().unwrap();
+        let s = symbols_of("docs.tar", tar.clone());
+        assert!(s.contains(&"ATTACH_EXECUTABLE".into()), "{s:?}");
+        assert!(s.contains(&"ATTACH_DOUBLE_EXT".into()), "{s:?}");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let s = symbols_of("docs.tar.gz", gz.finish().unwrap());
+        assert!(s.contains(&"ATTACH_EXECUTABLE".into()), "{s:?}");
+    }
+
     #[test]
     fn macros_and_pdf_actions() {
         let docm = zip_of(&[("word/vbaProject.bin", b"\xd0\xcf\x11\xe0")], false);
