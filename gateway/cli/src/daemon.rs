@@ -139,7 +139,13 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
         tokio::spawn(jianmen_mta::audit::syslog::forward(
             log,
             collector.clone(),
-            config.server.hostname.clone(),
+            jianmen_mta::audit::syslog::Origin {
+                hostname: config.server.hostname.clone(),
+                sd_id: config
+                    .audit
+                    .syslog_enterprise_number
+                    .map(|n| format!("jianmen@{n}")),
+            },
             config.server.data_dir.join("audit-syslog.seq"),
         ));
     }

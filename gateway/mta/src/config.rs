@@ -100,6 +100,9 @@ pub struct AuditConfig {
     /// `host:port` of a syslog collector taking RFC 5424 over TCP (RFC 6587 octet counting);
     /// every audit row is sent there in order, resuming after outages.
     pub syslog: Option<String>,
+    /// The IANA private enterprise number the syslog messages' structured data element is
+    /// named with (`jianmen@<number>`); without one the fields travel in the message text.
+    pub syslog_enterprise_number: Option<u32>,
 }
 
 /// The HTTPS administration console and its login rules (等保 2.0).

@@ -14,8 +14,18 @@ use super::{AuditLog, Chained};
 
 /// RFC 5424 PRI: facility authpriv (10), severity notice (5).
 const PRI: u8 = 10 * 8 + 5;
-/// Our private enterprise number placeholder for structured data (RFC 5424 §7.2.2 example).
-const SD_ID: &str = "jianmen@32473";
+
+/// Who the messages say they come from.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// HOSTNAME: the gateway's name.
+    pub hostname: String,
+    /// The structured data element's ID, `jianmen@<private enterprise number>` (RFC 5424
+    /// §6.3.2 wants a number IANA assigned to whoever defines the element: the site's own, or
+    /// the vendor's), from `audit.syslog_enterprise_number`. Without one, the fields are sent
+    /// in the message text instead, with the same `name="value"` quoting.
+    pub sd_id: Option<String>,
+}
 
 /// Escapes an SD-PARAM value (RFC 5424 §6.3.3).
 fn sd_value(v: &str) -> String {
@@ -30,29 +40,37 @@ fn sd_value(v: &str) -> String {
 }
 
 /// One row as an RFC 5424 message, framed with its length.
-pub fn frame(row: &Chained, hostname: &str) -> Vec<u8> {
+pub fn frame(row: &Chained, origin: &Origin) -> Vec<u8> {
     let e = &row.entry;
-    let msg = format!(
-        "<{PRI}>1 {at} {hostname} jianmen - AUDIT [{SD_ID} seq=\"{seq}\" actor=\"{actor}\" action=\"{action}\" hash=\"{hash}\"] {detail}",
-        at = e.at,
+    let fields = format!(
+        "seq=\"{seq}\" actor=\"{actor}\" action=\"{action}\" hash=\"{hash}\"",
         seq = e.seq,
         actor = sd_value(&e.actor),
         action = sd_value(&e.action),
         hash = sd_value(&row.hash),
-        detail = e.detail.replace(['\r', '\n'], " "),
+    );
+    let detail = e.detail.replace(['\r', '\n'], " ");
+    let (data, text) = match &origin.sd_id {
+        Some(id) => (format!("[{id} {fields}]"), detail),
+        None => ("-".to_owned(), format!("{fields} {detail}")),
+    };
+    let msg = format!(
+        "<{PRI}>1 {at} {host} jianmen - AUDIT {data} {text}",
+        at = e.at,
+        host = origin.hostname,
     );
     format!("{} {msg}", msg.len()).into_bytes()
 }
 
 /// Sends rows after the last one forwarded, forever; reconnects with backoff.
-pub async fn forward(log: AuditLog, collector: String, hostname: String, state: PathBuf) {
+pub async fn forward(log: AuditLog, collector: String, origin: Origin, state: PathBuf) {
     let mut sent: i64 = std::fs::read_to_string(&state)
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);
     let mut backoff = Duration::from_secs(1);
     loop {
-        match send_new(&log, &collector, &hostname, &state, &mut sent).await {
+        match send_new(&log, &collector, &origin, &state, &mut sent).await {
             Ok(()) => backoff = Duration::from_secs(1),
             Err(e) => {
                 tracing::warn!(collector, error = %e, "audit syslog forwarding interrupted");
@@ -71,7 +89,7 @@ pub async fn forward(log: AuditLog, collector: String, hostname: String, state: 
 async fn send_new(
     log: &AuditLog,
     collector: &str,
-    hostname: &str,
+    origin: &Origin,
     state: &PathBuf,
     sent: &mut i64,
 ) -> std::io::Result<()> {
@@ -105,7 +123,7 @@ async fn send_new(
         }
         let mut batch = Vec::new();
         for row in &rows {
-            batch.extend_from_slice(&frame(row, hostname));
+            batch.extend_from_slice(&frame(row, origin));
         }
         tokio::time::timeout(Duration::from_secs(30), async {
             writer.write_all(&batch).await?;
@@ -140,17 +158,29 @@ mod tests {
             prev: String::new(),
             hash: "ab".into(),
         };
-        let f = String::from_utf8(frame(&row, "gw.test")).unwrap();
+        let origin = |sd_id: Option<&str>| Origin {
+            hostname: "gw.test".into(),
+            sd_id: sd_id.map(str::to_owned),
+        };
+        let f = String::from_utf8(frame(&row, &origin(Some("jianmen@54321")))).unwrap();
         let (len, msg) = f.split_once(' ').unwrap();
         assert_eq!(len.parse::<usize>().unwrap(), msg.len());
         assert!(msg.starts_with(
-            "<85>1 2026-11-24T08:00:00.000Z gw.test jianmen - AUDIT [jianmen@32473 seq=\"7\""
+            "<85>1 2026-11-24T08:00:00.000Z gw.test jianmen - AUDIT [jianmen@54321 seq=\"7\""
         ));
         assert!(msg.contains("actor=\"console:sec\\\"ops\\]\""), "{msg}");
         assert!(
             !msg.contains('\n') && msg.ends_with("a@example.com  injected"),
             "{msg}"
         );
+        // Without an enterprise number of its own, no made-up SD-ID: the fields go in the text.
+        let f = String::from_utf8(frame(&row, &origin(None))).unwrap();
+        let (_, msg) = f.split_once(' ').unwrap();
+        assert!(
+            msg.starts_with("<85>1 2026-11-24T08:00:00.000Z gw.test jianmen - AUDIT - seq=\"7\""),
+            "{msg}"
+        );
+        assert!(!msg.contains("[jianmen"), "{msg}");
     }
 
     #[tokio::test]
@@ -164,7 +194,10 @@ mod tests {
         let forwarder = tokio::spawn(forward(
             AuditLog::open(&path).await.unwrap(),
             addr,
-            "gw.test".into(),
+            Origin {
+                hostname: "gw.test".into(),
+                sd_id: None,
+            },
             dir.path().join("audit-syslog.seq"),
         ));
         let read_until = |mut conn: TcpStream, want: usize| async move {
