@@ -424,10 +424,20 @@ fn tongsuo_fronted_sink(sink_port: u16, server_args: &[&OsStr]) -> (u16, std::pr
 /// Tongsuo-fronted downstream (`s_server` with `server_args`); returns the gateway's log once
 /// smtp-sink has the message.
 fn deliver_to_tongsuo(server_args: &[&OsStr], tls: &'static str) -> String {
+    deliver_to_tongsuo_with(server_args, tls, Vec::new())
+}
+
+/// [`deliver_to_tongsuo`] with extra `route` lines.
+fn deliver_to_tongsuo_with(
+    server_args: &[&OsStr],
+    tls: &'static str,
+    route: Vec<String>,
+) -> String {
     let sink = Sink::start(&[]);
     let (front, mut server) = tongsuo_fronted_sink(sink.port, server_args);
     let mut setup = Setup::new(front, sink.port);
     setup.downstream_tls = tls;
+    setup.route = route;
     let gw = Gateway::start(&setup);
     let mut c = jianmen_testkit::Client::ready(gw.addr);
     let r = c.send_mail(
@@ -494,6 +504,78 @@ fn the_gateway_delivers_over_tlcp_to_a_tongsuo_fronted_downstream() {
         let log = deliver_to_tongsuo(&args, "tlcp");
         assert!(log.contains(&format!("TLCP with cipher {suite}")), "{log}");
     }
+}
+
+/// `sha256:<hex>` of the public key in a PEM certificate, as a route's `tls_pins` takes it
+/// (Tongsuo reads SM2 certificates).
+fn spki_pin(cert: &Path) -> String {
+    let pubkey = Command::new(tongsuo())
+        .args(["x509", "-noout", "-pubkey", "-in"])
+        .arg(cert)
+        .output()
+        .unwrap();
+    assert!(pubkey.status.success());
+    let mut der = Command::new(tongsuo())
+        .args(["pkey", "-pubin", "-outform", "DER"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    der.stdin.take().unwrap().write_all(&pubkey.stdout).unwrap();
+    let der = der.wait_with_output().unwrap();
+    assert!(der.status.success() && !der.stdout.is_empty());
+    format!("sha256:{}", jianmen_testkit::sha256_hex(&der.stdout))
+}
+
+/// Finding 9 of the hardening review: a TLCP downstream was never checked. With `tls_pins`
+/// the route accepts only a server whose signing certificate carries a pinned key; another
+/// key leaves the mail in the queue.
+#[test]
+fn a_tlcp_route_with_pins_delivers_only_to_the_pinned_key() {
+    let dir = cert_sm2("downstream.test");
+    let file = |name: &str| dir.path().join(name).into_os_string();
+    let args = [
+        "-enable_ntls".into(),
+        "-ntls".into(),
+        "-sign_cert".into(),
+        file("sm2-cert.pem"),
+        "-sign_key".into(),
+        file("sm2-key.pem"),
+        "-enc_cert".into(),
+        file("sm2-enc-cert.pem"),
+        "-enc_key".into(),
+        file("sm2-enc-key.pem"),
+    ];
+    let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let pin = spki_pin(&dir.path().join("sm2-cert.pem"));
+    let log = deliver_to_tongsuo_with(&args, "tlcp", vec![format!("tls_pins = [\"{pin}\"]")]);
+    assert!(log.contains("TLCP with cipher"), "{log}");
+
+    // The encryption certificate's key is not the signing key: pinned, nothing goes.
+    let other = spki_pin(&dir.path().join("sm2-enc-cert.pem"));
+    let sink = Sink::start(&[]);
+    let (front, mut server) = tongsuo_fronted_sink(sink.port, &args);
+    let mut setup = Setup::new(front, sink.port);
+    setup.downstream_tls = "tlcp";
+    setup.route = vec![format!("tls_pins = [\"{other}\"]")];
+    let gw = Gateway::start(&setup);
+    let r = jianmen_testkit::Client::ready(gw.addr).send_mail(
+        "sender@outside.test",
+        &["alice@example.com"],
+        b"Subject: to Tongsuo\r\n\r\nnot for that key\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    let refused = wait_until(Duration::from_secs(20), || {
+        String::from_utf8_lossy(&gw.cli(&["queue", "list"]).stdout).contains("not pinned")
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        refused,
+        "{}",
+        String::from_utf8_lossy(&gw.cli(&["queue", "list"]).stdout)
+    );
+    assert!(sink.messages().is_empty());
 }
 
 #[test]

@@ -530,39 +530,41 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    for ca in ["ca", "other-ca"] {
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{ca}.key"),
-            "-out",
-            &format!("{ca}.pem"),
-            "-days",
-            "30",
-            "-subj",
-            &format!("/CN=Jianmen test {ca}"),
-        ]);
-    }
-    openssl(&[
-        "req",
+    // A new P-256 key, unencrypted.
+    let new_key = [
         "-newkey",
         "ec",
         "-pkeyopt",
         "ec_paramgen_curve:P-256",
         "-nodes",
+    ];
+    for ca in ["ca", "other-ca"] {
+        let (key, cert, subject) = (
+            format!("{ca}.key"),
+            format!("{ca}.pem"),
+            format!("/CN=Jianmen test {ca}"),
+        );
+        let rest = [
+            "-keyout",
+            key.as_str(),
+            "-out",
+            cert.as_str(),
+            "-days",
+            "30",
+            "-subj",
+            subject.as_str(),
+        ];
+        openssl(&[&["req", "-x509"][..], &new_key, &rest].concat());
+    }
+    let rest = [
         "-keyout",
         "hop.key",
         "-out",
         "hop.csr",
         "-subj",
         "/CN=hop.test",
-    ]);
+    ];
+    openssl(&[&["req"][..], &new_key, &rest].concat());
     std::fs::write(dir.join("hop.ext"), "subjectAltName = DNS:hop.test\n").unwrap();
     openssl(&[
         "x509",

@@ -88,7 +88,8 @@ fn tlcp_rate() -> Result<f64, Box<dyn std::error::Error>> {
     Ok(rate(|| {
         rt.block_on(async {
             let (a, b) = tokio::io::duplex(1 << 16);
-            let (server, client) = tokio::join!(tlcp::accept(config.clone(), b), tlcp::connect(a));
+            let (server, client) =
+                tokio::join!(tlcp::accept(config.clone(), b), tlcp::connect(a, &[]));
             assert!(server.is_ok() && client.is_ok(), "TLCP handshake failed");
         });
     }))

@@ -72,6 +72,6 @@ fuzz_target!(|data: &[u8]| {
     if side & 1 == 0 {
         let _ = rt.block_on(tlcp::accept(config.clone(), feed));
     } else {
-        let _ = rt.block_on(tlcp::connect(feed));
+        let _ = rt.block_on(tlcp::connect(feed, &[]));
     }
 });

@@ -416,9 +416,9 @@ pub struct RouteConfig {
     /// With `tls = "verify"`: the name the server's certificate must carry (default: `host`).
     #[serde(default)]
     pub tls_name: Option<String>,
-    /// With `tls = "verify"`: `sha256:<hex>` of public keys (SubjectPublicKeyInfo) the server's
-    /// certificate may carry, pinned instead of checked against an authority (`jianmen
-    /// tls-probe --pin` prints a server's).
+    /// With `tls = "verify"` or `"tlcp"`: `sha256:<hex>` of public keys (SubjectPublicKeyInfo)
+    /// the server's (signing) certificate may carry, pinned instead of checked against an
+    /// authority (`jianmen tls-probe` prints a TLS server's).
     #[serde(default)]
     pub tls_pins: Vec<String>,
 }
@@ -426,9 +426,13 @@ pub struct RouteConfig {
 impl RouteConfig {
     /// Whom this route's server must prove to be, for `tls = "verify"` (None: no proof asked).
     pub fn server_trust(&self) -> Result<Option<ServerTrust>, String> {
+        let pins = self.pins()?;
         if self.tls != TlsPolicy::Verify {
-            if self.tls_ca.is_some() || self.tls_name.is_some() || !self.tls_pins.is_empty() {
-                return Err("tls_ca, tls_name and tls_pins need tls = \"verify\"".into());
+            if self.tls_ca.is_some() || self.tls_name.is_some() {
+                return Err("tls_ca and tls_name need tls = \"verify\"".into());
+            }
+            if !pins.is_empty() && self.tls != TlsPolicy::Tlcp {
+                return Err("tls_pins need tls = \"verify\" or \"tlcp\"".into());
             }
             return Ok(None);
         }
@@ -438,15 +442,11 @@ impl RouteConfig {
         {
             return Err(format!("tls_name `{name}` is not a host name or address"));
         }
-        match (&self.tls_ca, self.tls_pins.as_slice()) {
-            (Some(_), [_, ..]) => Err("give tls_ca or tls_pins, not both".into()),
-            (None, []) => Ok(Some(ServerTrust::SystemAuthorities)),
-            (None, pins) => pins
-                .iter()
-                .map(|p| parse_pin(p))
-                .collect::<Result<Vec<_>, _>>()
-                .map(|pins| Some(ServerTrust::Pins(pins))),
-            (Some(ca), []) => {
+        match (&self.tls_ca, pins.is_empty()) {
+            (Some(_), false) => Err("give tls_ca or tls_pins, not both".into()),
+            (None, true) => Ok(Some(ServerTrust::SystemAuthorities)),
+            (None, false) => Ok(Some(ServerTrust::Pins(pins))),
+            (Some(ca), true) => {
                 use rustls_pki_types::pem::PemObject;
                 let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(ca)
                     .and_then(|i| i.collect::<Result<Vec<_>, _>>())
@@ -457,6 +457,11 @@ impl RouteConfig {
                 Ok(Some(ServerTrust::Authorities(certs)))
             }
         }
+    }
+
+    /// The public keys pinned for this route's server (`tls_pins`).
+    pub fn pins(&self) -> Result<Vec<[u8; 32]>, String> {
+        self.tls_pins.iter().map(|p| parse_pin(p)).collect()
     }
 
     /// The name the server's certificate must carry.
@@ -995,8 +1000,11 @@ mod tests {
             route("tls = \"verify\"").unwrap().routes[0].server_trust(),
             Ok(Some(ServerTrust::SystemAuthorities))
         ));
+        let tlcp = route(&format!("tls = \"tlcp\"\ntls_pins = [\"{pin}\"]")).unwrap();
+        assert_eq!(tlcp.routes[0].pins().unwrap(), vec![[0x0f; 32]]);
         for bad in [
             format!("tls = \"required\"\ntls_pins = [\"{pin}\"]"),
+            "tls = \"tlcp\"\ntls_name = \"mail.example.com\"".to_owned(),
             "tls = \"verify\"\ntls_pins = [\"sha256:12\"]".to_owned(),
             "tls = \"verify\"\ntls_pins = [\"md5:00\"]".to_owned(),
             format!(

@@ -2,7 +2,8 @@
 //! Like the TLS client of opportunistic SMTP (RFC 7435) it does not authenticate the server's
 //! certificate against a CA, but it does check that the ServerKeyExchange is signed by the
 //! signing certificate's key over this handshake's randoms and the encryption certificate, so
-//! the pre-master secret goes to the key the server vouched for.
+//! the pre-master secret goes to the key the server vouched for. Given pins, it also requires the
+//! signing certificate's public key to be one of them (an internal downstream's own key).
 
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -24,8 +25,10 @@ pub(super) fn public_key(der: &[u8]) -> Result<Sm2PublicKey, TlcpError> {
 }
 
 /// Runs the client handshake on `io` (offering both ECC suites, GCM first) and returns the
-/// plaintext stream. The caller bounds the time.
-pub async fn connect<IO>(io: IO) -> Result<TlcpStream, TlcpError>
+/// plaintext stream; with `pins` (SHA-256 of SubjectPublicKeyInfo, as
+/// [`crate::tls::public_key_pin`]), only a server whose signing certificate carries one of them.
+/// The caller bounds the time.
+pub async fn connect<IO>(io: IO, pins: &[[u8; 32]]) -> Result<TlcpStream, TlcpError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -50,6 +53,15 @@ where
             ));
         };
         let (sign_key, enc_key) = (public_key(sign_cert)?, public_key(enc_cert)?);
+        // The encryption certificate is bound by the signature below: pinning the signing key
+        // pins both.
+        if !pins.is_empty() {
+            let pin = crate::tls::public_key_pin(sign_cert)
+                .map_err(|_| TlcpError::Decode("server certificate"))?;
+            if !pins.contains(&pin) {
+                return Err(TlcpError::NotPinned);
+            }
+        }
 
         let message = conn
             .read_message(kind::SERVER_KEY_EXCHANGE, "ServerKeyExchange")
@@ -140,7 +152,7 @@ mod tests {
     async fn our_client_and_server_agree_and_carry_data() {
         let (a, b) = tokio::io::duplex(1 << 16);
         let server = tokio::spawn(accept(Arc::new(server_config(None)), b));
-        let mut client = connect(a).await.unwrap();
+        let mut client = connect(a, &[]).await.unwrap();
         let mut server = server.await.unwrap().unwrap();
         assert_eq!(client.suite(), Suite::EccSm4GcmSm3);
         client.write_all(b"EHLO x\r\n").await.unwrap();
@@ -159,9 +171,30 @@ mod tests {
         let other = Sm2PrivateKey::generate();
         let (a, b) = tokio::io::duplex(1 << 16);
         let server = tokio::spawn(accept(Arc::new(server_config(Some(&other))), b));
-        let client = connect(a).await;
+        let client = connect(a, &[]).await;
         assert!(client.is_err());
         // Its random pre-master secret gives other keys: the Finished record fails its check.
         assert_eq!(server.await.unwrap().err(), Some(TlcpError::BadRecordMac));
+    }
+
+    /// Finding 9 of the hardening review: a TLCP downstream could be anyone. A route's pins
+    /// name the signing key it must have.
+    #[tokio::test]
+    async fn a_pinned_client_talks_only_to_the_key_it_pinned() {
+        let (sign, enc) = (Sm2PrivateKey::generate(), Sm2PrivateKey::generate());
+        let sign_cert = cert::self_signed(&sign, "gw.test", 1, Usage::Signing).unwrap();
+        let pin = crate::tls::public_key_pin(&sign_cert).unwrap();
+        let enc_cert = cert::self_signed(&enc, "gw.test", 1, Usage::Encryption).unwrap();
+        let config = Arc::new(ServerConfig::new(vec![sign_cert], &sign, enc_cert, enc).unwrap());
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let server = tokio::spawn(accept(config.clone(), b));
+        assert!(connect(a, &[[7; 32], pin]).await.is_ok());
+        assert!(server.await.unwrap().is_ok());
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let _server = tokio::spawn(accept(config, b));
+        assert_eq!(
+            connect(a, &[[7; 32]]).await.err(),
+            Some(TlcpError::NotPinned)
+        );
     }
 }

@@ -48,6 +48,9 @@ pub enum TlcpError {
     /// The server's key exchange was not signed by its signing certificate's key.
     #[error("ServerKeyExchange signature does not verify")]
     BadSignature,
+    /// The server's signing certificate carries none of the pinned public keys.
+    #[error("server certificate: its public key is not pinned")]
+    NotPinned,
     /// The peer sent a fatal alert.
     #[error("peer sent alert {0}")]
     Alert(u8),
@@ -79,6 +82,7 @@ impl TlcpError {
             TlcpError::NoCommonSuite => 40,
             TlcpError::Unexpected(_) => 10,
             TlcpError::BadFinished | TlcpError::BadSignature => 51,
+            TlcpError::NotPinned => 42,
             TlcpError::Closed => 0,
             _ => 80,
         }

@@ -96,8 +96,9 @@ pub struct ClientSettings {
 enum Handshake {
     /// TLS (international or RFC 8998 suites) with this client configuration.
     Tls(Arc<ClientConfig>),
-    /// TLCP (GB/T 38636), for downstreams that speak only TLCP.
-    Tlcp,
+    /// TLCP (GB/T 38636), for downstreams that speak only TLCP; with pins, only to a server
+    /// whose signing certificate carries one of these public keys.
+    Tlcp(Vec<[u8; 32]>),
 }
 
 /// One open connection to a next hop, ready for a transaction.
@@ -116,14 +117,16 @@ pub type RcptReplies = Vec<(String, ServerReply)>;
 
 impl Client {
     /// Connects, reads the greeting, says EHLO and applies the STARTTLS policy, handshaking
-    /// with `tls` (which checks what the policy asks of the server).
+    /// with `proof`: the TLS client configuration (which checks what the policy asks of the
+    /// server) and, for TLCP, the public keys its signing certificate may carry.
     pub async fn connect(
         addr: SocketAddr,
         tls_name: &str,
         policy: TlsPolicy,
-        tls: &Arc<ClientConfig>,
+        proof: (&Arc<ClientConfig>, &[[u8; 32]]),
         settings: &ClientSettings,
     ) -> Result<Self, ClientError> {
+        let (tls, pins) = proof;
         let peer = format!("{tls_name}[{}]:{}", addr.ip(), addr.port());
         let tcp = tokio::time::timeout(settings.connect_timeout, TcpStream::connect(addr))
             .await
@@ -159,7 +162,7 @@ impl Client {
             | TlsPolicy::Tlcp
             | TlsPolicy::Verify => {
                 let handshake = if policy == TlsPolicy::Tlcp {
-                    Handshake::Tlcp
+                    Handshake::Tlcp(pins.to_vec())
                 } else {
                     Handshake::Tls(tls.clone())
                 };
@@ -212,8 +215,8 @@ impl Client {
         let plain = std::mem::replace(&mut self.stream, BufReader::new(placeholder)).into_inner();
         let handshake = async {
             match handshake {
-                Handshake::Tlcp => {
-                    let stream = jianmen_gm::tlcp::connect(plain)
+                Handshake::Tlcp(pins) => {
+                    let stream = jianmen_gm::tlcp::connect(plain, &pins)
                         .await
                         .map_err(std::io::Error::other)?;
                     let negotiated = format!("TLCP with cipher {}", stream.suite().name());

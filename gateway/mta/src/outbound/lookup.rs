@@ -24,6 +24,8 @@ pub struct Destination {
     pub tls: TlsPolicy,
     /// For `verify`: the client configuration that checks the server's proof.
     pub verifier: Option<Arc<ClientConfig>>,
+    /// For `tlcp`: the public keys the server's signing certificate may carry (any when empty).
+    pub pins: Vec<[u8; 32]>,
 }
 
 /// Why no destination could be found.
@@ -116,6 +118,8 @@ impl Router {
                     .collect(),
                 tls: route.tls,
                 verifier: verifier.clone(),
+                // Checked when the router was built.
+                pins: route.pins().unwrap_or_default(),
             });
         }
         let mut hosts = Vec::new();
@@ -139,6 +143,7 @@ impl Router {
             hosts,
             tls: self.mx_tls,
             verifier: self.mx_verifier.clone(),
+            pins: Vec::new(),
         })
     }
 

@@ -144,7 +144,7 @@ impl Outbound {
         let mut errors = Vec::new();
         for (addr, name) in &dest.hosts {
             let tls = dest.verifier.as_ref().unwrap_or(&self.settings.tls);
-            match Client::connect(*addr, name, dest.tls, tls, &self.settings).await {
+            match Client::connect(*addr, name, dest.tls, (tls, &dest.pins), &self.settings).await {
                 Ok(c) => return Ok(c),
                 Err(e) => errors.push(e.to_string()),
             }
