@@ -41,12 +41,20 @@ pub enum LookupError {
 
 /// Resolves recipient domains to destinations.
 pub struct Router {
-    /// Each route with its verifying client configuration (`tls = "verify"`).
-    routes: Vec<(RouteConfig, Option<Arc<ClientConfig>>)>,
+    routes: Vec<Route>,
     resolver: TokioResolver,
     mx_port: u16,
     mx_tls: TlsPolicy,
     mx_verifier: Option<Arc<ClientConfig>>,
+}
+
+/// A configured route with what its server must prove, prepared once.
+struct Route {
+    config: RouteConfig,
+    /// For `tls = "verify"`: the client configuration that checks the server.
+    verifier: Option<Arc<ClientConfig>>,
+    /// For `tls = "tlcp"`: the public keys its signing certificate may carry.
+    pins: Vec<[u8; 32]>,
 }
 
 /// Why a route's server proof cannot be checked.
@@ -82,12 +90,17 @@ impl Router {
         let routes = routes
             .into_iter()
             .map(|r| {
-                let trust = r.server_trust().map_err(|reason| TrustError {
+                let refused = |reason| TrustError {
                     domain: r.domain.clone(),
                     reason,
-                })?;
-                let checked = verifier(&r.domain, trust)?;
-                Ok((r, checked))
+                };
+                let trust = r.server_trust().map_err(refused)?;
+                let pins = r.pins().map_err(refused)?;
+                Ok(Route {
+                    verifier: verifier(&r.domain, trust)?,
+                    pins,
+                    config: r,
+                })
             })
             .collect::<Result<_, TrustError>>()?;
         let mx_trust =
@@ -106,9 +119,14 @@ impl Router {
         let route = self
             .routes
             .iter()
-            .find(|(r, _)| r.domain == domain)
-            .or_else(|| self.routes.iter().find(|(r, _)| r.domain == "*"));
-        if let Some((route, verifier)) = route {
+            .find(|r| r.config.domain == domain)
+            .or_else(|| self.routes.iter().find(|r| r.config.domain == "*"));
+        if let Some(Route {
+            config: route,
+            verifier,
+            pins,
+        }) = route
+        {
             let addrs = self.addresses(&route.host).await?;
             return Ok(Destination {
                 key: format!("route:{}:{}", route.host, route.port),
@@ -118,8 +136,7 @@ impl Router {
                     .collect(),
                 tls: route.tls,
                 verifier: verifier.clone(),
-                // Checked when the router was built.
-                pins: route.pins().unwrap_or_default(),
+                pins: pins.clone(),
             });
         }
         let mut hosts = Vec::new();
