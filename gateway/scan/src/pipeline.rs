@@ -308,7 +308,16 @@ impl Pipeline {
         let ((message, mut symbols, link_domains), took) = match parsed {
             Ok(parsed) => parsed,
             Err(OverBudget) => {
-                return self.over_budget(Symbols::default(), String::new(), "parsing", started);
+                let mut symbols = Symbols::default();
+                symbols.add("SCAN_BUDGET_EXCEEDED", "parsing");
+                self.count_if_over_budget(&symbols);
+                return Analysis {
+                    symbols,
+                    auth_results: None,
+                    antivirus_failed: false,
+                    from_addr: String::new(),
+                    micros: started.elapsed().as_micros() as u64,
+                };
             }
         };
         let budget_left = self.budget.saturating_sub(took);
@@ -380,11 +389,15 @@ impl Pipeline {
         };
         let symbols = match checked {
             Ok((symbols, _)) => symbols,
-            Err(OverBudget) => return self.over_budget(so_far, from_addr, "checks", started),
+            // What the network checks found (a virus clamd named, a failed scan's tempfail)
+            // still counts; the rest is missing.
+            Err(OverBudget) => {
+                let mut symbols = so_far;
+                symbols.add("SCAN_BUDGET_EXCEEDED", "checks");
+                symbols
+            }
         };
-        if symbols.has("SCAN_BUDGET_EXCEEDED") {
-            self.count_over_budget();
-        }
+        self.count_if_over_budget(&symbols);
         Analysis {
             symbols,
             auth_results,
@@ -394,27 +407,11 @@ impl Pipeline {
         }
     }
 
-    /// What is known of a message whose scan ran out of time while `stage` ran on a scanning
-    /// thread: the evidence gathered before, and that the rest is missing.
-    fn over_budget(
-        &self,
-        mut symbols: Symbols,
-        from_addr: String,
-        stage: &str,
-        started: Instant,
-    ) -> Analysis {
-        symbols.add("SCAN_BUDGET_EXCEEDED", stage);
-        self.count_over_budget();
-        Analysis {
-            symbols,
-            auth_results: None,
-            antivirus_failed: false,
-            from_addr,
-            micros: started.elapsed().as_micros() as u64,
+    /// Logs and counts a message whose scan ran out of its budget.
+    fn count_if_over_budget(&self, symbols: &Symbols) {
+        if !symbols.has("SCAN_BUDGET_EXCEEDED") {
+            return;
         }
-    }
-
-    fn count_over_budget(&self) {
         tracing::warn!(
             budget_ms = self.budget.as_millis() as u64,
             "message scan ran out of its budget: judged unscannable"

@@ -464,8 +464,7 @@ impl Release {
 
     /// Copies the release's ClamAV signature files into clamd's database directory `dir`
     /// (each replaced atomically, owned like `dir`, its SM3 checked on the bytes copied);
-    /// their names. clamd still has to be told
-    /// to reload.
+    /// their names. clamd still has to be told to reload.
     pub fn install_clamav(&self, dir: &Path) -> Result<Vec<String>, UpgradeError> {
         let mut names = Vec::new();
         for c in &self.manifest.components {
