@@ -27,6 +27,8 @@ python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 fc-list 2>/dev/null | grep -qi 'wqy\|noto.*cjk' || need+=(fonts-wqy-microhei)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
+# The outbound verification test makes its CA and server certificate with openssl.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v rpm >/dev/null 2>&1 || need+=(rpm)
 command -v strip >/dev/null 2>&1 || need+=(binutils)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
