@@ -98,6 +98,16 @@ try {
   if (!/damaged or truncated/.test(refusal)) throw new Error(`the upgrade refusal reads: ${refusal}`);
   await page.screenshot({ path: `${shots}/6-upgrade-refused.png`, fullPage: true });
 
+  // Accounts (三权分立): the system administrator is told where security and audit accounts are
+  // managed, and is offered no action on them — only on system administrators.
+  await page.goto(`${url}#/accounts`);
+  await page.waitForSelector('text=jianmen account');
+  const actionsOn = async (name) => page.locator('tr', { has: page.locator(`td:text-is("${name}")`) }).locator('button').count();
+  if (await actionsOn(env('JM_SEC_USER')) !== 0) throw new Error('actions offered on the security administrator');
+  if (await actionsOn(env('JM_AUD_USER')) !== 0) throw new Error('actions offered on the audit administrator');
+  if (await actionsOn(env('JM_SYS_USER')) !== 3) throw new Error('no actions on the system administrator');
+  await page.screenshot({ path: `${shots}/7-accounts.png`, fullPage: true });
+
   if (problems.length) throw new Error(`page problems: ${problems.join(' | ')}`);
   console.log(JSON.stringify({ ok: true, verdict }));
 } catch (e) {

@@ -480,26 +480,27 @@ fn the_gateway_delivers_over_rfc_8998_to_a_tongsuo_fronted_downstream() {
     );
 }
 
+/// Tongsuo `s_server` options for TLCP with the pairs `jianmen cert-sm2` wrote in `dir`.
+fn tlcp_server_args(dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut args = vec!["-enable_ntls".into(), "-ntls".into()];
+    for (option, file) in [
+        ("-sign_cert", "sm2-cert.pem"),
+        ("-sign_key", "sm2-key.pem"),
+        ("-enc_cert", "sm2-enc-cert.pem"),
+        ("-enc_key", "sm2-enc-key.pem"),
+    ] {
+        args.extend([option.into(), dir.join(file).into_os_string()]);
+    }
+    args
+}
+
 #[test]
 fn the_gateway_delivers_over_tlcp_to_a_tongsuo_fronted_downstream() {
     let dir = cert_sm2("downstream.test");
-    let file = |name: &str| dir.path().join(name).into_os_string();
     // Tongsuo's server restricted to each suite our client offers.
     for suite in ["ECC-SM2-SM4-GCM-SM3", "ECC-SM2-SM4-CBC-SM3"] {
-        let args = [
-            "-enable_ntls".into(),
-            "-ntls".into(),
-            "-cipher".into(),
-            suite.into(),
-            "-sign_cert".into(),
-            file("sm2-cert.pem"),
-            "-sign_key".into(),
-            file("sm2-key.pem"),
-            "-enc_cert".into(),
-            file("sm2-enc-cert.pem"),
-            "-enc_key".into(),
-            file("sm2-enc-key.pem"),
-        ];
+        let mut args = tlcp_server_args(dir.path());
+        args.extend(["-cipher".into(), suite.into()]);
         let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
         let log = deliver_to_tongsuo(&args, "tlcp");
         assert!(log.contains(&format!("TLCP with cipher {suite}")), "{log}");
@@ -533,19 +534,7 @@ fn spki_pin(cert: &Path) -> String {
 #[test]
 fn a_tlcp_route_with_pins_delivers_only_to_the_pinned_key() {
     let dir = cert_sm2("downstream.test");
-    let file = |name: &str| dir.path().join(name).into_os_string();
-    let args = [
-        "-enable_ntls".into(),
-        "-ntls".into(),
-        "-sign_cert".into(),
-        file("sm2-cert.pem"),
-        "-sign_key".into(),
-        file("sm2-key.pem"),
-        "-enc_cert".into(),
-        file("sm2-enc-cert.pem"),
-        "-enc_key".into(),
-        file("sm2-enc-key.pem"),
-    ];
+    let args = tlcp_server_args(dir.path());
     let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
     let pin = spki_pin(&dir.path().join("sm2-cert.pem"));
     let log = deliver_to_tongsuo_with(&args, "tlcp", vec![format!("tls_pins = [\"{pin}\"]")]);

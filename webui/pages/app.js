@@ -319,6 +319,12 @@ async function systemPage() {
   page(t('system'), el('div', { class: 'card' }, kv(s)), el('h2', {}, t('upgrade')), el('div', { class: 'card' }, kv(u)), form, msg);
 }
 
+// Whom this console role may manage (the server checks it too): system administrators their
+// own kind, the security administrator its per-domain delegates.
+function manages(a) {
+  return me.account.role === 'system' ? a.role === 'system' && !a.domain : a.role === 'security' && !!a.domain;
+}
+
 async function accountsPage() {
   const msg = el('p', { role: 'status', id: 'account-result' });
   const show = (r) => { msg.className = 'notice'; msg.textContent = `${r.name}: ${t('initialPassword')} ${r.initial_password}`; };
@@ -339,9 +345,9 @@ async function accountsPage() {
   page(t('accounts'), el('p', { class: 'muted' }, t('atAppliance')), el('div', { class: 'card' }, form, msg),
     table([t('username'), t('role'), t('domain'), t('created'), t('lastLogin'), t('locked'), ''],
       list.map((a) => ({ cells: [a.name, t('roles')[a.role], a.domain || '', when(a.created_at), when(a.last_login), a.locked_until ? when(a.locked_until) : '',
-        el('span', {}, el('button', { class: 'plain', onclick: () => act(a.name, 'reset') }, t('reset')), ' ',
+        manages(a) ? el('span', {}, el('button', { class: 'plain', onclick: () => act(a.name, 'reset') }, t('reset')), ' ',
           el('button', { class: 'plain', onclick: () => act(a.name, 'unlock') }, t('unlock')), ' ',
-          el('button', { class: 'danger', onclick: () => act(a.name, 'delete') }, t('delete')))] }))));
+          el('button', { class: 'danger', onclick: () => act(a.name, 'delete') }, t('delete'))) : ''] }))));
 }
 
 async function auditPage() {
