@@ -114,6 +114,40 @@ fn root_binds_the_port_then_serves_as_jianmen_without_capabilities() {
         let meta = std::fs::metadata(data.join(f)).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (uid, gid), "{f}");
     }
+
+    // Commands root runs at the machine leave nothing of root's in the data directory (a
+    // root-owned -wal file or key would stop the gateway), and still write what root asked
+    // for where only root may write.
+    let export = base.path().join("audit-export.tar");
+    for args in [
+        &["queue", "list"][..],
+        &["audit", "export", "--out", export.to_str().unwrap()],
+        &["quarantine", "list"],
+    ] {
+        let out = gw.cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(std::fs::metadata(&export).unwrap().len() > 0);
+    let mut dirs = vec![data.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            assert_eq!(
+                meta.uid(),
+                uid,
+                "{} is not the service account's",
+                path.display()
+            );
+            if meta.is_dir() {
+                dirs.push(path);
+            }
+        }
+    }
 }
 
 #[test]

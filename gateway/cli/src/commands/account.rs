@@ -60,8 +60,7 @@ pub async fn run(args: Args) -> Result<()> {
         .console
         .clone()
         .context("the configuration has no [console] section")?;
-    // Files the service reads and writes stay the service account's.
-    jianmen_mta::privilege::drop_root(&config.server.user)?;
+    super::as_service(&config)?;
     let accounts = Accounts::open(&config.server.data_dir, console).await?;
     match args.action {
         AccountAction::List => {

@@ -62,6 +62,14 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     }
     let config = &Config::load(&args.config.path)?;
     let action = args.action;
+    // The export goes where the caller asked, written with the caller's rights.
+    let mut export_file = match &action {
+        AuditAction::Export { out } => Some(
+            std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?,
+        ),
+        _ => None,
+    };
+    super::as_service(config)?;
     let log = AuditLog::open(&config.server.data_dir.join("audit.db")).await?;
     match action {
         AuditAction::Verify => match log.verify().await {
@@ -92,7 +100,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 &config.server.hostname,
                 &signer,
             )?;
-            std::fs::write(&out, &package).with_context(|| format!("writing {}", out.display()))?;
+            if let Some(file) = export_file.as_mut() {
+                use std::io::Write;
+                file.write_all(&package)
+                    .and_then(|()| file.sync_all())
+                    .with_context(|| format!("writing {}", out.display()))?;
+            }
             record(config, "audit.export", &out.display().to_string()).await?;
             println!(
                 "{}: {} bytes, signed by {}",

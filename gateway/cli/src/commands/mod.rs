@@ -67,6 +67,23 @@ pub fn check_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Becomes the service account (`server.user`) when run as root on a data directory that
+/// account owns, before a command opens it: a file it creates there (SQLite's `-wal` and
+/// `-shm`, a signing key) must be the service's, or the gateway can no longer write it. Files
+/// the command writes for the caller are opened before this. A directory of root's (a copy
+/// examined elsewhere, a test) is left as it is.
+pub fn as_service(config: &Config) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(&config.server.data_dir) else {
+        return Ok(());
+    };
+    let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(meta.uid()))?;
+    if owner.is_some_and(|o| o.name == config.server.user) {
+        jianmen_mta::privilege::drop_root(&config.server.user)?;
+    }
+    Ok(())
+}
+
 /// Appends a command-line action to the audit log (`cli:<login>` as the actor).
 pub async fn record(config: &Config, action: &str, detail: &str) -> Result<()> {
     let log = AuditLog::open(&config.server.data_dir.join("audit.db")).await?;

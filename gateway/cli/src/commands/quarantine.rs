@@ -92,6 +92,16 @@ pub struct Args {
 pub async fn run(args: Args) -> Result<()> {
     let config = &Config::load(&args.config.path)?;
     let action = args.action;
+    // A download goes where the caller asked, written with the caller's rights.
+    let mut download_file = match &action {
+        QuarantineAction::Download {
+            out: Some(path), ..
+        } => Some(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        ),
+        _ => None,
+    };
+    super::as_service(config)?;
     let store = Arc::new(crate::daemon::open_store(config).await?);
     let quarantine = Quarantine::new(store, Spool::configured(config)?);
     match action {
@@ -176,10 +186,11 @@ pub async fn run(args: Args) -> Result<()> {
             crate::commands::check_id(&id)?;
             let raw = quarantine.raw(&id).await?;
             crate::commands::record(config, "quarantine.download", &id).await?;
-            match out {
-                Some(path) => std::fs::write(&path, &raw)
+            match (out, download_file.as_mut()) {
+                (Some(path), Some(file)) => file
+                    .write_all(&raw)
                     .with_context(|| format!("writing {}", path.display()))?,
-                None => std::io::stdout().write_all(&raw)?,
+                _ => std::io::stdout().write_all(&raw)?,
             }
         }
         QuarantineAction::Expire => {

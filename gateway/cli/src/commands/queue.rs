@@ -53,6 +53,7 @@ enum QueueAction {
 /// Runs one queue action against the configuration's data directory.
 pub async fn run(args: Args) -> Result<()> {
     let config = &Config::load(&args.config.path)?;
+    super::as_service(config)?;
     let store = crate::daemon::open_store(config).await?;
     let action = args.action;
     match action {
