@@ -3,7 +3,7 @@
 //! — one small API over the RustCrypto implementations, so the rest of the gateway (audit chain,
 //! signed exports, sealed spool, TLS) never touches their generics — plus SM certificates
 //! ([`cert`]), the RFC 8998 `CryptoProvider` for rustls ([`rfc8998`]), TLCP (GB/T 38636,
-//! [`tlcp`]), the gateway's TLS configurations ([`tls`]), the SM2 signers of upgrade packages
+//! [`tlcp`]), the gateway's TLS configurations ([`tls`]) with DANE's server checks ([`dane`]), the SM2 signers of upgrade packages
 //! and audit exports ([`signing`]) and secret key files ([`keyfile`]).
 //!
 //! It hands on keys, signers and TLS configurations; it knows nothing of SMTP, queues, scanning
@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod cert;
+pub mod dane;
 pub mod keyfile;
 pub mod rfc8998;
 pub mod signing;

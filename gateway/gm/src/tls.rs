@@ -424,6 +424,9 @@ pub enum ServerTrust {
     /// as a DANE `3 1 1` record pins it), whoever issued it, whatever its name or dates: for
     /// an internal server with a certificate of its own making.
     Pins(Vec<[u8; 32]>),
+    /// A certificate chain matching one of these DNSSEC-signed TLSA records (RFC 7672): at
+    /// least one must be usable ([`Tlsa::is_usable`](crate::dane::Tlsa::is_usable)).
+    Dane(Vec<crate::dane::Tlsa>),
 }
 
 /// The outbound client configuration: encrypts without authenticating the server, as SMTP
@@ -442,12 +445,7 @@ pub fn verifying_client_config(trust: &ServerTrust) -> Result<Arc<ClientConfig>,
     provider.cipher_suites.extend(sm.cipher_suites);
     provider.kx_groups.extend(sm.kx_groups);
     let provider = Arc::new(provider);
-    let signatures_only = |pins: &[[u8; 32]]| {
-        Arc::new(SignatureOnly {
-            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
-            pins: pins.to_vec(),
-        })
-    };
+    let signatures_only = |pins: &[[u8; 32]]| Arc::new(SignatureOnly::new(pins.to_vec()));
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
     let config = match trust {
@@ -460,6 +458,17 @@ pub fn verifying_client_config(trust: &ServerTrust) -> Result<Arc<ClientConfig>,
         ServerTrust::Pins(pins) => builder
             .dangerous()
             .with_custom_certificate_verifier(signatures_only(pins)),
+        ServerTrust::Dane(records) if !records.iter().any(|r| r.is_usable()) => {
+            return Err(TlsError::Authorities("no usable TLSA record".into()));
+        }
+        ServerTrust::Dane(records) => {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(crate::dane::DaneVerifier::new(
+                    records,
+                    provider.clone(),
+                )))
+        }
         ServerTrust::Authorities(_) | ServerTrust::SystemAuthorities => {
             let mut roots = rustls::RootCertStore::empty();
             match trust {
@@ -492,10 +501,7 @@ pub fn verifying_client_config(trust: &ServerTrust) -> Result<Arc<ClientConfig>,
 /// An outbound-style client configuration (any certificate, checked handshake signatures)
 /// over `provider`.
 pub fn client_config_with(provider: CryptoProvider) -> Result<Arc<ClientConfig>, TlsError> {
-    let verifier = Arc::new(SignatureOnly {
-        algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
-        pins: Vec::new(),
-    });
+    let verifier = Arc::new(SignatureOnly::new(Vec::new()));
     let config = ClientConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()?
         .dangerous()
@@ -520,12 +526,20 @@ pub fn public_key_pin(certificate: &[u8]) -> Result<[u8; 32], String> {
 /// Verifies handshake signatures (SM2 ones with RFC 8998's); the certificate itself only for
 /// its public key, when `pins` are given, else not at all.
 #[derive(Debug)]
-struct SignatureOnly {
+pub(crate) struct SignatureOnly {
     algorithms: WebPkiSupportedAlgorithms,
     pins: Vec<[u8; 32]>,
 }
 
 impl SignatureOnly {
+    /// Checks signatures with ring's algorithms and RFC 8998's; certificates against `pins`.
+    pub(crate) fn new(pins: Vec<[u8; 32]>) -> Self {
+        Self {
+            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+            pins,
+        }
+    }
+
     fn algorithms_for(&self, scheme: SignatureScheme) -> &WebPkiSupportedAlgorithms {
         if scheme == rfc8998::SCHEME_SM2_SM3 {
             &rfc8998::SM2_ALGORITHMS
