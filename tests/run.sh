@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Jianmen's whole test suite on a fresh Debian 12 machine: installs the real peers the tests
-# talk to (Postfix smtp-source/smtp-sink, swaks, dnsmasq, ClamAV clamd) and the model trainer's
+# talk to (Postfix smtp-source/smtp-sink, swaks, dnsmasq, NSD, ClamAV clamd) and the model trainer's
 # Python requirements, Chromium and playwright-core for the console, Tongsuo (built from crates.io's
 # tongsuo-src) for national-cipher TLS, checks formatting and lints, builds, tests.
 # Needs root (or sudo) for apt and for the disk-full test's tmpfs mount.
@@ -32,11 +32,28 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v rpm >/dev/null 2>&1 || need+=(rpm)
 command -v strip >/dev/null 2>&1 || need+=(binutils)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "== installing ${need[*]}"
+# The DANE test signs zones (ldns-signzone) and serves them with NSD.
+command -v ldns-signzone >/dev/null 2>&1 || need+=(ldnsutils)
+dns_server=()
+[ -x /usr/sbin/nsd ] || dns_server=(nsd)
+if [ ${#need[@]} -gt 0 ] || [ ${#dns_server[@]} -gt 0 ]; then
+  echo "== installing ${need[*]} ${dns_server[*]}"
   echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
   $SUDO apt-get update -qq
+fi
+if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if [ ${#dns_server[@]} -gt 0 ]; then
+  # Only the nsd command is wanted: keep its service from starting (port 53 may be taken).
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${dns_server[@]}" >/dev/null
+  if [ -n "$policy" ]; then $SUDO rm -f "$policy"; fi
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
 

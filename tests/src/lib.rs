@@ -76,7 +76,7 @@ pub struct Setup {
     pub delivery: Vec<String>,
     /// Data directory; a fresh one inside the gateway's temp dir when `None`.
     pub data_dir: Option<PathBuf>,
-    /// `tls` policy of the route to `downstream`.
+    /// `tls` policy of the route to `downstream` (empty: the line left out, for the default).
     pub downstream_tls: &'static str,
     /// Extra lines of the route to `downstream` (`tls_ca`, `tls_name`, `tls_pins`).
     pub route: Vec<String>,
@@ -173,7 +173,7 @@ protected = [{protected}]
 domain = "example.com"
 host = "127.0.0.1"
 port = {downstream}
-tls = "{tls}"
+{tls}
 {route}
 {catch_all}
 [delivery]
@@ -203,7 +203,11 @@ listen = "127.0.0.1:0"
             smtp = self.smtp.join("\n"),
             delivery = self.delivery.join("\n"),
             downstream = self.downstream,
-            tls = self.downstream_tls,
+            tls = if self.downstream_tls.is_empty() {
+                String::new()
+            } else {
+                format!("tls = \"{}\"", self.downstream_tls)
+            },
             protected = std::iter::once("example.com")
                 .chain(self.also_protected.iter().map(String::as_str))
                 .map(|d| format!("\"{d}\""))
@@ -601,10 +605,134 @@ impl SunkMessage {
     }
 }
 
+/// A private CA, a server certificate it issued, and an unrelated CA, made with the openssl
+/// command (P-256 keys, 30 days).
+pub struct TestPki {
+    /// The CA that issued `cert`.
+    pub ca: PathBuf,
+    /// A CA that issued nothing here.
+    pub other_ca: PathBuf,
+    /// The server certificate.
+    pub cert: PathBuf,
+    /// Its private key (PEM, unencrypted).
+    pub key: PathBuf,
+}
+
+impl TestPki {
+    /// Makes them in `dir`, the server certificate for the DNS `names` (the first is its CN).
+    pub fn make(dir: &Path, names: &[&str]) -> TestPki {
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let new_key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        for ca in ["ca", "other-ca"] {
+            let (key, cert, subject) = (
+                format!("{ca}.key"),
+                format!("{ca}.pem"),
+                format!("/CN=Jianmen test {ca}"),
+            );
+            let rest = [
+                "-keyout", &key, "-out", &cert, "-days", "30", "-subj", &subject,
+            ];
+            openssl(&[&["req", "-x509"][..], &new_key, &rest].concat());
+        }
+        let subject = format!("/CN={}", names[0]);
+        let rest = [
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            &subject,
+        ];
+        openssl(&[&["req"][..], &new_key, &rest].concat());
+        let alt: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+        std::fs::write(
+            dir.join("server.ext"),
+            format!("subjectAltName = {}\n", alt.join(",")),
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "30",
+            "-extfile",
+            "server.ext",
+        ]);
+        TestPki {
+            ca: dir.join("ca.pem"),
+            other_ca: dir.join("other-ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+        }
+    }
+}
+
+/// A helper server started for a test, stopped when dropped.
+pub struct Listening {
+    child: Child,
+    /// The TCP (and, for DNS servers, UDP) port it serves on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Listening {
+    /// Spawns `command` (output discarded) and waits until it accepts TCP on `port`; `what`
+    /// and `explain()` say what failed otherwise.
+    pub fn spawn(
+        command: &mut Command,
+        port: u16,
+        what: &str,
+        explain: impl Fn() -> String,
+    ) -> Listening {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let up = wait_until(Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "{what} did not start: {}", explain());
+        Listening { child, port }
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// dnsmasq serving fixed records on 127.0.0.1, authoritative for `.example` (unknown names
 /// there get NXDOMAIN).
 pub struct Dns {
-    child: Child,
+    _server: Listening,
     /// Its UDP/TCP port.
     pub port: u16,
 }
@@ -613,7 +741,8 @@ impl Dns {
     /// Starts dnsmasq with extra record options such as `--mx-host=…` and `--host-record=…`.
     pub fn start(records: &[String]) -> Dns {
         let port = free_port();
-        let child = Command::new("dnsmasq")
+        let mut command = Command::new("dnsmasq");
+        command
             .args([
                 "--keep-in-foreground",
                 "--no-resolv",
@@ -624,28 +753,14 @@ impl Dns {
                 "--log-facility=-",
             ])
             .arg(format!("--port={port}"))
-            .args(records)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq (install dnsmasq-base)");
-        // Ready once it answers on TCP.
-        assert!(
-            wait_until(Duration::from_secs(10), || TcpStream::connect((
-                "127.0.0.1",
-                port
-            ))
-            .is_ok()),
-            "dnsmasq did not start"
-        );
-        Dns { child, port }
-    }
-}
-
-impl Drop for Dns {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+            .args(records);
+        let server = Listening::spawn(&mut command, port, "dnsmasq (install dnsmasq-base)", || {
+            String::new()
+        });
+        Dns {
+            _server: server,
+            port,
+        }
     }
 }
 

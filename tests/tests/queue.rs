@@ -2,7 +2,6 @@
 //! downstream (also made to fail on purpose), kill -9 mid-stream, and a full filesystem.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -515,82 +514,6 @@ fn outbound_starttls_policy_required_and_opportunistic() {
     );
 }
 
-/// A private CA, a server certificate it issued for `hop.test`, and an unrelated CA, made
-/// with the openssl command.
-fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    // A new P-256 key, unencrypted.
-    let new_key = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    for ca in ["ca", "other-ca"] {
-        let (key, cert, subject) = (
-            format!("{ca}.key"),
-            format!("{ca}.pem"),
-            format!("/CN=Jianmen test {ca}"),
-        );
-        let rest = [
-            "-keyout",
-            key.as_str(),
-            "-out",
-            cert.as_str(),
-            "-days",
-            "30",
-            "-subj",
-            subject.as_str(),
-        ];
-        openssl(&[&["req", "-x509"][..], &new_key, &rest].concat());
-    }
-    let rest = [
-        "-keyout",
-        "hop.key",
-        "-out",
-        "hop.csr",
-        "-subj",
-        "/CN=hop.test",
-    ];
-    openssl(&[&["req"][..], &new_key, &rest].concat());
-    std::fs::write(dir.join("hop.ext"), "subjectAltName = DNS:hop.test\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "hop.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "hop.pem",
-        "-days",
-        "30",
-        "-extfile",
-        "hop.ext",
-    ]);
-    (
-        dir.join("ca.pem"),
-        dir.join("other-ca.pem"),
-        dir.join("hop.pem"),
-        dir.join("hop.key"),
-    )
-}
-
 /// Finding 9 of the hardening review: outbound TLS never verified certificates. With
 /// `tls = "verify"` the downstream must prove who it is — a certificate from the route's CA
 /// naming it, or a pinned public key — and mail waits in the queue rather than go to a server
@@ -598,7 +521,12 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
 #[test]
 fn outbound_verify_delivers_only_to_a_server_that_proves_who_it_is() {
     let certs = tempfile::tempdir().unwrap();
-    let (ca, other_ca, cert, key) = certificates(certs.path());
+    let jianmen_testkit::TestPki {
+        ca,
+        other_ca,
+        cert,
+        key,
+    } = jianmen_testkit::TestPki::make(certs.path(), &["hop.test"]);
     let sink = Sink::start(&[]);
     let mut hop_setup = Setup::new(sink.port, sink.port);
     hop_setup.tls = vec![
@@ -690,6 +618,74 @@ fn outbound_verify_delivers_only_to_a_server_that_proves_who_it_is() {
             );
         }
     }
+}
+
+/// Finding 9 also asked that `verify` be the default for routes to internal servers that
+/// present a certificate: a route without a `tls` line checks the certificate of a server that
+/// offers STARTTLS (and holds the mail, saying how to fix it, when it cannot be checked) and
+/// still delivers in clear to one that offers none.
+#[test]
+fn routes_check_an_offered_certificate_by_default() {
+    let certs = tempfile::tempdir().unwrap();
+    let pki = jianmen_testkit::TestPki::make(certs.path(), &["hop.test"]);
+    let sink = Sink::start(&[]);
+    let mut hop_setup = Setup::new(sink.port, sink.port);
+    hop_setup.tls = vec![
+        format!("cert = \"{}\"", pki.cert.display()),
+        format!("key = \"{}\"", pki.key.display()),
+    ];
+    let hop = Gateway::start(&hop_setup);
+    let sink = &sink;
+    let send = |gw: &Gateway, token: &str| {
+        let r = Client::ready(gw.addr).send_mail(
+            "sender@outside.example",
+            &["user@example.com"],
+            &test_message(token, 2),
+        );
+        assert_eq!(r.code, 250, "{token}: {r:?}");
+        let subject = format!("test {token}");
+        move || {
+            sink.messages()
+                .iter()
+                .any(|m| m.header("Subject").as_deref() == Some(subject.as_str()))
+        }
+    };
+    // The hop's certificate is from a CA the route does not name, for a name it does not use.
+    let mut setup = Setup::new(hop.addr.port(), sink.port);
+    setup.downstream_tls = "";
+    let gw = Gateway::start(&setup);
+    let arrived = send(&gw, "default-unproven");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let out = gw.cli(&["queue", "list"]);
+            let out = String::from_utf8_lossy(&out.stdout);
+            out.contains("certificate") && out.contains("tls_pins")
+        }),
+        "no certificate error with its remedy in the queue\n{}",
+        String::from_utf8_lossy(&gw.cli(&["queue", "list"]).stdout)
+    );
+    assert!(
+        !arrived(),
+        "delivered to a server whose certificate was not checked"
+    );
+    // Its CA and name given, the same route delivers, over TLS.
+    setup.route = vec![
+        format!("tls_ca = \"{}\"", pki.ca.display()),
+        "tls_name = \"hop.test\"".into(),
+    ];
+    let gw = Gateway::start(&setup);
+    assert!(wait_until(
+        Duration::from_secs(20),
+        send(&gw, "default-proven")
+    ));
+    // smtp-sink offers no STARTTLS: delivered in clear.
+    let mut setup = Setup::new(sink.port, sink.port);
+    setup.downstream_tls = "";
+    let gw = Gateway::start(&setup);
+    assert!(wait_until(
+        Duration::from_secs(20),
+        send(&gw, "default-clear")
+    ));
 }
 
 #[test]

@@ -393,6 +393,19 @@ pub enum TlsPolicy {
     /// certificate chains to the route's `tls_ca` (else the system's authorities) and names
     /// `tls_name` (else the host), or carries a public key in `tls_pins`.
     Verify,
+    /// A server that offers STARTTLS must prove who it is as with `verify`; one that offers
+    /// none gets the mail in clear as with `opportunistic`. The default for routes: a certificate
+    /// an internal server presents is checked, and one that cannot be (self-made, expired,
+    /// another name) stops delivery until it is pinned, its CA given, or the route relaxed.
+    #[serde(rename = "verify-if-offered")]
+    VerifyIfOffered,
+}
+
+impl TlsPolicy {
+    /// Whether the server's certificate is checked when there is TLS.
+    pub fn verifies(self) -> bool {
+        matches!(self, Self::Verify | Self::VerifyIfOffered)
+    }
 }
 
 /// A configured downstream for one recipient domain.
@@ -427,12 +440,16 @@ impl RouteConfig {
     /// Whom this route's server must prove to be, for `tls = "verify"` (None: no proof asked).
     pub fn server_trust(&self) -> Result<Option<ServerTrust>, String> {
         let pins = self.pins()?;
-        if self.tls != TlsPolicy::Verify {
+        if !self.tls.verifies() {
             if self.tls_ca.is_some() || self.tls_name.is_some() {
-                return Err("tls_ca and tls_name need tls = \"verify\"".into());
+                return Err(
+                    "tls_ca and tls_name need tls = \"verify\" or \"verify-if-offered\"".into(),
+                );
             }
             if !pins.is_empty() && self.tls != TlsPolicy::Tlcp {
-                return Err("tls_pins need tls = \"verify\" or \"tlcp\"".into());
+                return Err(
+                    "tls_pins need tls = \"verify\", \"verify-if-offered\" or \"tlcp\"".into(),
+                );
             }
             return Ok(None);
         }
@@ -446,16 +463,7 @@ impl RouteConfig {
             (Some(_), false) => Err("give tls_ca or tls_pins, not both".into()),
             (None, true) => Ok(Some(ServerTrust::SystemAuthorities)),
             (None, false) => Ok(Some(ServerTrust::Pins(pins))),
-            (Some(ca), true) => {
-                use rustls_pki_types::pem::PemObject;
-                let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(ca)
-                    .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| format!("tls_ca {}: {e}", ca.display()))?;
-                if certs.is_empty() {
-                    return Err(format!("tls_ca {}: no certificate", ca.display()));
-                }
-                Ok(Some(ServerTrust::Authorities(certs)))
-            }
+            (Some(ca), true) => load_authorities(ca).map(Some),
         }
     }
 
@@ -468,6 +476,18 @@ impl RouteConfig {
     pub fn tls_name(&self) -> &str {
         self.tls_name.as_deref().unwrap_or(&self.host)
     }
+}
+
+/// The authorities in the PEM file `ca` (a `tls_ca`), as whom a server's chain may lead to.
+fn load_authorities(ca: &Path) -> Result<ServerTrust, String> {
+    use rustls_pki_types::pem::PemObject;
+    let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(ca)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("tls_ca {}: {e}", ca.display()))?;
+    if certs.is_empty() {
+        return Err(format!("tls_ca {}: no certificate", ca.display()));
+    }
+    Ok(ServerTrust::Authorities(certs))
 }
 
 /// `sha256:<64 hex digits>` as the 32 bytes it names.
@@ -492,7 +512,7 @@ fn default_smtp_port() -> u16 {
     25
 }
 fn default_tls_policy() -> TlsPolicy {
-    TlsPolicy::Opportunistic
+    TlsPolicy::VerifyIfOffered
 }
 
 /// Queue retry and outbound delivery settings.
@@ -521,6 +541,27 @@ pub struct DeliveryConfig {
     pub mx_port: u16,
     /// STARTTLS policy for MX-routed deliveries.
     pub mx_tls: TlsPolicy,
+    /// DANE (RFC 7672) for MX deliveries: an MX host whose TLSA records validate under DNSSEC
+    /// gets mail only over TLS with a certificate those records name.
+    pub dane: bool,
+    /// MTA-STS (RFC 8461) for MX deliveries: a domain that publishes an `enforce` policy gets
+    /// mail only through the MX hosts it lists, over TLS checked against `tls_ca`.
+    pub mta_sts: bool,
+    /// Port of the HTTPS server an MTA-STS policy is fetched from (443; another only to test).
+    pub mta_sts_port: u16,
+    /// A PEM file of the authorities MX hosts (`mx_tls = "verify"`, MTA-STS) and MTA-STS
+    /// policy servers are checked against, for a site with its own PKI; the system's when absent.
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl DeliveryConfig {
+    /// Whom MX hosts that must prove who they are (`mx_tls = "verify"`, MTA-STS) and MTA-STS
+    /// policy servers may chain to.
+    pub fn public_trust(&self) -> Result<ServerTrust, String> {
+        self.tls_ca
+            .as_deref()
+            .map_or(Ok(ServerTrust::SystemAuthorities), load_authorities)
+    }
 }
 
 impl Default for DeliveryConfig {
@@ -537,6 +578,10 @@ impl Default for DeliveryConfig {
             max_messages_per_connection: 100,
             mx_port: 25,
             mx_tls: TlsPolicy::Opportunistic,
+            dane: true,
+            mta_sts: true,
+            mta_sts_port: 443,
+            tls_ca: None,
         }
     }
 }
@@ -1051,12 +1096,29 @@ mod tests {
     #[test]
     fn documented_example_is_valid() {
         let c = Config::parse(include_str!("../../config/jianmen.example.toml")).unwrap();
-        assert_eq!(c.routes[0].tls, TlsPolicy::Opportunistic);
+        assert_eq!(c.routes[0].tls, TlsPolicy::VerifyIfOffered);
+        assert!(c.delivery.dane && c.delivery.mta_sts);
         assert_eq!(c.smtp.max_errors, SmtpConfig::default().max_errors);
         assert_eq!(
             c.delivery.max_lifetime_secs,
             DeliveryConfig::default().max_lifetime_secs
         );
+    }
+
+    #[test]
+    fn routes_verify_an_offered_certificate_unless_told_otherwise() {
+        let route: RouteConfig =
+            toml::from_str("domain = \"example.com\"\nhost = \"10.0.0.25\"").unwrap();
+        assert_eq!(route.tls, TlsPolicy::VerifyIfOffered);
+        assert!(matches!(
+            route.server_trust(),
+            Ok(Some(ServerTrust::SystemAuthorities))
+        ));
+        let relaxed: RouteConfig = toml::from_str(
+            "domain = \"example.com\"\nhost = \"10.0.0.25\"\ntls = \"opportunistic\"",
+        )
+        .unwrap();
+        assert!(matches!(relaxed.server_trust(), Ok(None)));
     }
 
     #[test]

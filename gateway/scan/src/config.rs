@@ -222,6 +222,10 @@ pub struct DnsConfig {
     pub resolver: Option<SocketAddr>,
     /// Time allowed for one query, in milliseconds.
     pub timeout_ms: u64,
+    /// DNSKEY records (zone-file lines) trusted to start DNSSEC validation from, for DANE: the
+    /// root's keys built into the resolver when absent. A site whose internal zones are signed
+    /// under a root of its own gives that root's keys here.
+    pub trust_anchor: Option<std::path::PathBuf>,
 }
 
 impl Default for DnsConfig {
@@ -229,6 +233,7 @@ impl Default for DnsConfig {
         Self {
             resolver: None,
             timeout_ms: 2000,
+            trust_anchor: None,
         }
     }
 }

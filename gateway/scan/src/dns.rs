@@ -11,11 +11,38 @@ use crate::config::DnsConfig;
 
 /// Builds the shared resolver: `config.resolver` when set, else the system configuration.
 pub fn resolver(config: &DnsConfig) -> std::io::Result<TokioResolver> {
+    builder(config)?
+        .with_options(options(config))
+        .build()
+        .map_err(std::io::Error::other)
+}
+
+/// A resolver on the same servers that validates answers with DNSSEC from `config.trust_anchor`
+/// (else the root's keys): each record it returns says whether it was proven (DANE needs that).
+pub fn validating_resolver(config: &DnsConfig) -> std::io::Result<TokioResolver> {
+    let mut opts = options(config);
+    opts.validate = true;
+    let mut builder = builder(config)?.with_options(opts);
+    if let Some(path) = &config.trust_anchor {
+        let anchors = hickory_resolver::proto::dnssec::TrustAnchors::from_file(path)
+            .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+        builder = builder.with_trust_anchor(std::sync::Arc::new(anchors));
+    }
+    builder.build().map_err(std::io::Error::other)
+}
+
+fn options(config: &DnsConfig) -> ResolverOpts {
     let mut opts = ResolverOpts::default();
     opts.timeout = Duration::from_millis(config.timeout_ms);
     opts.attempts = 2;
     opts.cache_size = 8192;
-    let builder = match config.resolver {
+    opts
+}
+
+fn builder(
+    config: &DnsConfig,
+) -> std::io::Result<hickory_resolver::ResolverBuilder<TokioRuntimeProvider>> {
+    Ok(match config.resolver {
         Some(addr) => {
             let mut udp = ConnectionConfig::udp();
             udp.port = addr.port();
@@ -28,11 +55,7 @@ pub fn resolver(config: &DnsConfig) -> std::io::Result<TokioResolver> {
             )
         }
         None => TokioResolver::builder_tokio().map_err(std::io::Error::other)?,
-    };
-    builder
-        .with_options(opts)
-        .build()
-        .map_err(std::io::Error::other)
+    })
 }
 
 /// Messages in a row whose DNS checks ran out of time before the breaker opens.

@@ -831,6 +831,7 @@ mod tests {
         let config = crate::config::DnsConfig {
             resolver: Some(udp.local_addr().unwrap()),
             timeout_ms: 50,
+            trust_anchor: None,
         };
         let resolver = crate::dns::resolver(&config).unwrap();
         let skipped = Arc::new(Skipped::default());

@@ -150,7 +150,7 @@ impl Client {
         client.hello().await?;
         match policy {
             TlsPolicy::None => {}
-            TlsPolicy::Opportunistic if !client.ext.starttls => {}
+            TlsPolicy::Opportunistic | TlsPolicy::VerifyIfOffered if !client.ext.starttls => {}
             TlsPolicy::Required | TlsPolicy::Tlcp | TlsPolicy::Verify if !client.ext.starttls => {
                 let _ = client.quit().await;
                 return Err(ClientError::Temporary(
@@ -160,7 +160,8 @@ impl Client {
             TlsPolicy::Opportunistic
             | TlsPolicy::Required
             | TlsPolicy::Tlcp
-            | TlsPolicy::Verify => {
+            | TlsPolicy::Verify
+            | TlsPolicy::VerifyIfOffered => {
                 let handshake = if policy == TlsPolicy::Tlcp {
                     Handshake::Tlcp(pins.to_vec())
                 } else {

@@ -1,5 +1,7 @@
 //! Where mail for a domain goes: a configured route, else the domain's MX records (RFC 5321
-//! §5.1), else its address records; null MX (RFC 7505) means the domain takes no mail.
+//! §5.1), else its address records; null MX (RFC 7505) means the domain takes no mail. Each
+//! server comes with what it must prove: the route's policy, or for MX hosts DANE's TLSA
+//! records, the domain's MTA-STS policy or `delivery.mx_tls`.
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::rr::RData;
@@ -8,7 +10,9 @@ use std::sync::Arc;
 
 use rustls::ClientConfig;
 
-use crate::config::{DeliveryConfig, RouteConfig, ServerTrust, TlsPolicy};
+use super::dane::{Dane, HostTlsa};
+use super::mta_sts::{Mode, MtaSts, Policy};
+use crate::config::{Config, RouteConfig, ServerTrust, TlsPolicy};
 
 /// Most MX hosts tried for one domain.
 const MAX_MX: usize = 10;
@@ -18,14 +22,55 @@ const MAX_MX: usize = 10;
 pub struct Destination {
     /// Identifies the destination for connection reuse and concurrency limits.
     pub key: String,
-    /// Candidate servers in order of preference, each with the name used for TLS.
-    pub hosts: Vec<(SocketAddr, String)>,
-    /// STARTTLS policy.
-    pub tls: TlsPolicy,
-    /// For `verify`: the client configuration that checks the server's proof.
-    pub verifier: Option<Arc<ClientConfig>>,
+    /// Candidate servers in order of preference.
+    pub hosts: Vec<NextHop>,
     /// For `tlcp`: the public keys the server's signing certificate may carry (any when empty).
     pub pins: Vec<[u8; 32]>,
+}
+
+/// One server to try, with what it must prove.
+#[derive(Debug, Clone)]
+pub struct NextHop {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its name, which its certificate must carry where certificates are checked.
+    pub name: String,
+    /// STARTTLS policy.
+    pub tls: TlsPolicy,
+    /// The client configuration that checks the server's proof (None: the unchecking one).
+    pub verifier: Option<Arc<ClientConfig>>,
+    /// Which policy decided `tls` and `verifier`, for the administrator reading a deferral.
+    pub policy: HopPolicy,
+}
+
+/// Where a next hop's TLS requirements come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HopPolicy {
+    /// A configured route.
+    Route,
+    /// `delivery.mx_tls`.
+    Mx,
+    /// The host's DNSSEC-validated TLSA records.
+    Dane,
+    /// The domain's MTA-STS policy in `enforce` mode.
+    MtaSts,
+}
+
+impl HopPolicy {
+    /// What an administrator can do when the server failed the check, if anything.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Self::Route => {
+                "the route's server must prove who it is: give its CA (tls_ca), pin its key \
+                 (tls_pins; `jianmen tls-probe` prints it) or set tls = \"opportunistic\""
+            }
+            Self::Mx => "delivery.mx_tls = \"verify\" checks MX hosts against public authorities",
+            Self::Dane => "the domain's DNSSEC-signed TLSA records name another certificate",
+            Self::MtaSts => {
+                "the domain's MTA-STS policy requires a certificate valid for the MX host"
+            }
+        }
+    }
 }
 
 /// Why no destination could be found.
@@ -45,7 +90,10 @@ pub struct Router {
     resolver: TokioResolver,
     mx_port: u16,
     mx_tls: TlsPolicy,
-    mx_verifier: Option<Arc<ClientConfig>>,
+    /// Checks MX hosts and MTA-STS policy servers against the public (or the site's) authorities.
+    public_verifier: Arc<ClientConfig>,
+    dane: Option<Dane>,
+    mta_sts: Option<MtaSts>,
 }
 
 /// A configured route with what its server must prove, prepared once.
@@ -81,14 +129,11 @@ fn verifier(
 
 impl Router {
     /// Builds the router on the shared resolver, with the client configurations that check
-    /// each `verify` route's server.
-    pub fn new(
-        routes: Vec<RouteConfig>,
-        config: &DeliveryConfig,
-        resolver: TokioResolver,
-    ) -> Result<Self, TrustError> {
-        let routes = routes
-            .into_iter()
+    /// each `verify` route's server, and DANE and MTA-STS as `config.delivery` asks.
+    pub fn new(config: &Config, resolver: TokioResolver) -> Result<Self, TrustError> {
+        let routes = config
+            .routes
+            .iter()
             .map(|r| {
                 let refused = |reason| TrustError {
                     domain: r.domain.clone(),
@@ -99,18 +144,39 @@ impl Router {
                 Ok(Route {
                     verifier: verifier(&r.domain, trust)?,
                     pins,
-                    config: r,
+                    config: r.clone(),
                 })
             })
             .collect::<Result<_, TrustError>>()?;
-        let mx_trust =
-            (config.mx_tls == TlsPolicy::Verify).then_some(ServerTrust::SystemAuthorities);
+        let delivery = &config.delivery;
+        let refused = |reason| TrustError {
+            domain: "MX".into(),
+            reason,
+        };
+        let public_trust = delivery.public_trust().map_err(refused)?;
+        let public_verifier =
+            verifier("MX", Some(public_trust))?.ok_or_else(|| refused("no authorities".into()))?;
+        let uses_tls = delivery.mx_tls != TlsPolicy::None;
+        let dane = (delivery.dane && uses_tls)
+            .then(|| jianmen_scan::dns::validating_resolver(&config.dns))
+            .transpose()
+            .map_err(|e| refused(format!("DNSSEC resolver: {e}")))?
+            .map(Dane::new);
+        let mta_sts = (delivery.mta_sts && uses_tls).then(|| {
+            MtaSts::new(
+                resolver.clone(),
+                public_verifier.clone(),
+                delivery.mta_sts_port,
+            )
+        });
         Ok(Self {
             routes,
             resolver,
-            mx_port: config.mx_port,
-            mx_tls: config.mx_tls,
-            mx_verifier: verifier("MX", mx_trust)?,
+            mx_port: delivery.mx_port,
+            mx_tls: delivery.mx_tls,
+            public_verifier,
+            dane,
+            mta_sts,
         })
     }
 
@@ -132,36 +198,115 @@ impl Router {
                 key: format!("route:{}:{}", route.host, route.port),
                 hosts: addrs
                     .into_iter()
-                    .map(|ip| (SocketAddr::new(ip, route.port), route.tls_name().to_owned()))
+                    .map(|ip| NextHop {
+                        addr: SocketAddr::new(ip, route.port),
+                        name: route.tls_name().to_owned(),
+                        tls: route.tls,
+                        verifier: verifier.clone(),
+                        policy: HopPolicy::Route,
+                    })
                     .collect(),
-                tls: route.tls,
-                verifier: verifier.clone(),
                 pins: pins.clone(),
             });
         }
+        let exchanges = self.mx(domain).await?;
+        let policy = match &self.mta_sts {
+            Some(sts) => sts.policy(domain).await,
+            None => None,
+        };
+        let dane = match &self.dane {
+            Some(dane) if dane.mx_validated(domain).await => Some(dane),
+            _ => None,
+        };
         let mut hosts = Vec::new();
-        for exchange in self.mx(domain).await? {
+        let mut unusable = Vec::new();
+        for exchange in exchanges {
+            let (tls, verifier, policy) = match self
+                .requirements(domain, &exchange, dane, policy.as_deref())
+                .await
+            {
+                Ok(requirements) => requirements,
+                Err(why) => {
+                    unusable.push(why);
+                    continue;
+                }
+            };
             match self.addresses(&exchange).await {
-                Ok(addrs) => hosts.extend(
-                    addrs
-                        .into_iter()
-                        .map(|ip| (SocketAddr::new(ip, self.mx_port), exchange.clone())),
-                ),
+                Ok(addrs) => hosts.extend(addrs.into_iter().map(|ip| NextHop {
+                    addr: SocketAddr::new(ip, self.mx_port),
+                    name: exchange.clone(),
+                    tls,
+                    verifier: verifier.clone(),
+                    policy,
+                })),
                 Err(e) => tracing::debug!(domain, exchange, error = %e, "MX host has no address"),
             }
         }
         if hosts.is_empty() {
-            return Err(LookupError::Temporary(format!(
-                "no usable address for the mail servers of {domain}"
-            )));
+            let mut why = format!("no usable address for the mail servers of {domain}");
+            for reason in unusable {
+                why.push_str("; ");
+                why.push_str(&reason);
+            }
+            return Err(LookupError::Temporary(why));
         }
         Ok(Destination {
             key: format!("mx:{domain}"),
             hosts,
-            tls: self.mx_tls,
-            verifier: self.mx_verifier.clone(),
             pins: Vec::new(),
         })
+    }
+
+    /// What MX host `exchange` must prove: its TLSA records if it has validated ones (DANE
+    /// comes before MTA-STS, RFC 8461 §2), else the domain's enforced MTA-STS policy, else
+    /// `delivery.mx_tls`. An error says why the host must not be used.
+    async fn requirements(
+        &self,
+        domain: &str,
+        exchange: &str,
+        dane: Option<&Dane>,
+        sts: Option<&Policy>,
+    ) -> Result<(TlsPolicy, Option<Arc<ClientConfig>>, HopPolicy), String> {
+        if let Some(dane) = dane {
+            match dane.tlsa(exchange, self.mx_port).await {
+                HostTlsa::Absent => {}
+                HostTlsa::Failed(e) => return Err(e),
+                HostTlsa::Records(records) if !records.iter().any(|r| r.is_usable()) => {
+                    // TLS is still owed, but nothing can authenticate it (RFC 7672 §2.2).
+                    return Ok((TlsPolicy::Required, None, HopPolicy::Dane));
+                }
+                HostTlsa::Records(records) => {
+                    let config =
+                        jianmen_gm::tls::verifying_client_config(&ServerTrust::Dane(records))
+                            .map_err(|e| format!("{exchange}: {e}"))?;
+                    return Ok((TlsPolicy::Verify, Some(config), HopPolicy::Dane));
+                }
+            }
+        }
+        if let Some(policy) = sts {
+            let listed = policy.permits(exchange);
+            match policy.mode {
+                Mode::Enforce if !listed => {
+                    return Err(format!(
+                        "{exchange} is not a mail server of {domain}'s MTA-STS policy"
+                    ));
+                }
+                Mode::Enforce => {
+                    let verifier = Some(self.public_verifier.clone());
+                    return Ok((TlsPolicy::Verify, verifier, HopPolicy::MtaSts));
+                }
+                Mode::Testing if !listed => {
+                    tracing::warn!(
+                        domain,
+                        exchange,
+                        "MX host not in the MTA-STS policy (testing)"
+                    );
+                }
+                Mode::Testing | Mode::None => {}
+            }
+        }
+        let verifier = self.mx_tls.verifies().then(|| self.public_verifier.clone());
+        Ok((self.mx_tls, verifier, HopPolicy::Mx))
     }
 
     /// MX exchanges by preference; the domain itself when it has no MX.

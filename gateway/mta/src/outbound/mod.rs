@@ -1,9 +1,12 @@
-//! Outbound delivery: [`lookup`] finds the next hop, [`client`] speaks SMTP to it. This module
+//! Outbound delivery: [`lookup`] finds the next hop (with [`dane`] and [`mta_sts`] saying what
+//! MX hosts must prove), [`client`] speaks SMTP to it. This module
 //! adds what sits between them: per-destination concurrency limits, reuse of idle connections,
 //! failover across a destination's hosts, and the mapping of replies to recipient outcomes.
 
 pub mod client;
+pub mod dane;
 pub mod lookup;
+pub mod mta_sts;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,8 +36,7 @@ impl Outbound {
     ) -> std::io::Result<Self> {
         let d = &config.delivery;
         Ok(Self {
-            router: Router::new(config.routes.clone(), d, resolver)
-                .map_err(std::io::Error::other)?,
+            router: Router::new(config, resolver).map_err(std::io::Error::other)?,
             settings: ClientSettings {
                 helo: config.server.hostname.clone(),
                 connect_timeout: Duration::from_secs(d.connect_timeout_secs),
@@ -142,10 +144,14 @@ impl Outbound {
     /// A new connection to the first of the destination's hosts that answers.
     async fn connect(&self, dest: &Destination) -> Result<Client, String> {
         let mut errors = Vec::new();
-        for (addr, name) in &dest.hosts {
-            let tls = dest.verifier.as_ref().unwrap_or(&self.settings.tls);
-            match Client::connect(*addr, name, dest.tls, (tls, &dest.pins), &self.settings).await {
+        for hop in &dest.hosts {
+            let tls = hop.verifier.as_ref().unwrap_or(&self.settings.tls);
+            let proof = (tls, dest.pins.as_slice());
+            match Client::connect(hop.addr, &hop.name, hop.tls, proof, &self.settings).await {
                 Ok(c) => return Ok(c),
+                Err(e) if hop.tls.verifies() && e.to_string().contains("certificate") => {
+                    errors.push(format!("{e} ({})", hop.policy.hint()));
+                }
                 Err(e) => errors.push(e.to_string()),
             }
         }
