@@ -3,7 +3,7 @@
 //! (tests/run.sh runs as root on CI); creates the `jianmen` system account if missing, as the
 //! packages do.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 use std::time::Duration;
 
@@ -119,10 +119,15 @@ fn root_binds_the_port_then_serves_as_jianmen_without_capabilities() {
     // root-owned -wal file or key would stop the gateway), and still write what root asked
     // for where only root may write.
     let export = base.path().join("audit-export.tar");
+    // A message only root may read, given as feedback.
+    let reported = base.path().join("reported.eml");
+    std::fs::write(&reported, test_message("reported", 2)).unwrap();
+    std::fs::set_permissions(&reported, std::fs::Permissions::from_mode(0o600)).unwrap();
     for args in [
         &["queue", "list"][..],
         &["audit", "export", "--out", export.to_str().unwrap()],
         &["quarantine", "list"],
+        &["feedback", "spam", reported.to_str().unwrap()],
     ] {
         let out = gw.cli(args);
         assert!(

@@ -40,25 +40,29 @@ pub async fn feedback_command(args: FeedbackArgs) -> Result<()> {
     crate::commands::record(&Config::load(&args.config)?, "feedback", &detail).await
 }
 
-/// Keeps `files` (`-`: standard input) as feedback labelled `label`.
+/// Keeps `files` (`-`: standard input) as feedback labelled `label`. The files are opened as
+/// the caller (they may be readable by root only), the store written as the service account.
 fn feedback(config: &Path, label: &str, files: &[PathBuf]) -> Result<()> {
     let config = Config::load(config)?;
     let Some(label) = Label::parse(label) else {
         bail!("label must be ham, spam or phish, not {label:?}");
     };
+    let sources = files
+        .iter()
+        .map(|file| -> Result<Box<dyn std::io::Read>> {
+            if file.as_os_str() == "-" {
+                return Ok(Box::new(std::io::stdin()));
+            }
+            let opened = std::fs::File::open(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            Ok(Box::new(opened))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    crate::commands::as_service(&config)?;
     let store = FeedbackStore::open(&config.server.data_dir);
-    for file in files {
+    for (file, source) in files.iter().zip(sources) {
         let mut raw = Vec::new();
-        if file.as_os_str() == "-" {
-            std::io::stdin()
-                .take(MAX_FEEDBACK_FILE + 1)
-                .read_to_end(&mut raw)?;
-        } else {
-            std::fs::File::open(file)
-                .with_context(|| format!("cannot read {}", file.display()))?
-                .take(MAX_FEEDBACK_FILE + 1)
-                .read_to_end(&mut raw)?;
-        }
+        source.take(MAX_FEEDBACK_FILE + 1).read_to_end(&mut raw)?;
         let kept = store
             .record(&raw, label)
             .with_context(|| file.display().to_string())?;
