@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# packaging/build.sh [--target TRIPLE] [--profile release|dev] [--version VERSION] [--out DIR]
+# [JIANMEN_MAINTAINER="Name <address>"] packaging/build.sh [--target TRIPLE] [--profile release|dev]
+#   [--version VERSION] [--out DIR]
 # Builds jianmen and makes its .deb (cargo-deb) and .rpm (cargo-generate-rpm) in one go; prints
 # the two package paths, one per line, last. Default: this machine's target, release profile,
 # the workspace version, target/packages/. Cross targets build through cross/build.sh (run
@@ -86,10 +87,22 @@ if [ -n "$version" ]; then
   deb_version=(--deb-version "$version")
   rpm_version=(--set-metadata "version = \"$version\"")
 fi
+# Who answers for the packages: "Name <address>" of the organisation that ships them. The
+# metadata names no address of its own (there is none to invent); release builds pass theirs.
+maintainer=()
+packager=()
+if [ -n "${JIANMEN_MAINTAINER:-}" ]; then
+  case "$JIANMEN_MAINTAINER" in
+    *'<'*@*'>') ;;
+    *) echo "JIANMEN_MAINTAINER must read \"Name <address>\"" >&2; exit 2 ;;
+  esac
+  maintainer=(--maintainer "$JIANMEN_MAINTAINER")
+  packager=(--set-metadata "packager = \"${JIANMEN_MAINTAINER//\"/}\"")
+fi
 deb=$(cargo deb --locked -p jianmen --no-build --no-strip --profile "$profile" "${target_args[@]}" \
-  "${deb_version[@]}" --output "$out" | tail -n 1)
+  "${deb_version[@]}" "${maintainer[@]}" --output "$out" | tail -n 1)
 rpm=$(cargo generate-rpm -p gateway/cli --profile "$profile" "${target_args[@]}" "${rpm_version[@]}" \
-  -o "$out" | tail -n 1)
+  "${packager[@]}" -o "$out" | tail -n 1)
 [ -f "$rpm" ] || rpm=$(ls -t "$out"/*.rpm | head -n 1)
 echo "$deb"
 echo "$rpm"

@@ -55,7 +55,10 @@ trap cleanup EXIT
 mode_owner() { [ "$(stat -c '%a %U:%G' "$1")" = "$2" ] || { stat -c '%n: %a %U:%G, expected '"$2" "$1"; return 1; }; }
 
 echo "== building the packages (dev profile, versions ${version}~pkgtest1 and ${version}~pkgtest2)"
-mapfile -t v1 < <(packaging/build.sh --profile dev --version "${version}~pkgtest1" --out "$work/v1" | tail -n 2)
+# The first with a maintainer of its own, as a release build would name the shipping organisation.
+maintainer="Package Test <pkgtest@localhost>"
+mapfile -t v1 < <(JIANMEN_MAINTAINER="$maintainer" packaging/build.sh --profile dev \
+  --version "${version}~pkgtest1" --out "$work/v1" | tail -n 2)
 mapfile -t v2 < <(packaging/build.sh --profile dev --version "${version}~pkgtest2" --out "$work/v2" | tail -n 2)
 deb1=${v1[0]}
 rpm1=${v1[1]}
@@ -78,6 +81,8 @@ deb_file_list() {
 check "deb holds binary, config, unit, sysusers, tmpfiles, man pages, completions, licences" deb_file_list
 check "deb: /etc/jianmen/jianmen.toml is a conffile" \
   bash -c "dpkg-deb -I '$deb1' conffiles | grep -qx /etc/jianmen/jianmen.toml"
+check "deb: Maintainer is JIANMEN_MAINTAINER; without it no invented address" \
+  bash -c "[ \"\$(dpkg-deb -f '$deb1' Maintainer)\" = '$maintainer' ] && ! dpkg-deb -f '$deb2' Maintainer | grep -q @"
 check "deb: postinst and prerm call the shared setup script" \
   bash -c "dpkg-deb -I '$deb1' postinst | grep -q 'jianmen/setup install' && dpkg-deb -I '$deb1' prerm | grep -q 'jianmen/setup remove'"
 
@@ -93,6 +98,8 @@ rpm_file_list() {
   done
 }
 check "rpm -qpl: binary, config, unit, sysusers, tmpfiles, man page, completion, licences" rpm_file_list
+check "rpm: Packager is JIANMEN_MAINTAINER" \
+  bash -c "[ \"\$(rpm -qp --qf '%{PACKAGER}' '$rpm1' 2>/dev/null)\" = '$maintainer' ]"
 check "rpm -qpc: /etc/jianmen/jianmen.toml is a config file" \
   bash -c "rpm -qpc '$rpm1' 2>/dev/null | grep -qx /etc/jianmen/jianmen.toml"
 check "rpm -qp --scripts: install on 1, upgrade on 2, remove on erase" \
