@@ -90,19 +90,19 @@ fi
 # Who answers for the packages: "Name <address>" of the organisation that ships them. The
 # metadata names no address of its own (there is none to invent); release builds pass theirs.
 maintainer=()
-packager=()
+rpm_vendor=()
 if [ -n "${JIANMEN_MAINTAINER:-}" ]; then
   case "$JIANMEN_MAINTAINER" in
     *'<'*@*'>') ;;
     *) echo "JIANMEN_MAINTAINER must read \"Name <address>\"" >&2; exit 2 ;;
   esac
   maintainer=(--maintainer "$JIANMEN_MAINTAINER")
-  packager=(--set-metadata "packager = \"${JIANMEN_MAINTAINER//\"/}\"")
+  rpm_vendor=(--set-metadata "vendor = \"${JIANMEN_MAINTAINER//\"/}\"")
 fi
 deb=$(cargo deb --locked -p jianmen --no-build --no-strip --profile "$profile" "${target_args[@]}" \
   "${deb_version[@]}" "${maintainer[@]}" --output "$out" | tail -n 1)
 rpm=$(cargo generate-rpm -p gateway/cli --profile "$profile" "${target_args[@]}" "${rpm_version[@]}" \
-  "${packager[@]}" -o "$out" | tail -n 1)
+  "${rpm_vendor[@]}" -o "$out" | tail -n 1)
 [ -f "$rpm" ] || rpm=$(ls -t "$out"/*.rpm | head -n 1)
 echo "$deb"
 echo "$rpm"

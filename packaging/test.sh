@@ -98,8 +98,8 @@ rpm_file_list() {
   done
 }
 check "rpm -qpl: binary, config, unit, sysusers, tmpfiles, man page, completion, licences" rpm_file_list
-check "rpm: Packager is JIANMEN_MAINTAINER" \
-  bash -c "[ \"\$(rpm -qp --qf '%{PACKAGER}' '$rpm1' 2>/dev/null)\" = '$maintainer' ]"
+check "rpm: Vendor is JIANMEN_MAINTAINER (cargo-generate-rpm sets no Packager)" \
+  bash -c "[ \"\$(rpm -qp --qf '%{VENDOR}' '$rpm1' 2>/dev/null)\" = '$maintainer' ]"
 check "rpm -qpc: /etc/jianmen/jianmen.toml is a config file" \
   bash -c "rpm -qpc '$rpm1' 2>/dev/null | grep -qx /etc/jianmen/jianmen.toml"
 check "rpm -qp --scripts: install on 1, upgrade on 2, remove on erase" \
