@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs Jianmen's whole test suite on a fresh Debian 12 machine: installs the real peers the tests
 # talk to (Postfix smtp-source/smtp-sink, swaks, dnsmasq, NSD, ClamAV clamd) and the model trainer's
-# Python requirements, Chromium and playwright-core for the console, Tongsuo (built from crates.io's
-# tongsuo-src) for national-cipher TLS, checks formatting and lints, builds, tests.
+# Python requirements, Chromium and playwright-core for the console, Tongsuo and GmSSL (built from
+# crates.io's tongsuo-src and gmssl-src) for national-cipher TLS, checks formatting and lints,
+# builds, tests.
 # Needs root (or sudo) for apt and for the disk-full test's tmpfs mount.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,8 @@ command -v strip >/dev/null 2>&1 || need+=(binutils)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # The DANE test signs zones (ldns-signzone) and serves them with NSD.
 command -v ldns-signzone >/dev/null 2>&1 || need+=(ldnsutils)
+# GmSSL (the second national-cipher peer) builds with CMake.
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
 dns_server=()
 [ -x /usr/sbin/nsd ] || dns_server=(nsd)
 if [ ${#need[@]} -gt 0 ] || [ ${#dns_server[@]} -gt 0 ]; then
@@ -89,6 +92,30 @@ if [ ! -x "$TONGSUO/bin/tongsuo" ]; then
   rm -rf "$build"
 fi
 export JIANMEN_TONGSUO="$TONGSUO/bin/tongsuo"
+
+# The second national-cipher peer: GmSSL 3's `gmssl` command from crates.io's gmssl-src, kept
+# between runs. The crate leaves out the demo sources its CMakeLists still names: that loop goes.
+GMSSL=/var/tmp/gmssl-3.1-src0.1.0
+if [ ! -x "$GMSSL/bin/gmssl" ]; then
+  echo "== building GmSSL 3.1 (a minute, once)"
+  cargo fetch --locked
+  src=$(cargo metadata --format-version 1 --locked | python3 -c \
+    'import json,sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"]=="gmssl-src"))')
+  build=$(mktemp -d)
+  cp -r "$(dirname "$src")/gmssl/." "$build"
+  python3 - "$build/CMakeLists.txt" <<'PY'
+import re, sys
+path = sys.argv[1]
+text = open(path).read()
+text = re.sub(r"\tforeach\(name \$\{demos\}\).*?endforeach\(\)\n", "", text, flags=re.S)
+open(path, "w").write(text)
+PY
+  (cd "$build" && cmake -S . -B b -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF >/dev/null \
+    && cmake --build b --target gmssl-bin -j"$(nproc)" >/dev/null \
+    && install -D -m 755 b/bin/gmssl "$GMSSL/bin/gmssl")
+  rm -rf "$build"
+fi
+export JIANMEN_GMSSL="$GMSSL/bin/gmssl"
 
 # Keep build products outside the clone so CI reruns are incremental; a fresh machine still works.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/jianmen-target}"

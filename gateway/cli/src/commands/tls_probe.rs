@@ -1,7 +1,8 @@
 //! `jianmen tls-probe`: what the gateway's outbound TLS client negotiates with a server — the
 //! protocol, cipher suite (international or RFC 8998) and key exchange group — like Postfix's
 //! `posttls-finger`, for checking a downstream before routing mail to it — and the pin of its
-//! certificate's public key, for a route's `tls_pins`.
+//! certificate's public key, for a route's `tls_pins` or a DANE record; with `--tlcp`, the
+//! same for a TLCP server (its signing certificate's key).
 
 use std::time::Duration;
 
@@ -24,6 +25,10 @@ pub struct Args {
     /// Server name sent in SNI.
     #[arg(long, default_value = "localhost")]
     pub name: String,
+    /// Handshake with TLCP (GB/T 38636) instead of TLS; prints the signing certificate's key
+    /// pin, for the `tls_pins` of a `tls = "tlcp"` route.
+    #[arg(long)]
+    pub tlcp: bool,
 }
 
 /// Connects to the address, optionally after SMTP STARTTLS, and prints what was negotiated.
@@ -54,6 +59,17 @@ pub async fn run(args: Args) -> Result<()> {
             bail!("the server sent data before the TLS handshake");
         }
     }
+    if args.tlcp {
+        let tlcp = tokio::time::timeout(TIMEOUT, jianmen_gm::tlcp::connect(stream, &[]))
+            .await
+            .context("TLCP handshake timed out")?
+            .context("TLCP handshake failed")?;
+        println!("{addr}: TLCP with cipher {}", tlcp.suite().name());
+        if let Some(signing) = tlcp.peer_signing_certificate() {
+            print_pin(signing);
+        }
+        return Ok(());
+    }
     let connector = tokio_rustls::TlsConnector::from(jianmen_gm::tls::client_config()?);
     let mut tls = tokio::time::timeout(TIMEOUT, connector.connect(server_name, stream))
         .await
@@ -61,14 +77,20 @@ pub async fn run(args: Args) -> Result<()> {
         .context("TLS handshake failed")?;
     println!("{addr}: {}", jianmen_gm::tls::describe(tls.get_ref().1));
     if let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
-        match jianmen_gm::tls::public_key_pin(leaf) {
-            Ok(pin) => println!("public key pin: sha256:{}", jianmen_gm::hex(&pin)),
-            Err(e) => println!("public key pin: none (certificate unreadable: {e})"),
-        }
+        print_pin(leaf);
     }
     // close_notify, so the server sees an orderly end.
     let _ = tokio::time::timeout(TIMEOUT, tls.shutdown()).await;
     Ok(())
+}
+
+/// Prints the pin of `certificate`'s public key (a route's `tls_pins`; a DANE `3 1 1` record's
+/// data is its hex).
+fn print_pin(certificate: &[u8]) {
+    match jianmen_gm::tls::public_key_pin(certificate) {
+        Ok(pin) => println!("public key pin: sha256:{}", jianmen_gm::hex(&pin)),
+        Err(e) => println!("public key pin: none (certificate unreadable: {e})"),
+    }
 }
 
 /// Reads one (multi-line) reply and checks its code; returns its lines (bounded).

@@ -53,6 +53,7 @@ where
             ));
         };
         let (sign_key, enc_key) = (public_key(sign_cert)?, public_key(enc_cert)?);
+        let signing_certificate = sign_cert.to_vec();
         // The encryption certificate is bound by the signature below: pinning the signing key
         // pins both.
         if !pins.is_empty() {
@@ -120,7 +121,7 @@ where
         if theirs.len() != 4 + VERIFY_LEN || !bool::from(theirs[4..].ct_eq(&expected)) {
             return Err(TlcpError::BadFinished);
         }
-        Ok(suite)
+        Ok((suite, Some(signing_certificate)))
     })
     .await
 }

@@ -20,12 +20,18 @@ use super::record::{ContentType, Direction, HEADER_LEN, MAX_PLAINTEXT, parse_hea
 pub struct TlcpStream {
     pipe: DuplexStream,
     suite: Suite,
+    peer_signing_certificate: Option<Vec<u8>>,
 }
 
 impl TlcpStream {
     /// The negotiated suite.
     pub fn suite(&self) -> Suite {
         self.suite
+    }
+
+    /// The server's signing certificate (DER), on the client's side.
+    pub fn peer_signing_certificate(&self) -> Option<&[u8]> {
+        self.peer_signing_certificate.as_deref()
     }
 }
 
@@ -64,7 +70,7 @@ const DRAIN: Duration = Duration::from_secs(30);
 /// the pump and returns the caller's stream.
 pub(super) async fn establish<IO>(
     io: IO,
-    handshake: impl AsyncFnOnce(&mut Conn<IO>) -> Result<Suite, TlcpError>,
+    handshake: impl AsyncFnOnce(&mut Conn<IO>) -> Result<(Suite, Option<Vec<u8>>), TlcpError>,
 ) -> Result<TlcpStream, TlcpError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -81,8 +87,8 @@ where
         },
         pending: Vec::new(),
     };
-    let suite = match handshake(&mut conn).await {
-        Ok(suite) => suite,
+    let (suite, peer_signing_certificate) = match handshake(&mut conn).await {
+        Ok(established) => established,
         Err(e) => {
             if !matches!(
                 e,
@@ -98,6 +104,7 @@ where
     Ok(TlcpStream {
         pipe: theirs,
         suite,
+        peer_signing_certificate,
     })
 }
 
@@ -151,11 +158,27 @@ impl<IO: AsyncWrite> RecordWriter<IO> {
         content: ContentType,
         data: &[u8],
     ) -> Result<(), TlcpError> {
+        self.send(content, data).await?;
+        self.io.flush().await?;
+        Ok(())
+    }
+
+    /// Sends a flight of handshake messages, each in records of its own, and flushes. The
+    /// standard lets one record carry several messages, but GmSSL 3 reads exactly one message
+    /// per record and fails on a coalesced ServerHello flight; separate records suit both.
+    pub(super) async fn write_flight(&mut self, messages: &[Vec<u8>]) -> Result<(), TlcpError> {
+        for message in messages {
+            self.send(ContentType::Handshake, message).await?;
+        }
+        self.io.flush().await?;
+        Ok(())
+    }
+
+    async fn send(&mut self, content: ContentType, data: &[u8]) -> Result<(), TlcpError> {
         for chunk in data.chunks(MAX_PLAINTEXT) {
             let record = self.tx.seal(content, chunk)?;
             self.io.write_all(&record).await?;
         }
-        self.io.flush().await?;
         Ok(())
     }
 

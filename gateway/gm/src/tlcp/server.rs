@@ -58,7 +58,7 @@ pub async fn accept<IO>(config: Arc<ServerConfig>, io: IO) -> Result<TlcpStream,
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    establish(io, async |conn| handshake(&config, conn).await).await
+    establish(io, async |conn| Ok((handshake(&config, conn).await?, None))).await
 }
 
 /// The full ECC handshake; returns the suite once both Finished messages are exchanged.
@@ -81,21 +81,22 @@ async fn handshake<IO: AsyncRead + AsyncWrite>(
         None => handshake::asn1_cert(&config.enc_cert),
     };
     let signed = handshake::key_exchange_signed_data(&hello.random, &server_random, &params);
-    let mut flight = [
+    let mut flight = vec![
         handshake::server_hello(&server_random, hello.suite),
         handshake::certificate(&config.sign_cert, &config.enc_cert, &config.chain),
         handshake::server_key_exchange(
             if ephemeral.is_some() { &params } else { &[] },
             &config.signer.sign(&signed),
         ),
-    ]
-    .concat();
+    ];
     if ephemeral.is_some() {
-        flight.extend(handshake::certificate_request());
+        flight.push(handshake::certificate_request());
     }
-    flight.extend(handshake::message(kind::SERVER_HELLO_DONE, &[]));
-    transcript.update(&flight);
-    conn.writer.write(ContentType::Handshake, &flight).await?;
+    flight.push(handshake::message(kind::SERVER_HELLO_DONE, &[]));
+    for message in &flight {
+        transcript.update(message);
+    }
+    conn.writer.write_flight(&flight).await?;
 
     let pre_master = match &ephemeral {
         Some(ephemeral) => ecdhe_pre_master(config, conn, &mut transcript, ephemeral).await?,
