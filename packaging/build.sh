@@ -25,6 +25,8 @@ case "$profile" in
   dev) profile_dir=debug ;;
   *) echo "--profile must be release or dev" >&2; exit 2 ;;
 esac
+# The oldest glibc the packaged binaries may need: Kylin V10's, UOS 20's and openEuler 20.03's.
+GLIBC_FLOOR=2.28
 command -v cargo-deb >/dev/null 2>&1 || cargo install --locked cargo-deb --version 3.8.0 >&2
 command -v cargo-generate-rpm >/dev/null 2>&1 ||
   cargo install --locked cargo-generate-rpm --version 0.21.1 >&2
@@ -43,14 +45,31 @@ if [ -n "$target" ] && [ "$target" != "$(rustc -vV | sed -n 's/^host: //p')" ]; 
   # cargo-deb and cargo-generate-rpm find the binary under $CARGO_TARGET_DIR/<target>/.
   target_args=(--target "$target")
 else
-  target=""
-  # The workspace's binaries, not `-p jianmen` alone: with the workspace's unified features the
-  # build reuses what the test suite's builds made.
-  cargo build --locked --workspace --bins --profile "$profile" >&2
+  # This machine's x86_64, linked by zig against glibc 2.28's symbols (cargo-zigbuild), so the
+  # packages run on Kylin V10, UOS 20 and openEuler 20.03 (glibc 2.28), not only on the build
+  # machine's glibc. zig comes from PyPI's ziglang, in a virtual environment kept between runs.
+  target=x86_64-unknown-linux-gnu
+  command -v cargo-zigbuild >/dev/null 2>&1 ||
+    cargo install --locked cargo-zigbuild --version 0.24.1 >&2
+  zig_venv=/var/tmp/jianmen-zig-venv
+  if ! "$zig_venv/bin/python3" -m ziglang version >/dev/null 2>&1; then
+    python3 -m venv "$zig_venv" >&2
+    "$zig_venv/bin/pip" install -q ziglang==0.17.1 >&2
+  fi
   CARGO_TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c \
     'import json,sys; print(json.load(sys.stdin)["target_directory"])')
   export CARGO_TARGET_DIR
-  bin=$CARGO_TARGET_DIR/$profile_dir/jianmen
+  PATH="$zig_venv/bin:$PATH" cargo zigbuild --locked -p jianmen --bin jianmen --profile "$profile" \
+    --target "$target.$GLIBC_FLOOR" >&2
+  bin=$CARGO_TARGET_DIR/$target/$profile_dir/jianmen
+  target_args=(--target "$target")
+fi
+# Fails the build when the binary needs a newer glibc than the floor (a static one needs none).
+newest=$(readelf -W --dyn-syms "$bin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
+if [ -n "$newest" ] && [ "$(printf '%s\n%s\n' "$newest" "$GLIBC_FLOOR" | sort -V | tail -n 1)" != "$GLIBC_FLOOR" ]; then
+  echo "$bin needs GLIBC_$newest, newer than the floor $GLIBC_FLOOR" >&2
+  # aarch64 is still linked against the build machine's glibc (README, Platforms).
+  if [ "$target" = x86_64-unknown-linux-gnu ]; then exit 1; fi
 fi
 # What goes into the packages is staged in <target dir>/<profile>/package/ (the paths in
 # gateway/cli/Cargo.toml's package metadata): the binary without its debug information (symbols

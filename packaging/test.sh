@@ -83,6 +83,15 @@ check "deb: /etc/jianmen/jianmen.toml is a conffile" \
   bash -c "dpkg-deb -I '$deb1' conffiles | grep -qx /etc/jianmen/jianmen.toml"
 check "deb: Maintainer is JIANMEN_MAINTAINER; without it no invented address" \
   bash -c "[ \"\$(dpkg-deb -f '$deb1' Maintainer)\" = '$maintainer' ] && ! dpkg-deb -f '$deb2' Maintainer | grep -q @"
+# The binary inside each package, as the target systems will load it.
+glibc_needed() { readelf -W --dyn-syms "$1" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1; }
+at_most_2_28() {
+  readelf -h "$1" >/dev/null || return 1
+  [ "$(printf '%s\n2.28\n' "$(glibc_needed "$1")" | sort -V | tail -n 1)" = 2.28 ] ||
+    { echo "$1 needs GLIBC_$(glibc_needed "$1")"; return 1; }
+}
+dpkg-deb --fsys-tarfile "$deb1" | tar -xO ./usr/bin/jianmen >"$work/deb-jianmen"
+check "deb: the binary needs glibc 2.28 at most (Kylin V10, UOS 20, openEuler 20.03)" at_most_2_28 "$work/deb-jianmen"
 check "deb: postinst and prerm call the shared setup script" \
   bash -c "dpkg-deb -I '$deb1' postinst | grep -q 'jianmen/setup install' && dpkg-deb -I '$deb1' prerm | grep -q 'jianmen/setup remove'"
 
@@ -100,6 +109,9 @@ rpm_file_list() {
 check "rpm -qpl: binary, config, unit, sysusers, tmpfiles, man page, completion, licences" rpm_file_list
 check "rpm: Vendor is JIANMEN_MAINTAINER (cargo-generate-rpm sets no Packager)" \
   bash -c "[ \"\$(rpm -qp --qf '%{VENDOR}' '$rpm1' 2>/dev/null)\" = '$maintainer' ]"
+# Debian's rpm2cpio exits 1 after writing a whole zstd payload; what cpio extracts is checked.
+{ rpm2cpio "$rpm1" || true; } | (mkdir -p "$work/rpm-root" && cd "$work/rpm-root" && cpio -idm --quiet ./usr/bin/jianmen)
+check "rpm: the binary needs glibc 2.28 at most" at_most_2_28 "$work/rpm-root/usr/bin/jianmen"
 check "rpm -qpc: /etc/jianmen/jianmen.toml is a config file" \
   bash -c "rpm -qpc '$rpm1' 2>/dev/null | grep -qx /etc/jianmen/jianmen.toml"
 check "rpm -qp --scripts: install on 1, upgrade on 2, remove on erase" \

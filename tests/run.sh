@@ -31,6 +31,7 @@ command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
 # The outbound verification test makes its CA and server certificate with openssl.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v rpm >/dev/null 2>&1 || need+=(rpm)
+command -v cpio >/dev/null 2>&1 || need+=(cpio)
 command -v strip >/dev/null 2>&1 || need+=(binutils)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # The DANE test signs zones (ldns-signzone) and serves them with NSD.
