@@ -78,16 +78,20 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# The folder of a crate pinned in Cargo.lock (the interop peers' source crates), fetched if needed.
+crate_source() {
+  cargo fetch --locked
+  cargo metadata --format-version 1 --locked | python3 -c 'import json, os, sys
+print(os.path.dirname(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"] == sys.argv[1])))' "$1"
+}
+
 # The national-cipher interop peer: Tongsuo's `tongsuo` command, built from the source in
 # crates.io's tongsuo-src (pinned in Cargo.lock by tests/Cargo.toml), kept between runs.
 TONGSUO=/var/tmp/tongsuo-850.1.1
 if [ ! -x "$TONGSUO/bin/tongsuo" ]; then
   echo "== building Tongsuo 8.5 (a few minutes, once)"
-  cargo fetch --locked
-  src=$(cargo metadata --format-version 1 --locked | python3 -c \
-    'import json,sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"]=="tongsuo-src"))')
   build=$(mktemp -d)
-  cp -r "$(dirname "$src")/tongsuo/." "$build"
+  cp -r "$(crate_source tongsuo-src)/tongsuo/." "$build"
   (cd "$build" && ./config --prefix="$TONGSUO" enable-ntls no-tests no-shared >/dev/null \
     && make -j"$(nproc)" >/dev/null && make install_sw >/dev/null)
   rm -rf "$build"
@@ -99,11 +103,8 @@ export JIANMEN_TONGSUO="$TONGSUO/bin/tongsuo"
 GMSSL=/var/tmp/gmssl-3.1-src0.1.0
 if [ ! -x "$GMSSL/bin/gmssl" ]; then
   echo "== building GmSSL 3.1 (a minute, once)"
-  cargo fetch --locked
-  src=$(cargo metadata --format-version 1 --locked | python3 -c \
-    'import json,sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"]=="gmssl-src"))')
   build=$(mktemp -d)
-  cp -r "$(dirname "$src")/gmssl/." "$build"
+  cp -r "$(crate_source gmssl-src)/gmssl/." "$build"
   python3 - "$build/CMakeLists.txt" <<'PY'
 import re, sys
 path = sys.argv[1]
