@@ -33,29 +33,36 @@ command -v cargo-generate-rpm >/dev/null 2>&1 ||
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
+# zig links the x86_64 and aarch64 binaries against glibc $GLIBC_FLOOR's symbols (cargo-zigbuild;
+# zig from PyPI's ziglang in a virtual environment kept between runs).
+command -v cargo-zigbuild >/dev/null 2>&1 ||
+  cargo install --locked cargo-zigbuild --version 0.24.1 >&2
+zig_venv=${JIANMEN_ZIG_VENV:-/var/tmp/jianmen-zig-venv}
+if ! "$zig_venv/bin/python3" -m ziglang version >/dev/null 2>&1; then
+  python3 -m venv "$zig_venv" >&2
+  "$zig_venv/bin/pip" install -q ziglang==0.17.1 >&2
+fi
+export JIANMEN_ZIG_VENV=$zig_venv
+
 target_args=()
 runner=()
 if [ -n "$target" ] && [ "$target" != "$(rustc -vV | sed -n 's/^host: //p')" ]; then
   release_flag=()
   [ "$profile" = release ] && release_flag=(--release)
-  bin=$(cross/build.sh "$target" "${release_flag[@]}" | tail -n 1)
+  glibc_flag=()
+  [ "$target" = aarch64-unknown-linux-gnu ] && glibc_flag=(--glibc "$GLIBC_FLOOR")
+  bin=$(cross/build.sh "$target" "${release_flag[@]}" "${glibc_flag[@]}" | tail -n 1)
   . cross/env.sh
   cross_env "$target"
+  # Where cross/build.sh built (a zig build has a target directory of its own).
+  export CARGO_TARGET_DIR=${bin%/"$target"/*}
   read -r -a runner <<<"$JIANMEN_CROSS_RUNNER"
   # cargo-deb and cargo-generate-rpm find the binary under $CARGO_TARGET_DIR/<target>/.
   target_args=(--target "$target")
 else
-  # This machine's x86_64, linked by zig against glibc 2.28's symbols (cargo-zigbuild), so the
-  # packages run on Kylin V10, UOS 20 and openEuler 20.03 (glibc 2.28), not only on the build
-  # machine's glibc. zig comes from PyPI's ziglang, in a virtual environment kept between runs.
+  # This machine's x86_64, linked against glibc 2.28's symbols, so the packages run on Kylin V10,
+  # UOS 20 and openEuler 20.03 (glibc 2.28), not only on the build machine's glibc.
   target=x86_64-unknown-linux-gnu
-  command -v cargo-zigbuild >/dev/null 2>&1 ||
-    cargo install --locked cargo-zigbuild --version 0.24.1 >&2
-  zig_venv=/var/tmp/jianmen-zig-venv
-  if ! "$zig_venv/bin/python3" -m ziglang version >/dev/null 2>&1; then
-    python3 -m venv "$zig_venv" >&2
-    "$zig_venv/bin/pip" install -q ziglang==0.17.1 >&2
-  fi
   CARGO_TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c \
     'import json,sys; print(json.load(sys.stdin)["target_directory"])')
   export CARGO_TARGET_DIR
@@ -68,8 +75,7 @@ fi
 newest=$(readelf -W --dyn-syms "$bin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
 if [ -n "$newest" ] && [ "$(printf '%s\n%s\n' "$newest" "$GLIBC_FLOOR" | sort -V | tail -n 1)" != "$GLIBC_FLOOR" ]; then
   echo "$bin needs GLIBC_$newest, newer than the floor $GLIBC_FLOOR" >&2
-  # aarch64 is still linked against the build machine's glibc (README, Platforms).
-  if [ "$target" = x86_64-unknown-linux-gnu ]; then exit 1; fi
+  exit 1
 fi
 # What goes into the packages is staged in <target dir>/<profile>/package/ (the paths in
 # gateway/cli/Cargo.toml's package metadata): the binary without its debug information (symbols
