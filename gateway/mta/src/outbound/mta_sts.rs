@@ -26,6 +26,9 @@ const MAX_AGE: u64 = 31_557_600;
 const MAX_CACHED: usize = 10_000;
 /// Time for one policy fetch, from connect to the last byte.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a failed fetch is not tried again for the same domain: a policy server that hangs
+/// would otherwise cost every delivery to that domain the whole fetch timeout.
+const RETRY_FETCH_AFTER: Duration = Duration::from_secs(300);
 
 /// What a policy asks of senders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +126,8 @@ pub struct MtaSts {
     https: Arc<ClientConfig>,
     port: u16,
     cache: Mutex<HashMap<String, Cached>>,
+    /// Domains whose last fetch failed, and when.
+    failed: Mutex<HashMap<String, Instant>>,
 }
 
 impl MtaSts {
@@ -133,6 +138,7 @@ impl MtaSts {
             https,
             port,
             cache: Mutex::default(),
+            failed: Mutex::default(),
         }
     }
 
@@ -148,6 +154,9 @@ impl MtaSts {
         {
             return Some(policy.clone());
         }
+        if self.failed_recently(domain) {
+            return cached.map(|(_, p)| p);
+        }
         match self.fetch(domain).await {
             Ok(policy) => {
                 let policy = Arc::new(policy);
@@ -156,9 +165,23 @@ impl MtaSts {
             }
             Err(e) => {
                 tracing::warn!(domain, error = %e, "MTA-STS policy could not be fetched");
+                let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+                if failed.len() >= MAX_CACHED {
+                    failed.retain(|_, at| at.elapsed() < RETRY_FETCH_AFTER);
+                }
+                if failed.len() < MAX_CACHED {
+                    failed.insert(domain.to_owned(), Instant::now());
+                }
                 cached.map(|(_, p)| p)
             }
         }
+    }
+
+    fn failed_recently(&self, domain: &str) -> bool {
+        let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        failed
+            .get(domain)
+            .is_some_and(|at| at.elapsed() < RETRY_FETCH_AFTER)
     }
 
     fn cached(&self, domain: &str) -> Option<(String, Arc<Policy>)> {
