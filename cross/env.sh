@@ -5,15 +5,15 @@ cross_env() {
   local target=$1
   local root
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-  # Set only by targets that need extra cargo flags; never carried over from another target.
-  unset JIANMEN_CROSS_CARGO_FLAGS
+  # Set only by the targets that need them; never carried over from another target.
+  unset JIANMEN_CROSS_CARGO_FLAGS JIANMEN_CROSS_STRIP JIANMEN_CROSS_OBJCOPY
   case "$target" in
     aarch64-unknown-linux-gnu)
       local sysroot=${JIANMEN_CROSS_SYSROOT:-/var/tmp/jianmen-cross/sysroot}
       export CARGO=/usr/bin/cargo RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
       export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
       export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
-      export JIANMEN_CROSS_STRIP=aarch64-linux-gnu-strip
+      export JIANMEN_CROSS_STRIP=aarch64-linux-gnu-strip JIANMEN_CROSS_OBJCOPY=aarch64-linux-gnu-objcopy
       export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="--sysroot=$sysroot"
       export RUSTDOCFLAGS="--sysroot=$sysroot"
       # The runner of .cargo/config.toml (which also names the linker), for running the
@@ -33,6 +33,8 @@ cross_env() {
       export CARGO_TARGET_LOONGARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-feature=-lsx -C link-self-contained=no"
       export JIANMEN_CROSS_CARGO_FLAGS="-Zbuild-std=std,panic_abort"
       export JIANMEN_CROSS_RUNNER="setarch -R qemu-loongarch64"
+      # Debian 12's binutils do not know LoongArch; LLVM 14's objcopy handles any ELF machine.
+      export JIANMEN_CROSS_STRIP=llvm-strip-14 JIANMEN_CROSS_OBJCOPY=llvm-objcopy-14
       ;;
     *)
       echo "unsupported target: $target (supported: aarch64-unknown-linux-gnu, loongarch64-unknown-linux-musl)" >&2

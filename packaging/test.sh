@@ -41,10 +41,12 @@ cleanup() {
   [ -n "$gateway_pid" ] && kill "$gateway_pid" 2>/dev/null || true
   [ -n "$sink_pid" ] && kill "$sink_pid" 2>/dev/null || true
   wait 2>/dev/null || true
+  if dpkg -s jianmen-dbgsym >/dev/null 2>&1; then dpkg -P jianmen-dbgsym >/dev/null 2>&1 || true; fi
   if dpkg -s jianmen >/dev/null 2>&1; then dpkg -P jianmen >/dev/null 2>&1 || true; fi
   rm -rf /var/lib/jianmen /var/spool/jianmen /var/log/jianmen /etc/jianmen "$work"
 }
 cleanup_leftovers() {
+  if dpkg -s jianmen-dbgsym >/dev/null 2>&1; then dpkg -P jianmen-dbgsym >/dev/null; fi
   if dpkg -s jianmen >/dev/null 2>&1; then dpkg -P jianmen >/dev/null; fi
   if [ -e "$MARK" ]; then rm -rf /var/lib/jianmen /var/spool/jianmen /var/log/jianmen /etc/jianmen; fi
 }
@@ -58,13 +60,14 @@ echo "== building the packages (dev profile, versions ${version}~pkgtest1 and ${
 # The first with a maintainer of its own, as a release build would name the shipping organisation.
 maintainer="Package Test <pkgtest@localhost>"
 mapfile -t v1 < <(JIANMEN_MAINTAINER="$maintainer" packaging/build.sh --profile dev \
-  --version "${version}~pkgtest1" --out "$work/v1" | tail -n 2)
+  --version "${version}~pkgtest1" --out "$work/v1" | tail -n 4)
 mapfile -t v2 < <(packaging/build.sh --profile dev --version "${version}~pkgtest2" --out "$work/v2" | tail -n 2)
-deb1=${v1[0]}
-rpm1=${v1[1]}
+dbgsym1=${v1[0]}
+debuginfo1=${v1[1]}
+deb1=${v1[2]}
+rpm1=${v1[3]}
 deb2=${v2[0]}
-echo "$deb1"
-echo "$rpm1"
+printf '%s\n' "${v1[@]}"
 
 echo "== the .deb"
 deb_files=$(dpkg-deb -c "$deb1")
@@ -84,14 +87,20 @@ check "deb: /etc/jianmen/jianmen.toml is a conffile" \
 check "deb: Maintainer is JIANMEN_MAINTAINER; without it no invented address" \
   bash -c "[ \"\$(dpkg-deb -f '$deb1' Maintainer)\" = '$maintainer' ] && ! dpkg-deb -f '$deb2' Maintainer | grep -q @"
 # The binary inside each package, as the target systems will load it.
-glibc_needed() { readelf -W --dyn-syms "$1" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1; }
-at_most_2_28() {
-  readelf -h "$1" >/dev/null || return 1
-  [ "$(printf '%s\n2.28\n' "$(glibc_needed "$1")" | sort -V | tail -n 1)" = 2.28 ] ||
-    { echo "$1 needs GLIBC_$(glibc_needed "$1")"; return 1; }
+dpkg-deb -x "$deb1" "$work/deb-files"
+check "deb: the binary needs glibc 2.28 at most (Kylin V10, UOS 20, openEuler 20.03)" at_most_2_28 "$work/deb-files/usr/bin/jianmen"
+dbgsym_fields() {
+  local v
+  v=$(dpkg-deb -f "$deb1" Version)
+  [ "$(dpkg-deb -f "$dbgsym1" Package Version Maintainer Depends Section)" = "$(printf \
+    'Package: jianmen-dbgsym\nVersion: %s\nMaintainer: %s\nDepends: jianmen (= %s)\nSection: debug' \
+    "$v" "$maintainer" "$v")" ] || { dpkg-deb -f "$dbgsym1"; return 1; }
 }
-dpkg-deb --fsys-tarfile "$deb1" | tar -xO ./usr/bin/jianmen >"$work/deb-jianmen"
-check "deb: the binary needs glibc 2.28 at most (Kylin V10, UOS 20, openEuler 20.03)" at_most_2_28 "$work/deb-jianmen"
+check "dbgsym: jianmen-dbgsym, the same version and maintainer, depends on exactly that jianmen" dbgsym_fields
+dpkg-deb -x "$dbgsym1" "$work/deb-files"
+debug_file() { echo "$1/usr/lib/debug/.build-id/$(build_id_of "$1/usr/bin/jianmen" | sed 's/^../&\//').debug"; }
+check "dbgsym: the binary's debug information, under its build ID; the binary keeps none" \
+  debug_file_serves "$work/deb-files/usr/bin/jianmen" "$(debug_file "$work/deb-files")"
 check "deb: postinst and prerm call the shared setup script" \
   bash -c "dpkg-deb -I '$deb1' postinst | grep -q 'jianmen/setup install' && dpkg-deb -I '$deb1' prerm | grep -q 'jianmen/setup remove'"
 
@@ -110,8 +119,13 @@ check "rpm -qpl: binary, config, unit, sysusers, tmpfiles, man page, completion,
 check "rpm: Vendor is JIANMEN_MAINTAINER (cargo-generate-rpm sets no Packager)" \
   bash -c "[ \"\$(rpm -qp --qf '%{VENDOR}' '$rpm1' 2>/dev/null)\" = '$maintainer' ]"
 # Debian's rpm2cpio exits 1 after writing a whole zstd payload; what cpio extracts is checked.
-{ rpm2cpio "$rpm1" || true; } | (mkdir -p "$work/rpm-root" && cd "$work/rpm-root" && cpio -idm --quiet ./usr/bin/jianmen)
-check "rpm: the binary needs glibc 2.28 at most" at_most_2_28 "$work/rpm-root/usr/bin/jianmen"
+mkdir -p "$work/rpm-files"
+for p in "$rpm1" "$debuginfo1"; do { rpm2cpio "$p" || true; } | (cd "$work/rpm-files" && cpio -idm --quiet); done
+check "rpm: the binary needs glibc 2.28 at most" at_most_2_28 "$work/rpm-files/usr/bin/jianmen"
+check "debuginfo: jianmen-debuginfo requires exactly this jianmen" bash -c \
+  "rpm -qp --requires '$debuginfo1' 2>/dev/null | grep -qx \"jianmen = \$(rpm -qp --qf '%{VERSION}-%{RELEASE}' '$rpm1' 2>/dev/null)\""
+check "debuginfo: the binary's debug information, under its build ID" \
+  debug_file_serves "$work/rpm-files/usr/bin/jianmen" "$(debug_file "$work/rpm-files")"
 check "rpm -qpc: /etc/jianmen/jianmen.toml is a config file" \
   bash -c "rpm -qpc '$rpm1' 2>/dev/null | grep -qx /etc/jianmen/jianmen.toml"
 check "rpm -qp --scripts: install on 1, upgrade on 2, remove on erase" \
@@ -122,12 +136,12 @@ rpm_root_install() {
   mkdir -p "$root"
   rpm --root "$root" --initdb
   # --noscripts: the tree has no shell or useradd to run them with.
-  rpm --root "$root" -i --nodeps --noscripts "$rpm1"
-  rpm --root "$root" -V jianmen
+  rpm --root "$root" -i --nodeps --noscripts "$rpm1" "$debuginfo1"
+  rpm --root "$root" -V jianmen jianmen-debuginfo
   mode_owner "$root/etc/jianmen/jianmen.toml" "640 root:root"
   "$root/usr/bin/jianmen" --version | grep -q "$version"
 }
-check "rpm --root: installs, verifies (rpm -V), config 0640, binary runs" rpm_root_install
+check "rpm --root: installs with its -debuginfo, verifies (rpm -V), config 0640, binary runs" rpm_root_install
 
 echo "== the unit's hardening"
 exposure=$(systemd-analyze security --offline=true packaging/jianmen.service 2>/dev/null |
@@ -147,6 +161,13 @@ installed_layout() {
   mode_owner /etc/jianmen/jianmen.toml "640 root:jianmen"
 }
 check "account jianmen (nologin) and directories with their owners and modes" installed_layout
+# A debugger finds source lines for the installed binary through jianmen-dbgsym, and only then.
+source_line() { gdb -batch -nx -ex 'info line jianmen::main' /usr/bin/jianmen 2>&1 | grep -q 'Line [0-9]* of ".*main\.rs"'; }
+no_source_line() { ! source_line; }
+check "without jianmen-dbgsym gdb finds no source line for jianmen::main" no_source_line
+dpkg -i "$dbgsym1" >"$work/dpkg-dbgsym.log" 2>&1 || { cat "$work/dpkg-dbgsym.log"; exit 1; }
+check "with jianmen-dbgsym installed gdb finds it in main.rs" source_line
+check "jianmen-dbgsym purges" dpkg -P jianmen-dbgsym
 check "the packaged configuration passes check-config" \
   setpriv --reuid=jianmen --regid=jianmen --init-groups -- /usr/bin/jianmen check-config --config /etc/jianmen/jianmen.toml
 
