@@ -164,6 +164,11 @@ export JIANMEN_CROSS_TARGET_DIR="${JIANMEN_CROSS_TARGET_DIR:-/var/tmp/jianmen-cr
 $SUDO env JIANMEN_CROSS_SYSROOT="${JIANMEN_CROSS_SYSROOT:-/var/tmp/jianmen-cross/sysroot}" \
   cross/setup-aarch64-unknown-linux-gnu.sh
 timeout --kill-after=30 2700 cross/test.sh aarch64-unknown-linux-gnu
+echo "== packages for arm64: built (zig, glibc 2.28), installed with apt and rpm and run in an emulated Debian arm64 root"
+$SUDO env "PATH=$PATH" "CARGO_TARGET_DIR=$CARGO_TARGET_DIR" CARGO_INCREMENTAL=0 \
+  "JIANMEN_CROSS_TARGET_DIR=$JIANMEN_CROSS_TARGET_DIR" \
+  JIANMEN_CROSS_SYSROOT="${JIANMEN_CROSS_SYSROOT:-/var/tmp/jianmen-cross/sysroot}" \
+  timeout --kill-after=30 2700 packaging/test-arch.sh aarch64-unknown-linux-gnu
 
 # loongarch64 (Loongson 3A5000/3C5000) on request: its cold build compiles std as well as the
 # gateway (~45 min on 2 cores), too long for CI's budget on a machine without its cache.
@@ -172,4 +177,11 @@ if [ "${JIANMEN_CROSS_LOONGARCH:-0}" = 1 ]; then
   $SUDO env JIANMEN_CROSS_ZIG_VENV="${JIANMEN_CROSS_ZIG_VENV:-/var/tmp/jianmen-cross/zig-venv}" \
     cross/setup-loongarch64-unknown-linux-musl.sh
   timeout --kill-after=30 5400 cross/test.sh loongarch64-unknown-linux-musl
+  echo "== cross: the loongarch64 LSX/LASX build (-C target-cpu=la464) under qemu-user 10"
+  timeout --kill-after=30 5400 cross/test.sh loongarch64-unknown-linux-musl --cpu la464
+  echo "== packages for loong64: built, installed with apt and rpm and run in an emulated Debian loong64 root"
+  $SUDO env "PATH=$PATH" "CARGO_TARGET_DIR=$CARGO_TARGET_DIR" CARGO_INCREMENTAL=0 \
+    "JIANMEN_CROSS_TARGET_DIR=$JIANMEN_CROSS_TARGET_DIR" \
+    JIANMEN_CROSS_ZIG_VENV="${JIANMEN_CROSS_ZIG_VENV:-/var/tmp/jianmen-cross/zig-venv}" \
+    timeout --kill-after=30 2700 packaging/test-arch.sh loongarch64-unknown-linux-musl
 fi
