@@ -35,6 +35,14 @@ fn main() {
     let messages = count_files(&fixtures);
     let work = tempfile::tempdir().expect("tempdir");
     let plugin = work.path().join("insn_count.so");
+    // `jianmen scan` reads a path once however often it is named: the long run scans copies.
+    let copies: Vec<PathBuf> = (0..LONG_PASSES)
+        .map(|i| {
+            let copy = work.path().join(format!("pass{i}"));
+            copy_dir(&fixtures, &copy);
+            copy
+        })
+        .collect();
     let configs = [("model", "auto"), ("none", "none")].map(|(name, model)| {
         let path = work.path().join(format!("{name}.toml"));
         std::fs::write(
@@ -65,11 +73,17 @@ fn main() {
             }
         };
         let [model, none] = &configs;
-        let (short, verdicts) = runner.count(binary, model, &fixtures, 1);
-        let (long, _) = runner.count(binary, model, &fixtures, LONG_PASSES);
-        let (short_none, _) = runner.count(binary, none, &fixtures, 1);
-        let (long_none, _) = runner.count(binary, none, &fixtures, LONG_PASSES);
-        let per_pass = |long: u64, short: u64| (long - short) / (LONG_PASSES as u64 - 1);
+        let (short, verdicts) = runner.count(binary, model, &copies[..1]);
+        let (long, _) = runner.count(binary, model, &copies);
+        let (short_none, _) = runner.count(binary, none, &copies[..1]);
+        let (long_none, _) = runner.count(binary, none, &copies);
+        let per_pass = |long: u64, short: u64| {
+            assert!(
+                long > short,
+                "{label}: the long run counted no more than the short one"
+            );
+            (long - short) / (LONG_PASSES as u64 - 1)
+        };
         let per_msg = per_pass(long, short) / messages as u64;
         let per_msg_none = per_pass(long_none, short_none) / messages as u64;
         let startup = short - per_pass(long, short);
@@ -124,7 +138,9 @@ impl Runner {
                 "-cpu",
                 "max,sve=off",
             ],
-            0x102 => &["qemu-loongarch64"],
+            // As the cargo runner: without address randomisation (qemu-user 7.2 otherwise now
+            // and then fails an allocation or hangs on a futex with this binary).
+            0x102 => &["setarch", "-R", "qemu-loongarch64"],
             m => return Err(format!("ELF machine {m:#x} not supported")),
         };
         if !plugin.exists() {
@@ -144,15 +160,10 @@ impl Runner {
         Ok(Runner::Qemu(args))
     }
 
-    /// Runs `jianmen scan` over `fixtures` `passes` times; returns the executed instructions
-    /// and each message's verdict and score (rounded to 0.01, as the scores are printed).
-    fn count(
-        &self,
-        binary: &Path,
-        config: &Path,
-        fixtures: &Path,
-        passes: usize,
-    ) -> (u64, Vec<String>) {
+    /// Runs `jianmen scan` over the fixture directories `passes`; returns the executed
+    /// instructions and each message's path, verdict and score (rounded to 0.01, as the scores
+    /// are printed).
+    fn count(&self, binary: &Path, config: &Path, passes: &[PathBuf]) -> (u64, Vec<String>) {
         let log = tempfile::NamedTempFile::new().expect("temp file");
         let mut cmd = match self {
             Runner::Valgrind => {
@@ -173,9 +184,7 @@ impl Runner {
         };
         // One worker: the plugin's counter is exact for one guest thread at a time.
         cmd.args(["scan", "--jobs", "1", "--config"]).arg(config);
-        for _ in 0..passes {
-            cmd.arg(fixtures);
-        }
+        cmd.args(passes);
         let out = cmd.output().expect("run jianmen scan");
         assert!(
             out.status.success(),
@@ -205,6 +214,20 @@ impl Runner {
             })
             .collect();
         (count, verdicts)
+    }
+}
+
+/// Copies the regular files under `from` to `to`, recursively.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create fixture copy");
+    for entry in std::fs::read_dir(from).expect("read fixtures") {
+        let path = entry.expect("fixture entry").path();
+        let target = to.join(path.file_name().expect("file name"));
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("copy fixture");
+        }
     }
 }
 
