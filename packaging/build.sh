@@ -80,6 +80,11 @@ if [ -n "$newest" ] && [ "$(printf '%s\n%s\n' "$newest" "$GLIBC_FLOOR" | sort -V
   echo "$bin needs GLIBC_$newest, newer than the floor $GLIBC_FLOOR" >&2
   exit 1
 fi
+# A musl build is shipped static: it needs nothing of the system's libc.
+if [[ "$target" == *-musl ]] && readelf -W -l -d "$bin" | grep -Eq 'program interpreter|\(NEEDED\)'; then
+  echo "$bin is not static" >&2
+  exit 1
+fi
 # What goes into the packages is staged in <target dir>/<profile>/package/ (the paths in
 # gateway/cli/Cargo.toml's package metadata): the binary without its debug information (symbols
 # stay, for backtraces), manual pages, completions and the licence list; the debug information

@@ -131,7 +131,10 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 demo_round_trip() {
   local root=$1 smtp mailbox console metrics subject="$deb_arch round trip $$"
   smtp=$(free_port) mailbox=$(free_port) console=$(free_port) metrics=$(free_port)
-  in_root "$root" /usr/bin/jianmen demo --dir /var/tmp/demo --smtp "127.0.0.1:$smtp" \
+  # A simple command, not the function: $! is then the gateway itself (setarch, chroot and env
+  # exec), which the kill below must reach.
+  "${launcher[@]}" chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
+    "${emulation[@]}" /usr/bin/jianmen demo --dir /var/tmp/demo --smtp "127.0.0.1:$smtp" \
     --mailbox "127.0.0.1:$mailbox" --console "127.0.0.1:$console" --metrics "127.0.0.1:$metrics" \
     >"$work/demo.log" 2>&1 &
   demo_pid=$!
@@ -146,6 +149,8 @@ demo_round_trip() {
   local delivered=$?
   kill "$demo_pid" && wait "$demo_pid" 2>/dev/null
   demo_pid=""
+  # Nothing of the demo outlives it (the root is unmounted and deleted next).
+  ! pgrep -f "jianmen demo --dir /var/tmp/demo --smtp 127.0.0.1:$smtp" || { echo "the demo outlived its kill"; return 1; }
   [ "$delivered" = 0 ] || { tail -n 20 "$work/demo.log"; return 1; }
 }
 
