@@ -4,7 +4,7 @@
 //! by the [`rules`] and the content model ([`features`], [`model`], `neural` on tract-onnx) and
 //! decided per recipient domain ([`verdict`]); [`pipeline`] runs all of it behind [`Scanner`].
 //! [`feedback`] keeps what users report, [`accuracy`] measures how well verdicts separate ham
-//! from spam.
+//! from spam. [`dlp`] finds what outgoing mail must not carry.
 //!
 //! It hands on [`Disposition`]s per recipient. Its configuration types ([`config`]) are
 //! sections of the gateway's file; what else it needs (host name, data directory, protected
@@ -23,6 +23,7 @@ pub mod auth;
 pub mod bec;
 pub mod clamav;
 pub mod config;
+pub mod dlp;
 pub mod dns;
 pub mod domain;
 pub mod features;
