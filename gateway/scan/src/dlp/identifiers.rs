@@ -104,14 +104,15 @@ pub fn find(text: &str, today: NaiveDate) -> Findings {
             found.add(Detector::Passport, &upper, || mask(&upper, 1, 2));
         }
     }
-    for digits in digit_groups(text) {
+    for run in digit_runs(text) {
+        let digits = &run.digits;
         // An ID number of digits only was counted above; some also pass a card's checks.
-        if is_resident_id(&digits, today) {
+        if is_resident_id(digits, today) {
             continue;
         }
-        if is_bank_card(&digits) {
-            found.add(Detector::BankCard, &digits, || mask(&digits, 4, 4));
-        } else if let Some(mobile) = mobile_number(&digits) {
+        if is_bank_card(&run) {
+            found.add(Detector::BankCard, digits, || mask(digits, 4, 4));
+        } else if let Some(mobile) = mobile_number(&run) {
             found.add(Detector::Mobile, mobile, || mask(mobile, 3, 4));
         }
     }
@@ -148,10 +149,29 @@ fn alnum_tokens(text: &str) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Runs of digits in which single spaces or hyphens may separate groups ("6222 0212 3456 7890",
-/// "138-1234-5678", "+86 138 1234 5678"), as written by hand; a run touching a letter is not a
-/// number. Yields the digits alone; runs longer than any identifier are skipped.
-fn digit_groups(text: &str) -> impl Iterator<Item = String> + '_ {
+/// A run of digits in which single spaces or hyphens may separate groups ("6222 0212 3456 7890",
+/// "138-1234-5678", "+86 138 1234 5678"), as written by hand.
+struct DigitRun {
+    /// The digits alone.
+    digits: String,
+    /// How many digits each group has, in order: the layout tells a card (groups of four) or a
+    /// mainland mobile (3-4-4) from, say, a US number written 1-800-555-0199.
+    groups: Vec<usize>,
+}
+
+impl DigitRun {
+    /// The run without a leading country-code group (86 or 0086), if it has one.
+    fn without_country_code(&self) -> Option<(&str, &[usize])> {
+        let first = *self.groups.first()?;
+        let code = &self.digits[..first];
+        (self.groups.len() > 1 && (code == "86" || code == "0086"))
+            .then(|| (&self.digits[first..], &self.groups[1..]))
+    }
+}
+
+/// The digit runs of `text`; a run touching a letter is not a number, and runs longer than any
+/// identifier are skipped.
+fn digit_runs(text: &str) -> impl Iterator<Item = DigitRun> + '_ {
     const LONGEST: usize = 19;
     let bytes = text.as_bytes();
     let mut i = 0;
@@ -162,12 +182,18 @@ fn digit_groups(text: &str) -> impl Iterator<Item = String> + '_ {
                 continue;
             }
             let start = i;
-            let mut digits = String::new();
+            let mut run = DigitRun {
+                digits: String::new(),
+                groups: vec![0],
+            };
             let mut too_long = false;
-            loop {
+            while i < bytes.len() {
                 if bytes[i].is_ascii_digit() {
-                    if digits.len() < LONGEST {
-                        digits.push(char::from(bytes[i]));
+                    if run.digits.len() < LONGEST {
+                        run.digits.push(char::from(bytes[i]));
+                        if let Some(last) = run.groups.last_mut() {
+                            *last += 1;
+                        }
                     } else {
                         too_long = true;
                     }
@@ -175,11 +201,11 @@ fn digit_groups(text: &str) -> impl Iterator<Item = String> + '_ {
                 } else if matches!(bytes[i], b' ' | b'-')
                     && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
                 {
+                    if !too_long {
+                        run.groups.push(0);
+                    }
                     i += 1;
                 } else {
-                    break;
-                }
-                if i >= bytes.len() {
                     break;
                 }
             }
@@ -188,7 +214,7 @@ fn digit_groups(text: &str) -> impl Iterator<Item = String> + '_ {
             if too_long || touches_letter(before) || touches_letter(bytes.get(i)) {
                 continue;
             }
-            return Some(digits);
+            return Some(run);
         }
         None
     })
@@ -269,9 +295,14 @@ fn is_passport(token: &str) -> bool {
         }
 }
 
-/// A payment card number: a scheme's prefix and length, and the Luhn check.
-fn is_bank_card(digits: &str) -> bool {
-    let b = digits.as_bytes();
+/// A payment card number: a scheme's prefix and length, and the Luhn check; written whole or in
+/// groups of four.
+fn is_bank_card(run: &DigitRun) -> bool {
+    let b = run.digits.as_bytes();
+    let (last, rest) = run.groups.split_last().unwrap_or((&0, &[]));
+    if !(rest.iter().all(|g| *g == 4) && (rest.is_empty() || (1..=4).contains(last))) {
+        return false;
+    }
     let prefix = |n: usize| -> u32 {
         b[..n.min(b.len())]
             .iter()
@@ -309,13 +340,16 @@ fn luhn(digits: &[u8]) -> bool {
     sum.is_multiple_of(10)
 }
 
-/// A mainland mobile number, with or without the country code 86: the 11 digits, when they
-/// start with an allocated prefix.
-fn mobile_number(digits: &str) -> Option<&str> {
-    let number = match digits.len() {
-        11 => digits,
-        13 if digits.starts_with("86") => &digits[2..],
-        15 if digits.starts_with("0086") => &digits[4..],
+/// A mainland mobile number, with or without the country code 86: the 11 digits, written whole
+/// or 3-4-4, when they start with an allocated prefix.
+fn mobile_number(run: &DigitRun) -> Option<&str> {
+    let (digits, groups) = run
+        .without_country_code()
+        .unwrap_or((&run.digits, &run.groups));
+    let number = match (digits.len(), groups) {
+        (11, [11] | [3, 4, 4]) => digits,
+        (13, [13]) if digits.starts_with("86") => &digits[2..],
+        (15, [15]) if digits.starts_with("0086") => &digits[4..],
         _ => return None,
     };
     let b = number.as_bytes();
@@ -412,11 +446,17 @@ mod tests {
 
     #[test]
     fn bank_cards_need_a_scheme_prefix_and_the_luhn_check() {
-        assert!(is_bank_card("6222021234567890128"));
-        assert!(!is_bank_card("6222021234567890127"));
-        assert!(is_bank_card("4111111111111111"));
-        // Luhn-valid but no card scheme starts so.
-        assert!(!is_bank_card("1234567812345670"));
+        let card = |text: &str| {
+            digit_runs(text)
+                .next()
+                .is_some_and(|run| is_bank_card(&run))
+        };
+        assert!(card("6222021234567890128"));
+        assert!(!card("6222021234567890127"));
+        assert!(card("4111 1111 1111 1111"));
+        // Luhn-valid but no card scheme starts so; or not grouped as cards are.
+        assert!(!card("1234567812345670"));
+        assert!(!card("411111 1111111111"));
         assert_eq!(
             detected("卡号 6222 0212 3456 7890 128 已冻结"),
             [(Detector::BankCard, "6222***********0128".to_owned())]
@@ -432,8 +472,8 @@ mod tests {
                 (Detector::Mobile, "159****5678".to_owned())
             ]
         );
-        // 12x and 154 are not allocated to mobiles.
-        assert!(detected("12012345678 15412345678").is_empty());
+        // 12x and 154 are not allocated to mobiles; a US number is not grouped 3-4-4.
+        assert!(detected("12012345678 15412345678 1-800-555-0199 1 800 555 0199").is_empty());
     }
 
     #[test]
