@@ -642,16 +642,9 @@ impl Accounts {
             }
             return Err(AccountError::BadCredentials);
         }
-        Ok(())
-    }
-
-    /// Records a successful sign-in and starts its session.
-    async fn start_session(
-        &self,
-        name: &str,
-        ip: &str,
-        now: i64,
-    ) -> Result<NewSession, AccountError> {
+        // The success clears the failures while the name's turn is held: cleared later, it would
+        // also wipe failures that attempts after it have counted, and let them check more
+        // passwords than the lockout allows.
         sqlx::query(
             "UPDATE accounts SET failures = 0, locked_until = 0, last_login = ? WHERE name = ?",
         )
@@ -659,6 +652,16 @@ impl Accounts {
         .bind(name)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Starts the session of a successful sign-in.
+    async fn start_session(
+        &self,
+        name: &str,
+        ip: &str,
+        now: i64,
+    ) -> Result<NewSession, AccountError> {
         let token = random_token(32)?;
         let csrf = random_token(24)?;
         sqlx::query(
