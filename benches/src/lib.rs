@@ -206,3 +206,34 @@ pub fn corpora_dir(arg: Option<String>) -> PathBuf {
         .or_else(|| std::env::var_os("JIANMEN_CORPORA").map(PathBuf::from))
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpora"))
 }
+
+/// The corpora under `corpora` (directories with a `labels.tsv`), in name order.
+pub fn corpus_dirs(corpora: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(corpora)
+        .expect("read corpora")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("labels.tsv").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Unpacks a corpus's `.tar.zst` archive into `into` (needs tar with zstd); the paths of its
+/// `labels.tsv` are then relative to `into`.
+pub fn unpack_corpus(dir: &Path, into: &Path) {
+    let archive = std::fs::read_dir(dir)
+        .expect("read corpus")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with(".tar.zst"))
+        .expect("corpus archive");
+    std::fs::create_dir_all(into).expect("mkdir");
+    let status = std::process::Command::new("tar")
+        .arg("--zstd")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(into)
+        .status()
+        .expect("tar (needs zstd)");
+    assert!(status.success(), "cannot unpack {}", archive.display());
+}

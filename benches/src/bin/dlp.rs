@@ -10,10 +10,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use jianmen_benches::corpora_dir;
+use jianmen_benches::{corpora_dir, corpus_dirs, unpack_corpus};
 use jianmen_scan::dlp::identifiers::{self, Detector};
 use jianmen_scan::message::Message;
 
@@ -31,12 +30,6 @@ fn main() {
     }
     let today = chrono::Local::now().date_naive();
     let work = tempfile::tempdir_in("/var/tmp").expect("tempdir");
-    let mut corpus_dirs: Vec<_> = std::fs::read_dir(&corpora)
-        .expect("read corpora")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("labels.tsv").is_file())
-        .collect();
-    corpus_dirs.sort();
 
     println!(
         "{:<20} {:>7} {:<15} {:>14} {:>16}",
@@ -47,7 +40,7 @@ fn main() {
         format!("≥{MANY} /10,000")
     );
     let (mut messages, mut spent) = (0usize, Duration::ZERO);
-    for dir in &corpus_dirs {
+    for dir in &corpus_dirs(&corpora) {
         let name = dir
             .file_name()
             .unwrap_or_default()
@@ -57,7 +50,8 @@ fn main() {
         if ham.is_empty() {
             continue;
         }
-        let root = unpack(dir, &work.path().join(&name));
+        let root = work.path().join(&name);
+        unpack_corpus(dir, &root);
         let mut hits: BTreeMap<Detector, (usize, usize)> = BTreeMap::new();
         let mut read = 0;
         for path in &ham {
@@ -109,24 +103,4 @@ fn ham_paths(dir: &Path) -> Vec<String> {
             (fields.next()? == "ham").then(|| path.to_owned())
         })
         .collect()
-}
-
-/// Unpacks a corpus's archive into `into`; returns the directory its paths are relative to.
-fn unpack(dir: &Path, into: &Path) -> std::path::PathBuf {
-    let archive = std::fs::read_dir(dir)
-        .expect("read corpus")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.to_string_lossy().ends_with(".tar.zst"))
-        .expect("corpus archive");
-    std::fs::create_dir_all(into).expect("mkdir");
-    let status = Command::new("tar")
-        .arg("--zstd")
-        .arg("-xf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(into)
-        .status()
-        .expect("tar (needs zstd)");
-    assert!(status.success(), "cannot unpack {}", archive.display());
-    into.to_owned()
 }

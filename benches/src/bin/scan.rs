@@ -7,11 +7,11 @@
 //! `../shared/corpora`; without it the bench says so and exits 0. rspamd is used when
 //! installed (`apt install rspamd`), skipped otherwise.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use jianmen_benches::{Rspamd, RspamdOptions, corpora_dir};
+use jianmen_benches::{Rspamd, RspamdOptions, corpora_dir, corpus_dirs, unpack_corpus};
 use jianmen_testkit::jianmen_bin;
 
 /// Messages sampled from each corpus (the first ones in `labels.tsv` order).
@@ -34,13 +34,7 @@ fn main() {
     let work = tempfile::tempdir().expect("tempdir");
     let sample = work.path().join("sample");
     let mut counts = Vec::new();
-    let mut corpus_dirs: Vec<PathBuf> = std::fs::read_dir(&corpora)
-        .expect("read corpora")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("labels.tsv").is_file())
-        .collect();
-    corpus_dirs.sort();
-    for dir in &corpus_dirs {
+    for dir in &corpus_dirs(&corpora) {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let n = extract_sample(dir, &name, work.path(), &sample.join(&name), per_corpus);
         counts.push((name, n));
@@ -104,22 +98,8 @@ fn main() {
 
 /// Unpacks one corpus and links its first `n` messages into `into`; returns how many.
 fn extract_sample(dir: &Path, name: &str, work: &Path, into: &Path, n: usize) -> usize {
-    let archive = std::fs::read_dir(dir)
-        .expect("read corpus")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.to_string_lossy().ends_with(".tar.zst"))
-        .expect("corpus archive");
     let out = work.join("raw").join(name);
-    std::fs::create_dir_all(&out).expect("mkdir");
-    let status = Command::new("tar")
-        .arg("--zstd")
-        .arg("-xf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(&out)
-        .status()
-        .expect("tar (needs zstd)");
-    assert!(status.success(), "cannot unpack {}", archive.display());
+    unpack_corpus(dir, &out);
     std::fs::create_dir_all(into).expect("mkdir");
     let labels = std::fs::read_to_string(dir.join("labels.tsv")).expect("labels.tsv");
     let mut linked = 0;
