@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 /// Labels a corpus gives messages, in report order.
 pub const LABELS: [&str; 3] = ["ham", "spam", "phish"];
 /// Classes a verdict can give, in report order.
-pub const CLASSES: [&str; 6] = crate::verdict::CLASS_NAMES;
+pub const CLASSES: [&str; 6] = crate::verdict::THREAT_CLASS_NAMES;
 
 /// One judged message.
 #[derive(Debug, Clone)]

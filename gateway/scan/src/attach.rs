@@ -3,6 +3,9 @@
 //! (zip bombs stop at the ratio, depth and size bounds), encrypted archives, Office macros,
 //! PDF actions and executables. A walk that stops at a bound says so with a symbol of the
 //! `unscannable` category: what was left unread may be what matters.
+//!
+//! The archive walk is shared: [`check`] is one `Visitor` of it, data-leak prevention's text
+//! extraction ([`crate::dlp::extract`]) another, so both unpack within the same bounds.
 
 use std::io::{Cursor, Read};
 
@@ -156,17 +159,142 @@ const MACRO_EXT: &[&str] = &["docm", "xlsm", "pptm", "dotm", "xltm", "xlam", "pp
 /// Walks every attachment (and archive member) and adds symbols for what is risky; stops
 /// (with `SCAN_BUDGET_EXCEEDED`) when `deadline` passes.
 pub fn check(attachments: &[Attachment], deadline: &Deadline, symbols: &mut Symbols) {
+    walk(attachments, deadline, &mut Checker { symbols });
+}
+
+/// Why part of a walk went unread. The walk itself only says so; its [`Visitor`] decides what
+/// that means (a symbol for the attachment check, "encrypted" or "truncated" for data-leak
+/// prevention), so both read archives through the same bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Obstacle {
+    /// The scan's deadline passed: nothing after this point was read.
+    OutOfTime,
+    /// An archive nested deeper than [`MAX_DEPTH`].
+    TooDeep,
+    /// More members than [`MAX_MEMBERS`] in the message.
+    TooManyMembers,
+    /// A member expanding beyond [`MAX_RATIO`].
+    Bomb,
+    /// A member beyond [`MAX_MEMBER`], or beyond what the message may still unpack.
+    TooLarge,
+    /// A member longer than it claimed, read as far as [`MAX_MEMBER`].
+    MemberTruncated,
+    /// An archive that cannot be parsed.
+    Malformed,
+    /// An encrypted archive (with a member's name: that member is encrypted).
+    Encrypted,
+}
+
+/// A file a walk met: an attachment, or a member unpacked from an archive inside one.
+pub(crate) struct Visit<'a> {
+    /// The name as declared or stored in the archive; may be empty.
+    pub name: &'a str,
+    /// The declared MIME type of an attachment; empty for archive members, which have none.
+    pub declared_type: &'a str,
+    /// The content.
+    pub data: &'a [u8],
+    /// What the content is.
+    pub kind: FileType,
+    /// The archive it was unpacked from; `None` for an attachment.
+    pub archive: Option<&'a str>,
+    /// A part of an Office Open XML package (a zip holding `[Content_Types].xml`): a piece of
+    /// one document rather than a file of its own.
+    pub package: bool,
+    /// Archive nesting: 0 for an attachment.
+    pub depth: usize,
+}
+
+/// What a walk reports to: every file it reads and everything it could not read.
+pub(crate) trait Visitor {
+    /// Whether member `member` of `archive` is worth unpacking: its name (and whether the
+    /// archive is an Office package) is all the walk knows before spending the budget on it.
+    fn wants(&mut self, _archive: &str, _member: &str, _package: bool) -> bool {
+        true
+    }
+
+    /// Looks at one file; returns whether to unpack it, if it is an archive, and visit its
+    /// members in turn.
+    fn file(&mut self, file: &Visit<'_>) -> bool;
+
+    /// Part of `archive` (or the attachment of that name) went unread; `member` names the
+    /// member concerned when it is known (an encrypted member's name still tells what it is).
+    fn obstacle(&mut self, archive: &str, member: Option<&str>, obstacle: Obstacle);
+}
+
+/// Visits every attachment and, recursively, the members of the archives among them, within
+/// the bounds above and `deadline`.
+pub(crate) fn walk(attachments: &[Attachment], deadline: &Deadline, visitor: &mut dyn Visitor) {
     let mut budget = Budget {
         unpacked: 0,
         members: 0,
         deadline,
     };
     for a in attachments {
-        if !budget.time_left(symbols) {
+        if !budget.time_left(&a.name, visitor) {
             return;
         }
-        inspect(&a.name, &a.data, 0, &mut budget, symbols);
+        let file = Visit {
+            name: &a.name,
+            declared_type: &a.declared_type,
+            data: &a.data,
+            kind: FileType::detect(&a.data),
+            archive: None,
+            package: false,
+            depth: 0,
+        };
+        visit(&file, &mut budget, visitor);
     }
+}
+
+/// The attachment check: symbols for what each file is and what stopped the walk.
+struct Checker<'a> {
+    symbols: &'a mut Symbols,
+}
+
+impl Visitor for Checker<'_> {
+    fn wants(&mut self, archive: &str, member: &str, package: bool) -> bool {
+        if member.to_ascii_lowercase().ends_with("vbaproject.bin") {
+            self.symbols.add("ATTACH_OFFICE_MACRO", archive);
+        }
+        // Office documents are zips too: their parts are not attachments of their own.
+        !(package && is_office_part(member))
+    }
+
+    fn file(&mut self, file: &Visit<'_>) -> bool {
+        inspect(file.name, file.data, file.kind, self.symbols);
+        true
+    }
+
+    fn obstacle(&mut self, archive: &str, member: Option<&str>, obstacle: Obstacle) {
+        let symbol = match obstacle {
+            Obstacle::OutOfTime => {
+                self.symbols.add("SCAN_BUDGET_EXCEEDED", "attachments");
+                return;
+            }
+            Obstacle::TooDeep => "ARCHIVE_TOO_DEEP",
+            Obstacle::TooManyMembers => "ARCHIVE_TOO_MANY_MEMBERS",
+            Obstacle::Bomb => "ARCHIVE_BOMB",
+            Obstacle::TooLarge => "ARCHIVE_TOO_LARGE",
+            Obstacle::MemberTruncated => "ARCHIVE_MEMBER_TRUNCATED",
+            Obstacle::Malformed => "ARCHIVE_MALFORMED",
+            Obstacle::Encrypted => {
+                // The name still tells what is inside.
+                if let Some(member) = member
+                    && DANGEROUS_EXT.contains(&extension(member).as_str())
+                {
+                    self.symbols.add("ARCHIVE_ENCRYPTED_EXECUTABLE", member);
+                }
+                "ATTACH_ENCRYPTED_ARCHIVE"
+            }
+        };
+        self.symbols.add(symbol, archive);
+    }
+}
+
+/// Whether a member of an Office Open XML package is one of its documents' parts (`word/`,
+/// `xl/`, `ppt/`).
+pub(crate) fn is_office_part(member: &str) -> bool {
+    member.starts_with("word/") || member.starts_with("xl/") || member.starts_with("ppt/")
 }
 
 struct Budget<'a> {
@@ -176,9 +304,9 @@ struct Budget<'a> {
 }
 
 impl Budget<'_> {
-    fn time_left(&self, symbols: &mut Symbols) -> bool {
+    fn time_left(&self, archive: &str, visitor: &mut dyn Visitor) -> bool {
         if self.deadline.passed() {
-            symbols.add("SCAN_BUDGET_EXCEEDED", "attachments");
+            visitor.obstacle(archive, None, Obstacle::OutOfTime);
             return false;
         }
         true
@@ -191,8 +319,52 @@ fn extension(name: &str) -> String {
         .unwrap_or_default()
 }
 
-fn inspect(name: &str, data: &[u8], depth: usize, budget: &mut Budget, symbols: &mut Symbols) {
-    let kind = FileType::detect(data);
+/// Shows `file` to the visitor and, if it is an archive the visitor wants unpacked, walks it.
+fn visit(file: &Visit<'_>, budget: &mut Budget, visitor: &mut dyn Visitor) {
+    if !visitor.file(file) {
+        return;
+    }
+    let walker = match file.kind {
+        FileType::Zip => walk_zip,
+        FileType::Gzip => walk_gzip,
+        FileType::Tar => walk_tar,
+        FileType::SevenZip => walk_7z,
+        _ => return,
+    };
+    let shown = if file.name.is_empty() {
+        "(unnamed)"
+    } else {
+        file.name
+    };
+    if file.depth >= MAX_DEPTH {
+        visitor.obstacle(shown, None, Obstacle::TooDeep);
+        return;
+    }
+    walker(shown, file.data, file.depth, budget, visitor);
+}
+
+/// Visits `data`, unpacked from `archive` under the name `member`.
+fn visit_member(
+    archive: &str,
+    (member, package): (&str, bool),
+    data: &[u8],
+    depth: usize,
+    budget: &mut Budget,
+    visitor: &mut dyn Visitor,
+) {
+    let file = Visit {
+        name: member,
+        declared_type: "",
+        data,
+        kind: FileType::detect(data),
+        archive: Some(archive),
+        package,
+        depth: depth + 1,
+    };
+    visit(&file, budget, visitor);
+}
+
+fn inspect(name: &str, data: &[u8], kind: FileType, symbols: &mut Symbols) {
     let ext = extension(name);
     let shown = if name.is_empty() { "(unnamed)" } else { name };
     if name.contains('\u{202e}') || name.contains('\u{202d}') {
@@ -217,10 +389,6 @@ fn inspect(name: &str, data: &[u8], depth: usize, budget: &mut Budget, symbols: 
         symbols.add("ATTACH_OFFICE_MACRO", shown);
     }
     match kind {
-        FileType::Zip => walk_zip(shown, data, depth, budget, symbols),
-        FileType::Gzip => walk_gzip(shown, data, depth, budget, symbols),
-        FileType::Tar => walk_tar(shown, data, depth, budget, symbols),
-        FileType::SevenZip => walk_7z(shown, data, depth, budget, symbols),
         FileType::Rar => {
             // No pure-Rust RAR unpacker exists; the names are not read either. clamd, when
             // configured, unpacks RAR itself.
@@ -262,7 +430,8 @@ fn inspect(name: &str, data: &[u8], depth: usize, budget: &mut Budget, symbols: 
     }
 }
 
-fn is_encrypted_rar(data: &[u8]) -> bool {
+/// Whether a RAR archive's headers are encrypted (no pure-Rust unpacker reads RAR at all).
+pub(crate) fn is_encrypted_rar(data: &[u8]) -> bool {
     // RAR4: archive header flag 0x0080 (block headers encrypted); RAR5 marks encryption with an
     // archive encryption header of type 4 right after the signature.
     if data.starts_with(b"Rar!\x1a\x07\x00") {
@@ -276,12 +445,8 @@ fn is_encrypted_rar(data: &[u8]) -> bool {
 /// Memory a 7z decoder may use for its dictionary and headers, in KiB.
 const SEVENZ_MEMORY_KB: usize = 64 * 1024;
 
-fn walk_7z(name: &str, data: &[u8], depth: usize, budget: &mut Budget, symbols: &mut Symbols) {
+fn walk_7z(name: &str, data: &[u8], depth: usize, budget: &mut Budget, visitor: &mut dyn Visitor) {
     use sevenz_rust2::{ArchiveReader, Error, Password};
-    if depth >= MAX_DEPTH {
-        symbols.add("ARCHIVE_TOO_DEEP", name);
-        return;
-    }
     let mut reader = match ArchiveReader::new_with_memory_limit(
         Cursor::new(data),
         Password::empty(),
@@ -290,11 +455,11 @@ fn walk_7z(name: &str, data: &[u8], depth: usize, budget: &mut Budget, symbols: 
         Ok(r) => r,
         Err(Error::PasswordRequired | Error::MaybeBadPassword(_)) => {
             // Encrypted headers: not even the names can be read.
-            symbols.add("ATTACH_ENCRYPTED_ARCHIVE", name);
+            visitor.obstacle(name, None, Obstacle::Encrypted);
             return;
         }
         Err(_) => {
-            symbols.add("ARCHIVE_MALFORMED", name);
+            visitor.obstacle(name, None, Obstacle::Malformed);
             return;
         }
     };
@@ -305,35 +470,40 @@ fn walk_7z(name: &str, data: &[u8], depth: usize, budget: &mut Budget, symbols: 
         if entry.is_directory() || stop {
             return Ok(!stop);
         }
+        // An unwanted member of a solid block is decoded all the same on the way to the next
+        // one: it is budgeted like the others, only not kept.
+        let wanted = visitor.wants(name, entry.name(), false);
         if !member_budget_ok(
             name,
             budget,
             entry.size(),
             entry.compressed_size.max(1),
-            symbols,
+            visitor,
         ) {
             stop = true;
             return Ok(false);
         }
         let mut bytes = Vec::new();
         content.take(MAX_MEMBER + 1).read_to_end(&mut bytes)?;
-        cap_member(name, &mut bytes, symbols);
+        cap_member(name, &mut bytes, visitor);
         budget.unpacked += bytes.len() as u64;
-        members.push((entry.name().to_owned(), bytes));
+        if wanted {
+            members.push((entry.name().to_owned(), bytes));
+        }
         Ok(true)
     });
     match result {
         Ok(()) => {}
         Err(Error::PasswordRequired | Error::MaybeBadPassword(_)) => {
-            symbols.add("ATTACH_ENCRYPTED_ARCHIVE", name);
+            visitor.obstacle(name, None, Obstacle::Encrypted);
             for entry in &reader.archive().files {
-                inspect_name_only(entry.name(), symbols);
+                visitor.obstacle(name, Some(entry.name()), Obstacle::Encrypted);
             }
         }
-        Err(_) => symbols.add("ARCHIVE_MALFORMED", name),
+        Err(_) => visitor.obstacle(name, None, Obstacle::Malformed),
     }
     for (member, bytes) in members {
-        inspect(&member, &bytes, depth + 1, budget, symbols);
+        visit_member(name, (&member, false), &bytes, depth, budget, visitor);
     }
 }
 
@@ -344,45 +514,41 @@ fn member_budget_ok(
     budget: &mut Budget,
     size: u64,
     compressed: u64,
-    symbols: &mut Symbols,
+    visitor: &mut dyn Visitor,
 ) -> bool {
-    if !budget.time_left(symbols) {
+    if !budget.time_left(archive, visitor) {
         return false;
     }
     budget.members += 1;
     if budget.members > MAX_MEMBERS {
-        symbols.add("ARCHIVE_TOO_MANY_MEMBERS", archive);
+        visitor.obstacle(archive, None, Obstacle::TooManyMembers);
         return false;
     }
     if size > 1024 * 1024 && size / compressed.max(1) > MAX_RATIO {
-        symbols.add("ARCHIVE_BOMB", archive);
+        visitor.obstacle(archive, None, Obstacle::Bomb);
         return false;
     }
     if size > MAX_MEMBER || budget.unpacked.saturating_add(size) > MAX_TOTAL_UNPACKED {
-        symbols.add("ARCHIVE_TOO_LARGE", archive);
+        visitor.obstacle(archive, None, Obstacle::TooLarge);
         return false;
     }
     true
 }
 
 /// A member that turned out larger than it claimed is inspected as far as the cap, and flagged.
-fn cap_member(archive: &str, content: &mut Vec<u8>, symbols: &mut Symbols) {
+fn cap_member(archive: &str, content: &mut Vec<u8>, visitor: &mut dyn Visitor) {
     if content.len() as u64 > MAX_MEMBER {
         content.truncate(MAX_MEMBER as usize);
-        symbols.add("ARCHIVE_MEMBER_TRUNCATED", archive);
+        visitor.obstacle(archive, None, Obstacle::MemberTruncated);
     }
 }
 
-fn walk_zip(name: &str, data: &[u8], depth: usize, budget: &mut Budget, symbols: &mut Symbols) {
-    if depth >= MAX_DEPTH {
-        symbols.add("ARCHIVE_TOO_DEEP", name);
-        return;
-    }
+fn walk_zip(name: &str, data: &[u8], depth: usize, budget: &mut Budget, visitor: &mut dyn Visitor) {
     let Ok(mut zip) = zip::ZipArchive::new(Cursor::new(data)) else {
-        symbols.add("ARCHIVE_MALFORMED", name);
+        visitor.obstacle(name, None, Obstacle::Malformed);
         return;
     };
-    let mut ooxml_macro = false;
+    let package = zip.index_for_name("[Content_Types].xml").is_some();
     for i in 0..zip.len() {
         let (member, encrypted, size, compressed, is_dir) = match zip.by_index_raw(i) {
             Ok(f) => (
@@ -393,23 +559,22 @@ fn walk_zip(name: &str, data: &[u8], depth: usize, budget: &mut Budget, symbols:
                 f.is_dir(),
             ),
             Err(_) => {
-                symbols.add("ARCHIVE_MALFORMED", name);
+                visitor.obstacle(name, None, Obstacle::Malformed);
                 return;
             }
         };
-        if member.to_ascii_lowercase().ends_with("vbaproject.bin") {
-            ooxml_macro = true;
-        }
         if is_dir {
             continue;
         }
+        let wanted = visitor.wants(name, &member, package);
         if encrypted {
-            symbols.add("ATTACH_ENCRYPTED_ARCHIVE", name);
-            // The name still tells what is inside.
-            inspect_name_only(&member, symbols);
+            visitor.obstacle(name, Some(&member), Obstacle::Encrypted);
             continue;
         }
-        if !member_budget_ok(name, budget, size, compressed, symbols) {
+        if !wanted {
+            continue;
+        }
+        if !member_budget_ok(name, budget, size, compressed, visitor) {
             return;
         }
         let mut content = Vec::new();
@@ -419,71 +584,58 @@ fn walk_zip(name: &str, data: &[u8], depth: usize, budget: &mut Budget, symbols:
                 .map_err(|_| ())
         });
         if read.is_err() {
-            symbols.add("ARCHIVE_MALFORMED", name);
+            visitor.obstacle(name, None, Obstacle::Malformed);
             continue;
         }
-        cap_member(name, &mut content, symbols);
+        cap_member(name, &mut content, visitor);
         budget.unpacked += content.len() as u64;
-        // Office documents are zips too: their parts are not attachments of their own.
-        if !(member.starts_with("word/") || member.starts_with("xl/") || member.starts_with("ppt/"))
-        {
-            inspect(&member, &content, depth + 1, budget, symbols);
-        }
-    }
-    if ooxml_macro {
-        symbols.add("ATTACH_OFFICE_MACRO", name);
+        visit_member(name, (&member, package), &content, depth, budget, visitor);
     }
 }
 
-fn inspect_name_only(member: &str, symbols: &mut Symbols) {
-    let ext = extension(member);
-    if DANGEROUS_EXT.contains(&ext.as_str()) {
-        symbols.add("ARCHIVE_ENCRYPTED_EXECUTABLE", member);
-    }
-}
-
-fn walk_gzip(name: &str, data: &[u8], depth: usize, budget: &mut Budget, symbols: &mut Symbols) {
-    if depth >= MAX_DEPTH {
-        symbols.add("ARCHIVE_TOO_DEEP", name);
+fn walk_gzip(
+    name: &str,
+    data: &[u8],
+    depth: usize,
+    budget: &mut Budget,
+    visitor: &mut dyn Visitor,
+) {
+    let inner = name
+        .strip_suffix(".gz")
+        .or_else(|| name.strip_suffix(".tgz"))
+        .unwrap_or(name);
+    if !visitor.wants(name, inner, false) {
         return;
     }
     let room = MAX_MEMBER.min(MAX_TOTAL_UNPACKED.saturating_sub(budget.unpacked));
     let mut out = Vec::new();
     let decoder = flate2::read::GzDecoder::new(data);
     if decoder.take(room + 1).read_to_end(&mut out).is_err() {
-        symbols.add("ARCHIVE_MALFORMED", name);
+        visitor.obstacle(name, None, Obstacle::Malformed);
         return;
     }
     let size = out.len() as u64;
-    if !member_budget_ok(name, budget, size, data.len() as u64, symbols) {
+    if !member_budget_ok(name, budget, size, data.len() as u64, visitor) {
         return;
     }
     if size > room {
         // Within the ratio but beyond what one member or the message may unpack.
-        symbols.add("ARCHIVE_TOO_LARGE", name);
+        visitor.obstacle(name, None, Obstacle::TooLarge);
         return;
     }
     budget.unpacked += size;
-    let inner = name
-        .strip_suffix(".gz")
-        .or_else(|| name.strip_suffix(".tgz"))
-        .unwrap_or(name);
-    inspect(inner, &out, depth + 1, budget, symbols);
+    visit_member(name, (inner, false), &out, depth, budget, visitor);
 }
 
-fn walk_tar(name: &str, data: &[u8], depth: usize, budget: &mut Budget, symbols: &mut Symbols) {
-    if depth >= MAX_DEPTH {
-        symbols.add("ARCHIVE_TOO_DEEP", name);
-        return;
-    }
+fn walk_tar(name: &str, data: &[u8], depth: usize, budget: &mut Budget, visitor: &mut dyn Visitor) {
     let mut archive = tar::Archive::new(data);
     let Ok(entries) = archive.entries() else {
-        symbols.add("ARCHIVE_MALFORMED", name);
+        visitor.obstacle(name, None, Obstacle::Malformed);
         return;
     };
     for entry in entries {
         let Ok(entry) = entry else {
-            symbols.add("ARCHIVE_MALFORMED", name);
+            visitor.obstacle(name, None, Obstacle::Malformed);
             return;
         };
         if !entry.header().entry_type().is_file() {
@@ -493,18 +645,21 @@ fn walk_tar(name: &str, data: &[u8], depth: usize, budget: &mut Budget, symbols:
             .path()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
+        if !visitor.wants(name, &member, false) {
+            continue;
+        }
         let size = entry.size();
-        if !member_budget_ok(name, budget, size, size, symbols) {
+        if !member_budget_ok(name, budget, size, size, visitor) {
             return;
         }
         let mut content = Vec::new();
         // The header's size was checked above and bounds the read.
         if entry.take(MAX_MEMBER).read_to_end(&mut content).is_err() {
-            symbols.add("ARCHIVE_MALFORMED", name);
+            visitor.obstacle(name, None, Obstacle::Malformed);
             return;
         }
         budget.unpacked += content.len() as u64;
-        inspect(&member, &content, depth + 1, budget, symbols);
+        visit_member(name, (&member, false), &content, depth, budget, visitor);
     }
 }
 
@@ -517,7 +672,8 @@ fn head(data: &[u8], n: usize) -> &[u8] {
     &data[..data.len().min(n)]
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+/// Where `needle` first occurs in `hay`.
+pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.is_empty() || hay.len() < needle.len() {
         return None;
     }
@@ -542,12 +698,13 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::Write;
 
     use super::*;
 
-    fn zip_of(entries: &[(&str, &[u8])], encrypted: bool) -> Vec<u8> {
+    /// A zip of `entries`, deflated; `encrypted` marks every entry password-protected.
+    pub(crate) fn zip_of(entries: &[(&str, &[u8])], encrypted: bool) -> Vec<u8> {
         let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
         for (name, data) in entries {
             let opts = zip::write::SimpleFileOptions::default()
@@ -683,12 +840,12 @@ mod tests {
     fn truncated_members_are_flagged() {
         let mut content = vec![7u8; (MAX_MEMBER + 1) as usize];
         let mut s = Symbols::default();
-        cap_member("a.7z", &mut content, &mut s);
+        cap_member("a.7z", &mut content, &mut Checker { symbols: &mut s });
         assert_eq!(content.len() as u64, MAX_MEMBER);
         assert!(s.has("ARCHIVE_MEMBER_TRUNCATED"));
         let mut small = vec![7u8; 10];
         let mut s = Symbols::default();
-        cap_member("a.7z", &mut small, &mut s);
+        cap_member("a.7z", &mut small, &mut Checker { symbols: &mut s });
         assert!(!s.has("ARCHIVE_MEMBER_TRUNCATED"));
     }
 
@@ -717,6 +874,18 @@ mod tests {
     fn macros_and_pdf_actions() {
         let docm = zip_of(&[("word/vbaProject.bin", b"\xd0\xcf\x11\xe0")], false);
         assert!(symbols_of("a.docx", docm).contains(&"ATTACH_OFFICE_MACRO".into()));
+        // Only an Office package's parts are pieces of a document: a plain zip's folder named
+        // `word/` holds files like any other.
+        let folder = zip_of(&[("word/run.exe", b"MZ\x90\x00")], false);
+        assert!(symbols_of("a.zip", folder).contains(&"ATTACH_EXECUTABLE".into()));
+        let package = zip_of(
+            &[
+                ("[Content_Types].xml", b"<Types/>"),
+                ("word/document.xml", b"MZ\x90\x00"),
+            ],
+            false,
+        );
+        assert!(symbols_of("a.docx", package).is_empty());
         let pdf =
             b"%PDF-1.7\n1 0 obj << /OpenAction << /S /JavaScript /JS (app.alert(1)) >> >>".to_vec();
         assert!(symbols_of("a.pdf", pdf).contains(&"PDF_JAVASCRIPT".into()));

@@ -113,7 +113,8 @@ pub struct BrandConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScanConfig {
-    /// Scan at all; when false every message is delivered unscanned.
+    /// Judge inbound mail for threats at all; when false it is delivered unscanned (outbound
+    /// and internal mail is still judged by the `[dlp]` policies).
     pub enabled: bool,
     /// Load the built-in rule set before `rules`.
     pub builtin_rules: bool,

@@ -71,6 +71,48 @@ pub struct Envelope {
     pub tls: bool,
     /// The client asked for SMTPUTF8.
     pub smtputf8: bool,
+    /// Which way the message travels: inbound mail is judged for threats, outbound and internal
+    /// mail for what it must not carry.
+    pub direction: Direction,
+    /// The login the sender authenticated with at the organisation's mail server, when its
+    /// relay said (XFORWARD).
+    pub login: Option<String>,
+}
+
+/// Which way a message crosses the gateway. Only a trusted internal relay can send mail that is
+/// not inbound, so the direction is decided by where the message came from and where it goes,
+/// never by what it says about itself.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// From the Internet to a protected domain.
+    #[default]
+    Inbound,
+    /// From the organisation's mail system to a domain it does not host.
+    Outbound,
+    /// From the organisation's mail system to its own domains.
+    Internal,
+}
+
+impl Direction {
+    /// Every direction, in the order the console lists them.
+    pub const ALL: [Direction; 3] = [Direction::Inbound, Direction::Outbound, Direction::Internal];
+
+    /// Lower-case name (`inbound`, `outbound`, `internal`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+            Direction::Internal => "internal",
+        }
+    }
+
+    /// The direction a name gives, if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == name)
+    }
 }
 
 /// A scanner's decision about one message.
@@ -89,6 +131,9 @@ pub enum Verdict {
     Hold {
         /// Why it is held, shown to administrators.
         reason: String,
+        /// How long it waits before it expires, when the policy says (a DLP approval); else
+        /// the quarantine's retention for its class.
+        hours: Option<u32>,
     },
     /// Accept and drop; only the log remembers it.
     Discard {

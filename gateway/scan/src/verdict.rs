@@ -8,8 +8,19 @@ use super::Symbols;
 use super::rules::{Category, RuleSet};
 use crate::config::Thresholds;
 
-/// Every class's name, in report order.
-pub const CLASS_NAMES: [&str; 6] = ["clean", "spam", "phish", "bec", "virus", "unscannable"];
+/// The classes a threat scan decides between, in report order.
+pub const THREAT_CLASS_NAMES: [&str; 6] = ["clean", "spam", "phish", "bec", "virus", "unscannable"];
+
+/// Every class's name: the threat classes, then `dlp` (outgoing mail a data-leak policy acted on).
+pub const CLASS_NAMES: [&str; 7] = [
+    "clean",
+    "spam",
+    "phish",
+    "bec",
+    "virus",
+    "unscannable",
+    "dlp",
+];
 
 /// The class of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +39,8 @@ pub enum Class {
     /// Not fully inspected (archive limits, the scan budget): it weighs at least as much as
     /// what it might hide, so it outranks spam.
     Unscannable,
+    /// Outgoing mail a data-leak prevention policy acted on.
+    Dlp,
 }
 
 impl Class {
@@ -40,6 +53,7 @@ impl Class {
             Class::Virus => "virus",
             Class::Bec => "bec",
             Class::Unscannable => "unscannable",
+            Class::Dlp => "dlp",
         }
     }
 }
@@ -115,7 +129,7 @@ pub fn decide(rules: &RuleSet, symbols: &Symbols, thresholds: &Thresholds) -> Re
         Class::Virus => (virus, thresholds.virus),
         Class::Phish => (phish + ham, thresholds.phish),
         Class::Bec => (bec + ham, thresholds.bec),
-        Class::Spam | Class::Clean | Class::Unscannable => (total, thresholds.spam),
+        Class::Spam | Class::Clean | Class::Unscannable | Class::Dlp => (total, thresholds.spam),
     };
     let reasons: Vec<String> = scored
         .iter()

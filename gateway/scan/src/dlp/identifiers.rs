@@ -26,6 +26,8 @@ pub enum Detector {
     Passport,
     /// 密级 marking: 绝密★, 机密★, 秘密★ (the ★ form the standard prescribes).
     Classification,
+    /// E-mail address: a list of many is a customer or staff list leaving.
+    EmailAddress,
 }
 
 impl Detector {
@@ -38,7 +40,24 @@ impl Detector {
             Detector::CreditCode => "credit_code",
             Detector::Passport => "passport",
             Detector::Classification => "classification",
+            Detector::EmailAddress => "email_address",
         }
+    }
+
+    /// Every detector, in report order.
+    pub const ALL: [Detector; 7] = [
+        Detector::ResidentId,
+        Detector::BankCard,
+        Detector::Mobile,
+        Detector::CreditCode,
+        Detector::Passport,
+        Detector::Classification,
+        Detector::EmailAddress,
+    ];
+
+    /// The detector a configuration name gives, if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.name() == name)
     }
 }
 
@@ -119,6 +138,13 @@ pub fn find(text: &str, today: NaiveDate) -> Findings {
     for mark in classification_marks(text) {
         // A marking is not personal data: shown as it is.
         found.add(Detector::Classification, mark, || mark.to_owned());
+    }
+    for address in email_addresses(text) {
+        let address = address.to_ascii_lowercase();
+        found.add(Detector::EmailAddress, &address, || {
+            let (local, domain) = address.split_once('@').unwrap_or_default();
+            format!("{}***@{domain}", local.chars().next().unwrap_or('*'))
+        });
     }
     found.findings
 }
@@ -377,6 +403,38 @@ fn classification_marks(text: &str) -> impl Iterator<Item = &'static str> + '_ {
     })
 }
 
+/// The e-mail addresses written in `text`: words (split at spaces and the punctuation that
+/// surrounds addresses in lists) with one `@`, a plain local part and a dotted domain.
+fn email_addresses(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '<' | '>' | ',' | ';' | '(' | ')' | '"' | '\'' | '[' | ']' | ':'
+            )
+            || !c.is_ascii()
+    })
+    .filter(|word| {
+        let Some((local, domain)) = word.split_once('@') else {
+            return false;
+        };
+        let domain = domain.trim_end_matches('.');
+        !local.is_empty()
+            && local.len() <= 64
+            && local
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._%+-".contains(&b))
+            && domain.contains('.')
+            && domain.len() <= 253
+            && domain.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,6 +598,16 @@ mod tests {
         let text = "订单号 202612051230450001 时间 20261205123045 金额 12345.67 \
                     IP 192.168.1.1 发票 0123456789012345678901234567890 编号 2026-12-05";
         assert!(detected(text).is_empty(), "{:?}", detected(text));
+    }
+
+    #[test]
+    fn email_addresses_are_counted_from_lists_and_masked() {
+        let text = "To: 张伟 <Zhang.Wei@corp.test>, li@corp.test; wang+x@sub.partner.test\n\
+                    zhang.wei@corp.test again; not an address: a@b, @corp.test, x@-, user@host";
+        let found = find(text, today());
+        let emails = found.get(Detector::EmailAddress).unwrap();
+        assert_eq!(emails.distinct, 3, "{emails:?}");
+        assert_eq!(emails.samples[0], "z***@corp.test");
     }
 
     #[test]
