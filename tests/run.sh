@@ -20,6 +20,8 @@ command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq
 [ -x /usr/sbin/clamd ] || need+=(clamav-daemon)
 command -v iconv >/dev/null 2>&1 || need+=(libc-bin)
 command -v dkimsign >/dev/null 2>&1 || need+=(python3-dkim)
+# python3-dkim checks Ed25519 signatures (the outbound DKIM tests) with nacl.
+/usr/bin/python3 -c 'import nacl.signing' 2>/dev/null || need+=(python3-nacl)
 # arcsign (python3-dkim) needs authres to seal ARC sets.
 /usr/bin/python3 -c 'import authres' 2>/dev/null || need+=(python3-authres)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)

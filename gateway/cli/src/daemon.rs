@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use jianmen_mta::audit::AuditLog;
 use jianmen_mta::config::Config;
+use jianmen_mta::dkim::DkimSigner;
 use jianmen_mta::intake::Intake;
 use jianmen_mta::metrics::Metrics;
 use jianmen_mta::outbound::Outbound;
@@ -16,7 +17,7 @@ use jianmen_mta::quarantine::links::LinkKey;
 use jianmen_mta::queue::manager::Manager;
 use jianmen_mta::queue::spool::Spool;
 use jianmen_mta::queue::{Queue, QueueError, SqliteStore};
-use jianmen_mta::smtp::{Server, SessionContext};
+use jianmen_mta::smtp::{Relays, Server, SessionContext};
 use jianmen_mta::tracking::Tracker;
 use jianmen_mta::upgrade::health;
 use jianmen_mta::upgrade::release::{self, Releases};
@@ -52,6 +53,9 @@ pub enum StartError {
     /// Started as root, the gateway could not become its service account.
     #[error(transparent)]
     Privilege(#[from] jianmen_mta::privilege::PrivilegeError),
+    /// A DKIM signing key could not be loaded.
+    #[error("DKIM: {0}")]
+    Dkim(#[from] jianmen_mta::dkim::DkimError),
 }
 
 /// Opens the queue of a configuration (used by the daemon and the `queue` commands).
@@ -119,6 +123,7 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
     ));
     tokio::spawn(jianmen_mta::quarantine::expire_periodically(
         quarantine.clone(),
+        config.server.hostname.clone(),
     ));
     if config.quarantine.digest_hours > 0
         && let Some(settings) = DigestSettings::from_config(&config)
@@ -157,7 +162,11 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
         None => None,
     };
     let resolver = jianmen_scan::dns::resolver(&config.dns)?;
-    let scanner: Arc<dyn Scanner> = if config.scan.enabled {
+    if !config.scan.enabled {
+        tracing::warn!("scan.enabled = false: inbound messages are delivered unscanned");
+    }
+    // Outbound and internal mail is judged by the DLP policies even without threat scanning.
+    let scanner: Arc<dyn Scanner> = if config.scan.enabled || !config.dlp.policy.is_empty() {
         let env = jianmen_scan::pipeline::Environment {
             skipped: Some(metrics.clone()),
             ..release::scan_environment(&config)
@@ -166,7 +175,6 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
         tokio::spawn(reload_on_sighup(pipeline.clone()));
         Arc::new(pipeline)
     } else {
-        tracing::warn!("scan.enabled = false: messages are delivered unscanned");
         Arc::new(PassThrough)
     };
     let outbound = Arc::new(Outbound::new(&config, resolver)?);
@@ -179,19 +187,24 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
         tracker.clone(),
     );
     let queue_for_health = queue.clone();
-    let intake = Arc::new(Intake::new(
-        config.clone(),
-        scanner,
-        queue,
-        metrics.clone(),
-        tracker.clone(),
-    ));
+    let signer = DkimSigner::load(&config.dkim, &config.server.data_dir)?;
+    let intake = Arc::new(
+        Intake::new(
+            config.clone(),
+            scanner,
+            queue,
+            metrics.clone(),
+            tracker.clone(),
+        )
+        .signing(signer),
+    );
     let server = Arc::new(Server::new(SessionContext {
         hostname: config.server.hostname.clone(),
         limits: Arc::new(config.smtp.clone()),
         tls,
         inbox: intake,
         metrics: metrics.clone(),
+        relays: Arc::new(Relays::from_config(&config.smtp)),
     }));
     for addr in &config.smtp.listen {
         tracing::info!(%addr, "SMTP listening");

@@ -12,8 +12,8 @@ use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use commands::{
-    account, audit, cert_sm2, check_config, demo, eval, features, generate_docs, quarantine, queue,
-    retrain, scan, serve, tls_probe, upgrade,
+    account, audit, cert_sm2, check_config, demo, dkim, eval, features, generate_docs, quarantine,
+    queue, retrain, scan, serve, tls_probe, upgrade,
 };
 
 /// Jianmen (剑门) mail security gateway.
@@ -60,6 +60,10 @@ enum Command {
     /// signing pair `sm2-{key,cert}.pem` + `sm2.csr` (for `tls.sm_cert` / `tls.sm_key`) and
     /// TLCP's encryption pair `sm2-enc-{key,cert}.pem` + `sm2-enc.csr` (`tls.sm_enc_*`).
     CertSm2(cert_sm2::Args),
+    /// Make DKIM keys for outbound signing (`dkim keygen`): the key goes to
+    /// data_dir/keys/<domain>/<selector>.pem, never over an existing one, and the DNS record to
+    /// publish is printed.
+    Dkim(dkim::Args),
     /// Write the manual pages (one per command) and bash, zsh and fish completions into a
     /// directory; the packages install them.
     #[command(hide = true)]
@@ -111,6 +115,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Account(args) => account::run(args).await?,
         Command::CheckConfig(args) => check_config::run(args)?,
         Command::CertSm2(args) => cert_sm2::run(args)?,
+        Command::Dkim(args) => dkim::run(args).await?,
         Command::GenerateDocs(args) => generate_docs::run(args, Cli::command())?,
         Command::Upgrade(args) => return upgrade::run(args).await,
         Command::TlsProbe(args) => tls_probe::run(args).await?,

@@ -91,6 +91,12 @@ pub struct Config {
     /// Where audit rows are copied to.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Outbound DKIM signing: the sending domains and the selector each signs with.
+    #[serde(default)]
+    pub dkim: crate::dkim::DkimConfig,
+    /// Data-leak prevention policies for outbound and internal mail.
+    #[serde(default)]
+    pub dlp: jianmen_scan::dlp::DlpConfig,
 }
 
 /// Copies of the audit log for a SIEM.
@@ -329,6 +335,12 @@ pub struct SmtpConfig {
     /// Valid recipients (full addresses, case-insensitive); empty means every address of a protected
     /// domain is accepted.
     pub valid_recipients: Vec<String>,
+    /// The organisation's mail servers (addresses or CIDR networks): the only clients whose
+    /// mail may go to domains other than the protected ones (outbound) — and, when every
+    /// recipient is local, internal mail. Empty: the gateway relays nothing outward.
+    pub internal_relays: Vec<String>,
+    /// Believe Postfix's XFORWARD (original client address, HELO, login) from internal relays.
+    pub xforward: bool,
 }
 
 impl Default for SmtpConfig {
@@ -353,6 +365,8 @@ impl Default for SmtpConfig {
             min_free_space_mib: 100,
             max_inflight_mib: 1024,
             valid_recipients: Vec::new(),
+            internal_relays: Vec::new(),
+            xforward: true,
         }
     }
 }
@@ -645,6 +659,8 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        jianmen_scan::dlp::Policies::new(&self.dlp)
+            .map_err(|e| invalid("dlp.policy", e.to_string()))?;
         if let Some(collector) = &self.audit.syslog
             && collector
                 .rsplit_once(':')
@@ -687,6 +703,7 @@ impl Config {
                 return Err(invalid("console.public_url", "must be an https:// address"));
             }
         }
+        self.dkim.validate()?;
         if !(1..=3650).contains(&self.tracking.retention_days) {
             return Err(invalid("tracking.retention_days", "must be 1 to 3650 days"));
         }
@@ -811,6 +828,18 @@ impl Config {
                 "delivery.retry_max_secs",
                 "must not be smaller than delivery.retry_initial_secs",
             ));
+        }
+        for relay in &s.internal_relays {
+            let host = relay.split_once('/').map_or(relay.as_str(), |(net, _)| net);
+            if host.trim().parse::<std::net::IpAddr>().is_err()
+                || jianmen_scan::reputation::AddressList::parse(std::slice::from_ref(relay))
+                    .is_err()
+            {
+                return Err(invalid(
+                    "smtp.internal_relays",
+                    format!("`{relay}` is not an address or network"),
+                ));
+            }
         }
         for a in &s.valid_recipients {
             match a.rsplit_once('@') {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::config::Config;
+use crate::dkim::DkimSigner;
 use crate::metrics::Metrics;
 use crate::quarantine::Held;
 use crate::queue::{MessageKind, NewMessage, Queue, QueueError};
@@ -16,8 +17,8 @@ use crate::smtp::{Inbox, Reply};
 use crate::tracking::{Event, EventKind, Tracker};
 use jianmen_scan::greylist::{Decision, Greylist, RateLimiter};
 use jianmen_scan::reputation::AddressList;
-use jianmen_scan::verdict::Report;
-use jianmen_scan::{Disposition, Envelope, Scanner, Verdict};
+use jianmen_scan::verdict::{Class, Report};
+use jianmen_scan::{Direction, Disposition, Envelope, Scanner, Verdict};
 
 /// What happened to some recipients of a message, for [`Intake::track`].
 struct Outcome<'a> {
@@ -45,6 +46,8 @@ pub struct Intake {
     allow: AddressList,
     /// Message tracking.
     tracker: Tracker,
+    /// Signs outbound mail of the configured sending domains.
+    signer: DkimSigner,
 }
 
 impl Intake {
@@ -80,7 +83,52 @@ impl Intake {
             greylist,
             allow,
             tracker,
+            signer: DkimSigner::default(),
         }
+    }
+
+    /// Signs outbound mail with `signer` (DKIM keys per sending domain).
+    pub fn signing(mut self, signer: DkimSigner) -> Self {
+        self.signer = signer;
+        self
+    }
+
+    /// The `DKIM-Signature` field for an outbound message as it will be sent (`extra` header
+    /// fields on top of `body`), signed after every change the gateway made to it; empty when
+    /// its From domain does not sign here. A message that cannot be signed goes unsigned,
+    /// logged: refusing it would lose the organisation's mail over a key problem.
+    fn dkim_signature(&self, queue_id: &str, extra: &[u8], body: &[u8]) -> Vec<u8> {
+        if self.signer.is_empty() {
+            return Vec::new();
+        }
+        let whole;
+        let message = if extra.is_empty() {
+            body
+        } else {
+            whole = [extra, body].concat();
+            &whole
+        };
+        match self.signer.sign(message) {
+            Some(Ok(field)) => {
+                self.metrics.dkim("signed");
+                field.into_bytes()
+            }
+            Some(Err(e)) => {
+                self.metrics.dkim("unsigned");
+                tracing::warn!(queue_id, error = %e, "outbound message left unsigned");
+                Vec::new()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Whether `rcpt` is in a protected domain.
+    fn is_local(&self, rcpt: &str) -> bool {
+        let domain = rcpt
+            .rsplit_once('@')
+            .map(|(_, d)| d.trim_end_matches('.').to_lowercase())
+            .unwrap_or_default();
+        self.config.is_protected(&domain)
     }
 
     /// Records what was decided for some recipients of a message in the tracking log.
@@ -96,6 +144,7 @@ impl Intake {
             class: o.report.map_or("", |r| r.class.as_str()).to_owned(),
             score: o.report.map_or(0.0, |r| r.score),
             detail: o.report.map_or(o.detail, |r| r.explanation.clone()),
+            direction: envelope.direction.as_str().to_owned(),
         });
     }
 }
@@ -106,11 +155,14 @@ fn storage_full() -> Reply {
 
 #[async_trait]
 impl Inbox for Intake {
-    async fn check_mail(&self, client_ip: IpAddr, from: &str) -> Result<(), Reply> {
+    async fn check_mail(&self, client_ip: IpAddr, relay: bool, from: &str) -> Result<(), Reply> {
         if !self.queue.has_space() {
             return Err(storage_full());
         }
-        if let Some(limiter) = &self.rate_limit
+        // The organisation's own server sends for all its users: an inbound rate limit on its
+        // address would throttle the whole organisation.
+        if !relay
+            && let Some(limiter) = &self.rate_limit
             && self.allow.matches(Some(client_ip), &[from]).is_none()
             && !limiter.allow(client_ip)
         {
@@ -125,13 +177,20 @@ impl Inbox for Intake {
         Ok(())
     }
 
-    async fn check_rcpt(&self, client_ip: IpAddr, from: &str, rcpt: &str) -> Result<(), Reply> {
-        let domain = rcpt
-            .rsplit_once('@')
-            .map(|(_, d)| d.trim_end_matches('.').to_lowercase())
-            .unwrap_or_default();
-        if !self.config.is_protected(&domain) {
+    async fn check_rcpt(
+        &self,
+        client_ip: IpAddr,
+        relay: bool,
+        from: &str,
+        rcpt: &str,
+    ) -> Result<(), Reply> {
+        let local = self.is_local(rcpt);
+        if !local && !relay {
             return Err(Reply::new(550, "5.7.1", "Relay access denied"));
+        }
+        if !local || relay {
+            // Outbound, or internal mail the organisation's own server already accepted.
+            return Ok(());
         }
         let valid = &self.valid_recipients;
         if !valid.is_empty() && !valid.contains(&rcpt.to_lowercase()) {
@@ -155,10 +214,24 @@ impl Inbox for Intake {
         Ok(())
     }
 
-    async fn accept(&self, envelope: Envelope, message: Vec<u8>, trace_len: usize) -> Reply {
+    async fn accept(&self, mut envelope: Envelope, message: Vec<u8>, trace_len: usize) -> Reply {
         let started = Instant::now();
+        if envelope.direction == Direction::Outbound
+            && envelope.rcpts.iter().all(|r| self.is_local(r))
+        {
+            envelope.direction = Direction::Internal;
+        }
         let dispositions = self.scanner.scan(&envelope, &message[trace_len..]).await;
         let scan_us = started.elapsed().as_micros() as u64;
+        for d in &dispositions {
+            if d.report.as_ref().is_some_and(|r| r.class == Class::Dlp) {
+                self.metrics.dlp_incident(match d.verdict {
+                    Verdict::Hold { .. } => "hold",
+                    Verdict::Reject { .. } => "block",
+                    _ => "log",
+                });
+            }
+        }
         let size = message.len() - trace_len;
         let (subject, _) = crate::quarantine::headline(&message[trace_len..]);
         if let Some(Disposition {
@@ -211,11 +284,12 @@ impl Inbox for Intake {
                 }
             };
             let now = chrono::Utc::now().timestamp();
-            let hold = |reason: String, report: Option<Report>, body: &[u8]| {
+            let hold = |reason: String, report: Option<Report>, hours, body: &[u8]| {
                 Some(Box::new(Held::new(
                     &body[trace_len.min(body.len())..],
                     reason,
                     report,
+                    hours,
                     &self.config.quarantine.retention_days,
                     now,
                 )))
@@ -246,7 +320,7 @@ impl Inbox for Intake {
                 Verdict::Reject { text, .. } => {
                     let body = own();
                     let reason = format!("{text} (refused for these recipients only)");
-                    (hold(reason, d.report, &body), Vec::new(), body)
+                    (hold(reason, d.report, None, &body), Vec::new(), body)
                 }
                 Verdict::Deliver => (None, Vec::new(), own()),
                 Verdict::Tag {
@@ -263,9 +337,9 @@ impl Inbox for Intake {
                     };
                     (None, extra, body)
                 }
-                Verdict::Hold { reason } => {
+                Verdict::Hold { reason, hours } => {
                     let body = own();
-                    (hold(reason, d.report, &body), Vec::new(), body)
+                    (hold(reason, d.report, hours, &body), Vec::new(), body)
                 }
             };
             let id = if first {
@@ -287,9 +361,15 @@ impl Inbox for Intake {
                 kind: MessageKind::Mail,
                 held,
             };
-            match self.queue.enqueue(new, vec![extra, body]).await {
+            let signature = if envelope.direction == Direction::Outbound {
+                self.dkim_signature(&id, &extra, &body)
+            } else {
+                Vec::new()
+            };
+            match self.queue.enqueue(new, vec![signature, extra, body]).await {
                 Ok(()) => {
                     self.metrics.accepted.inc();
+                    self.metrics.directed(envelope.direction.as_str());
                     let kind = if verdict_name == "hold" {
                         EventKind::Quarantined
                     } else {
@@ -310,7 +390,8 @@ impl Inbox for Intake {
                     tracing::info!(
                         queue_id = %id, from = %envelope.mail_from,
                         rcpts = %d.rcpts.join(","), client = %envelope.client_ip, size,
-                        verdict = verdict_name, scan_us, spool_us, "message queued"
+                        direction = envelope.direction.as_str(), verdict = verdict_name, scan_us,
+                        spool_us, "message queued"
                     );
                 }
                 Err(QueueError::StorageFull) => {

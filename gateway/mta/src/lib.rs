@@ -19,7 +19,8 @@
 //! [`privilege`] (dropping root to the service account), [`audit`] (the hash-chained record of
 //! administrative actions and its signed export), [`tracking`] (every message's fate,
 //! searchable), [`upgrade`] (signed offline upgrade packages, applied beside the installed
-//! binary on trial and rolled back when unhealthy).
+//! binary on trial and rolled back when unhealthy), [`dkim`] (outbound DKIM signing per
+//! sending domain, and the keys for it).
 //!
 //! It hands on the stores and services the console (`jianmen-webui`) and the command line
 //! (`jianmen`) drive; it serves no HTTP itself (no actix-web below this crate).
@@ -29,6 +30,7 @@
 pub mod audit;
 pub mod config;
 pub mod db;
+pub mod dkim;
 pub mod intake;
 pub mod metrics;
 pub mod outbound;

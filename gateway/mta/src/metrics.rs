@@ -21,6 +21,9 @@ pub struct Metrics {
     rejected: Family<Labels, Counter>,
     deliveries: Family<Labels, Counter>,
     scan_skipped: Family<Labels, Counter>,
+    directions: Family<Labels, Counter>,
+    dlp: Family<Labels, Counter>,
+    dkim: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -32,6 +35,24 @@ impl Default for Metrics {
         let rejected = Family::<Labels, Counter>::default();
         let deliveries = Family::<Labels, Counter>::default();
         let scan_skipped = Family::<Labels, Counter>::default();
+        let directions = Family::<Labels, Counter>::default();
+        let dlp = Family::<Labels, Counter>::default();
+        let dkim = Family::<Labels, Counter>::default();
+        registry.register(
+            "messages_by_direction",
+            "Messages accepted, by direction (inbound, outbound, internal)",
+            directions.clone(),
+        );
+        registry.register(
+            "dlp_incidents",
+            "Messages a data-leak prevention policy acted on, by action (log, hold, block)",
+            dlp.clone(),
+        );
+        registry.register(
+            "dkim_signatures",
+            "Outbound messages of signing domains, by result (signed, unsigned)",
+            dkim.clone(),
+        );
         registry.register("smtp_sessions", "SMTP sessions started", sessions.clone());
         registry.register(
             "smtp_sessions_refused",
@@ -66,6 +87,9 @@ impl Default for Metrics {
             rejected,
             deliveries,
             scan_skipped,
+            directions,
+            dlp,
+            dkim,
         }
     }
 }
@@ -81,6 +105,23 @@ impl Metrics {
         self.deliveries
             .get_or_create(&vec![("result", result)])
             .inc();
+    }
+
+    /// Counts a message accepted going `direction`.
+    pub fn directed(&self, direction: &'static str) {
+        self.directions
+            .get_or_create(&vec![("direction", direction)])
+            .inc();
+    }
+
+    /// Counts a message a DLP policy acted on with `action`.
+    pub fn dlp_incident(&self, action: &'static str) {
+        self.dlp.get_or_create(&vec![("action", action)]).inc();
+    }
+
+    /// Counts an outbound message signed or left `unsigned`.
+    pub fn dkim(&self, result: &'static str) {
+        self.dkim.get_or_create(&vec![("result", result)]).inc();
     }
 
     /// The text exposition format.

@@ -76,6 +76,9 @@ pub struct Event {
     pub score: f64,
     /// Reply, reason or evidence.
     pub detail: String,
+    /// `inbound`, `outbound` or `internal` on the events of intake; empty on later ones (the
+    /// message's first event says it).
+    pub direction: String,
 }
 
 /// A recorded event with its sequence number.
@@ -112,6 +115,8 @@ pub struct Query {
     pub kind: Option<String>,
     /// Queue id equals.
     pub queue_id: Option<String>,
+    /// Direction equals (`inbound`, `outbound`, `internal`).
+    pub direction: Option<String>,
     /// Only events with a recipient in this domain (a per-domain administrator's scope).
     pub domain: Option<String>,
     /// Events to skip.
@@ -173,7 +178,7 @@ impl Tracker {
             durability: crate::db::Durability::Crash,
             readers: 2,
             schema: &[SCHEMA],
-            added_columns: &[],
+            added_columns: &[("events", "direction", "TEXT NOT NULL DEFAULT ''")],
         }
         .open()
         .await?;
@@ -303,6 +308,7 @@ fn filtered<'a>(select: &str, q: &'a Query) -> QueryBuilder<'a, Sqlite> {
         .equals("class", q.class.clone())
         .equals("kind", q.kind.clone())
         .equals("queue_id", q.queue_id.clone())
+        .equals("direction", q.direction.clone())
         // `,a@x,b@y,` LIKE `%@x,%`: the domain must end where the address ends, or the
         // administrator of example.co would see example.com's mail.
         .condition(
@@ -343,6 +349,7 @@ fn recorded(row: &sqlx::sqlite::SqliteRow) -> Result<Recorded, StoreError> {
             class: row.try_get("class")?,
             score: row.try_get("score")?,
             detail: row.try_get("detail")?,
+            direction: row.try_get("direction")?,
         },
     })
 }
@@ -387,7 +394,7 @@ async fn write(writer: &SqlitePool, events: &[Event]) -> Result<(), sqlx::Error>
     for chunk in events.chunks(100) {
         let mut b = QueryBuilder::<Sqlite>::new(
             "INSERT INTO events (at, queue_id, kind, mail_from, rcpts, subject, client_ip, class,
-                score, detail) ",
+                score, detail, direction) ",
         );
         b.push_values(chunk, |mut row, e| {
             row.push_bind(e.at)
@@ -399,7 +406,8 @@ async fn write(writer: &SqlitePool, events: &[Event]) -> Result<(), sqlx::Error>
                 .push_bind(&e.client_ip)
                 .push_bind(&e.class)
                 .push_bind(e.score)
-                .push_bind(&e.detail);
+                .push_bind(&e.detail)
+                .push_bind(&e.direction);
         });
         b.build().persistent(false).execute(&mut *tx).await?;
     }
@@ -435,6 +443,7 @@ mod tests {
             client_ip: "192.0.2.7".into(),
             class: "spam".into(),
             score: 7.5,
+            direction: "inbound".into(),
             detail: String::new(),
         }
     }

@@ -36,6 +36,7 @@ impl Scanner for BySubject {
         } else if text.contains("Subject: hold") {
             Verdict::Hold {
                 reason: "suspicious".into(),
+                hours: None,
             }
         } else {
             Verdict::Deliver
@@ -89,6 +90,7 @@ async fn verdicts_reject_tag_and_hold() {
         tls: None,
         inbox: Arc::new(intake),
         metrics,
+        relays: Arc::default(),
     }));
     tokio::spawn(server.serve(listeners));
 

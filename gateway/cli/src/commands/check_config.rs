@@ -1,5 +1,6 @@
 //! `jianmen check-config`: validates a configuration file without starting anything — its
-//! keys, and what serving would load from it: rule files, certificates and keys, the model.
+//! keys, and what serving would load from it: rule files, certificates and keys, DKIM keys, the
+//! model.
 
 use std::path::PathBuf;
 
@@ -30,6 +31,8 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(tls) = &config.tls {
         jianmen_gm::tls::ServerTls::new(tls, &config.server.hostname).context("[tls]")?;
     }
+    let signer = jianmen_mta::dkim::DkimSigner::load(&config.dkim, &config.server.data_dir)
+        .context("[dkim]")?;
     if config.scan.enabled {
         jianmen_scan::pipeline::load_model(
             &config.scan.model,
@@ -40,11 +43,15 @@ pub fn run(args: Args) -> Result<()> {
         .context("scan.model")?;
     }
     println!(
-        "{}: ok ({} protected domain(s), {} route(s), {} rules)",
+        "{}: ok ({} protected domain(s), {} route(s), {} rules, {} internal relay(s), {} DKIM \
+         key(s), {} DLP policies)",
         path.display(),
         config.domains.protected.len(),
         config.routes.len(),
-        rules.len()
+        rules.len(),
+        config.smtp.internal_relays.len(),
+        signer.published_keys().len(),
+        config.dlp.policy.len(),
     );
     Ok(())
 }

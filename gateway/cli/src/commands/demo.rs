@@ -118,13 +118,19 @@ fn folder_name(rcpt: &str) -> String {
 
 #[async_trait]
 impl Inbox for Mailbox {
-    async fn check_mail(&self, _client_ip: std::net::IpAddr, _from: &str) -> Result<(), Reply> {
+    async fn check_mail(
+        &self,
+        _client_ip: std::net::IpAddr,
+        _relay: bool,
+        _from: &str,
+    ) -> Result<(), Reply> {
         Ok(())
     }
 
     async fn check_rcpt(
         &self,
         _client_ip: std::net::IpAddr,
+        _relay: bool,
         _from: &str,
         _rcpt: &str,
     ) -> Result<(), Reply> {
@@ -190,6 +196,7 @@ pub async fn run(args: Args) -> Result<(), DemoError> {
         tls: None,
         inbox: Arc::new(Mailbox::new(mailbox_dir.clone())),
         metrics: Arc::new(Metrics::default()),
+        relays: Arc::default(),
     }));
     tokio::spawn(mailbox.serve(listeners));
     println!(

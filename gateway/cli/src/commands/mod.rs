@@ -6,6 +6,7 @@ pub mod audit;
 pub mod cert_sm2;
 pub mod check_config;
 pub mod demo;
+pub mod dkim;
 pub mod eval;
 pub mod features;
 pub mod generate_docs;

@@ -37,10 +37,11 @@ pub enum QuarantineAction {
         /// Subject contains.
         #[arg(long)]
         subject: Option<String>,
-        /// Verdict class (spam, phish, virus, bec, refused).
+        /// Verdict class (spam, phish, virus, bec, unscannable, refused, or dlp: outgoing
+        /// mail waiting for approval).
         #[arg(long)]
         class: Option<String>,
-        /// Status: held (default), released, deleted, expired or all.
+        /// Status: held (default), released, deleted, expired, rejected or all.
         #[arg(long, default_value = "held")]
         status: String,
     },
@@ -60,6 +61,12 @@ pub enum QuarantineAction {
         #[arg(long)]
         not_spam: bool,
     },
+    /// Refuse outgoing mail held for approval (class dlp): it is dropped and its sender gets a
+    /// notice naming the policy, without the message. (Approving is `release`.)
+    Reject {
+        /// Item (queue) id.
+        id: String,
+    },
     /// Delete a held message without delivering it.
     Delete {
         /// Item (queue) id.
@@ -73,7 +80,8 @@ pub enum QuarantineAction {
         #[arg(long, short)]
         out: Option<PathBuf>,
     },
-    /// Delete every held message whose retention has ended (the daemon does this hourly).
+    /// Delete every held message whose retention has ended, and reject approvals past their
+    /// deadline (the daemon does this every ten minutes).
     Expire,
     /// Queue the digest mails now (the daemon does this every `quarantine.digest_hours`).
     Digest,
@@ -174,6 +182,19 @@ pub async fn run(args: Args) -> Result<()> {
             tracker.flush().await;
             println!("{detail}");
         }
+        QuarantineAction::Reject { id } => {
+            crate::commands::check_id(&id)?;
+            quarantine
+                .reject(
+                    &id,
+                    &crate::commands::cli_actor(),
+                    &config.server.hostname,
+                    unix_now(),
+                )
+                .await?;
+            crate::commands::record(config, "quarantine.reject", &id).await?;
+            println!("{id}: rejected; the sender is told");
+        }
         QuarantineAction::Delete { id } => {
             crate::commands::check_id(&id)?;
             quarantine
@@ -194,7 +215,9 @@ pub async fn run(args: Args) -> Result<()> {
             }
         }
         QuarantineAction::Expire => {
-            let n = quarantine.expire(unix_now()).await?;
+            let n = quarantine
+                .expire(unix_now(), &config.server.hostname)
+                .await?;
             if n > 0 {
                 crate::commands::record(config, "quarantine.expire", &format!("{n} message(s)"))
                     .await?;

@@ -1,6 +1,7 @@
 //! `jianmen scan`: judge message files without running a server, one JSON line per message.
-//! Field names (`path`, `verdict`, `score`, `symbols`, `explanation`, `micros`) are stable:
-//! benches, administrators and outside acceptance checks read them.
+//! Field names (`path`, `verdict`, `score`, `symbols`, `explanation`, `micros`, and for
+//! outbound and internal mail `direction`, `dlp`, `policy`) are stable: benches,
+//! administrators and outside acceptance checks read them.
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -12,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context as _, Result};
 use jianmen_mta::config::Config;
+use jianmen_scan::Direction;
 use jianmen_scan::pipeline::{Context, Pipeline};
 
 /// Largest message file read.
@@ -43,6 +45,32 @@ pub struct Args {
     /// Worker threads.
     #[arg(long, short, default_value_t = 1)]
     pub jobs: usize,
+    /// Which way the messages travel: inbound mail is judged for threats, outbound and
+    /// internal mail by the data-leak prevention policies of `--config` (their findings are
+    /// listed even without a configuration).
+    #[arg(long, value_enum, default_value = "inbound")]
+    pub direction: DirectionArg,
+}
+
+/// `--direction` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum DirectionArg {
+    /// From the Internet to the organisation.
+    Inbound,
+    /// From the organisation to the Internet.
+    Outbound,
+    /// Within the organisation.
+    Internal,
+}
+
+impl From<DirectionArg> for Direction {
+    fn from(d: DirectionArg) -> Self {
+        match d {
+            DirectionArg::Inbound => Direction::Inbound,
+            DirectionArg::Outbound => Direction::Outbound,
+            DirectionArg::Internal => Direction::Internal,
+        }
+    }
 }
 
 /// Runs the command; returns the number of messages scanned.
@@ -87,7 +115,9 @@ pub fn run(opts: Args) -> Result<usize> {
                         return Ok(());
                     };
                     let line = match read_message(path) {
-                        Ok(raw) => rt.block_on(judge(&pipeline, &ctx, path, &raw)),
+                        Ok(raw) => {
+                            rt.block_on(judge(&pipeline, &ctx, opts.direction.into(), path, &raw))
+                        }
                         Err(e) => serde_json::json!({
                             "path": path_name(path),
                             "error": e.to_string(),
@@ -110,7 +140,74 @@ pub fn run(opts: Args) -> Result<usize> {
     Ok(files.len())
 }
 
-async fn judge(pipeline: &Arc<Pipeline>, ctx: &Context, path: &Path, raw: &[u8]) -> String {
+async fn judge(
+    pipeline: &Arc<Pipeline>,
+    ctx: &Context,
+    direction: Direction,
+    path: &Path,
+    raw: &[u8],
+) -> String {
+    let mut line = if direction == Direction::Inbound {
+        threats(pipeline, ctx, path, raw).await
+    } else {
+        leaks(pipeline, ctx, direction, path, raw).await
+    };
+    if let Some(warning) = not_a_message(raw) {
+        line["warning"] = warning.into();
+    }
+    line.to_string()
+}
+
+/// The data-leak prevention verdict on outgoing mail: what each detector found (counts and
+/// masked samples), and the policy that acts.
+async fn leaks(
+    pipeline: &Arc<Pipeline>,
+    ctx: &Context,
+    direction: Direction,
+    path: &Path,
+    raw: &[u8],
+) -> serde_json::Value {
+    let outcome = pipeline
+        .dlp_inspect(raw, direction, &ctx.mail_from, &ctx.rcpts)
+        .await;
+    let report = outcome.report();
+    let findings: Vec<serde_json::Value> = outcome
+        .inspection
+        .findings
+        .iter()
+        .map(|(detector, found)| {
+            serde_json::json!({
+                "detector": detector.name(),
+                "count": found.distinct,
+                "sample": found.samples.first(),
+                "samples": found.samples,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "path": path_name(path),
+        "direction": direction,
+        "verdict": report.class,
+        "score": 0.0,
+        "action": outcome.decision.as_ref().map_or("deliver", |d| d.action.as_str()),
+        "policy": outcome.decision.as_ref().map(|d| &d.policy),
+        "dlp": findings,
+        "encrypted": outcome.inspection.encrypted,
+        "unreadable": outcome.inspection.unreadable,
+        "truncated": outcome.inspection.truncated,
+        "symbols": report.symbols,
+        "explanation": report.explanation,
+        "micros": outcome.micros,
+    })
+}
+
+/// The threat verdict on inbound mail.
+async fn threats(
+    pipeline: &Arc<Pipeline>,
+    ctx: &Context,
+    path: &Path,
+    raw: &[u8],
+) -> serde_json::Value {
     let analysis = pipeline.analyse(raw, ctx).await;
     let domain = ctx
         .rcpts
@@ -118,7 +215,7 @@ async fn judge(pipeline: &Arc<Pipeline>, ctx: &Context, path: &Path, raw: &[u8])
         .and_then(|r| r.rsplit_once('@'))
         .map(|(_, d)| d.to_ascii_lowercase());
     let (report, action) = pipeline.report(&analysis, ctx, domain.as_deref());
-    let mut line = serde_json::json!({
+    serde_json::json!({
         "path": path_name(path),
         "verdict": report.class,
         "score": (report.score * 100.0).round() / 100.0,
@@ -126,11 +223,7 @@ async fn judge(pipeline: &Arc<Pipeline>, ctx: &Context, path: &Path, raw: &[u8])
         "symbols": report.symbols,
         "explanation": report.explanation,
         "micros": analysis.micros,
-    });
-    if let Some(warning) = not_a_message(raw) {
-        line["warning"] = warning.into();
-    }
-    line.to_string()
+    })
 }
 
 /// Why `raw` does not look like a mail message, if it does not: an empty or binary file is

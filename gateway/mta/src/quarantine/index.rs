@@ -57,6 +57,8 @@ pub enum Status {
     Deleted,
     /// Deleted when its retention ended.
     Expired,
+    /// Not approved (a reviewer said no, or the approval deadline passed); the sender was told.
+    Rejected,
 }
 
 impl Status {
@@ -67,6 +69,7 @@ impl Status {
             Status::Released => "released",
             Status::Deleted => "deleted",
             Status::Expired => "expired",
+            Status::Rejected => "rejected",
         }
     }
 
@@ -77,6 +80,7 @@ impl Status {
             Status::Released,
             Status::Deleted,
             Status::Expired,
+            Status::Rejected,
         ]
         .into_iter()
         .find(|st| st.as_str() == s)
@@ -459,13 +463,15 @@ async fn close(
     Ok(())
 }
 
-/// Removes a held message's queue row and closes its record as `status`.
+/// Removes a held message's queue row and closes its record as `status`, queueing `notice`
+/// (already spooled) in the same transaction.
 pub(crate) async fn drop_message(
     store: &SqliteStore,
     id: &str,
     status: super::Status,
     actor: &str,
     now: i64,
+    notice: Option<&NewMessage>,
 ) -> Result<(), QuarantineError> {
     let mut tx = WriteTx::begin(store.writer(), true).await?;
     let result: Result<bool, StoreError> = async {
@@ -477,6 +483,9 @@ pub(crate) async fn drop_message(
             return Ok(false);
         }
         close(&mut tx.conn, id, status, actor, now).await?;
+        if let Some(notice) = notice {
+            crate::queue::store::insert_many(&mut tx.conn, &[notice]).await?;
+        }
         Ok(true)
     }
     .await;

@@ -7,6 +7,7 @@
 //! [`index`] owns the tables and queries; this module owns the actions (search, release,
 //! delete, download, expiry) that the console, the self-service links and the CLI share.
 
+pub mod approval;
 pub mod digest;
 pub mod index;
 pub mod links;
@@ -98,12 +99,14 @@ fn bounded(s: &str) -> String {
 }
 
 impl Held {
-    /// The record for a message held with `reason` on `report`, expiring after the
-    /// retention configured for its class.
+    /// The record for a message held with `reason` on `report`, expiring after `hours` when
+    /// the verdict set them (a DLP approval's deadline), else after the retention configured
+    /// for its class.
     pub fn new(
         raw: &[u8],
         reason: String,
         report: Option<Report>,
+        hours: Option<u32>,
         retention: &RetentionDays,
         now: i64,
     ) -> Self {
@@ -112,7 +115,10 @@ impl Held {
             Some(r) => (r.class.as_str().to_owned(), r.score),
             None => ("refused".to_owned(), 0.0),
         };
-        let days = retention.for_class(&class);
+        let keep_secs = match hours {
+            Some(hours) => i64::from(hours) * 3600,
+            None => i64::from(retention.for_class(&class)) * 86_400,
+        };
         Self {
             reason,
             class,
@@ -120,7 +126,7 @@ impl Held {
             subject,
             header_from,
             report,
-            expires_at: now + i64::from(days) * 86_400,
+            expires_at: now + keep_secs,
         }
     }
 }
@@ -148,6 +154,7 @@ impl Released {
             class: item.class.clone(),
             score: item.score,
             detail: format!("released by {actor} as {}", self.queue_id),
+            direction: String::new(),
         }
     }
 }
@@ -253,17 +260,33 @@ impl Quarantine {
     pub async fn delete(&self, id: &str, actor: &str, now: i64) -> Result<(), QuarantineError> {
         let item = self.get(id).await?;
         item.summary.require(Status::Held, "it cannot be deleted")?;
-        index::drop_message(&self.store, id, Status::Deleted, actor, now).await?;
+        index::drop_message(&self.store, id, Status::Deleted, actor, now, None).await?;
         self.remove_file(id);
         Ok(())
     }
 
-    /// Deletes every held message whose retention ended by `now`; returns how many.
-    pub async fn expire(&self, now: i64) -> Result<usize, QuarantineError> {
+    /// Deletes every held message whose retention ended by `now`; returns how many. A message
+    /// whose approval deadline passed is rejected: its sender is told (from `hostname`).
+    pub async fn expire(&self, now: i64, hostname: &str) -> Result<usize, QuarantineError> {
         let ids = index::expired(self.store.reader(), now).await?;
         for id in &ids {
-            index::drop_message(&self.store, id, Status::Expired, "retention", now).await?;
-            self.remove_file(id);
+            let item = self.get(id).await?;
+            if item.summary.class == approval::APPROVAL_CLASS {
+                let why = "审批超时 / No reviewer approved it before the deadline.";
+                self.drop_with_notice(
+                    &item.summary,
+                    Status::Rejected,
+                    "deadline",
+                    hostname,
+                    why,
+                    now,
+                )
+                .await?;
+            } else {
+                index::drop_message(&self.store, id, Status::Expired, "retention", now, None)
+                    .await?;
+                self.remove_file(id);
+            }
         }
         Ok(ids.len())
     }
@@ -307,12 +330,16 @@ impl Summary {
     }
 }
 
-/// Deletes expired quarantine items once an hour, forever.
-pub async fn expire_periodically(quarantine: Quarantine) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+/// Deletes expired quarantine items (and rejects approvals past their deadline) every ten
+/// minutes, forever; notices go out from `hostname`.
+pub async fn expire_periodically(quarantine: Quarantine, hostname: String) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
     loop {
         tick.tick().await;
-        match quarantine.expire(crate::queue::manager::unix_now()).await {
+        match quarantine
+            .expire(crate::queue::manager::unix_now(), &hostname)
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(count = n, "expired quarantined messages deleted"),
             Err(e) => tracing::error!(error = %e, "cannot expire quarantined messages"),
@@ -359,7 +386,7 @@ mod tests {
             store.insert(&[held(id, expires)]).await.unwrap();
         }
         let q = Quarantine::new(store.clone(), spool.clone());
-        assert_eq!(q.expire(200).await.unwrap(), 1);
+        assert_eq!(q.expire(200, "gw.test").await.unwrap(), 1);
         assert_eq!(q.get(old).await.unwrap().summary.status, Status::Expired);
         assert!(
             spool.read(old).is_err(),
@@ -368,15 +395,21 @@ mod tests {
         assert!(store.get(old).await.unwrap().is_none());
         assert_eq!(q.get(young).await.unwrap().summary.status, Status::Held);
         assert_eq!(q.raw(young).await.unwrap(), b"x\r\n");
-        assert_eq!(q.expire(200).await.unwrap(), 0);
+        assert_eq!(q.expire(200, "gw.test").await.unwrap(), 0);
     }
 
     #[test]
     fn retention_follows_the_class() {
         let r = RetentionDays::default();
-        let spam = Held::new(b"Subject: hi\r\n\r\n", "x".into(), None, &r, 0);
+        let spam = Held::new(b"Subject: hi\r\n\r\n", "x".into(), None, None, &r, 0);
         assert_eq!(spam.class, "refused");
         assert_eq!(spam.expires_at, i64::from(r.other) * 86_400);
         assert_eq!(spam.subject, "hi");
+        let approval = Held::new(b"", "dlp".into(), None, Some(24), &r, 100);
+        assert_eq!(
+            approval.expires_at,
+            100 + 24 * 3600,
+            "a policy's deadline wins"
+        );
     }
 }

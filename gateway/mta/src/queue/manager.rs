@@ -357,6 +357,7 @@ impl Manager {
                 class: String::new(),
                 score: 0.0,
                 detail: format!("attempt {}: {}", m.attempts + 1, o.reply),
+                direction: String::new(),
             });
         }
         let result: Vec<String> = outcomes

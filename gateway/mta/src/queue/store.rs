@@ -395,7 +395,10 @@ fn placeholders(row: &str, rows: usize) -> String {
 }
 
 /// Inserts messages and their recipients with a few multi-row statements.
-async fn insert_many(conn: &mut SqliteConnection, batch: &[&NewMessage]) -> Result<(), StoreError> {
+pub(crate) async fn insert_many(
+    conn: &mut SqliteConnection,
+    batch: &[&NewMessage],
+) -> Result<(), StoreError> {
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO messages (id, mail_from, size, received_at, client_ip, helo, smtputf8,

@@ -5,7 +5,7 @@
 use super::io::{ReadError, Reservation};
 use super::reply::Reply;
 use super::state::{Chunks, Flow, Session, Transaction};
-use jianmen_scan::Envelope;
+use jianmen_scan::{Direction, Envelope};
 
 fn no_memory() -> Reply {
     Reply::new(
@@ -182,15 +182,28 @@ impl Session {
         }
     }
 
-    fn envelope(&self, tx: Transaction) -> Envelope {
+    /// The envelope of a finished transaction. Mail from an internal relay is outbound until
+    /// the inbox, which knows the local domains, finds every recipient local (internal); the
+    /// client it names is the one its XFORWARD reported, when it did.
+    fn envelope(&mut self, tx: Transaction) -> Envelope {
+        let forwarded = std::mem::take(&mut self.forwarded);
         Envelope {
             queue_id: tx.queue_id,
-            client_ip: self.client_ip,
-            helo: self.helo.clone().unwrap_or_default(),
+            client_ip: forwarded.addr.unwrap_or(self.client_ip),
+            helo: forwarded
+                .helo
+                .or_else(|| self.helo.clone())
+                .unwrap_or_default(),
             mail_from: tx.mail_from,
             rcpts: tx.rcpts,
             tls: self.tls,
             smtputf8: tx.smtputf8,
+            direction: if self.relay {
+                Direction::Outbound
+            } else {
+                Direction::Inbound
+            },
+            login: forwarded.login,
         }
     }
 

@@ -10,6 +10,7 @@ impl Session {
             return self.fail(Reply::new(501, "5.5.4", "Invalid host name"));
         }
         self.tx = None;
+        self.forwarded = Default::default();
         self.helo = Some(host);
         self.esmtp = esmtp;
         let name = &self.ctx.hostname;
@@ -28,6 +29,9 @@ impl Session {
         ];
         if self.ctx.tls.is_some() && !self.tls {
             lines.push("STARTTLS".to_owned());
+        }
+        if let Some(offer) = self.xforward_offer() {
+            lines.push(offer.to_owned());
         }
         let mut out = Vec::with_capacity(256);
         let last = lines.len() - 1;

@@ -46,7 +46,7 @@ impl Session {
         if let Err(reply) = self
             .ctx
             .inbox
-            .check_mail(self.client_ip, &from.address)
+            .check_mail(self.client_ip, self.relay, &from.address)
             .await
         {
             return self.fail(reply);

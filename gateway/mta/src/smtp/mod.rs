@@ -7,6 +7,7 @@ pub mod ehlo;
 pub mod io;
 pub mod mail;
 pub mod rcpt;
+pub mod relay;
 pub mod reply;
 pub mod session;
 pub mod state;
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 use crate::config::SmtpConfig;
 use crate::metrics::Metrics;
 use jianmen_scan::Envelope;
+pub use relay::{Forwarded, Relays};
 pub use reply::Reply;
 
 /// Receives what a session accepts. The gateway's inbox scans and spools; the demo's mailbox
@@ -30,10 +32,18 @@ pub use reply::Reply;
 #[async_trait]
 pub trait Inbox: Send + Sync + 'static {
     /// Called at MAIL FROM before a transaction starts (e.g. refuses when the disk is full or
-    /// the client sends too fast).
-    async fn check_mail(&self, client_ip: IpAddr, from: &str) -> Result<(), Reply>;
-    /// Called for each RCPT TO with the address as given (recipient policy, greylisting).
-    async fn check_rcpt(&self, client_ip: IpAddr, from: &str, rcpt: &str) -> Result<(), Reply>;
+    /// the client sends too fast). `relay` says the client is one of the organisation's own
+    /// mail servers ([`Relays`]).
+    async fn check_mail(&self, client_ip: IpAddr, relay: bool, from: &str) -> Result<(), Reply>;
+    /// Called for each RCPT TO with the address as given (recipient policy, greylisting); only
+    /// a `relay` may send to domains the gateway does not protect.
+    async fn check_rcpt(
+        &self,
+        client_ip: IpAddr,
+        relay: bool,
+        from: &str,
+        rcpt: &str,
+    ) -> Result<(), Reply>;
     /// Takes a complete message: `message[..trace_len]` is the `Received:` header the session
     /// prepended, the rest is what the client sent. Must only return 2xx once the message is
     /// durably stored.
@@ -53,6 +63,8 @@ pub struct SessionContext {
     pub inbox: Arc<dyn Inbox>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// The organisation's mail servers, which may relay.
+    pub relays: Arc<Relays>,
 }
 
 /// Counts live sessions overall, per client address and per client network, so floods get

@@ -31,7 +31,7 @@ impl Session {
         if let Err(reply) = self
             .ctx
             .inbox
-            .check_rcpt(self.client_ip, &from, &address)
+            .check_rcpt(self.client_ip, self.relay, &from, &address)
             .await
         {
             if reply.is_transient() {

@@ -83,6 +83,11 @@ impl Session {
         if line.contains(&0) {
             return self.fail(Reply::new(500, "5.5.2", "NUL byte in command"));
         }
+        // Postfix's XFORWARD is not in smtp-proto's grammar.
+        if line.len() >= 9 && line[..9].eq_ignore_ascii_case(b"XFORWARD ") {
+            let args = String::from_utf8_lossy(&line[9..]);
+            return self.xforward(args.trim_end_matches(['\r', '\n']));
+        }
         let request = match Request::parse(&mut line.iter()) {
             Ok(r) => r.into_owned(),
             Err(e) => return self.fail(protocol_error_reply(&e)),
@@ -115,6 +120,7 @@ impl Session {
                     return flow;
                 }
                 self.tx = None;
+                self.forwarded = Default::default();
                 self.send(&Reply::new(250, "2.0.0", "Ok"));
                 Flow::Continue
             }

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::io::{Conn, Io, MemoryBudget, Reservation};
+use super::relay::Forwarded;
 use super::reply::Reply;
 use super::{SessionContext, SessionCounter};
 
@@ -51,6 +52,10 @@ pub struct Session {
     pub(super) ctx: SessionContext,
     pub(super) conn: Conn,
     pub(super) client_ip: IpAddr,
+    /// The client is one of the organisation's mail servers (`smtp.internal_relays`).
+    pub(super) relay: bool,
+    /// What an internal relay told about its own client (XFORWARD), until the transaction ends.
+    pub(super) forwarded: Forwarded,
     /// Name given in HELO/EHLO, once given.
     pub(super) helo: Option<String>,
     /// The client used EHLO (extensions allowed).
@@ -86,10 +91,13 @@ impl Session {
     ) -> Self {
         let deadline = Instant::now() + ctx.limits.session_timeout();
         let conn = Conn::new(io, ctx.limits.idle_timeout(), deadline);
+        let relay = ctx.relays.is_internal(client_ip);
         Self {
             ctx,
             conn,
             client_ip,
+            relay,
+            forwarded: Forwarded::default(),
             helo: None,
             esmtp: false,
             tls: false,

@@ -101,6 +101,7 @@ pub fn scan_environment(config: &Config) -> jianmen_scan::pipeline::Environment 
         dns_timeout: std::time::Duration::from_millis(config.dns.timeout_ms),
         shipped: shipped(),
         skipped: None,
+        dlp: config.dlp.clone(),
     }
 }
 
