@@ -1208,21 +1208,23 @@ impl Console {
         )
     }
 
+    /// Signs in with a password that needs no change; the CSRF token.
+    pub fn log_in(&self, user: &str, password: &str) -> String {
+        let body = serde_json::json!({"username": user, "password": password}).to_string();
+        let (code, body) = self.post_json("/api/login", "", &body);
+        assert_eq!(code, 200, "{body}");
+        let session: serde_json::Value = serde_json::from_str(&body).expect("session JSON");
+        session["csrf"].as_str().expect("csrf").to_owned()
+    }
+
     /// Signs in, changes the first-login password to `new`, signs in again; the CSRF token.
     pub fn sign_in(&self, user: &str, password: &str, new: &str) -> String {
-        let login = |password: &str| {
-            let body = serde_json::json!({"username": user, "password": password}).to_string();
-            let (code, body) = self.post_json("/api/login", "", &body);
-            assert_eq!(code, 200, "{body}");
-            let session: serde_json::Value = serde_json::from_str(&body).expect("session JSON");
-            session["csrf"].as_str().expect("csrf").to_owned()
-        };
-        let csrf = login(password);
+        let csrf = self.log_in(user, password);
         let change =
             serde_json::json!({"current_password": password, "new_password": new}).to_string();
         let (code, body) = self.post_json("/api/password", &csrf, &change);
         assert!(code < 300, "{code} {body}");
-        login(new)
+        self.log_in(user, new)
     }
 
     /// POSTs an upgrade package.
@@ -1241,4 +1243,279 @@ impl Console {
             ],
         )
     }
+}
+
+/// A private Postfix instance on 127.0.0.1 standing for the organisation's mail server: it
+/// accepts its users' mail on `port` and relays everything to `relayhost` (the gateway),
+/// sending XFORWARD, from the source address `bind` (another loopback address, so the gateway
+/// can tell its relay from other clients). Its own configuration, queue and log live in a
+/// temporary directory; the system's Postfix is left alone. Stopped on drop.
+pub struct Postfix {
+    dir: tempfile::TempDir,
+    /// Its SMTP port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Postfix {
+    /// Starts the instance; `extra` are further main.cf lines.
+    pub fn start(relayhost: SocketAddr, bind: &str, extra: &[&str]) -> Postfix {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Postfix's daemons run as `postfix` and must reach their queue inside.
+        let _ = Command::new("chmod").arg("0755").arg(dir.path()).status();
+        let (conf, queue, data) = (
+            dir.path().join("conf"),
+            dir.path().join("queue"),
+            dir.path().join("data"),
+        );
+        for d in [&conf, &queue, &data] {
+            std::fs::create_dir_all(d).expect("postfix dirs");
+        }
+        let chown = Command::new("chown").arg("postfix").arg(&data).status();
+        assert!(
+            chown.is_ok_and(|s| s.success()),
+            "chown postfix (run as root)"
+        );
+        let port = free_port();
+        // Debian's master.cf, with every service out of chroot and smtpd on our port.
+        let master = std::fs::read_to_string("/usr/share/postfix/master.cf.dist")
+            .expect("postfix's master.cf.dist (install postfix)");
+        let master: Vec<String> = master
+            .lines()
+            .map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                if line.starts_with('#') || line.starts_with(' ') || fields.len() < 8 {
+                    return line.to_owned();
+                }
+                let name = if fields[0] == "smtp" && fields[1] == "inet" {
+                    format!("127.0.0.1:{port}")
+                } else {
+                    fields[0].to_owned()
+                };
+                let mut f: Vec<String> = fields.iter().map(|s| s.to_string()).collect();
+                f[0] = name;
+                f[4] = "n".into();
+                f.join(" ")
+            })
+            .collect();
+        std::fs::write(conf.join("master.cf"), master.join("\n") + "\n").expect("master.cf");
+        let main = format!(
+            "compatibility_level = 3.6\n\
+             queue_directory = {queue}\n\
+             data_directory = {data}\n\
+             myhostname = mail.corp.test\n\
+             mydomain = corp.test\n\
+             myorigin = corp.test\n\
+             mydestination =\n\
+             local_transport = error:no local delivery\n\
+             alias_maps =\n\
+             alias_database =\n\
+             inet_interfaces = 127.0.0.1\n\
+             inet_protocols = ipv4\n\
+             mynetworks = 127.0.0.0/8\n\
+             smtpd_relay_restrictions = permit_mynetworks, reject\n\
+             relayhost = [{relay_ip}]:{relay_port}\n\
+             smtp_bind_address = {bind}\n\
+             smtp_send_xforward_command = yes\n\
+             smtputf8_enable = no\n\
+             maillog_file_prefixes = {dir}\n\
+             maillog_file = {dir}/maillog\n\
+             {extra}\n",
+            queue = queue.display(),
+            data = data.display(),
+            relay_ip = relayhost.ip(),
+            relay_port = relayhost.port(),
+            dir = dir.path().display(),
+            extra = extra.join("\n"),
+        );
+        std::fs::write(conf.join("main.cf"), main).expect("main.cf");
+        let postfix = Postfix { dir, port };
+        let out = postfix.command("start");
+        assert!(
+            out.status.success(),
+            "postfix start: {out:?}\n{}",
+            postfix.log()
+        );
+        assert!(
+            wait_for_smtp(
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                Duration::from_secs(20)
+            ),
+            "postfix did not start:\n{}",
+            postfix.log()
+        );
+        postfix
+    }
+
+    fn command(&self, what: &str) -> Output {
+        Command::new("postfix")
+            .arg("-c")
+            .arg(self.dir.path().join("conf"))
+            .arg(what)
+            .stdin(Stdio::null())
+            .output()
+            .expect("postfix (install postfix)")
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
+    }
+
+    /// Asks it to deliver what it has queued now.
+    pub fn flush(&self) {
+        let _ = self.command("flush");
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = self.command("stop");
+    }
+}
+
+/// Verifies a message's DKIM signature with an independent verifier, python3-dkim (dkimpy; with
+/// python3-nacl for Ed25519): DNS is a function answering the one name given (argv[1]) with
+/// the TXT value given (argv[2]), and nothing else. Prints `pass` or `fail`, dkimpy's reasons
+/// on stderr.
+const DKIMPY_VERIFY: &str = r#"
+import logging, sys
+import dkim
+import nacl.signing
+name, txt = sys.argv[1].encode(), sys.argv[2].encode()
+def dns(qname, timeout=5):
+    return txt if qname == name else None
+logging.basicConfig(stream=sys.stderr, level=logging.DEBUG)
+ok = dkim.verify(sys.stdin.buffer.read(), logger=logging.getLogger("dkim"), dnsfunc=dns)
+print("pass" if ok else "fail")
+"#;
+
+/// `python3-dkim`'s verdict (`pass` or `fail`) on `message` with `txt` published at `name`
+/// (`selector._domainkey.domain.`); dkimpy's reasons are printed when it fails.
+pub fn dkimpy(message: &[u8], name: &str, txt: &str) -> String {
+    // Debian's python3, where python3-dkim is installed (not whatever `python3` is first on
+    // the PATH).
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", DKIMPY_VERIFY, name, txt])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(message)
+        .expect("message written");
+    let out = child.wait_with_output().expect("python3 finishes");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "python3-dkim and python3-nacl are needed (tests/run.sh installs them): {stderr}"
+    );
+    let verdict = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if verdict != "pass" {
+        eprintln!("dkimpy: {stderr}");
+    }
+    verdict
+}
+
+/// `n` valid 居民身份证 numbers (GB 11643: region 110105, born 1990-03-07, check character by
+/// ISO 7064 MOD 11-2); with `valid` false, the same numbers with a wrong check character.
+pub fn resident_ids(n: usize, valid: bool) -> Vec<String> {
+    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    const CHECK: &[u8; 11] = b"10X98765432";
+    (0..n)
+        .map(|i| {
+            let body = format!("11010519900307{:03}", 100 + i * 7);
+            let sum: u32 = body
+                .bytes()
+                .zip(WEIGHTS)
+                .map(|(b, w)| u32::from(b - b'0') * w)
+                .sum();
+            let right = CHECK[(sum % 11) as usize];
+            let check = if valid {
+                right
+            } else {
+                // Any other character is wrong.
+                CHECK[((sum + 1) % 11) as usize]
+            };
+            format!("{body}{}", check as char)
+        })
+        .collect()
+}
+
+/// A minimal but well-formed .xlsx (Office Open XML) workbook with one sheet whose rows are
+/// `rows` (each cell an inline string, as spreadsheets store long digit strings).
+pub fn xlsx(rows: &[Vec<String>]) -> Vec<u8> {
+    fn escape(s: &str) -> String {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    }
+    let mut sheet = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\
+         <worksheet xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\"><sheetData>",
+    );
+    for (r, row) in rows.iter().enumerate() {
+        sheet.push_str(&format!("<row r=\"{}\">", r + 1));
+        for (c, cell) in row.iter().enumerate() {
+            let col = (b'A' + c as u8) as char;
+            sheet.push_str(&format!(
+                "<c r=\"{col}{}\" t=\"inlineStr\"><is><t>{}</t></is></c>",
+                r + 1,
+                escape(cell)
+            ));
+        }
+        sheet.push_str("</row>");
+    }
+    sheet.push_str("</sheetData></worksheet>");
+    let files: [(&str, String); 5] = [
+        (
+            "[Content_Types].xml",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\
+             <Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\">\
+             <Default Extension=\"rels\" ContentType=\"application/vnd.openxmlformats-package.relationships+xml\"/>\
+             <Default Extension=\"xml\" ContentType=\"application/xml\"/>\
+             <Override PartName=\"/xl/workbook.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml\"/>\
+             <Override PartName=\"/xl/worksheets/sheet1.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml\"/>\
+             </Types>"
+                .into(),
+        ),
+        (
+            "_rels/.rels",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\
+             <Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\">\
+             <Relationship Id=\"rId1\" Type=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument\" Target=\"xl/workbook.xml\"/>\
+             </Relationships>"
+                .into(),
+        ),
+        (
+            "xl/workbook.xml",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\
+             <workbook xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\" \
+             xmlns:r=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships\">\
+             <sheets><sheet name=\"客户\" sheetId=\"1\" r:id=\"rId1\"/></sheets></workbook>"
+                .into(),
+        ),
+        (
+            "xl/_rels/workbook.xml.rels",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\
+             <Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\">\
+             <Relationship Id=\"rId1\" Type=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet\" Target=\"worksheets/sheet1.xml\"/>\
+             </Relationships>"
+                .into(),
+        ),
+        ("xl/worksheets/sheet1.xml", sheet),
+    ];
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut out);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, content) in files {
+        zip.start_file(name, options).expect("zip entry");
+        zip.write_all(content.as_bytes()).expect("zip write");
+    }
+    zip.finish().expect("zip finish");
+    out.into_inner()
 }

@@ -24,6 +24,12 @@ const T = {
     upgrade: '离线升级', upgradePackage: '升级包（.jup，须由受信任的厂商密钥签名）',
     upgradeApply: '上传并升级', upgradeSending: '正在上传并校验…',
     upgradeStarted: '校验通过，网关正在重启并试运行新版本（健康检查失败将自动回退）：',
+    approve: '批准外发', reject: '拒绝外发', approved: '已批准，邮件已投递', rejected: '已拒绝，已通知发件人',
+    confirmReject: '确定拒绝？发件人将收到退信（不含邮件内容）。', approvals: '外发审批', expired: '已过期',
+    direction: '方向', inbound: '入站', outbound: '出站', internal: '内部', expires: '到期时间',
+    dlpPolicies: '数据防泄漏（DLP）策略', name: '名称', conditions: '触发条件', approvalHours: '审批时限（小时）',
+    keywords: '关键词', patterns: '正则', encrypted: '加密附件', dlp_log: '放行并记录', dlp_hold: '暂扣待审批',
+    dlp_block: '拒绝',
   },
   en: {
     dashboard: 'Dashboard', quarantine: 'Quarantine', tracking: 'Tracking', policy: 'Policy',
@@ -53,6 +59,14 @@ const T = {
     upgrade: 'Offline upgrade', upgradePackage: 'Package (.jup, signed by a trusted vendor key)',
     upgradeApply: 'Upload and upgrade', upgradeSending: 'Uploading and verifying…',
     upgradeStarted: 'Verified; the gateway restarts on trial (it rolls back if the health check fails): ',
+    approve: 'Approve', reject: 'Reject', approved: 'Approved and delivered', rejected: 'Rejected; the sender was told',
+    confirmReject: 'Reject this message? The sender gets a notice (without the message content).',
+    approvals: 'Approvals', expired: 'Expired',
+    direction: 'Direction', inbound: 'Inbound', outbound: 'Outbound', internal: 'Internal',
+    expires: 'Expires', dlpPolicies: 'Data-leak prevention (DLP) policies', name: 'Name',
+    conditions: 'Fires on', approvalHours: 'Approval within (hours)', keywords: 'keywords',
+    patterns: 'patterns', encrypted: 'encrypted attachments', dlp_log: 'Deliver and log',
+    dlp_hold: 'Hold for approval', dlp_block: 'Refuse',
   },
 };
 
@@ -99,14 +113,14 @@ function fail(e) {
 
 const PAGES = {
   system: ['dashboard', 'system', 'accounts'],
-  security: ['dashboard', 'quarantine', 'tracking', 'policy', 'accounts'],
+  security: ['dashboard', 'approvals', 'quarantine', 'tracking', 'policy', 'accounts'],
   audit: ['audit'],
 };
 
 // A per-domain administrator manages no accounts: its delegates are made by the security
 // administrator of all domains.
 function pagesOf(account) {
-  return PAGES[account.role].filter((p) => p !== 'accounts' || !account.domain);
+  return PAGES[account.role].filter((p) => (p !== 'accounts' && p !== 'approvals') || !account.domain);
 }
 
 function renderChrome() {
@@ -179,20 +193,26 @@ function filters(fields, onsearch) {
 const qs = (o) => new URLSearchParams(Object.entries(o).filter(([, v]) => v !== '')).toString();
 const badge = (c) => el('span', { class: `badge ${c}` }, c);
 
-async function quarantinePage() {
+// Outgoing mail a DLP policy holds waits here for a reviewer: the quarantine, narrowed to the
+// approval class.
+async function approvalsPage() {
+  return quarantinePage({ class: 'dlp' }, 'approvals');
+}
+
+async function quarantinePage(fixed, title) {
   const out = el('div', { id: 'results' });
   const search = async (f) => {
     try {
-      const p = await api('GET', `/api/quarantine?${qs(f || {})}`);
+      const p = await api('GET', `/api/quarantine?${qs({ ...(f || {}), ...(fixed || {}) })}`);
       out.replaceChildren(el('p', { class: 'muted' }, `${t('total')} ${p.total} ${t('items')}`),
         table([t('time'), t('sender'), t('rcpt'), t('subject'), t('class'), t('score'), t('status')],
           p.items.map((i) => ({ key: i.id, cells: [when(i.received_at), i.header_from || i.mail_from, i.rcpts, i.subject, badge(i.class), i.score.toFixed(1), t(i.status)] })),
-          (id) => { location.hash = `#/quarantine/${id}`; }));
+          (id) => { location.hash = `#/${title || 'quarantine'}/${id}`; }));
     } catch (e) { out.replaceChildren(el('p', { class: 'error' }, e.message)); }
   };
-  page(t('quarantine'), filters([{ name: 'sender' }, { name: 'rcpt' }, { name: 'subject' },
-    { name: 'class', options: [['', t('all')], ['spam', 'spam'], ['phish', 'phish'], ['virus', 'virus'], ['bec', 'bec'], ['unscannable', 'unscannable'], ['refused', 'refused']] },
-    { name: 'status', options: [['held', t('held')], ['released', t('released')], ['deleted', t('deleted')], ['all', t('all')]] }], search), out);
+  const classes = fixed ? [] : [{ name: 'class', options: [['', t('all')], ...['spam', 'phish', 'virus', 'bec', 'unscannable', 'refused', 'dlp'].map((c) => [c, c])] }];
+  page(t(title || 'quarantine'), filters([{ name: 'sender' }, { name: 'rcpt' }, { name: 'subject' }, ...classes,
+    { name: 'status', options: [['held', t('held')], ['released', t('released')], ['deleted', t('deleted')], ['rejected', t('rejected')], ['expired', t('expired')], ['all', t('all')]] }], search), out);
   await search({});
 }
 
@@ -205,17 +225,26 @@ async function quarantineItem(id) {
     try {
       await api('POST', `/api/quarantine/${id}/${path}`, body);
       msg.className = 'notice';
-      msg.textContent = path === 'delete' ? t('deleted') : t('released');
+      msg.textContent = { delete: t('deleted'), reject: t('rejected') }[path] || (approval ? t('approved') : t('released'));
       buttons.remove();
     } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
   };
-  const buttons = el('div', { class: 'actions' },
-    el('button', { class: 'primary', id: 'release', onclick: () => act('release', {}) }, t('release')),
-    el('button', { class: 'plain', id: 'release-ham', onclick: () => act('release', { not_spam: true }) }, t('releaseNotSpam')),
-    el('a', { class: 'plain', href: `/api/quarantine/${id}/raw`, download: `${id}.eml` }, t('download')),
-    el('button', { class: 'danger', id: 'delete', onclick: () => { if (confirm(t('confirmDelete'))) act('delete'); } }, t('delete')));
-  page(`${t('quarantine')} · ${i.subject || id}`,
-    el('p', {}, el('a', { href: '#/quarantine' }, `← ${t('back')}`)),
+  // Outgoing mail held by a DLP policy is approved (delivered) or rejected (the sender is told);
+  // it is never "not spam".
+  const approval = i.class === 'dlp';
+  const buttons = approval
+    ? el('div', { class: 'actions' },
+      el('button', { class: 'primary', id: 'approve', onclick: () => act('release', {}) }, t('approve')),
+      el('a', { class: 'plain', href: `/api/quarantine/${id}/raw`, download: `${id}.eml` }, t('download')),
+      el('button', { class: 'danger', id: 'reject', onclick: () => { if (confirm(t('confirmReject'))) act('reject'); } }, t('reject')))
+    : el('div', { class: 'actions' },
+      el('button', { class: 'primary', id: 'release', onclick: () => act('release', {}) }, t('release')),
+      el('button', { class: 'plain', id: 'release-ham', onclick: () => act('release', { not_spam: true }) }, t('releaseNotSpam')),
+      el('a', { class: 'plain', href: `/api/quarantine/${id}/raw`, download: `${id}.eml` }, t('download')),
+      el('button', { class: 'danger', id: 'delete', onclick: () => { if (confirm(t('confirmDelete'))) act('delete'); } }, t('delete')));
+  const list = approval ? 'approvals' : 'quarantine';
+  page(`${t(list)} · ${i.subject || id}`,
+    el('p', {}, el('a', { href: `#/${list}` }, `← ${t('back')}`)),
     el('div', { class: 'card' }, el('dl', { class: 'kv' },
       el('dt', {}, t('queueId')), el('dd', {}, i.id),
       el('dt', {}, t('time')), el('dd', {}, when(i.received_at)),
@@ -225,6 +254,7 @@ async function quarantineItem(id) {
       el('dt', {}, t('clientIp')), el('dd', {}, i.client_ip),
       el('dt', {}, t('class')), el('dd', {}, badge(i.class), ` ${i.score.toFixed(1)}`),
       el('dt', {}, t('status')), el('dd', { id: 'item-status' }, t(i.status)),
+      el('dt', {}, t('expires')), el('dd', {}, when(i.expires_at)),
       el('dt', {}, t('reason')), el('dd', {}, i.reason)),
       i.status === 'held' ? buttons : null, msg),
     i.status === 'held' ? el('div', { class: 'card' }, el('h2', {}, t('preview')),
@@ -241,11 +271,12 @@ async function trackingPage() {
     try {
       const p = await api('GET', `/api/tracking?${qs(f || {})}`);
       out.replaceChildren(el('p', { class: 'muted' }, `${t('total')} ${p.total} ${t('items')}`),
-        table([t('time'), t('event'), t('queueId'), t('sender'), t('rcpt'), t('subject'), t('class'), t('clientIp'), t('detail')],
-          p.events.map((e) => ({ cells: [when(e.at), e.kind, e.queue_id, e.mail_from, e.rcpts, e.subject, e.class ? badge(e.class) : '', e.client_ip, e.detail] }))));
+        table([t('time'), t('event'), t('direction'), t('queueId'), t('sender'), t('rcpt'), t('subject'), t('class'), t('clientIp'), t('detail')],
+          p.events.map((e) => ({ cells: [when(e.at), e.kind, e.direction ? t(e.direction) : '', e.queue_id, e.mail_from, e.rcpts, e.subject, e.class ? badge(e.class) : '', e.client_ip, e.detail] }))));
     } catch (e) { out.replaceChildren(el('p', { class: 'error' }, e.message)); }
   };
   page(t('tracking'), filters([{ name: 'sender' }, { name: 'rcpt' }, { name: 'subject' }, { name: 'client_ip' }, { name: 'queue_id' },
+    { name: 'direction', options: [['', t('all')], ...['inbound', 'outbound', 'internal'].map((d) => [d, t(d)])] },
     { name: 'kind', options: [['', t('all')], ...['queued', 'quarantined', 'rejected', 'discarded', 'delivered', 'deferred', 'bounced', 'released'].map((k) => [k, k])] }], search), out);
   await search({});
 }
@@ -292,8 +323,27 @@ function kv(obj) {
   return el('dl', { class: 'kv' }, Object.entries(obj).flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, typeof v === 'object' ? JSON.stringify(v) : String(v))]));
 }
 
+// The DLP policies as a table: what fires each one (counts, words, patterns, files) and what it does.
+function dlpTable(policies) {
+  const conditions = (p) => [
+    ...Object.entries(p.detect || {}).map(([d, n]) => `${d} ≥ ${n}`),
+    p.keywords.length ? `${t('keywords')} (${p.keywords.length}) ≥ ${p.min_keywords}` : '',
+    p.patterns.length ? `${t('patterns')} (${p.patterns.length}) ≥ ${p.min_patterns}` : '',
+    p.extensions.length ? p.extensions.map((e) => `.${e}`).join(' ') : '',
+    p.max_attachment_mib ? `≥ ${p.max_attachment_mib} MiB` : '',
+    p.encrypted ? t('encrypted') : '',
+  ].filter(Boolean).join('; ');
+  return table([t('name'), t('direction'), t('conditions'), t('action'), t('approvalHours')],
+    policies.map((p) => ({ cells: [p.name, p.directions.map(t).join(', '), conditions(p), t(`dlp_${p.action}`), p.action === 'hold' ? String(p.approval_hours) : ''] })));
+}
+
 async function policyPage() {
-  try { const p = await api('GET', '/api/policy'); page(t('policy'), el('div', { class: 'card' }, kv(p))); } catch (e) { page(t('policy')); fail(e); }
+  try {
+    const p = await api('GET', '/api/policy');
+    const { dlp_policies: dlp, ...rest } = p;
+    page(t('policy'), el('div', { class: 'card' }, kv(rest)),
+      ...(dlp && dlp.length ? [el('div', { class: 'card' }, el('h2', {}, t('dlpPolicies')), dlpTable(dlp))] : []));
+  } catch (e) { page(t('policy')); fail(e); }
 }
 
 async function systemPage() {
@@ -369,8 +419,8 @@ async function route() {
   if (me.account.must_change || parts[0] === 'password') return passwordPage();
   const allowed = pagesOf(me.account);
   const name = allowed.includes(parts[0]) ? parts[0] : allowed[0];
-  if (name === 'quarantine' && parts[1]) return quarantineItem(parts[1]);
-  return { dashboard: dashboardPage, quarantine: quarantinePage, tracking: trackingPage, policy: policyPage,
+  if ((name === 'quarantine' || name === 'approvals') && parts[1]) return quarantineItem(parts[1]);
+  return { dashboard: dashboardPage, approvals: approvalsPage, quarantine: () => quarantinePage(), tracking: trackingPage, policy: policyPage,
     system: systemPage, accounts: accountsPage, audit: auditPage }[name]();
 }
 

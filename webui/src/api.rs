@@ -11,9 +11,11 @@ use serde_json::json;
 use super::accounts::Role;
 use super::{ApiError, COOKIE, Console, authorize, now, peer_ip, source_allowed};
 use jianmen_mta::config::HELD_CLASSES;
+use jianmen_mta::quarantine::approval::APPROVAL_CLASS;
 use jianmen_mta::quarantine::{Query as QQuery, Status};
 use jianmen_mta::queue::spool::is_queue_id;
 use jianmen_mta::tracking::Query as TQuery;
+use jianmen_scan::Direction;
 use jianmen_scan::feedback::{FeedbackStore, Label};
 use jianmen_scan::verdict::CLASS_NAMES;
 
@@ -39,6 +41,10 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/api/quarantine/{id}/release",
             web::post().to(quarantine_release),
+        )
+        .route(
+            "/api/quarantine/{id}/reject",
+            web::post().to(quarantine_reject),
         )
         .route(
             "/api/quarantine/{id}/delete",
@@ -268,7 +274,10 @@ async fn quarantine_search(
     let s = authorize(&req, &console, &[Role::Security]).await?;
     let mut p = Params(query.into_inner());
     let (offset, limit) = p.page(200)?;
-    let status = match p.one_of("status", &["held", "released", "deleted", "expired", "all"])? {
+    let status = match p.one_of(
+        "status",
+        &["held", "released", "deleted", "expired", "rejected", "all"],
+    )? {
         Some(v) if v == "all" => None,
         Some(v) => Status::parse(&v),
         None => Some(Status::Held),
@@ -279,7 +288,10 @@ async fn quarantine_search(
         sender: p.text("sender")?,
         rcpt: p.text("rcpt")?,
         subject: p.text("subject")?,
-        class: p.one_of("class", &HELD_CLASSES)?,
+        class: p.one_of(
+            "class",
+            &[HELD_CLASSES.as_slice(), &[APPROVAL_CLASS]].concat(),
+        )?,
         status,
         domain: s.account.domain.clone(),
         owner: None,
@@ -464,6 +476,32 @@ async fn quarantine_release(
     Ok(HttpResponse::Ok().json(&released))
 }
 
+/// Rejects outgoing mail held for approval: dropped, and its sender told which policy held it.
+/// Outgoing mail is the whole organisation's: only an administrator of all domains decides.
+async fn quarantine_reject(req: HttpRequest, console: Data, id: web::Path<String>) -> Reply {
+    let s = authorize(&req, &console, &[Role::Security]).await?;
+    if s.account.domain.is_some() {
+        return Err(ApiError::forbidden(
+            "approvals are decided by an administrator of all domains",
+        ));
+    }
+    let item = scoped_item(&console, &s, &id).await?;
+    let who = actor(&s);
+    console
+        .quarantine
+        .reject(
+            &item.summary.id,
+            &who,
+            &console.config.server.hostname,
+            now(),
+        )
+        .await?;
+    console
+        .record(&who, "quarantine.reject", &item.summary.id)
+        .await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 async fn quarantine_delete(req: HttpRequest, console: Data, id: web::Path<String>) -> Reply {
     let s = authorize(&req, &console, &[Role::Security]).await?;
     let item = scoped_item(&console, &s, &id).await?;
@@ -523,6 +561,7 @@ async fn tracking_search(
             ],
         )?,
         queue_id,
+        direction: p.one_of("direction", &Direction::ALL.map(Direction::as_str))?,
         domain: s.account.domain.clone(),
         offset,
         limit,
@@ -586,6 +625,14 @@ async fn policy(req: HttpRequest, console: Data) -> Reply {
             "bec": c.quarantine.retention_days.bec,
             "other": c.quarantine.retention_days.other,
         },
+        // Outgoing mail is the whole organisation's: shown to administrators of all domains.
+        "internal_relays": if scope.is_none() { c.smtp.internal_relays.clone() } else { Vec::new() },
+        "dkim_domains": if scope.is_none() {
+            c.dkim.domains.iter().map(|d| format!("{} ({})", d.domain, d.selector)).collect()
+        } else {
+            Vec::new()
+        },
+        "dlp_policies": if scope.is_none() { c.dlp.policy.as_slice() } else { &[] },
     })))
 }
 

@@ -101,6 +101,7 @@ async fn hold(config: &Config, store: &SqliteStore, id: &str, rcpts: &[&str], re
                 MESSAGE,
                 reason.into(),
                 None,
+                None,
                 &config.quarantine.retention_days,
                 1000,
             ))),
