@@ -11,7 +11,7 @@ use serde_json::json;
 use super::accounts::Role;
 use super::{ApiError, COOKIE, Console, authorize, now, peer_ip, source_allowed};
 use jianmen_mta::config::HELD_CLASSES;
-use jianmen_mta::quarantine::approval::APPROVAL_CLASS;
+use jianmen_mta::quarantine::approval::{APPROVAL_CLASS, Notices};
 use jianmen_mta::quarantine::{Query as QQuery, Status};
 use jianmen_mta::queue::spool::is_queue_id;
 use jianmen_mta::tracking::Query as TQuery;
@@ -427,6 +427,16 @@ async fn quarantine_release(
     let s = authorize(&req, &console, &[Role::Security]).await?;
     let body = body.into_inner();
     let item = scoped_item(&console, &s, &id).await?;
+    if item.summary.class == APPROVAL_CLASS {
+        approver(&s)?;
+        if body.not_spam {
+            // The held data must not become training material.
+            return Err(ApiError::field(
+                "not_spam",
+                "not for outgoing mail held for approval",
+            ));
+        }
+    }
     let mut only = body.rcpts;
     if let Some(domain) = &s.account.domain {
         // A domain administrator releases only its own domain's copies.
@@ -480,31 +490,39 @@ async fn quarantine_release(
 /// Outgoing mail is the whole organisation's: only an administrator of all domains decides.
 async fn quarantine_reject(req: HttpRequest, console: Data, id: web::Path<String>) -> Reply {
     let s = authorize(&req, &console, &[Role::Security]).await?;
-    if s.account.domain.is_some() {
-        return Err(ApiError::forbidden(
-            "approvals are decided by an administrator of all domains",
-        ));
-    }
+    approver(&s)?;
     let item = scoped_item(&console, &s, &id).await?;
     let who = actor(&s);
+    let c = &console.config;
+    let notices = Notices::new(&c.server.hostname, &c.domains.protected);
     console
         .quarantine
-        .reject(
-            &item.summary.id,
-            &who,
-            &console.config.server.hostname,
-            now(),
-        )
+        .reject(&item.summary.id, &who, &notices, now())
         .await?;
+    console.tracker.record(item.summary.rejected_event(&who));
     console
         .record(&who, "quarantine.reject", &item.summary.id)
         .await;
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Outgoing mail held for approval is the whole organisation's: only an administrator of all
+/// domains approves, rejects or deletes it.
+fn approver(s: &super::Session) -> Result<(), ApiError> {
+    match s.account.domain {
+        None => Ok(()),
+        Some(_) => Err(ApiError::forbidden(
+            "approvals are decided by an administrator of all domains",
+        )),
+    }
+}
+
 async fn quarantine_delete(req: HttpRequest, console: Data, id: web::Path<String>) -> Reply {
     let s = authorize(&req, &console, &[Role::Security]).await?;
     let item = scoped_item(&console, &s, &id).await?;
+    if item.summary.class == APPROVAL_CLASS {
+        approver(&s)?;
+    }
     if s.account.domain.is_some()
         && item.rcpts.iter().any(|r| {
             !r.rcpt.ends_with(&format!(

@@ -124,6 +124,7 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
     tokio::spawn(jianmen_mta::quarantine::expire_periodically(
         quarantine.clone(),
         config.server.hostname.clone(),
+        config.domains.protected.clone(),
     ));
     if config.quarantine.digest_hours > 0
         && let Some(settings) = DigestSettings::from_config(&config)

@@ -830,14 +830,39 @@ impl Config {
             ));
         }
         for relay in &s.internal_relays {
-            let host = relay.split_once('/').map_or(relay.as_str(), |(net, _)| net);
-            if host.trim().parse::<std::net::IpAddr>().is_err()
+            let (host, prefix) = match relay.split_once('/') {
+                Some((net, len)) => (net.trim(), len.trim().parse::<u8>().ok()),
+                None => (relay.trim(), None),
+            };
+            let Ok(ip) = host.parse::<std::net::IpAddr>() else {
+                return Err(invalid(
+                    "smtp.internal_relays",
+                    format!("`{relay}` is not an address or network"),
+                ));
+            };
+            // A relay list is the organisation's own servers: a network wider than a /8 (or
+            // an IPv6 /32) would let the Internet relay through the gateway.
+            let (narrowest, widest) = match ip {
+                std::net::IpAddr::V4(_) => (32, 8),
+                std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => (0, 129),
+                std::net::IpAddr::V6(_) => (128, 32),
+            };
+            let prefix = match (relay.contains('/'), prefix) {
+                (false, _) => narrowest,
+                (true, Some(p)) => p,
+                (true, None) => 0,
+            };
+            if !(widest..=narrowest).contains(&prefix)
                 || jianmen_scan::reputation::AddressList::parse(std::slice::from_ref(relay))
                     .is_err()
             {
                 return Err(invalid(
                     "smtp.internal_relays",
-                    format!("`{relay}` is not an address or network"),
+                    format!(
+                        "`{relay}` is not the address or network of the organisation's own \
+                         servers (IPv4 networks /8 or narrower, IPv6 /32 or narrower, no \
+                         IPv4-mapped IPv6)"
+                    ),
                 ));
             }
         }
@@ -1048,6 +1073,38 @@ mod tests {
         let text = format!("{MINIMAL}\n[smtp]\nmax_recipent = 5\n");
         let err = Config::parse(&text).unwrap_err().to_string();
         assert!(err.contains("max_recipent"), "{err}");
+    }
+
+    /// Review of issue 22: `internal_relays = ["0.0.0.0/0"]` made the gateway an open relay.
+    #[test]
+    fn internal_relays_are_the_organisations_servers_not_the_internet() {
+        let relays = |list: &str| {
+            Config::parse(&format!("{MINIMAL}\n[smtp]\ninternal_relays = [{list}]\n"))
+                .map(|c| c.smtp.internal_relays)
+                .map_err(|e| e.to_string())
+        };
+        for ok in [
+            r#""10.0.0.25""#,
+            r#""10.0.0.0/8""#,
+            r#""192.168.1.0/24", "2001:db8::25""#,
+            r#""2001:db8::/32""#,
+        ] {
+            assert!(relays(ok).is_ok(), "{ok}: {:?}", relays(ok));
+        }
+        for open in [
+            r#""0.0.0.0/0""#,
+            r#""10.0.0.0/7""#,
+            r#""::/0""#,
+            r#""2001::/16""#,
+            r#""::ffff:0:0/96""#,
+            r#""::ffff:10.0.0.25""#,
+            r#""10.0.0.0/33""#,
+            r#""mail.example.com""#,
+            r#""@example.com""#,
+        ] {
+            let err = relays(open).unwrap_err();
+            assert!(err.contains("smtp.internal_relays"), "{open}: {err}");
+        }
     }
 
     #[test]

@@ -234,6 +234,12 @@ impl Inbox for Intake {
         }
         let size = message.len() - trace_len;
         let (subject, _) = crate::quarantine::headline(&message[trace_len..]);
+        // Outgoing mail is judged for the data it carries: a subject holding some is not shown.
+        let subject = if envelope.direction == Direction::Inbound {
+            subject
+        } else {
+            jianmen_scan::dlp::shown(&subject, chrono::Local::now().date_naive()).into_owned()
+        };
         if let Some(Disposition {
             verdict:
                 Verdict::Reject {
@@ -285,14 +291,16 @@ impl Inbox for Intake {
             };
             let now = chrono::Utc::now().timestamp();
             let hold = |reason: String, report: Option<Report>, hours, body: &[u8]| {
-                Some(Box::new(Held::new(
+                let mut held = Held::new(
                     &body[trace_len.min(body.len())..],
                     reason,
                     report,
                     hours,
                     &self.config.quarantine.retention_days,
                     now,
-                )))
+                );
+                held.subject = subject.clone();
+                Some(Box::new(held))
             };
             let report = d.report.clone();
             let (held, extra, body) = match d.verdict {

@@ -866,7 +866,10 @@ impl Scanner for Arc<Pipeline> {
         // Mail the organisation sends is judged for what it carries; the threat checks are
         // for mail from outside.
         if envelope.direction != Direction::Inbound {
-            if !self.dlp.cover(envelope.direction) {
+            if !self
+                .dlp
+                .cover(envelope.direction, &envelope.mail_from, &envelope.rcpts)
+            {
                 return Disposition::all(envelope, Verdict::Deliver);
             }
             let outcome = self

@@ -11,6 +11,7 @@ use clap::Subcommand;
 use jianmen_mta::config::Config;
 use jianmen_mta::quarantine::digest::DigestSettings;
 use jianmen_mta::quarantine::links::LinkKey;
+use jianmen_mta::quarantine::approval::Notices;
 use jianmen_mta::quarantine::{Quarantine, Query, Status};
 use jianmen_mta::queue::manager::unix_now;
 use jianmen_mta::queue::spool::Spool;
@@ -184,15 +185,13 @@ pub async fn run(args: Args) -> Result<()> {
         }
         QuarantineAction::Reject { id } => {
             crate::commands::check_id(&id)?;
-            quarantine
-                .reject(
-                    &id,
-                    &crate::commands::cli_actor(),
-                    &config.server.hostname,
-                    unix_now(),
-                )
-                .await?;
+            let actor = crate::commands::cli_actor();
+            let notices = Notices::new(&config.server.hostname, &config.domains.protected);
+            quarantine.reject(&id, &actor, &notices, unix_now()).await?;
             crate::commands::record(config, "quarantine.reject", &id).await?;
+            let tracker = Tracker::open(&config.server.data_dir).await?;
+            tracker.record(quarantine.get(&id).await?.summary.rejected_event(&actor));
+            tracker.flush().await;
             println!("{id}: rejected; the sender is told");
         }
         QuarantineAction::Delete { id } => {
@@ -215,9 +214,8 @@ pub async fn run(args: Args) -> Result<()> {
             }
         }
         QuarantineAction::Expire => {
-            let n = quarantine
-                .expire(unix_now(), &config.server.hostname)
-                .await?;
+            let notices = Notices::new(&config.server.hostname, &config.domains.protected);
+            let n = quarantine.expire(unix_now(), &notices).await?;
             if n > 0 {
                 crate::commands::record(config, "quarantine.expire", &format!("{n} message(s)"))
                     .await?;

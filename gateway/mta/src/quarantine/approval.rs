@@ -6,20 +6,64 @@
 
 use super::index::{self, Summary};
 use super::{Quarantine, QuarantineError, Status};
+use crate::queue::dsn::one_line;
 use crate::queue::{MessageKind, NewMessage};
 
 /// The class of items that wait for an approval.
 pub const APPROVAL_CLASS: &str = "dlp";
 
+/// Who sends the notices of rejected approvals, and to whom they may go: only senders in the
+/// protected domains (an outside envelope sender — forwarded mail — would learn the policy and
+/// the recipients, and get backscatter).
+pub struct Notices<'a> {
+    hostname: &'a str,
+    protected: &'a [String],
+}
+
+impl<'a> Notices<'a> {
+    /// Notices from `hostname` to senders in `protected` domains.
+    pub fn new(hostname: &'a str, protected: &'a [String]) -> Self {
+        Self {
+            hostname,
+            protected,
+        }
+    }
+
+    /// Whether `mail_from` is told.
+    fn tells(&self, mail_from: &str) -> bool {
+        let domain = mail_from
+            .rsplit_once('@')
+            .map(|(_, d)| d.trim_end_matches('.'))
+            .unwrap_or_default();
+        self.protected.iter().any(|p| p.eq_ignore_ascii_case(domain))
+    }
+}
+
+impl Summary {
+    /// The tracking event of this item's rejection by `actor`.
+    pub fn rejected_event(&self, actor: &str) -> crate::tracking::Event {
+        crate::tracking::Event {
+            at: crate::queue::manager::unix_now(),
+            queue_id: self.id.clone(),
+            kind: crate::tracking::EventKind::Rejected,
+            mail_from: self.mail_from.clone(),
+            rcpts: self.rcpts.clone(),
+            subject: self.subject.clone(),
+            client_ip: self.client_ip.clone(),
+            class: self.class.clone(),
+            score: self.score,
+            detail: format!("not approved ({actor})"),
+            direction: String::new(),
+        }
+    }
+}
+
 /// The notice a sender gets when their held message is not approved; `why` says who decided.
 fn rejection_notice(hostname: &str, notice_id: &str, item: &Summary, why: &str) -> Vec<u8> {
+    use base64::Engine;
     let date = chrono::Utc::now().to_rfc2822();
-    let one_line = |s: &str| -> String {
-        s.chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .take(500)
-            .collect()
-    };
+    let subject =
+        base64::engine::general_purpose::STANDARD.encode("邮件未获外发审批 / Message not approved");
     format!(
         "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n\
          To: <{to}>\r\n\
@@ -41,18 +85,12 @@ fn rejection_notice(hostname: &str, notice_id: &str, item: &Summary, why: &str) 
          如有疑问，请联系信息安全管理员。\r\n\
          Please contact your security administrator if you have questions.\r\n",
         to = item.mail_from,
-        subject = base64_utf8("邮件未获外发审批 / Message not approved"),
         received = item.received_text(),
         rcpts = one_line(&item.rcpts),
         reason = one_line(&item.reason),
         id = item.id,
     )
     .into_bytes()
-}
-
-fn base64_utf8(text: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(text)
 }
 
 impl Quarantine {
@@ -63,7 +101,7 @@ impl Quarantine {
         &self,
         id: &str,
         actor: &str,
-        hostname: &str,
+        notices: &Notices<'_>,
         now: i64,
     ) -> Result<(), QuarantineError> {
         let item = self.get(id).await?;
@@ -77,7 +115,7 @@ impl Quarantine {
             });
         }
         let why = format!("审批人拒绝 / Rejected by the reviewer ({actor}).");
-        self.drop_with_notice(&item.summary, Status::Rejected, actor, hostname, &why, now)
+        self.drop_with_notice(&item.summary, Status::Rejected, actor, notices, &why, now)
             .await
     }
 
@@ -88,11 +126,12 @@ impl Quarantine {
         item: &Summary,
         status: Status,
         actor: &str,
-        hostname: &str,
+        notices: &Notices<'_>,
         why: &str,
         now: i64,
     ) -> Result<(), QuarantineError> {
-        let notice = if item.mail_from.is_empty() {
+        let hostname = notices.hostname;
+        let notice = if !notices.tells(&item.mail_from) {
             None
         } else {
             let notice_id = ulid::Ulid::new().to_string();
@@ -156,5 +195,10 @@ mod tests {
             !notice.contains("110105"),
             "the subject is not quoted: {notice}"
         );
+        let protected = ["corp.test".to_owned()];
+        let notices = Notices::new("gw.test", &protected);
+        assert!(notices.tells("zhang@CORP.test"));
+        assert!(!notices.tells("someone@outside.test"), "no backscatter outside");
+        assert!(!notices.tells(""));
     }
 }

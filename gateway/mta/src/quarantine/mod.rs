@@ -266,29 +266,36 @@ impl Quarantine {
     }
 
     /// Deletes every held message whose retention ended by `now`; returns how many. A message
-    /// whose approval deadline passed is rejected: its sender is told (from `hostname`).
-    pub async fn expire(&self, now: i64, hostname: &str) -> Result<usize, QuarantineError> {
+    /// whose approval deadline passed is rejected and its sender told ([`approval::Notices`]).
+    /// One that cannot be expired (say, released a moment ago) does not stop the others.
+    pub async fn expire(
+        &self,
+        now: i64,
+        notices: &approval::Notices<'_>,
+    ) -> Result<usize, QuarantineError> {
         let ids = index::expired(self.store.reader(), now).await?;
+        let mut done = 0;
         for id in &ids {
-            let item = self.get(id).await?;
-            if item.summary.class == approval::APPROVAL_CLASS {
-                let why = "审批超时 / No reviewer approved it before the deadline.";
-                self.drop_with_notice(
-                    &item.summary,
-                    Status::Rejected,
-                    "deadline",
-                    hostname,
-                    why,
-                    now,
-                )
-                .await?;
-            } else {
-                index::drop_message(&self.store, id, Status::Expired, "retention", now, None)
-                    .await?;
-                self.remove_file(id);
+            let expired = async {
+                let item = self.get(id).await?;
+                if item.summary.class == approval::APPROVAL_CLASS {
+                    let why = "审批超时 / No reviewer approved it before the deadline.";
+                    let status = Status::Rejected;
+                    self.drop_with_notice(&item.summary, status, "deadline", notices, why, now)
+                        .await
+                } else {
+                    index::drop_message(&self.store, id, Status::Expired, "retention", now, None)
+                        .await?;
+                    self.remove_file(id);
+                    Ok(())
+                }
+            };
+            match expired.await {
+                Ok(()) => done += 1,
+                Err(e) => tracing::warn!(queue_id = %id, error = %e, "cannot expire held message"),
             }
         }
-        Ok(ids.len())
+        Ok(done)
     }
 
     /// Removes a message file after its row is gone; a file left by a crash here is removed
@@ -331,13 +338,14 @@ impl Summary {
 }
 
 /// Deletes expired quarantine items (and rejects approvals past their deadline) every ten
-/// minutes, forever; notices go out from `hostname`.
-pub async fn expire_periodically(quarantine: Quarantine, hostname: String) {
+/// minutes, forever; notices go out from `hostname` to senders in `protected` domains.
+pub async fn expire_periodically(quarantine: Quarantine, hostname: String, protected: Vec<String>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    let notices = approval::Notices::new(&hostname, &protected);
     loop {
         tick.tick().await;
         match quarantine
-            .expire(crate::queue::manager::unix_now(), &hostname)
+            .expire(crate::queue::manager::unix_now(), &notices)
             .await
         {
             Ok(0) => {}
@@ -386,7 +394,7 @@ mod tests {
             store.insert(&[held(id, expires)]).await.unwrap();
         }
         let q = Quarantine::new(store.clone(), spool.clone());
-        assert_eq!(q.expire(200, "gw.test").await.unwrap(), 1);
+        assert_eq!(q.expire(200, &approval::Notices::new("gw.test", &[])).await.unwrap(), 1);
         assert_eq!(q.get(old).await.unwrap().summary.status, Status::Expired);
         assert!(
             spool.read(old).is_err(),
@@ -395,7 +403,7 @@ mod tests {
         assert!(store.get(old).await.unwrap().is_none());
         assert_eq!(q.get(young).await.unwrap().summary.status, Status::Held);
         assert_eq!(q.raw(young).await.unwrap(), b"x\r\n");
-        assert_eq!(q.expire(200, "gw.test").await.unwrap(), 0);
+        assert_eq!(q.expire(200, &approval::Notices::new("gw.test", &[])).await.unwrap(), 0);
     }
 
     #[test]

@@ -89,7 +89,9 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn one_line(s: &str) -> String {
+/// `s` on one line (control characters as spaces), at most 500 characters: what a report
+/// may quote of a reply or a reason.
+pub(crate) fn one_line(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(500)

@@ -185,8 +185,8 @@ impl Session {
     /// The envelope of a finished transaction. Mail from an internal relay is outbound until
     /// the inbox, which knows the local domains, finds every recipient local (internal); the
     /// client it names is the one its XFORWARD reported, when it did.
-    fn envelope(&mut self, tx: Transaction) -> Envelope {
-        let forwarded = std::mem::take(&mut self.forwarded);
+    fn envelope(&self, tx: Transaction) -> Envelope {
+        let forwarded = tx.forwarded;
         Envelope {
             queue_id: tx.queue_id,
             client_ip: forwarded.addr.unwrap_or(self.client_ip),

@@ -57,6 +57,7 @@ impl Session {
             smtputf8,
             rcpts: Vec::new(),
             bdat: None,
+            forwarded: std::mem::take(&mut self.forwarded),
         });
         self.send(&Reply::new(250, "2.1.0", "Ok"));
         Flow::Continue

@@ -33,9 +33,10 @@ impl Relays {
         }
     }
 
-    /// Whether a client at `peer` is one of the organisation's mail servers.
+    /// Whether a client at `peer` is one of the organisation's mail servers (an IPv4 client
+    /// on a dual-stack listener arrives as an IPv4-mapped IPv6 address).
     pub fn is_internal(&self, peer: IpAddr) -> bool {
-        self.internal.matches(Some(peer), &[]).is_some()
+        self.internal.matches(Some(peer.to_canonical()), &[]).is_some()
     }
 }
 
@@ -204,6 +205,7 @@ mod tests {
         assert!(relays.is_internal("10.1.200.3".parse().unwrap()));
         assert!(!relays.is_internal("127.0.0.1".parse().unwrap()));
         assert!(!relays.is_internal("10.2.0.1".parse().unwrap()));
+        assert!(relays.is_internal("::ffff:127.0.0.5".parse().unwrap()));
         assert!(!Relays::default().is_internal("127.0.0.1".parse().unwrap()));
     }
 }

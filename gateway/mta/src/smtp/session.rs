@@ -199,6 +199,7 @@ impl Session {
                 self.tls = true;
                 self.helo = None;
                 self.esmtp = false;
+                self.forwarded = Default::default();
                 Flow::Continue
             }
             Ok(Err(e)) => {

@@ -45,6 +45,9 @@ pub struct Transaction {
     pub rcpts: Vec<String>,
     /// Message being assembled from BDAT chunks, and whether it still fits the size limit.
     pub bdat: Option<Chunks>,
+    /// What an internal relay said about the client of this transaction (XFORWARD before
+    /// MAIL): it ends with the transaction, however the transaction ends.
+    pub forwarded: Forwarded,
 }
 
 /// A client connection from greeting to QUIT.
@@ -54,7 +57,7 @@ pub struct Session {
     pub(super) client_ip: IpAddr,
     /// The client is one of the organisation's mail servers (`smtp.internal_relays`).
     pub(super) relay: bool,
-    /// What an internal relay told about its own client (XFORWARD), until the transaction ends.
+    /// What an internal relay told about its own client (XFORWARD) for the next transaction.
     pub(super) forwarded: Forwarded,
     /// Name given in HELO/EHLO, once given.
     pub(super) helo: Option<String>,

@@ -1512,7 +1512,16 @@ mod pdf {
         codespace: Vec<(usize, u32, u32)>,
         /// Mappings read, the same code's included: what the CMap cost, bounded.
         read: usize,
+        /// Bytes of mapped text kept: a range copies its target once per code, so a long
+        /// target would multiply memory by the range's width.
+        bytes: usize,
     }
+
+    /// Longest mapping target taken, in bytes (the PDF specification's own limit for a
+    /// `bfchar`/`bfrange` destination string).
+    const MAX_TARGET: usize = 512;
+    /// Most bytes of mapped text one CMap keeps.
+    const MAX_MAP_BYTES: usize = 4 << 20;
 
     /// UTF-16BE bytes as text, NULs dropped.
     fn utf16be(bytes: &[u8]) -> String {
@@ -1552,7 +1561,7 @@ mod pdf {
                     Item::Op(b"endbfchar") => {
                         for pair in operands.chunks_exact(2) {
                             let text = match &pair[1] {
-                                Obj::Str(s) => utf16be(s),
+                                Obj::Str(s) if s.len() <= MAX_TARGET => utf16be(s),
                                 Obj::Name(n) => glyph_char(n).map(String::from).unwrap_or_default(),
                                 _ => continue,
                             };
@@ -1575,7 +1584,7 @@ mod pdf {
                                     break;
                                 }
                                 let text = match dst {
-                                    Obj::Str(s) if s.len() >= 2 => {
+                                    Obj::Str(s) if (2..=MAX_TARGET).contains(&s.len()) => {
                                         let mut s = s.clone();
                                         let n = s.len();
                                         let last = u16::from_be_bytes([s[n - 2], s[n - 1]])
@@ -1584,7 +1593,7 @@ mod pdf {
                                         utf16be(&s)
                                     }
                                     Obj::Array(a) => match a.get(i) {
-                                        Some(Obj::Str(s)) => utf16be(s),
+                                        Some(Obj::Str(s)) if s.len() <= MAX_TARGET => utf16be(s),
                                         _ => break,
                                     },
                                     _ => break,
@@ -1602,12 +1611,14 @@ mod pdf {
 
         fn insert(&mut self, code: u32, text: String) {
             self.read += 1;
+            self.bytes += text.len();
             self.map.insert(code, text.into_boxed_str());
         }
 
-        /// Whether [`MAX_MAP`] mappings were read: the rest of the CMap is not.
+        /// Whether [`MAX_MAP`] mappings or [`MAX_MAP_BYTES`] of text were read: the rest of
+        /// the CMap is not.
         fn full(&self) -> bool {
-            self.read >= MAX_MAP
+            self.read >= MAX_MAP || self.bytes >= MAX_MAP_BYTES
         }
     }
 
@@ -2276,6 +2287,23 @@ kw",
             let repeated = "1 beginbfrange <0000> <FFFF> <0041> endbfrange\n".repeat(100_000);
             let cmap = CMap::parse(repeated.as_bytes());
             assert!(cmap.full() && cmap.read == MAX_MAP, "{}", cmap.read);
+            // A range copies its target once per code: a megabyte target is refused instead of
+            // being copied 256 times (review finding: gigabytes from a few kilobytes).
+            let long = format!(
+                "1 beginbfrange <0000> <00FF> <{}> endbfrange\n1 beginbfchar <0001> <{}> endbfchar",
+                "0041".repeat(1 << 18),
+                "0042".repeat(1 << 18)
+            );
+            let cmap = CMap::parse(long.as_bytes());
+            assert!(cmap.map.is_empty() && cmap.bytes == 0, "{}", cmap.bytes);
+            // Many mappings of the longest allowed target stop at the byte bound.
+            let wide = format!(
+                "1 beginbfrange <0000> <00FF> <{}> endbfrange\n",
+                "0041".repeat(MAX_TARGET / 2)
+            )
+            .repeat(200);
+            let cmap = CMap::parse(wide.as_bytes());
+            assert!(cmap.full() && cmap.bytes < MAX_MAP_BYTES + MAX_TARGET, "{}", cmap.bytes);
         }
 
         /// An object stream naming one offset for thousands of objects, at an array megabytes

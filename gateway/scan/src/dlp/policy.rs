@@ -105,6 +105,11 @@ pub struct PolicyConfig {
     /// holds cannot be inspected.
     #[serde(default)]
     pub encrypted: bool,
+    /// An attachment that could not be read (a malformed archive, a format not extracted such
+    /// as RAR or legacy .doc/.xls) or text cut short by a size or time bound fires the policy:
+    /// what was not read may be what leaks.
+    #[serde(default)]
+    pub uninspectable: bool,
     /// What happens.
     pub action: DlpAction,
     /// How long a held message waits for a reviewer before it is rejected, in hours.
@@ -242,11 +247,12 @@ impl Policies {
                 || !patterns.is_empty()
                 || !p.extensions.is_empty()
                 || p.max_attachment_mib.is_some()
-                || p.encrypted;
+                || p.encrypted
+                || p.uninspectable;
             if !fires_on_something {
                 return Err(fail(
                     "has no condition (detect, keywords, patterns, extensions, \
-                     max_attachment_mib or encrypted)"
+                     max_attachment_mib, encrypted or uninspectable)"
                         .into(),
                 ));
             }
@@ -274,11 +280,12 @@ impl Policies {
         Ok(Self { policies })
     }
 
-    /// Whether any policy covers `direction` (mail no policy covers need not be inspected).
-    pub fn cover(&self, direction: Direction) -> bool {
+    /// Whether any policy covers mail going `direction` from `mail_from` to `rcpts` (mail no
+    /// policy covers need not be inspected).
+    pub fn cover(&self, direction: Direction, mail_from: &str, rcpts: &[String]) -> bool {
         self.policies
             .iter()
-            .any(|p| p.config.directions.contains(&direction))
+            .any(|p| p.covers(direction, mail_from, rcpts))
     }
 
     /// The policies, as configured.
@@ -329,7 +336,7 @@ impl Policy {
                 || rcpts.iter().any(|r| {
                     let domain = r
                         .rsplit_once('@')
-                        .map(|(_, d)| d.to_ascii_lowercase())
+                        .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
                         .unwrap_or_default();
                     c.recipient_domains
                         .iter()
@@ -394,6 +401,15 @@ impl Policy {
                 "{} encrypted archive(s) or document(s)",
                 inspection.encrypted.len()
             ));
+        }
+        if c.uninspectable && !inspection.unreadable.is_empty() {
+            reasons.push(format!(
+                "{} unreadable attachment(s)",
+                inspection.unreadable.len()
+            ));
+        }
+        if c.uninspectable && inspection.truncated {
+            reasons.push("text extraction stopped at a bound".to_owned());
         }
         reasons
     }
@@ -491,6 +507,7 @@ mod tests {
             extensions = ["SQL"]
             max_attachment_mib = 10
             encrypted = true
+            uninspectable = true
             action = "hold"
             "#,
         );
@@ -507,14 +524,16 @@ mod tests {
         );
         assert_eq!(judge("li@sales.corp.test", &to_partner, text, &none), None);
         assert_eq!(
-            judge(
-                "li@finance.corp.test",
-                &["x@other.test".into()],
-                text,
-                &none
-            ),
+            judge("li@finance.corp.test", &["x@other.test".into()], text, &none),
             None
         );
+        assert_eq!(
+            judge("li@finance.corp.test", &["x@PARTNER.test.".into()], text, &none).as_deref(),
+            Some("finance to partners"),
+            "a recipient domain is matched as the intake matches it"
+        );
+        assert!(p.cover(Direction::Outbound, "li@sales.corp.test", &to_partner));
+        assert!(!p.cover(Direction::Inbound, "li@finance.corp.test", &to_partner));
         assert_eq!(
             judge("li@finance.corp.test", &to_partner, "客户名单", &none),
             None
@@ -534,6 +553,14 @@ mod tests {
             },
             Inspection {
                 encrypted: vec!["secret.zip".into()],
+                ..Inspection::default()
+            },
+            Inspection {
+                unreadable: vec!["old.xls".into()],
+                ..Inspection::default()
+            },
+            Inspection {
+                truncated: true,
                 ..Inspection::default()
             },
         ] {
