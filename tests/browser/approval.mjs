@@ -57,7 +57,9 @@ try {
 
   // The policy page lists the DLP policy with what fires it and what it does.
   await page.click('#nav a:has-text("策略")');
-  const policyRow = page.locator('tr', { hasText: env('JM_POLICY') });
+  // The row in the policy page's DLP table, not the history row of the page just left.
+  const dlpCard = page.locator('.card', { has: page.locator('h2', { hasText: '数据防泄漏' }) });
+  const policyRow = dlpCard.locator('tr', { hasText: env('JM_POLICY') });
   await policyRow.waitFor();
   const cells = await policyRow.innerText();
   if (!cells.includes('resident_id ≥ 5') || !cells.includes('暂扣待审批')) throw new Error(`the policy row reads: ${cells}`);

@@ -9,9 +9,9 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 
 use jianmen_mta::config::Config;
+use jianmen_mta::quarantine::approval::Notices;
 use jianmen_mta::quarantine::digest::DigestSettings;
 use jianmen_mta::quarantine::links::LinkKey;
-use jianmen_mta::quarantine::approval::Notices;
 use jianmen_mta::quarantine::{Quarantine, Query, Status};
 use jianmen_mta::queue::manager::unix_now;
 use jianmen_mta::queue::spool::Spool;

@@ -35,7 +35,9 @@ impl<'a> Notices<'a> {
             .rsplit_once('@')
             .map(|(_, d)| d.trim_end_matches('.'))
             .unwrap_or_default();
-        self.protected.iter().any(|p| p.eq_ignore_ascii_case(domain))
+        self.protected
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(domain))
     }
 }
 
@@ -198,7 +200,10 @@ mod tests {
         let protected = ["corp.test".to_owned()];
         let notices = Notices::new("gw.test", &protected);
         assert!(notices.tells("zhang@CORP.test"));
-        assert!(!notices.tells("someone@outside.test"), "no backscatter outside");
+        assert!(
+            !notices.tells("someone@outside.test"),
+            "no backscatter outside"
+        );
         assert!(!notices.tells(""));
     }
 }

@@ -394,7 +394,12 @@ mod tests {
             store.insert(&[held(id, expires)]).await.unwrap();
         }
         let q = Quarantine::new(store.clone(), spool.clone());
-        assert_eq!(q.expire(200, &approval::Notices::new("gw.test", &[])).await.unwrap(), 1);
+        assert_eq!(
+            q.expire(200, &approval::Notices::new("gw.test", &[]))
+                .await
+                .unwrap(),
+            1
+        );
         assert_eq!(q.get(old).await.unwrap().summary.status, Status::Expired);
         assert!(
             spool.read(old).is_err(),
@@ -403,7 +408,12 @@ mod tests {
         assert!(store.get(old).await.unwrap().is_none());
         assert_eq!(q.get(young).await.unwrap().summary.status, Status::Held);
         assert_eq!(q.raw(young).await.unwrap(), b"x\r\n");
-        assert_eq!(q.expire(200, &approval::Notices::new("gw.test", &[])).await.unwrap(), 0);
+        assert_eq!(
+            q.expire(200, &approval::Notices::new("gw.test", &[]))
+                .await
+                .unwrap(),
+            0
+        );
     }
 
     #[test]

@@ -36,7 +36,9 @@ impl Relays {
     /// Whether a client at `peer` is one of the organisation's mail servers (an IPv4 client
     /// on a dual-stack listener arrives as an IPv4-mapped IPv6 address).
     pub fn is_internal(&self, peer: IpAddr) -> bool {
-        self.internal.matches(Some(peer.to_canonical()), &[]).is_some()
+        self.internal
+            .matches(Some(peer.to_canonical()), &[])
+            .is_some()
     }
 }
 

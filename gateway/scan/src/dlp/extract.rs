@@ -2303,7 +2303,11 @@ kw",
             )
             .repeat(200);
             let cmap = CMap::parse(wide.as_bytes());
-            assert!(cmap.full() && cmap.bytes < MAX_MAP_BYTES + MAX_TARGET, "{}", cmap.bytes);
+            assert!(
+                cmap.full() && cmap.bytes < MAX_MAP_BYTES + MAX_TARGET,
+                "{}",
+                cmap.bytes
+            );
         }
 
         /// An object stream naming one offset for thousands of objects, at an array megabytes

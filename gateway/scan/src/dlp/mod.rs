@@ -49,10 +49,7 @@ pub fn inspect(message: &Message, deadline: &Deadline, today: NaiveDate) -> (Str
     text.push_str(&extracted.text);
     let findings = identifiers::find(&text, today);
     let names = |names: Vec<String>| -> Vec<String> {
-        names
-            .iter()
-            .map(|n| shown(n, today).into_owned())
-            .collect()
+        names.iter().map(|n| shown(n, today).into_owned()).collect()
     };
     let inspection = Inspection {
         findings,

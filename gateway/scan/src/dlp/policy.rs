@@ -524,11 +524,22 @@ mod tests {
         );
         assert_eq!(judge("li@sales.corp.test", &to_partner, text, &none), None);
         assert_eq!(
-            judge("li@finance.corp.test", &["x@other.test".into()], text, &none),
+            judge(
+                "li@finance.corp.test",
+                &["x@other.test".into()],
+                text,
+                &none
+            ),
             None
         );
         assert_eq!(
-            judge("li@finance.corp.test", &["x@PARTNER.test.".into()], text, &none).as_deref(),
+            judge(
+                "li@finance.corp.test",
+                &["x@PARTNER.test.".into()],
+                text,
+                &none
+            )
+            .as_deref(),
             Some("finance to partners"),
             "a recipient domain is matched as the intake matches it"
         );
