@@ -73,6 +73,9 @@ pub async fn open_store(config: &Config) -> Result<SqliteStore, StartError> {
 /// `releases`.
 pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
     let config = Arc::new(config);
+    // From here on SIGTERM and SIGINT are the gateway's to handle: one that arrives while it
+    // starts, or the moment it starts serving, shuts it down cleanly instead of killing it.
+    let stop = shutdown_signal();
     // Ports first (25, 465, 587 and 443 need root or CAP_NET_BIND_SERVICE), then root is given
     // up before any mail, key or database is opened, so every file is the service account's.
     let listeners = Server::bind(&config.smtp.listen).await?;
@@ -259,7 +262,7 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
     }
     tokio::select! {
         _ = server.clone().serve(listeners) => {}
-        signal = shutdown_signal() => {
+        signal = stop => {
             // Leaving the select drops the accept loops: the listeners close.
             let grace = std::time::Duration::from_secs(config.server.shutdown_grace_secs);
             tracing::info!(%signal, "shutting down: no new connections, open sessions may finish");
@@ -350,17 +353,23 @@ async fn reload_on_sighup(pipeline: Arc<Pipeline>) {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT with the signal's name; never, if no handler can be set.
-async fn shutdown_signal() -> &'static str {
+/// Resolves on SIGTERM or SIGINT with the signal's name; never, if no handler can be set. The
+/// handlers are installed when this is called, not when the future is first polled: a signal in
+/// between would otherwise take its default action and kill the process mid-session (seen under
+/// QEMU, where the window is wide: an idle session got no 421).
+fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        },
-        _ => std::future::pending().await,
+    );
+    async move {
+        match handlers {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            _ => std::future::pending().await,
+        }
     }
 }
