@@ -4,7 +4,8 @@
 //! by the [`rules`] and the content model ([`features`], [`model`], `neural` on tract-onnx) and
 //! decided per recipient domain ([`verdict`]); [`pipeline`] runs all of it behind [`Scanner`].
 //! [`feedback`] keeps what users report, [`accuracy`] measures how well verdicts separate ham
-//! from spam. [`dlp`] finds what outgoing mail must not carry.
+//! from spam. [`dlp`] finds what outgoing mail must not carry; [`behaviour`] scores how internal
+//! accounts send, to find stolen ones.
 //!
 //! It hands on [`Disposition`]s per recipient. Its configuration types ([`config`]) are
 //! sections of the gateway's file; what else it needs (host name, data directory, protected
@@ -21,6 +22,7 @@ pub mod accuracy;
 pub mod attach;
 pub mod auth;
 pub mod bec;
+pub mod behaviour;
 pub mod clamav;
 pub mod config;
 pub mod dlp;
