@@ -14,6 +14,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::reputation::network_of;
+
 /// Recipients remembered per account (the oldest are forgotten first).
 const MAX_CONTACTS: usize = 4096;
 /// Client networks remembered per account.
@@ -127,17 +129,6 @@ fn hash_of(rcpt: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     rcpt.hash(&mut h);
     h.finish()
-}
-
-/// The network an address counts in: its IPv4 /24 or IPv6 /64.
-fn network_of(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => {
-            let [a, b, c, _] = v4.octets();
-            IpAddr::from([a, b, c, 0])
-        }
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
-    }
 }
 
 /// Hour of the week (0 = Monday 00:00–01:00 UTC) of Unix time `at`.

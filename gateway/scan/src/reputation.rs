@@ -242,6 +242,18 @@ fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
     }
 }
 
+/// The network an address counts in: its IPv4 /24 or IPv6 /64 (an IPv4-mapped address as its
+/// IPv4 network) — the unit of session limits and of "a new network" in sending behaviour.
+pub fn network_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            IpAddr::from([a, b, c, 0])
+        }
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use crate::config::SmtpConfig;
 use crate::metrics::Metrics;
 use jianmen_scan::Envelope;
+use jianmen_scan::reputation::network_of;
 pub use relay::{Forwarded, Relays};
 pub use reply::Reply;
 
@@ -85,20 +86,6 @@ struct Counts {
 struct SessionSlot {
     counter: Arc<SessionCounter>,
     ip: IpAddr,
-}
-
-/// The network a client address counts against: its IPv4 /24 or IPv6 /64.
-fn network_of(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, _] = v4.octets();
-            IpAddr::from([a, b, c, 0])
-        }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => network_of(IpAddr::V4(v4)),
-            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
-        },
-    }
 }
 
 impl SessionCounter {
