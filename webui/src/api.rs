@@ -11,7 +11,7 @@ use serde_json::json;
 use super::accounts::Role;
 use super::{ApiError, COOKIE, Console, authorize, now, peer_ip, source_allowed};
 use jianmen_mta::config::HELD_CLASSES;
-use jianmen_mta::quarantine::approval::{APPROVAL_CLASS, Notices};
+use jianmen_mta::quarantine::approval::{ACCOUNT_CLASS, APPROVAL_CLASS, Notices, awaits_review};
 use jianmen_mta::quarantine::{Query as QQuery, Status};
 use jianmen_mta::queue::spool::is_queue_id;
 use jianmen_mta::tracking::Query as TQuery;
@@ -290,7 +290,7 @@ async fn quarantine_search(
         subject: p.text("subject")?,
         class: p.one_of(
             "class",
-            &[HELD_CLASSES.as_slice(), &[APPROVAL_CLASS]].concat(),
+            &[HELD_CLASSES.as_slice(), &[APPROVAL_CLASS, ACCOUNT_CLASS]].concat(),
         )?,
         status,
         domain: s.account.domain.clone(),
@@ -427,7 +427,7 @@ async fn quarantine_release(
     let s = authorize(&req, &console, &[Role::Security]).await?;
     let body = body.into_inner();
     let item = scoped_item(&console, &s, &id).await?;
-    if item.summary.class == APPROVAL_CLASS {
+    if awaits_review(&item.summary.class) {
         approver(&s)?;
         if body.not_spam {
             // The held data must not become training material.
@@ -508,7 +508,7 @@ async fn quarantine_reject(req: HttpRequest, console: Data, id: web::Path<String
 
 /// Outgoing mail held for approval is the whole organisation's: only an administrator of all
 /// domains approves, rejects or deletes it.
-fn approver(s: &super::Session) -> Result<(), ApiError> {
+pub(super) fn approver(s: &super::Session) -> Result<(), ApiError> {
     match s.account.domain {
         None => Ok(()),
         Some(_) => Err(ApiError::forbidden(
@@ -520,7 +520,7 @@ fn approver(s: &super::Session) -> Result<(), ApiError> {
 async fn quarantine_delete(req: HttpRequest, console: Data, id: web::Path<String>) -> Reply {
     let s = authorize(&req, &console, &[Role::Security]).await?;
     let item = scoped_item(&console, &s, &id).await?;
-    if item.summary.class == APPROVAL_CLASS {
+    if awaits_review(&item.summary.class) {
         approver(&s)?;
     }
     if s.account.domain.is_some()

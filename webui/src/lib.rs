@@ -14,6 +14,7 @@
 pub mod accounts;
 mod api;
 pub mod metrics;
+mod risk;
 mod selfservice;
 mod upgrade;
 
@@ -52,6 +53,8 @@ pub struct Console {
     pub links: LinkKey,
     /// Where uploaded upgrade packages are installed (`JIANMEN_RELEASES` or the default).
     pub releases: jianmen_mta::upgrade::release::Releases,
+    /// The sending accounts' behaviour, when watched.
+    pub watch: Option<Arc<jianmen_mta::risk::Watch>>,
     allow: AddressList,
 }
 
@@ -80,6 +83,7 @@ impl Console {
             store,
             links,
             releases: jianmen_mta::upgrade::release::Releases::from_env(),
+            watch: None,
             allow,
         }
     }
@@ -87,6 +91,12 @@ impl Console {
     /// The same console with upgrades installed under `releases` instead of the system's.
     pub fn with_releases(mut self, releases: jianmen_mta::upgrade::release::Releases) -> Console {
         self.releases = releases;
+        self
+    }
+
+    /// The same console with the account-risk board over `watch`.
+    pub fn watching(mut self, watch: Option<Arc<jianmen_mta::risk::Watch>>) -> Console {
+        self.watch = watch;
         self
     }
 
@@ -266,6 +276,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// Builds the console application (also used by the API tests in-process).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     api::routes(cfg);
+    risk::routes(cfg);
     upgrade::routes(cfg);
     selfservice::routes(cfg);
     assets(cfg);
@@ -301,6 +312,7 @@ pub async fn start(
     tracker: Tracker,
     store: Arc<SqliteStore>,
     releases: jianmen_mta::upgrade::release::Releases,
+    watch: Option<Arc<jianmen_mta::risk::Watch>>,
 ) -> Result<(Arc<Console>, Arc<jianmen_gm::tls::ServerTls>), StartError> {
     let Some(c) = config.console.clone() else {
         return Err(StartError::NotConfigured);
@@ -330,7 +342,8 @@ pub async fn start(
     )?);
     let links = LinkKey::load_or_create(data_dir)?;
     let console = Console::new(config, accounts, quarantine, tracker, audit, store, links)
-        .with_releases(releases);
+        .with_releases(releases)
+        .watching(watch);
     Ok((Arc::new(console), tls))
 }
 

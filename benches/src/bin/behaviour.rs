@@ -190,6 +190,7 @@ fn main() {
                             at,
                             client: Some(client),
                             rcpts,
+                            flagged: false,
                         },
                     );
                     // Ordinary mail of a compromised account is neither a detection nor a false
@@ -231,6 +232,7 @@ fn main() {
                                 at,
                                 client: Some(attacker),
                                 rcpts: &rcpts,
+                                flagged: false,
                             },
                         );
                         attack_sent += 1;

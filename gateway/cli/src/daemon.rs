@@ -17,6 +17,7 @@ use jianmen_mta::quarantine::links::LinkKey;
 use jianmen_mta::queue::manager::Manager;
 use jianmen_mta::queue::spool::Spool;
 use jianmen_mta::queue::{Queue, QueueError, SqliteStore};
+use jianmen_mta::risk::Watch;
 use jianmen_mta::smtp::{Relays, Server, SessionContext};
 use jianmen_mta::tracking::Tracker;
 use jianmen_mta::upgrade::health;
@@ -192,16 +193,27 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
     );
     let queue_for_health = queue.clone();
     let signer = DkimSigner::load(&config.dkim, &config.server.data_dir)?;
-    let intake = Arc::new(
-        Intake::new(
-            config.clone(),
-            scanner,
-            queue,
-            metrics.clone(),
-            tracker.clone(),
-        )
-        .signing(signer),
-    );
+    let watch = if config.behaviour.enabled {
+        let watch = Watch::open(config.behaviour.clone(), store.clone())
+            .await
+            .map_err(QueueError::from)?;
+        tokio::spawn(jianmen_mta::risk::flush_periodically(watch.clone()));
+        Some(watch)
+    } else {
+        None
+    };
+    let mut intake = Intake::new(
+        config.clone(),
+        scanner,
+        queue,
+        metrics.clone(),
+        tracker.clone(),
+    )
+    .signing(signer);
+    if let Some(w) = &watch {
+        intake = intake.watching(w.clone());
+    }
+    let intake = Arc::new(intake);
     let server = Arc::new(Server::new(SessionContext {
         hostname: config.server.hostname.clone(),
         limits: Arc::new(config.smtp.clone()),
@@ -221,6 +233,7 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
             tracker.clone(),
             store,
             releases,
+            watch.clone(),
         )
         .await?;
         if let Ok(addr) = listener.local_addr() {
@@ -273,6 +286,11 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
             }
             tracing::info!(cut = server.active_sessions(), "stopped");
         }
+    }
+    if let Some(w) = &watch
+        && let Err(e) = w.flush().await
+    {
+        tracing::error!(error = %e, "sending-behaviour profiles not written at shutdown");
     }
     Ok(())
 }

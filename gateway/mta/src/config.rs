@@ -97,6 +97,9 @@ pub struct Config {
     /// Data-leak prevention policies for outbound and internal mail.
     #[serde(default)]
     pub dlp: jianmen_scan::dlp::DlpConfig,
+    /// When the sending behaviour of internal accounts contains them, and how.
+    #[serde(default)]
+    pub behaviour: crate::risk::RiskConfig,
 }
 
 /// Copies of the audit log for a SIEM.
@@ -661,6 +664,9 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         jianmen_scan::dlp::Policies::new(&self.dlp)
             .map_err(|e| invalid("dlp.policy", e.to_string()))?;
+        self.behaviour
+            .check()
+            .map_err(|e| invalid("behaviour", e))?;
         if let Some(collector) = &self.audit.syslog
             && collector
                 .rsplit_once(':')

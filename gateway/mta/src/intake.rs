@@ -12,9 +12,12 @@ use crate::config::Config;
 use crate::dkim::DkimSigner;
 use crate::metrics::Metrics;
 use crate::quarantine::Held;
+use crate::quarantine::approval::ACCOUNT_CLASS;
 use crate::queue::{MessageKind, NewMessage, Queue, QueueError};
+use crate::risk::{self, Level, Refusal, Watch};
 use crate::smtp::{Inbox, Reply};
 use crate::tracking::{Event, EventKind, Tracker};
+use jianmen_scan::behaviour::Sent;
 use jianmen_scan::greylist::{Decision, Greylist, RateLimiter};
 use jianmen_scan::reputation::AddressList;
 use jianmen_scan::verdict::{Class, Report};
@@ -48,6 +51,8 @@ pub struct Intake {
     tracker: Tracker,
     /// Signs outbound mail of the configured sending domains.
     signer: DkimSigner,
+    /// The sending accounts' behaviour, when watched.
+    watch: Option<Arc<Watch>>,
 }
 
 impl Intake {
@@ -84,7 +89,14 @@ impl Intake {
             allow,
             tracker,
             signer: DkimSigner::default(),
+            watch: None,
         }
+    }
+
+    /// Watches the sending behaviour of internal accounts and contains them by `watch`'s policy.
+    pub fn watching(mut self, watch: Arc<Watch>) -> Self {
+        self.watch = Some(watch);
+        self
     }
 
     /// Signs outbound mail with `signer` (DKIM keys per sending domain).
@@ -122,6 +134,73 @@ impl Intake {
         }
     }
 
+    /// Takes outbound and internal mail into its account's profile; when the account is held,
+    /// the account and why, for the message to be held for review.
+    async fn observe(
+        &self,
+        envelope: &Envelope,
+        dispositions: &[Disposition],
+    ) -> Option<(String, String)> {
+        let watch = self.watch.as_ref()?;
+        if envelope.direction == Direction::Inbound {
+            return None;
+        }
+        let account = risk::account_of(envelope.login.as_deref(), &envelope.mail_from)?;
+        let flagged = dispositions.iter().any(|d| {
+            d.report.as_ref().is_some_and(|r| {
+                matches!(
+                    r.class,
+                    Class::Spam | Class::Phish | Class::Virus | Class::Bec
+                )
+            })
+        });
+        let rcpts: Vec<String> = envelope.rcpts.iter().map(|r| r.to_lowercase()).collect();
+        let sent = Sent {
+            at: chrono::Utc::now().timestamp(),
+            client: Some(envelope.client_ip),
+            rcpts: &rcpts,
+            flagged,
+        };
+        let observed = watch.observe(&account, &sent).await;
+        if let Some(event) = &observed.raised {
+            self.metrics.contained(event.level.as_str());
+            self.alert(event).await;
+        }
+        (observed.level >= Level::Held).then(|| {
+            let why = observed.reasons.join("; ");
+            let reason = format!(
+                "账户 {account} 发信行为异常，暂扣待审核 / Unusual sending by {account}: {why}"
+            );
+            (account, reason)
+        })
+    }
+
+    /// Tells `behaviour.notify` that an account's level rose.
+    async fn alert(&self, event: &risk::Event) {
+        let Some(watch) = &self.watch else { return };
+        let notify = &watch.config().notify;
+        if notify.is_empty() {
+            return;
+        }
+        let id = ulid::Ulid::new().to_string();
+        let body = risk::alert_message(&self.config.server.hostname, &id, event);
+        let alert = NewMessage {
+            id: id.clone(),
+            mail_from: String::new(),
+            rcpts: notify.clone(),
+            size: 0,
+            received_at: crate::queue::manager::unix_now(),
+            client_ip: "127.0.0.1".into(),
+            helo: self.config.server.hostname.clone(),
+            smtputf8: notify.iter().any(|a| !a.is_ascii()),
+            kind: MessageKind::Dsn,
+            held: None,
+        };
+        if let Err(e) = self.queue.enqueue(alert, vec![body]).await {
+            tracing::error!(queue_id = %id, error = %e, "cannot queue the containment alert");
+        }
+    }
+
     /// Whether `rcpt` is in a protected domain.
     fn is_local(&self, rcpt: &str) -> bool {
         let domain = rcpt
@@ -155,9 +234,41 @@ fn storage_full() -> Reply {
 
 #[async_trait]
 impl Inbox for Intake {
-    async fn check_mail(&self, client_ip: IpAddr, relay: bool, from: &str) -> Result<(), Reply> {
+    async fn check_mail(
+        &self,
+        client_ip: IpAddr,
+        relay: bool,
+        login: Option<&str>,
+        from: &str,
+    ) -> Result<(), Reply> {
         if !self.queue.has_space() {
             return Err(storage_full());
+        }
+        if relay
+            && let Some(watch) = &self.watch
+            && let Some(account) = risk::account_of(login, from)
+        {
+            match watch.gate(&account, chrono::Utc::now().timestamp()) {
+                Ok(()) => {}
+                Err(Refusal::Throttled) => {
+                    self.metrics.rejected("account_throttled");
+                    tracing::info!(account, "sending account throttled");
+                    return Err(Reply::new(
+                        451,
+                        "4.7.1",
+                        "This account is sending unusually much and is slowed down; try again later",
+                    ));
+                }
+                Err(Refusal::Blocked) => {
+                    self.metrics.rejected("account_blocked");
+                    tracing::info!(account, "sending account blocked");
+                    return Err(Reply::new(
+                        550,
+                        "5.7.1",
+                        "Sending from this account is suspended; contact your administrator",
+                    ));
+                }
+            }
         }
         // The organisation's own server sends for all its users: an inbound rate limit on its
         // address would throttle the whole organisation.
@@ -223,6 +334,7 @@ impl Inbox for Intake {
         }
         let dispositions = self.scanner.scan(&envelope, &message[trace_len..]).await;
         let scan_us = started.elapsed().as_micros() as u64;
+        let account_hold = self.observe(&envelope, &dispositions).await;
         for d in &dispositions {
             if d.report.as_ref().is_some_and(|r| r.class == Class::Dlp) {
                 self.metrics.dlp_incident(match d.verdict {
@@ -303,7 +415,21 @@ impl Inbox for Intake {
                 Some(Box::new(held))
             };
             let report = d.report.clone();
-            let (held, extra, body) = match d.verdict {
+            // Whatever a contained account sends that would go out waits for review.
+            let (verdict, for_account) = match (&account_hold, d.verdict) {
+                (Some((account, reason)), Verdict::Deliver | Verdict::Tag { .. }) => {
+                    let hours = self.watch.as_ref().map(|w| w.config().hold_hours);
+                    (
+                        Verdict::Hold {
+                            reason: reason.clone(),
+                            hours,
+                        },
+                        Some(account),
+                    )
+                }
+                (_, verdict) => (verdict, None),
+            };
+            let (mut held, extra, body) = match verdict {
                 Verdict::Discard { reason } => {
                     self.track(
                         &envelope,
@@ -356,6 +482,16 @@ impl Inbox for Intake {
                 ulid::Ulid::new().to_string()
             };
             first = false;
+            if let (Some(account), Some(held), Some(watch)) =
+                (for_account, held.as_mut(), &self.watch)
+            {
+                held.class = ACCOUNT_CLASS.to_owned();
+                if let Err(e) = watch.note_hold(&id, account).await {
+                    // Still held, and found on the approvals page; only clearing the account
+                    // will not release it.
+                    tracing::error!(queue_id = %id, account, error = %e, "cannot note an account's held message");
+                }
+            }
             let verdict_name = if held.is_some() { "hold" } else { "deliver" };
             let new = NewMessage {
                 id: id.clone(),

@@ -20,7 +20,8 @@
 //! administrative actions and its signed export), [`tracking`] (every message's fate,
 //! searchable), [`upgrade`] (signed offline upgrade packages, applied beside the installed
 //! binary on trial and rolled back when unhealthy), [`dkim`] (outbound DKIM signing per
-//! sending domain, and the keys for it).
+//! sending domain, and the keys for it), [`risk`] (the sending behaviour of internal accounts
+//! and the containment of those that look compromised).
 //!
 //! It hands on the stores and services the console (`jianmen-webui`) and the command line
 //! (`jianmen`) drive; it serves no HTTP itself (no actix-web below this crate).
@@ -37,6 +38,7 @@ pub mod outbound;
 pub mod privilege;
 pub mod quarantine;
 pub mod queue;
+pub mod risk;
 pub mod smtp;
 pub mod tracking;
 pub mod upgrade;

@@ -24,6 +24,7 @@ pub struct Metrics {
     directions: Family<Labels, Counter>,
     dlp: Family<Labels, Counter>,
     dkim: Family<Labels, Counter>,
+    contained: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -38,6 +39,12 @@ impl Default for Metrics {
         let directions = Family::<Labels, Counter>::default();
         let dlp = Family::<Labels, Counter>::default();
         let dkim = Family::<Labels, Counter>::default();
+        let contained = Family::<Labels, Counter>::default();
+        registry.register(
+            "accounts_contained",
+            "Sending accounts whose level the behaviour score raised, by level (alert, throttled, held, blocked)",
+            contained.clone(),
+        );
         registry.register(
             "messages_by_direction",
             "Messages accepted, by direction (inbound, outbound, internal)",
@@ -90,6 +97,7 @@ impl Default for Metrics {
             directions,
             dlp,
             dkim,
+            contained,
         }
     }
 }
@@ -122,6 +130,11 @@ impl Metrics {
     /// Counts an outbound message signed or left `unsigned`.
     pub fn dkim(&self, result: &'static str) {
         self.dkim.get_or_create(&vec![("result", result)]).inc();
+    }
+
+    /// Counts an account raised to `level` by its behaviour score.
+    pub fn contained(&self, level: &'static str) {
+        self.contained.get_or_create(&vec![("level", level)]).inc();
     }
 
     /// The text exposition format.

@@ -9,7 +9,6 @@
 //! containment.
 
 use std::collections::{HashSet, VecDeque};
-use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -41,6 +40,8 @@ pub struct Sent<'a> {
     pub client: Option<IpAddr>,
     /// Its recipients, lower case.
     pub rcpts: &'a [String],
+    /// The scanner judged it spam, phishing or malware.
+    pub flagged: bool,
 }
 
 /// Exponentially weighted mean and variance.
@@ -87,6 +88,8 @@ pub struct Profile {
     in_hour: u32,
     rcpts_in_hour: u32,
     new_in_hour: u32,
+    #[serde(default)]
+    flagged_in_hour: u32,
     /// Messages per hour of the week (Monday 00h UTC first), decayed; the hour being counted
     /// joins it when it ends.
     week: Vec<f32>,
@@ -117,6 +120,7 @@ impl Default for Profile {
             in_hour: 0,
             rcpts_in_hour: 0,
             new_in_hour: 0,
+            flagged_in_hour: 0,
             week: vec![0.0; 168],
             contacts: VecDeque::new(),
             contact_set: None,
@@ -125,10 +129,12 @@ impl Default for Profile {
     }
 }
 
+/// FNV-1a: stable across builds, so contacts stored by one version are known to the next
+/// (the standard library's hasher promises no such thing).
 fn hash_of(rcpt: &str) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    rcpt.hash(&mut h);
-    h.finish()
+    rcpt.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Hour of the week (0 = Monday 00:00–01:00 UTC) of Unix time `at`.
@@ -166,25 +172,40 @@ impl Profile {
         (self.messages as f64 / MATURE as f64).min(1.0)
     }
 
+    /// Folds the hour being counted into the baselines with weight `alpha` and starts the next.
+    fn close_hour(&mut self, next: i64, alpha: f64) {
+        if self.in_hour > 0 {
+            self.per_hour.update(f64::from(self.in_hour), alpha);
+            let share = f64::from(self.new_in_hour) / f64::from(self.rcpts_in_hour.max(1));
+            self.new_share
+                .update(share, alpha * SHARE_ALPHA / HOUR_ALPHA);
+            for w in &mut self.week {
+                *w *= WEEK_DECAY;
+            }
+            self.week[hour_of_week(self.hour * 3600)] += self.in_hour as f32;
+        }
+        self.hour = next;
+        self.in_hour = 0;
+        self.rcpts_in_hour = 0;
+        self.new_in_hour = 0;
+        self.flagged_in_hour = 0;
+    }
+
+    /// An administrator found the account's latest behaviour legitimate (a mailing it was
+    /// asked to send): the hour so far joins the baselines at once and with more weight than
+    /// an ordinary hour, so the same volume does not alarm again.
+    pub fn forgive(&mut self) {
+        let hour = self.hour;
+        self.close_hour(hour, 0.3);
+    }
+
     /// Takes one message into the profile and scores it against what the profile knew before.
     pub fn observe(&mut self, sent: &Sent<'_>) -> Assessment {
         let hour = sent.at.div_euclid(3600);
         if hour != self.hour {
             // The hour just ended joins the baselines; the one being counted is judged
             // against them, so a burst cannot make itself look usual.
-            if self.in_hour > 0 {
-                self.per_hour.update(f64::from(self.in_hour), HOUR_ALPHA);
-                let share = f64::from(self.new_in_hour) / f64::from(self.rcpts_in_hour.max(1));
-                self.new_share.update(share, SHARE_ALPHA);
-                for w in &mut self.week {
-                    *w *= WEEK_DECAY;
-                }
-                self.week[hour_of_week(self.hour * 3600)] += self.in_hour as f32;
-            }
-            self.hour = hour;
-            self.in_hour = 0;
-            self.rcpts_in_hour = 0;
-            self.new_in_hour = 0;
+            self.close_hour(hour, HOUR_ALPHA);
         }
         let mut new = 0u32;
         for r in sent.rcpts {
@@ -194,9 +215,12 @@ impl Profile {
             }
             self.remember(h);
         }
-        self.in_hour += 1;
-        self.rcpts_in_hour += sent.rcpts.len().max(1) as u32;
-        self.new_in_hour += new;
+        self.in_hour = self.in_hour.saturating_add(1);
+        self.rcpts_in_hour = self
+            .rcpts_in_hour
+            .saturating_add(sent.rcpts.len().max(1) as u32);
+        self.new_in_hour = self.new_in_hour.saturating_add(new);
+        self.flagged_in_hour = self.flagged_in_hour.saturating_add(u32::from(sent.flagged));
         let hour_share = f64::from(self.new_in_hour) / f64::from(self.rcpts_in_hour);
         // What the account does (volume, recipients) weighs; the circumstances (network,
         // hour) only strengthen it.
@@ -238,6 +262,18 @@ impl Profile {
                     ),
                 ));
             }
+        }
+        // The account's own mail judged spam or phishing: a few such messages in an hour are
+        // what a hijacked account sends, whatever its volume.
+        if self.flagged_in_hour >= 2 {
+            let share = f64::from(self.flagged_in_hour) / f64::from(self.in_hour);
+            conduct.push((
+                share * (f64::from(self.flagged_in_hour) / 5.0).min(1.0) * 1.5,
+                format!(
+                    "{} of {} messages in 1 h judged spam or phishing",
+                    self.flagged_in_hour, self.in_hour
+                ),
+            ));
         }
         // A client network never seen, once the account has a history of its own.
         // A network stays new for a day after it first appears.
@@ -316,6 +352,7 @@ mod tests {
                             at,
                             client: Some("10.1.2.3".parse().unwrap()),
                             rcpts: &to,
+                            flagged: false,
                         });
                         assert!(a.score < 1.0, "ordinary mail scored {a:?}");
                     }
@@ -336,6 +373,7 @@ mod tests {
                 at: start + i * 10,
                 client: Some("203.0.113.7".parse().unwrap()),
                 rcpts: &to,
+                flagged: false,
             });
             if a.score >= 2.0 && first_alarm.is_none() {
                 first_alarm = Some((i, a));
@@ -360,10 +398,64 @@ mod tests {
             at: MONDAY_9 + 14 * 86_400,
             client: Some("198.51.100.9".parse().unwrap()),
             rcpts: &to,
+            flagged: false,
         });
         assert_eq!(a.score, 0.0, "{a:?}");
         assert!(a.reasons.iter().any(|r| r.contains("(new)")), "{a:?}");
         assert!(back.knows(hash_of("c29@corp.test")), "contacts came back");
+    }
+
+    fn burst(p: &mut Profile, start: i64, n: i64, tag: &str) -> f64 {
+        let mut worst: f64 = 0.0;
+        for i in 0..n {
+            let to = rcpts(&[&format!("{tag}{i}@outside.test")]);
+            let a = p.observe(&Sent {
+                at: start + i * 10,
+                client: Some("10.1.2.3".parse().unwrap()),
+                rcpts: &to,
+                flagged: false,
+            });
+            worst = worst.max(a.score);
+        }
+        worst
+    }
+
+    #[test]
+    fn mail_the_scanner_flags_counts_against_the_account() {
+        let mut p = Profile::default();
+        office_week(&mut p, 2);
+        let start = MONDAY_9 + 14 * 86_400 + 3600;
+        let mut last = None;
+        for (i, flagged) in [false, true, true, true, true, true]
+            .into_iter()
+            .enumerate()
+        {
+            let to = rcpts(&[&format!("c{i}@corp.test")]);
+            last = Some(p.observe(&Sent {
+                at: start + i as i64 * 60,
+                client: Some("10.1.2.3".parse().unwrap()),
+                rcpts: &to,
+                flagged,
+            }));
+        }
+        let a = last.unwrap();
+        assert!(a.score >= 1.0, "{a:?}");
+        assert_eq!(
+            a.reasons[0],
+            "5 of 6 messages in 1 h judged spam or phishing"
+        );
+    }
+
+    #[test]
+    fn a_forgiven_burst_alarms_less_the_next_time() {
+        let mut p = Profile::default();
+        office_week(&mut p, 4);
+        let start = MONDAY_9 + 28 * 86_400 + 14 * 3600;
+        let first = burst(&mut p, start, 60, "a");
+        assert!(first >= 2.0, "{first}");
+        p.forgive();
+        let second = burst(&mut p, start + 3600, 60, "b");
+        assert!(second < first, "{second} after forgiving, {first} before");
     }
 
     #[test]
@@ -375,6 +467,7 @@ mod tests {
                 at: MONDAY_9 + i as i64,
                 client: None,
                 rcpts: &to,
+                flagged: false,
             });
         }
         assert_eq!(p.contacts.len(), MAX_CONTACTS);

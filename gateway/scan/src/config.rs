@@ -81,6 +81,40 @@ impl Default for Actions {
     }
 }
 
+/// Threat checks on mail from inside the organisation (outbound and internal). Its client is
+/// the organisation's own server, so the checks of the sending host (SPF, DKIM, DMARC, block
+/// lists) are skipped; content, links, attachments, the model and the rules run as for
+/// inbound mail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InsideConfig {
+    /// Judge internal mail (between protected domains): phishing from a colleague's hijacked
+    /// account is the dangerous case, trusted because it comes from inside.
+    pub internal: bool,
+    /// Judge outbound mail: what a hijacked account sends out puts the organisation's
+    /// addresses on block lists. Its verdicts also count in the sender's behaviour score.
+    pub outbound: bool,
+    /// Actions per class for mail from inside (`deliver` adds no headers to it).
+    pub actions: Actions,
+}
+
+impl Default for InsideConfig {
+    fn default() -> Self {
+        Self {
+            internal: true,
+            outbound: true,
+            actions: Actions {
+                spam: Action::Deliver,
+                spam_high: Action::Quarantine,
+                phish: Action::Quarantine,
+                bec: Action::Deliver,
+                virus: Action::Quarantine,
+                unscannable: Action::Deliver,
+            },
+        }
+    }
+}
+
 /// Overrides for the recipients of one protected domain.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,6 +180,8 @@ pub struct ScanConfig {
     pub actions: Actions,
     /// Per-recipient-domain overrides.
     pub policy: Vec<DomainPolicy>,
+    /// Threat checks on outbound and internal mail.
+    pub inside: InsideConfig,
     /// ClamAV; absent means no antivirus beyond Jianmen's own attachment checks.
     pub clamav: Option<crate::clamav::ClamavConfig>,
     /// Messages accepted per minute from one client address (0: no limit).
@@ -206,6 +242,7 @@ impl Default for ScanConfig {
             thresholds: Thresholds::default(),
             actions: Actions::default(),
             policy: Vec::new(),
+            inside: InsideConfig::default(),
             clamav: None,
             rate_limit_per_minute: 0,
             model: "auto".into(),

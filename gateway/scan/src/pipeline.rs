@@ -718,19 +718,93 @@ impl Pipeline {
             }
         }
         let report = decide(&self.rules(), &symbols, &policy.thresholds);
-        let a = &policy.actions;
-        let action = match report.class {
-            Class::Clean => Action::Deliver,
-            Class::Spam if report.score >= policy.thresholds.spam_high => a.spam_high,
-            Class::Spam => a.spam,
-            Class::Phish => a.phish,
-            Class::Bec => a.bec,
-            Class::Virus => a.virus,
-            Class::Unscannable => a.unscannable,
-            // Threat analysis never decides this class.
-            Class::Dlp => Action::Deliver,
-        };
+        let action = action_for(&report, &policy.actions, &policy.thresholds);
         (report, action)
+    }
+
+    /// The DLP policies' judgement of mail going out or between colleagues, when a policy
+    /// covers its direction, sender and recipients.
+    async fn dlp_disposition(
+        self: &Arc<Self>,
+        envelope: &Envelope,
+        message: &[u8],
+    ) -> Option<Disposition> {
+        if !self
+            .dlp
+            .cover(envelope.direction, &envelope.mail_from, &envelope.rcpts)
+        {
+            return None;
+        }
+        let outcome = self
+            .dlp_inspect(
+                message,
+                envelope.direction,
+                &envelope.mail_from,
+                &envelope.rcpts,
+            )
+            .await;
+        tracing::info!(
+            queue_id = %envelope.queue_id, direction = envelope.direction.as_str(),
+            policy = outcome.decision.as_ref().map_or("", |d| d.policy.as_str()),
+            action = outcome.decision.as_ref().map_or("", |d| d.action.as_str()),
+            over_budget = outcome.over_budget, micros = outcome.micros, "DLP inspected"
+        );
+        Some(Disposition {
+            rcpts: envelope.rcpts.clone(),
+            verdict: outcome.verdict(),
+            report: Some(outcome.report()),
+        })
+    }
+
+    /// Judges mail from inside the organisation (`scan.inside`) for threats; `None` when the
+    /// section leaves this direction alone.
+    async fn judge_inside(
+        self: &Arc<Self>,
+        envelope: &Envelope,
+        message: &[u8],
+    ) -> Option<Disposition> {
+        let inside = &self.config.inside;
+        let wanted = match envelope.direction {
+            Direction::Internal => inside.internal,
+            Direction::Outbound => inside.outbound,
+            Direction::Inbound => false,
+        };
+        if !wanted || !self.config.enabled {
+            return None;
+        }
+        // The client is the organisation's own server: its address tells nothing.
+        let ctx = Context {
+            client_ip: None,
+            helo: envelope.helo.clone(),
+            mail_from: envelope.mail_from.clone(),
+            rcpts: envelope.rcpts.clone(),
+        };
+        let analysis = self.analyse(message, &ctx).await;
+        let rcpts = envelope.rcpts.clone();
+        if analysis.antivirus_failed {
+            return Some(Disposition {
+                rcpts,
+                verdict: av_tempfail(),
+                report: None,
+            });
+        }
+        let (report, _) = self.report(&analysis, &ctx, None);
+        let action = action_for(&report, &inside.actions, &self.default_policy.thresholds);
+        tracing::info!(
+            queue_id = %envelope.queue_id, direction = envelope.direction.as_str(),
+            class = report.class.as_str(), score = report.score, action = ?action,
+            micros = analysis.micros, "message from inside scanned"
+        );
+        let verdict = match action {
+            // Mail from inside leaves without our verdict headers.
+            Action::Deliver => Verdict::Deliver,
+            _ => self.verdict(&analysis, &report, action),
+        };
+        Some(Disposition {
+            rcpts,
+            verdict,
+            report: Some(report),
+        })
     }
 
     fn verdict(&self, analysis: &Analysis, report: &Report, action: Action) -> Verdict {
@@ -774,6 +848,30 @@ impl Pipeline {
                 reason: report.explanation.clone(),
             },
         }
+    }
+}
+
+/// What `actions` say for a report's class (`thresholds` tell high spam).
+fn action_for(report: &Report, actions: &Actions, thresholds: &Thresholds) -> Action {
+    match report.class {
+        Class::Clean => Action::Deliver,
+        Class::Spam if report.score >= thresholds.spam_high => actions.spam_high,
+        Class::Spam => actions.spam,
+        Class::Phish => actions.phish,
+        Class::Bec => actions.bec,
+        Class::Virus => actions.virus,
+        Class::Unscannable => actions.unscannable,
+        // Threat analysis never decides this class.
+        Class::Dlp => Action::Deliver,
+    }
+}
+
+/// The refusal when clamd cannot scan and its policy says to try later.
+fn av_tempfail() -> Verdict {
+    Verdict::Reject {
+        code: 451,
+        enhanced: "4.7.1".into(),
+        text: "Virus scan unavailable, try again later".into(),
     }
 }
 
@@ -863,34 +961,28 @@ fn fold(value: &str) -> String {
 #[async_trait]
 impl Scanner for Arc<Pipeline> {
     async fn scan(&self, envelope: &Envelope, message: &[u8]) -> Vec<Disposition> {
-        // Mail the organisation sends is judged for what it carries; the threat checks are
-        // for mail from outside.
+        // Mail the organisation sends is judged for what it carries, then — by `scan.inside` —
+        // for threats: a DLP hold or refusal decides, else a threat found does.
         if envelope.direction != Direction::Inbound {
-            if !self
-                .dlp
-                .cover(envelope.direction, &envelope.mail_from, &envelope.rcpts)
+            let dlp = self.dlp_disposition(envelope, message).await;
+            if let Some(d) = &dlp
+                && !matches!(d.verdict, Verdict::Deliver)
             {
-                return Disposition::all(envelope, Verdict::Deliver);
+                return dlp.into_iter().collect();
             }
-            let outcome = self
-                .dlp_inspect(
-                    message,
-                    envelope.direction,
-                    &envelope.mail_from,
-                    &envelope.rcpts,
-                )
-                .await;
-            tracing::info!(
-                queue_id = %envelope.queue_id, direction = envelope.direction.as_str(),
-                policy = outcome.decision.as_ref().map_or("", |d| d.policy.as_str()),
-                action = outcome.decision.as_ref().map_or("", |d| d.action.as_str()),
-                over_budget = outcome.over_budget, micros = outcome.micros, "DLP inspected"
-            );
-            return vec![Disposition {
-                rcpts: envelope.rcpts.clone(),
-                verdict: outcome.verdict(),
-                report: Some(outcome.report()),
-            }];
+            if let Some(threat) = self.judge_inside(envelope, message).await
+                && (dlp.is_none()
+                    || threat
+                        .report
+                        .as_ref()
+                        .is_none_or(|r| r.class != Class::Clean))
+            {
+                return vec![threat];
+            }
+            return match dlp {
+                Some(d) => vec![d],
+                None => Disposition::all(envelope, Verdict::Deliver),
+            };
         }
         if !self.config.enabled {
             return Disposition::all(envelope, Verdict::Deliver);
@@ -905,11 +997,7 @@ impl Scanner for Arc<Pipeline> {
         if analysis.antivirus_failed {
             return vec![Disposition {
                 rcpts: envelope.rcpts.clone(),
-                verdict: Verdict::Reject {
-                    code: 451,
-                    enhanced: "4.7.1".into(),
-                    text: "Virus scan unavailable, try again later".into(),
-                },
+                verdict: av_tempfail(),
                 report: None,
             }];
         }

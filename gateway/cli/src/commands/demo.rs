@@ -122,6 +122,7 @@ impl Inbox for Mailbox {
         &self,
         _client_ip: std::net::IpAddr,
         _relay: bool,
+        _login: Option<&str>,
         _from: &str,
     ) -> Result<(), Reply> {
         Ok(())

@@ -1,4 +1,5 @@
-//! Approvals (审批) of outgoing mail a data-leak prevention policy held. Approving is a release
+//! Approvals (审批) of mail held for a reviewer: outgoing mail a data-leak prevention policy
+//! held, and everything a contained account sent ([`crate::risk`]). Approving is a release
 //! (the message goes out as it was signed at intake); rejecting — by a reviewer, or by the
 //! policy's deadline passing — drops the message and tells the sender, in the same transaction,
 //! with a notice that names the policy and the counts that fired it but quotes nothing of the
@@ -9,8 +10,16 @@ use super::{Quarantine, QuarantineError, Status};
 use crate::queue::dsn::one_line;
 use crate::queue::{MessageKind, NewMessage};
 
-/// The class of items that wait for an approval.
+/// The class of items a DLP policy holds for an approval.
 pub const APPROVAL_CLASS: &str = "dlp";
+/// The class of items held because the account sending them is contained.
+pub const ACCOUNT_CLASS: &str = "account";
+
+/// Whether items of `class` wait for a reviewer's decision (approved or rejected, the sender
+/// told when rejected) rather than being spam someone may release or delete.
+pub fn awaits_review(class: &str) -> bool {
+    class == APPROVAL_CLASS || class == ACCOUNT_CLASS
+}
 
 /// Who sends the notices of rejected approvals, and to whom they may go: only senders in the
 /// protected domains (an outside envelope sender — forwarded mail — would learn the policy and
@@ -65,7 +74,7 @@ fn rejection_notice(hostname: &str, notice_id: &str, item: &Summary, why: &str) 
     use base64::Engine;
     let date = chrono::Utc::now().to_rfc2822();
     let subject =
-        base64::engine::general_purpose::STANDARD.encode("邮件未获外发审批 / Message not approved");
+        base64::engine::general_purpose::STANDARD.encode("邮件未获审核放行 / Message not approved");
     format!(
         "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n\
          To: <{to}>\r\n\
@@ -77,7 +86,7 @@ fn rejection_notice(hostname: &str, notice_id: &str, item: &Summary, why: &str) 
          Content-Type: text/plain; charset=utf-8\r\n\
          Content-Transfer-Encoding: 8bit\r\n\
          \r\n\
-         您于 {received} 发给 {rcpts} 的邮件未获外发审批，没有投递。\r\n\
+         您于 {received} 发给 {rcpts} 的邮件未获审核放行，没有投递。\r\n\
          Your message of {received} to {rcpts} was not approved and was not delivered.\r\n\
          \r\n\
          {why}\r\n\
@@ -109,7 +118,7 @@ impl Quarantine {
         let item = self.get(id).await?;
         item.summary
             .require(Status::Held, "it cannot be rejected")?;
-        if item.summary.class != APPROVAL_CLASS {
+        if !awaits_review(&item.summary.class) {
             return Err(QuarantineError::Conflict {
                 id: id.to_owned(),
                 status: Status::Held.as_str(),

@@ -278,7 +278,7 @@ impl Quarantine {
         for id in &ids {
             let expired = async {
                 let item = self.get(id).await?;
-                if item.summary.class == approval::APPROVAL_CLASS {
+                if approval::awaits_review(&item.summary.class) {
                     let why = "审批超时 / No reviewer approved it before the deadline.";
                     let status = Status::Rejected;
                     self.drop_with_notice(&item.summary, status, "deadline", notices, why, now)

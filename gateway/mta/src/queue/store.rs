@@ -316,7 +316,7 @@ impl SqliteStore {
             path,
             durability: Durability::PowerLoss,
             readers: 4,
-            schema: &[SCHEMA, quarantine::index::SCHEMA],
+            schema: &[SCHEMA, quarantine::index::SCHEMA, crate::risk::SCHEMA],
             added_columns: quarantine::index::ADDED_COLUMNS,
         }
         .open()

@@ -46,7 +46,12 @@ impl Session {
         if let Err(reply) = self
             .ctx
             .inbox
-            .check_mail(self.client_ip, self.relay, &from.address)
+            .check_mail(
+                self.client_ip,
+                self.relay,
+                self.forwarded.login.as_deref(),
+                &from.address,
+            )
             .await
         {
             return self.fail(reply);

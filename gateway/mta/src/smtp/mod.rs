@@ -34,8 +34,14 @@ pub use reply::Reply;
 pub trait Inbox: Send + Sync + 'static {
     /// Called at MAIL FROM before a transaction starts (e.g. refuses when the disk is full or
     /// the client sends too fast). `relay` says the client is one of the organisation's own
-    /// mail servers ([`Relays`]).
-    async fn check_mail(&self, client_ip: IpAddr, relay: bool, from: &str) -> Result<(), Reply>;
+    /// mail servers ([`Relays`]); `login` is the sender's login there, when its XFORWARD said.
+    async fn check_mail(
+        &self,
+        client_ip: IpAddr,
+        relay: bool,
+        login: Option<&str>,
+        from: &str,
+    ) -> Result<(), Reply>;
     /// Called for each RCPT TO with the address as given (recipient policy, greylisting); only
     /// a `relay` may send to domains the gateway does not protect.
     async fn check_rcpt(
