@@ -30,6 +30,14 @@ const T = {
     dlpPolicies: '数据防泄漏（DLP）策略', name: '名称', conditions: '触发条件', approvalHours: '审批时限（小时）',
     keywords: '关键词', patterns: '正则', encrypted: '加密附件', dlp_log: '放行并记录', dlp_hold: '暂扣待审批',
     dlp_block: '拒绝',
+    risk: '风险账户', account: '账户', level: '处置', volume24h: '24 小时发信量', explanation: '异常说明',
+    since: '处置时间', lastSent: '最近发信', messages: '已统计邮件', heldMail: '暂扣邮件',
+    level_normal: '正常', level_alert: '告警', level_throttled: '限速', level_held: '暂扣待审', level_blocked: '禁止发信',
+    clear: '解除（误报）', confirmCompromise: '确认失陷', cleared: '已解除，暂扣邮件已放行',
+    confirmed: '已确认失陷，账户已禁止发信，暂扣邮件已删除',
+    confirmClear: '确定解除？该账户恢复发信，暂扣的邮件将全部投递，其行为画像将学习此次发信。',
+    confirmConfirm: '确定确认失陷？该账户将被禁止发信，暂扣的邮件将被删除。请同时在邮件系统中重置其密码。',
+    riskIntro: '按内部账户的发信行为（发信量、陌生收件人、新登录地址、被判为垃圾/钓鱼的邮件等）评分，超过策略阈值时自动告警、限速、暂扣或禁止发信。',
   },
   en: {
     dashboard: 'Dashboard', quarantine: 'Quarantine', tracking: 'Tracking', policy: 'Policy',
@@ -67,6 +75,14 @@ const T = {
     conditions: 'Fires on', approvalHours: 'Approval within (hours)', keywords: 'keywords',
     patterns: 'patterns', encrypted: 'encrypted attachments', dlp_log: 'Deliver and log',
     dlp_hold: 'Hold for approval', dlp_block: 'Refuse',
+    risk: 'Account risk', account: 'Account', level: 'Containment', volume24h: 'Messages, last 24 h',
+    explanation: 'Why', since: 'Since', lastSent: 'Last sent', messages: 'Messages seen', heldMail: 'Held mail',
+    level_normal: 'Normal', level_alert: 'Alert', level_throttled: 'Throttled', level_held: 'Held for review', level_blocked: 'Blocked',
+    clear: 'Clear (false alarm)', confirmCompromise: 'Confirm compromise', cleared: 'Cleared; its held mail was released',
+    confirmed: 'Compromise confirmed; sending blocked and held mail deleted',
+    confirmClear: 'Clear this account? It sends again, its held mail is delivered, and its profile learns this behaviour.',
+    confirmConfirm: 'Confirm the compromise? The account is blocked from sending and its held mail is deleted. Reset its password at the mail server too.',
+    riskIntro: 'Internal accounts scored by their sending behaviour (volume, unknown recipients, new client addresses, mail judged spam or phishing); above the policy thresholds they are alerted, throttled, held or blocked automatically.',
   },
 };
 
@@ -113,14 +129,14 @@ function fail(e) {
 
 const PAGES = {
   system: ['dashboard', 'system', 'accounts'],
-  security: ['dashboard', 'approvals', 'quarantine', 'tracking', 'policy', 'accounts'],
+  security: ['dashboard', 'approvals', 'risk', 'quarantine', 'tracking', 'policy', 'accounts'],
   audit: ['audit'],
 };
 
 // A per-domain administrator manages no accounts: its delegates are made by the security
 // administrator of all domains.
 function pagesOf(account) {
-  return PAGES[account.role].filter((p) => (p !== 'accounts' && p !== 'approvals') || !account.domain);
+  return PAGES[account.role].filter((p) => !['accounts', 'approvals', 'risk'].includes(p) || !account.domain);
 }
 
 function renderChrome() {
@@ -193,6 +209,10 @@ function filters(fields, onsearch) {
 const qs = (o) => new URLSearchParams(Object.entries(o).filter(([, v]) => v !== '')).toString();
 const badge = (c) => el('span', { class: `badge ${c}` }, c);
 
+// Classes of held mail that wait for a reviewer (approved, or rejected with a notice): outgoing
+// mail a DLP policy held, and what a contained account sent.
+const REVIEW = ['dlp', 'account'];
+
 // Outgoing mail a DLP policy holds waits here for a reviewer: the quarantine, narrowed to the
 // approval class.
 async function approvalsPage() {
@@ -210,7 +230,7 @@ async function quarantinePage(fixed, title) {
           (id) => { location.hash = `#/${title || 'quarantine'}/${id}`; }));
     } catch (e) { out.replaceChildren(el('p', { class: 'error' }, e.message)); }
   };
-  const classes = fixed ? [] : [{ name: 'class', options: [['', t('all')], ...['spam', 'phish', 'virus', 'bec', 'unscannable', 'refused', 'dlp'].map((c) => [c, c])] }];
+  const classes = fixed ? [] : [{ name: 'class', options: [['', t('all')], ...['spam', 'phish', 'virus', 'bec', 'unscannable', 'refused', 'dlp', 'account'].map((c) => [c, c])] }];
   page(t(title || 'quarantine'), filters([{ name: 'sender' }, { name: 'rcpt' }, { name: 'subject' }, ...classes,
     { name: 'status', options: [['held', t('held')], ['released', t('released')], ['deleted', t('deleted')], ['rejected', t('rejected')], ['expired', t('expired')], ['all', t('all')]] }], search), out);
   await search({});
@@ -231,7 +251,7 @@ async function quarantineItem(id) {
   };
   // Outgoing mail held by a DLP policy is approved (delivered) or rejected (the sender is told);
   // it is never "not spam".
-  const approval = i.class === 'dlp';
+  const approval = REVIEW.includes(i.class);
   const buttons = approval
     ? el('div', { class: 'actions' },
       el('button', { class: 'primary', id: 'approve', onclick: () => act('release', {}) }, t('approve')),
@@ -263,6 +283,77 @@ async function quarantineItem(id) {
       table([t('symbol'), t('score'), t('detail')], ((i.report && i.report.symbols) || []).map((s) => ({ cells: [s.name, s.score.toFixed(2), s.detail] })))),
     el('div', { class: 'card' }, el('h2', {}, t('history')),
       table([t('time'), t('event'), t('rcpt'), t('detail')], data.history.map((e) => ({ cells: [when(e.at), e.kind, e.rcpts, e.detail] })))));
+}
+
+// The last 24 hours of an account's sending as a small line.
+function sparkline(counts) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('class', 'spark');
+  svg.setAttribute('viewBox', '0 0 96 24');
+  const max = Math.max(1, ...counts);
+  const line = document.createElementNS(ns, 'polyline');
+  line.setAttribute('points', counts.map((v, i) => `${i * 4 + 2},${22 - (v / max) * 20}`).join(' '));
+  line.setAttribute('fill', 'none');
+  line.setAttribute('stroke', '#d73a49');
+  line.setAttribute('stroke-width', '1.5');
+  const title = document.createElementNS(ns, 'title');
+  title.textContent = `${t('volume24h')}: ${counts.join(' ')}`;
+  svg.append(title, line);
+  return svg;
+}
+
+const levelBadge = (l) => el('span', { class: `badge level-${l}` }, t(`level_${l}`));
+
+// Clear (a false alarm) or confirm (a compromise) an account; `done` shows the outcome.
+function riskButtons(account, done) {
+  const act = async (ev, what, question, outcome) => {
+    ev.stopPropagation();
+    if (!confirm(t(question))) return;
+    try {
+      await api('POST', `/api/risk/${encodeURIComponent(account)}/${what}`);
+      done('notice', t(outcome));
+    } catch (e) { done('error', e.message); }
+  };
+  return el('span', { class: 'actions' },
+    el('button', { class: 'primary', id: 'clear', onclick: (ev) => act(ev, 'clear', 'confirmClear', 'cleared') }, t('clear')),
+    el('button', { class: 'danger', id: 'confirm', onclick: (ev) => act(ev, 'confirm', 'confirmConfirm', 'confirmed') }, t('confirmCompromise')));
+}
+
+async function riskPage() {
+  let r;
+  try { r = await api('GET', '/api/risk'); } catch (e) { page(t('risk')); return fail(e); }
+  const msg = el('p', { role: 'status', id: 'risk-result' });
+  const done = (cls, text) => { riskPage().then(() => { msg.className = cls; msg.textContent = text; main().append(msg); }); };
+  page(t('risk'), el('p', { class: 'muted' }, t('riskIntro')), msg,
+    table([t('account'), t('level'), t('score'), t('volume24h'), t('explanation'), t('since'), ''],
+      r.accounts.map((a) => ({ key: a.account, cells: [a.account, levelBadge(a.level), a.peak.toFixed(1), sparkline(a.volume),
+        a.reasons.join('; '), when(a.since), a.level === 'normal' ? '' : riskButtons(a.account, done)] })),
+      (key) => { location.hash = `#/risk/${encodeURIComponent(key)}`; }));
+}
+
+async function riskItem(account) {
+  let d;
+  try { d = await api('GET', `/api/risk/${encodeURIComponent(account)}`); } catch (e) { page(t('risk')); return fail(e); }
+  const a = d.account;
+  const msg = el('p', { role: 'status', id: 'risk-result' });
+  const done = (cls, text) => { riskItem(account).then(() => { msg.className = cls; msg.textContent = text; main().querySelector('.card').append(msg); }); };
+  page(`${t('risk')} · ${a.account}`,
+    el('p', {}, el('a', { href: '#/risk' }, `← ${t('back')}`)),
+    el('div', { class: 'card' }, el('dl', { class: 'kv' },
+      el('dt', {}, t('account')), el('dd', {}, a.account),
+      el('dt', {}, t('level')), el('dd', { id: 'risk-level' }, levelBadge(a.level)),
+      el('dt', {}, t('score')), el('dd', {}, `${a.peak.toFixed(1)} (${a.score.toFixed(1)})`),
+      el('dt', {}, t('explanation')), el('dd', {}, a.reasons.join('; ')),
+      el('dt', {}, t('since')), el('dd', {}, when(a.since)),
+      el('dt', {}, t('lastSent')), el('dd', {}, when(a.last_at)),
+      el('dt', {}, t('messages')), el('dd', {}, String(a.messages)),
+      el('dt', {}, t('heldMail')), el('dd', { id: 'risk-held' }, String(d.held)),
+      el('dt', {}, t('volume24h')), el('dd', {}, sparkline(a.volume))),
+    a.level === 'normal' ? null : riskButtons(a.account, done)),
+    el('div', { class: 'card' }, el('h2', {}, t('history')),
+      table([t('time'), t('level'), t('score'), t('explanation'), t('actor')],
+        d.events.map((e) => ({ cells: [when(e.at), levelBadge(e.level), e.score.toFixed(1), e.reasons.join('; '), e.actor] })))));
 }
 
 async function trackingPage() {
@@ -420,7 +511,8 @@ async function route() {
   const allowed = pagesOf(me.account);
   const name = allowed.includes(parts[0]) ? parts[0] : allowed[0];
   if ((name === 'quarantine' || name === 'approvals') && parts[1]) return quarantineItem(parts[1]);
-  return { dashboard: dashboardPage, approvals: approvalsPage, quarantine: () => quarantinePage(), tracking: trackingPage, policy: policyPage,
+  if (name === 'risk' && parts[1]) return riskItem(decodeURIComponent(parts[1]));
+  return { dashboard: dashboardPage, approvals: approvalsPage, risk: riskPage, quarantine: () => quarantinePage(), tracking: trackingPage, policy: policyPage,
     system: systemPage, accounts: accountsPage, audit: auditPage }[name]();
 }
 

@@ -14,6 +14,7 @@ use jianmen_mta::quarantine::links::{LinkAction, LinkKey};
 use jianmen_mta::quarantine::{Held, Quarantine};
 use jianmen_mta::queue::spool::Spool;
 use jianmen_mta::queue::{MessageKind, MessageState, NewMessage, QueueStore, SqliteStore};
+use jianmen_mta::risk::{RiskConfig, Watch};
 use jianmen_mta::tracking::Tracker;
 use jianmen_mta::upgrade::release::Releases;
 use jianmen_webui::Console;
@@ -30,6 +31,7 @@ struct Env {
     _dir: tempfile::TempDir,
     console: Arc<Console>,
     store: Arc<SqliteStore>,
+    watch: Arc<Watch>,
     passwords: Vec<(String, Role, String)>,
 }
 
@@ -60,6 +62,9 @@ async fn env_with(extra: &str) -> Env {
         .unwrap();
     let passwords = accounts.create_initial(1000).await.unwrap();
     let audit = Arc::new(AuditLog::open(&dir.path().join("audit.db")).await.unwrap());
+    let watch = Watch::open(RiskConfig::default(), store.clone())
+        .await
+        .unwrap();
     let console = Arc::new(
         Console::new(
             Arc::new(config),
@@ -70,12 +75,14 @@ async fn env_with(extra: &str) -> Env {
             store.clone(),
             LinkKey::load_or_create(dir.path()).unwrap(),
         )
-        .with_releases(Releases::new(dir.path().join("releases"))),
+        .with_releases(Releases::new(dir.path().join("releases")))
+        .watching(Some(watch.clone())),
     );
     Env {
         _dir: dir,
         console,
         store,
+        watch,
         passwords,
     }
 }
@@ -332,6 +339,25 @@ async fn every_role_boundary_holds() {
             None,
             &[Role::System, Role::Security],
         ),
+        (Method::GET, "/api/risk".into(), None, &[Role::Security]),
+        (
+            Method::GET,
+            "/api/risk/nobody@example.com".into(),
+            None,
+            &[Role::Security],
+        ),
+        (
+            Method::POST,
+            "/api/risk/nobody@example.com/clear".into(),
+            None,
+            &[Role::Security],
+        ),
+        (
+            Method::POST,
+            "/api/risk/nobody@example.com/confirm".into(),
+            None,
+            &[Role::Security],
+        ),
         (Method::GET, "/api/audit".into(), None, &[Role::Audit]),
         (
             Method::GET,
@@ -389,6 +415,7 @@ async fn every_role_boundary_holds() {
     let body = [
         routes(include_str!("../src/api.rs")),
         routes(include_str!("../src/upgrade.rs")),
+        routes(include_str!("../src/risk.rs")),
     ]
     .concat();
     let routed: std::collections::BTreeSet<String> = body
@@ -686,6 +713,9 @@ async fn quarantine_actions_are_safe_validated_and_audited() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, b, _, _) = call(&app, Some(&dw), Method::GET, "/api/tracking", None).await;
     assert_eq!((s, b["total"].as_i64()), (StatusCode::OK, Some(0)), "{b}");
+    // Sending accounts are the whole organisation's.
+    let (s, _, _, _) = call(&app, Some(&dw), Method::GET, "/api/risk", None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
     // A domain administrator's "not spam" stays with its domain: `jianmen retrain` learns only
     // from the gateway-wide feedback (finding 8 of the hardening review).
     const OTHER: &str = "01OTHEROTHEROTHEROTHEROTHE";
@@ -775,6 +805,150 @@ async fn quarantine_actions_are_safe_validated_and_audited() {
         (s, v["intact"].as_bool()),
         (StatusCode::OK, Some(true)),
         "{v}"
+    );
+}
+
+#[actix_web::test]
+async fn the_risk_board_explains_and_decides_contained_accounts() {
+    let env = env().await;
+    let app = app!(env);
+    let (name, _, password) = env
+        .passwords
+        .iter()
+        .find(|p| p.1 == Role::Security)
+        .unwrap();
+    let (w, _) = sign_in(&app, name, password).await.unwrap();
+    call(
+        &app,
+        Some(&w),
+        Method::POST,
+        "/api/password",
+        Some(json!({"current_password": password, "new_password": NEW_PASSWORD})),
+    )
+    .await;
+    // A new account mails 200 strangers in half an hour.
+    let now = chrono::Utc::now().timestamp() - 1800;
+    for i in 0..200 {
+        let rcpts = [format!("v{i}@outside.test")];
+        env.watch
+            .observe(
+                "zhang@example.com",
+                &jianmen_scan::behaviour::Sent {
+                    at: now + i * 9,
+                    client: Some("203.0.113.7".parse().unwrap()),
+                    rcpts: &rcpts,
+                    flagged: false,
+                },
+            )
+            .await;
+    }
+    // What it sent since it was held waits for the decision.
+    let id = "01RISKRISKRISKRISKRISKRISK";
+    hold(
+        &env.console.config,
+        &env.store,
+        id,
+        &["v1@outside.test"],
+        "account",
+    )
+    .await;
+    env.watch.note_hold(id, "zhang@example.com").await.unwrap();
+    let (s, b, _, _) = call(&app, Some(&w), Method::GET, "/api/risk", None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let first = &b["accounts"][0];
+    assert_eq!(first["account"], "zhang@example.com");
+    assert_eq!(first["level"], "held");
+    let why = first["reasons"].to_string();
+    assert!(
+        why.contains("never contacted") && why.contains("messages in 1 h"),
+        "{why}"
+    );
+    assert_eq!(first["volume"].as_array().unwrap().len(), 24);
+    let (s, b, _, _) = call(
+        &app,
+        Some(&w),
+        Method::GET,
+        "/api/risk/ZHANG@example.com",
+        None,
+    )
+    .await;
+    assert_eq!((s, b["held"].as_u64()), (StatusCode::OK, Some(1)), "{b}");
+    let levels: Vec<&str> = b["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["level"].as_str().unwrap())
+        .collect();
+    assert_eq!(levels, ["held", "throttled", "alert"]);
+    let bad = "/api/risk/%0Abad/clear";
+    let (s, b, _, _) = call(&app, Some(&w), Method::POST, bad, None).await;
+    assert_eq!(
+        (s, b["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("account"))
+    );
+
+    let (s, b, _, _) = call(
+        &app,
+        Some(&w),
+        Method::POST,
+        "/api/risk/zhang@example.com/clear",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["released"][0]["queue_id"], id);
+    assert_eq!(
+        env.store.get(id).await.unwrap().unwrap().state,
+        MessageState::Active,
+        "the held mail goes out"
+    );
+    let (_, b, _, _) = call(
+        &app,
+        Some(&w),
+        Method::GET,
+        "/api/risk/zhang@example.com",
+        None,
+    )
+    .await;
+    assert_eq!(b["account"]["level"], "normal");
+    assert!(
+        b["events"][0]["actor"]
+            .as_str()
+            .unwrap()
+            .contains(name.as_str())
+    );
+    let (s, b, _, _) = call(
+        &app,
+        Some(&w),
+        Method::POST,
+        "/api/risk/zhang@example.com/confirm",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, b["level"].as_str()),
+        (StatusCode::OK, Some("blocked")),
+        "{b}"
+    );
+    let actions: Vec<String> = env
+        .console
+        .audit
+        .recent(20)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| format!("{} {}", e.action, e.detail))
+        .collect();
+    assert!(
+        actions
+            .iter()
+            .any(|a| a == "risk.clear zhang@example.com: false alarm, 1 held released"),
+        "{actions:?}"
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.starts_with("risk.confirm zhang@example.com"))
     );
 }
 
