@@ -4,39 +4,10 @@
 // never whole ($JM_SECRET must not appear anywhere on the page), and approves it; the policy
 // page lists the policy ($JM_POLICY) with what fires it. Screenshots
 // go to $JM_SHOTS. Any Content-Security-Policy violation or page error fails the run.
-import { chromium } from 'playwright-core';
+import { env, run, signIn } from './harness.mjs';
 
-const env = (k) => { const v = process.env[k]; if (!v) throw new Error(`${k} not set`); return v; };
-const url = env('JM_URL');
-const shots = env('JM_SHOTS');
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-const problems = [];
-const answers = [];
-let page = null;
-try {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
-  page = await context.newPage();
-  page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy|Refused to/.test(m.text())) problems.push(m.text());
-  });
-  page.on('pageerror', (e) => problems.push(String(e)));
-  page.on('response', (r) => { if (r.url().includes('/api/') && r.status() >= 400) answers.push(`${r.status()} ${r.url()}`); });
-
-  await page.goto(url);
-  await page.fill('#username', env('JM_SEC_USER'));
-  await page.fill('#password', env('JM_SEC_PASS'));
-  await page.click('#signin');
-  await page.waitForSelector('#save-password');
-  await page.fill('#current', env('JM_SEC_PASS'));
-  await page.fill('#new', env('JM_NEW_PASS'));
-  await page.click('#save-password');
-  await page.waitForSelector('#nav a');
+await run('approval', async (page, shots) => {
+  await signIn(page, env('JM_SEC_USER'), env('JM_SEC_PASS'));
 
   await page.click('#nav a:has-text("外发审批")');
   const row = page.locator('#results tr.clickable', { hasText: env('JM_SUBJECT') });
@@ -64,18 +35,5 @@ try {
   const cells = await policyRow.innerText();
   if (!cells.includes('resident_id ≥ 5') || !cells.includes('暂扣待审批')) throw new Error(`the policy row reads: ${cells}`);
   await page.screenshot({ path: `${shots}/approval-4-policy.png`, fullPage: true });
-
-  if (problems.length) throw new Error(`page problems: ${problems.join(' | ')}`);
-  console.log(JSON.stringify({ ok: true, result }));
-} catch (e) {
-  console.error(String(e && e.stack || e));
-  console.error(`API answers >= 400: ${answers.join(', ') || 'none'}`);
-  if (page) {
-    const text = await page.evaluate(() => document.body.innerText).catch(() => '(page gone)');
-    console.error(`the page said: ${text.slice(0, 800)}`);
-    await page.screenshot({ path: `${shots}/approval-failure.png`, fullPage: true }).catch(() => {});
-  }
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+  return result;
+});

@@ -347,6 +347,18 @@ impl Gateway {
         None
     }
 
+    /// Stops the process as `systemctl restart` does (SIGTERM, then waits for it to exit) and
+    /// starts it again.
+    pub fn restart_gracefully(&mut self) {
+        self.terminate();
+        assert!(
+            self.wait_exit(Duration::from_secs(60)).is_some(),
+            "the gateway did not stop on SIGTERM; log:\n{}",
+            self.log()
+        );
+        self.spawn();
+    }
+
     /// Starts the process again on the same configuration and data.
     pub fn restart(&mut self) {
         self.kill9();

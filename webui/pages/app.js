@@ -37,6 +37,11 @@ const T = {
     confirmed: '已确认失陷，账户已禁止发信，暂扣邮件已删除',
     confirmClear: '确定解除？该账户恢复发信，暂扣的邮件将全部投递，其行为画像将学习此次发信。',
     confirmConfirm: '确定确认失陷？该账户将被禁止发信，暂扣的邮件将被删除。请同时在邮件系统中重置其密码。',
+    reason_volume: '1 小时内发信 {messages} 封（平时 {usual} 封）',
+    reason_new_recipients: '1 小时内 {rcpts} 个收件人中 {percent}% 从未联系过（平时 {usual_percent}%）',
+    reason_flagged: '1 小时内 {messages} 封中 {flagged} 封被判为垃圾或钓鱼邮件',
+    reason_new_network: '来自新的网络 {network}', reason_odd_hour: '在平时从不发信的时段发信',
+    reason_past_throttle: '限速后仍尝试发出 {tried} 封（每小时限 {per_hour} 封）',
     riskIntro: '按内部账户的发信行为（发信量、陌生收件人、新登录地址、被判为垃圾/钓鱼的邮件等）评分，超过策略阈值时自动告警、限速、暂扣或禁止发信。',
   },
   en: {
@@ -82,6 +87,11 @@ const T = {
     confirmed: 'Compromise confirmed; sending blocked and held mail deleted',
     confirmClear: 'Clear this account? It sends again, its held mail is delivered, and its profile learns this behaviour.',
     confirmConfirm: 'Confirm the compromise? The account is blocked from sending and its held mail is deleted. Reset its password at the mail server too.',
+    reason_volume: '{messages} messages in 1 h (usual {usual})',
+    reason_new_recipients: '{percent}% of {rcpts} recipients in 1 h never contacted (usual {usual_percent}%)',
+    reason_flagged: '{flagged} of {messages} messages in 1 h judged spam or phishing',
+    reason_new_network: 'from {network} (new)', reason_odd_hour: 'at an hour it never sends',
+    reason_past_throttle: '{tried} more messages tried past the throttle ({per_hour} an hour)',
     riskIntro: 'Internal accounts scored by their sending behaviour (volume, unknown recipients, new client addresses, mail judged spam or phishing); above the policy thresholds they are alerted, throttled, held or blocked automatically.',
   },
 };
@@ -303,6 +313,10 @@ function sparkline(counts) {
   return svg;
 }
 
+// A behaviour reason ({kind, ...values}) in the reader's language.
+const reasonText = (r) => t(`reason_${r.kind}`).replace(/\{(\w+)\}/g, (_, k) => String(r[k] ?? ''));
+const reasonsText = (rs) => rs.map(reasonText).join('；');
+
 const levelBadge = (l) => el('span', { class: `badge level-${l}` }, t(`level_${l}`));
 
 // Clear (a false alarm) or confirm (a compromise) an account; `done` shows the outcome.
@@ -328,7 +342,7 @@ async function riskPage() {
   page(t('risk'), el('p', { class: 'muted' }, t('riskIntro')), msg,
     table([t('account'), t('level'), t('score'), t('volume24h'), t('explanation'), t('since'), ''],
       r.accounts.map((a) => ({ key: a.account, cells: [a.account, levelBadge(a.level), a.peak.toFixed(1), sparkline(a.volume),
-        a.reasons.join('; '), when(a.since), a.level === 'normal' ? '' : riskButtons(a.account, done)] })),
+        reasonsText(a.reasons), when(a.since), a.level === 'normal' ? '' : riskButtons(a.account, done)] })),
       (key) => { location.hash = `#/risk/${encodeURIComponent(key)}`; }));
 }
 
@@ -344,7 +358,7 @@ async function riskItem(account) {
       el('dt', {}, t('account')), el('dd', {}, a.account),
       el('dt', {}, t('level')), el('dd', { id: 'risk-level' }, levelBadge(a.level)),
       el('dt', {}, t('score')), el('dd', {}, `${a.peak.toFixed(1)} (${a.score.toFixed(1)})`),
-      el('dt', {}, t('explanation')), el('dd', {}, a.reasons.join('; ')),
+      el('dt', {}, t('explanation')), el('dd', {}, reasonsText(a.reasons)),
       el('dt', {}, t('since')), el('dd', {}, when(a.since)),
       el('dt', {}, t('lastSent')), el('dd', {}, when(a.last_at)),
       el('dt', {}, t('messages')), el('dd', {}, String(a.messages)),
@@ -353,7 +367,7 @@ async function riskItem(account) {
     a.level === 'normal' ? null : riskButtons(a.account, done)),
     el('div', { class: 'card' }, el('h2', {}, t('history')),
       table([t('time'), t('level'), t('score'), t('explanation'), t('actor')],
-        d.events.map((e) => ({ cells: [when(e.at), levelBadge(e.level), e.score.toFixed(1), e.reasons.join('; '), e.actor] })))));
+        d.events.map((e) => ({ cells: [when(e.at), levelBadge(e.level), e.score.toFixed(1), reasonsText(e.reasons), e.actor] })))));
 }
 
 async function trackingPage() {

@@ -860,7 +860,7 @@ async fn the_risk_board_explains_and_decides_contained_accounts() {
     assert_eq!(first["level"], "held");
     let why = first["reasons"].to_string();
     assert!(
-        why.contains("never contacted") && why.contains("messages in 1 h"),
+        why.contains("\"kind\":\"new_recipients\"") && why.contains("\"kind\":\"volume\""),
         "{why}"
     );
     assert_eq!(first["volume"].as_array().unwrap().len(), 24);

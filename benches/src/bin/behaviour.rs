@@ -239,7 +239,14 @@ fn main() {
                         if detection.is_none() && s.score >= ALERT {
                             detection = Some(attack_sent);
                             if !explained.iter().any(|(k, _)| *k == kind) {
-                                explained.push((kind, s.reasons.join("; ")));
+                                explained.push((
+                                    kind,
+                                    s.reasons
+                                        .iter()
+                                        .map(ToString::to_string)
+                                        .collect::<Vec<_>>()
+                                        .join("; "),
+                                ));
                             }
                         }
                     }

@@ -163,11 +163,10 @@ impl Intake {
         };
         let observed = watch.observe(&account, &sent).await;
         if let Some(event) = &observed.raised {
-            self.metrics.contained(event.level.as_str());
-            self.alert(event).await;
+            self.raised(event).await;
         }
         (observed.level >= Level::Held).then(|| {
-            let why = observed.reasons.join("; ");
+            let why = risk::words(&observed.reasons);
             let reason = format!(
                 "账户 {account} 发信行为异常，暂扣待审核 / Unusual sending by {account}: {why}"
             );
@@ -175,8 +174,9 @@ impl Intake {
         })
     }
 
-    /// Tells `behaviour.notify` that an account's level rose.
-    async fn alert(&self, event: &risk::Event) {
+    /// Counts an account's rise and tells `behaviour.notify`.
+    async fn raised(&self, event: &risk::Event) {
+        self.metrics.contained(event.level.as_str());
         let Some(watch) = &self.watch else { return };
         let notify = &watch.config().notify;
         if notify.is_empty() {
@@ -248,8 +248,9 @@ impl Inbox for Intake {
             && let Some(watch) = &self.watch
             && let Some(account) = risk::account_of(login, from)
         {
-            match watch.gate(&account, chrono::Utc::now().timestamp()) {
-                Ok(()) => {}
+            match watch.gate(&account, chrono::Utc::now().timestamp()).await {
+                Ok(None) => {}
+                Ok(Some(raised)) => self.raised(&raised).await,
                 Err(Refusal::Throttled) => {
                     self.metrics.rejected("account_throttled");
                     tracing::info!(account, "sending account throttled");

@@ -65,13 +65,85 @@ impl Ewma {
     }
 }
 
+/// One deviation a score rests on, as data: the console words it in its reader's language;
+/// `Display` gives the English for logs and mail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reason {
+    /// More messages in the hour than usual.
+    Volume {
+        /// Messages this hour.
+        messages: u32,
+        /// The usual active hour's.
+        usual: u32,
+    },
+    /// Recipients the account never wrote to.
+    NewRecipients {
+        /// Their share of this hour's recipients, in percent.
+        percent: u32,
+        /// This hour's recipients.
+        rcpts: u32,
+        /// The usual share, in percent.
+        usual_percent: u32,
+    },
+    /// The account's mail the scanner judged spam or phishing.
+    Flagged {
+        /// Such messages this hour.
+        flagged: u32,
+        /// All its messages this hour.
+        messages: u32,
+    },
+    /// A client network the account had not sent from.
+    NewNetwork {
+        /// The network (/24 or /64).
+        network: String,
+    },
+    /// An hour of the week the account never sends in.
+    OddHour,
+    /// Messages tried after the throttle's allowance ran out.
+    PastThrottle {
+        /// Attempts refused.
+        tried: u32,
+        /// The allowance per hour.
+        per_hour: u32,
+    },
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Volume { messages, usual } => {
+                write!(f, "{messages} messages in 1 h (usual {usual})")
+            }
+            Reason::NewRecipients {
+                percent,
+                rcpts,
+                usual_percent,
+            } => write!(
+                f,
+                "{percent}% of {rcpts} recipients in 1 h never contacted (usual {usual_percent}%)"
+            ),
+            Reason::Flagged { flagged, messages } => write!(
+                f,
+                "{flagged} of {messages} messages in 1 h judged spam or phishing"
+            ),
+            Reason::NewNetwork { network } => write!(f, "from {network} (new)"),
+            Reason::OddHour => f.write_str("at an hour it never sends"),
+            Reason::PastThrottle { tried, per_hour } => write!(
+                f,
+                "{tried} more messages tried past the throttle ({per_hour} an hour)"
+            ),
+        }
+    }
+}
+
 /// What one message's score rests on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assessment {
     /// 0 for ordinary behaviour; 1 and above is worth an alert, 2 and above containment.
     pub score: f64,
-    /// The deviations, each in words, strongest first.
-    pub reasons: Vec<String>,
+    /// The deviations, strongest first.
+    pub reasons: Vec<Reason>,
 }
 
 /// An account's sending behaviour.
@@ -224,8 +296,8 @@ impl Profile {
         let hour_share = f64::from(self.new_in_hour) / f64::from(self.rcpts_in_hour);
         // What the account does (volume, recipients) weighs; the circumstances (network,
         // hour) only strengthen it.
-        let mut conduct: Vec<(f64, String)> = Vec::new();
-        let mut circumstances: Vec<(f64, String)> = Vec::new();
+        let mut conduct: Vec<(f64, Reason)> = Vec::new();
+        let mut circumstances: Vec<(f64, Reason)> = Vec::new();
 
         // Volume: this hour's messages against the usual active hour. The spread has a floor
         // (Poisson-like) so a very regular account is not alarmed by a few more messages; a
@@ -243,7 +315,10 @@ impl Profile {
         if excess > 0.0 {
             conduct.push((
                 excess.min(3.0) * (known_weight + (1.0 - known_weight) * hour_share),
-                format!("{} messages in 1 h (usual {usual:.0})", self.in_hour),
+                Reason::Volume {
+                    messages: self.in_hour,
+                    usual: usual.round() as u32,
+                },
             ));
         }
         // Recipients never written to, over the hour, when there are enough of them to judge.
@@ -254,12 +329,11 @@ impl Profile {
             if unusual > 0.3 && hour_share > 0.6 {
                 conduct.push((
                     unusual * weight,
-                    format!(
-                        "{:.0}% of {} recipients in 1 h never contacted (usual {:.0}%)",
-                        hour_share * 100.0,
-                        self.rcpts_in_hour,
-                        usual_share * 100.0
-                    ),
+                    Reason::NewRecipients {
+                        percent: (hour_share * 100.0).round() as u32,
+                        rcpts: self.rcpts_in_hour,
+                        usual_percent: (usual_share * 100.0).round() as u32,
+                    },
                 ));
             }
         }
@@ -269,10 +343,10 @@ impl Profile {
             let share = f64::from(self.flagged_in_hour) / f64::from(self.in_hour);
             conduct.push((
                 share * (f64::from(self.flagged_in_hour) / 5.0).min(1.0) * 1.5,
-                format!(
-                    "{} of {} messages in 1 h judged spam or phishing",
-                    self.flagged_in_hour, self.in_hour
-                ),
+                Reason::Flagged {
+                    flagged: self.flagged_in_hour,
+                    messages: self.in_hour,
+                },
             ));
         }
         // A client network never seen, once the account has a history of its own.
@@ -304,11 +378,16 @@ impl Profile {
                 }
             };
             if mature >= 1.0 && known_before && first > sent.at - NEW_FOR {
-                circumstances.push((0.5, format!("from {net} (new)")));
+                circumstances.push((
+                    0.5,
+                    Reason::NewNetwork {
+                        network: net.to_string(),
+                    },
+                ));
             }
         }
         if odd_hour {
-            circumstances.push((0.3, "at an hour it never sends".to_owned()));
+            circumstances.push((0.3, Reason::OddHour));
         }
         self.messages += 1;
 
@@ -332,6 +411,14 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn words(reasons: &[Reason]) -> String {
+        reasons
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 
     fn rcpts(names: &[&str]) -> Vec<String> {
         names.iter().map(|n| n.to_string()).collect()
@@ -381,7 +468,7 @@ mod tests {
         }
         let (at, a) = first_alarm.expect("the burst is found");
         assert!(at < 30, "after {at} messages");
-        let text = a.reasons.join("; ");
+        let text = words(&a.reasons);
         assert!(text.contains("messages in 1 h (usual 3)"), "{text}");
         assert!(text.contains("never contacted"), "{text}");
         assert!(text.contains("203.0.113.0 (new)"), "{text}");
@@ -401,7 +488,7 @@ mod tests {
             flagged: false,
         });
         assert_eq!(a.score, 0.0, "{a:?}");
-        assert!(a.reasons.iter().any(|r| r.contains("(new)")), "{a:?}");
+        assert!(words(&a.reasons).contains("(new)"), "{a:?}");
         assert!(back.knows(hash_of("c29@corp.test")), "contacts came back");
     }
 
@@ -441,9 +528,11 @@ mod tests {
         let a = last.unwrap();
         assert!(a.score >= 1.0, "{a:?}");
         assert_eq!(
-            a.reasons[0],
+            a.reasons[0].to_string(),
             "5 of 6 messages in 1 h judged spam or phishing"
         );
+        let json = serde_json::to_string(&a.reasons[0]).unwrap();
+        assert_eq!(json, r#"{"kind":"flagged","flagged":5,"messages":6}"#);
     }
 
     #[test]

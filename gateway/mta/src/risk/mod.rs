@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::db::StoreError;
 use crate::quarantine::{Quarantine, QuarantineError, Released};
 use crate::queue::SqliteStore;
-use jianmen_scan::behaviour::{Profile, Sent};
+use jianmen_scan::behaviour::{Profile, Reason, Sent};
 pub use store::{Event, SCHEMA};
 
 /// Accounts kept at once; beyond it the longest-quiet ordinary account is forgotten.
@@ -153,7 +153,7 @@ struct Account {
     score: f64,
     /// The highest score since the account was last cleared, and its explanation.
     peak: f64,
-    reasons: Vec<String>,
+    reasons: Vec<Reason>,
     /// When the level was set.
     since: i64,
     /// When it last sent.
@@ -161,9 +161,11 @@ struct Account {
     /// Messages in each of the 24 hours up to `volume_hour` (Unix hours), oldest first.
     volume: [u32; 24],
     volume_hour: i64,
-    /// A throttled account's allowance (a token bucket refilled at `throttle_per_hour`).
+    /// A throttled account's allowance (a token bucket refilled at `throttle_per_hour`), and
+    /// the attempts refused since it ran out.
     tokens: f64,
     tokens_at: i64,
+    refused: u32,
     /// Changed since last written.
     dirty: bool,
 }
@@ -182,6 +184,7 @@ impl Account {
             volume_hour: now.div_euclid(3600),
             tokens: 0.0,
             tokens_at: now,
+            refused: 0,
             dirty: true,
         }
     }
@@ -234,8 +237,8 @@ pub struct AccountView {
     pub score: f64,
     /// The highest score since it was last cleared.
     pub peak: f64,
-    /// What that score rests on, in words.
-    pub reasons: Vec<String>,
+    /// What that score rests on.
+    pub reasons: Vec<Reason>,
     /// When the level was set.
     pub since: i64,
     /// When it last sent.
@@ -262,8 +265,8 @@ pub struct Observed {
     pub level: Level,
     /// The message's score and its explanation.
     pub score: f64,
-    /// In words.
-    pub reasons: Vec<String>,
+    /// What it rests on.
+    pub reasons: Vec<Reason>,
     /// The event, when the message raised the level.
     pub raised: Option<Event>,
 }
@@ -334,24 +337,64 @@ impl Watch {
         self.accounts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether `account` may start another message now.
-    pub fn gate(&self, account: &str, now: i64) -> Result<(), Refusal> {
-        let mut accounts = self.accounts();
-        let Some(a) = accounts.get_mut(account) else {
-            return Ok(());
-        };
-        match a.level {
-            Level::Blocked => Err(Refusal::Blocked),
-            Level::Throttled => {
-                a.refill(self.config.throttle_per_hour, now);
-                if a.tokens >= 1.0 {
-                    Ok(())
-                } else {
-                    Err(Refusal::Throttled)
+    /// Whether `account` may start another message now. A throttled account that keeps
+    /// trying — as many refused attempts as its hourly allowance — is held (when holding is
+    /// on): what it sends from then on waits for review instead of being refused. The event,
+    /// when this raised the level.
+    pub async fn gate(&self, account: &str, now: i64) -> Result<Option<Event>, Refusal> {
+        let (held, row) = {
+            let mut accounts = self.accounts();
+            let Some(a) = accounts.get_mut(account) else {
+                return Ok(None);
+            };
+            match a.level {
+                Level::Blocked => return Err(Refusal::Blocked),
+                Level::Throttled => {
+                    let per_hour = self.config.throttle_per_hour;
+                    a.refill(per_hour, now);
+                    if a.tokens >= 1.0 {
+                        a.refused = 0;
+                        return Ok(None);
+                    }
+                    a.refused = a.refused.saturating_add(1);
+                    if self.config.hold <= 0.0 || a.refused < per_hour {
+                        return Err(Refusal::Throttled);
+                    }
+                    let mut reasons = vec![Reason::PastThrottle {
+                        tried: a.refused,
+                        per_hour,
+                    }];
+                    reasons.extend(a.reasons.iter().cloned());
+                    a.level = Level::Held;
+                    a.since = now;
+                    a.reasons = reasons.clone();
+                    a.dirty = true;
+                    let event = Event {
+                        at: now,
+                        account: account.to_owned(),
+                        level: Level::Held,
+                        score: a.peak,
+                        reasons,
+                        actor: "gateway".into(),
+                    };
+                    (event, a.clone())
                 }
+                _ => return Ok(None),
             }
-            _ => Ok(()),
+        };
+        self.record_rise(&held, &row).await;
+        Ok(Some(held))
+    }
+
+    /// Writes and logs an automatic rise of an account's level.
+    async fn record_rise(&self, event: &Event, row: &Account) {
+        if let Err(e) = store::save_event(&self.store, row, event).await {
+            tracing::error!(account = %event.account, error = %e, "cannot record a sending account's containment");
         }
+        tracing::warn!(
+            account = %event.account, level = event.level.as_str(), score = event.score,
+            reasons = %words(&event.reasons), "sending account contained"
+        );
     }
 
     /// Takes one message of `account` into its profile; raises its level when the score calls
@@ -410,13 +453,7 @@ impl Watch {
             )
         };
         if let (Some(event), Some(row)) = (&observed.raised, row) {
-            if let Err(e) = store::save_event(&self.store, &row, event).await {
-                tracing::error!(account, error = %e, "cannot record a sending account's containment");
-            }
-            tracing::warn!(
-                account, level = event.level.as_str(), score = event.score,
-                reasons = %event.reasons.join("; "), "sending account contained"
-            );
+            self.record_rise(event, &row).await;
         }
         observed
     }
@@ -601,6 +638,15 @@ impl Watch {
     }
 }
 
+/// Reasons in English words, for logs and mail.
+pub fn words(reasons: &[Reason]) -> String {
+    reasons
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Writes the profiles every minute, forever.
 pub async fn flush_periodically(watch: Arc<Watch>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -630,7 +676,7 @@ pub fn alert_message(hostname: &str, id: &str, event: &Event) -> Vec<u8> {
     let reasons: String = event
         .reasons
         .iter()
-        .map(|r| format!("  - {}\r\n", crate::queue::dsn::one_line(r)))
+        .map(|r| format!("  - {}\r\n", crate::queue::dsn::one_line(&r.to_string())))
         .collect();
     format!(
         "From: Jianmen <MAILER-DAEMON@{hostname}>\r\n\

@@ -8,7 +8,7 @@ use sqlx::Row;
 use super::{Account, Level};
 use crate::db::StoreError;
 use crate::queue::SqliteStore;
-use jianmen_scan::behaviour::Profile;
+use jianmen_scan::behaviour::{Profile, Reason};
 
 /// Created with the queue's schema.
 pub const SCHEMA: &[&str] = &[
@@ -51,7 +51,7 @@ pub struct Event {
     /// Its score then.
     pub score: f64,
     /// The explanation then.
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
     /// `gateway` for automatic containment, else the administrator.
     pub actor: String,
 }
@@ -185,6 +185,7 @@ pub(super) async fn load(store: &SqliteStore) -> Result<Vec<(String, Account)>, 
                 volume_hour: volume.hour,
                 tokens: 0.0,
                 tokens_at: 0,
+                refused: 0,
                 dirty: false,
             },
         ));

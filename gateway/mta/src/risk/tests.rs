@@ -32,7 +32,7 @@ async fn burst(watch: &Watch, account: &str, n: i64) -> Vec<Level> {
     let mut levels = vec![Level::Normal];
     for i in 0..n {
         let at = MONDAY_9 + i * 10;
-        if watch.gate(account, at).is_err() {
+        if watch.gate(account, at).await.is_err() {
             continue;
         }
         let o = send(watch, account, at, &format!("v{i}@outside.test")).await;
@@ -64,7 +64,7 @@ async fn a_burst_escalates_step_by_step_and_survives_a_restart() {
         board[0]
             .reasons
             .iter()
-            .any(|r| r.contains("never contacted"))
+            .any(|r| matches!(r, Reason::NewRecipients { percent: 100, .. }))
     );
     assert!(board[0].volume[23] > 50, "{:?}", board[0].volume);
     let seen = board[0].messages;
@@ -93,19 +93,71 @@ async fn a_throttled_account_sends_its_allowance_then_waits() {
     };
     let watch = Watch::open(config, store).await.unwrap();
     let mut at = MONDAY_9;
-    while watch.gate("li@corp.test", at).is_ok() {
+    while watch.gate("li@corp.test", at).await.is_ok() {
         let o = send(&watch, "li@corp.test", at, &format!("x{at}@outside.test")).await;
         at += 1;
         assert!(at < MONDAY_9 + 1000, "never throttled: {o:?}");
     }
-    assert_eq!(watch.gate("li@corp.test", at), Err(Refusal::Throttled));
+    for _ in 0..10 {
+        assert!(
+            matches!(
+                watch.gate("li@corp.test", at).await,
+                Err(Refusal::Throttled)
+            ),
+            "without holding, refused for as long as it tries"
+        );
+    }
     // An hour refills the allowance.
-    assert_eq!(watch.gate("li@corp.test", at + 3600), Ok(()));
-    assert_eq!(
-        watch.gate("other@corp.test", at),
-        Ok(()),
+    assert!(matches!(
+        watch.gate("li@corp.test", at + 3600).await,
+        Ok(None)
+    ));
+    assert!(
+        matches!(watch.gate("other@corp.test", at).await, Ok(None)),
         "others are not touched"
     );
+}
+
+#[tokio::test]
+async fn an_account_that_keeps_trying_past_its_throttle_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = stores(dir.path()).await;
+    let config = RiskConfig {
+        hold: 50.0,
+        block: 0.0,
+        throttle_per_hour: 5,
+        ..RiskConfig::default()
+    };
+    let watch = Watch::open(config, store).await.unwrap();
+    let mut at = MONDAY_9;
+    while watch.gate("li@corp.test", at).await.is_ok() {
+        send(&watch, "li@corp.test", at, &format!("x{at}@outside.test")).await;
+        at += 1;
+    }
+    for _ in 1..4 {
+        assert!(matches!(
+            watch.gate("li@corp.test", at).await,
+            Err(Refusal::Throttled)
+        ));
+    }
+    let raised = watch.gate("li@corp.test", at).await.unwrap().expect("held");
+    assert_eq!(raised.level, Level::Held);
+    assert!(
+        matches!(
+            raised.reasons[0],
+            Reason::PastThrottle {
+                tried: 5,
+                per_hour: 5
+            }
+        ),
+        "{raised:?}"
+    );
+    assert!(
+        matches!(watch.gate("li@corp.test", at).await, Ok(None)),
+        "held mail is taken"
+    );
+    let o = send(&watch, "li@corp.test", at, "y@outside.test").await;
+    assert_eq!(o.level, Level::Held);
 }
 
 fn held_message(id: &str, account: &str) -> NewMessage {
@@ -161,7 +213,7 @@ async fn clearing_releases_the_held_mail_and_confirming_drops_it() {
         quarantine.get(ids[0].0).await.unwrap().summary.status,
         Status::Released
     );
-    assert_eq!(watch.gate("a@corp.test", now), Ok(()));
+    assert!(matches!(watch.gate("a@corp.test", now).await, Ok(None)));
     let (view, events, holds) = watch.account("a@corp.test", now).await.unwrap();
     assert_eq!((view.level, view.peak, holds), (Level::Normal, 0.0, 0));
     assert_eq!(events[0].actor, "admin");
@@ -175,7 +227,10 @@ async fn clearing_releases_the_held_mail_and_confirming_drops_it() {
         quarantine.get(ids[1].0).await.unwrap().summary.status,
         Status::Deleted
     );
-    assert_eq!(watch.gate("b@corp.test", now), Err(Refusal::Blocked));
+    assert!(matches!(
+        watch.gate("b@corp.test", now).await,
+        Err(Refusal::Blocked)
+    ));
     assert!(matches!(
         watch
             .clear("nobody@corp.test", "admin", &quarantine, now)
@@ -242,16 +297,23 @@ fn the_policy_is_checked_and_levels_follow_the_score() {
 fn the_alert_names_the_account_and_the_reasons() {
     let event = Event {
         at: MONDAY_9,
-        account: "zhang@corp.test".into(),
+        account: "zhang@corp.test\r\nBcc: x@evil.test".into(),
         level: Level::Throttled,
         score: 2.4,
-        reasons: vec!["480 messages in 1 h (usual 12)\r\nBcc: x".into()],
+        reasons: vec![Reason::Volume {
+            messages: 480,
+            usual: 12,
+        }],
         actor: "gateway".into(),
     };
     let text = String::from_utf8(alert_message("gw.test", "A1", &event)).unwrap();
-    assert!(text.contains("zhang@corp.test") && text.contains("限速 / throttled"));
+    assert!(text.contains("限速 / throttled"));
     assert!(
-        text.contains("480 messages in 1 h (usual 12)  Bcc: x"),
+        text.contains("  - 480 messages in 1 h (usual 12)\r\n"),
         "{text}"
+    );
+    assert!(
+        text.contains("zhang@corp.test  Bcc: x@evil.test") && !text.contains("\nBcc:"),
+        "no header can be injected: {text}"
     );
 }
