@@ -4,49 +4,11 @@
 // signed audit package to $JM_EXPORT; the system administrator uploads $JM_BAD_PACKAGE as an
 // upgrade and sees it refused. Screenshots go
 // to $JM_SHOTS. Any Content-Security-Policy violation or page error fails the run.
-import { chromium } from 'playwright-core';
+import { env, run, signIn } from './harness.mjs';
 
-const env = (k) => { const v = process.env[k]; if (!v) throw new Error(`${k} not set`); return v; };
 const url = env('JM_URL');
-const shots = env('JM_SHOTS');
-const newPassword = env('JM_NEW_PASS');
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-const problems = [];
-const answers = [];
-const watch = (page) => {
-  // Failed fetches (401 before sign-in, 403 probes) are expected; policy violations are not.
-  page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy|Refused to/.test(m.text())) problems.push(m.text());
-  });
-  page.on('pageerror', (e) => problems.push(String(e)));
-};
-
-async function signIn(page, user, password) {
-  await page.goto(url);
-  await page.fill('#username', user);
-  await page.fill('#password', password);
-  await page.click('#signin');
-  await page.waitForSelector('#save-password');
-  await page.fill('#current', password);
-  await page.fill('#new', newPassword);
-  await page.click('#save-password');
-  await page.waitForSelector('#nav a');
-}
-
-let page = null;
-try {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
-  page = await context.newPage();
-  watch(page);
-  // What the console answered, for the log when a step fails.
-  page.on('response', (r) => { if (r.url().includes('/api/') && r.status() >= 400) answers.push(`${r.status()} ${r.url()}`); });
-
+await run('console', async (page, shots) => {
   await signIn(page, env('JM_SEC_USER'), env('JM_SEC_PASS'));
   await page.screenshot({ path: `${shots}/1-dashboard.png`, fullPage: true });
   await page.goto(`${url}#/quarantine`);
@@ -108,17 +70,5 @@ try {
   if (await actionsOn(env('JM_SYS_USER')) !== 3) throw new Error('no actions on the system administrator');
   await page.screenshot({ path: `${shots}/7-accounts.png`, fullPage: true });
 
-  if (problems.length) throw new Error(`page problems: ${problems.join(' | ')}`);
-  console.log(JSON.stringify({ ok: true, verdict }));
-} catch (e) {
-  console.error(String(e && e.stack || e));
-  console.error(`API answers >= 400: ${answers.join(', ') || 'none'}`);
-  if (page) {
-    const text = await page.evaluate(() => document.body.innerText).catch(() => '(page gone)');
-    console.error(`the page said: ${text.slice(0, 800)}`);
-    await page.screenshot({ path: `${shots}/failure.png`, fullPage: true }).catch(() => {});
-  }
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+  return verdict;
+});

@@ -359,6 +359,21 @@ impl Gateway {
         self.spawn();
     }
 
+    /// The console account of `role` the gateway made at first start, from
+    /// `data/initial-passwords.txt`: its name and generated password.
+    pub fn initial_account(&self, role: &str) -> (String, String) {
+        let path = self.dir.path().join("data/initial-passwords.txt");
+        let passwords = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (written at first start)", path.display()));
+        passwords
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                (f.len() == 3 && f[1] == role).then(|| (f[0].to_owned(), f[2].to_owned()))
+            })
+            .unwrap_or_else(|| panic!("no {role} account in {passwords}"))
+    }
+
     /// Starts the process again on the same configuration and data.
     pub fn restart(&mut self) {
         self.kill9();
@@ -1530,4 +1545,51 @@ pub fn xlsx(rows: &[Vec<String>]) -> Vec<u8> {
     }
     zip.finish().expect("zip finish");
     out.into_inner()
+}
+
+/// The console's browser runs (`tests/browser/*.mjs`: Debian's Chromium driven by
+/// playwright-core, both installed by tests/run.sh); screenshots go to
+/// `target/console-screenshots/`.
+pub struct Browser {
+    dir: PathBuf,
+    shots: PathBuf,
+}
+
+impl Browser {
+    /// Checks that Chromium and playwright-core are installed.
+    pub fn ready() -> Browser {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser");
+        assert!(
+            dir.join("node_modules/playwright-core").exists()
+                && Path::new("/usr/bin/chromium").exists(),
+            "tests/run.sh installs chromium and playwright-core (npm ci in tests/browser)"
+        );
+        let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
+        std::fs::create_dir_all(&shots).expect("screenshot directory");
+        Browser { dir, shots }
+    }
+
+    /// Where the runs' screenshots go.
+    pub fn shots(&self) -> &Path {
+        &self.shots
+    }
+
+    /// Runs `script` with the `JM_*` variables `env` (and `JM_SHOTS`); when it fails, panics
+    /// with its output and `log` (the gateway's, say).
+    pub fn run(&self, script: &str, env: &[(&str, String)], log: impl FnOnce() -> String) {
+        let out = Command::new("node")
+            .arg(self.dir.join(script))
+            .current_dir(&self.dir)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("JM_SHOTS", &self.shots)
+            .output()
+            .expect("node runs");
+        assert!(
+            out.status.success(),
+            "browser run {script} failed:\n{}\n{}\n--- log ---\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            log()
+        );
+    }
 }

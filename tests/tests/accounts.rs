@@ -6,11 +6,11 @@
 //! the security administrator clears it in Chromium and every held message goes out. Phishing
 //! from one colleague's account to another is quarantined by the internal scan.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
-use jianmen_testkit::{Client, Console, Gateway, Postfix, Setup, Sink, free_port, wait_until};
+use jianmen_testkit::{
+    Browser, Client, Console, Gateway, Postfix, Setup, Sink, free_port, wait_until,
+};
 use serde_json::Value;
 
 /// Where the organisation's Postfix connects from: the only internal relay.
@@ -55,12 +55,7 @@ fn delivered(internet: &Sink) -> usize {
 
 #[test]
 fn a_hijacked_account_is_contained_and_cleared_and_colleagues_are_not_phished() {
-    let browser_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists()
-            && std::path::Path::new("/usr/bin/chromium").exists(),
-        "tests/run.sh installs chromium and playwright-core (npm ci in tests/browser)"
-    );
+    let browser = Browser::ready();
     let internet = Sink::start(&[]);
     let console_port = free_port();
     let mut setup = Setup::new(internet.port, internet.port)
@@ -80,15 +75,7 @@ fn a_hijacked_account_is_contained_and_cleared_and_colleagues_are_not_phished() 
             "maximal_backoff_time = 4s",
         ],
     );
-    let passwords = std::fs::read_to_string(gw.dir.path().join("data/initial-passwords.txt"))
-        .expect("initial passwords written at first start");
-    let (user, password) = passwords
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (f.len() == 3 && f[1] == "security").then(|| (f[0].to_owned(), f[2].to_owned()))
-        })
-        .unwrap();
+    let (user, password) = gw.initial_account("security");
     let work = tempfile::tempdir().unwrap();
     let console = Console::new(console_port, work.path());
     console.sign_in(&user, &password, NEW_PASSWORD);
@@ -169,26 +156,17 @@ fn a_hijacked_account_is_contained_and_cleared_and_colleagues_are_not_phished() 
     );
 
     // The administrator finds it a false alarm (a mailing they had asked for) in Chromium.
-    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let run = Command::new("node")
-        .arg(browser_dir.join("risk.mjs"))
-        .current_dir(&browser_dir)
-        .env("JM_URL", format!("https://127.0.0.1:{console_port}/"))
-        .env("JM_SEC_USER", &user)
-        .env("JM_SEC_PASS", NEW_PASSWORD)
-        .env("JM_NEW_PASS", NEW_PASSWORD)
-        .env("JM_ACCOUNT", ACCOUNT)
-        .env("JM_REASON", "从未联系过")
-        .env("JM_SHOTS", &shots)
-        .output()
-        .expect("node runs");
-    assert!(
-        run.status.success(),
-        "browser run failed:\n{}\n{}\n--- gateway log ---\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr),
-        gw.log()
+    browser.run(
+        "risk.mjs",
+        &[
+            ("JM_URL", format!("https://127.0.0.1:{console_port}/")),
+            ("JM_SEC_USER", user.clone()),
+            ("JM_SEC_PASS", NEW_PASSWORD.into()),
+            ("JM_NEW_PASS", NEW_PASSWORD.into()),
+            ("JM_ACCOUNT", ACCOUNT.into()),
+            ("JM_REASON", "从未联系过".into()),
+        ],
+        || gw.log(),
     );
     assert!(
         wait_until(Duration::from_secs(60), || delivered(&internet) == BURST),

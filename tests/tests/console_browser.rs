@@ -7,11 +7,10 @@
 //! no upgrade package is refused on the page.
 //! Screenshots are kept in `target/console-screenshots/`.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use jianmen_testkit::{Client, Gateway, Setup, Sink, free_port, jianmen_bin, wait_until};
+use jianmen_testkit::{Browser, Client, Gateway, Setup, Sink, free_port, jianmen_bin, wait_until};
 
 fn phish() -> Vec<u8> {
     b"From: \"IT Helpdesk\" <helpdesk@it-support-portal.test>\r\nTo: staff@example.com\r\n\
@@ -23,12 +22,7 @@ fn phish() -> Vec<u8> {
 
 #[test]
 fn security_admin_releases_quarantined_mail_in_chromium() {
-    let browser_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists()
-            && std::path::Path::new("/usr/bin/chromium").exists(),
-        "tests/run.sh installs chromium and playwright-core (npm ci in tests/browser)"
-    );
+    let browser = Browser::ready();
     let sink = Sink::start(&[]);
     let console_port = free_port();
     let mut setup = Setup::new(sink.port, sink.port)
@@ -71,47 +65,27 @@ fn security_admin_releases_quarantined_mail_in_chromium() {
         "the phish is held, not delivered"
     );
 
-    let passwords = std::fs::read_to_string(gw.dir.path().join("data/initial-passwords.txt"))
-        .expect("initial passwords written at first start");
-    let password = |role: &str| {
-        passwords
-            .lines()
-            .find_map(|l| {
-                let f: Vec<&str> = l.split('\t').collect();
-                (f.len() == 3 && f[1] == role).then(|| (f[0].to_owned(), f[2].to_owned()))
-            })
-            .unwrap()
-    };
-    let (sec_user, sec_pass) = password("security");
-    let (sys_user, sys_pass) = password("system");
-    let (aud_user, aud_pass) = password("audit");
-    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
+    let (sec_user, sec_pass) = gw.initial_account("security");
+    let (sys_user, sys_pass) = gw.initial_account("system");
+    let (aud_user, aud_pass) = gw.initial_account("audit");
     let export = gw.dir.path().join("audit-export.tar");
-    let out = Command::new("node")
-        .arg(browser_dir.join("console.mjs"))
-        .current_dir(&browser_dir)
-        .env("JM_URL", format!("https://127.0.0.1:{console_port}/"))
-        .env("JM_SEC_USER", sec_user)
-        .env("JM_SEC_PASS", sec_pass)
-        .env("JM_AUD_USER", aud_user)
-        .env("JM_AUD_PASS", aud_pass)
-        .env("JM_NEW_PASS", "Pass-Of-Jianmen-2026")
-        .env("JM_SUBJECT", "Mailbox storage full")
-        .env("JM_BODY_TEXT", "Your mailbox is full")
-        .env("JM_SHOTS", &shots)
-        .env("JM_EXPORT", &export)
-        .env("JM_SYS_USER", sys_user)
-        .env("JM_SYS_PASS", sys_pass)
-        .env("JM_BAD_PACKAGE", &bad_package)
-        .output()
-        .expect("node runs");
-    assert!(
-        out.status.success(),
-        "browser run failed:\n{}\n{}\n--- gateway log ---\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        gw.log()
+    browser.run(
+        "console.mjs",
+        &[
+            ("JM_URL", format!("https://127.0.0.1:{console_port}/")),
+            ("JM_SEC_USER", sec_user),
+            ("JM_SEC_PASS", sec_pass),
+            ("JM_AUD_USER", aud_user),
+            ("JM_AUD_PASS", aud_pass),
+            ("JM_NEW_PASS", "Pass-Of-Jianmen-2026".into()),
+            ("JM_SUBJECT", "Mailbox storage full".into()),
+            ("JM_BODY_TEXT", "Your mailbox is full".into()),
+            ("JM_EXPORT", export.display().to_string()),
+            ("JM_SYS_USER", sys_user),
+            ("JM_SYS_PASS", sys_pass),
+            ("JM_BAD_PACKAGE", bad_package.display().to_string()),
+        ],
+        || gw.log(),
     );
     assert!(
         wait_until(Duration::from_secs(10), || sink.messages().len() == 1),
@@ -173,7 +147,7 @@ fn security_admin_releases_quarantined_mail_in_chromium() {
         "5-audit-en",
         "6-upgrade-refused",
     ] {
-        let png = std::fs::read(shots.join(format!("{shot}.png"))).unwrap();
+        let png = std::fs::read(browser.shots().join(format!("{shot}.png"))).unwrap();
         assert!(
             png.starts_with(b"\x89PNG") && png.len() > 5_000,
             "{shot}.png"

@@ -6,13 +6,12 @@
 //! delivered signed; the same sheet with wrong check digits goes out at once; a rejected one
 //! reaches its sender as a notice without the data; nobody else can relay.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use jianmen_testkit::{
-    Client, Gateway, Postfix, Setup, Sink, SunkMessage, b64, dkimpy, free_port, jianmen_bin,
-    resident_ids, swaks, wait_until, xlsx,
+    Browser, Client, Gateway, Postfix, Setup, Sink, SunkMessage, b64, dkimpy, free_port,
+    jianmen_bin, resident_ids, swaks, wait_until, xlsx,
 };
 
 /// Where the organisation's Postfix connects from: the only internal relay.
@@ -106,12 +105,7 @@ fn arrived<'a>(sink: &'a [SunkMessage], subject: &str) -> Option<&'a SunkMessage
 
 #[test]
 fn outbound_mail_is_signed_and_id_lists_wait_for_approval() {
-    let browser_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists()
-            && std::path::Path::new("/usr/bin/chromium").exists(),
-        "tests/run.sh installs chromium and playwright-core (npm ci in tests/browser)"
-    );
+    let browser = Browser::ready();
     let internet = Sink::start(&[]);
     let console_port = free_port();
     let mut setup = Setup::new(internet.port, internet.port)
@@ -278,37 +272,20 @@ fn outbound_mail_is_signed_and_id_lists_wait_for_approval() {
     assert!(!String::from_utf8_lossy(&scan.stdout).contains(&valid[0]));
 
     // The reviewer approves the first list in Chromium.
-    let passwords = std::fs::read_to_string(gw.dir.path().join("data/initial-passwords.txt"))
-        .expect("initial passwords written at first start");
-    let (user, password) = passwords
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (f.len() == 3 && f[1] == "security").then(|| (f[0].to_owned(), f[2].to_owned()))
-        })
-        .unwrap();
-    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let run = Command::new("node")
-        .arg(browser_dir.join("approval.mjs"))
-        .current_dir(&browser_dir)
-        .env("JM_URL", format!("https://127.0.0.1:{console_port}/"))
-        .env("JM_SEC_USER", &user)
-        .env("JM_SEC_PASS", &password)
-        .env("JM_NEW_PASS", "Pass-Of-Jianmen-2026")
-        .env("JM_SUBJECT", "held-list")
-        .env("JM_MASKED", &masked)
-        .env("JM_SECRET", &valid[0])
-        .env("JM_POLICY", "身份证号批量外发")
-        .env("JM_SHOTS", &shots)
-        .output()
-        .expect("node runs");
-    assert!(
-        run.status.success(),
-        "browser run failed:\n{}\n{}\n--- gateway log ---\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr),
-        gw.log()
+    let (user, password) = gw.initial_account("security");
+    browser.run(
+        "approval.mjs",
+        &[
+            ("JM_URL", format!("https://127.0.0.1:{console_port}/")),
+            ("JM_SEC_USER", user.clone()),
+            ("JM_SEC_PASS", password),
+            ("JM_NEW_PASS", "Pass-Of-Jianmen-2026".into()),
+            ("JM_SUBJECT", "held-list".into()),
+            ("JM_MASKED", masked.clone()),
+            ("JM_SECRET", valid[0].clone()),
+            ("JM_POLICY", "身份证号批量外发".into()),
+        ],
+        || gw.log(),
     );
     assert!(
         wait_until(Duration::from_secs(20), || arrived(

@@ -328,15 +328,7 @@ fn packages_apply_on_trial_bad_ones_are_refused_failures_roll_back_and_queued_ma
     // The system administrator uploads a package in the console: refused when untrusted, else
     // the gateway restarts on it and keeps it.
     let console = Console::new(console, gw.dir.path());
-    let passwords = std::fs::read_to_string(gw.dir.path().join("data/initial-passwords.txt"))
-        .expect("initial passwords");
-    let (user, password) = passwords
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (f.len() == 3 && f[1] == "system").then(|| (f[0].to_owned(), f[2].to_owned()))
-        })
-        .expect("a system administrator");
+    let (user, password) = gw.initial_account("system");
     let anonymous = console.upload("none", &good);
     assert_eq!(anonymous.0, 401, "{anonymous:?}");
     let csrf = console.sign_in(&user, &password, "Upgrade-Admin-Pass-2026");
