@@ -847,9 +847,11 @@ mod tests {
             ));
         }
         let lockout = u64::from(rules().lockout_failures);
-        // The right password may come first (one check, then five wrong ones lock).
+        // The right password signs in and resets the count once, wherever the scheduler puts
+        // it: at most lockout − 1 wrong checks before it, itself, and lockout after it (under
+        // QEMU it does come early). Without the per-name turns, 24 were checked.
         assert!(
-            accounts.passwords_checked() <= lockout + 1,
+            accounts.passwords_checked() <= 2 * lockout,
             "{}",
             accounts.passwords_checked()
         );
