@@ -11,7 +11,7 @@ use serde_json::json;
 use super::accounts::Role;
 use super::api::{actor, approver};
 use super::{ApiError, Console, authorize, now};
-use jianmen_mta::risk::{RiskError, Watch};
+use jianmen_mta::risk::{Finding, RiskError, Watch};
 
 type Data = web::Data<Console>;
 type Reply = Result<HttpResponse, ApiError>;
@@ -23,8 +23,14 @@ const BOARD: usize = 200;
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/risk", web::get().to(board))
         .route("/api/risk/{account}", web::get().to(account))
-        .route("/api/risk/{account}/clear", web::post().to(clear))
-        .route("/api/risk/{account}/confirm", web::post().to(confirm));
+        .route(
+            "/api/risk/{account}/clear",
+            web::post().to(|req, console, name| settle(req, console, name, Finding::FalseAlarm)),
+        )
+        .route(
+            "/api/risk/{account}/confirm",
+            web::post().to(|req, console, name| settle(req, console, name, Finding::Compromised)),
+        );
 }
 
 impl From<RiskError> for ApiError {
@@ -80,38 +86,40 @@ async fn account(req: HttpRequest, console: Data, name: web::Path<String>) -> Re
     Ok(HttpResponse::Ok().json(json!({ "account": view, "events": events, "held": holds })))
 }
 
-async fn clear(req: HttpRequest, console: Data, name: web::Path<String>) -> Reply {
+/// Clears (`FalseAlarm`) or confirms (`Compromised`) an account, and audits it.
+async fn settle(
+    req: HttpRequest,
+    console: Data,
+    name: web::Path<String>,
+    finding: Finding,
+) -> Reply {
     let s = authorize(&req, &console, &[Role::Security]).await?;
     approver(&s)?;
     let name = account_name(&name)?;
     let who = actor(&s);
     let decided = watch(&console)?
-        .clear(&name, &who, &console.quarantine, now())
+        .settle(&name, finding, &who, &console.quarantine, now())
         .await?;
     for r in &decided.released {
         let item = console.quarantine.get(&r.queue_id).await?;
         console.tracker.record(r.event(&item.summary, &who));
     }
-    let detail = format!(
-        "{name}: false alarm, {} held released",
-        decided.released.len()
-    );
-    console.record(&who, "risk.clear", &detail).await;
-    Ok(HttpResponse::Ok().json(&decided))
-}
-
-async fn confirm(req: HttpRequest, console: Data, name: web::Path<String>) -> Reply {
-    let s = authorize(&req, &console, &[Role::Security]).await?;
-    approver(&s)?;
-    let name = account_name(&name)?;
-    let who = actor(&s);
-    let decided = watch(&console)?
-        .confirm(&name, &who, &console.quarantine, now())
-        .await?;
-    let detail = format!(
-        "{name}: compromised, sending blocked, {} held dropped",
-        decided.dropped.len()
-    );
-    console.record(&who, "risk.confirm", &detail).await;
+    let (action, detail) = match finding {
+        Finding::FalseAlarm => (
+            "risk.clear",
+            format!(
+                "{name}: false alarm, {} held released",
+                decided.released.len()
+            ),
+        ),
+        Finding::Compromised => (
+            "risk.confirm",
+            format!(
+                "{name}: compromised, sending blocked, {} held dropped",
+                decided.dropped.len()
+            ),
+        ),
+    };
+    console.record(&who, action, &detail).await;
     Ok(HttpResponse::Ok().json(&decided))
 }

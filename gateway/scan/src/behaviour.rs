@@ -30,6 +30,13 @@ const WEEK_DECAY: f32 = 0.995;
 const NEW_FOR: i64 = 86_400;
 /// Messages before an account's own baseline is trusted more than the prior.
 const MATURE: u64 = 50;
+/// The prior counts as this many active hours: a new account's baselines move towards what it
+/// does as a running mean would (the first hour weighs 1/6, the twentieth 1/25) until the
+/// exponential weights take over, so a busy account is not judged by the prior for weeks.
+const PRIOR_HOURS: f64 = 5.0;
+/// Peers with a history of their own needed before a department's baseline replaces the
+/// generic prior.
+const MIN_PEERS: usize = 3;
 
 /// One message an account sent, as the gateway saw it.
 #[derive(Debug, Clone)]
@@ -162,6 +169,9 @@ pub struct Profile {
     new_in_hour: u32,
     #[serde(default)]
     flagged_in_hour: u32,
+    /// Active hours folded into the baselines.
+    #[serde(default)]
+    hours: u64,
     /// Messages per hour of the week (Monday 00h UTC first), decayed; the hour being counted
     /// joins it when it ends.
     week: Vec<f32>,
@@ -193,6 +203,7 @@ impl Default for Profile {
             rcpts_in_hour: 0,
             new_in_hour: 0,
             flagged_in_hour: 0,
+            hours: 0,
             week: vec![0.0; 168],
             contacts: VecDeque::new(),
             contact_set: None,
@@ -239,6 +250,32 @@ impl Profile {
         }
     }
 
+    /// A new account's profile that starts from its department's usual behaviour — the median
+    /// active-hour volume and new-recipient share of its peers that have a history — instead
+    /// of the generic prior; the generic prior when fewer than three peers have one. A new
+    /// salesperson is then not judged by a clerk's volume, nor a new clerk by a salesperson's.
+    pub fn from_peers<'a>(peers: impl IntoIterator<Item = &'a Profile>) -> Profile {
+        let mature: Vec<&Profile> = peers.into_iter().filter(|p| p.maturity() >= 1.0).collect();
+        let mut profile = Profile::default();
+        if mature.len() < MIN_PEERS {
+            return profile;
+        }
+        let median = |of: &dyn Fn(&Profile) -> f64| {
+            let mut values: Vec<f64> = mature.iter().map(|p| of(p)).collect();
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        profile.per_hour = Ewma {
+            mean: median(&|p| p.per_hour.mean),
+            var: median(&|p| p.per_hour.var),
+        };
+        profile.new_share = Ewma {
+            mean: median(&|p| p.new_share.mean),
+            var: median(&|p| p.new_share.var),
+        };
+        profile
+    }
+
     /// How much the account's own history counts against the prior, 0 to 1.
     fn maturity(&self) -> f64 {
         (self.messages as f64 / MATURE as f64).min(1.0)
@@ -247,10 +284,13 @@ impl Profile {
     /// Folds the hour being counted into the baselines with weight `alpha` and starts the next.
     fn close_hour(&mut self, next: i64, alpha: f64) {
         if self.in_hour > 0 {
-            self.per_hour.update(f64::from(self.in_hour), alpha);
+            let warm = 1.0 / (self.hours as f64 + 1.0 + PRIOR_HOURS);
+            self.hours += 1;
+            self.per_hour
+                .update(f64::from(self.in_hour), alpha.max(warm));
             let share = f64::from(self.new_in_hour) / f64::from(self.rcpts_in_hour.max(1));
             self.new_share
-                .update(share, alpha * SHARE_ALPHA / HOUR_ALPHA);
+                .update(share, (alpha * SHARE_ALPHA / HOUR_ALPHA).max(warm));
             for w in &mut self.week {
                 *w *= WEEK_DECAY;
             }
@@ -545,6 +585,31 @@ mod tests {
         p.forgive();
         let second = burst(&mut p, start + 3600, 60, "b");
         assert!(second < first, "{second} after forgiving, {first} before");
+    }
+
+    #[test]
+    fn a_new_account_starts_from_its_departments_baseline() {
+        // A sales department: 20 messages an active hour, mostly to new people.
+        let mut sales = Vec::new();
+        for s in 0..5 {
+            let mut p = Profile::default();
+            for hour in 0..120 {
+                burst(&mut p, MONDAY_9 + hour * 3600, 20, &format!("s{s}h{hour}-"));
+            }
+            sales.push(p);
+        }
+        assert!(
+            Profile::from_peers(&sales[..2]).per_hour.mean < 5.0,
+            "too few peers"
+        );
+        let prior = Profile::from_peers(&sales);
+        assert!(prior.per_hour.mean > 15.0, "{:?}", prior.per_hour);
+        // A new salesperson's first busy hour alarms under the generic prior only.
+        let start = MONDAY_9 + 200 * 3600;
+        let generic = burst(&mut Profile::default(), start, 30, "new-");
+        let departmental = burst(&mut prior.clone(), start, 30, "new-");
+        assert!(generic >= 1.0, "{generic}");
+        assert!(departmental < 1.0, "{departmental}");
     }
 
     #[test]

@@ -28,6 +28,14 @@ pub use store::{Event, SCHEMA};
 const MAX_ACCOUNTS: usize = 20_000;
 /// Events an account's history shows.
 const HISTORY: u32 = 200;
+/// Peers a new account's baseline is taken from, at most.
+const PEERS: usize = 200;
+
+/// The peers an account is compared with when it is new: the accounts of its mail domain (the
+/// gateway knows no finer department), or the other logins.
+fn department(account: &str) -> &str {
+    account.rsplit_once('@').map_or("", |(_, domain)| domain)
+}
 
 /// The `[behaviour]` section: when the score contains an account, and how.
 #[derive(Debug, Clone, Deserialize)]
@@ -171,9 +179,9 @@ struct Account {
 }
 
 impl Account {
-    fn new(now: i64) -> Self {
+    fn new(profile: Profile, now: i64) -> Self {
         Self {
-            profile: Profile::default(),
+            profile,
             level: Level::Normal,
             score: 0.0,
             peak: 0.0,
@@ -283,6 +291,15 @@ pub enum RiskError {
     /// Releasing or dropping its held mail failed.
     #[error(transparent)]
     Quarantine(#[from] QuarantineError),
+}
+
+/// What an administrator found an account's alarm to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finding {
+    /// The behaviour was the user's own (clear, 解除).
+    FalseAlarm,
+    /// The account is in an intruder's hands (confirm, 确认失陷).
+    Compromised,
 }
 
 /// The outcome of clearing or confirming an account.
@@ -404,12 +421,22 @@ impl Watch {
         let now = sent.at;
         let (observed, row) = {
             let mut accounts = self.accounts();
-            if !accounts.contains_key(account) && accounts.len() >= MAX_ACCOUNTS {
-                self.evict(&mut accounts);
+            if !accounts.contains_key(account) {
+                if accounts.len() >= MAX_ACCOUNTS {
+                    self.evict(&mut accounts);
+                }
+                let profile = Profile::from_peers(
+                    accounts
+                        .iter()
+                        .filter(|(name, _)| department(name) == department(account))
+                        .take(PEERS)
+                        .map(|(_, a)| &a.profile),
+                );
+                accounts.insert(account.to_owned(), Account::new(profile, now));
             }
             let a = accounts
                 .entry(account.to_owned())
-                .or_insert_with(|| Account::new(now));
+                .or_insert_with(|| Account::new(Profile::default(), now));
             let assessment = a.profile.observe(sent);
             a.last_at = now;
             a.score = assessment.score;
@@ -584,57 +611,61 @@ impl Watch {
         Ok(())
     }
 
-    /// A false alarm: the account sends again, its held mail is released and its profile
-    /// takes the behaviour as usual.
-    pub async fn clear(
+    /// An administrator's finding about an account. A false alarm: it sends again, its held
+    /// mail is released and its profile takes the behaviour as usual. A compromise: its sending
+    /// is refused until it is cleared, and its held mail is dropped (nobody is told: the
+    /// sender is the intruder).
+    pub async fn settle(
         &self,
         account: &str,
+        finding: Finding,
         actor: &str,
         quarantine: &Quarantine,
         now: i64,
     ) -> Result<Decided, RiskError> {
-        self.decide(account, Level::Normal, actor, now).await?;
-        let mut released = Vec::new();
-        for id in store::holds(&self.store, account).await? {
-            match quarantine.release(&id, None, actor, now).await {
-                Ok(r) => released.push(r),
-                // Decided already (deleted, expired): nothing left to release.
-                Err(QuarantineError::NotFound(_) | QuarantineError::Conflict { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-            store::drop_hold(&self.store, &id).await?;
-        }
-        Ok(Decided {
-            level: Level::Normal,
-            released,
-            dropped: Vec::new(),
-        })
+        let level = match finding {
+            Finding::FalseAlarm => Level::Normal,
+            Finding::Compromised => Level::Blocked,
+        };
+        self.decide(account, level, actor, now).await?;
+        self.settle_holds(account, level, actor, quarantine, now)
+            .await
     }
 
-    /// A real compromise: the account's sending is refused until it is cleared, and its held
-    /// mail is dropped (nobody is told: the sender is the intruder).
-    pub async fn confirm(
+    /// Releases (`level` normal) or drops the account's held mail. A message decided already
+    /// (released, deleted, expired) is passed over.
+    async fn settle_holds(
         &self,
         account: &str,
+        level: Level,
         actor: &str,
         quarantine: &Quarantine,
         now: i64,
     ) -> Result<Decided, RiskError> {
-        self.decide(account, Level::Blocked, actor, now).await?;
-        let mut dropped = Vec::new();
+        let mut decided = Decided {
+            level,
+            released: Vec::new(),
+            dropped: Vec::new(),
+        };
         for id in store::holds(&self.store, account).await? {
-            match quarantine.delete(&id, actor, now).await {
-                Ok(()) => dropped.push(id.clone()),
-                Err(QuarantineError::NotFound(_) | QuarantineError::Conflict { .. }) => {}
+            let done = if level == Level::Normal {
+                quarantine
+                    .release(&id, None, actor, now)
+                    .await
+                    .map(|r| decided.released.push(r))
+            } else {
+                quarantine
+                    .delete(&id, actor, now)
+                    .await
+                    .map(|()| decided.dropped.push(id.clone()))
+            };
+            match done {
+                Ok(()) | Err(QuarantineError::NotFound(_) | QuarantineError::Conflict { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
             store::drop_hold(&self.store, &id).await?;
         }
-        Ok(Decided {
-            level: Level::Blocked,
-            released: Vec::new(),
-            dropped,
-        })
+        Ok(decided)
     }
 }
 

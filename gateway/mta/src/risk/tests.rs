@@ -205,7 +205,13 @@ async fn clearing_releases_the_held_mail_and_confirming_drops_it() {
     }
     let now = MONDAY_9 + 4000;
     let cleared = watch
-        .clear("a@corp.test", "admin", &quarantine, now)
+        .settle(
+            "a@corp.test",
+            Finding::FalseAlarm,
+            "admin",
+            &quarantine,
+            now,
+        )
         .await
         .unwrap();
     assert_eq!(cleared.released.len(), 1);
@@ -219,7 +225,13 @@ async fn clearing_releases_the_held_mail_and_confirming_drops_it() {
     assert_eq!(events[0].actor, "admin");
 
     let confirmed = watch
-        .confirm("b@corp.test", "admin", &quarantine, now)
+        .settle(
+            "b@corp.test",
+            Finding::Compromised,
+            "admin",
+            &quarantine,
+            now,
+        )
         .await
         .unwrap();
     assert_eq!(confirmed.dropped, [ids[1].0]);
@@ -233,7 +245,13 @@ async fn clearing_releases_the_held_mail_and_confirming_drops_it() {
     ));
     assert!(matches!(
         watch
-            .clear("nobody@corp.test", "admin", &quarantine, now)
+            .settle(
+                "nobody@corp.test",
+                Finding::FalseAlarm,
+                "admin",
+                &quarantine,
+                now
+            )
             .await,
         Err(RiskError::NotFound(_))
     ));
