@@ -11,10 +11,11 @@
 //! traffic, once started from the department's baseline (`Profile::from_peers`), once from the
 //! generic prior.
 //!
-//! Prints, per kind of compromise, the messages sent before the first alert (score ≥ 1), the
-//! false alarms on ordinary traffic per 1,000 account-days at several thresholds (the detection
-//! against false alarms curve), the sales department's false alarms, the scoring cost, and as
-//! its last line (over the 300 office accounts):
+//! Prints, per kind of compromise, the messages sent before the first alert (score ≥ 1); at
+//! several thresholds the false alarms on ordinary traffic per 1,000 account-days beside the
+//! compromises detected and the median messages to detection (the curve of detection against
+//! false alarms; an attack goes on until every threshold fired); the sales department's false
+//! alarms; the scoring cost; and as its last line (over the 300 office accounts):
 //! `detected X/Y compromised accounts, median N messages to detection, false alarms F per 1,000
 //! account-days`.
 //!
@@ -135,7 +136,7 @@ fn main() {
 
     let thresholds = [0.5, 0.75, 1.0, 1.5, 2.0, 3.0];
     let mut ordinary = Alarms::new(thresholds.len());
-    let mut to_detection: Vec<(Attack, Option<usize>, usize)> = Vec::new();
+    let mut to_detection: Vec<(Attack, Vec<Option<usize>>, usize)> = Vec::new();
     let mut explained: Vec<(Attack, String)> = Vec::new();
     let mut cost = Cost::default();
     for (i, acct) in accounts.iter_mut().enumerate() {
@@ -202,6 +203,15 @@ fn main() {
         );
     }
 
+    let alert = thresholds.iter().position(|t| *t == ALERT).unwrap_or(0);
+    let contain = thresholds.iter().position(|t| *t == 2.0).unwrap_or(0);
+    // Messages to detection at threshold `k`, sorted, and the median.
+    let detected = |k: usize| {
+        let mut found: Vec<usize> = to_detection.iter().filter_map(|(_, d, _)| d[k]).collect();
+        found.sort_unstable();
+        let median = found.get(found.len() / 2).copied().unwrap_or(0);
+        (found.len(), median)
+    };
     for kind in [
         Attack::BulkSpam,
         Attack::ColleaguePhish,
@@ -210,7 +220,7 @@ fn main() {
         let runs: Vec<String> = to_detection
             .iter()
             .filter(|(k, _, _)| *k == kind)
-            .map(|(_, d, sent)| match d {
+            .map(|(_, d, sent)| match d[alert] {
                 Some(n) => n.to_string(),
                 None => format!("missed after {sent}"),
             })
@@ -221,14 +231,18 @@ fn main() {
         }
     }
     println!(
-        "false alarms per 1,000 account-days ({} ordinary account-days):",
-        ordinary.days
+        "detection against false alarms ({} ordinary account-days, {} compromised accounts):",
+        ordinary.days,
+        to_detection.len()
     );
     for (k, t) in thresholds.iter().enumerate() {
-        println!("  score >= {t:<4}: {:.2}", ordinary.rate(k));
+        let (found, median) = detected(k);
+        println!(
+            "  score >= {t:<4}: {:.2} false alarms per 1,000 account-days, {found} detected, \
+             median {median} messages",
+            ordinary.rate(k)
+        );
     }
-    let alert = thresholds.iter().position(|t| *t == ALERT).unwrap_or(0);
-    let contain = thresholds.iter().position(|t| *t == 2.0).unwrap_or(0);
     println!(
         "sales department ({SALES} accounts, 25-40 messages an active hour, 70% to new recipients), \
          from a cold start: {:.2} alerts (score >= 1) and {:.2} containments (score >= 2) per \
@@ -249,12 +263,9 @@ fn main() {
         cost.spent.as_secs_f64() * 1e6 / cost.scored.max(1) as f64,
         cost.scored
     );
-    let mut found: Vec<usize> = to_detection.iter().filter_map(|(_, d, _)| *d).collect();
-    found.sort_unstable();
-    let median = found.get(found.len() / 2).copied().unwrap_or(0);
+    let (found, median) = detected(alert);
     println!(
-        "detected {}/{} compromised accounts, median {median} messages to detection, false alarms {:.2} per 1,000 account-days",
-        found.len(),
+        "detected {found}/{} compromised accounts, median {median} messages to detection, false alarms {:.2} per 1,000 account-days",
         to_detection.len(),
         ordinary.rate(alert)
     );
@@ -299,8 +310,8 @@ impl Cost {
 
 /// How a compromised account's attack went.
 struct Run {
-    /// Attack messages sent when the first alert came.
-    detection: Option<usize>,
+    /// Attack messages sent when each threshold first fired.
+    detection: Vec<Option<usize>>,
     attack_sent: usize,
     /// The first alert's reasons.
     explained: Option<String>,
@@ -316,7 +327,7 @@ fn simulate(
     cost: &mut Cost,
 ) -> Run {
     let home: std::net::IpAddr = format!("10.{}.{}.20", acct.dept, i % 200).parse().unwrap();
-    let mut detection: Option<usize> = None;
+    let mut detection: Vec<Option<usize>> = vec![None; thresholds.len()];
     let mut attack_sent = 0usize;
     let mut explained = None;
     for day in acct.joins..WEEKS * 7 {
@@ -417,8 +428,12 @@ fn simulate(
                         },
                     );
                     attack_sent += 1;
-                    if detection.is_none() && s.score >= ALERT {
-                        detection = Some(attack_sent);
+                    for (k, t) in thresholds.iter().enumerate() {
+                        if detection[k].is_none() && s.score >= *t {
+                            detection[k] = Some(attack_sent);
+                        }
+                    }
+                    if explained.is_none() && s.score >= ALERT {
                         explained = Some(
                             s.reasons
                                 .iter()
@@ -438,7 +453,8 @@ fn simulate(
                 }
             }
         }
-        if compromised && detection.is_some() {
+        // Attacked until every threshold has fired (or the simulation ends).
+        if compromised && detection.iter().all(Option::is_some) {
             break;
         }
     }

@@ -200,11 +200,12 @@ mod tests {
             },
             dir.path().join("audit-syslog.seq"),
         ));
+        // Generous bounds: under QEMU on a busy machine a one-second poll can take several.
         let read_until = |mut conn: TcpStream, want: usize| async move {
             let mut got = String::new();
             let mut buf = [0u8; 4096];
             while got.matches("<85>1 ").count() < want {
-                let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+                let n = tokio::time::timeout(Duration::from_secs(60), conn.read(&mut buf))
                     .await
                     .unwrap()
                     .unwrap();
@@ -227,7 +228,7 @@ mod tests {
         log.append("cli:root", "queue.flush", "three")
             .await
             .unwrap();
-        let (conn, _) = tokio::time::timeout(Duration::from_secs(20), listener.accept())
+        let (conn, _) = tokio::time::timeout(Duration::from_secs(60), listener.accept())
             .await
             .unwrap()
             .unwrap();
