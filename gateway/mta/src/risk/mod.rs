@@ -326,7 +326,15 @@ pub struct Watch {
 /// organisation's server, else its envelope sender; none for the null sender (bounces).
 pub fn account_of(login: Option<&str>, mail_from: &str) -> Option<String> {
     let name = login.filter(|l| !l.is_empty()).unwrap_or(mail_from);
-    (!name.is_empty()).then(|| name.chars().take(320).collect::<String>().to_lowercase())
+    // An XFORWARD login is xtext and may decode to control characters: dropped, so every
+    // account can be named in the console's paths, the log and the alert mail.
+    let name: String = name
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(320)
+        .collect::<String>()
+        .to_lowercase();
+    (!name.is_empty()).then_some(name)
 }
 
 impl Watch {
@@ -531,7 +539,15 @@ impl Watch {
             }
         }
         written?;
-        store::forget(&self.store, &evicted).await?;
+        // An evicted account that came back since is kept: its row is current again.
+        let gone: Vec<String> = {
+            let accounts = self.accounts();
+            evicted
+                .into_iter()
+                .filter(|name| !accounts.contains_key(name))
+                .collect()
+        };
+        store::forget(&self.store, &gone).await?;
         Ok(dirty.len())
     }
 

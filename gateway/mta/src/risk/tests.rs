@@ -261,7 +261,9 @@ async fn clearing_releases_the_held_mail_and_confirming_drops_it() {
 async fn ordinary_accounts_are_forgotten_beyond_the_bound() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = stores(dir.path()).await;
-    let watch = Watch::open(RiskConfig::default(), store).await.unwrap();
+    let watch = Watch::open(RiskConfig::default(), store.clone())
+        .await
+        .unwrap();
     for i in 0..(MAX_ACCOUNTS as i64 + 10) {
         send(
             &watch,
@@ -276,7 +278,13 @@ async fn ordinary_accounts_are_forgotten_beyond_the_bound() {
         !watch.accounts().contains_key("u0@corp.test"),
         "the quietest went first"
     );
+    // One that comes back before the profiles are written keeps its row.
+    send(&watch, "u1@corp.test", MONDAY_9 + 30_000, "c@corp.test").await;
     watch.flush().await.unwrap();
+    let again = Watch::open(RiskConfig::default(), store).await.unwrap();
+    assert_eq!(again.accounts().len(), MAX_ACCOUNTS);
+    assert!(again.accounts().contains_key("u1@corp.test"));
+    assert!(!again.accounts().contains_key("u0@corp.test"));
 }
 
 #[test]
@@ -309,6 +317,11 @@ fn the_policy_is_checked_and_levels_follow_the_score() {
         Some("x@corp.test")
     );
     assert_eq!(account_of(None, ""), None);
+    assert_eq!(
+        account_of(Some("li\r\nna\u{0}"), "x@corp.test").as_deref(),
+        Some("lina")
+    );
+    assert_eq!(account_of(Some("\u{7}"), "").as_deref(), None);
 }
 
 #[test]
