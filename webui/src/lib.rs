@@ -14,6 +14,7 @@
 pub mod accounts;
 mod api;
 pub mod metrics;
+mod relay;
 mod risk;
 mod selfservice;
 mod upgrade;
@@ -55,6 +56,8 @@ pub struct Console {
     pub releases: jianmen_mta::upgrade::release::Releases,
     /// The sending accounts' behaviour, when watched.
     pub watch: Option<Arc<jianmen_mta::risk::Watch>>,
+    /// The delivery channels, when configured.
+    pub relay: Option<Arc<jianmen_mta::relay::Relay>>,
     allow: AddressList,
 }
 
@@ -84,6 +87,7 @@ impl Console {
             links,
             releases: jianmen_mta::upgrade::release::Releases::from_env(),
             watch: None,
+            relay: None,
             allow,
         }
     }
@@ -97,6 +101,12 @@ impl Console {
     /// The same console with the account-risk board over `watch`.
     pub fn watching(mut self, watch: Option<Arc<jianmen_mta::risk::Watch>>) -> Console {
         self.watch = watch;
+        self
+    }
+
+    /// The same console with the delivery-channel board over `relay`.
+    pub fn relaying(mut self, relay: Option<Arc<jianmen_mta::relay::Relay>>) -> Console {
+        self.relay = relay;
         self
     }
 
@@ -277,6 +287,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 pub fn configure(cfg: &mut web::ServiceConfig) {
     api::routes(cfg);
     risk::routes(cfg);
+    relay::routes(cfg);
     upgrade::routes(cfg);
     selfservice::routes(cfg);
     assets(cfg);
@@ -313,6 +324,7 @@ pub async fn start(
     store: Arc<SqliteStore>,
     releases: jianmen_mta::upgrade::release::Releases,
     watch: Option<Arc<jianmen_mta::risk::Watch>>,
+    relay: Option<Arc<jianmen_mta::relay::Relay>>,
 ) -> Result<(Arc<Console>, Arc<jianmen_gm::tls::ServerTls>), StartError> {
     let Some(c) = config.console.clone() else {
         return Err(StartError::NotConfigured);
@@ -343,7 +355,8 @@ pub async fn start(
     let links = LinkKey::load_or_create(data_dir)?;
     let console = Console::new(config, accounts, quarantine, tracker, audit, store, links)
         .with_releases(releases)
-        .watching(watch);
+        .watching(watch)
+        .relaying(relay);
     Ok((Arc::new(console), tls))
 }
 

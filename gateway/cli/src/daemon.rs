@@ -17,12 +17,14 @@ use jianmen_mta::quarantine::links::LinkKey;
 use jianmen_mta::queue::manager::Manager;
 use jianmen_mta::queue::spool::Spool;
 use jianmen_mta::queue::{Queue, QueueError, SqliteStore};
+use jianmen_mta::relay::Relay;
 use jianmen_mta::risk::Watch;
 use jianmen_mta::smtp::{Relays, Server, SessionContext};
 use jianmen_mta::tracking::Tracker;
 use jianmen_mta::upgrade::health;
 use jianmen_mta::upgrade::release::{self, Releases};
 use jianmen_scan::pipeline::Pipeline;
+use jianmen_scan::reputation::BlockLists;
 use jianmen_scan::{PassThrough, Scanner};
 
 /// Why the gateway could not start.
@@ -182,7 +184,38 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
     } else {
         Arc::new(PassThrough)
     };
-    let outbound = Arc::new(Outbound::new(&config, resolver)?);
+    let mut outbound = Outbound::new(&config, resolver)?;
+    let relay = if config.relay.channels.is_empty() {
+        None
+    } else {
+        let relay = Relay::open(config.relay.clone(), Some(store.clone()), metrics.clone())
+            .await
+            .map_err(std::io::Error::other)?;
+        let lists = (!config.relay.dnsbl.is_empty())
+            .then(|| {
+                // Answers are trusted for a minute at most: listings come and go.
+                let fresh = jianmen_scan::dns::fresh_resolver(
+                    &config.dns,
+                    std::time::Duration::from_secs(60),
+                )?;
+                Ok::<_, std::io::Error>(BlockLists::new(
+                    fresh,
+                    config.relay.dnsbl.clone(),
+                    Vec::new(),
+                    std::time::Duration::from_millis(config.dns.timeout_ms.saturating_mul(3)),
+                ))
+            })
+            .transpose()?;
+        tokio::spawn(jianmen_mta::relay::watch::run(
+            relay.clone(),
+            lists,
+            queue.clone(),
+            config.server.hostname.clone(),
+        ));
+        outbound = outbound.relaying(relay.clone());
+        Some(relay)
+    };
+    let outbound = Arc::new(outbound);
     let manager = Manager::new(
         queue.clone(),
         outbound,
@@ -234,6 +267,7 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
             store,
             releases,
             watch.clone(),
+            relay,
         )
         .await?;
         if let Ok(addr) = listener.local_addr() {

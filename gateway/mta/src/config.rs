@@ -100,6 +100,9 @@ pub struct Config {
     /// When the sending behaviour of internal accounts contains them, and how.
     #[serde(default)]
     pub behaviour: crate::risk::RiskConfig,
+    /// The egress channels mail to the internet leaves by, and the watch on them.
+    #[serde(default)]
+    pub relay: crate::relay::RelayConfig,
 }
 
 /// Copies of the audit log for a SIEM.
@@ -667,6 +670,7 @@ impl Config {
         self.behaviour
             .check()
             .map_err(|e| invalid("behaviour", e))?;
+        self.relay.check().map_err(|e| invalid("relay", e))?;
         if let Some(collector) = &self.audit.syslog
             && collector
                 .rsplit_once(':')

@@ -21,7 +21,8 @@
 //! searchable), [`upgrade`] (signed offline upgrade packages, applied beside the installed
 //! binary on trial and rolled back when unhealthy), [`dkim`] (outbound DKIM signing per
 //! sending domain, and the keys for it), [`risk`] (the sending behaviour of internal accounts
-//! and the containment of those that look compromised).
+//! and the containment of those that look compromised), [`relay`] (the egress channels mail to
+//! the internet leaves by, chosen per destination and watched against block lists).
 //!
 //! It hands on the stores and services the console (`jianmen-webui`) and the command line
 //! (`jianmen`) drive; it serves no HTTP itself (no actix-web below this crate).
@@ -38,6 +39,7 @@ pub mod outbound;
 pub mod privilege;
 pub mod quarantine;
 pub mod queue;
+pub mod relay;
 pub mod risk;
 pub mod smtp;
 pub mod tracking;

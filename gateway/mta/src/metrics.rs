@@ -5,9 +5,12 @@
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, &'static str)>;
+/// Labels naming something configured (a channel), with a fixed word beside it.
+type NamedLabels = Vec<(&'static str, String)>;
 
 /// The gateway's counters.
 pub struct Metrics {
@@ -25,6 +28,8 @@ pub struct Metrics {
     dlp: Family<Labels, Counter>,
     dkim: Family<Labels, Counter>,
     contained: Family<Labels, Counter>,
+    channel_deliveries: Family<NamedLabels, Counter>,
+    channel_states: Family<NamedLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -40,6 +45,18 @@ impl Default for Metrics {
         let dlp = Family::<Labels, Counter>::default();
         let dkim = Family::<Labels, Counter>::default();
         let contained = Family::<Labels, Counter>::default();
+        let channel_deliveries = Family::<NamedLabels, Counter>::default();
+        let channel_states = Family::<NamedLabels, Gauge>::default();
+        registry.register(
+            "channel_deliveries",
+            "Recipients per delivery channel, by result (delivered; deferred: passed to another channel or left for a retry)",
+            channel_deliveries.clone(),
+        );
+        registry.register(
+            "channel_state",
+            "1 for each delivery channel's current state (active, reserve, listed, down, drained), else 0",
+            channel_states.clone(),
+        );
         registry.register(
             "accounts_contained",
             "Sending accounts whose level the behaviour score raised, by level (alert, throttled, held, blocked)",
@@ -98,6 +115,8 @@ impl Default for Metrics {
             dlp,
             dkim,
             contained,
+            channel_deliveries,
+            channel_states,
         }
     }
 }
@@ -135,6 +154,30 @@ impl Metrics {
     /// Counts an account raised to `level` by its behaviour score.
     pub fn contained(&self, level: &'static str) {
         self.contained.get_or_create(&vec![("level", level)]).inc();
+    }
+
+    /// Counts `n` recipients through delivery channel `channel` with `result`.
+    pub fn channel_delivery(&self, channel: &str, result: &'static str, n: usize) {
+        if n > 0 {
+            self.channel_deliveries
+                .get_or_create(&vec![
+                    ("channel", channel.to_owned()),
+                    ("result", result.to_owned()),
+                ])
+                .inc_by(n as u64);
+        }
+    }
+
+    /// Sets delivery channel `channel`'s state gauges: 1 for `state`, 0 for the rest of `all`.
+    pub fn channel_state(&self, channel: &str, state: &str, all: [&'static str; 5]) {
+        for s in all {
+            self.channel_states
+                .get_or_create(&vec![
+                    ("channel", channel.to_owned()),
+                    ("state", s.to_owned()),
+                ])
+                .set(i64::from(s == state));
+        }
     }
 
     /// The text exposition format.

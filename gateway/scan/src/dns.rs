@@ -31,6 +31,18 @@ pub fn validating_resolver(config: &DnsConfig) -> std::io::Result<TokioResolver>
     builder.build().map_err(std::io::Error::other)
 }
 
+/// A resolver on the same servers that trusts no answer longer than `max_ttl`, for a watch that
+/// must see block-list entries come and go.
+pub fn fresh_resolver(config: &DnsConfig, max_ttl: Duration) -> std::io::Result<TokioResolver> {
+    let mut opts = options(config);
+    opts.positive_max_ttl = Some(max_ttl);
+    opts.negative_max_ttl = Some(max_ttl);
+    builder(config)?
+        .with_options(opts)
+        .build()
+        .map_err(std::io::Error::other)
+}
+
 fn options(config: &DnsConfig) -> ResolverOpts {
     let mut opts = ResolverOpts::default();
     opts.timeout = Duration::from_millis(config.timeout_ms);

@@ -82,15 +82,7 @@ impl BlockLists {
             }
         }
         let lookups = queries.iter().map(|(zone, name, subject)| async move {
-            let answer =
-                tokio::time::timeout(self.timeout, self.resolver.ipv4_lookup(name.as_str())).await;
-            let listed = match answer {
-                Ok(Ok(lookup)) => lookup.answers().iter().find_map(|r| match &r.data {
-                    hickory_resolver::proto::rr::RData::A(a) if counts(zone, a.0) => Some(a.0),
-                    _ => None,
-                }),
-                _ => None,
-            };
+            let listed = self.listed(zone, name).await.ok().flatten();
             listed.map(|code| {
                 (
                     zone.symbol.clone(),
@@ -105,6 +97,42 @@ impl BlockLists {
         {
             symbols.add(&symbol, detail);
         }
+    }
+
+    /// The answer `zone` gives for `name` when it counts as a listing; an error when the zone
+    /// did not answer (timeout, SERVFAIL), as opposed to not listing it.
+    async fn listed(
+        &self,
+        zone: &ZoneConfig,
+        name: &str,
+    ) -> Result<Option<std::net::Ipv4Addr>, ()> {
+        match tokio::time::timeout(self.timeout, self.resolver.ipv4_lookup(name)).await {
+            Ok(Ok(lookup)) => Ok(lookup.answers().iter().find_map(|r| match &r.data {
+                hickory_resolver::proto::rr::RData::A(a) if counts(zone, a.0) => Some(a.0),
+                _ => None,
+            })),
+            Ok(Err(e)) if e.is_nx_domain() || e.is_no_records_found() => Ok(None),
+            _ => Err(()),
+        }
+    }
+
+    /// The address zones that list `ip`, each as `zone (answer)`; None when no zone answered.
+    pub async fn listings(&self, ip: IpAddr) -> Option<Vec<String>> {
+        let reversed = reverse_ip(ip);
+        let lookups = self.ip_zones.iter().map(|zone| {
+            let name = format!("{reversed}.{}.", zone.zone);
+            async move { (zone, self.listed(zone, &name).await) }
+        });
+        let answers = futures_util::future::join_all(lookups).await;
+        if !answers.is_empty() && answers.iter().all(|(_, a)| a.is_err()) {
+            return None;
+        }
+        Some(
+            answers
+                .into_iter()
+                .filter_map(|(zone, a)| Some(format!("{} ({})", zone.zone, a.ok()??)))
+                .collect(),
+        )
     }
 
     /// Symbols defined by the zone configuration, with their scores.

@@ -126,15 +126,28 @@ impl Client {
         proof: (&Arc<ClientConfig>, &[[u8; 32]]),
         settings: &ClientSettings,
     ) -> Result<Self, ClientError> {
-        let (tls, pins) = proof;
         let peer = format!("{tls_name}[{}]:{}", addr.ip(), addr.port());
         let tcp = tokio::time::timeout(settings.connect_timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Temporary(format!("connect to {peer}: timeout")))?
             .map_err(|e| ClientError::Temporary(format!("connect to {peer}: {e}")))?;
         let _ = tcp.set_nodelay(true);
+        Self::start(Box::new(tcp), peer, tls_name, policy, proof, settings).await
+    }
+
+    /// As [`Client::connect`], over a connection already made (from a delivery channel) to
+    /// the server `peer` names.
+    pub async fn start(
+        stream: Box<dyn Io>,
+        peer: String,
+        tls_name: &str,
+        policy: TlsPolicy,
+        proof: (&Arc<ClientConfig>, &[[u8; 32]]),
+        settings: &ClientSettings,
+    ) -> Result<Self, ClientError> {
+        let (tls, pins) = proof;
         let mut client = Self {
-            stream: BufReader::new(Box::new(tcp)),
+            stream: BufReader::new(stream),
             ext: Extensions::default(),
             settings: settings.clone(),
             peer,

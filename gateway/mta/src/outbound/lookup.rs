@@ -28,6 +28,13 @@ pub struct Destination {
     pub pins: Vec<[u8; 32]>,
 }
 
+impl Destination {
+    /// Whether a configured route (not MX) chose these servers.
+    pub fn is_route(&self) -> bool {
+        self.hosts.iter().any(|h| h.policy == HopPolicy::Route)
+    }
+}
+
 /// One server to try, with what it must prove.
 #[derive(Debug, Clone)]
 pub struct NextHop {
@@ -48,6 +55,8 @@ pub struct NextHop {
 pub enum HopPolicy {
     /// A configured route.
     Route,
+    /// A delivery channel's smart host.
+    SmartHost,
     /// `delivery.mx_tls`.
     Mx,
     /// The host's DNSSEC-validated TLSA records.
@@ -63,6 +72,10 @@ impl HopPolicy {
             Self::Route => {
                 "the route's server must prove who it is: give its CA (tls_ca), pin its key \
                  (tls_pins; `jianmen tls-probe` prints it) or set tls = \"opportunistic\""
+            }
+            Self::SmartHost => {
+                "the channel's smart host must prove who it is: give its CA (tls_ca), pin its \
+                 key (tls_pins) or set its tls = \"required\""
             }
             Self::Mx => "delivery.mx_tls = \"verify\" checks MX hosts against public authorities",
             Self::Dane => "the domain's DNSSEC-signed TLSA records name another certificate",
@@ -87,6 +100,8 @@ pub enum LookupError {
 /// Resolves recipient domains to destinations.
 pub struct Router {
     routes: Vec<Route>,
+    /// The smart hosts of delivery channels, by channel name.
+    smarthosts: Vec<(String, Route)>,
     resolver: TokioResolver,
     mx_port: u16,
     mx_tls: TlsPolicy,
@@ -131,21 +146,32 @@ impl Router {
     /// Builds the router on the shared resolver, with the client configurations that check
     /// each `verify` route's server, and DANE and MTA-STS as `config.delivery` asks.
     pub fn new(config: &Config, resolver: TokioResolver) -> Result<Self, TrustError> {
+        let prepare = |r: &RouteConfig, what: &str| {
+            let refused = |reason| TrustError {
+                domain: what.to_owned(),
+                reason,
+            };
+            let trust = r.server_trust().map_err(refused)?;
+            let pins = r.pins().map_err(refused)?;
+            Ok(Route {
+                verifier: verifier(what, trust)?,
+                pins,
+                config: r.clone(),
+            })
+        };
         let routes = config
             .routes
             .iter()
-            .map(|r| {
-                let refused = |reason| TrustError {
-                    domain: r.domain.clone(),
-                    reason,
-                };
-                let trust = r.server_trust().map_err(refused)?;
-                let pins = r.pins().map_err(refused)?;
-                Ok(Route {
-                    verifier: verifier(&r.domain, trust)?,
-                    pins,
-                    config: r.clone(),
-                })
+            .map(|r| prepare(r, &r.domain))
+            .collect::<Result<_, TrustError>>()?;
+        let smarthosts = config
+            .relay
+            .channels
+            .iter()
+            .filter_map(|c| Some((c, c.smarthost.as_ref()?)))
+            .map(|(c, s)| {
+                let what = format!("channel {}", c.name);
+                Ok((c.name.clone(), prepare(&s.as_route(), &what)?))
             })
             .collect::<Result<_, TrustError>>()?;
         let delivery = &config.delivery;
@@ -171,6 +197,7 @@ impl Router {
         });
         Ok(Self {
             routes,
+            smarthosts,
             resolver,
             mx_port: delivery.mx_port,
             mx_tls: delivery.mx_tls,
@@ -187,27 +214,8 @@ impl Router {
             .iter()
             .find(|r| r.config.domain == domain)
             .or_else(|| self.routes.iter().find(|r| r.config.domain == "*"));
-        if let Some(Route {
-            config: route,
-            verifier,
-            pins,
-        }) = route
-        {
-            let addrs = self.addresses(&route.host).await?;
-            return Ok(Destination {
-                key: format!("route:{}:{}", route.host, route.port),
-                hosts: addrs
-                    .into_iter()
-                    .map(|ip| NextHop {
-                        addr: SocketAddr::new(ip, route.port),
-                        name: route.tls_name().to_owned(),
-                        tls: route.tls,
-                        verifier: verifier.clone(),
-                        policy: HopPolicy::Route,
-                    })
-                    .collect(),
-                pins: pins.clone(),
-            });
+        if let Some(route) = route {
+            return self.by_route(route, HopPolicy::Route).await;
         }
         let exchanges = self.mx(domain).await?;
         let policy = match &self.mta_sts {
@@ -254,6 +262,36 @@ impl Router {
             key: format!("mx:{domain}"),
             hosts,
             pins: Vec::new(),
+        })
+    }
+
+    /// The smart host of delivery channel `channel`, if it has one.
+    pub async fn smarthost(&self, channel: &str) -> Option<Result<Destination, LookupError>> {
+        let (_, route) = self.smarthosts.iter().find(|(name, _)| name == channel)?;
+        Some(self.by_route(route, HopPolicy::SmartHost).await)
+    }
+
+    /// The servers of a configured route or smart host.
+    async fn by_route(&self, route: &Route, policy: HopPolicy) -> Result<Destination, LookupError> {
+        let Route {
+            config: route,
+            verifier,
+            pins,
+        } = route;
+        let addrs = self.addresses(&route.host).await?;
+        Ok(Destination {
+            key: format!("route:{}:{}", route.host, route.port),
+            hosts: addrs
+                .into_iter()
+                .map(|ip| NextHop {
+                    addr: SocketAddr::new(ip, route.port),
+                    name: route.tls_name().to_owned(),
+                    tls: route.tls,
+                    verifier: verifier.clone(),
+                    policy,
+                })
+                .collect(),
+            pins: pins.clone(),
         })
     }
 

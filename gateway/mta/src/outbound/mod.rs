@@ -1,7 +1,9 @@
 //! Outbound delivery: [`lookup`] finds the next hop (with [`dane`] and [`mta_sts`] saying what
 //! MX hosts must prove), [`client`] speaks SMTP to it. This module
 //! adds what sits between them: per-destination concurrency limits, reuse of idle connections,
-//! failover across a destination's hosts, and the mapping of replies to recipient outcomes.
+//! failover across a destination's hosts, the mapping of replies to recipient outcomes, and —
+//! for mail routed by MX when delivery channels are configured — the choice of channel and the
+//! hand-over to the next one when a channel cannot deliver ([`crate::relay`]).
 
 pub mod client;
 pub mod dane;
@@ -12,10 +14,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{Config, DeliveryConfig};
 use crate::queue::{QueuedMessage, RcptOutcome, RcptStatus};
+use crate::relay::channel::{Channel, DialError};
+use crate::relay::{Lease, Relay, Report, Tried, names_a_block_list};
 use client::{Client, ClientError, ClientSettings};
 use lookup::{Destination, LookupError, Router};
 
@@ -26,6 +30,23 @@ pub struct Outbound {
     config: DeliveryConfig,
     idle: Mutex<HashMap<String, Vec<(Client, Instant)>>>,
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    relay: Option<Arc<Relay>>,
+}
+
+/// What one try over one path came to.
+struct Attempt {
+    outcomes: Vec<RcptOutcome>,
+    /// The delivery channel's own failure, when that is why nothing was sent.
+    broken: Option<String>,
+}
+
+impl Attempt {
+    fn all(rcpts: &[String], status: RcptStatus, reply: &str) -> Self {
+        Self {
+            outcomes: all(rcpts, status, reply),
+            broken: None,
+        }
+    }
 }
 
 impl Outbound {
@@ -46,7 +67,14 @@ impl Outbound {
             config: d.clone(),
             idle: Mutex::default(),
             limits: Mutex::default(),
+            relay: None,
         })
+    }
+
+    /// Sends mail routed by MX through `relay`'s channels.
+    pub fn relaying(mut self, relay: Arc<Relay>) -> Self {
+        self.relay = Some(relay);
+        self
     }
 
     fn limit(&self, key: &str) -> Arc<Semaphore> {
@@ -103,29 +131,202 @@ impl Outbound {
                 return all(&rcpts, RcptStatus::Failed, &format!("550 5.1.2 {e}"));
             }
         };
-        let Ok(_permit) = self.limit(&dest.key).acquire_owned().await else {
+        if let Some(relay) = self.relay.as_ref().filter(|r| r.is_used())
+            && !dest.is_route()
+        {
+            return self
+                .by_channels(relay, domain, &dest, message, data, rcpts)
+                .await;
+        }
+        let Ok(permit) = self.limit(&dest.key).acquire_owned().await else {
             return all(&rcpts, RcptStatus::Pending, "shutting down");
         };
-        let (mut client, reused) = match self.take_idle(&dest.key) {
+        self.attempt(None, &dest, &dest.key, permit, message, data, &rcpts)
+            .await
+            .outcomes
+    }
+
+    /// Tries the channels `relay` ranks for `domain` in turn, each with the recipients the
+    /// ones before could not deliver: deferred, unreachable, or refused by a block list. What
+    /// is left after the last waits for the message's next retry — a block-list refusal too,
+    /// since it says nothing of the message or the recipient.
+    async fn by_channels(
+        &self,
+        relay: &Relay,
+        domain: &str,
+        mx: &Destination,
+        message: &QueuedMessage,
+        data: &[u8],
+        rcpts: Vec<String>,
+    ) -> Vec<RcptOutcome> {
+        let ranked = relay.ranked(domain);
+        if ranked.is_empty() {
+            return all(
+                &rcpts,
+                RcptStatus::Pending,
+                &format!("no delivery channel in service for {domain}"),
+            );
+        }
+        let mut paths = Vec::with_capacity(ranked.len());
+        for &i in &ranked {
+            let channel = &relay.channels()[i];
+            let dest = match self.router.smarthost(channel.name()).await {
+                None => Ok(mx.clone()),
+                Some(found) => found,
+            };
+            let key = format!(
+                "{}|{}",
+                channel.name(),
+                dest.as_ref().map_or("", |d| &d.key)
+            );
+            paths.push((i, dest, key));
+        }
+        // The best channel with room now takes the mail; only when all are busy does it wait
+        // for the best.
+        let first = paths
+            .iter()
+            .position(|(i, _, key)| {
+                relay.channels()[*i].connections.available_permits() > 0
+                    && self.limit(key).available_permits() > 0
+            })
+            .unwrap_or(0);
+        paths[..=first].rotate_right(1);
+        let mut pending = rcpts;
+        let mut last: HashMap<String, RcptOutcome> = HashMap::new();
+        let mut done = Vec::new();
+        for (i, dest, key) in paths {
+            let channel = &relay.channels()[i];
+            let started = Instant::now();
+            let attempt = match dest {
+                Err(e) => Attempt::all(&pending, RcptStatus::Pending, &e.to_string()),
+                Ok(dest) => {
+                    let (Some(lease), Ok(permit)) =
+                        (relay.lease(i).await, self.limit(&key).acquire_owned().await)
+                    else {
+                        return all(&pending, RcptStatus::Pending, "shutting down");
+                    };
+                    let attempt = self
+                        .attempt(
+                            Some((channel, &lease)),
+                            &dest,
+                            &key,
+                            permit,
+                            message,
+                            data,
+                            &pending,
+                        )
+                        .await;
+                    drop(lease);
+                    attempt
+                }
+            };
+            let mut again = Vec::new();
+            let (mut delivered, mut answered, mut refusal) = (0, false, None);
+            for o in attempt.outcomes {
+                let blocked = o.status != RcptStatus::Delivered && names_a_block_list(&o.reply);
+                match o.status {
+                    RcptStatus::Delivered => delivered += 1,
+                    RcptStatus::Failed if !blocked => answered = true,
+                    RcptStatus::Failed | RcptStatus::Pending => {
+                        if blocked {
+                            refusal.get_or_insert_with(|| o.reply.clone());
+                        }
+                        again.push(o.address.clone());
+                        last.insert(o.address.clone(), o);
+                        continue;
+                    }
+                }
+                last.remove(&o.address);
+                done.push(o);
+            }
+            let tried = if attempt.broken.is_some() {
+                Tried::Broken
+            } else if delivered > 0 || answered {
+                Tried::Answered
+            } else {
+                Tried::Deferred
+            };
+            let error = attempt.broken.or_else(|| refusal.clone()).or_else(|| {
+                again
+                    .first()
+                    .and_then(|a| last.get(a))
+                    .map(|o| o.reply.clone())
+            });
+            let took = started.elapsed().as_secs_f64();
+            let report = Report {
+                tried,
+                delivered,
+                deferred: again.len(),
+                latency: took,
+                error: error.as_deref(),
+            };
+            relay.note(i, domain, report);
+            if let Some(reply) = &refusal {
+                relay.refused(i, domain, reply);
+            }
+            if again.is_empty() {
+                return done;
+            }
+            tracing::info!(
+                queue_id = %message.id,
+                channel = channel.name(),
+                domain,
+                left = again.len(),
+                "channel did not deliver; next channel"
+            );
+            pending = again;
+        }
+        done.extend(pending.into_iter().map(|address| {
+            let reply = last.remove(&address).map(|o| o.reply).unwrap_or_default();
+            let reply = if names_a_block_list(&reply) {
+                format!("block-listed on every channel tried; retried later: {reply}")
+            } else {
+                reply
+            };
+            RcptOutcome {
+                address,
+                status: RcptStatus::Pending,
+                reply,
+            }
+        }));
+        done
+    }
+
+    /// One transaction with `dest` (through `channel` when given), on an idle connection kept
+    /// under `key` or a new one; `permit` is the destination's concurrency slot.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(
+        &self,
+        channel: Option<(&Channel, &Lease)>,
+        dest: &Destination,
+        key: &str,
+        permit: OwnedSemaphorePermit,
+        message: &QueuedMessage,
+        data: &[u8],
+        rcpts: &[String],
+    ) -> Attempt {
+        let channel = channel.map(|(c, _)| c);
+        let (mut client, reused) = match self.take_idle(key) {
             Some(c) => (c, true),
-            None => match self.connect(&dest).await {
+            None => match self.connect(channel, dest).await {
                 Ok(c) => (c, false),
-                Err(e) => return all(&rcpts, RcptStatus::Pending, &e),
+                Err(e) => return e.attempt(rcpts),
             },
         };
         let (from, utf8) = (&message.mail_from, message.smtputf8);
-        let mut result = client.send(from, &rcpts, data, utf8).await;
+        let mut result = client.send(from, rcpts, data, utf8).await;
         if reused && matches!(result, Err(ClientError::Stale(_))) {
             // The peer closed the idle connection; nothing was sent: use a new one.
-            client = match self.connect(&dest).await {
+            client = match self.connect(channel, dest).await {
                 Ok(c) => c,
-                Err(e) => return all(&rcpts, RcptStatus::Pending, &e),
+                Err(e) => return e.attempt(rcpts),
             };
-            result = client.send(from, &rcpts, data, utf8).await;
+            result = client.send(from, rcpts, data, utf8).await;
         }
-        match result {
+        drop(permit);
+        let outcomes = match result {
             Ok(replies) => {
-                self.put_idle(&dest.key, client);
+                self.put_idle(key, client);
                 replies
                     .into_iter()
                     .map(|(address, reply)| outcome(address, reply))
@@ -133,21 +334,56 @@ impl Outbound {
             }
             Err(ClientError::Permanent(e)) => {
                 tokio::spawn(client.quit());
-                all(&rcpts, RcptStatus::Failed, &e)
+                all(rcpts, RcptStatus::Failed, &e)
             }
             Err(ClientError::Temporary(e) | ClientError::Stale(e)) => {
-                all(&rcpts, RcptStatus::Pending, &e)
+                all(rcpts, RcptStatus::Pending, &e)
             }
+        };
+        Attempt {
+            outcomes,
+            broken: None,
         }
     }
 
-    /// A new connection to the first of the destination's hosts that answers.
-    async fn connect(&self, dest: &Destination) -> Result<Client, String> {
+    /// A new connection to the first of the destination's hosts that answers, through
+    /// `channel` when given.
+    async fn connect(
+        &self,
+        channel: Option<&Channel>,
+        dest: &Destination,
+    ) -> Result<Client, ConnectError> {
         let mut errors = Vec::new();
+        let smarthost = dest
+            .hosts
+            .iter()
+            .any(|h| h.policy == lookup::HopPolicy::SmartHost);
         for hop in &dest.hosts {
             let tls = hop.verifier.as_ref().unwrap_or(&self.settings.tls);
             let proof = (tls, dest.pins.as_slice());
-            match Client::connect(hop.addr, &hop.name, hop.tls, proof, &self.settings).await {
+            let connected = match channel {
+                None => Client::connect(hop.addr, &hop.name, hop.tls, proof, &self.settings).await,
+                Some(c) => match c.dial(hop.addr, self.settings.connect_timeout).await {
+                    Ok(stream) => {
+                        let peer = format!(
+                            "{}[{}]:{} via {}",
+                            hop.name,
+                            hop.addr.ip(),
+                            hop.addr.port(),
+                            c.name()
+                        );
+                        Client::start(stream, peer, &hop.name, hop.tls, proof, &self.settings).await
+                    }
+                    Err(DialError::Channel(e)) => {
+                        return Err(ConnectError {
+                            text: e,
+                            broken: true,
+                        });
+                    }
+                    Err(DialError::Peer(e)) => Err(ClientError::Temporary(e)),
+                },
+            };
+            match connected {
                 Ok(c) => return Ok(c),
                 Err(e) if hop.tls.verifies() && e.to_string().contains("certificate") => {
                     errors.push(format!("{e} ({})", hop.policy.hint()));
@@ -155,7 +391,27 @@ impl Outbound {
                 Err(e) => errors.push(e.to_string()),
             }
         }
-        Err(errors.join("; "))
+        Err(ConnectError {
+            text: errors.join("; "),
+            // A smart host that does not answer is the channel's own path failing.
+            broken: smarthost,
+        })
+    }
+}
+
+/// Why no connection was made.
+struct ConnectError {
+    text: String,
+    /// The delivery channel's fault, not the destination's.
+    broken: bool,
+}
+
+impl ConnectError {
+    fn attempt(self, rcpts: &[String]) -> Attempt {
+        Attempt {
+            outcomes: all(rcpts, RcptStatus::Pending, &self.text),
+            broken: self.broken.then_some(self.text),
+        }
     }
 }
 

@@ -316,7 +316,12 @@ impl SqliteStore {
             path,
             durability: Durability::PowerLoss,
             readers: 4,
-            schema: &[SCHEMA, quarantine::index::SCHEMA, crate::risk::SCHEMA],
+            schema: &[
+                SCHEMA,
+                quarantine::index::SCHEMA,
+                crate::risk::SCHEMA,
+                crate::relay::SCHEMA,
+            ],
             added_columns: quarantine::index::ADDED_COLUMNS,
         }
         .open()
