@@ -38,6 +38,10 @@ command -v strip >/dev/null 2>&1 || need+=(binutils)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # The DANE test signs zones (ldns-signzone) and serves them with NSD.
 command -v ldns-signzone >/dev/null 2>&1 || need+=(ldnsutils)
+# The relay tests reach the internet through a SOCKS5 relay node, and run Postfix with a
+# resolv.conf of its own (unshare, mount: util-linux).
+command -v microsocks >/dev/null 2>&1 || need+=(microsocks)
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 # GmSSL (the second national-cipher peer) builds with CMake.
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 dns_server=()

@@ -380,6 +380,28 @@ impl Gateway {
         self.spawn();
     }
 
+    /// The Prometheus text from its metrics endpoint (found in its log).
+    pub fn metrics(&self) -> String {
+        use std::io::Read;
+        let log = self.log();
+        let addr = log
+            .split("metrics on http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .expect("metrics address in log")
+            .to_owned();
+        let mut s = TcpStream::connect(addr).expect("metrics connect");
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .expect("metrics request");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("metrics reply");
+        assert!(
+            out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"),
+            "{out}"
+        );
+        out
+    }
+
     /// Runs `jianmen <args> --config <this config>` and returns its output.
     pub fn cli(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(jianmen_bin());
@@ -559,6 +581,8 @@ pub struct SunkMessage {
     pub mail_from: String,
     /// `X-Rcpt-Args`, one per RCPT.
     pub rcpts: Vec<String>,
+    /// `X-Client-Addr`: the address the message came from.
+    pub client_addr: String,
     /// The message as delivered (LF line ends).
     pub content: String,
 }
@@ -568,6 +592,7 @@ impl SunkMessage {
         let text = String::from_utf8_lossy(raw).into_owned();
         let mut mail_from = String::new();
         let mut rcpts = Vec::new();
+        let mut client_addr = String::new();
         let mut lines = text.split_inclusive('\n');
         let mut consumed = 0;
         for line in lines.by_ref() {
@@ -577,6 +602,8 @@ impl SunkMessage {
                 mail_from = v.to_owned();
             } else if let Some(v) = l.strip_prefix("X-Rcpt-Args: ") {
                 rcpts.push(v.to_owned());
+            } else if let Some(v) = l.strip_prefix("X-Client-Addr: ") {
+                client_addr = v.to_owned();
             } else if l.starts_with("Received: from") {
                 // smtp-sink's three-line Received ends its own headers.
                 for _ in 0..2 {
@@ -595,6 +622,7 @@ impl SunkMessage {
         Self {
             mail_from,
             rcpts,
+            client_addr,
             content,
         }
     }
@@ -736,14 +764,28 @@ impl Listening {
         what: &str,
         explain: impl Fn() -> String,
     ) -> Listening {
+        Self::spawn_at(
+            command,
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            what,
+            explain,
+        )
+    }
+
+    /// As [`Listening::spawn`], for a server on another address.
+    pub fn spawn_at(
+        command: &mut Command,
+        addr: SocketAddr,
+        what: &str,
+        explain: impl Fn() -> String,
+    ) -> Listening {
+        let port = addr.port();
         let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{what}: {e}"));
-        let up = wait_until(Duration::from_secs(10), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        let up = wait_until(Duration::from_secs(10), || TcpStream::connect(addr).is_ok());
         assert!(up, "{what} did not start: {}", explain());
         Listening { child, port }
     }
@@ -759,15 +801,22 @@ impl Drop for Listening {
 /// dnsmasq serving fixed records on 127.0.0.1, authoritative for `.example` (unknown names
 /// there get NXDOMAIN).
 pub struct Dns {
-    _server: Listening,
+    server: Listening,
     /// Its UDP/TCP port.
     pub port: u16,
+    /// Its address.
+    pub ip: std::net::IpAddr,
 }
 
 impl Dns {
     /// Starts dnsmasq with extra record options such as `--mx-host=…` and `--host-record=…`.
     pub fn start(records: &[String]) -> Dns {
-        let port = free_port();
+        Self::start_at(SocketAddr::from(([127, 0, 0, 1], free_port())), records)
+    }
+
+    /// Starts dnsmasq on `addr`. Port 53 on an address of its own is what a program that reads
+    /// `/etc/resolv.conf` (Postfix) can be pointed at.
+    pub fn start_at(addr: SocketAddr, records: &[String]) -> Dns {
         let mut command = Command::new("dnsmasq");
         command
             .args([
@@ -775,20 +824,71 @@ impl Dns {
                 "--no-resolv",
                 "--no-hosts",
                 "--bind-interfaces",
-                "--listen-address=127.0.0.1",
                 "--local=/example/",
                 "--log-facility=-",
+                "--local-ttl=0",
             ])
-            .arg(format!("--port={port}"))
+            .arg(format!("--listen-address={}", addr.ip()))
+            .arg(format!("--port={}", addr.port()))
             .args(records);
-        let server = Listening::spawn(&mut command, port, "dnsmasq (install dnsmasq-base)", || {
-            String::new()
-        });
+        let server =
+            Listening::spawn_at(&mut command, addr, "dnsmasq (install dnsmasq-base)", || {
+                String::new()
+            });
         Dns {
-            _server: server,
-            port,
+            server,
+            port: addr.port(),
+            ip: addr.ip(),
         }
     }
+
+    /// Its answer to an A query for `name`: the first address, if any (None for NXDOMAIN,
+    /// no data or no answer within a second).
+    pub fn a(&self, name: &str) -> Option<std::net::Ipv4Addr> {
+        let mut query = vec![0x4a, 0x4d, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in name.trim_end_matches('.').split('.') {
+            query.push(label.len() as u8);
+            query.extend_from_slice(label.as_bytes());
+        }
+        query.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
+        socket.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        socket.send_to(&query, (self.ip, self.port)).ok()?;
+        let mut reply = [0u8; 512];
+        let n = socket.recv(&mut reply).ok()?;
+        let answers = u16::from_be_bytes([reply[6], reply[7]]);
+        // Answers follow the echoed question; an A record ends in its four address bytes.
+        (answers > 0 && n >= query.len() + 16).then(|| {
+            std::net::Ipv4Addr::new(reply[n - 4], reply[n - 3], reply[n - 2], reply[n - 1])
+        })
+    }
+
+    /// Makes it read its hosts files (`--addn-hosts=…`) again and forget what it cached.
+    pub fn reload(&self) {
+        let _ = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.server.child.id().to_string())
+            .status();
+    }
+}
+
+/// A free loopback address of its own with port 53 unused, for a DNS server that programs
+/// reading `/etc/resolv.conf` can be pointed at.
+pub fn free_dns_addr() -> SocketAddr {
+    for n in 0..200u32 {
+        let seed = std::process::id().wrapping_add(n.wrapping_mul(7919));
+        let ip = std::net::Ipv4Addr::new(
+            127,
+            53,
+            (seed % 250) as u8 + 1,
+            (seed / 250 % 250) as u8 + 1,
+        );
+        let addr = SocketAddr::from((ip, 53));
+        if std::net::UdpSocket::bind(addr).is_ok() && std::net::TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no loopback address with port 53 free (run as root)");
 }
 
 /// Runs Postfix's `smtp-source`: `messages` messages with `size`-byte bodies from
@@ -1286,6 +1386,27 @@ pub struct Postfix {
 impl Postfix {
     /// Starts the instance; `extra` are further main.cf lines.
     pub fn start(relayhost: SocketAddr, bind: &str, extra: &[&str]) -> Postfix {
+        Self::launch(relayhost, bind, extra, None)
+    }
+
+    /// As [`Postfix::start`], with its DNS lookups (block lists, `reject_rbl_client`) sent to
+    /// `nameserver` (port 53): it runs in a mount namespace of its own where
+    /// `/etc/resolv.conf` names that server, the system's file untouched.
+    pub fn start_resolving(
+        relayhost: SocketAddr,
+        bind: &str,
+        extra: &[&str],
+        nameserver: std::net::IpAddr,
+    ) -> Postfix {
+        Self::launch(relayhost, bind, extra, Some(nameserver))
+    }
+
+    fn launch(
+        relayhost: SocketAddr,
+        bind: &str,
+        extra: &[&str],
+        nameserver: Option<std::net::IpAddr>,
+    ) -> Postfix {
         let dir = tempfile::tempdir().expect("tempdir");
         // Postfix's daemons run as `postfix` and must reach their queue inside.
         let _ = Command::new("chmod").arg("0755").arg(dir.path()).status();
@@ -1356,7 +1477,26 @@ impl Postfix {
         );
         std::fs::write(conf.join("main.cf"), main).expect("main.cf");
         let postfix = Postfix { dir, port };
-        let out = postfix.command("start");
+        let out = match nameserver {
+            None => postfix.command("start"),
+            Some(ns) => {
+                let resolv = postfix.dir.path().join("resolv.conf");
+                std::fs::write(
+                    &resolv,
+                    format!("nameserver {ns}\noptions attempts:1 timeout:2\n"),
+                )
+                .expect("resolv.conf");
+                Command::new("unshare")
+                    .args(["--mount", "--propagation", "private", "sh", "-c"])
+                    .arg(r#"mount --bind "$1" /etc/resolv.conf && exec postfix -c "$2" start"#)
+                    .arg("postfix-in-namespace")
+                    .arg(&resolv)
+                    .arg(postfix.dir.path().join("conf"))
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("unshare (util-linux)")
+            }
+        };
         assert!(
             out.status.success(),
             "postfix start: {out:?}\n{}",

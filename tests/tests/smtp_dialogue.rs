@@ -71,7 +71,7 @@ fn swaks_plain_and_starttls_deliveries_arrive_with_trace_header() {
     assert_eq!(plain.mail_from, "<a@outside.example>");
     assert_eq!(plain.rcpts, vec!["<user@example.com>"]);
     // The Prometheus endpoint counts them (its address is in the log: port 0 was asked for).
-    let metrics = metrics_text(&gw);
+    let metrics = gw.metrics();
     assert!(
         metrics.contains("jianmen_messages_accepted_total 2"),
         "{metrics}"
@@ -80,27 +80,6 @@ fn swaks_plain_and_starttls_deliveries_arrive_with_trace_header() {
         metrics.contains("jianmen_deliveries_total{result=\"delivered\"} 2"),
         "{metrics}"
     );
-}
-
-fn metrics_text(gw: &Gateway) -> String {
-    use std::io::{Read, Write};
-    let log = gw.log();
-    let addr = log
-        .split("metrics on http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("metrics address in log")
-        .to_owned();
-    let mut s = std::net::TcpStream::connect(addr).expect("metrics connect");
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    assert!(
-        out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"),
-        "{out}"
-    );
-    out
 }
 
 #[test]

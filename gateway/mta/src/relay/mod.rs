@@ -189,9 +189,18 @@ impl Records {
         r.ok = (1.0 - ALPHA) * r.ok + ALPHA * if ok { 1.0 } else { 0.0 };
         r.latency = (1.0 - ALPHA) * r.latency + ALPHA * latency;
         r.used = now;
-        if ok {
+        let ok_now = r.ok;
+        // The first channel to deliver keeps the domain while it stays healthy; another that
+        // delivers meanwhile (taking the overflow) does not take it over.
+        let keeper = self.sticky.get(domain).copied();
+        let keeper_healthy = keeper.is_some_and(|k| {
+            self.by_pair
+                .get(&(k, domain.to_owned()))
+                .is_some_and(|r| r.ok >= STICKY_OK)
+        });
+        if ok && !keeper_healthy {
             self.sticky.insert(domain.to_owned(), channel);
-        } else if self.sticky.get(domain) == Some(&channel) && r.ok < STICKY_OK {
+        } else if !ok && keeper == Some(channel) && ok_now < STICKY_OK {
             self.sticky.remove(domain);
         }
     }

@@ -1,0 +1,342 @@
+//! The secure relay against real peers on loopback: delivery channels bound to 127.0.0.2–4, a
+//! destination Postfix that refuses listed clients with `reject_rbl_client` against a zone
+//! dnsmasq serves (and the gateway's watch asks), a next hop that accepts TCP and never speaks,
+//! a SOCKS5 relay node (microsocks), and a destination that defers everything.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use jianmen_testkit::{
+    Client, Dns, Gateway, Listening, Postfix, Setup, Sink, free_dns_addr, free_port, test_message,
+    wait_until,
+};
+
+/// The organisation's own mail server, allowed to send out.
+const INSIDE: &str = "127.0.0.9";
+
+fn send(gw: &Gateway, token: &str) {
+    let (mut c, _) = Client::connect_from(INSIDE.parse().unwrap(), gw.addr);
+    assert_eq!(c.cmd("EHLO mail.example.com").code, 250);
+    let rcpt = format!("{token}@far.test");
+    let reply = c.send_mail("user@example.com", &[&rcpt], &test_message(token, 3));
+    assert_eq!(reply.code, 250, "{}", reply.text);
+    c.cmd("QUIT");
+}
+
+/// Tokens delivered to `sink`, with how many times each arrived.
+fn arrivals(sink: &Sink) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for m in sink.messages() {
+        if let Some(token) = m
+            .header("Subject")
+            .and_then(|s| s.strip_prefix("test ").map(str::to_owned))
+        {
+            *seen.entry(token).or_default() += 1;
+        }
+    }
+    seen
+}
+
+/// A gateway sending far.test's mail (MX via `dns`, port `mx_port`) through `relay`.
+fn gateway(dns: &Dns, mx_port: u16, notify: &Sink, relay: &str, delivery: &[&str]) -> Gateway {
+    let mut setup = Setup::new(notify.port, notify.port)
+        .smtp(&format!("internal_relays = [\"{INSIDE}\"]"))
+        .delivery(&format!("mx_port = {mx_port}"))
+        .delivery("mx_tls = \"none\"")
+        .delivery("dane = false")
+        .delivery("mta_sts = false")
+        .section(&format!("[dns]\nresolver = \"{}:{}\"", dns.ip, dns.port))
+        .section("[behaviour]\nenabled = false")
+        .section(relay);
+    for line in delivery {
+        setup = setup.delivery(line);
+    }
+    setup.catch_all = false;
+    Gateway::start(&setup)
+}
+
+fn state(gw: &Gateway, channel: &str, state: &str) -> bool {
+    gw.metrics().contains(&format!(
+        "jianmen_channel_state{{channel=\"{channel}\",state=\"{state}\"}} 1"
+    ))
+}
+
+#[test]
+fn a_listed_channel_hands_its_mail_on_and_a_reserve_takes_its_place() {
+    let internet = Sink::start(&[]);
+    let notify = Sink::start(&[]);
+    let zone = tempfile::tempdir().unwrap();
+    let hosts = zone.path().join("listed");
+    std::fs::write(&hosts, "").unwrap();
+    // dnsmasq reads the file again as `nobody`.
+    let _ = std::process::Command::new("chmod")
+        .arg("0755")
+        .arg(zone.path())
+        .status();
+    let _ = std::process::Command::new("chmod")
+        .arg("0644")
+        .arg(&hosts)
+        .status();
+    let dns = Dns::start_at(
+        free_dns_addr(),
+        &[
+            "--mx-host=far.test,mx.far.test,10".into(),
+            "--host-record=mx.far.test,127.0.0.1".into(),
+            "--local=/far.test/".into(),
+            "--local=/bl.test/".into(),
+            format!("--addn-hosts={}", hosts.display()),
+        ],
+    );
+    // The destination: a real Postfix refusing block-listed clients, relaying the rest to the sink.
+    let destination = Postfix::start_resolving(
+        std::net::SocketAddr::from(([127, 0, 0, 1], internet.port)),
+        "127.0.0.1",
+        &[
+            "smtpd_client_restrictions = reject_rbl_client bl.test",
+            "smtpd_relay_restrictions = permit_mynetworks, reject",
+            "smtpd_delay_reject = yes",
+            // smtpd remembers block-list answers for its lifetime: one connection per process.
+            "max_use = 1",
+        ],
+        dns.ip,
+    );
+    let gw = gateway(
+        &dns,
+        destination.port,
+        &notify,
+        "[relay]\ndnsbl = [{ zone = \"bl.test\" }]\ncheck_secs = 5\nholddown_secs = 3\n\
+         notify = [\"postmaster@example.com\"]\n\
+         [[relay.channel]]\nname = \"a\"\nsource = \"127.0.0.2\"\nweight = 10\n\
+         [[relay.channel]]\nname = \"b\"\nsource = \"127.0.0.3\"\n\
+         [[relay.channel]]\nname = \"r\"\nsource = \"127.0.0.4\"\nreserve = true\n",
+        // Postfix judges a client once per connection: a new one for every message, so that
+        // the listing is seen as soon as it is published.
+        &["connection_idle_secs = 0"],
+    );
+    let batch = |from: usize, to: usize| {
+        for i in from..to {
+            send(&gw, &format!("m{i}"));
+        }
+    };
+    batch(0, 20);
+    assert!(
+        wait_until(Duration::from_secs(60), || arrivals(&internet).len() == 20),
+        "first batch: {:?}\n{}\n{}",
+        arrivals(&internet).len(),
+        gw.log(),
+        destination.log()
+    );
+    assert!(state(&gw, "a", "active") && state(&gw, "r", "reserve"));
+    // 127.0.0.2 — channel `a`, the first choice — is listed midway.
+    std::fs::write(&hosts, "127.0.0.2 2.0.0.127.bl.test\n").unwrap();
+    dns.reload();
+    assert!(wait_until(Duration::from_secs(10), || dns
+        .a("2.0.0.127.bl.test")
+        == Some("127.0.0.2".parse().unwrap())));
+    batch(20, 50);
+    assert!(
+        wait_until(Duration::from_secs(90), || arrivals(&internet).len() == 50),
+        "after the listing: {}\n{}\n{}",
+        arrivals(&internet).len(),
+        gw.log(),
+        destination.log()
+    );
+    let log = gw.log();
+    assert!(
+        destination.log().contains("blocked using bl.test"),
+        "the destination refused the listed channel:\n{}",
+        destination.log()
+    );
+    assert!(
+        log.contains("channel did not deliver; next channel"),
+        "{log}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || state(&gw, "a", "listed")
+            && state(&gw, "r", "active")),
+        "listed and reserve promoted:\n{}",
+        gw.metrics()
+    );
+    // Delisted: back after the hold-down, and the reserve stands down.
+    std::fs::write(&hosts, "").unwrap();
+    dns.reload();
+    assert!(wait_until(Duration::from_secs(10), || dns
+        .a("2.0.0.127.bl.test")
+        .is_none()));
+    assert!(
+        wait_until(Duration::from_secs(60), || state(&gw, "a", "active")
+            && state(&gw, "r", "reserve")),
+        "back after delisting:\n{}\n{}",
+        gw.metrics(),
+        gw.log()
+    );
+    batch(50, 55);
+    assert!(wait_until(Duration::from_secs(60), || arrivals(&internet)
+        .len()
+        == 55));
+    // Every message exactly once, nothing bounced or left in the queue.
+    let seen = arrivals(&internet);
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "duplicates: {twice:?}");
+    assert!(wait_until(Duration::from_secs(30), || gw.queue_len() == 0));
+    // The postmaster was told, and got nothing else (no bounce).
+    assert!(wait_until(Duration::from_secs(30), || notify
+        .messages()
+        .iter()
+        .any(|m| m.content.contains("listed: bl.test"))));
+    assert!(
+        notify
+            .messages()
+            .iter()
+            .all(|m| m.rcpts.iter().all(|r| r.contains("postmaster"))),
+        "a bounce reached the sender"
+    );
+}
+
+#[test]
+fn a_silent_next_hop_times_out_and_the_mail_moves_on() {
+    let internet = Sink::start(&[]);
+    let notify = Sink::start(&[]);
+    let dns = Dns::start(&[
+        "--mx-host=far.test,mx.far.test,10".into(),
+        "--host-record=mx.far.test,127.0.0.1".into(),
+        "--local=/far.test/".into(),
+    ]);
+    // A smart host that accepts connections and never says a word.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let gw = gateway(
+        &dns,
+        internet.port,
+        &notify,
+        &format!(
+            "[relay]\ndown_after = 2\n\
+             [[relay.channel]]\nname = \"silent\"\nweight = 10\n\
+             smarthost = {{ host = \"127.0.0.1\", port = {silent_port}, tls = \"none\" }}\n\
+             [[relay.channel]]\nname = \"b\"\nsource = \"127.0.0.3\"\n"
+        ),
+        &["command_timeout_secs = 2"],
+    );
+    for i in 0..4 {
+        send(&gw, &format!("t{i}"));
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || arrivals(&internet).len() == 4),
+        "{}",
+        gw.log()
+    );
+    assert!(
+        internet
+            .messages()
+            .iter()
+            .all(|m| m.client_addr == "127.0.0.3"),
+        "all left by channel b"
+    );
+    let log = gw.log();
+    assert!(log.contains("timeout waiting for 127.0.0.1"), "{log}");
+    assert!(
+        wait_until(Duration::from_secs(20), || state(&gw, "silent", "down")),
+        "{}",
+        gw.metrics()
+    );
+    assert_eq!(gw.queue_len(), 0);
+}
+
+#[test]
+fn a_socks5_channel_delivers_through_its_relay_node() {
+    let internet = Sink::start(&[]);
+    let notify = Sink::start(&[]);
+    let dns = Dns::start(&[
+        "--mx-host=far.test,mx.far.test,10".into(),
+        "--host-record=mx.far.test,127.0.0.1".into(),
+        "--local=/far.test/".into(),
+    ]);
+    let port = free_port();
+    let mut microsocks = std::process::Command::new("microsocks");
+    microsocks.args([
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-b",
+        "127.0.0.6",
+    ]);
+    microsocks.args(["-u", "relay", "-P", "node-secret"]);
+    let _node = Listening::spawn(
+        &mut microsocks,
+        port,
+        "microsocks (install microsocks)",
+        String::new,
+    );
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "node-secret\n").unwrap();
+    let gw = gateway(
+        &dns,
+        internet.port,
+        &notify,
+        &format!(
+            "[[relay.channel]]\nname = \"node\"\nsocks5 = \"127.0.0.1:{port}\"\n\
+             socks5_username = \"relay\"\nsocks5_password_file = \"{}\"\n\
+             address = \"127.0.0.6\"\n",
+            secret.path().display()
+        ),
+        &[],
+    );
+    for i in 0..3 {
+        send(&gw, &format!("s{i}"));
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || arrivals(&internet).len() == 3),
+        "{}",
+        gw.log()
+    );
+    assert!(
+        internet
+            .messages()
+            .iter()
+            .all(|m| m.client_addr == "127.0.0.6"),
+        "delivered by the relay node's outgoing address"
+    );
+}
+
+#[test]
+fn mail_every_channel_defers_is_kept_and_delivered_later() {
+    let mut internet = Sink::start(&["-r", "RCPT"]);
+    let notify = Sink::start(&[]);
+    let dns = Dns::start(&[
+        "--mx-host=far.test,mx.far.test,10".into(),
+        "--host-record=mx.far.test,127.0.0.1".into(),
+        "--local=/far.test/".into(),
+    ]);
+    let gw = gateway(
+        &dns,
+        internet.port,
+        &notify,
+        "[relay]\n[[relay.channel]]\nname = \"a\"\nsource = \"127.0.0.2\"\n\
+         [[relay.channel]]\nname = \"b\"\nsource = \"127.0.0.3\"\n",
+        &[],
+    );
+    send(&gw, "d0");
+    // Both channels are tried at each attempt; the message stays queued.
+    assert!(wait_until(Duration::from_secs(30), || gw
+        .log()
+        .matches("channel did not deliver; next channel")
+        .count()
+        >= 4));
+    assert_eq!(gw.queue_len(), 1);
+    assert!(notify.messages().is_empty(), "not bounced");
+    internet.restart_with(&[]);
+    assert!(
+        wait_until(Duration::from_secs(30), || arrivals(&internet).len() == 1),
+        "{}",
+        gw.log()
+    );
+    assert!(wait_until(Duration::from_secs(10), || gw.queue_len() == 0));
+}
