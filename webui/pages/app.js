@@ -43,6 +43,14 @@ const T = {
     reason_new_network: '来自新的网络 {network}', reason_odd_hour: '在平时从不发信的时段发信',
     reason_past_throttle: '限速后仍尝试发出 {tried} 封（每小时限 {per_hour} 封）',
     riskIntro: '按内部账户的发信行为（发信量、陌生收件人、新登录地址、被判为垃圾/钓鱼的邮件等）评分，超过策略阈值时自动告警、限速、暂扣或禁止发信。',
+    channels: '发信通道', kind: '类型', kind_source: '源地址', kind_socks5: 'SOCKS5 中继节点', kind_smarthost: '上游中继',
+    egress: '出口地址', state: '状态', state_active: '使用中', state_reserve: '备用', state_listed: '被列入黑名单',
+    state_down: '故障', state_drained: '已停用', promoted: '备用顶替', listings: '黑名单', successRate: '成功率',
+    delivered: '已投递', deferred: '转交/推迟', inFlight: '进行中', recentErrors: '最近错误', refusals: '黑名单拒收',
+    drain: '停用', activate: '启用', drainedNow: '已停用，邮件改走其他通道', activatedNow: '已启用',
+    confirmDrain: '确定停用该通道？它的邮件将改走其他通道。', watchedLists: '监测的黑名单',
+    passiveOnly: '未配置（仅依据目的服务器的黑名单拒收判断）', from: '原状态', to: '新状态',
+    channelsIntro: '发往互联网的邮件经多个通道发出：按目的域选择成功率最高的通道；连接失败、超时、临时拒收或因黑名单被拒时立即改走下一通道。每个通道的出口地址定期在黑名单中查询，被列入即移出轮换、启用备用通道并通知管理员；解除并经观察期后自动恢复。',
   },
   en: {
     dashboard: 'Dashboard', quarantine: 'Quarantine', tracking: 'Tracking', policy: 'Policy',
@@ -93,6 +101,16 @@ const T = {
     reason_new_network: 'from {network} (new)', reason_odd_hour: 'at an hour it never sends',
     reason_past_throttle: '{tried} more messages tried past the throttle ({per_hour} an hour)',
     riskIntro: 'Internal accounts scored by their sending behaviour (volume, unknown recipients, new client addresses, mail judged spam or phishing); above the policy thresholds they are alerted, throttled, held or blocked automatically.',
+    channels: 'Delivery channels', kind: 'Kind', kind_source: 'Source address', kind_socks5: 'SOCKS5 relay node',
+    kind_smarthost: 'Smart host', egress: 'Egress address', state: 'State', state_active: 'Active',
+    state_reserve: 'Reserve', state_listed: 'Block-listed', state_down: 'Down', state_drained: 'Drained',
+    promoted: 'reserve standing in', listings: 'Block lists', successRate: 'Success rate', delivered: 'Delivered',
+    deferred: 'Passed on / deferred', inFlight: 'Under way', recentErrors: 'Recent errors',
+    refusals: 'Block-list refusals', drain: 'Drain', activate: 'Activate',
+    drainedNow: 'Drained; its mail takes the other channels', activatedNow: 'Activated',
+    confirmDrain: 'Drain this channel? Its mail will take the other channels.', watchedLists: 'Block lists watched',
+    passiveOnly: 'none (judged by destinations\' block-list refusals only)', from: 'From', to: 'To',
+    channelsIntro: 'Mail to the internet leaves by several channels: each destination gets the channel with the best record there; a failed connection, a timeout, a deferral or a block-list refusal passes the mail to the next channel at once. Every channel\'s egress address is looked up in block lists; a listed channel leaves rotation, a reserve takes its place and the administrators are told; once delisted and clean for the hold-down it returns by itself.',
   },
 };
 
@@ -138,7 +156,7 @@ function fail(e) {
 }
 
 const PAGES = {
-  system: ['dashboard', 'system', 'accounts'],
+  system: ['dashboard', 'system', 'channels', 'accounts'],
   security: ['dashboard', 'approvals', 'risk', 'quarantine', 'tracking', 'policy', 'accounts'],
   audit: ['audit'],
 };
@@ -146,7 +164,7 @@ const PAGES = {
 // A per-domain administrator manages no accounts: its delegates are made by the security
 // administrator of all domains.
 function pagesOf(account) {
-  return PAGES[account.role].filter((p) => !['accounts', 'approvals', 'risk'].includes(p) || !account.domain);
+  return PAGES[account.role].filter((p) => !['accounts', 'approvals', 'risk', 'channels'].includes(p) || !account.domain);
 }
 
 function renderChrome() {
@@ -516,6 +534,52 @@ async function auditPage() {
     table(['#', t('time'), t('actor'), t('action'), t('detail')], entries.map((e) => ({ cells: [e.seq, e.at, e.actor, e.action, e.detail] }))));
 }
 
+const stateBadge = (live) => el('span', { class: `badge state-${live.state}` },
+  t(`state_${live.state}`), live.promoted ? ` · ${t('promoted')}` : '');
+
+// Drain a channel, or put it (back) into rotation; `done` shows the outcome.
+function channelButtons(name, live, done) {
+  const act = async (ev, what, outcome) => {
+    ev.stopPropagation();
+    if (what === 'drain' && !confirm(t('confirmDrain'))) return;
+    try {
+      await api('POST', `/api/channels/${encodeURIComponent(name)}/${what}`);
+      done('notice', t(outcome));
+    } catch (e) { done('error', e.message); }
+  };
+  return el('span', { class: 'actions' },
+    live.state === 'drained' ? null : el('button', { class: 'danger', id: `drain-${name}`, onclick: (ev) => act(ev, 'drain', 'drainedNow') }, t('drain')),
+    live.state === 'active' || live.state === 'listed' ? null
+      : el('button', { class: 'primary', id: `activate-${name}`, onclick: (ev) => act(ev, 'activate', 'activatedNow') }, t('activate')));
+}
+
+async function channelsPage(selected) {
+  let r;
+  try { r = await api('GET', '/api/channels'); } catch (e) { page(t('channels')); return fail(e); }
+  const msg = el('p', { role: 'status', id: 'channel-result' });
+  const done = (cls, text) => { channelsPage(selected).then(() => { msg.className = cls; msg.textContent = text; main().append(msg); }); };
+  const pct = (x) => `${Math.round(x * 100)}%`;
+  const w = r.watch;
+  page(t('channels'), el('p', { class: 'muted' }, t('channelsIntro')),
+    el('p', {}, `${t('watchedLists')}: `, w.dnsbl.length ? w.dnsbl.join(', ') : t('passiveOnly')), msg,
+    table([t('name'), t('kind'), t('egress'), t('state'), t('listings'), t('successRate'), t('delivered'), t('deferred'), t('inFlight'), t('recentErrors'), ''],
+      r.channels.map(({ channel: c, live }) => ({ key: c.name, cells: [c.name, t(`kind_${c.kind}`), c.address || '', stateBadge(live),
+        live.listings.join(', '), pct(live.success), String(live.delivered), String(live.deferred), `${c.in_flight}/${c.max_connections}`,
+        live.errors.length ? live.errors[live.errors.length - 1][1] : '', channelButtons(c.name, live, done)] })),
+      (key) => { location.hash = `#/channels/${encodeURIComponent(key)}`; }));
+  const one = r.channels.find((x) => x.channel.name === selected);
+  if (!one) return;
+  main().append(
+    el('div', { class: 'card', id: 'channel-detail' }, el('h2', {}, `${one.channel.name} · ${t('history')}`),
+      el('p', {}, stateBadge(one.live), ' ', one.live.reason, ' · ', t('since'), ' ', when(one.live.since)),
+      table([t('time'), t('from'), t('to'), t('reason'), t('actor')],
+        one.history.map((h) => ({ cells: [when(h.at), t(`state_${h.from}`), t(`state_${h.to}`), h.reason, h.actor] })))),
+    el('div', { class: 'card' }, el('h2', {}, t('refusals')),
+      table([t('time'), t('domain'), t('detail')], one.live.refusals.map((x) => ({ cells: [when(x.at), x.domain, x.reply] })))),
+    el('div', { class: 'card' }, el('h2', {}, t('recentErrors')),
+      table([t('time'), t('detail')], one.live.errors.map(([at, e]) => ({ cells: [when(at), e] })))));
+}
+
 async function route() {
   if (!me) { try { me = await api('GET', '/api/session'); } catch (_) { me = null; } }
   renderChrome();
@@ -526,6 +590,7 @@ async function route() {
   const name = allowed.includes(parts[0]) ? parts[0] : allowed[0];
   if ((name === 'quarantine' || name === 'approvals') && parts[1]) return quarantineItem(parts[1]);
   if (name === 'risk' && parts[1]) return riskItem(decodeURIComponent(parts[1]));
+  if (name === 'channels') return channelsPage(parts[1] && decodeURIComponent(parts[1]));
   return { dashboard: dashboardPage, approvals: approvalsPage, risk: riskPage, quarantine: () => quarantinePage(), tracking: trackingPage, policy: policyPage,
     system: systemPage, accounts: accountsPage, audit: auditPage }[name]();
 }

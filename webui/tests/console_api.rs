@@ -14,6 +14,7 @@ use jianmen_mta::quarantine::links::{LinkAction, LinkKey};
 use jianmen_mta::quarantine::{Held, Quarantine};
 use jianmen_mta::queue::spool::Spool;
 use jianmen_mta::queue::{MessageKind, MessageState, NewMessage, QueueStore, SqliteStore};
+use jianmen_mta::relay::Relay;
 use jianmen_mta::risk::{RiskConfig, Watch};
 use jianmen_mta::tracking::Tracker;
 use jianmen_mta::upgrade::release::Releases;
@@ -65,6 +66,23 @@ async fn env_with(extra: &str) -> Env {
     let watch = Watch::open(RiskConfig::default(), store.clone())
         .await
         .unwrap();
+    // Two delivery channels and a reserve (nothing is sent through them here).
+    let channels = Config::parse(&format!(
+        "[server]\nhostname = \"gw.test\"\ndata_dir = \"{}\"\n[domains]\nprotected = [\"example.com\"]\n\
+         [relay]\ndnsbl = [{{ zone = \"bl.test\" }}]\n\
+         [[relay.channel]]\nname = \"cn-1\"\nsource = \"127.0.0.2\"\n\
+         [[relay.channel]]\nname = \"overseas\"\nsource = \"127.0.0.3\"\n\
+         [[relay.channel]]\nname = \"spare\"\nsource = \"127.0.0.4\"\nreserve = true\n",
+        dir.path().display()
+    ))
+    .unwrap();
+    let relay = Relay::open(
+        channels.relay,
+        Some(store.clone()),
+        Arc::new(jianmen_mta::metrics::Metrics::default()),
+    )
+    .await
+    .unwrap();
     let console = Arc::new(
         Console::new(
             Arc::new(config),
@@ -76,7 +94,8 @@ async fn env_with(extra: &str) -> Env {
             LinkKey::load_or_create(dir.path()).unwrap(),
         )
         .with_releases(Releases::new(dir.path().join("releases")))
-        .watching(Some(watch.clone())),
+        .watching(Some(watch.clone()))
+        .relaying(Some(relay)),
     );
     Env {
         _dir: dir,
@@ -358,6 +377,19 @@ async fn every_role_boundary_holds() {
             None,
             &[Role::Security],
         ),
+        (Method::GET, "/api/channels".into(), None, &[Role::System]),
+        (
+            Method::POST,
+            "/api/channels/nothing/drain".into(),
+            None,
+            &[Role::System],
+        ),
+        (
+            Method::POST,
+            "/api/channels/nothing/activate".into(),
+            None,
+            &[Role::System],
+        ),
         (Method::GET, "/api/audit".into(), None, &[Role::Audit]),
         (
             Method::GET,
@@ -416,6 +448,7 @@ async fn every_role_boundary_holds() {
         routes(include_str!("../src/api.rs")),
         routes(include_str!("../src/upgrade.rs")),
         routes(include_str!("../src/risk.rs")),
+        routes(include_str!("../src/relay.rs")),
     ]
     .concat();
     let routed: std::collections::BTreeSet<String> = body
@@ -1084,4 +1117,90 @@ async fn self_service_links_release_once_and_refuse_the_rest() {
     );
     let (_, html, _) = get_page(&app, &format!("/u/portal?t={portal}")).await;
     assert!(!html.contains("Verify now"), "{html}");
+}
+
+#[actix_web::test]
+async fn the_channel_board_shows_and_moves_channels_with_an_audit_trail() {
+    let env = env().await;
+    let app = app!(env);
+    let (name, _, password) = env.passwords.iter().find(|p| p.1 == Role::System).unwrap();
+    let (w, _) = sign_in(&app, name, password).await.unwrap();
+    call(
+        &app,
+        Some(&w),
+        Method::POST,
+        "/api/password",
+        Some(json!({"current_password": password, "new_password": NEW_PASSWORD})),
+    )
+    .await;
+    let (s, b, _, _) = call(&app, Some(&w), Method::GET, "/api/channels", None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let states: Vec<(String, String)> = b["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["channel"]["name"].as_str().unwrap().to_owned(),
+                c["live"]["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("cn-1".to_owned(), "active".to_owned()),
+            ("overseas".into(), "active".into()),
+            ("spare".into(), "reserve".into())
+        ]
+    );
+    assert_eq!(b["channels"][0]["channel"]["address"], "127.0.0.2");
+    assert_eq!(b["channels"][0]["channel"]["kind"], "source");
+    assert_eq!(b["watch"]["dnsbl"][0], "bl.test");
+    // Draining one promotes the reserve; doing it twice is refused.
+    let path = "/api/channels/overseas/drain";
+    let (s, b, _, _) = call(&app, Some(&w), Method::POST, path, None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let moves = b["changes"].to_string();
+    assert!(
+        moves.contains("\"channel\":\"overseas\"") && moves.contains("\"to\":\"drained\""),
+        "{moves}"
+    );
+    assert!(moves.contains("\"channel\":\"spare\""), "{moves}");
+    let (s, _, _, _) = call(&app, Some(&w), Method::POST, path, None).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, _, _, _) = call(&app, Some(&w), Method::POST, "/api/channels/nope/drain", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, b, _, _) = call(&app, Some(&w), Method::GET, "/api/channels", None).await;
+    assert_eq!(b["channels"][1]["live"]["state"], "drained");
+    assert_eq!(b["channels"][2]["live"]["state"], "active");
+    assert_eq!(b["channels"][2]["live"]["promoted"], true);
+    assert_eq!(b["channels"][1]["history"][0]["actor"], format!("console:{name}"));
+    // Back in: the reserve stands down.
+    let (s, _, _, _) = call(
+        &app,
+        Some(&w),
+        Method::POST,
+        "/api/channels/overseas/activate",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, b, _, _) = call(&app, Some(&w), Method::GET, "/api/channels", None).await;
+    assert_eq!(b["channels"][1]["live"]["state"], "active");
+    assert_eq!(b["channels"][2]["live"]["state"], "reserve");
+    let actions: Vec<String> = env
+        .console
+        .audit
+        .recent(50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(
+        actions.contains(&"channel.drain".to_owned())
+            && actions.contains(&"channel.activate".to_owned()),
+        "{actions:?}"
+    );
 }
