@@ -8,9 +8,11 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use jianmen_testkit::{
-    Client, Dns, Gateway, Listening, Postfix, Setup, Sink, free_dns_addr, free_port, test_message,
-    wait_until,
+    Browser, Client, Console, Dns, Gateway, Listening, Postfix, Setup, Sink, free_dns_addr,
+    free_port, test_message, wait_until,
 };
+
+const NEW_PASSWORD: &str = "Relay-Board-2026!";
 
 /// The organisation's own mail server, allowed to send out.
 const INSIDE: &str = "127.0.0.9";
@@ -40,6 +42,17 @@ fn arrivals(sink: &Sink) -> HashMap<String, usize> {
 
 /// A gateway sending far.test's mail (MX via `dns`, port `mx_port`) through `relay`.
 fn gateway(dns: &Dns, mx_port: u16, notify: &Sink, relay: &str, delivery: &[&str]) -> Gateway {
+    gateway_with(dns, mx_port, notify, relay, delivery, "")
+}
+
+fn gateway_with(
+    dns: &Dns,
+    mx_port: u16,
+    notify: &Sink,
+    relay: &str,
+    delivery: &[&str],
+    more: &str,
+) -> Gateway {
     let mut setup = Setup::new(notify.port, notify.port)
         .smtp(&format!("internal_relays = [\"{INSIDE}\"]"))
         .delivery(&format!("mx_port = {mx_port}"))
@@ -48,6 +61,7 @@ fn gateway(dns: &Dns, mx_port: u16, notify: &Sink, relay: &str, delivery: &[&str
         .delivery("mta_sts = false")
         .section(&format!("[dns]\nresolver = \"{}:{}\"", dns.ip, dns.port))
         .section("[behaviour]\nenabled = false")
+        .section(more)
         .section(relay);
     for line in delivery {
         setup = setup.delivery(line);
@@ -64,6 +78,8 @@ fn state(gw: &Gateway, channel: &str, state: &str) -> bool {
 
 #[test]
 fn a_listed_channel_hands_its_mail_on_and_a_reserve_takes_its_place() {
+    let browser = Browser::ready();
+    let console_port = free_port();
     let internet = Sink::start(&[]);
     let notify = Sink::start(&[]);
     let zone = tempfile::tempdir().unwrap();
@@ -101,7 +117,7 @@ fn a_listed_channel_hands_its_mail_on_and_a_reserve_takes_its_place() {
         ],
         dns.ip,
     );
-    let gw = gateway(
+    let gw = gateway_with(
         &dns,
         destination.port,
         &notify,
@@ -113,7 +129,11 @@ fn a_listed_channel_hands_its_mail_on_and_a_reserve_takes_its_place() {
         // Postfix judges a client once per connection: a new one for every message, so that
         // the listing is seen as soon as it is published.
         &["connection_idle_secs = 0"],
+        &format!("[console]\nlisten = \"127.0.0.1:{console_port}\""),
     );
+    let (admin, password) = gw.initial_account("system");
+    let work = tempfile::tempdir().unwrap();
+    Console::new(console_port, work.path()).sign_in(&admin, &password, NEW_PASSWORD);
     let batch = |from: usize, to: usize| {
         for i in from..to {
             send(&gw, &format!("m{i}"));
@@ -157,6 +177,17 @@ fn a_listed_channel_hands_its_mail_on_and_a_reserve_takes_its_place() {
             && state(&gw, "r", "active")),
         "listed and reserve promoted:\n{}",
         gw.metrics()
+    );
+    // The system administrator sees it on the channel board, and drains and restores `b`.
+    browser.run(
+        "channels.mjs",
+        &[
+            ("JM_URL", format!("https://127.0.0.1:{console_port}/")),
+            ("JM_SYS_USER", admin.clone()),
+            ("JM_SYS_PASS", NEW_PASSWORD.into()),
+            ("JM_NEW_PASS", NEW_PASSWORD.into()),
+        ],
+        || gw.log(),
     );
     // Delisted: back after the hold-down, and the reserve stands down.
     std::fs::write(&hosts, "").unwrap();

@@ -561,7 +561,7 @@ async function channelsPage(selected) {
   const pct = (x) => `${Math.round(x * 100)}%`;
   const w = r.watch;
   page(t('channels'), el('p', { class: 'muted' }, t('channelsIntro')),
-    el('p', {}, `${t('watchedLists')}: `, w.dnsbl.length ? w.dnsbl.join(', ') : t('passiveOnly')), msg,
+    el('p', {}, `${t('watchedLists')}: `, w.dnsbl.length ? w.dnsbl.join(', ') : t('passiveOnly')),
     table([t('name'), t('kind'), t('egress'), t('state'), t('listings'), t('successRate'), t('delivered'), t('deferred'), t('inFlight'), t('recentErrors'), ''],
       r.channels.map(({ channel: c, live }) => ({ key: c.name, cells: [c.name, t(`kind_${c.kind}`), c.address || '', stateBadge(live),
         live.listings.join(', '), pct(live.success), String(live.delivered), String(live.deferred), `${c.in_flight}/${c.max_connections}`,

@@ -1169,13 +1169,23 @@ async fn the_channel_board_shows_and_moves_channels_with_an_audit_trail() {
     assert!(moves.contains("\"channel\":\"spare\""), "{moves}");
     let (s, _, _, _) = call(&app, Some(&w), Method::POST, path, None).await;
     assert_eq!(s, StatusCode::CONFLICT);
-    let (s, _, _, _) = call(&app, Some(&w), Method::POST, "/api/channels/nope/drain", None).await;
+    let (s, _, _, _) = call(
+        &app,
+        Some(&w),
+        Method::POST,
+        "/api/channels/nope/drain",
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (_, b, _, _) = call(&app, Some(&w), Method::GET, "/api/channels", None).await;
     assert_eq!(b["channels"][1]["live"]["state"], "drained");
     assert_eq!(b["channels"][2]["live"]["state"], "active");
     assert_eq!(b["channels"][2]["live"]["promoted"], true);
-    assert_eq!(b["channels"][1]["history"][0]["actor"], format!("console:{name}"));
+    assert_eq!(
+        b["channels"][1]["history"][0]["actor"],
+        format!("console:{name}")
+    );
     // Back in: the reserve stands down.
     let (s, _, _, _) = call(
         &app,
