@@ -181,16 +181,44 @@ impl Outbound {
             );
             paths.push((i, dest, key));
         }
-        // The best channel with room now takes the mail; only when all are busy does it wait
-        // for the best.
-        let first = paths
-            .iter()
-            .position(|(i, _, key)| {
-                relay.channels()[*i].connections.available_permits() > 0
-                    && self.limit(key).available_permits() > 0
-            })
-            .unwrap_or(0);
-        paths[..=first].rotate_right(1);
+        // The best channel with room now takes the mail (its slots taken at once, so that
+        // deliveries starting together spread); when all are busy, the first to free a slot.
+        let mut slots = None;
+        let mut first = paths.iter().position(|(i, dest, key)| {
+            if dest.is_ok()
+                && let Some(lease) = relay.try_lease(*i)
+                && let Ok(permit) = self.limit(key).try_acquire_owned()
+            {
+                slots = Some((lease, permit));
+                return true;
+            }
+            false
+        });
+        if first.is_none() {
+            let waits: Vec<_> = paths
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, dest, _))| dest.is_ok())
+                .map(|(n, (i, _, key))| {
+                    let limit = self.limit(key);
+                    Box::pin(async move {
+                        let lease = relay.lease(*i).await?;
+                        let permit = limit.acquire_owned().await.ok()?;
+                        Some((n, lease, permit))
+                    })
+                })
+                .collect();
+            if !waits.is_empty()
+                && let (Some((n, lease, permit)), _, _) =
+                    futures_util::future::select_all(waits).await
+            {
+                slots = Some((lease, permit));
+                first = Some(n);
+            }
+        }
+        if let Some(first) = first {
+            paths[..=first].rotate_right(1);
+        }
         let mut pending = rcpts;
         let mut last: HashMap<String, RcptOutcome> = HashMap::new();
         let mut done = Vec::new();
@@ -200,10 +228,14 @@ impl Outbound {
             let attempt = match dest {
                 Err(e) => Attempt::all(&pending, RcptStatus::Pending, &e.to_string()),
                 Ok(dest) => {
-                    let (Some(lease), Ok(permit)) =
-                        (relay.lease(i).await, self.limit(&key).acquire_owned().await)
-                    else {
-                        return all(&pending, RcptStatus::Pending, "shutting down");
+                    let (lease, permit) = match slots.take() {
+                        Some(taken) => taken,
+                        None => {
+                            match (relay.lease(i).await, self.limit(&key).acquire_owned().await) {
+                                (Some(lease), Ok(permit)) => (lease, permit),
+                                _ => return all(&pending, RcptStatus::Pending, "shutting down"),
+                            }
+                        }
                     };
                     let attempt = self
                         .attempt(
