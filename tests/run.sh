@@ -42,6 +42,8 @@ command -v ldns-signzone >/dev/null 2>&1 || need+=(ldnsutils)
 # resolv.conf of its own (unshare, mount: util-linux).
 command -v microsocks >/dev/null 2>&1 || need+=(microsocks)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+# ...and log in to a smart host: Postfix with Dovecot's SASL socket.
+command -v dovecot >/dev/null 2>&1 || need+=(dovecot-core)
 # GmSSL (the second national-cipher peer) builds with CMake.
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 dns_server=()

@@ -1540,6 +1540,71 @@ impl Drop for Postfix {
     }
 }
 
+/// A private Dovecot serving only its authentication socket, for Postfix's SMTP AUTH
+/// (`smtpd_sasl_type = dovecot`): the users and passwords given, nothing else. Its
+/// configuration, socket and log live in a temporary directory; stopped on drop.
+pub struct DovecotAuth {
+    dir: tempfile::TempDir,
+    child: Child,
+    /// The socket Postfix asks (`smtpd_sasl_path`).
+    pub socket: PathBuf,
+}
+
+impl DovecotAuth {
+    /// Starts it with `users` (name, password).
+    pub fn start(users: &[(&str, &str)]) -> DovecotAuth {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Its auth process runs as `dovecot` and reads the users file.
+        let _ = Command::new("chmod").arg("0755").arg(dir.path()).status();
+        let d = dir.path().display().to_string();
+        let passwd: String = users
+            .iter()
+            .map(|(u, p)| format!("{u}:{{PLAIN}}{p}\n"))
+            .collect();
+        std::fs::write(dir.path().join("users"), passwd).expect("users file");
+        let _ = Command::new("chmod")
+            .arg("0644")
+            .arg(dir.path().join("users"))
+            .status();
+        let socket = dir.path().join("auth");
+        let conf = format!(
+            "protocols = none\nbase_dir = {d}/run\nstate_dir = {d}/state\n\
+             log_path = {d}/dovecot.log\nssl = no\ndisable_plaintext_auth = no\n\
+             auth_mechanisms = plain login\n\
+             default_login_user = dovenull\ndefault_internal_user = dovecot\n\
+             passdb {{\n  driver = passwd-file\n  args = {d}/users\n}}\n\
+             userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={d}\n}}\n\
+             service auth {{\n  unix_listener {socket} {{\n    mode = 0666\n  }}\n}}\n",
+            socket = socket.display()
+        );
+        std::fs::write(dir.path().join("dovecot.conf"), conf).expect("dovecot.conf");
+        let child = Command::new("dovecot")
+            .arg("-F")
+            .arg("-c")
+            .arg(dir.path().join("dovecot.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dovecot (install dovecot-core)");
+        let up = wait_until(Duration::from_secs(15), || socket.exists());
+        let auth = DovecotAuth { dir, child, socket };
+        assert!(up, "dovecot did not start:\n{}", auth.log());
+        auth
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for DovecotAuth {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Verifies a message's DKIM signature with an independent verifier, python3-dkim (dkimpy; with
 /// python3-nacl for Ed25519): DNS is a function answering the one name given (argv[1]) with
 /// the TXT value given (argv[2]), and nothing else. Prints `pass` or `fail`, dkimpy's reasons

@@ -8,8 +8,8 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use jianmen_testkit::{
-    Browser, Client, Console, Dns, Gateway, Listening, Postfix, Setup, Sink, free_dns_addr,
-    free_port, test_message, wait_until,
+    Browser, Client, Console, Dns, DovecotAuth, Gateway, Listening, Postfix, Setup, Sink, TestPki,
+    free_dns_addr, free_port, test_message, wait_until,
 };
 
 const NEW_PASSWORD: &str = "Relay-Board-2026!";
@@ -370,4 +370,81 @@ fn mail_every_channel_defers_is_kept_and_delivered_later() {
         gw.log()
     );
     assert!(wait_until(Duration::from_secs(10), || gw.queue_len() == 0));
+}
+
+#[test]
+fn a_smart_host_channel_logs_in_over_tls_and_a_wrong_password_passes_the_mail_on() {
+    let internet = Sink::start(&[]);
+    let notify = Sink::start(&[]);
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::make(pki_dir.path(), &["relay.isp.test"]);
+    let auth = DovecotAuth::start(&[("jianmen", "up-secret-2026")]);
+    // The upstream relay: a real Postfix that relays only for clients that logged in, and
+    // offers AUTH only inside TLS.
+    let upstream = Postfix::start(
+        std::net::SocketAddr::from(([127, 0, 0, 1], internet.port)),
+        "127.0.0.1",
+        &[
+            &format!("smtpd_tls_cert_file = {}", pki.cert.display()),
+            &format!("smtpd_tls_key_file = {}", pki.key.display()),
+            "smtpd_tls_security_level = may",
+            "smtpd_tls_auth_only = yes",
+            "smtpd_sasl_auth_enable = yes",
+            "smtpd_sasl_type = dovecot",
+            &format!("smtpd_sasl_path = {}", auth.socket.display()),
+            "mynetworks = 127.0.0.254/32",
+            "smtpd_relay_restrictions = permit_sasl_authenticated, reject",
+        ],
+    );
+    let dns = Dns::start(&[
+        "--mx-host=far.test,mx.far.test,10".into(),
+        "--host-record=mx.far.test,127.0.0.1".into(),
+        "--local=/far.test/".into(),
+    ]);
+    let secrets = tempfile::tempdir().unwrap();
+    let (good, bad) = (secrets.path().join("good"), secrets.path().join("bad"));
+    std::fs::write(&good, "up-secret-2026\n").unwrap();
+    std::fs::write(&bad, "guessed\n").unwrap();
+    let smarthost = |file: &std::path::Path| {
+        format!(
+            "{{ host = \"127.0.0.1\", port = {}, tls = \"verify\", tls_ca = \"{}\", \
+             tls_name = \"relay.isp.test\", username = \"jianmen\", password_file = \"{}\" }}",
+            upstream.port,
+            pki.ca.display(),
+            file.display()
+        )
+    };
+    // The MX host itself (port 9) is never reached: everything goes by the smart hosts.
+    let gw = gateway(
+        &dns,
+        9,
+        &notify,
+        &format!(
+            "[relay]\n\
+             [[relay.channel]]\nname = \"wrong\"\nweight = 10\nsmarthost = {}\n\
+             [[relay.channel]]\nname = \"upstream\"\nsmarthost = {}\n",
+            smarthost(&bad),
+            smarthost(&good)
+        ),
+        &[],
+    );
+    for i in 0..3 {
+        send(&gw, &format!("u{i}"));
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || arrivals(&internet).len() == 3),
+        "{}\n{}\n{}",
+        gw.log(),
+        upstream.log(),
+        auth.log()
+    );
+    let log = upstream.log();
+    assert!(log.contains("sasl_username=jianmen"), "{log}");
+    assert!(
+        log.contains("authentication failed"),
+        "the wrong password was tried: {log}"
+    );
+    assert!(gw.log().contains("refused AUTH as jianmen"), "{}", gw.log());
+    assert!(gw.log().contains("TLS"), "{}", gw.log());
+    assert_eq!(gw.queue_len(), 0);
 }

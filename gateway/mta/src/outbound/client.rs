@@ -77,6 +77,8 @@ struct Extensions {
     smtputf8: bool,
     eightbitmime: bool,
     size: Option<u64>,
+    /// SASL mechanisms offered (upper case).
+    auth: Vec<String>,
 }
 
 /// Settings shared by all client connections.
@@ -110,6 +112,8 @@ pub struct Client {
     pub peer: String,
     /// Transactions completed on this connection.
     pub transactions: usize,
+    /// Whether the connection is encrypted (after STARTTLS).
+    encrypted: bool,
 }
 
 /// The result of one transaction: one reply (or error text) per recipient, in order.
@@ -152,6 +156,7 @@ impl Client {
             settings: settings.clone(),
             peer,
             transactions: 0,
+            encrypted: false,
         };
         let greeting = client.read_reply().await?;
         if greeting.code != 220 {
@@ -254,7 +259,54 @@ impl Client {
             })?;
         tracing::info!(peer = %self.peer, tls = %negotiated, "delivering over TLS");
         self.stream = BufReader::new(stream);
+        self.encrypted = true;
         Ok(())
+    }
+
+    /// Logs in (SMTP AUTH, RFC 4954) with PLAIN, else LOGIN; only over TLS, so that the
+    /// password never crosses the network in clear.
+    pub async fn authenticate(&mut self, user: &str, password: &str) -> Result<(), ClientError> {
+        use base64::Engine;
+        let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+        if !self.encrypted {
+            return Err(ClientError::Temporary(format!(
+                "{}: no TLS, so no AUTH (the password is never sent in clear)",
+                self.peer
+            )));
+        }
+        let offered = |m: &str| self.ext.auth.iter().any(|a| a == m);
+        let reply = if offered("PLAIN") {
+            let token = b64(format!("\0{user}\0{password}").as_bytes());
+            self.write(format!("AUTH PLAIN {token}\r\n").as_bytes())
+                .await?;
+            self.read_reply().await?
+        } else if offered("LOGIN") {
+            self.write(b"AUTH LOGIN\r\n").await?;
+            let mut reply = self.read_reply().await?;
+            for answer in [user, password] {
+                if reply.code != 334 {
+                    break;
+                }
+                self.write(format!("{}\r\n", b64(answer.as_bytes())).as_bytes())
+                    .await?;
+                reply = self.read_reply().await?;
+            }
+            reply
+        } else {
+            return Err(ClientError::Temporary(format!(
+                "{} offers no AUTH PLAIN or LOGIN (offers: {})",
+                self.peer,
+                self.ext.auth.join(" ")
+            )));
+        };
+        if reply.code == 235 {
+            Ok(())
+        } else {
+            Err(ClientError::Temporary(format!(
+                "{} refused AUTH as {user}: {reply}",
+                self.peer
+            )))
+        }
     }
 
     /// Resets the transaction state after a transaction that did not reach DATA.
@@ -464,6 +516,7 @@ fn parse_extensions(lines: &[String]) -> Extensions {
             "SMTPUTF8" => ext.smtputf8 = true,
             "8BITMIME" => ext.eightbitmime = true,
             "SIZE" => ext.size = Some(words.next().and_then(|w| w.parse().ok()).unwrap_or(0)),
+            "AUTH" => ext.auth = words.map(str::to_ascii_uppercase).collect(),
             _ => {}
         }
     }

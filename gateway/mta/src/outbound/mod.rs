@@ -304,6 +304,7 @@ impl Outbound {
                 channel = channel.name(),
                 domain,
                 left = again.len(),
+                error = error.as_deref().unwrap_or(""),
                 "channel did not deliver; next channel"
             );
             pending = again;
@@ -404,7 +405,17 @@ impl Outbound {
                             hop.addr.port(),
                             c.name()
                         );
-                        Client::start(stream, peer, &hop.name, hop.tls, proof, &self.settings).await
+                        let started =
+                            Client::start(stream, peer, &hop.name, hop.tls, proof, &self.settings)
+                                .await;
+                        match (started, &c.smarthost_login) {
+                            (Ok(mut client), Some((user, password)))
+                                if hop.policy == lookup::HopPolicy::SmartHost =>
+                            {
+                                client.authenticate(user, password).await.map(|()| client)
+                            }
+                            (started, _) => started,
+                        }
                     }
                     Err(DialError::Channel(e)) => {
                         return Err(ConnectError {

@@ -14,6 +14,16 @@ use crate::smtp::io::Io;
 /// Longest SOCKS5 password read from its file.
 const MAX_SECRET: u64 = 1024;
 
+/// The first line of a password file, bounded.
+fn secret(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_SECRET)
+        .read_to_string(&mut text)?;
+    Ok(text.lines().next().unwrap_or("").to_owned())
+}
+
 /// Why a connection could not be made, and whose fault that is.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
@@ -31,6 +41,8 @@ pub struct Channel {
     /// As configured.
     pub config: ChannelConfig,
     socks5_password: Option<String>,
+    /// The smart host's AUTH user name and password.
+    pub smarthost_login: Option<(String, String)>,
     /// Deliveries under way through it.
     pub connections: Arc<Semaphore>,
 }
@@ -38,21 +50,23 @@ pub struct Channel {
 impl Channel {
     /// Prepares a channel, reading its SOCKS5 password file.
     pub fn new(config: ChannelConfig) -> std::io::Result<Self> {
-        let socks5_password = match &config.socks5_password_file {
-            Some(path) => {
-                use std::io::Read;
-                let mut text = String::new();
-                std::fs::File::open(path)?
-                    .take(MAX_SECRET)
-                    .read_to_string(&mut text)?;
-                Some(text.trim_end_matches(['\r', '\n']).to_owned())
-            }
+        let socks5_password = config
+            .socks5_password_file
+            .as_deref()
+            .map(secret)
+            .transpose()?;
+        let smarthost_login = match config.smarthost.as_ref() {
+            Some(s) => match (&s.username, &s.password_file) {
+                (Some(user), Some(file)) => Some((user.clone(), secret(file)?)),
+                _ => None,
+            },
             None => None,
         };
         Ok(Self {
             connections: Arc::new(Semaphore::new(config.max_connections)),
             config,
             socks5_password,
+            smarthost_login,
         })
     }
 

@@ -119,6 +119,12 @@ pub struct SmartHostConfig {
     /// As for routes.
     #[serde(default)]
     pub tls_pins: Vec<String>,
+    /// User name for SMTP AUTH (PLAIN, else LOGIN), with `password_file`; sent only inside TLS.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A file holding the AUTH password (kept out of the configuration).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 impl SmartHostConfig {
@@ -217,6 +223,22 @@ impl RelayConfig {
                 s.as_route()
                     .server_trust()
                     .map_err(|e| format!("channel `{}` smarthost: {e}", c.name))?;
+                if s.username.is_some() != s.password_file.is_some() {
+                    return Err(format!(
+                        "channel `{}` smarthost: username and password_file go together",
+                        c.name
+                    ));
+                }
+                let encrypted = matches!(
+                    s.tls,
+                    TlsPolicy::Required | TlsPolicy::Verify | TlsPolicy::Tlcp
+                );
+                if s.username.is_some() && !encrypted {
+                    return Err(format!(
+                        "channel `{}` smarthost: a password is sent only over TLS: tls = \"verify\", \"required\" or \"tlcp\"",
+                        c.name
+                    ));
+                }
             }
         }
         if !self.channels.is_empty() && self.channels.iter().all(|c| c.reserve) {

@@ -634,8 +634,8 @@ pub enum OpenError {
     /// Their stored states could not be read.
     #[error("channel states: {0}")]
     Store(#[from] StoreError),
-    /// A channel's SOCKS5 password file could not be read.
-    #[error("channel {0}: socks5_password_file: {1}")]
+    /// A channel's SOCKS5 or smart-host password file could not be read.
+    #[error("channel {0}: password file: {1}")]
     Secret(String, std::io::Error),
 }
 

@@ -121,6 +121,31 @@ fn the_section_is_checked() {
         channels: vec!["nope".into()],
     });
     assert!(unknown.check().unwrap_err().contains("nope"));
+    let mut clear_password = config();
+    clear_password.channels[0].smarthost = Some(config::SmartHostConfig {
+        host: "relay.test".into(),
+        port: 587,
+        tls: crate::config::TlsPolicy::Opportunistic,
+        tls_ca: None,
+        tls_name: None,
+        tls_pins: Vec::new(),
+        username: Some("gw".into()),
+        password_file: Some("/nonexistent".into()),
+    });
+    assert!(
+        clear_password
+            .check()
+            .unwrap_err()
+            .contains("only over TLS")
+    );
+    if let Some(s) = clear_password.channels[0].smarthost.as_mut() {
+        s.tls = crate::config::TlsPolicy::Required;
+    }
+    assert!(clear_password.check().is_ok());
+    if let Some(s) = clear_password.channels[0].smarthost.as_mut() {
+        s.password_file = None;
+    }
+    assert!(clear_password.check().is_err());
     let mut bad_name = config();
     bad_name.channels[0].name = "a b".into();
     assert!(bad_name.check().is_err());
