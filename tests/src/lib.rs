@@ -146,6 +146,23 @@ impl Setup {
         self
     }
 
+    /// A gateway the organisation's server at `inside` sends out through: Internet domains
+    /// resolved by `dns` with their MX hosts on port `mx_port` (no TLS, DANE or MTA-STS), the
+    /// sending-behaviour watch off, no catch-all route; `example.com`'s route (and bounces) to
+    /// port `elsewhere`.
+    pub fn sending_out(elsewhere: u16, inside: &str, dns: &Dns, mx_port: u16) -> Self {
+        let mut setup = Self::new(elsewhere, elsewhere)
+            .smtp(&format!("internal_relays = [\"{inside}\"]"))
+            .delivery(&format!("mx_port = {mx_port}"))
+            .delivery("mx_tls = \"none\"")
+            .delivery("dane = false")
+            .delivery("mta_sts = false")
+            .section(&format!("[dns]\nresolver = \"{}:{}\"", dns.ip, dns.port))
+            .section("[behaviour]\nenabled = false");
+        setup.catch_all = false;
+        setup
+    }
+
     /// Adds a `[delivery]` line.
     pub fn delivery(mut self, line: &str) -> Self {
         self.delivery.push(line.to_owned());
@@ -863,12 +880,79 @@ impl Dns {
         })
     }
 
+    /// dnsmasq on `at` answering for `far.test` (an Internet domain) with an MX host on
+    /// 127.0.0.1, and `more` options.
+    pub fn far_test(at: SocketAddr, more: &[String]) -> Dns {
+        let mut records = vec![
+            "--mx-host=far.test,mx.far.test,10".to_owned(),
+            "--host-record=mx.far.test,127.0.0.1".to_owned(),
+            "--local=/far.test/".to_owned(),
+        ];
+        records.extend_from_slice(more);
+        Self::start_at(at, &records)
+    }
+
     /// Makes it read its hosts files (`--addn-hosts=…`) again and forget what it cached.
     pub fn reload(&self) {
         let _ = Command::new("kill")
             .arg("-HUP")
             .arg(self.server.child.id().to_string())
             .status();
+    }
+}
+
+/// dnsmasq on a port-53 address of its own, serving `far.test`'s MX and the block list
+/// `bl.test`, whose entries change while it runs (the addresses listed are in a hosts file
+/// dnsmasq reads again on SIGHUP).
+pub struct BlockListDns {
+    /// The server: `dns.ip` is what a resolv.conf names.
+    pub dns: Dns,
+    hosts: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl BlockListDns {
+    /// Starts it with nothing listed.
+    pub fn start() -> BlockListDns {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hosts = dir.path().join("listed");
+        std::fs::write(&hosts, "").expect("hosts file");
+        // dnsmasq reads the file again as `nobody`.
+        let _ = Command::new("chmod").arg("0755").arg(dir.path()).status();
+        let _ = Command::new("chmod").arg("0644").arg(&hosts).status();
+        let dns = Dns::far_test(
+            free_dns_addr(),
+            &[
+                "--local=/bl.test/".to_owned(),
+                format!("--addn-hosts={}", hosts.display()),
+            ],
+        );
+        BlockListDns {
+            dns,
+            hosts,
+            _dir: dir,
+        }
+    }
+
+    /// Lists exactly `listed` (none: clears the list) and waits until the server answers so.
+    pub fn list(&self, listed: &[std::net::Ipv4Addr]) {
+        let name = |ip: &std::net::Ipv4Addr| {
+            let o = ip.octets();
+            format!("{}.{}.{}.{}.bl.test", o[3], o[2], o[1], o[0])
+        };
+        let lines: String = listed
+            .iter()
+            .map(|ip| format!("127.0.0.2 {}\n", name(ip)))
+            .collect();
+        std::fs::write(&self.hosts, lines).expect("hosts file");
+        self.dns.reload();
+        let probe = name(&listed.first().copied().unwrap_or([127, 0, 0, 2].into()));
+        let want = !listed.is_empty();
+        assert!(
+            wait_until(Duration::from_secs(10), || self.dns.a(&probe).is_some()
+                == want),
+            "dnsmasq did not take the new list"
+        );
     }
 }
 
@@ -1538,6 +1622,18 @@ impl Drop for Postfix {
     fn drop(&mut self) {
         let _ = self.command("stop");
     }
+}
+
+/// Sends `token@far.test` a test message (`lines` body lines) from user@example.com through
+/// `gw`, connecting from `inside` (an internal relay); panics unless it is accepted.
+pub fn send_out(gw: &Gateway, inside: &str, token: &str, lines: usize) {
+    let source = inside.parse().expect("an address");
+    let (mut c, _) = Client::connect_from(source, gw.addr);
+    assert_eq!(c.cmd("EHLO mail.example.com").code, 250);
+    let rcpt = format!("{token}@far.test");
+    let reply = c.send_mail("user@example.com", &[&rcpt], &test_message(token, lines));
+    assert_eq!(reply.code, 250, "{}", reply.text);
+    c.cmd("QUIT");
 }
 
 /// A private Dovecot serving only its authentication socket, for Postfix's SMTP AUTH

@@ -8,8 +8,8 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use jianmen_testkit::{
-    Browser, Client, Console, Dns, DovecotAuth, Gateway, Listening, Postfix, Setup, Sink, TestPki,
-    free_dns_addr, free_port, test_message, wait_until,
+    BlockListDns, Browser, Console, Dns, DovecotAuth, Gateway, Listening, Postfix, Setup, Sink,
+    TestPki, free_port, send_out, wait_until,
 };
 
 const NEW_PASSWORD: &str = "Relay-Board-2026!";
@@ -18,12 +18,24 @@ const NEW_PASSWORD: &str = "Relay-Board-2026!";
 const INSIDE: &str = "127.0.0.9";
 
 fn send(gw: &Gateway, token: &str) {
-    let (mut c, _) = Client::connect_from(INSIDE.parse().unwrap(), gw.addr);
-    assert_eq!(c.cmd("EHLO mail.example.com").code, 250);
-    let rcpt = format!("{token}@far.test");
-    let reply = c.send_mail("user@example.com", &[&rcpt], &test_message(token, 3));
-    assert_eq!(reply.code, 250, "{}", reply.text);
-    c.cmd("QUIT");
+    send_out(gw, INSIDE, token, 3);
+}
+
+/// Sends `n` messages (`{prefix}0`…) and waits until every one reached `sink`.
+fn send_all(gw: &Gateway, sink: &Sink, prefix: &str, n: usize) {
+    for i in 0..n {
+        send(gw, &format!("{prefix}{i}"));
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || arrivals(sink).len() == n),
+        "{}",
+        gw.log()
+    );
+}
+
+/// Whether every message at `sink` came from `addr`.
+fn all_from(sink: &Sink, addr: &str) -> bool {
+    sink.messages().iter().all(|m| m.client_addr == addr)
 }
 
 /// Tokens delivered to `sink`, with how many times each arrived.
@@ -53,21 +65,20 @@ fn gateway_with(
     delivery: &[&str],
     more: &str,
 ) -> Gateway {
-    let mut setup = Setup::new(notify.port, notify.port)
-        .smtp(&format!("internal_relays = [\"{INSIDE}\"]"))
-        .delivery(&format!("mx_port = {mx_port}"))
-        .delivery("mx_tls = \"none\"")
-        .delivery("dane = false")
-        .delivery("mta_sts = false")
-        .section(&format!("[dns]\nresolver = \"{}:{}\"", dns.ip, dns.port))
-        .section("[behaviour]\nenabled = false")
+    let mut setup = Setup::sending_out(notify.port, INSIDE, dns, mx_port)
         .section(more)
         .section(relay);
     for line in delivery {
         setup = setup.delivery(line);
     }
-    setup.catch_all = false;
     Gateway::start(&setup)
+}
+
+fn loopback_dns() -> Dns {
+    Dns::far_test(
+        std::net::SocketAddr::from(([127, 0, 0, 1], free_port())),
+        &[],
+    )
 }
 
 fn state(gw: &Gateway, channel: &str, state: &str) -> bool {
@@ -82,28 +93,8 @@ fn a_listed_channel_hands_its_mail_on_and_a_reserve_takes_its_place() {
     let console_port = free_port();
     let internet = Sink::start(&[]);
     let notify = Sink::start(&[]);
-    let zone = tempfile::tempdir().unwrap();
-    let hosts = zone.path().join("listed");
-    std::fs::write(&hosts, "").unwrap();
-    // dnsmasq reads the file again as `nobody`.
-    let _ = std::process::Command::new("chmod")
-        .arg("0755")
-        .arg(zone.path())
-        .status();
-    let _ = std::process::Command::new("chmod")
-        .arg("0644")
-        .arg(&hosts)
-        .status();
-    let dns = Dns::start_at(
-        free_dns_addr(),
-        &[
-            "--mx-host=far.test,mx.far.test,10".into(),
-            "--host-record=mx.far.test,127.0.0.1".into(),
-            "--local=/far.test/".into(),
-            "--local=/bl.test/".into(),
-            format!("--addn-hosts={}", hosts.display()),
-        ],
-    );
+    let lists = BlockListDns::start();
+    let dns = &lists.dns;
     // The destination: a real Postfix refusing block-listed clients, relaying the rest to the sink.
     let destination = Postfix::start_resolving(
         std::net::SocketAddr::from(([127, 0, 0, 1], internet.port)),
@@ -149,11 +140,7 @@ fn a_listed_channel_hands_its_mail_on_and_a_reserve_takes_its_place() {
     );
     assert!(state(&gw, "a", "active") && state(&gw, "r", "reserve"));
     // 127.0.0.2 — channel `a`, the first choice — is listed midway.
-    std::fs::write(&hosts, "127.0.0.2 2.0.0.127.bl.test\n").unwrap();
-    dns.reload();
-    assert!(wait_until(Duration::from_secs(10), || dns
-        .a("2.0.0.127.bl.test")
-        == Some("127.0.0.2".parse().unwrap())));
+    lists.list(&["127.0.0.2".parse().unwrap()]);
     batch(20, 50);
     assert!(
         wait_until(Duration::from_secs(90), || arrivals(&internet).len() == 50),
@@ -190,11 +177,7 @@ fn a_listed_channel_hands_its_mail_on_and_a_reserve_takes_its_place() {
         || gw.log(),
     );
     // Delisted: back after the hold-down, and the reserve stands down.
-    std::fs::write(&hosts, "").unwrap();
-    dns.reload();
-    assert!(wait_until(Duration::from_secs(10), || dns
-        .a("2.0.0.127.bl.test")
-        .is_none()));
+    lists.list(&[]);
     assert!(
         wait_until(Duration::from_secs(60), || state(&gw, "a", "active")
             && state(&gw, "r", "reserve")),
@@ -229,11 +212,7 @@ fn a_listed_channel_hands_its_mail_on_and_a_reserve_takes_its_place() {
 fn a_silent_next_hop_times_out_and_the_mail_moves_on() {
     let internet = Sink::start(&[]);
     let notify = Sink::start(&[]);
-    let dns = Dns::start(&[
-        "--mx-host=far.test,mx.far.test,10".into(),
-        "--host-record=mx.far.test,127.0.0.1".into(),
-        "--local=/far.test/".into(),
-    ]);
+    let dns = loopback_dns();
     // A smart host that accepts connections and never says a word.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
@@ -255,21 +234,8 @@ fn a_silent_next_hop_times_out_and_the_mail_moves_on() {
         ),
         &["command_timeout_secs = 2"],
     );
-    for i in 0..4 {
-        send(&gw, &format!("t{i}"));
-    }
-    assert!(
-        wait_until(Duration::from_secs(60), || arrivals(&internet).len() == 4),
-        "{}",
-        gw.log()
-    );
-    assert!(
-        internet
-            .messages()
-            .iter()
-            .all(|m| m.client_addr == "127.0.0.3"),
-        "all left by channel b"
-    );
+    send_all(&gw, &internet, "t", 4);
+    assert!(all_from(&internet, "127.0.0.3"), "all left by channel b");
     let log = gw.log();
     assert!(log.contains("timeout waiting for 127.0.0.1"), "{log}");
     assert!(
@@ -284,11 +250,7 @@ fn a_silent_next_hop_times_out_and_the_mail_moves_on() {
 fn a_socks5_channel_delivers_through_its_relay_node() {
     let internet = Sink::start(&[]);
     let notify = Sink::start(&[]);
-    let dns = Dns::start(&[
-        "--mx-host=far.test,mx.far.test,10".into(),
-        "--host-record=mx.far.test,127.0.0.1".into(),
-        "--local=/far.test/".into(),
-    ]);
+    let dns = loopback_dns();
     let port = free_port();
     let mut microsocks = std::process::Command::new("microsocks");
     microsocks.args([
@@ -320,19 +282,9 @@ fn a_socks5_channel_delivers_through_its_relay_node() {
         ),
         &[],
     );
-    for i in 0..3 {
-        send(&gw, &format!("s{i}"));
-    }
+    send_all(&gw, &internet, "s", 3);
     assert!(
-        wait_until(Duration::from_secs(60), || arrivals(&internet).len() == 3),
-        "{}",
-        gw.log()
-    );
-    assert!(
-        internet
-            .messages()
-            .iter()
-            .all(|m| m.client_addr == "127.0.0.6"),
+        all_from(&internet, "127.0.0.6"),
         "delivered by the relay node's outgoing address"
     );
 }
@@ -341,11 +293,7 @@ fn a_socks5_channel_delivers_through_its_relay_node() {
 fn mail_every_channel_defers_is_kept_and_delivered_later() {
     let mut internet = Sink::start(&["-r", "RCPT"]);
     let notify = Sink::start(&[]);
-    let dns = Dns::start(&[
-        "--mx-host=far.test,mx.far.test,10".into(),
-        "--host-record=mx.far.test,127.0.0.1".into(),
-        "--local=/far.test/".into(),
-    ]);
+    let dns = loopback_dns();
     let gw = gateway(
         &dns,
         internet.port,
@@ -396,11 +344,7 @@ fn a_smart_host_channel_logs_in_over_tls_and_a_wrong_password_passes_the_mail_on
             "smtpd_relay_restrictions = permit_sasl_authenticated, reject",
         ],
     );
-    let dns = Dns::start(&[
-        "--mx-host=far.test,mx.far.test,10".into(),
-        "--host-record=mx.far.test,127.0.0.1".into(),
-        "--local=/far.test/".into(),
-    ]);
+    let dns = loopback_dns();
     let secrets = tempfile::tempdir().unwrap();
     let (good, bad) = (secrets.path().join("good"), secrets.path().join("bad"));
     std::fs::write(&good, "up-secret-2026\n").unwrap();

@@ -19,44 +19,21 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use jianmen_testkit::{
-    Client, Dns, Gateway, Postfix, Setup, Sink, free_dns_addr, test_message, wait_until,
+    BlockListDns, Dns, Gateway, Postfix, Setup, Sink, free_port, send_out, wait_until,
 };
 
 const INSIDE: &str = "127.0.0.9";
 
 fn send(gw: &Gateway, token: &str) {
-    let (mut c, _) = Client::connect_from(INSIDE.parse().expect("address"), gw.addr);
-    assert_eq!(c.cmd("EHLO mail.example.com").code, 250);
-    let rcpt = format!("{token}@far.test");
-    let reply = c.send_mail("user@example.com", &[&rcpt], &test_message(token, 20));
-    assert_eq!(reply.code, 250, "{}", reply.text);
+    send_out(gw, INSIDE, token, 20);
 }
 
 fn gateway(dns: &Dns, mx_port: u16, elsewhere: &Sink, relay: &str, delivery: &[&str]) -> Gateway {
-    let mut setup = Setup::new(elsewhere.port, elsewhere.port)
-        .smtp(&format!("internal_relays = [\"{INSIDE}\"]"))
-        .delivery(&format!("mx_port = {mx_port}"))
-        .delivery("mx_tls = \"none\"")
-        .delivery("dane = false")
-        .delivery("mta_sts = false")
-        .section(&format!("[dns]\nresolver = \"{}:{}\"", dns.ip, dns.port))
-        .section("[behaviour]\nenabled = false")
-        .section(relay);
+    let mut setup = Setup::sending_out(elsewhere.port, INSIDE, dns, mx_port).section(relay);
     for line in delivery {
         setup = setup.delivery(line);
     }
-    setup.catch_all = false;
     Gateway::start(&setup)
-}
-
-fn far_test_mx(at: SocketAddr, more: &[String]) -> Dns {
-    let mut records = vec![
-        "--mx-host=far.test,mx.far.test,10".to_owned(),
-        "--host-record=mx.far.test,127.0.0.1".to_owned(),
-        "--local=/far.test/".to_owned(),
-    ];
-    records.extend_from_slice(more);
-    Dns::start_at(at, &records)
 }
 
 /// Messages per second through `channels` source addresses to a destination taking a second
@@ -64,10 +41,7 @@ fn far_test_mx(at: SocketAddr, more: &[String]) -> Dns {
 fn rate(channels: &[&str], messages: usize) -> f64 {
     let slow = Sink::start_in_memory(&["-w", "1"]);
     let elsewhere = Sink::start_in_memory(&[]);
-    let dns = far_test_mx(
-        SocketAddr::from(([127, 0, 0, 1], jianmen_testkit::free_port())),
-        &[],
-    );
+    let dns = Dns::far_test(SocketAddr::from(([127, 0, 0, 1], free_port())), &[]);
     let relay: String = std::iter::once("[relay]\n".to_owned())
         .chain(
             channels
@@ -142,24 +116,8 @@ fn main() {
     // The listing.
     let internet = Sink::start_in_memory(&[]);
     let elsewhere = Sink::start_in_memory(&[]);
-    let zone = tempfile::tempdir().expect("tempdir");
-    let hosts = zone.path().join("listed");
-    std::fs::write(&hosts, "").expect("hosts file");
-    let _ = std::process::Command::new("chmod")
-        .arg("0755")
-        .arg(zone.path())
-        .status();
-    let _ = std::process::Command::new("chmod")
-        .arg("0644")
-        .arg(&hosts)
-        .status();
-    let dns = far_test_mx(
-        free_dns_addr(),
-        &[
-            "--local=/bl.test/".to_owned(),
-            format!("--addn-hosts={}", hosts.display()),
-        ],
-    );
+    let lists = BlockListDns::start();
+    let dns = &lists.dns;
     let destination = Postfix::start_resolving(
         SocketAddr::from(([127, 0, 0, 1], internet.port)),
         "127.0.0.1",
@@ -196,11 +154,7 @@ fn main() {
     println!("| first-choice channel | attempts | median delivery_ms |");
     println!("|---|---:|---:|");
     phase("clean", 0, 20);
-    std::fs::write(&hosts, "127.0.0.2 2.0.0.127.bl.test\n").expect("hosts file");
-    dns.reload();
-    assert!(wait_until(Duration::from_secs(10), || dns
-        .a("2.0.0.127.bl.test")
-        .is_some()));
+    lists.list(&["127.0.0.2".parse().expect("address")]);
     // The first refusal makes the watch look at the list at once: the listing may end this
     // phase early, so only its first message is sure to meet the refusal.
     let from = gw.log().lines().count();

@@ -89,6 +89,27 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
+/// A mail from the gateway to its administrators (alerts): `subject` and `body` (CRLF lines)
+/// as UTF-8 text, marked auto-generated so that nobody's auto-reply answers it.
+pub fn administrators_alert(hostname: &str, id: &str, subject: &str, body: &str) -> Vec<u8> {
+    use base64::Engine;
+    let subject = base64::engine::general_purpose::STANDARD.encode(one_line(subject));
+    let date = chrono::Utc::now().to_rfc2822();
+    format!(
+        "From: Jianmen <MAILER-DAEMON@{hostname}>\r\n\
+         Subject: =?UTF-8?B?{subject}?=\r\n\
+         Date: {date}\r\n\
+         Message-ID: <{id}@{hostname}>\r\n\
+         Auto-Submitted: auto-generated\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\
+         \r\n\
+         {body}"
+    )
+    .into_bytes()
+}
+
 /// `s` on one line (control characters as spaces), at most 500 characters: what a report
 /// may quote of a reply or a reason.
 pub(crate) fn one_line(s: &str) -> String {

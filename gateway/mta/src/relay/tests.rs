@@ -88,6 +88,22 @@ fn block_list_refusals_are_told_from_other_refusals() {
 }
 
 #[test]
+fn the_alert_names_each_change_in_both_languages() {
+    let t = Transition {
+        at: 1,
+        channel: "hk-node".into(),
+        from: State::Active,
+        to: State::Listed,
+        reason: "listed: zen.spamhaus.org (127.0.0.2)".into(),
+        actor: "gateway".into(),
+    };
+    let text = String::from_utf8(watch::alert_message("gw.test", "A1", &[&t])).unwrap();
+    assert!(text.contains("Auto-Submitted: auto-generated\r\n"));
+    assert!(text.contains("hk-node: active -> listed (listed: zen.spamhaus.org (127.0.0.2))"));
+    assert!(text.contains("发信通道"));
+}
+
+#[test]
 fn policies_cover_exact_domains_suffixes_and_all() {
     let p = PolicyConfig {
         domains: vec!["example.org".into(), ".jp".into(), "*.edu".into()],
@@ -187,6 +203,24 @@ async fn ranking_follows_policy_state_record_and_stickiness() {
         r.note(second, "x.test", failed);
     }
     assert_ne!(r.ranked("x.test")[0], second);
+}
+
+#[tokio::test]
+async fn listed_channels_carry_mail_only_when_nothing_else_can_and_drained_ones_never() {
+    let r = relay(config(), None).await;
+    let t0 = unix_now();
+    r.review(&[(0, vec!["bl.test (127.0.0.2)".into()])], t0);
+    r.decide("b", true, "admin").await.unwrap();
+    assert_eq!(names(&r, &r.ranked("x.test")), ["r"]);
+    r.review(&[(2, vec!["bl.test (127.0.0.4)".into()])], t0);
+    // Everything left is listed: many destinations ignore any one list.
+    let mut listed = names(&r, &r.ranked("x.test"));
+    listed.sort();
+    assert_eq!(listed, ["a", "r"]);
+    r.decide("a", true, "admin").await.unwrap();
+    assert_eq!(names(&r, &r.ranked("x.test")), ["r"]);
+    r.decide("r", true, "admin").await.unwrap();
+    assert!(r.ranked("x.test").is_empty());
 }
 
 #[tokio::test]

@@ -182,10 +182,6 @@ async fn alert(relay: &Relay, queue: &Queue, hostname: &str, changes: &[&Transit
 
 /// The alert mail: bilingual, one line per change.
 pub fn alert_message(hostname: &str, id: &str, changes: &[&Transition]) -> Vec<u8> {
-    use base64::Engine;
-    let subject = base64::engine::general_purpose::STANDARD
-        .encode("发信通道状态变化 / Delivery channel state changed");
-    let date = chrono::Utc::now().to_rfc2822();
     let lines: String = changes
         .iter()
         .map(|t| {
@@ -198,19 +194,15 @@ pub fn alert_message(hostname: &str, id: &str, changes: &[&Transition]) -> Vec<u
             )
         })
         .collect();
-    format!(
-        "From: Jianmen <MAILER-DAEMON@{hostname}>\r\n\
-         Subject: =?UTF-8?B?{subject}?=\r\n\
-         Date: {date}\r\n\
-         Message-ID: <{id}@{hostname}>\r\n\
-         Auto-Submitted: auto-generated\r\n\
-         MIME-Version: 1.0\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\
-         Content-Transfer-Encoding: 8bit\r\n\
-         \r\n\
-         通道 / Channels:\r\n{lines}\r\n\
+    let body = format!(
+        "通道 / Channels:\r\n{lines}\r\n\
          请在控制台“发信通道”页面查看。\r\n\
          See the console's delivery-channel page.\r\n"
+    );
+    crate::queue::dsn::administrators_alert(
+        hostname,
+        id,
+        "发信通道状态变化 / Delivery channel state changed",
+        &body,
     )
-    .into_bytes()
 }

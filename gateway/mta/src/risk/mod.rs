@@ -707,7 +707,6 @@ pub async fn flush_periodically(watch: Arc<Watch>) {
 
 /// The mail that tells the administrators in `notify` an account's level rose.
 pub fn alert_message(hostname: &str, id: &str, event: &Event) -> Vec<u8> {
-    use base64::Engine;
     let level = match event.level {
         Level::Normal => "正常 / normal",
         Level::Alert => "告警 / alert",
@@ -715,27 +714,14 @@ pub fn alert_message(hostname: &str, id: &str, event: &Event) -> Vec<u8> {
         Level::Held => "暂扣待审 / held for review",
         Level::Blocked => "禁止发信 / blocked",
     };
-    let subject = base64::engine::general_purpose::STANDARD.encode(format!(
-        "账户发信异常 / Unusual sending: {}",
-        crate::queue::dsn::one_line(&event.account)
-    ));
-    let date = chrono::Utc::now().to_rfc2822();
+    let subject = format!("账户发信异常 / Unusual sending: {}", event.account);
     let reasons: String = event
         .reasons
         .iter()
         .map(|r| format!("  - {}\r\n", crate::queue::dsn::one_line(&r.to_string())))
         .collect();
-    format!(
-        "From: Jianmen <MAILER-DAEMON@{hostname}>\r\n\
-         Subject: =?UTF-8?B?{subject}?=\r\n\
-         Date: {date}\r\n\
-         Message-ID: <{id}@{hostname}>\r\n\
-         Auto-Submitted: auto-generated\r\n\
-         MIME-Version: 1.0\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\
-         Content-Transfer-Encoding: 8bit\r\n\
-         \r\n\
-         账户 / Account: {account}\r\n\
+    let body = format!(
+        "账户 / Account: {account}\r\n\
          处置 / Now: {level}\r\n\
          分数 / Score: {score:.1}\r\n\
          原因 / Why:\r\n{reasons}\r\n\
@@ -743,8 +729,8 @@ pub fn alert_message(hostname: &str, id: &str, event: &Event) -> Vec<u8> {
          Confirm or clear it on the console's account-risk page.\r\n",
         account = crate::queue::dsn::one_line(&event.account),
         score = event.score,
-    )
-    .into_bytes()
+    );
+    crate::queue::dsn::administrators_alert(hostname, id, &subject, &body)
 }
 
 #[cfg(test)]
