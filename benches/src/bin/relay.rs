@@ -129,7 +129,7 @@ fn main() {
         dns.ip,
     );
     let gw = gateway(
-        &dns,
+        dns,
         destination.port,
         &elsewhere,
         "[relay]\ndnsbl = [{ zone = \"bl.test\" }]\ncheck_secs = 600\npassive_domains = 0\n\
