@@ -109,7 +109,7 @@ fn a_listed_channel_hands_its_mail_on_and_a_reserve_takes_its_place() {
         dns.ip,
     );
     let gw = gateway_with(
-        &dns,
+        dns,
         destination.port,
         &notify,
         "[relay]\ndnsbl = [{ zone = \"bl.test\" }]\ncheck_secs = 5\nholddown_secs = 3\n\
