@@ -44,6 +44,9 @@ command -v microsocks >/dev/null 2>&1 || need+=(microsocks)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 # ...and log in to a smart host: Postfix with Dovecot's SASL socket.
 command -v dovecot >/dev/null 2>&1 || need+=(dovecot-core)
+# Recall reaches mailboxes in Dovecot (IMAP, filled over LMTP by Postfix).
+[ -x /usr/lib/dovecot/imap ] || need+=(dovecot-imapd)
+[ -x /usr/lib/dovecot/lmtp ] || need+=(dovecot-lmtpd)
 # GmSSL (the second national-cipher peer) builds with CMake.
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 dns_server=()

@@ -1636,6 +1636,94 @@ pub fn send_out(gw: &Gateway, inside: &str, token: &str, lines: usize) {
     c.cmd("QUIT");
 }
 
+/// A private Dovecot mail server on loopback: IMAPS (certificate and key given) and LMTP, the
+/// users given, and a master user who may log in as any of them (`user*master`). Mail lives in
+/// a temporary directory; stopped on drop.
+pub struct Dovecot {
+    dir: tempfile::TempDir,
+    child: Child,
+    /// IMAPS port on 127.0.0.1.
+    pub imaps_port: u16,
+    /// LMTP port on 127.0.0.1.
+    pub lmtp_port: u16,
+}
+
+impl Dovecot {
+    /// Starts it with `users` (address, password), the master user `master` and TLS from `cert`
+    /// and `key`.
+    pub fn start(users: &[(&str, &str)], master: (&str, &str), cert: &Path, key: &Path) -> Dovecot {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().display().to_string();
+        let _ = Command::new("chmod").arg("0755").arg(dir.path()).status();
+        std::fs::create_dir_all(dir.path().join("mail")).expect("mail dir");
+        let _ = Command::new("chmod")
+            .arg("0777")
+            .arg(dir.path().join("mail"))
+            .status();
+        let passwd = |list: &[(&str, &str)]| -> String {
+            list.iter()
+                .map(|(u, p)| format!("{u}:{{PLAIN}}{p}\n"))
+                .collect()
+        };
+        for (name, text) in [("users", passwd(users)), ("masters", passwd(&[master]))] {
+            std::fs::write(dir.path().join(name), text).expect("passwd file");
+            let _ = Command::new("chmod")
+                .arg("0644")
+                .arg(dir.path().join(name))
+                .status();
+        }
+        let (imaps_port, lmtp_port) = (free_port(), free_port());
+        let conf = format!(
+            "protocols = imap lmtp\nlisten = 127.0.0.1\nbase_dir = {d}/run\nstate_dir = {d}/state\n\
+             log_path = {d}/dovecot.log\nssl = yes\nssl_cert = <{cert}\nssl_key = <{key}\n\
+             disable_plaintext_auth = no\nauth_mechanisms = plain login\n\
+             auth_master_user_separator = *\n\
+             default_login_user = dovenull\ndefault_internal_user = dovecot\n\
+             mail_location = maildir:{d}/mail/%d/%n\n\
+             passdb {{\n  driver = passwd-file\n  args = {d}/masters\n  master = yes\n  result_success = continue\n}}\n\
+             passdb {{\n  driver = passwd-file\n  args = {d}/users\n}}\n\
+             userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={d}/mail/%d/%n allow_all_users=yes\n}}\n\
+             service imap-login {{\n  inet_listener imap {{\n    port = 0\n  }}\n  inet_listener imaps {{\n    port = {imaps_port}\n    ssl = yes\n  }}\n}}\n\
+             service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {lmtp_port}\n  }}\n}}\n",
+            cert = cert.display(),
+            key = key.display(),
+        );
+        std::fs::write(dir.path().join("dovecot.conf"), conf).expect("dovecot.conf");
+        let child = Command::new("dovecot")
+            .arg("-F")
+            .arg("-c")
+            .arg(dir.path().join("dovecot.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dovecot (install dovecot-imapd and dovecot-lmtpd)");
+        let up = wait_until(Duration::from_secs(15), || {
+            TcpStream::connect(("127.0.0.1", imaps_port)).is_ok()
+                && TcpStream::connect(("127.0.0.1", lmtp_port)).is_ok()
+        });
+        let server = Dovecot {
+            dir,
+            child,
+            imaps_port,
+            lmtp_port,
+        };
+        assert!(up, "dovecot did not start:\n{}", server.log());
+        server
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A private Dovecot serving only its authentication socket, for Postfix's SMTP AUTH
 /// (`smtpd_sasl_type = dovecot`): the users and passwords given, nothing else. Its
 /// configuration, socket and log live in a temporary directory; stopped on drop.

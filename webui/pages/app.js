@@ -50,6 +50,14 @@ const T = {
     drain: '停用', activate: '启用', drainedNow: '已停用，邮件改走其他通道', activatedNow: '已启用',
     confirmDrain: '确定停用该通道？它的邮件将改走其他通道。', watchedLists: '监测的黑名单',
     passiveOnly: '未配置（仅依据目的服务器的黑名单拒收判断）', from: '原状态', to: '新状态',
+    recall: '邮件召回', hunt: '查找已投递邮件', term: '查找依据', term_sha256: '附件 SHA-256', term_url: '链接',
+    term_domain: '链接域名', term_sender: '发件人', term_message_id: 'Message-ID', term_queue_id: '队列 ID',
+    value: '值', recipients: '收件人', recallIt: '召回', recallReason: '召回原因（记入审计日志）',
+    confirmRecall: '确定从所有收件人的邮箱中召回这封邮件？', recalls: '召回记录', progress: '进度',
+    undo: '撤销召回（放回原文件夹）', undone: '正在放回', mailbox: '邮箱', folders: '原文件夹',
+    recallIntro: '按附件哈希、链接、域名、发件人或 Message-ID 查找已投递到本单位邮箱的邮件，一键从所有收件人的邮箱中召回（移入隐藏的召回文件夹，可撤销）。',
+    rstate_pending: '等待', rstate_working: '召回中', rstate_recalled: '已召回', rstate_absent: '邮箱中没有',
+    rstate_failed: '失败', rstate_restoring: '放回中', rstate_restored: '已放回', rstate_restore_failed: '放回失败',
     channelsIntro: '发往互联网的邮件经多个通道发出：按目的域选择成功率最高的通道；连接失败、超时、临时拒收或因黑名单被拒时立即改走下一通道。每个通道的出口地址定期在黑名单中查询，被列入即移出轮换、启用备用通道并通知管理员；解除并经观察期后自动恢复。',
   },
   en: {
@@ -110,6 +118,14 @@ const T = {
     drainedNow: 'Drained; its mail takes the other channels', activatedNow: 'Activated',
     confirmDrain: 'Drain this channel? Its mail will take the other channels.', watchedLists: 'Block lists watched',
     passiveOnly: 'none (judged by destinations\' block-list refusals only)', from: 'From', to: 'To',
+    recall: 'Recall', hunt: 'Find delivered mail', term: 'Find by', term_sha256: 'Attachment SHA-256', term_url: 'Link',
+    term_domain: 'Link domain', term_sender: 'Sender', term_message_id: 'Message-ID', term_queue_id: 'Queue ID',
+    value: 'Value', recipients: 'Recipients', recallIt: 'Recall', recallReason: 'Reason (kept in the audit log)',
+    confirmRecall: 'Recall this message from every recipient\'s mailbox?', recalls: 'Recalls', progress: 'Progress',
+    undo: 'Undo (put back where it was)', undone: 'Putting back', mailbox: 'Mailbox', folders: 'Taken from',
+    recallIntro: 'Find mail delivered into this organisation\'s mailboxes by attachment hash, link, domain, sender or Message-ID, and recall it from every recipient\'s mailbox at once (moved to a hidden recall folder; can be undone).',
+    rstate_pending: 'Waiting', rstate_working: 'Recalling', rstate_recalled: 'Recalled', rstate_absent: 'Not in the mailbox',
+    rstate_failed: 'Failed', rstate_restoring: 'Putting back', rstate_restored: 'Put back', rstate_restore_failed: 'Put-back failed',
     channelsIntro: 'Mail to the internet leaves by several channels: each destination gets the channel with the best record there; a failed connection, a timeout, a deferral or a block-list refusal passes the mail to the next channel at once. Every channel\'s egress address is looked up in block lists; a listed channel leaves rotation, a reserve takes its place and the administrators are told; once delisted and clean for the hold-down it returns by itself.',
   },
 };
@@ -157,14 +173,14 @@ function fail(e) {
 
 const PAGES = {
   system: ['dashboard', 'system', 'channels', 'accounts'],
-  security: ['dashboard', 'approvals', 'risk', 'quarantine', 'tracking', 'policy', 'accounts'],
+  security: ['dashboard', 'approvals', 'risk', 'recall', 'quarantine', 'tracking', 'policy', 'accounts'],
   audit: ['audit'],
 };
 
 // A per-domain administrator manages no accounts: its delegates are made by the security
 // administrator of all domains.
 function pagesOf(account) {
-  return PAGES[account.role].filter((p) => !['accounts', 'approvals', 'risk', 'channels'].includes(p) || !account.domain);
+  return PAGES[account.role].filter((p) => !['accounts', 'approvals', 'risk', 'channels', 'recall'].includes(p) || !account.domain);
 }
 
 function renderChrome() {
@@ -580,6 +596,71 @@ async function channelsPage(selected) {
       table([t('time'), t('detail')], one.live.errors.map(([at, e]) => ({ cells: [when(at), e] })))));
 }
 
+const recallState = (s) => el('span', { class: `badge rstate-${s}` }, t(`rstate_${s}`));
+const TERMS = ['sha256', 'url', 'domain', 'sender', 'message_id', 'queue_id'];
+
+async function recallPage() {
+  const out = el('div', { id: 'hunt-results' });
+  const reason = el('input', { id: 'recall-reason', placeholder: t('recallReason'), 'aria-label': t('recallReason') });
+  const recallOne = async (ev, queueId) => {
+    ev.stopPropagation();
+    if (!confirm(t('confirmRecall'))) return;
+    try {
+      const r = await api('POST', '/api/recall', { queue_id: queueId, reason: reason.value });
+      location.hash = `#/recall/${r.recall.id}`;
+    } catch (e) { out.append(el('p', { class: 'error', role: 'alert' }, e.message)); }
+  };
+  const kind = el('select', { id: 'hunt-kind', 'aria-label': t('term') }, TERMS.map((k) => el('option', { value: k }, t(`term_${k}`))));
+  const value = el('input', { id: 'hunt-value', placeholder: t('value'), 'aria-label': t('value') });
+  const form = el('form', { class: 'filters', onsubmit: async (ev) => {
+    ev.preventDefault();
+    try {
+      const r = await api('GET', `/api/hunt?${qs({ [kind.value]: value.value.trim() })}`);
+      out.replaceChildren(table([t('time'), t('sender'), t('subject'), t('recipients'), t('queueId'), ''],
+        r.messages.map((m) => ({ cells: [when(m.at), m.header_from || m.mail_from, m.subject, m.rcpts.join(', '), m.queue_id,
+          el('button', { class: 'danger', 'data-recall': m.queue_id, onclick: (ev) => recallOne(ev, m.queue_id) }, t('recallIt'))] }))));
+    } catch (e) { out.replaceChildren(el('p', { class: 'error', role: 'alert' }, e.message)); }
+  } }, kind, value, el('button', { class: 'primary', type: 'submit' }, t('search')));
+  let recent = [];
+  try { recent = (await api('GET', '/api/recall')).recalls; } catch (e) { recent = []; }
+  page(t('recall'), el('p', { class: 'muted' }, t('recallIntro')),
+    el('div', { class: 'card' }, el('h2', {}, t('hunt')), form, reason, out),
+    el('div', { class: 'card' }, el('h2', {}, t('recalls')),
+      table([t('time'), t('subject'), t('sender'), t('actor'), t('progress')],
+        recent.map((x) => ({ key: x.recall.id, cells: [when(x.recall.created_at), x.recall.subject, x.recall.mail_from, x.recall.actor,
+          Object.entries(x.states).map(([s, n]) => `${t(`rstate_${s}`)} ${n}`).join('，')] })),
+        (key) => { location.hash = `#/recall/${key}`; })));
+}
+
+async function recallItem(id) {
+  let d;
+  try { d = await api('GET', `/api/recall/${encodeURIComponent(id)}`); } catch (e) { page(t('recall')); return fail(e); }
+  const r = d.recall;
+  const done = d.mailboxes.filter((m) => !['pending', 'working', 'restoring'].includes(m.state)).length;
+  const msg = el('p', { role: 'status', id: 'recall-result' });
+  const canUndo = r.action === 'move' && d.mailboxes.some((m) => m.state === 'recalled' || m.state === 'restore_failed');
+  page(`${t('recall')} · ${r.subject}`,
+    el('p', {}, el('a', { href: '#/recall' }, `← ${t('back')}`)),
+    el('div', { class: 'card' }, el('dl', { class: 'kv' },
+      el('dt', {}, t('subject')), el('dd', {}, r.subject),
+      el('dt', {}, t('sender')), el('dd', {}, r.mail_from),
+      el('dt', {}, 'Message-ID'), el('dd', {}, r.message_id),
+      el('dt', {}, t('actor')), el('dd', {}, r.actor),
+      el('dt', {}, t('reason')), el('dd', {}, r.reason),
+      el('dt', {}, t('progress')), el('dd', {},
+        el('progress', { id: 'recall-progress', max: String(d.mailboxes.length), value: String(done) }), ` ${done}/${d.mailboxes.length}`)),
+      canUndo ? el('button', { class: 'primary', id: 'undo', onclick: async () => {
+        try { await api('POST', `/api/recall/${encodeURIComponent(id)}/undo`); msg.className = 'notice'; msg.textContent = t('undone'); recallItem(id); }
+        catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+      } }, t('undo')) : null, msg),
+    el('div', { class: 'card' }, table([t('mailbox'), t('status'), t('folders'), t('detail'), t('time')],
+      d.mailboxes.map((m) => ({ cells: [m.mailbox, recallState(m.state), m.folders.map(([f, n]) => `${f} (${n})`).join(', '), m.detail, when(m.updated_at)] })))));
+  // Follow the work while any mailbox is still under way (and this page is still shown).
+  if (done < d.mailboxes.length) {
+    setTimeout(() => { if (location.hash === `#/recall/${id}`) recallItem(id); }, 1000);
+  }
+}
+
 async function route() {
   if (!me) { try { me = await api('GET', '/api/session'); } catch (_) { me = null; } }
   renderChrome();
@@ -591,7 +672,8 @@ async function route() {
   if ((name === 'quarantine' || name === 'approvals') && parts[1]) return quarantineItem(parts[1]);
   if (name === 'risk' && parts[1]) return riskItem(decodeURIComponent(parts[1]));
   if (name === 'channels') return channelsPage(parts[1] && decodeURIComponent(parts[1]));
-  return { dashboard: dashboardPage, approvals: approvalsPage, risk: riskPage, quarantine: () => quarantinePage(), tracking: trackingPage, policy: policyPage,
+  if (name === 'recall' && parts[1]) return recallItem(decodeURIComponent(parts[1]));
+  return { dashboard: dashboardPage, approvals: approvalsPage, risk: riskPage, recall: recallPage, quarantine: () => quarantinePage(), tracking: trackingPage, policy: policyPage,
     system: systemPage, accounts: accountsPage, audit: auditPage }[name]();
 }
 

@@ -14,6 +14,7 @@
 pub mod accounts;
 mod api;
 pub mod metrics;
+mod recall;
 mod relay;
 mod risk;
 mod selfservice;
@@ -58,6 +59,10 @@ pub struct Console {
     pub watch: Option<Arc<jianmen_mta::risk::Watch>>,
     /// The delivery channels, when configured.
     pub relay: Option<Arc<jianmen_mta::relay::Relay>>,
+    /// The hunt index of delivered messages.
+    pub hunt: Option<jianmen_mta::hunt::HuntIndex>,
+    /// Recall from the mailboxes, when a mail system is configured.
+    pub recaller: Option<Arc<jianmen_mta::recall::Recaller>>,
     allow: AddressList,
 }
 
@@ -88,6 +93,8 @@ impl Console {
             releases: jianmen_mta::upgrade::release::Releases::from_env(),
             watch: None,
             relay: None,
+            hunt: None,
+            recaller: None,
             allow,
         }
     }
@@ -107,6 +114,17 @@ impl Console {
     /// The same console with the delivery-channel board over `relay`.
     pub fn relaying(mut self, relay: Option<Arc<jianmen_mta::relay::Relay>>) -> Console {
         self.relay = relay;
+        self
+    }
+
+    /// The same console with hunting over `hunt` and recall through `recaller`.
+    pub fn recalling(
+        mut self,
+        hunt: Option<jianmen_mta::hunt::HuntIndex>,
+        recaller: Option<Arc<jianmen_mta::recall::Recaller>>,
+    ) -> Console {
+        self.hunt = hunt;
+        self.recaller = recaller;
         self
     }
 
@@ -288,6 +306,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     api::routes(cfg);
     risk::routes(cfg);
     relay::routes(cfg);
+    recall::routes(cfg);
     upgrade::routes(cfg);
     selfservice::routes(cfg);
     assets(cfg);
@@ -314,6 +333,19 @@ fn assets(cfg: &mut web::ServiceConfig) {
     asset!(cfg, "/api/openapi.json", "openapi.json", "application/json");
 }
 
+/// The gateway's services the console drives besides its stores, each when the gateway runs it.
+#[derive(Default)]
+pub struct Services {
+    /// The sending accounts' behaviour.
+    pub watch: Option<Arc<jianmen_mta::risk::Watch>>,
+    /// The delivery channels.
+    pub relay: Option<Arc<jianmen_mta::relay::Relay>>,
+    /// The hunt index of delivered messages.
+    pub hunt: Option<jianmen_mta::hunt::HuntIndex>,
+    /// Recall from the mailboxes.
+    pub recaller: Option<Arc<jianmen_mta::recall::Recaller>>,
+}
+
 /// Opens the console's state, creating the three initial accounts on first start: their
 /// generated passwords are written once to `data_dir/initial-passwords.txt` (mode 0600) and
 /// must be changed at first login. Uploaded upgrades are installed under `releases`.
@@ -323,8 +355,7 @@ pub async fn start(
     tracker: Tracker,
     store: Arc<SqliteStore>,
     releases: jianmen_mta::upgrade::release::Releases,
-    watch: Option<Arc<jianmen_mta::risk::Watch>>,
-    relay: Option<Arc<jianmen_mta::relay::Relay>>,
+    services: Services,
 ) -> Result<(Arc<Console>, Arc<jianmen_gm::tls::ServerTls>), StartError> {
     let Some(c) = config.console.clone() else {
         return Err(StartError::NotConfigured);
@@ -355,8 +386,9 @@ pub async fn start(
     let links = LinkKey::load_or_create(data_dir)?;
     let console = Console::new(config, accounts, quarantine, tracker, audit, store, links)
         .with_releases(releases)
-        .watching(watch)
-        .relaying(relay);
+        .watching(services.watch)
+        .relaying(services.relay)
+        .recalling(services.hunt, services.recaller);
     Ok((Arc::new(console), tls))
 }
 

@@ -377,6 +377,31 @@ async fn every_role_boundary_holds() {
             None,
             &[Role::Security],
         ),
+        (
+            Method::GET,
+            "/api/hunt?sender=a@b.test".into(),
+            None,
+            &[Role::Security],
+        ),
+        (Method::GET, "/api/recall".into(), None, &[Role::Security]),
+        (
+            Method::POST,
+            "/api/recall".into(),
+            Some(json!({"queue_id": HELD})),
+            &[Role::Security],
+        ),
+        (
+            Method::GET,
+            format!("/api/recall/{HELD}"),
+            None,
+            &[Role::Security],
+        ),
+        (
+            Method::POST,
+            format!("/api/recall/{HELD}/undo"),
+            None,
+            &[Role::Security],
+        ),
         (Method::GET, "/api/channels".into(), None, &[Role::System]),
         (
             Method::POST,
@@ -449,6 +474,7 @@ async fn every_role_boundary_holds() {
         routes(include_str!("../src/upgrade.rs")),
         routes(include_str!("../src/risk.rs")),
         routes(include_str!("../src/relay.rs")),
+        routes(include_str!("../src/recall.rs")),
     ]
     .concat();
     let routed: std::collections::BTreeSet<String> = body

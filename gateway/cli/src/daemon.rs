@@ -8,6 +8,7 @@ use std::sync::Arc;
 use jianmen_mta::audit::AuditLog;
 use jianmen_mta::config::Config;
 use jianmen_mta::dkim::DkimSigner;
+use jianmen_mta::hunt::HuntIndex;
 use jianmen_mta::intake::Intake;
 use jianmen_mta::metrics::Metrics;
 use jianmen_mta::outbound::Outbound;
@@ -17,6 +18,7 @@ use jianmen_mta::quarantine::links::LinkKey;
 use jianmen_mta::queue::manager::Manager;
 use jianmen_mta::queue::spool::Spool;
 use jianmen_mta::queue::{Queue, QueueError, SqliteStore};
+use jianmen_mta::recall::Recaller;
 use jianmen_mta::relay::Relay;
 use jianmen_mta::risk::Watch;
 use jianmen_mta::smtp::{Relays, Server, SessionContext};
@@ -123,8 +125,12 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
     let tracker = Tracker::open(&config.server.data_dir)
         .await
         .map_err(QueueError::from)?;
+    let hunt = HuntIndex::open(&config.server.data_dir)
+        .await
+        .map_err(QueueError::from)?;
     tokio::spawn(jianmen_mta::tracking::purge_periodically(
         tracker.clone(),
+        Some(hunt.clone()),
         config.tracking.retention_days,
     ));
     tokio::spawn(jianmen_mta::quarantine::expire_periodically(
@@ -225,6 +231,15 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
         tracker.clone(),
     );
     let queue_for_health = queue.clone();
+    let recaller = if config.recall.imap.is_empty() {
+        None
+    } else {
+        Some(
+            Recaller::open(config.recall.clone(), store.clone())
+                .await
+                .map_err(|e| std::io::Error::other(format!("recall: {e}")))?,
+        )
+    };
     let signer = DkimSigner::load(&config.dkim, &config.server.data_dir)?;
     let watch = if config.behaviour.enabled {
         let watch = Watch::open(config.behaviour.clone(), store.clone())
@@ -242,7 +257,8 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
         metrics.clone(),
         tracker.clone(),
     )
-    .signing(signer);
+    .signing(signer)
+    .hunting(hunt.clone());
     if let Some(w) = &watch {
         intake = intake.watching(w.clone());
     }
@@ -266,8 +282,12 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
             tracker.clone(),
             store,
             releases,
-            watch.clone(),
-            relay,
+            jianmen_webui::Services {
+                watch: watch.clone(),
+                relay,
+                hunt: Some(hunt.clone()),
+                recaller: recaller.clone(),
+            },
         )
         .await?;
         if let Ok(addr) = listener.local_addr() {

@@ -103,6 +103,9 @@ pub struct Config {
     /// The egress channels mail to the internet leaves by, and the watch on them.
     #[serde(default)]
     pub relay: crate::relay::RelayConfig,
+    /// Taking delivered mail back out of the organisation's mailboxes.
+    #[serde(default)]
+    pub recall: crate::recall::RecallConfig,
 }
 
 /// Copies of the audit log for a SIEM.
@@ -499,7 +502,7 @@ impl RouteConfig {
 }
 
 /// The authorities in the PEM file `ca` (a `tls_ca`), as whom a server's chain may lead to.
-fn load_authorities(ca: &Path) -> Result<ServerTrust, String> {
+pub(crate) fn load_authorities(ca: &Path) -> Result<ServerTrust, String> {
     use rustls_pki_types::pem::PemObject;
     let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(ca)
         .and_then(|i| i.collect::<Result<Vec<_>, _>>())
@@ -671,6 +674,7 @@ impl Config {
             .check()
             .map_err(|e| invalid("behaviour", e))?;
         self.relay.check().map_err(|e| invalid("relay", e))?;
+        self.recall.check().map_err(|e| invalid("recall", e))?;
         if let Some(collector) = &self.audit.syslog
             && collector
                 .rsplit_once(':')

@@ -53,6 +53,8 @@ pub struct Intake {
     signer: DkimSigner,
     /// The sending accounts' behaviour, when watched.
     watch: Option<Arc<Watch>>,
+    /// Where delivered messages are indexed for hunting and recall.
+    hunt: Option<crate::hunt::HuntIndex>,
 }
 
 impl Intake {
@@ -90,12 +92,19 @@ impl Intake {
             tracker,
             signer: DkimSigner::default(),
             watch: None,
+            hunt: None,
         }
     }
 
     /// Watches the sending behaviour of internal accounts and contains them by `watch`'s policy.
     pub fn watching(mut self, watch: Arc<Watch>) -> Self {
         self.watch = Some(watch);
+        self
+    }
+
+    /// Indexes what it delivers into the organisation's mailboxes in `hunt`.
+    pub fn hunting(mut self, hunt: crate::hunt::HuntIndex) -> Self {
+        self.hunt = Some(hunt);
         self
     }
 
@@ -494,6 +503,18 @@ impl Inbox for Intake {
                 }
             }
             let verdict_name = if held.is_some() { "hold" } else { "deliver" };
+            // What goes into the organisation's mailboxes is indexed, to be found again.
+            let mailboxes: Vec<String> = match &self.hunt {
+                Some(_) if held.is_none() => d
+                    .rcpts
+                    .iter()
+                    .filter(|r| self.is_local(r))
+                    .cloned()
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let for_index =
+                (!mailboxes.is_empty()).then(|| body.get(trace_len..).unwrap_or_default().to_vec());
             let new = NewMessage {
                 id: id.clone(),
                 mail_from: envelope.mail_from.clone(),
@@ -513,6 +534,9 @@ impl Inbox for Intake {
             };
             match self.queue.enqueue(new, vec![signature, extra, body]).await {
                 Ok(()) => {
+                    if let (Some(hunt), Some(raw)) = (&self.hunt, for_index) {
+                        hunt.index(now, &id, &envelope.mail_from, &mailboxes, raw);
+                    }
                     self.metrics.accepted.inc();
                     self.metrics.directed(envelope.direction.as_str());
                     let kind = if verdict_name == "hold" {

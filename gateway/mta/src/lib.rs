@@ -18,7 +18,8 @@
 //! at start), [`db`] (how every SQLite database is opened), [`metrics`] (Prometheus counters),
 //! [`privilege`] (dropping root to the service account), [`audit`] (the hash-chained record of
 //! administrative actions and its signed export), [`tracking`] (every message's fate,
-//! searchable), [`upgrade`] (signed offline upgrade packages, applied beside the installed
+//! searchable; [`hunt`] indexes what reached the mailboxes by hash, link, domain, sender and
+//! Message-ID; [`recall`] takes delivered mail back out of the mailboxes), [`upgrade`] (signed offline upgrade packages, applied beside the installed
 //! binary on trial and rolled back when unhealthy), [`dkim`] (outbound DKIM signing per
 //! sending domain, and the keys for it), [`risk`] (the sending behaviour of internal accounts
 //! and the containment of those that look compromised), [`relay`] (the egress channels mail to
@@ -33,12 +34,14 @@ pub mod audit;
 pub mod config;
 pub mod db;
 pub mod dkim;
+pub mod hunt;
 pub mod intake;
 pub mod metrics;
 pub mod outbound;
 pub mod privilege;
 pub mod quarantine;
 pub mod queue;
+pub mod recall;
 pub mod relay;
 pub mod risk;
 pub mod smtp;

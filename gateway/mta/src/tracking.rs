@@ -415,7 +415,12 @@ async fn write(writer: &SqlitePool, events: &[Event]) -> Result<(), sqlx::Error>
 }
 
 /// Deletes events past `retention_days` once a day, forever.
-pub async fn purge_periodically(tracker: Tracker, retention_days: u32) {
+/// The hunt index (`hunt`) keeps messages as long.
+pub async fn purge_periodically(
+    tracker: Tracker,
+    hunt: Option<crate::hunt::HuntIndex>,
+    retention_days: u32,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(86_400));
     loop {
         tick.tick().await;
@@ -424,6 +429,13 @@ pub async fn purge_periodically(tracker: Tracker, retention_days: u32) {
             Ok(0) => {}
             Ok(n) => tracing::info!(count = n, "old tracking events deleted"),
             Err(e) => tracing::error!(error = %e, "cannot purge tracking events"),
+        }
+        if let Some(hunt) = &hunt {
+            match hunt.purge(before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(count = n, "old messages dropped from the hunt index"),
+                Err(e) => tracing::error!(error = %e, "cannot purge the hunt index"),
+            }
         }
     }
 }

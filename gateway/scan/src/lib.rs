@@ -5,7 +5,8 @@
 //! decided per recipient domain ([`verdict`]); [`pipeline`] runs all of it behind [`Scanner`].
 //! [`feedback`] keeps what users report, [`accuracy`] measures how well verdicts separate ham
 //! from spam. [`dlp`] finds what outgoing mail must not carry; [`behaviour`] scores how internal
-//! accounts send, to find stolen ones.
+//! accounts send, to find stolen ones; [`hunt`] says what a delivered message can be found
+//! again by when a threat becomes known later.
 //!
 //! It hands on [`Disposition`]s per recipient. Its configuration types ([`config`]) are
 //! sections of the gateway's file; what else it needs (host name, data directory, protected
@@ -32,6 +33,7 @@ pub mod features;
 pub mod feedback;
 pub mod greylist;
 pub mod html;
+pub mod hunt;
 pub mod message;
 pub mod model;
 #[cfg(feature = "neural")]

@@ -321,6 +321,7 @@ impl SqliteStore {
                 quarantine::index::SCHEMA,
                 crate::risk::SCHEMA,
                 crate::relay::SCHEMA,
+                crate::recall::SCHEMA,
             ],
             added_columns: quarantine::index::ADDED_COLUMNS,
         }

@@ -1,0 +1,257 @@
+//! Recall (邮件召回): taking delivered mail back out of the organisation's mailboxes. A recall
+//! names a message the hunt index knows ([`crate::hunt`]) and the mailboxes it went to; each
+//! mailbox's mail system is reached by its connector ([`imap`]: a master user acting as the
+//! mailbox's user), the message found by its Message-ID in every folder and moved to the recall
+//! folder (or expunged), and the outcome recorded per mailbox ([`store`]) for the console to
+//! follow. A moved message can be put back (undo). Work runs in the background, a bounded
+//! number of mailboxes at once; a recall interrupted by a restart goes on when the gateway
+//! starts again (finding a message is idempotent).
+
+pub mod config;
+pub mod imap;
+pub mod store;
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::db::StoreError;
+use crate::hunt::Indexed;
+use crate::queue::SqliteStore;
+use crate::queue::manager::unix_now;
+pub use config::{RecallAction, RecallConfig};
+use imap::Imap;
+pub use store::{Item, Job, SCHEMA};
+
+/// Most mailboxes one recall reaches.
+pub const MAX_MAILBOXES: usize = 10_000;
+
+/// What is looked for in a mailbox.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The Message-ID, without angle brackets.
+    pub message_id: String,
+}
+
+/// Why a recall, or one mailbox's part in it, did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum RecallError {
+    /// The mail system failed or refused (connection, login, a command, a deadline).
+    #[error("{0}")]
+    Server(String),
+    /// The Message-ID cannot be searched for over IMAP.
+    #[error("cannot search for this Message-ID: {0}")]
+    Unsearchable(String),
+    /// No connector serves the mailbox's domain.
+    #[error("no mail system is configured for {0} ([[recall.imap]] domains)")]
+    NoSystem(String),
+    /// The message has no Message-ID to find it by.
+    #[error("the message has no Message-ID: it cannot be found in the mailboxes")]
+    NoMessageId,
+    /// None of the mailboxes named received the message.
+    #[error("none of these mailboxes received the message")]
+    NoMailbox,
+    /// No such recall.
+    #[error("no such recall")]
+    NotFound,
+    /// The recall deleted the message (or nothing was moved): there is nothing to put back.
+    #[error("nothing to put back: the recall deleted the message or moved nothing")]
+    NothingToUndo,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The recall service.
+pub struct Recaller {
+    config: RecallConfig,
+    systems: Vec<Imap>,
+    store: Arc<SqliteStore>,
+    slots: Arc<Semaphore>,
+}
+
+impl Recaller {
+    /// Prepares the connectors of `config` (reading their password files) and goes on with the
+    /// recalls a restart interrupted.
+    pub async fn open(config: RecallConfig, store: Arc<SqliteStore>) -> Result<Arc<Self>, String> {
+        let systems = config
+            .imap
+            .iter()
+            .map(|c| Imap::new(c, &config))
+            .collect::<Result<Vec<_>, _>>()?;
+        let recaller = Arc::new(Self {
+            slots: Arc::new(Semaphore::new(config.concurrency)),
+            config,
+            systems,
+            store,
+        });
+        match store::unfinished(&recaller.store).await {
+            Ok(left) => {
+                for (job, mailbox, restoring) in left {
+                    recaller.clone().spawn_one(job, mailbox, restoring);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read unfinished recalls"),
+        }
+        Ok(recaller)
+    }
+
+    /// The section it was opened with.
+    pub fn config(&self) -> &RecallConfig {
+        &self.config
+    }
+
+    /// Starts recalling `message` from `mailboxes` (those of its recipients; all of them when
+    /// none are named); returns the recall's id at once.
+    pub async fn start(
+        self: &Arc<Self>,
+        message: &Indexed,
+        mailboxes: &[String],
+        actor: &str,
+        reason: &str,
+    ) -> Result<Job, RecallError> {
+        if message.message_id.is_empty() {
+            return Err(RecallError::NoMessageId);
+        }
+        let chosen: Vec<String> = if mailboxes.is_empty() {
+            message.rcpts.clone()
+        } else {
+            message
+                .rcpts
+                .iter()
+                .filter(|r| mailboxes.iter().any(|m| m.eq_ignore_ascii_case(r)))
+                .cloned()
+                .collect()
+        };
+        if chosen.is_empty() {
+            return Err(RecallError::NoMailbox);
+        }
+        let chosen: Vec<String> = chosen.into_iter().take(MAX_MAILBOXES).collect();
+        let job = Job {
+            id: ulid::Ulid::new().to_string(),
+            created_at: unix_now(),
+            actor: actor.to_owned(),
+            queue_id: message.queue_id.clone(),
+            message_id: message.message_id.clone(),
+            mail_from: message.mail_from.clone(),
+            subject: message.subject.clone(),
+            action: match self.config.action {
+                RecallAction::Move => "move",
+                RecallAction::Delete => "delete",
+            }
+            .to_owned(),
+            reason: reason.to_owned(),
+        };
+        store::create(&self.store, &job, &chosen).await?;
+        tracing::info!(recall = %job.id, queue_id = %job.queue_id, mailboxes = chosen.len(), actor, "recall started");
+        for mailbox in chosen {
+            self.clone().spawn_one(job.clone(), mailbox, false);
+        }
+        Ok(job)
+    }
+
+    /// Puts back what recall `id` moved.
+    pub async fn undo(self: &Arc<Self>, id: &str) -> Result<Vec<String>, RecallError> {
+        let (job, items) = store::get(&self.store, id)
+            .await?
+            .ok_or(RecallError::NotFound)?;
+        let moved: Vec<String> = items
+            .into_iter()
+            .filter(|i| i.state == "recalled" || i.state == "restore_failed")
+            .map(|i| i.mailbox)
+            .collect();
+        if job.action != "move" || moved.is_empty() {
+            return Err(RecallError::NothingToUndo);
+        }
+        let now = unix_now();
+        for mailbox in &moved {
+            store::set(&self.store, &job.id, mailbox, "restoring", None, "", now).await?;
+            self.clone().spawn_one(job.clone(), mailbox.clone(), true);
+        }
+        tracing::info!(recall = %job.id, mailboxes = moved.len(), "recall undone");
+        Ok(moved)
+    }
+
+    /// A recall and each mailbox's state.
+    pub async fn get(&self, id: &str) -> Result<(Job, Vec<Item>), RecallError> {
+        store::get(&self.store, id)
+            .await?
+            .ok_or(RecallError::NotFound)
+    }
+
+    /// The latest recalls with their mailboxes counted by state.
+    pub async fn recent(&self, limit: u32) -> Result<Vec<(Job, Vec<(String, i64)>)>, RecallError> {
+        Ok(store::recent(&self.store, limit).await?)
+    }
+
+    /// Works on one mailbox in the background, within the concurrency bound.
+    fn spawn_one(self: Arc<Self>, job: Job, mailbox: String, restoring: bool) {
+        tokio::spawn(async move {
+            let Ok(_slot) = self.slots.clone().acquire_owned().await else {
+                return;
+            };
+            let result = self.one(&job, &mailbox, restoring).await;
+            if let Err(e) = result {
+                tracing::error!(recall = %job.id, mailbox, error = %e, "cannot record a recall's progress");
+            }
+        });
+    }
+
+    async fn one(&self, job: &Job, mailbox: &str, restoring: bool) -> Result<(), StoreError> {
+        let target = Target {
+            message_id: job.message_id.clone(),
+        };
+        let set = |state: &'static str, folders: Option<Vec<(String, u32)>>, detail: String| {
+            let store = self.store.clone();
+            let (id, mailbox) = (job.id.clone(), mailbox.to_owned());
+            async move {
+                store::set(
+                    &store,
+                    &id,
+                    &mailbox,
+                    state,
+                    folders.as_deref(),
+                    &detail,
+                    unix_now(),
+                )
+                .await
+            }
+        };
+        let Some(n) = self.config.system_for(mailbox) else {
+            let why = RecallError::NoSystem(mailbox.to_owned()).to_string();
+            return set(
+                if restoring {
+                    "restore_failed"
+                } else {
+                    "failed"
+                },
+                None,
+                why,
+            )
+            .await;
+        };
+        let system = &self.systems[n];
+        if restoring {
+            let folders = store::folders(&self.store, &job.id, mailbox).await?;
+            return match system.restore(mailbox, &target, &folders).await {
+                Ok(count) => set("restored", None, format!("{count} put back")).await,
+                Err(e) => set("restore_failed", None, e.to_string()).await,
+            };
+        }
+        set("working", None, String::new()).await?;
+        match system.recall(mailbox, &target).await {
+            Ok(found) if found.is_empty() => {
+                set("absent", Some(found), "not in any folder".into()).await
+            }
+            Ok(found) => {
+                let count: u32 = found.iter().map(|f| f.1).sum();
+                tracing::info!(recall = %job.id, mailbox, count, "message recalled from a mailbox");
+                set("recalled", Some(found), format!("{count} taken out")).await
+            }
+            Err(e) => {
+                tracing::warn!(recall = %job.id, mailbox, error = %e, "recall failed for a mailbox");
+                set("failed", None, e.to_string()).await
+            }
+        }
+    }
+}
