@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use jianmen_testkit::{
-    Client, Console, Dovecot, Gateway, Postfix, Setup, Sink, TestPki, free_port, sha256_hex,
-    wait_until,
+    Browser, Client, Console, Dovecot, Gateway, Postfix, Setup, Sink, TestPki, free_port,
+    sha256_hex, wait_until,
 };
 
 const USERS: [(&str, &str); 3] = [
@@ -213,6 +213,27 @@ fn a_recall_takes_a_message_out_of_three_mailboxes_and_undo_puts_it_back() {
     }
     let (code, body) = console.post_json(&format!("/api/recall/{id}/undo"), &csrf, "");
     assert_eq!(code, 409, "nothing left to put back: {body}");
+
+    // Again, in the console: found by the hash, recalled, followed to the end.
+    Browser::ready().run(
+        "recall.mjs",
+        &[
+            ("JM_URL", format!("https://127.0.0.1:{console_port}/")),
+            ("JM_SEC_USER", user.clone()),
+            ("JM_SEC_PASS", NEW_PASSWORD.into()),
+            ("JM_NEW_PASS", NEW_PASSWORD.into()),
+            ("JM_SHA256", sha.clone()),
+        ],
+        || gw.log(),
+    );
+    for u in USERS {
+        assert_eq!(
+            count(&dovecot, &pki.ca, u, "INBOX", mid),
+            0,
+            "{} still has it",
+            u.0
+        );
+    }
     // Both are on the record.
     let (auditor, apw) = gw.initial_account("audit");
     let audit_dir = tempfile::tempdir().unwrap();
