@@ -19,8 +19,9 @@ use super::config::{ImapConfig, ImapTls, RecallAction, RecallConfig};
 use super::{RecallError, Target};
 use crate::smtp::io::Io;
 
-/// Most bytes one connection reads from the server.
-const MAX_READ: u64 = 32 * 1024 * 1024;
+/// Most bytes one connection reads from the server: far more than the listings and searches
+/// recall asks for (it never fetches a message), little enough that a flood is cut off fast.
+const MAX_READ: u64 = 4 * 1024 * 1024;
 /// Most folders of one mailbox looked through.
 const MAX_FOLDERS: usize = 1000;
 

@@ -255,3 +255,143 @@ impl Recaller {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn message() -> Indexed {
+        Indexed {
+            at: 1,
+            queue_id: "01RECALLRECALLRECALLRECALL".into(),
+            message_id: "m1@bank.test".into(),
+            mail_from: "a@bank.test".into(),
+            header_from: "a@bank.test".into(),
+            subject: "x".into(),
+            rcpts: vec!["alice@example.com".into(), "bob@other.test".into()],
+        }
+    }
+
+    /// A recaller whose only mail system is the IMAP server `behave` plays on a loopback port.
+    async fn recaller(
+        dir: &std::path::Path,
+        timeout_secs: u64,
+        behave: impl FnOnce(tokio::net::TcpStream) -> tokio::task::JoinHandle<()> + Send + 'static,
+    ) -> Arc<Recaller> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            if let Ok((s, _)) = listener.accept().await {
+                let _ = behave(s).await;
+            }
+        });
+        std::fs::write(dir.join("secret"), "pw\n").unwrap();
+        let config = RecallConfig {
+            imap: vec![config::ImapConfig {
+                domains: vec!["example.com".into()],
+                host: "127.0.0.1".into(),
+                port,
+                tls: config::ImapTls::None,
+                tls_ca: None,
+                tls_name: None,
+                master_user: "m".into(),
+                password_file: dir.join("secret"),
+                login: "{user}*{master}".into(),
+                user: "address".into(),
+            }],
+            timeout_secs,
+            ..RecallConfig::default()
+        };
+        let store = Arc::new(SqliteStore::open(&dir.join("q.db")).await.unwrap());
+        Recaller::open(config, store).await.unwrap()
+    }
+
+    async fn settled(r: &Recaller, id: &str) -> Vec<Item> {
+        for _ in 0..100 {
+            let (_, items) = r.get(id).await.unwrap();
+            if items
+                .iter()
+                .all(|i| !["pending", "working", "restoring"].contains(&i.state.as_str()))
+            {
+                return items;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the recall never settled");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_stalls_fails_its_mailbox_within_the_deadline_and_others_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = recaller(dir.path(), 1, |mut s| {
+            tokio::spawn(async move {
+                let _ = s.write_all(b"* OK ready\r\n").await;
+                let mut buf = [0u8; 1024];
+                // Reads the login and never answers.
+                while s.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+            })
+        })
+        .await;
+        let job = r.start(&message(), &[], "test", "stall").await.unwrap();
+        let items = settled(&r, &job.id).await;
+        let alice = items
+            .iter()
+            .find(|i| i.mailbox == "alice@example.com")
+            .unwrap();
+        assert_eq!(alice.state, "failed");
+        assert!(alice.detail.contains("timeout"), "{}", alice.detail);
+        // A mailbox of a domain no system holds says so.
+        let bob = items
+            .iter()
+            .find(|i| i.mailbox == "bob@other.test")
+            .unwrap();
+        assert_eq!(bob.state, "failed");
+        assert!(bob.detail.contains("no mail system"), "{}", bob.detail);
+        assert!(matches!(
+            r.undo(&job.id).await,
+            Err(RecallError::NothingToUndo)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_server_that_floods_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = recaller(dir.path(), 20, |mut s| {
+            tokio::spawn(async move {
+                let _ = s.write_all(b"* OK ready\r\n").await;
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                // One endless untagged line in answer to the login.
+                let chunk = vec![b'x'; 1 << 20];
+                let _ = s.write_all(b"* OK ").await;
+                while s.write_all(&chunk).await.is_ok() {}
+            })
+        })
+        .await;
+        let job = r
+            .start(&message(), &["alice@example.com".into()], "test", "flood")
+            .await
+            .unwrap();
+        let items = settled(&r, &job.id).await;
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].state, "failed");
+        assert!(items[0].detail.contains("more than"), "{}", items[0].detail);
+    }
+
+    #[tokio::test]
+    async fn a_message_without_message_id_or_mailboxes_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = recaller(dir.path(), 1, |_| tokio::spawn(async {})).await;
+        let mut m = message();
+        assert!(matches!(
+            r.start(&m, &["nobody@example.com".into()], "t", "").await,
+            Err(RecallError::NoMailbox)
+        ));
+        m.message_id.clear();
+        assert!(matches!(
+            r.start(&m, &[], "t", "").await,
+            Err(RecallError::NoMessageId)
+        ));
+    }
+}
