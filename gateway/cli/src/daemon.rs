@@ -121,11 +121,11 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
         config.smtp.min_free_space_mib * 1024 * 1024,
     )
     .await?;
-    let quarantine = Quarantine::new(store.clone(), queue.spool().clone());
-    let tracker = Tracker::open(&config.server.data_dir)
+    let hunt = HuntIndex::open(&config.server.data_dir, &config.domains.protected)
         .await
         .map_err(QueueError::from)?;
-    let hunt = HuntIndex::open(&config.server.data_dir)
+    let quarantine = Quarantine::new(store.clone(), queue.spool().clone()).indexing(hunt.clone());
+    let tracker = Tracker::open(&config.server.data_dir)
         .await
         .map_err(QueueError::from)?;
     tokio::spawn(jianmen_mta::tracking::purge_periodically(

@@ -98,11 +98,13 @@ pub struct HuntIndex {
     pool: SqlitePool,
     tx: mpsc::Sender<Request>,
     skipped: Arc<AtomicU64>,
+    protected: Arc<Vec<String>>,
 }
 
 impl HuntIndex {
-    /// Opens (creating) `data_dir/hunt.db` and starts the indexer.
-    pub async fn open(data_dir: &Path) -> Result<HuntIndex, StoreError> {
+    /// Opens (creating) `data_dir/hunt.db` and starts the indexer; the mailboxes are those of
+    /// the `protected` domains.
+    pub async fn open(data_dir: &Path, protected: &[String]) -> Result<HuntIndex, StoreError> {
         let pools = crate::db::Database {
             path: &data_dir.join("hunt.db"),
             durability: crate::db::Durability::Crash,
@@ -118,11 +120,26 @@ impl HuntIndex {
             pool: pools.reader,
             tx,
             skipped: Arc::default(),
+            protected: Arc::new(protected.iter().map(|d| d.to_ascii_lowercase()).collect()),
         })
     }
 
-    /// Indexes a message accepted for `rcpts` (protected recipients) without waiting; skipped
-    /// (and counted) when the indexer is far behind.
+    /// Those of `rcpts` whose mailboxes are the organisation's.
+    pub fn mailboxes(&self, rcpts: &[String]) -> Vec<String> {
+        rcpts
+            .iter()
+            .filter(|r| {
+                r.rsplit_once('@').is_some_and(|(_, d)| {
+                    let d = d.trim_end_matches('.').to_ascii_lowercase();
+                    self.protected.contains(&d)
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Indexes a message on its way into `rcpts`' mailboxes (see [`HuntIndex::mailboxes`])
+    /// without waiting; skipped (and counted) when the indexer is far behind.
     pub fn index(&self, at: i64, queue_id: &str, mail_from: &str, rcpts: &[String], raw: Vec<u8>) {
         let request = Request::Index {
             at,
@@ -350,7 +367,13 @@ mod tests {
     #[tokio::test]
     async fn messages_are_found_by_hash_link_domain_sender_and_id_and_purged() {
         let dir = tempfile::tempdir().unwrap();
-        let index = HuntIndex::open(dir.path()).await.unwrap();
+        let index = HuntIndex::open(dir.path(), &["example.com".into()])
+            .await
+            .unwrap();
+        assert_eq!(
+            index.mailboxes(&["a@Example.COM".into(), "x@elsewhere.test".into()]),
+            ["a@Example.COM"]
+        );
         let rcpts = vec!["a@example.com".to_owned(), "b@example.com".to_owned()];
         index.index(1000, "Q1", "Bounce@Bank.test", &rcpts, MAIL.to_vec());
         index.index(

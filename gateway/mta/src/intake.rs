@@ -505,12 +505,7 @@ impl Inbox for Intake {
             let verdict_name = if held.is_some() { "hold" } else { "deliver" };
             // What goes into the organisation's mailboxes is indexed, to be found again.
             let mailboxes: Vec<String> = match &self.hunt {
-                Some(_) if held.is_none() => d
-                    .rcpts
-                    .iter()
-                    .filter(|r| self.is_local(r))
-                    .cloned()
-                    .collect(),
+                Some(hunt) if held.is_none() => hunt.mailboxes(&d.rcpts),
                 _ => Vec::new(),
             };
             let for_index =

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 
 use jianmen_mta::config::Config;
+use jianmen_mta::hunt::HuntIndex;
 use jianmen_mta::quarantine::approval::Notices;
 use jianmen_mta::quarantine::digest::DigestSettings;
 use jianmen_mta::quarantine::links::LinkKey;
@@ -170,7 +171,14 @@ pub async fn run(args: Args) -> Result<()> {
             }
             let actor = crate::commands::cli_actor();
             let only = (!rcpt.is_empty()).then_some(rcpt.as_slice());
-            let released = quarantine.release(&id, only, &actor, unix_now()).await?;
+            // What goes into the mailboxes is indexed, so that it can be recalled.
+            let hunt = HuntIndex::open(&config.server.data_dir, &config.domains.protected).await?;
+            let released = quarantine
+                .clone()
+                .indexing(hunt.clone())
+                .release(&id, only, &actor, unix_now())
+                .await?;
+            hunt.flush().await;
             let detail = format!(
                 "{id} to {} as {}{}",
                 released.rcpts.join(","),

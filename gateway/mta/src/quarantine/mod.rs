@@ -164,12 +164,42 @@ impl Released {
 pub struct Quarantine {
     store: Arc<SqliteStore>,
     spool: Spool,
+    hunt: Option<crate::hunt::HuntIndex>,
 }
 
 impl Quarantine {
     /// The quarantine of a queue (the same database and spool).
     pub fn new(store: Arc<SqliteStore>, spool: Spool) -> Self {
-        Self { store, spool }
+        Self {
+            store,
+            spool,
+            hunt: None,
+        }
+    }
+
+    /// The same quarantine indexing what it releases into the mailboxes in `hunt`: mail
+    /// released by mistake is what most often needs recalling.
+    pub fn indexing(mut self, hunt: crate::hunt::HuntIndex) -> Self {
+        self.hunt = Some(hunt);
+        self
+    }
+
+    /// Hands a released copy to the hunt index.
+    async fn index_released(&self, queue_id: &str, mail_from: &str, rcpts: &[String], now: i64) {
+        let Some(hunt) = &self.hunt else { return };
+        let mailboxes = hunt.mailboxes(rcpts);
+        if mailboxes.is_empty() {
+            return;
+        }
+        let spool = self.spool.clone();
+        let id = queue_id.to_owned();
+        match tokio::task::spawn_blocking(move || spool.read(&id)).await {
+            Ok(Ok(data)) => hunt.index(now, queue_id, mail_from, &mailboxes, data),
+            _ => tracing::warn!(
+                queue_id,
+                "released message not indexed for hunting: unreadable"
+            ),
+        }
     }
 
     /// One page of items matching `query`, newest first.
@@ -231,6 +261,8 @@ impl Quarantine {
         }
         if targets.len() == waiting.len() {
             index::release_all(&self.store, id, actor, now).await?;
+            self.index_released(id, &item.summary.mail_from, &targets, now)
+                .await;
             return Ok(Released {
                 queue_id: id.to_owned(),
                 rcpts: targets,
@@ -250,6 +282,8 @@ impl Quarantine {
             let _ = self.spool.remove(&copy);
             return Err(e);
         }
+        self.index_released(&copy, &item.summary.mail_from, &targets, now)
+            .await;
         Ok(Released {
             queue_id: copy,
             rcpts: targets,
@@ -414,6 +448,33 @@ mod tests {
                 .unwrap(),
             0
         );
+    }
+
+    #[tokio::test]
+    async fn what_is_released_into_the_mailboxes_can_be_found_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("q.db")).await.unwrap());
+        let spool = Spool::open(&dir.path().join("spool")).unwrap();
+        let hunt = crate::hunt::HuntIndex::open(dir.path(), &["example.com".into()])
+            .await
+            .unwrap();
+        let id = "01AAAAAAAAAAAAAAAAAAAAAAA2";
+        spool
+            .write(
+                id,
+                &[b"Message-ID: <released@outside.test>\r\nSubject: s\r\n\r\nhi\r\n"],
+            )
+            .unwrap();
+        store.insert(&[held(id, 1000)]).await.unwrap();
+        let q = Quarantine::new(store, spool).indexing(hunt.clone());
+        let term = crate::hunt::Term::MessageId("released@outside.test".into());
+        assert!(hunt.find(&term, 0, 10).await.unwrap().is_empty());
+        q.release(id, None, "admin", 50).await.unwrap();
+        hunt.flush().await;
+        let found = hunt.find(&term, 0, 10).await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].rcpts, ["u@example.com"]);
+        assert_eq!(found[0].queue_id, id);
     }
 
     #[test]
