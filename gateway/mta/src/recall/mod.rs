@@ -234,19 +234,22 @@ impl Recaller {
         if restoring {
             let folders = store::folders(&self.store, &job.id, mailbox).await?;
             return match system.restore(mailbox, &target, &folders).await {
-                Ok(count) => set("restored", None, format!("{count} put back")).await,
+                Ok(count) => {
+                    tracing::info!(recall = %job.id, mailbox, count, "recalled message put back");
+                    set("restored", None, String::new()).await
+                }
                 Err(e) => set("restore_failed", None, e.to_string()).await,
             };
         }
         set("working", None, String::new()).await?;
         match system.recall(mailbox, &target).await {
-            Ok(found) if found.is_empty() => {
-                set("absent", Some(found), "not in any folder".into()).await
-            }
+            // The state and the folders (with their copies) say it all; `detail` is for errors,
+            // which come from the mail system in its own words.
+            Ok(found) if found.is_empty() => set("absent", Some(found), String::new()).await,
             Ok(found) => {
                 let count: u32 = found.iter().map(|f| f.1).sum();
                 tracing::info!(recall = %job.id, mailbox, count, "message recalled from a mailbox");
-                set("recalled", Some(found), format!("{count} taken out")).await
+                set("recalled", Some(found), String::new()).await
             }
             Err(e) => {
                 tracing::warn!(recall = %job.id, mailbox, error = %e, "recall failed for a mailbox");
