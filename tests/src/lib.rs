@@ -1640,8 +1640,7 @@ pub fn send_out(gw: &Gateway, inside: &str, token: &str, lines: usize) {
 /// users given, and a master user who may log in as any of them (`user*master`). Mail lives in
 /// a temporary directory; stopped on drop.
 pub struct Dovecot {
-    dir: tempfile::TempDir,
-    child: Child,
+    run: DovecotRun,
     /// IMAPS port on 127.0.0.1.
     pub imaps_port: u16,
     /// LMTP port on 127.0.0.1.
@@ -1688,6 +1687,34 @@ impl Dovecot {
             cert = cert.display(),
             key = key.display(),
         );
+        let run = DovecotRun::start(dir, &conf);
+        let up = wait_until(Duration::from_secs(15), || {
+            TcpStream::connect(("127.0.0.1", imaps_port)).is_ok()
+                && TcpStream::connect(("127.0.0.1", lmtp_port)).is_ok()
+        });
+        assert!(up, "dovecot did not start:\n{}", run.log());
+        Dovecot {
+            run,
+            imaps_port,
+            lmtp_port,
+        }
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        self.run.log()
+    }
+}
+
+/// A private Dovecot run from a configuration in its own directory, logging there; stopped on
+/// drop.
+struct DovecotRun {
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl DovecotRun {
+    fn start(dir: tempfile::TempDir, conf: &str) -> DovecotRun {
         std::fs::write(dir.path().join("dovecot.conf"), conf).expect("dovecot.conf");
         let child = Command::new("dovecot")
             .arg("-F")
@@ -1696,28 +1723,16 @@ impl Dovecot {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("dovecot (install dovecot-imapd and dovecot-lmtpd)");
-        let up = wait_until(Duration::from_secs(15), || {
-            TcpStream::connect(("127.0.0.1", imaps_port)).is_ok()
-                && TcpStream::connect(("127.0.0.1", lmtp_port)).is_ok()
-        });
-        let server = Dovecot {
-            dir,
-            child,
-            imaps_port,
-            lmtp_port,
-        };
-        assert!(up, "dovecot did not start:\n{}", server.log());
-        server
+            .expect("dovecot (install dovecot-core, dovecot-imapd and dovecot-lmtpd)");
+        DovecotRun { dir, child }
     }
 
-    /// Its log so far.
-    pub fn log(&self) -> String {
+    fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
     }
 }
 
-impl Drop for Dovecot {
+impl Drop for DovecotRun {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -1728,8 +1743,7 @@ impl Drop for Dovecot {
 /// (`smtpd_sasl_type = dovecot`): the users and passwords given, nothing else. Its
 /// configuration, socket and log live in a temporary directory; stopped on drop.
 pub struct DovecotAuth {
-    dir: tempfile::TempDir,
-    child: Child,
+    run: DovecotRun,
     /// The socket Postfix asks (`smtpd_sasl_path`).
     pub socket: PathBuf,
 }
@@ -1761,31 +1775,15 @@ impl DovecotAuth {
              service auth {{\n  unix_listener {socket} {{\n    mode = 0666\n  }}\n}}\n",
             socket = socket.display()
         );
-        std::fs::write(dir.path().join("dovecot.conf"), conf).expect("dovecot.conf");
-        let child = Command::new("dovecot")
-            .arg("-F")
-            .arg("-c")
-            .arg(dir.path().join("dovecot.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dovecot (install dovecot-core)");
+        let run = DovecotRun::start(dir, &conf);
         let up = wait_until(Duration::from_secs(15), || socket.exists());
-        let auth = DovecotAuth { dir, child, socket };
-        assert!(up, "dovecot did not start:\n{}", auth.log());
-        auth
+        assert!(up, "dovecot did not start:\n{}", run.log());
+        DovecotAuth { run, socket }
     }
 
     /// Its log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for DovecotAuth {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.run.log()
     }
 }
 
