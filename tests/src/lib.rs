@@ -802,7 +802,7 @@ impl Listening {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{what}: {e}"));
-        let up = wait_until(Duration::from_secs(10), || TcpStream::connect(addr).is_ok());
+        let up = wait_until(Duration::from_secs(30), || TcpStream::connect(addr).is_ok());
         assert!(up, "{what} did not start: {}", explain());
         Listening { child, port }
     }
@@ -819,6 +819,7 @@ impl Drop for Listening {
 /// there get NXDOMAIN).
 pub struct Dns {
     server: Listening,
+    _log: tempfile::TempDir,
     /// Its UDP/TCP port.
     pub port: u16,
     /// Its address.
@@ -834,6 +835,13 @@ impl Dns {
     /// Starts dnsmasq on `addr`. Port 53 on an address of its own is what a program that reads
     /// `/etc/resolv.conf` (Postfix) can be pointed at.
     pub fn start_at(addr: SocketAddr, records: &[String]) -> Dns {
+        // Its log, for when it does not start (it writes as `nobody`).
+        let log_dir = tempfile::tempdir().expect("tempdir");
+        let _ = Command::new("chmod")
+            .arg("0777")
+            .arg(log_dir.path())
+            .status();
+        let log = log_dir.path().join("dnsmasq.log");
         let mut command = Command::new("dnsmasq");
         command
             .args([
@@ -842,18 +850,19 @@ impl Dns {
                 "--no-hosts",
                 "--bind-interfaces",
                 "--local=/example/",
-                "--log-facility=-",
                 "--local-ttl=0",
             ])
+            .arg(format!("--log-facility={}", log.display()))
             .arg(format!("--listen-address={}", addr.ip()))
             .arg(format!("--port={}", addr.port()))
             .args(records);
         let server =
             Listening::spawn_at(&mut command, addr, "dnsmasq (install dnsmasq-base)", || {
-                String::new()
+                std::fs::read_to_string(&log).unwrap_or_default()
             });
         Dns {
             server,
+            _log: log_dir,
             port: addr.port(),
             ip: addr.ip(),
         }
