@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use jianmen_mta::audit::AuditLog;
 use jianmen_mta::config::Config;
+use jianmen_mta::hunt::HuntIndex;
 use jianmen_mta::quarantine::links::{LinkAction, LinkKey};
 use jianmen_mta::quarantine::{Held, Quarantine};
 use jianmen_mta::queue::spool::Spool;
@@ -33,6 +34,7 @@ struct Env {
     console: Arc<Console>,
     store: Arc<SqliteStore>,
     watch: Arc<Watch>,
+    hunt: HuntIndex,
     passwords: Vec<(String, Role, String)>,
 }
 
@@ -66,6 +68,9 @@ async fn env_with(extra: &str) -> Env {
     let watch = Watch::open(RiskConfig::default(), store.clone())
         .await
         .unwrap();
+    let hunt = HuntIndex::open(dir.path(), &["example.com".into()])
+        .await
+        .unwrap();
     // Two delivery channels and a reserve (nothing is sent through them here).
     let channels = Config::parse(&format!(
         "[server]\nhostname = \"gw.test\"\ndata_dir = \"{}\"\n[domains]\nprotected = [\"example.com\"]\n\
@@ -95,13 +100,15 @@ async fn env_with(extra: &str) -> Env {
         )
         .with_releases(Releases::new(dir.path().join("releases")))
         .watching(Some(watch.clone()))
-        .relaying(Some(relay)),
+        .relaying(Some(relay))
+        .recalling(Some(hunt.clone()), None),
     );
     Env {
         _dir: dir,
         console,
         store,
         watch,
+        hunt,
         passwords,
     }
 }
@@ -1239,4 +1246,71 @@ async fn the_channel_board_shows_and_moves_channels_with_an_audit_trail() {
             && actions.contains(&"channel.activate".to_owned()),
         "{actions:?}"
     );
+}
+
+#[actix_web::test]
+async fn hunting_takes_one_bounded_term_and_finds_delivered_mail() {
+    let env = env().await;
+    let app = app!(env);
+    let (name, _, password) = env
+        .passwords
+        .iter()
+        .find(|p| p.1 == Role::Security)
+        .unwrap();
+    let (w, _) = sign_in(&app, name, password).await.unwrap();
+    call(
+        &app,
+        Some(&w),
+        Method::POST,
+        "/api/password",
+        Some(json!({"current_password": password, "new_password": NEW_PASSWORD})),
+    )
+    .await;
+    env.hunt.index(
+        chrono::Utc::now().timestamp(),
+        "01HUNTHUNTHUNTHUNTHUNTHUNT",
+        "bounce@bank.test",
+        &["staff@example.com".into()],
+        b"From: <notice@bank.test>\r\nMessage-ID: <h1@bank.test>\r\nSubject: Verify\r\n\r\nhttps://login.evil.test/x\r\n".to_vec(),
+    );
+    env.hunt.flush().await;
+    let get = |path: String| {
+        let (app, w) = (&app, &w);
+        async move { call(app, Some(w), Method::GET, &path, None).await }
+    };
+    let (s, b, _, _) = get("/api/hunt?domain=evil.test".into()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["messages"][0]["message_id"], "h1@bank.test");
+    assert_eq!(b["messages"][0]["rcpts"][0], "staff@example.com");
+    let (_, b, _, _) = get("/api/hunt?sender=NOTICE@bank.test&days=1".into()).await;
+    assert_eq!(b["messages"].as_array().unwrap().len(), 1, "{b}");
+    for (query, field) in [
+        ("", "sha256"),
+        ("sha256=abc", "sha256"),
+        ("domain=a.test&sender=b@c.test", "sender"),
+        ("queue_id=nope", "queue_id"),
+        ("domain=a.test&days=0", "days"),
+        ("domain=a.test&bogus=1", "bogus"),
+    ] {
+        let (s, b, _, _) = get(format!("/api/hunt?{query}")).await;
+        assert_eq!(
+            (s, b["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{query}: {b}"
+        );
+    }
+    let long = "x".repeat(3000);
+    let (s, _, _, _) = get(format!("/api/hunt?url={long}")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // Without a mail system nothing can be recalled, and the console says why.
+    let (s, b, _, _) = call(
+        &app,
+        Some(&w),
+        Method::POST,
+        "/api/recall",
+        Some(json!({"queue_id": "01HUNTHUNTHUNTHUNTHUNTHUNT"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("recall.imap"), "{b}");
 }
