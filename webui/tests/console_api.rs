@@ -203,6 +203,30 @@ async fn call(
     )
 }
 
+/// Signs in as `env`'s initial account of `role` and changes its first password to
+/// [`NEW_PASSWORD`], as every administrator must before anything else.
+async fn ready(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    env: &Env,
+    role: Role,
+) -> (Who, String) {
+    let (name, _, password) = env.passwords.iter().find(|p| p.1 == role).unwrap();
+    let (w, _) = sign_in(app, name, password).await.unwrap();
+    call(
+        app,
+        Some(&w),
+        Method::POST,
+        "/api/password",
+        Some(json!({"current_password": password, "new_password": NEW_PASSWORD})),
+    )
+    .await;
+    (w, name.clone())
+}
+
 async fn sign_in(
     app: &impl actix_web::dev::Service<
         actix_http::Request,
@@ -499,20 +523,7 @@ async fn quarantine_actions_are_safe_validated_and_audited() {
     let env =
         env_with("[scan]\nallow = [\"friend@elsewhere.test\"]\nblock = [\"@spam.test\"]\n").await;
     let app = app!(env);
-    let (name, _, password) = env
-        .passwords
-        .iter()
-        .find(|p| p.1 == Role::Security)
-        .unwrap();
-    let (w, _) = sign_in(&app, name, password).await.unwrap();
-    call(
-        &app,
-        Some(&w),
-        Method::POST,
-        "/api/password",
-        Some(json!({"current_password": password, "new_password": NEW_PASSWORD})),
-    )
-    .await;
+    let (w, _) = ready(&app, &env, Role::Security).await;
 
     // Pages carry a strict CSP and refuse framing.
     let (s, _, h, html) = call(&app, None, Method::GET, "/", None).await;
@@ -878,20 +889,7 @@ async fn quarantine_actions_are_safe_validated_and_audited() {
 async fn the_risk_board_explains_and_decides_contained_accounts() {
     let env = env().await;
     let app = app!(env);
-    let (name, _, password) = env
-        .passwords
-        .iter()
-        .find(|p| p.1 == Role::Security)
-        .unwrap();
-    let (w, _) = sign_in(&app, name, password).await.unwrap();
-    call(
-        &app,
-        Some(&w),
-        Method::POST,
-        "/api/password",
-        Some(json!({"current_password": password, "new_password": NEW_PASSWORD})),
-    )
-    .await;
+    let (w, name) = ready(&app, &env, Role::Security).await;
     // A new account mails 200 strangers in half an hour, all within the last whole hour so the
     // burst is not split across two hourly buckets.
     let now = (chrono::Utc::now().timestamp() / 3600 - 1) * 3600 + 60;
@@ -1156,16 +1154,7 @@ async fn self_service_links_release_once_and_refuse_the_rest() {
 async fn the_channel_board_shows_and_moves_channels_with_an_audit_trail() {
     let env = env().await;
     let app = app!(env);
-    let (name, _, password) = env.passwords.iter().find(|p| p.1 == Role::System).unwrap();
-    let (w, _) = sign_in(&app, name, password).await.unwrap();
-    call(
-        &app,
-        Some(&w),
-        Method::POST,
-        "/api/password",
-        Some(json!({"current_password": password, "new_password": NEW_PASSWORD})),
-    )
-    .await;
+    let (w, name) = ready(&app, &env, Role::System).await;
     let (s, b, _, _) = call(&app, Some(&w), Method::GET, "/api/channels", None).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let states: Vec<(String, String)> = b["channels"]
@@ -1252,20 +1241,7 @@ async fn the_channel_board_shows_and_moves_channels_with_an_audit_trail() {
 async fn hunting_takes_one_bounded_term_and_finds_delivered_mail() {
     let env = env().await;
     let app = app!(env);
-    let (name, _, password) = env
-        .passwords
-        .iter()
-        .find(|p| p.1 == Role::Security)
-        .unwrap();
-    let (w, _) = sign_in(&app, name, password).await.unwrap();
-    call(
-        &app,
-        Some(&w),
-        Method::POST,
-        "/api/password",
-        Some(json!({"current_password": password, "new_password": NEW_PASSWORD})),
-    )
-    .await;
+    let (w, _) = ready(&app, &env, Role::Security).await;
     env.hunt.index(
         chrono::Utc::now().timestamp(),
         "01HUNTHUNTHUNTHUNTHUNTHUNT",
