@@ -773,8 +773,8 @@ pub struct Listening {
 }
 
 impl Listening {
-    /// Spawns `command` (output discarded) and waits until it accepts TCP on `port`; `what`
-    /// and `explain()` say what failed otherwise.
+    /// Spawns `command` (stdout discarded) and waits until it accepts TCP on `port`; `what`,
+    /// its standard error and `explain()` say what failed otherwise.
     pub fn spawn(
         command: &mut Command,
         port: u16,
@@ -796,15 +796,41 @@ impl Listening {
         what: &str,
         explain: impl Fn() -> String,
     ) -> Listening {
-        let port = addr.port();
-        let child = command
+        Self::try_spawn_at(command, addr, what)
+            .unwrap_or_else(|stderr| panic!("{what} did not start: {stderr}{}", explain()))
+    }
+
+    /// As [`Listening::spawn_at`], returning what the server wrote to standard error when it
+    /// exits or does not listen within 30 s.
+    pub fn try_spawn_at(
+        command: &mut Command,
+        addr: SocketAddr,
+        what: &str,
+    ) -> Result<Listening, String> {
+        let stderr = tempfile::tempfile().expect("tempfile");
+        let mut child = command
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr.try_clone().expect("tempfile"))
             .spawn()
             .unwrap_or_else(|e| panic!("{what}: {e}"));
-        let up = wait_until(Duration::from_secs(30), || TcpStream::connect(addr).is_ok());
-        assert!(up, "{what} did not start: {}", explain());
-        Listening { child, port }
+        let mut exited = None;
+        let up = wait_until(Duration::from_secs(30), || {
+            exited = child.try_wait().ok().flatten();
+            exited.is_some() || TcpStream::connect(addr).is_ok()
+        });
+        if up && exited.is_none() {
+            return Ok(Listening {
+                child,
+                port: addr.port(),
+            });
+        }
+        let _ = child.kill();
+        let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+        let mut written = String::new();
+        let mut stderr = stderr;
+        let _ = std::io::Seek::rewind(&mut stderr);
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut written);
+        Err(format!("({status}) {written}"))
     }
 }
 
@@ -835,6 +861,23 @@ impl Dns {
     /// Starts dnsmasq on `addr`. Port 53 on an address of its own is what a program that reads
     /// `/etc/resolv.conf` (Postfix) can be pointed at.
     pub fn start_at(addr: SocketAddr, records: &[String]) -> Dns {
+        Self::try_start_at(addr, records).unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// dnsmasq on port 53 of a loopback address of its own ([`free_dns_addr`]); another
+    /// address is tried when one is taken between the probe and dnsmasq's bind.
+    fn start_on_port_53(records: &[String]) -> Dns {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::try_start_at(free_dns_addr(), records) {
+                Ok(dns) => return dns,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("{}", failures.join("\n"))
+    }
+
+    fn try_start_at(addr: SocketAddr, records: &[String]) -> Result<Dns, String> {
         // Its log, for when it does not start (it writes as `nobody`).
         let log_dir = tempfile::tempdir().expect("tempdir");
         let _ = Command::new("chmod")
@@ -856,16 +899,17 @@ impl Dns {
             .arg(format!("--listen-address={}", addr.ip()))
             .arg(format!("--port={}", addr.port()))
             .args(records);
-        let server =
-            Listening::spawn_at(&mut command, addr, "dnsmasq (install dnsmasq-base)", || {
-                std::fs::read_to_string(&log).unwrap_or_default()
-            });
-        Dns {
+        let what = "dnsmasq (install dnsmasq-base)";
+        let server = Listening::try_spawn_at(&mut command, addr, what).map_err(|stderr| {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            format!("{what} did not start on {addr}: {stderr}{log}")
+        })?;
+        Ok(Dns {
             server,
             _log: log_dir,
             port: addr.port(),
             ip: addr.ip(),
-        }
+        })
     }
 
     /// Its answer to an A query for `name`: the first address, if any (None for NXDOMAIN,
@@ -892,13 +936,17 @@ impl Dns {
     /// dnsmasq on `at` answering for `far.test` (an Internet domain) with an MX host on
     /// 127.0.0.1, and `more` options.
     pub fn far_test(at: SocketAddr, more: &[String]) -> Dns {
+        Self::start_at(at, &Self::far_test_records(more))
+    }
+
+    fn far_test_records(more: &[String]) -> Vec<String> {
         let mut records = vec![
             "--mx-host=far.test,mx.far.test,10".to_owned(),
             "--host-record=mx.far.test,127.0.0.1".to_owned(),
             "--local=/far.test/".to_owned(),
         ];
         records.extend_from_slice(more);
-        Self::start_at(at, &records)
+        records
     }
 
     /// Makes it read its hosts files (`--addn-hosts=…`) again and forget what it cached.
@@ -929,13 +977,10 @@ impl BlockListDns {
         // dnsmasq reads the file again as `nobody`.
         let _ = Command::new("chmod").arg("0755").arg(dir.path()).status();
         let _ = Command::new("chmod").arg("0644").arg(&hosts).status();
-        let dns = Dns::far_test(
-            free_dns_addr(),
-            &[
-                "--local=/bl.test/".to_owned(),
-                format!("--addn-hosts={}", hosts.display()),
-            ],
-        );
+        let dns = Dns::start_on_port_53(&Dns::far_test_records(&[
+            "--local=/bl.test/".to_owned(),
+            format!("--addn-hosts={}", hosts.display()),
+        ]));
         BlockListDns {
             dns,
             hosts,
@@ -968,8 +1013,13 @@ impl BlockListDns {
 /// A free loopback address of its own with port 53 unused, for a DNS server that programs
 /// reading `/etc/resolv.conf` can be pointed at.
 pub fn free_dns_addr() -> SocketAddr {
+    // Each call in a process starts further along, so a retry does not probe the same address.
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     for n in 0..200u32 {
-        let seed = std::process::id().wrapping_add(n.wrapping_mul(7919));
+        let seed = std::process::id()
+            .wrapping_add(call.wrapping_mul(104_729))
+            .wrapping_add(n.wrapping_mul(7919));
         let ip = std::net::Ipv4Addr::new(
             127,
             53,
