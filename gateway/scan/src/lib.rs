@@ -34,6 +34,7 @@ pub mod feedback;
 pub mod greylist;
 pub mod html;
 pub mod hunt;
+pub mod intel;
 pub mod message;
 pub mod model;
 #[cfg(feature = "neural")]

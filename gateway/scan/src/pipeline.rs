@@ -13,6 +13,8 @@ use super::auth::{Authenticator, Peer};
 use super::bec::{BecSettings, ContactHistory};
 use super::clamav::{Clamd, OnError, Outcome};
 use super::dlp::{DlpAction, DlpConfig, DlpDecision, Inspection, Policies, PolicyError};
+use super::hunt::Facts;
+use super::intel::Watchlist;
 use super::message::{Message, domain_of};
 use super::model::{self, Classifier, Unavailable};
 use super::phish::Targets;
@@ -91,6 +93,10 @@ struct Policy {
     block: AddressList,
 }
 
+/// The symbol of a message matching a threat-intelligence indicator; its detail is the
+/// indicator's id, the kind of what matched and its value.
+pub const INTEL_MATCH: &str = "THREAT_INTEL";
+
 /// The inbound detection pipeline; implements [`Scanner`].
 pub struct Pipeline {
     config: ScanConfig,
@@ -114,6 +120,8 @@ pub struct Pipeline {
     /// Time one message's work on the scanning threads may take.
     budget: Duration,
     dlp: Policies,
+    /// Threat-intelligence indicators every message is checked against.
+    intel: Option<Arc<Watchlist>>,
 }
 
 /// What data-leak prevention made of one message.
@@ -318,6 +326,7 @@ impl Pipeline {
             dns_breaker: dns::Breaker::default(),
             skipped: env.skipped.clone(),
             pool: CpuPool::per_core(),
+            intel: None,
         })
     }
 
@@ -335,6 +344,12 @@ impl Pipeline {
             ..Environment::default()
         };
         Self::new(&scan, &env, None)
+    }
+
+    /// Refuses mail that matches an indicator in `intel` (its contents change as feeds do).
+    pub fn with_intel(mut self, intel: Arc<Watchlist>) -> Self {
+        self.intel = Some(intel);
+        self
     }
 
     /// Puts `classifier` (or, with `None`, no model) in place of the configured content model.
@@ -607,6 +622,15 @@ impl Pipeline {
         deadline: &Deadline,
         symbols: &mut Symbols,
     ) {
+        if let Some(intel) = self.intel.as_ref().filter(|w| !w.is_empty())
+            && let Some(m) = intel.check(&Facts::of(message), &ctx.mail_from, ctx.client_ip)
+        {
+            let o = &m.observable;
+            symbols.add(
+                INTEL_MATCH,
+                format!("{} {} {}", m.indicator, o.kind(), o.value()),
+            );
+        }
         self.content_checks(message, ctx, deadline, symbols);
         if deadline.passed() {
             symbols.add("SCAN_BUDGET_EXCEEDED", "checks");
@@ -994,6 +1018,23 @@ impl Scanner for Arc<Pipeline> {
             rcpts: envelope.rcpts.clone(),
         };
         let analysis = self.analyse(message, &ctx).await;
+        if let Some(hit) = analysis
+            .symbols
+            .hits()
+            .iter()
+            .find(|h| h.name == INTEL_MATCH)
+        {
+            tracing::info!(queue_id = %envelope.queue_id, indicator = %hit.detail, "message matches threat intelligence");
+            let kind = hit.detail.split(' ').nth(1).unwrap_or_default();
+            return Disposition::all(
+                envelope,
+                Verdict::Reject {
+                    code: 550,
+                    enhanced: "5.7.1".into(),
+                    text: format!("Message matches a known threat ({kind})"),
+                },
+            );
+        }
         if analysis.antivirus_failed {
             return vec![Disposition {
                 rcpts: envelope.rcpts.clone(),
@@ -1045,6 +1086,47 @@ mod tests {
         fn count(&self, check: &str) -> usize {
             self.0.lock().unwrap().get(check).copied().unwrap_or(0)
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_matching_an_indicator_is_refused_and_others_are_not() {
+        let envelope = Envelope {
+            queue_id: "q1".into(),
+            client_ip: "192.0.2.1".parse().unwrap(),
+            helo: "mail.b.test".into(),
+            mail_from: "a@b.test".into(),
+            rcpts: vec!["u@example.com".into()],
+            tls: false,
+            smtputf8: false,
+            direction: Direction::Inbound,
+            login: None,
+        };
+        let scan = ScanConfig {
+            auth: false,
+            first_contact: false,
+            model: "none".into(),
+            ..ScanConfig::default()
+        };
+        let env = Environment {
+            hostname: "gw.test".into(),
+            protected_domains: vec!["example.com".into()],
+            ..Environment::default()
+        };
+        let intel = crate::intel::Watchlist::new();
+        let p = Arc::new(
+            Pipeline::new(&scan, &env, None)
+                .unwrap()
+                .with_intel(intel.clone()),
+        );
+        let refused =
+            |out: &[Disposition]| matches!(out[0].verdict, Verdict::Reject { code: 550, .. });
+        assert!(!refused(&p.scan(&envelope, MESSAGE).await));
+        let listed = crate::intel::Observable::Ip("192.0.2.0".parse().unwrap(), 24);
+        intel.replace([("indicator--1", &listed)]);
+        let out = p.scan(&envelope, MESSAGE).await;
+        assert!(refused(&out), "{:?}", out[0].verdict);
+        intel.replace([]);
+        assert!(!refused(&p.scan(&envelope, MESSAGE).await));
     }
 
     /// Finding 1 of the hardening review: a message could hold a scanning thread for as long
