@@ -6,7 +6,8 @@
 //! [`feedback`] keeps what users report, [`accuracy`] measures how well verdicts separate ham
 //! from spam. [`dlp`] finds what outgoing mail must not carry; [`behaviour`] scores how internal
 //! accounts send, to find stolen ones; [`hunt`] says what a delivered message can be found
-//! again by when a threat becomes known later.
+//! again by when a threat becomes known later; [`intel`] reads STIX indicators and refuses
+//! mail that matches one in force.
 //!
 //! It hands on [`Disposition`]s per recipient. Its configuration types ([`config`]) are
 //! sections of the gateway's file; what else it needs (host name, data directory, protected
