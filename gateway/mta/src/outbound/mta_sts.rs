@@ -12,14 +12,12 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::rr::RData;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 /// Largest policy body read (RFC 8461 §3.3 suggests 64 KiB).
 const MAX_BODY: usize = 64 * 1024;
 /// Largest response header read.
-const MAX_HEADER: usize = 8 * 1024;
 /// Longest a policy is kept (RFC 8461 §3.2: `max_age` up to a year).
 const MAX_AGE: u64 = 31_557_600;
 /// Most domains whose policies are cached.
@@ -265,30 +263,13 @@ impl MtaSts {
             .await
             .map_err(|e| e.to_string())?;
         let name = ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
-        let mut tls = TlsConnector::from(self.https.clone())
+        let tls = TlsConnector::from(self.https.clone())
             .connect(name, tcp)
             .await
             .map_err(|e| format!("TLS: {e}"))?;
-        // HTTP/1.0: the answer ends with the connection, never in chunks.
-        let request = format!(
-            "GET /.well-known/mta-sts.txt HTTP/1.0\r\nHost: {host}\r\nUser-Agent: jianmen\r\n\r\n"
-        );
-        tls.write_all(request.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut response = Vec::new();
-        // Many HTTPS servers close without TLS's close_notify; then only a Content-Length
-        // the body fills shows that nothing was cut off.
-        let closed_cleanly = match (&mut tls)
-            .take((MAX_HEADER + MAX_BODY + 1) as u64)
-            .read_to_end(&mut response)
-            .await
-        {
-            Ok(_) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
-            Err(e) => return Err(e.to_string()),
-        };
-        body_of(&response, closed_cleanly)
+        let response =
+            crate::http::get(tls, host, "/.well-known/mta-sts.txt", &[], MAX_BODY).await?;
+        policy_text(&response)
     }
 }
 
@@ -302,47 +283,19 @@ fn parse_id(record: &str) -> Option<String> {
         .filter(|id| (1..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
-/// The body of a `200` response with a `text/plain` body of at most [`MAX_BODY`] bytes; of a
-/// connection that did not close cleanly, only if its Content-Length says it is whole.
-fn body_of(response: &[u8], closed_cleanly: bool) -> Result<String, String> {
-    let end = response
-        .windows(4)
-        .take(MAX_HEADER)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no complete HTTP header")?;
-    let header = String::from_utf8_lossy(&response[..end]);
-    let mut lines = header.lines();
-    let status = lines.next().unwrap_or_default();
-    if status.split_whitespace().nth(1) != Some("200") {
-        return Err(format!("answered `{status}`"));
+/// The policy a response carries: a `200` with a `text/plain` UTF-8 body.
+fn policy_text(response: &crate::http::Response) -> Result<String, String> {
+    if response.status != 200 {
+        return Err(format!("answered {}", response.status));
     }
-    let fields: Vec<(&str, &str)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim(), v.trim()))
-        .collect();
-    let field = |name: &str| {
-        fields
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
-    };
-    let content_type = field("content-type")
+    let content_type = response
+        .header("content-type")
         .unwrap_or_default()
         .to_ascii_lowercase();
     if !content_type.starts_with("text/plain") {
         return Err(format!("policy served as `{content_type}`, not text/plain"));
     }
-    let body = &response[end + 4..];
-    if body.len() > MAX_BODY {
-        return Err("policy longer than 64 KiB".into());
-    }
-    match field("content-length").map(str::parse::<usize>) {
-        Some(Ok(n)) if n == body.len() => {}
-        Some(_) => return Err("policy shorter or longer than its Content-Length".into()),
-        None if closed_cleanly => {}
-        None => return Err("connection cut without Content-Length: policy may be partial".into()),
-    }
-    String::from_utf8(body.to_vec()).map_err(|_| "policy is not UTF-8".into())
+    String::from_utf8(response.body.clone()).map_err(|_| "policy is not UTF-8".into())
 }
 
 #[cfg(test)]
@@ -396,18 +349,15 @@ mod tests {
 
     #[test]
     fn only_a_plain_text_200_is_a_policy() {
+        let policy = |raw: &[u8]| policy_text(&crate::http::parse(raw, true, MAX_BODY).unwrap());
         let ok =
             b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nversion: STSv1\n";
-        assert_eq!(body_of(ok, true).unwrap(), "version: STSv1\n");
-        assert!(body_of(ok, false).is_err(), "cut off without a length");
-        let sized = b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\nContent-Length: 4\r\n\r\nabcd";
-        assert_eq!(body_of(sized, false).unwrap(), "abcd");
-        assert!(body_of(&sized[..sized.len() - 1], false).is_err());
-        assert!(body_of(b"HTTP/1.1 301 Moved\r\nLocation: x\r\n\r\n", true).is_err());
-        assert!(body_of(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\nx", true).is_err());
-        assert!(body_of(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain", true).is_err());
+        assert_eq!(policy(ok).unwrap(), "version: STSv1\n");
+        assert!(policy(b"HTTP/1.1 301 Moved\r\nLocation: x\r\n\r\n").is_err());
+        assert!(policy(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\nx").is_err());
+        assert!(policy(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n\xff").is_err());
         let mut long = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n".to_vec();
         long.extend(std::iter::repeat_n(b'a', MAX_BODY + 1));
-        assert!(body_of(&long, true).is_err());
+        assert!(crate::http::parse(&long, true, MAX_BODY).is_err());
     }
 }
