@@ -178,13 +178,18 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
     if !config.scan.enabled {
         tracing::warn!("scan.enabled = false: inbound messages are delivered unscanned");
     }
+    // Threat-intelligence indicators in force: every scanned message is checked against them.
+    let watchlist = jianmen_scan::intel::Watchlist::new();
     // Outbound and internal mail is judged by the DLP policies even without threat scanning.
     let scanner: Arc<dyn Scanner> = if config.scan.enabled || !config.dlp.policy.is_empty() {
         let env = jianmen_scan::pipeline::Environment {
             skipped: Some(metrics.clone()),
             ..release::scan_environment(&config)
         };
-        let pipeline = Arc::new(Pipeline::new(&config.scan, &env, Some(resolver.clone()))?);
+        let pipeline = Arc::new(
+            Pipeline::new(&config.scan, &env, Some(resolver.clone()))?
+                .with_intel(watchlist.clone()),
+        );
         tokio::spawn(reload_on_sighup(pipeline.clone()));
         Arc::new(pipeline)
     } else {
@@ -240,6 +245,17 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
                 .map_err(|e| std::io::Error::other(format!("recall: {e}")))?,
         )
     };
+    let intel = jianmen_mta::intel::Intel::open(
+        config.intel.clone(),
+        store.clone(),
+        watchlist,
+        Some(hunt.clone()),
+        recaller.clone(),
+        config.tracking.retention_days,
+    )
+    .await
+    .map_err(QueueError::from)?;
+    intel.start();
     let signer = DkimSigner::load(&config.dkim, &config.server.data_dir)?;
     let watch = if config.behaviour.enabled {
         let watch = Watch::open(config.behaviour.clone(), store.clone())
@@ -287,6 +303,7 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
                 relay,
                 hunt: Some(hunt.clone()),
                 recaller: recaller.clone(),
+                intel: Some(intel),
             },
         )
         .await?;

@@ -106,6 +106,9 @@ pub struct Config {
     /// Taking delivered mail back out of the organisation's mailboxes.
     #[serde(default)]
     pub recall: crate::recall::RecallConfig,
+    /// Threat-intelligence sources and what a retro-hunt does.
+    #[serde(default)]
+    pub intel: crate::intel::IntelConfig,
 }
 
 /// Copies of the audit log for a SIEM.
@@ -675,6 +678,7 @@ impl Config {
             .map_err(|e| invalid("behaviour", e))?;
         self.relay.check().map_err(|e| invalid("relay", e))?;
         self.recall.check().map_err(|e| invalid("recall", e))?;
+        self.intel.check().map_err(|e| invalid("intel", e))?;
         if let Some(collector) = &self.audit.syslog
             && collector
                 .rsplit_once(':')

@@ -19,7 +19,10 @@
 //! [`privilege`] (dropping root to the service account), [`audit`] (the hash-chained record of
 //! administrative actions and its signed export), [`tracking`] (every message's fate,
 //! searchable; [`hunt`] indexes what reached the mailboxes by hash, link, domain, sender and
-//! Message-ID; [`recall`] takes delivered mail back out of the mailboxes), [`upgrade`] (signed offline upgrade packages, applied beside the installed
+//! Message-ID; [`recall`] takes delivered mail back out of the mailboxes; [`intel`] receives
+//! threat-intelligence indicators, puts them in force at the door and hunts for what they name
+//! among delivered mail), [`http`] (the small client for the documents the gateway fetches
+//! itself), [`upgrade`] (signed offline upgrade packages, applied beside the installed
 //! binary on trial and rolled back when unhealthy), [`dkim`] (outbound DKIM signing per
 //! sending domain, and the keys for it), [`risk`] (the sending behaviour of internal accounts
 //! and the containment of those that look compromised), [`relay`] (the egress channels mail to
@@ -34,8 +37,10 @@ pub mod audit;
 pub mod config;
 pub mod db;
 pub mod dkim;
+pub mod http;
 pub mod hunt;
 pub mod intake;
+pub mod intel;
 pub mod metrics;
 pub mod outbound;
 pub mod privilege;

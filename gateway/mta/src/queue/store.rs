@@ -322,6 +322,7 @@ impl SqliteStore {
                 crate::risk::SCHEMA,
                 crate::relay::SCHEMA,
                 crate::recall::SCHEMA,
+                crate::intel::SCHEMA,
             ],
             added_columns: quarantine::index::ADDED_COLUMNS,
         }
