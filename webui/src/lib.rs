@@ -13,6 +13,7 @@
 
 pub mod accounts;
 mod api;
+mod intel;
 pub mod metrics;
 mod recall;
 mod relay;
@@ -63,6 +64,8 @@ pub struct Console {
     pub hunt: Option<jianmen_mta::hunt::HuntIndex>,
     /// Recall from the mailboxes, when a mail system is configured.
     pub recaller: Option<Arc<jianmen_mta::recall::Recaller>>,
+    /// Threat intelligence.
+    pub intel: Option<Arc<jianmen_mta::intel::Intel>>,
     allow: AddressList,
 }
 
@@ -95,6 +98,7 @@ impl Console {
             relay: None,
             hunt: None,
             recaller: None,
+            intel: None,
             allow,
         }
     }
@@ -125,6 +129,12 @@ impl Console {
     ) -> Console {
         self.hunt = hunt;
         self.recaller = recaller;
+        self
+    }
+
+    /// The same console with the threat-intelligence pages over `intel`.
+    pub fn informed(mut self, intel: Option<Arc<jianmen_mta::intel::Intel>>) -> Console {
+        self.intel = intel;
         self
     }
 
@@ -307,6 +317,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     risk::routes(cfg);
     relay::routes(cfg);
     recall::routes(cfg);
+    intel::routes(cfg);
     upgrade::routes(cfg);
     selfservice::routes(cfg);
     assets(cfg);
@@ -344,6 +355,8 @@ pub struct Services {
     pub hunt: Option<jianmen_mta::hunt::HuntIndex>,
     /// Recall from the mailboxes.
     pub recaller: Option<Arc<jianmen_mta::recall::Recaller>>,
+    /// Threat intelligence.
+    pub intel: Option<Arc<jianmen_mta::intel::Intel>>,
 }
 
 /// Opens the console's state, creating the three initial accounts on first start: their
@@ -388,7 +401,8 @@ pub async fn start(
         .with_releases(releases)
         .watching(services.watch)
         .relaying(services.relay)
-        .recalling(services.hunt, services.recaller);
+        .recalling(services.hunt, services.recaller)
+        .informed(services.intel);
     Ok((Arc::new(console), tls))
 }
 
