@@ -82,6 +82,16 @@ if ! "$VENV/bin/python" -c 'import numpy, onnx' 2>/dev/null; then
 fi
 export JIANMEN_PYTHON="$VENV/bin/python"
 
+# The threat-intelligence test's TAXII 2.1 server: medallion (OASIS's reference server), pinned,
+# from PyPI in a virtual environment kept between runs.
+TAXII_VENV=/var/tmp/jianmen-medallion
+if ! "$TAXII_VENV/bin/python" -c 'import medallion' 2>/dev/null; then
+  echo "== python venv for medallion"
+  python3 -m venv "$TAXII_VENV"
+  "$TAXII_VENV/bin/pip" install -q -r tests/taxii/requirements.txt
+fi
+export JIANMEN_MEDALLION_PYTHON="$TAXII_VENV/bin/python"
+
 # The console's browser test: playwright-core from the npm registry drives Debian's Chromium
 # (no browser download).
 if [ ! -d tests/browser/node_modules/playwright-core ]; then

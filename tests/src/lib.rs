@@ -691,7 +691,8 @@ pub struct TestPki {
 }
 
 impl TestPki {
-    /// Makes them in `dir`, the server certificate for the DNS `names` (the first is its CN).
+    /// Makes them in `dir`, the server certificate for `names` (DNS names or IP addresses; the
+    /// first is its CN).
     pub fn make(dir: &Path, names: &[&str]) -> TestPki {
         let openssl = |args: &[&str]| {
             let out = Command::new("openssl")
@@ -733,7 +734,13 @@ impl TestPki {
             &subject,
         ];
         openssl(&[&["req"][..], &new_key, &rest].concat());
-        let alt: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+        let alt: Vec<String> = names
+            .iter()
+            .map(|n| match n.parse::<std::net::IpAddr>() {
+                Ok(_) => format!("IP:{n}"),
+                Err(_) => format!("DNS:{n}"),
+            })
+            .collect();
         std::fs::write(
             dir.join("server.ext"),
             format!("subjectAltName = {}\n", alt.join(",")),
@@ -2036,6 +2043,133 @@ impl Browser {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
             log()
+        );
+    }
+}
+
+/// Runs medallion over TLS (its own command serves plain HTTP only).
+const MEDALLION: &str = r#"
+import json, sys
+from medallion import application_instance, register_blueprints, set_config
+conf = json.load(open(sys.argv[1]))
+for part in ("users", "taxii", "backend"):
+    set_config(application_instance, part, conf)
+register_blueprints(application_instance)
+application_instance.run(host="127.0.0.1", port=int(sys.argv[2]), ssl_context=(sys.argv[3], sys.argv[4]))
+"#;
+
+/// Adds a STIX envelope to a TAXII collection, as a producer would.
+const TAXII_ADD: &str = r#"
+import base64, ssl, sys, urllib.request
+url, ca, user, password = sys.argv[1:5]
+request = urllib.request.Request(url, data=sys.stdin.buffer.read(), method="POST", headers={
+    "Content-Type": "application/taxii+json;version=2.1",
+    "Accept": "application/taxii+json;version=2.1",
+    "Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode(),
+})
+with urllib.request.urlopen(request, context=ssl.create_default_context(cafile=ca)) as r:
+    print(r.status, r.read().decode())
+"#;
+
+/// medallion, the OASIS TAXII 2.1 reference server (`JIANMEN_MEDALLION_PYTHON`: the Python
+/// it is installed in), serving one writable collection over TLS with basic authentication.
+pub struct Medallion {
+    _server: Listening,
+    _dir: tempfile::TempDir,
+    python: String,
+    ca: PathBuf,
+    /// The collection's URL, as a TAXII client is configured with.
+    pub collection: String,
+    /// Its user.
+    pub user: &'static str,
+    /// Its password.
+    pub password: &'static str,
+}
+
+impl Medallion {
+    /// Starts it with an empty collection, its certificate (for 127.0.0.1) from `pki`.
+    pub fn start(pki: &TestPki) -> Medallion {
+        let python = std::env::var("JIANMEN_MEDALLION_PYTHON").unwrap_or_else(|_| "python3".into());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let root = format!("https://127.0.0.1:{port}/intel/");
+        let id = "472c94ae-3113-4e3e-a4dd-a9f4ac7471d4";
+        let data = serde_json::json!({
+            "/discovery": {"title": "test", "description": "", "contact": "",
+                           "default": root, "api_roots": [root]},
+            "intel": {
+                "information": {"title": "intel", "description": "",
+                                "versions": ["application/taxii+json;version=2.1"],
+                                "max_content_length": 10_000_000},
+                "status": [],
+                "collections": [{"id": id, "title": "Indicators", "description": "",
+                                 "can_read": true, "can_write": true,
+                                 "media_types": ["application/stix+json;version=2.1"],
+                                 "objects": [], "manifest": []}]
+            }
+        });
+        let data_path = dir.path().join("data.json");
+        std::fs::write(&data_path, data.to_string()).expect("medallion data");
+        let conf = serde_json::json!({
+            "backend": {"module": "medallion.backends.memory_backend",
+                        "module_class": "MemoryBackend",
+                        "filename": data_path},
+            "users": {"feed": "feed-secret-7"},
+            "taxii": {"max_page_size": 100}
+        });
+        let conf_path = dir.path().join("conf.json");
+        std::fs::write(&conf_path, conf.to_string()).expect("medallion conf");
+        let mut command = Command::new(&python);
+        command
+            .args(["-c", MEDALLION])
+            .arg(&conf_path)
+            .arg(port.to_string())
+            .arg(&pki.cert)
+            .arg(&pki.key);
+        let server = Listening::spawn(
+            &mut command,
+            port,
+            "medallion (tests/run.sh installs it; JIANMEN_MEDALLION_PYTHON)",
+            String::new,
+        );
+        Medallion {
+            _server: server,
+            _dir: dir,
+            python,
+            ca: pki.ca.clone(),
+            collection: format!("{root}collections/{id}/"),
+            user: "feed",
+            password: "feed-secret-7",
+        }
+    }
+
+    /// Adds `objects` (STIX objects) to the collection.
+    pub fn add(&self, objects: &[serde_json::Value]) {
+        let mut child = Command::new(&self.python)
+            .args(["-c", TAXII_ADD])
+            .arg(format!("{}objects/", self.collection))
+            .arg(&self.ca)
+            .args([self.user, self.password])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python runs");
+        let envelope = serde_json::json!({ "objects": objects }).to_string();
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(envelope.as_bytes())
+            .expect("envelope written");
+        let out = child.wait_with_output().expect("python finishes");
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success()
+                && said.starts_with("202")
+                && said.contains("\"failure_count\": 0"),
+            "medallion did not take the objects: {said}{}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }
