@@ -323,7 +323,7 @@ fn an_indicator_from_a_taxii_feed_recalls_delivered_mail_and_refuses_the_next_co
     site.deliver(mid, &message(mid, ATTACHED, &attachment));
     let other = "newsletter-12@outside.test";
     site.deliver(other, &message(other, ATTACHED, b"harmless"));
-    let (console, csrf, _) = site.security_console();
+    let (console, csrf, user) = site.security_console();
     // Indexed for hunting before the indicator is published.
     assert!(wait_until(Duration::from_secs(30), || {
         console
@@ -429,4 +429,42 @@ fn an_indicator_from_a_taxii_feed_recalls_delivered_mail_and_refuses_the_next_co
     assert_eq!(json(&body)["unchanged"], 1, "{body}");
     let (code, body) = console.post_json("/api/intel/import", &csrf, "{\"objects\": 5}");
     assert_eq!(code, 400, "{body}");
+
+    // In the console: the source, the hit and its recall; an import of a file.
+    let stix = site.dir.path().join("phishing-domains.json");
+    let imported = "Credential phishing kit";
+    std::fs::write(
+        &stix,
+        serde_json::json!({"type": "bundle", "id": "bundle--2", "objects": [indicator(
+            "6f1b6b9a-2f4e-4a36-9d27-3f5a0e4e1a03",
+            imported,
+            "[domain-name:value = 'secure-login-portal.test']",
+        )]})
+        .to_string(),
+    )
+    .unwrap();
+    Browser::ready().run(
+        "intel.mjs",
+        &[
+            (
+                "JM_URL",
+                format!("https://127.0.0.1:{}/", site.console_port),
+            ),
+            ("JM_SEC_USER", user),
+            ("JM_SEC_PASS", NEW_PASSWORD.into()),
+            ("JM_SOURCE", "cert-feed".into()),
+            ("JM_STIX_FILE", stix.display().to_string()),
+            ("JM_IMPORTED", imported.into()),
+        ],
+        || site.gw.log(),
+    );
+    let (_, audit) = {
+        let (auditor, apw) = site.gw.initial_account("audit");
+        let work = site.dir.path().join("auditor");
+        std::fs::create_dir_all(&work).unwrap();
+        let c = Console::new(site.console_port, &work);
+        c.sign_in(&auditor, &apw, NEW_PASSWORD);
+        c.request("/api/audit", &[])
+    };
+    assert!(audit.contains("intel.import"), "{audit}");
 }

@@ -58,6 +58,15 @@ const T = {
     recallIntro: '按附件哈希、链接、域名、发件人或 Message-ID 查找已投递到本单位邮箱的邮件，一键从所有收件人的邮箱中召回（移入隐藏的召回文件夹，可撤销）。',
     rstate_pending: '等待', rstate_working: '召回中', rstate_recalled: '已召回', rstate_absent: '邮箱中没有',
     rstate_failed: '失败', rstate_restoring: '放回中', rstate_restored: '已放回', rstate_restore_failed: '放回失败',
+    intel: '威胁情报', intelIntro: '从 TAXII 2.1 情报源定期拉取 STIX 指标（文件哈希、链接、域名、发件人、IP），或导入 STIX 文件（离线环境）。指标立即用于拦截新来邮件（SMTP 阶段拒收），并回溯查找已投递的邮件：按策略自动召回或提示管理员召回；指标过期（valid_until）或被撤销后失效。',
+    sources: '情报源', lastPoll: '最近拉取', lastOk: '最近成功', received: '已接收', unusable: '无法使用',
+    cursor: '拉取进度', inForce: '生效中的特征', onMatch: '命中已投递邮件时', onMatch_recall: '自动召回',
+    onMatch_propose: '提示管理员召回', indicators: '指标', observables: '特征', validUntil: '有效期至',
+    noEnd: '长期有效', expired: '已过期', revoked: '已撤销', inEffect: '生效', hits: '回溯命中',
+    indicator: '指标', hstate_proposed: '待处理', hstate_recalling: '已发起召回', hstate_failed: '召回失败',
+    importIntel: '导入 STIX 2.1 文件（JSON）', importApply: '导入',
+    imported: '已导入：新增或更新 {new} 条，未变 {unchanged} 条，无法使用 {skipped_count} 条，命中已投递邮件 {hits} 封',
+    openRecall: '查看召回',
     channelsIntro: '发往互联网的邮件经多个通道发出：按目的域选择成功率最高的通道；连接失败、超时、临时拒收或因黑名单被拒时立即改走下一通道。每个通道的出口地址定期在黑名单中查询，被列入即移出轮换、启用备用通道并通知管理员；解除并经观察期后自动恢复。',
   },
   en: {
@@ -124,6 +133,15 @@ const T = {
     confirmRecall: 'Recall this message from every recipient\'s mailbox?', recalls: 'Recalls', progress: 'Progress',
     undo: 'Undo (put back where it was)', undone: 'Putting back', mailbox: 'Mailbox', folders: 'Taken from',
     recallIntro: 'Find mail delivered into this organisation\'s mailboxes by attachment hash, link, domain, sender or Message-ID, and recall it from every recipient\'s mailbox at once (moved to a hidden recall folder; can be undone).',
+    intel: 'Threat intel', intelIntro: 'STIX indicators (file hashes, links, domains, senders, IP addresses) are polled from TAXII 2.1 sources or imported from a STIX file (for sites without a feed). They refuse new mail at once (at SMTP time) and are hunted for among delivered mail, which is recalled at once or proposed for recall, by policy. Indicators stop counting when they expire (valid_until) or are revoked.',
+    sources: 'Sources', lastPoll: 'Last poll', lastOk: 'Last success', received: 'Received', unusable: 'Unusable',
+    cursor: 'Polled up to', inForce: 'Observables in force', onMatch: 'When delivered mail matches',
+    onMatch_recall: 'Recall at once', onMatch_propose: 'Propose recall', indicators: 'Indicators', observables: 'Observables',
+    validUntil: 'Valid until', noEnd: 'No end', expired: 'Expired', revoked: 'Revoked', inEffect: 'In force', hits: 'Retro-hunt hits',
+    indicator: 'Indicator', hstate_proposed: 'Proposed', hstate_recalling: 'Recall started', hstate_failed: 'Recall failed',
+    importIntel: 'Import a STIX 2.1 file (JSON)', importApply: 'Import',
+    imported: 'Imported: {new} new or changed, {unchanged} unchanged, {skipped_count} unusable, {hits} delivered messages found',
+    openRecall: 'Open recall',
     rstate_pending: 'Waiting', rstate_working: 'Recalling', rstate_recalled: 'Recalled', rstate_absent: 'Not in the mailbox',
     rstate_failed: 'Failed', rstate_restoring: 'Putting back', rstate_restored: 'Put back', rstate_restore_failed: 'Put-back failed',
     channelsIntro: 'Mail to the internet leaves by several channels: each destination gets the channel with the best record there; a failed connection, a timeout, a deferral or a block-list refusal passes the mail to the next channel at once. Every channel\'s egress address is looked up in block lists; a listed channel leaves rotation, a reserve takes its place and the administrators are told; once delisted and clean for the hold-down it returns by itself.',
@@ -173,14 +191,14 @@ function fail(e) {
 
 const PAGES = {
   system: ['dashboard', 'system', 'channels', 'accounts'],
-  security: ['dashboard', 'approvals', 'risk', 'recall', 'quarantine', 'tracking', 'policy', 'accounts'],
+  security: ['dashboard', 'approvals', 'risk', 'recall', 'intel', 'quarantine', 'tracking', 'policy', 'accounts'],
   audit: ['audit'],
 };
 
 // A per-domain administrator manages no accounts: its delegates are made by the security
 // administrator of all domains.
 function pagesOf(account) {
-  return PAGES[account.role].filter((p) => !['accounts', 'approvals', 'risk', 'channels', 'recall'].includes(p) || !account.domain);
+  return PAGES[account.role].filter((p) => !['accounts', 'approvals', 'risk', 'channels', 'recall', 'intel'].includes(p) || !account.domain);
 }
 
 function renderChrome() {
@@ -661,6 +679,63 @@ async function recallItem(id) {
   }
 }
 
+const fill = (text, values) => text.replace(/\{(\w+)\}/g, (_, k) => String(values[k] ?? ''));
+
+async function intelPage(search) {
+  let o, ind, h;
+  try {
+    [o, ind, h] = await Promise.all([api('GET', '/api/intel'), api('GET', `/api/intel/indicators?${qs({ q: search || '' })}`), api('GET', '/api/intel/hits')]);
+  } catch (e) { page(t('intel')); return fail(e); }
+  const msg = el('p', { role: 'status', id: 'intel-result' });
+  const file = el('input', { type: 'file', accept: '.json,application/json', id: 'intel-file', required: true });
+  const importForm = el('form', { class: 'filters', id: 'intel-import', onsubmit: async (ev) => {
+    ev.preventDefault();
+    const f = file.files[0];
+    if (!f) return;
+    try {
+      const r = await fetch('/api/intel/import', { method: 'POST', body: f, credentials: 'same-origin',
+        headers: { 'Accept': 'application/json', 'Content-Type': 'application/json', 'X-CSRF-Token': me ? me.csrf : '' } });
+      const d = await r.json().catch(() => null);
+      if (!r.ok) throw new Error((d && d.error) || r.statusText);
+      await intelPage(search);
+      const shown = $('intel-result');
+      shown.className = 'notice';
+      shown.textContent = fill(t('imported'), d);
+    } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+  } }, el('label', {}, t('importIntel'), ' ', file), el('button', { type: 'submit' }, t('importApply')));
+  const now = ind.now;
+  const validity = (i) => i.revoked ? t('revoked')
+    : i.valid_until && i.valid_until <= now ? `${t('expired')} ${when(i.valid_until)}`
+      : i.valid_until ? when(i.valid_until) : t('noEnd');
+  const query = el('input', { id: 'intel-search', value: search || '', placeholder: t('search'), 'aria-label': t('search') });
+  const searchForm = el('form', { class: 'filters', onsubmit: (ev) => { ev.preventDefault(); intelPage(query.value.trim()); } },
+    query, el('button', { class: 'primary', type: 'submit' }, t('search')));
+  const recallHit = async (hit) => {
+    if (!confirm(t('confirmRecall'))) return;
+    try {
+      const r = await api('POST', `/api/intel/hits/${hit.id}/recall`);
+      location.hash = `#/recall/${r.recall}`;
+    } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+  };
+  page(t('intel'), el('p', { class: 'muted' }, t('intelIntro')),
+    el('div', { class: 'card' }, el('dl', { class: 'kv' },
+      el('dt', {}, t('inForce')), el('dd', { id: 'intel-in-force' }, String(o.in_force)),
+      el('dt', {}, t('onMatch')), el('dd', {}, t(`onMatch_${o.on_match}`))), importForm, msg),
+    el('div', { class: 'card', id: 'intel-sources' }, el('h2', {}, t('sources')),
+      table([t('name'), t('lastPoll'), t('lastOk'), t('received'), t('unusable'), t('cursor'), t('detail')],
+        o.sources.map((s) => ({ cells: [s.name, when(s.last_poll), when(s.last_ok), String(s.received), String(s.skipped), s.cursor,
+          s.last_error ? el('span', { class: 'error' }, s.last_error) : ''] })))),
+    el('div', { class: 'card', id: 'intel-hits' }, el('h2', {}, t('hits')),
+      table([t('time'), t('indicator'), t('observables'), t('queueId'), t('status'), ''],
+        h.hits.map((x) => ({ cells: [when(x.at), x.indicator_name || x.indicator_id, `${x.kind} ${x.value}`, x.queue_id,
+          el('span', { class: `badge hstate-${x.state}` }, t(`hstate_${x.state}`)),
+          x.recall_id ? el('a', { href: `#/recall/${encodeURIComponent(x.recall_id)}` }, t('openRecall'))
+            : el('button', { class: 'danger', 'data-hit': String(x.id), onclick: () => recallHit(x) }, t('recallIt'))] })))),
+    el('div', { class: 'card', id: 'intel-indicators' }, el('h2', {}, t('indicators')), searchForm,
+      table([t('name'), t('observables'), t('sources'), t('validUntil'), t('time')],
+        ind.indicators.map((i) => ({ cells: [i.name, i.observables.map(([k, v]) => `${k} ${v}`).join('\n'), i.source, validity(i), when(i.added_at)] })))));
+}
+
 async function route() {
   if (!me) { try { me = await api('GET', '/api/session'); } catch (_) { me = null; } }
   renderChrome();
@@ -673,7 +748,7 @@ async function route() {
   if (name === 'risk' && parts[1]) return riskItem(decodeURIComponent(parts[1]));
   if (name === 'channels') return channelsPage(parts[1] && decodeURIComponent(parts[1]));
   if (name === 'recall' && parts[1]) return recallItem(decodeURIComponent(parts[1]));
-  return { dashboard: dashboardPage, approvals: approvalsPage, risk: riskPage, recall: recallPage, quarantine: () => quarantinePage(), tracking: trackingPage, policy: policyPage,
+  return { dashboard: dashboardPage, approvals: approvalsPage, risk: riskPage, recall: recallPage, intel: () => intelPage(), quarantine: () => quarantinePage(), tracking: trackingPage, policy: policyPage,
     system: systemPage, accounts: accountsPage, audit: auditPage }[name]();
 }
 

@@ -433,6 +433,31 @@ async fn every_role_boundary_holds() {
             None,
             &[Role::Security],
         ),
+        (Method::GET, "/api/intel".into(), None, &[Role::Security]),
+        (
+            Method::GET,
+            "/api/intel/indicators?q=x".into(),
+            None,
+            &[Role::Security],
+        ),
+        (
+            Method::GET,
+            "/api/intel/hits".into(),
+            None,
+            &[Role::Security],
+        ),
+        (
+            Method::POST,
+            "/api/intel/hits/1/recall".into(),
+            None,
+            &[Role::Security],
+        ),
+        (
+            Method::POST,
+            "/api/intel/import".into(),
+            Some(json!({"objects": []})),
+            &[Role::Security],
+        ),
         (Method::GET, "/api/channels".into(), None, &[Role::System]),
         (
             Method::POST,
@@ -506,6 +531,7 @@ async fn every_role_boundary_holds() {
         routes(include_str!("../src/risk.rs")),
         routes(include_str!("../src/relay.rs")),
         routes(include_str!("../src/recall.rs")),
+        routes(include_str!("../src/intel.rs")),
     ]
     .concat();
     let routed: std::collections::BTreeSet<String> = body

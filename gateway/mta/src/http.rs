@@ -174,6 +174,43 @@ mod tests {
         assert!(parse(ok, true, 4).is_err(), "longer than allowed");
     }
 
+    /// A server that accepts and then says nothing, or answers without end.
+    async fn peer(answer: Option<Vec<u8>>) -> url::Url {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = [0u8; 1024];
+            let _ = s.read(&mut request).await;
+            match answer {
+                Some(a) => loop {
+                    if s.write_all(&a).await.is_err() {
+                        return;
+                    }
+                },
+                None => tokio::time::sleep(Duration::from_secs(60)).await,
+            }
+        });
+        url::Url::parse(&format!("http://127.0.0.1:{port}/objects/")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_silent_or_endless_server_is_given_up() {
+        let tls = jianmen_gm::tls::client_config().unwrap();
+        let silent = peer(None).await;
+        let e = fetch(&silent, &tls, &[], 1024, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(e.contains("no answer"), "{e}");
+        let endless = peer(Some(b"HTTP/1.0 200 OK\r\n\r\nxxxxxxxx".to_vec())).await;
+        let e = fetch(&endless, &tls, &[], 1024, Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(e.contains("longer than"), "{e}");
+    }
+
     #[tokio::test]
     async fn a_field_cannot_smuggle_a_second_request() {
         let (client, _server) = tokio::io::duplex(1024);
