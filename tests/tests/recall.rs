@@ -22,10 +22,11 @@ const USERS: [(&str, &str); 3] = [
 const ATTACHED: &str = "salary.xlsx";
 const NEW_PASSWORD: &str = "Recall-Board-2026!";
 
-/// Counts the messages with `message_id` in `folder` of `user`'s mailbox, as the user sees it.
+/// Counts the messages whose header field has a value in `folder` of `user`'s mailbox, as the
+/// user sees it.
 const COUNT: &str = r#"
 import imaplib, ssl, sys
-port, ca, user, password, folder, mid = sys.argv[1:7]
+port, ca, user, password, folder, field, value = sys.argv[1:8]
 ctx = ssl.create_default_context(cafile=ca)
 ctx.check_hostname = False
 m = imaplib.IMAP4_SSL("127.0.0.1", int(port), ssl_context=ctx)
@@ -34,7 +35,7 @@ typ, _ = m.select('"%s"' % folder, readonly=True)
 if typ != "OK":
     print(0)
 else:
-    typ, data = m.search(None, "HEADER", "Message-ID", mid)
+    typ, data = m.search(None, "HEADER", field, '"%s"' % value)
     print(len(data[0].split()))
 m.logout()
 "#;
@@ -44,14 +45,14 @@ fn count(
     ca: &std::path::Path,
     user: (&str, &str),
     folder: &str,
-    mid: &str,
+    (field, value): (&str, &str),
 ) -> usize {
     let out = Command::new("python3")
         .arg("-c")
         .arg(COUNT)
         .arg(dovecot.imaps_port.to_string())
         .arg(ca)
-        .args([user.0, user.1, folder, mid])
+        .args([user.0, user.1, folder, field, value])
         .output()
         .expect("python3");
     String::from_utf8_lossy(&out.stdout)
@@ -134,7 +135,24 @@ impl Site {
 
     /// How many copies of `mid` `user` has in `folder`.
     fn count(&self, user: (&str, &str), folder: &str, mid: &str) -> usize {
-        count(&self.dovecot, &self.pki.ca, user, folder, mid)
+        count(
+            &self.dovecot,
+            &self.pki.ca,
+            user,
+            folder,
+            ("Message-ID", mid),
+        )
+    }
+
+    /// How many messages with `subject` `user` has in `folder`.
+    fn count_subject(&self, user: (&str, &str), folder: &str, subject: &str) -> usize {
+        count(
+            &self.dovecot,
+            &self.pki.ca,
+            user,
+            folder,
+            ("Subject", subject),
+        )
     }
 
     /// Sends `message` to all three and waits until each mailbox has it.
@@ -259,6 +277,46 @@ fn a_recall_takes_a_message_out_of_three_mailboxes_and_undo_puts_it_back() {
     }
     let (code, body) = console.post_json(&format!("/api/recall/{id}/undo"), &csrf, "");
     assert_eq!(code, 409, "nothing left to put back: {body}");
+
+    // A message without a Message-ID is found by its sender, subject and day.
+    let subject = "Quarterly figures without an id";
+    let bare = format!(
+        "From: Controller <controller@outside.test>\r\nTo: carol@example.com\r\nSubject: {subject}\r\n\r\nFigures.\r\n"
+    );
+    assert_eq!(
+        c.send_mail("controller@outside.test", &[USERS[2].0], bare.as_bytes())
+            .code,
+        250
+    );
+    assert!(wait_until(Duration::from_secs(60), || site
+        .count_subject(USERS[2], "INBOX", subject)
+        == 1));
+    let (_, found) = console.request("/api/hunt?sender=controller@outside.test", &[]);
+    let found = json(&found);
+    assert_eq!(found["messages"][0]["message_id"], "", "{found}");
+    let bare_id = found["messages"][0]["queue_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, started) = console.post_json(
+        "/api/recall",
+        &csrf,
+        &serde_json::json!({"queue_id": bare_id}).to_string(),
+    );
+    assert_eq!(code, 202, "{started}");
+    let bare_recall = json(&started)["recall"]["id"].as_str().unwrap().to_owned();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let (_, body) = console.request(&format!("/api/recall/{bare_recall}"), &[]);
+            json(&body)["mailboxes"][0]["state"] == "recalled"
+        }),
+        "{}",
+        console
+            .request(&format!("/api/recall/{bare_recall}"), &[])
+            .1
+    );
+    assert_eq!(site.count_subject(USERS[2], "INBOX", subject), 0);
+    assert_eq!(site.count_subject(USERS[2], "Recalled", subject), 1);
 
     // Again, in the console: found by the hash, recalled, followed to the end.
     Browser::ready().run(

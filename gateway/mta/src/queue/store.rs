@@ -324,7 +324,11 @@ impl SqliteStore {
                 crate::recall::SCHEMA,
                 crate::intel::SCHEMA,
             ],
-            added_columns: quarantine::index::ADDED_COLUMNS,
+            added_columns: &[
+                quarantine::index::ADDED_COLUMNS,
+                crate::recall::ADDED_COLUMNS,
+            ]
+            .concat(),
         }
         .open()
         .await?;

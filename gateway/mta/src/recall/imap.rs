@@ -191,10 +191,7 @@ impl Imap {
 
     /// UIDs of the copies of `target` in the selected folder.
     async fn find(&self, s: &mut Session, target: &Target) -> Result<Vec<u32>, RecallError> {
-        let query = format!(
-            "HEADER Message-ID {}",
-            quoted(&format!("<{}>", target.message_id))?
-        );
+        let query = search(target)?;
         let found: HashSet<u32> = self.step("SEARCH", s.uid_search(&query)).await?;
         let mut uids: Vec<u32> = found.into_iter().collect();
         uids.sort_unstable();
@@ -305,6 +302,29 @@ impl Imap {
     }
 }
 
+/// The SEARCH criteria that find `target`: its Message-ID, else its sender and subject among
+/// the mail that arrived from the day before to the day after it did.
+fn search(target: &Target) -> Result<String, RecallError> {
+    if !target.message_id.is_empty() {
+        return Ok(format!(
+            "HEADER Message-ID {}",
+            quoted(&format!("<{}>", target.message_id))?
+        ));
+    }
+    let day = |offset: i64| {
+        chrono::DateTime::from_timestamp(target.delivered_at + offset * 86_400, 0)
+            .map(|d| d.format("%-d-%b-%Y").to_string())
+            .ok_or_else(|| RecallError::Unsearchable("arrival time".into()))
+    };
+    Ok(format!(
+        "FROM {} SUBJECT {} SINCE {} BEFORE {}",
+        quoted(&target.from)?,
+        quoted(&target.subject)?,
+        day(-1)?,
+        day(2)?
+    ))
+}
+
 /// `s` as an IMAP quoted string; text a quoted string cannot carry is refused.
 fn quoted(s: &str) -> Result<String, RecallError> {
     Ok(format!(
@@ -324,6 +344,29 @@ fn plain(s: &str) -> Result<&str, RecallError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_without_a_message_id_is_searched_by_sender_subject_and_day() {
+        let target = |id: &str, subject: &str| Target {
+            message_id: id.into(),
+            from: "billing@vendor.test".into(),
+            subject: subject.into(),
+            // 2026-12-05 10:00 UTC.
+            delivered_at: 1_796_464_800,
+        };
+        assert_eq!(
+            search(&target("a@b", "x")).unwrap(),
+            "HEADER Message-ID \"<a@b>\""
+        );
+        assert_eq!(
+            search(&target("", "Invoice \"Q4\"")).unwrap(),
+            "FROM \"billing@vendor.test\" SUBJECT \"Invoice \\\"Q4\\\"\" SINCE 4-Dec-2026 BEFORE 7-Dec-2026"
+        );
+        assert!(matches!(
+            search(&target("", "发票")),
+            Err(RecallError::Unsearchable(_))
+        ));
+    }
 
     #[test]
     fn quoting_escapes_and_refuses_what_needs_a_literal() {

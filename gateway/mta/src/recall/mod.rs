@@ -21,16 +21,23 @@ use crate::queue::SqliteStore;
 use crate::queue::manager::unix_now;
 pub use config::{RecallAction, RecallConfig};
 use imap::Imap;
-pub use store::{Item, Job, SCHEMA};
+pub use store::{ADDED_COLUMNS, Item, Job, SCHEMA};
 
 /// Most mailboxes one recall reaches.
 pub const MAX_MAILBOXES: usize = 10_000;
 
-/// What is looked for in a mailbox.
+/// What is looked for in a mailbox: the message by its Message-ID or, when it has none, by its
+/// sender, subject and the day it arrived.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The Message-ID, without angle brackets.
+    /// The Message-ID, without angle brackets (empty: none).
     pub message_id: String,
+    /// The header `From` address.
+    pub from: String,
+    /// The subject.
+    pub subject: String,
+    /// When it arrived (Unix time).
+    pub delivered_at: i64,
 }
 
 /// Why a recall, or one mailbox's part in it, did not go through.
@@ -45,8 +52,10 @@ pub enum RecallError {
     /// No connector serves the mailbox's domain.
     #[error("no mail system is configured for {0} ([[recall.imap]] domains)")]
     NoSystem(String),
-    /// The message has no Message-ID to find it by.
-    #[error("the message has no Message-ID: it cannot be found in the mailboxes")]
+    /// The message has neither a Message-ID nor a sender and subject to find it by.
+    #[error(
+        "the message has no Message-ID, and no sender and subject: it cannot be found in the mailboxes"
+    )]
     NoMessageId,
     /// None of the mailboxes named received the message.
     #[error("none of these mailboxes received the message")]
@@ -110,7 +119,9 @@ impl Recaller {
         actor: &str,
         reason: &str,
     ) -> Result<Job, RecallError> {
-        if message.message_id.is_empty() {
+        if message.message_id.is_empty()
+            && (message.header_from.is_empty() || message.subject.is_empty())
+        {
             return Err(RecallError::NoMessageId);
         }
         let chosen: Vec<String> = if mailboxes.is_empty() {
@@ -134,6 +145,8 @@ impl Recaller {
             queue_id: message.queue_id.clone(),
             message_id: message.message_id.clone(),
             mail_from: message.mail_from.clone(),
+            header_from: message.header_from.clone(),
+            delivered_at: message.at,
             subject: message.subject.clone(),
             action: match self.config.action {
                 RecallAction::Move => "move",
@@ -200,6 +213,9 @@ impl Recaller {
     async fn one(&self, job: &Job, mailbox: &str, restoring: bool) -> Result<(), StoreError> {
         let target = Target {
             message_id: job.message_id.clone(),
+            from: job.header_from.clone(),
+            subject: job.subject.clone(),
+            delivered_at: job.delivered_at,
         };
         let set = |state: &'static str, folders: Option<Vec<(String, u32)>>, detail: String| {
             let store = self.store.clone();
@@ -383,7 +399,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_message_without_message_id_or_mailboxes_is_refused() {
+    async fn a_message_without_message_id_sender_and_subject_or_mailboxes_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let r = recaller(dir.path(), 1, |_| tokio::spawn(async {})).await;
         let mut m = message();
@@ -392,6 +408,9 @@ mod tests {
             Err(RecallError::NoMailbox)
         ));
         m.message_id.clear();
+        // Its sender and subject still find it.
+        assert!(r.start(&m, &[], "t", "").await.is_ok());
+        m.subject.clear();
         assert!(matches!(
             r.start(&m, &[], "t", "").await,
             Err(RecallError::NoMessageId)

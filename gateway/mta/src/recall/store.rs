@@ -33,6 +33,12 @@ pub const SCHEMA: &[&str] = &[
     )",
 ];
 
+/// Columns added after the first release of these tables, as (table, column, type).
+pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("recall_jobs", "header_from", "TEXT NOT NULL DEFAULT ''"),
+    ("recall_jobs", "delivered_at", "INTEGER NOT NULL DEFAULT 0"),
+];
+
 /// One recall.
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
@@ -48,6 +54,11 @@ pub struct Job {
     pub message_id: String,
     /// Its sender.
     pub mail_from: String,
+    /// Its header `From` address: with the subject and the day, what finds a message that has
+    /// no Message-ID.
+    pub header_from: String,
+    /// When the gateway accepted it (Unix time).
+    pub delivered_at: i64,
     /// Its subject.
     pub subject: String,
     /// `move` or `delete`.
@@ -80,8 +91,9 @@ pub(super) async fn create(
 ) -> Result<(), StoreError> {
     let mut tx = store.writer().begin().await?;
     sqlx::query(
-        "INSERT INTO recall_jobs (id, created_at, actor, queue_id, message_id, mail_from, subject, action, reason)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO recall_jobs (id, created_at, actor, queue_id, message_id, mail_from, subject, action, reason,
+         header_from, delivered_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&job.id)
     .bind(job.created_at)
@@ -92,6 +104,8 @@ pub(super) async fn create(
     .bind(&job.subject)
     .bind(&job.action)
     .bind(&job.reason)
+    .bind(&job.header_from)
+    .bind(job.delivered_at)
     .execute(&mut *tx)
     .await?;
     for m in mailboxes {
@@ -204,6 +218,8 @@ fn job(row: &sqlx::sqlite::SqliteRow) -> Result<Job, StoreError> {
         queue_id: row.try_get("queue_id")?,
         message_id: row.try_get("message_id")?,
         mail_from: row.try_get("mail_from")?,
+        header_from: row.try_get("header_from")?,
+        delivered_at: row.try_get("delivered_at")?,
         subject: row.try_get("subject")?,
         action: row.try_get("action")?,
         reason: row.try_get("reason")?,
