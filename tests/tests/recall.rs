@@ -114,7 +114,7 @@ impl Site {
         let setup = Setup::new(postfix.port, elsewhere.port)
                 .section(&format!("[console]\nlisten = \"127.0.0.1:{console_port}\""))
                 .section(&format!(
-                    "[recall]\nfolder = \"Recalled\"\n[[recall.imap]]\ndomains = [\"example.com\"]\n\
+                    "[recall]\nfolder = \"Recalled\"\nnotify_recipients = true\n[[recall.imap]]\ndomains = [\"example.com\"]\n\
                      host = \"127.0.0.1\"\nport = {}\ntls = \"tls\"\ntls_ca = \"{}\"\n\
                      tls_name = \"imap.example.com\"\nmaster_user = \"recall\"\npassword_file = \"{}\"\n",
                     dovecot.imaps_port,
@@ -256,6 +256,18 @@ fn a_recall_takes_a_message_out_of_three_mailboxes_and_undo_puts_it_back() {
         site.count(USERS[0], "INBOX", other),
         1,
         "other mail is left alone"
+    );
+    // Each recipient is told.
+    assert!(
+        wait_until(Duration::from_secs(60), || USERS.iter().all(|u| site
+            .count_subject(
+                *u,
+                "INBOX",
+                "A message was recalled from your mailbox"
+            )
+            == 1)),
+        "no notice:\n{}",
+        gw.log()
     );
     let (_, detail) = console.request(&format!("/api/recall/{id}"), &[]);
     assert!(

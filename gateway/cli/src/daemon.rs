@@ -240,9 +240,16 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
         None
     } else {
         Some(
-            Recaller::open(config.recall.clone(), store.clone())
-                .await
-                .map_err(|e| std::io::Error::other(format!("recall: {e}")))?,
+            Recaller::open(
+                config.recall.clone(),
+                store.clone(),
+                Some(jianmen_mta::recall::Notices {
+                    queue: queue.clone(),
+                    hostname: config.server.hostname.clone(),
+                }),
+            )
+            .await
+            .map_err(|e| std::io::Error::other(format!("recall: {e}")))?,
         )
     };
     let intel = jianmen_mta::intel::Intel::open(

@@ -92,12 +92,24 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// A mail from the gateway to its administrators (alerts): `subject` and `body` (CRLF lines)
 /// as UTF-8 text, marked auto-generated so that nobody's auto-reply answers it.
 pub fn administrators_alert(hostname: &str, id: &str, subject: &str, body: &str) -> Vec<u8> {
+    gateway_mail(hostname, id, None, subject, body)
+}
+
+/// A mail from the gateway, as [`administrators_alert`], addressed `to` one person when given.
+pub fn gateway_mail(
+    hostname: &str,
+    id: &str,
+    to: Option<&str>,
+    subject: &str,
+    body: &str,
+) -> Vec<u8> {
     use base64::Engine;
     let subject = base64::engine::general_purpose::STANDARD.encode(one_line(subject));
     let date = chrono::Utc::now().to_rfc2822();
+    let to = to.map_or(String::new(), |a| format!("To: <{}>\r\n", one_line(a)));
     format!(
         "From: Jianmen <MAILER-DAEMON@{hostname}>\r\n\
-         Subject: =?UTF-8?B?{subject}?=\r\n\
+         {to}Subject: =?UTF-8?B?{subject}?=\r\n\
          Date: {date}\r\n\
          Message-ID: <{id}@{hostname}>\r\n\
          Auto-Submitted: auto-generated\r\n\

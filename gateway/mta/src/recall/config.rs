@@ -20,6 +20,8 @@ pub struct RecallConfig {
     pub concurrency: usize,
     /// Seconds each IMAP exchange may take.
     pub timeout_secs: u64,
+    /// Tell each recipient whose mailbox a message was taken from (what, from whom, why).
+    pub notify_recipients: bool,
 }
 
 impl Default for RecallConfig {
@@ -30,6 +32,7 @@ impl Default for RecallConfig {
             action: RecallAction::Move,
             concurrency: 4,
             timeout_secs: 30,
+            notify_recipients: false,
         }
     }
 }

@@ -71,18 +71,32 @@ pub enum RecallError {
     Store(#[from] StoreError),
 }
 
+/// Where notices to the recipients go: the queue, sent as the gateway (`hostname`).
+pub struct Notices {
+    /// The queue the notices are put in.
+    pub queue: Arc<crate::queue::Queue>,
+    /// The gateway's host name.
+    pub hostname: String,
+}
+
 /// The recall service.
 pub struct Recaller {
     config: RecallConfig,
     systems: Vec<Imap>,
     store: Arc<SqliteStore>,
     slots: Arc<Semaphore>,
+    notices: Option<Notices>,
 }
 
 impl Recaller {
     /// Prepares the connectors of `config` (reading their password files) and goes on with the
-    /// recalls a restart interrupted.
-    pub async fn open(config: RecallConfig, store: Arc<SqliteStore>) -> Result<Arc<Self>, String> {
+    /// recalls a restart interrupted; notices to the recipients (when the configuration asks
+    /// for them) go through `notices`.
+    pub async fn open(
+        config: RecallConfig,
+        store: Arc<SqliteStore>,
+        notices: Option<Notices>,
+    ) -> Result<Arc<Self>, String> {
         let systems = config
             .imap
             .iter()
@@ -90,6 +104,7 @@ impl Recaller {
             .collect::<Result<Vec<_>, _>>()?;
         let recaller = Arc::new(Self {
             slots: Arc::new(Semaphore::new(config.concurrency)),
+            notices: notices.filter(|_| config.notify_recipients),
             config,
             systems,
             store,
@@ -265,7 +280,9 @@ impl Recaller {
             Ok(found) => {
                 let count: u32 = found.iter().map(|f| f.1).sum();
                 tracing::info!(recall = %job.id, mailbox, count, "message recalled from a mailbox");
-                set("recalled", Some(found), String::new()).await
+                set("recalled", Some(found), String::new()).await?;
+                self.notify(job, mailbox).await;
+                Ok(())
             }
             Err(e) => {
                 tracing::warn!(recall = %job.id, mailbox, error = %e, "recall failed for a mailbox");
@@ -273,6 +290,74 @@ impl Recaller {
             }
         }
     }
+}
+
+impl Recaller {
+    /// Tells `mailbox` that `job` took a message out of it.
+    async fn notify(&self, job: &Job, mailbox: &str) {
+        let Some(n) = &self.notices else { return };
+        let id = ulid::Ulid::new().to_string();
+        let body = notice(&n.hostname, &id, job, mailbox);
+        let message = crate::queue::NewMessage {
+            id: id.clone(),
+            mail_from: String::new(),
+            rcpts: vec![mailbox.to_owned()],
+            size: 0,
+            received_at: unix_now(),
+            client_ip: "127.0.0.1".into(),
+            helo: n.hostname.clone(),
+            smtputf8: !mailbox.is_ascii(),
+            kind: crate::queue::MessageKind::Dsn,
+            held: None,
+        };
+        if let Err(e) = n.queue.enqueue(message, vec![body]).await {
+            tracing::error!(recall = %job.id, mailbox, error = %e, "cannot queue the recall notice");
+        }
+    }
+}
+
+/// The notice to a recipient, in Chinese and English.
+fn notice(hostname: &str, id: &str, job: &Job, mailbox: &str) -> Vec<u8> {
+    use crate::queue::dsn::one_line;
+    let from = if job.header_from.is_empty() {
+        &job.mail_from
+    } else {
+        &job.header_from
+    };
+    let (subject, from, reason) = (
+        one_line(&job.subject),
+        one_line(from),
+        one_line(&job.reason),
+    );
+    let arrived = chrono::DateTime::from_timestamp(job.delivered_at, 0)
+        .map(|d| {
+            d.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let body = format!(
+        "您邮箱中的一封邮件已被安全管理员从所有收件人的邮箱中召回：\r\n\
+         \x20 主题：{subject}\r\n\
+         \x20 发件人：{from}\r\n\
+         \x20 收到时间：{arrived}\r\n\
+         \x20 原因：{reason}\r\n\
+         如您已打开其中的链接或附件，请立即联系信息安全部门。\r\n\
+         \r\n\
+         A message in your mailbox was recalled by the security administrator:\r\n\
+         \x20 Subject: {subject}\r\n\
+         \x20 From: {from}\r\n\
+         \x20 Received: {arrived}\r\n\
+         \x20 Reason: {reason}\r\n\
+         If you opened its links or attachments, contact your security team now.\r\n"
+    );
+    crate::queue::dsn::gateway_mail(
+        hostname,
+        id,
+        Some(mailbox),
+        "邮件召回通知 / A message was recalled from your mailbox",
+        &body,
+    )
 }
 
 #[cfg(test)]
@@ -323,7 +408,7 @@ mod tests {
             ..RecallConfig::default()
         };
         let store = Arc::new(SqliteStore::open(&dir.join("q.db")).await.unwrap());
-        Recaller::open(config, store).await.unwrap()
+        Recaller::open(config, store, None).await.unwrap()
     }
 
     async fn settled(r: &Recaller, id: &str) -> Vec<Item> {
@@ -396,6 +481,38 @@ mod tests {
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].state, "failed");
         assert!(items[0].detail.contains("more than"), "{}", items[0].detail);
+    }
+
+    #[test]
+    fn the_notice_says_what_was_recalled_from_whom_and_why() {
+        let job = Job {
+            id: "J".into(),
+            created_at: 0,
+            actor: "console:sec".into(),
+            queue_id: "Q".into(),
+            message_id: "m@x".into(),
+            mail_from: "bounce@bank.test".into(),
+            header_from: "notice@bank.test".into(),
+            delivered_at: 1_796_464_800,
+            subject: "Verify your account\r\nBcc: evil@x.test".into(),
+            action: "move".into(),
+            reason: "phishing".into(),
+        };
+        let text = String::from_utf8(notice("gw.test", "N1", &job, "alice@example.com")).unwrap();
+        let (header, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(header.contains("To: <alice@example.com>\r\n"), "{header}");
+        assert!(header.contains("Auto-Submitted: auto-generated"));
+        assert!(
+            !header.contains("Bcc"),
+            "the subject cannot add header lines"
+        );
+        for said in [
+            "主题：Verify your account  Bcc: evil@x.test",
+            "发件人：notice@bank.test",
+            "Reason: phishing",
+        ] {
+            assert!(body.contains(said), "{body}");
+        }
     }
 
     #[tokio::test]
