@@ -505,7 +505,7 @@ impl RouteConfig {
 }
 
 /// The authorities in the PEM file `ca` (a `tls_ca`), as whom a server's chain may lead to.
-pub(crate) fn load_authorities(ca: &Path) -> Result<ServerTrust, String> {
+fn load_authorities(ca: &Path) -> Result<ServerTrust, String> {
     use rustls_pki_types::pem::PemObject;
     let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(ca)
         .and_then(|i| i.collect::<Result<Vec<_>, _>>())
@@ -514,6 +514,18 @@ pub(crate) fn load_authorities(ca: &Path) -> Result<ServerTrust, String> {
         return Err(format!("tls_ca {}: no certificate", ca.display()));
     }
     Ok(ServerTrust::Authorities(certs))
+}
+
+/// The TLS client check for a server whose certificate chains to `tls_ca` (the system's
+/// authorities when none is given).
+pub(crate) fn verifying_client(
+    tls_ca: Option<&Path>,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    let trust = match tls_ca {
+        Some(ca) => load_authorities(ca)?,
+        None => ServerTrust::SystemAuthorities,
+    };
+    jianmen_gm::tls::verifying_client_config(&trust).map_err(|e| e.to_string())
 }
 
 /// `sha256:<64 hex digits>` as the 32 bytes it names.

@@ -1088,9 +1088,9 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_message_matching_an_indicator_is_refused_and_others_are_not() {
-        let envelope = Envelope {
+    /// An inbound message's envelope from 192.0.2.1.
+    fn inbound() -> Envelope {
+        Envelope {
             queue_id: "q1".into(),
             client_ip: "192.0.2.1".parse().unwrap(),
             helo: "mail.b.test".into(),
@@ -1100,7 +1100,12 @@ mod tests {
             smtputf8: false,
             direction: Direction::Inbound,
             login: None,
-        };
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_matching_an_indicator_is_refused_and_others_are_not() {
+        let envelope = inbound();
         let scan = ScanConfig {
             auth: false,
             first_contact: false,
@@ -1141,17 +1146,7 @@ mod tests {
             skipped: Some(skipped.clone()),
             ..Environment::default()
         };
-        let envelope = Envelope {
-            queue_id: "q1".into(),
-            client_ip: "192.0.2.1".parse().unwrap(),
-            helo: "mail.b.test".into(),
-            mail_from: "a@b.test".into(),
-            rcpts: vec!["u@example.com".into()],
-            tls: false,
-            smtputf8: false,
-            direction: Direction::Inbound,
-            login: None,
-        };
+        let envelope = inbound();
         for (budget_ms, held) in [(0, true), (60_000, false)] {
             let scan = ScanConfig {
                 first_contact: false,

@@ -51,11 +51,7 @@ impl Collection {
         let objects = url::Url::parse(&base)
             .and_then(|u| u.join("objects/"))
             .map_err(|e| format!("{}: {e}", config.url))?;
-        let trust = match &config.tls_ca {
-            Some(ca) => crate::config::load_authorities(ca)?,
-            None => jianmen_gm::tls::ServerTrust::SystemAuthorities,
-        };
-        let tls = jianmen_gm::tls::verifying_client_config(&trust).map_err(|e| e.to_string())?;
+        let tls = crate::config::verifying_client(config.tls_ca.as_deref())?;
         let authorization = match (&config.username, &config.password_file) {
             (Some(user), Some(file)) => {
                 let password = std::fs::read_to_string(file)

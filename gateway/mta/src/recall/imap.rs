@@ -95,13 +95,7 @@ impl Imap {
             .to_owned();
         let tls = match config.tls {
             ImapTls::None => None,
-            ImapTls::Tls => {
-                let trust = match &config.tls_ca {
-                    Some(ca) => crate::config::load_authorities(ca)?,
-                    None => jianmen_gm::tls::ServerTrust::SystemAuthorities,
-                };
-                Some(jianmen_gm::tls::verifying_client_config(&trust).map_err(|e| e.to_string())?)
-            }
+            ImapTls::Tls => Some(crate::config::verifying_client(config.tls_ca.as_deref())?),
         };
         Ok(Imap {
             config: config.clone(),
