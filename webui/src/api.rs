@@ -576,6 +576,7 @@ async fn tracking_search(
                 "deferred",
                 "bounced",
                 "released",
+                "clicked",
             ],
         )?,
         queue_id,

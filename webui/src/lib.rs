@@ -1,7 +1,7 @@
 //! Jianmen's console crate: the HTTPS administration console — a JSON API (described by
 //! `webui/pages/openapi.json`) and the zh-CN/English pages that use it (`webui/pages/`,
-//! compiled in) — the recipients' self-service pages, and the Prometheus endpoint
-//! ([`metrics`]). It drives the stores and services of `jianmen-mta` and hands the command
+//! compiled in) — the recipients' self-service pages, the link service protected links lead to
+//! ([`clicks`]), and the Prometheus endpoint ([`metrics`]). It drives the stores and services of `jianmen-mta` and hands the command
 //! line a [`Console`] to serve; nothing below this crate serves HTTP.
 //!
 //! Every request is checked here before a handler runs: source address against
@@ -13,6 +13,7 @@
 
 pub mod accounts;
 mod api;
+pub mod clicks;
 mod intel;
 pub mod metrics;
 mod recall;
@@ -66,6 +67,8 @@ pub struct Console {
     pub recaller: Option<Arc<jianmen_mta::recall::Recaller>>,
     /// Threat intelligence.
     pub intel: Option<Arc<jianmen_mta::intel::Intel>>,
+    /// The link service, when links are protected.
+    pub link_service: Option<clicks::LinkService>,
     allow: AddressList,
 }
 
@@ -99,6 +102,7 @@ impl Console {
             hunt: None,
             recaller: None,
             intel: None,
+            link_service: None,
             allow,
         }
     }
@@ -135,6 +139,12 @@ impl Console {
     /// The same console with the threat-intelligence pages over `intel`.
     pub fn informed(mut self, intel: Option<Arc<jianmen_mta::intel::Intel>>) -> Console {
         self.intel = intel;
+        self
+    }
+
+    /// The same console serving protected links through `links`.
+    pub fn serving_links(mut self, links: Option<clicks::LinkService>) -> Console {
+        self.link_service = links;
         self
     }
 
@@ -320,6 +330,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     intel::routes(cfg);
     upgrade::routes(cfg);
     selfservice::routes(cfg);
+    clicks::routes(cfg);
     assets(cfg);
 }
 
@@ -357,6 +368,8 @@ pub struct Services {
     pub recaller: Option<Arc<jianmen_mta::recall::Recaller>>,
     /// Threat intelligence.
     pub intel: Option<Arc<jianmen_mta::intel::Intel>>,
+    /// The link service.
+    pub links: Option<clicks::LinkService>,
 }
 
 /// Opens the console's state, creating the three initial accounts on first start: their
@@ -402,7 +415,8 @@ pub async fn start(
         .watching(services.watch)
         .relaying(services.relay)
         .recalling(services.hunt, services.recaller)
-        .informed(services.intel);
+        .informed(services.intel)
+        .serving_links(services.links);
     Ok((Arc::new(console), tls))
 }
 

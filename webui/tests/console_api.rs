@@ -434,6 +434,7 @@ async fn every_role_boundary_holds() {
             &[Role::Security],
         ),
         (Method::GET, "/api/intel".into(), None, &[Role::Security]),
+        (Method::GET, "/api/links".into(), None, &[Role::Security]),
         (
             Method::GET,
             "/api/intel/indicators?q=x".into(),
@@ -532,6 +533,7 @@ async fn every_role_boundary_holds() {
         routes(include_str!("../src/relay.rs")),
         routes(include_str!("../src/recall.rs")),
         routes(include_str!("../src/intel.rs")),
+        routes(include_str!("../src/clicks.rs")),
     ]
     .concat();
     let routed: std::collections::BTreeSet<String> = body

@@ -181,6 +181,7 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
     // Threat-intelligence indicators in force: every scanned message is checked against them.
     let watchlist = jianmen_scan::intel::Watchlist::new();
     // Outbound and internal mail is judged by the DLP policies even without threat scanning.
+    let mut judge = None;
     let scanner: Arc<dyn Scanner> = if config.scan.enabled || !config.dlp.policy.is_empty() {
         let env = jianmen_scan::pipeline::Environment {
             skipped: Some(metrics.clone()),
@@ -191,6 +192,7 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
                 .with_intel(watchlist.clone()),
         );
         tokio::spawn(reload_on_sighup(pipeline.clone()));
+        judge = Some(pipeline.clone());
         Arc::new(pipeline)
     } else {
         Arc::new(PassThrough)
@@ -273,6 +275,7 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
     } else {
         None
     };
+    let queue_for_links = queue.clone();
     let mut intake = Intake::new(
         config.clone(),
         scanner,
@@ -282,6 +285,24 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
     )
     .signing(signer)
     .hunting(hunt.clone());
+    // Click-time link protection: links rewritten at intake, clicks judged by the scanner.
+    let links = match (config.links.enabled, judge) {
+        (true, Some(judge)) => {
+            let key = LinkKey::load_or_create(&config.server.data_dir)?;
+            let guard = Arc::new(jianmen_mta::links::LinkGuard::new(
+                config.links.clone(),
+                key,
+                &config.domains.protected,
+            ));
+            intake = intake.guarding_links(guard.clone());
+            Some(jianmen_webui::clicks::LinkService::new(
+                guard,
+                judge,
+                queue_for_links,
+            ))
+        }
+        _ => None,
+    };
     if let Some(w) = &watch {
         intake = intake.watching(w.clone());
     }
@@ -311,6 +332,7 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
                 hunt: Some(hunt.clone()),
                 recaller: recaller.clone(),
                 intel: Some(intel),
+                links,
             },
         )
         .await?;

@@ -109,6 +109,9 @@ pub struct Config {
     /// Threat-intelligence sources and what a retro-hunt does.
     #[serde(default)]
     pub intel: crate::intel::IntelConfig,
+    /// Click-time protection of the links in inbound mail.
+    #[serde(default)]
+    pub links: crate::links::LinksConfig,
 }
 
 /// Copies of the audit log for a SIEM.
@@ -691,6 +694,13 @@ impl Config {
         self.relay.check().map_err(|e| invalid("relay", e))?;
         self.recall.check().map_err(|e| invalid("recall", e))?;
         self.intel.check().map_err(|e| invalid("intel", e))?;
+        self.links.check().map_err(|e| invalid("links", e))?;
+        if self.links.enabled && !self.scan.enabled {
+            return Err(invalid(
+                "links.enabled",
+                "clicks are judged by the scanner: needs scan.enabled",
+            ));
+        }
         if let Some(collector) = &self.audit.syslog
             && collector
                 .rsplit_once(':')

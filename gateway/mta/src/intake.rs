@@ -10,6 +10,7 @@ use async_trait::async_trait;
 
 use crate::config::Config;
 use crate::dkim::DkimSigner;
+use crate::links::LinkGuard;
 use crate::metrics::Metrics;
 use crate::quarantine::Held;
 use crate::quarantine::approval::ACCOUNT_CLASS;
@@ -55,6 +56,8 @@ pub struct Intake {
     watch: Option<Arc<Watch>>,
     /// Where delivered messages are indexed for hunting and recall.
     hunt: Option<crate::hunt::HuntIndex>,
+    /// Rewrites the links of inbound mail for click-time protection.
+    links: Option<Arc<LinkGuard>>,
 }
 
 impl Intake {
@@ -93,12 +96,19 @@ impl Intake {
             signer: DkimSigner::default(),
             watch: None,
             hunt: None,
+            links: None,
         }
     }
 
     /// Watches the sending behaviour of internal accounts and contains them by `watch`'s policy.
     pub fn watching(mut self, watch: Arc<Watch>) -> Self {
         self.watch = Some(watch);
+        self
+    }
+
+    /// Rewrites the web links of inbound mail through `guard`.
+    pub fn guarding_links(mut self, guard: Arc<LinkGuard>) -> Self {
+        self.links = Some(guard);
         self
     }
 
@@ -486,12 +496,14 @@ impl Inbox for Intake {
                     (hold(reason, d.report, hours, &body), Vec::new(), body)
                 }
             };
-            let id = if first {
-                envelope.queue_id.clone()
-            } else {
-                ulid::Ulid::new().to_string()
+            let mut next_id = || {
+                if std::mem::take(&mut first) {
+                    envelope.queue_id.clone()
+                } else {
+                    ulid::Ulid::new().to_string()
+                }
             };
-            first = false;
+            let id = next_id();
             if let (Some(account), Some(held), Some(watch)) =
                 (for_account, held.as_mut(), &self.watch)
             {
@@ -503,75 +515,134 @@ impl Inbox for Intake {
                 }
             }
             let verdict_name = if held.is_some() { "hold" } else { "deliver" };
-            // What goes into the organisation's mailboxes is indexed, to be found again.
-            let mailboxes: Vec<String> = match &self.hunt {
-                Some(hunt) if held.is_none() => hunt.mailboxes(&d.rcpts),
-                _ => Vec::new(),
+            // What goes into the organisation's mailboxes is indexed as it arrived (before its
+            // links are rewritten), to be found again.
+            let for_index = (self.hunt.is_some() && held.is_none())
+                .then(|| body.get(trace_len..).unwrap_or_default().to_vec());
+            let copies = match (&self.links, &held) {
+                (Some(guard), None) if envelope.direction == Direction::Inbound => {
+                    protected_copies(guard, id, d.rcpts.clone(), body, trace_len, now, next_id)
+                }
+                _ => vec![(id, d.rcpts.clone(), body)],
             };
-            let for_index =
-                (!mailboxes.is_empty()).then(|| body.get(trace_len..).unwrap_or_default().to_vec());
-            let new = NewMessage {
-                id: id.clone(),
-                mail_from: envelope.mail_from.clone(),
-                rcpts: d.rcpts.clone(),
-                size: 0,
-                received_at: now,
-                client_ip: envelope.client_ip.to_string(),
-                helo: envelope.helo.clone(),
-                smtputf8: envelope.smtputf8,
-                kind: MessageKind::Mail,
-                held,
-            };
-            let signature = if envelope.direction == Direction::Outbound {
-                self.dkim_signature(&id, &extra, &body)
-            } else {
-                Vec::new()
-            };
-            match self.queue.enqueue(new, vec![signature, extra, body]).await {
-                Ok(()) => {
-                    if let (Some(hunt), Some(raw)) = (&self.hunt, for_index) {
-                        hunt.index(now, &id, &envelope.mail_from, &mailboxes, raw);
+            for (id, rcpts, body) in copies {
+                let mailboxes: Vec<String> = match (&self.hunt, &for_index) {
+                    (Some(hunt), Some(_)) => hunt.mailboxes(&rcpts),
+                    _ => Vec::new(),
+                };
+                let new = NewMessage {
+                    id: id.clone(),
+                    mail_from: envelope.mail_from.clone(),
+                    rcpts: rcpts.clone(),
+                    size: 0,
+                    received_at: now,
+                    client_ip: envelope.client_ip.to_string(),
+                    helo: envelope.helo.clone(),
+                    smtputf8: envelope.smtputf8,
+                    kind: MessageKind::Mail,
+                    held: held.take(),
+                };
+                let signature = if envelope.direction == Direction::Outbound {
+                    self.dkim_signature(&id, &extra, &body)
+                } else {
+                    Vec::new()
+                };
+                match self
+                    .queue
+                    .enqueue(new, vec![signature, extra.clone(), body])
+                    .await
+                {
+                    Ok(()) => {
+                        if let (Some(hunt), Some(raw)) = (&self.hunt, &for_index)
+                            && !mailboxes.is_empty()
+                        {
+                            hunt.index(now, &id, &envelope.mail_from, &mailboxes, raw.clone());
+                        }
+                        self.metrics.accepted.inc();
+                        self.metrics.directed(envelope.direction.as_str());
+                        let kind = if verdict_name == "hold" {
+                            EventKind::Quarantined
+                        } else {
+                            EventKind::Queued
+                        };
+                        self.track(
+                            &envelope,
+                            &subject,
+                            Outcome {
+                                queue_id: &id,
+                                kind,
+                                rcpts: &rcpts,
+                                report: report.as_ref(),
+                                detail: String::new(),
+                            },
+                        );
+                        let spool_us = started.elapsed().as_micros() as u64 - scan_us;
+                        tracing::info!(
+                            queue_id = %id, from = %envelope.mail_from,
+                            rcpts = %rcpts.join(","), client = %envelope.client_ip, size,
+                            direction = envelope.direction.as_str(), verdict = verdict_name, scan_us,
+                            spool_us, "message queued"
+                        );
                     }
-                    self.metrics.accepted.inc();
-                    self.metrics.directed(envelope.direction.as_str());
-                    let kind = if verdict_name == "hold" {
-                        EventKind::Quarantined
-                    } else {
-                        EventKind::Queued
-                    };
-                    self.track(
-                        &envelope,
-                        &subject,
-                        Outcome {
-                            queue_id: &id,
-                            kind,
-                            rcpts: &d.rcpts,
-                            report: report.as_ref(),
-                            detail: String::new(),
-                        },
-                    );
-                    let spool_us = started.elapsed().as_micros() as u64 - scan_us;
-                    tracing::info!(
-                        queue_id = %id, from = %envelope.mail_from,
-                        rcpts = %d.rcpts.join(","), client = %envelope.client_ip, size,
-                        direction = envelope.direction.as_str(), verdict = verdict_name, scan_us,
-                        spool_us, "message queued"
-                    );
-                }
-                Err(QueueError::StorageFull) => {
-                    self.metrics.rejected("storage");
-                    tracing::warn!(queue_id = %id, "spool full; message refused with 452");
-                    return storage_full();
-                }
-                Err(e) => {
-                    self.metrics.rejected("spool");
-                    tracing::error!(queue_id = %id, error = %e, "cannot queue message");
-                    return Reply::new(451, "4.3.0", "Local error in processing, try again later");
+                    Err(QueueError::StorageFull) => {
+                        self.metrics.rejected("storage");
+                        tracing::warn!(queue_id = %id, "spool full; message refused with 452");
+                        return storage_full();
+                    }
+                    Err(e) => {
+                        self.metrics.rejected("spool");
+                        tracing::error!(queue_id = %id, error = %e, "cannot queue message");
+                        return Reply::new(
+                            451,
+                            "4.3.0",
+                            "Local error in processing, try again later",
+                        );
+                    }
                 }
             }
         }
         Reply::new(250, "2.0.0", format!("Ok: queued as {}", envelope.queue_id))
     }
+}
+
+/// The copies of an inbound message to deliver when links are protected: each recipient whose
+/// mail is rewritten gets a copy of its own (its clicks say who) while they are few, else they
+/// share one; the others share the message as it is. Each is (queue id, recipients, body);
+/// the first keeps `id`, the others take `next_id()`.
+fn protected_copies(
+    guard: &LinkGuard,
+    id: String,
+    rcpts: Vec<String>,
+    body: Vec<u8>,
+    trace_len: usize,
+    now: i64,
+    mut next_id: impl FnMut() -> String,
+) -> Vec<(String, Vec<String>, Vec<u8>)> {
+    let (rewritten, plain): (Vec<String>, Vec<String>) =
+        rcpts.into_iter().partition(|r| guard.applies_to(r));
+    let trace = &body[..trace_len.min(body.len())];
+    let message = &body[trace_len.min(body.len())..];
+    let copy = |queue_id: &str, rcpt: &str| match guard.rewrite(message, queue_id, rcpt, now) {
+        Some(new) => [trace, new.as_slice()].concat(),
+        None => body.clone(),
+    };
+    let mut ids = std::iter::once(id).chain(std::iter::from_fn(|| Some(next_id())));
+    let mut copies = Vec::new();
+    if rewritten.len() <= guard.config().per_recipient_max {
+        for rcpt in rewritten {
+            let queue_id = ids.next().unwrap_or_default();
+            let body = copy(&queue_id, &rcpt);
+            copies.push((queue_id, vec![rcpt], body));
+        }
+    } else {
+        let queue_id = ids.next().unwrap_or_default();
+        let body = copy(&queue_id, "");
+        copies.push((queue_id, rewritten, body));
+    }
+    if !plain.is_empty() {
+        copies.push((ids.next().unwrap_or_default(), plain, body));
+    }
+    copies
 }
 
 /// The message with `prefix` put in front of its Subject (after our trace header, which is

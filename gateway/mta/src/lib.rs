@@ -21,7 +21,8 @@
 //! searchable; [`hunt`] indexes what reached the mailboxes by hash, link, domain, sender and
 //! Message-ID; [`recall`] takes delivered mail back out of the mailboxes; [`intel`] receives
 //! threat-intelligence indicators, puts them in force at the door and hunts for what they name
-//! among delivered mail), [`http`] (the small client for the documents the gateway fetches
+//! among delivered mail; [`links`] rewrites the links of inbound mail to signed links whose
+//! clicks are judged when they happen), [`http`] (the small client for the documents the gateway fetches
 //! itself), [`upgrade`] (signed offline upgrade packages, applied beside the installed
 //! binary on trial and rolled back when unhealthy), [`dkim`] (outbound DKIM signing per
 //! sending domain, and the keys for it), [`risk`] (the sending behaviour of internal accounts
@@ -41,6 +42,7 @@ pub mod http;
 pub mod hunt;
 pub mod intake;
 pub mod intel;
+pub mod links;
 pub mod metrics;
 pub mod outbound;
 pub mod privilege;

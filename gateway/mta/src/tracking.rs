@@ -35,6 +35,8 @@ pub enum EventKind {
     Bounced,
     /// Released from quarantine.
     Released,
+    /// A recipient clicked a protected link (the detail says where and what it was judged).
+    Clicked,
 }
 
 impl EventKind {
@@ -49,6 +51,7 @@ impl EventKind {
             EventKind::Deferred => "deferred",
             EventKind::Bounced => "bounced",
             EventKind::Released => "released",
+            EventKind::Clicked => "clicked",
         }
     }
 }
@@ -332,6 +335,7 @@ fn recorded(row: &sqlx::sqlite::SqliteRow) -> Result<Recorded, StoreError> {
         EventKind::Deferred,
         EventKind::Bounced,
         EventKind::Released,
+        EventKind::Clicked,
     ]
     .into_iter()
     .find(|k| k.as_str() == kind_name)

@@ -97,6 +97,23 @@ struct Policy {
 /// indicator's id, the kind of what matched and its value.
 pub const INTEL_MATCH: &str = "THREAT_INTEL";
 
+/// Link symbols that make a clicked link dangerous on their own.
+const DANGEROUS_LINK: &[&str] = &[
+    "URL_LOOKALIKE",
+    "URL_USERINFO",
+    "URL_IP_LITERAL",
+    "URL_PUNYCODE",
+];
+
+/// What a link is judged when it is clicked.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LinkJudgement {
+    /// The user is warned (or stopped) instead of sent on.
+    pub dangerous: bool,
+    /// Why: each finding as `SYMBOL: detail`.
+    pub reasons: Vec<String>,
+}
+
 /// The inbound detection pipeline; implements [`Scanner`].
 pub struct Pipeline {
     config: ScanConfig,
@@ -344,6 +361,57 @@ impl Pipeline {
             ..Environment::default()
         };
         Self::new(&scan, &env, None)
+    }
+
+    /// Judges `url` as it stands now, for a click on it: threat-intelligence indicators, the
+    /// structure and look-alike checks links get in mail, and the URI block lists (within the
+    /// DNS budget; a list that does not answer in time does not count).
+    pub async fn judge_link(&self, url: &str) -> LinkJudgement {
+        let mut judgement = LinkJudgement::default();
+        let Some((normal, host)) = crate::hunt::web_url(url) else {
+            judgement.dangerous = true;
+            judgement.reasons.push("not a web link".into());
+            return judgement;
+        };
+        let mut symbols = Symbols::default();
+        if let Some(intel) = &self.intel {
+            let facts = Facts {
+                urls: vec![normal],
+                domains: vec![host],
+                ..Facts::default()
+            };
+            if let Some(m) = intel.check(&facts, "", None) {
+                let o = &m.observable;
+                symbols.add(
+                    INTEL_MATCH,
+                    format!("{} {} {}", m.indicator, o.kind(), o.value()),
+                );
+            }
+        }
+        let message = Message {
+            links: vec![super::html::Link {
+                href: url.to_owned(),
+                text: String::new(),
+            }],
+            ..Message::default()
+        };
+        let domains = phish::check_links(&message, &self.targets, &mut symbols);
+        let mut listed = Symbols::default();
+        if let Some(lists) = &self.lists
+            && self.dns_breaker.allows(Instant::now())
+        {
+            let _ = tokio::time::timeout(self.dns_budget, lists.check_links(&domains, &mut listed))
+                .await;
+        }
+        for h in symbols.hits().iter().chain(listed.hits()) {
+            judgement.reasons.push(format!("{}: {}", h.name, h.detail));
+        }
+        judgement.dangerous = !listed.hits().is_empty()
+            || symbols
+                .hits()
+                .iter()
+                .any(|h| h.name == INTEL_MATCH || DANGEROUS_LINK.contains(&h.name.as_str()));
+        judgement
     }
 
     /// Refuses mail that matches an indicator in `intel` (its contents change as feeds do).

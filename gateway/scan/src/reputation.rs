@@ -64,14 +64,25 @@ impl BlockLists {
 
     /// Looks up the client and link domains in every zone, concurrently.
     pub async fn check(&self, client: IpAddr, domains: &[String], symbols: &mut Symbols) {
-        let reversed = reverse_ip(client);
+        self.look_up(Some(client), domains, symbols).await
+    }
+
+    /// Looks up link domains in the URI zones, concurrently.
+    pub async fn check_links(&self, domains: &[String], symbols: &mut Symbols) {
+        self.look_up(None, domains, symbols).await
+    }
+
+    async fn look_up(&self, client: Option<IpAddr>, domains: &[String], symbols: &mut Symbols) {
         let mut queries = Vec::new();
-        for zone in &self.ip_zones {
-            queries.push((
-                zone,
-                format!("{reversed}.{}.", zone.zone),
-                client.to_string(),
-            ));
+        if let Some(client) = client {
+            let reversed = reverse_ip(client);
+            for zone in &self.ip_zones {
+                queries.push((
+                    zone,
+                    format!("{reversed}.{}.", zone.zone),
+                    client.to_string(),
+                ));
+            }
         }
         for domain in domains.iter().take(MAX_URI_LOOKUPS) {
             if domain.parse::<IpAddr>().is_ok() || domain.is_empty() {
