@@ -58,6 +58,11 @@ const T = {
     recallIntro: '按附件哈希、链接、域名、发件人或 Message-ID 查找已投递到本单位邮箱的邮件，一键从所有收件人的邮箱中召回（移入隐藏的召回文件夹，可撤销）。',
     rstate_pending: '等待', rstate_working: '召回中', rstate_recalled: '已召回', rstate_absent: '邮箱中没有',
     rstate_failed: '失败', rstate_restoring: '放回中', rstate_restored: '已放回', rstate_restore_failed: '放回失败',
+    links: '安全链接', linksIntro: '入站邮件中的网址被改写为经本网关跳转的签名链接；用户点击时按当时的黑名单、威胁情报和仿冒检测重新判定，安全则直接跳转，危险则显示警告页。每次点击都记入邮件追踪；投递后才变为危险的链接被点击时通知管理员，并可按策略自动召回该邮件。',
+    linksOff: '未启用（配置 [links] enabled = true）', baseUrl: '跳转地址', skipDomains: '不改写的域名',
+    maxAgeDays: '链接有效天数', onBad: '危险链接', onBad_warn: '警告，可继续访问', onBad_block: '警告并禁止访问',
+    notifyTo: '通知', recallOnBad: '自动召回', perRcptMax: '逐个收件人改写的上限', clicks: '最近点击',
+    yes: '是', no: '否',
     intel: '威胁情报', intelIntro: '从 TAXII 2.1 情报源定期拉取 STIX 指标（文件哈希、链接、域名、发件人、IP），或导入 STIX 文件（离线环境）。指标立即用于拦截新来邮件（SMTP 阶段拒收），并回溯查找已投递的邮件：按策略自动召回或提示管理员召回；指标过期（valid_until）或被撤销后失效。',
     sources: '情报源', lastPoll: '最近拉取', lastOk: '最近成功', received: '已接收', unusable: '无法使用',
     cursor: '拉取进度', inForce: '生效中的特征', onMatch: '命中已投递邮件时', onMatch_recall: '自动召回',
@@ -133,6 +138,11 @@ const T = {
     confirmRecall: 'Recall this message from every recipient\'s mailbox?', recalls: 'Recalls', progress: 'Progress',
     undo: 'Undo (put back where it was)', undone: 'Putting back', mailbox: 'Mailbox', folders: 'Taken from',
     recallIntro: 'Find mail delivered into this organisation\'s mailboxes by attachment hash, link, domain, sender or Message-ID, and recall it from every recipient\'s mailbox at once (moved to a hidden recall folder; can be undone).',
+    links: 'Safe links', linksIntro: 'Web links in inbound mail are rewritten to signed links through this gateway; at each click the address is judged again against the block lists, threat intelligence and look-alike checks of that moment: safe links go straight on, dangerous ones show a warning page. Every click is tracked; a link that turned dangerous after delivery alerts the administrators and, by policy, recalls the message.',
+    linksOff: 'Off (set [links] enabled = true)', baseUrl: 'Link service', skipDomains: 'Never rewritten',
+    maxAgeDays: 'Links work (days)', onBad: 'Dangerous links', onBad_warn: 'Warn, may continue', onBad_block: 'Warn and block',
+    notifyTo: 'Notify', recallOnBad: 'Recall automatically', perRcptMax: 'Per-recipient copies up to', clicks: 'Recent clicks',
+    yes: 'Yes', no: 'No',
     intel: 'Threat intel', intelIntro: 'STIX indicators (file hashes, links, domains, senders, IP addresses) are polled from TAXII 2.1 sources or imported from a STIX file (for sites without a feed). They refuse new mail at once (at SMTP time) and are hunted for among delivered mail, which is recalled at once or proposed for recall, by policy. Indicators stop counting when they expire (valid_until) or are revoked.',
     sources: 'Sources', lastPoll: 'Last poll', lastOk: 'Last success', received: 'Received', unusable: 'Unusable',
     cursor: 'Polled up to', inForce: 'Observables in force', onMatch: 'When delivered mail matches',
@@ -191,14 +201,14 @@ function fail(e) {
 
 const PAGES = {
   system: ['dashboard', 'system', 'channels', 'accounts'],
-  security: ['dashboard', 'approvals', 'risk', 'recall', 'intel', 'quarantine', 'tracking', 'policy', 'accounts'],
+  security: ['dashboard', 'approvals', 'risk', 'recall', 'intel', 'links', 'quarantine', 'tracking', 'policy', 'accounts'],
   audit: ['audit'],
 };
 
 // A per-domain administrator manages no accounts: its delegates are made by the security
 // administrator of all domains.
 function pagesOf(account) {
-  return PAGES[account.role].filter((p) => !['accounts', 'approvals', 'risk', 'channels', 'recall', 'intel'].includes(p) || !account.domain);
+  return PAGES[account.role].filter((p) => !['accounts', 'approvals', 'risk', 'channels', 'recall', 'intel', 'links'].includes(p) || !account.domain);
 }
 
 function renderChrome() {
@@ -434,7 +444,7 @@ async function trackingPage() {
   };
   page(t('tracking'), filters([{ name: 'sender' }, { name: 'rcpt' }, { name: 'subject' }, { name: 'client_ip' }, { name: 'queue_id' },
     { name: 'direction', options: [['', t('all')], ...['inbound', 'outbound', 'internal'].map((d) => [d, t(d)])] },
-    { name: 'kind', options: [['', t('all')], ...['queued', 'quarantined', 'rejected', 'discarded', 'delivered', 'deferred', 'bounced', 'released'].map((k) => [k, k])] }], search), out);
+    { name: 'kind', options: [['', t('all')], ...['queued', 'quarantined', 'rejected', 'discarded', 'delivered', 'deferred', 'bounced', 'released', 'clicked'].map((k) => [k, k])] }], search), out);
   await search({});
 }
 
@@ -736,8 +746,33 @@ async function intelPage(search) {
         ind.indicators.map((i) => ({ cells: [i.name, i.observables.map(([k, v]) => `${k} ${v}`).join('\n'), i.source, validity(i), when(i.added_at)] })))));
 }
 
+async function linksPage() {
+  let p, c;
+  try { [p, c] = await Promise.all([api('GET', '/api/links'), api('GET', '/api/tracking?kind=clicked&limit=100')]); }
+  catch (e) { page(t('links')); return fail(e); }
+  const yn = (b) => t(b ? 'yes' : 'no');
+  const policy = p.enabled ? el('dl', { class: 'kv', id: 'links-policy' },
+    el('dt', {}, t('baseUrl')), el('dd', {}, p.base_url),
+    el('dt', {}, t('skipDomains')), el('dd', {}, p.skip.join(', ')),
+    el('dt', {}, t('maxAgeDays')), el('dd', {}, String(p.max_age_days)),
+    el('dt', {}, t('onBad')), el('dd', {}, t(`onBad_${p.on_bad}`)),
+    el('dt', {}, t('notifyTo')), el('dd', {}, p.notify.join(', ')),
+    el('dt', {}, t('recallOnBad')), el('dd', {}, yn(p.recall)),
+    el('dt', {}, t('perRcptMax')), el('dd', {}, String(p.per_recipient_max)))
+    : el('p', { class: 'muted', id: 'links-policy' }, t('linksOff'));
+  page(t('links'), el('p', { class: 'muted' }, t('linksIntro')), el('div', { class: 'card' }, policy),
+    el('div', { class: 'card', id: 'links-clicks' }, el('h2', {}, t('clicks')),
+      table([t('time'), t('rcpt'), t('queueId'), t('clientIp'), t('class'), t('detail')],
+        c.events.map((e) => ({ cells: [when(e.at), e.rcpts, e.queue_id, e.client_ip, e.class ? badge(e.class) : '', e.detail] })))));
+}
+
 async function route() {
-  if (!me) { try { me = await api('GET', '/api/session'); } catch (_) { me = null; } }
+  if (!me) {
+    // A sign-in may finish while this asks: what it set wins over a stale "not signed in".
+    let session = null;
+    try { session = await api('GET', '/api/session'); } catch (_) { session = null; }
+    if (!me) me = session;
+  }
   renderChrome();
   const parts = location.hash.replace(/^#\//, '').split('/');
   if (!me) return loginPage();
@@ -748,7 +783,7 @@ async function route() {
   if (name === 'risk' && parts[1]) return riskItem(decodeURIComponent(parts[1]));
   if (name === 'channels') return channelsPage(parts[1] && decodeURIComponent(parts[1]));
   if (name === 'recall' && parts[1]) return recallItem(decodeURIComponent(parts[1]));
-  return { dashboard: dashboardPage, approvals: approvalsPage, risk: riskPage, recall: recallPage, intel: () => intelPage(), quarantine: () => quarantinePage(), tracking: trackingPage, policy: policyPage,
+  return { dashboard: dashboardPage, approvals: approvalsPage, risk: riskPage, recall: recallPage, intel: () => intelPage(), links: linksPage, quarantine: () => quarantinePage(), tracking: trackingPage, policy: policyPage,
     system: systemPage, accounts: accountsPage, audit: auditPage }[name]();
 }
 
