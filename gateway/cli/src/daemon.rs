@@ -286,6 +286,21 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
     .signing(signer)
     .hunting(hunt.clone());
     // Click-time link protection: links rewritten at intake, clicks judged by the scanner.
+    // Phishing drills: sent from the queue, reports read at intake.
+    let drills = if config.drills.enabled {
+        let drills = jianmen_mta::drills::Drills::new(
+            config.drills.clone(),
+            store.clone(),
+            LinkKey::load_or_create(&config.server.data_dir)?,
+            queue_for_links.clone(),
+            config.server.hostname.clone(),
+        );
+        drills.start();
+        intake = intake.reporting_drills(drills.clone());
+        Some(drills)
+    } else {
+        None
+    };
     let links = match (config.links.enabled, judge) {
         (true, Some(judge)) => {
             let key = LinkKey::load_or_create(&config.server.data_dir)?;
@@ -333,6 +348,7 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
                 recaller: recaller.clone(),
                 intel: Some(intel),
                 links,
+                drills,
             },
         )
         .await?;

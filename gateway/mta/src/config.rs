@@ -112,6 +112,9 @@ pub struct Config {
     /// Click-time protection of the links in inbound mail.
     #[serde(default)]
     pub links: crate::links::LinksConfig,
+    /// Phishing drills.
+    #[serde(default)]
+    pub drills: crate::drills::DrillsConfig,
 }
 
 /// Copies of the audit log for a SIEM.
@@ -695,6 +698,7 @@ impl Config {
         self.recall.check().map_err(|e| invalid("recall", e))?;
         self.intel.check().map_err(|e| invalid("intel", e))?;
         self.links.check().map_err(|e| invalid("links", e))?;
+        self.drills.check().map_err(|e| invalid("drills", e))?;
         if self.links.enabled && !self.scan.enabled {
             return Err(invalid(
                 "links.enabled",

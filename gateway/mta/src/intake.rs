@@ -58,6 +58,8 @@ pub struct Intake {
     hunt: Option<crate::hunt::HuntIndex>,
     /// Rewrites the links of inbound mail for click-time protection.
     links: Option<Arc<LinkGuard>>,
+    /// Phishing drills, told of mail to the report address.
+    drills: Option<Arc<crate::drills::Drills>>,
 }
 
 impl Intake {
@@ -97,12 +99,19 @@ impl Intake {
             watch: None,
             hunt: None,
             links: None,
+            drills: None,
         }
     }
 
     /// Watches the sending behaviour of internal accounts and contains them by `watch`'s policy.
     pub fn watching(mut self, watch: Arc<Watch>) -> Self {
         self.watch = Some(watch);
+        self
+    }
+
+    /// Tells `drills` of the mail sent to its report address (a forwarded drill is reported).
+    pub fn reporting_drills(mut self, drills: Arc<crate::drills::Drills>) -> Self {
+        self.drills = Some(drills);
         self
     }
 
@@ -351,6 +360,23 @@ impl Inbox for Intake {
             && envelope.rcpts.iter().all(|r| self.is_local(r))
         {
             envelope.direction = Direction::Internal;
+        }
+        if let Some(drills) = &self.drills {
+            let report = &drills.config().report_address;
+            if !report.is_empty()
+                && envelope
+                    .rcpts
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case(report))
+            {
+                match drills.reported(&message[trace_len..]).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(queue_id = %envelope.queue_id, reported = n, "drill reported")
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot record a drill report"),
+                }
+            }
         }
         let dispositions = self.scanner.scan(&envelope, &message[trace_len..]).await;
         let scan_us = started.elapsed().as_micros() as u64;

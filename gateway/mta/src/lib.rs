@@ -22,7 +22,8 @@
 //! Message-ID; [`recall`] takes delivered mail back out of the mailboxes; [`intel`] receives
 //! threat-intelligence indicators, puts them in force at the door and hunts for what they name
 //! among delivered mail; [`links`] rewrites the links of inbound mail to signed links whose
-//! clicks are judged when they happen), [`http`] (the small client for the documents the gateway fetches
+//! clicks are judged when they happen; [`drills`] runs phishing-simulation campaigns and
+//! measures them), [`http`] (the small client for the documents the gateway fetches
 //! itself), [`upgrade`] (signed offline upgrade packages, applied beside the installed
 //! binary on trial and rolled back when unhealthy), [`dkim`] (outbound DKIM signing per
 //! sending domain, and the keys for it), [`risk`] (the sending behaviour of internal accounts
@@ -38,6 +39,7 @@ pub mod audit;
 pub mod config;
 pub mod db;
 pub mod dkim;
+pub mod drills;
 pub mod http;
 pub mod hunt;
 pub mod intake;

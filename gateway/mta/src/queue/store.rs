@@ -323,6 +323,7 @@ impl SqliteStore {
                 crate::relay::SCHEMA,
                 crate::recall::SCHEMA,
                 crate::intel::SCHEMA,
+                crate::drills::SCHEMA,
             ],
             added_columns: &[
                 quarantine::index::ADDED_COLUMNS,
