@@ -2173,3 +2173,29 @@ impl Medallion {
         );
     }
 }
+
+/// The readable (text/*, not attached) parts of a message, decoded, as Python's email package
+/// reads them: what a mail client shows.
+pub fn readable_parts(message: &str) -> String {
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import email, sys\n\
+             m = email.message_from_string(sys.stdin.read())\n\
+             for p in m.walk():\n\
+             \x20   if p.get_content_maintype() == 'text' and not p.get_filename():\n\
+             \x20       print(p.get_payload(decode=True).decode(p.get_content_charset() or 'utf-8'))\n",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(message.as_bytes())
+        .expect("message written");
+    let out = child.wait_with_output().expect("python3 finishes");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

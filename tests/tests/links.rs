@@ -7,33 +7,12 @@
 use std::process::Command;
 use std::time::Duration;
 
-use jianmen_testkit::{Browser, Client, Console, Dns, Gateway, Setup, Sink, free_port, wait_until};
+use jianmen_testkit::{
+    Browser, Client, Console, Dns, Gateway, Setup, Sink, free_port, readable_parts, wait_until,
+};
 
 const NEW_PASSWORD: &str = "Link-Guard-2026!";
 const BAD: &str = "https://login.bad-bank.test/verify?id=7&lang=zh";
-
-/// The readable (text/*) parts of a message, decoded, as Python's email package reads them.
-fn readable(message: &str) -> String {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import email, sys\n\
-             m = email.message_from_string(sys.stdin.read())\n\
-             for p in m.walk():\n\
-             \x20   if p.get_content_maintype() == 'text' and not p.get_filename():\n\
-             \x20       print(p.get_payload(decode=True).decode(p.get_content_charset() or 'utf-8'))\n",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(message.as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("python3");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The protected links in `text`.
 fn protected(text: &str, console_port: u16) -> Vec<String> {
@@ -127,7 +106,7 @@ fn links_are_rewritten_and_a_link_that_went_bad_warns_at_the_click() {
     let mut alice_link = String::new();
     for m in sink.messages() {
         assert_eq!(m.rcpts.len(), 1, "one copy per recipient");
-        let text = readable(&m.content);
+        let text = readable_parts(&m.content);
         let links = protected(&text, console_port);
         assert_eq!(links.len(), 2, "{text}");
         assert!(!text.contains("bad-bank.test"), "{text}");

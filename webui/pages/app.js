@@ -58,6 +58,15 @@ const T = {
     recallIntro: '按附件哈希、链接、域名、发件人或 Message-ID 查找已投递到本单位邮箱的邮件，一键从所有收件人的邮箱中召回（移入隐藏的召回文件夹，可撤销）。',
     rstate_pending: '等待', rstate_working: '召回中', rstate_recalled: '已召回', rstate_absent: '邮箱中没有',
     rstate_failed: '失败', rstate_restoring: '放回中', rstate_restored: '已放回', rstate_restore_failed: '放回失败',
+    drills: '钓鱼演练', drillsIntro: '向选定人员发送仿真钓鱼邮件，统计打开、点击、提交表单（只记录"提交了"，绝不接收或保存输入内容）和举报的人数，按部门查看结果和历次演练的趋势。演练邮件不经过本网关的检测直接投递。',
+    newDrill: '新建演练', template: '模板', fromName: '发件人名称', fromAddress: '发件人地址',
+    targetsCsv: '演练对象（CSV：邮箱,姓名,部门）', startAt: '开始时间', ratePerMinute: '每分钟发送',
+    createDrill: '创建', schedule: '开始发送', pause: '暂停', exportCsv: '导出 CSV', printReport: '打印报告',
+    dstate_draft: '草稿', dstate_scheduled: '发送中', dstate_paused: '已暂停', dstate_done: '已发完',
+    targets: '人数', sent: '已发送', opened: '打开', clicked: '点击', submitted: '提交表单', reported: '举报',
+    medianClick: '点击用时中位数', department: '部门', trend: '历次演练点击率', preview: '预览', rate: '比例',
+    editTemplate: '编辑模板', templateHelp: '以所选模板为起点，保存为自定义模板。可用占位符：{{name}} {{email}} {{department}} {{link}}（必须） {{date}}。',
+    landingTitle: '登录页标题', saveTemplate: '保存为自定义模板', saved: '已保存',
     links: '安全链接', linksIntro: '入站邮件中的网址被改写为经本网关跳转的签名链接；用户点击时按当时的黑名单、威胁情报和仿冒检测重新判定，安全则直接跳转，危险则显示警告页。每次点击都记入邮件追踪；投递后才变为危险的链接被点击时通知管理员，并可按策略自动召回该邮件。',
     linksOff: '未启用（配置 [links] enabled = true）', baseUrl: '跳转地址', skipDomains: '不改写的域名',
     maxAgeDays: '链接有效天数', onBad: '危险链接', onBad_warn: '警告，可继续访问', onBad_block: '警告并禁止访问',
@@ -138,6 +147,15 @@ const T = {
     confirmRecall: 'Recall this message from every recipient\'s mailbox?', recalls: 'Recalls', progress: 'Progress',
     undo: 'Undo (put back where it was)', undone: 'Putting back', mailbox: 'Mailbox', folders: 'Taken from',
     recallIntro: 'Find mail delivered into this organisation\'s mailboxes by attachment hash, link, domain, sender or Message-ID, and recall it from every recipient\'s mailbox at once (moved to a hidden recall folder; can be undone).',
+    drills: 'Phishing drills', drillsIntro: 'Send simulated phishing mail to chosen people and count who opened, clicked, submitted the form (only that they did: nothing typed is ever received or kept) and reported it, per department and across drills. Drill mail is delivered without this gateway\'s checks.',
+    newDrill: 'New drill', template: 'Template', fromName: 'Sender name', fromAddress: 'Sender address',
+    targetsCsv: 'People (CSV: email,name,department)', startAt: 'Start', ratePerMinute: 'Per minute',
+    createDrill: 'Create', schedule: 'Start sending', pause: 'Pause', exportCsv: 'Export CSV', printReport: 'Print report',
+    dstate_draft: 'Draft', dstate_scheduled: 'Sending', dstate_paused: 'Paused', dstate_done: 'Sent',
+    targets: 'People', sent: 'Sent', opened: 'Opened', clicked: 'Clicked', submitted: 'Submitted', reported: 'Reported',
+    medianClick: 'Median time to click', department: 'Department', trend: 'Click rate across drills', preview: 'Preview', rate: 'Rate',
+    editTemplate: 'Edit a template', templateHelp: 'Start from the chosen template and save it as a custom one. Placeholders: {{name}} {{email}} {{department}} {{link}} (required) {{date}}.',
+    landingTitle: 'Landing page title', saveTemplate: 'Save as a custom template', saved: 'Saved',
     links: 'Safe links', linksIntro: 'Web links in inbound mail are rewritten to signed links through this gateway; at each click the address is judged again against the block lists, threat intelligence and look-alike checks of that moment: safe links go straight on, dangerous ones show a warning page. Every click is tracked; a link that turned dangerous after delivery alerts the administrators and, by policy, recalls the message.',
     linksOff: 'Off (set [links] enabled = true)', baseUrl: 'Link service', skipDomains: 'Never rewritten',
     maxAgeDays: 'Links work (days)', onBad: 'Dangerous links', onBad_warn: 'Warn, may continue', onBad_block: 'Warn and block',
@@ -201,14 +219,14 @@ function fail(e) {
 
 const PAGES = {
   system: ['dashboard', 'system', 'channels', 'accounts'],
-  security: ['dashboard', 'approvals', 'risk', 'recall', 'intel', 'links', 'quarantine', 'tracking', 'policy', 'accounts'],
+  security: ['dashboard', 'approvals', 'risk', 'recall', 'intel', 'links', 'drills', 'quarantine', 'tracking', 'policy', 'accounts'],
   audit: ['audit'],
 };
 
 // A per-domain administrator manages no accounts: its delegates are made by the security
 // administrator of all domains.
 function pagesOf(account) {
-  return PAGES[account.role].filter((p) => !['accounts', 'approvals', 'risk', 'channels', 'recall', 'intel', 'links'].includes(p) || !account.domain);
+  return PAGES[account.role].filter((p) => !['accounts', 'approvals', 'risk', 'channels', 'recall', 'intel', 'links', 'drills'].includes(p) || !account.domain);
 }
 
 function renderChrome() {
@@ -766,6 +784,186 @@ async function linksPage() {
         c.events.map((e) => ({ cells: [when(e.at), e.rcpts, e.queue_id, e.client_ip, e.class ? badge(e.class) : '', e.detail] })))));
 }
 
+const pct = (n, d) => (d ? `${Math.round((n * 1000) / d) / 10}%` : '–');
+const secs = (s) => (s === null || s === undefined ? '–' : s < 60 ? `${s}s` : s < 3600 ? `${Math.round(s / 60)}m` : `${Math.round(s / 360) / 10}h`);
+
+// Click rates of the drills, oldest first, as bars.
+function trendChart(drills) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('class', 'chart');
+  svg.setAttribute('id', 'drill-trend');
+  svg.setAttribute('viewBox', '0 0 960 220');
+  const shown = drills.filter((d) => d.tally.sent > 0).slice(0, 24).reverse();
+  const w = 960 / Math.max(shown.length, 1);
+  shown.forEach((d, i) => {
+    const rate = d.tally.clicked / d.tally.sent;
+    const h = Math.round(rate * 180);
+    const bar = document.createElementNS(ns, 'rect');
+    const bw = Math.min(Math.max(w - 16, 4), 80);
+    bar.setAttribute('x', String(i * w + (w - bw) / 2));
+    bar.setAttribute('y', String(190 - h));
+    bar.setAttribute('width', String(bw));
+    bar.setAttribute('height', String(h));
+    bar.setAttribute('fill', '#cf222e');
+    const title = document.createElementNS(ns, 'title');
+    title.textContent = `${d.campaign.name}: ${pct(d.tally.clicked, d.tally.sent)}`;
+    bar.append(title);
+    const label = document.createElementNS(ns, 'text');
+    label.setAttribute('x', String(i * w + w / 2));
+    label.setAttribute('y', '210');
+    label.setAttribute('text-anchor', 'middle');
+    label.setAttribute('font-size', '12');
+    label.textContent = pct(d.tally.clicked, d.tally.sent);
+    svg.append(bar, label);
+  });
+  return svg;
+}
+
+const tallyCells = (x) => [String(x.targets), String(x.sent), pct(x.opened, x.sent), pct(x.clicked, x.sent), pct(x.submitted, x.sent), pct(x.reported, x.sent), secs(x.median_click_secs)];
+const tallyHeaders = () => [t('targets'), t('sent'), t('opened'), t('clicked'), t('submitted'), t('reported'), t('medianClick')];
+
+async function drillsPage() {
+  let d, tm;
+  try { [d, tm] = await Promise.all([api('GET', '/api/drills'), api('GET', '/api/drills/templates')]); }
+  catch (e) { page(t('drills')); return fail(e); }
+  const msg = el('p', { role: 'status', id: 'drill-result' });
+  const template = el('select', { id: 'drill-template' }, tm.templates.map((x) => el('option', { value: x.id }, x.title)));
+  const frame = el('iframe', { id: 'drill-preview', sandbox: '', title: t('preview'), class: 'preview' });
+  const subject = el('p', { class: 'muted', id: 'drill-subject' });
+  const show = () => {
+    const x = tm.templates.find((y) => y.id === template.value);
+    if (!x) return;
+    subject.textContent = `${x.from_name} · ${x.subject}`;
+    frame.srcdoc = x.html;
+  };
+  template.addEventListener('change', show);
+  const input = (id, attrs) => el('input', { id, ...attrs });
+  const form = el('form', { class: 'card stacked', id: 'drill-new', onsubmit: async (ev) => {
+    ev.preventDefault();
+    try {
+      const start = $('drill-start').value ? Math.floor(new Date($('drill-start').value).getTime() / 1000) : 0;
+      const r = await api('POST', '/api/drills', { name: $('drill-name').value, template_id: template.value,
+        from_name: $('drill-from-name').value, from_address: $('drill-from').value, targets_csv: $('drill-targets').value,
+        start_at: start, rate_per_minute: Number($('drill-rate').value) });
+      location.hash = `#/drills/${r.campaign.id}`;
+    } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+  } }, el('h2', {}, t('newDrill')),
+  el('label', { for: 'drill-name' }, t('name')), input('drill-name', { required: true }),
+  el('label', { for: 'drill-template' }, t('template')), template, subject, frame,
+  el('label', { for: 'drill-from-name' }, t('fromName')), input('drill-from-name', {}),
+  el('label', { for: 'drill-from' }, t('fromAddress')), input('drill-from', { required: true, type: 'email' }),
+  el('label', { for: 'drill-targets' }, t('targetsCsv')), el('textarea', { id: 'drill-targets', rows: '6', required: true }),
+  el('label', { for: 'drill-start' }, t('startAt')), input('drill-start', { type: 'datetime-local' }),
+  el('label', { for: 'drill-rate' }, t('ratePerMinute')), input('drill-rate', { type: 'number', min: '1', value: '60', required: true }),
+  msg, el('button', { class: 'primary', type: 'submit', id: 'drill-create' }, t('createDrill')));
+  // The template editor: a built-in or custom template as the start of a custom one.
+  const emsg = el('p', { role: 'status', id: 'template-result' });
+  const field = (id, label, node) => [el('label', { for: id }, label), node];
+  const editor = el('form', { class: 'card stacked', id: 'drill-editor', onsubmit: async (ev) => {
+    ev.preventDefault();
+    try {
+      const saved = await api('POST', '/api/drills/templates', { id: $('tpl-id').value, title: $('tpl-title').value,
+        from_name: $('tpl-from').value, subject: $('tpl-subject').value, html: $('tpl-html').value, landing: $('tpl-landing').value });
+      emsg.className = 'notice';
+      emsg.textContent = `${t('saved')}: ${saved.id}`;
+      tm = await api('GET', '/api/drills/templates');
+      template.replaceChildren(...tm.templates.map((x) => el('option', { value: x.id }, x.title)));
+      template.value = saved.id;
+      show();
+    } catch (e) { emsg.className = 'error'; emsg.textContent = e.message; }
+  } }, el('h2', {}, t('editTemplate')), el('p', { class: 'muted' }, t('templateHelp')),
+  el('input', { id: 'tpl-id', type: 'hidden' }),
+  ...field('tpl-title', t('name'), el('input', { id: 'tpl-title', required: true })),
+  ...field('tpl-from', t('fromName'), el('input', { id: 'tpl-from', required: true })),
+  ...field('tpl-subject', t('subject'), el('input', { id: 'tpl-subject', required: true })),
+  ...field('tpl-landing', t('landingTitle'), el('input', { id: 'tpl-landing', required: true })),
+  ...field('tpl-html', 'HTML', el('textarea', { id: 'tpl-html', rows: '8', required: true })),
+  emsg, el('button', { type: 'submit', id: 'tpl-save' }, t('saveTemplate')));
+  const load = () => {
+    const x = tm.templates.find((y) => y.id === template.value);
+    if (!x) return;
+    $('tpl-id').value = x.id.startsWith('builtin:') ? '' : x.id;
+    $('tpl-title').value = x.id.startsWith('builtin:') ? `${x.title} *` : x.title;
+    $('tpl-from').value = x.from_name;
+    $('tpl-subject').value = x.subject;
+    $('tpl-landing').value = x.landing;
+    $('tpl-html').value = x.html;
+  };
+  template.addEventListener('change', load);
+  page(t('drills'), el('p', { class: 'muted' }, t('drillsIntro')),
+    el('div', { class: 'card' }, el('h2', {}, t('trend')), trendChart(d.drills)),
+    el('div', { class: 'card', id: 'drill-list' }, table([t('name'), t('status'), t('time'), ...tallyHeaders()],
+      d.drills.map((x) => ({ key: x.campaign.id, cells: [x.campaign.name, t(`dstate_${x.campaign.state}`), when(x.campaign.start_at), ...tallyCells(x.tally)] })),
+      (key) => { location.hash = `#/drills/${key}`; })),
+    form, editor);
+  show();
+  load();
+}
+
+// One drill's funnel: sent, opened, clicked, submitted, reported, as bars.
+function funnelChart(x) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('class', 'funnel');
+  svg.setAttribute('id', 'drill-funnel');
+  svg.setAttribute('viewBox', '0 0 720 180');
+  const steps = ['sent', 'opened', 'clicked', 'submitted', 'reported'];
+  const colors = { sent: '#0969da', opened: '#8250df', clicked: '#cf222e', submitted: '#a40e26', reported: '#2da44e' };
+  steps.forEach((s, i) => {
+    const width = x.sent ? Math.round((x[s] / x.sent) * 520) : 0;
+    const label = document.createElementNS(ns, 'text');
+    label.setAttribute('x', '0');
+    label.setAttribute('y', String(i * 34 + 22));
+    label.setAttribute('font-size', '13');
+    label.textContent = t(s);
+    const bar = document.createElementNS(ns, 'rect');
+    bar.setAttribute('x', '110');
+    bar.setAttribute('y', String(i * 34 + 6));
+    bar.setAttribute('width', String(Math.max(width, 1)));
+    bar.setAttribute('height', '24');
+    bar.setAttribute('fill', colors[s]);
+    const value = document.createElementNS(ns, 'text');
+    value.setAttribute('x', String(118 + width));
+    value.setAttribute('y', String(i * 34 + 22));
+    value.setAttribute('font-size', '13');
+    value.textContent = `${x[s]} (${pct(x[s], x.sent)})`;
+    svg.append(label, bar, value);
+  });
+  return svg;
+}
+
+async function drillItem(id) {
+  let r;
+  try { r = await api('GET', `/api/drills/${encodeURIComponent(id)}`); } catch (e) { page(t('drills')); return fail(e); }
+  const c = r.campaign;
+  const msg = el('p', { role: 'status', id: 'drill-result' });
+  const act = (what) => async () => {
+    try { await api('POST', `/api/drills/${encodeURIComponent(id)}/${what}`); drillItem(id); }
+    catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+  };
+  page(`${t('drills')} · ${c.name}`,
+    el('p', { class: 'noprint' }, el('a', { href: '#/drills' }, `← ${t('back')}`)),
+    el('div', { class: 'card' }, el('dl', { class: 'kv' },
+      el('dt', {}, t('status')), el('dd', { id: 'drill-state' }, t(`dstate_${c.state}`)),
+      el('dt', {}, t('template')), el('dd', {}, c.template_id),
+      el('dt', {}, t('sender')), el('dd', {}, `${c.from_name} <${c.from_address}>`),
+      el('dt', {}, t('subject')), el('dd', {}, c.subject),
+      el('dt', {}, t('startAt')), el('dd', {}, when(c.start_at)),
+      el('dt', {}, t('actor')), el('dd', {}, c.actor)),
+    el('p', { class: 'noprint' },
+      ['draft', 'paused'].includes(c.state) ? el('button', { class: 'primary', id: 'drill-schedule', onclick: act('schedule') }, t('schedule')) : null,
+      c.state === 'scheduled' ? el('button', { id: 'drill-pause', onclick: act('pause') }, t('pause')) : null,
+      ' ', el('a', { href: `/api/drills/${encodeURIComponent(id)}/export.csv`, id: 'drill-export' }, t('exportCsv')),
+      ' ', el('button', { id: 'drill-print', onclick: () => window.print() }, t('printReport'))), msg),
+    el('div', { class: 'card', id: 'drill-total' }, funnelChart(r.total), table(tallyHeaders(), [{ cells: tallyCells(r.total) }])),
+    el('div', { class: 'card', id: 'drill-departments' }, el('h2', {}, t('department')),
+      table([t('department'), ...tallyHeaders()], r.departments.map(([dep, x]) => ({ cells: [dep || '–', ...tallyCells(x)] })))),
+    el('div', { class: 'card' }, table([t('rcpt'), t('name'), t('department'), t('sent'), t('opened'), t('clicked'), t('submitted'), t('reported')],
+      r.people.map((p) => ({ cells: [p.email, p.name, p.department, when(p.sent_at), when(p.opened_at), when(p.clicked_at), when(p.submitted_at), when(p.reported_at)] })))));
+  if (c.state === 'scheduled') setTimeout(() => { if (location.hash === `#/drills/${id}`) drillItem(id); }, 3000);
+}
+
 async function route() {
   if (!me) {
     // A sign-in may finish while this asks: what it set wins over a stale "not signed in".
@@ -783,7 +981,8 @@ async function route() {
   if (name === 'risk' && parts[1]) return riskItem(decodeURIComponent(parts[1]));
   if (name === 'channels') return channelsPage(parts[1] && decodeURIComponent(parts[1]));
   if (name === 'recall' && parts[1]) return recallItem(decodeURIComponent(parts[1]));
-  return { dashboard: dashboardPage, approvals: approvalsPage, risk: riskPage, recall: recallPage, intel: () => intelPage(), links: linksPage, quarantine: () => quarantinePage(), tracking: trackingPage, policy: policyPage,
+  if (name === 'drills' && parts[1]) return drillItem(decodeURIComponent(parts[1]));
+  return { dashboard: dashboardPage, approvals: approvalsPage, risk: riskPage, recall: recallPage, intel: () => intelPage(), links: linksPage, drills: drillsPage, quarantine: () => quarantinePage(), tracking: trackingPage, policy: policyPage,
     system: systemPage, accounts: accountsPage, audit: auditPage }[name]();
 }
 

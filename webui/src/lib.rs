@@ -14,6 +14,7 @@
 pub mod accounts;
 mod api;
 pub mod clicks;
+mod drills;
 mod intel;
 pub mod metrics;
 mod recall;
@@ -69,6 +70,8 @@ pub struct Console {
     pub intel: Option<Arc<jianmen_mta::intel::Intel>>,
     /// The link service, when links are protected.
     pub link_service: Option<clicks::LinkService>,
+    /// Phishing drills, when enabled.
+    pub drills: Option<Arc<jianmen_mta::drills::Drills>>,
     allow: AddressList,
 }
 
@@ -103,6 +106,7 @@ impl Console {
             recaller: None,
             intel: None,
             link_service: None,
+            drills: None,
             allow,
         }
     }
@@ -139,6 +143,12 @@ impl Console {
     /// The same console with the threat-intelligence pages over `intel`.
     pub fn informed(mut self, intel: Option<Arc<jianmen_mta::intel::Intel>>) -> Console {
         self.intel = intel;
+        self
+    }
+
+    /// The same console running phishing drills through `drills`.
+    pub fn drilling(mut self, drills: Option<Arc<jianmen_mta::drills::Drills>>) -> Console {
+        self.drills = drills;
         self
     }
 
@@ -331,6 +341,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     upgrade::routes(cfg);
     selfservice::routes(cfg);
     clicks::routes(cfg);
+    drills::routes(cfg);
     assets(cfg);
 }
 
@@ -370,6 +381,8 @@ pub struct Services {
     pub intel: Option<Arc<jianmen_mta::intel::Intel>>,
     /// The link service.
     pub links: Option<clicks::LinkService>,
+    /// Phishing drills.
+    pub drills: Option<Arc<jianmen_mta::drills::Drills>>,
 }
 
 /// Opens the console's state, creating the three initial accounts on first start: their
@@ -416,7 +429,8 @@ pub async fn start(
         .relaying(services.relay)
         .recalling(services.hunt, services.recaller)
         .informed(services.intel)
-        .serving_links(services.links);
+        .serving_links(services.links)
+        .drilling(services.drills);
     Ok((Arc::new(console), tls))
 }
 

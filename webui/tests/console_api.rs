@@ -435,6 +435,19 @@ async fn every_role_boundary_holds() {
         ),
         (Method::GET, "/api/intel".into(), None, &[Role::Security]),
         (Method::GET, "/api/links".into(), None, &[Role::Security]),
+        (Method::GET, "/api/drills".into(), None, &[Role::Security]),
+        (
+            Method::GET,
+            "/api/drills/templates".into(),
+            None,
+            &[Role::Security],
+        ),
+        (
+            Method::POST,
+            format!("/api/drills/{HELD}/pause"),
+            None,
+            &[Role::Security],
+        ),
         (
             Method::GET,
             "/api/intel/indicators?q=x".into(),
@@ -534,6 +547,7 @@ async fn every_role_boundary_holds() {
         routes(include_str!("../src/recall.rs")),
         routes(include_str!("../src/intel.rs")),
         routes(include_str!("../src/clicks.rs")),
+        routes(include_str!("../src/drills.rs")),
     ]
     .concat();
     let routed: std::collections::BTreeSet<String> = body
