@@ -522,14 +522,11 @@ impl Inbox for Intake {
                     (hold(reason, d.report, hours, &body), Vec::new(), body)
                 }
             };
-            let mut next_id = || {
-                if std::mem::take(&mut first) {
-                    envelope.queue_id.clone()
-                } else {
-                    ulid::Ulid::new().to_string()
-                }
+            let id = if std::mem::take(&mut first) {
+                envelope.queue_id.clone()
+            } else {
+                ulid::Ulid::new().to_string()
             };
-            let id = next_id();
             if let (Some(account), Some(held), Some(watch)) =
                 (for_account, held.as_mut(), &self.watch)
             {
@@ -547,7 +544,25 @@ impl Inbox for Intake {
                 .then(|| body.get(trace_len..).unwrap_or_default().to_vec());
             let copies = match (&self.links, &held) {
                 (Some(guard), None) if envelope.direction == Direction::Inbound => {
-                    protected_copies(guard, id, d.rcpts.clone(), body, trace_len, now, next_id)
+                    // Parsing and re-encoding is CPU work: off the SMTP sessions' threads.
+                    let (guard, rcpts) = (guard.clone(), d.rcpts.clone());
+                    match tokio::task::spawn_blocking(move || {
+                        guard.copies(id, rcpts, body, trace_len, now)
+                    })
+                    .await
+                    {
+                        Ok(copies) => copies,
+                        // Only a bug gets here. Nothing of this group is queued and the client
+                        // tries again (a group queued before this one would arrive twice).
+                        Err(e) => {
+                            tracing::error!(queue_id = %envelope.queue_id, error = %e, "link rewriting failed");
+                            return Reply::new(
+                                451,
+                                "4.3.0",
+                                "Local error in processing, try again later",
+                            );
+                        }
+                    }
                 }
                 _ => vec![(id, d.rcpts.clone(), body)],
             };
@@ -629,46 +644,6 @@ impl Inbox for Intake {
         }
         Reply::new(250, "2.0.0", format!("Ok: queued as {}", envelope.queue_id))
     }
-}
-
-/// The copies of an inbound message to deliver when links are protected: each recipient whose
-/// mail is rewritten gets a copy of its own (its clicks say who) while they are few, else they
-/// share one; the others share the message as it is. Each is (queue id, recipients, body);
-/// the first keeps `id`, the others take `next_id()`.
-fn protected_copies(
-    guard: &LinkGuard,
-    id: String,
-    rcpts: Vec<String>,
-    body: Vec<u8>,
-    trace_len: usize,
-    now: i64,
-    mut next_id: impl FnMut() -> String,
-) -> Vec<(String, Vec<String>, Vec<u8>)> {
-    let (rewritten, plain): (Vec<String>, Vec<String>) =
-        rcpts.into_iter().partition(|r| guard.applies_to(r));
-    let trace = &body[..trace_len.min(body.len())];
-    let message = &body[trace_len.min(body.len())..];
-    let copy = |queue_id: &str, rcpt: &str| match guard.rewrite(message, queue_id, rcpt, now) {
-        Some(new) => [trace, new.as_slice()].concat(),
-        None => body.clone(),
-    };
-    let mut ids = std::iter::once(id).chain(std::iter::from_fn(|| Some(next_id())));
-    let mut copies = Vec::new();
-    if rewritten.len() <= guard.config().per_recipient_max {
-        for rcpt in rewritten {
-            let queue_id = ids.next().unwrap_or_default();
-            let body = copy(&queue_id, &rcpt);
-            copies.push((queue_id, vec![rcpt], body));
-        }
-    } else {
-        let queue_id = ids.next().unwrap_or_default();
-        let body = copy(&queue_id, "");
-        copies.push((queue_id, rewritten, body));
-    }
-    if !plain.is_empty() {
-        copies.push((ids.next().unwrap_or_default(), plain, body));
-    }
-    copies
 }
 
 /// The message with `prefix` put in front of its Subject (after our trace header, which is

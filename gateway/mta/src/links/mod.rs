@@ -108,10 +108,49 @@ impl LinkGuard {
         Some(format!("{}/l/{token}", self.base))
     }
 
-    /// `message` with its links protected for `rcpt`'s copy `queue_id`; None when it has none
-    /// to protect.
-    pub fn rewrite(&self, message: &[u8], queue_id: &str, rcpt: &str, now: i64) -> Option<Vec<u8>> {
-        rewrite::rewrite(message, &mut |url| self.protect(url, queue_id, rcpt, now))
+    /// The copies of an inbound message (`body` after the first `trace_len` bytes of our trace
+    /// header) to deliver: each recipient whose mail is rewritten gets a copy of its own (its
+    /// clicks say who) while they are at most `per_recipient_max`, else they share one; the
+    /// others share the message as it is. Each is (queue id, recipients, body); the first keeps
+    /// `id`. CPU work: the message is parsed once, its text passed over once per copy.
+    pub fn copies(
+        &self,
+        id: String,
+        rcpts: Vec<String>,
+        body: Vec<u8>,
+        trace_len: usize,
+        now: i64,
+    ) -> Vec<(String, Vec<String>, Vec<u8>)> {
+        let (rewritten, plain): (Vec<String>, Vec<String>) =
+            rcpts.into_iter().partition(|r| self.applies_to(r));
+        let split = trace_len.min(body.len());
+        let (trace, message) = body.split_at(split);
+        let plan = (!rewritten.is_empty())
+            .then(|| rewrite::Plan::of(message))
+            .flatten();
+        let copy = |queue_id: &str, rcpt: &str| {
+            plan.as_ref()
+                .and_then(|p| p.apply(message, &mut |url| self.protect(url, queue_id, rcpt, now)))
+                .map_or_else(|| body.clone(), |new| [trace, new.as_slice()].concat())
+        };
+        let mut ids =
+            std::iter::once(id).chain(std::iter::repeat_with(|| ulid::Ulid::new().to_string()));
+        let mut copies = Vec::new();
+        if rewritten.len() <= self.config.per_recipient_max {
+            for rcpt in rewritten {
+                let queue_id = ids.next().unwrap_or_default();
+                let body = copy(&queue_id, &rcpt);
+                copies.push((queue_id, vec![rcpt], body));
+            }
+        } else if !rewritten.is_empty() {
+            let queue_id = ids.next().unwrap_or_default();
+            let body = copy(&queue_id, "");
+            copies.push((queue_id, rewritten, body));
+        }
+        if !plain.is_empty() {
+            copies.push((ids.next().unwrap_or_default(), plain, body));
+        }
+        copies
     }
 
     /// What a genuine, unexpired token carries.
@@ -191,6 +230,41 @@ mod tests {
             g.open(&"a".repeat(MAX_TOKEN + 1), 0),
             Err(LinkError::Invalid)
         );
+    }
+
+    #[test]
+    fn each_recipient_gets_a_copy_naming_them_while_they_are_few() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut g = guard(dir.path());
+        let trace = b"Received: by gw\r\n";
+        let body = [&trace[..], b"Subject: x\r\n\r\nSee https://evil.test/a\r\n"].concat();
+        let rcpts = vec![
+            "a@example.com".to_owned(),
+            "b@example.com".into(),
+            "c@other.test".into(),
+        ];
+        let copies = g.copies("Q0".into(), rcpts.clone(), body.clone(), trace.len(), 0);
+        assert_eq!(copies.len(), 3);
+        assert_eq!(copies[0].0, "Q0", "the first copy keeps the queue id");
+        for (id, to, copy) in &copies[..2] {
+            assert!(copy.starts_with(trace), "our trace header stays first");
+            let text = String::from_utf8_lossy(copy);
+            assert!(!text.contains("evil.test"));
+            let m = mail_parser::MessageParser::default()
+                .parse(&copy[trace.len()..])
+                .unwrap();
+            let shown = m.body_text(0).unwrap().into_owned();
+            let token = shown.split("/l/").nth(1).unwrap().trim();
+            let click = g.open(token, 0).unwrap();
+            assert_eq!((&click.queue_id, &click.rcpt), (id, &to[0]));
+        }
+        assert_eq!(copies[2].1, ["c@other.test"]);
+        assert_eq!(copies[2].2, body, "mail to others is left as it is");
+        // Beyond the bound they share one copy, whose clicks name no one.
+        g.config.per_recipient_max = 1;
+        let shared = g.copies("Q0".into(), rcpts, body, trace.len(), 0);
+        assert_eq!(shared.len(), 2);
+        assert_eq!(shared[0].1.len(), 2);
     }
 
     #[test]

@@ -19,69 +19,115 @@ const MAX_URL: usize = 2048;
 /// `message` with the web links `replace` gives a new address for rewritten; None when no
 /// link was (or the message is beyond the bounds).
 pub fn rewrite(message: &[u8], replace: &mut dyn FnMut(&str) -> Option<String>) -> Option<Vec<u8>> {
-    if message.len() > MAX_MESSAGE {
-        return None;
-    }
-    let parsed = MessageParser::default().parse(message)?;
-    let mut readable: Vec<usize> = parsed
-        .text_body
-        .iter()
-        .chain(parsed.html_body.iter())
-        .map(|&i| i as usize)
-        .collect();
-    readable.sort_unstable();
-    readable.dedup();
-    let mut budget = MAX_LINKS;
-    let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
-    for i in readable.into_iter().take(MAX_PARTS) {
-        let Some(part) = parsed.parts.get(i) else {
-            continue;
-        };
-        let (text, html) = match &part.body {
-            PartType::Text(t) => (t, false),
-            PartType::Html(h) => (h, true),
-            _ => continue,
-        };
-        let rewritten = if html {
-            rewrite_html(text, replace, &mut budget)
-        } else {
-            rewrite_text(text, replace, &mut budget)
-        };
-        let Some(rewritten) = rewritten else { continue };
-        let (start, body, end) = (
-            part.offset_header as usize,
-            part.offset_body as usize,
-            part.offset_end as usize,
-        );
-        let Some(header) = message.get(start..body) else {
-            continue;
-        };
-        let subtype = if html { "html" } else { "plain" };
-        let mut out = strip_content_fields(header);
-        if i == 0 && !has_field(header, b"mime-version") {
-            out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+    Plan::of(message)?.apply(message, replace)
+}
+
+/// A readable part to rewrite: where it is and what it says.
+struct Readable {
+    start: usize,
+    end: usize,
+    /// Its header, without the content fields, with the new ones.
+    header: Vec<u8>,
+    text: String,
+    html: bool,
+}
+
+/// A message read once for rewriting, so that each recipient's copy costs one pass over its
+/// text, not another parse.
+pub struct Plan {
+    parts: Vec<Readable>,
+}
+
+impl Plan {
+    /// The readable parts of `message`; None when it has none (or is beyond the bounds).
+    pub fn of(message: &[u8]) -> Option<Plan> {
+        if message.len() > MAX_MESSAGE {
+            return None;
         }
-        out.extend_from_slice(
-            format!(
-                "Content-Type: text/{subtype}; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        out.extend_from_slice(&base64_lines(rewritten.as_bytes()));
-        edits.push((start, end.max(body), out));
-    }
-    if edits.is_empty() {
-        return None;
-    }
-    // Parts do not overlap: splice from the end so earlier offsets stay true.
-    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
-    let mut out = message.to_vec();
-    for (start, end, replacement) in edits {
-        if start <= end && end <= out.len() {
-            out.splice(start..end, replacement);
+        let parsed = MessageParser::default().parse(message)?;
+        let mut readable: Vec<usize> = parsed
+            .text_body
+            .iter()
+            .chain(parsed.html_body.iter())
+            .map(|&i| i as usize)
+            .collect();
+        readable.sort_unstable();
+        readable.dedup();
+        let mut parts = Vec::new();
+        for i in readable.into_iter().take(MAX_PARTS) {
+            let Some(part) = parsed.parts.get(i) else {
+                continue;
+            };
+            let (text, html) = match &part.body {
+                PartType::Text(t) => (t, false),
+                PartType::Html(h) => (h, true),
+                _ => continue,
+            };
+            let (start, body, end) = (
+                part.offset_header as usize,
+                part.offset_body as usize,
+                part.offset_end as usize,
+            );
+            let Some(original) = message.get(start..body) else {
+                continue;
+            };
+            let mut header = strip_content_fields(original);
+            if i == 0 && !has_field(original, b"mime-version") {
+                header.extend_from_slice(b"MIME-Version: 1.0\r\n");
+            }
+            let subtype = if html { "html" } else { "plain" };
+            header.extend_from_slice(
+                format!(
+                    "Content-Type: text/{subtype}; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            parts.push(Readable {
+                start,
+                end: end.max(body),
+                header,
+                text: text.to_string(),
+                html,
+            });
         }
+        parts.sort_by_key(|p| p.start);
+        (!parts.is_empty()).then_some(Plan { parts })
     }
-    Some(out)
+
+    /// `message` (the one planned) with the links `replace` gives an address for rewritten;
+    /// None when none was.
+    pub fn apply(
+        &self,
+        message: &[u8],
+        replace: &mut dyn FnMut(&str) -> Option<String>,
+    ) -> Option<Vec<u8>> {
+        // Links in document order (the budget goes to the first); parts spliced from the end,
+        // so that earlier offsets stay true (parts do not overlap).
+        let mut budget = MAX_LINKS;
+        let mut edits = Vec::new();
+        for p in &self.parts {
+            let rewritten = if p.html {
+                rewrite_html(&p.text, replace, &mut budget)
+            } else {
+                rewrite_text(&p.text, replace, &mut budget)
+            };
+            if let Some(rewritten) = rewritten {
+                edits.push((p, rewritten));
+            }
+        }
+        if edits.is_empty() {
+            return None;
+        }
+        let mut out = message.to_vec();
+        for (p, rewritten) in edits.into_iter().rev() {
+            if p.start <= p.end && p.end <= out.len() {
+                let mut replacement = p.header.clone();
+                replacement.extend_from_slice(&base64_lines(rewritten.as_bytes()));
+                out.splice(p.start..p.end, replacement);
+            }
+        }
+        Some(out)
+    }
 }
 
 /// The header block without its Content-Type and Content-Transfer-Encoding fields (folded
