@@ -201,7 +201,9 @@ async function api(method, path, body) {
   const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin' });
   const text = await r.text();
   const data = text ? JSON.parse(text) : null;
-  if (r.status === 401 && path !== '/api/login') { me = null; location.hash = '#/login'; }
+  // A session that ended sends the user back to sign in; the sign-in itself and route()'s own
+  // "am I signed in?" probe do not (a probe answered late would undo a sign-in just made).
+  if (r.status === 401 && path !== '/api/login' && path !== '/api/session') { me = null; location.hash = '#/login'; }
   if (!r.ok) throw new Error((data && data.error) || r.statusText);
   return data;
 }
