@@ -154,3 +154,98 @@ fn security_admin_releases_quarantined_mail_in_chromium() {
         );
     }
 }
+
+/// GBK spam (about 21 points: the model, 代开发票, a phone number), tagged by the file's policy.
+fn gbk_spam(from: &str) -> Vec<u8> {
+    let gbk = |s: &str| {
+        let out = Command::new("iconv")
+            .args(["-f", "UTF-8", "-t", "GBK"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(s.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert!(out.status.success());
+        out.stdout
+    };
+    let mut m = format!("From: {from}\r\nTo: user@example.com\r\nSubject: ").into_bytes();
+    m.extend(gbk("代开发票"));
+    m.extend_from_slice(b"\r\n\r\n");
+    m.extend(gbk(
+        "您好！本公司长期代开增值税发票、普通发票，税点优惠，可验证后付款。联系电话：13912345678 王经理",
+    ));
+    m.extend_from_slice(b"\r\n");
+    m
+}
+
+/// The policy is changed in the console and the next message feels it, without a restart:
+/// spam that was tagged and delivered is held, and a sender put on the block list is refused.
+#[test]
+fn policy_edited_in_chromium_applies_to_the_next_message() {
+    let browser = Browser::ready();
+    let sink = Sink::start(&[]);
+    let console_port = free_port();
+    let setup = Setup::new(sink.port, sink.port)
+        .scanning(&[
+            "thresholds = { spam = 6.0, spam_high = 60.0, phish = 6.0, bec = 6.0, virus = 5.0 }",
+        ])
+        .section(&format!("[console]\nlisten = \"127.0.0.1:{console_port}\""));
+    let gw = Gateway::start(&setup);
+    let mut c = Client::ready(gw.addr);
+    let blocked = "mass@bulk.test";
+    for from in ["wang@fapiao.test", blocked] {
+        let r = c.send_mail(from, &["user@example.com"], &gbk_spam(from));
+        assert_eq!(r.code, 250, "{r:?}");
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || sink.messages().len() == 2),
+        "before the edit both are tagged and delivered"
+    );
+    assert!(sink.messages().iter().all(|m| {
+        m.header("Subject")
+            .unwrap_or_default()
+            .starts_with("[SPAM]")
+    }));
+
+    let (user, pass) = gw.initial_account("security");
+    browser.run(
+        "policy.mjs",
+        &[
+            ("JM_URL", format!("https://127.0.0.1:{console_port}/")),
+            ("JM_SEC_USER", user),
+            ("JM_SEC_PASS", pass),
+            ("JM_NEW_PASS", "Pass-Of-Jianmen-2026".into()),
+            ("JM_BLOCKED", blocked.into()),
+        ],
+        || gw.log(),
+    );
+
+    let r = c.send_mail(
+        "wang@fapiao.test",
+        &["user@example.com"],
+        &gbk_spam("wang@fapiao.test"),
+    );
+    assert_eq!(r.code, 250, "spam is accepted and held: {r:?}");
+    let r = c.send_mail(blocked, &["user@example.com"], &gbk_spam(blocked));
+    assert!(
+        r.text.starts_with("550 5.7.1"),
+        "the blocked sender is refused: {r:?}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(sink.messages().len(), 2, "nothing more was delivered");
+    let held = Command::new(jianmen_bin())
+        .args(["quarantine", "list", "--config"])
+        .arg(&gw.config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&held.stdout);
+    assert!(held.status.success(), "{held:?}");
+    assert!(
+        text.contains("wang@fapiao.test"),
+        "the spam is held: {text}"
+    );
+}

@@ -82,6 +82,21 @@ const T = {
     imported: '已导入：新增或更新 {new} 条，未变 {unchanged} 条，无法使用 {skipped_count} 条，命中已投递邮件 {hits} 封',
     openRecall: '查看召回',
     channelsIntro: '发往互联网的邮件经多个通道发出：按目的域选择成功率最高的通道；连接失败、超时、临时拒收或因黑名单被拒时立即改走下一通道。每个通道的出口地址定期在黑名单中查询，被列入即移出轮换、启用备用通道并通知管理员；解除并经观察期后自动恢复。',
+    pol_version: '当前生效：第 {n} 版 · {who} · {at}', src_file: '配置文件', src_console: '控制台',
+    cls_spam: '垃圾邮件', cls_spam_high: '高分垃圾邮件', cls_phish: '钓鱼邮件', cls_bec: '商务邮件诈骗（BEC）',
+    cls_virus: '病毒', cls_unscannable: '无法完整检查', cls_other: '其他',
+    act_deliver: '投递', act_tag: '标记主题后投递', act_quarantine: '隔离', act_reject: '拒收（550）', act_discard: '接收后丢弃',
+    thresholdsHelp: '规则与模型给出的分数达到阈值即判为该类；高分垃圾邮件阈值须不低于垃圾邮件阈值。',
+    actionsTitle: '处置动作', allowList: '允许名单', blockList: '阻止名单',
+    listHelp: '每行一项：邮箱地址、@域名、IP 或 CIDR 网段。阻止优先于允许。', entries: '{n} 项',
+    exportList: '导出', importList: '从文件导入（追加）', domainPolicies: '按域策略',
+    ownPolicy: '为该域单独设置', inheritThresholds: '阈值沿用全局设置', inheritActions: '处置动作沿用全局设置',
+    comment: '修改说明', savePolicy: '保存并立即生效', confirmPolicy: '保存为新版本，并立即对之后收到的邮件生效？',
+    policySaved: '已保存为第 {n} 版，已生效。', policyVersions: '历史版本', changes: '改动', setting: '设置项',
+    before: '原值', after: '新值', rollback: '回滚到此版本', confirmRollback: '确定回滚到第 {n} 版？将另存为新版本并立即生效。',
+    readOnly: '其他设置（只读，在配置文件中修改）', model: '内容模型', internalRelays: '内部邮件服务器', dkimDomains: 'DKIM 签名域',
+    pk_thresholds: '阈值', pk_actions: '处置', pk_allow: '允许名单', pk_block: '阻止名单', pk_domains: '按域',
+    added: '（新增）', removed: '（删除）', domainScope: '本页只含 {d} 的策略；未单独设置的项沿用全局设置：',
   },
   en: {
     dashboard: 'Dashboard', quarantine: 'Quarantine', tracking: 'Tracking', policy: 'Policy',
@@ -173,6 +188,21 @@ const T = {
     rstate_pending: 'Waiting', rstate_working: 'Recalling', rstate_recalled: 'Recalled', rstate_absent: 'Not in the mailbox',
     rstate_failed: 'Failed', rstate_restoring: 'Putting back', rstate_restored: 'Put back', rstate_restore_failed: 'Put-back failed',
     channelsIntro: 'Mail to the internet leaves by several channels: each destination gets the channel with the best record there; a failed connection, a timeout, a deferral or a block-list refusal passes the mail to the next channel at once. Every channel\'s egress address is looked up in block lists; a listed channel leaves rotation, a reserve takes its place and the administrators are told; once delisted and clean for the hold-down it returns by itself.',
+    pol_version: 'In force: version {n} · {who} · {at}', src_file: 'configuration file', src_console: 'console',
+    cls_spam: 'Spam', cls_spam_high: 'High-scoring spam', cls_phish: 'Phishing', cls_bec: 'Business email compromise',
+    cls_virus: 'Virus', cls_unscannable: 'Not fully inspected', cls_other: 'Other',
+    act_deliver: 'Deliver', act_tag: 'Tag subject, deliver', act_quarantine: 'Quarantine', act_reject: 'Reject (550)', act_discard: 'Accept and drop',
+    thresholdsHelp: 'A message whose score reaches a threshold is of that class; high-scoring spam must not be below spam.',
+    actionsTitle: 'Actions', allowList: 'Allow list', blockList: 'Block list',
+    listHelp: 'One per line: an address, @domain, IP or CIDR range. Block wins over allow.', entries: '{n} entries',
+    exportList: 'Export', importList: 'Import from a file (appends)', domainPolicies: 'Per-domain policies',
+    ownPolicy: 'Own policy for this domain', inheritThresholds: 'Thresholds as the global ones', inheritActions: 'Actions as the global ones',
+    comment: 'Why', savePolicy: 'Save and apply now', confirmPolicy: 'Save as a new version and apply it to mail received from now on?',
+    policySaved: 'Saved as version {n}, in force.', policyVersions: 'Versions', changes: 'Changes', setting: 'Setting',
+    before: 'Before', after: 'After', rollback: 'Roll back to this version', confirmRollback: 'Roll back to version {n}? It is saved as a new version and applied at once.',
+    readOnly: 'Other settings (read-only, set in the configuration file)', model: 'Content model', internalRelays: 'Internal mail servers', dkimDomains: 'DKIM signing domains',
+    pk_thresholds: 'thresholds', pk_actions: 'actions', pk_allow: 'allow list', pk_block: 'block list', pk_domains: 'domain',
+    added: ' (added)', removed: ' (removed)', domainScope: 'This page holds the policy of {d} only; what it does not set is as the global policy:',
   },
 };
 
@@ -212,7 +242,7 @@ const when = (s) => s ? new Date(s * 1000).toLocaleString(lang) : '';
 const main = () => $('main');
 
 function page(title, ...content) {
-  main().replaceChildren(el('h1', {}, title), ...content);
+  main().replaceChildren(el('h1', {}, title), ...content.filter((c) => c !== null && c !== undefined && c !== false));
 }
 
 function fail(e) {
@@ -524,13 +554,181 @@ function dlpTable(policies) {
     policies.map((p) => ({ cells: [p.name, p.directions.map(t).join(', '), conditions(p), t(`dlp_${p.action}`), p.action === 'hold' ? String(p.approval_hours) : ''] })));
 }
 
-async function policyPage() {
+const THRESHOLD_CLASSES = ['spam', 'spam_high', 'phish', 'bec', 'virus'];
+const ACTION_CLASSES = [...THRESHOLD_CLASSES, 'unscannable'];
+const ACTIONS = ['deliver', 'tag', 'quarantine', 'reject', 'discard'];
+const lines = (text) => text.split('\n').map((x) => x.trim()).filter(Boolean);
+
+// Each editor part returns its node and a read() giving the value back for the API.
+function thresholdInputs(id, values) {
+  const inputs = THRESHOLD_CLASSES.map((c) => el('input', { id: `${id}-${c}`, type: 'number', step: '0.1', min: '0.1', required: true, value: values[c] }));
+  return {
+    node: el('div', { class: 'grid' }, THRESHOLD_CLASSES.map((c, i) => el('label', { for: `${id}-${c}` }, t(`cls_${c}`), inputs[i]))),
+    read: () => Object.fromEntries(THRESHOLD_CLASSES.map((c, i) => [c, Number(inputs[i].value)])),
+  };
+}
+
+function actionSelects(id, values) {
+  const selects = ACTION_CLASSES.map((c) => {
+    const s = el('select', { id: `${id}-${c}` }, ACTIONS.map((a) => el('option', { value: a }, t(`act_${a}`))));
+    s.value = values[c];
+    return s;
+  });
+  return {
+    node: el('div', { class: 'grid' }, ACTION_CLASSES.map((c, i) => el('label', { for: `${id}-${c}` }, t(`cls_${c}`), selects[i]))),
+    read: () => Object.fromEntries(ACTION_CLASSES.map((c, i) => [c, selects[i].value])),
+  };
+}
+
+// An allow or block list: one entry a line, exported as a text file, imported by appending one.
+function listArea(id, title, values) {
+  const area = el('textarea', { id, rows: 6, spellcheck: 'false' });
+  area.value = values.join('\n');
+  const count = el('span', { class: 'muted' });
+  const counted = () => { count.textContent = fill(t('entries'), { n: lines(area.value).length }); };
+  area.addEventListener('input', counted);
+  counted();
+  const file = el('input', { type: 'file', accept: '.txt,.csv,text/plain', id: `${id}-import`, 'aria-label': t('importList') });
+  file.addEventListener('change', async () => {
+    const f = file.files[0];
+    if (!f) return;
+    const text = await f.text();
+    area.value = [...lines(area.value), ...lines(text.replace(/[,;\t]/g, '\n'))].join('\n');
+    counted();
+    file.value = '';
+  });
+  const save = el('button', { type: 'button', class: 'plain', onclick: () => {
+    const a = el('a', { href: URL.createObjectURL(new Blob([lines(area.value).join('\n') + '\n'], { type: 'text/plain' })), download: `${id}.txt` });
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+  } }, t('exportList'));
+  return {
+    node: el('div', { class: 'list' }, el('label', { for: id }, title, ' ', count), area,
+      el('div', { class: 'actions' }, save, el('label', {}, t('importList'), ' ', file))),
+    read: () => lines(area.value),
+  };
+}
+
+// A part a domain may set or leave to the global policy.
+function inheritable(id, label, own, make) {
+  const box = el('input', { type: 'checkbox', id });
+  box.checked = !own;
+  const part = make();
+  part.node.hidden = box.checked;
+  box.addEventListener('change', () => { part.node.hidden = box.checked; });
+  return { node: el('div', {}, el('label', { class: 'check' }, box, ' ', label), part.node), read: () => (box.checked ? null : part.read()) };
+}
+
+function domainEditor(id, d, defaults) {
+  const th = inheritable(`${id}-th-inherit`, t('inheritThresholds'), d.thresholds, () => thresholdInputs(`${id}-th`, d.thresholds || defaults.thresholds));
+  const act = inheritable(`${id}-act-inherit`, t('inheritActions'), d.actions, () => actionSelects(`${id}-act`, d.actions || defaults.actions));
+  const allow = listArea(`${id}-allow`, t('allowList'), d.allow);
+  const block = listArea(`${id}-block`, t('blockList'), d.block);
+  return {
+    node: el('div', {}, th.node, act.node, el('div', { class: 'lists' }, allow.node, block.node)),
+    read: () => ({ domain: d.domain, thresholds: th.read(), actions: act.read(), allow: allow.read(), block: block.read() }),
+  };
+}
+
+// A change's setting in words: "domains[a.test].actions.phish" → "按域 a.test · 处置 · 钓鱼邮件".
+function changeKey(key) {
+  const [path, entry] = key.split(' ∋ ');
+  const words = path.split('.').flatMap((part) => {
+    const m = part.match(/^(\w+)\[(.*)\]$/);
+    if (m) return [`${t(`pk_${m[1]}`)} ${m[2]}`];
+    const w = t(`pk_${part}`);
+    if (w !== `pk_${part}`) return [w];
+    const c = t(`cls_${part}`);
+    return [c !== `cls_${part}` ? c : part];
+  });
+  return entry === undefined ? words.join(' · ') : `${words.join(' · ')}：${entry}`;
+}
+
+const changeValue = (v) => (v === null || v === undefined ? '–' : v === '✓' ? '✓' : t(`act_${v}`) !== `act_${v}` ? t(`act_${v}`) : v);
+
+function changesTable(changes) {
+  return table([t('setting'), t('before'), t('after')], changes.map((c) => ({ cells: [changeKey(c.key), changeValue(c.before), changeValue(c.after)] })));
+}
+
+function versionLine(v) {
+  return v ? fill(t('pol_version'), { n: v.version, who: v.source === 'file' ? t('src_file') : v.author.replace(/^console:/, ''), at: when(v.created_at) }) : '';
+}
+
+async function policyVersions(box) {
   try {
-    const p = await api('GET', '/api/policy');
-    const { dlp_policies: dlp, ...rest } = p;
-    page(t('policy'), el('div', { class: 'card' }, kv(rest)),
-      ...(dlp && dlp.length ? [el('div', { class: 'card' }, el('h2', {}, t('dlpPolicies')), dlpTable(dlp))] : []));
-  } catch (e) { page(t('policy')); fail(e); }
+    const { versions } = await api('GET', '/api/policy/versions');
+    const detail = el('div', { id: 'policy-version' });
+    const open = async (n) => {
+      const d = await api('GET', `/api/policy/versions/${n}`);
+      detail.replaceChildren(el('div', {}, el('h2', {}, `${t('version')} ${n} · ${t('changes')}`), d.version.comment ? el('p', {}, d.version.comment) : null, changesTable(d.changes),
+        n !== versions[0].version ? el('button', { class: 'danger', id: 'rollback', onclick: async () => {
+          if (!confirm(fill(t('confirmRollback'), { n }))) return;
+          try { const r = await api('POST', `/api/policy/versions/${n}/restore`); policyPage(fill(t('policySaved'), { n: r.version.version }), r.changes); } catch (e) { fail(e); }
+        } }, t('rollback')) : null));
+    };
+    box.replaceChildren(el('h2', {}, t('policyVersions')),
+      table([t('version'), t('time'), t('actor'), t('comment')], versions.map((v) => ({ key: v.version, cells: [String(v.version), when(v.created_at), v.source === 'file' ? t('src_file') : v.author.replace(/^console:/, ''), v.comment] })), open),
+      detail);
+  } catch (e) { box.replaceChildren(el('p', { class: 'error' }, e.message)); }
+}
+
+async function policyPage(saved, changes) {
+  let p;
+  try { p = await api('GET', '/api/policy'); } catch (e) { page(t('policy')); return fail(e); }
+  const msg = el('p', { role: 'status', id: 'policy-result', class: saved ? 'notice' : null }, saved || '');
+  const comment = el('input', { id: 'policy-comment', maxlength: 500, 'aria-label': t('comment'), placeholder: t('comment') });
+  const base = p.common.version ? p.common.version.version : 0;
+  let read;
+  const parts = [];
+  if (p.scope) {
+    const d = domainEditor('dom', p.domain_policy, p.defaults);
+    read = () => ({ domain_policy: d.read() });
+    parts.push(el('div', { class: 'card' }, el('p', { class: 'muted' }, fill(t('domainScope'), { d: p.scope }), ' ',
+      ACTION_CLASSES.map((c) => `${t(`cls_${c}`)} ${t(`act_${p.defaults.actions[c]}`)}`).join('，')), d.node));
+  } else {
+    const pol = p.policy;
+    const th = thresholdInputs('th', pol.thresholds);
+    const act = actionSelects('act', pol.actions);
+    const allow = listArea('allow-list', t('allowList'), pol.allow);
+    const block = listArea('block-list', t('blockList'), pol.block);
+    const doms = p.protected_domains.map((name) => {
+      const own = pol.domains.find((x) => x.domain === name);
+      const box = el('input', { type: 'checkbox', id: `own-${name}` });
+      box.checked = !!own;
+      const ed = domainEditor(`dom-${name}`, own || { domain: name, thresholds: null, actions: null, allow: [], block: [] }, pol);
+      ed.node.hidden = !own;
+      box.addEventListener('change', () => { ed.node.hidden = !box.checked; });
+      return { node: el('details', { open: own ? true : null }, el('summary', {}, name), el('label', { class: 'check' }, box, ' ', t('ownPolicy')), ed.node), read: () => (box.checked ? ed.read() : null) };
+    });
+    read = () => ({ policy: { thresholds: th.read(), actions: act.read(), allow: allow.read(), block: block.read(), domains: doms.map((d) => d.read()).filter(Boolean) } });
+    parts.push(
+      el('div', { class: 'card' }, el('h2', {}, t('thresholds')), el('p', { class: 'muted' }, t('thresholdsHelp')), th.node),
+      el('div', { class: 'card' }, el('h2', {}, t('actionsTitle')), act.node),
+      el('div', { class: 'card' }, el('p', { class: 'muted' }, t('listHelp')), el('div', { class: 'lists' }, allow.node, block.node)),
+      el('div', { class: 'card' }, el('h2', {}, t('domainPolicies')), doms.map((d) => d.node)));
+  }
+  const form = el('form', { class: 'filters', id: 'policy-form', onsubmit: async (ev) => {
+    ev.preventDefault();
+    if (!confirm(t('confirmPolicy'))) return;
+    try {
+      const r = await api('PUT', '/api/policy', { base, comment: comment.value, ...read() });
+      policyPage(fill(t('policySaved'), { n: r.version.version }), r.changes);
+    } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+  } }, comment, el('button', { class: 'primary', type: 'submit', id: 'policy-save' }, t('savePolicy')));
+  const versions = el('div', { class: 'card', id: 'policy-versions' });
+  const c = p.common;
+  page(t('policy'), el('p', { class: 'muted', id: 'policy-in-force' }, versionLine(c.version)), msg,
+    changes && changes.length ? el('div', { class: 'card', id: 'policy-changes' }, changesTable(changes)) : null,
+    ...(c.editable ? [...parts, form] : parts),
+    p.scope ? null : versions,
+    el('div', { class: 'card' }, el('h2', {}, t('readOnly')), el('dl', { class: 'kv' },
+      el('dt', {}, t('model')), el('dd', {}, c.model),
+      el('dt', {}, t('retention')), el('dd', {}, Object.entries(c.quarantine_retention_days).map(([k, v]) => `${t(`cls_${k}`)} ${v}`).join('，')),
+      el('dt', {}, t('protectedDomains')), el('dd', {}, p.protected_domains.join('，')),
+      ...(p.scope ? [] : [el('dt', {}, t('internalRelays')), el('dd', {}, (p.internal_relays || []).join('，') || '–'),
+        el('dt', {}, t('dkimDomains')), el('dd', {}, (p.dkim_domains || []).join('，') || '–')]))),
+    ...(p.dlp_policies && p.dlp_policies.length ? [el('div', { class: 'card' }, el('h2', {}, t('dlpPolicies')), dlpTable(p.dlp_policies))] : []));
+  if (!p.scope && c.editable) policyVersions(versions);
 }
 
 async function systemPage() {

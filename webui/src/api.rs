@@ -51,7 +51,6 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(quarantine_delete),
         )
         .route("/api/tracking", web::get().to(tracking_search))
-        .route("/api/policy", web::get().to(policy))
         .route("/api/system", web::get().to(system))
         .route("/api/accounts", web::get().to(accounts_list))
         .route("/api/accounts", web::post().to(accounts_create))
@@ -592,67 +591,6 @@ async fn tracking_search(
         .await
         .map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(page))
-}
-
-/// The detection policy in force (read-only here; edited in the configuration file).
-/// The scan policy: all of it for a security administrator; for a per-domain administrator,
-/// what applies to its domain only — no other tenant's domains, and no global allow or block
-/// entries (they name other tenants' correspondents).
-async fn policy(req: HttpRequest, console: Data) -> Reply {
-    let s = authorize(&req, &console, &[Role::Security]).await?;
-    let c = &console.config;
-    let scope = s.account.domain.as_deref();
-    let own = scope.and_then(|d| c.scan.policy.iter().find(|p| p.domain == d));
-    let thresholds = own
-        .and_then(|p| p.thresholds.as_ref())
-        .unwrap_or(&c.scan.thresholds);
-    let actions = own
-        .and_then(|p| p.actions.as_ref())
-        .unwrap_or(&c.scan.actions);
-    let (protected, domain_policies, allow, block) = match scope {
-        Some(d) => (
-            vec![d.to_owned()],
-            own.map(|p| vec![p.domain.clone()]).unwrap_or_default(),
-            own.map(|p| p.allow.clone()).unwrap_or_default(),
-            own.map(|p| p.block.clone()).unwrap_or_default(),
-        ),
-        None => (
-            c.domains.protected.clone(),
-            c.scan.policy.iter().map(|p| p.domain.clone()).collect(),
-            c.scan.allow.clone(),
-            c.scan.block.clone(),
-        ),
-    };
-    Ok(HttpResponse::Ok().json(json!({
-        "protected_domains": protected,
-        "thresholds": {
-            "spam": thresholds.spam,
-            "spam_high": thresholds.spam_high,
-            "phish": thresholds.phish,
-            "bec": thresholds.bec,
-            "virus": thresholds.virus,
-        },
-        "actions": format!("{actions:?}"),
-        "domain_policies": domain_policies,
-        "allow": allow,
-        "block": block,
-        "model": c.scan.model,
-        "quarantine_retention_days": {
-            "spam": c.quarantine.retention_days.spam,
-            "phish": c.quarantine.retention_days.phish,
-            "virus": c.quarantine.retention_days.virus,
-            "bec": c.quarantine.retention_days.bec,
-            "other": c.quarantine.retention_days.other,
-        },
-        // Outgoing mail is the whole organisation's: shown to administrators of all domains.
-        "internal_relays": if scope.is_none() { c.smtp.internal_relays.clone() } else { Vec::new() },
-        "dkim_domains": if scope.is_none() {
-            c.dkim.domains.iter().map(|d| format!("{} ({})", d.domain, d.selector)).collect()
-        } else {
-            Vec::new()
-        },
-        "dlp_policies": if scope.is_none() { c.dlp.policy.as_slice() } else { &[] },
-    })))
 }
 
 async fn system(req: HttpRequest, console: Data) -> Reply {

@@ -17,6 +17,7 @@ pub mod clicks;
 mod drills;
 mod intel;
 pub mod metrics;
+mod policy;
 mod recall;
 mod relay;
 mod risk;
@@ -72,6 +73,8 @@ pub struct Console {
     pub link_service: Option<clicks::LinkService>,
     /// Phishing drills, when enabled.
     pub drills: Option<Arc<jianmen_mta::drills::Drills>>,
+    /// The detection policy's versions, when it can be edited here.
+    pub policy: Option<Arc<jianmen_mta::policy::PolicyBook>>,
     allow: AddressList,
 }
 
@@ -107,6 +110,7 @@ impl Console {
             intel: None,
             link_service: None,
             drills: None,
+            policy: None,
             allow,
         }
     }
@@ -143,6 +147,12 @@ impl Console {
     /// The same console with the threat-intelligence pages over `intel`.
     pub fn informed(mut self, intel: Option<Arc<jianmen_mta::intel::Intel>>) -> Console {
         self.intel = intel;
+        self
+    }
+
+    /// The same console editing the detection policy in `book`.
+    pub fn editing_policy(mut self, book: Option<Arc<jianmen_mta::policy::PolicyBook>>) -> Console {
+        self.policy = book;
         self
     }
 
@@ -338,6 +348,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     relay::routes(cfg);
     recall::routes(cfg);
     intel::routes(cfg);
+    policy::routes(cfg);
     upgrade::routes(cfg);
     selfservice::routes(cfg);
     clicks::routes(cfg);
@@ -383,6 +394,8 @@ pub struct Services {
     pub links: Option<clicks::LinkService>,
     /// Phishing drills.
     pub drills: Option<Arc<jianmen_mta::drills::Drills>>,
+    /// The detection policy's versions.
+    pub policy: Option<Arc<jianmen_mta::policy::PolicyBook>>,
 }
 
 /// Opens the console's state, creating the three initial accounts on first start: their
@@ -430,7 +443,8 @@ pub async fn start(
         .recalling(services.hunt, services.recaller)
         .informed(services.intel)
         .serving_links(services.links)
-        .drilling(services.drills);
+        .drilling(services.drills)
+        .editing_policy(services.policy);
     Ok((Arc::new(console), tls))
 }
 

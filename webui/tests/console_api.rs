@@ -88,6 +88,14 @@ async fn env_with(extra: &str) -> Env {
     )
     .await
     .unwrap();
+    let policy = jianmen_mta::policy::PolicyBook::open(
+        store.clone(),
+        config.scan.scan_policy(),
+        config.domains.protected.clone(),
+        None,
+    )
+    .await
+    .unwrap();
     let console = Arc::new(
         Console::new(
             Arc::new(config),
@@ -101,7 +109,8 @@ async fn env_with(extra: &str) -> Env {
         .with_releases(Releases::new(dir.path().join("releases")))
         .watching(Some(watch.clone()))
         .relaying(Some(relay))
-        .recalling(Some(hunt.clone()), None),
+        .recalling(Some(hunt.clone()), None)
+        .editing_policy(Some(policy)),
     );
     Env {
         _dir: dir,
@@ -346,6 +355,30 @@ async fn every_role_boundary_holds() {
         ),
         (Method::GET, "/api/tracking".into(), None, &[Role::Security]),
         (Method::GET, "/api/policy".into(), None, &[Role::Security]),
+        (
+            Method::PUT,
+            "/api/policy".into(),
+            Some(json!({"bogus": 0})),
+            &[Role::Security],
+        ),
+        (
+            Method::GET,
+            "/api/policy/versions".into(),
+            None,
+            &[Role::Security],
+        ),
+        (
+            Method::GET,
+            "/api/policy/versions/1".into(),
+            None,
+            &[Role::Security],
+        ),
+        (
+            Method::POST,
+            "/api/policy/versions/99/restore".into(),
+            None,
+            &[Role::Security],
+        ),
         (Method::GET, "/api/system".into(), None, &[Role::System]),
         (
             Method::GET,
@@ -548,6 +581,7 @@ async fn every_role_boundary_holds() {
         routes(include_str!("../src/intel.rs")),
         routes(include_str!("../src/clicks.rs")),
         routes(include_str!("../src/drills.rs")),
+        routes(include_str!("../src/policy.rs")),
     ]
     .concat();
     let routed: std::collections::BTreeSet<String> = body
@@ -868,8 +902,12 @@ async fn quarantine_actions_are_safe_validated_and_audited() {
     let (s, b, _, _) = call(&app, Some(&dw), Method::GET, "/api/policy", None).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["protected_domains"], json!(["other.test"]), "{b}");
-    assert_eq!(b["allow"], json!([]), "no global allow entries: {b}");
-    assert_eq!(b["block"], json!([]), "no global block entries: {b}");
+    assert!(b["policy"].is_null(), "no global policy: {b}");
+    assert_eq!(b["domain_policy"]["domain"], "other.test", "{b}");
+    assert!(
+        !b.to_string().contains("spam.test") && !b.to_string().contains("friend@"),
+        "no global allow or block entries: {b}"
+    );
 
     // Five wrong passwords lock the account, even against the right one; the failures are audited.
     for _ in 0..5 {
@@ -1331,4 +1369,212 @@ async fn hunting_takes_one_bounded_term_and_finds_delivered_mail() {
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
     assert!(b["error"].as_str().unwrap().contains("recall.imap"), "{b}");
+}
+
+#[actix_web::test]
+async fn the_policy_is_edited_versioned_scoped_and_rolled_back() {
+    let env = env_with("[scan]\nblock = [\"@spam.test\"]\n").await;
+    let app = app!(env);
+    let (w, _) = ready(&app, &env, Role::Security).await;
+    let (s, b, _, _) = call(&app, Some(&w), Method::GET, "/api/policy", None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["common"]["version"]["version"], 1, "{b}");
+    assert_eq!(b["common"]["version"]["source"], "file", "{b}");
+    assert_eq!(b["policy"]["actions"]["spam"], "tag", "{b}");
+
+    // Spam to quarantine, a sender blocked, one domain's own phish threshold.
+    let mut policy = b["policy"].clone();
+    policy["actions"]["spam"] = json!("quarantine");
+    policy["block"] = json!(["@spam.test", "bad@evil.test"]);
+    policy["domains"] = json!([{"domain": "Example.COM", "thresholds": {"spam": 5.0, "spam_high": 12.0,
+        "phish": 4.0, "bec": 6.0, "virus": 5.0}, "allow": [], "block": []}]);
+    let edit =
+        |base: i64, policy: &Value| json!({"base": base, "comment": "hold spam", "policy": policy});
+    let (s, b, _, _) = call(
+        &app,
+        Some(&w),
+        Method::PUT,
+        "/api/policy",
+        Some(edit(1, &policy)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["version"]["version"], 2, "{b}");
+    let keys: Vec<&str> = b["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key"].as_str().unwrap())
+        .collect();
+    assert!(
+        keys.contains(&"actions.spam") && keys.contains(&"block ∋ bad@evil.test"),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&"domains[example.com].thresholds.phish"),
+        "{keys:?}"
+    );
+
+    // A save built on version 1 again is refused, not merged over version 2; so are wrong values,
+    // each naming its key, and nothing is saved.
+    let (s, b, _, _) = call(
+        &app,
+        Some(&w),
+        Method::PUT,
+        "/api/policy",
+        Some(edit(1, &policy)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    for (key, value, field) in [
+        (
+            "thresholds",
+            json!({"spam": 9.0, "spam_high": 3.0, "phish": 6.0, "bec": 6.0, "virus": 5.0}),
+            "scan.thresholds",
+        ),
+        ("allow", json!(["not an address!"]), "scan.allow"),
+        (
+            "domains",
+            json!([{"domain": "stranger.test"}]),
+            "scan.policy[0].domain",
+        ),
+    ] {
+        let mut wrong = policy.clone();
+        wrong[key] = value;
+        let (s, b, _, _) = call(
+            &app,
+            Some(&w),
+            Method::PUT,
+            "/api/policy",
+            Some(edit(2, &wrong)),
+        )
+        .await;
+        assert_eq!(
+            (s, b["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{b}"
+        );
+    }
+    let (s, b, _, _) = call(
+        &app,
+        Some(&w),
+        Method::PUT,
+        "/api/policy",
+        Some(json!({"base": 2, "policy": {"actions": {"spam": "shred"}}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "an unknown action: {b}");
+
+    // A per-domain administrator changes its own domain only, and reads no one else's.
+    let (s, created, _, _) = call(
+        &app,
+        Some(&w),
+        Method::POST,
+        "/api/accounts",
+        Some(json!({"name": "exadmin", "role": "security", "domain": "other.test"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let initial = created["initial_password"].as_str().unwrap();
+    let (dw, _) = sign_in(&app, "exadmin", initial).await.unwrap();
+    call(
+        &app,
+        Some(&dw),
+        Method::POST,
+        "/api/password",
+        Some(json!({"current_password": initial, "new_password": NEW_PASSWORD})),
+    )
+    .await;
+    let (s, b, _, _) = call(&app, Some(&dw), Method::GET, "/api/policy", None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(
+        !b.to_string().contains("evil.test") && !b.to_string().contains("example.com"),
+        "{b}"
+    );
+    assert_eq!(b["defaults"]["actions"]["spam"], "quarantine", "{b}");
+    let (s, b, _, _) = call(
+        &app,
+        Some(&dw),
+        Method::PUT,
+        "/api/policy",
+        Some(json!({"base": 2, "domain_policy": {"domain": "example.com", "block": ["x@y.test"]}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let v3 = env.console.policy.as_ref().unwrap().current().await;
+    assert_eq!(v3.summary.version, 3);
+    let names: Vec<&str> = v3
+        .policy
+        .domains
+        .iter()
+        .map(|d| d.domain.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["example.com", "other.test"],
+        "its own domain, whatever it named"
+    );
+    assert_eq!(
+        v3.policy.domains[0].thresholds.as_ref().unwrap().phish,
+        4.0,
+        "example.com untouched"
+    );
+    assert_eq!(v3.policy.domains[1].block, ["x@y.test"]);
+    let (s, _, _, _) = call(
+        &app,
+        Some(&dw),
+        Method::PUT,
+        "/api/policy",
+        Some(edit(3, &policy)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "not the whole policy");
+    for path in ["/api/policy/versions", "/api/policy/versions/1"] {
+        let (s, _, _, _) = call(&app, Some(&dw), Method::GET, path, None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}");
+    }
+
+    // The versions, what each changed, and a roll-back to the file's.
+    let (s, b, _, _) = call(&app, Some(&w), Method::GET, "/api/policy/versions", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let listed: Vec<i64> = b["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(listed, [3, 2, 1]);
+    assert_eq!(b["versions"][1]["comment"], "hold spam");
+    let (s, b, _, _) = call(&app, Some(&w), Method::GET, "/api/policy/versions/3", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        b["changes"][0]["key"], "domains[other.test].block ∋ x@y.test",
+        "{b}"
+    );
+    let (s, b, _, _) = call(
+        &app,
+        Some(&w),
+        Method::POST,
+        "/api/policy/versions/1/restore",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["version"]["version"], 4);
+    assert_eq!(
+        env.console.policy.as_ref().unwrap().current().await.policy,
+        env.console.config.scan.scan_policy()
+    );
+    let entries = env.console.audit.recent(50).await.unwrap();
+    let saved: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.action.starts_with("policy."))
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(saved, ["policy.restore", "policy.save", "policy.save"]);
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.detail.contains("actions.spam: tag -> quarantine"))
+    );
 }

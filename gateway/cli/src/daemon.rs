@@ -197,6 +197,15 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
     } else {
         Arc::new(PassThrough)
     };
+    // The policy the console edits: its newest version is in force from the first message.
+    let policy = jianmen_mta::policy::PolicyBook::open(
+        store.clone(),
+        config.scan.scan_policy(),
+        config.domains.protected.clone(),
+        judge.clone(),
+    )
+    .await
+    .map_err(std::io::Error::other)?;
     let mut outbound = Outbound::new(&config, resolver)?;
     let relay = if config.relay.channels.is_empty() {
         None
@@ -349,6 +358,7 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
                 intel: Some(intel),
                 links,
                 drills,
+                policy: Some(policy),
             },
         )
         .await?;

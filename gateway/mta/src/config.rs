@@ -231,7 +231,7 @@ impl Default for QuarantineConfig {
 }
 
 /// Days a held message is kept, per verdict class.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionDays {
     /// Spam.
@@ -972,39 +972,16 @@ impl Config {
     }
 
     fn validate_scan(&self) -> Result<(), ConfigError> {
-        use jianmen_scan::reputation::AddressList;
         let scan = &self.scan;
-        AddressList::parse(&scan.allow).map_err(|e| invalid("scan.allow", e.to_string()))?;
-        AddressList::parse(&scan.block).map_err(|e| invalid("scan.block", e.to_string()))?;
-        for (i, p) in scan.policy.iter().enumerate() {
-            if !self.is_protected(&p.domain) {
-                return Err(invalid(
-                    format!("scan.policy[{i}].domain"),
-                    format!("`{}` is not a protected domain", p.domain),
-                ));
-            }
-            AddressList::parse(&p.allow)
-                .map_err(|e| invalid(format!("scan.policy[{i}].allow"), e.to_string()))?;
-            AddressList::parse(&p.block)
-                .map_err(|e| invalid(format!("scan.policy[{i}].block"), e.to_string()))?;
-        }
+        scan.scan_policy()
+            .check(&self.domains.protected)
+            .map_err(|e| invalid(e.key, e.why))?;
         for (key, zones) in [("scan.dnsbl", &scan.dnsbl), ("scan.uribl", &scan.uribl)] {
             for z in zones {
                 if !is_domain_like(&z.zone) {
                     return Err(invalid(key, format!("`{}` is not a DNS zone", z.zone)));
                 }
             }
-        }
-        let t = &scan.thresholds;
-        if [t.spam, t.spam_high, t.phish, t.bec, t.virus]
-            .iter()
-            .any(|v| !v.is_finite() || *v <= 0.0)
-            || t.spam_high < t.spam
-        {
-            return Err(invalid(
-                "scan.thresholds",
-                "thresholds must be positive and spam_high ≥ spam",
-            ));
         }
         if !(10..=600_000).contains(&scan.budget_ms) {
             return Err(invalid(

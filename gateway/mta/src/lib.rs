@@ -28,7 +28,8 @@
 //! binary on trial and rolled back when unhealthy), [`dkim`] (outbound DKIM signing per
 //! sending domain, and the keys for it), [`risk`] (the sending behaviour of internal accounts
 //! and the containment of those that look compromised), [`relay`] (the egress channels mail to
-//! the internet leaves by, chosen per destination and watched against block lists).
+//! the internet leaves by, chosen per destination and watched against block lists), [`policy`]
+//! (the versions of the detection policy the console edits, put in force without a restart).
 //!
 //! It hands on the stores and services the console (`jianmen-webui`) and the command line
 //! (`jianmen`) drive; it serves no HTTP itself (no actix-web below this crate).
@@ -47,6 +48,7 @@ pub mod intel;
 pub mod links;
 pub mod metrics;
 pub mod outbound;
+pub mod policy;
 pub mod privilege;
 pub mod quarantine;
 pub mod queue;

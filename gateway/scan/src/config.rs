@@ -23,7 +23,7 @@ pub enum Action {
 }
 
 /// Score thresholds per class (points from the rule set).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Thresholds {
     /// Total score at or above which a message is spam.
@@ -51,7 +51,7 @@ impl Default for Thresholds {
 }
 
 /// Action per class.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Actions {
     /// Spam below `thresholds.spam_high`.
@@ -116,7 +116,7 @@ impl Default for InsideConfig {
 }
 
 /// Overrides for the recipients of one protected domain.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DomainPolicy {
     /// Recipient domain (lower case).
@@ -248,6 +248,112 @@ impl Default for ScanConfig {
             model: "auto".into(),
             greylist: GreylistConfig::default(),
             budget_ms: 5000,
+        }
+    }
+}
+
+/// The part of `[scan]` an administrator edits in the console: thresholds, actions, allow and
+/// block lists, globally and per protected domain. The configuration file gives the first
+/// version; later versions are kept by the gateway and replace it in the running pipeline
+/// without a restart.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanPolicy {
+    /// Score thresholds.
+    pub thresholds: Thresholds,
+    /// Actions per class.
+    pub actions: Actions,
+    /// Senders never treated as spam.
+    pub allow: Vec<String>,
+    /// Senders always treated as spam.
+    pub block: Vec<String>,
+    /// Per-recipient-domain overrides.
+    pub domains: Vec<DomainPolicy>,
+}
+
+/// Entries one allow or block list may hold: each message is matched against every entry.
+pub const MAX_LIST_ENTRIES: usize = 10_000;
+
+/// A policy that cannot be put in force, with the key at fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{key}: {why}")]
+pub struct PolicyError {
+    /// Where, as in the configuration file (`scan.policy[0].allow`).
+    pub key: String,
+    /// What is wrong.
+    pub why: String,
+}
+
+impl ScanPolicy {
+    /// Checks what `check-config` checks of these keys: positive thresholds with
+    /// `spam_high ≥ spam`, list entries that parse, bounded lists, and per-domain policies only
+    /// for `protected` domains, each once. Domain names are put in lower case.
+    pub fn check(&mut self, protected: &[String]) -> Result<(), PolicyError> {
+        let fail = |key: String, why: String| Err(PolicyError { key, why });
+        let lists = |key: &str, allow: &[String], block: &[String]| {
+            for (name, list) in [("allow", allow), ("block", block)] {
+                if list.len() > MAX_LIST_ENTRIES {
+                    return fail(
+                        format!("{key}.{name}"),
+                        format!("more than {MAX_LIST_ENTRIES} entries"),
+                    );
+                }
+                if let Err(e) = crate::reputation::AddressList::parse(list) {
+                    return fail(format!("{key}.{name}"), e.to_string());
+                }
+            }
+            Ok(())
+        };
+        check_thresholds("scan.thresholds", &self.thresholds)?;
+        lists("scan", &self.allow, &self.block)?;
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, p) in self.domains.iter_mut().enumerate() {
+            let key = format!("scan.policy[{i}]");
+            p.domain = p.domain.trim().trim_end_matches('.').to_ascii_lowercase();
+            if !protected.contains(&p.domain) {
+                return fail(
+                    format!("{key}.domain"),
+                    format!("`{}` is not a protected domain", p.domain),
+                );
+            }
+            if !seen.insert(p.domain.clone()) {
+                return fail(
+                    format!("{key}.domain"),
+                    format!("`{}` has two policies", p.domain),
+                );
+            }
+            if let Some(t) = &p.thresholds {
+                check_thresholds(&format!("{key}.thresholds"), t)?;
+            }
+            lists(&key, &p.allow, &p.block)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_thresholds(key: &str, t: &Thresholds) -> Result<(), PolicyError> {
+    if [t.spam, t.spam_high, t.phish, t.bec, t.virus]
+        .iter()
+        .any(|v| !v.is_finite() || *v <= 0.0)
+        || t.spam_high < t.spam
+    {
+        return Err(PolicyError {
+            key: key.to_owned(),
+            why: "thresholds must be positive and spam_high ≥ spam".into(),
+        });
+    }
+    Ok(())
+}
+
+impl ScanConfig {
+    /// The editable policy as the file gives it.
+    pub fn scan_policy(&self) -> ScanPolicy {
+        ScanPolicy {
+            thresholds: self.thresholds.clone(),
+            actions: self.actions.clone(),
+            allow: self.allow.clone(),
+            block: self.block.clone(),
+            domains: self.policy.clone(),
         }
     }
 }

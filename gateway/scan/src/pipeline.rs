@@ -26,7 +26,7 @@ use super::{
     Direction, Disposition, Envelope, Scanner, SkippedChecks, Symbols, Verdict, attach, bec, dlp,
     dns, phish,
 };
-use crate::config::{Action, Actions, ScanConfig, Thresholds};
+use crate::config::{Action, Actions, ScanConfig, ScanPolicy, Thresholds};
 
 /// What is known about a message besides its bytes; all optional for offline scans.
 #[derive(Debug, Clone, Default)]
@@ -93,6 +93,49 @@ struct Policy {
     block: AddressList,
 }
 
+impl Policy {
+    fn new(
+        thresholds: &Thresholds,
+        actions: &Actions,
+        allow: &[String],
+        block: &[String],
+    ) -> Result<Self, super::reputation::BadEntry> {
+        Ok(Self {
+            thresholds: thresholds.clone(),
+            actions: actions.clone(),
+            allow: AddressList::parse(allow)?,
+            block: AddressList::parse(block)?,
+        })
+    }
+}
+
+/// The policies in force: the default and each protected domain's own.
+struct InForce {
+    default: Policy,
+    domains: BTreeMap<String, Policy>,
+}
+
+impl InForce {
+    fn new(p: &ScanPolicy) -> Result<Self, super::reputation::BadEntry> {
+        let mut domains = BTreeMap::new();
+        for d in &p.domains {
+            domains.insert(
+                d.domain.clone(),
+                Policy::new(
+                    d.thresholds.as_ref().unwrap_or(&p.thresholds),
+                    d.actions.as_ref().unwrap_or(&p.actions),
+                    &d.allow,
+                    &d.block,
+                )?,
+            );
+        }
+        Ok(Self {
+            default: Policy::new(&p.thresholds, &p.actions, &p.allow, &p.block)?,
+            domains,
+        })
+    }
+}
+
 /// The symbol of a message matching a threat-intelligence indicator; its detail is the
 /// indicator's id, the kind of what matched and its value.
 pub const INTEL_MATCH: &str = "THREAT_INTEL";
@@ -124,8 +167,7 @@ pub struct Pipeline {
     targets: Targets,
     bec: BecSettings,
     history: Option<ContactHistory>,
-    default_policy: Policy,
-    domain_policies: BTreeMap<String, Policy>,
+    policies: RwLock<Arc<InForce>>,
     classifier: RwLock<Option<Arc<dyn Classifier>>>,
     data_dir: Option<PathBuf>,
     shipped: Shipped,
@@ -297,27 +339,7 @@ impl Pipeline {
         let history = scan
             .first_contact
             .then(|| ContactHistory::open(env.data_dir.as_ref().map(|d| d.join("contacts.bin"))));
-        let default_policy = Policy {
-            thresholds: scan.thresholds.clone(),
-            actions: scan.actions.clone(),
-            allow: AddressList::parse(&scan.allow)?,
-            block: AddressList::parse(&scan.block)?,
-        };
-        let mut domain_policies = BTreeMap::new();
-        for p in &scan.policy {
-            domain_policies.insert(
-                p.domain.clone(),
-                Policy {
-                    thresholds: p
-                        .thresholds
-                        .clone()
-                        .unwrap_or_else(|| scan.thresholds.clone()),
-                    actions: p.actions.clone().unwrap_or_else(|| scan.actions.clone()),
-                    allow: AddressList::parse(&p.allow)?,
-                    block: AddressList::parse(&p.block)?,
-                },
-            );
-        }
+        let policies = InForce::new(&scan.scan_policy())?;
         Ok(Self {
             targets: Targets::new(&brands, &env.protected_domains),
             bec: BecSettings::new(&scan.vips, &env.protected_domains, &scan.partner_domains),
@@ -326,8 +348,7 @@ impl Pipeline {
             auth,
             lists,
             history,
-            default_policy,
-            domain_policies,
+            policies: RwLock::new(Arc::new(policies)),
             budget: Duration::from_millis(scan.budget_ms),
             dlp: Policies::new(&env.dlp)?,
             classifier: RwLock::new(load_classifier(
@@ -789,6 +810,21 @@ impl Pipeline {
         }
     }
 
+    /// Puts an edited policy in force for the next message (messages being judged keep the
+    /// one they started with). The caller has checked it ([`ScanPolicy::check`]).
+    pub fn set_policy(&self, policy: &ScanPolicy) -> Result<(), PipelineError> {
+        let policies = Arc::new(InForce::new(policy)?);
+        *self.policies.write().unwrap_or_else(|e| e.into_inner()) = policies;
+        Ok(())
+    }
+
+    fn policies(&self) -> Arc<InForce> {
+        self.policies
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Decides for one recipient domain (`None`: the default policy).
     pub fn report(
         &self,
@@ -796,13 +832,14 @@ impl Pipeline {
         ctx: &Context,
         domain: Option<&str>,
     ) -> (Report, Action) {
+        let policies = self.policies();
         let policy = domain
-            .and_then(|d| self.domain_policies.get(d))
-            .unwrap_or(&self.default_policy);
+            .and_then(|d| policies.domains.get(d))
+            .unwrap_or(&policies.default);
         let mut symbols = analysis.symbols.clone();
         let senders = [ctx.mail_from.as_str(), analysis.from_addr.as_str()];
         // The domain's own lists first, then the global ones; block wins over allow.
-        for p in [policy, &self.default_policy] {
+        for p in [policy, &policies.default] {
             for (list, symbol) in [(&p.block, "BLOCKLISTED"), (&p.allow, "ALLOWLISTED")] {
                 if let Some(entry) = list.matches(ctx.client_ip, &senders) {
                     symbols.add(symbol, entry);
@@ -881,7 +918,11 @@ impl Pipeline {
             });
         }
         let (report, _) = self.report(&analysis, &ctx, None);
-        let action = action_for(&report, &inside.actions, &self.default_policy.thresholds);
+        let action = action_for(
+            &report,
+            &inside.actions,
+            &self.policies().default.thresholds,
+        );
         tracing::info!(
             queue_id = %envelope.queue_id, direction = envelope.direction.as_str(),
             class = report.class.as_str(), score = report.score, action = ?action,
@@ -1112,9 +1153,10 @@ impl Scanner for Arc<Pipeline> {
         }
         // One decision per recipient domain that has its own policy; the rest share one.
         let mut groups: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
+        let policies = self.policies();
         for rcpt in &envelope.rcpts {
             let domain = domain_of(rcpt).to_ascii_lowercase();
-            let key = self.domain_policies.contains_key(&domain).then_some(domain);
+            let key = policies.domains.contains_key(&domain).then_some(domain);
             groups.entry(key).or_default().push(rcpt.clone());
         }
         let mut out = Vec::new();

@@ -324,6 +324,7 @@ impl SqliteStore {
                 crate::recall::SCHEMA,
                 crate::intel::SCHEMA,
                 crate::drills::SCHEMA,
+                crate::policy::SCHEMA,
             ],
             added_columns: &[
                 quarantine::index::ADDED_COLUMNS,
