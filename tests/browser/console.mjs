@@ -1,6 +1,8 @@
 // Drives Debian's Chromium through the Jianmen console as people would: the security
-// administrator signs in, changes the generated password, finds a quarantined message,
-// previews and releases it; the auditor signs in, verifies the audit chain and downloads the
+// administrator signs in, changes the generated password, finds a quarantined message sent to
+// two people, previews it and releases it to the first only (unticking the second; the page
+// asks first, naming the phishing verdict) — the item stays held for the other and the page
+// shows it without a reload; the auditor signs in, verifies the audit chain and downloads the
 // signed audit package to $JM_EXPORT; the system administrator uploads $JM_BAD_PACKAGE as an
 // upgrade and sees it refused. Screenshots go
 // to $JM_SHOTS. Any Content-Security-Policy violation or page error fails the run.
@@ -22,8 +24,20 @@ await run('console', async (page, shots) => {
   const previewText = await frame.locator('body').innerText();
   if (!previewText.includes(env('JM_BODY_TEXT'))) throw new Error(`preview shows: ${previewText}`);
   await page.screenshot({ path: `${shots}/3-detail.png`, fullPage: true });
+  const [first, second] = [env('JM_RCPT_1'), env('JM_RCPT_2')];
+  const other = page.locator(`#item-rcpts input[value="${second}"]`);
+  if (await other.count() !== 1) throw new Error('the second recipient is not offered on its own');
+  await other.uncheck();
+  let asked = '';
+  page.once('dialog', (d) => { asked = d.message(); d.accept(); });
   await page.click('#release');
   await page.waitForFunction(() => document.querySelector('#action-result')?.className === 'notice');
+  if (!asked.includes('钓鱼')) throw new Error(`releasing a phish did not ask first: "${asked}"`);
+  const said = await page.textContent('#action-result');
+  if (!said.includes(first) || said.includes(second)) throw new Error(`after releasing one copy: ${said}`);
+  const rcpts = await page.textContent('#item-rcpts');
+  if (!rcpts.includes(`${first} ✓`) || await page.locator(`#item-rcpts input[value="${second}"]`).count() !== 1) throw new Error(`the recipients now read: ${rcpts}`);
+  if (!(await page.textContent('#item-status')).includes('隔离中')) throw new Error('the item is no longer shown held for the other recipient');
   await page.screenshot({ path: `${shots}/4-released.png`, fullPage: true });
   await page.click('#logout');
   await page.waitForSelector('#signin');

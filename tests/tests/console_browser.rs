@@ -1,10 +1,12 @@
 //! The console in a real browser: Debian's Chromium, driven by playwright-core
 //! (`tests/browser/console.mjs`), signs in to the running gateway over HTTPS as the security
-//! administrator, changes the generated password, finds a quarantined phish, previews and
-//! releases it — and Postfix smtp-sink receives it; the auditor then verifies the audit chain
+//! administrator, changes the generated password, finds a quarantined phish sent to two people,
+//! previews it and releases it to one (asked first) — and Postfix smtp-sink receives that copy
+//! only; the auditor then verifies the audit chain
 //! and exports the signed audit package, which `jianmen audit verify-export` accepts (and
 //! rejects once a byte of it is changed); the system administrator's upload of a file that is
-//! no upgrade package is refused on the page.
+//! no upgrade package is refused on the page. A second run edits the policy in the console
+//! (`tests/browser/policy.mjs`) and the next messages feel it.
 //! Screenshots are kept in `target/console-screenshots/`.
 
 use std::process::Command;
@@ -14,7 +16,7 @@ use jianmen_testkit::{Browser, Client, Gateway, Setup, Sink, free_port, jianmen_
 
 fn phish() -> Vec<u8> {
     b"From: \"IT Helpdesk\" <helpdesk@it-support-portal.test>\r\nTo: staff@example.com\r\n\
-      Subject: Mailbox storage full - action required\r\nMessage-ID: <full@it-support-portal.test>\r\n\
+      Cc: boss@example.com\r\nSubject: Mailbox storage full - action required\r\nMessage-ID: <full@it-support-portal.test>\r\n\
       Content-Type: text/html\r\n\r\n<p>Your mailbox is full. Verify your password to keep receiving mail:</p>\
       <a href=\"http://198.51.100.23/owa/auth/login\">https://mail.example.com/owa</a>\r\n"
         .to_vec()
@@ -55,7 +57,7 @@ fn security_admin_releases_quarantined_mail_in_chromium() {
     let mut c = Client::ready(gw.addr);
     let r = c.send_mail(
         "helpdesk@it-support-portal.test",
-        &["staff@example.com"],
+        &["staff@example.com", "boss@example.com"],
         &phish(),
     );
     assert_eq!(r.code, 250, "{r:?}");
@@ -79,6 +81,8 @@ fn security_admin_releases_quarantined_mail_in_chromium() {
             ("JM_AUD_PASS", aud_pass),
             ("JM_NEW_PASS", "Pass-Of-Jianmen-2026".into()),
             ("JM_SUBJECT", "Mailbox storage full".into()),
+            ("JM_RCPT_1", "staff@example.com".into()),
+            ("JM_RCPT_2", "boss@example.com".into()),
             ("JM_BODY_TEXT", "Your mailbox is full".into()),
             ("JM_EXPORT", export.display().to_string()),
             ("JM_SYS_USER", sys_user),
@@ -90,6 +94,12 @@ fn security_admin_releases_quarantined_mail_in_chromium() {
     assert!(
         wait_until(Duration::from_secs(10), || sink.messages().len() == 1),
         "the released message reaches smtp-sink"
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        sink.messages().len(),
+        1,
+        "one copy, to the one recipient released"
     );
     let m = &sink.messages()[0];
     assert_eq!(m.rcpts, ["<staff@example.com>"]);

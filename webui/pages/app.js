@@ -97,6 +97,14 @@ const T = {
     readOnly: '其他设置（只读，在配置文件中修改）', model: '内容模型', internalRelays: '内部邮件服务器', dkimDomains: 'DKIM 签名域',
     pk_thresholds: '阈值', pk_actions: '处置', pk_allow: '允许名单', pk_block: '阻止名单', pk_domains: '按域',
     added: '（新增）', removed: '（删除）', domainScope: '本页只含 {d} 的策略；未单独设置的项沿用全局设置：',
+    select: '选择', selectFirst: '请先选择', releaseSelected: '放行所选', deleteSelected: '删除所选',
+    confirmBulkRelease: '确定放行所选的 {n} 封邮件？其中 {risky} 封为钓鱼、病毒、诈骗或高分邮件。', confirmBulkDelete: '确定删除所选的 {n} 封邮件？删除后无法恢复。',
+    bulkReleased: '已放行 {n} 封。', bulkDeleted: '已删除 {n} 封。', releaseAllow: '放行并信任发件人',
+    senderAllowed: '发件人 {s} 已加入允许名单。', confirmDanger: '该邮件被判定为{cls}（分数 {score}）。确定放行给所选收件人？',
+    envelope: '信封发件人', cls_refused: '拒收留存', cls_dlp: '外发待审批', cls_account: '风险账户暂扣',
+    ev_queued: '已接收入队', ev_quarantined: '已隔离', ev_discarded: '已丢弃', ev_rejected: '已拒收', ev_delivered: '已投递',
+    ev_deferred: '暂时失败，将重试', ev_bounced: '投递失败，已退信', ev_released: '已放行', ev_clicked: '点击链接',
+    fromDate: '起始日期', toDate: '截止日期',
   },
   en: {
     dashboard: 'Dashboard', quarantine: 'Quarantine', tracking: 'Tracking', policy: 'Policy',
@@ -203,6 +211,14 @@ const T = {
     readOnly: 'Other settings (read-only, set in the configuration file)', model: 'Content model', internalRelays: 'Internal mail servers', dkimDomains: 'DKIM signing domains',
     pk_thresholds: 'thresholds', pk_actions: 'actions', pk_allow: 'allow list', pk_block: 'block list', pk_domains: 'domain',
     added: ' (added)', removed: ' (removed)', domainScope: 'This page holds the policy of {d} only; what it does not set is as the global policy:',
+    select: 'Select', selectFirst: 'Select some first', releaseSelected: 'Release selected', deleteSelected: 'Delete selected',
+    confirmBulkRelease: 'Release the {n} selected messages? {risky} of them are phishing, viruses, fraud or high-scoring.', confirmBulkDelete: 'Delete the {n} selected messages? This cannot be undone.',
+    bulkReleased: '{n} released.', bulkDeleted: '{n} deleted.', releaseAllow: 'Release and trust the sender',
+    senderAllowed: 'Sender {s} is on the allow list now.', confirmDanger: 'This message was judged {cls} (score {score}). Release it to the selected recipients?',
+    envelope: 'envelope sender', cls_refused: 'Refused (copy kept)', cls_dlp: 'Outgoing, awaiting approval', cls_account: 'Held from a risky account',
+    ev_queued: 'Received and queued', ev_quarantined: 'Held', ev_discarded: 'Dropped', ev_rejected: 'Refused', ev_delivered: 'Delivered',
+    ev_deferred: 'Failed for now, will retry', ev_bounced: 'Failed, bounced', ev_released: 'Released', ev_clicked: 'Link clicked',
+    fromDate: 'From', toDate: 'Until',
   },
 };
 
@@ -323,7 +339,9 @@ function filters(fields, onsearch) {
   const form = el('form', { class: 'filters', onsubmit: (ev) => { ev.preventDefault(); onsearch(Object.fromEntries(new FormData(form))); } },
     fields.map((f) => f.options
       ? el('select', { name: f.name, 'aria-label': t(f.name) }, f.options.map(([v, label]) => el('option', { value: v }, label)))
-      : el('input', { name: f.name, placeholder: t(f.name), 'aria-label': t(f.name) })),
+      : f.type
+        ? el('label', { class: 'inline' }, t(f.label), ' ', el('input', { name: f.name, type: f.type, 'aria-label': t(f.label) }))
+        : el('input', { name: f.name, placeholder: t(f.name), 'aria-label': t(f.name) })),
     el('button', { class: 'primary', type: 'submit' }, t('search')));
   return form;
 }
@@ -341,39 +359,89 @@ async function approvalsPage() {
   return quarantinePage({ class: 'dlp' }, 'approvals');
 }
 
+// Classes named in the page's language; scores at or above this (or these classes) ask first.
+const clsName = (c) => (t(`cls_${c}`) !== `cls_${c}` ? t(`cls_${c}`) : c);
+const evName = (k) => (t(`ev_${k}`) !== `ev_${k}` ? t(`ev_${k}`) : k);
+const clsBadge = (c) => el('span', { class: `badge ${c}` }, clsName(c));
+const DANGEROUS = ['phish', 'virus', 'bec'];
+const dangerous = (i) => DANGEROUS.includes(i.class) || i.score >= 15;
+const dayStart = (d) => (d ? String(Math.floor(new Date(`${d}T00:00:00`).getTime() / 1000)) : '');
+const dayEnd = (d) => (d ? String(Math.floor(new Date(`${d}T00:00:00`).getTime() / 1000) + 86399) : '');
+
 async function quarantinePage(fixed, title) {
   const out = el('div', { id: 'results' });
+  const bulkMsg = el('p', { role: 'status', id: 'bulk-result' });
+  let shown = [];
+  let last = {};
+  const picked = () => shown.filter((i) => $(`pick-${i.id}`) && $(`pick-${i.id}`).checked);
   const search = async (f) => {
+    last = f || {};
+    const { since, until, ...rest } = last;
     try {
-      const p = await api('GET', `/api/quarantine?${qs({ ...(f || {}), ...(fixed || {}) })}`);
+      const p = await api('GET', `/api/quarantine?${qs({ ...rest, since: dayStart(since), until: dayEnd(until), ...(fixed || {}) })}`);
+      shown = p.items;
+      const pick = (i) => {
+        const box = el('input', { type: 'checkbox', id: `pick-${i.id}`, 'aria-label': t('select'), disabled: i.status !== 'held' || REVIEW.includes(i.class) ? true : null });
+        box.addEventListener('click', (e) => e.stopPropagation());
+        return box;
+      };
       out.replaceChildren(el('p', { class: 'muted' }, `${t('total')} ${p.total} ${t('items')}`),
-        table([t('time'), t('sender'), t('rcpt'), t('subject'), t('class'), t('score'), t('status')],
-          p.items.map((i) => ({ key: i.id, cells: [when(i.received_at), i.header_from || i.mail_from, i.rcpts, i.subject, badge(i.class), i.score.toFixed(1), t(i.status)] })),
+        table([...(fixed ? [] : ['']), t('time'), t('sender'), t('rcpt'), t('subject'), t('class'), t('score'), t('status')],
+          p.items.map((i) => ({ key: i.id, cells: [...(fixed ? [] : [pick(i)]), when(i.received_at), i.header_from || i.mail_from, i.rcpts, i.subject, clsBadge(i.class), i.score.toFixed(1), t(i.status)] })),
           (id) => { location.hash = `#/${title || 'quarantine'}/${id}`; }));
     } catch (e) { out.replaceChildren(el('p', { class: 'error' }, e.message)); }
   };
-  const classes = fixed ? [] : [{ name: 'class', options: [['', t('all')], ...['spam', 'phish', 'virus', 'bec', 'unscannable', 'refused', 'dlp', 'account'].map((c) => [c, c])] }];
+  // The same action on every selected item, one after another; the page says how many worked.
+  const bulk = async (what) => {
+    const items = picked();
+    if (!items.length) { bulkMsg.className = 'error'; bulkMsg.textContent = t('selectFirst'); return; }
+    const risky = items.filter(dangerous).length;
+    const question = what === 'delete' ? fill(t('confirmBulkDelete'), { n: items.length }) : fill(t('confirmBulkRelease'), { n: items.length, risky });
+    if (!confirm(question)) return;
+    let done = 0;
+    const failed = [];
+    for (const i of items) {
+      try { await api('POST', `/api/quarantine/${i.id}/${what}`, what === 'release' ? {} : undefined); done += 1; } catch (e) { failed.push(`${i.id}: ${e.message}`); }
+    }
+    await search(last);
+    bulkMsg.className = failed.length ? 'error' : 'notice';
+    bulkMsg.textContent = fill(t(what === 'delete' ? 'bulkDeleted' : 'bulkReleased'), { n: done }) + (failed.length ? ` ${failed.join('；')}` : '');
+  };
+  const classes = fixed ? [] : [{ name: 'class', options: [['', t('all')], ...['spam', 'phish', 'virus', 'bec', 'unscannable', 'refused', 'dlp', 'account'].map((c) => [c, clsName(c)])] }];
+  const actions = fixed ? null : el('div', { class: 'actions' },
+    el('button', { class: 'primary', id: 'bulk-release', onclick: () => bulk('release') }, t('releaseSelected')),
+    el('button', { class: 'danger', id: 'bulk-delete', onclick: () => bulk('delete') }, t('deleteSelected')));
   page(t(title || 'quarantine'), filters([{ name: 'sender' }, { name: 'rcpt' }, { name: 'subject' }, ...classes,
-    { name: 'status', options: [['held', t('held')], ['released', t('released')], ['deleted', t('deleted')], ['rejected', t('rejected')], ['expired', t('expired')], ['all', t('all')]] }], search), out);
+    { name: 'status', options: [['held', t('held')], ['released', t('released')], ['deleted', t('deleted')], ['rejected', t('rejected')], ['expired', t('expired')], ['all', t('all')]] },
+    { name: 'since', type: 'date', label: 'fromDate' }, { name: 'until', type: 'date', label: 'toDate' }], search), actions, bulkMsg, out);
   await search({});
 }
 
-async function quarantineItem(id) {
+async function quarantineItem(id, notice) {
   let data;
   try { data = await api('GET', `/api/quarantine/${encodeURIComponent(id)}`); } catch (e) { page(t('quarantine')); return fail(e); }
   const i = data.item;
-  const msg = el('p', { role: 'status', id: 'action-result' });
-  const act = async (path, body) => {
-    try {
-      await api('POST', `/api/quarantine/${id}/${path}`, body);
-      msg.className = 'notice';
-      msg.textContent = { delete: t('deleted'), reject: t('rejected') }[path] || (approval ? t('approved') : t('released'));
-      buttons.remove();
-    } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
-  };
+  const msg = el('p', { role: 'status', id: 'action-result', class: notice ? 'notice' : null }, notice || '');
   // Outgoing mail held by a DLP policy is approved (delivered) or rejected (the sender is told);
   // it is never "not spam".
   const approval = REVIEW.includes(i.class);
+  const waiting = i.recipients.filter((r) => !r.released_at);
+  const boxes = waiting.map((r, n) => {
+    const box = el('input', { type: 'checkbox', id: `rcpt-${n}`, value: r.rcpt });
+    box.checked = true;
+    return box;
+  });
+  const act = async (path, body) => {
+    const chosen = boxes.filter((b) => b.checked).map((b) => b.value);
+    if (path === 'release' && !chosen.length) { msg.className = 'error'; msg.textContent = t('selectFirst'); return; }
+    if (path === 'release' && !approval && dangerous(i) && !confirm(fill(t('confirmDanger'), { cls: clsName(i.class), score: i.score.toFixed(1) }))) return;
+    const some = path === 'release' && chosen.length < waiting.length ? { rcpts: chosen } : {};
+    try {
+      const r = await api('POST', `/api/quarantine/${id}/${path}`, path === 'release' ? { ...body, ...some } : body);
+      const said = { delete: t('deleted'), reject: t('rejected') }[path] || (approval ? t('approved') : `${t('released')}：${r.rcpts.join(', ')}`);
+      quarantineItem(id, said + (body && body.allow_sender ? ` ${fill(t('senderAllowed'), { s: i.mail_from })}` : ''));
+    } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+  };
   const buttons = approval
     ? el('div', { class: 'actions' },
       el('button', { class: 'primary', id: 'approve', onclick: () => act('release', {}) }, t('approve')),
@@ -382,29 +450,36 @@ async function quarantineItem(id) {
     : el('div', { class: 'actions' },
       el('button', { class: 'primary', id: 'release', onclick: () => act('release', {}) }, t('release')),
       el('button', { class: 'plain', id: 'release-ham', onclick: () => act('release', { not_spam: true }) }, t('releaseNotSpam')),
+      i.mail_from ? el('button', { class: 'plain', id: 'release-allow', onclick: () => act('release', { allow_sender: true }) }, t('releaseAllow')) : null,
       el('a', { class: 'plain', href: `/api/quarantine/${id}/raw`, download: `${id}.eml` }, t('download')),
       el('button', { class: 'danger', id: 'delete', onclick: () => { if (confirm(t('confirmDelete'))) act('delete'); } }, t('delete')));
+  const rcptList = i.status === 'held' && waiting.length
+    ? el('div', { id: 'item-rcpts' }, i.recipients.map((r) => {
+      const n = waiting.indexOf(r);
+      return n >= 0 ? el('label', { class: 'check' }, boxes[n], ' ', r.rcpt) : el('div', {}, `${r.rcpt} ✓ ${t('released')}`);
+    }))
+    : i.recipients.map((r) => r.rcpt + (r.released_at ? ` ✓ ${t('released')}` : '')).join(', ');
   const list = approval ? 'approvals' : 'quarantine';
   page(`${t(list)} · ${i.subject || id}`,
     el('p', {}, el('a', { href: `#/${list}` }, `← ${t('back')}`)),
     el('div', { class: 'card' }, el('dl', { class: 'kv' },
       el('dt', {}, t('queueId')), el('dd', {}, i.id),
       el('dt', {}, t('time')), el('dd', {}, when(i.received_at)),
-      el('dt', {}, t('sender')), el('dd', {}, `${i.header_from} (${i.mail_from})`),
-      el('dt', {}, t('rcpt')), el('dd', {}, i.recipients.map((r) => r.rcpt + (r.released_at ? ` ✓ ${t('released')}` : '')).join(', ')),
+      el('dt', {}, t('sender')), el('dd', {}, i.header_from && i.header_from !== i.mail_from ? `${i.header_from}（${t('envelope')} ${i.mail_from || '<>'}）` : (i.mail_from || i.header_from || '<>')),
+      el('dt', {}, t('rcpt')), el('dd', {}, rcptList),
       el('dt', {}, t('subject')), el('dd', {}, i.subject),
       el('dt', {}, t('clientIp')), el('dd', {}, i.client_ip),
-      el('dt', {}, t('class')), el('dd', {}, badge(i.class), ` ${i.score.toFixed(1)}`),
+      el('dt', {}, t('class')), el('dd', {}, clsBadge(i.class), ` ${i.score.toFixed(1)}`),
       el('dt', {}, t('status')), el('dd', { id: 'item-status' }, t(i.status)),
       el('dt', {}, t('expires')), el('dd', {}, when(i.expires_at)),
       el('dt', {}, t('reason')), el('dd', {}, i.reason)),
-      i.status === 'held' ? buttons : null, msg),
+    i.status === 'held' ? buttons : null, msg),
     i.status === 'held' ? el('div', { class: 'card' }, el('h2', {}, t('preview')),
       el('iframe', { class: 'preview', sandbox: '', src: `/api/quarantine/${id}/preview`, title: t('preview') })) : null,
     el('div', { class: 'card' }, el('h2', {}, t('evidence')),
       table([t('symbol'), t('score'), t('detail')], ((i.report && i.report.symbols) || []).map((s) => ({ cells: [s.name, s.score.toFixed(2), s.detail] })))),
     el('div', { class: 'card' }, el('h2', {}, t('history')),
-      table([t('time'), t('event'), t('rcpt'), t('detail')], data.history.map((e) => ({ cells: [when(e.at), e.kind, e.rcpts, e.detail] })))));
+      table([t('time'), t('event'), t('rcpt'), t('detail')], data.history.map((e) => ({ cells: [when(e.at), el('span', { class: 'nowrap' }, evName(e.kind)), e.rcpts, e.detail] })))));
 }
 
 // The last 24 hours of an account's sending as a small line.

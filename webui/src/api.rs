@@ -11,12 +11,15 @@ use serde_json::json;
 use super::accounts::Role;
 use super::{ApiError, COOKIE, Console, authorize, now, peer_ip, source_allowed};
 use jianmen_mta::config::HELD_CLASSES;
+use jianmen_mta::policy::SaveError;
 use jianmen_mta::quarantine::approval::{ACCOUNT_CLASS, APPROVAL_CLASS, Notices, awaits_review};
 use jianmen_mta::quarantine::{Query as QQuery, Status};
 use jianmen_mta::queue::spool::is_queue_id;
 use jianmen_mta::tracking::Query as TQuery;
 use jianmen_scan::Direction;
+use jianmen_scan::config::DomainPolicy;
 use jianmen_scan::feedback::{FeedbackStore, Label};
+use jianmen_scan::reputation::AddressList;
 use jianmen_scan::verdict::CLASS_NAMES;
 
 type Data = web::Data<Console>;
@@ -415,6 +418,10 @@ struct Release {
     rcpts: Option<Vec<String>>,
     #[serde(default)]
     not_spam: bool,
+    /// Also put the envelope sender on the allow list: the caller's domain's, or the global
+    /// one for an administrator of all domains. (Not the header From: anyone can write that.)
+    #[serde(default)]
+    allow_sender: bool,
 }
 
 async fn quarantine_release(
@@ -457,6 +464,28 @@ async fn quarantine_release(
     {
         return Err(ApiError::field("rcpts", "at most 1000 addresses"));
     }
+    let allow = match body.allow_sender {
+        false => None,
+        true if awaits_review(&item.summary.class) => {
+            return Err(ApiError::field(
+                "allow_sender",
+                "not for outgoing mail held for approval",
+            ));
+        }
+        true => {
+            let sender = item.summary.mail_from.trim().to_lowercase();
+            if !sender.contains('@') || AddressList::parse(std::slice::from_ref(&sender)).is_err() {
+                return Err(ApiError::field(
+                    "allow_sender",
+                    "the message has no sender address to allow",
+                ));
+            }
+            let book = console.policy.clone().ok_or_else(|| {
+                ApiError::new(StatusCode::NOT_FOUND, "the policy cannot be edited here")
+            })?;
+            Some((book, sender))
+        }
+    };
     if body.not_spam {
         let raw = console.quarantine.raw(&item.summary.id).await?;
         let data_dir = &console.config.server.data_dir;
@@ -482,6 +511,43 @@ async fn quarantine_release(
         if body.not_spam { " (not spam)" } else { "" }
     );
     console.record(&who, "quarantine.release", &detail).await;
+    if let Some((book, sender)) = allow {
+        let domain = s.account.domain.clone();
+        let entry = sender.clone();
+        let amended = book
+            .amend(
+                &who,
+                &format!("allow the sender of quarantined {}", item.summary.id),
+                move |p| {
+                    let list = match domain {
+                        None => &mut p.allow,
+                        Some(d) => {
+                            let i = match p.domains.iter().position(|x| x.domain == d) {
+                                Some(i) => i,
+                                None => {
+                                    p.domains.push(DomainPolicy::inheriting(&d));
+                                    p.domains.len() - 1
+                                }
+                            };
+                            &mut p.domains[i].allow
+                        }
+                    };
+                    if !list.contains(&entry) {
+                        list.push(entry);
+                    }
+                },
+            )
+            .await;
+        match amended {
+            Ok((v, _)) => {
+                let detail = format!("version {}: allow {sender}", v.summary.version);
+                console.record(&who, "policy.save", &detail).await;
+            }
+            // Already on the list.
+            Err(SaveError::Unchanged) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     Ok(HttpResponse::Ok().json(&released))
 }
 

@@ -96,7 +96,7 @@ async fn show(req: HttpRequest, console: Data) -> Reply {
                 .iter()
                 .find(|p| p.domain == d)
                 .cloned()
-                .unwrap_or_else(|| empty_domain(d));
+                .unwrap_or_else(|| DomainPolicy::inheriting(d));
             json!({
                 "common": common,
                 "scope": d,
@@ -118,16 +118,6 @@ async fn show(req: HttpRequest, console: Data) -> Reply {
         }),
     };
     Ok(HttpResponse::Ok().json(body))
-}
-
-fn empty_domain(d: &str) -> DomainPolicy {
-    DomainPolicy {
-        domain: d.to_owned(),
-        actions: None,
-        thresholds: None,
-        allow: Vec::new(),
-        block: Vec::new(),
-    }
 }
 
 /// An edit: the whole policy (administrators of all domains) or one domain's part
@@ -162,7 +152,7 @@ async fn save(req: HttpRequest, console: Data, body: web::Bytes) -> Reply {
             own.domain = d.to_owned();
             let mut p = book.current().await.policy;
             p.domains.retain(|x| x.domain != d);
-            if own != empty_domain(d) {
+            if own != DomainPolicy::inheriting(d) {
                 p.domains.push(own);
             }
             p

@@ -1577,4 +1577,28 @@ async fn the_policy_is_edited_versioned_scoped_and_rolled_back() {
             .iter()
             .any(|e| e.detail.contains("actions.spam: tag -> quarantine"))
     );
+
+    // "Release and trust the sender": one copy released, the envelope sender allowed.
+    let (s, b, _, _) = call(
+        &app,
+        Some(&w),
+        Method::POST,
+        &format!("/api/quarantine/{HELD}/release"),
+        Some(json!({"rcpts": ["staff@example.com"], "allow_sender": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["rcpts"], json!(["staff@example.com"]));
+    let now = env.console.policy.as_ref().unwrap().current().await;
+    assert_eq!(
+        (now.summary.version, now.policy.allow.as_slice()),
+        (5, ["notice@bank.test".to_owned()].as_slice())
+    );
+    let entries = env.console.audit.recent(5).await.unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.action == "policy.save" && e.detail.contains("allow notice@bank.test")),
+        "{entries:?}"
+    );
 }

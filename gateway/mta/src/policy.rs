@@ -177,12 +177,38 @@ impl PolicyBook {
         author: &str,
         comment: &str,
         base: i64,
-        mut policy: ScanPolicy,
+        policy: ScanPolicy,
     ) -> Result<(Version, Vec<Change>), SaveError> {
         let mut current = self.current.lock().await;
         if base != current.summary.version {
             return Err(SaveError::Conflict(current.summary.version));
         }
+        self.put_in_force(&mut current, author, comment, policy)
+            .await
+    }
+
+    /// Saves the version in force changed by `change` (one entry added from a quarantined
+    /// item, say): no editor loaded it, so there is nothing to conflict with.
+    pub async fn amend(
+        &self,
+        author: &str,
+        comment: &str,
+        change: impl FnOnce(&mut ScanPolicy),
+    ) -> Result<(Version, Vec<Change>), SaveError> {
+        let mut current = self.current.lock().await;
+        let mut policy = current.policy.clone();
+        change(&mut policy);
+        self.put_in_force(&mut current, author, comment, policy)
+            .await
+    }
+
+    async fn put_in_force(
+        &self,
+        current: &mut Version,
+        author: &str,
+        comment: &str,
+        mut policy: ScanPolicy,
+    ) -> Result<(Version, Vec<Change>), SaveError> {
         policy.check(&self.protected)?;
         if policy == current.policy {
             return Err(SaveError::Unchanged);

@@ -133,6 +133,19 @@ pub struct DomainPolicy {
     pub block: Vec<String>,
 }
 
+impl DomainPolicy {
+    /// A domain's policy that sets nothing of its own.
+    pub fn inheriting(domain: &str) -> Self {
+        Self {
+            domain: domain.to_owned(),
+            actions: None,
+            thresholds: None,
+            allow: Vec::new(),
+            block: Vec::new(),
+        }
+    }
+}
+
 /// A brand whose name a sender may claim, and the domains that really send for it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
