@@ -39,6 +39,28 @@ await run('console', async (page, shots) => {
   if (!rcpts.includes(`${first} ✓`) || await page.locator(`#item-rcpts input[value="${second}"]`).count() !== 1) throw new Error(`the recipients now read: ${rcpts}`);
   if (!(await page.textContent('#item-status')).includes('隔离中')) throw new Error('the item is no longer shown held for the other recipient');
   await page.screenshot({ path: `${shots}/4-released.png`, fullPage: true });
+
+  // Tracking: the message found by a word of its subject, one row, and its timeline from
+  // arrival through quarantine and release to delivery (delivery may take a moment).
+  await page.goto(`${url}#/tracking`);
+  await page.fill('input[name=subject]', 'storage full');
+  await page.click('form.filters button[type=submit]');
+  const tracked = page.locator('#results tr.clickable', { hasText: env('JM_SUBJECT') });
+  await tracked.waitFor();
+  if (await page.locator('#results tr.clickable').count() !== 1) throw new Error('the message is not one row');
+  await tracked.click();
+  await page.waitForSelector('#timeline li');
+  for (let i = 0; i < 20 && !(await page.textContent('#timeline')).includes('已投递'); i++) {
+    await page.waitForTimeout(500);
+    await page.reload();
+    await page.waitForSelector('#timeline li');
+  }
+  const timeline = await page.textContent('#timeline');
+  for (const step of ['已隔离', '已放行', '已投递']) {
+    if (!timeline.includes(step)) throw new Error(`the timeline lacks ${step}: ${timeline}`);
+  }
+  if (timeline.indexOf('已隔离') > timeline.indexOf('已放行')) throw new Error(`the timeline is out of order: ${timeline}`);
+  await page.screenshot({ path: `${shots}/4b-timeline.png`, fullPage: true });
   await page.click('#logout');
   await page.waitForSelector('#signin');
 

@@ -105,6 +105,9 @@ const T = {
     ev_queued: '已接收入队', ev_quarantined: '已隔离', ev_discarded: '已丢弃', ev_rejected: '已拒收', ev_delivered: '已投递',
     ev_deferred: '暂时失败，将重试', ev_bounced: '投递失败，已退信', ev_released: '已放行', ev_clicked: '点击链接',
     fromDate: '起始日期', toDate: '截止日期',
+    prevPage: '上一页', nextPage: '下一页', pageOf: '第 {at} / {pages} 页，共 {total} 封', verdict: '判定',
+    idSearch: '队列 ID（开头）或 Message-ID', allClasses: '全部类别', allDirections: '全部方向', timeline: '处理过程',
+    cls_clean: '正常',
   },
   en: {
     dashboard: 'Dashboard', quarantine: 'Quarantine', tracking: 'Tracking', policy: 'Policy',
@@ -219,6 +222,9 @@ const T = {
     ev_queued: 'Received and queued', ev_quarantined: 'Held', ev_discarded: 'Dropped', ev_rejected: 'Refused', ev_delivered: 'Delivered',
     ev_deferred: 'Failed for now, will retry', ev_bounced: 'Failed, bounced', ev_released: 'Released', ev_clicked: 'Link clicked',
     fromDate: 'From', toDate: 'Until',
+    prevPage: 'Previous', nextPage: 'Next', pageOf: 'Page {at} of {pages}, {total} messages', verdict: 'Verdict',
+    idSearch: 'Queue id (start) or Message-ID', allClasses: 'All classes', allDirections: 'All directions', timeline: 'Timeline',
+    cls_clean: 'Clean',
   },
 };
 
@@ -341,7 +347,7 @@ function filters(fields, onsearch) {
       ? el('select', { name: f.name, 'aria-label': t(f.name) }, f.options.map(([v, label]) => el('option', { value: v }, label)))
       : f.type
         ? el('label', { class: 'inline' }, t(f.label), ' ', el('input', { name: f.name, type: f.type, 'aria-label': t(f.label) }))
-        : el('input', { name: f.name, placeholder: t(f.name), 'aria-label': t(f.name) })),
+        : el('input', { name: f.name, placeholder: t(f.label || f.name), 'aria-label': t(f.label || f.name) })),
     el('button', { class: 'primary', type: 'submit' }, t('search')));
   return form;
 }
@@ -366,7 +372,7 @@ const clsBadge = (c) => el('span', { class: `badge ${c}` }, clsName(c));
 const DANGEROUS = ['phish', 'virus', 'bec'];
 const dangerous = (i) => DANGEROUS.includes(i.class) || i.score >= 15;
 const dayStart = (d) => (d ? String(Math.floor(new Date(`${d}T00:00:00`).getTime() / 1000)) : '');
-const dayEnd = (d) => (d ? String(Math.floor(new Date(`${d}T00:00:00`).getTime() / 1000) + 86399) : '');
+const dayEnd = (d) => (d ? String(Math.floor(new Date(`${d}T00:00:00`).getTime() / 1000) + 86400) : '');
 
 async function quarantinePage(fixed, title) {
   const out = el('div', { id: 'results' });
@@ -557,20 +563,64 @@ async function riskItem(account) {
         d.events.map((e) => ({ cells: [when(e.at), levelBadge(e.level), e.score.toFixed(1), reasonsText(e.reasons), e.actor] })))));
 }
 
+const STATE_CLASS = { delivered: 'state-active', released: 'state-active', bounced: 'state-listed', rejected: 'state-listed', quarantined: 'level-held', deferred: 'level-throttled', discarded: 'state-listed' };
+const evBadge = (k) => el('span', { class: `badge ${STATE_CLASS[k] || ''}` }, evName(k));
+const weekAgo = () => new Date(Date.now() - 6 * 86400000).toISOString().slice(0, 10);
+
+// Messages, one row each: when, who to whom, what the scanner said, where it stands now.
 async function trackingPage() {
   const out = el('div', { id: 'results' });
-  const search = async (f) => {
+  const pageSize = 50;
+  let last = {};
+  const search = async (f, offset = 0) => {
+    last = f || last;
+    const { since, until, ...rest } = last;
     try {
-      const p = await api('GET', `/api/tracking?${qs(f || {})}`);
-      out.replaceChildren(el('p', { class: 'muted' }, `${t('total')} ${p.total} ${t('items')}`),
-        table([t('time'), t('event'), t('direction'), t('queueId'), t('sender'), t('rcpt'), t('subject'), t('class'), t('clientIp'), t('detail')],
-          p.events.map((e) => ({ cells: [when(e.at), e.kind, e.direction ? t(e.direction) : '', e.queue_id, e.mail_from, e.rcpts, e.subject, e.class ? badge(e.class) : '', e.client_ip, e.detail] }))));
+      const p = await api('GET', `/api/tracking/messages?${qs({ ...rest, since: dayStart(since), until: dayEnd(until), limit: String(pageSize), offset: String(offset) })}`);
+      const pages = Math.max(1, Math.ceil(p.total / pageSize));
+      const at = Math.floor(offset / pageSize) + 1;
+      const pager = el('div', { class: 'actions pager' },
+        el('button', { class: 'plain', id: 'page-prev', disabled: offset === 0 ? true : null, onclick: () => search(null, offset - pageSize) }, t('prevPage')),
+        el('span', { class: 'muted', id: 'page-at' }, fill(t('pageOf'), { at, pages, total: p.total })),
+        el('button', { class: 'plain', id: 'page-next', disabled: at >= pages ? true : null, onclick: () => search(null, offset + pageSize) }, t('nextPage')));
+      out.replaceChildren(
+        table([t('time'), t('sender'), t('rcpt'), t('subject'), t('verdict'), t('status')],
+          p.messages.map((m) => ({ key: m.first.queue_id, cells: [when(m.first.at), m.first.mail_from || '<>', m.first.rcpts, m.first.subject,
+            m.first.class ? el('span', {}, clsBadge(m.first.class), ` ${m.first.score.toFixed(1)}`) : '', evBadge(m.latest.kind)] })),
+          (id) => { location.hash = `#/tracking/${id}`; }), pager);
     } catch (e) { out.replaceChildren(el('p', { class: 'error' }, e.message)); }
   };
-  page(t('tracking'), filters([{ name: 'sender' }, { name: 'rcpt' }, { name: 'subject' }, { name: 'client_ip' }, { name: 'queue_id' },
-    { name: 'direction', options: [['', t('all')], ...['inbound', 'outbound', 'internal'].map((d) => [d, t(d)])] },
-    { name: 'kind', options: [['', t('all')], ...['queued', 'quarantined', 'rejected', 'discarded', 'delivered', 'deferred', 'bounced', 'released', 'clicked'].map((k) => [k, k])] }], search), out);
-  await search({});
+  const form = filters([{ name: 'sender' }, { name: 'rcpt' }, { name: 'subject' }, { name: 'id', label: 'idSearch' },
+    { name: 'class', options: [['', t('allClasses')], ...['clean', 'spam', 'phish', 'bec', 'virus', 'unscannable', 'dlp'].map((c) => [c, clsName(c)])] },
+    { name: 'direction', options: [['', t('allDirections')], ...['inbound', 'outbound', 'internal'].map((d) => [d, t(d)])] },
+    { name: 'since', type: 'date', label: 'fromDate' }, { name: 'until', type: 'date', label: 'toDate' }], (f) => search(f, 0));
+  form.querySelector('input[name=since]').value = weekAgo();
+  page(t('tracking'), form, out);
+  await search({ since: weekAgo() });
+}
+
+// One message's timeline: every event from its arrival to where it stands.
+async function trackingItem(id) {
+  let p;
+  try { p = await api('GET', `/api/tracking/messages/${encodeURIComponent(id)}`); } catch (e) { page(t('tracking')); return fail(e); }
+  const first = p.events[0];
+  const lastEvent = p.events[p.events.length - 1];
+  page(`${t('tracking')} · ${first.subject || id}`,
+    el('p', {}, el('a', { href: '#/tracking' }, `← ${t('back')}`)),
+    el('div', { class: 'card' }, el('dl', { class: 'kv' },
+      el('dt', {}, t('queueId')), el('dd', {}, id),
+      el('dt', {}, t('time')), el('dd', {}, when(first.at)),
+      el('dt', {}, t('direction')), el('dd', {}, first.direction ? t(first.direction) : '–'),
+      el('dt', {}, t('sender')), el('dd', {}, first.mail_from || '<>'),
+      el('dt', {}, t('rcpt')), el('dd', {}, first.rcpts),
+      el('dt', {}, t('subject')), el('dd', {}, first.subject),
+      el('dt', {}, t('clientIp')), el('dd', {}, first.client_ip),
+      el('dt', {}, t('verdict')), el('dd', {}, first.class ? [clsBadge(first.class), ` ${first.score.toFixed(1)}`] : '–'),
+      el('dt', {}, t('status')), el('dd', { id: 'message-status' }, evBadge(lastEvent.kind)))),
+    el('div', { class: 'card' }, el('h2', {}, t('timeline')),
+      el('ol', { class: 'timeline', id: 'timeline' }, p.events.map((e) => el('li', {},
+        el('span', { class: 'muted' }, when(e.at)), ' ', evBadge(e.kind), ' ', e.rcpts,
+        e.detail ? el('div', { class: 'detail' }, e.detail) : null)))));
 }
 
 function barChart(perHour) {
@@ -1257,6 +1307,7 @@ async function route() {
   if (name === 'channels') return channelsPage(parts[1] && decodeURIComponent(parts[1]));
   if (name === 'recall' && parts[1]) return recallItem(decodeURIComponent(parts[1]));
   if (name === 'drills' && parts[1]) return drillItem(decodeURIComponent(parts[1]));
+  if (name === 'tracking' && parts[1]) return trackingItem(decodeURIComponent(parts[1]));
   return { dashboard: dashboardPage, approvals: approvalsPage, risk: riskPage, recall: recallPage, intel: () => intelPage(), links: linksPage, drills: drillsPage, quarantine: () => quarantinePage(), tracking: trackingPage, policy: policyPage,
     system: systemPage, accounts: accountsPage, audit: auditPage }[name]();
 }

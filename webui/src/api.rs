@@ -11,11 +11,12 @@ use serde_json::json;
 use super::accounts::Role;
 use super::{ApiError, COOKIE, Console, authorize, now, peer_ip, source_allowed};
 use jianmen_mta::config::HELD_CLASSES;
+use jianmen_mta::hunt::Term;
 use jianmen_mta::policy::SaveError;
 use jianmen_mta::quarantine::approval::{ACCOUNT_CLASS, APPROVAL_CLASS, Notices, awaits_review};
 use jianmen_mta::quarantine::{Query as QQuery, Status};
 use jianmen_mta::queue::spool::is_queue_id;
-use jianmen_mta::tracking::Query as TQuery;
+use jianmen_mta::tracking::{MAX_MESSAGES, Query as TQuery};
 use jianmen_scan::Direction;
 use jianmen_scan::config::DomainPolicy;
 use jianmen_scan::feedback::{FeedbackStore, Label};
@@ -54,6 +55,11 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(quarantine_delete),
         )
         .route("/api/tracking", web::get().to(tracking_search))
+        .route("/api/tracking/messages", web::get().to(tracking_messages))
+        .route(
+            "/api/tracking/messages/{id}",
+            web::get().to(tracking_message),
+        )
         .route("/api/system", web::get().to(system))
         .route("/api/accounts", web::get().to(accounts_list))
         .route("/api/accounts", web::post().to(accounts_create))
@@ -610,19 +616,14 @@ async fn quarantine_delete(req: HttpRequest, console: Data, id: web::Path<String
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn tracking_search(
-    req: HttpRequest,
-    console: Data,
-    query: web::Query<HashMap<String, String>>,
-) -> Reply {
-    let s = authorize(&req, &console, &[Role::Security]).await?;
-    let mut p = Params(query.into_inner());
-    let (offset, limit) = p.page(500)?;
+/// The tracking filters both views share.
+fn tracking_query(p: &mut Params, s: &super::Session, max: i64) -> Result<TQuery, ApiError> {
+    let (offset, limit) = p.page(max)?;
     let queue_id = p.text("queue_id")?;
     if let Some(id) = &queue_id {
         item_id(id).map_err(|_| ApiError::field("queue_id", "not a queue id"))?;
     }
-    let q = TQuery {
+    Ok(TQuery {
         since: p.int("since", 0, i64::MAX)?,
         until: p.int("until", 0, i64::MAX)?,
         sender: p.text("sender")?,
@@ -649,7 +650,18 @@ async fn tracking_search(
         domain: s.account.domain.clone(),
         offset,
         limit,
-    };
+        ..TQuery::default()
+    })
+}
+
+async fn tracking_search(
+    req: HttpRequest,
+    console: Data,
+    query: web::Query<HashMap<String, String>>,
+) -> Reply {
+    let s = authorize(&req, &console, &[Role::Security]).await?;
+    let mut p = Params(query.into_inner());
+    let q = tracking_query(&mut p, &s, 500)?;
     p.finish()?;
     let page = console
         .tracker
@@ -657,6 +669,67 @@ async fn tracking_search(
         .await
         .map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(page))
+}
+
+/// Messages, one row each. `id` finds them by the start of their queue id or, when it looks
+/// like one (`<…>` or `…@…`), by Message-ID through the hunt index of delivered mail.
+async fn tracking_messages(
+    req: HttpRequest,
+    console: Data,
+    query: web::Query<HashMap<String, String>>,
+) -> Reply {
+    let s = authorize(&req, &console, &[Role::Security]).await?;
+    let mut p = Params(query.into_inner());
+    let mut q = tracking_query(&mut p, &s, i64::from(MAX_MESSAGES))?;
+    let id = p.text("id")?;
+    p.finish()?;
+    match id.as_deref().map(str::trim) {
+        None | Some("") => {}
+        Some(id) if id.contains('@') => {
+            let hunt = console.hunt.as_ref().ok_or_else(|| {
+                ApiError::field(
+                    "id",
+                    "Message-IDs are searched in the hunt index, which is off",
+                )
+            })?;
+            let found = hunt
+                .find(&Term::MessageId(id.to_owned()), 0, 50)
+                .await
+                .map_err(ApiError::internal)?;
+            q.queue_ids = Some(found.into_iter().map(|m| m.queue_id).collect());
+        }
+        Some(id) if id.len() <= 26 && id.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            q.queue_prefix = Some(id.to_owned());
+        }
+        Some(_) => {
+            return Err(ApiError::field(
+                "id",
+                "the start of a queue id (letters and digits) or a Message-ID",
+            ));
+        }
+    }
+    let page = console
+        .tracker
+        .messages(&q)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// One message's events, oldest first, with its released copies' (those concerning the
+/// caller's domain, for a per-domain administrator).
+async fn tracking_message(req: HttpRequest, console: Data, id: web::Path<String>) -> Reply {
+    let s = authorize(&req, &console, &[Role::Security]).await?;
+    let id = item_id(&id)?;
+    let events = console
+        .tracker
+        .timeline(id, s.account.domain.as_deref())
+        .await
+        .map_err(ApiError::internal)?;
+    if events.is_empty() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "no such message"));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "events": events })))
 }
 
 async fn system(req: HttpRequest, console: Data) -> Reply {

@@ -354,6 +354,18 @@ async fn every_role_boundary_holds() {
             &[Role::Security],
         ),
         (Method::GET, "/api/tracking".into(), None, &[Role::Security]),
+        (
+            Method::GET,
+            "/api/tracking/messages".into(),
+            None,
+            &[Role::Security],
+        ),
+        (
+            Method::GET,
+            format!("/api/tracking/messages/{missing}"),
+            None,
+            &[Role::Security],
+        ),
         (Method::GET, "/api/policy".into(), None, &[Role::Security]),
         (
             Method::PUT,
@@ -1601,4 +1613,101 @@ async fn the_policy_is_edited_versioned_scoped_and_rolled_back() {
             .any(|e| e.action == "policy.save" && e.detail.contains("allow notice@bank.test")),
         "{entries:?}"
     );
+}
+
+#[actix_web::test]
+async fn tracking_lists_messages_and_their_timelines() {
+    use jianmen_mta::tracking::{Event, EventKind};
+    let env = env().await;
+    let app = app!(env);
+    let (w, _) = ready(&app, &env, Role::Security).await;
+    let event = |queue_id: &str, at: i64, kind: EventKind, rcpts: &str, subject: &str| Event {
+        at,
+        queue_id: queue_id.into(),
+        kind,
+        mail_from: "sender@outside.test".into(),
+        rcpts: rcpts.into(),
+        subject: subject.into(),
+        client_ip: "192.0.2.7".into(),
+        class: "clean".into(),
+        score: 0.5,
+        detail: String::new(),
+        direction: String::new(),
+    };
+    let (a, b) = ("01TRACKAAAAAAAAAAAAAAAAAAA", "01TRACKBBBBBBBBBBBBBBBBBBB");
+    let t = &env.console.tracker;
+    t.record(event(
+        a,
+        100,
+        EventKind::Queued,
+        "x@example.com,y@other.test",
+        "budget 2027",
+    ));
+    t.record(event(b, 101, EventKind::Queued, "z@example.com", "lunch"));
+    t.record(event(a, 102, EventKind::Deferred, "y@other.test", ""));
+    t.record(event(a, 103, EventKind::Delivered, "x@example.com", ""));
+    t.record(event(a, 104, EventKind::Delivered, "y@other.test", ""));
+    t.flush().await;
+
+    let get = |path: String| {
+        let (app, w) = (&app, &w);
+        async move { call(app, Some(w), Method::GET, &path, None).await }
+    };
+    let (s, page, _, _) = get("/api/tracking/messages?subject=budget".into()).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert_eq!(page["total"], 1);
+    let row = &page["messages"][0];
+    assert_eq!(
+        (
+            row["first"]["queue_id"].as_str(),
+            row["latest"]["kind"].as_str(),
+            row["events"].as_i64()
+        ),
+        (Some(a), Some("delivered"), Some(4))
+    );
+    let (_, page, _, _) = get("/api/tracking/messages?id=01trackb".into()).await;
+    assert_eq!(page["messages"][0]["first"]["queue_id"], b, "{page}");
+    let (_, page, _, _) = get("/api/tracking/messages?limit=1&offset=1".into()).await;
+    assert_eq!(
+        (
+            page["total"].as_i64(),
+            page["messages"][0]["first"]["queue_id"].as_str()
+        ),
+        (Some(2), Some(a))
+    );
+    for bad in ["id=a%25b", "limit=1000", "id=x*"] {
+        let (s, _, _, _) = get(format!("/api/tracking/messages?{bad}")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let (s, timeline, _, _) = get(format!("/api/tracking/messages/{a}")).await;
+    assert_eq!(s, StatusCode::OK);
+    let kinds: Vec<&str> = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["queued", "deferred", "delivered", "delivered"],
+        "oldest first"
+    );
+    // A release is followed to its copy's delivery.
+    let copy = "01TRACKCCCCCCCCCCCCCCCCCCC";
+    t.record(Event {
+        detail: format!("released by console:x as {copy}"),
+        ..event(b, 105, EventKind::Released, "z@example.com", "")
+    });
+    t.record(event(copy, 106, EventKind::Delivered, "z@example.com", ""));
+    t.flush().await;
+    let (_, timeline, _, _) = get(format!("/api/tracking/messages/{b}")).await;
+    let kinds: Vec<&str> = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["queued", "released", "delivered"]);
+    let (s, _, _, _) = get("/api/tracking/messages/01NOSUCHNOSUCHNOSUCHNOSUCH".into()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }

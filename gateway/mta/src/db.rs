@@ -109,6 +109,23 @@ impl<'a> Filter<'a> {
         self
     }
 
+    /// `column` is one of `values` (none: nothing matches).
+    pub fn one_of(mut self, column: &str, values: Option<&[String]>) -> Self {
+        if let Some(values) = values {
+            if values.is_empty() {
+                self.sql.push(" AND 0");
+            } else {
+                self.sql.push(format!(" AND {column} IN ("));
+                let mut list = self.sql.separated(", ");
+                for v in values {
+                    list.push_bind(v.clone());
+                }
+                list.push_unseparated(")");
+            }
+        }
+        self
+    }
+
     /// A condition of the caller's own, `value` bound into it: `sql_before ? sql_after`.
     pub fn condition(mut self, sql_before: &str, value: Option<String>, sql_after: &str) -> Self {
         if let Some(v) = value {

@@ -84,6 +84,15 @@ pub struct Event {
     pub direction: String,
 }
 
+impl Event {
+    /// The queue id a release's copy is delivered under (its detail ends `as <queue id>`, as
+    /// `quarantine::Released::event` writes it).
+    pub fn released_copy(&self) -> Option<&str> {
+        let (_, id) = self.detail.rsplit_once(" as ")?;
+        (self.kind == EventKind::Released && crate::queue::spool::is_queue_id(id)).then_some(id)
+    }
+}
+
 /// A recorded event with its sequence number.
 #[derive(Debug, Clone, Serialize)]
 pub struct Recorded {
@@ -118,6 +127,10 @@ pub struct Query {
     pub kind: Option<String>,
     /// Queue id equals.
     pub queue_id: Option<String>,
+    /// Queue id starts with (upper-case letters and digits only; others are dropped).
+    pub queue_prefix: Option<String>,
+    /// Queue id is one of these (the messages another index found).
+    pub queue_ids: Option<Vec<String>>,
     /// Direction equals (`inbound`, `outbound`, `internal`).
     pub direction: Option<String>,
     /// Only events with a recipient in this domain (a per-domain administrator's scope).
@@ -142,6 +155,33 @@ enum Request {
     Flush(oneshot::Sender<()>),
     Purge(i64, oneshot::Sender<Result<u64, sqlx::Error>>),
 }
+
+/// One message as the tracking list shows it: its first event (how it came in, what the
+/// scanner said) and its latest (where it stands now).
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageRow {
+    /// The first event.
+    pub first: Event,
+    /// The latest event.
+    pub latest: Event,
+    /// Events recorded for it.
+    pub events: i64,
+}
+
+/// One page of messages, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessagePage {
+    /// Matching messages in all.
+    pub total: i64,
+    /// This page.
+    pub messages: Vec<MessageRow>,
+}
+
+/// Released copies a timeline follows at most.
+const MAX_COPIES: usize = 20;
+
+/// Most messages one page lists.
+pub const MAX_MESSAGES: u32 = 100;
 
 /// The tracking log: cheap to clone, shared by intake, delivery and the console.
 #[derive(Clone)]
@@ -230,6 +270,101 @@ impl Tracker {
         Ok(Page { total, events })
     }
 
+    /// One page of the messages any of whose events match, newest first. A message found by
+    /// one event (its subject is on the first) still shows its latest state.
+    pub async fn messages(&self, q: &Query) -> Result<MessagePage, StoreError> {
+        let total: i64 = filtered("SELECT COUNT(DISTINCT queue_id)", q)
+            .build()
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        let mut b = filtered("SELECT queue_id, MIN(seq) AS first", q);
+        b.push(" GROUP BY queue_id ORDER BY first DESC LIMIT ")
+            .push_bind(i64::from(q.limit.min(MAX_MESSAGES)))
+            .push(" OFFSET ")
+            .push_bind(i64::from(q.offset));
+        let ids: Vec<String> = b
+            .build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get("queue_id"))
+            .collect::<Result<_, _>>()?;
+        // Each message's whole record (within the caller's domain), not only what matched.
+        let whole = Query {
+            domain: q.domain.clone(),
+            queue_ids: Some(ids),
+            ..Query::default()
+        };
+        let mut b = filtered(
+            "SELECT queue_id, MIN(seq) AS first, MAX(seq) AS latest, COUNT(*) AS n",
+            &whole,
+        );
+        b.push(" GROUP BY queue_id ORDER BY first DESC");
+        let spans: Vec<(i64, i64, i64)> = b
+            .build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("first")?, r.try_get("latest")?, r.try_get("n")?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        let mut b = QueryBuilder::<Sqlite>::new("SELECT * FROM events WHERE seq IN (");
+        let mut seqs = b.separated(", ");
+        for (first, latest, _) in &spans {
+            seqs.push_bind(*first);
+            seqs.push_bind(*latest);
+        }
+        seqs.push_unseparated(")");
+        let mut events: std::collections::HashMap<i64, Event> = if spans.is_empty() {
+            Default::default()
+        } else {
+            b.build()
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| recorded(r).map(|e| (e.seq, e.event)))
+                .collect::<Result<_, _>>()?
+        };
+        let mut messages = Vec::with_capacity(spans.len());
+        for (first, latest, n) in spans {
+            let latest_event = events.get(&latest).cloned();
+            if let (Some(first), Some(latest)) = (events.remove(&first), latest_event) {
+                messages.push(MessageRow {
+                    first,
+                    latest,
+                    events: n,
+                });
+            }
+        }
+        Ok(MessagePage { total, messages })
+    }
+
+    /// A message's events oldest first, with those of the copies released from it (they are
+    /// delivered under queue ids of their own), within `domain` when given.
+    pub async fn timeline(
+        &self,
+        queue_id: &str,
+        domain: Option<&str>,
+    ) -> Result<Vec<Recorded>, StoreError> {
+        let of = |ids: Vec<String>| Query {
+            queue_ids: Some(ids),
+            domain: domain.map(str::to_owned),
+            limit: MAX_PAGE,
+            ..Query::default()
+        };
+        let mut events = self.search(&of(vec![queue_id.to_owned()])).await?.events;
+        let copies: Vec<String> = events
+            .iter()
+            .filter_map(|e| e.event.released_copy().map(str::to_owned))
+            .take(MAX_COPIES)
+            .collect();
+        if !copies.is_empty() {
+            events.extend(self.search(&of(copies)).await?.events);
+        }
+        events.sort_by_key(|e| e.seq);
+        Ok(events)
+    }
+
     /// Deletes events older than `before` (Unix time); returns how many.
     pub async fn purge(&self, before: i64) -> Result<u64, StoreError> {
         let (done, wait) = oneshot::channel();
@@ -311,6 +446,15 @@ fn filtered<'a>(select: &str, q: &'a Query) -> QueryBuilder<'a, Sqlite> {
         .equals("class", q.class.clone())
         .equals("kind", q.kind.clone())
         .equals("queue_id", q.queue_id.clone())
+        .condition(
+            " AND queue_id LIKE ",
+            q.queue_prefix.as_ref().map(|p| {
+                let p: String = p.chars().filter(char::is_ascii_alphanumeric).collect();
+                format!("{}%", p.to_ascii_uppercase())
+            }),
+            "",
+        )
+        .one_of("queue_id", q.queue_ids.as_deref())
         .equals("direction", q.direction.clone())
         // `,a@x,b@y,` LIKE `%@x,%`: the domain must end where the address ends, or the
         // administrator of example.co would see example.com's mail.
@@ -462,6 +606,72 @@ mod tests {
             direction: "inbound".into(),
             detail: String::new(),
         }
+    }
+
+    /// A message is one row however many events it has, found by any of them, showing its
+    /// first event and its latest; queue ids are found by prefix.
+    #[tokio::test]
+    async fn messages_are_listed_once_with_their_latest_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tracker::open(dir.path()).await.unwrap();
+        let at = |queue_id: &str, at: i64, kind: EventKind, subject: &str| Event {
+            queue_id: queue_id.into(),
+            ..event(at, kind, "a@example.com", subject)
+        };
+        t.record(at("01AAA", 10, EventKind::Queued, "quarterly report"));
+        t.record(at("01BBB", 11, EventKind::Quarantined, "invoice"));
+        t.record(at("01AAA", 12, EventKind::Deferred, ""));
+        t.record(at("01AAA", 13, EventKind::Delivered, ""));
+        t.record(at("01BBB", 14, EventKind::Released, ""));
+        t.flush().await;
+        let q = |f: fn(&mut Query)| {
+            let mut q = Query {
+                limit: 10,
+                ..Query::default()
+            };
+            f(&mut q);
+            q
+        };
+        let all = t.messages(&q(|_| {})).await.unwrap();
+        assert_eq!(all.total, 2);
+        let rows: Vec<(&str, EventKind, i64)> = all
+            .messages
+            .iter()
+            .map(|m| (m.first.queue_id.as_str(), m.latest.kind, m.events))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("01BBB", EventKind::Released, 2),
+                ("01AAA", EventKind::Delivered, 3)
+            ]
+        );
+        // The subject is on the first event only; the row still says it was delivered.
+        let found = t
+            .messages(&q(|q| q.subject = Some("quarterly".into())))
+            .await
+            .unwrap();
+        assert_eq!(found.total, 1);
+        assert_eq!(found.messages[0].first.subject, "quarterly report");
+        assert_eq!(found.messages[0].latest.kind, EventKind::Delivered);
+        let by_prefix = t
+            .messages(&q(|q| q.queue_prefix = Some("01b".into())))
+            .await
+            .unwrap();
+        assert_eq!(by_prefix.messages[0].first.queue_id, "01BBB");
+        let wildcard = t
+            .messages(&q(|q| q.queue_prefix = Some("%".into())))
+            .await
+            .unwrap();
+        assert_eq!(
+            wildcard.total, 2,
+            "a prefix of no letters matches all, not a pattern"
+        );
+        let none = t
+            .messages(&q(|q| q.queue_ids = Some(Vec::new())))
+            .await
+            .unwrap();
+        assert_eq!((none.total, none.messages.len()), (0, 0));
     }
 
     /// Finding 8 of the hardening review: the domain filter had no closing delimiter, so the
