@@ -103,8 +103,26 @@ await run('console', async (page, shots) => {
   const actionsOn = async (name) => page.locator('tr', { has: page.locator(`td:text-is("${name}")`) }).locator('button').count();
   if (await actionsOn(env('JM_SEC_USER')) !== 0) throw new Error('actions offered on the security administrator');
   if (await actionsOn(env('JM_AUD_USER')) !== 0) throw new Error('actions offered on the audit administrator');
-  if (await actionsOn(env('JM_SYS_USER')) !== 3) throw new Error('no actions on the system administrator');
+  // Reset and delete; no "unlock" for an account that is not locked.
+  if (await actionsOn(env('JM_SYS_USER')) !== 2) throw new Error('not reset and delete on the system administrator');
+  // (In English: the auditor switched the language above, and the choice is kept.)
+  if (!(await page.textContent('main')).includes('at least 12 characters')) throw new Error('the password rules are not stated');
+  // A new account's one-time password is shown on its own; deleting it asks first, and a
+  // "no" keeps it.
+  await page.fill('#account-name', 'ops2');
+  await page.click('#account-form button[type=submit]');
+  await page.waitForSelector('#onetime-password');
+  if ((await page.textContent('#onetime-password')).length < 12) throw new Error('no one-time password shown');
   await page.screenshot({ path: `${shots}/7-accounts.png`, fullPage: true });
+  const deleteOps = page.locator('tr', { has: page.locator('td:text-is("ops2")') }).locator('button[data-act=delete]');
+  let question = '';
+  page.once('dialog', (d) => { question = d.message(); d.dismiss(); });
+  await deleteOps.click();
+  await page.waitForTimeout(300);
+  if (!question.includes('ops2') || await deleteOps.count() !== 1) throw new Error(`deleting did not ask first, or went on after a no: "${question}"`);
+  page.once('dialog', (d) => d.accept());
+  await deleteOps.click();
+  await page.waitForFunction(() => ![...document.querySelectorAll('td')].some((td) => td.textContent === 'ops2'));
 
   return verdict;
 });

@@ -108,6 +108,10 @@ const T = {
     prevPage: '上一页', nextPage: '下一页', pageOf: '第 {at} / {pages} 页，共 {total} 封', verdict: '判定',
     idSearch: '队列 ID（开头）或 Message-ID', allClasses: '全部类别', allDirections: '全部方向', timeline: '处理过程',
     cls_clean: '正常',
+    onetimeTitle: '{name} 的一次性密码', copy: '复制', onetimeHelp: '此密码只显示这一次，请现在通过安全渠道交给本人；首次登录时必须修改。',
+    confirmReset: '确定重置 {name} 的密码？其当前密码立即失效，并生成新的一次性密码。', confirmDeleteAccount: '确定删除账号 {name}？此操作无法撤销。',
+    confirmUnlock: '确定解锁 {name}？', newAccount: '新建账号',
+    passwordRules: '密码规则：至少 {n} 个字符，包含大写字母、小写字母、数字和符号中的至少三类；连续 5 次输错将锁定 30 分钟。',
   },
   en: {
     dashboard: 'Dashboard', quarantine: 'Quarantine', tracking: 'Tracking', policy: 'Policy',
@@ -225,6 +229,10 @@ const T = {
     prevPage: 'Previous', nextPage: 'Next', pageOf: 'Page {at} of {pages}, {total} messages', verdict: 'Verdict',
     idSearch: 'Queue id (start) or Message-ID', allClasses: 'All classes', allDirections: 'All directions', timeline: 'Timeline',
     cls_clean: 'Clean',
+    onetimeTitle: 'One-time password of {name}', copy: 'Copy', onetimeHelp: 'Shown this once only: hand it to its owner now over a safe channel; it must be changed at first sign-in.',
+    confirmReset: 'Reset the password of {name}? Their current password stops working at once and a new one-time password is made.', confirmDeleteAccount: 'Delete the account {name}? This cannot be undone.',
+    confirmUnlock: 'Unlock {name}?', newAccount: 'New account',
+    passwordRules: 'Passwords: at least {n} characters, with at least three of upper case, lower case, digits and symbols; 5 wrong attempts in a row lock the account for 30 minutes.',
   },
 };
 
@@ -328,6 +336,7 @@ function passwordPage() {
   } },
   el('h1', {}, t('changePassword')),
   me && me.account.must_change ? el('p', { class: 'notice' }, t('mustChange')) : null,
+  el('p', { class: 'muted', id: 'password-rules' }, fill(t('passwordRules'), { n: (me && me.password_min_length) || 12 })),
   el('label', { for: 'current' }, t('currentPassword')), el('input', { id: 'current', type: 'password', autocomplete: 'current-password', required: true }),
   el('label', { for: 'new' }, t('newPassword')), el('input', { id: 'new', type: 'password', autocomplete: 'new-password', required: true }),
   msg, el('button', { class: 'primary', type: 'submit', id: 'save-password' }, t('save')));
@@ -885,29 +894,38 @@ function manages(a) {
   return me.account.role === 'system' ? a.role === 'system' && !a.domain : a.role === 'security' && !!a.domain;
 }
 
-async function accountsPage() {
+async function accountsPage(shown) {
   const msg = el('p', { role: 'status', id: 'account-result' });
-  const show = (r) => { msg.className = 'notice'; msg.textContent = `${r.name}: ${t('initialPassword')} ${r.initial_password}`; };
-  const act = async (name, what) => {
-    try { const r = await api('POST', `/api/accounts/${encodeURIComponent(name)}/${what}`); if (r) show(r); await accountsPage(); main().append(msg); } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+  // A new or reset password is shown once, on its own card, until the page is left.
+  const onetime = shown ? el('div', { class: 'card onetime', id: 'onetime', role: 'alert' },
+    el('h2', {}, fill(t('onetimeTitle'), { name: shown.name })),
+    el('p', {}, el('code', { id: 'onetime-password' }, shown.initial_password), ' ',
+      el('button', { class: 'plain', type: 'button', onclick: () => navigator.clipboard && navigator.clipboard.writeText(shown.initial_password) }, t('copy'))),
+    el('p', { class: 'muted' }, t('onetimeHelp'))) : null;
+  const act = async (a, what) => {
+    const question = { reset: 'confirmReset', delete: 'confirmDeleteAccount', unlock: 'confirmUnlock' }[what];
+    if (!confirm(fill(t(question), { name: a.name }))) return;
+    try { const r = await api('POST', `/api/accounts/${encodeURIComponent(a.name)}/${what}`); await accountsPage(r && r.initial_password ? r : null); } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
   };
   let list;
   try { list = await api('GET', '/api/accounts'); } catch (e) { page(t('accounts')); return fail(e); }
-  const form = el('form', { class: 'filters', onsubmit: async (ev) => {
+  const form = el('form', { class: 'filters', id: 'account-form', onsubmit: async (ev) => {
     ev.preventDefault();
     const f = Object.fromEntries(new FormData(form));
-    try { const r = await api('POST', '/api/accounts', { name: f.name, role: f.role, domain: f.domain || null }); await accountsPage(); show(r); main().append(msg); } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+    try { const r = await api('POST', '/api/accounts', { name: f.name, role: f.role, domain: f.domain || null }); await accountsPage(r); } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
   } },
-  el('input', { name: 'name', placeholder: t('username'), required: true }),
-  el('select', { name: 'role' }, [me.account.role].map((r) => el('option', { value: r }, t('roles')[r]))),
-  me.account.role === 'security' ? el('input', { name: 'domain', placeholder: t('domain'), required: true }) : null,
+  el('label', { class: 'inline' }, t('username'), ' ', el('input', { name: 'name', id: 'account-name', required: true, maxlength: 64, autocomplete: 'off' })),
+  el('label', { class: 'inline' }, t('role'), ' ', el('select', { name: 'role' }, [me.account.role].map((r) => el('option', { value: r }, t('roles')[r])))),
+  me.account.role === 'security' ? el('label', { class: 'inline' }, t('domain'), ' ', el('input', { name: 'domain', id: 'account-domain', required: true })) : null,
   el('button', { class: 'primary', type: 'submit' }, t('create')));
-  page(t('accounts'), el('p', { class: 'muted' }, t('atAppliance')), el('div', { class: 'card' }, form, msg),
+  const now = Date.now() / 1000;
+  page(t('accounts'), onetime, el('p', { class: 'muted' }, t('atAppliance')),
+    el('div', { class: 'card' }, el('h2', {}, t('newAccount')), el('p', { class: 'muted' }, fill(t('passwordRules'), { n: me.password_min_length || 12 })), form, msg),
     table([t('username'), t('role'), t('domain'), t('created'), t('lastLogin'), t('locked'), ''],
-      list.map((a) => ({ cells: [a.name, t('roles')[a.role], a.domain || '', when(a.created_at), when(a.last_login), a.locked_until ? when(a.locked_until) : '',
-        manages(a) ? el('span', {}, el('button', { class: 'plain', onclick: () => act(a.name, 'reset') }, t('reset')), ' ',
-          el('button', { class: 'plain', onclick: () => act(a.name, 'unlock') }, t('unlock')), ' ',
-          el('button', { class: 'danger', onclick: () => act(a.name, 'delete') }, t('delete'))) : ''] }))));
+      list.map((a) => ({ cells: [a.name, t('roles')[a.role], a.domain || '', when(a.created_at), when(a.last_login), a.locked_until > now ? when(a.locked_until) : '',
+        manages(a) ? el('span', { class: 'actions' }, el('button', { class: 'plain', 'data-act': 'reset', onclick: () => act(a, 'reset') }, t('reset')),
+          a.locked_until > now ? el('button', { class: 'plain', 'data-act': 'unlock', onclick: () => act(a, 'unlock') }, t('unlock')) : null,
+          el('button', { class: 'danger', 'data-act': 'delete', onclick: () => act(a, 'delete') }, t('delete'))) : ''] }))));
 }
 
 async function auditPage() {

@@ -191,7 +191,7 @@ async fn login(req: HttpRequest, console: Data, body: web::Json<Login>) -> Reply
             Ok(HttpResponse::Ok()
                 .cookie(cookie)
                 .insert_header((header::CACHE_CONTROL, "no-store"))
-                .json(&new.session))
+                .json(session_view(&new.session, &console)))
         }
         Err(e) => {
             let safe_name: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
@@ -226,7 +226,16 @@ async fn session(req: HttpRequest, console: Data) -> Reply {
     let s = authorize(&req, &console, &[]).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(&s))
+        .json(session_view(&s, &console)))
+}
+
+/// The session, with the password rules the pages state before a password is typed.
+fn session_view(s: &super::Session, console: &Console) -> serde_json::Value {
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    if let (Some(map), Some(c)) = (v.as_object_mut(), &console.config.console) {
+        map.insert("password_min_length".into(), c.password_min_length.into());
+    }
+    v
 }
 
 #[derive(Deserialize)]
