@@ -259,3 +259,25 @@ fn policy_edited_in_chromium_applies_to_the_next_message() {
         "the spam is held: {text}"
     );
 }
+
+/// Two-step sign-in turned on in Chromium; afterwards the password alone does not sign in.
+#[test]
+fn two_step_sign_in_is_turned_on_and_then_needed() {
+    let browser = Browser::ready();
+    let sink = Sink::start(&[]);
+    let console_port = free_port();
+    let setup = Setup::new(sink.port, sink.port)
+        .section(&format!("[console]\nlisten = \"127.0.0.1:{console_port}\""));
+    let gw = Gateway::start(&setup);
+    let (user, pass) = gw.initial_account("security");
+    browser.run(
+        "totp.mjs",
+        &[
+            ("JM_URL", format!("https://127.0.0.1:{console_port}/")),
+            ("JM_SEC_USER", user),
+            ("JM_SEC_PASS", pass),
+            ("JM_NEW_PASS", "Pass-Of-Jianmen-2026".into()),
+        ],
+        || gw.log(),
+    );
+}

@@ -112,6 +112,11 @@ const T = {
     confirmReset: '确定重置 {name} 的密码？其当前密码立即失效，并生成新的一次性密码。', confirmDeleteAccount: '确定删除账号 {name}？此操作无法撤销。',
     confirmUnlock: '确定解锁 {name}？', newAccount: '新建账号',
     passwordRules: '密码规则：至少 {n} 个字符，包含大写字母、小写字母、数字和符号中的至少三类；连续 5 次输错将锁定 30 分钟。',
+    totpCode: '动态验证码（6 位）', totpNeeded: '密码正确。请输入身份验证器 App 中的 6 位动态验证码。', totpTitle: '两步验证（动态验证码）',
+    totpOn: '已启用：登录时需要密码和身份验证器 App 中的动态验证码。', totpOff: '未启用。启用后，登录时除密码外还需输入手机身份验证器 App（如 Microsoft Authenticator、Google 身份验证器、FreeOTP）中的 6 位动态验证码。',
+    totpStart: '启用两步验证', totpScan: '用身份验证器 App 扫描二维码（或手动输入下方密钥），再输入 App 显示的 6 位验证码以确认：',
+    totpSecret: '密钥：', totpConfirm: '确认启用', totpEnabled: '两步验证已启用。', totpRemove: '停用两步验证', totpRemoved: '两步验证已停用。',
+    confirmTotpOff: '确定停用两步验证？之后只凭密码即可登录。', mySecurity: '密码与两步验证',
   },
   en: {
     dashboard: 'Dashboard', quarantine: 'Quarantine', tracking: 'Tracking', policy: 'Policy',
@@ -233,6 +238,11 @@ const T = {
     confirmReset: 'Reset the password of {name}? Their current password stops working at once and a new one-time password is made.', confirmDeleteAccount: 'Delete the account {name}? This cannot be undone.',
     confirmUnlock: 'Unlock {name}?', newAccount: 'New account',
     passwordRules: 'Passwords: at least {n} characters, with at least three of upper case, lower case, digits and symbols; 5 wrong attempts in a row lock the account for 30 minutes.',
+    totpCode: 'One-time code (6 digits)', totpNeeded: 'Password accepted. Enter the 6-digit code from your authenticator app.', totpTitle: 'Two-step sign-in (one-time codes)',
+    totpOn: 'On: signing in needs the password and a code from your authenticator app.', totpOff: 'Off. When on, signing in needs, besides the password, the 6-digit code of an authenticator app on your phone (Microsoft Authenticator, Google Authenticator, FreeOTP…).',
+    totpStart: 'Turn on two-step sign-in', totpScan: 'Scan the QR code with your authenticator app (or type the key below), then enter the 6-digit code it shows to confirm:',
+    totpSecret: 'Key:', totpConfirm: 'Confirm', totpEnabled: 'Two-step sign-in is on.', totpRemove: 'Turn off two-step sign-in', totpRemoved: 'Two-step sign-in is off.',
+    confirmTotpOff: 'Turn off two-step sign-in? The password alone will then sign you in.', mySecurity: 'Password and two-step sign-in',
   },
 };
 
@@ -264,7 +274,7 @@ async function api(method, path, body) {
   // A session that ended sends the user back to sign in; the sign-in itself and route()'s own
   // "am I signed in?" probe do not (a probe answered late would undo a sign-in just made).
   if (r.status === 401 && path !== '/api/login' && path !== '/api/session') { me = null; location.hash = '#/login'; }
-  if (!r.ok) throw new Error((data && data.error) || r.statusText);
+  if (!r.ok) throw Object.assign(new Error((data && data.error) || r.statusText), { field: data && data.field });
   return data;
 }
 
@@ -304,24 +314,79 @@ function renderChrome() {
   for (const p of pagesOf(me.account)) {
     nav.append(el('a', { href: `#/${p}`, class: p === current ? 'active' : null }, t(p)));
   }
-  nav.append(el('a', { href: '#/password', class: current === 'password' ? 'active' : null }, t('changePassword')));
+  nav.append(el('a', { href: '#/password', class: current === 'password' ? 'active' : null }, t('mySecurity')));
 }
 
 function loginPage() {
   const err = el('p', { class: 'error', role: 'alert' });
+  // Shown once the password was right for an account with a second factor.
+  const code = el('div', { id: 'totp-step', hidden: true },
+    el('label', { for: 'totp' }, t('totpCode')), el('input', { id: 'totp', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 6, pattern: '[0-9]{6}' }));
   const form = el('form', { class: 'card login', onsubmit: async (ev) => {
     ev.preventDefault();
     try {
-      me = await api('POST', '/api/login', { username: $('username').value, password: $('password').value });
+      me = await api('POST', '/api/login', { username: $('username').value, password: $('password').value, ...(code.hidden ? {} : { totp: $('totp').value }) });
       location.hash = me.account.must_change ? '#/password' : `#/${PAGES[me.account.role][0]}`;
       route();
-    } catch (e) { err.textContent = e.message; }
+    } catch (e) {
+      if (e.field === 'totp' && code.hidden) { code.hidden = false; err.textContent = t('totpNeeded'); $('totp').focus(); return; }
+      err.textContent = e.message;
+    }
   } },
   el('h1', {}, t('login')),
   el('label', { for: 'username' }, t('username')), el('input', { id: 'username', autocomplete: 'username', required: true }),
   el('label', { for: 'password' }, t('password')), el('input', { id: 'password', type: 'password', autocomplete: 'current-password', required: true }),
-  err, el('button', { class: 'primary', type: 'submit', id: 'signin' }, t('signin')));
+  code, err, el('button', { class: 'primary', type: 'submit', id: 'signin' }, t('signin')));
   main().replaceChildren(form);
+}
+
+// A QR code drawn from the server's modules (no image from elsewhere, no script of its own).
+function qrCode(qr) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  const n = qr.size + 8;
+  svg.setAttribute('viewBox', `0 0 ${n} ${n}`);
+  svg.setAttribute('class', 'qr');
+  svg.setAttribute('role', 'img');
+  const bg = document.createElementNS(ns, 'rect');
+  bg.setAttribute('width', n); bg.setAttribute('height', n); bg.setAttribute('fill', '#fff');
+  svg.append(bg);
+  let d = '';
+  for (let y = 0; y < qr.size; y++) for (let x = 0; x < qr.size; x++) if (qr.modules[y * qr.size + x] === '1') d += `M${x + 4} ${y + 4}h1v1h-1z`;
+  const path = document.createElementNS(ns, 'path');
+  path.setAttribute('d', d);
+  svg.append(path);
+  return svg;
+}
+
+// The caller's second factor: add it (scan, confirm a code) or remove it (with a code).
+function totpCard() {
+  const msg = el('p', { role: 'status', id: 'totp-result' });
+  const box = el('div', { class: 'card', id: 'totp-card' }, el('h2', {}, t('totpTitle')));
+  const codeInput = () => el('input', { id: 'totp-code', inputmode: 'numeric', maxlength: 6, 'aria-label': t('totpCode'), placeholder: t('totpCode') });
+  const done = async (text) => { me = await api('GET', '/api/session'); box.replaceWith(totpCard()); $('totp-result').className = 'notice'; $('totp-result').textContent = text; };
+  if (me.account.totp) {
+    const input = codeInput();
+    box.append(el('p', {}, t('totpOn')), el('form', { class: 'filters', onsubmit: async (ev) => {
+      ev.preventDefault();
+      if (!confirm(t('confirmTotpOff'))) return;
+      try { await api('POST', '/api/totp/remove', { code: input.value }); await done(t('totpRemoved')); } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+    } }, input, el('button', { class: 'danger', type: 'submit', id: 'totp-remove' }, t('totpRemove'))), msg);
+  } else {
+    box.append(el('p', { class: 'muted' }, t('totpOff')), el('button', { class: 'primary', id: 'totp-begin', onclick: async () => {
+      try {
+        const r = await api('POST', '/api/totp/begin');
+        const input = codeInput();
+        box.replaceChildren(el('h2', {}, t('totpTitle')), el('p', {}, t('totpScan')), qrCode(r.qr),
+          el('p', {}, t('totpSecret'), ' ', el('code', { id: 'totp-secret' }, r.secret)),
+          el('form', { class: 'filters', onsubmit: async (ev) => {
+            ev.preventDefault();
+            try { await api('POST', '/api/totp/confirm', { code: input.value }); await done(t('totpEnabled')); } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+          } }, input, el('button', { class: 'primary', type: 'submit', id: 'totp-confirm' }, t('totpConfirm'))), msg);
+      } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+    } }, t('totpStart')), msg);
+  }
+  return box;
 }
 
 function passwordPage() {
@@ -340,7 +405,7 @@ function passwordPage() {
   el('label', { for: 'current' }, t('currentPassword')), el('input', { id: 'current', type: 'password', autocomplete: 'current-password', required: true }),
   el('label', { for: 'new' }, t('newPassword')), el('input', { id: 'new', type: 'password', autocomplete: 'new-password', required: true }),
   msg, el('button', { class: 'primary', type: 'submit', id: 'save-password' }, t('save')));
-  main().replaceChildren(form);
+  main().replaceChildren(form, me && !me.account.must_change ? totpCard() : '');
 }
 
 function table(headers, rows, onclick) {

@@ -56,8 +56,12 @@ pub enum AccountError {
     BadCredentials,
     /// Too many failures; try again after this Unix time. Sign-in answers it like
     /// [`AccountError::BadCredentials`]; the audit log tells them apart.
-    #[error("account locked until {0}")]
+    #[error("account locked until {}", utc(*.0))]
     Locked(i64),
+    /// The password was right and the account has a second factor: the one-time code is
+    /// needed (a wrong or used one counts as a failed sign-in).
+    #[error("enter the one-time code of your authenticator app")]
+    CodeNeeded,
     /// Too many failed sign-ins from this source address lately.
     #[error("too many failed sign-ins from this address; try again later")]
     TooManyAttempts,
@@ -119,6 +123,8 @@ pub struct Account {
     pub created_at: i64,
     /// Unix time of the last successful login.
     pub last_login: Option<i64>,
+    /// Signing in needs a one-time code (TOTP, RFC 6238) besides the password.
+    pub totp: bool,
 }
 
 /// A signed-in session, as a request sees it.
@@ -360,7 +366,33 @@ fn account(row: &sqlx::sqlite::SqliteRow) -> Result<Account, AccountError> {
         failures: row.try_get("failures")?,
         created_at: row.try_get("created_at")?,
         last_login: row.try_get("last_login")?,
+        totp: row.try_get("totp")?,
     })
+}
+
+/// A Unix time as the audit log words it.
+fn utc(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0).map_or_else(
+        || t.to_string(),
+        |d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
+}
+
+/// The one-time code generator of a secret: RFC 6238's defaults (HMAC-SHA-1, 6 digits, 30 s),
+/// which every authenticator app reads, and one step of clock skew either way.
+fn totp(secret: &[u8]) -> Result<totp_rs::Totp, AccountError> {
+    totp_rs::Builder::new()
+        .with_secret(secret.to_vec())
+        .build()
+        .map_err(|e| AccountError::Hash(format!("one-time code: {e}")))
+}
+
+/// The step `code` is valid for at `now`, if it is one of `secret_b32`'s.
+fn code_step(secret_b32: &str, code: &str, now: i64) -> Result<Option<i64>, AccountError> {
+    let secret = totp_rs::Secret::try_from_base32(secret_b32)
+        .map_err(|e| AccountError::Hash(format!("one-time code secret: {e:?}")))?;
+    let step = totp(secret.as_ref())?.check(code.trim(), u64::try_from(now).unwrap_or(0));
+    Ok(step.and_then(|s| i64::try_from(s).ok()))
 }
 
 /// Whether `actor` may create, reset, unlock or delete, from the console, an account of
@@ -386,8 +418,8 @@ fn kind(role: Role, domain: Option<&str>) -> &'static str {
     }
 }
 
-const ACCOUNT_COLUMNS: &str =
-    "name, role, domain, must_change, locked_until, failures, created_at, last_login";
+const ACCOUNT_COLUMNS: &str = "name, role, domain, must_change, locked_until, failures, created_at, \
+     last_login, totp_secret IS NOT NULL AS totp";
 
 impl Accounts {
     /// Opens (creating) `data_dir/console.db`.
@@ -397,7 +429,11 @@ impl Accounts {
             durability: jianmen_mta::db::Durability::PowerLoss,
             readers: 0,
             schema: &[SCHEMA],
-            added_columns: &[],
+            added_columns: &[
+                ("accounts", "totp_secret", "TEXT"),
+                ("accounts", "totp_pending", "TEXT"),
+                ("accounts", "totp_step", "INTEGER NOT NULL DEFAULT 0"),
+            ],
         }
         .open()
         .await?
@@ -477,15 +513,16 @@ impl Accounts {
         Ok(password)
     }
 
-    /// Gives an account a new generated password (returned once), unlocks it and ends its
-    /// sessions.
+    /// Gives an account a new generated password (returned once), unlocks it, ends its
+    /// sessions and removes its second factor: a reset is how an administrator who lost the
+    /// phone gets back in, and the new password must be changed at first sign-in anyway.
     pub async fn reset(&self, name: &str) -> Result<String, AccountError> {
         let password = generated_password(name, self.rules.password_min_length)?;
         let p = password.clone();
         let hashed = blocking(move || hash(&p)).await??;
         let n = sqlx::query(
-            "UPDATE accounts SET hash = ?, must_change = 1, failures = 0, locked_until = 0
-             WHERE name = ?",
+            "UPDATE accounts SET hash = ?, must_change = 1, failures = 0, locked_until = 0,
+             totp_secret = NULL, totp_pending = NULL WHERE name = ?",
         )
         .bind(hashed)
         .bind(name)
@@ -576,6 +613,7 @@ impl Accounts {
         &self,
         name: &str,
         password: &str,
+        code: Option<&str>,
         ip: &str,
         now: i64,
     ) -> Result<NewSession, AccountError> {
@@ -584,7 +622,7 @@ impl Accounts {
         }
         let checked = {
             let _turn = self.attempts.turn(name).lock().await;
-            self.check_password(name, password, now).await
+            self.check_password(name, password, code, now).await
         };
         if let Err(AccountError::BadCredentials | AccountError::Locked(_)) = &checked {
             self.attempts.failed(ip, now);
@@ -603,12 +641,15 @@ impl Accounts {
         &self,
         name: &str,
         password: &str,
+        code: Option<&str>,
         now: i64,
     ) -> Result<(), AccountError> {
-        let row = sqlx::query("SELECT hash, locked_until FROM accounts WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT hash, locked_until, totp_secret, totp_step FROM accounts WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(row) = row else {
             // Spend the same time as a real check so names cannot be probed by timing.
             let p = password.to_owned();
@@ -631,16 +672,26 @@ impl Accounts {
         let p = password.to_owned();
         self.attempts.checked.fetch_add(1, Ordering::Relaxed);
         if !blocking(move || verify(&p, &stored)).await? {
-            if failures >= i64::from(self.rules.lockout_failures) {
-                let until = now + i64::from(self.rules.lockout_minutes) * 60;
-                sqlx::query("UPDATE accounts SET failures = 0, locked_until = ? WHERE name = ?")
-                    .bind(until)
-                    .bind(name)
-                    .execute(&self.pool)
-                    .await?;
-                return Err(AccountError::Locked(until));
+            return Err(self.failed(name, failures, now).await?);
+        }
+        // The second factor: until a right code comes, the failure counted above stands, so
+        // password-only attempts on such an account still run into the lockout.
+        if let Some(secret) = row.try_get::<Option<String>, _>("totp_secret")? {
+            let Some(code) = code else {
+                return Err(AccountError::CodeNeeded);
+            };
+            let last: i64 = row.try_get("totp_step")?;
+            // A code is taken once: a step at or before the last one used is refused.
+            match code_step(&secret, code, now)? {
+                Some(step) if step > last => {
+                    sqlx::query("UPDATE accounts SET totp_step = ? WHERE name = ?")
+                        .bind(step)
+                        .bind(name)
+                        .execute(&self.pool)
+                        .await?;
+                }
+                _ => return Err(self.failed(name, failures, now).await?),
             }
-            return Err(AccountError::BadCredentials);
         }
         // The success clears the failures while the name's turn is held: cleared later, it would
         // also wipe failures that attempts after it have counted, and let them check more
@@ -652,6 +703,102 @@ impl Accounts {
         .bind(name)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// A failed check: locks the account once `failures` reach the limit.
+    async fn failed(
+        &self,
+        name: &str,
+        failures: i64,
+        now: i64,
+    ) -> Result<AccountError, AccountError> {
+        if failures >= i64::from(self.rules.lockout_failures) {
+            let until = now + i64::from(self.rules.lockout_minutes) * 60;
+            sqlx::query("UPDATE accounts SET failures = 0, locked_until = ? WHERE name = ?")
+                .bind(until)
+                .bind(name)
+                .execute(&self.pool)
+                .await?;
+            return Ok(AccountError::Locked(until));
+        }
+        Ok(AccountError::BadCredentials)
+    }
+
+    /// Starts enrolling a second factor: a new secret (160 random bits), kept aside until a
+    /// code from it is confirmed; returned in base32 for the authenticator app.
+    pub async fn totp_begin(&self, name: &str) -> Result<String, AccountError> {
+        let mut secret = [0u8; 20];
+        SystemRandom::new()
+            .fill(&mut secret)
+            .map_err(|_| AccountError::Hash("no randomness".into()))?;
+        let b32 = totp_rs::Secret::from(secret).to_base32();
+        let n = sqlx::query("UPDATE accounts SET totp_pending = ? WHERE name = ?")
+            .bind(&b32)
+            .bind(name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(AccountError::NotFound(name.to_owned()));
+        }
+        Ok(b32)
+    }
+
+    /// Puts the secret being enrolled in force once `code` shows the app has it.
+    pub async fn totp_confirm(&self, name: &str, code: &str, now: i64) -> Result<(), AccountError> {
+        let pending: Option<String> =
+            sqlx::query_scalar("SELECT totp_pending FROM accounts WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten();
+        let Some(pending) = pending else {
+            return Err(AccountError::Invalid {
+                field: "code",
+                reason: "start the set-up first".into(),
+            });
+        };
+        let Some(step) = code_step(&pending, code, now)? else {
+            return Err(AccountError::Invalid {
+                field: "code",
+                reason: "that code is not right: check the phone's clock and try the next one"
+                    .into(),
+            });
+        };
+        sqlx::query(
+            "UPDATE accounts SET totp_secret = totp_pending, totp_pending = NULL, totp_step = ?
+             WHERE name = ?",
+        )
+        .bind(step)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes the second factor, when `code` is a current one of it.
+    pub async fn totp_remove(&self, name: &str, code: &str, now: i64) -> Result<(), AccountError> {
+        let secret: Option<String> =
+            sqlx::query_scalar("SELECT totp_secret FROM accounts WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten();
+        let right = match &secret {
+            Some(s) => code_step(s, code, now)?.is_some(),
+            None => false,
+        };
+        if !right {
+            return Err(AccountError::Invalid {
+                field: "code",
+                reason: "that code is not right".into(),
+            });
+        }
+        sqlx::query("UPDATE accounts SET totp_secret = NULL, totp_pending = NULL WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -834,7 +981,7 @@ mod tests {
                 };
                 tokio::spawn(async move {
                     accounts
-                        .login(&name, &password, &format!("10.0.0.{i}"), 1000)
+                        .login(&name, &password, None, &format!("10.0.0.{i}"), 1000)
                         .await
                         .map(|_| ())
                 })
@@ -856,7 +1003,9 @@ mod tests {
             accounts.passwords_checked()
         );
         assert!(matches!(
-            accounts.login(&name, &password, "10.0.1.1", 1001).await,
+            accounts
+                .login(&name, &password, None, "10.0.1.1", 1001)
+                .await,
             Err(AccountError::Locked(_))
         ));
     }
@@ -868,7 +1017,7 @@ mod tests {
         for i in 0..SOURCE_FAILURES {
             assert!(matches!(
                 accounts
-                    .login(&format!("nobody{i}"), "x", "192.0.2.7", 1000)
+                    .login(&format!("nobody{i}"), "x", None, "192.0.2.7", 1000)
                     .await,
                 Err(AccountError::BadCredentials)
             ));
@@ -876,7 +1025,7 @@ mod tests {
         let checked = accounts.passwords_checked();
         assert_eq!(checked, u64::from(SOURCE_FAILURES));
         assert!(matches!(
-            accounts.login("nobody", "x", "192.0.2.7", 1001).await,
+            accounts.login("nobody", "x", None, "192.0.2.7", 1001).await,
             Err(AccountError::TooManyAttempts)
         ));
         assert_eq!(
@@ -886,12 +1035,12 @@ mod tests {
         );
         // Other sources are not affected; the source may try again after the window.
         assert!(matches!(
-            accounts.login("nobody", "x", "192.0.2.8", 1001).await,
+            accounts.login("nobody", "x", None, "192.0.2.8", 1001).await,
             Err(AccountError::BadCredentials)
         ));
         assert!(matches!(
             accounts
-                .login("nobody", "x", "192.0.2.7", 1000 + SOURCE_WINDOW_SECS)
+                .login("nobody", "x", None, "192.0.2.7", 1000 + SOURCE_WINDOW_SECS)
                 .await,
             Err(AccountError::BadCredentials)
         ));
@@ -981,21 +1130,23 @@ mod tests {
         let (name, _, password) = &initial[1];
         for _ in 0..4 {
             assert!(matches!(
-                accounts.login(name, "wrong", "127.0.0.1", 1000).await,
+                accounts.login(name, "wrong", None, "127.0.0.1", 1000).await,
                 Err(AccountError::BadCredentials)
             ));
         }
         assert!(matches!(
-            accounts.login(name, "wrong", "127.0.0.1", 1000).await,
+            accounts.login(name, "wrong", None, "127.0.0.1", 1000).await,
             Err(AccountError::Locked(until)) if until == 1000 + 30 * 60
         ));
         // Locked: even the right password is refused, until the lock ends.
         assert!(matches!(
-            accounts.login(name, password, "127.0.0.1", 1001).await,
+            accounts
+                .login(name, password, None, "127.0.0.1", 1001)
+                .await,
             Err(AccountError::Locked(_))
         ));
         let s = accounts
-            .login(name, password, "127.0.0.1", 1000 + 30 * 60 + 1)
+            .login(name, password, None, "127.0.0.1", 1000 + 30 * 60 + 1)
             .await
             .unwrap();
         assert!(s.session.account.must_change);
@@ -1010,8 +1161,125 @@ mod tests {
         );
         assert!(accounts.session("forged", t).await.unwrap().is_none());
         assert!(matches!(
-            accounts.login("nobody", "x", "127.0.0.1", t).await,
+            accounts.login("nobody", "x", None, "127.0.0.1", t).await,
             Err(AccountError::BadCredentials)
         ));
+    }
+
+    /// RFC 6238 appendix B: the SHA-1 test secret gives 94287082 at 59 s (8 digits); the six
+    /// digits the console takes are its last six.
+    #[test]
+    fn codes_match_rfc_6238() {
+        let t = totp(b"12345678901234567890").unwrap();
+        assert_eq!(t.generate(59).to_string(), "287082");
+        assert_eq!(t.generate(1111111109).to_string(), "081804");
+    }
+
+    #[tokio::test]
+    async fn a_second_factor_is_enrolled_then_needed_once_per_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = Accounts::open(dir.path(), rules()).await.unwrap();
+        let initial = accounts.create_initial(1000).await.unwrap();
+        let (name, _, password) = &initial[1];
+        let code_at = |b32: &str, t: i64| {
+            let secret = totp_rs::Secret::try_from_base32(b32).unwrap();
+            totp(secret.as_ref())
+                .unwrap()
+                .generate(t as u64)
+                .to_string()
+        };
+        let b32 = accounts.totp_begin(name).await.unwrap();
+        // Not in force before it is confirmed, and a wrong code does not confirm it.
+        assert!(!accounts.get(name).await.unwrap().totp);
+        accounts
+            .login(name, password, None, "127.0.0.1", 2000)
+            .await
+            .unwrap();
+        assert!(matches!(
+            accounts.totp_confirm(name, "000000", 2000).await,
+            Err(AccountError::Invalid { field: "code", .. })
+        ));
+        accounts
+            .totp_confirm(name, &code_at(&b32, 2000), 2000)
+            .await
+            .unwrap();
+        assert!(accounts.get(name).await.unwrap().totp);
+
+        // The password alone asks for the code; the confirmed code is used up.
+        assert!(matches!(
+            accounts
+                .login(name, password, None, "127.0.0.1", 2010)
+                .await,
+            Err(AccountError::CodeNeeded)
+        ));
+        assert!(matches!(
+            accounts
+                .login(
+                    name,
+                    password,
+                    Some(&code_at(&b32, 2000)),
+                    "127.0.0.1",
+                    2010
+                )
+                .await,
+            Err(AccountError::BadCredentials)
+        ));
+        accounts
+            .login(
+                name,
+                password,
+                Some(&code_at(&b32, 2040)),
+                "127.0.0.1",
+                2040,
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                accounts
+                    .login(
+                        name,
+                        password,
+                        Some(&code_at(&b32, 2040)),
+                        "127.0.0.1",
+                        2045
+                    )
+                    .await,
+                Err(AccountError::BadCredentials)
+            ),
+            "a code is taken once"
+        );
+        // A right code with a wrong password is still refused.
+        assert!(matches!(
+            accounts
+                .login(name, "wrong", Some(&code_at(&b32, 2070)), "127.0.0.1", 2070)
+                .await,
+            Err(AccountError::BadCredentials)
+        ));
+        // Wrong codes count towards the lockout.
+        for _ in 0..4 {
+            let _ = accounts
+                .login(name, password, Some("123456"), "127.0.0.1", 2100)
+                .await;
+        }
+        assert!(matches!(
+            accounts
+                .login(
+                    name,
+                    password,
+                    Some(&code_at(&b32, 2100)),
+                    "127.0.0.1",
+                    2100
+                )
+                .await,
+            Err(AccountError::Locked(_))
+        ));
+        // A reset removes it (the way back for a lost phone).
+        let fresh = accounts.reset(name).await.unwrap();
+        assert!(!accounts.get(name).await.unwrap().totp);
+        accounts
+            .login(name, &fresh, None, "127.0.0.1", 2200)
+            .await
+            .unwrap();
     }
 }

@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::accounts::Role;
+use super::accounts::{AccountError, Role};
 use super::{ApiError, COOKIE, Console, authorize, now, peer_ip, source_allowed};
 use jianmen_mta::config::HELD_CLASSES;
 use jianmen_mta::hunt::Term;
@@ -160,6 +160,9 @@ fn item_id(id: &str) -> Result<&str, ApiError> {
 struct Login {
     username: String,
     password: String,
+    /// The one-time code, for an account with a second factor.
+    #[serde(default)]
+    totp: Option<String>,
 }
 
 async fn login(req: HttpRequest, console: Data, body: web::Json<Login>) -> Reply {
@@ -169,9 +172,12 @@ async fn login(req: HttpRequest, console: Data, body: web::Json<Login>) -> Reply
     if name.len() > 64 || body.password.len() > 1024 {
         return Err(ApiError::field("username", "too long"));
     }
+    if body.totp.as_ref().is_some_and(|c| c.len() > 16) {
+        return Err(ApiError::field("totp", "too long"));
+    }
     match console
         .accounts
-        .login(&name, &body.password, &ip, now())
+        .login(&name, &body.password, body.totp.as_deref(), &ip, now())
         .await
     {
         Ok(new) => {
@@ -195,10 +201,14 @@ async fn login(req: HttpRequest, console: Data, body: web::Json<Login>) -> Reply
         }
         Err(e) => {
             let safe_name: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
+            let action = match e {
+                AccountError::CodeNeeded => "login.code_needed",
+                _ => "login.fail",
+            };
             console
                 .record(
                     &format!("console:{safe_name}"),
-                    "login.fail",
+                    action,
                     &format!("from {ip}: {e}"),
                 )
                 .await;

@@ -22,6 +22,7 @@ mod recall;
 mod relay;
 mod risk;
 mod selfservice;
+mod totp;
 mod upgrade;
 
 use std::net::{IpAddr, TcpListener};
@@ -245,6 +246,11 @@ impl From<AccountError> for ApiError {
                 StatusCode::UNAUTHORIZED,
                 AccountError::BadCredentials.to_string(),
             ),
+            AccountError::CodeNeeded => ApiError {
+                status: StatusCode::UNAUTHORIZED,
+                error: e.to_string(),
+                field: Some("totp".into()),
+            },
             AccountError::SourceNotAllowed => Self::new(StatusCode::FORBIDDEN, e.to_string()),
             AccountError::TooManyAttempts => {
                 Self::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
@@ -349,6 +355,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     recall::routes(cfg);
     intel::routes(cfg);
     policy::routes(cfg);
+    totp::routes(cfg);
     upgrade::routes(cfg);
     selfservice::routes(cfg);
     clicks::routes(cfg);

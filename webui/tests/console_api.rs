@@ -355,6 +355,12 @@ async fn every_role_boundary_holds() {
         ),
         (Method::GET, "/api/tracking".into(), None, &[Role::Security]),
         (
+            Method::POST,
+            "/api/totp/begin".into(),
+            None,
+            &[Role::System, Role::Security, Role::Audit],
+        ),
+        (
             Method::GET,
             "/api/tracking/messages".into(),
             None,
@@ -594,6 +600,7 @@ async fn every_role_boundary_holds() {
         routes(include_str!("../src/clicks.rs")),
         routes(include_str!("../src/drills.rs")),
         routes(include_str!("../src/policy.rs")),
+        routes(include_str!("../src/totp.rs")),
     ]
     .concat();
     let routed: std::collections::BTreeSet<String> = body
