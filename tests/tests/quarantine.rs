@@ -289,3 +289,55 @@ fn digest_mail_is_sent_through_the_gateway_and_its_link_releases_once() {
     let log = String::from_utf8_lossy(&out.stdout);
     assert!(log.contains("link:dora@example.com"), "{out:?}");
 }
+
+/// A message refused at SMTP (high-scoring spam: `550 … (ref <id>)`) leaves a copy in
+/// quarantine under the id the sender was told, for a few days, so a false positive at reject
+/// level can still be released; viruses are not copied.
+#[test]
+fn a_refused_message_keeps_a_copy_that_can_be_released() {
+    let sink = Sink::start(&[]);
+    let setup = Setup::new(sink.port, sink.port).scanning(&[
+        "actions = { spam_high = \"reject\", virus = \"reject\", phish = \"reject\" }",
+    ]);
+    let gw = Gateway::start(&setup);
+    let mut c = Client::ready(gw.addr);
+    // Lottery spam in English, well past spam_high (15).
+    let spam = b"From: Lucky Draw <winner@prize-claims.test>\r\nTo: staff@example.com\r\n\
+        Subject: CONGRATULATIONS!!! You have WON $1,000,000 USD\r\n\r\n\
+        Dear winner, you have won the international lottery jackpot of ONE MILLION DOLLARS. \
+        To claim your prize send your full name, bank account number and a processing fee of \
+        $500 by western union today. Act now, this offer expires! 100% guaranteed winner.\r\n";
+    let r = c.send_mail("winner@prize-claims.test", &["staff@example.com"], spam);
+    assert!(r.text.starts_with("550 5.7.1"), "{r:?}");
+    let id = r
+        .text
+        .rsplit_once("(ref ")
+        .map(|(_, id)| id.trim_end().trim_end_matches(')').to_owned())
+        .expect("the refusal names a reference");
+    let items = cli_json(&gw, &["quarantine", "list", "--json"]);
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["id"], id.as_str());
+    assert!(
+        items[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused at SMTP (550 5.7.1"),
+        "{items:?}"
+    );
+    let days = (items[0]["expires_at"].as_i64().unwrap()
+        - items[0]["received_at"].as_i64().unwrap())
+        / 86_400;
+    assert_eq!(
+        days, 3,
+        "kept for rejected_copy_days, not the class's retention"
+    );
+    assert!(sink.messages().is_empty());
+
+    let out = gw.cli(&["quarantine", "release", &id]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        wait_until(Duration::from_secs(10), || sink.messages().len() == 1),
+        "the released copy is delivered"
+    );
+    assert!(sink.messages()[0].body().contains("lottery jackpot"));
+}

@@ -217,6 +217,12 @@ pub struct QuarantineConfig {
     /// Verdict classes recipients see in digests and may release themselves; anything else
     /// (phishing, viruses…) only an administrator releases.
     pub user_release: Vec<String>,
+    /// Days a copy of mail refused at SMTP is kept in quarantine, so that a false positive at
+    /// reject level can still be found (by the `ref` id the sender was told) and released
+    /// (0: no copies).
+    pub rejected_copy_days: u32,
+    /// The verdict classes whose refused mail is copied.
+    pub rejected_copy_classes: Vec<String>,
 }
 
 impl Default for QuarantineConfig {
@@ -226,6 +232,8 @@ impl Default for QuarantineConfig {
             digest_hours: 24,
             link_days: 7,
             user_release: vec!["spam".into()],
+            rejected_copy_days: 3,
+            rejected_copy_classes: vec!["spam".into(), "phish".into(), "bec".into()],
         }
     }
 }
@@ -773,14 +781,21 @@ impl Config {
         if !(1..=90).contains(&q.link_days) {
             return Err(invalid("quarantine.link_days", "must be 1 to 90 days"));
         }
-        if let Some(c) = q
-            .user_release
-            .iter()
-            .find(|c| !HELD_CLASSES.contains(&c.as_str()))
-        {
+        for (key, classes) in [
+            ("quarantine.user_release", &q.user_release),
+            ("quarantine.rejected_copy_classes", &q.rejected_copy_classes),
+        ] {
+            if let Some(c) = classes.iter().find(|c| !HELD_CLASSES.contains(&c.as_str())) {
+                return Err(invalid(
+                    key,
+                    format!("`{c}` is not a class ({})", HELD_CLASSES.join(", ")),
+                ));
+            }
+        }
+        if q.rejected_copy_days > 30 {
             return Err(invalid(
-                "quarantine.user_release",
-                format!("`{c}` is not a class ({})", HELD_CLASSES.join(", ")),
+                "quarantine.rejected_copy_days",
+                "must be 0 to 30 days",
             ));
         }
         if !is_domain_like(&self.server.hostname) {

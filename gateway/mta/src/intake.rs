@@ -238,6 +238,64 @@ impl Intake {
         self.config.is_protected(&domain)
     }
 
+    /// Keeps a copy of inbound mail refused at SMTP in quarantine, under the queue id the
+    /// refusal named (`ref …`), when its class is one `[quarantine]` copies: a false positive
+    /// at reject level can then still be released. Best effort: the refusal stands either way.
+    async fn keep_rejected_copy(
+        &self,
+        envelope: &Envelope,
+        message: &[u8],
+        trace_len: usize,
+        report: Option<&Report>,
+        reply: &str,
+    ) -> bool {
+        let q = &self.config.quarantine;
+        let Some(report) = report else {
+            return false;
+        };
+        if q.rejected_copy_days == 0
+            || envelope.direction != Direction::Inbound
+            || !q
+                .rejected_copy_classes
+                .iter()
+                .any(|c| c == report.class.as_str())
+        {
+            return false;
+        }
+        let now = chrono::Utc::now().timestamp();
+        let held = Held::new(
+            &message[trace_len.min(message.len())..],
+            format!("refused at SMTP ({reply}); a copy kept"),
+            Some(report.clone()),
+            Some(q.rejected_copy_days * 24),
+            &q.retention_days,
+            now,
+        );
+        let copy = NewMessage {
+            id: envelope.queue_id.clone(),
+            mail_from: envelope.mail_from.clone(),
+            rcpts: envelope.rcpts.clone(),
+            size: 0,
+            received_at: now,
+            client_ip: envelope.client_ip.to_string(),
+            helo: envelope.helo.clone(),
+            smtputf8: envelope.smtputf8,
+            kind: MessageKind::Mail,
+            held: Some(Box::new(held)),
+        };
+        match self
+            .queue
+            .enqueue(copy, vec![Vec::new(), Vec::new(), message.to_vec()])
+            .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(queue_id = %envelope.queue_id, error = %e, "no copy of the refused message kept");
+                false
+            }
+        }
+    }
+
     /// Records what was decided for some recipients of a message in the tracking log.
     fn track(&self, envelope: &Envelope, subject: &str, o: Outcome<'_>) {
         self.tracker.record(Event {
@@ -413,6 +471,10 @@ impl Inbox for Intake {
         {
             self.metrics.rejected("verdict");
             let report = dispositions.first().and_then(|d| d.report.as_ref());
+            let reply = format!("{code} {enhanced} {text}");
+            let kept = self
+                .keep_rejected_copy(&envelope, &message, trace_len, report, &reply)
+                .await;
             self.track(
                 &envelope,
                 &subject,
@@ -421,7 +483,11 @@ impl Inbox for Intake {
                     kind: EventKind::Rejected,
                     rcpts: &envelope.rcpts,
                     report,
-                    detail: format!("{code} {enhanced} {text}"),
+                    detail: if kept {
+                        format!("{reply} (a copy is kept in quarantine)")
+                    } else {
+                        reply
+                    },
                 },
             );
             tracing::info!(
