@@ -12,7 +12,15 @@ const url = env('JM_URL');
 
 await run('console', async (page, shots) => {
   await signIn(page, env('JM_SEC_USER'), env('JM_SEC_PASS'));
+  // The dashboard: totals by class (the held phish among them) and charts drawn by ECharts.
+  await page.waitForSelector('#chart-flow canvas');
+  await page.waitForSelector('#chart-classes canvas');
+  const phishes = await page.textContent('#tile-phish .big');
+  if (phishes !== '1' || (await page.textContent('#tile-total .big')) !== '1') throw new Error(`the dashboard counts ${phishes} phish`);
   await page.screenshot({ path: `${shots}/1-dashboard.png`, fullPage: true });
+  await page.click('#range-30d');
+  await page.waitForSelector('#range-30d[aria-pressed=true]');
+  await page.waitForSelector('#chart-flow canvas');
   await page.goto(`${url}#/quarantine`);
   const row = page.locator('#results tr.clickable', { hasText: env('JM_SUBJECT') });
   await row.waitFor();

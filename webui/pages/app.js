@@ -13,7 +13,7 @@ const T = {
     delete: '删除', download: '下载 .eml', back: '返回', released: '已放行', deleted: '已删除',
     evidence: '判定依据', symbol: '规则', detail: '详情', history: '处理记录', event: '事件',
     clientIp: '客户端 IP', queueId: '队列 ID', all: '全部', held: '隔离中', total: '共',
-    items: '条', noItems: '没有记录', flow: '最近 24 小时邮件流量', topSenders: '发件最多',
+    items: '条', noItems: '没有记录', topSenders: '被拦截最多的发件人',
     topTargets: '被拦截最多的收件人', role: '角色', domain: '域', created: '创建时间',
     lastLogin: '最后登录', locked: '锁定至', create: '创建', reset: '重置密码', unlock: '解锁',
     initialPassword: '初始密码（仅显示一次）', atAppliance: '安全管理员和审计管理员账号只能在设备上以 root 身份用 jianmen account 命令创建、重置或删除（三权分立）；安全管理员在此管理各域的域管理员。', verify: '校验完整性', export: '导出审计包（已签名）', intact: '审计链完整',
@@ -101,7 +101,7 @@ const T = {
     confirmBulkRelease: '确定放行所选的 {n} 封邮件？其中 {risky} 封为钓鱼、病毒、诈骗或高分邮件。', confirmBulkDelete: '确定删除所选的 {n} 封邮件？删除后无法恢复。',
     bulkReleased: '已放行 {n} 封。', bulkDeleted: '已删除 {n} 封。', releaseAllow: '放行并信任发件人',
     senderAllowed: '发件人 {s} 已加入允许名单。', confirmDanger: '该邮件被判定为{cls}（分数 {score}）。确定放行给所选收件人？',
-    envelope: '信封发件人', cls_refused: '拒收留存', cls_dlp: '外发待审批', cls_account: '风险账户暂扣',
+    envelope: '信封发件人', cls_refused: '部分收件人拒收', cls_dlp: '外发待审批', cls_account: '风险账户暂扣',
     ev_queued: '已接收入队', ev_quarantined: '已隔离', ev_discarded: '已丢弃', ev_rejected: '已拒收', ev_delivered: '已投递',
     ev_deferred: '暂时失败，将重试', ev_bounced: '投递失败，已退信', ev_released: '已放行', ev_clicked: '点击链接',
     fromDate: '起始日期', toDate: '截止日期',
@@ -117,6 +117,9 @@ const T = {
     totpStart: '启用两步验证', totpScan: '用身份验证器 App 扫描二维码（或手动输入下方密钥），再输入 App 显示的 6 位验证码以确认：',
     totpSecret: '密钥：', totpConfirm: '确认启用', totpEnabled: '两步验证已启用。', totpRemove: '停用两步验证', totpRemoved: '两步验证已停用。',
     confirmTotpOff: '确定停用两步验证？之后只凭密码即可登录。', mySecurity: '密码与两步验证',
+    chartsUnavailable: '图表库未能加载', range: '时间范围', range_24h: '最近 24 小时', range_7d: '最近 7 天', range_30d: '最近 30 天',
+    received: '收到邮件', stopped: '已拦截', byClass: '按类别统计', flowOver: '邮件流量（按类别）', classShare: '类别占比',
+    delivery: '投递与队列', queueActive: '待投递（队列）', queueHeld: '隔离中', topSenderDomains: '被拦截最多的发件域', mailCount: '邮件数',
   },
   en: {
     dashboard: 'Dashboard', quarantine: 'Quarantine', tracking: 'Tracking', policy: 'Policy',
@@ -131,8 +134,8 @@ const T = {
     back: 'Back', released: 'Released', deleted: 'Deleted', evidence: 'Evidence',
     symbol: 'Symbol', detail: 'Detail', history: 'History', event: 'Event',
     clientIp: 'Client IP', queueId: 'Queue ID', all: 'All', held: 'Held', total: 'Total',
-    items: 'items', noItems: 'Nothing found', flow: 'Mail flow, last 24 hours',
-    topSenders: 'Top senders', topTargets: 'Most targeted recipients', role: 'Role',
+    items: 'items', noItems: 'Nothing found',
+    topSenders: 'Most-stopped senders', topTargets: 'Most targeted recipients', role: 'Role',
     domain: 'Domain', created: 'Created', lastLogin: 'Last sign-in', locked: 'Locked until',
     create: 'Create', reset: 'Reset password', unlock: 'Unlock',
     initialPassword: 'Initial password (shown once)', atAppliance: 'Security and audit administrator accounts are created, reset and deleted only at the appliance, as root, with jianmen account (separation of duties); the security administrator manages per-domain administrators here.', verify: 'Verify integrity',
@@ -227,7 +230,7 @@ const T = {
     confirmBulkRelease: 'Release the {n} selected messages? {risky} of them are phishing, viruses, fraud or high-scoring.', confirmBulkDelete: 'Delete the {n} selected messages? This cannot be undone.',
     bulkReleased: '{n} released.', bulkDeleted: '{n} deleted.', releaseAllow: 'Release and trust the sender',
     senderAllowed: 'Sender {s} is on the allow list now.', confirmDanger: 'This message was judged {cls} (score {score}). Release it to the selected recipients?',
-    envelope: 'envelope sender', cls_refused: 'Refused (copy kept)', cls_dlp: 'Outgoing, awaiting approval', cls_account: 'Held from a risky account',
+    envelope: 'envelope sender', cls_refused: 'Refused for some recipients', cls_dlp: 'Outgoing, awaiting approval', cls_account: 'Held from a risky account',
     ev_queued: 'Received and queued', ev_quarantined: 'Held', ev_discarded: 'Dropped', ev_rejected: 'Refused', ev_delivered: 'Delivered',
     ev_deferred: 'Failed for now, will retry', ev_bounced: 'Failed, bounced', ev_released: 'Released', ev_clicked: 'Link clicked',
     fromDate: 'From', toDate: 'Until',
@@ -243,6 +246,9 @@ const T = {
     totpStart: 'Turn on two-step sign-in', totpScan: 'Scan the QR code with your authenticator app (or type the key below), then enter the 6-digit code it shows to confirm:',
     totpSecret: 'Key:', totpConfirm: 'Confirm', totpEnabled: 'Two-step sign-in is on.', totpRemove: 'Turn off two-step sign-in', totpRemoved: 'Two-step sign-in is off.',
     confirmTotpOff: 'Turn off two-step sign-in? The password alone will then sign you in.', mySecurity: 'Password and two-step sign-in',
+    chartsUnavailable: 'The chart library did not load', range: 'Time range', range_24h: 'Last 24 hours', range_7d: 'Last 7 days', range_30d: 'Last 30 days',
+    received: 'Received', stopped: 'Stopped', byClass: 'By class', flowOver: 'Mail flow by class', classShare: 'Share of classes',
+    delivery: 'Delivery and queue', queueActive: 'Waiting in the queue', queueHeld: 'Held', topSenderDomains: 'Most-stopped sender domains', mailCount: 'Messages',
   },
 };
 
@@ -697,42 +703,91 @@ async function trackingItem(id) {
         e.detail ? el('div', { class: 'detail' }, e.detail) : null)))));
 }
 
-function barChart(perHour) {
-  const ns = 'http://www.w3.org/2000/svg';
-  const svg = document.createElementNS(ns, 'svg');
-  svg.setAttribute('class', 'chart');
-  svg.setAttribute('viewBox', '0 0 960 220');
-  const now = Math.floor(Date.now() / 3600000) * 3600;
-  const hours = Array.from({ length: 24 }, (_, i) => now - (23 - i) * 3600);
-  const colors = { queued: '#2da44e', quarantined: '#d4a72c', rejected: '#cf222e', delivered: '#0969da' };
-  const kinds = Object.keys(colors);
-  const val = (h, k) => (perHour.find(([hh, kk]) => hh === h && kk === k) || [0, 0, 0])[2];
-  const max = Math.max(1, ...hours.flatMap((h) => kinds.map((k) => val(h, k))));
-  hours.forEach((h, i) => kinds.forEach((k, j) => {
-    const v = val(h, k);
-    const r = document.createElementNS(ns, 'rect');
-    const height = (v / max) * 180;
-    r.setAttribute('x', 10 + i * 39 + j * 9); r.setAttribute('y', 190 - height);
-    r.setAttribute('width', 8); r.setAttribute('height', height); r.setAttribute('fill', colors[k]);
-    const title = document.createElementNS(ns, 'title'); title.textContent = `${new Date(h * 1000).getHours()}:00 ${k} ${v}`;
-    r.append(title); svg.append(r);
-  }));
-  kinds.forEach((k, j) => {
-    const tx = document.createElementNS(ns, 'text');
-    tx.setAttribute('x', 10 + j * 120); tx.setAttribute('y', 212); tx.setAttribute('fill', colors[k]); tx.setAttribute('font-size', '13');
-    tx.textContent = `■ ${k}`; svg.append(tx);
-  });
-  return svg;
+// ECharts (vendored by webui/vendor/fetch.sh), loaded the first time a page draws a chart.
+let echartsLoading = null;
+function loadCharts() {
+  if (!echartsLoading) {
+    echartsLoading = new Promise((resolve, reject) => {
+      const script = el('script', { src: '/vendor/echarts-6.1.0.min.js' });
+      script.addEventListener('load', () => resolve(window.echarts));
+      script.addEventListener('error', () => { echartsLoading = null; reject(new Error(t('chartsUnavailable'))); });
+      document.head.append(script);
+    });
+  }
+  return echartsLoading;
 }
 
-async function dashboardPage() {
+let liveCharts = [];
+window.addEventListener('resize', () => liveCharts.forEach((c) => c.resize()));
+// Draws `option` into `node` once the library is there; charts no longer on the page are let go.
+async function drawChart(node, option) {
+  const echarts = await loadCharts();
+  liveCharts = liveCharts.filter((c) => document.body.contains(c.getDom()) || (c.dispose(), false));
+  const chart = echarts.init(node, null, { renderer: 'canvas' });
+  // Tooltips drawn on the canvas: HTML ones would need inline styles, which the CSP forbids.
+  chart.setOption({ textStyle: { fontFamily: 'inherit' }, ...option });
+  liveCharts.push(chart);
+  return chart;
+}
+
+const CLASS_COLORS = { clean: '#2da44e', spam: '#d4a72c', phish: '#cf222e', virus: '#8250df', bec: '#bc4c00', unscannable: '#6e7781', dlp: '#0969da', refused: '#57606a' };
+const RANGES = ['24h', '7d', '30d'];
+const percent = (n, total) => (total ? `${(Math.round((n * 1000) / total) / 10).toFixed(1)}%` : '–');
+
+async function dashboardPage(range = '24h') {
+  let d;
+  try { d = await api('GET', `/api/dashboard?range=${range}`); } catch (e) { page(t('dashboard')); return fail(e); }
+  const s = d.stats;
+  const total = s.classes.reduce((n, [, c]) => n + c, 0);
+  const count = (list, key) => (list.find(([k]) => k === key) || [key, 0])[1];
+  const stopped = total - count(s.classes, 'clean');
+  const picker = el('div', { class: 'actions', role: 'group', 'aria-label': t('range') }, RANGES.map((r) =>
+    el('button', { class: r === range ? 'primary' : 'plain', id: `range-${r}`, 'aria-pressed': r === range ? 'true' : 'false', onclick: () => dashboardPage(r) }, t(`range_${r}`))));
+  const tile = (label, value, sub, id) => el('div', { class: 'tile', id }, el('div', { class: 'muted' }, label), el('div', { class: 'big' }, String(value)), sub ? el('div', { class: 'muted' }, sub) : null);
+  const classes = ['spam', 'phish', 'virus', 'bec', 'unscannable', 'dlp'].filter((c) => count(s.classes, c) > 0 || ['spam', 'phish', 'virus'].includes(c));
+  const tiles = el('div', { class: 'tiles' },
+    tile(t('received'), total, t(`range_${range}`), 'tile-total'),
+    tile(clsName('clean'), count(s.classes, 'clean'), percent(count(s.classes, 'clean'), total), 'tile-clean'),
+    tile(t('stopped'), stopped, percent(stopped, total), 'tile-stopped'),
+    ...classes.map((c) => tile(clsName(c), count(s.classes, c), percent(count(s.classes, c), total), `tile-${c}`)));
+  const delivered = count(s.kinds, 'delivered');
+  const bounced = count(s.kinds, 'bounced');
+  const health = el('div', { class: 'tiles' },
+    tile(evName('delivered'), delivered, null, 'tile-delivered'),
+    tile(evName('deferred'), count(s.kinds, 'deferred'), null, 'tile-deferred'),
+    tile(evName('bounced'), bounced, percent(bounced, delivered + bounced), 'tile-bounced'),
+    ...(d.queue ? [tile(t('queueActive'), d.queue.active, null, 'tile-queue'), tile(t('queueHeld'), d.queue.held, null, 'tile-held')] : []));
+  const flow = el('div', { class: 'chart', id: 'chart-flow' });
+  const pie = el('div', { class: 'chart', id: 'chart-classes' });
+  const top = (title, rows, id) => el('div', { class: 'card', id }, el('h2', {}, title), table([t('name'), t('mailCount')], rows.map(([w, n]) => ({ cells: [w, String(n)] }))));
+  page(t('dashboard'), picker,
+    el('div', { class: 'card' }, el('h2', {}, t('byClass')), tiles),
+    el('div', { class: 'card' }, el('h2', {}, t('flowOver')), flow),
+    el('div', { class: 'grid2' },
+      el('div', { class: 'card' }, el('h2', {}, t('classShare')), pie),
+      el('div', { class: 'card' }, el('h2', {}, t('delivery')), health)),
+    el('div', { class: 'grid3' },
+      top(t('topSenders'), s.top_senders, 'top-senders'),
+      top(t('topSenderDomains'), s.top_sender_domains, 'top-domains'),
+      top(t('topTargets'), s.top_targets, 'top-targets')));
+  // Stacked bars, one per bucket and class, on a time axis that spans the whole range.
+  const names = [...new Set(s.series.map(([, c]) => c))];
   try {
-    const s = await api('GET', '/api/dashboard');
-    page(t('dashboard'),
-      el('div', { class: 'card' }, el('h2', {}, t('flow')), barChart(s.per_hour)),
-      el('div', { class: 'card' }, el('h2', {}, t('topSenders')), table([t('sender'), '#'], s.top_senders.map(([w, n]) => ({ cells: [w, n] })))),
-      el('div', { class: 'card' }, el('h2', {}, t('topTargets')), table([t('rcpt'), '#'], s.top_targets.map(([w, n]) => ({ cells: [w, n] })))));
-  } catch (e) { page(t('dashboard')); fail(e); }
+    await drawChart(flow, {
+      legend: { data: names.map(clsName), top: 0 },
+      grid: { left: 48, right: 16, top: 36, bottom: 32 },
+      tooltip: { trigger: 'axis', renderMode: 'richText' },
+      xAxis: { type: 'time', min: d.since * 1000, max: d.until * 1000 },
+      yAxis: { type: 'value', name: t('mailCount'), minInterval: 1 },
+      series: names.map((c) => ({ name: clsName(c), type: 'bar', stack: 'all', color: CLASS_COLORS[c], barMaxWidth: 24,
+        data: s.series.filter(([, k]) => k === c).map(([at, , n]) => [at * 1000, n]) })),
+    });
+    await drawChart(pie, {
+      tooltip: { trigger: 'item', renderMode: 'richText' },
+      legend: { bottom: 0 },
+      series: [{ type: 'pie', radius: ['40%', '68%'], data: s.classes.map(([c, n]) => ({ name: clsName(c), value: n, itemStyle: { color: CLASS_COLORS[c] } })) }],
+    });
+  } catch (e) { fail(e); }
 }
 
 function kv(obj) {
@@ -1391,7 +1446,7 @@ async function route() {
   if (name === 'recall' && parts[1]) return recallItem(decodeURIComponent(parts[1]));
   if (name === 'drills' && parts[1]) return drillItem(decodeURIComponent(parts[1]));
   if (name === 'tracking' && parts[1]) return trackingItem(decodeURIComponent(parts[1]));
-  return { dashboard: dashboardPage, approvals: approvalsPage, risk: riskPage, recall: recallPage, intel: () => intelPage(), links: linksPage, drills: drillsPage, quarantine: () => quarantinePage(), tracking: trackingPage, policy: policyPage,
+  return { dashboard: () => dashboardPage(), approvals: approvalsPage, risk: riskPage, recall: recallPage, intel: () => intelPage(), links: linksPage, drills: drillsPage, quarantine: () => quarantinePage(), tracking: trackingPage, policy: policyPage,
     system: systemPage, accounts: accountsPage, audit: auditPage }[name]();
 }
 

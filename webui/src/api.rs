@@ -282,15 +282,43 @@ async fn password(req: HttpRequest, console: Data, body: web::Json<PasswordChang
 }
 
 /// Mail flow of the last 24 hours by hour and kind, and the top senders and recipients.
-async fn dashboard(req: HttpRequest, console: Data) -> Reply {
+/// The dashboard over `range` (`24h`, `7d` or `30d`): mail by class over time and in all,
+/// outcomes, who sends and receives what is stopped, and — for administrators of all
+/// domains — the queue.
+async fn dashboard(
+    req: HttpRequest,
+    console: Data,
+    query: web::Query<HashMap<String, String>>,
+) -> Reply {
     let s = authorize(&req, &console, &[Role::Security, Role::System]).await?;
-    let since = now() - 24 * 3600;
+    let mut p = Params(query.into_inner());
+    let range = p
+        .one_of("range", &["24h", "7d", "30d"])?
+        .unwrap_or_else(|| "24h".into());
+    p.finish()?;
+    let (span, bucket) = match range.as_str() {
+        "7d" => (7 * 86_400, 6 * 3600),
+        "30d" => (30 * 86_400, 86_400),
+        _ => (86_400, 3600),
+    };
+    // Whole buckets, so the first is not a sliver.
+    let since = (now() - span) / bucket * bucket + bucket;
     let stats = console
         .tracker
-        .stats(since, s.account.domain.as_deref())
+        .stats(since, bucket, s.account.domain.as_deref())
         .await
         .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().json(stats))
+    let queue = match s.account.domain {
+        Some(_) => None,
+        None => {
+            let (active, held) = console.store.counts().await.map_err(ApiError::internal)?;
+            Some(json!({ "active": active, "held": held }))
+        }
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "range": range, "since": since, "until": now(), "bucket": bucket,
+        "stats": stats, "queue": queue, "scan_enabled": console.config.scan.enabled,
+    })))
 }
 
 async fn quarantine_search(

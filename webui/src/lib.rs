@@ -382,6 +382,16 @@ fn assets(cfg: &mut web::ServiceConfig) {
     asset!(cfg, "/app.js", "app.js", "text/javascript; charset=utf-8");
     asset!(cfg, "/app.css", "app.css", "text/css; charset=utf-8");
     asset!(cfg, "/api/openapi.json", "openapi.json", "application/json");
+    // Vendored by webui/vendor/fetch.sh; the version is in the path, so it is cached for good.
+    cfg.route(
+        "/vendor/echarts-6.1.0.min.js",
+        web::get().to(|| async {
+            HttpResponse::Ok()
+                .content_type("text/javascript; charset=utf-8")
+                .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
+                .body(&include_bytes!("../pages/vendor/echarts.min.js")[..])
+        }),
+    );
 }
 
 /// The gateway's services the console drives besides its stores, each when the gateway runs it.

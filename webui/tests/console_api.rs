@@ -1718,3 +1718,20 @@ async fn tracking_lists_messages_and_their_timelines() {
     let (s, _, _, _) = get("/api/tracking/messages/01NOSUCHNOSUCHNOSUCHNOSUCH".into()).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+/// The UI libraries compiled into the console are the ones `webui/vendor/fetch.sh` pinned.
+#[actix_web::test]
+async fn vendored_libraries_match_their_checksums() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pages/vendor");
+    let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
+    let mut checked = 0;
+    for line in sums.lines() {
+        let (want, file) = line.split_once("  ").unwrap();
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        let got = ring::digest::digest(&ring::digest::SHA256, &bytes);
+        let got: String = got.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(got, want, "{file}");
+        checked += 1;
+    }
+    assert!(checked >= 2, "{sums}");
+}

@@ -378,53 +378,93 @@ impl Tracker {
     }
 }
 
-/// What the dashboard shows: events per hour and kind, and who sends and receives most.
+/// What the dashboard shows for a time range: messages by verdict class over time and in all,
+/// what happened to them, and who sends and receives the mail that is stopped.
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
-    /// `(hour start, kind, count)`, oldest first.
-    pub per_hour: Vec<(i64, String, i64)>,
-    /// Senders of the most accepted messages, with counts.
+    /// `(bucket start, class, messages)`, oldest first; class `clean` for unscanned mail too.
+    pub series: Vec<(i64, String, i64)>,
+    /// Messages per verdict class.
+    pub classes: Vec<(String, i64)>,
+    /// Events per kind (delivered, deferred, bounced, quarantined, rejected…).
+    pub kinds: Vec<(String, i64)>,
+    /// Envelope senders of the most stopped messages (quarantined, refused or dropped).
     pub top_senders: Vec<(String, i64)>,
-    /// Recipients of the most quarantined or rejected messages, with counts.
+    /// Their domains.
+    pub top_sender_domains: Vec<(String, i64)>,
+    /// Recipients of the most stopped messages.
     pub top_targets: Vec<(String, i64)>,
 }
 
+/// The events that record a message's arrival and verdict.
+const ARRIVALS: &str = "'queued', 'quarantined', 'rejected', 'discarded'";
+/// Those that stop it.
+const STOPPED: &str = "'quarantined', 'rejected', 'discarded'";
+
 impl Tracker {
-    /// Dashboard figures since `since`, within `domain` when given.
-    pub async fn stats(&self, since: i64, domain: Option<&str>) -> Result<Stats, StoreError> {
+    /// Dashboard figures since `since` in buckets of `bucket` seconds, within `domain` when
+    /// given.
+    pub async fn stats(
+        &self,
+        since: i64,
+        bucket: i64,
+        domain: Option<&str>,
+    ) -> Result<Stats, StoreError> {
         let scope = Query {
             since: Some(since),
             domain: domain.map(str::to_owned),
             ..Query::default()
         };
+        let class = "CASE WHEN class = '' THEN 'clean' ELSE class END";
         let mut b = filtered(
-            "SELECT (at / 3600) * 3600 AS hour, kind, COUNT(*) AS n",
+            &format!("SELECT (at / {bucket}) * {bucket} AS t, {class} AS c, COUNT(*) AS n"),
             &scope,
         );
-        b.push(" GROUP BY hour, kind ORDER BY hour");
-        let per_hour = b
+        b.push(format!(" AND kind IN ({ARRIVALS}) GROUP BY t, c ORDER BY t"));
+        let series = b
             .build()
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|r| Ok((r.try_get("hour")?, r.try_get("kind")?, r.try_get("n")?)))
+            .map(|r| Ok((r.try_get("t")?, r.try_get("c")?, r.try_get("n")?)))
             .collect::<Result<_, sqlx::Error>>()?;
-        let top = |column: &str, kinds: &str| {
+        let grouped = |column: &str, kinds: Option<&str>, limit: u32| {
             let mut b = filtered(&format!("SELECT {column} AS who, COUNT(*) AS n"), &scope);
-            b.push(format!(" AND kind IN ({kinds}) AND {column} != ''"));
-            b.push(" GROUP BY who ORDER BY n DESC LIMIT 10");
+            if let Some(kinds) = kinds {
+                b.push(format!(" AND kind IN ({kinds})"));
+            }
+            b.push(format!(
+                " AND {column} != '' GROUP BY who ORDER BY n DESC LIMIT {limit}"
+            ));
             b
         };
-        let mut senders = top(
-            "mail_from",
-            "'queued', 'quarantined', 'rejected', 'discarded'",
-        );
-        let top_senders = pairs(senders.build().fetch_all(&self.pool).await?)?;
-        let mut targets = top("rcpts", "'quarantined', 'rejected', 'discarded'");
-        let top_targets = pairs(targets.build().fetch_all(&self.pool).await?)?;
+        let mut out = Vec::new();
+        for (column, kinds, limit) in [
+            (class, Some(ARRIVALS), 20),
+            ("kind", None, 20),
+            ("mail_from", Some(STOPPED), 10),
+            (
+                "lower(substr(mail_from, instr(mail_from, '@') + 1))",
+                Some(STOPPED),
+                10,
+            ),
+            ("rcpts", Some(STOPPED), 10),
+        ] {
+            out.push(pairs(
+                grouped(column, kinds, limit)
+                    .build()
+                    .fetch_all(&self.pool)
+                    .await?,
+            )?);
+        }
+        let [classes, kinds, top_senders, top_sender_domains, top_targets] =
+            <[_; 5]>::try_from(out).map_err(|_| StoreError::Corrupt("dashboard".into()))?;
         Ok(Stats {
-            per_hour,
+            series,
+            classes,
+            kinds,
             top_senders,
+            top_sender_domains,
             top_targets,
         })
     }
@@ -699,9 +739,11 @@ mod tests {
         at.sort();
         assert_eq!(at, [3, 4]);
         assert_eq!(t.search(&scoped("example.com")).await.unwrap().total, 1);
-        let stats = t.stats(0, Some("example.co")).await.unwrap();
-        let counted: i64 = stats.per_hour.iter().map(|(_, _, n)| n).sum();
+        let stats = t.stats(0, 3600, Some("example.co")).await.unwrap();
+        let counted: i64 = stats.series.iter().map(|(_, _, n)| n).sum();
         assert_eq!(counted, 2, "the dashboard's scope too");
+        assert_eq!(stats.classes, [("spam".to_owned(), 2)]);
+        assert_eq!(stats.kinds, [("queued".to_owned(), 2)]);
     }
 
     #[tokio::test]
