@@ -420,7 +420,9 @@ impl Tracker {
             &format!("SELECT (at / {bucket}) * {bucket} AS t, {class} AS c, COUNT(*) AS n"),
             &scope,
         );
-        b.push(format!(" AND kind IN ({ARRIVALS}) GROUP BY t, c ORDER BY t"));
+        b.push(format!(
+            " AND kind IN ({ARRIVALS}) GROUP BY t, c ORDER BY t"
+        ));
         let series = b
             .build()
             .fetch_all(&self.pool)
