@@ -98,6 +98,7 @@ await run('console', async (page, shots) => {
   await page.goto(`${url}#/system`);
   await page.waitForSelector('#upgrade-file');
   await page.setInputFiles('#upgrade-file', env('JM_BAD_PACKAGE'));
+  page.once('dialog', (d) => d.accept());
   await page.click('#upgrade-form button[type=submit]');
   await page.waitForFunction(() => document.querySelector('#upgrade-result')?.className === 'error');
   const refusal = await page.textContent('#upgrade-result');

@@ -72,7 +72,7 @@ const T = {
     maxAgeDays: '链接有效天数', onBad: '危险链接', onBad_warn: '警告，可继续访问', onBad_block: '警告并禁止访问',
     notifyTo: '通知', recallOnBad: '自动召回', perRcptMax: '逐个收件人改写的上限', clicks: '最近点击',
     yes: '是', no: '否',
-    intel: '威胁情报', intelIntro: '从 TAXII 2.1 情报源定期拉取 STIX 指标（文件哈希、链接、域名、发件人、IP），或导入 STIX 文件（离线环境）。指标立即用于拦截新来邮件（SMTP 阶段拒收），并回溯查找已投递的邮件：按策略自动召回或提示管理员召回；指标过期（valid_until）或被撤销后失效。',
+    intel: '威胁情报', intelIntro: '从 TAXII 2.1 情报源定期拉取 STIX 指标（文件哈希、链接、域名、发件人、IP），或导入 STIX 文件（离线环境）。指标立即用于拦截新来邮件（SMTP 阶段拒收），并回溯查找已投递的邮件：按策略自动召回或提示管理员召回；指标到期（STIX 有效期结束）或被撤销后失效。',
     sources: '情报源', lastPoll: '最近拉取', lastOk: '最近成功', received: '已接收', unusable: '无法使用',
     cursor: '拉取进度', inForce: '生效中的特征', onMatch: '命中已投递邮件时', onMatch_recall: '自动召回',
     onMatch_propose: '提示管理员召回', indicators: '指标', observables: '特征', validUntil: '有效期至',
@@ -120,6 +120,21 @@ const T = {
     chartsUnavailable: '图表库未能加载', range: '时间范围', range_24h: '最近 24 小时', range_7d: '最近 7 天', range_30d: '最近 30 天',
     received: '收到邮件', stopped: '已拦截', byClass: '按类别统计', flowOver: '邮件流量（按类别）', classShare: '类别占比',
     delivery: '投递与队列', queueActive: '待投递（队列）', queueHeld: '隔离中', topSenderDomains: '被拦截最多的发件域', mailCount: '邮件数',
+    confirmUpgrade: '确定上传并升级？校验通过后网关将重启并试运行新版本。', yes: '是', no: '否', basics: '基本信息',
+    smtpListen: 'SMTP 监听地址', consoleListen: '控制台地址', starttlsOn: 'STARTTLS', scanOn: '威胁检测', nextHop: '下一跳',
+    port: '端口', allOtherDomains: '其他所有域', running: '运行版本', currentRelease: '已安装版本', factory: '出厂版本',
+    previousRelease: '可回退到', onTrial: '试运行中', trialStarts: '已启动 {n} 次', lastRollback: '最近一次回退',
+    vendorKeys: '受信任的厂商密钥', noTrust: '未配置：{f} 不存在。请以 root 身份写入厂商的信任行（jianmen upgrade trust-line）后再上传升级包。',
+    auditNames: { 'account.create': '创建账号', 'account.delete': '删除账号', 'account.reset': '重置密码', 'account.unlock': '解锁账号',
+      'audit.export': '导出审计包', 'audit.verify': '校验审计链', 'channel.activate': '启用发信通道', 'channel.drain': '停用发信通道',
+      'dkim.keygen': '生成 DKIM 密钥', 'drill.create': '创建钓鱼演练', 'drill.state': '变更演练状态', 'drill.template': '保存演练模板',
+      'intel.import': '导入威胁情报', 'intel.recall': '按情报召回', 'login.code_needed': '登录：等待动态验证码', 'login.fail': '登录失败',
+      'login.ok': '登录成功', 'model.activate': '启用检测模型', 'model.refuse': '拒绝检测模型', 'password.change': '修改密码',
+      'policy.restore': '回滚策略', 'policy.save': '保存策略', 'quarantine.delete': '删除隔离邮件', 'quarantine.download': '下载隔离邮件',
+      'quarantine.expire': '隔离邮件过期', 'quarantine.preview': '预览隔离邮件', 'quarantine.reject': '拒绝外发', 'quarantine.release': '放行隔离邮件',
+      'queue.delete': '删除队列邮件', 'queue.flush': '立即投递队列', 'queue.retry': '重试投递', 'recall.start': '召回邮件', 'recall.undo': '撤销召回',
+      'risk.clear': '解除风险账户', 'risk.confirm': '确认账户失陷', 'totp.disable': '停用两步验证', 'totp.enable': '启用两步验证',
+      'upgrade.apply': '离线升级', 'upgrade.keep': '确认升级', 'upgrade.refuse': '拒绝升级包', 'upgrade.rollback': '回退升级' },
   },
   en: {
     dashboard: 'Dashboard', quarantine: 'Quarantine', tracking: 'Tracking', policy: 'Policy',
@@ -249,6 +264,12 @@ const T = {
     chartsUnavailable: 'The chart library did not load', range: 'Time range', range_24h: 'Last 24 hours', range_7d: 'Last 7 days', range_30d: 'Last 30 days',
     received: 'Received', stopped: 'Stopped', byClass: 'By class', flowOver: 'Mail flow by class', classShare: 'Share of classes',
     delivery: 'Delivery and queue', queueActive: 'Waiting in the queue', queueHeld: 'Held', topSenderDomains: 'Most-stopped sender domains', mailCount: 'Messages',
+    confirmUpgrade: 'Upload and upgrade? Once verified, the gateway restarts on the new version, on trial.', yes: 'yes', no: 'no', basics: 'Basics',
+    smtpListen: 'SMTP listens on', consoleListen: 'Console address', starttlsOn: 'STARTTLS', scanOn: 'Threat scanning', nextHop: 'Next hop',
+    port: 'Port', allOtherDomains: 'All other domains', running: 'Running', currentRelease: 'Installed release', factory: 'factory',
+    previousRelease: 'Rolls back to', onTrial: 'On trial', trialStarts: 'started {n} times', lastRollback: 'Last rollback',
+    vendorKeys: 'Trusted vendor keys', noTrust: 'None: {f} does not exist. As root, put the vendor\'s trust line there (jianmen upgrade trust-line), then upload.',
+    auditNames: {},
   },
 };
 
@@ -285,6 +306,8 @@ async function api(method, path, body) {
 }
 
 const when = (s) => s ? new Date(s * 1000).toLocaleString(lang) : '';
+// A time the server wrote as text (RFC 3339, UTC) in the reader's time zone; as it came otherwise.
+const whenText = (s) => { const d = new Date(s); return Number.isNaN(d.getTime()) ? s : d.toLocaleString(lang); };
 const main = () => $('main');
 
 function page(title, ...content) {
@@ -790,9 +813,6 @@ async function dashboardPage(range = '24h') {
   } catch (e) { fail(e); }
 }
 
-function kv(obj) {
-  return el('dl', { class: 'kv' }, Object.entries(obj).flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, typeof v === 'object' ? JSON.stringify(v) : String(v))]));
-}
 
 // The DLP policies as a table: what fires each one (counts, words, patterns, files) and what it does.
 function dlpTable(policies) {
@@ -995,6 +1015,7 @@ async function systemPage() {
     ev.preventDefault();
     const f = file.files[0];
     if (!f) return;
+    if (!confirm(t('confirmUpgrade'))) return;
     msg.className = 'notice';
     msg.textContent = t('upgradeSending');
     try {
@@ -1004,8 +1025,21 @@ async function systemPage() {
       if (!r.ok) throw new Error((d && d.error) || r.statusText);
       msg.textContent = t('upgradeStarted') + d.version;
     } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
-  } }, el('label', {}, t('upgradePackage'), ' ', file), el('button', { type: 'submit' }, t('upgradeApply')));
-  page(t('system'), el('div', { class: 'card' }, kv(s)), el('h2', {}, t('upgrade')), el('div', { class: 'card' }, kv(u)), form, msg);
+  } }, el('label', {}, t('upgradePackage'), ' ', file), el('button', { class: 'primary', type: 'submit' }, t('upgradeApply')));
+  const pairs = (rows) => el('dl', { class: 'kv' }, rows.flatMap(([k, v]) => [el('dt', {}, t(k)), el('dd', {}, v === null || v === undefined || v === '' ? '–' : v)]));
+  const yes = (b) => (b ? t('yes') : t('no'));
+  page(t('system'),
+    el('div', { class: 'card', id: 'system-basics' }, el('h2', {}, t('basics')), pairs([
+      ['version', s.version], ['hostname', s.hostname], ['smtpListen', s.smtp_listen.join('，')],
+      ['consoleListen', s.console_listen], ['starttlsOn', yes(s.starttls)], ['scanOn', yes(s.scan_enabled)],
+      ['queueActive', String(s.queue.active)], ['queueHeld', String(s.queue.held)]])),
+    el('div', { class: 'card', id: 'system-routes' }, el('h2', {}, t('routes')),
+      table([t('domain'), t('nextHop'), t('port')], s.routes.map((r) => ({ cells: [r.domain === '*' ? t('allOtherDomains') : r.domain, r.host, String(r.port)] })))),
+    el('div', { class: 'card', id: 'system-upgrade' }, el('h2', {}, t('upgrade')), pairs([
+      ['running', u.running], ['currentRelease', u.current_release || t('factory')], ['previousRelease', u.previous_release],
+      ['onTrial', u.trial ? `${u.trial.version}（${fill(t('trialStarts'), { n: u.trial.starts })}）` : t('no')],
+      ['lastRollback', u.last_rollback], ['vendorKeys', u.trusted ? u.trust_file : fill(t('noTrust'), { f: u.trust_file })]]),
+      u.trusted ? form : null, msg));
 }
 
 // Whom this console role may manage (the server checks it too): system administrators their
@@ -1056,7 +1090,8 @@ async function auditPage() {
     el('div', { class: 'actions' }, el('a', { class: 'plain', id: 'export', href: '/api/audit/export', download: '' }, t('export')), el('button', { class: 'primary', id: 'verify', onclick: async () => {
       try { const v = await api('GET', '/api/audit/verify'); result.className = v.intact ? 'notice' : 'error'; result.textContent = v.intact ? `${t('intact')} (${v.rows})` : `${t('broken')}: #${v.seq} ${v.reason}`; } catch (e) { result.className = 'error'; result.textContent = e.message; }
     } }, t('verify'))), result,
-    table(['#', t('time'), t('actor'), t('action'), t('detail')], entries.map((e) => ({ cells: [e.seq, e.at, e.actor, e.action, e.detail] }))));
+    table(['#', t('time'), t('actor'), t('action'), t('detail')], entries.map((e) => ({ cells: [e.seq, whenText(e.at), e.actor,
+      el('span', {}, T[lang].auditNames[e.action] || e.action, ' ', el('code', { class: 'muted' }, e.action)), e.detail] }))));
 }
 
 const stateBadge = (live) => el('span', { class: `badge state-${live.state}` },

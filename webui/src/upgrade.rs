@@ -45,6 +45,8 @@ async fn status(req: HttpRequest, console: Data) -> Reply {
         "trial": releases.trial(),
         "last_rollback": releases.last_rollback().map(|s| s.trim().to_owned()),
         "max_upload_bytes": MAX_UPLOAD,
+        "trust_file": release::trust_file().display().to_string(),
+        "trusted": release::trust_file().exists(),
     })))
 }
 

@@ -42,6 +42,11 @@ pub enum UpgradeError {
         /// The error (named so that it is shown once, not again as the cause).
         error: std::io::Error,
     },
+    /// No vendor key is trusted yet: the trust file is missing.
+    #[error(
+        "no vendor key is trusted: {0} does not exist (as root, put the vendor's trust line there: jianmen upgrade trust-line)"
+    )]
+    NoTrust(String),
     /// The archive is damaged or cut short.
     #[error("the package is damaged or truncated: {0}")]
     Damaged(String),
@@ -163,9 +168,12 @@ impl TrustedKey {
 
     /// Reads a trust file; blank lines and `#` comments are skipped.
     pub fn load(path: &Path) -> Result<Vec<TrustedKey>, UpgradeError> {
-        let text = std::fs::read_to_string(path).map_err(|error| UpgradeError::Io {
-            path: path.display().to_string(),
-            error,
+        let text = std::fs::read_to_string(path).map_err(|error| match error.kind() {
+            std::io::ErrorKind::NotFound => UpgradeError::NoTrust(path.display().to_string()),
+            _ => UpgradeError::Io {
+                path: path.display().to_string(),
+                error,
+            },
         })?;
         let mut keys = Vec::new();
         for (n, line) in text.lines().enumerate() {
