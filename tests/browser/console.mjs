@@ -31,6 +31,13 @@ await run('console', async (page, shots) => {
   await frame.locator('body').waitFor();
   const previewText = await frame.locator('body').innerText();
   if (!previewText.includes(env('JM_BODY_TEXT'))) throw new Error(`preview shows: ${previewText}`);
+  // Nothing in the preview can be followed (not only by the frame's policy: no link has a
+  // target), and the item lists the link's text beside where it really goes.
+  if (await frame.locator('a[href], area[href]').count() !== 0) throw new Error('the preview has followable links');
+  const link = page.locator('#anatomy tr', { hasText: 'http://198.51.100.23/owa/auth/login' });
+  await link.waitFor();
+  const linkRow = await link.innerText();
+  if (!linkRow.includes('https://mail.example.com/owa') || !linkRow.includes('文字与地址不符')) throw new Error(`the link row reads: ${linkRow}`);
   await page.screenshot({ path: `${shots}/3-detail.png`, fullPage: true });
   const [first, second] = [env('JM_RCPT_1'), env('JM_RCPT_2')];
   const other = page.locator(`#item-rcpts input[value="${second}"]`);

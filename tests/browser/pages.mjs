@@ -22,11 +22,14 @@ async function check(page, shots, role, name) {
   const text = await page.evaluate(() => {
     const parts = [];
     const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    // (Each text node on a line of its own, so a node reading "null" is found as such.)
     for (let n = walk.nextNode(); n; n = walk.nextNode()) {
       if (!n.parentElement.closest('code, script')) parts.push(n.textContent);
     }
     return parts.join('\n');
   });
+  // A value the page forgot to word: a text of its own reading null or undefined.
+  if (text.split('\n').some((p) => ['null', 'undefined', 'NaN', '[object Object]'].includes(p.trim()))) throw new Error(`${role} #/${name} shows a raw null, undefined or object`);
   const keys = [...new Set(text.match(KEY) || [])];
   if (keys.length) throw new Error(`${role} #/${name} shows untranslated keys: ${keys.join(', ')}`);
 }

@@ -131,10 +131,12 @@ const T = {
       'intel.import': '导入威胁情报', 'intel.recall': '按情报召回', 'login.code_needed': '登录：等待动态验证码', 'login.fail': '登录失败',
       'login.ok': '登录成功', 'model.activate': '启用检测模型', 'model.refuse': '拒绝检测模型', 'password.change': '修改密码',
       'policy.restore': '回滚策略', 'policy.save': '保存策略', 'quarantine.delete': '删除隔离邮件', 'quarantine.download': '下载隔离邮件',
-      'quarantine.expire': '隔离邮件过期', 'quarantine.preview': '预览隔离邮件', 'quarantine.reject': '拒绝外发', 'quarantine.release': '放行隔离邮件',
+      'quarantine.expire': '隔离邮件过期', 'quarantine.headers': '查看邮件头与链接', 'quarantine.preview': '预览隔离邮件', 'quarantine.reject': '拒绝外发', 'quarantine.release': '放行隔离邮件',
       'queue.delete': '删除队列邮件', 'queue.flush': '立即投递队列', 'queue.retry': '重试投递', 'recall.start': '召回邮件', 'recall.undo': '撤销召回',
       'risk.clear': '解除风险账户', 'risk.confirm': '确认账户失陷', 'totp.disable': '停用两步验证', 'totp.enable': '启用两步验证',
       'upgrade.apply': '离线升级', 'upgrade.keep': '确认升级', 'upgrade.refuse': '拒绝升级包', 'upgrade.rollback': '回退升级' },
+    linksInMessage: '邮件中的链接（仅列出真实地址，不会打开）', linkText: '显示文字', linkTarget: '实际地址', linkMismatch: '文字与地址不符',
+    formTargets: '表单提交到：', headerFields: '邮件头（{n} 个字段，其中 Received {r} 个）', headerName: '字段', headerValue: '内容',
   },
   en: {
     dashboard: 'Dashboard', quarantine: 'Quarantine', tracking: 'Tracking', policy: 'Policy',
@@ -270,6 +272,8 @@ const T = {
     previousRelease: 'Rolls back to', onTrial: 'On trial', trialStarts: 'started {n} times', lastRollback: 'Last rollback',
     vendorKeys: 'Trusted vendor keys', noTrust: 'None: {f} does not exist. As root, put the vendor\'s trust line there (jianmen upgrade trust-line), then upload.',
     auditNames: {},
+    linksInMessage: 'Links in the message (real targets listed, never opened)', linkText: 'Text shown', linkTarget: 'Real target', linkMismatch: 'Text and target differ',
+    formTargets: 'Forms post to:', headerFields: 'Header fields ({n}, {r} of them Received)', headerName: 'Field', headerValue: 'Value',
   },
 };
 
@@ -526,6 +530,29 @@ async function quarantinePage(fixed, title) {
   await search({});
 }
 
+// The host a link or its text names, lower case ('' when it names none).
+const hostOf = (s) => { const m = /^[a-z][a-z0-9+.-]*:\/\/([^/?#:@\s]+@)?([^/?#:\s]+)/i.exec(s.trim()) || /^(www\.[^/?#:\s]+)/i.exec(s.trim()); return m ? (m[2] || m[1]).toLowerCase() : ''; };
+
+// A held message's links (what a reader sees, where it really goes; never followed) and its
+// header fields, Received chain first.
+function anatomyCard(id) {
+  const box = el('div', { class: 'card', id: 'anatomy' }, el('h2', {}, t('linksInMessage')));
+  api('GET', `/api/quarantine/${id}/anatomy`).then((a) => {
+    const rows = a.links.map((l) => {
+      const shown = hostOf(l.text);
+      const real = hostOf(l.href);
+      const differs = shown && real && shown !== real;
+      return { cells: [l.text || '–', el('code', { class: differs ? 'mismatch' : null }, l.href), differs ? el('span', { class: 'badge phish' }, t('linkMismatch')) : ''] };
+    });
+    const received = a.headers.filter(([n]) => n === 'received');
+    box.append(...[table([t('linkText'), t('linkTarget'), ''], rows),
+      a.forms.length ? el('p', {}, t('formTargets'), ' ', a.forms.map((f) => el('code', {}, f || '–'))) : null,
+      el('details', { id: 'headers' }, el('summary', {}, fill(t('headerFields'), { n: a.headers.length, r: received.length })),
+        table([t('headerName'), t('headerValue')], a.headers.map(([n, v]) => ({ cells: [el('code', {}, n), v] }))))].filter(Boolean));
+  }).catch((e) => box.append(el('p', { class: 'error' }, e.message)));
+  return box;
+}
+
 async function quarantineItem(id, notice) {
   let data;
   try { data = await api('GET', `/api/quarantine/${encodeURIComponent(id)}`); } catch (e) { page(t('quarantine')); return fail(e); }
@@ -585,6 +612,7 @@ async function quarantineItem(id, notice) {
     i.status === 'held' ? buttons : null, msg),
     i.status === 'held' ? el('div', { class: 'card' }, el('h2', {}, t('preview')),
       el('iframe', { class: 'preview', sandbox: '', src: `/api/quarantine/${id}/preview`, title: t('preview') })) : null,
+    i.status === 'held' ? anatomyCard(id) : null,
     el('div', { class: 'card' }, el('h2', {}, t('evidence')),
       table([t('symbol'), t('score'), t('detail')], ((i.report && i.report.symbols) || []).map((s) => ({ cells: [s.name, s.score.toFixed(2), s.detail] })))),
     el('div', { class: 'card' }, el('h2', {}, t('history')),

@@ -43,6 +43,10 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(quarantine_preview),
         )
         .route(
+            "/api/quarantine/{id}/anatomy",
+            web::get().to(quarantine_anatomy),
+        )
+        .route(
             "/api/quarantine/{id}/release",
             web::post().to(quarantine_release),
         )
@@ -409,6 +413,36 @@ async fn quarantine_raw(req: HttpRequest, console: Data, id: web::Path<String>) 
         .body(raw))
 }
 
+/// Header fields and links an item's page lists at most.
+const ANATOMY_MAX: usize = 200;
+/// Characters of one header value or link shown at most.
+const ANATOMY_CHARS: usize = 2000;
+
+/// What a held message is made of, for the administrator deciding on it: its header fields in
+/// order (the Received chain among them) and every link — the text a reader sees and the
+/// address it really leads to — and form targets. Read from the parsed message, never fetched.
+async fn quarantine_anatomy(req: HttpRequest, console: Data, id: web::Path<String>) -> Reply {
+    let s = authorize(&req, &console, &[Role::Security]).await?;
+    let item = scoped_item(&console, &s, &id).await?;
+    let raw = console.quarantine.raw(&item.summary.id).await?;
+    console
+        .record(&actor(&s), "quarantine.headers", &item.summary.id)
+        .await;
+    let cut = |s: &str| s.chars().take(ANATOMY_CHARS).collect::<String>();
+    let parsed = web::block(move || jianmen_scan::message::Message::parse(&raw))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({
+            "headers": parsed.headers.iter().take(ANATOMY_MAX)
+                .map(|(n, v)| (n.clone(), cut(v))).collect::<Vec<_>>(),
+            "links": parsed.links.iter().take(ANATOMY_MAX)
+                .map(|l| json!({ "text": cut(&l.text), "href": cut(&l.href) })).collect::<Vec<_>>(),
+            "forms": parsed.html.form_actions.iter().take(ANATOMY_MAX).map(|f| cut(f)).collect::<Vec<_>>(),
+        })))
+}
+
 /// The preview's own policy: no scripts, no network, a unique origin (`sandbox`).
 const PREVIEW_CSP: &str =
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox; frame-ancestors 'self'";
@@ -437,13 +471,13 @@ pub(crate) fn preview_html(raw: &[u8]) -> String {
             Some(html) => ammonia::Builder::default()
                 .url_schemes(["http", "https", "mailto"].into_iter().collect())
                 .link_rel(Some("noopener noreferrer nofollow"))
-                // Remote images are tracking beacons: only inline (data:) ones stay.
-                .attribute_filter(|element, attribute, value| {
-                    if element == "img" && attribute == "src" && !value.starts_with("data:") {
-                        None
-                    } else {
-                        Some(value.into())
-                    }
+                // Remote images are tracking beacons: only inline (data:) ones stay. Links lose
+                // their targets: nothing in the preview can be followed, whatever the frame's
+                // policy; the item page lists each link's text beside where it really goes.
+                .attribute_filter(|element, attribute, value| match (element, attribute) {
+                    ("img", "src") if !value.starts_with("data:") => None,
+                    ("a" | "area", "href") => None,
+                    _ => Some(value.into()),
                 })
                 .clean(&html)
                 .to_string(),

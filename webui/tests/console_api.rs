@@ -27,7 +27,8 @@ const HELD: &str = "01HELDHELDHELDHELDHELDHELD";
 const MESSAGE: &[u8] = b"From: Bank <notice@bank.test>\r\nTo: staff@example.com\r\n\
     Subject: Verify now\r\nContent-Type: text/html\r\n\r\n\
     <p onclick=\"steal()\">Hello</p><script>alert(1)</script>\
-    <img src=\"http://tracker.test/p.gif\"><a href=\"javascript:alert(2)\">x</a>\r\n";
+    <img src=\"http://tracker.test/p.gif\"><a href=\"javascript:alert(2)\">x</a>\
+    <a href=\"http://evil.test/login\">https://bank.test/</a>\r\n";
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -338,6 +339,12 @@ async fn every_role_boundary_holds() {
         (
             Method::GET,
             format!("/api/quarantine/{HELD}/preview"),
+            None,
+            &[Role::Security],
+        ),
+        (
+            Method::GET,
+            format!("/api/quarantine/{HELD}/anatomy"),
             None,
             &[Role::Security],
         ),
@@ -715,9 +722,45 @@ async fn quarantine_actions_are_safe_validated_and_audited() {
     .await;
     assert_eq!(s, StatusCode::OK);
     assert!(html.contains("Hello"));
-    for bad in ["<script", "onclick", "javascript:", "tracker.test"] {
+    for bad in [
+        "<script",
+        "onclick",
+        "javascript:",
+        "tracker.test",
+        "evil.test",
+    ] {
         assert!(!html.contains(bad), "{bad} survived: {html}");
     }
+    assert!(
+        html.contains("https://bank.test/"),
+        "the link's text stays: {html}"
+    );
+    // Its anatomy: the header fields and where each link really goes.
+    let (s, a, _, _) = call(
+        &app,
+        Some(&w),
+        Method::GET,
+        &format!("/api/quarantine/{HELD}/anatomy"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert!(
+        a["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h[0] == "subject" && h[1] == "Verify now"),
+        "{a}"
+    );
+    assert!(
+        a["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["text"] == "https://bank.test/" && l["href"] == "http://evil.test/login"),
+        "{a}"
+    );
     let csp = h.get("content-security-policy").unwrap().to_str().unwrap();
     assert!(
         csp.contains("sandbox") && csp.contains("default-src 'none'"),
