@@ -104,7 +104,7 @@ const T = {
     envelope: '信封发件人', cls_refused: '部分收件人拒收', cls_dlp: '外发待审批', cls_account: '风险账户暂扣',
     ev_queued: '已接收入队', ev_quarantined: '已隔离', ev_discarded: '已丢弃', ev_rejected: '已拒收', ev_delivered: '已投递',
     ev_deferred: '暂时失败，将重试', ev_bounced: '投递失败，已退信', ev_released: '已放行', ev_clicked: '点击链接',
-    fromDate: '起始日期', toDate: '截止日期',
+    fromDate: '起始日期', toDate: '截止日期', minScore: '分数不低于', sort_newest: '最新在前', sort_oldest: '最早在前', sort_score: '分数从高到低', sort_expiry: '即将过期在前',
     prevPage: '上一页', nextPage: '下一页', pageOf: '第 {at} / {pages} 页，共 {total} 封', verdict: '判定',
     idSearch: '队列 ID（开头）或 Message-ID', allClasses: '全部类别', allDirections: '全部方向', timeline: '处理过程',
     cls_clean: '正常',
@@ -250,7 +250,7 @@ const T = {
     envelope: 'envelope sender', cls_refused: 'Refused for some recipients', cls_dlp: 'Outgoing, awaiting approval', cls_account: 'Held from a risky account',
     ev_queued: 'Received and queued', ev_quarantined: 'Held', ev_discarded: 'Dropped', ev_rejected: 'Refused', ev_delivered: 'Delivered',
     ev_deferred: 'Failed for now, will retry', ev_bounced: 'Failed, bounced', ev_released: 'Released', ev_clicked: 'Link clicked',
-    fromDate: 'From', toDate: 'Until',
+    fromDate: 'From', toDate: 'Until', minScore: 'Score at least', sort_newest: 'Newest first', sort_oldest: 'Oldest first', sort_score: 'Highest score first', sort_expiry: 'Expiring soonest first',
     prevPage: 'Previous', nextPage: 'Next', pageOf: 'Page {at} of {pages}, {total} messages', verdict: 'Verdict',
     idSearch: 'Queue id (start) or Message-ID', allClasses: 'All classes', allDirections: 'All directions', timeline: 'Timeline',
     cls_clean: 'Clean',
@@ -453,7 +453,7 @@ function filters(fields, onsearch) {
     fields.map((f) => f.options
       ? el('select', { name: f.name, 'aria-label': t(f.name) }, f.options.map(([v, label]) => el('option', { value: v }, label)))
       : f.type
-        ? el('label', { class: 'inline' }, t(f.label), ' ', el('input', { name: f.name, type: f.type, 'aria-label': t(f.label) }))
+        ? el('label', { class: 'inline' }, t(f.label), ' ', el('input', { name: f.name, type: f.type, step: f.type === 'number' ? 'any' : null, 'aria-label': t(f.label) }))
         : el('input', { name: f.name, placeholder: t(f.label || f.name), 'aria-label': t(f.label || f.name) })),
     el('button', { class: 'primary', type: 'submit' }, t('search')));
   return form;
@@ -526,7 +526,9 @@ async function quarantinePage(fixed, title) {
     el('button', { class: 'danger', id: 'bulk-delete', onclick: () => bulk('delete') }, t('deleteSelected')));
   page(t(title || 'quarantine'), filters([{ name: 'sender' }, { name: 'rcpt' }, { name: 'subject' }, ...classes,
     { name: 'status', options: [['held', t('held')], ['released', t('released')], ['deleted', t('deleted')], ['rejected', t('rejected')], ['expired', t('expired')], ['all', t('all')]] },
-    { name: 'since', type: 'date', label: 'fromDate' }, { name: 'until', type: 'date', label: 'toDate' }], search), actions, bulkMsg, out);
+    { name: 'since', type: 'date', label: 'fromDate' }, { name: 'until', type: 'date', label: 'toDate' },
+    { name: 'min_score', type: 'number', label: 'minScore' },
+    { name: 'sort', options: ['newest', 'oldest', 'score', 'expiry'].map((o) => [o, t(`sort_${o}`)]) }], search), actions, bulkMsg, out);
   await search({});
 }
 

@@ -14,7 +14,7 @@ use jianmen_mta::config::HELD_CLASSES;
 use jianmen_mta::hunt::Term;
 use jianmen_mta::policy::SaveError;
 use jianmen_mta::quarantine::approval::{ACCOUNT_CLASS, APPROVAL_CLASS, Notices, awaits_review};
-use jianmen_mta::quarantine::{Query as QQuery, Status};
+use jianmen_mta::quarantine::{Query as QQuery, Sort, Status};
 use jianmen_mta::queue::spool::is_queue_id;
 use jianmen_mta::tracking::{MAX_MESSAGES, Query as TQuery};
 use jianmen_scan::Direction;
@@ -354,6 +354,19 @@ async fn quarantine_search(
         status,
         domain: s.account.domain.clone(),
         owner: None,
+        min_score: match p.text("min_score")? {
+            None => None,
+            Some(v) => Some(
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite() && (-1000.0..=1000.0).contains(n))
+                    .ok_or_else(|| ApiError::field("min_score", "a number"))?,
+            ),
+        },
+        sort: match p.one_of("sort", &["newest", "oldest", "score", "expiry"])? {
+            Some(v) => Sort::parse(&v).unwrap_or_default(),
+            None => Sort::default(),
+        },
         offset,
         limit,
     };

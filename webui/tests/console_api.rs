@@ -627,6 +627,27 @@ async fn quarantine_actions_are_safe_validated_and_audited() {
     let app = app!(env);
     let (w, _) = ready(&app, &env, Role::Security).await;
 
+    // A score floor and an order narrow and sort the list.
+    for (query, total) in [
+        ("min_score=0&sort=score", 1),
+        ("min_score=0.5", 0),
+        ("sort=expiry", 1),
+    ] {
+        let (s, page, _, _) = call(
+            &app,
+            Some(&w),
+            Method::GET,
+            &format!("/api/quarantine?{query}"),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (s, page["total"].as_i64()),
+            (StatusCode::OK, Some(total)),
+            "{query}: {page}"
+        );
+    }
+
     // Pages carry a strict CSP and refuse framing.
     let (s, _, h, html) = call(&app, None, Method::GET, "/", None).await;
     assert_eq!(s, StatusCode::OK);
@@ -658,6 +679,9 @@ async fn quarantine_actions_are_safe_validated_and_audited() {
         ("limit=100000", "limit"),
         ("offset=-1", "offset"),
         ("class=ham", "class"),
+        ("min_score=abc", "min_score"),
+        ("min_score=NaN", "min_score"),
+        ("sort=worst", "sort"),
         ("colour=red", "colour"),
         ("since=yesterday", "since"),
     ] {

@@ -109,6 +109,14 @@ impl<'a> Filter<'a> {
         self
     }
 
+    /// `column` is at least `value`.
+    pub fn at_least(mut self, column: &str, value: Option<f64>) -> Self {
+        if let Some(v) = value {
+            self.sql.push(format!(" AND {column} >= ")).push_bind(v);
+        }
+        self
+    }
+
     /// `column` is one of `values` (none: nothing matches).
     pub fn one_of(mut self, column: &str, values: Option<&[String]>) -> Self {
         if let Some(values) = values {

@@ -111,10 +111,50 @@ pub struct Query {
     pub domain: Option<String>,
     /// Only items with exactly this recipient (a user's own quarantine).
     pub owner: Option<String>,
+    /// Score at least.
+    pub min_score: Option<f64>,
+    /// Order of the items.
+    pub sort: Sort,
     /// Items to skip.
     pub offset: u32,
     /// Items to return, at most [`MAX_PAGE`].
     pub limit: u32,
+}
+
+/// The order a search lists items in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sort {
+    /// Newest first.
+    #[default]
+    Newest,
+    /// Oldest first.
+    Oldest,
+    /// Highest score first.
+    Score,
+    /// Soonest to expire first.
+    Expiry,
+}
+
+impl Sort {
+    /// The sort a name gives (`newest`, `oldest`, `score`, `expiry`).
+    pub fn parse(name: &str) -> Option<Sort> {
+        match name {
+            "newest" => Some(Sort::Newest),
+            "oldest" => Some(Sort::Oldest),
+            "score" => Some(Sort::Score),
+            "expiry" => Some(Sort::Expiry),
+            _ => None,
+        }
+    }
+
+    fn order_by(self) -> &'static str {
+        match self {
+            Sort::Newest => " ORDER BY q.received_at DESC, q.id DESC",
+            Sort::Oldest => " ORDER BY q.received_at ASC, q.id ASC",
+            Sort::Score => " ORDER BY q.score DESC, q.received_at DESC, q.id DESC",
+            Sort::Expiry => " ORDER BY q.expires_at ASC, q.id ASC",
+        }
+    }
 }
 
 /// One line of a search result.
@@ -235,6 +275,7 @@ fn filtered<'a>(select: &str, q: &'a Query) -> QueryBuilder<'a, Sqlite> {
         .contains(&["q.mail_from", "q.header_from"], q.sender.as_deref())
         .contains(&["q.subject"], q.subject.as_deref())
         .equals("q.class", q.class.clone())
+        .at_least("q.score", q.min_score)
         .equals("q.status", q.status.map(|s| s.as_str().to_owned()))
         .condition(
             &format!("{ANY_RCPT} LIKE "),
@@ -290,7 +331,8 @@ pub(crate) async fn search(pool: &SqlitePool, q: &Query) -> Result<Page, StoreEr
         .await?
         .try_get(0)?;
     let mut b = filtered(SUMMARY_COLUMNS, q);
-    b.push(" ORDER BY q.received_at DESC, q.id DESC LIMIT ")
+    b.push(q.sort.order_by())
+        .push(" LIMIT ")
         .push_bind(i64::from(q.limit.min(MAX_PAGE)))
         .push(" OFFSET ")
         .push_bind(i64::from(q.offset));

@@ -22,7 +22,7 @@ use crate::queue::SqliteStore;
 use crate::queue::spool::Spool;
 use jianmen_scan::verdict::Report;
 
-pub use index::{Item, Page, Query, RcptState, Status, Summary};
+pub use index::{Item, Page, Query, RcptState, Sort, Status, Summary};
 
 /// Why a quarantine action failed.
 #[derive(Debug, thiserror::Error)]
