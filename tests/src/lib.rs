@@ -903,6 +903,12 @@ impl Dns {
                 "--local-ttl=0",
             ])
             .arg(format!("--log-facility={}", log.display()))
+            // A pid file of its own: dnsmasqs starting together all wrote /var/run/dnsmasq.pid
+            // (created exclusively), and the loser refused to start ("File exists").
+            .arg(format!(
+                "--pid-file={}",
+                log_dir.path().join("dnsmasq.pid").display()
+            ))
             .arg(format!("--listen-address={}", addr.ip()))
             .arg(format!("--port={}", addr.port()))
             .args(records);
