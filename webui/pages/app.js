@@ -137,6 +137,10 @@ const T = {
       'upgrade.apply': '离线升级', 'upgrade.keep': '确认升级', 'upgrade.refuse': '拒绝升级包', 'upgrade.rollback': '回退升级' },
     linksInMessage: '邮件中的链接（仅列出真实地址，不会打开）', linkText: '显示文字', linkTarget: '实际地址', linkMismatch: '文字与地址不符',
     formTargets: '表单提交到：', headerFields: '邮件头（{n} 个字段，其中 Received {r} 个）', headerName: '字段', headerValue: '内容',
+    certificates: '证书', certRole: '用途', certSource: '来源', certSubject: '主题', certNames: '名称', certUntil: '有效期至',
+    cert_international: '国际 TLS', cert_sm2_signing: 'SM2 签名（RFC 8998、TLCP）', cert_sm2_encryption: 'SM2 加密（TLCP）',
+    certGenerated: '启动时自动生成', certIssuer: '颁发者', daysLeft: '剩余 {n} 天', certExpired: '已过期', certExpiring: '即将过期',
+    certSelfSigned: '自签名', certHelp: '自签名证书不被客户端信任。请向 CA 申请证书（SM2 证书请求可用 jianmen cert-sm2 生成），在配置文件 [tls] 中指定证书与私钥文件后重启。',
   },
   en: {
     dashboard: 'Dashboard', quarantine: 'Quarantine', tracking: 'Tracking', policy: 'Policy',
@@ -274,6 +278,10 @@ const T = {
     auditNames: {},
     linksInMessage: 'Links in the message (real targets listed, never opened)', linkText: 'Text shown', linkTarget: 'Real target', linkMismatch: 'Text and target differ',
     formTargets: 'Forms post to:', headerFields: 'Header fields ({n}, {r} of them Received)', headerName: 'Field', headerValue: 'Value',
+    certificates: 'Certificates', certRole: 'Use', certSource: 'Source', certSubject: 'Subject', certNames: 'Names', certUntil: 'Valid until',
+    cert_international: 'International TLS', cert_sm2_signing: 'SM2 signing (RFC 8998, TLCP)', cert_sm2_encryption: 'SM2 encryption (TLCP)',
+    certGenerated: 'Generated at start', certIssuer: 'issuer', daysLeft: '{n} days left', certExpired: 'Expired', certExpiring: 'Expiring soon',
+    certSelfSigned: 'Self-signed', certHelp: 'Clients do not trust self-signed certificates. Have a CA issue one (jianmen cert-sm2 makes SM2 requests), name its certificate and key files in [tls] of the configuration file, and restart.',
   },
 };
 
@@ -1063,6 +1071,15 @@ async function systemPage() {
       ['version', s.version], ['hostname', s.hostname], ['smtpListen', s.smtp_listen.join('，')],
       ['consoleListen', s.console_listen], ['starttlsOn', yes(s.starttls)], ['scanOn', yes(s.scan_enabled)],
       ['queueActive', String(s.queue.active)], ['queueHeld', String(s.queue.held)]])),
+    el('div', { class: 'card', id: 'system-certificates' }, el('h2', {}, t('certificates')),
+      table([t('certRole'), t('certSource'), t('certSubject'), t('certNames'), t('certUntil'), ''], s.certificates.map((c) => ({ cells: [
+        t(`cert_${c.role.replace('-', '_')}`), c.file ? el('code', {}, c.file) : t('certGenerated'),
+        c.error ? el('span', { class: 'error' }, c.error) : c.file ? `${c.subject}${c.issuer && c.issuer !== c.subject ? `（${t('certIssuer')} ${c.issuer}）` : ''}` : '–',
+        c.names.join('，') || '–', c.file && !c.error ? `${when(c.not_after)}（${fill(t('daysLeft'), { n: c.days_left })}）` : '–',
+        el('span', {}, c.error ? null : c.days_left < 0 && c.file ? el('span', { class: 'badge phish' }, t('certExpired'))
+          : c.file && c.days_left < s.expiry_warning_days ? el('span', { class: 'badge spam' }, t('certExpiring')) : null,
+        c.self_signed ? el('span', { class: 'badge' }, t('certSelfSigned')) : null)] }))),
+      el('p', { class: 'muted' }, t('certHelp'))),
     el('div', { class: 'card', id: 'system-routes' }, el('h2', {}, t('routes')),
       table([t('domain'), t('nextHop'), t('port')], s.routes.map((r) => ({ cells: [r.domain === '*' ? t('allOtherDomains') : r.domain, r.host, String(r.port)] })))),
     el('div', { class: 'card', id: 'system-upgrade' }, el('h2', {}, t('upgrade')), pairs([

@@ -839,6 +839,12 @@ async fn system(req: HttpRequest, console: Data) -> Reply {
         "queue": { "active": active, "held": held },
         "routes": c.routes.iter().map(|r| json!({"domain": r.domain, "host": r.host, "port": r.port})).collect::<Vec<_>>(),
         "scan_enabled": c.scan.enabled,
+        // What STARTTLS and the console present (the console generates its own without [tls]).
+        "certificates": jianmen_gm::certinfo::describe(
+            &c.tls.clone().unwrap_or_else(jianmen_mta::config::TlsConfig::generated),
+            now(),
+        ),
+        "expiry_warning_days": jianmen_gm::certinfo::EXPIRY_WARNING_DAYS,
     })))
 }
 

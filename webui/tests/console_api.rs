@@ -1321,6 +1321,19 @@ async fn the_channel_board_shows_and_moves_channels_with_an_audit_trail() {
     let env = env().await;
     let app = app!(env);
     let (w, name) = ready(&app, &env, Role::System).await;
+    // (The system page too: without [tls], the certificates generated at start.)
+    let (s, sys, _, _) = call(&app, Some(&w), Method::GET, "/api/system", None).await;
+    assert_eq!(s, StatusCode::OK, "{sys}");
+    let roles: Vec<&str> = sys["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["international", "sm2-signing", "sm2-encryption"]);
+    assert!(
+        sys["certificates"][0]["file"].is_null() && sys["certificates"][0]["self_signed"] == true
+    );
     let (s, b, _, _) = call(&app, Some(&w), Method::GET, "/api/channels", None).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let states: Vec<(String, String)> = b["channels"]

@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod cert;
+pub mod certinfo;
 pub mod dane;
 pub mod keyfile;
 pub mod rfc8998;
