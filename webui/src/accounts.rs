@@ -745,15 +745,24 @@ impl Accounts {
         Ok(b32)
     }
 
-    /// Puts the secret being enrolled in force once `code` shows the app has it.
-    pub async fn totp_confirm(&self, name: &str, code: &str, now: i64) -> Result<(), AccountError> {
-        let pending: Option<String> =
-            sqlx::query_scalar("SELECT totp_pending FROM accounts WHERE name = ?")
+    /// The secret in `column` (`totp_secret` in force, `totp_pending` being enrolled).
+    async fn totp_secret(
+        &self,
+        name: &str,
+        column: &'static str,
+    ) -> Result<Option<String>, AccountError> {
+        Ok(
+            sqlx::query_scalar(&format!("SELECT {column} FROM accounts WHERE name = ?"))
                 .bind(name)
                 .fetch_optional(&self.pool)
                 .await?
-                .flatten();
-        let Some(pending) = pending else {
+                .flatten(),
+        )
+    }
+
+    /// Puts the secret being enrolled in force once `code` shows the app has it.
+    pub async fn totp_confirm(&self, name: &str, code: &str, now: i64) -> Result<(), AccountError> {
+        let Some(pending) = self.totp_secret(name, "totp_pending").await? else {
             return Err(AccountError::Invalid {
                 field: "code",
                 reason: "start the set-up first".into(),
@@ -779,13 +788,7 @@ impl Accounts {
 
     /// Removes the second factor, when `code` is a current one of it.
     pub async fn totp_remove(&self, name: &str, code: &str, now: i64) -> Result<(), AccountError> {
-        let secret: Option<String> =
-            sqlx::query_scalar("SELECT totp_secret FROM accounts WHERE name = ?")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?
-                .flatten();
-        let right = match &secret {
+        let right = match &self.totp_secret(name, "totp_secret").await? {
             Some(s) => code_step(s, code, now)?.is_some(),
             None => false,
         };

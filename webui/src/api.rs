@@ -409,18 +409,28 @@ async fn quarantine_item(req: HttpRequest, console: Data, id: web::Path<String>)
     Ok(HttpResponse::Ok().json(json!({ "item": item, "history": history.events })))
 }
 
-async fn quarantine_raw(req: HttpRequest, console: Data, id: web::Path<String>) -> Reply {
-    let s = authorize(&req, &console, &[Role::Security]).await?;
-    let item = scoped_item(&console, &s, &id).await?;
+/// A held message's bytes for a security administrator whose scope covers it, the access
+/// audited as `action`; with its id.
+async fn held_message(
+    req: &HttpRequest,
+    console: &Console,
+    id: &str,
+    action: &str,
+) -> Result<(String, Vec<u8>), ApiError> {
+    let s = authorize(req, console, &[Role::Security]).await?;
+    let item = scoped_item(console, &s, id).await?;
     let raw = console.quarantine.raw(&item.summary.id).await?;
-    console
-        .record(&actor(&s), "quarantine.download", &item.summary.id)
-        .await;
+    console.record(&actor(&s), action, &item.summary.id).await;
+    Ok((item.summary.id, raw))
+}
+
+async fn quarantine_raw(req: HttpRequest, console: Data, id: web::Path<String>) -> Reply {
+    let (id, raw) = held_message(&req, &console, &id, "quarantine.download").await?;
     Ok(HttpResponse::Ok()
         .content_type("message/rfc822")
         .insert_header((
             header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{}.eml\"", item.summary.id),
+            format!("attachment; filename=\"{id}.eml\""),
         ))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(raw))
@@ -435,12 +445,7 @@ const ANATOMY_CHARS: usize = 2000;
 /// order (the Received chain among them) and every link — the text a reader sees and the
 /// address it really leads to — and form targets. Read from the parsed message, never fetched.
 async fn quarantine_anatomy(req: HttpRequest, console: Data, id: web::Path<String>) -> Reply {
-    let s = authorize(&req, &console, &[Role::Security]).await?;
-    let item = scoped_item(&console, &s, &id).await?;
-    let raw = console.quarantine.raw(&item.summary.id).await?;
-    console
-        .record(&actor(&s), "quarantine.headers", &item.summary.id)
-        .await;
+    let (_, raw) = held_message(&req, &console, &id, "quarantine.headers").await?;
     let cut = |s: &str| s.chars().take(ANATOMY_CHARS).collect::<String>();
     let parsed = web::block(move || jianmen_scan::message::Message::parse(&raw))
         .await
@@ -461,12 +466,7 @@ const PREVIEW_CSP: &str =
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox; frame-ancestors 'self'";
 
 async fn quarantine_preview(req: HttpRequest, console: Data, id: web::Path<String>) -> Reply {
-    let s = authorize(&req, &console, &[Role::Security]).await?;
-    let item = scoped_item(&console, &s, &id).await?;
-    let raw = console.quarantine.raw(&item.summary.id).await?;
-    console
-        .record(&actor(&s), "quarantine.preview", &item.summary.id)
-        .await;
+    let (_, raw) = held_message(&req, &console, &id, "quarantine.preview").await?;
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CONTENT_SECURITY_POLICY, PREVIEW_CSP))

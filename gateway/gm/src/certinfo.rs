@@ -48,41 +48,28 @@ pub fn describe(config: &TlsConfig, now: i64) -> Vec<CertInfo> {
     }
     served
         .into_iter()
-        .map(|(role, file)| match file {
-            Some(path) => read(role, path, now),
-            None => CertInfo {
+        .map(|(role, file)| {
+            let mut info = CertInfo {
                 role,
-                file: None,
+                file: file.map(|p| p.display().to_string()),
                 subject: String::new(),
                 issuer: String::new(),
                 names: Vec::new(),
                 not_before: 0,
                 not_after: 0,
                 days_left: 0,
-                self_signed: true,
+                // One made at start signs itself.
+                self_signed: file.is_none(),
                 error: None,
-            },
+            };
+            if let Some(path) = file
+                && let Err(e) = fill(&mut info, path, now)
+            {
+                info.error = Some(e);
+            }
+            info
         })
         .collect()
-}
-
-fn read(role: &'static str, path: &Path, now: i64) -> CertInfo {
-    let mut info = CertInfo {
-        role,
-        file: Some(path.display().to_string()),
-        subject: String::new(),
-        issuer: String::new(),
-        names: Vec::new(),
-        not_before: 0,
-        not_after: 0,
-        days_left: 0,
-        self_signed: false,
-        error: None,
-    };
-    if let Err(e) = fill(&mut info, path, now) {
-        info.error = Some(e);
-    }
-    info
 }
 
 /// The first certificate of the PEM file at `path`, read into `info`.

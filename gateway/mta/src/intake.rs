@@ -271,18 +271,13 @@ impl Intake {
             &q.retention_days,
             now,
         );
-        let copy = NewMessage {
-            id: envelope.queue_id.clone(),
-            mail_from: envelope.mail_from.clone(),
-            rcpts: envelope.rcpts.clone(),
-            size: 0,
-            received_at: now,
-            client_ip: envelope.client_ip.to_string(),
-            helo: envelope.helo.clone(),
-            smtputf8: envelope.smtputf8,
-            kind: MessageKind::Mail,
-            held: Some(Box::new(held)),
-        };
+        let copy = queued(
+            envelope,
+            envelope.queue_id.clone(),
+            envelope.rcpts.clone(),
+            now,
+            Some(Box::new(held)),
+        );
         match self
             .queue
             .enqueue(copy, vec![Vec::new(), Vec::new(), message.to_vec()])
@@ -316,6 +311,28 @@ impl Intake {
 
 fn storage_full() -> Reply {
     Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
+}
+
+/// The queue's record of (a copy of) the message `envelope` describes, for `rcpts`.
+fn queued(
+    envelope: &Envelope,
+    id: String,
+    rcpts: Vec<String>,
+    now: i64,
+    held: Option<Box<Held>>,
+) -> NewMessage {
+    NewMessage {
+        id,
+        mail_from: envelope.mail_from.clone(),
+        rcpts,
+        size: 0,
+        received_at: now,
+        client_ip: envelope.client_ip.to_string(),
+        helo: envelope.helo.clone(),
+        smtputf8: envelope.smtputf8,
+        kind: MessageKind::Mail,
+        held,
+    }
 }
 
 #[async_trait]
@@ -637,18 +654,7 @@ impl Inbox for Intake {
                     (Some(hunt), Some(_)) => hunt.mailboxes(&rcpts),
                     _ => Vec::new(),
                 };
-                let new = NewMessage {
-                    id: id.clone(),
-                    mail_from: envelope.mail_from.clone(),
-                    rcpts: rcpts.clone(),
-                    size: 0,
-                    received_at: now,
-                    client_ip: envelope.client_ip.to_string(),
-                    helo: envelope.helo.clone(),
-                    smtputf8: envelope.smtputf8,
-                    kind: MessageKind::Mail,
-                    held: held.take(),
-                };
+                let new = queued(&envelope, id.clone(), rcpts.clone(), now, held.take());
                 let signature = if envelope.direction == Direction::Outbound {
                     self.dkim_signature(&id, &extra, &body)
                 } else {
