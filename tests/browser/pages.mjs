@@ -36,6 +36,14 @@ async function check(page, shots, role, name) {
 
 await run('pages', async (page, shots) => {
   const seen = [];
+  // A server error is worded from the catalogue too: a wrong password, in zh-CN.
+  await page.goto(env('JM_URL'));
+  await page.fill('#username', env('JM_AUD_USER'));
+  await page.fill('#password', 'not-the-password');
+  await page.click('#signin');
+  await page.waitForFunction(() => document.querySelector('.login .error')?.textContent.length > 0);
+  const said = await page.textContent('.login .error');
+  if (said !== '用户名或密码错误。') throw new Error(`a wrong password reads: ${said}`);
   for (const [role, user, pass] of [['security', env('JM_SEC_USER'), env('JM_SEC_PASS')], ['system', env('JM_SYS_USER'), env('JM_SYS_PASS')], ['audit', env('JM_AUD_USER'), env('JM_AUD_PASS')]]) {
     await page.setViewportSize({ width: 1440, height: 900 });
     await signIn(page, user, pass);

@@ -141,6 +141,15 @@ const T = {
     cert_international: '国际 TLS', cert_sm2_signing: 'SM2 签名（RFC 8998、TLCP）', cert_sm2_encryption: 'SM2 加密（TLCP）',
     certGenerated: '启动时自动生成', certIssuer: '颁发者', daysLeft: '剩余 {n} 天', certExpired: '已过期', certExpiring: '即将过期',
     certSelfSigned: '自签名', certHelp: '自签名证书不被客户端信任。请向 CA 申请证书（SM2 证书请求可用 jianmen cert-sm2 生成），在配置文件 [tls] 中指定证书与私钥文件后重启。',
+    err_unauthorized: '未登录或会话已过期，请重新登录。', err_forbidden: '无权执行此操作', err_role: '当前角色无权执行此操作。',
+    err_csrf: '页面已过期，请刷新后重试。', err_must_change: '请先修改初始密码。', err_internal: '内部错误，请查看网关日志。',
+    err_credentials: '用户名或密码错误。', err_totp_needed: '请输入身份验证器 App 中的 6 位动态验证码。', err_source: '不允许从此地址登录控制台。',
+    err_too_many: '此地址登录失败次数过多，请稍后再试。', err_busy: '登录请求过多，请稍后再试。',
+    err_weak_password: '密码不符合规则：至少 {n} 个字符，包含大写字母、小写字母、数字和符号中的至少三类，且不能包含用户名。',
+    err_totp_wrong: '验证码不正确（请检查手机时间，或等待下一个验证码）。', err_no_account: '没有这个账号。', err_account_exists: '该账号已存在。',
+    err_last_of_role: '这是该角色的最后一个账号，请先创建另一个。', err_not_yours: '该类账号只能在设备上用 jianmen account 命令管理（三权分立）。',
+    err_no_item: '没有这封邮件（或不在你管理的域内）。', err_item_done: '这封邮件已被处理（已放行、删除或过期）。',
+    err_policy_conflict: '策略已被他人修改，请重新载入后再编辑。', err_unchanged: '没有任何改动。',
   },
   en: {
     dashboard: 'Dashboard', quarantine: 'Quarantine', tracking: 'Tracking', policy: 'Policy',
@@ -303,6 +312,16 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
+// A server error in the reader's language where the catalogue has its code; a refusal whose
+// code is only "forbidden" keeps the server's reason beside it.
+function errorText(data) {
+  if (!data) return '';
+  const said = data.code && T[lang][`err_${data.code}`];
+  if (!said) return data.error;
+  const text = fill(said, { n: (me && me.password_min_length) || 12 });
+  return data.code === 'forbidden' ? `${text}（${data.error}）` : text;
+}
+
 async function api(method, path, body) {
   const headers = { 'Accept': 'application/json' };
   if (method !== 'GET') headers['X-CSRF-Token'] = me ? me.csrf : '';
@@ -313,7 +332,7 @@ async function api(method, path, body) {
   // A session that ended sends the user back to sign in; the sign-in itself and route()'s own
   // "am I signed in?" probe do not (a probe answered late would undo a sign-in just made).
   if (r.status === 401 && path !== '/api/login' && path !== '/api/session') { me = null; location.hash = '#/login'; }
-  if (!r.ok) throw Object.assign(new Error((data && data.error) || r.statusText), { field: data && data.field });
+  if (!r.ok) throw Object.assign(new Error(errorText(data) || r.statusText), { field: data && data.field });
   return data;
 }
 

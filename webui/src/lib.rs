@@ -177,7 +177,9 @@ impl Console {
     }
 }
 
-/// An API error: a status and a JSON body `{"error": …, "field": …}`.
+/// An API error: a status and a JSON body `{"error": …, "field": …, "code": …}`. `error` is
+/// English (logs, scripts); `code`, where there is one, names the message in the console's
+/// catalogue, which the pages show in their reader's language.
 #[derive(Debug, Serialize)]
 pub struct ApiError {
     #[serde(skip)]
@@ -185,6 +187,8 @@ pub struct ApiError {
     error: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'static str>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -211,29 +215,35 @@ impl ApiError {
             status,
             error: error.into(),
             field: None,
+            code: None,
         }
     }
 
     /// 400 naming the offending field.
     fn field(field: &str, error: impl Into<String>) -> Self {
         ApiError {
-            status: StatusCode::BAD_REQUEST,
-            error: error.into(),
             field: Some(field.to_owned()),
+            ..Self::new(StatusCode::BAD_REQUEST, error)
         }
     }
 
+    /// The same error, its message named `code` in the pages' catalogue (`err_<code>`).
+    fn coded(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
     fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "not signed in")
+        Self::new(StatusCode::UNAUTHORIZED, "not signed in").coded("unauthorized")
     }
 
     fn forbidden(why: &str) -> Self {
-        Self::new(StatusCode::FORBIDDEN, why)
+        Self::new(StatusCode::FORBIDDEN, why).coded("forbidden")
     }
 
     fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "console request failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").coded("internal")
     }
 }
 
@@ -245,24 +255,41 @@ impl From<AccountError> for ApiError {
             AccountError::BadCredentials | AccountError::Locked(_) => Self::new(
                 StatusCode::UNAUTHORIZED,
                 AccountError::BadCredentials.to_string(),
-            ),
+            )
+            .coded("credentials"),
             AccountError::CodeNeeded => ApiError {
-                status: StatusCode::UNAUTHORIZED,
-                error: e.to_string(),
                 field: Some("totp".into()),
-            },
-            AccountError::SourceNotAllowed => Self::new(StatusCode::FORBIDDEN, e.to_string()),
+                ..Self::new(StatusCode::UNAUTHORIZED, e.to_string())
+            }
+            .coded("totp_needed"),
+            AccountError::SourceNotAllowed => {
+                Self::new(StatusCode::FORBIDDEN, e.to_string()).coded("source")
+            }
             AccountError::TooManyAttempts => {
-                Self::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+                Self::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()).coded("too_many")
             }
-            AccountError::Busy => Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-            AccountError::WeakPassword(_) => Self::field("new_password", e.to_string()),
+            AccountError::Busy => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).coded("busy")
+            }
+            AccountError::WeakPassword(_) => {
+                Self::field("new_password", e.to_string()).coded("weak_password")
+            }
+            AccountError::Invalid { field: "code", .. } => {
+                Self::field("code", e.to_string()).coded("totp_wrong")
+            }
             AccountError::Invalid { field, .. } => Self::field(field, e.to_string()),
-            AccountError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string()),
-            AccountError::Exists(_) | AccountError::LastOfRole(..) => {
-                Self::new(StatusCode::CONFLICT, e.to_string())
+            AccountError::NotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, e.to_string()).coded("no_account")
             }
-            AccountError::NotYours(_) => Self::new(StatusCode::FORBIDDEN, e.to_string()),
+            AccountError::Exists(_) => {
+                Self::new(StatusCode::CONFLICT, e.to_string()).coded("account_exists")
+            }
+            AccountError::LastOfRole(..) => {
+                Self::new(StatusCode::CONFLICT, e.to_string()).coded("last_of_role")
+            }
+            AccountError::NotYours(_) => {
+                Self::new(StatusCode::FORBIDDEN, e.to_string()).coded("not_yours")
+            }
             AccountError::Store(_) | AccountError::Hash(_) => Self::internal(e),
         }
     }
@@ -272,8 +299,8 @@ impl From<jianmen_mta::quarantine::QuarantineError> for ApiError {
     fn from(e: jianmen_mta::quarantine::QuarantineError) -> Self {
         use jianmen_mta::quarantine::QuarantineError as Q;
         match e {
-            Q::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string()),
-            Q::Conflict { .. } => Self::new(StatusCode::CONFLICT, e.to_string()),
+            Q::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string()).coded("no_item"),
+            Q::Conflict { .. } => Self::new(StatusCode::CONFLICT, e.to_string()).coded("item_done"),
             Q::Store(_) | Q::Spool(_) => Self::internal(e),
         }
     }
@@ -314,14 +341,14 @@ async fn authorize(
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         if !constant_time_eq(sent.as_bytes(), session.csrf.as_bytes()) {
-            return Err(ApiError::forbidden("missing or wrong CSRF token"));
+            return Err(ApiError::forbidden("missing or wrong CSRF token").coded("csrf"));
         }
     }
     if session.account.must_change && !roles.is_empty() {
-        return Err(ApiError::forbidden("password change required"));
+        return Err(ApiError::forbidden("password change required").coded("must_change"));
     }
     if !roles.is_empty() && !roles.contains(&session.account.role) {
-        return Err(ApiError::forbidden("your role may not do this"));
+        return Err(ApiError::forbidden("your role may not do this").coded("role"));
     }
     Ok(session)
 }

@@ -44,8 +44,10 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
 impl From<SaveError> for ApiError {
     fn from(e: SaveError) -> Self {
         match e {
-            SaveError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-            SaveError::Unchanged => ApiError::field("policy", e.to_string()),
+            SaveError::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string()).coded("policy_conflict")
+            }
+            SaveError::Unchanged => ApiError::field("policy", e.to_string()).coded("unchanged"),
             SaveError::Invalid(p) => ApiError::field(&p.key, p.why),
             SaveError::Unknown(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
             SaveError::Store(s) => ApiError::internal(s),

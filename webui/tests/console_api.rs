@@ -1006,6 +1006,10 @@ async fn quarantine_actions_are_safe_validated_and_audited() {
     // Answered like a wrong password (names and locks are not revealed); the audit log says why.
     let (s, b) = sign_in(&app, "otheradmin", NEW_PASSWORD).await.unwrap_err();
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    assert_eq!(
+        b["code"], "credentials",
+        "the pages word it from their catalogue: {b}"
+    );
     let (s, unknown) = sign_in(&app, "no-such-admin", NEW_PASSWORD)
         .await
         .unwrap_err();
