@@ -240,7 +240,8 @@ impl Intake {
 
     /// Keeps a copy of inbound mail refused at SMTP in quarantine, under the queue id the
     /// refusal named (`ref …`), when its class is one `[quarantine]` copies: a false positive
-    /// at reject level can then still be released. Best effort: the refusal stands either way.
+    /// at reject level can then still be released. Best effort: the refusal stands either way,
+    /// and no copy is kept unless the spool has room to spare.
     async fn keep_rejected_copy(
         &self,
         envelope: &Envelope,
@@ -255,6 +256,7 @@ impl Intake {
         };
         if q.rejected_copy_days == 0
             || envelope.direction != Direction::Inbound
+            || !self.queue.has_space_to_spare()
             || !q
                 .rejected_copy_classes
                 .iter()

@@ -174,6 +174,15 @@ impl Queue {
             .unwrap_or(false)
     }
 
+    /// Whether the spool has ten times the room mail needs: what is only kept for convenience
+    /// (copies of refused mail) is stored only then, so it never takes mail's room.
+    pub fn has_space_to_spare(&self) -> bool {
+        self.spool
+            .free_bytes()
+            .map(|free| free >= self.min_free_bytes.saturating_mul(10))
+            .unwrap_or(false)
+    }
+
     /// Stores a message durably; returns once it is safe to answer 250. `parts` are
     /// concatenated into the spool file.
     pub async fn enqueue(
