@@ -46,7 +46,8 @@ pub struct Intake {
     rate_limit: Option<RateLimiter>,
     /// `scan.greylist`, when enabled.
     greylist: Option<Greylist>,
-    /// Clients and senders exempt from greylisting and rate limits (`scan.allow`).
+    /// Clients and senders exempt from greylisting and rate limits when the scanner keeps no
+    /// allow list of its own (`scan.allow` of the file).
     allow: AddressList,
     /// Message tracking.
     tracker: Tracker,
@@ -293,6 +294,14 @@ impl Intake {
         }
     }
 
+    /// Whether greylisting and rate limits spare `client_ip` or `from`: the allow list in force
+    /// (edited in the console), or the file's when the scanner keeps none.
+    fn exempt(&self, client_ip: IpAddr, from: &str) -> bool {
+        self.scanner
+            .allowed(client_ip, from)
+            .unwrap_or_else(|| self.allow.matches(Some(client_ip), &[from]).is_some())
+    }
+
     /// Records what was decided for some recipients of a message in the tracking log.
     fn track(&self, envelope: &Envelope, subject: &str, o: Outcome<'_>) {
         self.tracker.record(Event {
@@ -380,7 +389,7 @@ impl Inbox for Intake {
         // address would throttle the whole organisation.
         if !relay
             && let Some(limiter) = &self.rate_limit
-            && self.allow.matches(Some(client_ip), &[from]).is_none()
+            && !self.exempt(client_ip, from)
             && !limiter.allow(client_ip)
         {
             self.metrics.rejected("rate");
@@ -418,7 +427,7 @@ impl Inbox for Intake {
             ));
         }
         if let Some(greylist) = &self.greylist
-            && self.allow.matches(Some(client_ip), &[from]).is_none()
+            && !self.exempt(client_ip, from)
             && let Decision::Defer(secs) = greylist.check(client_ip, from, rcpt)
         {
             self.metrics.rejected("greylist");

@@ -118,6 +118,9 @@ pub struct PolicyBook {
 
 const FILE_AUTHOR: &str = "configuration file";
 
+/// Versions kept; older ones are deleted as new ones are saved.
+const KEPT: i64 = 200;
+
 impl PolicyBook {
     /// Records the file's policy when it changed since it was last recorded, and puts the
     /// newest version in force in `pipeline`. A newest version the file no longer allows (a
@@ -355,6 +358,14 @@ async fn insert(
     .fetch_one(store.writer())
     .await?
     .get(0);
+    // The newest versions are kept, and the file's newest (what tells a changed file).
+    sqlx::query(
+        "DELETE FROM policy_versions WHERE version <= ? AND version !=
+           (SELECT MAX(version) FROM policy_versions WHERE source = 'file')",
+    )
+    .bind(version - KEPT)
+    .execute(store.writer())
+    .await?;
     Ok(Version {
         summary: Summary {
             version,
@@ -536,6 +547,28 @@ mod tests {
         let now = b.current().await;
         assert_eq!((now.summary.version, now.summary.source), (4, Source::File));
         assert_eq!(now.policy, edited);
+    }
+
+    #[tokio::test]
+    async fn old_versions_go_but_the_files_newest_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = book(dir.path(), ScanPolicy::default()).await;
+        for i in 0..KEPT + 5 {
+            let mut p = ScanPolicy::default();
+            p.thresholds.spam = 1.0 + i as f64 / 1000.0;
+            let base = b.current().await.summary.version;
+            b.save("alice", "", base, p).await.unwrap();
+        }
+        let listed = b.versions(1000).await.unwrap();
+        assert_eq!(listed.len() as i64, KEPT + 1, "the newest and the file's");
+        assert_eq!(
+            listed.last().map(|v| (v.version, v.source)),
+            Some((1, Source::File))
+        );
+        // A restart with the same file keeps the console's newest in force.
+        drop(b);
+        let b = book(dir.path(), ScanPolicy::default()).await;
+        assert_eq!(b.current().await.summary.version, KEPT + 6);
     }
 
     #[test]

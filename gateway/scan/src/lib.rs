@@ -243,6 +243,12 @@ pub trait Scanner: Send + Sync {
     /// Decides what happens to `message` (the raw bytes as received, without our `Received:`);
     /// every recipient of `envelope` appears in exactly one returned disposition.
     async fn scan(&self, envelope: &Envelope, message: &[u8]) -> Vec<Disposition>;
+
+    /// Whether the allow list in force names `client` or `sender` (greylisting and rate
+    /// limits spare them); `None` when this scanner keeps no list.
+    fn allowed(&self, _client: IpAddr, _sender: &str) -> Option<bool> {
+        None
+    }
 }
 
 /// A scanner that lets every message through; the default until detection is configured.

@@ -1093,6 +1093,18 @@ fn fold(value: &str) -> String {
 
 #[async_trait]
 impl Scanner for Arc<Pipeline> {
+    /// The global allow list of the policy in force: an entry added in the console spares its
+    /// sender greylisting and rate limits from the next connection.
+    fn allowed(&self, client: IpAddr, sender: &str) -> Option<bool> {
+        Some(
+            self.policies()
+                .default
+                .allow
+                .matches(Some(client), &[sender])
+                .is_some(),
+        )
+    }
+
     async fn scan(&self, envelope: &Envelope, message: &[u8]) -> Vec<Disposition> {
         // Mail the organisation sends is judged for what it carries, then — by `scan.inside` —
         // for threats: a DLP hold or refusal decides, else a threat found does.
@@ -1360,6 +1372,20 @@ mod tests {
                 .unwrap()
                 .with_classifier(Some(Arc::new(classifier))),
         )
+    }
+
+    #[test]
+    fn the_allow_list_in_force_is_the_edited_one() {
+        let p = pipeline(Fixed(Err("none".into())));
+        let client: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(p.allowed(client, "friend@partner.test"), Some(false));
+        let policy = ScanPolicy {
+            allow: vec!["@partner.test".into()],
+            ..ScanPolicy::default()
+        };
+        p.set_policy(&policy).unwrap();
+        assert_eq!(p.allowed(client, "friend@partner.test"), Some(true));
+        assert_eq!(p.allowed(client, "someone@else.test"), Some(false));
     }
 
     const MESSAGE: &[u8] =
