@@ -1,6 +1,7 @@
 // Drives Debian's Chromium through the policy editor (策略): the security administrator sets
 // spam to quarantine, lowers the high-spam threshold to 30, blocks $JM_BLOCKED (imported from
-// a file, the way a list is brought in) and saves with a comment after the page asks first;
+// a file, the way a list is brought in), switches one rule off and saves with a comment after
+// the page asks first;
 // then finds version 2 in the versions with its changes in words. The page must not scroll
 // sideways at 1440×900 or 1024×768. Screenshots go to $JM_SHOTS.
 import { env, run, signIn } from './harness.mjs';
@@ -27,6 +28,11 @@ await run('policy', async (page, shots) => {
   await page.fill('#th-spam_high', '30');
   await page.setInputFiles('#block-list-import', { name: 'blocked.txt', mimeType: 'text/plain', buffer: Buffer.from(`${env('JM_BLOCKED')}\n`) });
   await page.waitForFunction((who) => document.querySelector('#block-list').value.includes(who), env('JM_BLOCKED'));
+  // A rule switched off (one this spam does not fire): the filter finds it, the count says so.
+  await page.fill('#rule-filter', 'ATTACH_DOUBLE_EXT');
+  if (await page.locator('#rules-table tbody tr:not([hidden])').count() !== 1) throw new Error('the rule filter does not narrow the list');
+  await page.uncheck('[data-symbol="ATTACH_DOUBLE_EXT"]');
+  await page.waitForFunction(() => document.querySelector('#rules-count').textContent.includes('已调整 1 条'));
   await page.fill('#policy-comment', '垃圾邮件改为隔离');
   let asked = '';
   page.once('dialog', (d) => { asked = d.message(); d.accept(); });
@@ -34,7 +40,7 @@ await run('policy', async (page, shots) => {
   await page.waitForFunction(() => document.querySelector('#policy-result')?.textContent.includes('第 2 版'));
   if (!asked.includes('新版本')) throw new Error(`the save did not ask first: "${asked}"`);
   const changes = await page.textContent('#policy-changes');
-  for (const words of ['处置 · 垃圾邮件', '隔离', `阻止名单：${env('JM_BLOCKED')}`, '阈值 · 高分垃圾邮件']) {
+  for (const words of ['处置 · 垃圾邮件', '隔离', `阻止名单：${env('JM_BLOCKED')}`, '阈值 · 高分垃圾邮件', '规则分值 · ATTACH_DOUBLE_EXT']) {
     if (!changes.includes(words)) throw new Error(`the changes lack "${words}": ${changes}`);
   }
   await page.screenshot({ path: `${shots}/policy-2-saved.png`, fullPage: true });

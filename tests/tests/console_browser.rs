@@ -6,7 +6,8 @@
 //! and exports the signed audit package, which `jianmen audit verify-export` accepts (and
 //! rejects once a byte of it is changed); the system administrator's upload of a file that is
 //! no upgrade package is refused on the page. A second run edits the policy in the console
-//! (`tests/browser/policy.mjs`) and the next messages feel it.
+//! (`tests/browser/policy.mjs`) and the next messages feel it; another replaces the served
+//! certificate with one issued for a request made in the console (`tests/browser/certificates.mjs`).
 //! Screenshots are kept in `target/console-screenshots/`.
 
 use std::process::Command;
@@ -319,5 +320,122 @@ fn every_page_of_every_role_is_translated_and_fits() {
             ("JM_NEW_PASS", "Pass-Of-Jianmen-2026".into()),
         ],
         || gw.log(),
+    );
+}
+
+/// Whether `openssl s_client` completes a handshake on `port` (with `starttls smtp` when
+/// given) whose chain verifies against the CA in `ca` for the gateway's host name.
+fn verifies(port: u16, starttls: bool, ca: &std::path::Path) -> bool {
+    let connect = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "s_client",
+        "-connect",
+        &connect,
+        "-servername",
+        "gw.jianmen.test",
+        "-verify_hostname",
+        "gw.jianmen.test",
+        "-verify_return_error",
+        "-CAfile",
+    ];
+    let ca = ca.to_string_lossy().into_owned();
+    args.push(&ca);
+    if starttls {
+        args.extend(["-starttls", "smtp"]);
+    }
+    let out = Command::new("openssl")
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    out.status.success() && text.contains("Verify return code: 0 (ok)")
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+}
+
+/// The system administrator replaces the self-signed certificate in Chromium with one a CA
+/// issued for a request made on the system page: STARTTLS and the console serve it from the
+/// next connection, without a restart; a key of another certificate is refused first.
+#[test]
+fn a_certificate_installed_in_the_console_is_served_at_once() {
+    let browser = Browser::ready();
+    let sink = Sink::start(&[]);
+    let console_port = free_port();
+    let setup = Setup::new(sink.port, sink.port)
+        .section(&format!("[console]\nlisten = \"127.0.0.1:{console_port}\""));
+    let gw = Gateway::start(&setup);
+    let ca = tempfile::tempdir().unwrap();
+    let dir = ca.path();
+    let new_pair = |key: &str, cert: &str, cn: &str| {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                key,
+                "-out",
+                cert,
+                "-days",
+                "30",
+                "-subj",
+                cn,
+            ],
+        )
+    };
+    new_pair("ca.key", "ca.pem", "/CN=Jianmen Test CA");
+    new_pair("other.key", "other.pem", "/CN=gw.jianmen.test");
+    new_pair("stranger.key", "stranger.pem", "/CN=gw.jianmen.test");
+    let ca_pem = dir.join("ca.pem");
+    let smtp_port = gw.addr.port();
+    assert!(
+        !verifies(smtp_port, true, &ca_pem),
+        "served self-signed at first"
+    );
+    assert!(!verifies(console_port, false, &ca_pem));
+
+    let (user, pass) = gw.initial_account("system");
+    browser.run(
+        "certificates.mjs",
+        &[
+            ("JM_URL", format!("https://127.0.0.1:{console_port}/")),
+            ("JM_SYS_USER", user),
+            ("JM_SYS_PASS", pass),
+            ("JM_NEW_PASS", "Pass-Of-Jianmen-2026".into()),
+            ("JM_CA_DIR", dir.display().to_string()),
+        ],
+        || gw.log(),
+    );
+    assert!(
+        verifies(smtp_port, true, &ca_pem),
+        "STARTTLS serves the issued certificate"
+    );
+    assert!(
+        verifies(console_port, false, &ca_pem),
+        "the console serves it too"
+    );
+    let audit = Command::new(jianmen_bin())
+        .args(["audit", "--config"])
+        .arg(&gw.config)
+        .arg("list")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&audit.stdout);
+    assert!(
+        text.contains("tls.request") && text.contains("tls.install"),
+        "{text}"
     );
 }

@@ -87,6 +87,10 @@ const T = {
     cls_virus: '病毒', cls_unscannable: '无法完整检查', cls_other: '其他',
     act_deliver: '投递', act_tag: '标记主题后投递', act_quarantine: '隔离', act_reject: '拒收（550）', act_discard: '接收后丢弃',
     thresholdsHelp: '规则与模型给出的分数达到阈值即判为该类；高分垃圾邮件阈值须不低于垃圾邮件阈值。',
+    rulesTitle: '规则开关与分值', rulesHelp: '每条规则（检测符号）命中时为邮件加的分，负分是正常邮件的证据。关闭即记 0 分；只保存与规则文件不同的值，对下一封邮件生效。',
+    ruleFilter: '按名称或说明筛选', ruleChangedOnly: '只看已调整的', ruleOn: '启用 {s}', rulePoints: '{s} 的分值', ruleName: '规则',
+    ruleCategory: '类别', ruleDescription: '说明', ruleDefault: '默认分', ruleScore: '分值', ruleEnabled: '启用',
+    rulesChanged: '共 {n} 条规则，已调整 {c} 条', noRules: '检测未启用，没有可调整的规则。', cls_ham: '正常邮件证据',
     actionsTitle: '处置动作', allowList: '允许名单', blockList: '阻止名单',
     listHelp: '每行一项：邮箱地址、@域名、IP 或 CIDR 网段。阻止优先于允许。', entries: '{n} 项',
     exportList: '导出', importList: '从文件导入（追加）', domainPolicies: '按域策略',
@@ -95,7 +99,7 @@ const T = {
     policySaved: '已保存为第 {n} 版，已生效。', policyVersions: '历史版本', changes: '改动', setting: '设置项',
     before: '原值', after: '新值', rollback: '回滚到此版本', confirmRollback: '确定回滚到第 {n} 版？将另存为新版本并立即生效。',
     readOnly: '其他设置（只读，在配置文件中修改）', model: '内容模型', internalRelays: '内部邮件服务器', dkimDomains: 'DKIM 签名域',
-    pk_thresholds: '阈值', pk_actions: '处置', pk_allow: '允许名单', pk_block: '阻止名单', pk_domains: '按域',
+    pk_thresholds: '阈值', pk_actions: '处置', pk_allow: '允许名单', pk_block: '阻止名单', pk_domains: '按域', pk_scores: '规则分值',
     added: '（新增）', removed: '（删除）', domainScope: '本页只含 {d} 的策略；未单独设置的项沿用全局设置：',
     select: '选择', selectFirst: '请先选择', releaseSelected: '放行所选', deleteSelected: '删除所选',
     confirmBulkRelease: '确定放行所选的 {n} 封邮件？其中 {risky} 封为钓鱼、病毒、诈骗或高分邮件。', confirmBulkDelete: '确定删除所选的 {n} 封邮件？删除后无法恢复。',
@@ -134,13 +138,26 @@ const T = {
       'quarantine.expire': '隔离邮件过期', 'quarantine.headers': '查看邮件头与链接', 'quarantine.preview': '预览隔离邮件', 'quarantine.reject': '拒绝外发', 'quarantine.release': '放行隔离邮件',
       'queue.delete': '删除队列邮件', 'queue.flush': '立即投递队列', 'queue.retry': '重试投递', 'recall.start': '召回邮件', 'recall.undo': '撤销召回',
       'risk.clear': '解除风险账户', 'risk.confirm': '确认账户失陷', 'totp.disable': '停用两步验证', 'totp.enable': '启用两步验证',
+      'tls.install': '安装证书', 'tls.remove': '恢复配置的证书', 'tls.request': '生成证书请求',
       'upgrade.apply': '离线升级', 'upgrade.keep': '确认升级', 'upgrade.refuse': '拒绝升级包', 'upgrade.rollback': '回退升级' },
     linksInMessage: '邮件中的链接（仅列出真实地址，不会打开）', linkText: '显示文字', linkTarget: '实际地址', linkMismatch: '文字与地址不符',
     formTargets: '表单提交到：', headerFields: '邮件头（{n} 个字段，其中 Received {r} 个）', headerName: '字段', headerValue: '内容',
     certificates: '证书', certRole: '用途', certSource: '来源', certSubject: '主题', certNames: '名称', certUntil: '有效期至',
     cert_international: '国际 TLS', cert_sm2_signing: 'SM2 签名（RFC 8998、TLCP）', cert_sm2_encryption: 'SM2 加密（TLCP）',
     certGenerated: '启动时自动生成', certIssuer: '颁发者', daysLeft: '剩余 {n} 天', certExpired: '已过期', certExpiring: '即将过期',
-    certSelfSigned: '自签名', certHelp: '自签名证书不被客户端信任。请向 CA 申请证书（SM2 证书请求可用 jianmen cert-sm2 生成），在配置文件 [tls] 中指定证书与私钥文件后重启。',
+    certSelfSigned: '自签名', certHelp: '自签名证书不被客户端信任。可在此生成证书请求（CSR）交 CA 签发后安装，或直接上传 CA 签发的证书与私钥（PEM）或 PKCS#12 文件。安装后 STARTTLS 与控制台立即使用新证书，无需重启。',
+    certInstalled: '控制台安装', certInstall: '安装证书', certFile: '证书文件（PEM，或 .p12/.pfx）', certKeyFile: '私钥文件（PEM；使用本机生成的请求时可不选）',
+    certPassword: '私钥或 PKCS#12 密码（没有可不填）', certInstallDone: '已安装，新连接即使用此证书。SHA-256 指纹：{f}', certRequest: '生成证书请求',
+    certRequestDone: '已生成证书请求（私钥保存在本机）。请将下面的 CSR 交 CA 签发，再在上方只选择签发的证书文件安装。', certDownload: '下载 CSR',
+    certRemove: '恢复配置的证书', confirmCertRemove: '删除控制台安装的“{role}”证书，改用配置文件中的（或自动生成的）证书？',
+    confirmCertInstall: '用所选证书替换“{role}”证书？新连接将立即使用它。', certRequestPending: '等待签发',
+    certWarn_name_mismatch: '证书中的名称不包含本机主机名 {hostname}。', certWarn_expires_soon: '证书将在 {days} 天内过期。',
+    certWarn_self_signed: '这是自签名证书，客户端默认不信任。', certWarn_chain_order: '证书链顺序不对（每张应由下一张签发）。',
+    err_cert_too_large: '文件过大（证书链最多 10 张，文件最大 256 KiB）。', err_cert_unreadable: '无法读取证书：不是 PEM 格式的 X.509 证书。',
+    err_cert_key: '无法读取私钥（PEM 格式；加密的私钥需填写密码）。', err_cert_pkcs12: '无法打开 PKCS#12 文件（密码错误或文件中没有私钥和证书）。',
+    err_cert_mismatch: '私钥与证书不匹配。', err_cert_dates: '证书不在有效期内（已过期或尚未生效）。',
+    err_cert_unsuitable: '证书不适合此用途（国密用途须为 SM2 证书；TLCP 加密证书须允许密钥加密；服务器证书须允许服务器认证）。',
+    err_cert_no_request: '请同时选择私钥文件，或先在本机生成证书请求。', err_cert_not_installed: '此用途没有控制台安装的证书。',
     err_unauthorized: '未登录或会话已过期，请重新登录。', err_forbidden: '无权执行此操作', err_role: '当前角色无权执行此操作。',
     err_csrf: '页面已过期，请刷新后重试。', err_must_change: '请先修改初始密码。', err_internal: '内部错误，请查看网关日志。',
     err_credentials: '用户名或密码错误。', err_totp_needed: '请输入身份验证器 App 中的 6 位动态验证码。', err_source: '不允许从此地址登录控制台。',
@@ -246,6 +263,10 @@ const T = {
     cls_virus: 'Virus', cls_unscannable: 'Not fully inspected', cls_other: 'Other',
     act_deliver: 'Deliver', act_tag: 'Tag subject, deliver', act_quarantine: 'Quarantine', act_reject: 'Reject (550)', act_discard: 'Accept and drop',
     thresholdsHelp: 'A message whose score reaches a threshold is of that class; high-scoring spam must not be below spam.',
+    rulesTitle: 'Rule switches and points', rulesHelp: 'Points each rule (detection symbol) adds when it fires; negative points are evidence of legitimate mail. Off counts 0; only values that differ from the rule files are saved, in force for the next message.',
+    ruleFilter: 'Filter by name or meaning', ruleChangedOnly: 'Changed only', ruleOn: 'Turn {s} on', rulePoints: 'Points of {s}', ruleName: 'Rule',
+    ruleCategory: 'Category', ruleDescription: 'Meaning', ruleDefault: 'Default', ruleScore: 'Points', ruleEnabled: 'On',
+    rulesChanged: '{n} rules, {c} changed', noRules: 'Detection is off: there are no rules to adjust.', cls_ham: 'Evidence of legitimate mail',
     actionsTitle: 'Actions', allowList: 'Allow list', blockList: 'Block list',
     listHelp: 'One per line: an address, @domain, IP or CIDR range. Block wins over allow.', entries: '{n} entries',
     exportList: 'Export', importList: 'Import from a file (appends)', domainPolicies: 'Per-domain policies',
@@ -254,7 +275,7 @@ const T = {
     policySaved: 'Saved as version {n}, in force.', policyVersions: 'Versions', changes: 'Changes', setting: 'Setting',
     before: 'Before', after: 'After', rollback: 'Roll back to this version', confirmRollback: 'Roll back to version {n}? It is saved as a new version and applied at once.',
     readOnly: 'Other settings (read-only, set in the configuration file)', model: 'Content model', internalRelays: 'Internal mail servers', dkimDomains: 'DKIM signing domains',
-    pk_thresholds: 'thresholds', pk_actions: 'actions', pk_allow: 'allow list', pk_block: 'block list', pk_domains: 'domain',
+    pk_thresholds: 'thresholds', pk_actions: 'actions', pk_allow: 'allow list', pk_block: 'block list', pk_domains: 'domain', pk_scores: 'rule points',
     added: ' (added)', removed: ' (removed)', domainScope: 'This page holds the policy of {d} only; what it does not set is as the global policy:',
     select: 'Select', selectFirst: 'Select some first', releaseSelected: 'Release selected', deleteSelected: 'Delete selected',
     confirmBulkRelease: 'Release the {n} selected messages? {risky} of them are phishing, viruses, fraud or high-scoring.', confirmBulkDelete: 'Delete the {n} selected messages? This cannot be undone.',
@@ -290,7 +311,19 @@ const T = {
     certificates: 'Certificates', certRole: 'Use', certSource: 'Source', certSubject: 'Subject', certNames: 'Names', certUntil: 'Valid until',
     cert_international: 'International TLS', cert_sm2_signing: 'SM2 signing (RFC 8998, TLCP)', cert_sm2_encryption: 'SM2 encryption (TLCP)',
     certGenerated: 'Generated at start', certIssuer: 'issuer', daysLeft: '{n} days left', certExpired: 'Expired', certExpiring: 'Expiring soon',
-    certSelfSigned: 'Self-signed', certHelp: 'Clients do not trust self-signed certificates. Have a CA issue one (jianmen cert-sm2 makes SM2 requests), name its certificate and key files in [tls] of the configuration file, and restart.',
+    certSelfSigned: 'Self-signed', certHelp: 'Clients do not trust self-signed certificates. Make a certificate request (CSR) here for a CA to sign and install what it issues, or upload a certificate and key (PEM) or a PKCS#12 file. STARTTLS and the console serve it from the next connection, without a restart.',
+    certInstalled: 'Installed here', certInstall: 'Install a certificate', certFile: 'Certificate file (PEM, or .p12/.pfx)', certKeyFile: 'Private key file (PEM; leave out for a request made here)',
+    certPassword: 'Password of the key or PKCS#12 file (if any)', certInstallDone: 'Installed; new connections use it. SHA-256 fingerprint: {f}', certRequest: 'Make a request',
+    certRequestDone: 'Request made (its key stays on this gateway). Have a CA sign the CSR below, then install the certificate it issues above, choosing only the certificate file.', certDownload: 'Download the CSR',
+    certRemove: 'Serve the configured one', confirmCertRemove: 'Delete the “{role}” certificate installed here and serve the configured (or a generated) one again?',
+    confirmCertInstall: 'Replace the “{role}” certificate with the chosen one? New connections use it at once.', certRequestPending: 'Awaiting issue',
+    certWarn_name_mismatch: 'The certificate does not name this host ({hostname}).', certWarn_expires_soon: 'The certificate expires within {days} days.',
+    certWarn_self_signed: 'It is self-signed: clients do not trust it by default.', certWarn_chain_order: 'The chain is out of order (each should be issued by the next).',
+    err_cert_too_large: 'Too large (at most 10 certificates and 256 KiB).', err_cert_unreadable: 'Cannot read the certificate: not a PEM X.509 certificate.',
+    err_cert_key: 'Cannot read the private key (PEM; give the password of an encrypted key).', err_cert_pkcs12: 'Cannot open the PKCS#12 file (wrong password, or no key with a certificate in it).',
+    err_cert_mismatch: 'The private key does not belong to the certificate.', err_cert_dates: 'The certificate is not valid now (expired or not yet valid).',
+    err_cert_unsuitable: 'The certificate does not suit this use (national roles need SM2; TLCP encryption needs key encipherment; server certificates need server authentication).',
+    err_cert_no_request: 'Choose the key file too, or make a request here first.', err_cert_not_installed: 'Nothing is installed here for this use.',
   },
 };
 
@@ -1003,6 +1036,42 @@ async function policyVersions(box) {
   } catch (e) { box.replaceChildren(el('p', { class: 'error' }, e.message)); }
 }
 
+// Each symbol's switch and points; what differs from the rule files is what the policy keeps.
+function rulesEditor(symbols, scores) {
+  if (!symbols.length) return { node: el('p', { class: 'muted' }, t('noRules')), read: () => scores };
+  const rows = symbols.map((s) => {
+    const set = Object.prototype.hasOwnProperty.call(scores, s.name) ? scores[s.name] : s.score;
+    const on = el('input', { type: 'checkbox', 'aria-label': fill(t('ruleOn'), { s: s.name }), 'data-symbol': s.name });
+    on.checked = set !== 0 || s.score === 0;
+    const points = el('input', { type: 'number', step: 'any', min: -100, max: 100, class: 'points', value: set !== 0 ? set : s.score,
+      'aria-label': fill(t('rulePoints'), { s: s.name }), 'data-points': s.name });
+    const value = () => (!on.checked ? 0 : points.value === '' ? s.score : Number(points.value));
+    const tr = el('tr', {}, el('td', {}, on), el('td', {}, el('code', {}, s.name)), el('td', {}, t(`cls_${s.category}`)),
+      el('td', { class: 'wrap' }, s.description), el('td', {}, String(s.score)), el('td', {}, points));
+    return { s, tr, value, text: `${s.name} ${s.description}`.toLowerCase() };
+  });
+  const changed = (r) => r.value() !== r.s.score;
+  const count = el('p', { class: 'muted', id: 'rules-count' });
+  const query = el('input', { type: 'search', id: 'rule-filter', placeholder: t('ruleFilter'), 'aria-label': t('ruleFilter') });
+  const only = el('input', { type: 'checkbox', id: 'rule-changed-only' });
+  const show = () => {
+    const q = query.value.trim().toLowerCase();
+    for (const r of rows) r.tr.hidden = (q && !r.text.includes(q)) || (only.checked && !changed(r));
+    count.textContent = fill(t('rulesChanged'), { n: rows.length, c: rows.filter(changed).length });
+  };
+  query.addEventListener('input', show);
+  only.addEventListener('change', show);
+  const body = el('tbody', {}, rows.map((r) => r.tr));
+  body.addEventListener('change', show);
+  show();
+  return {
+    node: el('div', {}, el('div', { class: 'filters' }, query, el('label', { class: 'check' }, only, ' ', t('ruleChangedOnly'))), count,
+      el('div', { class: 'scroll-y' }, el('table', { id: 'rules-table' }, el('thead', {}, el('tr', {},
+        [t('ruleEnabled'), t('ruleName'), t('ruleCategory'), t('ruleDescription'), t('ruleDefault'), t('ruleScore')].map((h) => el('th', {}, h)))), body))),
+    read: () => Object.fromEntries(rows.filter(changed).map((r) => [r.s.name, r.value()]).filter(([, v]) => Number.isFinite(v))),
+  };
+}
+
 async function policyPage(saved, changes) {
   let p;
   try { p = await api('GET', '/api/policy'); } catch (e) { page(t('policy')); return fail(e); }
@@ -1022,6 +1091,7 @@ async function policyPage(saved, changes) {
     const act = actionSelects('act', pol.actions);
     const allow = listArea('allow-list', t('allowList'), pol.allow);
     const block = listArea('block-list', t('blockList'), pol.block);
+    const rules = rulesEditor(p.symbols || [], pol.scores || {});
     const doms = p.protected_domains.map((name) => {
       const own = pol.domains.find((x) => x.domain === name);
       const box = el('input', { type: 'checkbox', id: `own-${name}` });
@@ -1031,12 +1101,13 @@ async function policyPage(saved, changes) {
       box.addEventListener('change', () => { ed.node.hidden = !box.checked; });
       return { node: el('details', { open: own ? true : null }, el('summary', {}, name), el('label', { class: 'check' }, box, ' ', t('ownPolicy')), ed.node), read: () => (box.checked ? ed.read() : null) };
     });
-    read = () => ({ policy: { thresholds: th.read(), actions: act.read(), allow: allow.read(), block: block.read(), domains: doms.map((d) => d.read()).filter(Boolean) } });
+    read = () => ({ policy: { thresholds: th.read(), actions: act.read(), allow: allow.read(), block: block.read(), domains: doms.map((d) => d.read()).filter(Boolean), scores: rules.read() } });
     parts.push(
       el('div', { class: 'card' }, el('h2', {}, t('thresholds')), el('p', { class: 'muted' }, t('thresholdsHelp')), th.node),
       el('div', { class: 'card' }, el('h2', {}, t('actionsTitle')), act.node),
       el('div', { class: 'card' }, el('p', { class: 'muted' }, t('listHelp')), el('div', { class: 'lists' }, allow.node, block.node)),
-      el('div', { class: 'card' }, el('h2', {}, t('domainPolicies')), doms.map((d) => d.node)));
+      el('div', { class: 'card' }, el('h2', {}, t('domainPolicies')), doms.map((d) => d.node)),
+      el('div', { class: 'card', id: 'policy-rules' }, el('h2', {}, t('rulesTitle')), el('p', { class: 'muted' }, t('rulesHelp')), rules.node));
   }
   const form = el('form', { class: 'filters', id: 'policy-form', onsubmit: async (ev) => {
     ev.preventDefault();
@@ -1060,6 +1131,74 @@ async function policyPage(saved, changes) {
         el('dt', {}, t('dkimDomains')), el('dd', {}, (p.dkim_domains || []).join('，') || '–')]))),
     ...(p.dlp_policies && p.dlp_policies.length ? [el('div', { class: 'card' }, el('h2', {}, t('dlpPolicies')), dlpTable(p.dlp_policies))] : []));
   if (!p.scope && c.editable) policyVersions(versions);
+}
+
+const roleName = (role) => t(`cert_${role.replaceAll('-', '_')}`);
+
+// The certificates served, with install (PEM pair, PKCS#12, or the certificate issued for a
+// request made here), request and remove where this console may change them.
+function certificatesCard(s) {
+  const msg = el('div', { role: 'status', id: 'cert-result' });
+  // Into the card on screen: after an install the page is drawn anew.
+  const say = (cls, ...lines) => { const m = $('cert-result') || msg; m.className = cls; m.replaceChildren(...lines.map((l) => el('p', {}, l))); };
+  const rows = s.certificates.map((c) => ({ cells: [
+    roleName(c.role), c.installed ? t('certInstalled') : c.file ? el('code', {}, c.file) : t('certGenerated'),
+    c.error ? el('span', { class: 'error' }, c.error) : c.file ? `${c.subject}${c.issuer && c.issuer !== c.subject ? `（${t('certIssuer')} ${c.issuer}）` : ''}` : '–',
+    c.names.join('，') || '–', c.file && !c.error ? `${when(c.not_after)}（${fill(t('daysLeft'), { n: c.days_left })}）` : '–',
+    el('span', {}, c.error ? null : c.days_left < 0 && c.file ? el('span', { class: 'badge phish' }, t('certExpired'))
+      : c.file && c.days_left < s.expiry_warning_days ? el('span', { class: 'badge spam' }, t('certExpiring')) : null,
+    c.self_signed ? el('span', { class: 'badge' }, t('certSelfSigned')) : null,
+    c.request_pending ? el('span', { class: 'badge' }, t('certRequestPending')) : null),
+    s.certificates_editable ? el('span', { class: 'actions' },
+      el('button', { class: 'plain', type: 'button', 'data-request': c.role, onclick: () => makeRequest(c.role) }, t('certRequest')),
+      c.installed ? el('button', { class: 'danger', type: 'button', 'data-remove': c.role, onclick: async () => {
+        if (!confirm(fill(t('confirmCertRemove'), { role: roleName(c.role) }))) return;
+        try { await api('DELETE', `/api/certificates/${c.role}`); await systemPage(); } catch (e) { say('error', e.message); }
+      } }, t('certRemove')) : null) : ''] }));
+  const makeRequest = async (role) => {
+    try {
+      const r = await api('POST', `/api/certificates/${role}/request`);
+      const link = el('a', { href: URL.createObjectURL(new Blob([r.csr], { type: 'application/pkcs10' })), download: `${s.hostname}-${role}.csr`, id: 'csr-download' }, t('certDownload'));
+      msg.className = 'notice';
+      msg.replaceChildren(el('p', {}, `${roleName(role)}：${t('certRequestDone')}`),
+        el('textarea', { id: 'csr-text', readonly: true, rows: 8, 'aria-label': 'CSR' }, r.csr), el('p', {}, link));
+    } catch (e) { say('error', e.message); }
+  };
+  const role = el('select', { name: 'role', id: 'cert-role', 'aria-label': t('certRole') }, s.certificates.map((c) => el('option', { value: c.role }, roleName(c.role))));
+  const certFile = el('input', { type: 'file', id: 'cert-file', required: true, accept: '.pem,.crt,.cer,.p12,.pfx' });
+  const keyFile = el('input', { type: 'file', id: 'cert-key-file', accept: '.pem,.key' });
+  const password = el('input', { type: 'password', id: 'cert-password', autocomplete: 'off' });
+  const form = el('form', { class: 'filters', id: 'cert-form', onsubmit: async (ev) => {
+    ev.preventDefault();
+    const f = certFile.files[0];
+    if (!f || !confirm(fill(t('confirmCertInstall'), { role: roleName(role.value) }))) return;
+    const bytes = new Uint8Array(await f.arrayBuffer());
+    const pem = new TextDecoder().decode(bytes.slice(0, 64)).includes('-----BEGIN');
+    let body;
+    if (pem) {
+      body = { cert: new TextDecoder().decode(bytes) };
+      if (keyFile.files[0]) body.key = await keyFile.files[0].text();
+    } else {
+      let bin = '';
+      for (const b of bytes) bin += String.fromCharCode(b);
+      body = { pkcs12: btoa(bin) };
+    }
+    if (password.value) body.password = password.value;
+    try {
+      const r = await api('POST', `/api/certificates/${role.value}`, body);
+      await systemPage();
+      say('notice', fill(t('certInstallDone'), { f: r.sha256 }), ...r.warnings.map((w) => fill(t(`certWarn_${w.code}`), w)));
+    } catch (e) { say('error', e.message); }
+  } },
+  el('label', { class: 'inline' }, t('certRole'), ' ', role),
+  el('label', { class: 'inline' }, t('certFile'), ' ', certFile),
+  el('label', { class: 'inline' }, t('certKeyFile'), ' ', keyFile),
+  el('label', { class: 'inline' }, t('certPassword'), ' ', password),
+  el('button', { class: 'primary', type: 'submit' }, t('certInstall')));
+  return el('div', { class: 'card', id: 'system-certificates' }, el('h2', {}, t('certificates')),
+    table([t('certRole'), t('certSource'), t('certSubject'), t('certNames'), t('certUntil'), '', ''], rows),
+    el('p', { class: 'muted' }, t('certHelp')),
+    s.certificates_editable ? el('h3', {}, t('certInstall')) : null, s.certificates_editable ? form : null, msg);
 }
 
 async function systemPage() {
@@ -1090,15 +1229,7 @@ async function systemPage() {
       ['version', s.version], ['hostname', s.hostname], ['smtpListen', s.smtp_listen.join('，')],
       ['consoleListen', s.console_listen], ['starttlsOn', yes(s.starttls)], ['scanOn', yes(s.scan_enabled)],
       ['queueActive', String(s.queue.active)], ['queueHeld', String(s.queue.held)]])),
-    el('div', { class: 'card', id: 'system-certificates' }, el('h2', {}, t('certificates')),
-      table([t('certRole'), t('certSource'), t('certSubject'), t('certNames'), t('certUntil'), ''], s.certificates.map((c) => ({ cells: [
-        t(`cert_${c.role.replace('-', '_')}`), c.file ? el('code', {}, c.file) : t('certGenerated'),
-        c.error ? el('span', { class: 'error' }, c.error) : c.file ? `${c.subject}${c.issuer && c.issuer !== c.subject ? `（${t('certIssuer')} ${c.issuer}）` : ''}` : '–',
-        c.names.join('，') || '–', c.file && !c.error ? `${when(c.not_after)}（${fill(t('daysLeft'), { n: c.days_left })}）` : '–',
-        el('span', {}, c.error ? null : c.days_left < 0 && c.file ? el('span', { class: 'badge phish' }, t('certExpired'))
-          : c.file && c.days_left < s.expiry_warning_days ? el('span', { class: 'badge spam' }, t('certExpiring')) : null,
-        c.self_signed ? el('span', { class: 'badge' }, t('certSelfSigned')) : null)] }))),
-      el('p', { class: 'muted' }, t('certHelp'))),
+    certificatesCard(s),
     el('div', { class: 'card', id: 'system-routes' }, el('h2', {}, t('routes')),
       table([t('domain'), t('nextHop'), t('port')], s.routes.map((r) => ({ cells: [r.domain === '*' ? t('allOtherDomains') : r.domain, r.host, String(r.port)] })))),
     el('div', { class: 'card', id: 'system-upgrade' }, el('h2', {}, t('upgrade')), pairs([

@@ -839,11 +839,20 @@ async fn system(req: HttpRequest, console: Data) -> Reply {
         "queue": { "active": active, "held": held },
         "routes": c.routes.iter().map(|r| json!({"domain": r.domain, "host": r.host, "port": r.port})).collect::<Vec<_>>(),
         "scan_enabled": c.scan.enabled,
-        // What STARTTLS and the console present (the console generates its own without [tls]).
+        // What STARTTLS and the console present (the console generates its own without [tls]);
+        // pairs installed here replace the configured files.
         "certificates": jianmen_gm::certinfo::describe(
-            &c.tls.clone().unwrap_or_else(jianmen_mta::config::TlsConfig::generated),
+            &console.certs.effective(&c.tls.clone().unwrap_or_else(jianmen_mta::config::TlsConfig::generated)),
             now(),
-        ),
+        ).into_iter().map(|info| {
+            let role = jianmen_gm::pair::CertRole::parse(info.role);
+            let mut shown = json!(info);
+            shown["installed"] = json!(role.is_some_and(|r| console.certs.is_installed(r)));
+            shown["request_pending"] =
+                json!(role.is_some_and(|r| matches!(console.certs.request_key(r), Ok(Some(_)))));
+            shown
+        }).collect::<Vec<_>>(),
+        "certificates_editable": console.tls.is_some(),
         "expiry_warning_days": jianmen_gm::certinfo::EXPIRY_WARNING_DAYS,
     })))
 }

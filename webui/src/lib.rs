@@ -13,6 +13,7 @@
 
 pub mod accounts;
 mod api;
+mod certificates;
 pub mod clicks;
 mod drills;
 mod intel;
@@ -76,6 +77,10 @@ pub struct Console {
     pub drills: Option<Arc<jianmen_mta::drills::Drills>>,
     /// The detection policy's versions, when it can be edited here.
     pub policy: Option<Arc<jianmen_mta::policy::PolicyBook>>,
+    /// What STARTTLS and the console serve, when certificates may be changed here.
+    pub tls: Option<Arc<jianmen_gm::tls::ServerTls>>,
+    /// Certificates installed from the console.
+    pub certs: jianmen_mta::certstore::CertStore,
     allow: AddressList,
 }
 
@@ -95,6 +100,7 @@ impl Console {
             .as_ref()
             .and_then(|c| AddressList::parse(&c.allow_from).ok())
             .unwrap_or_default();
+        let certs = jianmen_mta::certstore::CertStore::new(&config.server.data_dir);
         Console {
             config,
             accounts,
@@ -112,6 +118,8 @@ impl Console {
             link_service: None,
             drills: None,
             policy: None,
+            tls: None,
+            certs,
             allow,
         }
     }
@@ -154,6 +162,12 @@ impl Console {
     /// The same console editing the detection policy in `book`.
     pub fn editing_policy(mut self, book: Option<Arc<jianmen_mta::policy::PolicyBook>>) -> Console {
         self.policy = book;
+        self
+    }
+
+    /// The same console serving `tls`, whose certificates it may change.
+    pub fn serving_tls(mut self, tls: Arc<jianmen_gm::tls::ServerTls>) -> Console {
+        self.tls = Some(tls);
         self
     }
 
@@ -383,6 +397,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     intel::routes(cfg);
     policy::routes(cfg);
     totp::routes(cfg);
+    certificates::routes(cfg);
     upgrade::routes(cfg);
     selfservice::routes(cfg);
     clicks::routes(cfg);
@@ -444,7 +459,8 @@ pub struct Services {
 
 /// Opens the console's state, creating the three initial accounts on first start: their
 /// generated passwords are written once to `data_dir/initial-passwords.txt` (mode 0600) and
-/// must be changed at first login. Uploaded upgrades are installed under `releases`.
+/// must be changed at first login. Uploaded upgrades are installed under `releases`; `tls` is
+/// what the console serves (shared with STARTTLS, see [`served_tls`]).
 pub async fn start(
     config: Arc<Config>,
     quarantine: Quarantine,
@@ -452,7 +468,8 @@ pub async fn start(
     store: Arc<SqliteStore>,
     releases: jianmen_mta::upgrade::release::Releases,
     services: Services,
-) -> Result<(Arc<Console>, Arc<jianmen_gm::tls::ServerTls>), StartError> {
+    tls: Arc<jianmen_gm::tls::ServerTls>,
+) -> Result<Arc<Console>, StartError> {
     let Some(c) = config.console.clone() else {
         return Err(StartError::NotConfigured);
     };
@@ -471,14 +488,6 @@ pub async fn start(
         tracing::warn!(path = %path.display(), "console accounts created; initial passwords written");
     }
     let audit = Arc::new(AuditLog::open(&data_dir.join("audit.db")).await?);
-    let tls_config = config
-        .tls
-        .clone()
-        .unwrap_or_else(jianmen_mta::config::TlsConfig::generated);
-    let tls = Arc::new(jianmen_gm::tls::ServerTls::new(
-        &tls_config,
-        &config.server.hostname,
-    )?);
     let links = LinkKey::load_or_create(data_dir)?;
     let console = Console::new(config, accounts, quarantine, tracker, audit, store, links)
         .with_releases(releases)
@@ -488,8 +497,26 @@ pub async fn start(
         .informed(services.intel)
         .serving_links(services.links)
         .drilling(services.drills)
-        .editing_policy(services.policy);
-    Ok((Arc::new(console), tls))
+        .editing_policy(services.policy)
+        .serving_tls(tls);
+    Ok(Arc::new(console))
+}
+
+/// What STARTTLS and the console serve: `[tls]` (or generated certificates without it), with
+/// the pairs installed from the console in place of their files.
+pub fn served_tls(
+    config: &Config,
+) -> Result<Arc<jianmen_gm::tls::ServerTls>, jianmen_gm::tls::TlsError> {
+    let base = config
+        .tls
+        .clone()
+        .unwrap_or_else(jianmen_mta::config::TlsConfig::generated);
+    let effective =
+        jianmen_mta::certstore::CertStore::new(&config.server.data_dir).effective(&base);
+    Ok(Arc::new(jianmen_gm::tls::ServerTls::new(
+        &effective,
+        &config.server.hostname,
+    )?))
 }
 
 /// Binds the console's address (before the daemon gives up root: 443 is privileged).

@@ -1,5 +1,5 @@
 //! The detection policy (策略): thresholds and actions per class, allow and block lists —
-//! globally and per protected domain — edited in the console and in force for the next
+//! globally and per protected domain —, and each rule's switch and points (global), edited in the console and in force for the next
 //! message, without a restart. The security administrator of all domains edits all of it and
 //! sees every version (what changed, who, why) and can roll back to any; a per-domain
 //! administrator edits its own domain's part only and sees no other tenant's entries. Every
@@ -117,6 +117,8 @@ async fn show(req: HttpRequest, console: Data) -> Reply {
             "dkim_domains": c.dkim.domains.iter()
                 .map(|d| format!("{} ({})", d.domain, d.selector)).collect::<Vec<_>>(),
             "dlp_policies": c.dlp.policy,
+            // The rule switches and weights: every symbol with the rule files' points.
+            "symbols": console.policy.as_ref().map(|b| b.symbols()).unwrap_or_default(),
         }),
     };
     Ok(HttpResponse::Ok().json(body))

@@ -111,7 +111,11 @@ async fn env_with(extra: &str) -> Env {
         .watching(Some(watch.clone()))
         .relaying(Some(relay))
         .recalling(Some(hunt.clone()), None)
-        .editing_policy(Some(policy)),
+        .editing_policy(Some(policy))
+        .serving_tls(Arc::new(
+            jianmen_gm::tls::ServerTls::new(&jianmen_gm::tls::TlsConfig::generated(), "gw.test")
+                .unwrap(),
+        )),
     );
     Env {
         _dir: dir,
@@ -543,6 +547,18 @@ async fn every_role_boundary_holds() {
             None,
             &[Role::System],
         ),
+        (
+            Method::POST,
+            "/api/certificates/international/request".into(),
+            None,
+            &[Role::System],
+        ),
+        (
+            Method::DELETE,
+            "/api/certificates/international".into(),
+            None,
+            &[Role::System],
+        ),
         (Method::GET, "/api/audit".into(), None, &[Role::Audit]),
         (
             Method::GET,
@@ -608,6 +624,7 @@ async fn every_role_boundary_holds() {
         routes(include_str!("../src/drills.rs")),
         routes(include_str!("../src/policy.rs")),
         routes(include_str!("../src/totp.rs")),
+        routes(include_str!("../src/certificates.rs")),
     ]
     .concat();
     let routed: std::collections::BTreeSet<String> = body
@@ -1818,4 +1835,167 @@ async fn vendored_libraries_match_their_checksums() {
         checked += 1;
     }
     assert!(checked >= 2, "{sums}");
+}
+
+/// Certificates replaced through the API: only the system administrator may; garbage, a
+/// stranger's key and an SM2 role given an international certificate are refused with codes
+/// the page words; a good pair is installed (and listed as such), a request keeps its key
+/// here, and removing the pair serves the configured one again. Each change is audited.
+#[actix_web::test]
+async fn certificates_are_checked_installed_requested_and_removed() {
+    use jianmen_gm::pair;
+    use jianmen_gm::tls::Identity;
+    let env = env().await;
+    let app = app!(env);
+    let (sec, _) = ready(&app, &env, Role::Security).await;
+    let (sys, _) = ready(&app, &env, Role::System).await;
+    let (good_chain, good_key) = pair::to_pem(&Identity::self_signed("gw.test").unwrap());
+    let (_, stranger_key) = pair::to_pem(&Identity::self_signed("gw.test").unwrap());
+    let install = |cert: &str, key: &str| json!({ "cert": cert, "key": key });
+    let path = "/api/certificates/international";
+
+    let (s, _, _, _) = call(
+        &app,
+        Some(&sec),
+        Method::POST,
+        path,
+        Some(install(&good_chain, &good_key)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    for (body, code) in [
+        (install("not a certificate", &good_key), "cert_unreadable"),
+        (install(&good_chain, &stranger_key), "cert_mismatch"),
+        (
+            json!({ "pkcs12": "bm90IGEgcGtjczEy", "password": "x" }),
+            "cert_pkcs12",
+        ),
+    ] {
+        let (s, b, _, _) = call(&app, Some(&sys), Method::POST, path, Some(body)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert_eq!(b["code"], code, "{b}");
+    }
+    let (s, b, _, _) = call(
+        &app,
+        Some(&sys),
+        Method::POST,
+        "/api/certificates/sm2-signing",
+        Some(install(&good_chain, &good_key)),
+    )
+    .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("cert_unsuitable")),
+        "{b}"
+    );
+    let (s, b, _, _) = call(
+        &app,
+        Some(&sys),
+        Method::POST,
+        "/api/certificates/nonsense",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    // Nothing was installed by the refusals.
+    let (_, b, _, _) = call(&app, Some(&sys), Method::GET, "/api/system", None).await;
+    assert!(
+        b["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["installed"] == false),
+        "{b}"
+    );
+
+    let (s, b, _, _) = call(
+        &app,
+        Some(&sys),
+        Method::POST,
+        path,
+        Some(install(&good_chain, &good_key)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(
+        b["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["code"] == "self_signed"),
+        "{b}"
+    );
+    assert_eq!(b["sha256"].as_str().map(str::len), Some(64), "{b}");
+    let (_, b, _, _) = call(&app, Some(&sys), Method::GET, "/api/system", None).await;
+    let international = b["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["role"] == "international")
+        .cloned()
+        .unwrap();
+    assert_eq!(international["installed"], true, "{b}");
+    assert_eq!(international["subject"], "CN=gw.test", "{b}");
+
+    // A request: the key stays here; a certificate without a key and without a request is refused.
+    let (s, b, _, _) = call(
+        &app,
+        Some(&sys),
+        Method::POST,
+        "/api/certificates/sm2-encryption",
+        Some(json!({ "cert": good_chain })),
+    )
+    .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("cert_no_request")),
+        "{b}"
+    );
+    let (s, b, _, _) = call(
+        &app,
+        Some(&sys),
+        Method::POST,
+        "/api/certificates/sm2-encryption/request",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(
+        b["csr"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE REQUEST-----"),
+        "{b}"
+    );
+    let (_, b, _, _) = call(&app, Some(&sys), Method::GET, "/api/system", None).await;
+    assert!(
+        b["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["role"] == "sm2-encryption" && c["request_pending"] == true),
+        "{b}"
+    );
+
+    let (s, _, _, _) = call(&app, Some(&sys), Method::DELETE, path, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, b, _, _) = call(&app, Some(&sys), Method::DELETE, path, None).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("cert_not_installed")),
+        "{b}"
+    );
+    let (_, b, _, _) = call(&app, Some(&sys), Method::GET, "/api/system", None).await;
+    assert!(
+        b["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["installed"] == false),
+        "{b}"
+    );
+    let rows = env.console.audit.recent(20).await.unwrap();
+    for action in ["tls.install", "tls.request", "tls.remove"] {
+        assert!(rows.iter().any(|r| r.action == action), "{action} audited");
+    }
 }

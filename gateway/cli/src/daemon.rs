@@ -167,13 +167,10 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
             config.server.data_dir.join("audit-syslog.seq"),
         ));
     }
-    let tls = match &config.tls {
-        Some(t) => Some(Arc::new(jianmen_gm::tls::ServerTls::new(
-            t,
-            &config.server.hostname,
-        )?)),
-        None => None,
-    };
+    // One set of certificates for STARTTLS and the console: one installed in the console is
+    // served by both from the next handshake.
+    let served_tls = jianmen_webui::served_tls(&config)?;
+    let tls = config.tls.as_ref().map(|_| served_tls.clone());
     let resolver = jianmen_scan::dns::resolver(&config.dns)?;
     if !config.scan.enabled {
         tracing::warn!("scan.enabled = false: inbound messages are delivered unscanned");
@@ -344,7 +341,7 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
     }
     let console_addr = console_listener.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(listener) = console_listener {
-        let (console, tls) = jianmen_webui::start(
+        let console = jianmen_webui::start(
             config.clone(),
             quarantine.clone(),
             tracker.clone(),
@@ -360,13 +357,14 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
                 drills,
                 policy: Some(policy),
             },
+            served_tls.clone(),
         )
         .await?;
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "console on https://{addr}/");
         }
         tokio::spawn(async move {
-            if let Err(e) = jianmen_webui::serve(console, listener, tls).await {
+            if let Err(e) = jianmen_webui::serve(console, listener, served_tls).await {
                 tracing::error!(error = %e, "console stopped");
             }
         });

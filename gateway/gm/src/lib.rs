@@ -18,6 +18,7 @@ pub mod cert;
 pub mod certinfo;
 pub mod dane;
 pub mod keyfile;
+pub mod pair;
 pub mod rfc8998;
 pub mod signing;
 pub mod sm2;

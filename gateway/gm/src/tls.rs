@@ -101,11 +101,21 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// A certificate chain and its private key.
+#[derive(Debug)]
 pub struct Identity {
     /// Leaf first.
     pub chain: Vec<CertificateDer<'static>>,
     /// The leaf's key.
     pub key: PrivateKeyDer<'static>,
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Identity {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
 }
 
 impl Identity {
@@ -252,23 +262,72 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// The server side of TLS: an international configuration, a national-cipher one for clients
 /// that offer RFC 8998 (TLS_SM4_GCM_SM3 with sm2sig_sm3), and TLCP for clients whose first
-/// record says version 0x0101.
+/// record says version 0x0101. A certificate installed from the console replaces its role's
+/// configuration for the next handshake; connections already open keep theirs.
 pub struct ServerTls {
+    served: std::sync::RwLock<Arc<Served>>,
+}
+
+/// The configurations of one moment, and the SM2 identities TLCP is built from.
+#[derive(Clone)]
+struct Served {
     international: Arc<ServerConfig>,
     sm: Arc<ServerConfig>,
+    sm_sign: Identity,
+    sm_enc: Option<Identity>,
     tlcp: Option<Arc<tlcp::ServerConfig>>,
 }
 
 impl ServerTls {
     /// All configurations from `[tls]`; missing SM2 certificates are generated.
     pub fn new(config: &TlsConfig, hostname: &str) -> Result<ServerTls, TlsError> {
-        let sm2 = Identity::sm2(config, hostname)?;
-        let tlcp = tlcp_config(config, hostname, &sm2)?;
-        Ok(ServerTls {
+        let sm_sign = Identity::sm2(config, hostname)?;
+        let sm_enc = if config.tlcp {
+            Some(Identity::sm2_encryption(config, hostname)?)
+        } else {
+            None
+        };
+        let tlcp = match &sm_enc {
+            Some(enc) => Some(tlcp_server(&sm_sign, enc)?),
+            None => None,
+        };
+        let served = Served {
             international: server_config(config, hostname)?,
-            sm: sm_server_config_for(sm2)?,
+            sm: sm_server_config_for(sm_sign.clone())?,
+            sm_sign,
+            sm_enc,
             tlcp,
+        };
+        Ok(ServerTls {
+            served: std::sync::RwLock::new(Arc::new(served)),
         })
+    }
+
+    /// Serves `identity` as `role` from the next handshake on; on error nothing changes. The
+    /// TLCP encryption certificate is kept even where TLCP is off, for when it is turned on.
+    pub fn install(&self, role: crate::pair::CertRole, identity: Identity) -> Result<(), TlsError> {
+        use crate::pair::CertRole;
+        let mut next = Served::clone(&self.current());
+        match role {
+            CertRole::International => next.international = server_config_for(identity)?,
+            CertRole::Sm2Signing => {
+                next.sm = sm_server_config_for(identity.clone())?;
+                next.sm_sign = identity;
+            }
+            CertRole::Sm2Encryption => next.sm_enc = Some(identity),
+        }
+        if let (Some(_), Some(enc)) = (&next.tlcp, &next.sm_enc) {
+            next.tlcp = Some(tlcp_server(&next.sm_sign, enc)?);
+        }
+        *self.served.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<Served> {
+        self.served
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Whether a client asks for the national-cipher suite.
@@ -284,10 +343,11 @@ impl ServerTls {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let served = self.current();
         let mut first = [0u8; 3];
         stream.read_exact(&mut first).await?;
         let stream = Rewind::new(first.to_vec(), stream);
-        if let Some(config) = self.tlcp.as_ref().filter(|_| tlcp::starts_tlcp(&first)) {
+        if let Some(config) = served.tlcp.as_ref().filter(|_| tlcp::starts_tlcp(&first)) {
             let tlcp = tlcp::accept(config.clone(), stream)
                 .await
                 .map_err(std::io::Error::other)?;
@@ -298,9 +358,9 @@ impl ServerTls {
             tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
                 .await?;
         let config = if Self::wants_sm(&start.client_hello()) {
-            self.sm.clone()
+            served.sm.clone()
         } else {
-            self.international.clone()
+            served.international.clone()
         };
         let tls = start.into_stream(config).await?;
         let negotiated = describe(tls.get_ref().1);
@@ -308,18 +368,9 @@ impl ServerTls {
     }
 }
 
-/// The TLCP server configuration of `[tls]` (`None` when `tls.tlcp = false`): `sign` is the
-/// SM2 signing identity (the RFC 8998 certificate), the encryption pair comes from
-/// `sm_enc_cert`/`sm_enc_key` or is generated.
-pub fn tlcp_config(
-    config: &TlsConfig,
-    hostname: &str,
-    sign: &Identity,
-) -> Result<Option<Arc<tlcp::ServerConfig>>, TlsError> {
-    if !config.tlcp {
-        return Ok(None);
-    }
-    let enc = Identity::sm2_encryption(config, hostname)?;
+/// TLCP's server configuration: `sign` is the SM2 signing identity (the RFC 8998
+/// certificate), `enc` receives the key exchange.
+fn tlcp_server(sign: &Identity, enc: &Identity) -> Result<Arc<tlcp::ServerConfig>, TlsError> {
     let enc_cert = enc.chain.first().map(|c| c.to_vec()).unwrap_or_default();
     let server = tlcp::ServerConfig::new(
         sign.chain.iter().map(|c| c.to_vec()).collect(),
@@ -331,7 +382,7 @@ pub fn tlcp_config(
         path: "<TLCP identity>".into(),
         reason: e.to_string(),
     })?;
-    Ok(Some(Arc::new(server)))
+    Ok(Arc::new(server))
 }
 
 /// A stream whose first bytes were already read: they are served again before the rest.

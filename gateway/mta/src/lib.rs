@@ -29,7 +29,8 @@
 //! sending domain, and the keys for it), [`risk`] (the sending behaviour of internal accounts
 //! and the containment of those that look compromised), [`relay`] (the egress channels mail to
 //! the internet leaves by, chosen per destination and watched against block lists), [`policy`]
-//! (the versions of the detection policy the console edits, put in force without a restart).
+//! (the versions of the detection policy the console edits, put in force without a restart),
+//! [`certstore`] (the certificates installed from the console in place of `[tls]`'s files).
 //!
 //! It hands on the stores and services the console (`jianmen-webui`) and the command line
 //! (`jianmen`) drive; it serves no HTTP itself (no actix-web below this crate).
@@ -37,6 +38,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod certstore;
 pub mod config;
 pub mod db;
 pub mod dkim;

@@ -153,9 +153,12 @@ impl PolicyBook {
         }
         if current.policy != file
             && let Some(p) = &pipeline
+            && let Err(e) = p.set_policy(&current.policy)
         {
-            p.set_policy(&current.policy)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            // A symbol it scores left the rule files, say.
+            tracing::warn!(version = newest.summary.version, error = %e,
+                "the newest policy version does not fit the rules in force: the file's policy is in force");
+            current.policy = file.clone();
         }
         tracing::info!(
             version = current.summary.version,
@@ -167,6 +170,14 @@ impl PolicyBook {
             pipeline,
             current: Mutex::new(current),
         }))
+    }
+
+    /// The symbols whose points the policy may set (none without a pipeline).
+    pub fn symbols(&self) -> Vec<jianmen_scan::pipeline::SymbolRow> {
+        self.pipeline
+            .as_ref()
+            .map(|p| p.symbols())
+            .unwrap_or_default()
     }
 
     /// The version in force.
@@ -217,9 +228,15 @@ impl PolicyBook {
             return Err(SaveError::Unchanged);
         }
         if let Some(p) = &self.pipeline {
-            p.set_policy(&policy).map_err(|e| PolicyError {
-                key: "scan".into(),
-                why: e.to_string(),
+            p.set_policy(&policy).map_err(|e| match e {
+                jianmen_scan::pipeline::PipelineError::UnknownSymbol(name) => PolicyError {
+                    key: format!("scan.scores.{name}"),
+                    why: "no rule or check has this symbol".into(),
+                },
+                e => PolicyError {
+                    key: "scan".into(),
+                    why: e.to_string(),
+                },
             })?;
         }
         let saved = insert(&self.store, author, Source::Console, comment, &policy).await;

@@ -1,6 +1,7 @@
 //! The scanner's configuration: the `[scan]` and `[dns]` sections of the gateway's file, which
 //! the gateway composes and validates with the rest; the scanner reads only these.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -193,6 +194,8 @@ pub struct ScanConfig {
     pub actions: Actions,
     /// Per-recipient-domain overrides.
     pub policy: Vec<DomainPolicy>,
+    /// Points per symbol in place of the rule files' (`SYMBOL = points`; 0 turns it off).
+    pub scores: BTreeMap<String, f64>,
     /// Threat checks on outbound and internal mail.
     pub inside: InsideConfig,
     /// ClamAV; absent means no antivirus beyond Jianmen's own attachment checks.
@@ -255,6 +258,7 @@ impl Default for ScanConfig {
             thresholds: Thresholds::default(),
             actions: Actions::default(),
             policy: Vec::new(),
+            scores: BTreeMap::new(),
             inside: InsideConfig::default(),
             clamav: None,
             rate_limit_per_minute: 0,
@@ -282,7 +286,15 @@ pub struct ScanPolicy {
     pub block: Vec<String>,
     /// Per-recipient-domain overrides.
     pub domains: Vec<DomainPolicy>,
+    /// Points per symbol in place of the rule files' (0 turns a symbol off): the rule
+    /// switches and weights.
+    pub scores: BTreeMap<String, f64>,
 }
+
+/// Symbols whose points one policy may set.
+pub const MAX_SCORES: usize = 2_000;
+/// Largest points a symbol may be given, either way.
+pub const MAX_POINTS: f64 = 100.0;
 
 /// Entries one allow or block list may hold: each message is matched against every entry.
 pub const MAX_LIST_ENTRIES: usize = 10_000;
@@ -299,7 +311,8 @@ pub struct PolicyError {
 
 impl ScanPolicy {
     /// Checks what `check-config` checks of these keys: positive thresholds with
-    /// `spam_high ≥ spam`, list entries that parse, bounded lists, and per-domain policies only
+    /// `spam_high ≥ spam`, list entries that parse, bounded lists, symbol points within
+    /// ±[`MAX_POINTS`] (whether each symbol exists is the pipeline's to say), and per-domain policies only
     /// for `protected` domains, each once. Domain names are put in lower case.
     pub fn check(&mut self, protected: &[String]) -> Result<(), PolicyError> {
         let fail = |key: String, why: String| Err(PolicyError { key, why });
@@ -319,6 +332,29 @@ impl ScanPolicy {
         };
         check_thresholds("scan.thresholds", &self.thresholds)?;
         lists("scan", &self.allow, &self.block)?;
+        if self.scores.len() > MAX_SCORES {
+            return fail(
+                "scan.scores".into(),
+                format!("more than {MAX_SCORES} symbols"),
+            );
+        }
+        for (name, points) in &self.scores {
+            let key = format!("scan.scores.{name}");
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return fail(key, "a symbol name is A-Z, 0-9 and _".into());
+            }
+            if !points.is_finite() || points.abs() > MAX_POINTS {
+                return fail(
+                    key,
+                    format!("points are between -{MAX_POINTS} and {MAX_POINTS}"),
+                );
+            }
+        }
         let mut seen = std::collections::BTreeSet::new();
         for (i, p) in self.domains.iter_mut().enumerate() {
             let key = format!("scan.policy[{i}]");
@@ -367,6 +403,7 @@ impl ScanConfig {
             allow: self.allow.clone(),
             block: self.block.clone(),
             domains: self.policy.clone(),
+            scores: self.scores.clone(),
         }
     }
 }

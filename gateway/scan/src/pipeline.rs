@@ -109,14 +109,21 @@ impl Policy {
     }
 }
 
-/// The policies in force: the default and each protected domain's own.
+/// The policies in force: the default and each protected domain's own, and the points the
+/// policy gives symbols in place of the rule files'.
 struct InForce {
     default: Policy,
     domains: BTreeMap<String, Policy>,
+    scores: BTreeMap<String, f64>,
 }
 
 impl InForce {
-    fn new(p: &ScanPolicy) -> Result<Self, super::reputation::BadEntry> {
+    /// Every symbol `p` gives points to must be one `rules` knows: a misspelt name would
+    /// otherwise change nothing, silently.
+    fn new(p: &ScanPolicy, rules: &RuleSet) -> Result<Self, PipelineError> {
+        if let Some(name) = p.scores.keys().find(|n| rules.info(n).is_none()) {
+            return Err(PipelineError::UnknownSymbol(name.clone()));
+        }
         let mut domains = BTreeMap::new();
         for d in &p.domains {
             domains.insert(
@@ -132,8 +139,22 @@ impl InForce {
         Ok(Self {
             default: Policy::new(&p.thresholds, &p.actions, &p.allow, &p.block)?,
             domains,
+            scores: p.scores.clone(),
         })
     }
+}
+
+/// One symbol as the rule files score it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SymbolRow {
+    /// Its name.
+    pub name: String,
+    /// Points from the rule files.
+    pub score: f64,
+    /// What it is evidence of.
+    pub category: super::rules::Category,
+    /// What it means.
+    pub description: String,
 }
 
 /// The symbol of a message matching a threat-intelligence indicator; its detail is the
@@ -299,6 +320,9 @@ pub enum PipelineError {
     /// A data-leak prevention policy is wrong.
     #[error(transparent)]
     Dlp(#[from] PolicyError),
+    /// The policy gives points to a symbol no rule or check emits.
+    #[error("scan.scores.{0}: no such symbol")]
+    UnknownSymbol(String),
 }
 
 impl Pipeline {
@@ -339,7 +363,7 @@ impl Pipeline {
         let history = scan
             .first_contact
             .then(|| ContactHistory::open(env.data_dir.as_ref().map(|d| d.join("contacts.bin"))));
-        let policies = InForce::new(&scan.scan_policy())?;
+        let policies = InForce::new(&scan.scan_policy(), &rules)?;
         Ok(Self {
             targets: Targets::new(&brands, &env.protected_domains),
             bec: BecSettings::new(&scan.vips, &env.protected_domains, &scan.partner_domains),
@@ -813,9 +837,26 @@ impl Pipeline {
     /// Puts an edited policy in force for the next message (messages being judged keep the
     /// one they started with). The caller has checked it ([`ScanPolicy::check`]).
     pub fn set_policy(&self, policy: &ScanPolicy) -> Result<(), PipelineError> {
-        let policies = Arc::new(InForce::new(policy)?);
+        let policies = Arc::new(InForce::new(policy, &self.rules())?);
         *self.policies.write().unwrap_or_else(|e| e.into_inner()) = policies;
         Ok(())
+    }
+
+    /// Every symbol the rules and checks in force may emit, with its points from the rule
+    /// files: what the console's rule switches and weights list.
+    pub fn symbols(&self) -> Vec<SymbolRow> {
+        let rules = self.rules();
+        let mut rows: Vec<SymbolRow> = rules
+            .symbols()
+            .map(|(name, info)| SymbolRow {
+                name: name.to_owned(),
+                score: info.score,
+                category: info.category,
+                description: info.description.clone(),
+            })
+            .collect();
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        rows
     }
 
     fn policies(&self) -> Arc<InForce> {
@@ -846,7 +887,12 @@ impl Pipeline {
                 }
             }
         }
-        let report = decide(&self.rules(), &symbols, &policy.thresholds);
+        let report = decide(
+            &self.rules(),
+            &policies.scores,
+            &symbols,
+            &policy.thresholds,
+        );
         let action = action_for(&report, &policy.actions, &policy.thresholds);
         (report, action)
     }
@@ -1386,6 +1432,44 @@ mod tests {
         p.set_policy(&policy).unwrap();
         assert_eq!(p.allowed(client, "friend@partner.test"), Some(true));
         assert_eq!(p.allowed(client, "someone@else.test"), Some(false));
+    }
+
+    /// Rule switches and weights edited in the console: the next verdict uses them, and a
+    /// symbol no rule knows is refused rather than silently ignored.
+    #[tokio::test]
+    async fn points_in_force_are_the_edited_ones() {
+        let p = pipeline(Fixed(Ok(Probabilities {
+            spam: 0.0,
+            phish: 0.999,
+        })));
+        let ctx = Context::default();
+        let a = p.analyse(MESSAGE, &ctx).await;
+        assert_eq!(p.report(&a, &ctx, None).0.class, Class::Phish);
+        let off = ScanPolicy {
+            scores: BTreeMap::from([("NEURAL_PHISH".to_owned(), 0.0)]),
+            ..ScanPolicy::default()
+        };
+        p.set_policy(&off).unwrap();
+        let report = p.report(&a, &ctx, None).0;
+        assert_eq!(report.class, Class::Clean, "{}", report.explanation);
+        assert!(
+            p.symbols()
+                .iter()
+                .any(|s| s.name == "NEURAL_PHISH" && s.score > 0.0)
+        );
+        let typo = ScanPolicy {
+            scores: BTreeMap::from([("NEURAL_PHIHS".to_owned(), 1.0)]),
+            ..ScanPolicy::default()
+        };
+        assert!(matches!(
+            p.set_policy(&typo),
+            Err(PipelineError::UnknownSymbol(n)) if n == "NEURAL_PHIHS"
+        ));
+        assert_eq!(
+            p.report(&a, &ctx, None).0.class,
+            Class::Clean,
+            "the last good policy stays"
+        );
     }
 
     const MESSAGE: &[u8] =

@@ -376,6 +376,11 @@ impl RuleSet {
         })
     }
 
+    /// Every symbol with its score and meaning, in no order.
+    pub fn symbols(&self) -> impl Iterator<Item = (&str, &SymbolInfo)> {
+        self.info.iter().map(|(name, info)| (name.as_str(), info))
+    }
+
     /// Score and meaning of `symbol`; unknown symbols score 0.
     pub fn info(&self, symbol: &str) -> Option<&SymbolInfo> {
         self.info.get(symbol)

@@ -2,6 +2,8 @@
 //! (virus, then phishing or BEC — the stronger — then unscannable, then spam), and the explanation
 //! names the evidence that weighed most, so an administrator can see why.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::Symbols;
@@ -82,16 +84,27 @@ pub struct Report {
     pub explanation: String,
 }
 
-/// Scores `symbols` with `rules` and decides the class under `thresholds`.
-pub fn decide(rules: &RuleSet, symbols: &Symbols, thresholds: &Thresholds) -> Report {
+/// Scores `symbols` with `rules` — or the points `scores` gives a symbol in their place — and
+/// decides the class under `thresholds`.
+pub fn decide(
+    rules: &RuleSet,
+    scores: &BTreeMap<String, f64>,
+    symbols: &Symbols,
+    thresholds: &Thresholds,
+) -> Report {
     let mut total = 0.0f64;
     let (mut phish, mut bec, mut virus, mut ham) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
     let mut uninspected = false;
     let mut scored: Vec<ScoredHit> = Vec::with_capacity(symbols.hits().len());
     for hit in symbols.hits() {
-        let (score, category) = rules.info(&hit.name).map_or((0.0, Category::Spam), |i| {
-            (i.score * hit.weight, i.category)
-        });
+        let info = rules.info(&hit.name);
+        let category = info.map_or(Category::Spam, |i| i.category);
+        let points = scores
+            .get(&hit.name)
+            .copied()
+            .or(info.map(|i| i.score))
+            .unwrap_or(0.0);
+        let score = points * hit.weight;
         total += score;
         match category {
             Category::Spam => {}
@@ -176,12 +189,29 @@ mod tests {
     use super::*;
 
     fn class_of(names: &[&str]) -> Class {
+        class_scored(names, &BTreeMap::new())
+    }
+
+    fn class_scored(names: &[&str], scores: &BTreeMap<String, f64>) -> Class {
         let rules = RuleSet::load(true, None, &[]).expect("built-in rules");
         let mut symbols = Symbols::default();
         for name in names {
             symbols.add(name, "");
         }
-        decide(&rules, &symbols, &Thresholds::default()).class
+        decide(&rules, scores, &symbols, &Thresholds::default()).class
+    }
+
+    /// The console's rule switches and weights: points set in the policy replace the rule
+    /// file's, 0 turns a symbol off, and the symbol keeps its category.
+    #[test]
+    fn points_set_in_the_policy_replace_the_rule_files() {
+        let exe = ["ATTACH_EXECUTABLE", "ATTACH_DOUBLE_EXT"];
+        assert_eq!(class_of(&exe), Class::Virus);
+        let off: BTreeMap<String, f64> = exe.iter().map(|s| (s.to_string(), 0.0)).collect();
+        assert_eq!(class_scored(&exe, &off), Class::Clean);
+        let heavier = BTreeMap::from([("NEURAL_PHISH".to_string(), 2.0)]);
+        assert_eq!(class_of(&["NEURAL_PHISH"]), Class::Phish);
+        assert_ne!(class_scored(&["NEURAL_PHISH"], &heavier), Class::Phish);
     }
 
     #[test]

@@ -1,0 +1,52 @@
+// Drives Debian's Chromium through replacing the gateway's self-signed certificate: the system
+// administrator is refused a certificate with another certificate's key (in words), makes a
+// certificate request on the system page, has it signed here by the test CA (openssl, as a CA
+// would), installs the issued certificate alone (the key stayed on the gateway) and sees it
+// listed as installed, with the short validity warned about. The test then checks what
+// STARTTLS and the console serve. Screenshots go to $JM_SHOTS.
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { env, run, signIn } from './harness.mjs';
+
+const dir = env('JM_CA_DIR');
+
+await run('certificates', async (page, shots) => {
+  page.on('dialog', (d) => d.accept());
+  await signIn(page, env('JM_SYS_USER'), env('JM_SYS_PASS'));
+  await page.click('#nav a:has-text("系统")');
+  await page.waitForSelector('#cert-form');
+
+  // A key that is not the certificate's is refused before anything is served.
+  await page.selectOption('#cert-role', 'international');
+  await page.setInputFiles('#cert-file', `${dir}/other.pem`);
+  await page.setInputFiles('#cert-key-file', `${dir}/stranger.key`);
+  await page.click('#cert-form button[type=submit]');
+  await page.waitForFunction(() => document.querySelector('#cert-result')?.className === 'error');
+  const refused = await page.textContent('#cert-result');
+  if (!refused.includes('私钥与证书不匹配')) throw new Error(`mismatch not explained: ${refused}`);
+  await page.screenshot({ path: `${shots}/certificates-1-mismatch.png`, fullPage: true });
+
+  await page.click('[data-request="international"]');
+  await page.waitForSelector('#csr-text');
+  const csr = await page.inputValue('#csr-text');
+  if (!csr.startsWith('-----BEGIN CERTIFICATE REQUEST-----')) throw new Error(`no CSR: ${csr.slice(0, 80)}`);
+  if (await page.locator('#csr-download[download]').count() !== 1) throw new Error('no download link');
+  writeFileSync(`${dir}/request.csr`, csr);
+  execFileSync('openssl', ['x509', '-req', '-in', `${dir}/request.csr`, '-CA', `${dir}/ca.pem`, '-CAkey', `${dir}/ca.key`,
+    '-CAcreateserial', '-days', '20', '-copy_extensions', 'copy', '-out', `${dir}/issued.pem`], { stdio: 'pipe' });
+  await page.screenshot({ path: `${shots}/certificates-2-request.png`, fullPage: true });
+
+  // The issued certificate alone: its key is the request's.
+  await page.selectOption('#cert-role', 'international');
+  await page.setInputFiles('#cert-file', `${dir}/issued.pem`);
+  await page.setInputFiles('#cert-key-file', []);
+  await page.click('#cert-form button[type=submit]');
+  await page.waitForFunction(() => document.querySelector('#cert-result')?.className === 'notice'
+    && document.querySelector('#cert-result').textContent.includes('SHA-256'));
+  const said = await page.textContent('#cert-result');
+  if (!said.includes('天内过期')) throw new Error(`the short validity is not warned about: ${said}`);
+  const row = await page.textContent('#system-certificates tbody tr:first-child');
+  if (!row.includes('控制台安装') || !row.includes('Jianmen Test CA')) throw new Error(`not listed as installed: ${row}`);
+  await page.screenshot({ path: `${shots}/certificates-3-installed.png`, fullPage: true });
+  return 'installed the certificate issued for a request made in the console';
+});
