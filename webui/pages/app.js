@@ -158,6 +158,8 @@ const T = {
     err_cert_mismatch: '私钥与证书不匹配。', err_cert_dates: '证书不在有效期内（已过期或尚未生效）。',
     err_cert_unsuitable: '证书不适合此用途（国密用途须为 SM2 证书；TLCP 加密证书须允许密钥加密；服务器证书须允许服务器认证）。',
     err_cert_no_request: '请同时选择私钥文件，或先在本机生成证书请求。', err_cert_not_installed: '此用途没有控制台安装的证书。',
+    err_cert_request_pending: '此用途已有等待签发的证书请求。', confirmCertReplaceRequest: '“{role}”已有等待签发的请求。生成新请求会丢弃旧请求的私钥，CA 按旧请求签发的证书将无法安装。继续？',
+    certNotPem: '无法识别的文件：请选择 PEM 格式的证书（DER 格式请先用 openssl x509 -inform der 转换）或 .p12/.pfx 文件。',
     err_unauthorized: '未登录或会话已过期，请重新登录。', err_forbidden: '无权执行此操作', err_role: '当前角色无权执行此操作。',
     err_csrf: '页面已过期，请刷新后重试。', err_must_change: '请先修改初始密码。', err_internal: '内部错误，请查看网关日志。',
     err_credentials: '用户名或密码错误。', err_totp_needed: '请输入身份验证器 App 中的 6 位动态验证码。', err_source: '不允许从此地址登录控制台。',
@@ -324,6 +326,8 @@ const T = {
     err_cert_mismatch: 'The private key does not belong to the certificate.', err_cert_dates: 'The certificate is not valid now (expired or not yet valid).',
     err_cert_unsuitable: 'The certificate does not suit this use (national roles need SM2; TLCP encryption needs key encipherment; server certificates need server authentication).',
     err_cert_no_request: 'Choose the key file too, or make a request here first.', err_cert_not_installed: 'Nothing is installed here for this use.',
+    err_cert_request_pending: 'A request for this use still waits for its certificate.', confirmCertReplaceRequest: 'A request for “{role}” still waits for its certificate. A new request discards the old one\'s key: a certificate a CA issues for the old request could not be installed. Go on?',
+    certNotPem: 'Unrecognised file: choose a PEM certificate (convert DER with openssl x509 -inform der) or a .p12/.pfx file.',
   },
 };
 
@@ -1150,14 +1154,17 @@ function certificatesCard(s) {
     c.self_signed ? el('span', { class: 'badge' }, t('certSelfSigned')) : null,
     c.request_pending ? el('span', { class: 'badge' }, t('certRequestPending')) : null),
     s.certificates_editable ? el('span', { class: 'actions' },
-      el('button', { class: 'plain', type: 'button', 'data-request': c.role, onclick: () => makeRequest(c.role) }, t('certRequest')),
+      el('button', { class: 'plain', type: 'button', 'data-request': c.role, onclick: () => {
+        if (c.request_pending && !confirm(fill(t('confirmCertReplaceRequest'), { role: roleName(c.role) }))) return;
+        makeRequest(c.role, c.request_pending);
+      } }, t('certRequest')),
       c.installed ? el('button', { class: 'danger', type: 'button', 'data-remove': c.role, onclick: async () => {
         if (!confirm(fill(t('confirmCertRemove'), { role: roleName(c.role) }))) return;
         try { await api('DELETE', `/api/certificates/${c.role}`); await systemPage(); } catch (e) { say('error', e.message); }
       } }, t('certRemove')) : null) : ''] }));
-  const makeRequest = async (role) => {
+  const makeRequest = async (role, replace) => {
     try {
-      const r = await api('POST', `/api/certificates/${role}/request`);
+      const r = await api('POST', `/api/certificates/${role}/request`, replace ? { replace: true } : undefined);
       const link = el('a', { href: URL.createObjectURL(new Blob([r.csr], { type: 'application/pkcs10' })), download: `${s.hostname}-${role}.csr`, id: 'csr-download' }, t('certDownload'));
       msg.className = 'notice';
       msg.replaceChildren(el('p', {}, `${roleName(role)}：${t('certRequestDone')}`),
@@ -1173,11 +1180,14 @@ function certificatesCard(s) {
     const f = certFile.files[0];
     if (!f || !confirm(fill(t('confirmCertInstall'), { role: roleName(role.value) }))) return;
     const bytes = new Uint8Array(await f.arrayBuffer());
-    const pem = new TextDecoder().decode(bytes.slice(0, 64)).includes('-----BEGIN');
+    const text = new TextDecoder().decode(bytes);
     let body;
-    if (pem) {
-      body = { cert: new TextDecoder().decode(bytes) };
+    if (text.includes('-----BEGIN')) {
+      body = { cert: text };
       if (keyFile.files[0]) body.key = await keyFile.files[0].text();
+    } else if (!/\.(p12|pfx)$/i.test(f.name)) {
+      say('error', t('certNotPem'));
+      return;
     } else {
       let bin = '';
       for (const b of bytes) bin += String.fromCharCode(b);

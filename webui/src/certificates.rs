@@ -99,38 +99,15 @@ async fn install(
     let tls = served(&console)?;
     let upload: Upload = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let password = upload.password.as_deref().unwrap_or_default();
+    let _one_at_a_time = console.cert_changes.lock().await;
+    let store = console.certs.clone();
+    let hostname = console.config.server.hostname.clone();
+    // Key derivation and parsing are work an upload decides: off the request threads.
+    let (identity, warnings, from_request) =
+        web::block(move || read_upload(upload, role, &store, &hostname))
+            .await
+            .map_err(ApiError::internal)??;
     let store = &console.certs;
-    let mut from_request = false;
-    let identity = match (&upload.pkcs12, &upload.cert, &upload.key) {
-        (Some(p12), None, None) => {
-            let der = base64::engine::general_purpose::STANDARD
-                .decode(p12.trim())
-                .map_err(|_| ApiError::field("pkcs12", "not base64"))?;
-            pair::from_pkcs12(&der, password)?
-        }
-        (None, Some(cert), Some(key)) => {
-            pair::from_pem(cert.as_bytes(), key.as_bytes(), Some(password.as_bytes()))?
-        }
-        (None, Some(cert), None) => {
-            let key = store
-                .request_key(role)
-                .map_err(ApiError::internal)?
-                .ok_or_else(|| {
-                    ApiError::field("key", "give the key, or make a request here first")
-                        .coded("cert_no_request")
-                })?;
-            from_request = true;
-            pair::from_pem(cert.as_bytes(), &key, None)?
-        }
-        _ => {
-            return Err(ApiError::field(
-                "cert",
-                "give a PEM certificate (with its key) or a PKCS#12 file",
-            ));
-        }
-    };
-    let warnings = pair::check(&identity, role, &console.config.server.hostname, now())?;
     let previous = store.install(role, &identity).map_err(ApiError::internal)?;
     let print = fingerprint(&identity);
     if let Err(e) = tls.install(role, identity) {
@@ -155,11 +132,57 @@ async fn install(
     Ok(HttpResponse::Ok().json(json!({ "role": role, "sha256": print, "warnings": warnings })))
 }
 
+/// The pair an upload gives, checked for `role`; whether its key is a request's made here.
+fn read_upload(
+    upload: Upload,
+    role: CertRole,
+    store: &jianmen_mta::certstore::CertStore,
+    hostname: &str,
+) -> Result<(Identity, Vec<pair::PairWarning>, bool), ApiError> {
+    let password = upload.password.as_deref().unwrap_or_default();
+    let mut from_request = false;
+    let identity = match (&upload.pkcs12, &upload.cert, &upload.key) {
+        (Some(p12), None, None) => {
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(p12.trim())
+                .map_err(|_| ApiError::field("pkcs12", "not base64"))?;
+            pair::from_pkcs12(&der, password)?
+        }
+        (None, Some(cert), Some(key)) => {
+            pair::from_pem(cert.as_bytes(), key.as_bytes(), Some(password.as_bytes()))?
+        }
+        // The key in the same text as the chain.
+        (None, Some(cert), None) if cert.contains("PRIVATE KEY-----") => {
+            pair::from_pem(cert.as_bytes(), cert.as_bytes(), Some(password.as_bytes()))?
+        }
+        (None, Some(cert), None) => {
+            let key = store
+                .request_key(role)
+                .map_err(ApiError::internal)?
+                .ok_or_else(|| {
+                    ApiError::field("key", "give the key, or make a request here first")
+                        .coded("cert_no_request")
+                })?;
+            from_request = true;
+            pair::from_pem(cert.as_bytes(), &key, None)?
+        }
+        _ => {
+            return Err(ApiError::field(
+                "cert",
+                "give a PEM certificate (with its key) or a PKCS#12 file",
+            ));
+        }
+    };
+    let warnings = pair::check(&identity, role, hostname, now())?;
+    Ok((identity, warnings, from_request))
+}
+
 /// Serves `[tls]`'s files (or a generated certificate) for the role again.
 async fn remove(req: HttpRequest, console: Data, role: web::Path<String>) -> Reply {
     let s = authorize(&req, &console, &[Role::System]).await?;
     let role = role_of(&role)?;
     let tls = served(&console)?;
+    let _one_at_a_time = console.cert_changes.lock().await;
     let store = &console.certs;
     if !store.is_installed(role) {
         return Err(
@@ -187,12 +210,49 @@ async fn remove(req: HttpRequest, console: Data, role: web::Path<String>) -> Rep
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// A new key kept here and a request (PKCS#10) for the host name, to send to a CA.
-async fn request(req: HttpRequest, console: Data, role: web::Path<String>) -> Reply {
+/// Whether to replace a request still waiting for its certificate.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NewRequest {
+    #[serde(default)]
+    replace: bool,
+}
+
+/// A new key kept here and a request (PKCS#10) for the host name, to send to a CA. A request
+/// still waiting is replaced only when asked: its key is what the certificate a CA may already
+/// be issuing belongs to.
+async fn request(
+    req: HttpRequest,
+    console: Data,
+    role: web::Path<String>,
+    body: web::Bytes,
+) -> Reply {
     let s = authorize(&req, &console, &[Role::System]).await?;
     let role = role_of(&role)?;
     served(&console)?;
-    let (key, csr) = pair::request(role, &console.config.server.hostname)?;
+    let asked: NewRequest = if body.is_empty() {
+        NewRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::field("body", format!("invalid JSON body: {e}")))?
+    };
+    let _one_at_a_time = console.cert_changes.lock().await;
+    let waiting = console
+        .certs
+        .request_key(role)
+        .map_err(ApiError::internal)?
+        .is_some();
+    if waiting && !asked.replace {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "a request for this role still waits for its certificate",
+        )
+        .coded("cert_request_pending"));
+    }
+    let hostname = console.config.server.hostname.clone();
+    let (key, csr) = web::block(move || pair::request(role, &hostname))
+        .await
+        .map_err(ApiError::internal)??;
     console
         .certs
         .save_request_key(role, &key)

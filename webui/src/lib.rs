@@ -81,6 +81,8 @@ pub struct Console {
     pub tls: Option<Arc<jianmen_gm::tls::ServerTls>>,
     /// Certificates installed from the console.
     pub certs: jianmen_mta::certstore::CertStore,
+    /// One certificate change at a time: what is served and what is on disk stay the same.
+    cert_changes: tokio::sync::Mutex<()>,
     allow: AddressList,
 }
 
@@ -120,6 +122,7 @@ impl Console {
             policy: None,
             tls: None,
             certs,
+            cert_changes: tokio::sync::Mutex::new(()),
             allow,
         }
     }
@@ -513,10 +516,22 @@ pub fn served_tls(
         .unwrap_or_else(jianmen_mta::config::TlsConfig::generated);
     let effective =
         jianmen_mta::certstore::CertStore::new(&config.server.data_dir).effective(&base);
-    Ok(Arc::new(jianmen_gm::tls::ServerTls::new(
-        &effective,
-        &config.server.hostname,
-    )?))
+    match jianmen_gm::tls::ServerTls::new(&effective, &config.server.hostname) {
+        Ok(tls) => Ok(Arc::new(tls)),
+        // An installed pair that no longer loads must not keep the gateway down.
+        Err(e)
+            if effective.cert != base.cert
+                || effective.sm_cert != base.sm_cert
+                || effective.sm_enc_cert != base.sm_enc_cert =>
+        {
+            tracing::error!(error = %e, "a certificate installed in the console does not load: the configured ones are served");
+            Ok(Arc::new(jianmen_gm::tls::ServerTls::new(
+                &base,
+                &config.server.hostname,
+            )?))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Binds the console's address (before the daemon gives up root: 443 is privileged).

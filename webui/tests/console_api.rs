@@ -1967,6 +1967,21 @@ async fn certificates_are_checked_installed_requested_and_removed() {
             .starts_with("-----BEGIN CERTIFICATE REQUEST-----"),
         "{b}"
     );
+    // A waiting request's key is replaced only when asked.
+    let again = "/api/certificates/sm2-encryption/request";
+    let (s, b, _, _) = call(&app, Some(&sys), Method::POST, again, None).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::CONFLICT, Some("cert_request_pending")),
+        "{b}"
+    );
+    let replace = Some(json!({ "replace": true }));
+    let (s, b, _, _) = call(&app, Some(&sys), Method::POST, again, replace).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // Chain and key in one text.
+    let combined = json!({ "cert": format!("{good_chain}{good_key}") });
+    let (s, b, _, _) = call(&app, Some(&sys), Method::POST, path, Some(combined)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
     let (_, b, _, _) = call(&app, Some(&sys), Method::GET, "/api/system", None).await;
     assert!(
         b["certificates"]

@@ -51,11 +51,22 @@ pub enum GmError {
     /// The system's random number generator failed.
     #[error("no randomness")]
     Random,
+    /// An encrypted key asks for more password-derivation work or memory than is allowed.
+    #[error("the key's password derivation asks for too much work")]
+    KeyCost,
 }
+
+/// Most PBKDF2 iterations an encrypted key may ask for (OpenSSL writes 2,048; about a second
+/// of work at this bound).
+pub const MAX_PBKDF2_ITERATIONS: u32 = 2_000_000;
+/// Most memory scrypt may be asked for (128·N·r bytes; OpenSSL's default is 16 MiB).
+pub const MAX_SCRYPT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The plain PKCS#8 document inside an encrypted one (`ENCRYPTED PRIVATE KEY` PEM, PBES2 with
 /// PBKDF2 or scrypt and AES, as OpenSSL and Tongsuo write them) — for any key algorithm. A
-/// wrong password or a damaged file is [`GmError::Decrypt`].
+/// wrong password or a damaged file is [`GmError::Decrypt`]. The file names its own derivation
+/// cost, so a cost past [`MAX_PBKDF2_ITERATIONS`] or [`MAX_SCRYPT_BYTES`] is refused before any
+/// work ([`GmError::KeyCost`]): an uploaded key must not stall or exhaust the gateway.
 pub fn decrypt_pkcs8_pem(pem: &str, password: &[u8]) -> Result<Vec<u8>, GmError> {
     use pkcs8::der::Decode;
     let (label, der) = pkcs8::der::pem::decode_vec(pem.as_bytes()).map_err(|_| GmError::BadKey)?;
@@ -63,6 +74,24 @@ pub fn decrypt_pkcs8_pem(pem: &str, password: &[u8]) -> Result<Vec<u8>, GmError>
         return Err(GmError::BadKey);
     }
     let info = pkcs8::EncryptedPrivateKeyInfoRef::from_der(&der).map_err(|_| GmError::BadKey)?;
+    use pkcs8::pkcs5::{EncryptionScheme, pbes2::Kdf};
+    if let EncryptionScheme::Pbes2(params) = &info.encryption_algorithm {
+        let affordable = match &params.kdf {
+            Kdf::Pbkdf2(p) => p.iteration_count <= MAX_PBKDF2_ITERATIONS,
+            Kdf::Scrypt(s) => {
+                s.parallelization <= 2
+                    && s.cost_parameter
+                        .checked_mul(u64::from(s.block_size))
+                        .and_then(|n| n.checked_mul(128))
+                        .is_some_and(|bytes| bytes <= MAX_SCRYPT_BYTES)
+            }
+            // A derivation unknown here cannot be judged: not attempted.
+            _ => false,
+        };
+        if !affordable {
+            return Err(GmError::KeyCost);
+        }
+    }
     info.decrypt(password)
         .map(|doc| doc.as_bytes().to_vec())
         .map_err(|_| GmError::Decrypt)

@@ -114,7 +114,8 @@ pub enum PairWarning {
     ChainOrder,
 }
 
-/// Reads a PEM chain and a PEM key (PKCS#8, encrypted PKCS#8 with `password`, PKCS#1 or SEC1).
+/// Reads a PEM chain and a PEM key (PKCS#8, encrypted PKCS#8 with `password`, PKCS#1 or SEC1);
+/// the key may follow the chain in the same text (`key_pem` then repeats it or is that text).
 pub fn from_pem(
     chain_pem: &[u8],
     key_pem: &[u8],
@@ -125,11 +126,17 @@ pub fn from_pem(
     }
     let chain = chain_from_pem(chain_pem)?;
     let text = std::str::from_utf8(key_pem).map_err(|_| PairError::Key("not PEM text".into()))?;
-    let key = if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+    const BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+    const END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
+    let key = if let Some(start) = text.find(BEGIN) {
         let password = password
             .filter(|p| !p.is_empty())
             .ok_or_else(|| PairError::Key("the key is encrypted: give its password".into()))?;
-        let der = crate::decrypt_pkcs8_pem(text, password)
+        let block = text[start..]
+            .find(END)
+            .map(|end| &text[start..start + end + END.len()])
+            .ok_or_else(|| PairError::Key("the encrypted key is cut short".into()))?;
+        let der = crate::decrypt_pkcs8_pem(block, password)
             .map_err(|e| PairError::Key(format!("cannot decrypt: {e}")))?;
         PrivateKeyDer::Pkcs8(der.into())
     } else {
@@ -265,7 +272,8 @@ fn suits(leaf: &X509Certificate<'_>, role: CertRole) -> Result<(), PairError> {
                 u.key_encipherment() || u.key_agreement() || u.data_encipherment()
             }
             CertRole::Sm2Signing => u.digital_signature(),
-            CertRole::International => u.digital_signature() || u.key_encipherment(),
+            // rustls signs every handshake (ECDHE only): key encipherment alone will not do.
+            CertRole::International => u.digital_signature(),
         };
         if !fits {
             return Err(PairError::Unsuitable(match role {
@@ -480,6 +488,37 @@ mod tests {
             from_pkcs12(b"\x30\x03\x02\x01\x03", "x"),
             Err(PairError::Pkcs12(_))
         ));
+    }
+
+    /// An encrypted key names its own derivation cost: one past the bound is refused before
+    /// any work, one written as OpenSSL writes it opens; key and chain may share one text.
+    #[test]
+    fn encrypted_keys_open_within_a_bounded_cost() {
+        let key = Sm2PrivateKey::generate();
+        let der = cert::self_signed(&key, HOST, 90, cert::Usage::Signing).unwrap();
+        let chain = cert::pem("CERTIFICATE", &der);
+        let sealed = key.to_pkcs8_encrypted_pem(b"s3cret").unwrap();
+        let combined = format!("{chain}{sealed}");
+        let opened = from_pem(combined.as_bytes(), combined.as_bytes(), Some(b"s3cret")).unwrap();
+        assert!(check(&opened, CertRole::Sm2Signing, HOST, now()).is_ok());
+        // The same key asking for 2^24 scrypt blocks (2 GiB), or 2^30 PBKDF2 rounds.
+        use pkcs8::der::{Decode, Encode};
+        let (_, der) = pkcs8::der::pem::decode_vec(sealed.as_bytes()).unwrap();
+        let mut info = pkcs8::EncryptedPrivateKeyInfoRef::from_der(&der).unwrap();
+        let pkcs8::pkcs5::EncryptionScheme::Pbes2(params) = &mut info.encryption_algorithm else {
+            panic!("PBES2")
+        };
+        match &mut params.kdf {
+            pkcs8::pkcs5::pbes2::Kdf::Scrypt(s) => s.cost_parameter = 1 << 24,
+            pkcs8::pkcs5::pbes2::Kdf::Pbkdf2(p) => p.iteration_count = 1 << 30,
+            _ => panic!("a KDF this test does not know"),
+        }
+        let costly = cert::pem("ENCRYPTED PRIVATE KEY", &info.to_der().unwrap());
+        let refused = from_pem(chain.as_bytes(), costly.as_bytes(), Some(b"s3cret"));
+        assert!(
+            matches!(&refused, Err(PairError::Key(why)) if why.contains("too much work")),
+            "{refused:?}"
+        );
     }
 
     #[test]

@@ -307,7 +307,9 @@ impl ServerTls {
     /// TLCP encryption certificate is kept even where TLCP is off, for when it is turned on.
     pub fn install(&self, role: crate::pair::CertRole, identity: Identity) -> Result<(), TlsError> {
         use crate::pair::CertRole;
-        let mut next = Served::clone(&self.current());
+        // Held from read to write: two installs at once must not lose one.
+        let mut served = self.served.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = Served::clone(&served);
         match role {
             CertRole::International => next.international = server_config_for(identity)?,
             CertRole::Sm2Signing => {
@@ -319,7 +321,7 @@ impl ServerTls {
         if let (Some(_), Some(enc)) = (&next.tlcp, &next.sm_enc) {
             next.tlcp = Some(tlcp_server(&next.sm_sign, enc)?);
         }
-        *self.served.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        *served = Arc::new(next);
         Ok(())
     }
 

@@ -1,9 +1,10 @@
 //! Certificates installed from the console, kept in `data_dir/tls/` and served in place of the
 //! files `[tls]` names (or the generated ones) for their role until they are removed — so an
 //! administrator can replace a self-signed certificate without editing the configuration file.
-//! Keys are written mode 0600, each file through a temporary file, fsync and rename, so a crash
-//! leaves either the old pair or the new one. A key made for a certificate request waits
-//! beside them until the issued certificate is installed.
+//! Keys are written mode 0600, each file through a temporary file of its own, fsync and rename;
+//! the old certificate goes first, so a crash leaves the old pair, the new one, or none (and
+//! `[tls]`'s is served) — never a certificate with another pair's key. A key made for a
+//! certificate request waits beside them until the issued certificate is installed.
 
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -73,7 +74,12 @@ impl CertStore {
             files: self.read(role)?,
         };
         let (chain, key) = pair::to_pem(identity);
-        self.write_pair(role, chain.as_bytes(), key.as_bytes())?;
+        if let Err(e) = self.write_pair(role, chain.as_bytes(), key.as_bytes()) {
+            if let Some((chain, key)) = &previous.files {
+                let _ = self.write_pair(role, chain, key);
+            }
+            return Err(e);
+        }
         Ok(previous)
     }
 
@@ -130,27 +136,51 @@ impl CertStore {
         )
     }
 
-    /// The key first: a certificate is never served with another pair's key, since the
-    /// certificate file is what makes a pair installed.
+    /// Both files are written aside first; then the old certificate goes, the key and the
+    /// certificate take their names. The certificate file is what makes a pair installed, so
+    /// no moment pairs a certificate with another pair's key.
     fn write_pair(&self, role: CertRole, chain: &[u8], key: &[u8]) -> io::Result<()> {
-        let _ = std::fs::remove_file(self.cert_path(role));
-        self.write_file(&self.key_path(role), key, 0o600)?;
-        self.write_file(&self.cert_path(role), chain, 0o644)?;
+        let key_tmp = self.write_aside(key, 0o600)?;
+        let cert_tmp = match self.write_aside(chain, 0o644) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = std::fs::remove_file(&key_tmp);
+                return Err(e);
+            }
+        };
+        match std::fs::remove_file(self.cert_path(role)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        sync_dir(&self.dir)?;
+        std::fs::rename(&key_tmp, self.key_path(role))?;
+        std::fs::rename(&cert_tmp, self.cert_path(role))?;
         sync_dir(&self.dir)
     }
 
     fn write_file(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+        let tmp = self.write_aside(bytes, mode)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// `bytes` in a new file of this directory with `mode` (set on the open file, whatever the
+    /// umask or a file left by a crash), fsync'd; returns its path.
+    fn write_aside(&self, bytes: &[u8], mode: u32) -> io::Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
         std::fs::create_dir_all(&self.dir)?;
-        let tmp = path.with_extension("tmp");
+        let mut random = [0u8; 8];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)
+            .map_err(|_| io::Error::other("no randomness"))?;
+        let tmp = self.dir.join(format!(".{}.tmp", jianmen_gm::hex(&random)));
         let mut f = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(mode)
             .open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        Ok(tmp)
     }
 }
 

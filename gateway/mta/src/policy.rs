@@ -153,12 +153,23 @@ impl PolicyBook {
         }
         if current.policy != file
             && let Some(p) = &pipeline
-            && let Err(e) = p.set_policy(&current.policy)
         {
-            // A symbol it scores left the rule files, say.
-            tracing::warn!(version = newest.summary.version, error = %e,
-                "the newest policy version does not fit the rules in force: the file's policy is in force");
-            current.policy = file.clone();
+            // Points for a symbol that left the rule files are dropped, not the whole version.
+            let known: std::collections::BTreeSet<String> =
+                p.symbols().into_iter().map(|s| s.name).collect();
+            let before = current.policy.scores.len();
+            current.policy.scores.retain(|name, _| known.contains(name));
+            if current.policy.scores.len() != before {
+                tracing::warn!(
+                    version = newest.summary.version,
+                    "points for symbols no rule emits any more are not in force"
+                );
+            }
+            if let Err(e) = p.set_policy(&current.policy) {
+                tracing::warn!(version = newest.summary.version, error = %e,
+                    "the newest policy version does not fit the rules in force: the file's policy is in force");
+                current.policy = file.clone();
+            }
         }
         tracing::info!(
             version = current.summary.version,
