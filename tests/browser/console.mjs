@@ -62,7 +62,10 @@ await run('console', async (page, shots) => {
   await page.click('form.filters button[type=submit]');
   const tracked = page.locator('#results tr.clickable', { hasText: env('JM_SUBJECT') });
   await tracked.waitFor();
-  if (await page.locator('#results tr.clickable').count() !== 1) throw new Error('the message is not one row');
+  // The unfiltered list drawn on arrival may still be on screen for a moment after the search.
+  const oneRow = await page.waitForFunction(() => document.querySelectorAll('#results tr.clickable').length === 1, null, { timeout: 10000 })
+    .then(() => true, () => false);
+  if (!oneRow) throw new Error('the message is not one row');
   await tracked.click();
   await page.waitForSelector('#timeline li');
   for (let i = 0; i < 20 && !(await page.textContent('#timeline')).includes('已投递'); i++) {

@@ -587,6 +587,8 @@ fn check_config_loads_certificates_keys_and_the_model() {
     };
     let ok = check("[tls]\nself_signed = true\n");
     assert!(ok.status.success(), "{ok:?}");
+    let ok = check("[scan.scores]\nNEURAL_PHISH = 5.0\nATTACH_DOUBLE_EXT = 0.0\n");
+    assert!(ok.status.success(), "{ok:?}");
     for (extra, named) in [
         (
             "[tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n",
@@ -595,6 +597,10 @@ fn check_config_loads_certificates_keys_and_the_model() {
         (
             "[scan]\nmodel = \"/nonexistent/model.onnx\"\n",
             "scan.model",
+        ),
+        (
+            "[scan.scores]\nNEURAL_PHIHS = 0.0\n",
+            "scan.scores.NEURAL_PHIHS",
         ),
     ] {
         let out = check(extra);

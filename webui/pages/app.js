@@ -523,6 +523,13 @@ function filters(fields, onsearch) {
   return form;
 }
 
+// Searches answer in any order: each search asks for a ticket, and only the newest ticket's
+// answer is drawn, so a slow earlier answer never replaces the one asked for last.
+const lastAsked = () => {
+  let newest = 0;
+  return () => { const mine = ++newest; return () => mine === newest; };
+};
+
 const qs = (o) => new URLSearchParams(Object.entries(o).filter(([, v]) => v !== '')).toString();
 const badge = (c) => el('span', { class: `badge ${c}` }, c);
 
@@ -551,11 +558,14 @@ async function quarantinePage(fixed, title) {
   let shown = [];
   let last = {};
   const picked = () => shown.filter((i) => $(`pick-${i.id}`) && $(`pick-${i.id}`).checked);
+  const ask = lastAsked();
   const search = async (f) => {
     last = f || {};
     const { since, until, ...rest } = last;
+    const current = ask();
     try {
       const p = await api('GET', `/api/quarantine?${qs({ ...rest, since: dayStart(since), until: dayEnd(until), ...(fixed || {}) })}`);
+      if (!current()) return;
       shown = p.items;
       const pick = (i) => {
         const box = el('input', { type: 'checkbox', id: `pick-${i.id}`, 'aria-label': t('select'), disabled: i.status !== 'held' || REVIEW.includes(i.class) ? true : null });
@@ -566,7 +576,7 @@ async function quarantinePage(fixed, title) {
         table([...(fixed ? [] : ['']), t('time'), t('sender'), t('rcpt'), t('subject'), t('class'), t('score'), t('status')],
           p.items.map((i) => ({ key: i.id, cells: [...(fixed ? [] : [pick(i)]), when(i.received_at), i.header_from || i.mail_from, i.rcpts, i.subject, clsBadge(i.class), i.score.toFixed(1), t(i.status)] })),
           (id) => { location.hash = `#/${title || 'quarantine'}/${id}`; }));
-    } catch (e) { out.replaceChildren(el('p', { class: 'error' }, e.message)); }
+    } catch (e) { if (current()) out.replaceChildren(el('p', { class: 'error' }, e.message)); }
   };
   // The same action on every selected item, one after another; the page says how many worked.
   const bulk = async (what) => {
@@ -769,11 +779,14 @@ async function trackingPage() {
   const out = el('div', { id: 'results' });
   const pageSize = 50;
   let last = {};
+  const ask = lastAsked();
   const search = async (f, offset = 0) => {
     last = f || last;
     const { since, until, ...rest } = last;
+    const current = ask();
     try {
       const p = await api('GET', `/api/tracking/messages?${qs({ ...rest, since: dayStart(since), until: dayEnd(until), limit: String(pageSize), offset: String(offset) })}`);
+      if (!current()) return;
       const pages = Math.max(1, Math.ceil(p.total / pageSize));
       const at = Math.floor(offset / pageSize) + 1;
       const pager = el('div', { class: 'actions pager' },
@@ -785,7 +798,7 @@ async function trackingPage() {
           p.messages.map((m) => ({ key: m.first.queue_id, cells: [when(m.first.at), m.first.mail_from || '<>', m.first.rcpts, m.first.subject,
             m.first.class ? el('span', {}, clsBadge(m.first.class), ` ${m.first.score.toFixed(1)}`) : '', evBadge(m.latest.kind)] })),
           (id) => { location.hash = `#/tracking/${id}`; }), pager);
-    } catch (e) { out.replaceChildren(el('p', { class: 'error' }, e.message)); }
+    } catch (e) { if (current()) out.replaceChildren(el('p', { class: 'error' }, e.message)); }
   };
   const form = filters([{ name: 'sender' }, { name: 'rcpt' }, { name: 'subject' }, { name: 'id', label: 'idSearch' },
     { name: 'class', options: [['', t('allClasses')], ...['clean', 'spam', 'phish', 'bec', 'virus', 'unscannable', 'dlp'].map((c) => [c, clsName(c)])] },

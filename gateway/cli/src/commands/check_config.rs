@@ -28,6 +28,23 @@ pub fn run(args: Args) -> Result<()> {
         shipped.rules.as_deref(),
         &config.scan.rules,
     )?;
+    // Points given to a symbol no rule or block list emits would change nothing: serve refuses
+    // them, so this does too.
+    let zones: Vec<&str> = config
+        .scan
+        .dnsbl
+        .iter()
+        .chain(&config.scan.uribl)
+        .map(|z| z.symbol.as_str())
+        .collect();
+    if let Some(name) = config
+        .scan
+        .scores
+        .keys()
+        .find(|n| rules.info(n).is_none() && !zones.contains(&n.as_str()))
+    {
+        anyhow::bail!("scan.scores.{name}: no rule or check has this symbol");
+    }
     if let Some(tls) = &config.tls {
         jianmen_gm::tls::ServerTls::new(tls, &config.server.hostname).context("[tls]")?;
     }
