@@ -2,7 +2,8 @@
 // spam to quarantine, lowers the high-spam threshold to 30, blocks $JM_BLOCKED (imported from
 // a file, the way a list is brought in), switches one rule off and saves with a comment after
 // the page asks first;
-// then finds version 2 in the versions with its changes in words. The page must not scroll
+// then finds version 2 in the versions with its changes in words; then blocks $JM_OWN_BLOCKED
+// for $JM_OWNER only, on the personal lists card. The page must not scroll
 // sideways at 1440×900 or 1024×768. Screenshots go to $JM_SHOTS.
 import { env, run, signIn } from './harness.mjs';
 
@@ -53,5 +54,33 @@ await run('policy', async (page, shots) => {
   await page.locator('#policy-versions tr.clickable').last().click();
   await page.waitForSelector('#rollback');
   await page.screenshot({ path: `${shots}/policy-3-versions.png`, fullPage: true });
+
+  // A recipient's own block list: opened by address, an entry added, removed (asked first),
+  // added again to stay in force for the next message.
+  const owner = env('JM_OWNER');
+  const blockOwn = async () => {
+    await page.selectOption('#own-kind', 'block');
+    await page.fill('#own-add', env('JM_OWN_BLOCKED'));
+    await page.click('#own-add-save');
+    await page.waitForFunction(() => document.querySelector('#own-result')?.className === 'notice');
+  };
+  await page.fill('#own-owner', owner);
+  await page.click('#own-open');
+  await page.waitForSelector('#own-kind');
+  await blockOwn();
+  const row = page.locator('#own-entries tr', { hasText: env('JM_OWN_BLOCKED') });
+  if (!(await row.textContent()).includes('黑名单')) throw new Error(`the entry reads: ${await row.textContent()}`);
+  const listed = await page.waitForFunction((o) => document.querySelector('#own-owners')?.textContent.includes(o), owner, { timeout: 10000 })
+    .then(() => true, () => false);
+  if (!listed) throw new Error('the recipient is not listed');
+  asked = '';
+  page.once('dialog', (d) => { asked = d.message(); d.accept(); });
+  await page.click(`#own-entries button[data-entry="${env('JM_OWN_BLOCKED')}"]`);
+  await page.waitForFunction(() => document.querySelector('#own-result')?.textContent.includes('已移除'));
+  if (!asked.includes(owner)) throw new Error(`removing did not ask first: "${asked}"`);
+  if (await page.locator('#own-entries tr', { hasText: env('JM_OWN_BLOCKED') }).count()) throw new Error('the entry is still shown');
+  await blockOwn();
+  await noSideScroll(page, 'the policy page with personal lists');
+  await page.screenshot({ path: `${shots}/policy-4-own-lists.png`, fullPage: true });
   return changes;
 });

@@ -231,9 +231,37 @@ fn policy_edited_in_chromium_applies_to_the_next_message() {
             ("JM_SEC_PASS", pass),
             ("JM_NEW_PASS", "Pass-Of-Jianmen-2026".into()),
             ("JM_BLOCKED", blocked.into()),
+            ("JM_OWNER", "boss@example.com".into()),
+            ("JM_OWN_BLOCKED", "friend@partner.test".into()),
         ],
         || gw.log(),
     );
+
+    // The boss's own block list holds the boss's copy; the colleague's is delivered.
+    let ordinary =
+        b"From: Friend <friend@partner.test>\r\nTo: boss@example.com, user@example.com\r\n\
+        Subject: Minutes of Tuesday\r\nMessage-ID: <minutes@partner.test>\r\n\
+        Date: Fri, 4 Dec 2026 09:00:00 +0800\r\n\r\nHello both,\r\n\
+        the minutes of Tuesday's meeting are below; the next one is on the 15th.\r\nRegards\r\n";
+    let r = c.send_mail(
+        "friend@partner.test",
+        &["boss@example.com", "user@example.com"],
+        ordinary,
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    assert!(wait_until(Duration::from_secs(15), || sink
+        .messages()
+        .iter()
+        .any(
+            |m| m.header("Subject").as_deref() == Some("Minutes of Tuesday")
+        )));
+    let minutes: Vec<_> = sink
+        .messages()
+        .into_iter()
+        .filter(|m| m.header("Subject").as_deref() == Some("Minutes of Tuesday"))
+        .collect();
+    assert_eq!(minutes.len(), 1);
+    assert_eq!(minutes[0].rcpts, ["<user@example.com>"]);
 
     let r = c.send_mail(
         "wang@fapiao.test",
@@ -247,7 +275,7 @@ fn policy_edited_in_chromium_applies_to_the_next_message() {
         "the blocked sender is refused: {r:?}"
     );
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(sink.messages().len(), 2, "nothing more was delivered");
+    assert_eq!(sink.messages().len(), 3, "nothing more was delivered");
     let held = Command::new(jianmen_bin())
         .args(["quarantine", "list", "--config"])
         .arg(&gw.config)
@@ -258,6 +286,11 @@ fn policy_edited_in_chromium_applies_to_the_next_message() {
     assert!(
         text.contains("wang@fapiao.test"),
         "the spam is held: {text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("friend@partner.test") && l.contains("Minutes of Tuesday")),
+        "the boss's copy is held: {text}"
     );
 }
 

@@ -290,6 +290,160 @@ fn digest_mail_is_sent_through_the_gateway_and_its_link_releases_once() {
     assert!(log.contains("link:dora@example.com"), "{out:?}");
 }
 
+/// A recipient keeps their own lists from the digest's link: a sender they block is held
+/// for them while a colleague on the same message gets it; only senders and domains go on
+/// such a list; "release and trust" puts the sender on their allow list. All audited.
+#[test]
+fn a_recipient_keeps_own_lists_from_the_digest_and_they_judge_only_their_copy() {
+    let sink = Sink::start(&[]);
+    let console_port = jianmen_testkit::free_port();
+    let base = format!("https://127.0.0.1:{console_port}");
+    let setup = Setup::new(sink.port, sink.port)
+        .scanning(&[
+            "thresholds = { spam = 6.0, spam_high = 60.0, phish = 6.0, bec = 6.0, virus = 5.0 }",
+            "actions = { spam = \"quarantine\" }",
+        ])
+        .section(&format!(
+            "[console]\nlisten = \"127.0.0.1:{console_port}\"\npublic_url = \"{base}\"\n\
+             [quarantine]\nuser_release = [\"phish\"]\ndigest_hours = 24"
+        ));
+    let gw = Gateway::start(&setup);
+    let mut c = Client::ready(gw.addr);
+    let r = c.send_mail(
+        "notice@bank-verify.test",
+        &["dora@example.com"],
+        &phish("Mailbox quota exceeded"),
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    assert!(wait_until(Duration::from_secs(10), || cli_json(
+        &gw,
+        &["quarantine", "list", "--json"]
+    )
+    .len()
+        == 1));
+    let out = gw.cli(&["quarantine", "digest"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(wait_until(Duration::from_secs(15), || sink
+        .messages()
+        .len()
+        == 1));
+    let digest = sink.messages().remove(0);
+    let link = |path: &str| {
+        let start = digest
+            .content
+            .find(&format!("{base}{path}?t="))
+            .expect(path);
+        digest.content[start..]
+            .split(|c: char| c.is_whitespace() || c == '"' || c == '<')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let portal = link("/u/portal");
+    let portal_token = portal.split_once("?t=").unwrap().1.to_owned();
+    let lists = format!("{base}/u/lists");
+    let change = |op: &str, list: &str, entry: &str| {
+        curl(&[
+            "--data-urlencode",
+            &format!("t={portal_token}"),
+            "--data-urlencode",
+            &format!("op={op}"),
+            "--data-urlencode",
+            &format!("list={list}"),
+            "--data-urlencode",
+            &format!("entry={entry}"),
+            &lists,
+        ])
+    };
+
+    // Blocked from the list page; an address range is refused (an administrator's business).
+    let (code, page) = change("add", "block", "@Bank-Verify.test");
+    assert_eq!(code, 303, "{page}");
+    let (code, page) = change("add", "block", "203.0.113.0/24");
+    assert_eq!(code, 400, "{page}");
+    let (code, page) = curl(&[&portal]);
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("My allow and block lists"), "{page}");
+    assert!(
+        page.contains("<td>黑名单 / block</td><td>@bank-verify.test</td>"),
+        "{page}"
+    );
+    assert!(!page.contains("203.0.113.0"), "{page}");
+
+    // The next message from that domain: the colleague gets it, Dora's copy is held.
+    let ordinary =
+        b"From: Li Wei <notice@bank-verify.test>\r\nTo: dora@example.com, ed@example.com\r\n\
+        Subject: Lunch on Friday\r\nMessage-ID: <lunch-1@bank-verify.test>\r\n\
+        Date: Fri, 4 Dec 2026 09:00:00 +0800\r\n\r\nHi Dora and Ed,\r\n\
+        shall we meet for lunch on Friday at noon, at the usual place?\r\nBest, Li\r\n";
+    let r = c.send_mail(
+        "notice@bank-verify.test",
+        &["dora@example.com", "ed@example.com"],
+        ordinary,
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    assert!(wait_until(Duration::from_secs(15), || sink
+        .messages()
+        .iter()
+        .any(
+            |m| m.header("Subject").as_deref() == Some("Lunch on Friday")
+        )));
+    let lunch: Vec<_> = sink
+        .messages()
+        .into_iter()
+        .filter(|m| m.header("Subject").as_deref() == Some("Lunch on Friday"))
+        .collect();
+    assert_eq!(lunch.len(), 1);
+    assert_eq!(lunch[0].rcpts, ["<ed@example.com>"]);
+    let held = cli_json(&gw, &["quarantine", "list", "--json"]);
+    let mine = held
+        .iter()
+        .find(|i| i["subject"] == "Lunch on Friday")
+        .expect("Dora's copy is held");
+    assert_eq!(mine["rcpts"], "dora@example.com", "{mine}");
+    assert!(
+        mine["reason"]
+            .as_str()
+            .unwrap()
+            .contains("USER_BLOCKLISTED"),
+        "{mine}"
+    );
+
+    // Removed again, it is gone from the page.
+    let (code, page) = change("remove", "block", "@bank-verify.test");
+    assert_eq!(code, 303, "{page}");
+    let (_, page) = curl(&[&portal]);
+    assert!(page.contains("No entries yet"), "{page}");
+
+    // "Release and trust": released, and the sender is on Dora's allow list.
+    let release_token = link("/u/release").split_once("?t=").unwrap().1.to_owned();
+    let (code, page) = curl(&[
+        "--data-urlencode",
+        &format!("t={release_token}"),
+        "--data-urlencode",
+        "allow=1",
+        &format!("{base}/u/release"),
+    ]);
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("is on your allow list now"), "{page}");
+    let (_, page) = curl(&[&portal]);
+    assert!(
+        page.contains("<td>白名单 / allow</td><td>notice@bank-verify.test</td>"),
+        "{page}"
+    );
+
+    let out = gw.cli(&["audit", "list"]);
+    let log = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "ownlist.add",
+        "ownlist.remove",
+        "dora@example.com allow: notice@bank-verify.test",
+    ] {
+        assert!(log.contains(line), "{line}: {log}");
+    }
+    assert!(log.contains("link:dora@example.com"), "{log}");
+}
+
 /// A message refused at SMTP (high-scoring spam: `550 … (ref <id>)`) leaves a copy in
 /// quarantine under the id the sender was told, for a few days, so a false positive at reject
 /// level can still be released; viruses are not copied.

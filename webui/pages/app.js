@@ -134,7 +134,7 @@ const T = {
       'dkim.keygen': '生成 DKIM 密钥', 'drill.create': '创建钓鱼演练', 'drill.state': '变更演练状态', 'drill.template': '保存演练模板',
       'intel.import': '导入威胁情报', 'intel.recall': '按情报召回', 'login.code_needed': '登录：等待动态验证码', 'login.fail': '登录失败',
       'login.ok': '登录成功', 'model.activate': '启用检测模型', 'model.refuse': '拒绝检测模型', 'password.change': '修改密码',
-      'policy.restore': '回滚策略', 'policy.save': '保存策略', 'quarantine.delete': '删除隔离邮件', 'quarantine.download': '下载隔离邮件',
+      'ownlist.add': '添加个人名单条目', 'ownlist.remove': '移除个人名单条目', 'policy.restore': '回滚策略', 'policy.save': '保存策略', 'quarantine.delete': '删除隔离邮件', 'quarantine.download': '下载隔离邮件',
       'quarantine.expire': '隔离邮件过期', 'quarantine.headers': '查看邮件头与链接', 'quarantine.preview': '预览隔离邮件', 'quarantine.reject': '拒绝外发', 'quarantine.release': '放行隔离邮件',
       'queue.delete': '删除队列邮件', 'queue.flush': '立即投递队列', 'queue.retry': '重试投递', 'recall.start': '召回邮件', 'recall.undo': '撤销召回',
       'risk.clear': '解除风险账户', 'risk.confirm': '确认账户失陷', 'totp.disable': '停用两步验证', 'totp.enable': '启用两步验证',
@@ -169,6 +169,12 @@ const T = {
     err_last_of_role: '这是该角色的最后一个账号，请先创建另一个。', err_not_yours: '该类账号只能在设备上用 jianmen account 命令管理（三权分立）。',
     err_no_item: '没有这封邮件（或不在你管理的域内）。', err_item_done: '这封邮件已被处理（已放行、删除或过期）。',
     err_policy_conflict: '策略已被他人修改，请重新载入后再编辑。', err_unchanged: '没有任何改动。',
+    ownLists: '个人黑白名单', ownListsHelp: '收件人自己的名单，只作用于发给该收件人的那一份邮件：白名单 −10 分（不会放过病毒和证据充分的钓鱼），黑名单 +30 分（优先于组织白名单）。收件人可通过隔离摘要中的链接自行维护；此处修改立即生效并记入审计。',
+    ownerSearch: '收件人地址（前缀）', findOwners: '查找', ownerAddr: '收件人', allowCount: '白名单条目', blockCount: '黑名单条目',
+    openOwner: '打开或新建', ownEntries: '{owner} 的个人名单', listKind: '名单', list_allow: '白名单', list_block: '黑名单', entry: '条目',
+    addedAt: '添加时间', addedBy: '添加人', addEntries: '添加条目（每行一个：地址、@域名、域名、IP 或 CIDR）', addToList: '添加',
+    ownAdded: '已添加 {n} 条新条目。', remove: '移除', ownRemoved: '已移除。', confirmOwnRemove: '从 {owner} 的{list}中移除“{entry}”？',
+    err_own_owner: '不是受保护域的邮件地址（或不在你管理的域内）。', err_own_full: '名单已满：每个收件人最多 500 条。', err_list_entry: '条目格式不正确：应为地址、@域名、域名、IP 或 CIDR。',
   },
   en: {
     dashboard: 'Dashboard', quarantine: 'Quarantine', tracking: 'Tracking', policy: 'Policy',
@@ -328,6 +334,12 @@ const T = {
     err_cert_no_request: 'Choose the key file too, or make a request here first.', err_cert_not_installed: 'Nothing is installed here for this use.',
     err_cert_request_pending: 'A request for this use still waits for its certificate.', confirmCertReplaceRequest: 'A request for “{role}” still waits for its certificate. A new request discards the old one\'s key: a certificate a CA issues for the old request could not be installed. Go on?',
     certNotPem: 'Unrecognised file: choose a PEM certificate (convert DER with openssl x509 -inform der) or a .p12/.pfx file.',
+    ownLists: 'Personal allow and block lists', ownListsHelp: 'A recipient\'s own lists judge only their copy of a message: allow −10 points (never lets a virus or well-evidenced phishing through), block +30 (outweighs the organisation\'s allow list). Recipients keep them through the link in their quarantine digest; changes here apply at once and are audited.',
+    ownerSearch: 'Recipient address (prefix)', findOwners: 'Find', ownerAddr: 'Recipient', allowCount: 'Allowed', blockCount: 'Blocked',
+    openOwner: 'Open or start', ownEntries: 'Lists of {owner}', listKind: 'List', list_allow: 'Allow', list_block: 'Block', entry: 'Entry',
+    addedAt: 'Added', addedBy: 'Added by', addEntries: 'Entries to add (one a line: address, @domain, domain, IP or CIDR)', addToList: 'Add',
+    ownAdded: '{n} new entries added.', remove: 'Remove', ownRemoved: 'Removed.', confirmOwnRemove: 'Remove “{entry}” from the {list} list of {owner}?',
+    err_own_owner: 'Not an address of a protected domain (or not in your domain).', err_own_full: 'The lists are full: at most 500 entries a recipient.', err_list_entry: 'Not an address, @domain, domain, IP or CIDR range.',
   },
 };
 
@@ -1139,6 +1151,7 @@ async function policyPage(saved, changes) {
   page(t('policy'), el('p', { class: 'muted', id: 'policy-in-force' }, versionLine(c.version)), msg,
     changes && changes.length ? el('div', { class: 'card', id: 'policy-changes' }, changesTable(changes)) : null,
     ...(c.editable ? [...parts, form] : parts),
+    c.editable ? ownListsCard() : null,
     p.scope ? null : versions,
     el('div', { class: 'card' }, el('h2', {}, t('readOnly')), el('dl', { class: 'kv' },
       el('dt', {}, t('model')), el('dd', {}, c.model),
@@ -1148,6 +1161,53 @@ async function policyPage(saved, changes) {
         el('dt', {}, t('dkimDomains')), el('dd', {}, (p.dkim_domains || []).join('，') || '–')]))),
     ...(p.dlp_policies && p.dlp_policies.length ? [el('div', { class: 'card' }, el('h2', {}, t('dlpPolicies')), dlpTable(p.dlp_policies))] : []));
   if (!p.scope && c.editable) policyVersions(versions);
+}
+
+// Recipients' own lists: find a recipient, read and change their entries (in force at once).
+function ownListsCard() {
+  const msg = el('p', { role: 'status', id: 'own-result' });
+  const say = (cls, text) => { msg.className = cls; msg.textContent = text; };
+  const found = el('div', { id: 'own-owners' });
+  const shown = el('div', { id: 'own-entries' });
+  const owner = el('input', { id: 'own-owner', maxlength: 320, placeholder: t('ownerSearch'), 'aria-label': t('ownerSearch') });
+  const ask = lastAsked();
+  const find = async () => {
+    const current = ask();
+    try {
+      const r = await api('GET', `/api/own-lists?${qs({ owner: owner.value.trim() })}`);
+      if (!current()) return;
+      found.replaceChildren(table([t('ownerAddr'), t('allowCount'), t('blockCount')],
+        r.owners.map((o) => ({ key: o.owner, cells: [o.owner, String(o.allow), String(o.block)] })), open));
+    } catch (e) { if (current()) say('error', e.message); }
+  };
+  const open = async (who) => {
+    let r;
+    try { r = await api('GET', `/api/own-lists/${encodeURIComponent(who)}`); } catch (e) { say('error', e.message); return; }
+    const kind = el('select', { id: 'own-kind', 'aria-label': t('listKind') }, ['allow', 'block'].map((k) => el('option', { value: k }, t(`list_${k}`))));
+    const adding = listArea('own-add', t('addEntries'), []);
+    const remove = (e) => el('button', { class: 'danger', type: 'button', 'data-entry': e.entry, onclick: async () => {
+      if (!confirm(fill(t('confirmOwnRemove'), { owner: r.owner, list: t(`list_${e.list}`), entry: e.entry }))) return;
+      try {
+        await api('DELETE', `/api/own-lists/${encodeURIComponent(r.owner)}?${qs({ list: e.list, entry: e.entry })}`);
+        await open(r.owner); say('notice', t('ownRemoved')); find();
+      } catch (x) { say('error', x.message); }
+    } }, t('remove'));
+    shown.replaceChildren(el('h3', {}, fill(t('ownEntries'), { owner: r.owner })),
+      table([t('listKind'), t('entry'), t('addedAt'), t('addedBy'), ''],
+        r.entries.map((e) => ({ cells: [t(`list_${e.list}`), e.entry, when(e.added_at), e.added_by, remove(e)] }))),
+      el('div', { class: 'filters' }, el('label', { class: 'inline' }, t('listKind'), ' ', kind)), adding.node,
+      el('div', { class: 'actions' }, el('button', { class: 'primary', type: 'button', id: 'own-add-save', onclick: async () => {
+        try {
+          const a = await api('POST', `/api/own-lists/${encodeURIComponent(r.owner)}`, { list: kind.value, entries: adding.read() });
+          await open(r.owner); say('notice', fill(t('ownAdded'), { n: a.added })); find();
+        } catch (x) { say('error', x.message); }
+      } }, t('addToList'))));
+  };
+  const form = el('form', { class: 'filters', id: 'own-find', onsubmit: (ev) => { ev.preventDefault(); find(); } }, owner,
+    el('button', { class: 'primary', type: 'submit' }, t('findOwners')),
+    el('button', { class: 'plain', type: 'button', id: 'own-open', onclick: () => { if (owner.value.trim()) open(owner.value.trim()); } }, t('openOwner')));
+  find();
+  return el('div', { class: 'card', id: 'own-lists' }, el('h2', {}, t('ownLists')), el('p', { class: 'muted' }, t('ownListsHelp')), form, msg, found, shown);
 }
 
 const roleName = (role) => t(`cert_${role.replaceAll('-', '_')}`);

@@ -18,6 +18,7 @@ pub mod clicks;
 mod drills;
 mod intel;
 pub mod metrics;
+mod ownlists;
 mod policy;
 mod recall;
 mod relay;
@@ -399,6 +400,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     recall::routes(cfg);
     intel::routes(cfg);
     policy::routes(cfg);
+    ownlists::routes(cfg);
     totp::routes(cfg);
     certificates::routes(cfg);
     upgrade::routes(cfg);

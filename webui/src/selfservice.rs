@@ -3,7 +3,9 @@
 //! copy, or lists all their held mail. Opening a link never changes anything — releasing is a
 //! POST from the page, so mail scanners that fetch links cannot release mail. Only the classes
 //! in `quarantine.user_release` and recipients of protected domains are served; every release
-//! is audited as `link:<recipient>`.
+//! is audited as `link:<recipient>`. The list page also keeps the recipient's own allow and
+//! block lists ([`jianmen_mta::ownlists`]): senders and domains only (addresses of servers are
+//! an administrator's business), changed by POST, audited the same way.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
@@ -11,6 +13,7 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
 use super::{Console, now};
+use jianmen_mta::ownlists::{Entry, ListKind, OwnListBook, OwnListError};
 use jianmen_mta::quarantine::digest::{DigestSettings, escape_html};
 use jianmen_mta::quarantine::links::{Claims, LinkAction, LinkError};
 use jianmen_mta::quarantine::{Item, QuarantineError, Query, Status, Summary};
@@ -24,7 +27,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             .app_data(web::FormConfig::default().limit(4096))
             .route("/release", web::get().to(release_page))
             .route("/release", web::post().to(release))
-            .route("/portal", web::get().to(portal)),
+            .route("/portal", web::get().to(portal))
+            .route("/lists", web::post().to(change_lists)),
     );
 }
 
@@ -33,6 +37,25 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
 #[serde(deny_unknown_fields)]
 struct Link {
     t: String,
+}
+
+/// A release, and whether to trust the sender from now on.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseForm {
+    t: String,
+    #[serde(default)]
+    allow: Option<String>,
+}
+
+/// A change to the recipient's own lists, from the list page's forms.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListChange {
+    t: String,
+    op: String,
+    list: ListKind,
+    entry: String,
 }
 
 /// A whole page (zh-CN with English beside it; no script).
@@ -155,12 +178,27 @@ fn describe(item: &Summary) -> String {
     )
 }
 
-fn release_form(link: &str) -> String {
+fn release_form(link: &str, sender: &str) -> String {
+    let allow = if trustable(sender) {
+        format!(
+            " <button class=\"plain\" type=\"submit\" name=\"allow\" value=\"1\">\
+             放行并信任 {s} / Release and always trust {s}</button>",
+            s = escape_html(sender)
+        )
+    } else {
+        String::new()
+    };
     format!(
         "<form method=\"post\" action=\"/u/release\"><input type=\"hidden\" name=\"t\" value=\"{}\">\
-         <button class=\"primary\" type=\"submit\">放行到我的邮箱 / Release to my mailbox</button></form>",
+         <button class=\"primary\" type=\"submit\">放行到我的邮箱 / Release to my mailbox</button>{allow}</form>",
         escape_html(link)
     )
+}
+
+/// Whether `sender` can go on a recipient's allow list: an address (a bounce's empty sender
+/// cannot).
+fn trustable(sender: &str) -> bool {
+    sender.contains('@') && !sender.starts_with('@') && sender.len() <= 254
 }
 
 /// GET: shows the message and a release button; changes nothing.
@@ -175,16 +213,23 @@ async fn release_page(console: Data, link: web::Query<Link>) -> Reply {
              This message to you was held. Release it only if you trust it.</p>{}{}</div>",
             escape_html(&c.rcpt),
             describe(&item.summary),
-            release_form(&link.t)
+            release_form(&link.t, &item.summary.mail_from)
         ),
     ))
 }
 
-/// POST: releases the recipient's own copy (once: a second use finds it released).
-async fn release(console: Data, link: web::Form<Link>) -> Reply {
+/// POST: releases the recipient's own copy (once: a second use finds it released), and with
+/// `allow` puts its sender on the recipient's own allow list.
+async fn release(console: Data, link: web::Form<ReleaseForm>) -> Reply {
     let c = claims(&console, &link.t, LinkAction::Release)?;
     let item = releasable(&console, &c).await?;
     let actor = format!("link:{}", c.rcpt);
+    let sender = item.summary.mail_from.trim().to_lowercase();
+    let trust = link.allow.is_some() && trustable(&sender);
+    let book = match trust {
+        true => Some(own_lists(&console)?),
+        false => None,
+    };
     let released = console
         .quarantine
         .release(
@@ -211,14 +256,170 @@ async fn release(console: Data, link: web::Form<Link>) -> Reply {
             ),
         )
         .await;
+    let mut trusted = String::new();
+    if let Some(book) = book {
+        match book
+            .add(
+                &c.rcpt,
+                ListKind::Allow,
+                std::slice::from_ref(&sender),
+                &actor,
+            )
+            .await
+        {
+            Ok(_) => {
+                console
+                    .record(
+                        &actor,
+                        "ownlist.add",
+                        &format!("{} allow: {sender} (self-service link)", c.rcpt),
+                    )
+                    .await;
+                trusted = format!(
+                    "<p class=\"notice\">已将 {s} 加入您的个人白名单。<br>{s} is on your allow list now.</p>",
+                    s = escape_html(&sender)
+                );
+            }
+            // Released all the same; only the trust is missing, and said so.
+            Err(e) => {
+                trusted = format!(
+                    "<p class=\"error\">未能加入个人白名单 / not added to your allow list: {}</p>",
+                    escape_html(&e.to_string())
+                );
+            }
+        }
+    }
     Ok(page(
         StatusCode::OK,
         "已放行 / Released",
         &format!(
-            "<div class=\"card\"><p class=\"notice\">邮件正在投递到您的邮箱。<br>The message is on its way to your mailbox.</p>{}</div>",
+            "<div class=\"card\"><p class=\"notice\">邮件正在投递到您的邮箱。<br>The message is on its way to your mailbox.</p>{trusted}{}</div>",
             describe(&item.summary)
         ),
     ))
+}
+
+fn own_lists(console: &Console) -> Result<&OwnListBook, Refusal> {
+    console
+        .policy
+        .as_deref()
+        .map(|p| p.own_lists())
+        .ok_or_else(|| {
+            refused(
+                StatusCode::NOT_FOUND,
+                "个人名单未启用 / personal lists are off",
+            )
+        })
+}
+
+/// The recipient's lists, each entry with a remove button, and a form to add one.
+fn lists_card(link: &str, entries: &[Entry]) -> String {
+    let link = escape_html(link);
+    let mut rows = String::new();
+    for e in entries {
+        let (zh, en) = match e.list {
+            ListKind::Allow => ("白名单", "allow"),
+            ListKind::Block => ("黑名单", "block"),
+        };
+        rows.push_str(&format!(
+            "<tr><td>{zh} / {en}</td><td>{entry}</td><td><form method=\"post\" action=\"/u/lists\">\
+             <input type=\"hidden\" name=\"t\" value=\"{link}\"><input type=\"hidden\" name=\"op\" value=\"remove\">\
+             <input type=\"hidden\" name=\"list\" value=\"{en}\"><input type=\"hidden\" name=\"entry\" value=\"{entry}\">\
+             <button class=\"plain\" type=\"submit\">移除 / Remove</button></form></td></tr>",
+            entry = escape_html(&e.entry)
+        ));
+    }
+    let table = if rows.is_empty() {
+        "<p class=\"muted\">尚无条目。/ No entries yet.</p>".to_owned()
+    } else {
+        format!(
+            "<table id=\"own-lists\"><tr><th>名单 List</th><th>发件人或域 Sender or domain</th><th></th></tr>{rows}</table>"
+        )
+    };
+    format!(
+        "<div class=\"card\"><h2>我的黑白名单 / My allow and block lists</h2>\
+         <p class=\"muted\">白名单中的发件人不再被当作垃圾邮件拦截（病毒和明显的钓鱼仍会拦截）；黑名单中的发件人的邮件不再送达您。\
+         <br>Mail from senders you allow is no longer held as spam (viruses and clear phishing still are); mail from senders you block no longer reaches you.</p>\
+         {table}<form method=\"post\" action=\"/u/lists\" class=\"filters\"><input type=\"hidden\" name=\"t\" value=\"{link}\">\
+         <input type=\"hidden\" name=\"op\" value=\"add\">\
+         <label>名单 List <select name=\"list\"><option value=\"allow\">白名单 / allow</option><option value=\"block\">黑名单 / block</option></select></label>\
+         <label>发件人或域 Sender or domain <input name=\"entry\" required maxlength=\"254\" placeholder=\"boss@partner.com / partner.com\"></label>\
+         <button class=\"primary\" type=\"submit\">添加 / Add</button></form></div>"
+    )
+}
+
+/// POST: adds an entry to, or removes one from, the recipient's own list; then shows the
+/// list page again (a redirect, so reloading it changes nothing).
+async fn change_lists(console: Data, form: web::Form<ListChange>) -> Reply {
+    let c = claims(&console, &form.t, LinkAction::Portal)?;
+    settings(&console)?;
+    let book = own_lists(&console)?;
+    let actor = format!("link:{}", c.rcpt);
+    let entry = form.entry.trim().to_lowercase();
+    let shown = |e: OwnListError| match e {
+        OwnListError::Store(s) => internal(s),
+        e => refused(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    match form.op.as_str() {
+        "add" => {
+            // Senders and domains only: an address range is an administrator's decision.
+            if entry.contains('/') || entry.parse::<std::net::IpAddr>().is_ok() {
+                return Err(refused(
+                    StatusCode::BAD_REQUEST,
+                    "请填写发件人地址或域名 / a sender address or a domain, please",
+                ));
+            }
+            book.add(&c.rcpt, form.list, std::slice::from_ref(&entry), &actor)
+                .await
+                .map_err(shown)?;
+            console
+                .record(
+                    &actor,
+                    "ownlist.add",
+                    &format!(
+                        "{} {}: {entry} (self-service link)",
+                        c.rcpt,
+                        form.list.as_str()
+                    ),
+                )
+                .await;
+        }
+        "remove" => {
+            if book
+                .remove(&c.rcpt, form.list, &entry)
+                .await
+                .map_err(shown)?
+            {
+                console
+                    .record(
+                        &actor,
+                        "ownlist.remove",
+                        &format!(
+                            "{} {}: {entry} (self-service link)",
+                            c.rcpt,
+                            form.list.as_str()
+                        ),
+                    )
+                    .await;
+            }
+        }
+        _ => return Err(refused(StatusCode::BAD_REQUEST, "unknown change")),
+    }
+    // The link was sealed here, so it is URL-safe; anything else is not sent back.
+    if !form
+        .t
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+    {
+        return Err(refused(
+            StatusCode::BAD_REQUEST,
+            &LinkError::Invalid.to_string(),
+        ));
+    }
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/u/portal?t={}", form.t)))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
 }
 
 /// GET: the recipient's held mail (of the classes they may release), each with a release button.
@@ -254,9 +455,19 @@ async fn portal(console: Data, link: web::Query<Link>) -> Reply {
         rows.push_str(&format!(
             "<div class=\"card\">{}{}</div>",
             describe(item),
-            release_form(&release)
+            release_form(&release, &item.mail_from)
         ));
     }
+    let lists = match console.policy.as_deref() {
+        Some(p) => lists_card(
+            &link.t,
+            &p.own_lists().entries(&c.rcpt).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read a recipient's own lists");
+                Vec::new()
+            }),
+        ),
+        None => String::new(),
+    };
     let intro = format!(
         "<p>{} 的隔离邮件：{count} 封。/ Held mail for {}: {count}.</p>",
         escape_html(&c.rcpt),
@@ -265,6 +476,6 @@ async fn portal(console: Data, link: web::Query<Link>) -> Reply {
     Ok(page(
         StatusCode::OK,
         "我的隔离邮件 / My held mail",
-        &(intro + &rows),
+        &(intro + &rows + &lists),
     ))
 }

@@ -398,6 +398,30 @@ async fn every_role_boundary_holds() {
         ),
         (
             Method::GET,
+            "/api/own-lists".into(),
+            None,
+            &[Role::Security],
+        ),
+        (
+            Method::GET,
+            "/api/own-lists/dora@example.com".into(),
+            None,
+            &[Role::Security],
+        ),
+        (
+            Method::POST,
+            "/api/own-lists/dora@example.com".into(),
+            Some(json!({"list": "allow", "entries": []})),
+            &[Role::Security],
+        ),
+        (
+            Method::DELETE,
+            "/api/own-lists/dora@example.com?list=allow&entry=x.test".into(),
+            None,
+            &[Role::Security],
+        ),
+        (
+            Method::GET,
             "/api/policy/versions/1".into(),
             None,
             &[Role::Security],
@@ -623,6 +647,7 @@ async fn every_role_boundary_holds() {
         routes(include_str!("../src/clicks.rs")),
         routes(include_str!("../src/drills.rs")),
         routes(include_str!("../src/policy.rs")),
+        routes(include_str!("../src/ownlists.rs")),
         routes(include_str!("../src/totp.rs")),
         routes(include_str!("../src/certificates.rs")),
     ]
@@ -2013,4 +2038,154 @@ async fn certificates_are_checked_installed_requested_and_removed() {
     for action in ["tls.install", "tls.request", "tls.remove"] {
         assert!(rows.iter().any(|r| r.action == action), "{action} audited");
     }
+}
+
+/// Recipients' own lists: kept per protected recipient, checked, all-or-none, scoped for a
+/// per-domain administrator, audited.
+#[actix_web::test]
+async fn own_lists_are_kept_checked_scoped_and_audited() {
+    let env = env().await;
+    let app = app!(env);
+    let (w, _) = ready(&app, &env, Role::Security).await;
+    let path = "/api/own-lists/Dora@Example.com";
+    let (s, b, _, _) = call(
+        &app,
+        Some(&w),
+        Method::POST,
+        path,
+        Some(json!({"list": "allow", "entries": ["boss@partner.test", "@supplier.test", "boss@partner.test"]})),
+    )
+    .await;
+    assert_eq!((s, &b["added"]), (StatusCode::OK, &json!(2)), "{b}");
+    for (owner, body, code) in [
+        (
+            "dora@example.com",
+            json!({"list": "block", "entries": ["ok.test", "not an entry"]}),
+            "list_entry",
+        ),
+        (
+            "eve@elsewhere.test",
+            json!({"list": "block", "entries": ["ok.test"]}),
+            "own_owner",
+        ),
+    ] {
+        let (s, b, _, _) = call(
+            &app,
+            Some(&w),
+            Method::POST,
+            &format!("/api/own-lists/{owner}"),
+            Some(body),
+        )
+        .await;
+        assert_eq!(
+            (s, b["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{b}"
+        );
+    }
+    let (s, b, _, _) = call(&app, Some(&w), Method::GET, path, None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let entries: Vec<&str> = b["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["entry"].as_str().unwrap())
+        .collect();
+    assert_eq!(entries, ["boss@partner.test", "@supplier.test"], "{b}");
+    let (_, b, _, _) = call(
+        &app,
+        Some(&w),
+        Method::GET,
+        "/api/own-lists?owner=dor",
+        None,
+    )
+    .await;
+    assert_eq!(
+        b["owners"],
+        json!([{"owner": "dora@example.com", "allow": 2, "block": 0}])
+    );
+
+    // A per-domain administrator of other.test neither sees nor changes example.com's.
+    let (_, created, _, _) = call(
+        &app,
+        Some(&w),
+        Method::POST,
+        "/api/accounts",
+        Some(json!({"name": "otheradmin", "role": "security", "domain": "other.test"})),
+    )
+    .await;
+    let initial = created["initial_password"].as_str().unwrap();
+    let (dw, _) = sign_in(&app, "otheradmin", initial).await.unwrap();
+    call(
+        &app,
+        Some(&dw),
+        Method::POST,
+        "/api/password",
+        Some(json!({"current_password": initial, "new_password": NEW_PASSWORD})),
+    )
+    .await;
+    let (_, b, _, _) = call(&app, Some(&dw), Method::GET, "/api/own-lists", None).await;
+    assert_eq!(b["owners"], json!([]), "{b}");
+    for method in [Method::GET, Method::DELETE] {
+        let (s, b, _, _) = call(
+            &app,
+            Some(&dw),
+            method,
+            "/api/own-lists/dora@example.com?list=allow&entry=@supplier.test",
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    }
+    let (s, b, _, _) = call(
+        &app,
+        Some(&dw),
+        Method::POST,
+        "/api/own-lists/ed@other.test",
+        Some(json!({"list": "block", "entries": ["spam.test"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    let (s, _, _, _) = call(
+        &app,
+        Some(&w),
+        Method::DELETE,
+        "/api/own-lists/dora@example.com?list=allow&entry=%40supplier.test",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _, _) = call(
+        &app,
+        Some(&w),
+        Method::DELETE,
+        "/api/own-lists/dora@example.com?list=allow&entry=%40supplier.test",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "removed once");
+    let audited: Vec<String> = env
+        .console
+        .audit
+        .recent(20)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action.starts_with("ownlist."))
+        .map(|e| format!("{} {}", e.action, e.detail))
+        .collect();
+    assert_eq!(audited.len(), 3, "{audited:?}");
+    assert!(
+        audited
+            .iter()
+            .any(|a| a.starts_with("ownlist.remove dora@example.com allow: @supplier.test")),
+        "{audited:?}"
+    );
+    assert!(
+        audited
+            .iter()
+            .any(|a| a.contains("ed@other.test block: 1 new of 1 (spam.test)")),
+        "{audited:?}"
+    );
 }

@@ -24,5 +24,5 @@ fuzz_target!(|data: &[u8]| {
     let (runtime, pipeline) = scanner();
     let ctx = Context::default();
     let analysis = runtime.block_on(pipeline.analyse(data, &ctx));
-    let _ = pipeline.report(&analysis, &ctx, None);
+    let _ = pipeline.report(&analysis, &ctx, None, None);
 });

@@ -29,7 +29,8 @@
 //! sending domain, and the keys for it), [`risk`] (the sending behaviour of internal accounts
 //! and the containment of those that look compromised), [`relay`] (the egress channels mail to
 //! the internet leaves by, chosen per destination and watched against block lists), [`policy`]
-//! (the versions of the detection policy the console edits, put in force without a restart),
+//! (the versions of the detection policy the console edits, put in force without a restart;
+//! [`ownlists`], each recipient's own allow and block lists),
 //! [`certstore`] (the certificates installed from the console in place of `[tls]`'s files).
 //!
 //! It hands on the stores and services the console (`jianmen-webui`) and the command line
@@ -50,6 +51,7 @@ pub mod intel;
 pub mod links;
 pub mod metrics;
 pub mod outbound;
+pub mod ownlists;
 pub mod policy;
 pub mod privilege;
 pub mod quarantine;

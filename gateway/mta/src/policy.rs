@@ -17,6 +17,7 @@ use sqlx::Row;
 use tokio::sync::Mutex;
 
 use crate::db::StoreError;
+use crate::ownlists::OwnListBook;
 use crate::queue::SqliteStore;
 use crate::queue::manager::unix_now;
 
@@ -114,6 +115,7 @@ pub struct PolicyBook {
     pipeline: Option<Arc<Pipeline>>,
     /// Held while a version is saved, so two editors cannot both build on the same one.
     current: Mutex<Version>,
+    own: OwnListBook,
 }
 
 const FILE_AUTHOR: &str = "configuration file";
@@ -175,12 +177,19 @@ impl PolicyBook {
             version = current.summary.version,
             "detection policy in force"
         );
+        let own = OwnListBook::open(store.clone(), protected.clone(), pipeline.clone()).await?;
         Ok(Arc::new(Self {
             store,
             protected,
             pipeline,
             current: Mutex::new(current),
+            own,
         }))
+    }
+
+    /// Recipients' own allow and block lists, in force beside the versioned policy.
+    pub fn own_lists(&self) -> &OwnListBook {
+        &self.own
     }
 
     /// The symbols whose points the policy may set (none without a pipeline).

@@ -111,6 +111,7 @@ fn is_content_symbol(name: &str) -> bool {
         "NEURAL_",
         "ALLOWLISTED",
         "BLOCKLISTED",
+        "USER_",
         "BEC_FIRST_CONTACT",
     ];
     !OUTSIDE.iter().any(|p| name.starts_with(p))

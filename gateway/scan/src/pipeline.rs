@@ -19,7 +19,7 @@ use super::message::{Message, domain_of};
 use super::model::{self, Classifier, Unavailable};
 use super::phish::Targets;
 use super::pool::{CpuPool, Deadline, OverBudget};
-use super::reputation::{AddressList, BlockLists};
+use super::reputation::{AddressList, BadEntry, BlockLists};
 use super::rules::{RuleError, RuleSet};
 use super::verdict::{Class, Report, ScoredHit, decide};
 use super::{
@@ -178,6 +178,46 @@ pub struct LinkJudgement {
     pub reasons: Vec<String>,
 }
 
+/// One recipient's own allow and block lists (kept by the gateway's store, edited by the
+/// recipient from a digest's link or by an administrator). They judge only that recipient's
+/// copy, and their points are bounded: a recipient's allow list cannot let a virus, or
+/// phishing with strong evidence, through; their block list outweighs the organisation's
+/// allow list.
+#[derive(Debug, Default, Clone)]
+pub struct OwnLists {
+    allow: AddressList,
+    block: AddressList,
+}
+
+/// What a recipient's block list adds (it wins over their allow list).
+pub const OWN_BLOCK: &str = "USER_BLOCKLISTED";
+/// What a recipient's allow list adds.
+pub const OWN_ALLOW: &str = "USER_ALLOWLISTED";
+
+impl OwnLists {
+    /// Parses entries as the policy's lists are parsed ([`AddressList::parse`]).
+    pub fn parse(allow: &[String], block: &[String]) -> Result<Self, BadEntry> {
+        Ok(Self {
+            allow: AddressList::parse(allow)?,
+            block: AddressList::parse(block)?,
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.block.is_empty()
+    }
+
+    /// The symbol and the entry that matched, if one did.
+    fn judge(&self, client: Option<IpAddr>, senders: &[&str]) -> Option<(&'static str, String)> {
+        if let Some(entry) = self.block.matches(client, senders) {
+            return Some((OWN_BLOCK, entry));
+        }
+        self.allow
+            .matches(client, senders)
+            .map(|entry| (OWN_ALLOW, entry))
+    }
+}
+
 /// The inbound detection pipeline; implements [`Scanner`].
 pub struct Pipeline {
     config: ScanConfig,
@@ -189,6 +229,8 @@ pub struct Pipeline {
     bec: BecSettings,
     history: Option<ContactHistory>,
     policies: RwLock<Arc<InForce>>,
+    /// Recipients' own lists, by lower-case address.
+    own_lists: RwLock<Arc<BTreeMap<String, OwnLists>>>,
     classifier: RwLock<Option<Arc<dyn Classifier>>>,
     data_dir: Option<PathBuf>,
     shipped: Shipped,
@@ -373,6 +415,7 @@ impl Pipeline {
             lists,
             history,
             policies: RwLock::new(Arc::new(policies)),
+            own_lists: RwLock::default(),
             budget: Duration::from_millis(scan.budget_ms),
             dlp: Policies::new(&env.dlp)?,
             classifier: RwLock::new(load_classifier(
@@ -859,6 +902,25 @@ impl Pipeline {
         rows
     }
 
+    /// Puts `owner`'s own lists in force for the next message; empty lists remove them.
+    pub fn set_own_lists(&self, owner: &str, lists: OwnLists) {
+        let mut all = self.own_lists.write().unwrap_or_else(|e| e.into_inner());
+        let all = Arc::make_mut(&mut all);
+        let owner = owner.to_lowercase();
+        if lists.is_empty() {
+            all.remove(&owner);
+        } else {
+            all.insert(owner, lists);
+        }
+    }
+
+    fn own_lists(&self) -> Arc<BTreeMap<String, OwnLists>> {
+        self.own_lists
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn policies(&self) -> Arc<InForce> {
         self.policies
             .read()
@@ -866,12 +928,14 @@ impl Pipeline {
             .clone()
     }
 
-    /// Decides for one recipient domain (`None`: the default policy).
+    /// Decides for one recipient domain (`None`: the default policy), with what the
+    /// recipients' own lists matched (`own`: a symbol and the entry).
     pub fn report(
         &self,
         analysis: &Analysis,
         ctx: &Context,
         domain: Option<&str>,
+        own: Option<(&'static str, String)>,
     ) -> (Report, Action) {
         let policies = self.policies();
         let policy = domain
@@ -886,6 +950,9 @@ impl Pipeline {
                     symbols.add(symbol, entry);
                 }
             }
+        }
+        if let Some((symbol, entry)) = own {
+            symbols.add(symbol, entry);
         }
         let report = decide(
             &self.rules(),
@@ -963,7 +1030,7 @@ impl Pipeline {
                 report: None,
             });
         }
-        let (report, _) = self.report(&analysis, &ctx, None);
+        let (report, _) = self.report(&analysis, &ctx, None, None);
         let action = action_for(
             &report,
             &inside.actions,
@@ -1209,17 +1276,23 @@ impl Scanner for Arc<Pipeline> {
                 report: None,
             }];
         }
-        // One decision per recipient domain that has its own policy; the rest share one.
-        let mut groups: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
+        // One decision per recipient domain that has its own policy and per entry of a
+        // recipient's own lists that matched; the rest share one.
+        let mut groups: BTreeMap<_, Vec<String>> = BTreeMap::new();
         let policies = self.policies();
+        let own_lists = self.own_lists();
+        let senders = [ctx.mail_from.as_str(), analysis.from_addr.as_str()];
         for rcpt in &envelope.rcpts {
             let domain = domain_of(rcpt).to_ascii_lowercase();
             let key = policies.domains.contains_key(&domain).then_some(domain);
-            groups.entry(key).or_default().push(rcpt.clone());
+            let own = own_lists
+                .get(&rcpt.to_lowercase())
+                .and_then(|l| l.judge(ctx.client_ip, &senders));
+            groups.entry((key, own)).or_default().push(rcpt.clone());
         }
         let mut out = Vec::new();
-        for (domain, rcpts) in groups {
-            let (report, action) = self.report(&analysis, &ctx, domain.as_deref());
+        for ((domain, own), rcpts) in groups {
+            let (report, action) = self.report(&analysis, &ctx, domain.as_deref(), own);
             tracing::info!(
                 queue_id = %envelope.queue_id, class = report.class.as_str(), score = report.score,
                 action = ?action, micros = analysis.micros, explanation = %report.explanation,
@@ -1444,13 +1517,13 @@ mod tests {
         })));
         let ctx = Context::default();
         let a = p.analyse(MESSAGE, &ctx).await;
-        assert_eq!(p.report(&a, &ctx, None).0.class, Class::Phish);
+        assert_eq!(p.report(&a, &ctx, None, None).0.class, Class::Phish);
         let off = ScanPolicy {
             scores: BTreeMap::from([("NEURAL_PHISH".to_owned(), 0.0)]),
             ..ScanPolicy::default()
         };
         p.set_policy(&off).unwrap();
-        let report = p.report(&a, &ctx, None).0;
+        let report = p.report(&a, &ctx, None, None).0;
         assert_eq!(report.class, Class::Clean, "{}", report.explanation);
         assert!(
             p.symbols()
@@ -1466,10 +1539,74 @@ mod tests {
             Err(PipelineError::UnknownSymbol(n)) if n == "NEURAL_PHIHS"
         ));
         assert_eq!(
-            p.report(&a, &ctx, None).0.class,
+            p.report(&a, &ctx, None, None).0.class,
             Class::Clean,
             "the last good policy stays"
         );
+    }
+
+    /// A recipient's own lists split their copy off and judge it alone; the other recipients'
+    /// verdict does not move, and removing the lists puts the recipient back with the rest.
+    #[tokio::test]
+    async fn own_lists_judge_only_their_owners_copy() {
+        let p = pipeline(Fixed(Ok(Probabilities {
+            spam: 0.999,
+            phish: 0.0,
+        })));
+        let mut envelope = inbound();
+        envelope.rcpts = vec![
+            "u@example.com".into(),
+            "v@example.com".into(),
+            "w@example.com".into(),
+        ];
+        let class_of = |out: &[Disposition], rcpt: &str| {
+            let d = out
+                .iter()
+                .find(|d| d.rcpts.iter().any(|r| r == rcpt))
+                .unwrap();
+            let r = d.report.as_ref().unwrap();
+            (
+                r.class,
+                r.symbols.iter().map(|h| h.name.clone()).collect::<Vec<_>>(),
+            )
+        };
+        let out = p.scan(&envelope, MESSAGE).await;
+        assert_eq!(out.len(), 1);
+        assert_eq!(class_of(&out, "u@example.com").0, Class::Spam);
+
+        p.set_own_lists(
+            "U@Example.com",
+            OwnLists::parse(&["a@b.test".into()], &[]).unwrap(),
+        );
+        p.set_own_lists(
+            "v@example.com",
+            OwnLists::parse(&[], &["@b.test".into()]).unwrap(),
+        );
+        let out = p.scan(&envelope, MESSAGE).await;
+        assert_eq!(out.len(), 3, "{out:?}");
+        let (u, u_hits) = class_of(&out, "u@example.com");
+        assert_eq!(u, Class::Clean, "{u_hits:?}");
+        assert!(u_hits.iter().any(|h| h == OWN_ALLOW));
+        let (v, v_hits) = class_of(&out, "v@example.com");
+        assert_eq!(v, Class::Spam);
+        assert!(v_hits.iter().any(|h| h == OWN_BLOCK));
+        let (w, w_hits) = class_of(&out, "w@example.com");
+        assert_eq!(w, Class::Spam);
+        assert!(!w_hits.iter().any(|h| h.starts_with("USER_")));
+
+        // A block wins over the organisation's allow list.
+        let policy = ScanPolicy {
+            allow: vec!["@b.test".into()],
+            ..ScanPolicy::default()
+        };
+        p.set_policy(&policy).unwrap();
+        let out = p.scan(&envelope, MESSAGE).await;
+        assert_eq!(class_of(&out, "v@example.com").0, Class::Spam);
+        assert_eq!(class_of(&out, "w@example.com").0, Class::Clean);
+
+        p.set_own_lists("u@example.com", OwnLists::default());
+        p.set_own_lists("v@example.com", OwnLists::default());
+        assert_eq!(p.scan(&envelope, MESSAGE).await.len(), 1);
     }
 
     const MESSAGE: &[u8] =
@@ -1480,7 +1617,7 @@ mod tests {
         let p = pipeline(Fixed(Ok(Probabilities { spam, phish })));
         let ctx = Context::default();
         let a = p.analyse(MESSAGE, &ctx).await;
-        p.report(&a, &ctx, None).0
+        p.report(&a, &ctx, None, None).0
     }
 
     #[tokio::test]

@@ -74,7 +74,7 @@ pub fn judge(items: &[Item], jobs: usize, model: Option<Arc<dyn Classifier>>) ->
                     };
                     let started = Instant::now();
                     let analysis = rt.block_on(pipeline.analyse(&raw, &ctx));
-                    let (r, _) = pipeline.report(&analysis, &ctx, None);
+                    let (r, _) = pipeline.report(&analysis, &ctx, None, None);
                     let micros = started.elapsed().as_micros() as u64;
                     if let Ok(mut out) = results.lock() {
                         out.push((

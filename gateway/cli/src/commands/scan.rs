@@ -214,7 +214,7 @@ async fn threats(
         .first()
         .and_then(|r| r.rsplit_once('@'))
         .map(|(_, d)| d.to_ascii_lowercase());
-    let (report, action) = pipeline.report(&analysis, ctx, domain.as_deref());
+    let (report, action) = pipeline.report(&analysis, ctx, domain.as_deref(), None);
     serde_json::json!({
         "path": path_name(path),
         "verdict": report.class,

@@ -325,6 +325,7 @@ impl SqliteStore {
                 crate::intel::SCHEMA,
                 crate::drills::SCHEMA,
                 crate::policy::SCHEMA,
+                crate::ownlists::SCHEMA,
             ],
             added_columns: &[
                 quarantine::index::ADDED_COLUMNS,
