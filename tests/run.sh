@@ -49,25 +49,29 @@ command -v dovecot >/dev/null 2>&1 || need+=(dovecot-core)
 [ -x /usr/lib/dovecot/lmtp ] || need+=(dovecot-lmtpd)
 # GmSSL (the second national-cipher peer) builds with CMake.
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
-dns_server=()
-[ -x /usr/sbin/nsd ] || dns_server=(nsd)
-if [ ${#need[@]} -gt 0 ] || [ ${#dns_server[@]} -gt 0 ]; then
-  echo "== installing ${need[*]} ${dns_server[*]}"
+# Servers whose commands the tests start themselves; their packaged services are kept from
+# starting (port 53 or 389 may be taken): NSD for the DANE test, OpenLDAP's slapd as the
+# directory recipients sign in with.
+own_servers=()
+[ -x /usr/sbin/nsd ] || own_servers+=(nsd)
+[ -x /usr/sbin/slapd ] || own_servers+=(slapd)
+if [ ${#need[@]} -gt 0 ] || [ ${#own_servers[@]} -gt 0 ]; then
+  echo "== installing ${need[*]} ${own_servers[*]}"
   echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+  echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
   $SUDO apt-get update -qq
 fi
 if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-if [ ${#dns_server[@]} -gt 0 ]; then
-  # Only the nsd command is wanted: keep its service from starting (port 53 may be taken).
+if [ ${#own_servers[@]} -gt 0 ]; then
   policy=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     policy=/usr/sbin/policy-rc.d
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
     $SUDO chmod 755 "$policy"
   fi
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${dns_server[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${own_servers[@]}" >/dev/null
   if [ -n "$policy" ]; then $SUDO rm -f "$policy"; fi
 fi
 export PATH="$PATH:/usr/sbin:/sbin"

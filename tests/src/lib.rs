@@ -772,6 +772,106 @@ impl TestPki {
     }
 }
 
+/// OpenLDAP's slapd (Debian's package) on loopback, serving `dc=example,dc=com` with people
+/// under `ou=people` (inetOrgPerson, `{SSHA}` passwords made by slappasswd): the organisation's
+/// directory for the recipients' sign-in. With a [`TestPki`] it also listens with TLS
+/// (ldaps) on `tls_port`. Stopped when dropped.
+pub struct Slapd {
+    /// The plain LDAP port.
+    pub port: u16,
+    /// The ldaps port, when started with a certificate.
+    pub tls_port: Option<u16>,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Slapd {
+    /// Starts it with `people`: (uid, mail addresses, password).
+    pub fn start(people: &[(&str, &[&str], &str)], pki: Option<&TestPki>) -> Slapd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("db")).unwrap();
+        let tls = pki.map_or(String::new(), |p| {
+            format!(
+                "TLSCertificateFile {}\nTLSCertificateKeyFile {}\n",
+                p.cert.display(),
+                p.key.display()
+            )
+        });
+        std::fs::write(
+            d.join("slapd.conf"),
+            format!(
+                "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\n\
+                 include /etc/ldap/schema/inetorgperson.schema\npidfile {dir}/slapd.pid\n\
+                 modulepath /usr/lib/ldap\nmoduleload back_mdb\n{tls}database mdb\n\
+                 suffix \"dc=example,dc=com\"\nrootdn \"cn=admin,dc=example,dc=com\"\n\
+                 rootpw admin-secret\ndirectory {dir}/db\n",
+                dir = d.display()
+            ),
+        )
+        .unwrap();
+        let mut ldif = String::from(
+            "dn: dc=example,dc=com\nobjectClass: dcObject\nobjectClass: organization\no: Example\n\
+             dc: example\n\ndn: ou=people,dc=example,dc=com\nobjectClass: organizationalUnit\nou: people\n",
+        );
+        for (uid, mails, password) in people {
+            let hashed = Command::new("slappasswd")
+                .args(["-s", password])
+                .output()
+                .expect("slappasswd (tests/run.sh installs slapd)");
+            let hashed = String::from_utf8_lossy(&hashed.stdout).trim().to_owned();
+            ldif.push_str(&format!(
+                "\ndn: uid={uid},ou=people,dc=example,dc=com\nobjectClass: inetOrgPerson\n\
+                 uid: {uid}\ncn: {uid}\nsn: {uid}\nuserPassword: {hashed}\n"
+            ));
+            for m in *mails {
+                ldif.push_str(&format!("mail: {m}\n"));
+            }
+        }
+        std::fs::write(d.join("people.ldif"), ldif).unwrap();
+        let out = Command::new("slapadd")
+            .arg("-f")
+            .arg(d.join("slapd.conf"))
+            .arg("-l")
+            .arg(d.join("people.ldif"))
+            .output()
+            .expect("slapadd");
+        assert!(out.status.success(), "slapadd: {out:?}");
+        let port = free_port();
+        let tls_port = pki.map(|_| free_port());
+        let mut urls = format!("ldap://127.0.0.1:{port}/");
+        if let Some(p) = tls_port {
+            urls.push_str(&format!(" ldaps://127.0.0.1:{p}/"));
+        }
+        // -d keeps it in the foreground, a child to stop.
+        let child = Command::new("/usr/sbin/slapd")
+            .arg("-f")
+            .arg(d.join("slapd.conf"))
+            .args(["-h", &urls, "-d", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("slapd");
+        let up = wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "slapd did not start");
+        Slapd {
+            port,
+            tls_port,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A helper server started for a test, stopped when dropped.
 pub struct Listening {
     child: Child,

@@ -2,7 +2,7 @@
 //! `jianmen quarantine` commands search it, release one recipient's copy, then the rest, to
 //! Postfix smtp-sink, delete another item, and leave a trail in the audit log.
 
-use jianmen_testkit::{Client, Gateway, Setup, Sink, wait_until};
+use jianmen_testkit::{Client, Gateway, Setup, Sink, Slapd, TestPki, wait_until};
 use std::time::Duration;
 
 fn phish(subject: &str) -> Vec<u8> {
@@ -442,6 +442,120 @@ fn a_recipient_keeps_own_lists_from_the_digest_and_they_judge_only_their_copy() 
         assert!(log.contains(line), "{line}: {log}");
     }
     assert!(log.contains("link:dora@example.com"), "{log}");
+}
+
+/// Recipients sign in with their directory account — OpenLDAP's slapd over ldaps, its
+/// certificate checked against the site's CA — and reach the page of their held mail, by
+/// name or by address; a wrong password, an unknown name and an account with no protected
+/// address are refused, and every attempt is audited.
+#[test]
+fn a_recipient_signs_in_through_the_directory() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::make(pki_dir.path(), &["127.0.0.1"]);
+    let people: &[(&str, &[&str], &str)] = &[
+        (
+            "dora",
+            &["Dora@Example.com", "dora.li@elsewhere.test"],
+            "Dora-Pass-2026",
+        ),
+        ("visitor", &["visitor@elsewhere.test"], "Visitor-Pass-2026"),
+    ];
+    let ldap = Slapd::start(people, Some(&pki));
+    let sink = Sink::start(&[]);
+    let console_port = jianmen_testkit::free_port();
+    let base = format!("https://127.0.0.1:{console_port}");
+    let setup = Setup::new(sink.port, sink.port)
+        .scanning(&[
+            "thresholds = { spam = 6.0, spam_high = 60.0, phish = 6.0, bec = 6.0, virus = 5.0 }",
+        ])
+        .section(&format!(
+            "[console]\nlisten = \"127.0.0.1:{console_port}\"\npublic_url = \"{base}\"\n\
+             [quarantine]\nuser_release = [\"phish\"]\n\
+             [directory]\nurl = \"ldaps://127.0.0.1:{}\"\ntls_ca = \"{}\"\n\
+             base_dn = \"ou=people,dc=example,dc=com\"\n",
+            ldap.tls_port.unwrap(),
+            pki.ca.display()
+        ));
+    let gw = Gateway::start(&setup);
+    let mut c = Client::ready(gw.addr);
+    let r = c.send_mail(
+        "notice@bank-verify.test",
+        &["dora@example.com"],
+        &phish("Password expires today"),
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    assert!(wait_until(Duration::from_secs(10), || cli_json(
+        &gw,
+        &["quarantine", "list", "--json"]
+    )
+    .len()
+        == 1));
+
+    let login = format!("{base}/u/login");
+    let (code, page) = curl(&[&login]);
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("name=\"password\""), "{page}");
+    let sign_in = |user: &str, password: &str| {
+        curl(&[
+            "-L",
+            "--data-urlencode",
+            &format!("user={user}"),
+            "--data-urlencode",
+            &format!("password={password}"),
+            &login,
+        ])
+    };
+    for (user, password, expected) in [
+        ("dora", "wrong-password", 401),
+        ("nobody", "Dora-Pass-2026", 401),
+        ("dora", "", 401),
+        ("visitor", "Visitor-Pass-2026", 403),
+    ] {
+        let (code, page) = sign_in(user, password);
+        assert_eq!(code, expected, "{user}/{password}: {page}");
+        assert!(!page.contains("Password expires today"), "{page}");
+    }
+    for user in ["dora", "dora@example.com"] {
+        let (code, page) = sign_in(user, "Dora-Pass-2026");
+        assert_eq!(code, 200, "{user}: {page}");
+        assert!(page.contains("Password expires today"), "{page}");
+        assert!(page.contains("Held mail for dora@example.com"), "{page}");
+    }
+
+    let out = gw.cli(&["audit", "list"]);
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(log.contains("directory:dora"), "{log}");
+    assert!(log.contains("user.login_fail"), "{log}");
+    assert!(log.contains("as dora@example.com"), "{log}");
+    assert!(
+        !log.contains("as dora.li@elsewhere.test"),
+        "only protected addresses: {log}"
+    );
+    drop(gw);
+
+    // A directory whose certificate the configured CA did not issue is not asked.
+    let port = jianmen_testkit::free_port();
+    let untrusting = Setup::new(sink.port, sink.port).section(&format!(
+        "[console]\nlisten = \"127.0.0.1:{port}\"\n[quarantine]\nuser_release = [\"phish\"]\n\
+         [directory]\nurl = \"ldaps://127.0.0.1:{}\"\ntls_ca = \"{}\"\n\
+         base_dn = \"ou=people,dc=example,dc=com\"\n",
+        ldap.tls_port.unwrap(),
+        pki.other_ca.display()
+    ));
+    let gw = Gateway::start(&untrusting);
+    let (code, page) = curl(&[
+        "--data-urlencode",
+        "user=dora",
+        "--data-urlencode",
+        "password=Dora-Pass-2026",
+        &format!("https://127.0.0.1:{port}/u/login"),
+    ]);
+    assert_eq!(code, 503, "{page}");
+    assert!(
+        gw.log().contains("the directory cannot be asked"),
+        "{}",
+        gw.log()
+    );
 }
 
 /// A message refused at SMTP (high-scoring spam: `550 … (ref <id>)`) leaves a copy in

@@ -602,6 +602,10 @@ fn check_config_loads_certificates_keys_and_the_model() {
             "[scan.scores]\nNEURAL_PHIHS = 0.0\n",
             "scan.scores.NEURAL_PHIHS",
         ),
+        (
+            "[directory]\nurl = \"ldaps://dc.test\"\ntls_ca = \"/nonexistent/ldap-ca.pem\"\nbase_dn = \"dc=test\"\n",
+            "[directory]: tls_ca /nonexistent/ldap-ca.pem",
+        ),
     ] {
         let out = check(extra);
         let err = String::from_utf8_lossy(&out.stderr);

@@ -134,7 +134,7 @@ const T = {
       'dkim.keygen': '生成 DKIM 密钥', 'drill.create': '创建钓鱼演练', 'drill.state': '变更演练状态', 'drill.template': '保存演练模板',
       'intel.import': '导入威胁情报', 'intel.recall': '按情报召回', 'login.code_needed': '登录：等待动态验证码', 'login.fail': '登录失败',
       'login.ok': '登录成功', 'model.activate': '启用检测模型', 'model.refuse': '拒绝检测模型', 'password.change': '修改密码',
-      'ownlist.add': '添加个人名单条目', 'ownlist.remove': '移除个人名单条目', 'policy.restore': '回滚策略', 'policy.save': '保存策略', 'quarantine.delete': '删除隔离邮件', 'quarantine.download': '下载隔离邮件',
+      'ownlist.add': '添加个人名单条目', 'ownlist.remove': '移除个人名单条目', 'user.login': '用户登录（目录账号）', 'user.login_fail': '用户登录失败（目录账号）', 'policy.restore': '回滚策略', 'policy.save': '保存策略', 'quarantine.delete': '删除隔离邮件', 'quarantine.download': '下载隔离邮件',
       'quarantine.expire': '隔离邮件过期', 'quarantine.headers': '查看邮件头与链接', 'quarantine.preview': '预览隔离邮件', 'quarantine.reject': '拒绝外发', 'quarantine.release': '放行隔离邮件',
       'queue.delete': '删除队列邮件', 'queue.flush': '立即投递队列', 'queue.retry': '重试投递', 'recall.start': '召回邮件', 'recall.undo': '撤销召回',
       'risk.clear': '解除风险账户', 'risk.confirm': '确认账户失陷', 'totp.disable': '停用两步验证', 'totp.enable': '启用两步验证',

@@ -631,6 +631,18 @@ impl Accounts {
         self.start_session(name, ip, now).await
     }
 
+    /// Whether `ip` has used up its failed sign-ins of any kind (the console's and recipients'
+    /// directory sign-ins count together).
+    pub fn source_blocked(&self, ip: &str, now: i64) -> bool {
+        self.attempts.source_blocked(ip, now)
+    }
+
+    /// Counts a failed sign-in from `ip` made outside the accounts (a recipient's, against the
+    /// directory).
+    pub fn source_failed(&self, ip: &str, now: i64) {
+        self.attempts.failed(ip, now);
+    }
+
     /// How many passwords sign-ins have checked (argon2id runs) since this store was opened.
     pub fn passwords_checked(&self) -> u64 {
         self.attempts.checked.load(Ordering::Relaxed)

@@ -84,6 +84,8 @@ pub struct Console {
     pub certs: jianmen_mta::certstore::CertStore,
     /// One certificate change at a time: what is served and what is on disk stay the same.
     cert_changes: tokio::sync::Mutex<()>,
+    /// Where recipients sign in to their self-service pages, when configured.
+    directory: Option<Arc<jianmen_mta::directory::Directory>>,
     allow: AddressList,
 }
 
@@ -124,6 +126,7 @@ impl Console {
             tls: None,
             certs,
             cert_changes: tokio::sync::Mutex::new(()),
+            directory: None,
             allow,
         }
     }
@@ -160,6 +163,15 @@ impl Console {
     /// The same console with the threat-intelligence pages over `intel`.
     pub fn informed(mut self, intel: Option<Arc<jianmen_mta::intel::Intel>>) -> Console {
         self.intel = intel;
+        self
+    }
+
+    /// The same console signing recipients in through the organisation's `directory`.
+    pub fn signing_in_through(
+        mut self,
+        directory: Option<Arc<jianmen_mta::directory::Directory>>,
+    ) -> Console {
+        self.directory = directory;
         self
     }
 
@@ -494,7 +506,14 @@ pub async fn start(
     }
     let audit = Arc::new(AuditLog::open(&data_dir.join("audit.db")).await?);
     let links = LinkKey::load_or_create(data_dir)?;
+    let directory = config
+        .directory
+        .as_ref()
+        .map(|d| jianmen_mta::directory::Directory::new(d).map(Arc::new))
+        .transpose()
+        .map_err(StartError::Directory)?;
     let console = Console::new(config, accounts, quarantine, tracker, audit, store, links)
+        .signing_in_through(directory)
         .with_releases(releases)
         .watching(services.watch)
         .relaying(services.relay)
@@ -577,6 +596,9 @@ pub enum StartError {
     /// The listener or a file failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The `[directory]` section cannot be used.
+    #[error("[directory]: {0}")]
+    Directory(String),
 }
 
 /// How long a client may take over its TLS or TLCP handshake.

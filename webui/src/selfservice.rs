@@ -6,6 +6,11 @@
 //! is audited as `link:<recipient>`. The list page also keeps the recipient's own allow and
 //! block lists ([`jianmen_mta::ownlists`]): senders and domains only (addresses of servers are
 //! an administrator's business), changed by POST, audited the same way.
+//!
+//! With a `[directory]` configured, recipients also sign in at `/u/login` with their directory
+//! name and password (LDAP/AD bind, see [`jianmen_mta::directory`]) and get the same list page
+//! for an hour, for each of their addresses in a protected domain. Failed sign-ins count
+//! against the source address together with the console's.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
@@ -28,7 +33,9 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             .route("/release", web::get().to(release_page))
             .route("/release", web::post().to(release))
             .route("/portal", web::get().to(portal))
-            .route("/lists", web::post().to(change_lists)),
+            .route("/lists", web::post().to(change_lists))
+            .route("/login", web::get().to(login_page))
+            .route("/login", web::post().to(login)),
     );
 }
 
@@ -47,6 +54,17 @@ struct ReleaseForm {
     #[serde(default)]
     allow: Option<String>,
 }
+
+/// A recipient's sign-in.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    user: String,
+    password: String,
+}
+
+/// How long the list page a sign-in leads to stays usable.
+const SIGNED_IN_SECS: i64 = 3600;
 
 /// A change to the recipient's own lists, from the list page's forms.
 #[derive(Deserialize)]
@@ -477,5 +495,122 @@ async fn portal(console: Data, link: web::Query<Link>) -> Reply {
         StatusCode::OK,
         "我的隔离邮件 / My held mail",
         &(intro + &rows + &lists),
+    ))
+}
+
+fn directory(console: &Console) -> Result<&jianmen_mta::directory::Directory, Refusal> {
+    console.directory.as_deref().ok_or_else(|| {
+        refused(
+            StatusCode::NOT_FOUND,
+            "未配置登录，请使用隔离摘要邮件中的链接 / sign-in is not set up here: use the link in your digest mail",
+        )
+    })
+}
+
+const LOGIN_FORM: &str = "<div class=\"card\"><form method=\"post\" action=\"/u/login\" class=\"stacked\">\
+    <p>使用您的域账号（与登录电脑、邮箱相同）查看被隔离的邮件和个人黑白名单。<br>\
+    Sign in with your directory account (as for your computer and mailbox) to see your held mail and your own lists.</p>\
+    <label>用户名或邮件地址 / Name or address <input name=\"user\" autocomplete=\"username\" required maxlength=\"256\"></label>\
+    <label>密码 / Password <input type=\"password\" name=\"password\" autocomplete=\"current-password\" required maxlength=\"256\"></label>\
+    <button class=\"primary\" type=\"submit\">登录 / Sign in</button></form></div>";
+
+/// GET: the sign-in form.
+async fn login_page(console: Data) -> Reply {
+    directory(&console)?;
+    settings(&console)?;
+    Ok(page(StatusCode::OK, "用户登录 / Sign in", LOGIN_FORM))
+}
+
+/// POST: checks the name and password with the directory; on success leads to the list page
+/// of the person's address (or offers each, for several).
+async fn login(req: actix_web::HttpRequest, console: Data, form: web::Form<SignIn>) -> Reply {
+    let dir = directory(&console)?;
+    settings(&console)?;
+    let ip = super::peer_ip(&req).map_or_else(String::new, |ip| ip.to_string());
+    let at = now();
+    let user = form.user.trim().chars().take(256).collect::<String>();
+    if console.accounts.source_blocked(&ip, at) {
+        return Err(refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            "失败次数过多，请稍后再试 / too many failed sign-ins from here: try again later",
+        ));
+    }
+    let actor = format!("directory:{user}");
+    let addresses = match dir.sign_in(&user, &form.password).await {
+        Ok(a) => a,
+        Err(jianmen_mta::directory::DirectoryError::Refused) => {
+            console.accounts.source_failed(&ip, at);
+            console
+                .record(&actor, "user.login_fail", &format!("from {ip}"))
+                .await;
+            return Err(Refusal(
+                StatusCode::UNAUTHORIZED,
+                "用户名或密码错误 / wrong name or password".into(),
+            ));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recipient sign-in: the directory cannot be asked");
+            return Err(refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "目录服务暂时无法访问，请稍后再试 / the directory cannot be reached: try again later",
+            ));
+        }
+    };
+    let protected = &console.config.domains.protected;
+    let mine: Vec<String> = addresses
+        .into_iter()
+        .filter(|a| {
+            a.rsplit_once('@')
+                .is_some_and(|(_, d)| protected.iter().any(|p| p.eq_ignore_ascii_case(d)))
+        })
+        .collect();
+    if mine.is_empty() {
+        console
+            .record(
+                &actor,
+                "user.login_fail",
+                &format!("from {ip}: no protected address"),
+            )
+            .await;
+        return Err(refused(
+            StatusCode::FORBIDDEN,
+            "您的账号没有本网关保护的邮件地址 / your account has no address this gateway protects",
+        ));
+    }
+    console
+        .record(
+            &actor,
+            "user.login",
+            &format!("from {ip} as {}", mine.join(", ")),
+        )
+        .await;
+    let portal = |address: &str| {
+        format!(
+            "/u/portal?t={}",
+            console
+                .links
+                .issue(LinkAction::Portal, "", address, at + SIGNED_IN_SECS)
+        )
+    };
+    if let [one] = mine.as_slice() {
+        return Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, portal(one)))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .finish());
+    }
+    let links: String = mine
+        .iter()
+        .map(|a| {
+            format!(
+                "<li><a href=\"{}\">{}</a></li>",
+                escape_html(&portal(a)),
+                escape_html(a)
+            )
+        })
+        .collect();
+    Ok(page(
+        StatusCode::OK,
+        "选择邮件地址 / Choose an address",
+        &format!("<div class=\"card\"><ul id=\"addresses\">{links}</ul></div>"),
     ))
 }

@@ -115,6 +115,9 @@ pub struct Config {
     /// Phishing drills.
     #[serde(default)]
     pub drills: crate::drills::DrillsConfig,
+    /// The organisation's directory, where recipients sign in to their self-service pages.
+    #[serde(default)]
+    pub directory: Option<crate::directory::DirectoryConfig>,
 }
 
 /// Copies of the audit log for a SIEM.
@@ -707,6 +710,9 @@ impl Config {
         self.intel.check().map_err(|e| invalid("intel", e))?;
         self.links.check().map_err(|e| invalid("links", e))?;
         self.drills.check().map_err(|e| invalid("drills", e))?;
+        if let Some(d) = &self.directory {
+            d.check().map_err(|e| invalid("directory", e))?;
+        }
         if self.links.enabled && !self.scan.enabled {
             return Err(invalid(
                 "links.enabled",

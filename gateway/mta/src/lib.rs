@@ -31,7 +31,8 @@
 //! the internet leaves by, chosen per destination and watched against block lists), [`policy`]
 //! (the versions of the detection policy the console edits, put in force without a restart;
 //! [`ownlists`], each recipient's own allow and block lists),
-//! [`certstore`] (the certificates installed from the console in place of `[tls]`'s files).
+//! [`certstore`] (the certificates installed from the console in place of `[tls]`'s files),
+//! [`directory`] (the organisation's LDAP/AD directory, where recipients sign in).
 //!
 //! It hands on the stores and services the console (`jianmen-webui`) and the command line
 //! (`jianmen`) drive; it serves no HTTP itself (no actix-web below this crate).
@@ -42,6 +43,7 @@ pub mod audit;
 pub mod certstore;
 pub mod config;
 pub mod db;
+pub mod directory;
 pub mod dkim;
 pub mod drills;
 pub mod http;

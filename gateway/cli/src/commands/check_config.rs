@@ -48,6 +48,11 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(tls) = &config.tls {
         jianmen_gm::tls::ServerTls::new(tls, &config.server.hostname).context("[tls]")?;
     }
+    if let Some(directory) = &config.directory {
+        jianmen_mta::directory::Directory::new(directory)
+            .map_err(anyhow::Error::msg)
+            .context("[directory]")?;
+    }
     let signer = jianmen_mta::dkim::DkimSigner::load(&config.dkim, &config.server.data_dir)
         .context("[dkim]")?;
     if config.scan.enabled {
