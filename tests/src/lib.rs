@@ -562,6 +562,19 @@ impl Sink {
             .collect()
     }
 
+    /// The messages with `subject` once at least one has arrived (within `timeout`; none
+    /// after it).
+    pub fn with_subject(&self, subject: &str, timeout: Duration) -> Vec<SunkMessage> {
+        let of_subject = || {
+            self.messages()
+                .into_iter()
+                .filter(|m| m.header("Subject").as_deref() == Some(subject))
+                .collect::<Vec<_>>()
+        };
+        wait_until(timeout, || !of_subject().is_empty());
+        of_subject()
+    }
+
     /// Files the running smtp-sink has open.
     fn open_files(&self) -> std::collections::HashSet<PathBuf> {
         let Some(pid) = self.child.as_ref().map(Child::id) else {

@@ -249,17 +249,7 @@ fn policy_edited_in_chromium_applies_to_the_next_message() {
         ordinary,
     );
     assert_eq!(r.code, 250, "{r:?}");
-    assert!(wait_until(Duration::from_secs(15), || sink
-        .messages()
-        .iter()
-        .any(
-            |m| m.header("Subject").as_deref() == Some("Minutes of Tuesday")
-        )));
-    let minutes: Vec<_> = sink
-        .messages()
-        .into_iter()
-        .filter(|m| m.header("Subject").as_deref() == Some("Minutes of Tuesday"))
-        .collect();
+    let minutes = sink.with_subject("Minutes of Tuesday", Duration::from_secs(15));
     assert_eq!(minutes.len(), 1);
     assert_eq!(minutes[0].rcpts, ["<user@example.com>"]);
 

@@ -2,7 +2,7 @@
 //! `jianmen quarantine` commands search it, release one recipient's copy, then the rest, to
 //! Postfix smtp-sink, delete another item, and leave a trail in the audit log.
 
-use jianmen_testkit::{Client, Gateway, Setup, Sink, Slapd, TestPki, wait_until};
+use jianmen_testkit::{Client, Gateway, Setup, Sink, Slapd, SunkMessage, TestPki, wait_until};
 use std::time::Duration;
 
 fn phish(subject: &str) -> Vec<u8> {
@@ -181,18 +181,21 @@ fn curl(args: &[&str]) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), page.to_owned())
 }
 
-#[test]
-fn digest_mail_is_sent_through_the_gateway_and_its_link_releases_once() {
+/// A gateway with the console and digests on (phish released by recipients), with `scan`'s
+/// lines and the sections `more`, holding one phish for dora@example.com; and the console's
+/// address.
+fn holding_a_phish_for_dora(scan: &[&str], more: &str) -> (Sink, Gateway, Client, String) {
     let sink = Sink::start(&[]);
     let console_port = jianmen_testkit::free_port();
     let base = format!("https://127.0.0.1:{console_port}");
+    let mut lines =
+        vec!["thresholds = { spam = 6.0, spam_high = 60.0, phish = 6.0, bec = 6.0, virus = 5.0 }"];
+    lines.extend_from_slice(scan);
     let setup = Setup::new(sink.port, sink.port)
-        .scanning(&[
-            "thresholds = { spam = 6.0, spam_high = 60.0, phish = 6.0, bec = 6.0, virus = 5.0 }",
-        ])
+        .scanning(&lines)
         .section(&format!(
             "[console]\nlisten = \"127.0.0.1:{console_port}\"\npublic_url = \"{base}\"\n\
-             [quarantine]\nuser_release = [\"phish\"]\ndigest_hours = 24"
+             [quarantine]\nuser_release = [\"phish\"]\ndigest_hours = 24\n{more}"
         ));
     let gw = Gateway::start(&setup);
     let mut c = Client::ready(gw.addr);
@@ -208,8 +211,11 @@ fn digest_mail_is_sent_through_the_gateway_and_its_link_releases_once() {
     )
     .len()
         == 1));
+    (sink, gw, c, base)
+}
 
-    // The digest is queued and delivered like any mail, to the recipient only.
+/// Runs `jianmen quarantine digest` and returns the one digest smtp-sink received.
+fn digest_sent(gw: &Gateway, sink: &Sink) -> SunkMessage {
     let out = gw.cli(&["quarantine", "digest"]);
     assert!(out.status.success(), "{out:?}");
     assert!(
@@ -220,7 +226,27 @@ fn digest_mail_is_sent_through_the_gateway_and_its_link_releases_once() {
         .messages()
         .len()
         == 1));
-    let digest = sink.messages().remove(0);
+    sink.messages().remove(0)
+}
+
+/// The link to `path` (`/u/release`, `/u/portal`) in `digest`.
+fn link_in(digest: &SunkMessage, base: &str, path: &str) -> String {
+    let start = digest
+        .content
+        .find(&format!("{base}{path}?t="))
+        .expect(path);
+    digest.content[start..]
+        .split(|c: char| c.is_whitespace() || c == '"' || c == '<')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn digest_mail_is_sent_through_the_gateway_and_its_link_releases_once() {
+    let (sink, gw, _client, base) = holding_a_phish_for_dora(&[], "");
+    // The digest is queued and delivered like any mail, to the recipient only.
+    let digest = digest_sent(&gw, &sink);
     assert_eq!(digest.rcpts, ["<dora@example.com>"]);
     assert_eq!(
         digest.header("Auto-Submitted").as_deref(),
@@ -231,19 +257,8 @@ fn digest_mail_is_sent_through_the_gateway_and_its_link_releases_once() {
         "{}",
         digest.content
     );
-    let link = |path: &str| {
-        let start = digest
-            .content
-            .find(&format!("{base}{path}?t="))
-            .expect(path);
-        digest.content[start..]
-            .split(|c: char| c.is_whitespace() || c == '"' || c == '<')
-            .next()
-            .unwrap()
-            .to_owned()
-    };
-    let release = link("/u/release");
-    let portal = link("/u/portal");
+    let release = link_in(&digest, &base, "/u/release");
+    let portal = link_in(&digest, &base, "/u/portal");
     // Nothing new to announce: a second run sends nothing.
     let out = gw.cli(&["quarantine", "digest"]);
     assert!(
@@ -295,51 +310,10 @@ fn digest_mail_is_sent_through_the_gateway_and_its_link_releases_once() {
 /// such a list; "release and trust" puts the sender on their allow list. All audited.
 #[test]
 fn a_recipient_keeps_own_lists_from_the_digest_and_they_judge_only_their_copy() {
-    let sink = Sink::start(&[]);
-    let console_port = jianmen_testkit::free_port();
-    let base = format!("https://127.0.0.1:{console_port}");
-    let setup = Setup::new(sink.port, sink.port)
-        .scanning(&[
-            "thresholds = { spam = 6.0, spam_high = 60.0, phish = 6.0, bec = 6.0, virus = 5.0 }",
-            "actions = { spam = \"quarantine\" }",
-        ])
-        .section(&format!(
-            "[console]\nlisten = \"127.0.0.1:{console_port}\"\npublic_url = \"{base}\"\n\
-             [quarantine]\nuser_release = [\"phish\"]\ndigest_hours = 24"
-        ));
-    let gw = Gateway::start(&setup);
-    let mut c = Client::ready(gw.addr);
-    let r = c.send_mail(
-        "notice@bank-verify.test",
-        &["dora@example.com"],
-        &phish("Mailbox quota exceeded"),
-    );
-    assert_eq!(r.code, 250, "{r:?}");
-    assert!(wait_until(Duration::from_secs(10), || cli_json(
-        &gw,
-        &["quarantine", "list", "--json"]
-    )
-    .len()
-        == 1));
-    let out = gw.cli(&["quarantine", "digest"]);
-    assert!(out.status.success(), "{out:?}");
-    assert!(wait_until(Duration::from_secs(15), || sink
-        .messages()
-        .len()
-        == 1));
-    let digest = sink.messages().remove(0);
-    let link = |path: &str| {
-        let start = digest
-            .content
-            .find(&format!("{base}{path}?t="))
-            .expect(path);
-        digest.content[start..]
-            .split(|c: char| c.is_whitespace() || c == '"' || c == '<')
-            .next()
-            .unwrap()
-            .to_owned()
-    };
-    let portal = link("/u/portal");
+    let (sink, gw, mut c, base) =
+        holding_a_phish_for_dora(&["actions = { spam = \"quarantine\" }"], "");
+    let digest = digest_sent(&gw, &sink);
+    let portal = link_in(&digest, &base, "/u/portal");
     let portal_token = portal.split_once("?t=").unwrap().1.to_owned();
     let lists = format!("{base}/u/lists");
     let change = |op: &str, list: &str, entry: &str| {
@@ -382,17 +356,7 @@ fn a_recipient_keeps_own_lists_from_the_digest_and_they_judge_only_their_copy() 
         ordinary,
     );
     assert_eq!(r.code, 250, "{r:?}");
-    assert!(wait_until(Duration::from_secs(15), || sink
-        .messages()
-        .iter()
-        .any(
-            |m| m.header("Subject").as_deref() == Some("Lunch on Friday")
-        )));
-    let lunch: Vec<_> = sink
-        .messages()
-        .into_iter()
-        .filter(|m| m.header("Subject").as_deref() == Some("Lunch on Friday"))
-        .collect();
+    let lunch = sink.with_subject("Lunch on Friday", Duration::from_secs(15));
     assert_eq!(lunch.len(), 1);
     assert_eq!(lunch[0].rcpts, ["<ed@example.com>"]);
     let held = cli_json(&gw, &["quarantine", "list", "--json"]);
@@ -416,7 +380,11 @@ fn a_recipient_keeps_own_lists_from_the_digest_and_they_judge_only_their_copy() 
     assert!(page.contains("No entries yet"), "{page}");
 
     // "Release and trust": released, and the sender is on Dora's allow list.
-    let release_token = link("/u/release").split_once("?t=").unwrap().1.to_owned();
+    let release_token = link_in(&digest, &base, "/u/release")
+        .split_once("?t=")
+        .unwrap()
+        .1
+        .to_owned();
     let (code, page) = curl(&[
         "--data-urlencode",
         &format!("t={release_token}"),
@@ -461,35 +429,15 @@ fn a_recipient_signs_in_through_the_directory() {
         ("visitor", &["visitor@elsewhere.test"], "Visitor-Pass-2026"),
     ];
     let ldap = Slapd::start(people, Some(&pki));
-    let sink = Sink::start(&[]);
-    let console_port = jianmen_testkit::free_port();
-    let base = format!("https://127.0.0.1:{console_port}");
-    let setup = Setup::new(sink.port, sink.port)
-        .scanning(&[
-            "thresholds = { spam = 6.0, spam_high = 60.0, phish = 6.0, bec = 6.0, virus = 5.0 }",
-        ])
-        .section(&format!(
-            "[console]\nlisten = \"127.0.0.1:{console_port}\"\npublic_url = \"{base}\"\n\
-             [quarantine]\nuser_release = [\"phish\"]\n\
-             [directory]\nurl = \"ldaps://127.0.0.1:{}\"\ntls_ca = \"{}\"\n\
+    let (sink, gw, _client, base) = holding_a_phish_for_dora(
+        &[],
+        &format!(
+            "[directory]\nurl = \"ldaps://127.0.0.1:{}\"\ntls_ca = \"{}\"\n\
              base_dn = \"ou=people,dc=example,dc=com\"\n",
             ldap.tls_port.unwrap(),
             pki.ca.display()
-        ));
-    let gw = Gateway::start(&setup);
-    let mut c = Client::ready(gw.addr);
-    let r = c.send_mail(
-        "notice@bank-verify.test",
-        &["dora@example.com"],
-        &phish("Password expires today"),
+        ),
     );
-    assert_eq!(r.code, 250, "{r:?}");
-    assert!(wait_until(Duration::from_secs(10), || cli_json(
-        &gw,
-        &["quarantine", "list", "--json"]
-    )
-    .len()
-        == 1));
 
     let login = format!("{base}/u/login");
     let (code, page) = curl(&[&login]);
@@ -513,12 +461,12 @@ fn a_recipient_signs_in_through_the_directory() {
     ] {
         let (code, page) = sign_in(user, password);
         assert_eq!(code, expected, "{user}/{password}: {page}");
-        assert!(!page.contains("Password expires today"), "{page}");
+        assert!(!page.contains("Mailbox quota exceeded"), "{page}");
     }
     for user in ["dora", "dora@example.com"] {
         let (code, page) = sign_in(user, "Dora-Pass-2026");
         assert_eq!(code, 200, "{user}: {page}");
-        assert!(page.contains("Password expires today"), "{page}");
+        assert!(page.contains("Mailbox quota exceeded"), "{page}");
         assert!(page.contains("Held mail for dora@example.com"), "{page}");
     }
 

@@ -241,6 +241,39 @@ async fn ready(
     (w, name.clone())
 }
 
+/// Has the security administrator `w` make `name`, a per-domain administrator of
+/// other.test, and signs it in with its first password changed.
+async fn other_domain_admin(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    w: &Who,
+    name: &str,
+) -> Who {
+    let (s, created, _, _) = call(
+        app,
+        Some(w),
+        Method::POST,
+        "/api/accounts",
+        Some(json!({"name": name, "role": "security", "domain": "other.test"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let initial = created["initial_password"].as_str().unwrap();
+    let (dw, _) = sign_in(app, name, initial).await.unwrap();
+    call(
+        app,
+        Some(&dw),
+        Method::POST,
+        "/api/password",
+        Some(json!({"current_password": initial, "new_password": NEW_PASSWORD})),
+    )
+    .await;
+    dw
+}
+
 async fn sign_in(
     app: &impl actix_web::dev::Service<
         actix_http::Request,
@@ -1611,25 +1644,7 @@ async fn the_policy_is_edited_versioned_scoped_and_rolled_back() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "an unknown action: {b}");
 
     // A per-domain administrator changes its own domain only, and reads no one else's.
-    let (s, created, _, _) = call(
-        &app,
-        Some(&w),
-        Method::POST,
-        "/api/accounts",
-        Some(json!({"name": "exadmin", "role": "security", "domain": "other.test"})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{created}");
-    let initial = created["initial_password"].as_str().unwrap();
-    let (dw, _) = sign_in(&app, "exadmin", initial).await.unwrap();
-    call(
-        &app,
-        Some(&dw),
-        Method::POST,
-        "/api/password",
-        Some(json!({"current_password": initial, "new_password": NEW_PASSWORD})),
-    )
-    .await;
+    let dw = other_domain_admin(&app, &w, "exadmin").await;
     let (s, b, _, _) = call(&app, Some(&dw), Method::GET, "/api/policy", None).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert!(
@@ -2106,24 +2121,7 @@ async fn own_lists_are_kept_checked_scoped_and_audited() {
     );
 
     // A per-domain administrator of other.test neither sees nor changes example.com's.
-    let (_, created, _, _) = call(
-        &app,
-        Some(&w),
-        Method::POST,
-        "/api/accounts",
-        Some(json!({"name": "otheradmin", "role": "security", "domain": "other.test"})),
-    )
-    .await;
-    let initial = created["initial_password"].as_str().unwrap();
-    let (dw, _) = sign_in(&app, "otheradmin", initial).await.unwrap();
-    call(
-        &app,
-        Some(&dw),
-        Method::POST,
-        "/api/password",
-        Some(json!({"current_password": initial, "new_password": NEW_PASSWORD})),
-    )
-    .await;
+    let dw = other_domain_admin(&app, &w, "otheradmin").await;
     let (_, b, _, _) = call(&app, Some(&dw), Method::GET, "/api/own-lists", None).await;
     assert_eq!(b["owners"], json!([]), "{b}");
     for method in [Method::GET, Method::DELETE] {
