@@ -24,6 +24,13 @@ await run('console', async (page, shots) => {
   await page.goto(`${url}#/quarantine`);
   const row = page.locator('#results tr.clickable', { hasText: env('JM_SUBJECT') });
   await row.waitFor();
+  // Times read in the gateway's zone (Asia/Shanghai unless configured), whatever the browser's.
+  const [at, shownAt] = await page.evaluate(async () => {
+    const r = await (await fetch('/api/quarantine', { credentials: 'same-origin' })).json();
+    return [r.items[0].received_at, document.querySelector('#results tr.clickable td:nth-child(2)').textContent];
+  });
+  const inZone = new Date(at * 1000).toLocaleString('zh-CN', { timeZone: 'Asia/Shanghai' });
+  if (shownAt !== inZone) throw new Error(`the held mail's time reads ${shownAt}, not ${inZone} (Asia/Shanghai)`);
   await page.screenshot({ path: `${shots}/2-quarantine.png`, fullPage: true });
   await row.click();
   await page.waitForSelector('#release');

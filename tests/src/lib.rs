@@ -2147,13 +2147,15 @@ impl Browser {
     }
 
     /// Runs `script` with the `JM_*` variables `env` (and `JM_SHOTS`); when it fails, panics
-    /// with its output and `log` (the gateway's, say).
+    /// with its output and `log` (the gateway's, say). The browser lives in a time zone far
+    /// from the gateway's (New York), so pages that showed its own would be caught.
     pub fn run(&self, script: &str, env: &[(&str, String)], log: impl FnOnce() -> String) {
         let out = Command::new("node")
             .arg(self.dir.join(script))
             .current_dir(&self.dir)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("JM_SHOTS", &self.shots)
+            .env("TZ", "America/New_York")
             .output()
             .expect("node runs");
         assert!(

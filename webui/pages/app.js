@@ -385,9 +385,24 @@ async function api(method, path, body) {
   return data;
 }
 
-const when = (s) => s ? new Date(s * 1000).toLocaleString(lang) : '';
+// Times are shown, and dates typed, in the gateway's one time zone (server.time_zone); before
+// sign-in, in the browser's.
+const zone = () => (me && me.time_zone) || undefined;
+const when = (s) => s ? new Date(s * 1000).toLocaleString(lang, { timeZone: zone() }) : '';
+// Seconds east of UTC of that zone at `ms`.
+const zoneOffset = (ms) => {
+  if (!zone()) return -new Date(ms).getTimezoneOffset() * 60;
+  const p = Object.fromEntries(new Intl.DateTimeFormat('en-US', { timeZone: zone(), hourCycle: 'h23', year: 'numeric', month: '2-digit',
+    day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' }).formatToParts(new Date(ms)).map((x) => [x.type, Number(x.value)]));
+  return (Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second) - Math.floor(ms / 1000) * 1000) / 1000;
+};
+// A wall-clock time in that zone (`2026-12-06` or `2026-12-06T09:30`) as Unix seconds.
+const zoneTime = (text) => {
+  const asUtc = Date.parse(`${text.length === 10 ? `${text}T00:00` : text}:00Z`);
+  return Math.floor(asUtc / 1000) - zoneOffset(asUtc);
+};
 // A time the server wrote as text (RFC 3339, UTC) in the reader's time zone; as it came otherwise.
-const whenText = (s) => { const d = new Date(s); return Number.isNaN(d.getTime()) ? s : d.toLocaleString(lang); };
+const whenText = (s) => { const d = new Date(s); return Number.isNaN(d.getTime()) ? s : d.toLocaleString(lang, { timeZone: zone() }); };
 const main = () => $('main');
 
 function page(title, ...content) {
@@ -561,8 +576,8 @@ const evName = (k) => (t(`ev_${k}`) !== `ev_${k}` ? t(`ev_${k}`) : k);
 const clsBadge = (c) => el('span', { class: `badge ${c}` }, clsName(c));
 const DANGEROUS = ['phish', 'virus', 'bec'];
 const dangerous = (i) => DANGEROUS.includes(i.class) || i.score >= 15;
-const dayStart = (d) => (d ? String(Math.floor(new Date(`${d}T00:00:00`).getTime() / 1000)) : '');
-const dayEnd = (d) => (d ? String(Math.floor(new Date(`${d}T00:00:00`).getTime() / 1000) + 86400) : '');
+const dayStart = (d) => (d ? String(zoneTime(d)) : '');
+const dayEnd = (d) => (d ? String(zoneTime(d) + 86400) : '');
 
 async function quarantinePage(fixed, title) {
   const out = el('div', { id: 'results' });
@@ -784,7 +799,7 @@ async function riskItem(account) {
 
 const STATE_CLASS = { delivered: 'state-active', released: 'state-active', bounced: 'state-listed', rejected: 'state-listed', quarantined: 'level-held', deferred: 'level-throttled', discarded: 'state-listed' };
 const evBadge = (k) => el('span', { class: `badge ${STATE_CLASS[k] || ''}` }, evName(k));
-const weekAgo = () => new Date(Date.now() - 6 * 86400000).toISOString().slice(0, 10);
+const weekAgo = () => new Date(Date.now() - 6 * 86400000 + zoneOffset(Date.now()) * 1000).toISOString().slice(0, 10);
 
 // Messages, one row each: when, who to whom, what the scanner said, where it stands now.
 async function trackingPage() {
@@ -912,17 +927,21 @@ async function dashboardPage(range = '24h') {
       top(t('topSenders'), s.top_senders, 'top-senders'),
       top(t('topSenderDomains'), s.top_sender_domains, 'top-domains'),
       top(t('topTargets'), s.top_targets, 'top-targets')));
-  // Stacked bars, one per bucket and class, on a time axis that spans the whole range.
+  // Stacked bars, one per bucket and class, on a time axis that spans the whole range. The
+  // library labels times in UTC or the browser's zone only: the times are shifted by the
+  // gateway zone's offset and labelled as UTC, so the axis reads the gateway's hours.
   const names = [...new Set(s.series.map(([, c]) => c))];
+  const shown = (at) => (at + (d.offset || 0)) * 1000;
   try {
     await drawChart(flow, {
+      useUTC: true,
       legend: { data: names.map(clsName), top: 0 },
       grid: { left: 48, right: 16, top: 36, bottom: 32 },
       tooltip: { trigger: 'axis', renderMode: 'richText' },
-      xAxis: { type: 'time', min: d.since * 1000, max: d.until * 1000 },
+      xAxis: { type: 'time', min: shown(d.since), max: shown(d.until) },
       yAxis: { type: 'value', name: t('mailCount'), minInterval: 1 },
       series: names.map((c) => ({ name: clsName(c), type: 'bar', stack: 'all', color: CLASS_COLORS[c], barMaxWidth: 24,
-        data: s.series.filter(([, k]) => k === c).map(([at, , n]) => [at * 1000, n]) })),
+        data: s.series.filter(([, k]) => k === c).map(([at, , n]) => [shown(at), n]) })),
     });
     await drawChart(pie, {
       tooltip: { trigger: 'item', renderMode: 'richText' },
@@ -1620,7 +1639,7 @@ async function drillsPage() {
   const form = el('form', { class: 'card stacked', id: 'drill-new', onsubmit: async (ev) => {
     ev.preventDefault();
     try {
-      const start = $('drill-start').value ? Math.floor(new Date($('drill-start').value).getTime() / 1000) : 0;
+      const start = $('drill-start').value ? zoneTime($('drill-start').value) : 0;
       const r = await api('POST', '/api/drills', { name: $('drill-name').value, template_id: template.value,
         from_name: $('drill-from-name').value, from_address: $('drill-from').value, targets_csv: $('drill-targets').value,
         start_at: start, rate_per_minute: Number($('drill-rate').value) });

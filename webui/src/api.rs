@@ -249,6 +249,12 @@ fn session_view(s: &super::Session, console: &Console) -> serde_json::Value {
     if let (Some(map), Some(c)) = (v.as_object_mut(), &console.config.console) {
         map.insert("password_min_length".into(), c.password_min_length.into());
     }
+    if let Some(map) = v.as_object_mut() {
+        map.insert(
+            "time_zone".into(),
+            console.config.server.time_zone.clone().into(),
+        );
+    }
     v
 }
 
@@ -305,11 +311,21 @@ async fn dashboard(
         "30d" => (30 * 86_400, 86_400),
         _ => (86_400, 3600),
     };
-    // Whole buckets, so the first is not a sliver.
-    let since = (now() - span) / bucket * bucket + bucket;
+    // Whole buckets of the configured zone's hours and days, so the first is not a sliver
+    // and a day is the administrators' day.
+    let offset = {
+        use chrono::{Offset, TimeZone};
+        let zone = console.config.server.zone();
+        i64::from(
+            zone.offset_from_utc_datetime(&chrono::Utc::now().naive_utc())
+                .fix()
+                .local_minus_utc(),
+        )
+    };
+    let since = (now() - span + offset) / bucket * bucket + bucket - offset;
     let stats = console
         .tracker
-        .stats(since, bucket, s.account.domain.as_deref())
+        .stats(since, bucket, offset, s.account.domain.as_deref())
         .await
         .map_err(ApiError::internal)?;
     let queue = match s.account.domain {
@@ -320,7 +336,7 @@ async fn dashboard(
         }
     };
     Ok(HttpResponse::Ok().json(json!({
-        "range": range, "since": since, "until": now(), "bucket": bucket,
+        "range": range, "since": since, "until": now(), "bucket": bucket, "offset": offset,
         "stats": stats, "queue": queue, "scan_enabled": console.config.scan.enabled,
     })))
 }
@@ -659,7 +675,7 @@ async fn quarantine_reject(req: HttpRequest, console: Data, id: web::Path<String
     let item = scoped_item(&console, &s, &id).await?;
     let who = actor(&s);
     let c = &console.config;
-    let notices = Notices::new(&c.server.hostname, &c.domains.protected);
+    let notices = Notices::new(&c.server.hostname, &c.domains.protected).in_zone(c.server.zone());
     console
         .quarantine
         .reject(&item.summary.id, &who, &notices, now())

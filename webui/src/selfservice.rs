@@ -185,11 +185,11 @@ fn internal(e: impl std::fmt::Display) -> Refusal {
     )
 }
 
-fn describe(item: &Summary) -> String {
+fn describe(item: &Summary, zone: chrono_tz::Tz) -> String {
     format!(
         "<table><tr><th>时间 Time</th><td>{}</td></tr><tr><th>发件人 From</th><td>{}</td></tr>\
          <tr><th>主题 Subject</th><td>{}</td></tr><tr><th>类别 Class</th><td>{}</td></tr></table>",
-        escape_html(&item.received_text()),
+        escape_html(&item.received_text(zone)),
         escape_html(item.shown_from()),
         escape_html(&item.subject),
         escape_html(&item.class)
@@ -230,7 +230,7 @@ async fn release_page(console: Data, link: web::Query<Link>) -> Reply {
             "<div class=\"card\"><p>发给 {} 的这封邮件被隔离。确认它是正常邮件后再放行。<br>\
              This message to you was held. Release it only if you trust it.</p>{}{}</div>",
             escape_html(&c.rcpt),
-            describe(&item.summary),
+            describe(&item.summary, console.config.server.zone()),
             release_form(&link.t, &item.summary.mail_from)
         ),
     ))
@@ -312,7 +312,7 @@ async fn release(console: Data, link: web::Form<ReleaseForm>) -> Reply {
         "已放行 / Released",
         &format!(
             "<div class=\"card\"><p class=\"notice\">邮件正在投递到您的邮箱。<br>The message is on its way to your mailbox.</p>{trusted}{}</div>",
-            describe(&item.summary)
+            describe(&item.summary, console.config.server.zone())
         ),
     ))
 }
@@ -472,7 +472,7 @@ async fn portal(console: Data, link: web::Query<Link>) -> Reply {
             .issue(LinkAction::Release, &item.id, &c.rcpt, c.exp);
         rows.push_str(&format!(
             "<div class=\"card\">{}{}</div>",
-            describe(item),
+            describe(item, console.config.server.zone()),
             release_form(&release, &item.mail_from)
         ));
     }

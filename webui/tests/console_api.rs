@@ -321,6 +321,8 @@ async fn every_role_boundary_holds() {
     for (name, role, password) in &env.passwords {
         let (w, body) = sign_in(&app, name, password).await.unwrap();
         assert_eq!(body["account"]["must_change"], true);
+        // Pages show times in the gateway's one zone.
+        assert_eq!(body["time_zone"], "Asia/Shanghai", "{body}");
         // Until the password is changed, nothing but the password page works.
         let (s, _, _, _) = call(&app, Some(&w), Method::GET, "/api/quarantine", None).await;
         assert_eq!(s, StatusCode::FORBIDDEN);

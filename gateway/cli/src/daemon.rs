@@ -137,6 +137,7 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
         quarantine.clone(),
         config.server.hostname.clone(),
         config.domains.protected.clone(),
+        config.server.zone(),
     ));
     if config.quarantine.digest_hours > 0
         && let Some(settings) = DigestSettings::from_config(&config)
@@ -254,6 +255,7 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
                 Some(jianmen_mta::recall::Notices {
                     queue: queue.clone(),
                     hostname: config.server.hostname.clone(),
+                    zone: config.server.zone(),
                 }),
             )
             .await

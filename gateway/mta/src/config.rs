@@ -306,6 +306,29 @@ pub struct ServerConfig {
     /// it as this user already). It must exist; the gateway never serves mail as root.
     #[serde(default = "default_user")]
     pub user: String,
+    /// The time zone every page, mail and chart shows times in (an IANA name); the stores
+    /// keep UTC.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+}
+
+impl ServerConfig {
+    /// [`ServerConfig::time_zone`], checked at load (UTC should it not parse).
+    pub fn zone(&self) -> chrono_tz::Tz {
+        self.time_zone.parse().unwrap_or(chrono_tz::UTC)
+    }
+}
+
+/// `t` (Unix time) as a person in `zone` reads it, with its offset: `2026-12-06 09:55
+/// (UTC+08:00)`.
+pub fn time_text(t: i64, zone: chrono_tz::Tz) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.with_timezone(&zone).format("%Y-%m-%d %H:%M (UTC%:z)").to_string())
+        .unwrap_or_default()
+}
+
+fn default_time_zone() -> String {
+    "Asia/Shanghai".into()
 }
 
 fn default_shutdown_grace() -> u64 {
@@ -709,6 +732,12 @@ impl Config {
         self.recall.check().map_err(|e| invalid("recall", e))?;
         self.intel.check().map_err(|e| invalid("intel", e))?;
         self.links.check().map_err(|e| invalid("links", e))?;
+        if self.server.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(invalid(
+                "server.time_zone",
+                "not a time zone of the IANA database (Asia/Shanghai, UTC, …)",
+            ));
+        }
         self.drills.check().map_err(|e| invalid("drills", e))?;
         if let Some(d) = &self.directory {
             d.check().map_err(|e| invalid("directory", e))?;

@@ -402,12 +402,13 @@ const ARRIVALS: &str = "'queued', 'quarantined', 'rejected', 'discarded'";
 const STOPPED: &str = "'quarantined', 'rejected', 'discarded'";
 
 impl Tracker {
-    /// Dashboard figures since `since` in buckets of `bucket` seconds, within `domain` when
-    /// given.
+    /// Dashboard figures since `since` in buckets of `bucket` seconds that begin on the
+    /// hours and days of a zone `offset` seconds east of UTC, within `domain` when given.
     pub async fn stats(
         &self,
         since: i64,
         bucket: i64,
+        offset: i64,
         domain: Option<&str>,
     ) -> Result<Stats, StoreError> {
         let scope = Query {
@@ -417,7 +418,9 @@ impl Tracker {
         };
         let class = "CASE WHEN class = '' THEN 'clean' ELSE class END";
         let mut b = filtered(
-            &format!("SELECT (at / {bucket}) * {bucket} AS t, {class} AS c, COUNT(*) AS n"),
+            &format!(
+                "SELECT ((at + {offset}) / {bucket}) * {bucket} - {offset} AS t, {class} AS c, COUNT(*) AS n"
+            ),
             &scope,
         );
         b.push(format!(
@@ -741,7 +744,7 @@ mod tests {
         at.sort();
         assert_eq!(at, [3, 4]);
         assert_eq!(t.search(&scoped("example.com")).await.unwrap().total, 1);
-        let stats = t.stats(0, 3600, Some("example.co")).await.unwrap();
+        let stats = t.stats(0, 3600, 0, Some("example.co")).await.unwrap();
         let counted: i64 = stats.series.iter().map(|(_, _, n)| n).sum();
         assert_eq!(counted, 2, "the dashboard's scope too");
         assert_eq!(stats.classes, [("spam".to_owned(), 2)]);

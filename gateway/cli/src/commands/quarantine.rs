@@ -194,7 +194,8 @@ pub async fn run(args: Args) -> Result<()> {
         QuarantineAction::Reject { id } => {
             crate::commands::check_id(&id)?;
             let actor = crate::commands::cli_actor();
-            let notices = Notices::new(&config.server.hostname, &config.domains.protected);
+            let notices = Notices::new(&config.server.hostname, &config.domains.protected)
+                .in_zone(config.server.zone());
             quarantine.reject(&id, &actor, &notices, unix_now()).await?;
             crate::commands::record(config, "quarantine.reject", &id).await?;
             let tracker = Tracker::open(&config.server.data_dir).await?;
@@ -222,7 +223,8 @@ pub async fn run(args: Args) -> Result<()> {
             }
         }
         QuarantineAction::Expire => {
-            let notices = Notices::new(&config.server.hostname, &config.domains.protected);
+            let notices = Notices::new(&config.server.hostname, &config.domains.protected)
+                .in_zone(config.server.zone());
             let n = quarantine.expire(unix_now(), &notices).await?;
             if n > 0 {
                 crate::commands::record(config, "quarantine.expire", &format!("{n} message(s)"))

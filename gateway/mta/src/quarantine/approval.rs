@@ -27,6 +27,7 @@ pub fn awaits_review(class: &str) -> bool {
 pub struct Notices<'a> {
     hostname: &'a str,
     protected: &'a [String],
+    zone: chrono_tz::Tz,
 }
 
 impl<'a> Notices<'a> {
@@ -35,7 +36,14 @@ impl<'a> Notices<'a> {
         Self {
             hostname,
             protected,
+            zone: chrono_tz::UTC,
         }
+    }
+
+    /// The same notices telling times in `zone`.
+    pub fn in_zone(mut self, zone: chrono_tz::Tz) -> Self {
+        self.zone = zone;
+        self
     }
 
     /// Whether `mail_from` is told.
@@ -70,7 +78,13 @@ impl Summary {
 }
 
 /// The notice a sender gets when their held message is not approved; `why` says who decided.
-fn rejection_notice(hostname: &str, notice_id: &str, item: &Summary, why: &str) -> Vec<u8> {
+fn rejection_notice(
+    hostname: &str,
+    notice_id: &str,
+    item: &Summary,
+    why: &str,
+    zone: chrono_tz::Tz,
+) -> Vec<u8> {
     use base64::Engine;
     let date = chrono::Utc::now().to_rfc2822();
     let subject =
@@ -96,7 +110,7 @@ fn rejection_notice(hostname: &str, notice_id: &str, item: &Summary, why: &str) 
          如有疑问，请联系信息安全管理员。\r\n\
          Please contact your security administrator if you have questions.\r\n",
         to = item.mail_from,
-        received = item.received_text(),
+        received = item.received_text(zone),
         rcpts = one_line(&item.rcpts),
         reason = one_line(&item.reason),
         id = item.id,
@@ -146,7 +160,7 @@ impl Quarantine {
             None
         } else {
             let notice_id = ulid::Ulid::new().to_string();
-            let body = rejection_notice(hostname, &notice_id, item, why);
+            let body = rejection_notice(hostname, &notice_id, item, why, notices.zone);
             let spool = self.spool.clone();
             let (file, bytes) = (notice_id.clone(), body.clone());
             tokio::task::spawn_blocking(move || spool.write(&file, &[&bytes]))
@@ -199,7 +213,7 @@ mod tests {
             client_ip: "10.0.0.7".into(),
             rcpts: "a@partner.test".into(),
         };
-        let notice = String::from_utf8(rejection_notice("gw.test", "N1", &item, "x")).unwrap();
+        let notice = String::from_utf8(rejection_notice("gw.test", "N1", &item, "x", chrono_tz::UTC)).unwrap();
         assert!(notice.contains("身份证") && notice.contains("resident_id 5"));
         assert!(notice.contains("To: <zhang@corp.test>"));
         assert!(

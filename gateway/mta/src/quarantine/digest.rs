@@ -45,6 +45,8 @@ pub struct DigestSettings {
     pub classes: Vec<String>,
     /// Protected domains: only their recipients get digests (never outside addresses).
     pub domains: Vec<String>,
+    /// The time zone times are shown in.
+    pub zone: chrono_tz::Tz,
 }
 
 impl DigestSettings {
@@ -56,6 +58,7 @@ impl DigestSettings {
             link_days: config.quarantine.link_days,
             classes: config.quarantine.user_release.clone(),
             domains: config.domains.protected.clone(),
+            zone: config.server.zone(),
         })
     }
 
@@ -99,7 +102,7 @@ pub fn compose(
             "{base}/u/release?t={}",
             key.issue(LinkAction::Release, &item.id, rcpt, exp)
         );
-        let (when, from) = (item.received_text(), item.shown_from());
+        let (when, from) = (item.received_text(settings.zone), item.shown_from());
         let _ = write!(
             text,
             "- {when}  {from}  {subject}  [{class}]\n  放行 Release: {release}\n",
@@ -265,6 +268,7 @@ mod tests {
             link_days: 7,
             classes: vec!["spam".into()],
             domains: vec!["example.com".into()],
+            zone: chrono_tz::Asia::Shanghai,
         }
     }
 
@@ -304,6 +308,8 @@ mod tests {
             1_700_000_100,
         ))
         .unwrap();
+        // 2023-11-14 22:13:20 UTC, told in the configured zone.
+        assert!(mail.contains("2023-11-15 06:13 (UTC+08:00)"), "{mail}");
         let html = mail.split("text/html").nth(1).unwrap();
         assert!(
             !html.contains("<script>") && html.contains("&lt;script&gt;"),

@@ -343,10 +343,8 @@ impl Quarantine {
 
 impl Summary {
     /// When it arrived, as recipients are shown it (`2026-11-24 06:00 UTC`).
-    pub fn received_text(&self) -> String {
-        chrono::DateTime::from_timestamp(self.received_at, 0)
-            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-            .unwrap_or_default()
+    pub fn received_text(&self, zone: chrono_tz::Tz) -> String {
+        crate::config::time_text(self.received_at, zone)
     }
 
     /// The sender as recipients know it: the header From, else the envelope sender.
@@ -372,10 +370,16 @@ impl Summary {
 }
 
 /// Deletes expired quarantine items (and rejects approvals past their deadline) every ten
-/// minutes, forever; notices go out from `hostname` to senders in `protected` domains.
-pub async fn expire_periodically(quarantine: Quarantine, hostname: String, protected: Vec<String>) {
+/// minutes, forever; notices go out from `hostname` to senders in `protected` domains, with
+/// times in `zone`.
+pub async fn expire_periodically(
+    quarantine: Quarantine,
+    hostname: String,
+    protected: Vec<String>,
+    zone: chrono_tz::Tz,
+) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
-    let notices = approval::Notices::new(&hostname, &protected);
+    let notices = approval::Notices::new(&hostname, &protected).in_zone(zone);
     loop {
         tick.tick().await;
         match quarantine

@@ -77,6 +77,8 @@ pub struct Notices {
     pub queue: Arc<crate::queue::Queue>,
     /// The gateway's host name.
     pub hostname: String,
+    /// The time zone the notices tell times in.
+    pub zone: chrono_tz::Tz,
 }
 
 /// The recall service.
@@ -297,7 +299,7 @@ impl Recaller {
     async fn notify(&self, job: &Job, mailbox: &str) {
         let Some(n) = &self.notices else { return };
         let id = ulid::Ulid::new().to_string();
-        let body = notice(&n.hostname, &id, job, mailbox);
+        let body = notice(&n.hostname, &id, job, mailbox, n.zone);
         let message = crate::queue::NewMessage {
             id: id.clone(),
             mail_from: String::new(),
@@ -317,7 +319,7 @@ impl Recaller {
 }
 
 /// The notice to a recipient, in Chinese and English.
-fn notice(hostname: &str, id: &str, job: &Job, mailbox: &str) -> Vec<u8> {
+fn notice(hostname: &str, id: &str, job: &Job, mailbox: &str, zone: chrono_tz::Tz) -> Vec<u8> {
     use crate::queue::dsn::one_line;
     let from = if job.header_from.is_empty() {
         &job.mail_from
@@ -329,13 +331,7 @@ fn notice(hostname: &str, id: &str, job: &Job, mailbox: &str) -> Vec<u8> {
         one_line(from),
         one_line(&job.reason),
     );
-    let arrived = chrono::DateTime::from_timestamp(job.delivered_at, 0)
-        .map(|d| {
-            d.with_timezone(&chrono::Local)
-                .format("%Y-%m-%d %H:%M")
-                .to_string()
-        })
-        .unwrap_or_default();
+    let arrived = crate::config::time_text(job.delivered_at, zone);
     let body = format!(
         "您邮箱中的一封邮件已被安全管理员从所有收件人的邮箱中召回：\r\n\
          \x20 主题：{subject}\r\n\
@@ -498,7 +494,7 @@ mod tests {
             action: "move".into(),
             reason: "phishing".into(),
         };
-        let text = String::from_utf8(notice("gw.test", "N1", &job, "alice@example.com")).unwrap();
+        let text = String::from_utf8(notice("gw.test", "N1", &job, "alice@example.com", chrono_tz::UTC)).unwrap();
         let (header, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(header.contains("To: <alice@example.com>\r\n"), "{header}");
         assert!(header.contains("Auto-Submitted: auto-generated"));
