@@ -15,6 +15,11 @@ await run('certificates', async (page, shots) => {
   await signIn(page, env('JM_SYS_USER'), env('JM_SYS_PASS'));
   await page.click('#nav a:has-text("系统")');
   await page.waitForSelector('#cert-form');
+  // The clock card: the zone, the synchronisation as the system tells it (this test's machine
+  // has no systemd to ask), and this browser's distance from the gateway's time.
+  const clock = await page.textContent('#system-clock');
+  if (!clock.includes('Asia/Shanghai') || !/已同步|未同步|未启用|无法读取/.test(await page.textContent('#clock-sync'))) throw new Error(`the clock card reads: ${clock}`);
+  if (!/^\d+ 秒$/.test(await page.textContent('#clock-skew'))) throw new Error(`the skew reads: ${await page.textContent('#clock-skew')}`);
 
   // A key that is not the certificate's is refused before anything is served.
   await page.selectOption('#cert-role', 'international');

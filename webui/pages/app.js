@@ -173,6 +173,9 @@ const T = {
     ownerSearch: '收件人地址（前缀）', findOwners: '查找', ownerAddr: '收件人', allowCount: '白名单条目', blockCount: '黑名单条目',
     openOwner: '打开或新建', ownEntries: '{owner} 的个人名单', listKind: '名单', list_allow: '白名单', list_block: '黑名单', entry: '条目',
     addedAt: '添加时间', addedBy: '添加人', addEntries: '添加条目（每行一个：地址、@域名、域名、IP 或 CIDR）', addToList: '添加',
+    clock: '时间与同步', gatewayTime: '网关时间', timeZone: '时区', ntp: '时间同步（NTP）', ntpSynced: '已同步', ntpNotSynced: '未同步',
+    ntpOff: '未启用时间同步', ntpUnknown: '无法读取（系统不是由 systemd 管理）', browserSkew: '与本浏览器时间相差',
+    skewOk: '{n} 秒', skewWarn: '{n} 秒：请检查网关或本机的时间',
     ownAdded: '已添加 {n} 条新条目。', remove: '移除', ownRemoved: '已移除。', confirmOwnRemove: '从 {owner} 的{list}中移除“{entry}”？',
     err_own_owner: '不是受保护域的邮件地址（或不在你管理的域内）。', err_own_full: '名单已满：每个收件人最多 500 条。', err_list_entry: '条目格式不正确：应为地址、@域名、域名、IP 或 CIDR。',
   },
@@ -338,6 +341,9 @@ const T = {
     ownerSearch: 'Recipient address (prefix)', findOwners: 'Find', ownerAddr: 'Recipient', allowCount: 'Allowed', blockCount: 'Blocked',
     openOwner: 'Open or start', ownEntries: 'Lists of {owner}', listKind: 'List', list_allow: 'Allow', list_block: 'Block', entry: 'Entry',
     addedAt: 'Added', addedBy: 'Added by', addEntries: 'Entries to add (one a line: address, @domain, domain, IP or CIDR)', addToList: 'Add',
+    clock: 'Time and synchronisation', gatewayTime: 'Gateway time', timeZone: 'Time zone', ntp: 'Time synchronisation (NTP)', ntpSynced: 'Synchronised', ntpNotSynced: 'Not synchronised',
+    ntpOff: 'No time synchronisation', ntpUnknown: 'Unknown (the system is not run by systemd)', browserSkew: 'Difference from this browser',
+    skewOk: '{n} s', skewWarn: '{n} s: check the gateway\'s or this computer\'s clock',
     ownAdded: '{n} new entries added.', remove: 'Remove', ownRemoved: 'Removed.', confirmOwnRemove: 'Remove “{entry}” from the {list} list of {owner}?',
     err_own_owner: 'Not an address of a protected domain (or not in your domain).', err_own_full: 'The lists are full: at most 500 entries a recipient.', err_list_entry: 'Not an address, @domain, domain, IP or CIDR range.',
   },
@@ -1331,6 +1337,7 @@ async function systemPage() {
       ['version', s.version], ['hostname', s.hostname], ['smtpListen', s.smtp_listen.join('，')],
       ['consoleListen', s.console_listen], ['starttlsOn', yes(s.starttls)], ['scanOn', yes(s.scan_enabled)],
       ['queueActive', String(s.queue.active)], ['queueHeld', String(s.queue.held)]])),
+    clockCard(s.clock),
     certificatesCard(s),
     el('div', { class: 'card', id: 'system-routes' }, el('h2', {}, t('routes')),
       table([t('domain'), t('nextHop'), t('port')], s.routes.map((r) => ({ cells: [r.domain === '*' ? t('allOtherDomains') : r.domain, r.host, String(r.port)] })))),
@@ -1339,6 +1346,22 @@ async function systemPage() {
       ['onTrial', u.trial ? `${u.trial.version}（${fill(t('trialStarts'), { n: u.trial.starts })}）` : t('no')],
       ['lastRollback', u.last_rollback], ['vendorKeys', u.trusted ? u.trust_file : fill(t('noTrust'), { f: u.trust_file })]]),
       u.trusted ? form : null, msg));
+}
+
+// The gateway's clock: its time in the configured zone, whether the system keeps it
+// synchronised, and how far it is from this browser's (DKIM, TOTP, certificates and the audit
+// log all trust it).
+function clockCard(c) {
+  const skew = Math.round(Date.now() / 1000 - c.now);
+  const sync = c.synchronized === null ? el('span', { class: 'badge' }, t('ntpUnknown'))
+    : c.synchronized ? el('span', { class: 'badge state-active' }, t('ntpSynced'))
+      : el('span', { class: 'badge phish' }, c.ntp_enabled === false ? t('ntpOff') : t('ntpNotSynced'));
+  return el('div', { class: 'card', id: 'system-clock' }, el('h2', {}, t('clock')), el('dl', { class: 'kv' },
+    el('dt', {}, t('gatewayTime')), el('dd', {}, when(c.now)),
+    el('dt', {}, t('timeZone')), el('dd', {}, c.zone),
+    el('dt', {}, t('ntp')), el('dd', { id: 'clock-sync' }, sync),
+    el('dt', {}, t('browserSkew')), el('dd', { id: 'clock-skew' }, Math.abs(skew) > 60
+      ? el('span', { class: 'badge phish' }, fill(t('skewWarn'), { n: Math.abs(skew) })) : fill(t('skewOk'), { n: Math.abs(skew) }))));
 }
 
 // Whom this console role may manage (the server checks it too): system administrators their

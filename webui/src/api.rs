@@ -846,8 +846,10 @@ async fn system(req: HttpRequest, console: Data) -> Reply {
     authorize(&req, &console, &[Role::System]).await?;
     let c = &console.config;
     let (active, held) = console.store.counts().await.map_err(ApiError::internal)?;
+    let clock = jianmen_mta::clock::status(&c.server.time_zone).await;
     Ok(HttpResponse::Ok().json(json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "clock": clock,
         "hostname": c.server.hostname,
         "smtp_listen": c.smtp.listen,
         "console_listen": c.console.as_ref().map(|x| x.listen),

@@ -1941,6 +1941,9 @@ async fn certificates_are_checked_installed_requested_and_removed() {
     assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
     // Nothing was installed by the refusals.
     let (_, b, _, _) = call(&app, Some(&sys), Method::GET, "/api/system", None).await;
+    // The clock is told, in the configured zone.
+    assert_eq!(b["clock"]["zone"], "Asia/Shanghai", "{b}");
+    assert!((b["clock"]["now"].as_i64().unwrap() - chrono::Utc::now().timestamp()).abs() <= 5);
     assert!(
         b["certificates"]
             .as_array()

@@ -323,7 +323,11 @@ impl ServerConfig {
 /// (UTC+08:00)`.
 pub fn time_text(t: i64, zone: chrono_tz::Tz) -> String {
     chrono::DateTime::from_timestamp(t, 0)
-        .map(|d| d.with_timezone(&zone).format("%Y-%m-%d %H:%M (UTC%:z)").to_string())
+        .map(|d| {
+            d.with_timezone(&zone)
+                .format("%Y-%m-%d %H:%M (UTC%:z)")
+                .to_string()
+        })
         .unwrap_or_default()
 }
 

@@ -32,7 +32,8 @@
 //! (the versions of the detection policy the console edits, put in force without a restart;
 //! [`ownlists`], each recipient's own allow and block lists),
 //! [`certstore`] (the certificates installed from the console in place of `[tls]`'s files),
-//! [`directory`] (the organisation's LDAP/AD directory, where recipients sign in).
+//! [`directory`] (the organisation's LDAP/AD directory, where recipients sign in), [`clock`]
+//! (the appliance's time and its synchronisation).
 //!
 //! It hands on the stores and services the console (`jianmen-webui`) and the command line
 //! (`jianmen`) drive; it serves no HTTP itself (no actix-web below this crate).
@@ -41,6 +42,7 @@
 
 pub mod audit;
 pub mod certstore;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod directory;

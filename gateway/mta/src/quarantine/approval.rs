@@ -213,7 +213,14 @@ mod tests {
             client_ip: "10.0.0.7".into(),
             rcpts: "a@partner.test".into(),
         };
-        let notice = String::from_utf8(rejection_notice("gw.test", "N1", &item, "x", chrono_tz::UTC)).unwrap();
+        let notice = String::from_utf8(rejection_notice(
+            "gw.test",
+            "N1",
+            &item,
+            "x",
+            chrono_tz::UTC,
+        ))
+        .unwrap();
         assert!(notice.contains("身份证") && notice.contains("resident_id 5"));
         assert!(notice.contains("To: <zhang@corp.test>"));
         assert!(

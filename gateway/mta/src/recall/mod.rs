@@ -494,7 +494,14 @@ mod tests {
             action: "move".into(),
             reason: "phishing".into(),
         };
-        let text = String::from_utf8(notice("gw.test", "N1", &job, "alice@example.com", chrono_tz::UTC)).unwrap();
+        let text = String::from_utf8(notice(
+            "gw.test",
+            "N1",
+            &job,
+            "alice@example.com",
+            chrono_tz::UTC,
+        ))
+        .unwrap();
         let (header, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(header.contains("To: <alice@example.com>\r\n"), "{header}");
         assert!(header.contains("Auto-Submitted: auto-generated"));
