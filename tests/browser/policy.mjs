@@ -25,6 +25,15 @@ await run('policy', async (page, shots) => {
     await page.screenshot({ path: `${shots}/policy-1-${w}.png`, fullPage: true });
   }
 
+  // A wrong entry is refused, and said so in Chinese naming the list.
+  await page.fill('#block-list', 'not an entry!');
+  page.once('dialog', (d) => d.accept());
+  await page.click('#policy-save');
+  await page.waitForFunction(() => document.querySelector('#policy-result')?.className === 'error');
+  const refusal = await page.textContent('#policy-result');
+  if (!refusal.includes('“阻止名单”填写有误') || !refusal.includes('不是 IP、CIDR 网段、邮件地址或域名：not an entry!')) throw new Error(`the refusal reads: ${refusal}`);
+  await page.fill('#block-list', '');
+
   await page.selectOption('#act-spam', 'quarantine');
   await page.fill('#th-spam_high', '30');
   await page.setInputFiles('#block-list-import', { name: 'blocked.txt', mimeType: 'text/plain', buffer: Buffer.from(`${env('JM_BLOCKED')}\n`) });

@@ -99,7 +99,7 @@ const T = {
     policySaved: '已保存为第 {n} 版，已生效。', policyVersions: '历史版本', changes: '改动', setting: '设置项',
     before: '原值', after: '新值', rollback: '回滚到此版本', confirmRollback: '确定回滚到第 {n} 版？将另存为新版本并立即生效。',
     readOnly: '其他设置（只读，在配置文件中修改）', model: '内容模型', internalRelays: '内部邮件服务器', dkimDomains: 'DKIM 签名域',
-    pk_thresholds: '阈值', pk_actions: '处置', pk_allow: '允许名单', pk_block: '阻止名单', pk_domains: '按域', pk_scores: '规则分值',
+    pk_thresholds: '阈值', pk_actions: '处置', pk_allow: '允许名单', pk_block: '阻止名单', pk_domains: '按域', pk_policy: '按域策略', pk_domain_policy: '本域策略', pk_scores: '规则分值',
     added: '（新增）', removed: '（删除）', domainScope: '本页只含 {d} 的策略；未单独设置的项沿用全局设置：',
     select: '选择', selectFirst: '请先选择', releaseSelected: '放行所选', deleteSelected: '删除所选',
     confirmBulkRelease: '确定放行所选的 {n} 封邮件？其中 {risky} 封为钓鱼、病毒、诈骗或高分邮件。', confirmBulkDelete: '确定删除所选的 {n} 封邮件？删除后无法恢复。',
@@ -173,6 +173,10 @@ const T = {
     ownerSearch: '收件人地址（前缀）', findOwners: '查找', ownerAddr: '收件人', allowCount: '白名单条目', blockCount: '黑名单条目',
     openOwner: '打开或新建', ownEntries: '{owner} 的个人名单', listKind: '名单', list_allow: '白名单', list_block: '黑名单', entry: '条目',
     addedAt: '添加时间', addedBy: '添加人', addEntries: '添加条目（每行一个：地址、@域名、域名、IP 或 CIDR）', addToList: '添加',
+    err_field: '“{f}”填写有误：{why}', why_thresholds: '阈值须为正数，且高分垃圾邮件阈值不低于垃圾邮件阈值。', why_entries: '条目超过 {x} 条。',
+    why_entry: '不是 IP、CIDR 网段、邮件地址或域名：{x}', why_not_protected: '“{x}”不是受保护的域。', why_two_policies: '“{x}”有两条按域策略。',
+    why_points: '分值须在 −100 到 100 之间。', why_symbol: '没有规则或检查产生这个符号。', why_symbol_name: '符号名只能包含大写字母、数字和下划线。',
+    why_chars: '最多 {x} 个字符。', why_unknown: '不认识的参数。', why_variant: '不认识的取值“{x}”。',
     clock: '时间与同步', gatewayTime: '网关时间', timeZone: '时区', ntp: '时间同步（NTP）', ntpSynced: '已同步', ntpNotSynced: '未同步',
     ntpOff: '未启用时间同步', ntpUnknown: '无法读取（系统不是由 systemd 管理）', browserSkew: '与本浏览器时间相差',
     skewOk: '{n} 秒', skewWarn: '{n} 秒：请检查网关或本机的时间',
@@ -286,7 +290,7 @@ const T = {
     policySaved: 'Saved as version {n}, in force.', policyVersions: 'Versions', changes: 'Changes', setting: 'Setting',
     before: 'Before', after: 'After', rollback: 'Roll back to this version', confirmRollback: 'Roll back to version {n}? It is saved as a new version and applied at once.',
     readOnly: 'Other settings (read-only, set in the configuration file)', model: 'Content model', internalRelays: 'Internal mail servers', dkimDomains: 'DKIM signing domains',
-    pk_thresholds: 'thresholds', pk_actions: 'actions', pk_allow: 'allow list', pk_block: 'block list', pk_domains: 'domain', pk_scores: 'rule points',
+    pk_thresholds: 'thresholds', pk_actions: 'actions', pk_allow: 'allow list', pk_block: 'block list', pk_domains: 'domain', pk_policy: 'domain policy', pk_domain_policy: 'domain policy', pk_scores: 'rule points',
     added: ' (added)', removed: ' (removed)', domainScope: 'This page holds the policy of {d} only; what it does not set is as the global policy:',
     select: 'Select', selectFirst: 'Select some first', releaseSelected: 'Release selected', deleteSelected: 'Delete selected',
     confirmBulkRelease: 'Release the {n} selected messages? {risky} of them are phishing, viruses, fraud or high-scoring.', confirmBulkDelete: 'Delete the {n} selected messages? This cannot be undone.',
@@ -341,6 +345,7 @@ const T = {
     ownerSearch: 'Recipient address (prefix)', findOwners: 'Find', ownerAddr: 'Recipient', allowCount: 'Allowed', blockCount: 'Blocked',
     openOwner: 'Open or start', ownEntries: 'Lists of {owner}', listKind: 'List', list_allow: 'Allow', list_block: 'Block', entry: 'Entry',
     addedAt: 'Added', addedBy: 'Added by', addEntries: 'Entries to add (one a line: address, @domain, domain, IP or CIDR)', addToList: 'Add',
+    err_field: '{f}: {why}',
     clock: 'Time and synchronisation', gatewayTime: 'Gateway time', timeZone: 'Time zone', ntp: 'Time synchronisation (NTP)', ntpSynced: 'Synchronised', ntpNotSynced: 'Not synchronised',
     ntpOff: 'No time synchronisation', ntpUnknown: 'Unknown (the system is not run by systemd)', browserSkew: 'Difference from this browser',
     skewOk: '{n} s', skewWarn: '{n} s: check the gateway\'s or this computer\'s clock',
@@ -372,6 +377,7 @@ function el(tag, attrs, ...children) {
 function errorText(data) {
   if (!data) return '';
   const said = data.code && T[lang][`err_${data.code}`];
+  if (!said && data.field) return fill(t('err_field'), { f: changeKey(data.field.replace(/^scan\./, '')), why: whyText(data.error) });
   if (!said) return data.error;
   const text = fill(said, { n: (me && me.password_min_length) || 12 });
   return data.code === 'forbidden' ? `${text}（${data.error}）` : text;
@@ -1047,6 +1053,24 @@ function domainEditor(id, d, defaults) {
     read: () => ({ domain: d.domain, thresholds: th.read(), actions: act.read(), allow: allow.read(), block: block.read() }),
   };
 }
+
+// The server's reason for refusing a field, in the reader's language where the catalogue
+// words it (`why_…` patterns), else as the server wrote it.
+function whyText(error) {
+  const reason = error.includes(': ') && /^[\w.[\]-]+: /.test(error) ? error.slice(error.indexOf(': ') + 2) : error;
+  for (const [pattern, key] of WHY) {
+    const m = reason.match(pattern);
+    if (m && T[lang][key]) return fill(t(key), { x: m[1] || '' });
+  }
+  return reason;
+}
+const WHY = [
+  [/^thresholds must be positive/, 'why_thresholds'], [/^more than (\d+) entries/, 'why_entries'],
+  [/^not an IP, CIDR range, address or domain: (.*)/, 'why_entry'], [/^`(.*)` is not a protected domain/, 'why_not_protected'],
+  [/^`(.*)` has two policies/, 'why_two_policies'], [/^points are between/, 'why_points'], [/^no rule or check has this symbol/, 'why_symbol'],
+  [/^a symbol name is/, 'why_symbol_name'], [/^at most (\d+) characters/, 'why_chars'], [/^unknown parameter/, 'why_unknown'],
+  [/^unknown variant `(.*?)`/, 'why_variant']
+];
 
 // A change's setting in words: "domains[a.test].actions.phish" → "按域 a.test · 处置 · 钓鱼邮件".
 function changeKey(key) {
