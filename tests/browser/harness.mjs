@@ -18,6 +18,10 @@ export async function signIn(page, user, password) {
     await page.click('#save-password');
     await page.waitForSelector('#nav a');
   }
+  // The landing page drawn (its heading, the sign-in and password forms gone), so a click on
+  // the menu is the next thing to happen.
+  await page.waitForFunction(() => !document.querySelector('#signin') && !document.querySelector('#save-password')
+    && document.querySelector('main h1'));
 }
 
 // Runs `steps(page)` in a fresh page; `name` prefixes the failure screenshot.

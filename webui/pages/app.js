@@ -180,7 +180,7 @@ const T = {
     clock: '时间与同步', gatewayTime: '网关时间', timeZone: '时区', ntp: '时间同步（NTP）', ntpSynced: '已同步', ntpNotSynced: '未同步',
     ntpOff: '未启用时间同步', ntpUnknown: '无法读取（系统不是由 systemd 管理）', browserSkew: '与本浏览器时间相差',
     skewOk: '{n} 秒', skewWarn: '{n} 秒：请检查网关或本机的时间',
-    ownAdded: '已添加 {n} 条新条目。', remove: '移除', ownRemoved: '已移除。', confirmOwnRemove: '从 {owner} 的{list}中移除“{entry}”？',
+    ownNotApplied: '威胁检测未开启（scan.enabled），个人名单会保存但不会作用于邮件。', ownAdded: '已添加 {n} 条新条目。', remove: '移除', ownRemoved: '已移除。', confirmOwnRemove: '从 {owner} 的{list}中移除“{entry}”？',
     err_own_owner: '不是受保护域的邮件地址（或不在你管理的域内）。', err_own_full: '名单已满：每个收件人最多 500 条。', err_list_entry: '条目格式不正确：应为地址、@域名、域名、IP 或 CIDR。',
   },
   en: {
@@ -349,7 +349,7 @@ const T = {
     clock: 'Time and synchronisation', gatewayTime: 'Gateway time', timeZone: 'Time zone', ntp: 'Time synchronisation (NTP)', ntpSynced: 'Synchronised', ntpNotSynced: 'Not synchronised',
     ntpOff: 'No time synchronisation', ntpUnknown: 'Unknown (the system is not run by systemd)', browserSkew: 'Difference from this browser',
     skewOk: '{n} s', skewWarn: '{n} s: check the gateway\'s or this computer\'s clock',
-    ownAdded: '{n} new entries added.', remove: 'Remove', ownRemoved: 'Removed.', confirmOwnRemove: 'Remove “{entry}” from the {list} list of {owner}?',
+    ownNotApplied: 'Threat scanning is off (scan.enabled): personal lists are kept but do not act on mail.', ownAdded: '{n} new entries added.', remove: 'Remove', ownRemoved: 'Removed.', confirmOwnRemove: 'Remove “{entry}” from the {list} list of {owner}?',
     err_own_owner: 'Not an address of a protected domain (or not in your domain).', err_own_full: 'The lists are full: at most 500 entries a recipient.', err_list_entry: 'Not an address, @domain, domain, IP or CIDR range.',
   },
 };
@@ -409,10 +409,15 @@ const zoneOffset = (ms) => {
   return (Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second) - Math.floor(ms / 1000) * 1000) / 1000;
 };
 // A wall-clock time in that zone (`2026-12-06` or `2026-12-06T09:30`) as Unix seconds.
+// The offset is looked up twice: first near the time, then at the time found, which is right
+// on either side of a daylight-saving change.
 const zoneTime = (text) => {
   const asUtc = Date.parse(`${text.length === 10 ? `${text}T00:00` : text}:00Z`);
-  return Math.floor(asUtc / 1000) - zoneOffset(asUtc);
+  const near = Math.floor(asUtc / 1000) - zoneOffset(asUtc);
+  return Math.floor(asUtc / 1000) - zoneOffset(near * 1000);
 };
+// The day after `d` (YYYY-MM-DD), as typed.
+const nextDay = (d) => new Date(Date.parse(`${d}T00:00:00Z`) + 86400000).toISOString().slice(0, 10);
 // A time the server wrote as text (RFC 3339, UTC) in the reader's time zone; as it came otherwise.
 const whenText = (s) => { const d = new Date(s); return Number.isNaN(d.getTime()) ? s : d.toLocaleString(lang, { timeZone: zone() }); };
 const main = () => $('main');
@@ -589,7 +594,7 @@ const clsBadge = (c) => el('span', { class: `badge ${c}` }, clsName(c));
 const DANGEROUS = ['phish', 'virus', 'bec'];
 const dangerous = (i) => DANGEROUS.includes(i.class) || i.score >= 15;
 const dayStart = (d) => (d ? String(zoneTime(d)) : '');
-const dayEnd = (d) => (d ? String(zoneTime(d) + 86400) : '');
+const dayEnd = (d) => (d ? String(zoneTime(nextDay(d))) : '');
 
 async function quarantinePage(fixed, title) {
   const out = el('div', { id: 'results' });
@@ -903,9 +908,19 @@ const CLASS_COLORS = { clean: '#2da44e', spam: '#d4a72c', phish: '#cf222e', viru
 const RANGES = ['24h', '7d', '30d'];
 const percent = (n, total) => (total ? `${(Math.round((n * 1000) / total) / 10).toFixed(1)}%` : '–');
 
+// The page the address names now, as route() picks it.
+const routeName = () => {
+  const wanted = location.hash.replace(/^#\//, '').split('/')[0];
+  const allowed = me ? pagesOf(me.account) : [];
+  return allowed.includes(wanted) ? wanted : allowed[0];
+};
+
 async function dashboardPage(range = '24h') {
   let d;
   try { d = await api('GET', `/api/dashboard?range=${range}`); } catch (e) { page(t('dashboard')); return fail(e); }
+  // The landing page's figures take longest: if the administrator went on meanwhile, the page
+  // they went to stays.
+  if (routeName() !== 'dashboard') return;
   const s = d.stats;
   const total = s.classes.reduce((n, [, c]) => n + c, 0);
   const count = (list, key) => (list.find(([k]) => k === key) || [key, 0])[1];
@@ -1225,6 +1240,7 @@ function ownListsCard() {
     try {
       const r = await api('GET', `/api/own-lists?${qs({ owner: owner.value.trim() })}`);
       if (!current()) return;
+      if (r.applied === false) say('error', t('ownNotApplied'));
       found.replaceChildren(table([t('ownerAddr'), t('allowCount'), t('blockCount')],
         r.owners.map((o) => ({ key: o.owner, cells: [o.owner, String(o.allow), String(o.block)] })), open));
     } catch (e) { if (current()) say('error', e.message); }

@@ -212,6 +212,16 @@ impl Attempts {
             .is_some_and(|&(n, since)| n >= SOURCE_FAILURES && now - since < SOURCE_WINDOW_SECS)
     }
 
+    /// Takes back one failure counted for `ip` (an attempt counted before it was checked that
+    /// turned out right).
+    fn refund(&self, ip: &str) {
+        if let Ok(mut sources) = self.sources.lock()
+            && let Some(entry) = sources.get_mut(ip)
+        {
+            entry.0 = entry.0.saturating_sub(1);
+        }
+    }
+
     /// Counts a failed sign-in from `ip`.
     fn failed(&self, ip: &str, now: i64) {
         let Ok(mut sources) = self.sources.lock() else {
@@ -637,10 +647,17 @@ impl Accounts {
         self.attempts.source_blocked(ip, now)
     }
 
-    /// Counts a failed sign-in from `ip` made outside the accounts (a recipient's, against the
-    /// directory).
-    pub fn source_failed(&self, ip: &str, now: i64) {
+    /// Counts a sign-in from `ip` made outside the accounts (a recipient's, against the
+    /// directory) as failed before it is checked, so parallel attempts cannot all pass
+    /// [`Accounts::source_blocked`]; [`Accounts::source_succeeded`] takes it back.
+    pub fn source_attempt(&self, ip: &str, now: i64) {
         self.attempts.failed(ip, now);
+    }
+
+    /// Takes back the failure [`Accounts::source_attempt`] counted, for an attempt that
+    /// succeeded.
+    pub fn source_succeeded(&self, ip: &str) {
+        self.attempts.refund(ip);
     }
 
     /// How many passwords sign-ins have checked (argon2id runs) since this store was opened.

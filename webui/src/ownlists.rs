@@ -86,7 +86,8 @@ async fn owners(req: HttpRequest, console: Data, find: web::Query<Find>) -> Repl
         .owners(&find.owner, s.account.domain.as_deref(), LISTED)
         .await
         .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().json(json!({ "owners": owners, "limit": LISTED })))
+    Ok(HttpResponse::Ok()
+        .json(json!({ "owners": owners, "limit": LISTED, "applied": book.applied() })))
 }
 
 async fn show(req: HttpRequest, console: Data, owner: web::Path<String>) -> Reply {
@@ -98,6 +99,7 @@ async fn show(req: HttpRequest, console: Data, owner: web::Path<String>) -> Repl
         "owner": owner,
         "entries": entries,
         "max": MAX_PER_OWNER,
+        "applied": book.applied(),
     })))
 }
 

@@ -196,8 +196,10 @@ fn describe(item: &Summary, zone: chrono_tz::Tz) -> String {
     )
 }
 
-fn release_form(link: &str, sender: &str) -> String {
-    let allow = if trustable(sender) {
+/// The release button, and "release and trust" where `sender` can go on the allow list and
+/// `lists` are applied.
+fn release_form(link: &str, sender: &str, lists: bool) -> String {
+    let allow = if lists && trustable(sender) {
         format!(
             " <button class=\"plain\" type=\"submit\" name=\"allow\" value=\"1\">\
              放行并信任 {s} / Release and always trust {s}</button>",
@@ -231,7 +233,11 @@ async fn release_page(console: Data, link: web::Query<Link>) -> Reply {
              This message to you was held. Release it only if you trust it.</p>{}{}</div>",
             escape_html(&c.rcpt),
             describe(&item.summary, console.config.server.zone()),
-            release_form(&link.t, &item.summary.mail_from)
+            release_form(
+                &link.t,
+                &item.summary.mail_from,
+                own_lists(&console).is_ok()
+            )
         ),
     ))
 }
@@ -244,10 +250,8 @@ async fn release(console: Data, link: web::Form<ReleaseForm>) -> Reply {
     let actor = format!("link:{}", c.rcpt);
     let sender = item.summary.mail_from.trim().to_lowercase();
     let trust = link.allow.is_some() && trustable(&sender);
-    let book = match trust {
-        true => Some(own_lists(&console)?),
-        false => None,
-    };
+    // Lists not applied here: the release goes ahead, without the trust.
+    let book = trust.then(|| own_lists(&console).ok()).flatten();
     let released = console
         .quarantine
         .release(
@@ -317,11 +321,13 @@ async fn release(console: Data, link: web::Form<ReleaseForm>) -> Reply {
     ))
 }
 
+/// The recipients' lists, where they are applied to mail (threat scanning is on).
 fn own_lists(console: &Console) -> Result<&OwnListBook, Refusal> {
     console
         .policy
         .as_deref()
         .map(|p| p.own_lists())
+        .filter(|b| b.applied())
         .ok_or_else(|| {
             refused(
                 StatusCode::NOT_FOUND,
@@ -356,8 +362,8 @@ fn lists_card(link: &str, entries: &[Entry]) -> String {
     };
     format!(
         "<div class=\"card\"><h2>我的黑白名单 / My allow and block lists</h2>\
-         <p class=\"muted\">白名单中的发件人不再被当作垃圾邮件拦截（病毒和明显的钓鱼仍会拦截）；黑名单中的发件人的邮件不再送达您。\
-         <br>Mail from senders you allow is no longer held as spam (viruses and clear phishing still are); mail from senders you block no longer reaches you.</p>\
+         <p class=\"muted\">白名单中发件人的邮件大多不再被当作垃圾邮件拦截（病毒、明显的钓鱼和得分很高的垃圾邮件仍会拦截，冒充发件人的邮件不受白名单保护）；黑名单中的发件人的邮件不再送达您。\
+         <br>Mail from senders you allow is mostly no longer held as spam (viruses, clear phishing and very high-scoring spam still are, and mail that fails sender authentication is not spared); mail from senders you block no longer reaches you.</p>\
          {table}<form method=\"post\" action=\"/u/lists\" class=\"filters\"><input type=\"hidden\" name=\"t\" value=\"{link}\">\
          <input type=\"hidden\" name=\"op\" value=\"add\">\
          <label>名单 List <select name=\"list\"><option value=\"allow\">白名单 / allow</option><option value=\"block\">黑名单 / block</option></select></label>\
@@ -473,18 +479,18 @@ async fn portal(console: Data, link: web::Query<Link>) -> Reply {
         rows.push_str(&format!(
             "<div class=\"card\">{}{}</div>",
             describe(item, console.config.server.zone()),
-            release_form(&release, &item.mail_from)
+            release_form(&release, &item.mail_from, own_lists(&console).is_ok())
         ));
     }
-    let lists = match console.policy.as_deref() {
-        Some(p) => lists_card(
+    let lists = match own_lists(&console) {
+        Ok(book) => lists_card(
             &link.t,
-            &p.own_lists().entries(&c.rcpt).await.unwrap_or_else(|e| {
+            &book.entries(&c.rcpt).await.unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "cannot read a recipient's own lists");
                 Vec::new()
             }),
         ),
-        None => String::new(),
+        Err(_) => String::new(),
     };
     let intro = format!(
         "<p>{} 的隔离邮件：{count} 封。/ Held mail for {}: {count}.</p>",
@@ -535,11 +541,18 @@ async fn login(req: actix_web::HttpRequest, console: Data, form: web::Form<SignI
             "失败次数过多，请稍后再试 / too many failed sign-ins from here: try again later",
         ));
     }
-    let actor = format!("directory:{user}");
+    // Counted as failed until it is known otherwise: a burst of parallel attempts all pass
+    // the check above, but each one counts before it waits for the directory.
+    console.accounts.source_attempt(&ip, at);
+    // The name is the visitor's text: the audit log gets it on one line, bounded.
+    let shown: String = user.chars().filter(|c| !c.is_control()).take(64).collect();
+    let actor = format!("directory:{shown}");
     let addresses = match dir.sign_in(&user, &form.password).await {
-        Ok(a) => a,
+        Ok(a) => {
+            console.accounts.source_succeeded(&ip);
+            a
+        }
         Err(jianmen_mta::directory::DirectoryError::Refused) => {
-            console.accounts.source_failed(&ip, at);
             console
                 .record(&actor, "user.login_fail", &format!("from {ip}"))
                 .await;
@@ -549,6 +562,8 @@ async fn login(req: actix_web::HttpRequest, console: Data, form: web::Form<SignI
             ));
         }
         Err(e) => {
+            // Not the visitor's failure.
+            console.accounts.source_succeeded(&ip);
             tracing::error!(error = %e, "recipient sign-in: the directory cannot be asked");
             return Err(refused(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -302,6 +302,7 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
             LinkKey::load_or_create(&config.server.data_dir)?,
             queue_for_links.clone(),
             config.server.hostname.clone(),
+            config.server.zone(),
         );
         drills.start();
         intake = intake.reporting_drills(drills.clone());

@@ -5,10 +5,16 @@
 //! lockout and password rules included.
 //!
 //! The directory is another party's server, so its answers are bounded like any input: one
-//! sign-in takes at most `timeout_secs` in all, at most two entries are read from a search
-//! (two means the name is ambiguous: refused), and at most [`MAX_ADDRESSES`] addresses are
+//! sign-in takes at most `timeout_secs` in all (waiting for its turn included), at most two
+//! entries are read from a search (two means the name is ambiguous: refused; references and
+//! intermediate messages are not entries), an entry the client library cannot read is an
+//! unavailable directory rather than a crash, and at most [`MAX_ADDRESSES`] addresses are
 //! taken from the entry. Sign-ins run [`MAX_AT_ONCE`] at a time, so a flood of them cannot
 //! become a flood of binds against the directory.
+//!
+//! Left as it is: an unknown name is refused without a bind, so it is answered a little
+//! sooner than a wrong password — the per-source failure limit of the caller bounds what that
+//! timing can enumerate.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -147,13 +153,16 @@ impl Directory {
         {
             return Err(DirectoryError::Refused);
         }
-        let _turn = self
-            .at_once
-            .acquire()
-            .await
-            .map_err(|e| DirectoryError::Unavailable(e.to_string()))?;
         let limit = Duration::from_secs(self.config.timeout_secs);
-        match tokio::time::timeout(limit, self.ask(user, password)).await {
+        let turn_then_ask = async {
+            let _turn = self
+                .at_once
+                .acquire()
+                .await
+                .map_err(|e| DirectoryError::Unavailable(e.to_string()))?;
+            self.ask(user, password).await
+        };
+        match tokio::time::timeout(limit, turn_then_ask).await {
             Ok(answer) => answer,
             Err(_) => Err(DirectoryError::Unavailable(format!(
                 "no answer within {} s",
@@ -215,7 +224,8 @@ impl Directory {
             .user_filter
             .replace("{user}", &ldap3::ldap_escape(user));
         let mut search = ldap
-            .streaming_search(
+            .streaming_search_with(
+                ldap3::adapters::EntriesOnly::new(),
                 &self.config.base_dn,
                 Scope::Subtree,
                 &filter,
@@ -226,7 +236,21 @@ impl Directory {
         let mut entries = Vec::new();
         while entries.len() < 2 {
             match search.next().await {
-                Ok(Some(entry)) => entries.push(SearchEntry::construct(entry)),
+                Ok(Some(entry)) => {
+                    // The library panics on an entry it cannot read (a DN that is not UTF-8,
+                    // say): that is the directory's fault, not a reason to lose the worker.
+                    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        SearchEntry::construct(entry)
+                    }));
+                    match read {
+                        Ok(e) => entries.push(e),
+                        Err(_) => {
+                            return Err(DirectoryError::Unavailable(
+                                "search: an entry that cannot be read".into(),
+                            ));
+                        }
+                    }
+                }
                 Ok(None) => break,
                 Err(e) => return Err(down("search", e)),
             }
@@ -249,14 +273,12 @@ impl Directory {
                 .find(|(k, _)| k.eq_ignore_ascii_case(attr))
                 .map(|(_, v)| v.as_slice())
                 .unwrap_or_default();
-            for v in values.iter().take(MAX_ADDRESSES) {
-                let v = v.trim();
-                let v = match v.get(..5) {
-                    Some(p) if p.eq_ignore_ascii_case("smtp:") => &v[5..],
-                    _ => v,
-                };
-                let v = v.to_lowercase();
-                if v.contains('@') && v.len() <= MAX_INPUT && !addresses.contains(&v) {
+            for v in values
+                .iter()
+                .take(MAX_ADDRESSES)
+                .filter_map(|v| mail_address(v))
+            {
+                if !addresses.contains(&v) {
                     addresses.push(v);
                 }
             }
@@ -266,9 +288,46 @@ impl Directory {
     }
 }
 
+/// A directory value as a mail address (lower case). Active Directory's `proxyAddresses` name
+/// their kind (`SMTP:`, `smtp:`, `sip:`, `x500:`…): only mail addresses count.
+fn mail_address(value: &str) -> Option<String> {
+    let v = match value.trim().split_once(':') {
+        Some((kind, rest)) if !kind.contains('@') => {
+            kind.eq_ignore_ascii_case("smtp").then_some(rest)?
+        }
+        _ => value.trim(),
+    };
+    let v = v.to_lowercase();
+    (v.contains('@') && v.len() <= MAX_INPUT).then_some(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_mail_addresses_are_taken_from_the_entry() {
+        assert_eq!(
+            mail_address(" Dora@Example.com ").as_deref(),
+            Some("dora@example.com")
+        );
+        assert_eq!(
+            mail_address("SMTP:Dora@Example.com").as_deref(),
+            Some("dora@example.com")
+        );
+        assert_eq!(
+            mail_address("smtp:alias@example.com").as_deref(),
+            Some("alias@example.com")
+        );
+        for other in [
+            "sip:dora@example.com",
+            "eum:dora@example.com",
+            "x500:/o=Org/cn=dora",
+            "dora",
+        ] {
+            assert_eq!(mail_address(other), None, "{other}");
+        }
+    }
 
     fn config(extra: &str) -> Result<DirectoryConfig, String> {
         let c: DirectoryConfig = toml::from_str(&format!(

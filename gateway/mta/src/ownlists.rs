@@ -141,27 +141,28 @@ impl OwnListBook {
             changes: Mutex::new(()),
         };
         if let Some(p) = &book.pipeline {
-            let rows = sqlx::query("SELECT owner, list, entry FROM own_lists ORDER BY owner")
-                .fetch_all(book.store.reader())
-                .await?;
-            let mut all: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
+            let rows = sqlx::query(
+                "SELECT owner, list, entry FROM own_lists WHERE list IN ('allow', 'block')
+                 ORDER BY owner",
+            )
+            .fetch_all(book.store.reader())
+            .await?;
+            let mut all: BTreeMap<String, Vec<(ListKind, String)>> = BTreeMap::new();
             for r in &rows {
-                let lists = all.entry(r.get(0)).or_default();
-                match ListKind::parse(r.get(1))? {
-                    ListKind::Allow => lists.0.push(r.get(2)),
-                    ListKind::Block => lists.1.push(r.get(2)),
-                }
+                all.entry(r.get(0))
+                    .or_default()
+                    .push((ListKind::parse(r.get(1))?, r.get(2)));
             }
-            for (owner, (allow, block)) in all {
-                match OwnLists::parse(&allow, &block) {
-                    Ok(lists) => p.set_own_lists(&owner, lists),
-                    Err(e) => {
-                        tracing::warn!(owner, error = %e, "a personal list is not in force")
-                    }
-                }
+            for (owner, entries) in all {
+                p.set_own_lists(&owner, readable(&owner, entries));
             }
         }
         Ok(book)
+    }
+
+    /// Whether the lists are applied to mail here (threat scanning is on).
+    pub fn applied(&self) -> bool {
+        self.pipeline.is_some()
     }
 
     /// The owner's address in lower case, if it is one of a protected domain.
@@ -187,8 +188,8 @@ impl OwnListBook {
     pub async fn entries(&self, owner: &str) -> Result<Vec<Entry>, OwnListError> {
         let owner = self.owner(owner)?;
         let rows = sqlx::query(
-            "SELECT list, entry, added_at, added_by FROM own_lists WHERE owner = ?
-             ORDER BY list, added_at, rowid",
+            "SELECT list, entry, added_at, added_by FROM own_lists
+             WHERE owner = ? AND list IN ('allow', 'block') ORDER BY list, added_at, rowid",
         )
         .bind(&owner)
         .fetch_all(self.store.reader())
@@ -306,7 +307,7 @@ impl OwnListBook {
             return Err(OwnListError::AllFull);
         }
         tx.commit().await?;
-        self.put_in_force(&owner).await?;
+        self.put_in_force(&owner).await;
         Ok(added)
     }
 
@@ -328,28 +329,45 @@ impl OwnListBook {
             .rows_affected()
             > 0;
         if gone {
-            self.put_in_force(&owner).await?;
+            self.put_in_force(&owner).await;
         }
         Ok(gone)
     }
 
-    /// Puts `owner`'s stored lists in force (the caller holds `changes`).
-    async fn put_in_force(&self, owner: &str) -> Result<(), OwnListError> {
+    /// Puts `owner`'s stored lists in force (the caller holds `changes`). The change is
+    /// stored already: should reading it back fail, the gateway says so loudly and the lists
+    /// in force are the ones from before, until the next change or start.
+    async fn put_in_force(&self, owner: &str) {
         let Some(p) = &self.pipeline else {
-            return Ok(());
+            return;
         };
-        let (mut allow, mut block) = (Vec::new(), Vec::new());
-        for e in self.entries(owner).await? {
-            match e.list {
-                ListKind::Allow => allow.push(e.entry),
-                ListKind::Block => block.push(e.entry),
+        match self.entries(owner).await {
+            Ok(entries) => p.set_own_lists(
+                owner,
+                readable(owner, entries.into_iter().map(|e| (e.list, e.entry))),
+            ),
+            Err(e) => {
+                tracing::error!(owner, error = %e, "a changed personal list is not in force")
             }
         }
-        let lists =
-            OwnLists::parse(&allow, &block).map_err(|e| OwnListError::Entry(e.0.clone()))?;
-        p.set_own_lists(owner, lists);
-        Ok(())
     }
+}
+
+/// `owner`'s lists from stored `(list, entry)` rows; an entry this version cannot read is
+/// left out with a warning rather than taking the others (or the gateway) down with it.
+fn readable(owner: &str, rows: impl IntoIterator<Item = (ListKind, String)>) -> OwnLists {
+    let (mut allow, mut block) = (Vec::new(), Vec::new());
+    for (list, entry) in rows {
+        if AddressList::parse(std::slice::from_ref(&entry)).is_err() {
+            tracing::warn!(owner, entry, "a personal list entry is not in force");
+            continue;
+        }
+        match list {
+            ListKind::Allow => allow.push(entry),
+            ListKind::Block => block.push(entry),
+        }
+    }
+    OwnLists::parse(&allow, &block).unwrap_or_default()
 }
 
 #[cfg(test)]

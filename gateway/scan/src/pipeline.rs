@@ -181,8 +181,9 @@ pub struct LinkJudgement {
 /// One recipient's own allow and block lists (kept by the gateway's store, edited by the
 /// recipient from a digest's link or by an administrator). They judge only that recipient's
 /// copy, and their points are bounded: a recipient's allow list cannot let a virus, or
-/// phishing with strong evidence, through; their block list outweighs the organisation's
-/// allow list.
+/// phishing with strong evidence, through, and does not count for mail that fails sender
+/// authentication (SPF fail or softfail, DMARC fail: anyone can write a trusted sender's
+/// address); their block list outweighs the organisation's allow list.
 #[derive(Debug, Default, Clone)]
 pub struct OwnLists {
     allow: AddressList,
@@ -207,10 +208,19 @@ impl OwnLists {
         self.allow.is_empty() && self.block.is_empty()
     }
 
-    /// The symbol and the entry that matched, if one did.
-    fn judge(&self, client: Option<IpAddr>, senders: &[&str]) -> Option<(&'static str, String)> {
+    /// The symbol and the entry that matched, if one did; the allow list only for mail whose
+    /// sender is not `spoofed`.
+    fn judge(
+        &self,
+        client: Option<IpAddr>,
+        senders: &[&str],
+        spoofed: bool,
+    ) -> Option<(&'static str, String)> {
         if let Some(entry) = self.block.matches(client, senders) {
             return Some((OWN_BLOCK, entry));
+        }
+        if spoofed {
+            return None;
         }
         self.allow
             .matches(client, senders)
@@ -230,7 +240,7 @@ pub struct Pipeline {
     history: Option<ContactHistory>,
     policies: RwLock<Arc<InForce>>,
     /// Recipients' own lists, by lower-case address.
-    own_lists: RwLock<Arc<BTreeMap<String, OwnLists>>>,
+    own_lists: RwLock<Arc<BTreeMap<String, Arc<OwnLists>>>>,
     classifier: RwLock<Option<Arc<dyn Classifier>>>,
     data_dir: Option<PathBuf>,
     shipped: Shipped,
@@ -910,11 +920,11 @@ impl Pipeline {
         if lists.is_empty() {
             all.remove(&owner);
         } else {
-            all.insert(owner, lists);
+            all.insert(owner, Arc::new(lists));
         }
     }
 
-    fn own_lists(&self) -> Arc<BTreeMap<String, OwnLists>> {
+    fn own_lists(&self) -> Arc<BTreeMap<String, Arc<OwnLists>>> {
         self.own_lists
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -1282,12 +1292,15 @@ impl Scanner for Arc<Pipeline> {
         let policies = self.policies();
         let own_lists = self.own_lists();
         let senders = [ctx.mail_from.as_str(), analysis.from_addr.as_str()];
+        let spoofed = analysis.symbols.hits().iter().any(|h| {
+            h.name.starts_with("DMARC_FAIL") || h.name == "SPF_FAIL" || h.name == "SPF_SOFTFAIL"
+        });
         for rcpt in &envelope.rcpts {
             let domain = domain_of(rcpt).to_ascii_lowercase();
             let key = policies.domains.contains_key(&domain).then_some(domain);
             let own = own_lists
                 .get(&rcpt.to_lowercase())
-                .and_then(|l| l.judge(ctx.client_ip, &senders));
+                .and_then(|l| l.judge(ctx.client_ip, &senders, spoofed));
             groups.entry((key, own)).or_default().push(rcpt.clone());
         }
         let mut out = Vec::new();
@@ -1607,6 +1620,21 @@ mod tests {
         p.set_own_lists("u@example.com", OwnLists::default());
         p.set_own_lists("v@example.com", OwnLists::default());
         assert_eq!(p.scan(&envelope, MESSAGE).await.len(), 1);
+    }
+
+    /// Anyone can write a trusted sender's address: the allow list does not count for mail
+    /// that fails sender authentication; the block list does.
+    #[test]
+    fn an_own_allow_list_does_not_count_for_spoofed_mail() {
+        let lists = OwnLists::parse(&["boss@partner.test".into()], &["@spam.test".into()]).unwrap();
+        let senders = ["boss@partner.test", "boss@partner.test"];
+        assert_eq!(
+            lists.judge(None, &senders, false).map(|j| j.0),
+            Some(OWN_ALLOW)
+        );
+        assert_eq!(lists.judge(None, &senders, true), None);
+        let spam = ["x@spam.test", ""];
+        assert_eq!(lists.judge(None, &spam, true).map(|j| j.0), Some(OWN_BLOCK));
     }
 
     const MESSAGE: &[u8] =

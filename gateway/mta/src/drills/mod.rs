@@ -145,16 +145,19 @@ pub struct Drills {
     key: LinkKey,
     queue: Arc<Queue>,
     hostname: String,
+    /// The zone a lure's `{date}` is told in.
+    zone: chrono_tz::Tz,
 }
 
 impl Drills {
-    /// The service; `start` sends.
+    /// The service, sending as `hostname` with dates in `zone`; `start` sends.
     pub fn new(
         config: DrillsConfig,
         store: Arc<SqliteStore>,
         key: LinkKey,
         queue: Arc<Queue>,
         hostname: String,
+        zone: chrono_tz::Tz,
     ) -> Arc<Drills> {
         Arc::new(Drills {
             config,
@@ -162,6 +165,7 @@ impl Drills {
             key,
             queue,
             hostname,
+            zone,
         })
     }
 
@@ -448,11 +452,7 @@ impl Drills {
         let token = self.token(&c.id, &person.email);
         let base = self.config.base_url.trim_end_matches('/');
         let date = chrono::DateTime::from_timestamp(now, 0)
-            .map(|d| {
-                d.with_timezone(&chrono::Local)
-                    .format("%Y-%m-%d")
-                    .to_string()
-            })
+            .map(|d| d.with_timezone(&self.zone).format("%Y-%m-%d").to_string())
             .unwrap_or_default();
         let link = format!("{base}/d/{token}");
         let fill = Fill {

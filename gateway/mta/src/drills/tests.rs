@@ -18,6 +18,7 @@ async fn drills(dir: &std::path::Path) -> Arc<Drills> {
         LinkKey::load_or_create(dir).unwrap(),
         queue,
         "gw.example.com".into(),
+        chrono_tz::Asia::Shanghai,
     )
 }
 
