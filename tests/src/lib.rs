@@ -140,6 +140,12 @@ impl Setup {
         self
     }
 
+    /// Serves the console on 127.0.0.1:`port` (the `[console]` section's other keys at their
+    /// defaults).
+    pub fn console(self, port: u16) -> Self {
+        self.section(&format!("[console]\nlisten = \"127.0.0.1:{port}\""))
+    }
+
     /// Adds a `[smtp]` line.
     pub fn smtp(mut self, line: &str) -> Self {
         self.smtp.push(line.to_owned());

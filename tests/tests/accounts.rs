@@ -61,7 +61,7 @@ fn a_hijacked_account_is_contained_and_cleared_and_colleagues_are_not_phished() 
     let mut setup = Setup::new(internet.port, internet.port)
         .scanning(&[])
         .smtp(&format!("internal_relays = [\"{RELAY_IP}\"]"))
-        .section(&format!("[console]\nlisten = \"127.0.0.1:{console_port}\""))
+        .console(console_port)
         .section("[behaviour]\nthrottle_per_hour = 10\nnotify = [\"secops@corp.test\"]");
     setup.also_protected = vec!["corp.test".into()];
     let mut gw = Gateway::start(&setup);

@@ -32,7 +32,7 @@ fn security_admin_releases_quarantined_mail_in_chromium() {
         .scanning(&[
             "thresholds = { spam = 6.0, spam_high = 60.0, phish = 6.0, bec = 6.0, virus = 5.0 }",
         ])
-        .section(&format!("[console]\nlisten = \"127.0.0.1:{console_port}\""));
+        .console(console_port);
     // Upgrades: releases and trusted keys of this test's own, and a file that is no package.
     let upgrades = tempfile::tempdir().unwrap();
     let trust_line = Command::new(jianmen_bin())
@@ -204,7 +204,7 @@ fn policy_edited_in_chromium_applies_to_the_next_message() {
         .scanning(&[
             "thresholds = { spam = 6.0, spam_high = 60.0, phish = 6.0, bec = 6.0, virus = 5.0 }",
         ])
-        .section(&format!("[console]\nlisten = \"127.0.0.1:{console_port}\""));
+        .console(console_port);
     let gw = Gateway::start(&setup);
     let mut c = Client::ready(gw.addr);
     let blocked = "mass@bulk.test";
@@ -290,8 +290,7 @@ fn two_step_sign_in_is_turned_on_and_then_needed() {
     let browser = Browser::ready();
     let sink = Sink::start(&[]);
     let console_port = free_port();
-    let setup = Setup::new(sink.port, sink.port)
-        .section(&format!("[console]\nlisten = \"127.0.0.1:{console_port}\""));
+    let setup = Setup::new(sink.port, sink.port).console(console_port);
     let gw = Gateway::start(&setup);
     let (user, pass) = gw.initial_account("security");
     browser.run(
@@ -317,7 +316,7 @@ fn every_page_of_every_role_is_translated_and_fits() {
         .scanning(&[
             "thresholds = { spam = 6.0, spam_high = 60.0, phish = 6.0, bec = 6.0, virus = 5.0 }",
         ])
-        .section(&format!("[console]\nlisten = \"127.0.0.1:{console_port}\""));
+        .console(console_port);
     let gw = Gateway::start(&setup);
     let mut c = Client::ready(gw.addr);
     for (from, message) in [
@@ -392,8 +391,7 @@ fn a_certificate_installed_in_the_console_is_served_at_once() {
     let browser = Browser::ready();
     let sink = Sink::start(&[]);
     let console_port = free_port();
-    let setup = Setup::new(sink.port, sink.port)
-        .section(&format!("[console]\nlisten = \"127.0.0.1:{console_port}\""));
+    let setup = Setup::new(sink.port, sink.port).console(console_port);
     let gw = Gateway::start(&setup);
     let ca = tempfile::tempdir().unwrap();
     let dir = ca.path();

@@ -26,7 +26,7 @@ fn a_drill_counts_clicks_submissions_and_reports_and_keeps_nothing_typed() {
     let base = format!("https://127.0.0.1:{console_port}");
     let gw = Gateway::start(
         &Setup::new(sink.port, sink.port)
-            .section(&format!("[console]\nlisten = \"127.0.0.1:{console_port}\""))
+            .console(console_port)
             .section(&format!(
                 "[drills]\nenabled = true\nbase_url = \"{base}\"\nreport_address = \"report@example.com\"\n"
             )),

@@ -69,7 +69,7 @@ fn links_are_rewritten_and_a_link_that_went_bad_warns_at_the_click() {
                 "uribl = [{ zone = \"uribl.test\", symbol = \"URIBL_TEST\" }]",
             ])
             .section(&format!("[dns]\nresolver = \"127.0.0.1:{}\"", dns.port))
-            .section(&format!("[console]\nlisten = \"127.0.0.1:{console_port}\""))
+            .console(console_port)
             .section(&format!(
                 "[links]\nenabled = true\nbase_url = \"https://127.0.0.1:{console_port}\"\n\
                  skip = [\"partner.test\"]\nnotify = [\"secadmin@example.com\"]\n"

@@ -110,7 +110,7 @@ fn outbound_mail_is_signed_and_id_lists_wait_for_approval() {
     let console_port = free_port();
     let mut setup = Setup::new(internet.port, internet.port)
         .smtp(&format!("internal_relays = [\"{RELAY_IP}\"]"))
-        .section(&format!("[console]\nlisten = \"127.0.0.1:{console_port}\""))
+        .console(console_port)
         .section(
             "[[dlp.policy]]\nname = \"身份证号批量外发\"\ndetect = { resident_id = 5 }\n\
              action = \"hold\"\napproval_hours = 24",

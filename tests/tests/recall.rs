@@ -112,7 +112,7 @@ impl Site {
         std::fs::write(&secret, "master-secret-9\n").unwrap();
         let console_port = free_port();
         let setup = Setup::new(postfix.port, elsewhere.port)
-                .section(&format!("[console]\nlisten = \"127.0.0.1:{console_port}\""))
+                .console(console_port)
                 .section(&format!(
                     "[recall]\nfolder = \"Recalled\"\nnotify_recipients = true\n[[recall.imap]]\ndomains = [\"example.com\"]\n\
                      host = \"127.0.0.1\"\nport = {}\ntls = \"tls\"\ntls_ca = \"{}\"\n\
