@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# cross/test.sh <target> [--cpu CPU]: tests Jianmen built for <target> under qemu-user, in two parts.
+# cross/test.sh <target> [--cpu CPU] [--glibc VERSION]: tests Jianmen built for <target> under
+# qemu-user, in two parts.
 #  1. The gateway crates' own tests (jianmen-gm, -scan, -mta, -webui and the binary: unit,
 #     integration, doctests; among them the model parity test) compiled for <target> and run by
 #     the target's QEMU runner.
@@ -10,16 +11,23 @@
 # With --cpu, the build tuned for that processor (cross/build.sh --cpu) goes through part 2 only:
 # its part 1 would compile every test again for one CPU. For loongarch64 `--cpu la464` is the
 # LSX/LASX build, run by qemu-user 10 (cross/setup-qemu-user-10.sh), as 7.2 has neither.
+# With --glibc, part 2 runs the binary the packages ship (cross/build.sh --glibc, zig from
+# packaging/build.sh's venv): CI then builds the release binary once for both this and
+# packaging/test-arch.sh instead of twice.
 # Run cross/setup-<target>.sh once first. Extra arguments go to both `cargo test` runs
 # (e.g. a test name filter).
 set -euo pipefail
 target=${1:?usage: cross/test.sh <target> [--cpu CPU] [cargo test args...]}
 shift
 cpu=""
-if [ "${1:-}" = --cpu ]; then
-  cpu=${2:?--cpu needs a CPU}
+glibc=""
+while [ "${1:-}" = --cpu ] || [ "${1:-}" = --glibc ]; do
+  case "$1" in
+    --cpu) cpu=${2:?--cpu needs a CPU} ;;
+    --glibc) glibc=${2:?--glibc needs a version} ;;
+  esac
   shift 2
-fi
+done
 cd "$(dirname "$0")/.."
 
 # The suites of tests/ that need nothing QEMU cannot give. Left out: console_browser (headless
@@ -41,7 +49,7 @@ if [ -z "$cpu" ]; then
 fi
 
 echo "== $target${cpu:+ (-C target-cpu=$cpu)}: end-to-end suites against the $target binary"
-bin=$(cross/build.sh "$target" --release ${cpu:+--cpu "$cpu"} | tail -n 1)
+bin=$(cross/build.sh "$target" --release ${cpu:+--cpu "$cpu"} ${glibc:+--glibc "$glibc"} | tail -n 1)
 runner=$(. cross/env.sh && cross_env "$target" && echo "$JIANMEN_CROSS_RUNNER")
 if [ -n "$cpu" ] && [ "$target" = loongarch64-unknown-linux-musl ]; then
   runner="setarch -R $(cross/setup-qemu-user-10.sh | tail -n 1)/qemu-loongarch64 -cpu $cpu"
