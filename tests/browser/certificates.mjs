@@ -2,8 +2,8 @@
 // administrator is refused a certificate with another certificate's key (in words), makes a
 // certificate request on the system page, has it signed here by the test CA (openssl, as a CA
 // would), installs the issued certificate alone (the key stayed on the gateway) and sees it
-// listed as installed, with the short validity warned about. The test then checks what
-// STARTTLS and the console serve. Screenshots go to $JM_SHOTS.
+// listed as installed, with the short validity warned about; then downloads a backup. The test
+// then checks what STARTTLS and the console serve, and that the backup opens. Screenshots go to $JM_SHOTS.
 import { execFileSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { env, run, signIn } from './harness.mjs';
@@ -55,5 +55,20 @@ await run('certificates', async (page, shots) => {
   const row = await page.textContent('#system-certificates tbody tr:first-child');
   if (!row.includes('控制台安装') || !row.includes('Jianmen Test CA')) throw new Error(`not listed as installed: ${row}`);
   await page.screenshot({ path: `${shots}/certificates-3-installed.png`, fullPage: true });
-  return 'installed the certificate issued for a request made in the console';
+
+  // A backup: two passphrases that differ are caught in the page; then one is downloaded,
+  // sealed (the test opens it with the passphrase through `jianmen restore`).
+  await page.fill('#backup-pass', 'Backup-Passphrase-2026');
+  await page.fill('#backup-pass2', 'Backup-Passphrase-2027');
+  await page.click('#backup-download');
+  await page.waitForFunction(() => document.querySelector('#backup-result')?.className === 'error');
+  if (!(await page.textContent('#backup-result')).includes('不一致')) throw new Error('differing passphrases not caught');
+  await page.fill('#backup-pass2', 'Backup-Passphrase-2026');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#backup-download')]);
+  if (!/^jianmen-.+\.jbk$/.test(download.suggestedFilename())) throw new Error(`named ${download.suggestedFilename()}`);
+  await download.saveAs(`${dir}/gateway.jbk`);
+  await page.waitForFunction(() => document.querySelector('#backup-result')?.textContent.includes('个文件'));
+  if (!(await page.textContent('#restore-command')).includes('jianmen restore')) throw new Error('no restore command shown');
+  await page.screenshot({ path: `${shots}/certificates-4-backup.png`, fullPage: true });
+  return 'installed the certificate issued for a request made in the console, downloaded a backup';
 });

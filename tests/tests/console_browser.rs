@@ -456,7 +456,35 @@ fn a_certificate_installed_in_the_console_is_served_at_once() {
         .unwrap();
     let text = String::from_utf8_lossy(&audit.stdout);
     assert!(
-        text.contains("tls.request") && text.contains("tls.install"),
+        text.contains("tls.request")
+            && text.contains("tls.install")
+            && text.contains("backup.make"),
         "{text}"
     );
+    // The downloaded backup opens with its passphrase: the restore gets as far as the lock the
+    // running gateway holds (and a wrong passphrase not even that far).
+    let backup = dir.join("gateway.jbk");
+    let sealed = std::fs::read(&backup).unwrap();
+    assert!(sealed.starts_with(b"JMBKUP1\n"), "a sealed backup");
+    for (passphrase, said) in [
+        ("Backup-Passphrase-2026", "is held"),
+        ("Backup-Passphrase-2027", "wrong passphrase"),
+    ] {
+        let file = dir.join("passphrase");
+        std::fs::write(&file, passphrase).unwrap();
+        let out = Command::new(jianmen_bin())
+            .args(["restore", "--config"])
+            .arg(&gw.config)
+            .arg("--from")
+            .arg(&backup)
+            .arg("--passphrase-file")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(said),
+            "{passphrase}: {stderr}"
+        );
+    }
 }

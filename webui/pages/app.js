@@ -139,7 +139,8 @@ const T = {
       'queue.delete': '删除队列邮件', 'queue.flush': '立即投递队列', 'queue.retry': '重试投递', 'recall.start': '召回邮件', 'recall.undo': '撤销召回',
       'risk.clear': '解除风险账户', 'risk.confirm': '确认账户失陷', 'totp.disable': '停用两步验证', 'totp.enable': '启用两步验证',
       'tls.install': '安装证书', 'tls.remove': '恢复配置的证书', 'tls.request': '生成证书请求',
-      'upgrade.apply': '离线升级', 'upgrade.keep': '确认升级', 'upgrade.refuse': '拒绝升级包', 'upgrade.rollback': '回退升级' },
+      'upgrade.apply': '离线升级', 'upgrade.keep': '确认升级', 'upgrade.refuse': '拒绝升级包', 'upgrade.rollback': '回退升级',
+      'backup.make': '生成备份', 'backup.fail': '备份失败', 'backup.restore': '从备份恢复' },
     linksInMessage: '邮件中的链接（仅列出真实地址，不会打开）', linkText: '显示文字', linkTarget: '实际地址', linkMismatch: '文字与地址不符',
     formTargets: '表单提交到：', headerFields: '邮件头（{n} 个字段，其中 Received {r} 个）', headerName: '字段', headerValue: '内容',
     certificates: '证书', certRole: '用途', certSource: '来源', certSubject: '主题', certNames: '名称', certUntil: '有效期至',
@@ -180,6 +181,11 @@ const T = {
     clock: '时间与同步', gatewayTime: '网关时间', timeZone: '时区', ntp: '时间同步（NTP）', ntpSynced: '已同步', ntpNotSynced: '未同步',
     ntpOff: '未启用时间同步', ntpUnknown: '无法读取（系统不是由 systemd 管理）', browserSkew: '与本浏览器时间相差',
     skewOk: '{n} 秒', skewWarn: '{n} 秒：请检查网关或本机的时间',
+    backup: '备份与恢复', backupHelp: '备份包含配置文件及其所在目录中的文件、密钥（邮件存储加密、DKIM、链接签名）、在控制台安装的证书和各项设置（策略版本、个人名单、演练模板、控制台账号），不含邮件和日志。备份文件用下面的口令加密（Argon2id 派生密钥，SM4-GCM 加密），没有口令就无法恢复：请把口令与备份分开保管。',
+    backupPass: '备份口令（至少 12 个字符）', backupPass2: '再次输入口令', backupDownload: '生成并下载备份', backupMaking: '正在生成备份…',
+    backupMismatch: '两次输入的口令不一致。', backupDone: '已下载 {f}：{n} 个文件。', backupOutside: '配置中引用的 {n} 个文件不在配置目录内，未包含在备份中，请另行保存（详见审计日志）。',
+    restoreCommand: 'systemctl stop jianmen\njianmen restore --from <备份文件.jbk> --passphrase-file <口令文件>\nsystemctl start jianmen',
+    restoreHelp: '恢复会改写 root 所有的配置目录，只能在设备上以 root 执行，且须先停止网关：', err_backup_passphrase: '备份口令至少需要 12 个字符。',
     ownNotApplied: '威胁检测未开启（scan.enabled），个人名单会保存但不会作用于邮件。', ownAdded: '已添加 {n} 条新条目。', remove: '移除', ownRemoved: '已移除。', confirmOwnRemove: '从 {owner} 的{list}中移除“{entry}”？',
     err_own_owner: '不是受保护域的邮件地址（或不在你管理的域内）。', err_own_full: '名单已满：每个收件人最多 500 条。', err_list_entry: '条目格式不正确：应为地址、@域名、域名、IP 或 CIDR。',
   },
@@ -349,6 +355,11 @@ const T = {
     clock: 'Time and synchronisation', gatewayTime: 'Gateway time', timeZone: 'Time zone', ntp: 'Time synchronisation (NTP)', ntpSynced: 'Synchronised', ntpNotSynced: 'Not synchronised',
     ntpOff: 'No time synchronisation', ntpUnknown: 'Unknown (the system is not run by systemd)', browserSkew: 'Difference from this browser',
     skewOk: '{n} s', skewWarn: '{n} s: check the gateway\'s or this computer\'s clock',
+    backup: 'Backup and restore', backupHelp: 'A backup holds the configuration file and the files in its directory, the keys (spool sealing, DKIM, link signing), the certificates installed here and the settings (policy versions, personal lists, drill templates, console accounts); not mail, not logs. It is sealed with the passphrase below (Argon2id, SM4-GCM) and cannot be restored without it: keep the passphrase apart from the backup.',
+    backupPass: 'Passphrase (at least 12 characters)', backupPass2: 'The passphrase again', backupDownload: 'Make and download a backup', backupMaking: 'Making the backup…',
+    backupMismatch: 'The two passphrases differ.', backupDone: '{f} downloaded: {n} files.', backupOutside: '{n} files the configuration names lie outside its directory and are not in the backup: keep them yourself (the audit log names them).',
+    restoreCommand: 'systemctl stop jianmen\njianmen restore --from <backup.jbk> --passphrase-file <passphrase file>\nsystemctl start jianmen',
+    restoreHelp: 'A restore rewrites the configuration directory root owns: it is run at the appliance, as root, with the gateway stopped:', err_backup_passphrase: 'The passphrase needs at least 12 characters.',
     ownNotApplied: 'Threat scanning is off (scan.enabled): personal lists are kept but do not act on mail.', ownAdded: '{n} new entries added.', remove: 'Remove', ownRemoved: 'Removed.', confirmOwnRemove: 'Remove “{entry}” from the {list} list of {owner}?',
     err_own_owner: 'Not an address of a protected domain (or not in your domain).', err_own_full: 'The lists are full: at most 500 entries a recipient.', err_list_entry: 'Not an address, @domain, domain, IP or CIDR range.',
   },
@@ -1379,6 +1390,7 @@ async function systemPage() {
       ['queueActive', String(s.queue.active)], ['queueHeld', String(s.queue.held)]])),
     clockCard(s.clock),
     certificatesCard(s),
+    backupCard(),
     el('div', { class: 'card', id: 'system-routes' }, el('h2', {}, t('routes')),
       table([t('domain'), t('nextHop'), t('port')], s.routes.map((r) => ({ cells: [r.domain === '*' ? t('allOtherDomains') : r.domain, r.host, String(r.port)] })))),
     el('div', { class: 'card', id: 'system-upgrade' }, el('h2', {}, t('upgrade')), pairs([
@@ -1402,6 +1414,39 @@ function clockCard(c) {
     el('dt', {}, t('ntp')), el('dd', { id: 'clock-sync' }, sync),
     el('dt', {}, t('browserSkew')), el('dd', { id: 'clock-skew' }, Math.abs(skew) > 60
       ? el('span', { class: 'badge phish' }, fill(t('skewWarn'), { n: Math.abs(skew) })) : fill(t('skewOk'), { n: Math.abs(skew) }))));
+}
+
+// A backup sealed with a passphrase typed twice, downloaded as a file; restoring it is root's
+// work at the appliance, so the card only says how.
+function backupCard() {
+  const msg = el('p', { role: 'status', id: 'backup-result' });
+  const pass = el('input', { type: 'password', id: 'backup-pass', minlength: 12, required: true, autocomplete: 'new-password' });
+  const again = el('input', { type: 'password', id: 'backup-pass2', minlength: 12, required: true, autocomplete: 'new-password' });
+  const form = el('form', { class: 'filters', id: 'backup-form', onsubmit: async (ev) => {
+    ev.preventDefault();
+    if (pass.value !== again.value) { msg.className = 'error'; msg.textContent = t('backupMismatch'); return; }
+    msg.className = 'notice';
+    msg.textContent = t('backupMaking');
+    try {
+      const r = await fetch('/api/system/backup', { method: 'POST', credentials: 'same-origin', body: JSON.stringify({ passphrase: pass.value }),
+        headers: { 'Accept': 'application/octet-stream, application/json', 'Content-Type': 'application/json', 'X-CSRF-Token': me ? me.csrf : '' } });
+      if (!r.ok) throw new Error(errorText(await r.json().catch(() => null)) || r.statusText);
+      const name = (/filename="([^"]+)"/.exec(r.headers.get('Content-Disposition') || '') || [])[1] || 'jianmen.jbk';
+      const link = el('a', { href: URL.createObjectURL(await r.blob()), download: name, id: 'backup-link' });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+      const outside = Number(r.headers.get('X-Backup-Outside') || 0);
+      pass.value = again.value = '';
+      msg.textContent = fill(t('backupDone'), { f: name, n: r.headers.get('X-Backup-Files') }) + (outside ? ' ' + fill(t('backupOutside'), { n: outside }) : '');
+    } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+  } },
+  el('label', { class: 'inline' }, t('backupPass'), ' ', pass), el('label', { class: 'inline' }, t('backupPass2'), ' ', again),
+  el('button', { class: 'primary', type: 'submit', id: 'backup-download' }, t('backupDownload')));
+  return el('div', { class: 'card', id: 'system-backup' }, el('h2', {}, t('backup')), el('p', { class: 'muted' }, t('backupHelp')), form, msg,
+    el('p', { class: 'muted' }, t('restoreHelp')),
+    el('pre', { id: 'restore-command' }, t('restoreCommand')));
 }
 
 // Whom this console role may manage (the server checks it too): system administrators their

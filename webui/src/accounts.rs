@@ -428,6 +428,13 @@ fn kind(role: Role, domain: Option<&str>) -> &'static str {
     }
 }
 
+/// The console database's tables that are settings (a backup carries them): the accounts, with
+/// their password hashes and second factors; sessions are not, so a restore signs everyone out.
+pub const SETTINGS: &[&str] = &["accounts"];
+
+/// The console database, in the data directory.
+pub const DATABASE: &str = "console.db";
+
 const ACCOUNT_COLUMNS: &str = "name, role, domain, must_change, locked_until, failures, created_at, \
      last_login, totp_secret IS NOT NULL AS totp";
 
@@ -435,7 +442,7 @@ impl Accounts {
     /// Opens (creating) `data_dir/console.db`.
     pub async fn open(data_dir: &Path, rules: ConsoleConfig) -> Result<Accounts, AccountError> {
         let pool = jianmen_mta::db::Database {
-            path: &data_dir.join("console.db"),
+            path: &data_dir.join(DATABASE),
             durability: jianmen_mta::db::Durability::PowerLoss,
             readers: 0,
             schema: &[SCHEMA],
@@ -444,6 +451,7 @@ impl Accounts {
                 ("accounts", "totp_pending", "TEXT"),
                 ("accounts", "totp_step", "INTEGER NOT NULL DEFAULT 0"),
             ],
+            settings: SETTINGS,
         }
         .open()
         .await?

@@ -13,6 +13,7 @@
 
 pub mod accounts;
 mod api;
+pub mod backup;
 mod certificates;
 pub mod clicks;
 mod drills;
@@ -416,6 +417,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     totp::routes(cfg);
     certificates::routes(cfg);
     upgrade::routes(cfg);
+    backup::routes(cfg);
     selfservice::routes(cfg);
     clicks::routes(cfg);
     drills::routes(cfg);

@@ -46,11 +46,15 @@ async fn env() -> Env {
 /// An environment whose configuration ends with `extra`.
 async fn env_with(extra: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::parse(&format!(
+    let text = format!(
         "[server]\nhostname = \"gw.test\"\ndata_dir = \"{}\"\n[domains]\nprotected = [\"example.com\", \"other.test\"]\n[console]\n{extra}",
         dir.path().display()
-    ))
-    .unwrap();
+    );
+    let mut config = Config::parse(&text).unwrap();
+    // Kept in a file, as a loaded configuration is (a backup takes it).
+    let file = dir.path().join("jianmen.toml");
+    std::fs::write(&file, &text).unwrap();
+    config.file = Some(file);
     let store = Arc::new(SqliteStore::open(&config.database_path()).await.unwrap());
     let spool = Spool::configured(&config).unwrap();
     hold(
@@ -481,6 +485,12 @@ async fn every_role_boundary_holds() {
             &[Role::System],
         ),
         (
+            Method::POST,
+            "/api/system/backup".into(),
+            Some(json!({"passphrase": "a long enough passphrase"})),
+            &[Role::System],
+        ),
+        (
             Method::GET,
             "/api/accounts".into(),
             None,
@@ -685,6 +695,7 @@ async fn every_role_boundary_holds() {
         routes(include_str!("../src/ownlists.rs")),
         routes(include_str!("../src/totp.rs")),
         routes(include_str!("../src/certificates.rs")),
+        routes(include_str!("../src/backup.rs")),
     ]
     .concat();
     let routed: std::collections::BTreeSet<String> = body
@@ -2191,4 +2202,128 @@ async fn own_lists_are_kept_checked_scoped_and_audited() {
             .any(|a| a.contains("ed@other.test block: 1 new of 1 (spam.test)")),
         "{audited:?}"
     );
+}
+
+#[actix_web::test]
+async fn a_backup_is_sealed_for_system_administrators_and_restores_the_accounts() {
+    let env = env().await;
+    let app = app!(env);
+    let (system, _) = ready(&app, &env, Role::System).await;
+    let (security, security_name) = ready(&app, &env, Role::Security).await;
+    let (s, b, _, _) = call(
+        &app,
+        Some(&security),
+        Method::POST,
+        "/api/own-lists/dora@example.com",
+        Some(json!({"list": "block", "entries": ["bad.test"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b, _, _) = call(
+        &app,
+        Some(&system),
+        Method::POST,
+        "/api/system/backup",
+        Some(json!({"passphrase": "too short"})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("backup_passphrase")),
+        "{b}"
+    );
+
+    let passphrase = "correct horse battery staple";
+    let req = test::TestRequest::post()
+        .uri("/api/system/backup")
+        .peer_addr("127.0.0.1:40000".parse().unwrap())
+        .insert_header(("Cookie", format!("__Host-jianmen={}", system.cookie)))
+        .insert_header(("X-CSRF-Token", system.csrf.clone()))
+        .set_json(json!({ "passphrase": passphrase }))
+        .to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let disposition = resp
+        .headers()
+        .get("Content-Disposition")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        disposition.starts_with("attachment; filename=\"jianmen-gw.test-")
+            && disposition.ends_with(".jbk\""),
+        "{disposition}"
+    );
+    let sealed = test::read_body(resp).await;
+    let opened = jianmen_mta::backup::open(&sealed, passphrase).unwrap();
+    assert_eq!(opened.config.server.hostname, "gw.test");
+    for file in [
+        "etc/jianmen.toml",
+        "settings/jianmen.db",
+        "settings/console.db",
+    ] {
+        assert!(
+            opened.manifest.files.iter().any(|f| f == file),
+            "{file}: {:?}",
+            opened.manifest.files
+        );
+    }
+    // The data directory is the configuration's directory here: its databases are not taken
+    // as configuration.
+    assert!(
+        !opened.manifest.files.iter().any(|f| f == "etc/audit.db"),
+        "{:?}",
+        opened.manifest.files
+    );
+    assert!(jianmen_mta::backup::open(&sealed, "correct horse battery stapler").is_err());
+    let audit = env.console.audit.recent(10).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.action == "backup.make" && r.detail.contains("files")),
+        "{audit:?}"
+    );
+
+    // Restored elsewhere, the accounts (with the changed password) and the lists are there.
+    let elsewhere = tempfile::tempdir().unwrap();
+    opened.restore_data(elsewhere.path()).unwrap();
+    let accounts = Accounts::open(
+        elsewhere.path(),
+        env.console.config.console.clone().unwrap(),
+    )
+    .await
+    .unwrap();
+    let names: Vec<String> = accounts
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert!(names.contains(&security_name), "{names:?}");
+    assert!(
+        accounts
+            .login(
+                &security_name,
+                NEW_PASSWORD,
+                None,
+                "127.0.0.1",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs() as i64
+            )
+            .await
+            .is_ok(),
+        "the changed password came back"
+    );
+    let store = SqliteStore::open(&elsewhere.path().join("jianmen.db"))
+        .await
+        .unwrap();
+    let book =
+        jianmen_mta::ownlists::OwnListBook::open(Arc::new(store), vec!["example.com".into()], None)
+            .await
+            .unwrap();
+    assert_eq!(book.entries("dora@example.com").await.unwrap().len(), 1);
 }

@@ -55,6 +55,9 @@ pub enum StartError {
     /// The console could not start.
     #[error("console: {0}")]
     Console(#[from] jianmen_webui::StartError),
+    /// Another gateway (or a restore) holds the data directory.
+    #[error(transparent)]
+    Lock(#[from] jianmen_mta::lock::LockError),
     /// Started as root, the gateway could not become its service account.
     #[error(transparent)]
     Privilege(#[from] jianmen_mta::privilege::PrivilegeError),
@@ -109,6 +112,12 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
         }
         None => {}
     }
+    std::fs::create_dir_all(&config.server.data_dir).map_err(|source| StartError::DataDir {
+        path: config.server.data_dir.display().to_string(),
+        source,
+    })?;
+    // Held for the gateway's life: no second gateway, and no restore, on this data directory.
+    let _lock = jianmen_mta::lock::DataDirLock::take(&config.server.data_dir)?;
     let metrics = Arc::new(Metrics::default());
     let store = Arc::new(open_store(&config).await?);
     let spool = Spool::configured(&config).map_err(|source| StartError::DataDir {

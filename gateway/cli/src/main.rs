@@ -12,8 +12,8 @@ use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use commands::{
-    account, audit, cert_sm2, check_config, demo, dkim, eval, features, generate_docs, quarantine,
-    queue, retrain, scan, serve, tls_probe, upgrade,
+    account, audit, backup, cert_sm2, check_config, demo, dkim, eval, features, generate_docs,
+    quarantine, queue, retrain, scan, serve, tls_probe, upgrade,
 };
 
 /// Jianmen (剑门) mail security gateway.
@@ -68,6 +68,12 @@ enum Command {
     /// directory; the packages install them.
     #[command(hide = true)]
     GenerateDocs(generate_docs::Args),
+    /// Seal the configuration, keys, installed certificates and settings (policy, lists,
+    /// console accounts) into one file with a passphrase; mail and logs are not in it.
+    Backup(backup::BackupArgs),
+    /// Put a backup back, as root with the gateway stopped: the configuration directory, then
+    /// the keys and settings (taken by the gateway at its next start).
+    Restore(backup::RestoreArgs),
     /// Make and verify offline upgrade packages (.jup).
     Upgrade(upgrade::Args),
     /// Show what outbound TLS negotiates with a server (protocol, suite, group).
@@ -117,6 +123,8 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::CertSm2(args) => cert_sm2::run(args)?,
         Command::Dkim(args) => dkim::run(args).await?,
         Command::GenerateDocs(args) => generate_docs::run(args, Cli::command())?,
+        Command::Backup(args) => backup::backup(args).await?,
+        Command::Restore(args) => backup::restore(args).await?,
         Command::Upgrade(args) => return upgrade::run(args).await,
         Command::TlsProbe(args) => tls_probe::run(args).await?,
     }

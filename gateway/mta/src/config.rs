@@ -50,6 +50,9 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The queue's database (and the settings kept with it) in the data directory.
+pub const DATABASE_FILE: &str = "jianmen.db";
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,6 +121,10 @@ pub struct Config {
     /// The organisation's directory, where recipients sign in to their self-service pages.
     #[serde(default)]
     pub directory: Option<crate::directory::DirectoryConfig>,
+    /// The file this configuration was loaded from (none when parsed from text): a backup
+    /// takes it and the files beside it.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 /// Copies of the audit log for a SIEM.
@@ -691,13 +698,15 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text).map_err(|e| match e {
+        let mut config = Self::parse(&text).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_owned(),
                 message,
             },
             other => other,
-        })
+        })?;
+        config.file = Some(path.to_owned());
+        Ok(config)
     }
 
     /// Parses and validates configuration text.
@@ -1063,7 +1072,7 @@ impl Config {
 
     /// Path of the SQLite metadata database.
     pub fn database_path(&self) -> PathBuf {
-        self.server.data_dir.join("jianmen.db")
+        self.server.data_dir.join(DATABASE_FILE)
     }
 
     /// Where recipients reach the console (for mailed links), when there is a console.

@@ -5,7 +5,7 @@
 //! connections of their own that cannot write) — what their failures are, and how searches
 //! filter rows from the console's fields without letting `%` or `_` act as wildcards.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -148,6 +148,148 @@ impl<'a> Filter<'a> {
     }
 }
 
+/// The folder of the data directory where `jianmen restore` leaves settings to take.
+pub const RESTORE_DIR: &str = "restore";
+
+/// Where `jianmen restore` leaves the settings of the database at `database` for its next open.
+pub fn restored_copy(database: &Path) -> Option<PathBuf> {
+    Some(
+        database
+            .parent()?
+            .join(RESTORE_DIR)
+            .join(database.file_name()?),
+    )
+}
+
+/// Replaces the settings tables with a restored copy's rows, when there is one. A copy that
+/// cannot be taken is set aside as `<name>.failed` with an error in the log: the gateway still
+/// starts (mail keeps flowing) on the settings it had.
+async fn take_restored(writer: &SqlitePool, database: &Path, tables: &[&str]) {
+    let Some(copy) = restored_copy(database).filter(|c| c.is_file()) else {
+        return;
+    };
+    match replace_settings(writer, &copy, tables).await {
+        Ok(rows) => {
+            tracing::warn!(database = %database.display(), rows, "settings restored from a backup");
+            if let Err(e) = std::fs::remove_file(&copy) {
+                tracing::error!(copy = %copy.display(), "restored settings taken but not removed: {e}");
+            }
+        }
+        Err(e) => {
+            let aside = copy.with_extension("failed");
+            tracing::error!(
+                copy = %copy.display(),
+                aside = %aside.display(),
+                "restored settings could not be taken, the previous ones stay: {e}"
+            );
+            let _ = std::fs::rename(&copy, &aside);
+        }
+    }
+}
+
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// In one transaction, empties each of `tables` and fills it with the rows of the same table in
+/// `copy`, in the columns both have (a copy from an older version lacks newer columns, which
+/// keep their defaults). A table the copy lacks is left as it is. Returns the rows taken.
+async fn replace_settings(
+    writer: &SqlitePool,
+    copy: &Path,
+    tables: &[&str],
+) -> Result<u64, sqlx::Error> {
+    use sqlx::Connection;
+    let mut conn = writer.acquire().await?;
+    sqlx::query("ATTACH DATABASE ? AS restored")
+        .bind(copy.to_string_lossy().into_owned())
+        .execute(&mut *conn)
+        .await?;
+    let taken = async {
+        let mut tx = conn.begin().await?;
+        let mut rows = 0;
+        for table in tables {
+            let columns: Vec<String> = sqlx::query_scalar(
+                "SELECT name FROM pragma_table_info(?1, 'main') \
+                 WHERE name IN (SELECT name FROM pragma_table_info(?1, 'restored'))",
+            )
+            .bind(table)
+            .fetch_all(&mut *tx)
+            .await?;
+            if columns.is_empty() {
+                continue;
+            }
+            let columns = columns
+                .iter()
+                .map(|c| quoted(c))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let table = quoted(table);
+            sqlx::query(&format!("DELETE FROM main.{table}"))
+                .execute(&mut *tx)
+                .await?;
+            rows += sqlx::query(&format!(
+                "INSERT INTO main.{table} ({columns}) SELECT {columns} FROM restored.{table}"
+            ))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(rows)
+    }
+    .await;
+    let detached = sqlx::query("DETACH DATABASE restored")
+        .execute(&mut *conn)
+        .await;
+    let rows = taken?;
+    detached?;
+    Ok(rows)
+}
+
+/// Copies the rows of `tables` of the database at `database` (those it has) into a new database
+/// at `to`, all read in one transaction so they agree with each other. Nothing is written to the
+/// database copied; a database that does not exist yet gives an empty copy.
+pub async fn snapshot_settings(
+    database: &Path,
+    tables: &[&str],
+    to: &Path,
+) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let options = SqliteConnectOptions::from_str("sqlite://")?
+        .filename(to)
+        .create_if_missing(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+    if database.is_file() {
+        sqlx::query("ATTACH DATABASE ? AS live")
+            .bind(database.to_string_lossy().into_owned())
+            .execute(&mut conn)
+            .await?;
+        let mut tx = conn.begin().await?;
+        for table in tables {
+            let present: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM live.sqlite_master WHERE type = 'table' AND name = ?",
+            )
+            .bind(table)
+            .fetch_one(&mut *tx)
+            .await?;
+            if present > 0 {
+                let table = quoted(table);
+                sqlx::query(&format!(
+                    "CREATE TABLE main.{table} AS SELECT * FROM live.{table}"
+                ))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        sqlx::query("DETACH DATABASE live")
+            .execute(&mut conn)
+            .await?;
+    }
+    conn.close().await
+}
+
 /// How much a committed write must survive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -172,6 +314,10 @@ pub struct Database<'a> {
     /// Columns added after a release, as (table, column, type): databases made by older
     /// versions gain them on open.
     pub added_columns: &'a [(&'a str, &'a str, &'a str)],
+    /// Tables that are settings rather than mail or logs (policy versions, personal lists,
+    /// console accounts): a backup carries their rows ([`snapshot_settings`]), and the copy
+    /// `jianmen restore` leaves at [`restored_copy`] replaces them at the next open.
+    pub settings: &'a [&'a str],
 }
 
 /// An open database.
@@ -217,6 +363,9 @@ impl Database<'_> {
                     .execute(&writer)
                     .await?;
             }
+        }
+        if !self.settings.is_empty() {
+            take_restored(&writer, self.path, self.settings).await;
         }
         let reader = if self.readers == 0 {
             writer.clone()

@@ -111,6 +111,7 @@ impl HuntIndex {
             readers: 2,
             schema: &[SCHEMA],
             added_columns: &[],
+            settings: &[],
         }
         .open()
         .await?;

@@ -33,7 +33,9 @@
 //! [`ownlists`], each recipient's own allow and block lists),
 //! [`certstore`] (the certificates installed from the console in place of `[tls]`'s files),
 //! [`directory`] (the organisation's LDAP/AD directory, where recipients sign in), [`clock`]
-//! (the appliance's time and its synchronisation).
+//! (the appliance's time and its synchronisation), [`backup`] (configuration, keys and
+//! settings in one file sealed with a passphrase, and their restore), [`lock`] (the data
+//! directory held by the one gateway that runs on it).
 //!
 //! It hands on the stores and services the console (`jianmen-webui`) and the command line
 //! (`jianmen`) drive; it serves no HTTP itself (no actix-web below this crate).
@@ -41,6 +43,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod backup;
 pub mod certstore;
 pub mod clock;
 pub mod config;
@@ -53,6 +56,7 @@ pub mod hunt;
 pub mod intake;
 pub mod intel;
 pub mod links;
+pub mod lock;
 pub mod metrics;
 pub mod outbound;
 pub mod ownlists;

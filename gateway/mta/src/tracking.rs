@@ -222,6 +222,7 @@ impl Tracker {
             readers: 2,
             schema: &[SCHEMA],
             added_columns: &[("events", "direction", "TEXT NOT NULL DEFAULT ''")],
+            settings: &[],
         }
         .open()
         .await?;

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod audit;
+pub mod backup;
 pub mod cert_sm2;
 pub mod check_config;
 pub mod demo;

@@ -120,6 +120,7 @@ impl AuditLog {
             readers: 0,
             schema: &[&[SCHEMA]],
             added_columns: &[],
+            settings: &[],
         }
         .open()
         .await?

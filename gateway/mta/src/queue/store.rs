@@ -309,6 +309,10 @@ const SCHEMA: &[&str] = &[
     )",
 ];
 
+/// The queue database's tables that are settings (see [`crate::db::Database::settings`]): the
+/// policy's versions, the personal lists and the drill templates.
+pub const SETTINGS: &[&str] = &["policy_versions", "own_lists", "drill_templates"];
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
@@ -332,6 +336,7 @@ impl SqliteStore {
                 crate::recall::ADDED_COLUMNS,
             ]
             .concat(),
+            settings: SETTINGS,
         }
         .open()
         .await?;
