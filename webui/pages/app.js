@@ -64,7 +64,7 @@ const T = {
     createDrill: '创建', schedule: '开始发送', pause: '暂停', exportCsv: '导出 CSV', printReport: '打印报告',
     dstate_draft: '草稿', dstate_scheduled: '发送中', dstate_paused: '已暂停', dstate_done: '已发完',
     targets: '人数', sent: '已发送', opened: '打开', clicked: '点击', submitted: '提交表单', reported: '举报',
-    medianClick: '点击用时中位数', department: '部门', trend: '历次演练点击率', preview: '预览', rate: '比例',
+    medianClick: '点击用时中位数', department: '部门', trend: '历次演练的点击、提交与举报比例', preview: '预览', rate: '比例',
     editTemplate: '编辑模板', templateHelp: '以所选模板为起点，保存为自定义模板。可用占位符：{{name}} {{email}} {{department}} {{link}}（必须） {{date}}。',
     landingTitle: '登录页标题', saveTemplate: '保存为自定义模板', saved: '已保存',
     links: '安全链接', linksIntro: '入站邮件中的网址被改写为经本网关跳转的签名链接；用户点击时按当时的黑名单、威胁情报和仿冒检测重新判定，安全则直接跳转，危险则显示警告页。每次点击都记入邮件追踪；投递后才变为危险的链接被点击时通知管理员，并可按策略自动召回该邮件。',
@@ -259,7 +259,7 @@ const T = {
     createDrill: 'Create', schedule: 'Start sending', pause: 'Pause', exportCsv: 'Export CSV', printReport: 'Print report',
     dstate_draft: 'Draft', dstate_scheduled: 'Sending', dstate_paused: 'Paused', dstate_done: 'Sent',
     targets: 'People', sent: 'Sent', opened: 'Opened', clicked: 'Clicked', submitted: 'Submitted', reported: 'Reported',
-    medianClick: 'Median time to click', department: 'Department', trend: 'Click rate across drills', preview: 'Preview', rate: 'Rate',
+    medianClick: 'Median time to click', department: 'Department', trend: 'Clicks, submissions and reports across drills', preview: 'Preview', rate: 'Rate',
     editTemplate: 'Edit a template', templateHelp: 'Start from the chosen template and save it as a custom one. Placeholders: {{name}} {{email}} {{department}} {{link}} (required) {{date}}.',
     landingTitle: 'Landing page title', saveTemplate: 'Save as a custom template', saved: 'Saved',
     links: 'Safe links', linksIntro: 'Web links in inbound mail are rewritten to signed links through this gateway; at each click the address is judged again against the block lists, threat intelligence and look-alike checks of that moment: safe links go straight on, dangerous ones show a warning page. Every click is tracked; a link that turned dangerous after delivery alerts the administrators and, by policy, recalls the message.',
@@ -1692,37 +1692,21 @@ async function linksPage() {
 const pct = (n, d) => (d ? `${Math.round((n * 1000) / d) / 10}%` : '–');
 const secs = (s) => (s === null || s === undefined ? '–' : s < 60 ? `${s}s` : s < 3600 ? `${Math.round(s / 60)}m` : `${Math.round(s / 360) / 10}h`);
 
-// Click rates of the drills, oldest first, as bars.
+// Click, submission and report rates of the drills, oldest first.
 function trendChart(drills) {
-  const ns = 'http://www.w3.org/2000/svg';
-  const svg = document.createElementNS(ns, 'svg');
-  svg.setAttribute('class', 'chart');
-  svg.setAttribute('id', 'drill-trend');
-  svg.setAttribute('viewBox', '0 0 960 220');
+  const node = el('div', { class: 'chart', id: 'drill-trend' });
   const shown = drills.filter((d) => d.tally.sent > 0).slice(0, 24).reverse();
-  const w = 960 / Math.max(shown.length, 1);
-  shown.forEach((d, i) => {
-    const rate = d.tally.clicked / d.tally.sent;
-    const h = Math.round(rate * 180);
-    const bar = document.createElementNS(ns, 'rect');
-    const bw = Math.min(Math.max(w - 16, 4), 80);
-    bar.setAttribute('x', String(i * w + (w - bw) / 2));
-    bar.setAttribute('y', String(190 - h));
-    bar.setAttribute('width', String(bw));
-    bar.setAttribute('height', String(h));
-    bar.setAttribute('fill', '#cf222e');
-    const title = document.createElementNS(ns, 'title');
-    title.textContent = `${d.campaign.name}: ${pct(d.tally.clicked, d.tally.sent)}`;
-    bar.append(title);
-    const label = document.createElementNS(ns, 'text');
-    label.setAttribute('x', String(i * w + w / 2));
-    label.setAttribute('y', '210');
-    label.setAttribute('text-anchor', 'middle');
-    label.setAttribute('font-size', '12');
-    label.textContent = pct(d.tally.clicked, d.tally.sent);
-    svg.append(bar, label);
-  });
-  return svg;
+  const rate = (n, d) => (d ? Math.round((n * 1000) / d) / 10 : 0);
+  drawChart(node, {
+    legend: { top: 0 },
+    grid: { left: 48, right: 16, top: 36, bottom: 56 },
+    tooltip: { trigger: 'axis', renderMode: 'richText', valueFormatter: (v) => `${v}%` },
+    xAxis: { type: 'category', data: shown.map((d) => d.campaign.name), axisLabel: { interval: 0, rotate: shown.length > 6 ? 30 : 0 } },
+    yAxis: { type: 'value', name: '%', min: 0, max: 100 },
+    series: [['clicked', '#cf222e'], ['submitted', '#a40e26'], ['reported', '#2da44e']].map(([k, color]) => ({
+      name: t(k), type: 'bar', color, barMaxWidth: 28, data: shown.map((d) => rate(d.tally[k], d.tally.sent)) })),
+  }).catch(fail);
+  return node;
 }
 
 const tallyCells = (x) => [String(x.targets), String(x.sent), pct(x.opened, x.sent), pct(x.clicked, x.sent), pct(x.submitted, x.sent), pct(x.reported, x.sent), secs(x.median_click_secs)];
@@ -1806,36 +1790,20 @@ async function drillsPage() {
   load();
 }
 
-// One drill's funnel: sent, opened, clicked, submitted, reported, as bars.
+// One drill's funnel: sent, opened, clicked, submitted, reported, as bars with counts and rates.
 function funnelChart(x) {
-  const ns = 'http://www.w3.org/2000/svg';
-  const svg = document.createElementNS(ns, 'svg');
-  svg.setAttribute('class', 'funnel');
-  svg.setAttribute('id', 'drill-funnel');
-  svg.setAttribute('viewBox', '0 0 720 180');
+  const node = el('div', { class: 'funnel', id: 'drill-funnel' });
   const steps = ['sent', 'opened', 'clicked', 'submitted', 'reported'];
   const colors = { sent: '#0969da', opened: '#8250df', clicked: '#cf222e', submitted: '#a40e26', reported: '#2da44e' };
-  steps.forEach((s, i) => {
-    const width = x.sent ? Math.round((x[s] / x.sent) * 520) : 0;
-    const label = document.createElementNS(ns, 'text');
-    label.setAttribute('x', '0');
-    label.setAttribute('y', String(i * 34 + 22));
-    label.setAttribute('font-size', '13');
-    label.textContent = t(s);
-    const bar = document.createElementNS(ns, 'rect');
-    bar.setAttribute('x', '110');
-    bar.setAttribute('y', String(i * 34 + 6));
-    bar.setAttribute('width', String(Math.max(width, 1)));
-    bar.setAttribute('height', '24');
-    bar.setAttribute('fill', colors[s]);
-    const value = document.createElementNS(ns, 'text');
-    value.setAttribute('x', String(118 + width));
-    value.setAttribute('y', String(i * 34 + 22));
-    value.setAttribute('font-size', '13');
-    value.textContent = `${x[s]} (${pct(x[s], x.sent)})`;
-    svg.append(label, bar, value);
-  });
-  return svg;
+  drawChart(node, {
+    grid: { left: 96, right: 120, top: 8, bottom: 8 },
+    tooltip: { trigger: 'item', renderMode: 'richText' },
+    xAxis: { type: 'value', show: false, max: Math.max(x.sent, 1) },
+    yAxis: { type: 'category', inverse: true, data: steps.map((s) => t(s)) },
+    series: [{ type: 'bar', barWidth: 22, data: steps.map((s) => ({ value: x[s], itemStyle: { color: colors[s] } })),
+      label: { show: true, position: 'right', formatter: ({ value }) => `${value} (${pct(value, x.sent)})` } }],
+  }).catch(fail);
+  return node;
 }
 
 async function drillItem(id) {
