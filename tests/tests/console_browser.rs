@@ -488,3 +488,60 @@ fn a_certificate_installed_in_the_console_is_served_at_once() {
         );
     }
 }
+
+#[test]
+fn settings_changed_in_chromium_take_effect_after_a_restart_from_the_page() {
+    let browser = Browser::ready();
+    let sink = Sink::start(&[]);
+    // The mail server of the domain the administrator adds.
+    let new_server = Sink::start(&[]);
+    let console_port = free_port();
+    let mut setup = Setup::new(sink.port, sink.port).console(console_port);
+    // Started again whenever it exits, as systemd does; systemd names each service run, which is
+    // how the console knows a restart will bring it back.
+    setup.supervised = true;
+    setup
+        .env
+        .push(("INVOCATION_ID".into(), "jianmen-test-run".into()));
+    let gw = Gateway::start(&setup);
+    let mut c = Client::ready(gw.addr);
+    assert_eq!(c.cmd("MAIL FROM:<someone@sender.test>").code, 250);
+    let r = c.cmd("RCPT TO:<dora@new.test>");
+    assert!(r.code >= 500, "not protected yet: {r:?}");
+    let _ = c.cmd("QUIT");
+    let first = gw.pid();
+
+    let (user, pass) = gw.initial_account("system");
+    browser.run(
+        "settings.mjs",
+        &[
+            ("JM_URL", format!("https://127.0.0.1:{console_port}/")),
+            ("JM_SYS_USER", user),
+            ("JM_SYS_PASS", pass),
+            ("JM_NEW_PASS", "Pass-Of-Jianmen-2026".into()),
+            ("JM_NEW_PORT", new_server.port.to_string()),
+        ],
+        || gw.log(),
+    );
+    assert_ne!(gw.pid(), first, "the gateway was restarted");
+    let mut c = Client::ready(gw.addr);
+    let r = c.send_mail(
+        "someone@sender.test",
+        &["dora@new.test"],
+        b"From: someone@sender.test\r\nTo: dora@new.test\r\nSubject: to the new domain\r\n\r\nHello.\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    assert!(
+        wait_until(Duration::from_secs(30), || !new_server
+            .with_subject("to the new domain", Duration::from_millis(10))
+            .is_empty()),
+        "delivered by the new route; log:\n{}",
+        gw.log()
+    );
+    let audit = gw.cli(&["audit", "list"]);
+    let text = String::from_utf8_lossy(&audit.stdout);
+    assert!(
+        text.contains("settings.change") && text.contains("system.restart"),
+        "{text}"
+    );
+}

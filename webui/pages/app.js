@@ -140,7 +140,8 @@ const T = {
       'risk.clear': '解除风险账户', 'risk.confirm': '确认账户失陷', 'totp.disable': '停用两步验证', 'totp.enable': '启用两步验证',
       'tls.install': '安装证书', 'tls.remove': '恢复配置的证书', 'tls.request': '生成证书请求',
       'upgrade.apply': '离线升级', 'upgrade.keep': '确认升级', 'upgrade.refuse': '拒绝升级包', 'upgrade.rollback': '回退升级',
-      'backup.make': '生成备份', 'backup.fail': '备份失败', 'backup.restore': '从备份恢复' },
+      'backup.make': '生成备份', 'backup.fail': '备份失败', 'backup.restore': '从备份恢复',
+      'settings.change': '修改系统设置', 'settings.revert': '恢复配置文件的设置', 'system.restart': '重启网关' },
     linksInMessage: '邮件中的链接（仅列出真实地址，不会打开）', linkText: '显示文字', linkTarget: '实际地址', linkMismatch: '文字与地址不符',
     formTargets: '表单提交到：', headerFields: '邮件头（{n} 个字段，其中 Received {r} 个）', headerName: '字段', headerValue: '内容',
     certificates: '证书', certRole: '用途', certSource: '来源', certSubject: '主题', certNames: '名称', certUntil: '有效期至',
@@ -181,7 +182,17 @@ const T = {
     clock: '时间与同步', gatewayTime: '网关时间', timeZone: '时区', ntp: '时间同步（NTP）', ntpSynced: '已同步', ntpNotSynced: '未同步',
     ntpOff: '未启用时间同步', ntpUnknown: '无法读取（系统不是由 systemd 管理）', browserSkew: '与本浏览器时间相差',
     skewOk: '{n} 秒', skewWarn: '{n} 秒：请检查网关或本机的时间',
-    backup: '备份与恢复', backupHelp: '备份包含配置文件及其所在目录中的文件、密钥（邮件存储加密、DKIM、链接签名）、在控制台安装的证书和各项设置（策略版本、个人名单、演练模板、控制台账号），不含邮件和日志。备份文件用下面的口令加密（Argon2id 派生密钥，SM4-GCM 加密），没有口令就无法恢复：请把口令与备份分开保管。',
+    domainsRoutes: '受保护的域、路由与日志外送', protectedDomains: '受保护的域（每行一个）', syslogTarget: '审计日志 syslog 外送（主机:端口，留空为不外送）',
+    routeAdd: '添加路由', routeRemove: '移除', settingsSave: '保存设置', settingsRevert: '恢复为配置文件的设置', settingsSaved: '已保存。',
+    confirmSettingsRevert: '放弃控制台修改的设置，恢复为配置文件中的设置（重启后生效）？', confirmRestart: '现在重启网关？正在进行的会话会先完成，已接收的邮件不会丢失。',
+    settingsFromFile: '当前使用配置文件中的设置。', settingsFromConsole: '{who} 于 {at} 在控制台修改了{keys}；其余沿用配置文件。',
+    settingsRefused: '控制台修改的设置与配置文件冲突，未生效，运行的是配置文件的设置：{why}', settingsPending: '设置已保存，重启网关后生效。',
+    restartNow: '立即重启网关', restartByHand: '此网关不由 systemd 管理，请在设备上重启它。', restarting: '正在重启网关…', restarted: '网关已重启。',
+    restartSlow: '网关尚未恢复响应，请稍后刷新页面。', routeDomainHint: '域名，或 * 表示其他所有域',
+    setKeys: { protected: '受保护的域', routes: '路由', syslog: 'syslog 外送' }, tlsPolicies: { 'verify-if-offered': '对方提供则校验证书（默认）', verify: '必须 TLS 并校验证书',
+      required: '必须 TLS（不校验证书）', opportunistic: '尽量使用 TLS（不校验）', tlcp: '国密 TLCP', none: '不加密' },
+    'pk_domains.protected': '受保护的域', pk_route: '路由', pk_host: '下一跳', pk_tls: 'TLS 策略', 'pk_audit.syslog': 'syslog 外送', err_not_supervised: '此网关不由 systemd 管理，请在设备上重启它。',
+    backup: '备份与恢复', backupHelp: '备份包含配置文件及其所在目录中的文件、密钥（邮件存储加密、DKIM、链接签名）、在控制台安装的证书和各项设置（受保护的域与路由、策略版本、个人名单、演练模板、控制台账号），不含邮件和日志。备份文件用下面的口令加密（Argon2id 派生密钥，SM4-GCM 加密），没有口令就无法恢复：请把口令与备份分开保管。',
     backupPass: '备份口令（至少 12 个字符）', backupPass2: '再次输入口令', backupDownload: '生成并下载备份', backupMaking: '正在生成备份…',
     backupMismatch: '两次输入的口令不一致。', backupDone: '已下载 {f}：{n} 个文件。', backupOutside: '配置中引用的 {n} 个文件不在配置目录内，未包含在备份中，请另行保存（详见审计日志）。',
     restoreCommand: 'systemctl stop jianmen\njianmen restore --from <备份文件.jbk> --passphrase-file <口令文件>\nsystemctl start jianmen',
@@ -355,7 +366,17 @@ const T = {
     clock: 'Time and synchronisation', gatewayTime: 'Gateway time', timeZone: 'Time zone', ntp: 'Time synchronisation (NTP)', ntpSynced: 'Synchronised', ntpNotSynced: 'Not synchronised',
     ntpOff: 'No time synchronisation', ntpUnknown: 'Unknown (the system is not run by systemd)', browserSkew: 'Difference from this browser',
     skewOk: '{n} s', skewWarn: '{n} s: check the gateway\'s or this computer\'s clock',
-    backup: 'Backup and restore', backupHelp: 'A backup holds the configuration file and the files in its directory, the keys (spool sealing, DKIM, link signing), the certificates installed here and the settings (policy versions, personal lists, drill templates, console accounts); not mail, not logs. It is sealed with the passphrase below (Argon2id, SM4-GCM) and cannot be restored without it: keep the passphrase apart from the backup.',
+    domainsRoutes: 'Protected domains, routes and log forwarding', protectedDomains: 'Protected domains (one a line)', syslogTarget: 'Audit log to syslog (host:port; empty: none)',
+    routeAdd: 'Add a route', routeRemove: 'Remove', settingsSave: 'Save the settings', settingsRevert: 'Back to the configuration file\'s', settingsSaved: 'Saved.',
+    confirmSettingsRevert: 'Drop the settings changed here and use the configuration file\'s (at the next restart)?', confirmRestart: 'Restart the gateway now? Sessions under way finish first; no accepted mail is lost.',
+    settingsFromFile: 'The configuration file\'s settings are in use.', settingsFromConsole: '{who} changed {keys} here at {at}; the rest is the configuration file\'s.',
+    settingsRefused: 'The settings changed here conflict with the configuration file and are not applied; the file\'s run: {why}', settingsPending: 'Saved: in force once the gateway restarts.',
+    restartNow: 'Restart the gateway now', restartByHand: 'No systemd runs this gateway: restart it at the appliance.', restarting: 'Restarting the gateway…', restarted: 'The gateway restarted.',
+    restartSlow: 'The gateway does not answer yet: reload the page in a while.', routeDomainHint: 'a domain, or * for every other domain',
+    setKeys: { protected: 'the protected domains', routes: 'the routes', syslog: 'syslog forwarding' }, tlsPolicies: { 'verify-if-offered': 'Check the certificate when offered (default)', verify: 'TLS with a checked certificate',
+      required: 'TLS, certificate not checked', opportunistic: 'TLS when offered, not checked', tlcp: 'TLCP (national cipher)', none: 'No encryption' },
+    'pk_domains.protected': 'protected domains', pk_route: 'route', pk_host: 'next hop', pk_tls: 'TLS policy', 'pk_audit.syslog': 'syslog forwarding', err_not_supervised: 'No systemd runs this gateway: restart it at the appliance.',
+    backup: 'Backup and restore', backupHelp: 'A backup holds the configuration file and the files in its directory, the keys (spool sealing, DKIM, link signing), the certificates installed here and the settings (domains and routes, policy versions, personal lists, drill templates, console accounts); not mail, not logs. It is sealed with the passphrase below (Argon2id, SM4-GCM) and cannot be restored without it: keep the passphrase apart from the backup.',
     backupPass: 'Passphrase (at least 12 characters)', backupPass2: 'The passphrase again', backupDownload: 'Make and download a backup', backupMaking: 'Making the backup…',
     backupMismatch: 'The two passphrases differ.', backupDone: '{f} downloaded: {n} files.', backupOutside: '{n} files the configuration names lie outside its directory and are not in the backup: keep them yourself (the audit log names them).',
     restoreCommand: 'systemctl stop jianmen\njianmen restore --from <backup.jbk> --passphrase-file <passphrase file>\nsystemctl start jianmen',
@@ -1101,7 +1122,8 @@ const WHY = [
 // A change's setting in words: "domains[a.test].actions.phish" → "按域 a.test · 处置 · 钓鱼邮件".
 function changeKey(key) {
   const [path, entry] = key.split(' ∋ ');
-  const words = path.split('.').flatMap((part) => {
+  const whole = t(`pk_${path}`);
+  const words = whole !== `pk_${path}` ? [whole] : path.split('.').flatMap((part) => {
     const m = part.match(/^(\w+)\[(.*)\]$/);
     if (m) return [`${t(`pk_${m[1]}`)} ${m[2]}`];
     const w = t(`pk_${part}`);
@@ -1360,9 +1382,9 @@ function certificatesCard(s) {
     s.certificates_editable ? el('h3', {}, t('certInstall')) : null, s.certificates_editable ? form : null, msg);
 }
 
-async function systemPage() {
-  let s, u;
-  try { [s, u] = await Promise.all([api('GET', '/api/system'), api('GET', '/api/system/upgrade')]); } catch (e) { page(t('system')); return fail(e); }
+async function systemPage(flash) {
+  let s, u, st;
+  try { [s, u, st] = await Promise.all([api('GET', '/api/system'), api('GET', '/api/system/upgrade'), api('GET', '/api/system/settings')]); } catch (e) { page(t('system')); return fail(e); }
   const msg = el('p', { role: 'status', id: 'upgrade-result' });
   const file = el('input', { type: 'file', name: 'package', accept: '.jup', id: 'upgrade-file', required: true });
   // The package goes as the raw request body (not JSON), with the session's CSRF token.
@@ -1389,10 +1411,9 @@ async function systemPage() {
       ['consoleListen', s.console_listen], ['starttlsOn', yes(s.starttls)], ['scanOn', yes(s.scan_enabled)],
       ['queueActive', String(s.queue.active)], ['queueHeld', String(s.queue.held)]])),
     clockCard(s.clock),
+    settingsCard(st, flash),
     certificatesCard(s),
     backupCard(),
-    el('div', { class: 'card', id: 'system-routes' }, el('h2', {}, t('routes')),
-      table([t('domain'), t('nextHop'), t('port')], s.routes.map((r) => ({ cells: [r.domain === '*' ? t('allOtherDomains') : r.domain, r.host, String(r.port)] })))),
     el('div', { class: 'card', id: 'system-upgrade' }, el('h2', {}, t('upgrade')), pairs([
       ['running', u.running], ['currentRelease', u.current_release || t('factory')], ['previousRelease', u.previous_release],
       ['onTrial', u.trial ? `${u.trial.version}（${fill(t('trialStarts'), { n: u.trial.starts })}）` : t('no')],
@@ -1414,6 +1435,82 @@ function clockCard(c) {
     el('dt', {}, t('ntp')), el('dd', { id: 'clock-sync' }, sync),
     el('dt', {}, t('browserSkew')), el('dd', { id: 'clock-skew' }, Math.abs(skew) > 60
       ? el('span', { class: 'badge phish' }, fill(t('skewWarn'), { n: Math.abs(skew) })) : fill(t('skewOk'), { n: Math.abs(skew) }))));
+}
+
+// The protected domains, routes and syslog collector: the configuration file's, or those changed
+// here (kept apart from the file, in force after a restart the service manager does).
+function settingsCard(st, flash) {
+  const msg = el('p', { role: 'status', id: 'settings-result', class: flash ? 'notice' : '' }, flash || '');
+  const shown = { ...st.file, ...(st.saved || {}) };
+  const protectedBox = el('textarea', { id: 'set-protected', rows: 4 }, shown.protected.join('\n'));
+  const syslog = el('input', { id: 'set-syslog', placeholder: 'logs.example.com:514', value: shown.syslog || '' });
+  const rows = el('tbody', { id: 'set-routes' });
+  const addRow = (r) => {
+    const tls = el('select', { class: 'route-tls' }, st.tls_policies.map((p) => el('option', { value: p }, T[lang].tlsPolicies[p] || p)));
+    tls.value = r.tls || 'verify-if-offered';
+    const tr = el('tr', { class: 'route-row' },
+      el('td', {}, el('input', { class: 'route-domain', value: r.domain || '', title: t('routeDomainHint'), 'aria-label': t('domain') })),
+      el('td', {}, el('input', { class: 'route-host', value: r.host || '', 'aria-label': t('nextHop') })),
+      el('td', {}, el('input', { class: 'route-port', type: 'number', min: 1, max: 65535, value: String(r.port || 25), 'aria-label': t('port') })),
+      el('td', {}, tls),
+      el('td', {}, el('button', { class: 'plain', type: 'button', onclick: () => tr.remove() }, t('routeRemove'))));
+    // What the page does not edit (a name or pins to check the certificate against) stays.
+    tr.kept = { tls_name: r.tls_name, tls_pins: r.tls_pins };
+    rows.append(tr);
+  };
+  shown.routes.forEach(addRow);
+  const read = () => ({
+    protected: protectedBox.value.split('\n').map((x) => x.trim()).filter(Boolean),
+    routes: [...rows.querySelectorAll('tr')].map((tr) => {
+      const r = { domain: tr.querySelector('.route-domain').value.trim(), host: tr.querySelector('.route-host').value.trim(),
+        port: Number(tr.querySelector('.route-port').value), tls: tr.querySelector('.route-tls').value };
+      if (tr.kept.tls_name) r.tls_name = tr.kept.tls_name;
+      if (tr.kept.tls_pins && tr.kept.tls_pins.length) r.tls_pins = tr.kept.tls_pins;
+      return r;
+    }),
+    syslog: syslog.value.trim(),
+  });
+  // Only what differs from the configuration file is kept as changed here.
+  const fileValue = { protected: st.file.protected, routes: st.file.routes, syslog: st.file.syslog || '' };
+  const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+  const form = el('form', { id: 'settings-form', onsubmit: async (ev) => {
+    ev.preventDefault();
+    const now = read();
+    const body = Object.fromEntries(Object.entries(now).filter(([k, v]) => !same(v, fileValue[k])));
+    try {
+      if (Object.keys(body).length) await api('PUT', '/api/system/settings', body);
+      else if (st.saved) await api('DELETE', '/api/system/settings');
+      await systemPage(t('settingsSaved'));
+    } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+  } },
+  el('label', {}, t('protectedDomains'), protectedBox),
+  el('table', { class: 'routes' }, el('thead', {}, el('tr', {}, [t('domain'), t('nextHop'), t('port'), 'TLS', ''].map((h) => el('th', {}, h)))), rows),
+  el('p', {}, el('button', { class: 'plain', type: 'button', id: 'route-add', onclick: () => addRow({}) }, t('routeAdd'))),
+  el('label', {}, t('syslogTarget'), syslog),
+  el('p', { class: 'actions' }, el('button', { class: 'primary', type: 'submit', id: 'settings-save' }, t('settingsSave')),
+    st.saved ? el('button', { class: 'plain', type: 'button', id: 'settings-revert', onclick: async () => {
+      if (!confirm(t('confirmSettingsRevert'))) return;
+      try { await api('DELETE', '/api/system/settings'); await systemPage(t('settingsSaved')); } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+    } }, t('settingsRevert')) : null));
+  const restart = async () => {
+    if (!confirm(t('confirmRestart'))) return;
+    msg.className = 'notice';
+    msg.textContent = t('restarting');
+    try { await api('POST', '/api/system/restart'); } catch (e) { msg.className = 'error'; msg.textContent = e.message; return; }
+    // The session is kept across the restart: the page comes back once the gateway answers.
+    await new Promise((r) => setTimeout(r, 2000));
+    for (let i = 0; i < 60; i += 1) {
+      try { await api('GET', '/api/system/settings'); return systemPage(t('restarted')); } catch (_) { await new Promise((r) => setTimeout(r, 1000)); }
+    }
+    msg.className = 'error';
+    msg.textContent = t('restartSlow');
+  };
+  const keys = st.saved ? ['protected', 'routes', 'syslog'].filter((k) => st.saved[k] !== undefined && st.saved[k] !== null).map((k) => T[lang].setKeys[k]).join('、') : '';
+  const state = st.state.state === 'refused' ? el('p', { class: 'error', id: 'settings-state' }, fill(t('settingsRefused'), { why: st.state.reason }))
+    : el('p', { class: 'muted', id: 'settings-state' }, st.saved ? fill(t('settingsFromConsole'), { who: st.saved.changed_by, at: when(st.saved.changed_at), keys }) : t('settingsFromFile'));
+  const pending = st.pending ? el('p', { class: 'notice', id: 'settings-pending' }, t('settingsPending'), ' ',
+    st.restartable ? el('button', { class: 'primary', type: 'button', id: 'system-restart', onclick: restart }, t('restartNow')) : t('restartByHand')) : null;
+  return el('div', { class: 'card', id: 'system-settings' }, el('h2', {}, t('domainsRoutes')), state, pending, form, msg);
 }
 
 // A backup sealed with a passphrase typed twice, downloaded as a file; restoring it is root's

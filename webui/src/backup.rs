@@ -40,9 +40,11 @@ static MAKING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 async fn download(
     req: HttpRequest,
     console: Data,
-    body: web::Json<Request>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let session = authorize(&req, &console, &[Role::System]).await?;
+    let body: Request = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::field("body", format!("invalid JSON body: {e}")))?;
     let Ok(_making) = MAKING.try_lock() else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

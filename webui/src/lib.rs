@@ -25,6 +25,7 @@ mod recall;
 mod relay;
 mod risk;
 mod selfservice;
+mod settings;
 mod totp;
 mod upgrade;
 
@@ -344,6 +345,16 @@ fn peer_ip(req: &HttpRequest) -> Option<IpAddr> {
     req.peer_addr().map(|a| a.ip())
 }
 
+/// Stops the gateway a second from now, as `systemctl stop` would (SIGTERM: sessions finish,
+/// nothing queued is lost), for the service manager to start it again; the answer to the
+/// request that asked goes out first.
+fn stop_for_restart() {
+    tokio::spawn(async {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGTERM);
+    });
+}
+
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -418,6 +429,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     certificates::routes(cfg);
     upgrade::routes(cfg);
     backup::routes(cfg);
+    settings::routes(cfg);
     selfservice::routes(cfg);
     clicks::routes(cfg);
     drills::routes(cfg);

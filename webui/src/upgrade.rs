@@ -98,15 +98,8 @@ async fn upload(req: HttpRequest, console: Data, body: web::Payload) -> Reply {
             let detail = format!("{} to {} on trial", running_version(), manifest.version);
             console.record(&who, "upgrade.apply", &detail).await;
             tracing::warn!(version = %manifest.version, by = %who, "upgrade uploaded: restarting on trial");
-            // The answer goes out first; then SIGTERM stops the gateway as `systemctl stop`
-            // would (sessions finish), and the service manager starts it on the new release.
-            tokio::spawn(async {
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::this(),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            });
+            // The service manager starts it again on the new release.
+            super::stop_for_restart();
             Ok(HttpResponse::Accepted().json(json!({
                 "version": manifest.version,
                 "from": running_version(),

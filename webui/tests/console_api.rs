@@ -485,6 +485,24 @@ async fn every_role_boundary_holds() {
             &[Role::System],
         ),
         (
+            Method::GET,
+            "/api/system/settings".into(),
+            None,
+            &[Role::System],
+        ),
+        (
+            Method::PUT,
+            "/api/system/settings".into(),
+            Some(json!({"bogus": 0})),
+            &[Role::System],
+        ),
+        (
+            Method::DELETE,
+            "/api/system/settings".into(),
+            None,
+            &[Role::System],
+        ),
+        (
             Method::POST,
             "/api/system/backup".into(),
             Some(json!({"passphrase": "a long enough passphrase"})),
@@ -696,6 +714,7 @@ async fn every_role_boundary_holds() {
         routes(include_str!("../src/totp.rs")),
         routes(include_str!("../src/certificates.rs")),
         routes(include_str!("../src/backup.rs")),
+        routes(include_str!("../src/settings.rs")),
     ]
     .concat();
     let routed: std::collections::BTreeSet<String> = body
@@ -2326,4 +2345,149 @@ async fn a_backup_is_sealed_for_system_administrators_and_restores_the_accounts(
             .await
             .unwrap();
     assert_eq!(book.entries("dora@example.com").await.unwrap().len(), 1);
+}
+
+#[actix_web::test]
+async fn system_settings_are_checked_kept_apart_from_the_file_and_audited() {
+    let env = env().await;
+    let app = app!(env);
+    let (system, _) = ready(&app, &env, Role::System).await;
+    let (security, _) = ready(&app, &env, Role::Security).await;
+    let path = "/api/system/settings";
+    let (s, b, _, _) = call(&app, Some(&system), Method::GET, path, None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["file"]["protected"], json!(["example.com", "other.test"]));
+    assert_eq!(
+        (&b["saved"], &b["pending"], &b["state"]["state"]),
+        (&Value::Null, &json!(false), &json!("none"))
+    );
+    let kept = jianmen_mta::settings::path(&env.console.config.server.data_dir);
+
+    for (body, field) in [
+        (
+            json!({"routes": [{"domain": "new.test", "host": ""}]}),
+            "route[0].host",
+        ),
+        (
+            json!({"routes": [{"domain": "new.test", "host": "h", "port": 0}]}),
+            "route[0].port",
+        ),
+        (
+            json!({"protected": ["example.com", "not a domain"]}),
+            "domains.protected",
+        ),
+        (json!({"protected": []}), "domains.protected"),
+        (json!({"syslog": "collector.test"}), "audit.syslog"),
+        // A file a root process would read cannot be named here.
+        (
+            json!({"routes": [{"domain": "x.test", "host": "h", "tls_ca": "/etc/shadow"}]}),
+            "body",
+        ),
+        (json!({}), "body"),
+    ] {
+        let (s, b, _, _) = call(&app, Some(&system), Method::PUT, path, Some(body.clone())).await;
+        assert_eq!(
+            (s, b["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{body}: {b}"
+        );
+    }
+    assert!(!kept.exists(), "nothing refused is kept");
+    let (s, _, _, _) = call(
+        &app,
+        Some(&security),
+        Method::PUT,
+        path,
+        Some(json!({"syslog": ""})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    let change = json!({
+        "protected": ["example.com", "other.test", "New.Test"],
+        "routes": [{"domain": "new.test", "host": "10.0.0.9", "port": 2525, "tls": "required"}],
+        "syslog": "127.0.0.1:6514",
+    });
+    let (s, b, _, _) = call(&app, Some(&system), Method::PUT, path, Some(change)).await;
+    assert_eq!((s, &b["pending"]), (StatusCode::OK, &json!(true)), "{b}");
+    // What a start loads: the file with the settings laid over it.
+    let file = env.console.config.file.clone().unwrap();
+    let loaded = Config::load(&file).unwrap();
+    assert_eq!(
+        loaded.domains.protected,
+        ["example.com", "other.test", "new.test"]
+    );
+    assert_eq!((loaded.routes.len(), loaded.routes[0].port), (1, 2525));
+    assert_eq!(loaded.audit.syslog.as_deref(), Some("127.0.0.1:6514"));
+    assert_eq!(
+        loaded.settings,
+        jianmen_mta::settings::SettingsState::Applied
+    );
+    let (_, b, _, _) = call(&app, Some(&system), Method::GET, path, None).await;
+    assert_eq!(
+        (
+            b["saved"]["protected"].as_array().map(Vec::len),
+            &b["pending"]
+        ),
+        (Some(3), &json!(true)),
+        "{b}"
+    );
+    let audit = env.console.audit.recent(10).await.unwrap();
+    let changed = audit
+        .iter()
+        .find(|r| r.action == "settings.change")
+        .expect("audited");
+    assert!(
+        changed.detail.contains("new.test") && changed.detail.contains("syslog"),
+        "{}",
+        changed.detail
+    );
+
+    // No service manager here: a restart is refused in words, not done.
+    let (s, b, _, _) = call(
+        &app,
+        Some(&system),
+        Method::POST,
+        "/api/system/restart",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::CONFLICT, Some("not_supervised")),
+        "{b}"
+    );
+
+    let (s, _, _, _) = call(&app, Some(&system), Method::DELETE, path, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        Config::load(&file).unwrap().domains.protected,
+        ["example.com", "other.test"]
+    );
+    let (s, _, _, _) = call(&app, Some(&system), Method::DELETE, path, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Settings the file no longer agrees with are not applied: the file alone runs, and says why.
+    let (s, b, _, _) = call(
+        &app,
+        Some(&system),
+        Method::PUT,
+        path,
+        Some(json!({"protected": ["example.com"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        format!("{text}\n[[scan.policy]]\ndomain = \"other.test\"\n"),
+    )
+    .unwrap();
+    let loaded = Config::load(&file).unwrap();
+    assert_eq!(loaded.domains.protected, ["example.com", "other.test"]);
+    assert!(
+        matches!(&loaded.settings, jianmen_mta::settings::SettingsState::Refused(why) if why.contains("other.test")),
+        "{:?}",
+        loaded.settings
+    );
 }

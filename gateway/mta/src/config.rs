@@ -125,6 +125,9 @@ pub struct Config {
     /// takes it and the files beside it.
     #[serde(skip)]
     pub file: Option<PathBuf>,
+    /// Whether the settings changed in the console are laid over the file's.
+    #[serde(skip)]
+    pub settings: crate::settings::SettingsState,
 }
 
 /// Copies of the audit log for a SIEM.
@@ -454,7 +457,7 @@ pub struct DomainsConfig {
 }
 
 /// STARTTLS policy when delivering to a downstream server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TlsPolicy {
     /// Never use TLS.
@@ -694,6 +697,11 @@ impl Default for MetricsConfig {
 impl Config {
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Ok(Self::load_file(path)?.with_saved_settings())
+    }
+
+    /// The configuration file alone, without the settings changed in the console.
+    pub fn load_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -707,6 +715,38 @@ impl Config {
         })?;
         config.file = Some(path.to_owned());
         Ok(config)
+    }
+
+    /// This configuration with the console's saved settings laid over it; ones it no longer
+    /// agrees with are left out, and [`Config::settings`] says why.
+    fn with_saved_settings(self) -> Self {
+        use crate::settings::SettingsState;
+        let refused = |mut config: Config, why: String| {
+            config.settings = SettingsState::Refused(why);
+            config
+        };
+        match crate::settings::read(&self.server.data_dir) {
+            Ok(None) => self,
+            Ok(Some(saved)) => match self.clone().overlaid(&saved) {
+                Ok(mut config) => {
+                    config.settings = SettingsState::Applied;
+                    config
+                }
+                Err(e) => refused(self, e.to_string()),
+            },
+            Err(e) => refused(self, e.to_string()),
+        }
+    }
+
+    /// This configuration with `settings` laid over it, checked as a whole as the file is.
+    pub fn overlaid(
+        mut self,
+        settings: &crate::settings::SystemSettings,
+    ) -> Result<Self, ConfigError> {
+        settings.apply(&mut self);
+        self.normalise();
+        self.validate()?;
+        Ok(self)
     }
 
     /// Parses and validates configuration text.

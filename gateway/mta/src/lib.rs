@@ -35,7 +35,8 @@
 //! [`directory`] (the organisation's LDAP/AD directory, where recipients sign in), [`clock`]
 //! (the appliance's time and its synchronisation), [`backup`] (configuration, keys and
 //! settings in one file sealed with a passphrase, and their restore), [`lock`] (the data
-//! directory held by the one gateway that runs on it).
+//! directory held by the one gateway that runs on it), [`settings`] (the protected domains, routes
+//! and syslog collector changed in the console, laid over the configuration file's).
 //!
 //! It hands on the stores and services the console (`jianmen-webui`) and the command line
 //! (`jianmen`) drive; it serves no HTTP itself (no actix-web below this crate).
@@ -67,6 +68,7 @@ pub mod queue;
 pub mod recall;
 pub mod relay;
 pub mod risk;
+pub mod settings;
 pub mod smtp;
 pub mod tracking;
 pub mod upgrade;

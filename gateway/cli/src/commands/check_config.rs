@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use jianmen_mta::config::Config;
+use jianmen_mta::settings::SettingsState;
 use jianmen_scan::rules::RuleSet;
 
 /// Options of `jianmen check-config`.
@@ -63,6 +64,16 @@ pub fn run(args: Args) -> Result<()> {
         )
         .map_err(anyhow::Error::msg)
         .context("scan.model")?;
+    }
+    match &config.settings {
+        SettingsState::None => {}
+        SettingsState::Applied => println!(
+            "with the settings changed in the console ({})",
+            jianmen_mta::settings::path(&config.server.data_dir).display()
+        ),
+        SettingsState::Refused(why) => println!(
+            "the settings changed in the console are NOT applied (the file's values run): {why}"
+        ),
     }
     println!(
         "{}: ok ({} protected domain(s), {} route(s), {} rules, {} internal relay(s), {} DKIM \

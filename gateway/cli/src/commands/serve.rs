@@ -18,6 +18,11 @@ pub struct Args {
 pub async fn run(args: Args) -> Result<()> {
     super::init_logging();
     let config = Config::load(&args.config)?;
+    if let jianmen_mta::settings::SettingsState::Refused(why) = &config.settings {
+        tracing::error!(
+            "the settings changed in the console are not applied, the configuration file's run: {why}"
+        );
+    }
     crate::daemon::run(config, Releases::from_env()).await?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Backup and restore of what makes a gateway this gateway: its configuration file and the files
-//! beside it, its keys (spool sealing, DKIM, digest links, audit export) and the certificates
-//! installed from the console, and the settings kept in its databases (policy versions,
+//! beside it, its keys (spool sealing, DKIM, digest links, audit export), the certificates
+//! installed from the console and the system settings changed there, and the settings kept in its
+//! databases (policy versions,
 //! personal lists, drill templates, console accounts). Mail, the queue and the logs are not in
 //! it: a copy of them would be stale the moment it was taken, and mail is kept safe by the
 //! queue's own rules, not by backups.
@@ -37,7 +38,7 @@ pub const MAX_FILES: usize = 5_000;
 /// How deep the folders of the data directory that are backed up are walked.
 const MAX_DEPTH: usize = 6;
 /// The folders of the data directory a backup takes whole.
-pub const DATA_FOLDERS: [&str; 2] = ["keys", "tls"];
+pub const DATA_FOLDERS: [&str; 3] = ["keys", "tls", crate::settings::FOLDER];
 /// The suffix of a file a restore replaced, kept beside it.
 pub const BEFORE_RESTORE: &str = "before-restore";
 const SPOOL_KEY: &str = "data/keys/spool-sm4.key";
