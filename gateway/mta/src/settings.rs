@@ -132,11 +132,25 @@ pub fn path(data_dir: &Path) -> PathBuf {
     data_dir.join(FOLDER).join(FILE)
 }
 
+/// Opens the settings file without following a link at the file or its folder: root reads it at
+/// start from a directory the service account owns, and must not be led to another file.
+fn open_unlinked(data_dir: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let folder = data_dir.join(FOLDER);
+    if std::fs::symlink_metadata(&folder)?.file_type().is_symlink() {
+        return Err(io::Error::other(format!("{} is a link", folder.display())));
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(folder.join(FILE))
+}
+
 /// The saved settings, if any.
 pub fn read(data_dir: &Path) -> Result<Option<SystemSettings>, SettingsError> {
     let path = path(data_dir);
     let shown = path.display().to_string();
-    let file = match std::fs::File::open(&path) {
+    let file = match open_unlinked(data_dir) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
@@ -159,11 +173,12 @@ pub fn read(data_dir: &Path) -> Result<Option<SystemSettings>, SettingsError> {
             why: format!("larger than {MAX_BYTES} bytes"),
         });
     }
+    // The parser's message only, without the lines around it: nothing of the file is repeated.
     toml::from_str(&text)
         .map(Some)
         .map_err(|e| SettingsError::Unreadable {
             path: shown,
-            why: e.to_string(),
+            why: e.message().to_owned(),
         })
 }
 
@@ -321,5 +336,15 @@ mod tests {
             read(dir.path()),
             Err(SettingsError::Unreadable { .. })
         ));
+        // A link in place of the file is not followed, and nothing of a file read is repeated.
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "root:$6$hash-of-a-password:19000::::::\n").unwrap();
+        std::fs::remove_file(path(dir.path())).unwrap();
+        std::os::unix::fs::symlink(&secret, path(dir.path())).unwrap();
+        assert!(matches!(read(dir.path()), Err(SettingsError::Io { .. })));
+        std::fs::remove_file(path(dir.path())).unwrap();
+        std::fs::copy(&secret, path(dir.path())).unwrap();
+        let said = read(dir.path()).unwrap_err().to_string();
+        assert!(!said.contains("hash-of-a-password"), "{said}");
     }
 }
