@@ -415,12 +415,26 @@ function errorText(data) {
   return data.code === 'forbidden' ? `${text}（${data.error}）` : text;
 }
 
+// Each navigation (route()) is numbered. A reading (GET) answered after the administrator has
+// moved on is dropped — its promise never settles — so a slow page never draws over, or reports a
+// failure on, the page shown since. Changes (POST, PUT, DELETE) always complete.
+let navSeq = 0;
+const superseded = (method, seq) => method === 'GET' && seq !== navSeq;
+
 async function api(method, path, body) {
   const headers = { 'Accept': 'application/json' };
   if (method !== 'GET') headers['X-CSRF-Token'] = me ? me.csrf : '';
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin' });
-  const text = await r.text();
+  const seq = navSeq;
+  let r, text;
+  try {
+    r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin' });
+    text = await r.text();
+  } catch (e) {
+    if (superseded(method, seq)) return new Promise(() => {});
+    throw e;
+  }
+  if (superseded(method, seq)) return new Promise(() => {});
   const data = text ? JSON.parse(text) : null;
   // A session that ended sends the user back to sign in; the sign-in itself and route()'s own
   // "am I signed in?" probe do not (a probe answered late would undo a sign-in just made).
@@ -1935,6 +1949,7 @@ async function drillItem(id) {
 }
 
 async function route() {
+  navSeq += 1;
   if (!me) {
     // A sign-in may finish while this asks: what it set wins over a stale "not signed in".
     let session = null;
