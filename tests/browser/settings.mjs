@@ -21,7 +21,7 @@ await run('settings', async (page, shots) => {
   await page.click('#settings-save');
   await page.waitForFunction(() => document.querySelector('#settings-result')?.className === 'error');
   const refused = await page.textContent('#settings-result');
-  if (!refused.includes('下一跳')) throw new Error(`the refusal reads: ${refused}`);
+  if (!refused.includes('下一跳') || !refused.includes('须为主机名或 IP 地址')) throw new Error(`the refusal reads: ${refused}`);
   await row.locator('.route-host').fill('127.0.0.1');
   await page.click('#settings-save');
   await page.waitForSelector('#settings-pending');

@@ -179,6 +179,9 @@ const T = {
     why_entry: '不是 IP、CIDR 网段、邮件地址或域名：{x}', why_not_protected: '“{x}”不是受保护的域。', why_two_policies: '“{x}”有两条按域策略。',
     why_points: '分值须在 −100 到 100 之间。', why_symbol: '没有规则或检查产生这个符号。', why_symbol_name: '符号名只能包含大写字母、数字和下划线。',
     why_chars: '最多 {x} 个字符。', why_unknown: '不认识的参数。', why_variant: '不认识的取值“{x}”。',
+    why_host: '须为主机名或 IP 地址。', why_hostname: '须为主机名。', why_positive: '须大于 0。', why_route_domain: '须为域名，或用 * 表示其他所有域。',
+    why_two_routes: '“{x}”有不止一条路由。', why_one_domain: '至少列出一个域。', why_not_domain: '“{x}”不是域名。', why_host_port: '须为“主机:端口”。',
+    why_at_most: '最多 {x} 项。', why_unknown_field: '不认识的参数“{x}”。',
     clock: '时间与同步', gatewayTime: '网关时间', timeZone: '时区', ntp: '时间同步（NTP）', ntpSynced: '已同步', ntpNotSynced: '未同步',
     ntpOff: '未启用时间同步', ntpUnknown: '无法读取（系统不是由 systemd 管理）', browserSkew: '与本浏览器时间相差',
     skewOk: '{n} 秒', skewWarn: '{n} 秒：请检查网关或本机的时间',
@@ -1130,7 +1133,10 @@ const WHY = [
   [/^not an IP, CIDR range, address or domain: (.*)/, 'why_entry'], [/^`(.*)` is not a protected domain/, 'why_not_protected'],
   [/^`(.*)` has two policies/, 'why_two_policies'], [/^points are between/, 'why_points'], [/^no rule or check has this symbol/, 'why_symbol'],
   [/^a symbol name is/, 'why_symbol_name'], [/^at most (\d+) characters/, 'why_chars'], [/^unknown parameter/, 'why_unknown'],
-  [/^unknown variant `(.*?)`/, 'why_variant']
+  [/^unknown variant `(.*?)`/, 'why_variant'], [/^must be a host name or address/, 'why_host'], [/^must be a host name$/, 'why_hostname'],
+  [/^must be greater than 0/, 'why_positive'], [/^must be a domain or `\*`/, 'why_route_domain'], [/^`(.*)` has more than one route/, 'why_two_routes'],
+  [/^list at least one domain/, 'why_one_domain'], [/^`(.*)` is not a domain/, 'why_not_domain'], [/^must be host:port/, 'why_host_port'],
+  [/^at most (\d+) (domains|routes)/, 'why_at_most'], [/unknown field `(.*?)`/, 'why_unknown_field']
 ];
 
 // A change's setting in words: "domains[a.test].actions.phish" → "按域 a.test · 处置 · 钓鱼邮件".
