@@ -84,15 +84,20 @@ fn a_lost_gateway_comes_back_from_its_backup() {
     assert!(!out.status.success() && said.contains("is held"), "{said}");
     assert!(!data.join("restore").exists());
 
-    // The machine is lost: configuration and data directory gone (the package made an empty
-    // data directory again).
+    // The machine is lost; on a new one the package installed its default configuration and
+    // an empty data directory.
     gw.terminate();
     assert!(
         gw.wait_exit(Duration::from_secs(60)).is_some(),
         "{}",
         gw.log()
     );
-    std::fs::remove_file(&gw.config).unwrap();
+    let fresh = format!(
+        "[server]\nhostname = \"localhost.localdomain\"\ndata_dir = \"{}\"\nuser = \"root\"\n\
+         [domains]\nprotected = [\"example.invalid\"]\n",
+        data.display()
+    );
+    std::fs::write(&gw.config, &fresh).unwrap();
     std::fs::remove_dir_all(&data).unwrap();
     std::fs::create_dir(&data).unwrap();
 
@@ -104,15 +109,41 @@ fn a_lost_gateway_comes_back_from_its_backup() {
         !out.status.success() && said.contains("wrong passphrase"),
         "{said}"
     );
-    assert!(!gw.config.exists());
+    assert_eq!(std::fs::read_to_string(&gw.config).unwrap(), fresh);
 
+    // Whoever sealed a backup chose its configuration files: root puts them in place only when
+    // told to, and otherwise beside the configuration for a look.
     let out = run(&gw, args("restore", &sealed, &passphrase));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&gw.config).unwrap(), fresh);
+    assert!(
+        said.contains("restored-") && said.contains("jianmen.toml"),
+        "{said}"
+    );
+    let mut with_configuration = args("restore", &sealed, &passphrase);
+    with_configuration.push("--configuration".into());
+    let out = run(&gw, with_configuration);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(std::fs::read_to_string(&gw.config).unwrap(), config_text);
+    let kept: Vec<String> = std::fs::read_dir(gw.config.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("jianmen.toml.before-restore-"))
+        .collect();
+    assert_eq!(
+        kept.len(),
+        1,
+        "the replaced configuration is kept: {kept:?}"
+    );
     assert_eq!(
         std::fs::read(data.join("keys/example.com/jm1.pem")).unwrap(),
         dkim_key

@@ -198,8 +198,8 @@ const T = {
     backup: '备份与恢复', backupHelp: '备份包含配置文件及其所在目录中的文件、密钥（邮件存储加密、DKIM、链接签名）、在控制台安装的证书和各项设置（受保护的域与路由、策略版本、个人名单、演练模板、控制台账号），不含邮件和日志。备份文件用下面的口令加密（Argon2id 派生密钥，SM4-GCM 加密），没有口令就无法恢复：请把口令与备份分开保管。',
     backupPass: '备份口令（至少 12 个字符）', backupPass2: '再次输入口令', backupDownload: '生成并下载备份', backupMaking: '正在生成备份…',
     backupMismatch: '两次输入的口令不一致。', backupDone: '已下载 {f}：{n} 个文件。', backupOutside: '配置中引用的 {n} 个文件不在配置目录内，未包含在备份中，请另行保存（详见审计日志）。',
-    restoreCommand: 'systemctl stop jianmen\njianmen restore --from <备份文件.jbk> --passphrase-file <口令文件>\nsystemctl start jianmen',
-    restoreHelp: '恢复会改写 root 所有的配置目录，只能在设备上以 root 执行，且须先停止网关：', err_backup_passphrase: '备份口令至少需要 12 个字符。',
+    restoreCommand: 'systemctl stop jianmen\njianmen restore --from <备份文件.jbk> --passphrase-file <口令文件> [--configuration]\nsystemctl start jianmen',
+    restoreHelp: '恢复只能在设备上以 root 执行，且须先停止网关。备份中的配置文件默认写入配置目录下的 restored-<时间> 目录供核对，核对无误后加 --configuration 写回原处：', err_backup_passphrase: '备份口令至少需要 12 个字符。',
     ownNotApplied: '威胁检测未开启（scan.enabled），个人名单会保存但不会作用于邮件。', ownAdded: '已添加 {n} 条新条目。', remove: '移除', ownRemoved: '已移除。', confirmOwnRemove: '从 {owner} 的{list}中移除“{entry}”？',
     err_own_owner: '不是受保护域的邮件地址（或不在你管理的域内）。', err_own_full: '名单已满：每个收件人最多 500 条。', err_list_entry: '条目格式不正确：应为地址、@域名、域名、IP 或 CIDR。',
   },
@@ -382,8 +382,8 @@ const T = {
     backup: 'Backup and restore', backupHelp: 'A backup holds the configuration file and the files in its directory, the keys (spool sealing, DKIM, link signing), the certificates installed here and the settings (domains and routes, policy versions, personal lists, drill templates, console accounts); not mail, not logs. It is sealed with the passphrase below (Argon2id, SM4-GCM) and cannot be restored without it: keep the passphrase apart from the backup.',
     backupPass: 'Passphrase (at least 12 characters)', backupPass2: 'The passphrase again', backupDownload: 'Make and download a backup', backupMaking: 'Making the backup…',
     backupMismatch: 'The two passphrases differ.', backupDone: '{f} downloaded: {n} files.', backupOutside: '{n} files the configuration names lie outside its directory and are not in the backup: keep them yourself (the audit log names them).',
-    restoreCommand: 'systemctl stop jianmen\njianmen restore --from <backup.jbk> --passphrase-file <passphrase file>\nsystemctl start jianmen',
-    restoreHelp: 'A restore rewrites the configuration directory root owns: it is run at the appliance, as root, with the gateway stopped:', err_backup_passphrase: 'The passphrase needs at least 12 characters.',
+    restoreCommand: 'systemctl stop jianmen\njianmen restore --from <backup.jbk> --passphrase-file <passphrase file> [--configuration]\nsystemctl start jianmen',
+    restoreHelp: 'A restore is run at the appliance, as root, with the gateway stopped. The backup\'s configuration files first go to restored-<time> beside the configuration for you to compare; --configuration puts them in place once checked:', err_backup_passphrase: 'The passphrase needs at least 12 characters.',
     ownNotApplied: 'Threat scanning is off (scan.enabled): personal lists are kept but do not act on mail.', ownAdded: '{n} new entries added.', remove: 'Remove', ownRemoved: 'Removed.', confirmOwnRemove: 'Remove “{entry}” from the {list} list of {owner}?',
     err_own_owner: 'Not an address of a protected domain (or not in your domain).', err_own_full: 'The lists are full: at most 500 entries a recipient.', err_list_entry: 'Not an address, @domain, domain, IP or CIDR range.',
   },
@@ -1404,7 +1404,9 @@ function certificatesCard(s) {
 
 async function systemPage(flash) {
   let s, u, st;
-  try { [s, u, st] = await Promise.all([api('GET', '/api/system'), api('GET', '/api/system/upgrade'), api('GET', '/api/system/settings')]); } catch (e) { page(t('system')); return fail(e); }
+  // The settings card fails alone (a configuration file that does not load now): the rest of
+  // the page, upgrades and backups among it, stays usable.
+  try { [s, u, st] = await Promise.all([api('GET', '/api/system'), api('GET', '/api/system/upgrade'), api('GET', '/api/system/settings').catch((e) => ({ error: e.message }))]); } catch (e) { page(t('system')); return fail(e); }
   const msg = el('p', { role: 'status', id: 'upgrade-result' });
   const file = el('input', { type: 'file', name: 'package', accept: '.jup', id: 'upgrade-file', required: true });
   // The package goes as the raw request body (not JSON), with the session's CSRF token.
@@ -1460,6 +1462,7 @@ function clockCard(c) {
 // The protected domains, routes and syslog collector: the configuration file's, or those changed
 // here (kept apart from the file, in force after a restart the service manager does).
 function settingsCard(st, flash) {
+  if (st.error) return el('div', { class: 'card', id: 'system-settings' }, el('h2', {}, t('domainsRoutes')), el('p', { class: 'error', id: 'settings-state' }, st.error));
   const msg = el('p', { role: 'status', id: 'settings-result', class: flash ? 'notice' : '' }, flash || '');
   const shown = { ...st.file, ...(st.saved || {}) };
   const protectedBox = el('textarea', { id: 'set-protected', rows: 4 }, shown.protected.join('\n'));
@@ -1508,7 +1511,7 @@ function settingsCard(st, flash) {
   el('p', {}, el('button', { class: 'plain', type: 'button', id: 'route-add', onclick: () => addRow({}) }, t('routeAdd'))),
   el('label', {}, t('syslogTarget'), syslog),
   el('p', { class: 'actions' }, el('button', { class: 'primary', type: 'submit', id: 'settings-save' }, t('settingsSave')),
-    st.saved ? el('button', { class: 'plain', type: 'button', id: 'settings-revert', onclick: async () => {
+    st.saved || st.unreadable ? el('button', { class: 'plain', type: 'button', id: 'settings-revert', onclick: async () => {
       if (!confirm(t('confirmSettingsRevert'))) return;
       try { await api('DELETE', '/api/system/settings'); await systemPage(t('settingsSaved')); } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
     } }, t('settingsRevert')) : null));
@@ -1517,16 +1520,18 @@ function settingsCard(st, flash) {
     msg.className = 'notice';
     msg.textContent = t('restarting');
     try { await api('POST', '/api/system/restart'); } catch (e) { msg.className = 'error'; msg.textContent = e.message; return; }
-    // The session is kept across the restart: the page comes back once the gateway answers.
-    await new Promise((r) => setTimeout(r, 2000));
-    for (let i = 0; i < 60; i += 1) {
-      try { await api('GET', '/api/system/settings'); return systemPage(t('restarted')); } catch (_) { await new Promise((r) => setTimeout(r, 1000)); }
+    // The session is kept across the restart: the page comes back once a new run of the
+    // gateway answers (the old one keeps answering while its sessions finish).
+    for (let i = 0; i < 120; i += 1) {
+      await new Promise((r) => setTimeout(r, 1000));
+      try { const now = await api('GET', '/api/system/settings'); if (now.started !== st.started) return systemPage(t('restarted')); } catch (_) { /* not back yet */ }
     }
     msg.className = 'error';
     msg.textContent = t('restartSlow');
   };
   const keys = st.saved ? ['protected', 'routes', 'syslog'].filter((k) => st.saved[k] !== undefined && st.saved[k] !== null).map((k) => T[lang].setKeys[k]).join('、') : '';
-  const state = st.state.state === 'refused' ? el('p', { class: 'error', id: 'settings-state' }, fill(t('settingsRefused'), { why: st.state.reason }))
+  const state = st.unreadable ? el('p', { class: 'error', id: 'settings-state' }, fill(t('settingsRefused'), { why: st.unreadable }))
+    : st.state.state === 'refused' ? el('p', { class: 'error', id: 'settings-state' }, fill(t('settingsRefused'), { why: st.state.reason }))
     : el('p', { class: 'muted', id: 'settings-state' }, st.saved ? fill(t('settingsFromConsole'), { who: st.saved.changed_by, at: when(st.saved.changed_at), keys }) : t('settingsFromFile'));
   const pending = st.pending ? el('p', { class: 'notice', id: 'settings-pending' }, t('settingsPending'), ' ',
     st.restartable ? el('button', { class: 'primary', type: 'button', id: 'system-restart', onclick: restart }, t('restartNow')) : t('restartByHand')) : null;

@@ -107,6 +107,7 @@ impl Console {
             .as_ref()
             .and_then(|c| AddressList::parse(&c.allow_from).ok())
             .unwrap_or_default();
+        settings::note_start();
         let certs = jianmen_mta::certstore::CertStore::new(&config.server.data_dir);
         Console {
             config,

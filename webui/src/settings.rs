@@ -50,6 +50,15 @@ fn file_config(console: &Console) -> Result<Config, ApiError> {
     })
 }
 
+/// When this process started serving (Unix milliseconds): a restart changes it.
+static STARTED: std::sync::LazyLock<i64> =
+    std::sync::LazyLock::new(|| chrono::Utc::now().timestamp_millis());
+
+/// Fixes the start time at the console's start, not at the first page that asks.
+pub(super) fn note_start() {
+    std::sync::LazyLock::force(&STARTED);
+}
+
 /// Whether a service manager starts the gateway again when it stops (systemd gives each service
 /// it runs an invocation id).
 fn restartable() -> bool {
@@ -59,7 +68,10 @@ fn restartable() -> bool {
 async fn show(req: HttpRequest, console: Data) -> Reply {
     authorize(&req, &console, &[Role::System]).await?;
     let file = file_config(&console)?;
-    let saved = settings::read(&console.config.server.data_dir).map_err(ApiError::internal)?;
+    let (saved, unreadable) = match settings::read(&console.config.server.data_dir) {
+        Ok(saved) => (saved, None),
+        Err(e) => (None, Some(e.to_string())),
+    };
     let next = match &saved {
         Some(s) => file.clone().overlaid(s).unwrap_or_else(|_| file.clone()),
         None => file.clone(),
@@ -70,8 +82,12 @@ async fn show(req: HttpRequest, console: Data) -> Reply {
         "saved": saved,
         "running": running,
         "state": console.config.settings,
+        // A saved file that does not read: shown, and removable.
+        "unreadable": unreadable,
         "pending": values(&next) != running,
         "restartable": restartable(),
+        // Which run of the gateway answers: the page waits for it to change after a restart.
+        "started": *STARTED,
         "tls_policies": ["verify-if-offered", "verify", "required", "opportunistic", "tlcp", "none"],
     })))
 }
@@ -148,19 +164,22 @@ async fn change(req: HttpRequest, console: Data, body: web::Bytes) -> Reply {
 async fn revert(req: HttpRequest, console: Data) -> Reply {
     let session = authorize(&req, &console, &[Role::System]).await?;
     let data_dir = &console.config.server.data_dir;
-    let Some(saved) = settings::read(data_dir).map_err(ApiError::internal)? else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no settings were changed in the console",
-        ));
+    // A file that no longer reads (damaged) is removed all the same.
+    let saved = match settings::read(data_dir) {
+        Ok(Some(saved)) => Some(saved),
+        Ok(None) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no settings were changed in the console",
+            ));
+        }
+        Err(_) => None,
     };
     let file = file_config(&console)?;
-    let before = values(
-        &file
-            .clone()
-            .overlaid(&saved)
-            .unwrap_or_else(|_| file.clone()),
-    );
+    let before = match &saved {
+        Some(s) => values(&file.clone().overlaid(s).unwrap_or_else(|_| file.clone())),
+        None => json!({"protected": "unreadable", "routes": "unreadable", "syslog": "unreadable"}),
+    };
     settings::write(data_dir, None).map_err(ApiError::internal)?;
     console
         .record(

@@ -2490,4 +2490,13 @@ async fn system_settings_are_checked_kept_apart_from_the_file_and_audited() {
         "{:?}",
         loaded.settings
     );
+
+    // A saved file that no longer reads is shown as such and can still be removed.
+    std::fs::write(&kept, "protected = 7\n").unwrap();
+    let (s, b, _, _) = call(&app, Some(&system), Method::GET, path, None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b["unreadable"].is_string() && b["saved"].is_null(), "{b}");
+    let (s, _, _, _) = call(&app, Some(&system), Method::DELETE, path, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!kept.exists());
 }

@@ -39,19 +39,16 @@ pub struct DataDirLock {
 
 impl DataDirLock {
     /// Takes the lock of `data_dir` without waiting. Root may run this in a directory the
-    /// service account owns: the file is opened without following a link, only for reading,
-    /// and one root makes is handed to the directory's owner so the gateway can lock it later.
+    /// service account owns: the file is opened as [`crate::privilege::open_unlinked`] opens,
+    /// only for reading, and one root makes is handed to the directory's owner so the gateway
+    /// can lock it later.
     pub fn take(data_dir: &Path) -> Result<DataDirLock, LockError> {
         let path = data_dir.join(FILE);
         let io = |source| LockError::Io {
             path: path.clone(),
             source,
         };
-        let file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&path)
-        {
+        let file = match crate::privilege::open_unlinked(data_dir, FILE) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let file = OpenOptions::new()

@@ -1,7 +1,8 @@
 //! Least privilege outside systemd: a gateway started as root binds its ports first, then
 //! becomes the unprivileged service account for good — before it opens any mail, key or
 //! database — and checks that root cannot be regained. (Under systemd the unit starts it as
-//! that account with only `CAP_NET_BIND_SERVICE`, and this is a no-op.)
+//! that account with only `CAP_NET_BIND_SERVICE`, and this is a no-op.) And how root reads what
+//! lies in a directory that account owns ([`open_unlinked`]).
 
 use nix::unistd::{Gid, Uid, User, setgid, setgroups, setuid};
 
@@ -76,6 +77,39 @@ pub fn drop_root(user: &str) -> Result<Option<Dropped>, PrivilegeError> {
     }))
 }
 
+/// Opens `dir/name` for reading as root may open a file in a directory the service account owns:
+/// no link is followed at `dir`'s last step or at `name`, a FIFO does not make it wait, and only
+/// a regular file is returned — the account cannot lead root to another file, or stall it.
+pub fn open_unlinked(dir: &std::path::Path, name: &str) -> std::io::Result<std::fs::File> {
+    use nix::fcntl::{OFlag, open, openat};
+    use nix::sys::stat::Mode;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    if name.contains('/') || name == "." || name == ".." {
+        return Err(std::io::Error::other(format!(
+            "{name:?} is not a file name"
+        )));
+    }
+    let base = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let dir_fd = open(dir, base | OFlag::O_DIRECTORY, Mode::empty())?;
+    // SAFETY: `open` just returned this descriptor; nothing else owns it.
+    let dir_fd = unsafe { OwnedFd::from_raw_fd(dir_fd) };
+    let fd = openat(
+        Some(dir_fd.as_raw_fd()),
+        name,
+        base | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    )?;
+    // SAFETY: as above.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{}/{name} is not a regular file",
+            dir.display()
+        )));
+    }
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +131,33 @@ mod tests {
         }
         assert_eq!(root.unwrap(), None);
         assert_eq!((Uid::current(), Gid::current()), before);
+    }
+
+    #[test]
+    fn links_fifos_and_folders_are_not_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("plain"), "x").unwrap();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        std::fs::write(d.join("sub/inner"), "y").unwrap();
+        std::os::unix::fs::symlink(d.join("plain"), d.join("link")).unwrap();
+        std::os::unix::fs::symlink(d.join("sub"), d.join("linked-dir")).unwrap();
+        nix::unistd::mkfifo(&d.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(open_unlinked(d, "plain").is_ok());
+        assert!(open_unlinked(&d.join("sub"), "inner").is_ok());
+        for (folder, name) in [
+            (d.to_path_buf(), "link"),
+            (d.join("linked-dir"), "inner"),
+            (d.to_path_buf(), "fifo"),
+            (d.to_path_buf(), "sub"),
+            (d.to_path_buf(), "../plain"),
+            (d.to_path_buf(), "missing"),
+        ] {
+            assert!(
+                open_unlinked(&folder, name).is_err(),
+                "{}/{name}",
+                folder.display()
+            );
+        }
     }
 }

@@ -132,25 +132,12 @@ pub fn path(data_dir: &Path) -> PathBuf {
     data_dir.join(FOLDER).join(FILE)
 }
 
-/// Opens the settings file without following a link at the file or its folder: root reads it at
-/// start from a directory the service account owns, and must not be led to another file.
-fn open_unlinked(data_dir: &Path) -> io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let folder = data_dir.join(FOLDER);
-    if std::fs::symlink_metadata(&folder)?.file_type().is_symlink() {
-        return Err(io::Error::other(format!("{} is a link", folder.display())));
-    }
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(folder.join(FILE))
-}
-
 /// The saved settings, if any.
 pub fn read(data_dir: &Path) -> Result<Option<SystemSettings>, SettingsError> {
     let path = path(data_dir);
     let shown = path.display().to_string();
-    let file = match open_unlinked(data_dir) {
+    // Root reads it at start from the service account's directory.
+    let file = match crate::privilege::open_unlinked(&data_dir.join(FOLDER), FILE) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {

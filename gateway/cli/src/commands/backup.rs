@@ -39,6 +39,10 @@ pub struct RestoreArgs {
     /// File whose first line is the passphrase, or `-` for standard input.
     #[arg(long)]
     passphrase_file: PathBuf,
+    /// Also put the backup's configuration files in place (look at them first: without this
+    /// they are written to `restored-<time>/` beside the configuration for you to compare).
+    #[arg(long)]
+    configuration: bool,
 }
 
 fn passphrase(path: &Path) -> Result<String> {
@@ -119,22 +123,36 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
         })
         .with_context(|| format!("reading {}", args.from.display()))?;
     let opened = backup::open(&sealed, &passphrase)?;
-    let config = &opened.config;
-    let data_dir = &config.server.data_dir;
-    if !data_dir.is_dir() {
+    // Where things go is this machine's configuration's to say (root's file), never the
+    // backup's: whoever sealed the backup chose what is in it.
+    let current = Config::load_file(&args.config.path).with_context(|| {
+        "the configuration of this machine (install the package first: it makes one, and the \
+         data directory)"
+    })?;
+    let data_dir = &current.server.data_dir;
+    if args.configuration
+        && (opened.config.server.data_dir != *data_dir
+            || opened.config.spool_dir() != current.spool_dir())
+    {
         bail!(
-            "{} (server.data_dir of the backup's configuration) does not exist: install the \
-             package, which makes it, or make it owned by {}",
+            "the backup's configuration keeps its data in {} (spool {}), this machine's in {} \
+             (spool {}): restore onto a machine installed the same way, or without \
+             --configuration",
+            opened.config.server.data_dir.display(),
+            opened.config.spool_dir().display(),
             data_dir.display(),
-            config.server.user
+            current.spool_dir().display()
         );
     }
+    check_owner(&current)?;
     // Held until the end: the gateway cannot start meanwhile.
     let _lock = DataDirLock::take(data_dir)?;
-    opened.check_spool_key(data_dir, &config.spool_dir())?;
-    let etc = opened.restore_configuration(&args.config.path)?;
-    super::as_service(config)?;
+    opened.check_spool_key(data_dir, &current.spool_dir())?;
+    let differing = opened.configuration_changes(&args.config.path);
+    let etc = opened.restore_configuration(&args.config.path, args.configuration)?;
+    super::as_service(&current)?;
     let data = opened.restore_data(data_dir)?;
+    let config = &current;
     super::record(
         config,
         "backup.restore",
@@ -157,9 +175,52 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
     for path in &opened.manifest.outside {
         println!("not in the backup, put it back by hand: {path}");
     }
+    if !args.configuration {
+        println!(
+            "the backup's configuration files are in {} for you to compare; {} differ from \
+             those in place ({}). Put them in place yourself, or run again with \
+             --configuration once you have checked them",
+            directory_of(&args.config.path)
+                .join(format!("restored-{}", opened.manifest.made_at))
+                .display(),
+            differing.len(),
+            differing.join(", ")
+        );
+    }
     println!(
         "restored: start the gateway (systemctl start jianmen); it takes the policy, lists and \
          accounts at its start, and every console session ends"
     );
     Ok(())
+}
+
+/// The directory a configuration file is in.
+fn directory_of(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Refuses a data directory that is not `server.user`'s (or root's, for a gateway run as
+/// root): keys written there as root would be unreadable to the gateway, or land somewhere
+/// else than the gateway's own directory.
+fn check_owner(config: &Config) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let data_dir = &config.server.data_dir;
+    let meta = std::fs::metadata(data_dir).with_context(|| {
+        format!(
+            "{} (server.data_dir): install the package, which makes it",
+            data_dir.display()
+        )
+    })?;
+    let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(meta.uid()))?;
+    if owner.is_some_and(|o| o.name == config.server.user) {
+        return Ok(());
+    }
+    bail!(
+        "{} is not owned by {} (server.user): not the gateway's data directory as installed",
+        data_dir.display(),
+        config.server.user
+    )
 }

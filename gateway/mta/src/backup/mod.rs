@@ -21,7 +21,7 @@ mod tests;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -222,7 +222,7 @@ fn configuration_files(
         let entry = entry.map_err(io_error(&dir))?;
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(BEFORE_RESTORE) || taken.contains(&name) || !path.is_file() {
+        if name.contains(BEFORE_RESTORE) || taken.contains(&name) || !path.is_file() {
             continue;
         }
         if skipped
@@ -286,7 +286,7 @@ fn folder_files(
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        if name.ends_with(BEFORE_RESTORE) {
+        if name.contains(BEFORE_RESTORE) {
             continue;
         }
         let path = entry.path();
@@ -385,13 +385,16 @@ pub struct Opened {
 /// Whether `name` is a file name a backup may hold: under one of its four parts, with plain
 /// components only (no `..`, no root, nothing empty).
 fn acceptable(name: &str) -> bool {
-    let path = Path::new(name);
-    let plain = path.components().all(|c| matches!(c, Component::Normal(_)))
-        && !name.ends_with('/')
-        && !name.contains("//");
+    // Split by hand: `Path::components` would quietly drop a `.` in the middle.
+    let plain = name
+        .split('/')
+        .all(|part| !part.is_empty() && part != "." && part != "..");
     let mut parts = name.split('/');
     let allowed = match (parts.next(), parts.next(), parts.next()) {
         (Some("etc"), Some(_), _) => true,
+        (Some("data"), Some(crate::settings::FOLDER), Some(file)) => {
+            file == crate::settings::FILE && parts.next().is_none()
+        }
         (Some("data"), Some(folder), Some(_)) => DATA_FOLDERS.contains(&folder),
         (Some("settings"), Some(file), None) => {
             file.ends_with(".db")
@@ -527,7 +530,14 @@ impl Opened {
             return Ok(());
         };
         let present = data_dir.join("keys").join("spool-sm4.key");
-        let differs = std::fs::read(&present).is_ok_and(|bytes| bytes != key.bytes);
+        // Read as root from the service account's directory: no link followed, a key's size at
+        // most. A file that is not a plain key counts as differing.
+        let mut bytes = Vec::new();
+        let differs = match crate::privilege::open_unlinked(&data_dir.join("keys"), "spool-sm4.key")
+        {
+            Ok(file) => file.take(1024).read_to_end(&mut bytes).is_err() || bytes != key.bytes,
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        };
         if differs && holds_files(spool, 0, &mut 10_000) {
             return Err(BackupError::Refused(format!(
                 "the backup's spool key differs from {} and {} holds mail sealed with the \
@@ -540,31 +550,64 @@ impl Opened {
         Ok(())
     }
 
-    /// Writes the configuration file (at `config_file`) and the files beside it. Run as root:
-    /// each file gets the directory's owner and group and keeps its mode without any write
-    /// permission for others than its owner.
-    pub fn restore_configuration(&self, config_file: &Path) -> Result<Written, BackupError> {
+    /// The names of the configuration files in the backup that differ from those now in place
+    /// beside `config_file` (or are missing there).
+    pub fn configuration_changes(&self, config_file: &Path) -> Vec<String> {
         let dir = directory_of(config_file);
+        self.items_under("etc/")
+            .filter(|(rest, item)| {
+                let target = if *rest == self.manifest.config_file {
+                    config_file.to_owned()
+                } else {
+                    dir.join(rest)
+                };
+                std::fs::read(target).map_or(true, |present| present != item.bytes)
+            })
+            .map(|(rest, _)| rest.to_owned())
+            .collect()
+    }
+
+    /// Writes the configuration file and the files beside it. Whoever sealed the backup chose
+    /// them — the console's backups are sealed by the service account — so root puts them in
+    /// place (`config_file` and beside it: each file with the directory's owner and group, its
+    /// mode without write permission for others) only when told to (`in_place`), once the
+    /// administrator has looked at them; otherwise they go to a folder of root's alone beside
+    /// the configuration, `restored-<time>/`, for that look.
+    pub fn restore_configuration(
+        &self,
+        config_file: &Path,
+        in_place: bool,
+    ) -> Result<Written, BackupError> {
+        let dir = directory_of(config_file);
+        let mut written = Written::default();
+        if !in_place {
+            let review = dir.join(format!("restored-{}", self.manifest.made_at));
+            for (rest, item) in self.items_under("etc/") {
+                let mode = item.mode & 0o700;
+                write_file(
+                    &review.join(rest),
+                    &item.bytes,
+                    mode,
+                    0o700,
+                    None,
+                    &mut written,
+                )?;
+            }
+            return Ok(written);
+        }
         let meta = std::fs::metadata(&dir).map_err(io_error(&dir))?;
         let owner = nix::unistd::Uid::effective()
             .is_root()
             .then_some((meta.uid(), meta.gid()));
         let config_name = self.manifest.config_file.as_str();
-        let mut written = Written::default();
         for (rest, item) in self.items_under("etc/") {
             let target = if rest == config_name {
                 config_file.to_owned()
             } else {
                 dir.join(rest)
             };
-            write_file(
-                &target,
-                &item.bytes,
-                item.mode & 0o755,
-                0o750,
-                owner,
-                &mut written,
-            )?;
+            let mode = item.mode & 0o755;
+            write_file(&target, &item.bytes, mode, 0o750, owner, &mut written)?;
         }
         Ok(written)
     }
@@ -621,10 +664,15 @@ fn write_file(
             return Ok(());
         }
         Ok(_) => {
+            // Kept under a name of its own (a second restore keeps the first one's too), by a
+            // second link: the name itself is never without a file.
             let mut kept = path.as_os_str().to_owned();
-            kept.push(format!(".{BEFORE_RESTORE}"));
+            kept.push(format!(
+                ".{BEFORE_RESTORE}-{}",
+                chrono::Utc::now().format("%Y%m%d%H%M%S%f")
+            ));
             let kept = PathBuf::from(kept);
-            std::fs::rename(path, &kept).map_err(io_error(path))?;
+            std::fs::hard_link(path, &kept).map_err(io_error(path))?;
             written.kept.push(kept);
         }
         Err(_) => {}

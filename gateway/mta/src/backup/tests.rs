@@ -137,11 +137,30 @@ async fn a_backup_restores_configuration_keys_and_settings_in_place() {
     let opened = open(&made.sealed, PASS).unwrap();
     assert_eq!(opened.manifest, made.manifest);
     assert_eq!(opened.config.server.hostname, "mx.example.com");
+    // Not told to put the configuration in place: it goes beside, for a look, and nothing in
+    // place changes.
+    assert_eq!(
+        opened.configuration_changes(&site.path("etc/jianmen.toml")),
+        ["mx.key", "certs/mx.pem"]
+    );
+    let review = opened
+        .restore_configuration(&site.path("etc/jianmen.toml"), false)
+        .unwrap();
+    assert_eq!(review.changed.len(), 3, "{review:?}");
+    let aside = site.path(&format!("etc/restored-{}", made.manifest.made_at));
+    assert_eq!(
+        std::fs::read_to_string(aside.join("mx.key")).unwrap(),
+        "KEY"
+    );
+    assert_eq!(
+        std::fs::read_to_string(site.path("etc/mx.key")).unwrap(),
+        "EDITED"
+    );
     opened
         .check_spool_key(&site.path("data"), &site.path("data/spool"))
         .unwrap();
     let etc = opened
-        .restore_configuration(&site.path("etc/jianmen.toml"))
+        .restore_configuration(&site.path("etc/jianmen.toml"), true)
         .unwrap();
     assert_eq!(etc.changed.len(), 2, "{etc:?}");
     assert_eq!(etc.unchanged, 1);
@@ -150,7 +169,12 @@ async fn a_backup_restores_configuration_keys_and_settings_in_place() {
         "KEY"
     );
     assert_eq!(
-        std::fs::read_to_string(site.path("etc/mx.key.before-restore")).unwrap(),
+        std::fs::read_dir(site.path("etc"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().contains("mx.key.before-restore-"))
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .unwrap(),
         "EDITED",
         "what a restore replaces is kept"
     );
@@ -198,7 +222,7 @@ fn raw_archive(entries: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn a_wrong_passphrase_or_a_crafted_archive_writes_nothing() {
+async fn a_wrong_passphrase_or_a_crafted_archive_does_not_open() {
     let site = Site::new();
     let made = make(&site.config(), &[QUEUE_SETTINGS], PASS).await.unwrap();
     assert!(matches!(
@@ -235,6 +259,12 @@ async fn a_wrong_passphrase_or_a_crafted_archive_writes_nothing() {
         ("data/keys", "a folder's name alone"),
         ("settings/../x.db", "climbs out"),
         ("settings/Evil.db", "not a database name"),
+        (
+            "data/keys/./spool-sm4.key",
+            "a `.` that would slip past a name comparison",
+        ),
+        ("etc/./jianmen.toml", "a second name for one file"),
+        ("data/system/evil.service", "not the settings file"),
         ("other/x", "not a part of a backup"),
     ] {
         // Names set in the header's bytes: the tar crate's own checks are not what is tested.
