@@ -180,7 +180,7 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
             "the backup's configuration files are in {} for you to compare; {} differ from \
              those in place ({}). Put them in place yourself, or run again with \
              --configuration once you have checked them",
-            directory_of(&args.config.path)
+            backup::directory_of(&args.config.path)
                 .join(format!("restored-{}", opened.manifest.made_at))
                 .display(),
             differing.len(),
@@ -192,14 +192,6 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
          accounts at its start, and every console session ends"
     );
     Ok(())
-}
-
-/// The directory a configuration file is in.
-fn directory_of(file: &Path) -> PathBuf {
-    match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    }
 }
 
 /// Refuses a data directory that is not `server.user`'s (or root's, for a gateway run as

@@ -178,7 +178,7 @@ fn read_bounded(path: &Path) -> Result<(Vec<u8>, u32), BackupError> {
 }
 
 /// The directory `file` is in (`.` for a bare name).
-fn directory_of(file: &Path) -> PathBuf {
+pub fn directory_of(file: &Path) -> PathBuf {
     match file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
