@@ -1,8 +1,8 @@
 // Drives Debian's Chromium through the console's approval queue (外发审批): the security
 // administrator signs in, changes the generated password, opens outgoing mail a data-leak
 // prevention policy held ($JM_SUBJECT), checks the evidence shows the identifiers masked and
-// never whole ($JM_SECRET must not appear anywhere on the page), and approves it; the policy
-// page lists the policy ($JM_POLICY) with what fires it. Screenshots
+// never whole ($JM_SECRET must not appear anywhere on the page), and approves it; the policy's
+// DLP tab lists the policy ($JM_POLICY) with what fires it. Screenshots
 // go to $JM_SHOTS. Any Content-Security-Policy violation or page error fails the run.
 import { env, run, signIn } from './harness.mjs';
 
@@ -26,14 +26,13 @@ await run('approval', async (page, shots) => {
   if (!result.includes('已批准')) throw new Error(`after approving, the page says: ${result}`);
   await page.screenshot({ path: `${shots}/approval-3-approved.png`, fullPage: true });
 
-  // The policy page lists the DLP policy with what fires it and what it does.
+  // The policy's DLP tab lists the policy with what fires it and what it does.
   await page.click('#nav a:has-text("策略")');
-  // The row in the policy page's DLP table, not the history row of the page just left.
-  const dlpCard = page.locator('.card', { has: page.locator('h2', { hasText: '数据防泄漏' }) });
-  const policyRow = dlpCard.locator('tr', { hasText: env('JM_POLICY') });
-  await policyRow.waitFor();
-  const cells = await policyRow.innerText();
-  if (!cells.includes('resident_id ≥ 5') || !cells.includes('暂扣待审批')) throw new Error(`the policy row reads: ${cells}`);
+  await page.click('#policy-tabs a:has-text("外发防泄漏")');
+  const summary = page.locator('details.dlp-policy summary', { hasText: env('JM_POLICY') });
+  await summary.waitFor();
+  const cells = await summary.innerText();
+  if (!cells.includes('身份证号 ≥ 5') || !cells.includes('暂扣待审批')) throw new Error(`the policy reads: ${cells}`);
   await page.screenshot({ path: `${shots}/approval-4-policy.png`, fullPage: true });
   return result;
 });

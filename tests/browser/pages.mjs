@@ -55,8 +55,15 @@ await run('pages', async (page, shots) => {
       await check(page, shots, role, href.replace('#/', ''));
       seen.push(`${role}${href}`);
     }
-    // Detail pages too: a held item and a message's timeline.
+    // Detail pages too: the policy's other tabs, a held item and a message's timeline.
     if (role === 'security') {
+      for (const tab of ['attachments', 'dlp']) {
+        await page.goto(`${env('JM_URL')}#/policy/${tab}`);
+        await page.waitForSelector('#policy-tabs a.active');
+        await page.waitForLoadState('networkidle');
+        await check(page, shots, role, `policy-${tab}`);
+        seen.push(`${role}#/policy/${tab}`);
+      }
       for (const list of ['quarantine', 'tracking']) {
         await page.goto(`${env('JM_URL')}#/${list}`);
         await page.locator('#results tr.clickable').first().click();

@@ -7,7 +7,8 @@
 //! rejects once a byte of it is changed); the system administrator's upload of a file that is
 //! no upgrade package is refused on the page. A second run edits the policy in the console
 //! (`tests/browser/policy.mjs`) and the next messages feel it; another replaces the served
-//! certificate with one issued for a request made in the console (`tests/browser/certificates.mjs`).
+//! certificate with one issued for a request made in the console (`tests/browser/certificates.mjs`);
+//! one refuses a file type and adds a DLP policy there (`tests/browser/attachments-dlp.mjs`).
 //! Screenshots are kept in `target/console-screenshots/`.
 
 use std::process::Command;
@@ -282,6 +283,104 @@ fn policy_edited_in_chromium_applies_to_the_next_message() {
             .any(|l| l.contains("friend@partner.test") && l.contains("Minutes of Tuesday")),
         "the boss's copy is held: {text}"
     );
+}
+
+/// The attachment and DLP policies are changed in the console and the next messages feel
+/// them, without a restart: an RTF attachment that was delivered is refused as a refused file
+/// type, and outgoing mail naming the project's code word, delivered before, is refused by the
+/// new DLP policy while other outgoing mail still goes out.
+#[test]
+fn attachment_and_dlp_policies_edited_in_chromium_apply_to_the_next_message() {
+    const RELAY: &str = "127.0.0.3";
+    const KEYWORD: &str = "蓝鹭计划";
+    let browser = Browser::ready();
+    let sink = Sink::start(&[]);
+    let console_port = free_port();
+    let setup = Setup::new(sink.port, sink.port)
+        .scanning(&[
+            "thresholds = { spam = 6.0, spam_high = 60.0, phish = 6.0, bec = 6.0, virus = 5.0 }",
+        ])
+        .smtp(&format!("internal_relays = [\"{RELAY}\"]"))
+        .console(console_port);
+    let gw = Gateway::start(&setup);
+    let rtf = |subject: &str| {
+        jianmen_testkit::with_attachment(subject, "合同.rtf", b"{\\rtf1\\ansi contract terms}")
+    };
+    let outgoing = |subject: &str, words: &str| {
+        format!(
+            "From: Zhang <zhang@example.com>\r\nTo: buyer@partner.test\r\nSubject: {subject}\r\n\
+             Message-ID: <{subject}@example.com>\r\nDate: Fri, 4 Dec 2026 09:00:00 +0800\r\n\
+             MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Transfer-Encoding: 8bit\r\n\r\n{words}\r\n"
+        )
+        .into_bytes()
+    };
+    let relay = || {
+        let (mut c, greeting) = Client::connect_from(RELAY.parse().unwrap(), gw.addr);
+        assert_eq!(greeting.code, 220);
+        assert_eq!(c.cmd("EHLO mail.example.com").code, 250);
+        c
+    };
+    let mut inbound = Client::ready(gw.addr);
+    let r = inbound.send_mail(
+        "billing@vendor.test",
+        &["user@example.com"],
+        &rtf("rtf-before"),
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    let r = relay().send_mail(
+        "zhang@example.com",
+        &["buyer@partner.test"],
+        &outgoing("plan-before", &format!("关于{KEYWORD}的进度，请查收。")),
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    assert!(
+        wait_until(Duration::from_secs(20), || sink.messages().len() == 2),
+        "before the edit both are delivered\n{}",
+        gw.log()
+    );
+
+    let (user, pass) = gw.initial_account("security");
+    browser.run(
+        "attachments-dlp.mjs",
+        &[
+            ("JM_URL", format!("https://127.0.0.1:{console_port}/")),
+            ("JM_SEC_USER", user),
+            ("JM_SEC_PASS", pass),
+            ("JM_NEW_PASS", "Pass-Of-Jianmen-2026".into()),
+            ("JM_KEYWORD", KEYWORD.into()),
+        ],
+        || gw.log(),
+    );
+
+    let r = inbound.send_mail(
+        "billing@vendor.test",
+        &["user@example.com"],
+        &rtf("rtf-after"),
+    );
+    assert!(
+        r.text.starts_with("550 5.7.1"),
+        "the refused file type takes the virus action (reject): {r:?}"
+    );
+    let r = relay().send_mail(
+        "zhang@example.com",
+        &["buyer@partner.test"],
+        &outgoing("plan-after", &format!("关于{KEYWORD}的进度，请查收。")),
+    );
+    assert_eq!(r.code, 550, "the DLP policy refuses it: {r:?}");
+    assert!(
+        r.text.contains("data-leak prevention policy"),
+        "the refusal says why: {r:?}"
+    );
+    let r = relay().send_mail(
+        "zhang@example.com",
+        &["buyer@partner.test"],
+        &outgoing("lunch-after", "周五中午一起吃饭吗？"),
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    let lunch = sink.with_subject("lunch-after", Duration::from_secs(15));
+    assert_eq!(lunch.len(), 1, "other outgoing mail still goes out");
+    assert_eq!(sink.messages().len(), 3, "nothing refused was delivered");
 }
 
 /// Two-step sign-in turned on in Chromium; afterwards the password alone does not sign in.

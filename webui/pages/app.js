@@ -27,7 +27,7 @@ const T = {
     approve: '批准外发', reject: '拒绝外发', approved: '已批准，邮件已投递', rejected: '已拒绝，已通知发件人',
     confirmReject: '确定拒绝？发件人将收到退信（不含邮件内容）。', approvals: '外发审批', expired: '已过期',
     direction: '方向', inbound: '入站', outbound: '出站', internal: '内部', expires: '到期时间',
-    dlpPolicies: '数据防泄漏（DLP）策略', name: '名称', conditions: '触发条件', approvalHours: '审批时限（小时）',
+    name: '名称', approvalHours: '审批时限（小时）',
     keywords: '关键词', patterns: '正则', encrypted: '加密附件', dlp_log: '放行并记录', dlp_hold: '暂扣待审批',
     dlp_block: '拒绝',
     risk: '风险账户', account: '账户', level: '处置', volume24h: '24 小时发信量', explanation: '异常说明',
@@ -100,6 +100,23 @@ const T = {
     before: '原值', after: '新值', rollback: '回滚到此版本', confirmRollback: '确定回滚到第 {n} 版？将另存为新版本并立即生效。',
     readOnly: '其他设置（只读，在配置文件中修改）', model: '内容模型', internalRelays: '内部邮件服务器', dkimDomains: 'DKIM 签名域',
     pk_thresholds: '阈值', pk_actions: '处置', pk_allow: '允许名单', pk_block: '阻止名单', pk_domains: '按域', pk_policy: '按域策略', pk_domain_policy: '本域策略', pk_scores: '规则分值',
+    pk_attachments: '附件策略', pk_blocked: '禁止的文件类型', pk_dlp: 'DLP 策略', pk_directions: '方向', pk_senders: '发件人范围', pk_recipient_domains: '收件域范围',
+    pk_detect: '检测项', pk_keywords: '关键词', pk_min_keywords: '关键词触发次数', pk_patterns: '正则', pk_min_patterns: '正则触发次数', pk_extensions: '文件类型',
+    pk_max_attachment_mib: '附件大小上限', pk_encrypted: '加密附件', pk_uninspectable: '无法检查的附件', pk_action: '动作', pk_approval_hours: '审批时限', pk_name: '名称',
+    det_resident_id: '身份证号', det_bank_card: '银行卡号', det_mobile: '手机号', det_credit_code: '统一社会信用代码', det_passport: '护照号',
+    det_classification: '密级标志', det_email_address: '邮件地址',
+    dlpAction: '处置动作',
+    tab_policy: '检测策略', tab_attachments: '附件策略', tab_dlp: '外发防泄漏（DLP）',
+    blockedTypes: '禁止的文件类型（每行一个扩展名）', addExecutables: '加入常见可执行与镜像类型',
+    blockedHelp: '入站邮件中带有这些类型文件的，按病毒处置（当前为“{action}”，在检测策略中修改）。既按文件名判断（包括压缩包内、以及加密压缩包中仍可读出的文件名），也按文件的真实类型判断：例如禁止 exe 后，改名为 .txt 的 Windows 程序同样被拦截。zip 与 Office 文档同为 zip 格式，只按文件名判断。',
+    attachRules: '附件检查规则', attachRulesHelp: '附件检查（可执行文件、双扩展名、宏、加密压缩包、压缩炸弹等）命中时加的分：关闭即记 0 分，只保存与规则文件不同的值。',
+    notUsed: '不使用', newDlpPolicy: '新策略', dlpSenders: '适用的发件人（每行一个地址或 @域名，留空为所有人）', dlpDomains: '适用的收件域（每行一个，含子域，留空为所有收件人）',
+    dlpDetect: '敏感信息数量（同一邮件中不同号码的个数达到即触发，留空为不检测）', dlpKeywords: '关键词（每行一个，不区分大小写）', dlpMinKeywords: '关键词出现次数达到',
+    dlpPatterns: '正则表达式（每行一个，线性时间语法，不支持环视）', dlpMinPatterns: '正则匹配次数达到', dlpExtensions: '文件类型（扩展名，空格分隔，含压缩包内）',
+    dlpMaxMib: '单个附件大于（MiB）', dlpEncrypted: '带有加密（无法打开）的压缩包或文档即触发', dlpUninspectable: '有无法读取的附件或内容被截断即触发',
+    dlpRemove: '删除此策略', confirmDlpRemove: '删除策略“{name}”？保存后生效。', dlpAdd: '新增策略', uninspectable: '无法检查',
+    dlpHelp: '外发和内部邮件按这些策略检查：满足任一条件即触发；多条策略同时触发时取最严格的动作（拒绝 > 暂扣待审批 > 放行并记录）。检查结果只记录数量和打码样例，不保存敏感内容。保存后对之后的邮件立即生效。',
+    dlpNone: '尚未设置 DLP 策略：外发邮件不做数据防泄漏检查。',
     added: '（新增）', removed: '（删除）', domainScope: '本页只含 {d} 的策略；未单独设置的项沿用全局设置：',
     select: '选择', selectFirst: '请先选择', releaseSelected: '放行所选', deleteSelected: '删除所选',
     confirmBulkRelease: '确定放行所选的 {n} 封邮件？其中 {risky} 封为钓鱼、病毒、诈骗或高分邮件。', confirmBulkDelete: '确定删除所选的 {n} 封邮件？删除后无法恢复。',
@@ -182,6 +199,12 @@ const T = {
     why_host: '须为主机名或 IP 地址。', why_hostname: '须为主机名。', why_positive: '须大于 0。', why_route_domain: '须为域名，或用 * 表示其他所有域。',
     why_two_routes: '“{x}”有不止一条路由。', why_one_domain: '至少列出一个域。', why_not_domain: '“{x}”不是域名。', why_host_port: '须为“主机:端口”。',
     why_at_most: '最多 {x} 项。', why_unknown_field: '不认识的参数“{x}”。',
+    why_dlp_name: '须有 1 到 100 个字符的名称。', why_dlp_same_name: '有两条策略同名。', why_dlp_directions: '方向须为出站、内部或两者（入站邮件由检测策略判断）。',
+    why_dlp_detector: '不认识的检测项“{x}”。', why_dlp_count: '检测项的数量须至少为 1。', why_dlp_terms: '关键词和正则各最多 {x} 条。', why_dlp_empty_keyword: '有一个关键词为空。',
+    why_dlp_pattern: '正则表达式 {x} 无法使用（语法错误，或编译后过大）。', why_dlp_hours: '审批时限须为 1 到 2160 小时。',
+    why_dlp_condition: '没有触发条件：请至少设置检测项、关键词、正则、文件类型、附件大小、加密或无法检查中的一项。',
+    why_dlp_total: '最多 {x} 条策略，全部策略合计最多 {y} 条正则。', why_extension: '“{x}”不是文件扩展名（字母和数字，最多 16 个）。',
+    why_no_scanner: '此网关没有运行扫描（scan.enabled = false，且配置文件中没有 DLP 策略），在这里设置的 DLP 策略不会生效：请先在配置文件中启用。',
     clock: '时间与同步', gatewayTime: '网关时间', timeZone: '时区', ntp: '时间同步（NTP）', ntpSynced: '已同步', ntpNotSynced: '未同步',
     ntpOff: '未启用时间同步', ntpUnknown: '无法读取（系统不是由 systemd 管理）', browserSkew: '与本浏览器时间相差',
     skewOk: '{n} 秒', skewWarn: '{n} 秒：请检查网关或本机的时间',
@@ -235,8 +258,8 @@ const T = {
     confirmReject: 'Reject this message? The sender gets a notice (without the message content).',
     approvals: 'Approvals', expired: 'Expired',
     direction: 'Direction', inbound: 'Inbound', outbound: 'Outbound', internal: 'Internal',
-    expires: 'Expires', dlpPolicies: 'Data-leak prevention (DLP) policies', name: 'Name',
-    conditions: 'Fires on', approvalHours: 'Approval within (hours)', keywords: 'keywords',
+    expires: 'Expires', name: 'Name',
+    approvalHours: 'Approval within (hours)', keywords: 'keywords',
     patterns: 'patterns', encrypted: 'encrypted attachments', dlp_log: 'Deliver and log',
     dlp_hold: 'Hold for approval', dlp_block: 'Refuse',
     risk: 'Account risk', account: 'Account', level: 'Containment', volume24h: 'Messages, last 24 h',
@@ -311,6 +334,23 @@ const T = {
     before: 'Before', after: 'After', rollback: 'Roll back to this version', confirmRollback: 'Roll back to version {n}? It is saved as a new version and applied at once.',
     readOnly: 'Other settings (read-only, set in the configuration file)', model: 'Content model', internalRelays: 'Internal mail servers', dkimDomains: 'DKIM signing domains',
     pk_thresholds: 'thresholds', pk_actions: 'actions', pk_allow: 'allow list', pk_block: 'block list', pk_domains: 'domain', pk_policy: 'domain policy', pk_domain_policy: 'domain policy', pk_scores: 'rule points',
+    pk_attachments: 'attachment policy', pk_blocked: 'refused file types', pk_dlp: 'DLP policy', pk_directions: 'directions', pk_senders: 'senders', pk_recipient_domains: 'recipient domains',
+    pk_detect: 'detects', pk_keywords: 'keywords', pk_min_keywords: 'keyword count', pk_patterns: 'patterns', pk_min_patterns: 'pattern count', pk_extensions: 'file types',
+    pk_max_attachment_mib: 'attachment size limit', pk_encrypted: 'encrypted attachments', pk_uninspectable: 'uninspectable attachments', pk_action: 'action', pk_approval_hours: 'approval within', pk_name: 'name',
+    det_resident_id: 'Resident ID numbers', det_bank_card: 'Bank card numbers', det_mobile: 'Mobile numbers', det_credit_code: 'Unified social credit codes', det_passport: 'Passport numbers',
+    det_classification: 'Classification markings', det_email_address: 'E-mail addresses',
+    dlpAction: 'Action',
+    tab_policy: 'Detection', tab_attachments: 'Attachments', tab_dlp: 'Data-leak prevention (DLP)',
+    blockedTypes: 'Refused file types (one extension a line)', addExecutables: 'Add common program and disk-image types',
+    blockedHelp: 'Inbound mail carrying a file of these types is handled as a virus (now “{action}”, set under Detection). Files are judged by name (also inside archives, and by the names an encrypted archive still shows) and by what they really are: refusing exe also refuses a Windows program renamed .txt. Zip is also the container of Office documents and is judged by name only.',
+    attachRules: 'Attachment checks', attachRulesHelp: 'Points the attachment checks (programs, double extensions, macros, encrypted archives, decompression bombs…) add when they fire: off counts 0; only values that differ from the rule files are saved.',
+    notUsed: 'not used', newDlpPolicy: 'New policy', dlpSenders: 'Senders covered (one address or @domain a line; empty: everyone)', dlpDomains: 'Recipient domains covered (one a line, with subdomains; empty: every recipient)',
+    dlpDetect: 'Sensitive numbers (fires at this many distinct ones in a message; empty: not checked)', dlpKeywords: 'Keywords (one a line, any case)', dlpMinKeywords: 'Fires at keyword occurrences',
+    dlpPatterns: 'Regular expressions (one a line, linear-time syntax, no look-around)', dlpMinPatterns: 'Fires at pattern matches', dlpExtensions: 'File types (extensions, space-separated, also inside archives)',
+    dlpMaxMib: 'An attachment larger than (MiB)', dlpEncrypted: 'Fires on an encrypted archive or document (cannot be opened)', dlpUninspectable: 'Fires on an attachment that cannot be read, or text cut short',
+    dlpRemove: 'Remove this policy', confirmDlpRemove: 'Remove policy “{name}”? It goes when you save.', dlpAdd: 'Add a policy', uninspectable: 'uninspectable',
+    dlpHelp: 'Outgoing and internal mail is checked against these policies: any condition fires a policy; when several fire, the strictest action wins (refuse > hold for approval > deliver and log). Only counts and masked samples are recorded, never the data. In force for the next message once saved.',
+    dlpNone: 'No DLP policy yet: outgoing mail is not checked for data leaks.',
     added: ' (added)', removed: ' (removed)', domainScope: 'This page holds the policy of {d} only; what it does not set is as the global policy:',
     select: 'Select', selectFirst: 'Select some first', releaseSelected: 'Release selected', deleteSelected: 'Delete selected',
     confirmBulkRelease: 'Release the {n} selected messages? {risky} of them are phishing, viruses, fraud or high-scoring.', confirmBulkDelete: 'Delete the {n} selected messages? This cannot be undone.',
@@ -412,7 +452,7 @@ function el(tag, attrs, ...children) {
 function errorText(data) {
   if (!data) return '';
   const said = data.code && T[lang][`err_${data.code}`];
-  if (!said && data.field) return fill(t('err_field'), { f: changeKey(data.field.replace(/^scan\./, '')), why: whyText(data.error) });
+  if (!said && data.field) return fill(t('err_field'), { f: changeKey(data.field.replace(/^scan\./, '').replace(/^dlp\.policy\[/, 'dlp[')), why: whyText(data.error) });
   if (!said) return data.error;
   const text = fill(said, { n: (me && me.password_min_length) || 12 });
   return data.code === 'forbidden' ? `${text}（${data.error}）` : text;
@@ -1029,17 +1069,17 @@ async function dashboardPage(range = '24h') {
 
 
 // The DLP policies as a table: what fires each one (counts, words, patterns, files) and what it does.
-function dlpTable(policies) {
-  const conditions = (p) => [
-    ...Object.entries(p.detect || {}).map(([d, n]) => `${d} ≥ ${n}`),
+// What fires a DLP policy, in words.
+function dlpConditions(p) {
+  return [
+    ...Object.entries(p.detect || {}).map(([d, n]) => `${t(`det_${d}`)} ≥ ${n}`),
     p.keywords.length ? `${t('keywords')} (${p.keywords.length}) ≥ ${p.min_keywords}` : '',
     p.patterns.length ? `${t('patterns')} (${p.patterns.length}) ≥ ${p.min_patterns}` : '',
     p.extensions.length ? p.extensions.map((e) => `.${e}`).join(' ') : '',
     p.max_attachment_mib ? `≥ ${p.max_attachment_mib} MiB` : '',
     p.encrypted ? t('encrypted') : '',
-  ].filter(Boolean).join('; ');
-  return table([t('name'), t('direction'), t('conditions'), t('action'), t('approvalHours')],
-    policies.map((p) => ({ cells: [p.name, p.directions.map(t).join(', '), conditions(p), t(`dlp_${p.action}`), p.action === 'hold' ? String(p.approval_hours) : ''] })));
+    p.uninspectable ? t('uninspectable') : '',
+  ].filter(Boolean).join('；');
 }
 
 const THRESHOLD_CLASSES = ['spam', 'spam_high', 'phish', 'bec', 'virus'];
@@ -1124,7 +1164,7 @@ function whyText(error) {
   const reason = error.includes(': ') && /^[\w.[\]-]+: /.test(error) ? error.slice(error.indexOf(': ') + 2) : error;
   for (const [pattern, key] of WHY) {
     const m = reason.match(pattern);
-    if (m && T[lang][key]) return fill(t(key), { x: m[1] || '' });
+    if (m && T[lang][key]) return fill(t(key), { x: m[1] || '', y: m[2] || '' });
   }
   return reason;
 }
@@ -1136,7 +1176,12 @@ const WHY = [
   [/^unknown variant `(.*?)`/, 'why_variant'], [/^must be a host name or address/, 'why_host'], [/^must be a host name$/, 'why_hostname'],
   [/^must be greater than 0/, 'why_positive'], [/^must be a domain or `\*`/, 'why_route_domain'], [/^`(.*)` has more than one route/, 'why_two_routes'],
   [/^list at least one domain/, 'why_one_domain'], [/^`(.*)` is not a domain/, 'why_not_domain'], [/^must be host:port/, 'why_host_port'],
-  [/^at most (\d+) (domains|routes)/, 'why_at_most'], [/unknown field `(.*?)`/, 'why_unknown_field']
+  [/^at most (\d+) (domains|routes)/, 'why_at_most'], [/unknown field `(.*?)`/, 'why_unknown_field'],
+  [/^needs a name of 1 to 100/, 'why_dlp_name'], [/^two policies have this name/, 'why_dlp_same_name'], [/^directions must name/, 'why_dlp_directions'],
+  [/^unknown detector "(.*?)"/, 'why_dlp_detector'], [/^detect\.\w+ must be at least 1/, 'why_dlp_count'], [/^at most (\d+) keywords and patterns/, 'why_dlp_terms'],
+  [/^a keyword is empty/, 'why_dlp_empty_keyword'], [/^pattern (".*?"): /, 'why_dlp_pattern'], [/^senders: not an IP, CIDR range, address or domain: (.*)/, 'why_entry'],
+  [/^approval_hours must be/, 'why_dlp_hours'], [/^has no condition/, 'why_dlp_condition'], [/^at most (\d+) policies and (\d+) patterns/, 'why_dlp_total'],
+  [/^`(.*)` is not a file extension/, 'why_extension'], [/^no scanner runs on this gateway/, 'why_no_scanner']
 ];
 
 // A change's setting in words: "domains[a.test].actions.phish" → "按域 a.test · 处置 · 钓鱼邮件".
@@ -1146,15 +1191,22 @@ function changeKey(key) {
   const words = whole !== `pk_${path}` ? [whole] : path.split('.').flatMap((part) => {
     const m = part.match(/^(\w+)\[(.*)\]$/);
     if (m) return [`${t(`pk_${m[1]}`)} ${m[2]}`];
-    const w = t(`pk_${part}`);
-    if (w !== `pk_${part}`) return [w];
-    const c = t(`cls_${part}`);
-    return [c !== `cls_${part}` ? c : part];
+    for (const prefix of ['pk', 'cls', 'det']) {
+      const w = t(`${prefix}_${part}`);
+      if (w !== `${prefix}_${part}`) return [w];
+    }
+    return [part];
   });
-  return entry === undefined ? words.join(' · ') : `${words.join(' · ')}：${entry}`;
+  const shown = path.endsWith('directions') && T[lang][entry] ? t(entry) : entry;
+  return entry === undefined ? words.join(' · ') : `${words.join(' · ')}：${shown}`;
 }
 
-const changeValue = (v) => (v === null || v === undefined ? '–' : v === '✓' ? '✓' : t(`act_${v}`) !== `act_${v}` ? t(`act_${v}`) : v);
+const changeValue = (v) => {
+  if (v === null || v === undefined) return '–';
+  if (v === 'true' || v === 'false') return t(v === 'true' ? 'yes' : 'no');
+  for (const prefix of ['act', 'dlp']) if (T[lang][`${prefix}_${v}`]) return t(`${prefix}_${v}`);
+  return v;
+};
 
 function changesTable(changes) {
   return table([t('setting'), t('before'), t('after')], changes.map((c) => ({ cells: [changeKey(c.key), changeValue(c.before), changeValue(c.after)] })));
@@ -1182,6 +1234,9 @@ async function policyVersions(box) {
   } catch (e) { box.replaceChildren(el('p', { class: 'error' }, e.message)); }
 }
 
+// A symbol's meaning in the reader's language, where its rule file gives it.
+const meaning = (s) => (lang === 'zh-CN' && s.description_zh) || s.description;
+
 // Each symbol's switch and points; what differs from the rule files is what the policy keeps.
 function rulesEditor(symbols, scores) {
   if (!symbols.length) return { node: el('p', { class: 'muted' }, t('noRules')), read: () => scores };
@@ -1193,8 +1248,8 @@ function rulesEditor(symbols, scores) {
       'aria-label': fill(t('rulePoints'), { s: s.name }), 'data-points': s.name });
     const value = () => (!on.checked ? 0 : points.value === '' ? s.score : Number(points.value));
     const tr = el('tr', {}, el('td', {}, on), el('td', {}, el('code', {}, s.name)), el('td', {}, t(`cls_${s.category}`)),
-      el('td', { class: 'wrap' }, s.description), el('td', {}, String(s.score)), el('td', {}, points));
-    return { s, tr, value, text: `${s.name} ${s.description}`.toLowerCase() };
+      el('td', { class: 'wrap' }, meaning(s)), el('td', {}, String(s.score)), el('td', {}, points));
+    return { s, tr, value, text: `${s.name} ${s.description} ${s.description_zh}`.toLowerCase() };
   });
   const changed = (r) => r.value() !== r.s.score;
   const count = el('p', { class: 'muted', id: 'rules-count' });
@@ -1218,11 +1273,42 @@ function rulesEditor(symbols, scores) {
   };
 }
 
+// The policy's three pages — detection, refused file types, data-leak prevention — are tabs of
+// one policy: each saves the whole of it as one new version, and all share its versions.
+const POLICY_TABS = ['policy', 'attachments', 'dlp'];
+function policyTabs(current) {
+  return el('nav', { class: 'tabs', id: 'policy-tabs', 'aria-label': t('policy') }, POLICY_TABS.map((tab) =>
+    el('a', { href: tab === 'policy' ? '#/policy' : `#/policy/${tab}`, class: tab === current ? 'active' : null, 'aria-current': tab === current ? 'page' : null }, t(`tab_${tab}`))));
+}
+
+// Saves the policy `read()` gives as the version after `base`; `done` shows the result.
+function policySaveForm(base, read, msg, done) {
+  const comment = el('input', { id: 'policy-comment', maxlength: 500, 'aria-label': t('comment'), placeholder: t('comment') });
+  return el('form', { class: 'filters', id: 'policy-form', onsubmit: async (ev) => {
+    ev.preventDefault();
+    if (!confirm(t('confirmPolicy'))) return;
+    let body;
+    try { body = read(); } catch (e) { msg.className = 'error'; msg.textContent = e.message; return; }
+    try {
+      const r = await api('PUT', '/api/policy', { base, comment: comment.value, ...body });
+      done(fill(t('policySaved'), { n: r.version.version }), r.changes);
+    } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
+  } }, comment, el('button', { class: 'primary', type: 'submit', id: 'policy-save' }, t('savePolicy')));
+}
+
+// The top of a policy tab: the version in force, the last save's result and changes.
+function policyHead(p, saved, changes) {
+  const msg = el('p', { role: 'status', id: 'policy-result', class: saved ? 'notice' : null }, saved || '');
+  return { msg, nodes: [p.scope ? null : policyTabs(currentTab()), el('p', { class: 'muted', id: 'policy-in-force' }, versionLine(p.common.version)), msg,
+    changes && changes.length ? el('div', { class: 'card', id: 'policy-changes' }, changesTable(changes)) : null] };
+}
+const currentTab = () => location.hash.split('/')[2] || 'policy';
+
 async function policyPage(saved, changes) {
   let p;
   try { p = await api('GET', '/api/policy'); } catch (e) { page(t('policy')); return fail(e); }
-  const msg = el('p', { role: 'status', id: 'policy-result', class: saved ? 'notice' : null }, saved || '');
-  const comment = el('input', { id: 'policy-comment', maxlength: 500, 'aria-label': t('comment'), placeholder: t('comment') });
+  const head = policyHead(p, saved, changes);
+  const msg = head.msg;
   const base = p.common.version ? p.common.version.version : 0;
   let read;
   const parts = [];
@@ -1247,7 +1333,7 @@ async function policyPage(saved, changes) {
       box.addEventListener('change', () => { ed.node.hidden = !box.checked; });
       return { node: el('details', { open: own ? true : null }, el('summary', {}, name), el('label', { class: 'check' }, box, ' ', t('ownPolicy')), ed.node), read: () => (box.checked ? ed.read() : null) };
     });
-    read = () => ({ policy: { thresholds: th.read(), actions: act.read(), allow: allow.read(), block: block.read(), domains: doms.map((d) => d.read()).filter(Boolean), scores: rules.read() } });
+    read = () => ({ policy: { ...pol, thresholds: th.read(), actions: act.read(), allow: allow.read(), block: block.read(), domains: doms.map((d) => d.read()).filter(Boolean), scores: rules.read() } });
     parts.push(
       el('div', { class: 'card' }, el('h2', {}, t('thresholds')), el('p', { class: 'muted' }, t('thresholdsHelp')), th.node),
       el('div', { class: 'card' }, el('h2', {}, t('actionsTitle')), act.node),
@@ -1255,18 +1341,10 @@ async function policyPage(saved, changes) {
       el('div', { class: 'card' }, el('h2', {}, t('domainPolicies')), doms.map((d) => d.node)),
       el('div', { class: 'card', id: 'policy-rules' }, el('h2', {}, t('rulesTitle')), el('p', { class: 'muted' }, t('rulesHelp')), rules.node));
   }
-  const form = el('form', { class: 'filters', id: 'policy-form', onsubmit: async (ev) => {
-    ev.preventDefault();
-    if (!confirm(t('confirmPolicy'))) return;
-    try {
-      const r = await api('PUT', '/api/policy', { base, comment: comment.value, ...read() });
-      policyPage(fill(t('policySaved'), { n: r.version.version }), r.changes);
-    } catch (e) { msg.className = 'error'; msg.textContent = e.message; }
-  } }, comment, el('button', { class: 'primary', type: 'submit', id: 'policy-save' }, t('savePolicy')));
+  const form = policySaveForm(base, read, msg, policyPage);
   const versions = el('div', { class: 'card', id: 'policy-versions' });
   const c = p.common;
-  page(t('policy'), el('p', { class: 'muted', id: 'policy-in-force' }, versionLine(c.version)), msg,
-    changes && changes.length ? el('div', { class: 'card', id: 'policy-changes' }, changesTable(changes)) : null,
+  page(t('policy'), ...head.nodes,
     ...(c.editable ? [...parts, form] : parts),
     c.editable ? ownListsCard() : null,
     p.scope ? null : versions,
@@ -1275,9 +1353,129 @@ async function policyPage(saved, changes) {
       el('dt', {}, t('retention')), el('dd', {}, Object.entries(c.quarantine_retention_days).map(([k, v]) => `${t(`cls_${k}`)} ${v}`).join('，')),
       el('dt', {}, t('protectedDomains')), el('dd', {}, p.protected_domains.join('，')),
       ...(p.scope ? [] : [el('dt', {}, t('internalRelays')), el('dd', {}, (p.internal_relays || []).join('，') || '–'),
-        el('dt', {}, t('dkimDomains')), el('dd', {}, (p.dkim_domains || []).join('，') || '–')]))),
-    ...(p.dlp_policies && p.dlp_policies.length ? [el('div', { class: 'card' }, el('h2', {}, t('dlpPolicies')), dlpTable(p.dlp_policies))] : []));
+        el('dt', {}, t('dkimDomains')), el('dd', {}, (p.dkim_domains || []).join('，') || '–')]))));
   if (!p.scope && c.editable) policyVersions(versions);
+}
+
+// File types refused in inbound mail, and the switches and points of the attachment checks.
+const ATTACH_SYMBOL = /^(ATTACH|ARCHIVE)_/;
+const EXECUTABLE_TYPES = ['exe', 'scr', 'com', 'pif', 'bat', 'cmd', 'cpl', 'msi', 'js', 'jse', 'vbs', 'vbe', 'wsf', 'hta', 'ps1', 'lnk', 'jar', 'iso', 'img', 'vhd', 'chm'];
+async function attachmentsPage(saved, changes) {
+  let p;
+  try { p = await api('GET', '/api/policy'); } catch (e) { page(t('tab_attachments')); return fail(e); }
+  const head = policyHead(p, saved, changes);
+  const pol = p.policy;
+  const blocked = listArea('blocked-types', t('blockedTypes'), pol.attachments.blocked);
+  const area = blocked.node.querySelector('textarea');
+  const addExecutables = el('button', { type: 'button', class: 'plain', id: 'blocked-add-executables', onclick: () => {
+    const have = lines(area.value);
+    area.value = [...have, ...EXECUTABLE_TYPES.filter((x) => !have.includes(x))].join('\n');
+    area.dispatchEvent(new Event('input'));
+  } }, t('addExecutables'));
+  const symbols = (p.symbols || []).filter((x) => ATTACH_SYMBOL.test(x.name));
+  const own = Object.fromEntries(Object.entries(pol.scores || {}).filter(([k]) => ATTACH_SYMBOL.test(k)));
+  const others = Object.fromEntries(Object.entries(pol.scores || {}).filter(([k]) => !ATTACH_SYMBOL.test(k)));
+  const rules = rulesEditor(symbols, own);
+  const read = () => ({ policy: { ...pol, attachments: { blocked: blocked.read().map((x) => x.replace(/^\./, '')) }, scores: { ...others, ...rules.read() } } });
+  const c = p.common;
+  page(t('tab_attachments'), ...head.nodes,
+    el('div', { class: 'card', id: 'blocked-card' }, el('h2', {}, t('blockedTypes')),
+      el('p', { class: 'muted' }, fill(t('blockedHelp'), { action: t(`act_${pol.actions.virus}`) })),
+      blocked.node, el('div', { class: 'actions' }, addExecutables)),
+    el('div', { class: 'card', id: 'attach-rules' }, el('h2', {}, t('attachRules')), el('p', { class: 'muted' }, t('attachRulesHelp')), rules.node),
+    c.editable ? policySaveForm(c.version ? c.version.version : 0, read, head.msg, attachmentsPage) : null);
+}
+
+// Data-leak prevention: what outgoing and internal mail must not carry, policy by policy.
+const DLP_ACTIONS = ['log', 'hold', 'block'];
+function dlpEditor(p, detectors, n, onremove) {
+  const id = (x) => `dlp-${n}-${x}`;
+  const input = (x, attrs) => el('input', { id: id(x), ...attrs });
+  const name = input('name', { value: p.name, maxlength: 100, required: true });
+  const dirs = ['outbound', 'internal'].map((d) => {
+    const box = el('input', { type: 'checkbox', id: id(`dir-${d}`), value: d });
+    box.checked = p.directions.includes(d);
+    return box;
+  });
+  const text = (x, values, rows) => {
+    const a = el('textarea', { id: id(x), rows: rows || 3, spellcheck: 'false' });
+    a.value = values.join('\n');
+    return a;
+  };
+  const senders = text('senders', p.senders);
+  const domains = text('domains', p.recipient_domains);
+  const detect = detectors.map((d) => input(`det-${d}`, { type: 'number', min: 1, step: 1, value: p.detect[d] ?? '', placeholder: t('notUsed') }));
+  const keywords = text('keywords', p.keywords, 4);
+  const minKeywords = input('min-keywords', { type: 'number', min: 1, step: 1, value: p.min_keywords });
+  const patterns = text('patterns', p.patterns, 3);
+  const minPatterns = input('min-patterns', { type: 'number', min: 1, step: 1, value: p.min_patterns });
+  const extensions = input('extensions', { value: p.extensions.join(' '), placeholder: 'zip 7z rar' });
+  const maxMib = input('max-mib', { type: 'number', min: 1, step: 1, value: p.max_attachment_mib ?? '', placeholder: t('notUsed') });
+  const encrypted = input('encrypted', { type: 'checkbox' });
+  encrypted.checked = p.encrypted;
+  const uninspectable = input('uninspectable', { type: 'checkbox' });
+  uninspectable.checked = p.uninspectable;
+  const action = el('select', { id: id('action') }, DLP_ACTIONS.map((a) => el('option', { value: a }, t(`dlp_${a}`))));
+  action.value = p.action;
+  const hours = input('hours', { type: 'number', min: 1, max: 2160, step: 1, value: p.approval_hours });
+  const hoursLabel = el('label', { for: id('hours') }, t('approvalHours'), hours);
+  const showHours = () => { hoursLabel.hidden = action.value !== 'hold'; };
+  action.addEventListener('change', showHours);
+  showHours();
+  const label = (x, words, field) => el('label', { for: id(x) }, words, field);
+  const number = (v) => (v.value === '' ? null : Number(v.value));
+  const read = () => ({
+    name: name.value.trim(), directions: dirs.filter((b) => b.checked).map((b) => b.value),
+    senders: lines(senders.value), recipient_domains: lines(domains.value),
+    detect: Object.fromEntries(detectors.map((d, i) => [d, number(detect[i])]).filter(([, v]) => v !== null)),
+    keywords: lines(keywords.value), min_keywords: number(minKeywords) ?? 1,
+    patterns: lines(patterns.value), min_patterns: number(minPatterns) ?? 1,
+    extensions: extensions.value.split(/[\s,，;]+/).map((x) => x.replace(/^\./, '')).filter(Boolean),
+    max_attachment_mib: number(maxMib), encrypted: encrypted.checked, uninspectable: uninspectable.checked,
+    action: action.value, approval_hours: number(hours) ?? 72,
+  });
+  const summary = el('summary', {}, el('strong', {}, p.name || t('newDlpPolicy')), ' · ', t(`dlp_${p.action}`), p.name ? ` · ${dlpConditions(p) || '–'}` : '');
+  const node = el('details', { class: 'card dlp-policy', id: id('card'), open: p.name ? null : true }, summary,
+    el('div', { class: 'grid' }, label('name', t('name'), name), label('action', t('dlpAction'), action), hoursLabel),
+    el('fieldset', {}, el('legend', {}, t('direction')), dirs.map((b) => el('label', { class: 'check', for: b.id }, b, ' ', t(b.value)))),
+    el('div', { class: 'lists' }, label('senders', t('dlpSenders'), senders), label('domains', t('dlpDomains'), domains)),
+    el('h3', {}, t('dlpDetect')), el('div', { class: 'grid' }, detectors.map((d, i) => label(`det-${d}`, t(`det_${d}`), detect[i]))),
+    el('div', { class: 'lists' }, el('div', {}, label('keywords', t('dlpKeywords'), keywords), label('min-keywords', t('dlpMinKeywords'), minKeywords)),
+      el('div', {}, label('patterns', t('dlpPatterns'), patterns), label('min-patterns', t('dlpMinPatterns'), minPatterns))),
+    el('div', { class: 'grid' }, label('extensions', t('dlpExtensions'), extensions), label('max-mib', t('dlpMaxMib'), maxMib)),
+    el('label', { class: 'check', for: id('encrypted') }, encrypted, ' ', t('dlpEncrypted')),
+    el('label', { class: 'check', for: id('uninspectable') }, uninspectable, ' ', t('dlpUninspectable')),
+    el('div', { class: 'actions' }, el('button', { type: 'button', class: 'danger', id: id('remove'), onclick: () => {
+      if (!p.name || confirm(fill(t('confirmDlpRemove'), { name: p.name }))) onremove();
+    } }, t('dlpRemove'))));
+  return { node, read };
+}
+
+async function dlpPage(saved, changes) {
+  let p;
+  try { p = await api('GET', '/api/policy'); } catch (e) { page(t('tab_dlp')); return fail(e); }
+  const head = policyHead(p, saved, changes);
+  const pol = p.policy;
+  const detectors = p.dlp_detectors || [];
+  const list = el('div', { id: 'dlp-policies' });
+  let editors = [];
+  let made = 0;
+  const add = (policy) => {
+    const ed = dlpEditor(policy, detectors, made++, () => { editors = editors.filter((x) => x !== ed); ed.node.remove(); });
+    editors.push(ed);
+    list.append(ed.node);
+    return ed;
+  };
+  pol.dlp.forEach(add);
+  const blank = { name: '', directions: ['outbound'], senders: [], recipient_domains: [], detect: {}, keywords: [], min_keywords: 1, patterns: [], min_patterns: 1,
+    extensions: [], max_attachment_mib: null, encrypted: false, uninspectable: false, action: 'hold', approval_hours: 72 };
+  const addButton = el('button', { type: 'button', class: 'plain', id: 'dlp-add', onclick: () => add({ ...blank }).node.querySelector('input').focus() }, t('dlpAdd'));
+  const read = () => ({ policy: { ...pol, dlp: editors.map((e) => e.read()) } });
+  const c = p.common;
+  page(t('tab_dlp'), ...head.nodes, el('p', { class: 'muted' }, t('dlpHelp')),
+    pol.dlp.length ? null : el('p', { class: 'muted', id: 'dlp-none' }, t('dlpNone')), list,
+    c.editable ? el('div', { class: 'actions' }, addButton) : null,
+    c.editable ? policySaveForm(c.version ? c.version.version : 0, read, head.msg, dlpPage) : null);
 }
 
 // Recipients' own lists: find a recipient, read and change their entries (in force at once).
@@ -1979,6 +2177,8 @@ async function route() {
   if (name === 'recall' && parts[1]) return recallItem(decodeURIComponent(parts[1]));
   if (name === 'drills' && parts[1]) return drillItem(decodeURIComponent(parts[1]));
   if (name === 'tracking' && parts[1]) return trackingItem(decodeURIComponent(parts[1]));
+  if (name === 'policy' && !me.account.domain && parts[1] === 'attachments') return attachmentsPage();
+  if (name === 'policy' && !me.account.domain && parts[1] === 'dlp') return dlpPage();
   return { dashboard: () => dashboardPage(), approvals: approvalsPage, risk: riskPage, recall: recallPage, intel: () => intelPage(), links: linksPage, drills: drillsPage, quarantine: () => quarantinePage(), tracking: trackingPage, policy: policyPage,
     system: systemPage, accounts: accountsPage, audit: auditPage }[name]();
 }

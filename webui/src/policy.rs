@@ -1,6 +1,7 @@
 //! The detection policy (策略): thresholds and actions per class, allow and block lists —
-//! globally and per protected domain —, and each rule's switch and points (global), edited in the console and in force for the next
-//! message, without a restart. The security administrator of all domains edits all of it and
+//! globally and per protected domain —, each rule's switch and points, the refused file types
+//! (附件策略) and the data-leak prevention policies (外发防泄漏), edited in the console and in
+//! force for the next message, without a restart. The security administrator of all domains edits all of it and
 //! sees every version (what changed, who, why) and can roll back to any; a per-domain
 //! administrator edits its own domain's part only and sees no other tenant's entries. Every
 //! save is checked as `check-config` checks the file, built on the version the editor loaded
@@ -83,7 +84,7 @@ async fn show(req: HttpRequest, console: Data) -> Reply {
             let v = b.current().await;
             (Some(v.summary), v.policy)
         }
-        None => (None, c.scan.scan_policy()),
+        None => (None, c.scan_policy()),
     };
     let common = json!({
         "version": version,
@@ -116,7 +117,8 @@ async fn show(req: HttpRequest, console: Data) -> Reply {
             "internal_relays": c.smtp.internal_relays,
             "dkim_domains": c.dkim.domains.iter()
                 .map(|d| format!("{} ({})", d.domain, d.selector)).collect::<Vec<_>>(),
-            "dlp_policies": c.dlp.policy,
+            // What a DLP policy may count (its `detect` keys).
+            "dlp_detectors": jianmen_scan::dlp::identifiers::Detector::ALL.map(|d| d.name()),
             // The rule switches and weights: every symbol with the rule files' points.
             "symbols": console.policy.as_ref().map(|b| b.symbols()).unwrap_or_default(),
         }),

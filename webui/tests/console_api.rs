@@ -95,7 +95,7 @@ async fn env_with(extra: &str) -> Env {
     .unwrap();
     let policy = jianmen_mta::policy::PolicyBook::open(
         store.clone(),
-        config.scan.scan_policy(),
+        config.scan_policy(),
         config.domains.protected.clone(),
         None,
     )
@@ -1755,7 +1755,7 @@ async fn the_policy_is_edited_versioned_scoped_and_rolled_back() {
     assert_eq!(b["version"]["version"], 4);
     assert_eq!(
         env.console.policy.as_ref().unwrap().current().await.policy,
-        env.console.config.scan.scan_policy()
+        env.console.config.scan_policy()
     );
     let entries = env.console.audit.recent(50).await.unwrap();
     let saved: Vec<&str> = entries
@@ -1793,6 +1793,60 @@ async fn the_policy_is_edited_versioned_scoped_and_rolled_back() {
             .any(|e| e.action == "policy.save" && e.detail.contains("allow notice@bank.test")),
         "{entries:?}"
     );
+
+    // Refused file types (附件策略) are part of the policy, checked and put in lower case; a
+    // DLP policy is refused where no scanner would put it in force (this console has none).
+    let (s, b, _, _) = call(&app, Some(&w), Method::GET, "/api/policy", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        b["dlp_detectors"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("resident_id")),
+        "{b}"
+    );
+    let mut policy = b["policy"].clone();
+    policy["attachments"]["blocked"] = json!([".ISO", "exe"]);
+    let (s, b, _, _) = call(
+        &app,
+        Some(&w),
+        Method::PUT,
+        "/api/policy",
+        Some(edit(5, &policy)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["changes"][0]["key"], "attachments.blocked ∋ exe", "{b}");
+    let now = env.console.policy.as_ref().unwrap().current().await;
+    assert_eq!(now.policy.attachments.blocked, ["exe", "iso"]);
+    for (key, value, field) in [
+        (
+            "attachments",
+            json!({"blocked": ["e x e"]}),
+            "scan.attachments.blocked",
+        ),
+        (
+            "dlp",
+            json!([{"name": "名单", "detect": {"resident_id": 5}, "action": "hold"}]),
+            "dlp",
+        ),
+    ] {
+        let mut wrong = policy.clone();
+        wrong[key] = value;
+        let (s, b, _, _) = call(
+            &app,
+            Some(&w),
+            Method::PUT,
+            "/api/policy",
+            Some(edit(6, &wrong)),
+        )
+        .await;
+        assert_eq!(
+            (s, b["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{b}"
+        );
+    }
 }
 
 #[actix_web::test]

@@ -207,7 +207,7 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
     // The policy the console edits: its newest version is in force from the first message.
     let policy = jianmen_mta::policy::PolicyBook::open(
         store.clone(),
-        config.scan.scan_policy(),
+        config.scan_policy(),
         config.domains.protected.clone(),
         judge.clone(),
     )

@@ -695,6 +695,12 @@ impl Default for MetricsConfig {
 }
 
 impl Config {
+    /// The detection policy the file gives: `[scan]`'s editable part and the `[dlp]` policies,
+    /// the first version of what the console edits.
+    pub fn scan_policy(&self) -> jianmen_scan::config::ScanPolicy {
+        self.scan.scan_policy(&self.dlp)
+    }
+
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         Ok(Self::load_file(path)?.with_saved_settings())
@@ -770,14 +776,15 @@ impl Config {
         for p in &mut self.scan.policy {
             p.domain = p.domain.trim().trim_end_matches('.').to_ascii_lowercase();
         }
+        for b in &mut self.scan.attachments.blocked {
+            *b = b.trim().trim_start_matches('.').to_ascii_lowercase();
+        }
         for a in &mut self.smtp.valid_recipients {
             *a = a.trim().to_lowercase();
         }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        jianmen_scan::dlp::Policies::new(&self.dlp)
-            .map_err(|e| invalid("dlp.policy", e.to_string()))?;
         self.behaviour
             .check()
             .map_err(|e| invalid("behaviour", e))?;
@@ -1076,7 +1083,7 @@ impl Config {
 
     fn validate_scan(&self) -> Result<(), ConfigError> {
         let scan = &self.scan;
-        scan.scan_policy()
+        self.scan_policy()
             .check(&self.domains.protected)
             .map_err(|e| invalid(e.key, e.why))?;
         for (key, zones) in [("scan.dnsbl", &scan.dnsbl), ("scan.uribl", &scan.uribl)] {

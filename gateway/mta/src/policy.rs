@@ -113,6 +113,8 @@ pub struct PolicyBook {
     store: Arc<SqliteStore>,
     protected: Vec<String>,
     pipeline: Option<Arc<Pipeline>>,
+    /// The file's policy: the parts versions saved before they were editable lack.
+    file: ScanPolicy,
     /// Held while a version is saved, so two editors cannot both build on the same one.
     current: Mutex<Version>,
     own: OwnListBook,
@@ -139,12 +141,12 @@ impl PolicyBook {
         .fetch_optional(store.reader())
         .await
         .map_err(StoreError::from)?
-        .map(|r| parse(r.get::<String, _>(0)))
+        .map(|r| parse(r.get::<String, _>(0), &file))
         .transpose()?;
         if last_file.as_ref() != Some(&file) {
             insert(&store, FILE_AUTHOR, Source::File, "", &file).await?;
         }
-        let newest = latest(&store)
+        let newest = latest(&store, &file)
             .await?
             .ok_or_else(|| StoreError::Corrupt("no policy version".into()))?;
         let mut current = newest.clone();
@@ -182,6 +184,7 @@ impl PolicyBook {
             store,
             protected,
             pipeline,
+            file,
             current: Mutex::new(current),
             own,
         }))
@@ -246,6 +249,16 @@ impl PolicyBook {
         policy.check(&self.protected)?;
         if policy == current.policy {
             return Err(SaveError::Unchanged);
+        }
+        if self.pipeline.is_none() && policy.dlp != current.policy.dlp {
+            // Nothing would judge outgoing mail by them: saved, they would only seem in force.
+            return Err(PolicyError {
+                key: "dlp".into(),
+                why: "no scanner runs on this gateway (scan.enabled = false and no [dlp] policy \
+                      in the file): DLP policies set here would not be in force"
+                    .into(),
+            }
+            .into());
         }
         if let Some(p) = &self.pipeline {
             p.set_policy(&policy).map_err(|e| match e {
@@ -316,7 +329,7 @@ impl PolicyBook {
         .bind(number)
         .fetch_optional(self.store.reader())
         .await?;
-        row.map(|r| version(&r)).transpose()
+        row.map(|r| version(&r, &self.file)).transpose()
     }
 
     /// What changed from the version before `number` to it.
@@ -331,7 +344,7 @@ impl PolicyBook {
         .bind(number)
         .fetch_optional(self.store.reader())
         .await?
-        .map(|r| version(&r))
+        .map(|r| version(&r, &self.file))
         .transpose()?
         .map(|v| v.policy)
         .unwrap_or_default();
@@ -339,8 +352,23 @@ impl PolicyBook {
     }
 }
 
-fn parse(json: String) -> Result<ScanPolicy, StoreError> {
-    serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("policy version: {e}")))
+/// A stored version. Versions saved before the refused file types and the DLP policies were
+/// edited here hold neither: theirs are the file's, which were in force then — so neither an
+/// upgrade nor a roll-back to such a version drops the DLP policies.
+fn parse(json: String, file: &ScanPolicy) -> Result<ScanPolicy, StoreError> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("policy version: {e}"));
+    let mut value: Value = serde_json::from_str(&json).map_err(corrupt)?;
+    if let Value::Object(fields) = &mut value {
+        for (key, given) in [
+            ("attachments", serde_json::to_value(&file.attachments)),
+            ("dlp", serde_json::to_value(&file.dlp)),
+        ] {
+            if !fields.contains_key(key) {
+                fields.insert(key.to_owned(), given.map_err(corrupt)?);
+            }
+        }
+    }
+    serde_json::from_value(value).map_err(corrupt)
 }
 
 fn summary(r: &sqlx::sqlite::SqliteRow) -> Result<Summary, StoreError> {
@@ -357,21 +385,21 @@ fn summary(r: &sqlx::sqlite::SqliteRow) -> Result<Summary, StoreError> {
     })
 }
 
-fn version(r: &sqlx::sqlite::SqliteRow) -> Result<Version, StoreError> {
+fn version(r: &sqlx::sqlite::SqliteRow, file: &ScanPolicy) -> Result<Version, StoreError> {
     Ok(Version {
         summary: summary(r)?,
-        policy: parse(r.get(5))?,
+        policy: parse(r.get(5), file)?,
     })
 }
 
-async fn latest(store: &SqliteStore) -> Result<Option<Version>, StoreError> {
+async fn latest(store: &SqliteStore, file: &ScanPolicy) -> Result<Option<Version>, StoreError> {
     let row = sqlx::query(
         "SELECT version, created_at, author, source, comment, policy FROM policy_versions
          ORDER BY version DESC LIMIT 1",
     )
     .fetch_optional(store.reader())
     .await?;
-    row.map(|r| version(&r)).transpose()
+    row.map(|r| version(&r, file)).transpose()
 }
 
 async fn insert(
@@ -448,7 +476,7 @@ pub fn changes(before: &ScanPolicy, after: &ScanPolicy) -> Vec<Change> {
 }
 
 /// Settings as `a.b.c = value`; list entries as `list ∋ entry = ✓`; per-domain policies keyed
-/// by their domain, so removing one domain does not shift the others.
+/// by their domain and DLP policies by their name, so removing one does not shift the others.
 fn flatten(v: &Value, key: &str, out: &mut BTreeMap<String, String>) {
     let join = |k: &str| {
         if key.is_empty() {
@@ -472,6 +500,7 @@ fn flatten(v: &Value, key: &str, out: &mut BTreeMap<String, String>) {
                     Value::Object(o) => {
                         let id = o
                             .get("domain")
+                            .or_else(|| o.get("name"))
                             .and_then(Value::as_str)
                             .map_or_else(|| i.to_string(), str::to_owned);
                         flatten(x, &format!("{key}[{id}]"), out);
@@ -494,6 +523,7 @@ fn flatten(v: &Value, key: &str, out: &mut BTreeMap<String, String>) {
 mod tests {
     use super::*;
     use jianmen_scan::config::{Action, DomainPolicy};
+    use jianmen_scan::dlp::DlpAction;
 
     async fn book(dir: &std::path::Path, file: ScanPolicy) -> Arc<PolicyBook> {
         let store = Arc::new(SqliteStore::open(&dir.join("q.db")).await.unwrap());
@@ -606,6 +636,113 @@ mod tests {
         drop(b);
         let b = book(dir.path(), ScanPolicy::default()).await;
         assert_eq!(b.current().await.summary.version, KEPT + 6);
+    }
+
+    /// An outbound DLP policy firing on five resident ID numbers or the word 机密.
+    fn dlp(name: &str, action: DlpAction) -> jianmen_scan::dlp::policy::PolicyConfig {
+        jianmen_scan::dlp::policy::PolicyConfig {
+            name: name.into(),
+            directions: vec![jianmen_scan::Direction::Outbound],
+            senders: vec![],
+            recipient_domains: vec![],
+            detect: BTreeMap::from([("resident_id".to_owned(), 5)]),
+            keywords: vec!["机密".into()],
+            min_keywords: 1,
+            patterns: vec![],
+            min_patterns: 1,
+            extensions: vec![],
+            max_attachment_mib: None,
+            encrypted: false,
+            uninspectable: false,
+            action,
+            approval_hours: 72,
+        }
+    }
+
+    /// DLP policies are versioned with the rest, their changes keyed by name; without a
+    /// pipeline to put them in force they are refused rather than saved for nothing.
+    #[tokio::test]
+    async fn dlp_policies_and_refused_types_are_versioned_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = book(dir.path(), ScanPolicy::default()).await;
+        let before = ScanPolicy {
+            dlp: vec![dlp("a", DlpAction::Log), dlp("b", DlpAction::Hold)],
+            ..Default::default()
+        };
+        let after = ScanPolicy {
+            dlp: vec![dlp("b", DlpAction::Block)],
+            attachments: jianmen_scan::config::AttachmentPolicy {
+                blocked: vec![".ISO".into()],
+            },
+            ..Default::default()
+        };
+        let c = changes(&before, &after);
+        assert!(
+            c.iter().any(|c| c.key == "dlp[b].action"
+                && c.before.as_deref() == Some("hold")
+                && c.after.as_deref() == Some("block")),
+            "{c:?}"
+        );
+        assert!(
+            c.iter()
+                .filter(|c| c.key.starts_with("dlp[a]"))
+                .all(|c| c.after.is_none())
+        );
+        assert!(c.iter().any(|c| c.key == "dlp[a].keywords ∋ 机密"));
+        let e = b.save("alice", "", 1, after.clone()).await.unwrap_err();
+        assert!(e.to_string().contains("no scanner runs"), "{e}");
+        let mut no_dlp = after.clone();
+        no_dlp.dlp.clear();
+        let (v, c) = b.save("alice", "", 1, no_dlp).await.unwrap();
+        assert_eq!(
+            v.policy.attachments.blocked,
+            ["iso"],
+            "checked and normalised"
+        );
+        assert_eq!(c[0].key, "attachments.blocked ∋ iso");
+        let mut wrong = v.policy.clone();
+        wrong.dlp.push(dlp("", DlpAction::Log));
+        assert!(matches!(
+            b.save("alice", "", 2, wrong).await,
+            Err(SaveError::Invalid(PolicyError { key, .. })) if key == "dlp.policy[#1]"
+        ));
+    }
+
+    /// A version saved before file types and DLP policies were edited here takes the file's:
+    /// an upgrade keeps the console's newest version in force, DLP policies included.
+    #[tokio::test]
+    async fn versions_from_before_dlp_was_editable_keep_the_files_dlp() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("q.db")).await.unwrap());
+        for (source, spam) in [("file", 6.0), ("console", 7.0)] {
+            let mut old = serde_json::to_value(ScanPolicy::default()).unwrap();
+            let fields = old.as_object_mut().unwrap();
+            fields.remove("dlp");
+            fields.remove("attachments");
+            fields["thresholds"]["spam"] = spam.into();
+            sqlx::query(
+                "INSERT INTO policy_versions (created_at, author, source, comment, policy)
+                 VALUES (1, 'x', ?, '', ?)",
+            )
+            .bind(source)
+            .bind(old.to_string())
+            .execute(store.writer())
+            .await
+            .unwrap();
+        }
+        let mut file = ScanPolicy::default();
+        file.attachments.blocked = vec!["exe".into()];
+        file.dlp.push(dlp("密级", DlpAction::Block));
+        let b = PolicyBook::open(store, file.clone(), vec!["example.com".into()], None)
+            .await
+            .unwrap();
+        let now = b.current().await;
+        assert_eq!(now.summary.version, 2, "no new file version");
+        assert_eq!(now.policy.thresholds.spam, 7.0);
+        assert_eq!(
+            (now.policy.dlp, now.policy.attachments),
+            (file.dlp, file.attachments)
+        );
     }
 
     #[test]

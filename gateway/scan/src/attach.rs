@@ -10,6 +10,7 @@
 use std::io::{Cursor, Read};
 
 use super::Symbols;
+use super::config::AttachmentPolicy;
 use super::message::Attachment;
 use super::pool::Deadline;
 
@@ -101,6 +102,26 @@ impl FileType {
         }
     }
 
+    /// The extensions a file of this type really has, for refusing it whatever it is called.
+    /// Zip and OLE2 have none: they are also the containers of Office documents.
+    fn extensions(self) -> &'static [&'static str] {
+        match self {
+            FileType::WindowsExecutable => &["exe", "dll", "scr", "com", "cpl", "sys", "ocx"],
+            FileType::Elf => &["elf", "so", "bin"],
+            FileType::MachO => &["macho", "dylib", "app"],
+            FileType::Rar => &["rar"],
+            FileType::SevenZip => &["7z"],
+            FileType::Gzip => &["gz", "tgz"],
+            FileType::Tar => &["tar"],
+            FileType::Pdf => &["pdf"],
+            FileType::Lnk => &["lnk"],
+            FileType::Iso => &["iso", "img"],
+            FileType::Zip | FileType::Ole | FileType::Media | FileType::Html | FileType::Other => {
+                &[]
+            }
+        }
+    }
+
     fn is_executable(self) -> bool {
         matches!(
             self,
@@ -156,10 +177,15 @@ const DOCUMENT_EXT: &[&str] = &[
 /// Office formats that can carry macros.
 const MACRO_EXT: &[&str] = &["docm", "xlsm", "pptm", "dotm", "xltm", "xlam", "ppam"];
 
-/// Walks every attachment (and archive member) and adds symbols for what is risky; stops
-/// (with `SCAN_BUDGET_EXCEEDED`) when `deadline` passes.
-pub fn check(attachments: &[Attachment], deadline: &Deadline, symbols: &mut Symbols) {
-    walk(attachments, deadline, &mut Checker { symbols });
+/// Walks every attachment (and archive member) and adds symbols for what is risky and for
+/// what `policy` refuses; stops (with `SCAN_BUDGET_EXCEEDED`) when `deadline` passes.
+pub fn check(
+    attachments: &[Attachment],
+    policy: &AttachmentPolicy,
+    deadline: &Deadline,
+    symbols: &mut Symbols,
+) {
+    walk(attachments, deadline, &mut Checker { symbols, policy });
 }
 
 /// Why part of a walk went unread. The walk itself only says so; its [`Visitor`] decides what
@@ -249,7 +275,33 @@ pub(crate) fn walk(attachments: &[Attachment], deadline: &Deadline, visitor: &mu
 /// The attachment check: symbols for what each file is and what stopped the walk.
 struct Checker<'a> {
     symbols: &'a mut Symbols,
+    policy: &'a AttachmentPolicy,
 }
+
+impl Checker<'_> {
+    /// Adds `ATTACH_BLOCKED_TYPE` when the policy refuses `name`'s extension or, when the
+    /// content is known, what it really is.
+    fn refuse(&mut self, name: &str, kind: Option<FileType>) {
+        if self.policy.blocked.is_empty() {
+            return;
+        }
+        let ext = extension(name);
+        let really = kind
+            .map(FileType::extensions)
+            .unwrap_or_default()
+            .iter()
+            .find(|e| self.policy.blocks(e));
+        let shown = if name.is_empty() { "(unnamed)" } else { name };
+        if self.policy.blocks(&ext) {
+            self.symbols.add(BLOCKED_TYPE, format!("{shown} (.{ext})"));
+        } else if let Some(e) = really {
+            self.symbols.add(BLOCKED_TYPE, format!("{shown} (.{e})"));
+        }
+    }
+}
+
+/// The symbol of a file type the attachment policy refuses.
+pub const BLOCKED_TYPE: &str = "ATTACH_BLOCKED_TYPE";
 
 impl Visitor for Checker<'_> {
     fn wants(&mut self, archive: &str, member: &str, package: bool) -> bool {
@@ -262,6 +314,9 @@ impl Visitor for Checker<'_> {
 
     fn file(&mut self, file: &Visit<'_>) -> bool {
         inspect(file.name, file.data, file.kind, self.symbols);
+        if !file.package {
+            self.refuse(file.name, Some(file.kind));
+        }
         true
     }
 
@@ -279,10 +334,11 @@ impl Visitor for Checker<'_> {
             Obstacle::Malformed => "ARCHIVE_MALFORMED",
             Obstacle::Encrypted => {
                 // The name still tells what is inside.
-                if let Some(member) = member
-                    && DANGEROUS_EXT.contains(&extension(member).as_str())
-                {
-                    self.symbols.add("ARCHIVE_ENCRYPTED_EXECUTABLE", member);
+                if let Some(member) = member {
+                    if DANGEROUS_EXT.contains(&extension(member).as_str()) {
+                        self.symbols.add("ARCHIVE_ENCRYPTED_EXECUTABLE", member);
+                    }
+                    self.refuse(member, None);
                 }
                 "ATTACH_ENCRYPTED_ARCHIVE"
             }
@@ -729,6 +785,10 @@ pub(crate) mod tests {
     }
 
     fn symbols_of(name: &str, data: Vec<u8>) -> Vec<String> {
+        symbols_under(&AttachmentPolicy::default(), name, data)
+    }
+
+    fn symbols_under(policy: &AttachmentPolicy, name: &str, data: Vec<u8>) -> Vec<String> {
         let mut s = Symbols::default();
         check(
             &[Attachment {
@@ -736,10 +796,48 @@ pub(crate) mod tests {
                 declared_type: String::new(),
                 data,
             }],
+            policy,
             &Deadline::unlimited(),
             &mut s,
         );
         s.names().map(str::to_owned).collect()
+    }
+
+    /// The attachment policy refuses a type by name, by what the file really is, inside
+    /// archives and by the names an encrypted archive still shows; Office documents are not
+    /// refused as zips.
+    #[test]
+    fn refused_types_are_found_by_name_content_and_inside_archives() {
+        let policy = AttachmentPolicy {
+            blocked: vec!["exe".into(), "iso".into(), "zip".into(), "7z".into()],
+        };
+        let refused = |name: &str, data: Vec<u8>| {
+            symbols_under(&policy, name, data).contains(&BLOCKED_TYPE.to_owned())
+        };
+        assert!(refused("setup.EXE", b"not really a program".to_vec()));
+        assert!(refused(
+            "报告.txt",
+            b"MZ\x90\x00 a renamed program".to_vec()
+        ));
+        assert!(refused("a.7z", b"7z\xbc\xaf\x27\x1c....".to_vec()));
+        assert!(refused("a.zip", zip_of(&[("readme.txt", b"hi")], false)));
+        let inner = zip_of(&[("docs/run.exe", b"hello")], false);
+        assert!(refused("inner.bin", inner));
+        let encrypted = zip_of(&[("photos/holiday.iso", b"secret")], true);
+        assert!(refused("photos.dat", encrypted));
+        assert!(!refused("notes.txt", b"plain words".to_vec()));
+        assert!(!refused("readme", Vec::new()));
+        // A docx is a zip inside, and not refused by `zip`.
+        let docx = zip_of(
+            &[
+                ("[Content_Types].xml", b"<Types/>"),
+                ("word/document.xml", b"<w:document/>"),
+            ],
+            false,
+        );
+        assert!(!refused("季度报告.docx", docx));
+        // Nothing refused, nothing added.
+        assert!(!symbols_of("setup.exe", b"MZ".to_vec()).contains(&BLOCKED_TYPE.to_owned()));
     }
 
     #[test]
@@ -830,6 +928,7 @@ pub(crate) mod tests {
                 declared_type: String::new(),
                 data: zip,
             }],
+            &AttachmentPolicy::default(),
             &Deadline::after(std::time::Duration::ZERO),
             &mut spent,
         );
@@ -840,12 +939,26 @@ pub(crate) mod tests {
     fn truncated_members_are_flagged() {
         let mut content = vec![7u8; (MAX_MEMBER + 1) as usize];
         let mut s = Symbols::default();
-        cap_member("a.7z", &mut content, &mut Checker { symbols: &mut s });
+        cap_member(
+            "a.7z",
+            &mut content,
+            &mut Checker {
+                symbols: &mut s,
+                policy: &AttachmentPolicy::default(),
+            },
+        );
         assert_eq!(content.len() as u64, MAX_MEMBER);
         assert!(s.has("ARCHIVE_MEMBER_TRUNCATED"));
         let mut small = vec![7u8; 10];
         let mut s = Symbols::default();
-        cap_member("a.7z", &mut small, &mut Checker { symbols: &mut s });
+        cap_member(
+            "a.7z",
+            &mut small,
+            &mut Checker {
+                symbols: &mut s,
+                policy: &AttachmentPolicy::default(),
+            },
+        );
         assert!(!s.has("ARCHIVE_MEMBER_TRUNCATED"));
     }
 

@@ -147,6 +147,29 @@ impl DomainPolicy {
     }
 }
 
+/// File types the organisation refuses in inbound mail whatever else a message scores (the
+/// `ATTACH_BLOCKED_TYPE` symbol, malware evidence: a message carrying one takes the virus
+/// action).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttachmentPolicy {
+    /// Extensions without the dot (`exe`, `iso`, `7z`). A file is refused by its name — also
+    /// inside archives, and inside encrypted ones whose names can be read — and by what it
+    /// really is: `exe` refuses a Windows program whatever it is called.
+    pub blocked: Vec<String>,
+}
+
+/// Extensions one attachment policy may refuse.
+pub const MAX_BLOCKED_TYPES: usize = 200;
+
+impl AttachmentPolicy {
+    /// Whether a file named `extension` (lower case, no dot), or really of the type that
+    /// extension names, is refused.
+    pub fn blocks(&self, extension: &str) -> bool {
+        !extension.is_empty() && self.blocked.iter().any(|b| b == extension)
+    }
+}
+
 /// A brand whose name a sender may claim, and the domains that really send for it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -198,6 +221,8 @@ pub struct ScanConfig {
     pub scores: BTreeMap<String, f64>,
     /// Threat checks on outbound and internal mail.
     pub inside: InsideConfig,
+    /// File types refused in inbound mail.
+    pub attachments: AttachmentPolicy,
     /// ClamAV; absent means no antivirus beyond Jianmen's own attachment checks.
     pub clamav: Option<crate::clamav::ClamavConfig>,
     /// Messages accepted per minute from one client address (0: no limit).
@@ -260,6 +285,7 @@ impl Default for ScanConfig {
             policy: Vec::new(),
             scores: BTreeMap::new(),
             inside: InsideConfig::default(),
+            attachments: AttachmentPolicy::default(),
             clamav: None,
             rate_limit_per_minute: 0,
             model: "auto".into(),
@@ -269,8 +295,9 @@ impl Default for ScanConfig {
     }
 }
 
-/// The part of `[scan]` an administrator edits in the console: thresholds, actions, allow and
-/// block lists, globally and per protected domain. The configuration file gives the first
+/// The part of `[scan]` and `[dlp]` an administrator edits in the console: thresholds,
+/// actions, allow and block lists, globally and per protected domain, rule points, refused file
+/// types and the data-leak prevention policies. The configuration file gives the first
 /// version; later versions are kept by the gateway and replace it in the running pipeline
 /// without a restart.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
@@ -289,6 +316,10 @@ pub struct ScanPolicy {
     /// Points per symbol in place of the rule files' (0 turns a symbol off): the rule
     /// switches and weights.
     pub scores: BTreeMap<String, f64>,
+    /// File types refused in inbound mail.
+    pub attachments: AttachmentPolicy,
+    /// Data-leak prevention policies for outbound and internal mail (`[[dlp.policy]]`).
+    pub dlp: Vec<crate::dlp::policy::PolicyConfig>,
 }
 
 /// Symbols whose points one policy may set.
@@ -312,8 +343,9 @@ pub struct PolicyError {
 impl ScanPolicy {
     /// Checks what `check-config` checks of these keys: positive thresholds with
     /// `spam_high ≥ spam`, list entries that parse, bounded lists, symbol points within
-    /// ±[`MAX_POINTS`] (whether each symbol exists is the pipeline's to say), and per-domain policies only
-    /// for `protected` domains, each once. Domain names are put in lower case.
+    /// ±[`MAX_POINTS`] (whether each symbol exists is the pipeline's to say), per-domain policies
+    /// only for `protected` domains, each once, file types as bare extensions and DLP policies
+    /// that compile. Domain names and extensions are put in lower case.
     pub fn check(&mut self, protected: &[String]) -> Result<(), PolicyError> {
         let fail = |key: String, why: String| Err(PolicyError { key, why });
         let lists = |key: &str, allow: &[String], block: &[String]| {
@@ -376,6 +408,31 @@ impl ScanPolicy {
             }
             lists(&key, &p.allow, &p.block)?;
         }
+        let blocked = &mut self.attachments.blocked;
+        if blocked.len() > MAX_BLOCKED_TYPES {
+            return fail(
+                "scan.attachments.blocked".into(),
+                format!("more than {MAX_BLOCKED_TYPES} entries"),
+            );
+        }
+        for b in blocked.iter_mut() {
+            *b = b.trim().trim_start_matches('.').to_ascii_lowercase();
+            if b.is_empty() || b.len() > 16 || !b.bytes().all(|c| c.is_ascii_alphanumeric()) {
+                return fail(
+                    "scan.attachments.blocked".into(),
+                    format!("`{b}` is not a file extension (letters and digits, up to 16)"),
+                );
+            }
+        }
+        blocked.sort();
+        blocked.dedup();
+        crate::dlp::Policies::new(&crate::dlp::DlpConfig {
+            policy: self.dlp.clone(),
+        })
+        .map_err(|e| PolicyError {
+            key: format!("dlp.policy[{}]", e.policy),
+            why: e.reason,
+        })?;
         Ok(())
     }
 }
@@ -395,8 +452,8 @@ fn check_thresholds(key: &str, t: &Thresholds) -> Result<(), PolicyError> {
 }
 
 impl ScanConfig {
-    /// The editable policy as the file gives it.
-    pub fn scan_policy(&self) -> ScanPolicy {
+    /// The editable policy as the file gives it, with the file's `[dlp]` policies.
+    pub fn scan_policy(&self, dlp: &crate::dlp::DlpConfig) -> ScanPolicy {
         ScanPolicy {
             thresholds: self.thresholds.clone(),
             actions: self.actions.clone(),
@@ -404,6 +461,8 @@ impl ScanConfig {
             block: self.block.clone(),
             domains: self.policy.clone(),
             scores: self.scores.clone(),
+            attachments: self.attachments.clone(),
+            dlp: dlp.policy.clone(),
         }
     }
 }

@@ -26,7 +26,7 @@ use super::{
     Direction, Disposition, Envelope, Scanner, SkippedChecks, Symbols, Verdict, attach, bec, dlp,
     dns, phish,
 };
-use crate::config::{Action, Actions, ScanConfig, ScanPolicy, Thresholds};
+use crate::config::{Action, Actions, AttachmentPolicy, ScanConfig, ScanPolicy, Thresholds};
 
 /// What is known about a message besides its bytes; all optional for offline scans.
 #[derive(Debug, Clone, Default)]
@@ -109,12 +109,15 @@ impl Policy {
     }
 }
 
-/// The policies in force: the default and each protected domain's own, and the points the
-/// policy gives symbols in place of the rule files'.
+/// The policies in force: the default and each protected domain's own, the points the
+/// policy gives symbols in place of the rule files', the refused file types and the DLP
+/// policies.
 struct InForce {
     default: Policy,
     domains: BTreeMap<String, Policy>,
     scores: BTreeMap<String, f64>,
+    attachments: AttachmentPolicy,
+    dlp: Policies,
 }
 
 impl InForce {
@@ -140,6 +143,10 @@ impl InForce {
             default: Policy::new(&p.thresholds, &p.actions, &p.allow, &p.block)?,
             domains,
             scores: p.scores.clone(),
+            attachments: p.attachments.clone(),
+            dlp: Policies::new(&DlpConfig {
+                policy: p.dlp.clone(),
+            })?,
         })
     }
 }
@@ -155,6 +162,8 @@ pub struct SymbolRow {
     pub category: super::rules::Category,
     /// What it means.
     pub description: String,
+    /// What it means, in Chinese (empty: none given).
+    pub description_zh: String,
 }
 
 /// The symbol of a message matching a threat-intelligence indicator; its detail is the
@@ -251,7 +260,6 @@ pub struct Pipeline {
     pool: CpuPool,
     /// Time one message's work on the scanning threads may take.
     budget: Duration,
-    dlp: Policies,
     /// Threat-intelligence indicators every message is checked against.
     intel: Option<Arc<Watchlist>>,
 }
@@ -415,7 +423,7 @@ impl Pipeline {
         let history = scan
             .first_contact
             .then(|| ContactHistory::open(env.data_dir.as_ref().map(|d| d.join("contacts.bin"))));
-        let policies = InForce::new(&scan.scan_policy(), &rules)?;
+        let policies = InForce::new(&scan.scan_policy(&env.dlp), &rules)?;
         Ok(Self {
             targets: Targets::new(&brands, &env.protected_domains),
             bec: BecSettings::new(&scan.vips, &env.protected_domains, &scan.partner_domains),
@@ -427,7 +435,6 @@ impl Pipeline {
             policies: RwLock::new(Arc::new(policies)),
             own_lists: RwLock::default(),
             budget: Duration::from_millis(scan.budget_ms),
-            dlp: Policies::new(&env.dlp)?,
             classifier: RwLock::new(load_classifier(
                 &scan.model,
                 env.data_dir.as_deref(),
@@ -589,14 +596,16 @@ impl Pipeline {
     ) -> DlpOutcome {
         let started = Instant::now();
         let raw: Arc<[u8]> = Arc::from(raw);
-        let (me, from, to) = (Arc::clone(self), mail_from.to_owned(), rcpts.to_vec());
+        let (policies, from, to) = (self.policies(), mail_from.to_owned(), rcpts.to_vec());
         let today = chrono::Local::now().date_naive();
         let ran = self
             .pool
             .run_within(self.budget, move |deadline| {
                 let message = Message::parse(&raw);
                 let (text, inspection) = dlp::inspect(&message, deadline, today);
-                let decision = me.dlp.judge(direction, &from, &to, &text, &inspection);
+                let decision = policies
+                    .dlp
+                    .judge(direction, &from, &to, &text, &inspection);
                 (inspection, decision)
             })
             .await;
@@ -872,7 +881,12 @@ impl Pipeline {
         if zero_width >= 3 {
             symbols.add("TEXT_INVISIBLE_CHARS", "");
         }
-        attach::check(&message.attachments, deadline, symbols);
+        attach::check(
+            &message.attachments,
+            &self.policies().attachments,
+            deadline,
+            symbols,
+        );
         phish::check_sender(message, &self.targets, symbols);
         let mail_from = (!ctx.mail_from.is_empty()).then_some(ctx.mail_from.as_str());
         bec::check(message, mail_from, &self.bec, symbols);
@@ -906,6 +920,7 @@ impl Pipeline {
                 score: info.score,
                 category: info.category,
                 description: info.description.clone(),
+                description_zh: info.description_zh.clone(),
             })
             .collect();
         rows.sort_by(|a, b| a.name.cmp(&b.name));
@@ -982,6 +997,7 @@ impl Pipeline {
         message: &[u8],
     ) -> Option<Disposition> {
         if !self
+            .policies()
             .dlp
             .cover(envelope.direction, &envelope.mail_from, &envelope.rcpts)
         {
@@ -1556,6 +1572,78 @@ mod tests {
             Class::Clean,
             "the last good policy stays"
         );
+    }
+
+    /// DLP policies and refused file types edited in the console judge the next message, with
+    /// no restart: an outgoing message the file's policies let go is held once a policy is
+    /// added, and an inbound attachment of a type newly refused takes the virus action.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dlp_policies_and_refused_types_in_force_are_the_edited_ones() {
+        let p = pipeline(Fixed(Err("none".into())));
+        let outgoing = Envelope {
+            direction: Direction::Outbound,
+            mail_from: "staff@example.com".into(),
+            rcpts: vec!["someone@partner.test".into()],
+            ..inbound()
+        };
+        let secret = b"From: staff@example.com\r\nTo: someone@partner.test\r\n\
+            Subject: plans\r\n\r\nThe merger code word is BLUEHERON.\r\n";
+        let verdict = |out: Vec<Disposition>| out.into_iter().next().unwrap().verdict;
+        assert!(matches!(
+            verdict(p.scan(&outgoing, secret).await),
+            Verdict::Deliver
+        ));
+        let mut policy = ScanPolicy {
+            dlp: vec![crate::dlp::policy::PolicyConfig {
+                name: "项目代号".into(),
+                directions: vec![Direction::Outbound],
+                senders: vec![],
+                recipient_domains: vec![],
+                detect: BTreeMap::new(),
+                keywords: vec!["blueheron".into()],
+                min_keywords: 1,
+                patterns: vec![],
+                min_patterns: 1,
+                extensions: vec![],
+                max_attachment_mib: None,
+                encrypted: false,
+                uninspectable: false,
+                action: DlpAction::Hold,
+                approval_hours: 24,
+            }],
+            ..ScanPolicy::default()
+        };
+        p.set_policy(&policy).unwrap();
+        assert!(matches!(
+            verdict(p.scan(&outgoing, secret).await),
+            Verdict::Hold {
+                hours: Some(24),
+                ..
+            }
+        ));
+
+        let program = b"From: a@b.test\r\nTo: u@example.com\r\nSubject: tool\r\n\
+            MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+            --b\r\nContent-Type: text/plain\r\n\r\nhere\r\n\
+            --b\r\nContent-Type: application/octet-stream\r\n\
+            Content-Disposition: attachment; filename=\"disk.iso\"\r\n\r\nimage\r\n--b--\r\n";
+        let ctx = Context::default();
+        let before = p
+            .report(&p.analyse(program, &ctx).await, &ctx, None, None)
+            .0;
+        assert!(
+            !before
+                .symbols
+                .iter()
+                .any(|h| h.name == attach::BLOCKED_TYPE)
+        );
+        policy.attachments.blocked = vec!["iso".into()];
+        p.set_policy(&policy).unwrap();
+        let after = p
+            .report(&p.analyse(program, &ctx).await, &ctx, None, None)
+            .0;
+        assert!(after.symbols.iter().any(|h| h.name == attach::BLOCKED_TYPE));
+        assert_eq!(after.class, Class::Virus, "{}", after.explanation);
     }
 
     /// A recipient's own lists split their copy off and judge it alone; the other recipients'

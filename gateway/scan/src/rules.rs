@@ -11,6 +11,7 @@
 //! score = 3.0
 //! category = "spam"            # spam | phish | bec | virus | ham | unscannable
 //! description = "SPF fail"
+//! description_zh = "SPF 验证失败"  # shown in the console in Chinese (optional)
 //!
 //! [[rule]]                     # a content rule; every condition given must hold
 //! name = "ZH_INVOICE"
@@ -113,6 +114,8 @@ struct SymbolSpec {
     category: Category,
     #[serde(default)]
     description: String,
+    #[serde(default)]
+    description_zh: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +133,8 @@ struct RuleSpec {
     category: Category,
     #[serde(default)]
     description: String,
+    #[serde(default)]
+    description_zh: String,
     subject: Option<String>,
     body: Option<String>,
     #[serde(default)]
@@ -155,6 +160,8 @@ pub struct SymbolInfo {
     pub category: Category,
     /// Human-readable meaning.
     pub description: String,
+    /// The meaning in Chinese, for the console (empty: none given).
+    pub description_zh: String,
 }
 
 struct Rule {
@@ -258,6 +265,7 @@ impl RuleSet {
                         score: s.score,
                         category: s.category,
                         description: s.description,
+                        description_zh: s.description_zh,
                     },
                 )
             })
@@ -346,6 +354,7 @@ impl RuleSet {
                     score: spec.score,
                     category: spec.category,
                     description: spec.description.clone(),
+                    description_zh: spec.description_zh.clone(),
                 },
             );
             rules.push(rule);
@@ -398,6 +407,11 @@ impl RuleSet {
                     "link domain on a URI block list".into()
                 } else {
                     "client address on a DNS block list".into()
+                },
+                description_zh: if uri {
+                    "链接域名在 URI 黑名单中".into()
+                } else {
+                    "发件 IP 在 DNS 黑名单中".into()
                 },
             });
     }
@@ -561,6 +575,25 @@ mod tests {
             "{report}"
         );
         assert_eq!(report.matches("No such file").count(), 1, "{report}");
+    }
+
+    /// The console lists every symbol with its meaning; in zh-CN, each built-in one has its
+    /// own Chinese words rather than the English.
+    #[test]
+    fn every_builtin_symbol_has_a_chinese_meaning() {
+        let set = RuleSet::load(true, None, &[]).unwrap();
+        let untold: Vec<&str> = set
+            .symbols()
+            .filter(|(_, i)| {
+                i.description.is_empty()
+                    || !i
+                        .description_zh
+                        .chars()
+                        .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
+            })
+            .map(|(name, _)| name)
+            .collect();
+        assert!(untold.is_empty(), "no Chinese meaning: {untold:?}");
     }
 
     #[test]

@@ -18,6 +18,9 @@ use crate::reputation::AddressList;
 const MAX_TERMS: usize = 1000;
 /// Largest compiled pattern (bytes of the regex automaton), so a pattern cannot exhaust memory.
 const MAX_PATTERN_SIZE: usize = 1 << 20;
+/// Most policies, and most patterns in all of them: each message is matched against every one.
+const MAX_POLICIES: usize = 100;
+const MAX_ALL_PATTERNS: usize = 1000;
 
 /// What a policy does with a message it fires on, weakest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
@@ -63,7 +66,7 @@ fn three_days() -> u32 {
 }
 
 /// One `[[dlp.policy]]`: it fires when any of its conditions holds, for mail in its scope.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     /// Name shown to reviewers and named in the bounce (never the data).
@@ -175,6 +178,21 @@ pub struct Policies {
 impl Policies {
     /// Compiles and checks the `[dlp]` section.
     pub fn new(config: &DlpConfig) -> Result<Self, PolicyError> {
+        if config.policy.len() > MAX_POLICIES
+            || config
+                .policy
+                .iter()
+                .map(|p| p.patterns.len())
+                .sum::<usize>()
+                > MAX_ALL_PATTERNS
+        {
+            return Err(PolicyError {
+                policy: "[dlp]".into(),
+                reason: format!(
+                    "at most {MAX_POLICIES} policies and {MAX_ALL_PATTERNS} patterns in all"
+                ),
+            });
+        }
         let mut policies = Vec::with_capacity(config.policy.len());
         for (i, p) in config.policy.iter().enumerate() {
             let fail = |reason: String| PolicyError {
