@@ -50,6 +50,7 @@ export async function run(name, steps) {
   } catch (e) {
     console.error(String(e && e.stack || e));
     console.error(`API answers >= 400: ${answers.join(', ') || 'none'}`);
+    if (problems.length) console.error(`page problems: ${problems.join(' | ')}`);
     if (page) {
       const text = await page.evaluate(() => document.body.innerText).catch(() => '(page gone)');
       console.error(`the page said: ${text.slice(0, 800)}`);

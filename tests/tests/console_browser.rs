@@ -11,6 +11,7 @@
 //! one refuses a file type and adds a DLP policy there (`tests/browser/attachments-dlp.mjs`).
 //! Screenshots are kept in `target/console-screenshots/`.
 
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
@@ -595,6 +596,7 @@ fn settings_changed_in_chromium_take_effect_after_a_restart_from_the_page() {
     // The mail server of the domain the administrator adds.
     let new_server = Sink::start(&[]);
     let console_port = free_port();
+    let smtp_port = free_port();
     let mut setup = Setup::new(sink.port, sink.port).console(console_port);
     // Started again whenever it exits, as systemd does; systemd names each service run, which is
     // how the console knows a restart will bring it back.
@@ -619,11 +621,17 @@ fn settings_changed_in_chromium_take_effect_after_a_restart_from_the_page() {
             ("JM_SYS_PASS", pass),
             ("JM_NEW_PASS", "Pass-Of-Jianmen-2026".into()),
             ("JM_NEW_PORT", new_server.port.to_string()),
+            ("JM_SMTP_PORT", smtp_port.to_string()),
         ],
         || gw.log(),
     );
     assert_ne!(gw.pid(), first, "the gateway was restarted");
-    let mut c = Client::ready(gw.addr);
+    assert_eq!(
+        Client::ready(gw.addr).cmd("NOOP").code,
+        250,
+        "the file's address still listens"
+    );
+    let mut c = Client::ready(SocketAddr::from(([127, 0, 0, 1], smtp_port)));
     let r = c.send_mail(
         "someone@sender.test",
         &["dora@new.test"],
@@ -643,4 +651,40 @@ fn settings_changed_in_chromium_take_effect_after_a_restart_from_the_page() {
         text.contains("settings.change") && text.contains("system.restart"),
         "{text}"
     );
+
+    // A console-set address another program has taken by the next start: the gateway starts on
+    // the configuration file alone (the new domain is not protected then) and says why.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let settings = gw.dir.path().join("data/system/settings.toml");
+    let saved = std::fs::read_to_string(&settings).unwrap();
+    assert!(saved.contains(&format!("127.0.0.1:{smtp_port}")), "{saved}");
+    std::fs::write(
+        &settings,
+        saved.replace(
+            &format!("127.0.0.1:{smtp_port}"),
+            &format!("127.0.0.1:{taken_port}"),
+        ),
+    )
+    .unwrap();
+    let second = gw.pid();
+    gw.terminate();
+    assert!(
+        wait_until(Duration::from_secs(60), || gw.pid() != second
+            && std::net::TcpStream::connect(gw.addr).is_ok()),
+        "started again; log:\n{}",
+        gw.log()
+    );
+    assert!(
+        gw.log().contains("the console's listeners cannot be bound"),
+        "{}",
+        gw.log()
+    );
+    let mut c = Client::ready(gw.addr);
+    assert_eq!(c.cmd("MAIL FROM:<someone@sender.test>").code, 250);
+    assert!(
+        c.cmd("RCPT TO:<dora@new.test>").code >= 500,
+        "the file's settings are in force"
+    );
+    drop(taken);
 }

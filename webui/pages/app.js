@@ -208,14 +208,19 @@ const T = {
     clock: '时间与同步', gatewayTime: '网关时间', timeZone: '时区', ntp: '时间同步（NTP）', ntpSynced: '已同步', ntpNotSynced: '未同步',
     ntpOff: '未启用时间同步', ntpUnknown: '无法读取（系统不是由 systemd 管理）', browserSkew: '与本浏览器时间相差',
     skewOk: '{n} 秒', skewWarn: '{n} 秒：请检查网关或本机的时间',
-    domainsRoutes: '受保护的域、路由与日志外送', protectedDomains: '受保护的域（每行一个）', syslogTarget: '审计日志 syslog 外送（主机:端口，留空为不外送）',
+    consoleMoved: '网关正在重启，控制台将在新地址提供服务：', smtpListenSet: 'SMTP 监听地址（每行一个“IP:端口”）', consoleListenSet: '控制台监听地址（IP:端口）',
+    listenHelp: '监听地址在重启后生效。1024 以下的端口只能用 25、465、587（SMTP）和 443（控制台）。若重启时新地址无法监听（本机没有该地址或端口被占用），网关按配置文件的设置启动并在此说明原因。修改控制台地址后，请在新地址打开控制台。',
+    'pk_smtp.listen': 'SMTP 监听地址', 'pk_console.listen': '控制台监听地址',
+    why_listen_port: '端口 {x} 低于 1024，且不是允许的端口。', why_listen_twice: '{x} 重复使用。', why_listen_local: '{x} 不是本机的地址。', why_listen_in_use: '{x} 已被其他程序占用。',
+    why_at_most_addresses: '最多 {x} 个地址。', why_socket: '须为“IP:端口”，如 0.0.0.0:25 或 [::]:25。',
+    domainsRoutes: '受保护的域、路由、日志外送与监听地址', protectedDomains: '受保护的域（每行一个）', syslogTarget: '审计日志 syslog 外送（主机:端口，留空为不外送）',
     routeAdd: '添加路由', routeRemove: '移除', settingsSave: '保存设置', settingsRevert: '恢复为配置文件的设置', settingsSaved: '已保存。',
     confirmSettingsRevert: '放弃控制台修改的设置，恢复为配置文件中的设置（重启后生效）？', confirmRestart: '现在重启网关？正在进行的会话会先完成，已接收的邮件不会丢失。',
     settingsFromFile: '当前使用配置文件中的设置。', settingsFromConsole: '{who} 于 {at} 在控制台修改了{keys}；其余沿用配置文件。',
-    settingsRefused: '控制台修改的设置与配置文件冲突，未生效，运行的是配置文件的设置：{why}', settingsPending: '设置已保存，重启网关后生效。',
+    settingsRefused: '控制台修改的设置未生效（与配置文件冲突，或无法按其启动），运行的是配置文件的设置：{why}', settingsPending: '设置已保存，重启网关后生效。',
     restartNow: '立即重启网关', restartByHand: '此网关不由 systemd 管理，请在设备上重启它。', restarting: '正在重启网关…', restarted: '网关已重启。',
     restartSlow: '网关尚未恢复响应，请稍后刷新页面。', routeDomainHint: '域名，或 * 表示其他所有域',
-    setKeys: { protected: '受保护的域', routes: '路由', syslog: 'syslog 外送' }, tlsPolicies: { 'verify-if-offered': '对方提供则校验证书（默认）', verify: '必须 TLS 并校验证书',
+    setKeys: { protected: '受保护的域', routes: '路由', syslog: 'syslog 外送', smtp_listen: 'SMTP 监听地址', console_listen: '控制台监听地址' }, tlsPolicies: { 'verify-if-offered': '对方提供则校验证书（默认）', verify: '必须 TLS 并校验证书',
       required: '必须 TLS（不校验证书）', opportunistic: '尽量使用 TLS（不校验）', tlcp: '国密 TLCP', none: '不加密' },
     'pk_domains.protected': '受保护的域', pk_route: '路由', pk_host: '下一跳', pk_tls: 'TLS 策略', 'pk_audit.syslog': 'syslog 外送', err_not_supervised: '此网关不由 systemd 管理，请在设备上重启它。',
     backup: '备份与恢复', backupHelp: '备份包含配置文件及其所在目录中的文件、密钥（邮件存储加密、DKIM、链接签名）、在控制台安装的证书和各项设置（受保护的域与路由、策略版本、个人名单、演练模板、控制台账号），不含邮件和日志。备份文件用下面的口令加密（Argon2id 派生密钥，SM4-GCM 加密），没有口令就无法恢复：请把口令与备份分开保管。',
@@ -409,14 +414,17 @@ const T = {
     clock: 'Time and synchronisation', gatewayTime: 'Gateway time', timeZone: 'Time zone', ntp: 'Time synchronisation (NTP)', ntpSynced: 'Synchronised', ntpNotSynced: 'Not synchronised',
     ntpOff: 'No time synchronisation', ntpUnknown: 'Unknown (the system is not run by systemd)', browserSkew: 'Difference from this browser',
     skewOk: '{n} s', skewWarn: '{n} s: check the gateway\'s or this computer\'s clock',
-    domainsRoutes: 'Protected domains, routes and log forwarding', protectedDomains: 'Protected domains (one a line)', syslogTarget: 'Audit log to syslog (host:port; empty: none)',
+    consoleMoved: 'The gateway is restarting; the console will answer at its new address:', smtpListenSet: 'SMTP listens on (one IP:port a line)', consoleListenSet: 'Console listens on (IP:port)',
+    listenHelp: 'Listening addresses take effect at the restart. Below 1024 only ports 25, 465, 587 (SMTP) and 443 (console) may be set. When a new address cannot be bound at the restart (not this machine\'s, or a port in use), the gateway starts on the configuration file\'s settings and says why here. After moving the console, open it at its new address.',
+    'pk_smtp.listen': 'SMTP listening addresses', 'pk_console.listen': 'console address',
+    domainsRoutes: 'Protected domains, routes, log forwarding and listeners', protectedDomains: 'Protected domains (one a line)', syslogTarget: 'Audit log to syslog (host:port; empty: none)',
     routeAdd: 'Add a route', routeRemove: 'Remove', settingsSave: 'Save the settings', settingsRevert: 'Back to the configuration file\'s', settingsSaved: 'Saved.',
     confirmSettingsRevert: 'Drop the settings changed here and use the configuration file\'s (at the next restart)?', confirmRestart: 'Restart the gateway now? Sessions under way finish first; no accepted mail is lost.',
     settingsFromFile: 'The configuration file\'s settings are in use.', settingsFromConsole: '{who} changed {keys} here at {at}; the rest is the configuration file\'s.',
-    settingsRefused: 'The settings changed here conflict with the configuration file and are not applied; the file\'s run: {why}', settingsPending: 'Saved: in force once the gateway restarts.',
+    settingsRefused: 'The settings changed here are not applied (they conflict with the configuration file, or the gateway could not start on them); the file\'s run: {why}', settingsPending: 'Saved: in force once the gateway restarts.',
     restartNow: 'Restart the gateway now', restartByHand: 'No systemd runs this gateway: restart it at the appliance.', restarting: 'Restarting the gateway…', restarted: 'The gateway restarted.',
     restartSlow: 'The gateway does not answer yet: reload the page in a while.', routeDomainHint: 'a domain, or * for every other domain',
-    setKeys: { protected: 'the protected domains', routes: 'the routes', syslog: 'syslog forwarding' }, tlsPolicies: { 'verify-if-offered': 'Check the certificate when offered (default)', verify: 'TLS with a checked certificate',
+    setKeys: { protected: 'the protected domains', routes: 'the routes', syslog: 'syslog forwarding', smtp_listen: 'the SMTP addresses', console_listen: 'the console address' }, tlsPolicies: { 'verify-if-offered': 'Check the certificate when offered (default)', verify: 'TLS with a checked certificate',
       required: 'TLS, certificate not checked', opportunistic: 'TLS when offered, not checked', tlcp: 'TLCP (national cipher)', none: 'No encryption' },
     'pk_domains.protected': 'protected domains', pk_route: 'route', pk_host: 'next hop', pk_tls: 'TLS policy', 'pk_audit.syslog': 'syslog forwarding', err_not_supervised: 'No systemd runs this gateway: restart it at the appliance.',
     backup: 'Backup and restore', backupHelp: 'A backup holds the configuration file and the files in its directory, the keys (spool sealing, DKIM, link signing), the certificates installed here and the settings (domains and routes, policy versions, personal lists, drill templates, console accounts); not mail, not logs. It is sealed with the passphrase below (Argon2id, SM4-GCM) and cannot be restored without it: keep the passphrase apart from the backup.',
@@ -1181,7 +1189,9 @@ const WHY = [
   [/^unknown detector "(.*?)"/, 'why_dlp_detector'], [/^detect\.\w+ must be at least 1/, 'why_dlp_count'], [/^at most (\d+) keywords and patterns/, 'why_dlp_terms'],
   [/^a keyword is empty/, 'why_dlp_empty_keyword'], [/^pattern (".*?"): /, 'why_dlp_pattern'], [/^senders: not an IP, CIDR range, address or domain: (.*)/, 'why_entry'],
   [/^approval_hours must be/, 'why_dlp_hours'], [/^has no condition/, 'why_dlp_condition'], [/^at most (\d+) policies and (\d+) patterns/, 'why_dlp_total'],
-  [/^`(.*)` is not a file extension/, 'why_extension'], [/^no scanner runs on this gateway/, 'why_no_scanner']
+  [/^`(.*)` is not a file extension/, 'why_extension'], [/^no scanner runs on this gateway/, 'why_no_scanner'],
+  [/^port (\d+) is below 1024/, 'why_listen_port'], [/^(.*) is used twice/, 'why_listen_twice'], [/^(\S+) is not an address of this machine/, 'why_listen_local'],
+  [/^(.*) is in use by another program/, 'why_listen_in_use'], [/^at most (\d+) addresses/, 'why_at_most_addresses'], [/invalid socket address/, 'why_socket']
 ];
 
 // A change's setting in words: "domains[a.test].actions.phish" → "按域 a.test · 处置 · 钓鱼邮件".
@@ -1665,6 +1675,8 @@ function settingsCard(st, flash) {
   const shown = { ...st.file, ...(st.saved || {}) };
   const protectedBox = el('textarea', { id: 'set-protected', rows: 4 }, shown.protected.join('\n'));
   const syslog = el('input', { id: 'set-syslog', placeholder: 'logs.example.com:514', value: shown.syslog || '' });
+  const smtpListen = el('textarea', { id: 'set-smtp-listen', rows: 2, spellcheck: 'false' }, shown.smtp_listen.join('\n'));
+  const consoleListen = el('input', { id: 'set-console-listen', value: shown.console_listen || '', placeholder: '0.0.0.0:8443' });
   const rows = el('tbody', { id: 'set-routes' });
   const addRow = (r) => {
     const tls = el('select', { class: 'route-tls' }, st.tls_policies.map((p) => el('option', { value: p }, T[lang].tlsPolicies[p] || p)));
@@ -1690,13 +1702,19 @@ function settingsCard(st, flash) {
       return r;
     }),
     syslog: syslog.value.trim(),
+    smtp_listen: smtpListen.value.split('\n').map((x) => x.trim()).filter(Boolean),
+    console_listen: consoleListen.value.trim() || null,
   });
   // Only what differs from the configuration file is kept as changed here.
-  const fileValue = { protected: st.file.protected, routes: st.file.routes, syslog: st.file.syslog || '' };
+  const fileValue = { protected: st.file.protected, routes: st.file.routes, syslog: st.file.syslog || '', smtp_listen: st.file.smtp_listen, console_listen: st.file.console_listen };
   const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
   const form = el('form', { id: 'settings-form', onsubmit: async (ev) => {
     ev.preventDefault();
     const now = read();
+    const socket = /^(\[[0-9a-fA-F:.]+\]|\d{1,3}(\.\d{1,3}){3}):\d{1,5}$/;
+    const wrong = [...now.smtp_listen.map((a) => ['smtp.listen', a]), ...(now.console_listen ? [['console.listen', now.console_listen]] : [])]
+      .find(([, a]) => !socket.test(a));
+    if (wrong) { msg.className = 'error'; msg.textContent = fill(t('err_field'), { f: t(`pk_${wrong[0]}`), why: `${wrong[1]}：${t('why_socket')}` }); return; }
     const body = Object.fromEntries(Object.entries(now).filter(([k, v]) => !same(v, fileValue[k])));
     try {
       if (Object.keys(body).length) await api('PUT', '/api/system/settings', body);
@@ -1708,6 +1726,9 @@ function settingsCard(st, flash) {
   el('table', { class: 'routes' }, el('thead', {}, el('tr', {}, [t('domain'), t('nextHop'), t('port'), 'TLS', ''].map((h) => el('th', {}, h)))), rows),
   el('p', {}, el('button', { class: 'plain', type: 'button', id: 'route-add', onclick: () => addRow({}) }, t('routeAdd'))),
   el('label', {}, t('syslogTarget'), syslog),
+  el('label', {}, t('smtpListenSet'), smtpListen),
+  el('label', {}, t('consoleListenSet'), consoleListen),
+  el('p', { class: 'muted' }, t('listenHelp')),
   el('p', { class: 'actions' }, el('button', { class: 'primary', type: 'submit', id: 'settings-save' }, t('settingsSave')),
     st.saved || st.unreadable ? el('button', { class: 'plain', type: 'button', id: 'settings-revert', onclick: async () => {
       if (!confirm(t('confirmSettingsRevert'))) return;
@@ -1718,6 +1739,13 @@ function settingsCard(st, flash) {
     msg.className = 'notice';
     msg.textContent = t('restarting');
     try { await api('POST', '/api/system/restart'); } catch (e) { msg.className = 'error'; msg.textContent = e.message; return; }
+    // A console moved to another port answers there, not here.
+    const moved = st.saved && st.saved.console_listen && st.saved.console_listen !== st.running.console_listen;
+    if (moved) {
+      const url = `https://${location.hostname}:${st.saved.console_listen.split(':').pop()}/`;
+      msg.replaceChildren(t('consoleMoved'), ' ', el('a', { href: url, id: 'console-moved' }, url));
+      return;
+    }
     // The session is kept across the restart: the page comes back once a new run of the
     // gateway answers (the old one keeps answering while its sessions finish).
     for (let i = 0; i < 120; i += 1) {
@@ -1727,7 +1755,7 @@ function settingsCard(st, flash) {
     msg.className = 'error';
     msg.textContent = t('restartSlow');
   };
-  const keys = st.saved ? ['protected', 'routes', 'syslog'].filter((k) => st.saved[k] !== undefined && st.saved[k] !== null).map((k) => T[lang].setKeys[k]).join('、') : '';
+  const keys = st.saved ? ['protected', 'routes', 'syslog', 'smtp_listen', 'console_listen'].filter((k) => st.saved[k] !== undefined && st.saved[k] !== null).map((k) => T[lang].setKeys[k]).join('、') : '';
   const state = st.unreadable ? el('p', { class: 'error', id: 'settings-state' }, fill(t('settingsRefused'), { why: st.unreadable }))
     : st.state.state === 'refused' ? el('p', { class: 'error', id: 'settings-state' }, fill(t('settingsRefused'), { why: st.state.reason }))
     : el('p', { class: 'muted', id: 'settings-state' }, st.saved ? fill(t('settingsFromConsole'), { who: st.saved.changed_by, at: when(st.saved.changed_at), keys }) : t('settingsFromFile'));

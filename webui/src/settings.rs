@@ -1,5 +1,5 @@
 //! The system settings the console changes (system administrators only): the protected domains,
-//! the routes and the audit log's syslog collector, checked with the configuration file as
+//! the routes, the audit log's syslog collector and the listening addresses, checked with the configuration file as
 //! `check-config` would, kept beside it and laid over it (see [`jianmen_mta::settings`]); and a
 //! restart by the service manager that puts them in force. Every change is audited with what it
 //! changed.
@@ -25,13 +25,71 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/system/restart", web::post().to(restart));
 }
 
-/// The three settings as one configuration has them.
+/// The settings as one configuration has them.
 fn values(c: &Config) -> serde_json::Value {
     json!({
         "protected": c.domains.protected,
         "routes": c.routes.iter().map(RouteSetting::from).collect::<Vec<_>>(),
         "syslog": c.audit.syslog,
+        "smtp_listen": c.smtp.listen,
+        "console_listen": c.console.as_ref().map(|c| c.listen),
     })
+}
+
+/// The keys of [`values`], in the audit log's order.
+const KEYS: [&str; 5] = [
+    "protected",
+    "routes",
+    "syslog",
+    "smtp_listen",
+    "console_listen",
+];
+
+/// Refuses a listening address this machine cannot serve: an address it does not have, or a
+/// port another program holds (ports below 1024 cannot be tried by the service account and are
+/// left to the start, which falls back to the file's listeners when they fail).
+fn check_listeners(next: &Config, running: &Config) -> Result<(), ApiError> {
+    use std::net::{SocketAddr, TcpListener};
+    let ours: Vec<SocketAddr> = running
+        .smtp
+        .listen
+        .iter()
+        .copied()
+        .chain(running.console.as_ref().map(|c| c.listen))
+        .chain(running.metrics.listen)
+        .collect();
+    let console = next.console.as_ref().map(|c| c.listen);
+    let all: Vec<(&str, SocketAddr)> = next
+        .smtp
+        .listen
+        .iter()
+        .map(|a| ("smtp.listen", *a))
+        .chain(console.map(|a| ("console.listen", a)))
+        .collect();
+    for (i, (key, addr)) in all.iter().enumerate() {
+        if all[..i].iter().any(|(_, a)| a == addr) || next.metrics.listen == Some(*addr) {
+            return Err(ApiError::field(key, format!("{addr} is used twice")));
+        }
+        if !addr.ip().is_unspecified()
+            && let Err(e) = TcpListener::bind(SocketAddr::new(addr.ip(), 0))
+        {
+            return Err(ApiError::field(
+                key,
+                format!("{} is not an address of this machine ({e})", addr.ip()),
+            ));
+        }
+        if addr.port() >= 1024
+            && !ours.contains(addr)
+            && let Err(e) = TcpListener::bind(addr)
+            && e.kind() == std::io::ErrorKind::AddrInUse
+        {
+            return Err(ApiError::field(
+                key,
+                format!("{addr} is in use by another program"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The configuration file as it is now, without the console's settings.
@@ -101,6 +159,10 @@ struct Change {
     routes: Option<Vec<RouteSetting>>,
     #[serde(default)]
     syslog: Option<String>,
+    #[serde(default)]
+    smtp_listen: Option<Vec<std::net::SocketAddr>>,
+    #[serde(default)]
+    console_listen: Option<std::net::SocketAddr>,
 }
 
 /// One line of what changed between two sets of values, for the audit log.
@@ -113,8 +175,7 @@ fn changes(before: &serde_json::Value, after: &serde_json::Value) -> String {
             text
         }
     };
-    ["protected", "routes", "syslog"]
-        .iter()
+    KEYS.iter()
         .filter(|k| before[**k] != after[**k])
         .map(|k| format!("{k}: {} → {}", shown(&before[*k]), shown(&after[*k])))
         .collect::<Vec<_>>()
@@ -130,6 +191,8 @@ async fn change(req: HttpRequest, console: Data, body: web::Bytes) -> Reply {
         protected: body.protected,
         routes: body.routes,
         syslog: body.syslog,
+        smtp_listen: body.smtp_listen,
+        console_listen: body.console_listen,
         changed_by: who.clone(),
         changed_at: now(),
     };
@@ -149,6 +212,7 @@ async fn change(req: HttpRequest, console: Data, body: web::Bytes) -> Reply {
         ConfigError::Invalid { key, reason } => ApiError::field(&key, reason),
         other => ApiError::field("body", other.to_string()),
     })?;
+    check_listeners(&next, &console.config)?;
     settings::write(data_dir, Some(&settings)).map_err(ApiError::internal)?;
     let after = values(&next);
     console
@@ -178,7 +242,11 @@ async fn revert(req: HttpRequest, console: Data) -> Reply {
     let file = file_config(&console)?;
     let before = match &saved {
         Some(s) => values(&file.clone().overlaid(s).unwrap_or_else(|_| file.clone())),
-        None => json!({"protected": "unreadable", "routes": "unreadable", "syslog": "unreadable"}),
+        None => serde_json::Value::Object(
+            KEYS.iter()
+                .map(|k| (k.to_string(), json!("unreadable")))
+                .collect(),
+        ),
     };
     settings::write(data_dir, None).map_err(ApiError::internal)?;
     console

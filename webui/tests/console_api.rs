@@ -2416,8 +2416,16 @@ async fn system_settings_are_checked_kept_apart_from_the_file_and_audited() {
         (&Value::Null, &json!(false), &json!("none"))
     );
     let kept = jianmen_mta::settings::path(&env.console.config.server.data_dir);
+    // A port another program holds, a privileged one the gateway does not serve, an address
+    // this machine does not have: each refused, naming the listener.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
 
     for (body, field) in [
+        (json!({"smtp_listen": [taken]}), "smtp.listen"),
+        (json!({"smtp_listen": ["0.0.0.0:22"]}), "smtp.listen"),
+        (json!({"smtp_listen": ["192.0.2.1:2525"]}), "smtp.listen"),
+        (json!({"console_listen": "127.0.0.1:80"}), "console.listen"),
         (
             json!({"routes": [{"domain": "new.test", "host": ""}]}),
             "route[0].host",

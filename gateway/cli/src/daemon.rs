@@ -21,6 +21,7 @@ use jianmen_mta::queue::{Queue, QueueError, SqliteStore};
 use jianmen_mta::recall::Recaller;
 use jianmen_mta::relay::Relay;
 use jianmen_mta::risk::Watch;
+use jianmen_mta::settings::SettingsState;
 use jianmen_mta::smtp::{Relays, Server, SessionContext};
 use jianmen_mta::tracking::Tracker;
 use jianmen_mta::upgrade::health;
@@ -66,6 +67,60 @@ pub enum StartError {
     Dkim(#[from] jianmen_mta::dkim::DkimError),
 }
 
+/// The listeners of one configuration, bound.
+struct Bound {
+    smtp: Vec<tokio::net::TcpListener>,
+    metrics: Option<std::net::TcpListener>,
+    console: Option<std::net::TcpListener>,
+}
+
+async fn bind(config: &Config) -> std::io::Result<Bound> {
+    Ok(Bound {
+        smtp: Server::bind(&config.smtp.listen).await?,
+        metrics: match config.metrics.listen {
+            Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {addr} for metrics: {e}"),
+                )
+            })?),
+            None => None,
+        },
+        console: match &config.console {
+            Some(c) => Some(jianmen_webui::bind(c.listen)?),
+            None => None,
+        },
+    })
+}
+
+/// Binds `config`'s listeners. When listeners the console set cannot be bound (an address the
+/// machine no longer has, a port another program took), the gateway starts on the configuration
+/// file alone and says why — on the console's System page too — rather than not at all: the
+/// console must stay reachable to put it right.
+async fn bind_or_fall_back(config: Config) -> Result<(Config, Bound), StartError> {
+    let error = match bind(&config).await {
+        Ok(bound) => return Ok((config, bound)),
+        Err(e) => e,
+    };
+    let moved = config.settings == SettingsState::Applied
+        && jianmen_mta::settings::read(&config.server.data_dir)
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.sets_listeners());
+    let Some(file) = config.file.as_deref().filter(|_| moved) else {
+        return Err(error.into());
+    };
+    let Ok(mut fallback) = Config::load_file(file) else {
+        return Err(error.into());
+    };
+    tracing::error!(%error, "the console's listeners cannot be bound: starting on the configuration file's settings");
+    fallback.settings = SettingsState::Refused(format!(
+        "{error}: the configuration file's settings are in force"
+    ));
+    let bound = bind(&fallback).await?;
+    Ok((fallback, bound))
+}
+
 /// Opens the queue of a configuration (used by the daemon and the `queue` commands).
 pub async fn open_store(config: &Config) -> Result<SqliteStore, StartError> {
     std::fs::create_dir_all(&config.server.data_dir).map_err(|source| StartError::DataDir {
@@ -80,26 +135,18 @@ pub async fn open_store(config: &Config) -> Result<SqliteStore, StartError> {
 /// Runs the gateway until the process is stopped; the console installs uploaded upgrades under
 /// `releases`.
 pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
-    let config = Arc::new(config);
     // From here on SIGTERM and SIGINT are the gateway's to handle: one that arrives while it
     // starts, or the moment it starts serving, shuts it down cleanly instead of killing it.
     let stop = shutdown_signal();
     // Ports first (25, 465, 587 and 443 need root or CAP_NET_BIND_SERVICE), then root is given
     // up before any mail, key or database is opened, so every file is the service account's.
-    let listeners = Server::bind(&config.smtp.listen).await?;
-    let metrics_listener = match config.metrics.listen {
-        Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot listen on {addr} for metrics: {e}"),
-            )
-        })?),
-        None => None,
-    };
-    let console_listener = match &config.console {
-        Some(c) => Some(jianmen_webui::bind(c.listen)?),
-        None => None,
-    };
+    let (config, bound) = bind_or_fall_back(config).await?;
+    let config = Arc::new(config);
+    let Bound {
+        smtp: listeners,
+        metrics: metrics_listener,
+        console: console_listener,
+    } = bound;
     match jianmen_mta::privilege::drop_root(&config.server.user)? {
         Some(dropped) => tracing::info!(
             user = %config.server.user,

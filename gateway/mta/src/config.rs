@@ -744,11 +744,15 @@ impl Config {
         }
     }
 
-    /// This configuration with `settings` laid over it, checked as a whole as the file is.
+    /// This configuration with `settings` laid over it, checked as a whole as the file is —
+    /// and first within the bounds the console may set, whoever wrote the settings file.
     pub fn overlaid(
         mut self,
         settings: &crate::settings::SystemSettings,
     ) -> Result<Self, ConfigError> {
+        settings
+            .check_bounds()
+            .map_err(|(key, why)| invalid(key, why))?;
         settings.apply(&mut self);
         self.normalise();
         self.validate()?;

@@ -1,11 +1,15 @@
 //! System settings changed in the console: the protected domains, the routes to the internal
-//! mail servers and the audit log's syslog collector. The configuration file is root's and the
+//! mail servers, the audit log's syslog collector and the addresses the SMTP service and the
+//! console listen on. The configuration file is root's and the
 //! console runs as the service account, so what the console sets is kept apart, in
 //! `data_dir/system/settings.toml`, and laid over the file's values whenever the configuration
 //! is loaded ([`Config::load`]); it takes effect at the next start, which the console can ask the
 //! service manager for. Only these keys can be set, and nothing that names a file: a root process
 //! reads this file at start, and must not be pointed at another file by the service account. A
 //! route set here keeps the certificate authority file the configuration file gives its domain.
+//! Listeners are bound by root before it gives up its rights, so the ports the console may set
+//! below 1024 are only the mail and web ports the gateway serves anyway ([`SMTP_PORTS`],
+//! [`CONSOLE_PORTS`]): the service account cannot have root open another privileged port.
 //!
 //! Settings the loaded file no longer agrees with (a change to the file made them invalid) are
 //! not applied: the gateway starts on the file alone and says why ([`SettingsState::Refused`]),
@@ -28,6 +32,13 @@ const MAX_BYTES: u64 = 1024 * 1024;
 pub const MAX_ROUTES: usize = 1000;
 /// The most protected domains the console may set.
 pub const MAX_DOMAINS: usize = 10_000;
+/// The most SMTP listening addresses the console may set.
+pub const MAX_LISTENERS: usize = 16;
+/// The ports below 1024 the console may have the SMTP service listen on: SMTP, submissions,
+/// submission.
+pub const SMTP_PORTS: &[u16] = &[25, 465, 587];
+/// The port below 1024 the console may have itself listen on: HTTPS.
+pub const CONSOLE_PORTS: &[u16] = &[443];
 
 /// A route as the console sets it: everything but the authority file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +96,12 @@ pub struct SystemSettings {
     /// The syslog collector (`host:port`), in place of `audit.syslog`; empty: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub syslog: Option<String>,
+    /// The SMTP service's addresses, in place of `smtp.listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_listen: Option<Vec<std::net::SocketAddr>>,
+    /// The console's address, in place of `console.listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_listen: Option<std::net::SocketAddr>,
     /// Who saved them.
     #[serde(default)]
     pub changed_by: String,
@@ -232,11 +249,25 @@ impl SystemSettings {
         if let Some(syslog) = &self.syslog {
             config.audit.syslog = (!syslog.trim().is_empty()).then(|| syslog.trim().to_owned());
         }
+        if let Some(listen) = &self.smtp_listen {
+            config.smtp.listen = listen.clone();
+        }
+        if let (Some(listen), Some(console)) = (self.console_listen, config.console.as_mut()) {
+            console.listen = listen;
+        }
+    }
+
+    /// Whether these settings move a listener.
+    pub fn sets_listeners(&self) -> bool {
+        self.smtp_listen.is_some() || self.console_listen.is_some()
     }
 
     /// Whether anything is set.
     pub fn is_empty(&self) -> bool {
-        self.protected.is_none() && self.routes.is_none() && self.syslog.is_none()
+        self.protected.is_none()
+            && self.routes.is_none()
+            && self.syslog.is_none()
+            && !self.sets_listeners()
     }
 
     /// Refuses settings over the bounds, before anything is built from them.
@@ -253,6 +284,29 @@ impl SystemSettings {
         }
         if self.routes.as_ref().is_some_and(|r| r.len() > MAX_ROUTES) {
             return Err(("route", format!("at most {MAX_ROUTES} routes")));
+        }
+        if let Some(listen) = &self.smtp_listen {
+            if listen.len() > MAX_LISTENERS {
+                return Err(("smtp.listen", format!("at most {MAX_LISTENERS} addresses")));
+            }
+            if let Some(a) = listen
+                .iter()
+                .find(|a| a.port() < 1024 && !SMTP_PORTS.contains(&a.port()))
+            {
+                return Err((
+                    "smtp.listen",
+                    format!("port {} is below 1024 and not 25, 465 or 587", a.port()),
+                ));
+            }
+        }
+        if let Some(a) = self.console_listen
+            && a.port() < 1024
+            && !CONSOLE_PORTS.contains(&a.port())
+        {
+            return Err((
+                "console.listen",
+                format!("port {} is below 1024 and not 443", a.port()),
+            ));
         }
         Ok(())
     }
@@ -287,6 +341,8 @@ mod tests {
                 tls_pins: Vec::new(),
             }]),
             syslog: None,
+            smtp_listen: Some(vec!["127.0.0.1:2525".parse().unwrap()]),
+            console_listen: None,
             changed_by: "console:sys".into(),
             changed_at: 1,
         };
@@ -300,6 +356,7 @@ mod tests {
             ("new.test", 2525)
         );
         assert_eq!(config.audit.syslog, None, "a key not set keeps the file's");
+        assert_eq!(config.smtp.listen, ["127.0.0.1:2525".parse().unwrap()]);
         write(dir.path(), None).unwrap();
         assert_eq!(read(dir.path()).unwrap(), None);
     }
@@ -333,5 +390,47 @@ mod tests {
         std::fs::copy(&secret, path(dir.path())).unwrap();
         let said = read(dir.path()).unwrap_err().to_string();
         assert!(!said.contains("hash-of-a-password"), "{said}");
+    }
+
+    /// Root binds the listeners: the console may not have it open a privileged port the
+    /// gateway does not serve, and the file is refused as a whole when it tries.
+    #[test]
+    fn privileged_ports_other_than_mail_and_https_are_refused() {
+        let at = |text: &str| -> std::net::SocketAddr { text.parse().unwrap() };
+        let smtp = |addrs: &[&str]| SystemSettings {
+            smtp_listen: Some(addrs.iter().map(|a| at(a)).collect()),
+            ..SystemSettings::default()
+        };
+        for fine in [
+            smtp(&["0.0.0.0:25", "[::]:587", "127.0.0.1:465", "127.0.0.2:2525"]),
+            SystemSettings {
+                console_listen: Some(at("0.0.0.0:443")),
+                ..SystemSettings::default()
+            },
+        ] {
+            assert_eq!(fine.check_bounds(), Ok(()));
+        }
+        assert_eq!(
+            smtp(&["0.0.0.0:25", "0.0.0.0:22"])
+                .check_bounds()
+                .unwrap_err()
+                .0,
+            "smtp.listen"
+        );
+        let console = SystemSettings {
+            console_listen: Some(at("127.0.0.1:80")),
+            ..SystemSettings::default()
+        };
+        assert_eq!(console.check_bounds().unwrap_err().0, "console.listen");
+        let many: Vec<String> = (0..=MAX_LISTENERS)
+            .map(|i| format!("127.0.0.1:{}", 3000 + i))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(smtp(&many).check_bounds().is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let e = file_config(dir.path())
+            .overlaid(&smtp(&["0.0.0.0:22"]))
+            .unwrap_err();
+        assert!(e.to_string().contains("smtp.listen"), "{e}");
     }
 }
