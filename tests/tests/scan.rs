@@ -848,6 +848,40 @@ fn eval_reports_per_corpus_and_total() {
     assert_eq!(total["fp_pct"], 0.0, "the clean fixtures stay clean: {v}");
     assert_eq!(total["spam_caught_pct"], 100.0, "{v}");
     assert_eq!(total["phish_caught_pct"], 100.0, "{v}");
+
+    // Per rule: how often each symbol fired on each label, every message counted once.
+    let out = jianmen_ok([
+        OsStr::new("eval"),
+        "--all".as_ref(),
+        "--rules".as_ref(),
+        "--corpora".as_ref(),
+        corpora.as_ref(),
+        "--report".as_ref(),
+        report.as_ref(),
+    ]);
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("suspect"), "the table is printed: {out}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let rules = v["rules"].as_array().expect("rules in the report");
+    assert!(!rules.is_empty(), "{v}");
+    for r in rules {
+        let hits: Vec<u64> = r["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h.as_u64().unwrap())
+            .collect();
+        assert!(
+            hits[0] <= 4 && hits[1] + hits[2] <= 7 && hits.iter().sum::<u64>() > 0,
+            "{r}"
+        );
+    }
+    let invoice = rules.iter().find(|r| r["symbol"] == "ZH_INVOICE");
+    assert_eq!(
+        invoice.map(|r| (&r["hits"], &r["suspect"])),
+        Some((&serde_json::json!([0, 1, 0]), &serde_json::json!(false))),
+        "the invoice rule fires on the one invoice spam: {v}"
+    );
 }
 
 /// Issue 20's acceptance: the four hostile messages each get a defined answer, sent together

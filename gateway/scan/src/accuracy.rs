@@ -165,6 +165,103 @@ pub fn table(report: &BTreeMap<String, Value>) -> String {
     s
 }
 
+/// How often one symbol fired on each label: what finds a rule that fires on legitimate mail
+/// without strong evidence (`jianmen eval --rules`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RuleHits {
+    /// The symbol.
+    pub symbol: String,
+    /// The points it added (its largest, when they differed).
+    pub points: f64,
+    /// Messages it fired on, per label (`ham`, `spam`, `phish`).
+    pub hits: [usize; 3],
+    /// The share of each label's messages it fired on, in percent.
+    pub pct: [f64; 3],
+    /// Points toward spam or phishing while firing on legitimate mail at least a tenth as
+    /// often as on the mail it is meant to catch: weak evidence for its points.
+    pub suspect: bool,
+}
+
+/// Counts, per symbol, the messages of each label it fired on. `fired` pairs each judged
+/// message with the symbols of its verdict and their points.
+pub fn rule_hits<'a>(
+    fired: impl IntoIterator<Item = (&'a Judged, &'a [(String, f64)])>,
+) -> Vec<RuleHits> {
+    let mut totals = [0usize; 3];
+    let mut by_symbol: BTreeMap<&str, ([usize; 3], f64)> = BTreeMap::new();
+    for (judged, symbols) in fired {
+        let Some(label) = LABELS.iter().position(|l| *l == judged.label) else {
+            continue;
+        };
+        totals[label] += 1;
+        let mut seen: Vec<&str> = Vec::with_capacity(symbols.len());
+        for (name, points) in symbols {
+            if seen.contains(&name.as_str()) {
+                continue;
+            }
+            seen.push(name);
+            let entry = by_symbol.entry(name).or_insert(([0; 3], *points));
+            entry.0[label] += 1;
+            if points.abs() > entry.1.abs() {
+                entry.1 = *points;
+            }
+        }
+    }
+    let pct = |n: usize, of: usize| {
+        if of == 0 {
+            0.0
+        } else {
+            (n as f64 * 100.0 / of as f64 * 1000.0).round() / 1000.0
+        }
+    };
+    let mut rows: Vec<RuleHits> = by_symbol
+        .into_iter()
+        .map(|(symbol, (hits, points))| {
+            let pct = [0, 1, 2].map(|l| pct(hits[l], totals[l]));
+            let meant = pct[1].max(pct[2]);
+            RuleHits {
+                symbol: symbol.to_owned(),
+                points,
+                hits,
+                pct,
+                suspect: points > 0.0 && hits[0] > 0 && pct[0] * 10.0 >= meant,
+            }
+        })
+        .collect();
+    // Suspects first, then by how often they fire on legitimate mail.
+    rows.sort_by(|a, b| {
+        b.suspect
+            .cmp(&a.suspect)
+            .then(b.pct[0].total_cmp(&a.pct[0]))
+            .then(a.symbol.cmp(&b.symbol))
+    });
+    rows
+}
+
+/// The per-symbol table `jianmen eval --rules` prints.
+pub fn rules_table(rows: &[RuleHits]) -> String {
+    let mut s = format!(
+        "{:<34} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  suspect\n",
+        "symbol", "points", "ham", "ham %", "spam", "spam %", "phish", "phish %"
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{:<34} {:>7.2} {:>8} {:>8.3} {:>8} {:>8.3} {:>8} {:>8.3}  {}",
+            r.symbol,
+            r.points,
+            r.hits[0],
+            r.pct[0],
+            r.hits[1],
+            r.pct[1],
+            r.hits[2],
+            r.pct[2],
+            if r.suspect { "yes" } else { "" }
+        );
+    }
+    s
+}
+
 /// (1 − area under the ROC curve) × 100, ties counted half; `None` without both classes.
 pub fn one_minus_roc_area(positive: &[f64], negative: &[f64]) -> Option<f64> {
     if positive.is_empty() || negative.is_empty() {
@@ -366,6 +463,57 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_that_fire_on_ham_without_strong_evidence_are_suspects() {
+        let ham = judged("ham", "clean", 0.0);
+        let spam = judged("spam", "spam", 9.0);
+        let sym = |names: &[(&str, f64)]| -> Vec<(String, f64)> {
+            names.iter().map(|(n, p)| (n.to_string(), *p)).collect()
+        };
+        // 10 ham, 10 spam: WEAK fires on 2 ham and 4 spam; STRONG on 0 ham, 9 spam; HAM_SIGN
+        // (negative points) on 8 ham.
+        let mut rows: Vec<(Judged, Vec<(String, f64)>)> = Vec::new();
+        for i in 0..10 {
+            let mut h = vec![];
+            if i < 2 {
+                h.push(("WEAK", 2.0));
+            }
+            if i < 8 {
+                h.push(("HAM_SIGN", -1.0));
+            }
+            rows.push((ham.clone(), sym(&h)));
+            let mut s = vec![];
+            if i < 4 {
+                s.push(("WEAK", 2.0));
+                s.push(("WEAK", 2.0));
+            }
+            if i < 9 {
+                s.push(("STRONG", 5.0));
+            }
+            rows.push((spam.clone(), sym(&s)));
+        }
+        let hits = rule_hits(rows.iter().map(|(j, s)| (j, s.as_slice())));
+        let by = |name: &str| hits.iter().find(|r| r.symbol == name).unwrap().clone();
+        assert_eq!(hits[0].symbol, "WEAK", "suspects first");
+        assert_eq!(
+            (by("WEAK").hits, by("WEAK").pct[0], by("WEAK").suspect),
+            ([2, 4, 0], 20.0, true),
+            "counted once a message"
+        );
+        assert!(!by("STRONG").suspect);
+        assert!(
+            !by("HAM_SIGN").suspect,
+            "evidence of ham is no false positive"
+        );
+        assert!(
+            rules_table(&hits)
+                .lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("WEAK")
+        );
+    }
 
     fn judged(label: &str, class: &str, score: f64) -> Judged {
         Judged {
