@@ -114,7 +114,7 @@ const T = {
     dlpDetect: '敏感信息数量（同一邮件中不同号码的个数达到即触发，留空为不检测）', dlpKeywords: '关键词（每行一个，不区分大小写）', dlpMinKeywords: '关键词出现次数达到',
     dlpPatterns: '正则表达式（每行一个，线性时间语法，不支持环视）', dlpMinPatterns: '正则匹配次数达到', dlpExtensions: '文件类型（扩展名，空格分隔，含压缩包内）',
     dlpMaxMib: '单个附件大于（MiB）', dlpEncrypted: '带有加密（无法打开）的压缩包或文档即触发', dlpUninspectable: '有无法读取的附件或内容被截断即触发',
-    dlpRemove: '删除此策略', confirmDlpRemove: '删除策略“{name}”？保存后生效。', dlpAdd: '新增策略', uninspectable: '无法检查',
+    dlpMultiline: '含多行正则（来自配置文件），此处不可编辑，保存时原样保留。', dlpRemove: '删除此策略', confirmDlpRemove: '删除策略“{name}”？保存后生效。', dlpAdd: '新增策略', uninspectable: '无法检查',
     dlpHelp: '外发和内部邮件按这些策略检查：满足任一条件即触发；多条策略同时触发时取最严格的动作（拒绝 > 暂扣待审批 > 放行并记录）。检查结果只记录数量和打码样例，不保存敏感内容。保存后对之后的邮件立即生效。',
     dlpNone: '尚未设置 DLP 策略：外发邮件不做数据防泄漏检查。',
     added: '（新增）', removed: '（删除）', domainScope: '本页只含 {d} 的策略；未单独设置的项沿用全局设置：',
@@ -217,7 +217,7 @@ const T = {
     routeAdd: '添加路由', routeRemove: '移除', settingsSave: '保存设置', settingsRevert: '恢复为配置文件的设置', settingsSaved: '已保存。',
     confirmSettingsRevert: '放弃控制台修改的设置，恢复为配置文件中的设置（重启后生效）？', confirmRestart: '现在重启网关？正在进行的会话会先完成，已接收的邮件不会丢失。',
     settingsFromFile: '当前使用配置文件中的设置。', settingsFromConsole: '{who} 于 {at} 在控制台修改了{keys}；其余沿用配置文件。',
-    settingsRefused: '控制台修改的设置未生效（与配置文件冲突，或无法按其启动），运行的是配置文件的设置：{why}', settingsPending: '设置已保存，重启网关后生效。',
+    settingsRefused: '控制台修改的设置与配置文件冲突，未生效，运行的是配置文件的设置：{why}', settingsListenersRefused: '控制台设置的监听地址在启动时无法使用，运行的是配置文件中的监听地址（其余设置已生效）：{why}', settingsPending: '设置已保存，重启网关后生效。',
     restartNow: '立即重启网关', restartByHand: '此网关不由 systemd 管理，请在设备上重启它。', restarting: '正在重启网关…', restarted: '网关已重启。',
     restartSlow: '网关尚未恢复响应，请稍后刷新页面。', routeDomainHint: '域名，或 * 表示其他所有域',
     setKeys: { protected: '受保护的域', routes: '路由', syslog: 'syslog 外送', smtp_listen: 'SMTP 监听地址', console_listen: '控制台监听地址' }, tlsPolicies: { 'verify-if-offered': '对方提供则校验证书（默认）', verify: '必须 TLS 并校验证书',
@@ -353,7 +353,7 @@ const T = {
     dlpDetect: 'Sensitive numbers (fires at this many distinct ones in a message; empty: not checked)', dlpKeywords: 'Keywords (one a line, any case)', dlpMinKeywords: 'Fires at keyword occurrences',
     dlpPatterns: 'Regular expressions (one a line, linear-time syntax, no look-around)', dlpMinPatterns: 'Fires at pattern matches', dlpExtensions: 'File types (extensions, space-separated, also inside archives)',
     dlpMaxMib: 'An attachment larger than (MiB)', dlpEncrypted: 'Fires on an encrypted archive or document (cannot be opened)', dlpUninspectable: 'Fires on an attachment that cannot be read, or text cut short',
-    dlpRemove: 'Remove this policy', confirmDlpRemove: 'Remove policy “{name}”? It goes when you save.', dlpAdd: 'Add a policy', uninspectable: 'uninspectable',
+    dlpMultiline: 'Holds a pattern of several lines (from the configuration file): kept as it is, not edited here.', dlpRemove: 'Remove this policy', confirmDlpRemove: 'Remove policy “{name}”? It goes when you save.', dlpAdd: 'Add a policy', uninspectable: 'uninspectable',
     dlpHelp: 'Outgoing and internal mail is checked against these policies: any condition fires a policy; when several fire, the strictest action wins (refuse > hold for approval > deliver and log). Only counts and masked samples are recorded, never the data. In force for the next message once saved.',
     dlpNone: 'No DLP policy yet: outgoing mail is not checked for data leaks.',
     added: ' (added)', removed: ' (removed)', domainScope: 'This page holds the policy of {d} only; what it does not set is as the global policy:',
@@ -421,7 +421,7 @@ const T = {
     routeAdd: 'Add a route', routeRemove: 'Remove', settingsSave: 'Save the settings', settingsRevert: 'Back to the configuration file\'s', settingsSaved: 'Saved.',
     confirmSettingsRevert: 'Drop the settings changed here and use the configuration file\'s (at the next restart)?', confirmRestart: 'Restart the gateway now? Sessions under way finish first; no accepted mail is lost.',
     settingsFromFile: 'The configuration file\'s settings are in use.', settingsFromConsole: '{who} changed {keys} here at {at}; the rest is the configuration file\'s.',
-    settingsRefused: 'The settings changed here are not applied (they conflict with the configuration file, or the gateway could not start on them); the file\'s run: {why}', settingsPending: 'Saved: in force once the gateway restarts.',
+    settingsRefused: 'The settings changed here conflict with the configuration file and are not applied; the file\'s run: {why}', settingsListenersRefused: 'The listening addresses set here could not be bound at start: the configuration file\'s are used (the other settings are in force): {why}', settingsPending: 'Saved: in force once the gateway restarts.',
     restartNow: 'Restart the gateway now', restartByHand: 'No systemd runs this gateway: restart it at the appliance.', restarting: 'Restarting the gateway…', restarted: 'The gateway restarted.',
     restartSlow: 'The gateway does not answer yet: reload the page in a while.', routeDomainHint: 'a domain, or * for every other domain',
     setKeys: { protected: 'the protected domains', routes: 'the routes', syslog: 'syslog forwarding', smtp_listen: 'the SMTP addresses', console_listen: 'the console address' }, tlsPolicies: { 'verify-if-offered': 'Check the certificate when offered (default)', verify: 'TLS with a checked certificate',
@@ -1416,8 +1416,11 @@ function dlpEditor(p, detectors, n, onremove) {
   const domains = text('domains', p.recipient_domains);
   const detect = detectors.map((d) => input(`det-${d}`, { type: 'number', min: 1, step: 1, value: p.detect[d] ?? '', placeholder: t('notUsed') }));
   const keywords = text('keywords', p.keywords, 4);
+  // A pattern of several lines (from the file) cannot be edited one a line: it is kept as is.
+  const multiline = p.patterns.some((x) => x.includes('\n'));
   const minKeywords = input('min-keywords', { type: 'number', min: 1, step: 1, value: p.min_keywords });
   const patterns = text('patterns', p.patterns, 3);
+  if (multiline) { patterns.readOnly = true; patterns.title = t('dlpMultiline'); }
   const minPatterns = input('min-patterns', { type: 'number', min: 1, step: 1, value: p.min_patterns });
   const extensions = input('extensions', { value: p.extensions.join(' '), placeholder: 'zip 7z rar' });
   const maxMib = input('max-mib', { type: 'number', min: 1, step: 1, value: p.max_attachment_mib ?? '', placeholder: t('notUsed') });
@@ -1434,16 +1437,20 @@ function dlpEditor(p, detectors, n, onremove) {
   showHours();
   const label = (x, words, field) => el('label', { for: id(x) }, words, field);
   const number = (v) => (v.value === '' ? null : Number(v.value));
-  const read = () => ({
+  // Keywords and patterns are kept as typed (spaces can matter); only empty lines go.
+  const entries = (area) => area.value.split('\n').filter((x) => x.trim() !== '');
+  let touched = false;
+  const read = () => (!touched && p.name ? p : {
     name: name.value.trim(), directions: dirs.filter((b) => b.checked).map((b) => b.value),
     senders: lines(senders.value), recipient_domains: lines(domains.value),
     detect: Object.fromEntries(detectors.map((d, i) => [d, number(detect[i])]).filter(([, v]) => v !== null)),
-    keywords: lines(keywords.value), min_keywords: number(minKeywords) ?? 1,
-    patterns: lines(patterns.value), min_patterns: number(minPatterns) ?? 1,
+    keywords: entries(keywords), min_keywords: number(minKeywords) ?? 1,
+    patterns: multiline ? p.patterns : entries(patterns), min_patterns: number(minPatterns) ?? 1,
     extensions: extensions.value.split(/[\s,，;]+/).map((x) => x.replace(/^\./, '')).filter(Boolean),
     max_attachment_mib: number(maxMib), encrypted: encrypted.checked, uninspectable: uninspectable.checked,
     action: action.value, approval_hours: number(hours) ?? 72,
   });
+  const touch = () => { touched = true; };
   const summary = el('summary', {}, el('strong', {}, p.name || t('newDlpPolicy')), ' · ', t(`dlp_${p.action}`), p.name ? ` · ${dlpConditions(p) || '–'}` : '');
   const node = el('details', { class: 'card dlp-policy', id: id('card'), open: p.name ? null : true }, summary,
     el('div', { class: 'grid' }, label('name', t('name'), name), label('action', t('dlpAction'), action), hoursLabel),
@@ -1458,6 +1465,8 @@ function dlpEditor(p, detectors, n, onremove) {
     el('div', { class: 'actions' }, el('button', { type: 'button', class: 'danger', id: id('remove'), onclick: () => {
       if (!p.name || confirm(fill(t('confirmDlpRemove'), { name: p.name }))) onremove();
     } }, t('dlpRemove'))));
+  node.addEventListener('input', touch);
+  node.addEventListener('change', touch);
   return { node, read };
 }
 
@@ -1758,6 +1767,7 @@ function settingsCard(st, flash) {
   const keys = st.saved ? ['protected', 'routes', 'syslog', 'smtp_listen', 'console_listen'].filter((k) => st.saved[k] !== undefined && st.saved[k] !== null).map((k) => T[lang].setKeys[k]).join('、') : '';
   const state = st.unreadable ? el('p', { class: 'error', id: 'settings-state' }, fill(t('settingsRefused'), { why: st.unreadable }))
     : st.state.state === 'refused' ? el('p', { class: 'error', id: 'settings-state' }, fill(t('settingsRefused'), { why: st.state.reason }))
+    : st.state.state === 'listeners_refused' ? el('p', { class: 'error', id: 'settings-state' }, fill(t('settingsListenersRefused'), { why: st.state.reason }))
     : el('p', { class: 'muted', id: 'settings-state' }, st.saved ? fill(t('settingsFromConsole'), { who: st.saved.changed_by, at: when(st.saved.changed_at), keys }) : t('settingsFromFile'));
   const pending = st.pending ? el('p', { class: 'notice', id: 'settings-pending' }, t('settingsPending'), ' ',
     st.restartable ? el('button', { class: 'primary', type: 'button', id: 'system-restart', onclick: restart }, t('restartNow')) : t('restartByHand')) : null;

@@ -134,7 +134,7 @@ struct Edit {
     base: i64,
     #[serde(default)]
     comment: String,
-    policy: Option<ScanPolicy>,
+    policy: Option<serde_json::Value>,
     domain_policy: Option<DomainPolicy>,
 }
 
@@ -152,7 +152,7 @@ async fn save(req: HttpRequest, console: Data, body: web::Bytes) -> Reply {
         ));
     }
     let policy = match (s.account.domain.as_deref(), edit.policy, edit.domain_policy) {
-        (None, Some(p), None) => p,
+        (None, Some(p), None) => whole(p, book.current().await.policy)?,
         (Some(d), None, Some(mut own)) => {
             // Only its own domain's part changes; the rest is the version it was built on.
             own.domain = d.to_owned();
@@ -177,6 +177,24 @@ async fn save(req: HttpRequest, console: Data, body: web::Bytes) -> Reply {
         .record(&who, "policy.save", &audited(v.summary.version, &changes))
         .await;
     Ok(HttpResponse::Ok().json(json!({ "version": v.summary, "changes": changes })))
+}
+
+/// The whole policy an editor sent. A part it leaves out — the refused file types or the DLP
+/// policies, from a page or a script older than those parts — is kept as in force, never
+/// emptied.
+fn whole(mut sent: serde_json::Value, current: ScanPolicy) -> Result<ScanPolicy, ApiError> {
+    let bad = |e: serde_json::Error| ApiError::field("policy", e.to_string());
+    let current = serde_json::to_value(current).map_err(bad)?;
+    if let (Some(fields), Some(now)) = (sent.as_object_mut(), current.as_object()) {
+        for key in ["attachments", "dlp"] {
+            if !fields.contains_key(key)
+                && let Some(v) = now.get(key)
+            {
+                fields.insert(key.to_owned(), v.clone());
+            }
+        }
+    }
+    serde_json::from_value(sent).map_err(bad)
 }
 
 async fn versions(req: HttpRequest, console: Data) -> Reply {

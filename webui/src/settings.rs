@@ -66,8 +66,15 @@ fn check_listeners(next: &Config, running: &Config) -> Result<(), ApiError> {
         .map(|a| ("smtp.listen", *a))
         .chain(console.map(|a| ("console.listen", a)))
         .collect();
+    // Two sockets on one port clash when either takes every address or both take the same.
+    let overlap = |a: &SocketAddr, b: &SocketAddr| {
+        a.port() == b.port()
+            && (a.ip().is_unspecified() || b.ip().is_unspecified() || a.ip() == b.ip())
+    };
     for (i, (key, addr)) in all.iter().enumerate() {
-        if all[..i].iter().any(|(_, a)| a == addr) || next.metrics.listen == Some(*addr) {
+        if all[..i].iter().any(|(_, a)| overlap(a, addr))
+            || next.metrics.listen.is_some_and(|m| overlap(&m, addr))
+        {
             return Err(ApiError::field(key, format!("{addr} is used twice")));
         }
         if !addr.ip().is_unspecified()
@@ -79,7 +86,7 @@ fn check_listeners(next: &Config, running: &Config) -> Result<(), ApiError> {
             ));
         }
         if addr.port() >= 1024
-            && !ours.contains(addr)
+            && !ours.iter().any(|o| overlap(o, addr))
             && let Err(e) = TcpListener::bind(addr)
             && e.kind() == std::io::ErrorKind::AddrInUse
         {

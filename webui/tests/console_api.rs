@@ -1819,6 +1819,21 @@ async fn the_policy_is_edited_versioned_scoped_and_rolled_back() {
     assert_eq!(b["changes"][0]["key"], "attachments.blocked ∋ exe", "{b}");
     let now = env.console.policy.as_ref().unwrap().current().await;
     assert_eq!(now.policy.attachments.blocked, ["exe", "iso"]);
+    // An editor that does not know the part (an older page, a script) leaves it as it is.
+    let mut older = policy.clone();
+    older.as_object_mut().unwrap().remove("attachments");
+    older["thresholds"]["spam"] = json!(7.5);
+    let (s, b, _, _) = call(
+        &app,
+        Some(&w),
+        Method::PUT,
+        "/api/policy",
+        Some(edit(6, &older)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let now = env.console.policy.as_ref().unwrap().current().await;
+    assert_eq!(now.policy.attachments.blocked, ["exe", "iso"], "kept");
     for (key, value, field) in [
         (
             "attachments",
@@ -1838,7 +1853,7 @@ async fn the_policy_is_edited_versioned_scoped_and_rolled_back() {
             Some(&w),
             Method::PUT,
             "/api/policy",
-            Some(edit(6, &wrong)),
+            Some(edit(7, &wrong)),
         )
         .await;
         assert_eq!(
@@ -2426,6 +2441,10 @@ async fn system_settings_are_checked_kept_apart_from_the_file_and_audited() {
         (json!({"smtp_listen": ["0.0.0.0:22"]}), "smtp.listen"),
         (json!({"smtp_listen": ["192.0.2.1:2525"]}), "smtp.listen"),
         (json!({"console_listen": "127.0.0.1:80"}), "console.listen"),
+        (
+            json!({"smtp_listen": ["0.0.0.0:2626", "127.0.0.1:2626"]}),
+            "smtp.listen",
+        ),
         (
             json!({"routes": [{"domain": "new.test", "host": ""}]}),
             "route[0].host",

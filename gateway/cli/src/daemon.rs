@@ -94,31 +94,44 @@ async fn bind(config: &Config) -> std::io::Result<Bound> {
 }
 
 /// Binds `config`'s listeners. When listeners the console set cannot be bound (an address the
-/// machine no longer has, a port another program took), the gateway starts on the configuration
-/// file alone and says why — on the console's System page too — rather than not at all: the
-/// console must stay reachable to put it right.
+/// machine no longer has, a port another program took), the gateway starts on the
+/// configuration file's listeners, keeping the console's other settings, and says why — on the
+/// console's System page too — rather than not at all: the console must stay reachable to put
+/// it right.
 async fn bind_or_fall_back(config: Config) -> Result<(Config, Bound), StartError> {
     let error = match bind(&config).await {
         Ok(bound) => return Ok((config, bound)),
         Err(e) => e,
     };
-    let moved = config.settings == SettingsState::Applied
-        && jianmen_mta::settings::read(&config.server.data_dir)
-            .ok()
-            .flatten()
-            .is_some_and(|s| s.sets_listeners());
-    let Some(file) = config.file.as_deref().filter(|_| moved) else {
+    let saved = (config.settings == SettingsState::Applied)
+        .then(|| {
+            jianmen_mta::settings::read(&config.server.data_dir)
+                .ok()
+                .flatten()
+        })
+        .flatten()
+        .filter(|s| s.sets_listeners());
+    let (Some(file), Some(saved)) = (config.file.as_deref(), saved) else {
         return Err(error.into());
     };
-    let Ok(mut fallback) = Config::load_file(file) else {
+    let others = jianmen_mta::settings::SystemSettings {
+        smtp_listen: None,
+        console_listen: None,
+        ..saved
+    };
+    let Ok(mut fallback) = Config::load_file(file).and_then(|c| c.overlaid(&others)) else {
         return Err(error.into());
     };
-    tracing::error!(%error, "the console's listeners cannot be bound: starting on the configuration file's settings");
-    fallback.settings = SettingsState::Refused(format!(
-        "{error}: the configuration file's settings are in force"
-    ));
-    let bound = bind(&fallback).await?;
-    Ok((fallback, bound))
+    tracing::error!(%error, "the listeners set in the console cannot be bound: the configuration file's are used");
+    fallback.settings = SettingsState::ListenersRefused(error.to_string());
+    match bind(&fallback).await {
+        Ok(bound) => Ok((fallback, bound)),
+        Err(second) => Err(std::io::Error::new(
+            second.kind(),
+            format!("{error}; and with the configuration file's listeners: {second}"),
+        )
+        .into()),
+    }
 }
 
 /// Opens the queue of a configuration (used by the daemon and the `queue` commands).

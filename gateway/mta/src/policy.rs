@@ -113,8 +113,6 @@ pub struct PolicyBook {
     store: Arc<SqliteStore>,
     protected: Vec<String>,
     pipeline: Option<Arc<Pipeline>>,
-    /// The file's policy: the parts versions saved before they were editable lack.
-    file: ScanPolicy,
     /// Held while a version is saved, so two editors cannot both build on the same one.
     current: Mutex<Version>,
     own: OwnListBook,
@@ -135,18 +133,19 @@ impl PolicyBook {
         protected: Vec<String>,
         pipeline: Option<Arc<Pipeline>>,
     ) -> Result<Arc<Self>, SaveError> {
+        migrate(&store, &file).await?;
         let last_file = sqlx::query(
-            "SELECT policy FROM policy_versions WHERE source = 'file' ORDER BY version DESC LIMIT 1",
+            "SELECT policy, parts FROM policy_versions WHERE source = 'file' ORDER BY version DESC LIMIT 1",
         )
         .fetch_optional(store.reader())
         .await
         .map_err(StoreError::from)?
-        .map(|r| parse(r.get::<String, _>(0), &file))
+        .map(|r| join(r.get::<String, _>(0), r.get::<Option<String>, _>(1)))
         .transpose()?;
         if last_file.as_ref() != Some(&file) {
             insert(&store, FILE_AUTHOR, Source::File, "", &file).await?;
         }
-        let newest = latest(&store, &file)
+        let newest = latest(&store)
             .await?
             .ok_or_else(|| StoreError::Corrupt("no policy version".into()))?;
         let mut current = newest.clone();
@@ -184,7 +183,6 @@ impl PolicyBook {
             store,
             protected,
             pipeline,
-            file,
             current: Mutex::new(current),
             own,
         }))
@@ -244,11 +242,20 @@ impl PolicyBook {
         current: &mut Version,
         author: &str,
         comment: &str,
-        mut policy: ScanPolicy,
+        policy: ScanPolicy,
     ) -> Result<(Version, Vec<Change>), SaveError> {
-        policy.check(&self.protected)?;
+        // Compiling lists and DLP patterns is CPU work: off the threads that serve sessions.
+        let protected = self.protected.clone();
+        let policy = blocking(move || {
+            let mut policy = policy;
+            policy.check(&protected).map(|()| policy)
+        })
+        .await??;
         if policy == current.policy {
             return Err(SaveError::Unchanged);
+        }
+        if policy.dlp != current.policy.dlp {
+            console_bounds(&policy.dlp)?;
         }
         if self.pipeline.is_none() && policy.dlp != current.policy.dlp {
             // Nothing would judge outgoing mail by them: saved, they would only seem in force.
@@ -260,17 +267,20 @@ impl PolicyBook {
             }
             .into());
         }
-        if let Some(p) = &self.pipeline {
-            p.set_policy(&policy).map_err(|e| match e {
-                jianmen_scan::pipeline::PipelineError::UnknownSymbol(name) => PolicyError {
-                    key: format!("scan.scores.{name}"),
-                    why: "no rule or check has this symbol".into(),
-                },
-                e => PolicyError {
-                    key: "scan".into(),
-                    why: e.to_string(),
-                },
-            })?;
+        if let Some(p) = self.pipeline.clone() {
+            let candidate = policy.clone();
+            blocking(move || p.set_policy(&candidate))
+                .await?
+                .map_err(|e| match e {
+                    jianmen_scan::pipeline::PipelineError::UnknownSymbol(name) => PolicyError {
+                        key: format!("scan.scores.{name}"),
+                        why: "no rule or check has this symbol".into(),
+                    },
+                    e => PolicyError {
+                        key: "scan".into(),
+                        why: e.to_string(),
+                    },
+                })?;
         }
         let saved = insert(&self.store, author, Source::Console, comment, &policy).await;
         let saved = match saved {
@@ -323,13 +333,13 @@ impl PolicyBook {
     /// One version, with what changed from the one before it.
     pub async fn version(&self, number: i64) -> Result<Option<Version>, StoreError> {
         let row = sqlx::query(
-            "SELECT version, created_at, author, source, comment, policy FROM policy_versions
+            "SELECT version, created_at, author, source, comment, policy, parts FROM policy_versions
              WHERE version = ?",
         )
         .bind(number)
         .fetch_optional(self.store.reader())
         .await?;
-        row.map(|r| version(&r, &self.file)).transpose()
+        row.map(|r| version(&r)).transpose()
     }
 
     /// What changed from the version before `number` to it.
@@ -338,13 +348,13 @@ impl PolicyBook {
             return Ok(None);
         };
         let before = sqlx::query(
-            "SELECT version, created_at, author, source, comment, policy FROM policy_versions
+            "SELECT version, created_at, author, source, comment, policy, parts FROM policy_versions
              WHERE version < ? ORDER BY version DESC LIMIT 1",
         )
         .bind(number)
         .fetch_optional(self.store.reader())
         .await?
-        .map(|r| version(&r, &self.file))
+        .map(|r| version(&r))
         .transpose()?
         .map(|v| v.policy)
         .unwrap_or_default();
@@ -352,23 +362,92 @@ impl PolicyBook {
     }
 }
 
-/// A stored version. Versions saved before the refused file types and the DLP policies were
-/// edited here hold neither: theirs are the file's, which were in force then — so neither an
-/// upgrade nor a roll-back to such a version drops the DLP policies.
-fn parse(json: String, file: &ScanPolicy) -> Result<ScanPolicy, StoreError> {
+/// Runs `work` on the blocking threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, PolicyError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| PolicyError {
+            key: "scan".into(),
+            why: format!("the check stopped: {e}"),
+        })
+}
+
+/// What the console may set of DLP policies: each message is matched against all of them.
+fn console_bounds(dlp: &[jianmen_scan::dlp::policy::PolicyConfig]) -> Result<(), PolicyError> {
+    use jianmen_scan::dlp::policy::{MAX_ALL_PATTERNS, MAX_POLICIES};
+    let patterns: usize = dlp.iter().map(|p| p.patterns.len()).sum();
+    let why = if dlp.len() > MAX_POLICIES {
+        format!("at most {MAX_POLICIES} policies")
+    } else if patterns > MAX_ALL_PATTERNS {
+        format!("at most {MAX_ALL_PATTERNS} patterns in all policies")
+    } else {
+        return Ok(());
+    };
+    Err(PolicyError {
+        key: "dlp.policy".into(),
+        why,
+    })
+}
+
+/// The parts of a version kept in the `parts` column, apart from the rest: a release from
+/// before they were edited here reads the `policy` column alone, and still can after a
+/// roll-back to it.
+const PARTS: [&str; 2] = ["attachments", "dlp"];
+
+/// A version as stored: the `policy` column and the `parts` column.
+fn split(policy: &ScanPolicy) -> Result<(String, String), StoreError> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+    let mut rest = serde_json::to_value(policy).map_err(corrupt)?;
+    let mut parts = serde_json::Map::new();
+    if let Value::Object(fields) = &mut rest {
+        for key in PARTS {
+            if let Some(v) = fields.remove(key) {
+                parts.insert(key.to_owned(), v);
+            }
+        }
+    }
+    Ok((rest.to_string(), Value::Object(parts).to_string()))
+}
+
+/// A stored version read back. `parts` is absent only in rows a release from before wrote,
+/// which [`PolicyBook::open`] fills in first.
+fn join(rest: String, parts: Option<String>) -> Result<ScanPolicy, StoreError> {
     let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("policy version: {e}"));
-    let mut value: Value = serde_json::from_str(&json).map_err(corrupt)?;
-    if let Value::Object(fields) = &mut value {
-        for (key, given) in [
-            ("attachments", serde_json::to_value(&file.attachments)),
-            ("dlp", serde_json::to_value(&file.dlp)),
-        ] {
-            if !fields.contains_key(key) {
-                fields.insert(key.to_owned(), given.map_err(corrupt)?);
+    let mut value: Value = serde_json::from_str(&rest).map_err(corrupt)?;
+    if let (Value::Object(fields), Some(parts)) = (&mut value, parts) {
+        let parts: serde_json::Map<String, Value> =
+            serde_json::from_str(&parts).map_err(corrupt)?;
+        for (key, v) in parts {
+            if PARTS.contains(&key.as_str()) {
+                fields.insert(key, v);
             }
         }
     }
     serde_json::from_value(value).map_err(corrupt)
+}
+
+/// Gives the table its `parts` column, and rows written before it (by an older release) the
+/// file's refused types and DLP policies — what was in force when they were written, as those
+/// releases read them from the file. Done once per row, so a later change to the file is one.
+async fn migrate(store: &SqliteStore, file: &ScanPolicy) -> Result<(), StoreError> {
+    let has_parts =
+        sqlx::query("SELECT 1 FROM pragma_table_info('policy_versions') WHERE name = 'parts'")
+            .fetch_optional(store.reader())
+            .await?
+            .is_some();
+    if !has_parts {
+        sqlx::query("ALTER TABLE policy_versions ADD COLUMN parts TEXT")
+            .execute(store.writer())
+            .await?;
+    }
+    let (_, parts) = split(file)?;
+    sqlx::query("UPDATE policy_versions SET parts = ? WHERE parts IS NULL")
+        .bind(parts)
+        .execute(store.writer())
+        .await?;
+    Ok(())
 }
 
 fn summary(r: &sqlx::sqlite::SqliteRow) -> Result<Summary, StoreError> {
@@ -385,21 +464,21 @@ fn summary(r: &sqlx::sqlite::SqliteRow) -> Result<Summary, StoreError> {
     })
 }
 
-fn version(r: &sqlx::sqlite::SqliteRow, file: &ScanPolicy) -> Result<Version, StoreError> {
+fn version(r: &sqlx::sqlite::SqliteRow) -> Result<Version, StoreError> {
     Ok(Version {
         summary: summary(r)?,
-        policy: parse(r.get(5), file)?,
+        policy: join(r.get(5), r.get(6))?,
     })
 }
 
-async fn latest(store: &SqliteStore, file: &ScanPolicy) -> Result<Option<Version>, StoreError> {
+async fn latest(store: &SqliteStore) -> Result<Option<Version>, StoreError> {
     let row = sqlx::query(
-        "SELECT version, created_at, author, source, comment, policy FROM policy_versions
+        "SELECT version, created_at, author, source, comment, policy, parts FROM policy_versions
          ORDER BY version DESC LIMIT 1",
     )
     .fetch_optional(store.reader())
     .await?;
-    row.map(|r| version(&r, file)).transpose()
+    row.map(|r| version(&r)).transpose()
 }
 
 async fn insert(
@@ -409,17 +488,18 @@ async fn insert(
     comment: &str,
     policy: &ScanPolicy,
 ) -> Result<Version, StoreError> {
-    let json = serde_json::to_string(policy).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let (json, parts) = split(policy)?;
     let created_at = unix_now();
     let version: i64 = sqlx::query(
-        "INSERT INTO policy_versions (created_at, author, source, comment, policy)
-         VALUES (?, ?, ?, ?, ?) RETURNING version",
+        "INSERT INTO policy_versions (created_at, author, source, comment, policy, parts)
+         VALUES (?, ?, ?, ?, ?, ?) RETURNING version",
     )
     .bind(created_at)
     .bind(author)
     .bind(source.as_str())
     .bind(comment)
     .bind(json)
+    .bind(parts)
     .fetch_one(store.writer())
     .await?
     .get(0);
@@ -733,15 +813,47 @@ mod tests {
         let mut file = ScanPolicy::default();
         file.attachments.blocked = vec!["exe".into()];
         file.dlp.push(dlp("密级", DlpAction::Block));
-        let b = PolicyBook::open(store, file.clone(), vec!["example.com".into()], None)
-            .await
-            .unwrap();
+        let b = PolicyBook::open(
+            store.clone(),
+            file.clone(),
+            vec!["example.com".into()],
+            None,
+        )
+        .await
+        .unwrap();
         let now = b.current().await;
         assert_eq!(now.summary.version, 2, "no new file version");
         assert_eq!(now.policy.thresholds.spam, 7.0);
         assert_eq!(
-            (now.policy.dlp, now.policy.attachments),
-            (file.dlp, file.attachments)
+            (&now.policy.dlp, &now.policy.attachments),
+            (&file.dlp, &file.attachments)
+        );
+        // The old rows keep what they were given: a later change to the file's DLP policies
+        // is a new version, in force.
+        drop(b);
+        let mut edited = file.clone();
+        edited.dlp[0].action = DlpAction::Hold;
+        let b = PolicyBook::open(
+            store.clone(),
+            edited.clone(),
+            vec!["example.com".into()],
+            None,
+        )
+        .await
+        .unwrap();
+        let now = b.current().await;
+        assert_eq!((now.summary.version, now.summary.source), (3, Source::File));
+        assert_eq!(now.policy.dlp, edited.dlp);
+        assert_eq!(b.version(1).await.unwrap().unwrap().policy.dlp, file.dlp);
+        // What an older release reads, the policy column, holds no part it does not know.
+        let rest: String = sqlx::query("SELECT policy FROM policy_versions WHERE version = 3")
+            .fetch_one(store.reader())
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            !rest.contains("dlp") && !rest.contains("attachments"),
+            "{rest}"
         );
     }
 

@@ -121,6 +121,10 @@ pub enum SettingsState {
     Applied,
     /// They were not applied, for this reason: the file's values run.
     Refused(String),
+    /// They were applied but for the listeners, which could not be bound at start (this
+    /// reason): the file's listeners run.
+    #[serde(rename = "listeners_refused")]
+    ListenersRefused(String),
 }
 
 /// Why settings cannot be read or kept.

@@ -314,7 +314,8 @@ impl Visitor for Checker<'_> {
 
     fn file(&mut self, file: &Visit<'_>) -> bool {
         inspect(file.name, file.data, file.kind, self.symbols);
-        if !file.package {
+        // An Office package's own bookkeeping is no file of its own; anything else in it is.
+        if !(file.package && is_package_bookkeeping(file.name)) {
             self.refuse(file.name, Some(file.kind));
         }
         true
@@ -347,6 +348,15 @@ impl Visitor for Checker<'_> {
     }
 }
 
+/// Whether a member of an Office Open XML package is its bookkeeping (content types,
+/// relationships, properties) rather than content.
+fn is_package_bookkeeping(member: &str) -> bool {
+    member == "[Content_Types].xml"
+        || member.ends_with(".rels")
+        || member.starts_with("docProps/")
+        || member.starts_with("customXml/")
+}
+
 /// Whether a member of an Office Open XML package is one of its documents' parts (`word/`,
 /// `xl/`, `ppt/`).
 pub(crate) fn is_office_part(member: &str) -> bool {
@@ -369,8 +379,11 @@ impl Budget<'_> {
     }
 }
 
+/// The extension as Windows reads it: trailing dots and spaces are dropped (`a.rtf.` is an
+/// RTF file).
 fn extension(name: &str) -> String {
-    name.rsplit_once('.')
+    name.trim_end_matches(['.', ' '])
+        .rsplit_once('.')
         .map(|(_, e)| e.trim().to_ascii_lowercase())
         .unwrap_or_default()
 }
@@ -836,6 +849,18 @@ pub(crate) mod tests {
             false,
         );
         assert!(!refused("季度报告.docx", docx));
+        // A program riding in a document's package is refused all the same, and so is a name
+        // with a trailing dot.
+        let carrier = zip_of(
+            &[
+                ("[Content_Types].xml", b"<Types/>"),
+                ("word/document.xml", b"<w:document/>"),
+                ("payload.exe", b"MZ\x90\x00"),
+            ],
+            false,
+        );
+        assert!(refused("invoice.docx", carrier));
+        assert!(refused("合同.iso.", b"plain".to_vec()));
         // Nothing refused, nothing added.
         assert!(!symbols_of("setup.exe", b"MZ".to_vec()).contains(&BLOCKED_TYPE.to_owned()));
     }

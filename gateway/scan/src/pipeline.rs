@@ -39,6 +39,9 @@ pub struct Context {
     pub mail_from: String,
     /// Envelope recipients.
     pub rcpts: Vec<String>,
+    /// Which way the message travels: the attachment policy's refused types are for inbound
+    /// mail only.
+    pub direction: Direction,
 }
 
 /// Evidence gathered for one message before per-domain decisions.
@@ -881,12 +884,11 @@ impl Pipeline {
         if zero_width >= 3 {
             symbols.add("TEXT_INVISIBLE_CHARS", "");
         }
-        attach::check(
-            &message.attachments,
-            &self.policies().attachments,
-            deadline,
-            symbols,
-        );
+        let refused = match ctx.direction {
+            Direction::Inbound => self.policies().attachments.clone(),
+            Direction::Outbound | Direction::Internal => AttachmentPolicy::default(),
+        };
+        attach::check(&message.attachments, &refused, deadline, symbols);
         phish::check_sender(message, &self.targets, symbols);
         let mail_from = (!ctx.mail_from.is_empty()).then_some(ctx.mail_from.as_str());
         bec::check(message, mail_from, &self.bec, symbols);
@@ -1046,6 +1048,7 @@ impl Pipeline {
             helo: envelope.helo.clone(),
             mail_from: envelope.mail_from.clone(),
             rcpts: envelope.rcpts.clone(),
+            direction: envelope.direction,
         };
         let analysis = self.analyse(message, &ctx).await;
         let rcpts = envelope.rcpts.clone();
@@ -1276,6 +1279,7 @@ impl Scanner for Arc<Pipeline> {
             helo: envelope.helo.clone(),
             mail_from: envelope.mail_from.clone(),
             rcpts: envelope.rcpts.clone(),
+            direction: envelope.direction,
         };
         let analysis = self.analyse(message, &ctx).await;
         if let Some(hit) = analysis
@@ -1476,6 +1480,7 @@ mod tests {
             helo: "mail.sender.test".into(),
             mail_from: "a@sender.test".into(),
             rcpts: vec!["u@example.com".into()],
+            direction: Direction::Inbound,
         };
         let detail = |a: &Analysis| {
             a.symbols
@@ -1644,6 +1649,13 @@ mod tests {
             .0;
         assert!(after.symbols.iter().any(|h| h.name == attach::BLOCKED_TYPE));
         assert_eq!(after.class, Class::Virus, "{}", after.explanation);
+        // Refused types are for inbound mail: the organisation's own outgoing mail is not.
+        let out = Context {
+            direction: Direction::Outbound,
+            ..Context::default()
+        };
+        let sent = p.report(&p.analyse(program, &out).await, &out, None, None).0;
+        assert!(!sent.symbols.iter().any(|h| h.name == attach::BLOCKED_TYPE));
     }
 
     /// A recipient's own lists split their copy off and judge it alone; the other recipients'

@@ -74,6 +74,8 @@ pub fn run(args: Args) -> Result<()> {
         SettingsState::Refused(why) => println!(
             "the settings changed in the console are NOT applied (the file's values run): {why}"
         ),
+        // Known only to a start that tried to bind them.
+        SettingsState::ListenersRefused(_) => {}
     }
     println!(
         "{}: ok ({} protected domain(s), {} route(s), {} rules, {} internal relay(s), {} DKIM \

@@ -98,6 +98,7 @@ pub fn run(opts: Args) -> Result<usize> {
         helo: opts.helo.clone(),
         mail_from: opts.mail_from.clone(),
         rcpts: opts.rcpts.clone(),
+        direction: opts.direction.into(),
     };
     let next = AtomicUsize::new(0);
     let out = std::sync::Mutex::new(std::io::stdout());

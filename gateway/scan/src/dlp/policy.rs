@@ -18,9 +18,11 @@ use crate::reputation::AddressList;
 const MAX_TERMS: usize = 1000;
 /// Largest compiled pattern (bytes of the regex automaton), so a pattern cannot exhaust memory.
 const MAX_PATTERN_SIZE: usize = 1 << 20;
-/// Most policies, and most patterns in all of them: each message is matched against every one.
-const MAX_POLICIES: usize = 100;
-const MAX_ALL_PATTERNS: usize = 1000;
+/// Most policies, and most patterns in all of them, the console may set: each message is
+/// matched against every one (the file, root's, is not held to them).
+pub const MAX_POLICIES: usize = 100;
+/// See [`MAX_POLICIES`].
+pub const MAX_ALL_PATTERNS: usize = 200;
 
 /// What a policy does with a message it fires on, weakest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
@@ -178,21 +180,6 @@ pub struct Policies {
 impl Policies {
     /// Compiles and checks the `[dlp]` section.
     pub fn new(config: &DlpConfig) -> Result<Self, PolicyError> {
-        if config.policy.len() > MAX_POLICIES
-            || config
-                .policy
-                .iter()
-                .map(|p| p.patterns.len())
-                .sum::<usize>()
-                > MAX_ALL_PATTERNS
-        {
-            return Err(PolicyError {
-                policy: "[dlp]".into(),
-                reason: format!(
-                    "at most {MAX_POLICIES} policies and {MAX_ALL_PATTERNS} patterns in all"
-                ),
-            });
-        }
         let mut policies = Vec::with_capacity(config.policy.len());
         for (i, p) in config.policy.iter().enumerate() {
             let fail = |reason: String| PolicyError {
@@ -234,6 +221,21 @@ impl Policies {
             }
             if p.keywords.iter().any(|k| k.trim().is_empty()) {
                 return Err(fail("a keyword is empty".into()));
+            }
+            if [&p.senders, &p.recipient_domains, &p.extensions]
+                .iter()
+                .any(|l| l.len() > MAX_TERMS)
+            {
+                return Err(fail(format!(
+                    "at most {MAX_TERMS} senders, recipient domains and extensions"
+                )));
+            }
+            // An empty extension would fire on every file without one.
+            if p.extensions
+                .iter()
+                .any(|e| e.trim().trim_start_matches('.').is_empty())
+            {
+                return Err(fail("an extension is empty".into()));
             }
             let keywords = if p.keywords.is_empty() {
                 None
