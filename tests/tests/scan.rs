@@ -876,6 +876,21 @@ fn eval_reports_per_corpus_and_total() {
             "{r}"
         );
     }
+    // A corpus left out is in no figure.
+    let skipped = dir.path().join("skipped.json");
+    jianmen_ok([
+        OsStr::new("eval"),
+        "--all".as_ref(),
+        "--skip".as_ref(),
+        "fixtures".as_ref(),
+        "--corpora".as_ref(),
+        corpora.as_ref(),
+        "--report".as_ref(),
+        skipped.as_ref(),
+    ]);
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&skipped).unwrap()).unwrap();
+    assert!(s["corpora"].get("fixtures").is_none(), "{s}");
+    assert_eq!(s["corpora"]["total"]["messages"], 0, "{s}");
     let invoice = rules.iter().find(|r| r["symbol"] == "ZH_INVOICE");
     assert_eq!(
         invoice.map(|r| (&r["hits"], &r["suspect"])),

@@ -1654,7 +1654,9 @@ mod tests {
             direction: Direction::Outbound,
             ..Context::default()
         };
-        let sent = p.report(&p.analyse(program, &out).await, &out, None, None).0;
+        let sent = p
+            .report(&p.analyse(program, &out).await, &out, None, None)
+            .0;
         assert!(!sent.symbols.iter().any(|h| h.name == attach::BLOCKED_TYPE));
     }
 
