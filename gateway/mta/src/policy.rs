@@ -813,14 +813,7 @@ mod tests {
         let mut file = ScanPolicy::default();
         file.attachments.blocked = vec!["exe".into()];
         file.dlp.push(dlp("密级", DlpAction::Block));
-        let b = PolicyBook::open(
-            store.clone(),
-            file.clone(),
-            vec!["example.com".into()],
-            None,
-        )
-        .await
-        .unwrap();
+        let b = book(dir.path(), file.clone()).await;
         let now = b.current().await;
         assert_eq!(now.summary.version, 2, "no new file version");
         assert_eq!(now.policy.thresholds.spam, 7.0);
@@ -833,14 +826,7 @@ mod tests {
         drop(b);
         let mut edited = file.clone();
         edited.dlp[0].action = DlpAction::Hold;
-        let b = PolicyBook::open(
-            store.clone(),
-            edited.clone(),
-            vec!["example.com".into()],
-            None,
-        )
-        .await
-        .unwrap();
+        let b = book(dir.path(), edited.clone()).await;
         let now = b.current().await;
         assert_eq!((now.summary.version, now.summary.source), (3, Source::File));
         assert_eq!(now.policy.dlp, edited.dlp);
