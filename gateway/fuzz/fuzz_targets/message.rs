@@ -4,6 +4,7 @@
 
 use std::sync::OnceLock;
 
+use jianmen_scan::config::AttachmentPolicy;
 use jianmen_scan::message::Message;
 use jianmen_scan::phish::Targets;
 use jianmen_scan::pool::Deadline;
@@ -11,22 +12,31 @@ use jianmen_scan::rules::RuleSet;
 use jianmen_scan::{Symbols, attach, phish};
 use libfuzzer_sys::fuzz_target;
 
-fn rules() -> &'static (RuleSet, Targets) {
-    static R: OnceLock<(RuleSet, Targets)> = OnceLock::new();
+fn rules() -> &'static (RuleSet, Targets, AttachmentPolicy) {
+    static R: OnceLock<(RuleSet, Targets, AttachmentPolicy)> = OnceLock::new();
     R.get_or_init(|| {
         (
             RuleSet::load(true, None, &[]).expect("built-in rules"),
             Targets::new(&[], &["example.com".into()]),
+            // Refused types make the walker judge names and true types too.
+            AttachmentPolicy {
+                blocked: ["exe", "rtf", "iso", "js"].map(String::from).to_vec(),
+            },
         )
     })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let (rules, targets) = rules();
+    let (rules, targets, attachments) = rules();
     let message = Message::parse(data);
     let mut symbols = Symbols::default();
     phish::check_links(&message, targets, &mut symbols);
     phish::check_sender(&message, targets, &mut symbols);
-    attach::check(&message.attachments, &Deadline::unlimited(), &mut symbols);
+    attach::check(
+        &message.attachments,
+        attachments,
+        &Deadline::unlimited(),
+        &mut symbols,
+    );
     rules.evaluate(&message, &mut symbols);
 });
