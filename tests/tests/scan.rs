@@ -774,6 +774,81 @@ fn the_content_model_reloads_on_sighup() {
     );
 }
 
+/// The 4-gram model learns what `jianmen feedback` keeps while the gateway runs: a few
+/// seconds later the same kind of message is judged differently, and a restart keeps it.
+#[test]
+fn the_4gram_model_learns_feedback_within_seconds() {
+    let sink = Sink::start(&[]);
+    let mut gw = Gateway::start(&Setup::new(sink.port, sink.port).scanning(&[]));
+    let points = |symbols: &str, name: &str| -> f64 {
+        symbols
+            .split([',', ' ', ';', '\t', '\r', '\n'])
+            .find_map(|s| s.trim().strip_prefix(&format!("{name}(")))
+            .and_then(|v| v.trim_end_matches(')').parse().ok())
+            .unwrap_or(0.0)
+    };
+    let leaning = |gw: &Gateway, token: &str| -> f64 {
+        let subject = format!("quarterly figures {token}");
+        let m = String::from_utf8(clean())
+            .unwrap()
+            .replace("meeting notes", &subject);
+        let r = Client::ready(gw.addr).send_mail(
+            "lina@partner.test",
+            &["user@example.com"],
+            m.as_bytes(),
+        );
+        assert_eq!(r.code, 250, "{r:?}");
+        let found = sink.with_subject(&subject, std::time::Duration::from_secs(20));
+        let symbols = found
+            .first()
+            .and_then(|m| m.header("X-Jianmen-Symbols"))
+            .unwrap_or_default();
+        points(&symbols, "NGRAM_SPAM") + points(&symbols, "NGRAM_HAM")
+    };
+    let before = leaning(&gw, "one");
+    // Forty near copies reported as spam, as users pressing "report spam" would.
+    let reported = gw.dir.path().join("reported");
+    std::fs::create_dir_all(&reported).unwrap();
+    let mut files = Vec::new();
+    for i in 0..40 {
+        let m = String::from_utf8(clean())
+            .unwrap()
+            .replace("meeting notes", &format!("quarterly figures report {i}"));
+        let f = reported.join(format!("{i}.eml"));
+        std::fs::write(&f, m).unwrap();
+        files.push(f);
+    }
+    let mut args = vec!["feedback".to_owned(), "spam".to_owned()];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = gw.cli(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_until(std::time::Duration::from_secs(30), || gw
+            .log()
+            .contains("4-gram model learned from feedback")),
+        "never learned: {}",
+        gw.log()
+    );
+    let learned = std::fs::read_to_string(gw.dir.path().join("data/model/ngram.learned")).unwrap();
+    assert_eq!(
+        learned.lines().filter(|l| l.starts_with("spam/")).count(),
+        40
+    );
+    let after = leaning(&gw, "two");
+    assert!(after > before + 1.0, "4-gram points {before} -> {after}");
+    gw.restart();
+    let restarted = leaning(&gw, "three");
+    assert!(
+        (restarted - after).abs() < 0.5,
+        "kept over a restart: {after} -> {restarted}"
+    );
+}
+
 /// Sends SIGHUP to the gateway and waits for `line` in its log.
 fn sighup_and_wait(gw: &Gateway, line: &str) {
     let pid = gw.pid().unwrap().to_string();

@@ -259,6 +259,12 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
                 .with_intel(watchlist.clone()),
         );
         tokio::spawn(reload_on_sighup(pipeline.clone()));
+        if let Some(ngram) = pipeline.ngram() {
+            tokio::spawn(learn_feedback(
+                ngram,
+                jianmen_scan::feedback::FeedbackStore::open(&config.server.data_dir),
+            ));
+        }
         judge = Some(pipeline.clone());
         Arc::new(pipeline)
     } else {
@@ -542,6 +548,30 @@ fn fail_trial(version: &str, problem: &str) -> ! {
         tracing::error!(error = %e, "cannot record the failure");
     }
     std::process::exit(health::EXIT_UNHEALTHY)
+}
+
+/// Teaches the 4-gram model every correction the feedback store receives (console, users,
+/// `jianmen feedback`), a few seconds after it arrives.
+async fn learn_feedback(
+    model: Arc<jianmen_scan::ngram::SiteModel>,
+    store: jianmen_scan::feedback::FeedbackStore,
+) {
+    let store = Arc::new(store);
+    let mut last_error = String::new();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let (model, store) = (model.clone(), store.clone());
+        match tokio::task::spawn_blocking(move || model.learn_feedback(&store)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(messages = n, "4-gram model learned from feedback"),
+            Ok(Err(e)) if e.to_string() != last_error => {
+                tracing::error!(error = %e, "4-gram model cannot learn from feedback");
+                last_error = e.to_string();
+            }
+            Ok(Err(_)) => {}
+            Err(e) => tracing::error!(error = %e, "4-gram learner stopped"),
+        }
+    }
 }
 
 /// Reloads the rule files and the content model on every SIGHUP; a broken file leaves the

@@ -13,7 +13,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use commands::{
     account, audit, backup, cert_sm2, check_config, demo, dkim, eval, features, generate_docs,
-    quarantine, queue, retrain, scan, serve, tls_probe, upgrade,
+    quarantine, queue, retrain, scan, serve, tls_probe, train_ngram, upgrade,
 };
 
 /// Jianmen (剑门) mail security gateway.
@@ -41,6 +41,9 @@ enum Command {
     /// Measure the whole verdict path on the internal test split of a corpora directory and
     /// write a JSON report (per corpus and total: caught %, false positives %, 1-ROCA %, CPU).
     Eval(eval::Args),
+    /// Train the 4-gram model on the training part of a corpora directory and print how it
+    /// does alone on the validation fold.
+    TrainNgram(train_ngram::Args),
     /// Keep messages as feedback for `jianmen retrain` ("not spam", "report spam").
     Feedback(retrain::FeedbackArgs),
     /// Train a new content model on a base corpus plus the stored feedback; activate it only if
@@ -114,6 +117,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Features(args) => features::run(args)?,
         Command::Eval(args) => eval::run(args)?,
+        Command::TrainNgram(args) => train_ngram::run(args)?,
         Command::Feedback(args) => retrain::feedback_command(args).await?,
         Command::Retrain(args) => return retrain::retrain_command(args).await,
         Command::Audit(args) => return audit::run(args).await,

@@ -231,6 +231,10 @@ pub struct ScanConfig {
     /// the one an applied upgrade shipped, else the built-in one), `builtin`, `none`, or the
     /// path of an ONNX file.
     pub model: String,
+    /// The 4-gram model, the second content view: `auto` (the built-in model, then what this
+    /// site's corrections taught it, learned within seconds and kept in `data_dir/model/`),
+    /// `builtin` (the built-in model, learning nothing) or `none`.
+    pub ngram: String,
     /// Greylisting (off by default).
     pub greylist: GreylistConfig,
     /// Time one message's parsing and checks may take on the scanning threads, in
@@ -289,6 +293,7 @@ impl Default for ScanConfig {
             clamav: None,
             rate_limit_per_minute: 0,
             model: "auto".into(),
+            ngram: "auto".into(),
             greylist: GreylistConfig::default(),
             budget_ms: 5000,
         }

@@ -40,6 +40,7 @@ pub mod message;
 pub mod model;
 #[cfg(feature = "neural")]
 pub mod neural;
+pub mod ngram;
 pub mod phish;
 pub mod pipeline;
 pub mod pool;

@@ -37,11 +37,17 @@ const FULL_LOG_ODDS: f64 = 6.906_754_778_648_554; // ln(999)
 /// below, rising with the log-odds to all of it at 0.999, so the verdict keeps the model's
 /// ranking instead of a few coarse buckets.
 pub fn strength(probability: f32) -> f64 {
+    strength_above(probability, 0.0)
+}
+
+/// [`strength`] for a model whose opinion counts only beyond log-odds `floor`: nothing up to
+/// it, all of the score at 0.999.
+pub fn strength_above(probability: f32, floor: f64) -> f64 {
     if probability.is_nan() {
         return 0.0;
     }
     let p = f64::from(probability).clamp(1e-9, 1.0 - 1e-9);
-    ((p / (1.0 - p)).ln() / FULL_LOG_ODDS).clamp(0.0, 1.0)
+    (((p / (1.0 - p)).ln() - floor) / (FULL_LOG_ODDS - floor)).clamp(0.0, 1.0)
 }
 
 /// Adds the model's symbols for `p`, weighted by [`strength`]: `NEURAL_PHISH` for phishing,

@@ -104,7 +104,7 @@ impl Targets {
 }
 
 /// Host and userinfo flag of a URL, or `None` for non-web links.
-fn host_of(href: &str) -> Option<(String, bool)> {
+pub(crate) fn host_of(href: &str) -> Option<(String, bool)> {
     let lower = href.trim().to_ascii_lowercase();
     let rest = if let Some(r) = lower.strip_prefix("http://") {
         r

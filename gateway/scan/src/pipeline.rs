@@ -17,6 +17,7 @@ use super::hunt::Facts;
 use super::intel::Watchlist;
 use super::message::{Message, domain_of};
 use super::model::{self, Classifier, Unavailable};
+use super::ngram::{self, SiteModel};
 use super::phish::Targets;
 use super::pool::{CpuPool, Deadline, OverBudget};
 use super::reputation::{AddressList, BadEntry, BlockLists};
@@ -254,6 +255,8 @@ pub struct Pipeline {
     /// Recipients' own lists, by lower-case address.
     own_lists: RwLock<Arc<BTreeMap<String, Arc<OwnLists>>>>,
     classifier: RwLock<Option<Arc<dyn Classifier>>>,
+    /// The second content view, which learns from this site's corrections.
+    ngram: Option<Arc<SiteModel>>,
     data_dir: Option<PathBuf>,
     shipped: Shipped,
     /// Time one message's DNS checks (authentication and block lists together) may take.
@@ -386,6 +389,9 @@ pub enum PipelineError {
     /// The policy gives points to a symbol no rule or check emits.
     #[error("scan.scores.{0}: no such symbol")]
     UnknownSymbol(String),
+    /// The 4-gram model setting is wrong or its file unreadable.
+    #[error("{0}")]
+    Ngram(String),
 }
 
 impl Pipeline {
@@ -443,6 +449,9 @@ impl Pipeline {
                 env.data_dir.as_deref(),
                 env.shipped.model.as_deref(),
             )),
+            ngram: SiteModel::load(&scan.ngram, env.data_dir.as_deref())
+                .map_err(PipelineError::Ngram)?
+                .map(Arc::new),
             config: scan,
             data_dir: env.data_dir.clone(),
             shipped: env.shipped.clone(),
@@ -534,6 +543,18 @@ impl Pipeline {
             *current = classifier;
         }
         self
+    }
+
+    /// Puts `model` (or, with `None`, no model) in place of the configured 4-gram model.
+    pub fn with_ngram(mut self, model: Option<Arc<SiteModel>>) -> Self {
+        self.ngram = model;
+        self
+    }
+
+    /// The 4-gram model in use, which learns from the feedback store (the daemon calls its
+    /// [`SiteModel::learn_feedback`] every few seconds).
+    pub fn ngram(&self) -> Option<Arc<SiteModel>> {
+        self.ngram.clone()
     }
 
     /// Reloads the configured content model (SIGHUP, after `jianmen retrain` activated one);
@@ -819,6 +840,9 @@ impl Pipeline {
                 Ok(p) => model::add_symbols(p, symbols),
                 Err(why) => symbols.add("NEURAL_UNAVAILABLE", why),
             }
+        }
+        if let Some(p) = self.ngram.as_ref().and_then(|n| n.probability(message)) {
+            ngram::add_symbols(p, symbols);
         }
         if deadline.passed() {
             symbols.add("SCAN_BUDGET_EXCEEDED", "content model");

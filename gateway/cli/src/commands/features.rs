@@ -23,6 +23,9 @@ pub struct Item {
     pub label: String,
     /// In the internal test split.
     pub test: bool,
+    /// In the validation fold of the development split: what a model trained on the rest is
+    /// weighed on (the 4-gram model's points), never trained on by it.
+    pub validation: bool,
     /// The unpacked message file.
     pub file: PathBuf,
 }
@@ -30,20 +33,34 @@ pub struct Item {
 /// The held-back share of each corpus used for testing, as a fraction.
 const TEST_SHARE: f64 = 0.2;
 
-/// Whether `path` of `corpus` belongs to the internal test split: trec07p by time (the last
-/// 20% by TREC index), the others by a hash of the path (about 20%).
-pub fn is_test(corpus: &str, path: &str, trec_rank: Option<(usize, usize)>) -> bool {
+/// Which fifth of a corpus `path` falls in: 0 is the internal test split, 1 the validation
+/// fold, the rest training. trec07p by time (the last fifth by TREC index is the test split,
+/// the one before it validation), the others by a hash of the path.
+fn fifth(corpus: &str, path: &str, trec_rank: Option<(usize, usize)>) -> u64 {
     if corpus.starts_with("trec07p")
         && let Some((rank, total)) = trec_rank
     {
-        return rank as f64 >= total as f64 * (1.0 - TEST_SHARE);
+        let share = rank as f64 / total.max(1) as f64;
+        return if share >= 1.0 - TEST_SHARE {
+            0
+        } else if share >= 1.0 - 2.0 * TEST_SHARE {
+            1
+        } else {
+            2
+        };
     }
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in path.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    h.is_multiple_of(5)
+    h % 5
+}
+
+/// Whether `path` of `corpus` belongs to the internal test split: trec07p by time (the last
+/// 20% by TREC index), the others by a hash of the path (about 20%).
+pub fn is_test(corpus: &str, path: &str, trec_rank: Option<(usize, usize)>) -> bool {
+    fifth(corpus, path, trec_rank) == 0
 }
 
 /// Unpacks every corpus under `corpora` into `work` and lists its labelled messages.
@@ -114,6 +131,7 @@ pub fn load_corpora(corpora: &Path, work: &Path) -> Result<Vec<Item>> {
         for (i, (path, label)) in rows.into_iter().enumerate() {
             out.push(Item {
                 test: is_test(&corpus, &path, Some((rank[i], total))),
+                validation: fifth(&corpus, &path, Some((rank[i], total))) == 1,
                 file: into.join(&path),
                 corpus: corpus.clone(),
                 path,

@@ -17,6 +17,7 @@ pub mod retrain;
 pub mod scan;
 pub mod serve;
 pub mod tls_probe;
+pub mod train_ngram;
 pub mod upgrade;
 
 use std::path::PathBuf;

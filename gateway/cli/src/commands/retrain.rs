@@ -141,6 +141,7 @@ fn run(opts: Args) -> Result<bool> {
                 .unwrap_or_default(),
             label: label.as_str().into(),
             test: false,
+            validation: false,
             file,
         });
     }
@@ -166,7 +167,7 @@ fn run(opts: Args) -> Result<bool> {
     let candidate = load_model(&candidate_file.to_string_lossy(), Some(data_dir), None)
         .map_err(|e| anyhow::anyhow!("the new model does not load: {e}"))?;
     let measure = |model| -> Result<serde_json::Value> {
-        let judgement = judge(&validation, opts.jobs, model)?;
+        let judgement = judge(&validation, opts.jobs, model, None, None)?;
         // The two models must be compared on the same, whole validation set.
         if let Some(first) = judgement.unreadable.first() {
             anyhow::bail!(

@@ -1,0 +1,122 @@
+//! `jianmen train-ngram`: trains the 4-gram model the gateway ships (`gateway/model/ngram.bin`)
+//! on the training part of a corpora directory — neither the internal test split nor the
+//! validation fold the verdict's points for it are chosen on — and prints how it alone does on
+//! that validation fold.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context as _, Result};
+use jianmen_scan::accuracy::{self, Judged};
+use jianmen_scan::message::Message;
+use jianmen_scan::ngram;
+
+use crate::commands::features::{Item, load_corpora};
+
+/// Options of `jianmen train-ngram`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Directory of corpora, e.g. ../shared/corpora.
+    #[arg(long)]
+    pub corpora: PathBuf,
+    /// Model file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Leave this corpus out (repeatable): e.g. `enron_spam`, whose messages have only Subject
+    /// and body, so its ham would teach that a message without headers is legitimate.
+    #[arg(long, value_name = "CORPUS")]
+    pub skip: Vec<String>,
+    /// Passes over the training messages.
+    #[arg(long, default_value_t = 3)]
+    pub passes: usize,
+    /// Bits of the hashed feature space.
+    #[arg(long, default_value_t = ngram::DEFAULT_BITS)]
+    pub bits: u8,
+    /// Worker threads for reading and parsing.
+    #[arg(long, short, default_value_t = 2)]
+    pub jobs: usize,
+}
+
+/// Features of every item, computed on `jobs` threads; `None` for a member that cannot be read.
+pub fn features_of(items: &[Item], bits: u8, jobs: usize) -> Result<Vec<Option<Vec<u32>>>> {
+    let next = AtomicUsize::new(0);
+    let out = Mutex::new(vec![None; items.len()]);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, 64) {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(index) else { break };
+                    let found = std::fs::read(&item.file)
+                        .ok()
+                        .map(|raw| ngram::features(&Message::parse(&raw), bits));
+                    if let Ok(mut f) = out.lock() {
+                        f[index] = found;
+                    }
+                }
+            });
+        }
+    });
+    out.into_inner()
+        .map_err(|_| anyhow::anyhow!("features lock poisoned"))
+}
+
+/// Trains, writes the model and prints the validation figures.
+pub fn run(args: Args) -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let items: Vec<Item> = load_corpora(&args.corpora, work.path())?
+        .into_iter()
+        .filter(|i| !i.test && !args.skip.contains(&i.corpus))
+        .collect();
+    let features = features_of(&items, args.bits, args.jobs)?;
+    // Corpora interleaved in a fixed pseudo-random order: an online learner must not see one
+    // corpus after another, or it forgets the first.
+    let mut order: Vec<usize> = (0..items.len())
+        .filter(|i| !items[*i].validation && features[*i].is_some())
+        .collect();
+    order.sort_by_key(|i| mix(&items[*i].path));
+    let mut model = ngram::Model::empty(args.bits);
+    for _ in 0..args.passes {
+        for i in &order {
+            if let Some(f) = &features[*i] {
+                model.learn(f, items[*i].label != "ham", ngram::DEFAULT_RATE);
+            }
+        }
+    }
+    let judged: Vec<Judged> = items
+        .iter()
+        .zip(&features)
+        .filter(|(i, _)| i.validation)
+        .filter_map(|(item, f)| {
+            let p = model.probability(f.as_ref()?);
+            Some(Judged {
+                corpus: item.corpus.clone(),
+                label: item.label.clone(),
+                class: if p > 0.5 { "spam" } else { "clean" }.to_owned(),
+                score: f64::from(p),
+                micros: 0,
+            })
+        })
+        .collect();
+    println!(
+        "trained on {} messages ({} updates over {} passes); the validation fold, 4-gram model alone:",
+        order.len(),
+        model.learned(),
+        args.passes
+    );
+    print!("{}", accuracy::table(&accuracy::report(&judged)));
+    let bytes = model.to_bytes()?;
+    std::fs::write(&args.out, &bytes)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!("wrote {} ({} bytes)", args.out.display(), bytes.len());
+    Ok(())
+}
+
+fn mix(path: &str) -> u64 {
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
+    for b in path.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^ (h >> 29)
+}
