@@ -787,22 +787,28 @@ fn the_4gram_model_learns_feedback_within_seconds() {
             .and_then(|v| v.trim_end_matches(')').parse().ok())
             .unwrap_or(0.0)
     };
+    // One text each time, told apart by a header no model reads.
     let leaning = |gw: &Gateway, token: &str| -> f64 {
-        let subject = format!("quarterly figures {token}");
         let m = String::from_utf8(clean())
             .unwrap()
-            .replace("meeting notes", &subject);
+            .replace("meeting notes", "quarterly figures")
+            .replace("Date:", &format!("X-Test-Token: {token}\r\nDate:"));
         let r = Client::ready(gw.addr).send_mail(
             "lina@partner.test",
             &["user@example.com"],
             m.as_bytes(),
         );
         assert_eq!(r.code, 250, "{r:?}");
-        let found = sink.with_subject(&subject, std::time::Duration::from_secs(20));
-        let symbols = found
-            .first()
-            .and_then(|m| m.header("X-Jianmen-Symbols"))
-            .unwrap_or_default();
+        let mut symbols = None;
+        assert!(wait_until(std::time::Duration::from_secs(20), || {
+            symbols = sink
+                .messages()
+                .into_iter()
+                .find(|m| m.header("X-Test-Token").as_deref() == Some(token))
+                .map(|m| m.header("X-Jianmen-Symbols").unwrap_or_default());
+            symbols.is_some()
+        }));
+        let symbols = symbols.unwrap_or_default();
         points(&symbols, "NGRAM_SPAM") + points(&symbols, "NGRAM_HAM")
     };
     let before = leaning(&gw, "one");
@@ -827,25 +833,27 @@ fn the_4gram_model_learns_feedback_within_seconds() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // All forty learned (a round may have started while the files were being written).
     assert!(
         wait_until(std::time::Duration::from_secs(30), || gw
             .log()
-            .contains("4-gram model learned from feedback")),
-        "never learned: {}",
+            .contains("known=40")),
+        "never learned all: {}",
         gw.log()
-    );
-    let learned = std::fs::read_to_string(gw.dir.path().join("data/model/ngram.learned")).unwrap();
-    assert_eq!(
-        learned.lines().filter(|l| l.starts_with("spam/")).count(),
-        40
     );
     let after = leaning(&gw, "two");
     assert!(after > before + 1.0, "4-gram points {before} -> {after}");
+    let kept = std::fs::read(gw.dir.path().join("data/model/ngram.bin")).unwrap();
+    let lessons = gw.log().matches("learned from feedback").count();
     gw.restart();
-    let restarted = leaning(&gw, "three");
-    assert!(
-        (restarted - after).abs() < 0.5,
-        "kept over a restart: {after} -> {restarted}"
+    // The same text after the restart: judged by the same learned model, which learns
+    // nothing again.
+    assert_eq!(leaning(&gw, "three"), after, "kept over a restart");
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    assert_eq!(gw.log().matches("learned from feedback").count(), lessons);
+    assert_eq!(
+        std::fs::read(gw.dir.path().join("data/model/ngram.bin")).unwrap(),
+        kept
     );
 }
 

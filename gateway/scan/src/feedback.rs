@@ -127,6 +127,19 @@ impl FeedbackStore {
         Ok(path)
     }
 
+    /// The modification times of the label directories (`None` where one is missing): keeping,
+    /// replacing or relabelling a message changes at least one of them.
+    pub fn stamps(&self) -> Vec<Option<std::time::SystemTime>> {
+        Label::ALL
+            .iter()
+            .map(|l| {
+                fs::metadata(self.root.join(l.as_str()))
+                    .and_then(|m| m.modified())
+                    .ok()
+            })
+            .collect()
+    }
+
     /// Every kept message with its label, sorted by path.
     pub fn entries(&self) -> Result<Vec<(Label, PathBuf)>, FeedbackError> {
         let mut out = Vec::new();

@@ -11,14 +11,15 @@
 //! address (masked in the text), no recipient header, `Received`, `Message-ID`, date or sender
 //! domain. Memory is fixed: `2^bits` weights, whatever it learns.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::Symbols;
-use super::feedback::{FeedbackStore, Label};
+use super::feedback::{FeedbackStore, Label, MAX_MESSAGE_BYTES};
 use super::message::Message;
 use super::model::strength_above;
 
@@ -31,10 +32,17 @@ const FEEDBACK_PER_ROUND: usize = 200;
 /// Bytes of subject, display name and visible text read for 4-grams: the start of a message
 /// carries its character, and the work per message stays bounded.
 const MAX_TEXT_BYTES: usize = 2000;
+/// Of those, at most this many from the Subject.
+const MAX_SUBJECT_BYTES: usize = 300;
+/// And at most this many from the display name.
+const MAX_NAME_BYTES: usize = 100;
 /// Bits of the shipped model's hashed feature space.
 pub const DEFAULT_BITS: u8 = 18;
-/// Smallest and largest feature space a model file may declare (16 to 32 MiB of weights).
-const BITS_RANGE: std::ops::RangeInclusive<u8> = 12..=23;
+/// Smallest and largest feature space a model file may declare (16 KiB to 32 MiB of weights).
+pub const BITS_RANGE: std::ops::RangeInclusive<u8> = 12..=MAX_BITS;
+const MAX_BITS: u8 = 23;
+/// Bytes of the largest model, as written.
+const MAX_MODEL_BYTES: u64 = (4 << MAX_BITS) + 64;
 /// Log-odds beyond which a weight update stops: a message the model is already sure of and
 /// right about teaches it nothing more (train on or near error), which keeps it from
 /// over-fitting to the easy bulk.
@@ -127,14 +135,24 @@ pub fn features(message: &Message, bits: u8) -> Vec<u32> {
         .collect::<String>()
         .to_ascii_lowercase();
     shape("mailer", &family);
-    for anomaly in &message.anomalies {
+    // HEADER_8BIT and HEADERS_TOO_MANY look at every header field, Received and To included,
+    // which public corpora mark.
+    for anomaly in message
+        .anomalies
+        .iter()
+        .filter(|a| !matches!(**a, "HEADER_8BIT" | "HEADERS_TOO_MANY"))
+    {
         shape("anomaly", anomaly);
     }
     shape("html", if message.has_html { "y" } else { "n" });
     shape("plain", if message.has_plain { "y" } else { "n" });
     for link in message.links.iter().take(50) {
         if let Some((host, _)) = super::phish::host_of(&link.href) {
-            shape("link", &super::domain::registrable(&host));
+            if host.parse::<std::net::IpAddr>().is_ok() {
+                shape("link", "<ip>");
+            } else {
+                shape("link", &super::domain::registrable(&host));
+            }
         }
     }
     for a in message.attachments.iter().take(20) {
@@ -150,21 +168,17 @@ pub fn features(message: &Message, bits: u8) -> Vec<u32> {
 
 /// Subject, display name and visible text as one string of at most [`MAX_TEXT_BYTES`], with
 /// e-mail addresses and URLs masked (public corpora rewrote addresses; links are judged by host
-/// above) and runs of white space made one space.
+/// above) and runs of white space made one space. Subject and display name have budgets of
+/// their own, so a long one cannot hide the text; a word longer than what is left is cut at a
+/// character boundary (Chinese runs without spaces are one "word").
 fn visible_start(message: &Message) -> String {
     let mut out = String::with_capacity(MAX_TEXT_BYTES + 8);
-    let parts = [
-        message.subject.as_str(),
-        "\n",
-        message.from_name.as_str(),
-        "\n",
-        message.text.as_str(),
-    ];
-    'parts: for part in parts {
-        if part == "\n" {
-            out.push('\n');
-            continue;
-        }
+    for (part, budget) in [
+        (message.subject.as_str(), MAX_SUBJECT_BYTES),
+        (message.from_name.as_str(), MAX_NAME_BYTES),
+        (message.text.as_str(), MAX_TEXT_BYTES),
+    ] {
+        let end = (out.len() + budget).min(MAX_TEXT_BYTES);
         for word in part.split_whitespace() {
             let word = if word.contains('@') {
                 "<@>"
@@ -173,14 +187,18 @@ fn visible_start(message: &Message) -> String {
             } else {
                 word
             };
-            if out.len() + word.len() + 1 > MAX_TEXT_BYTES {
-                break 'parts;
+            let room = end.saturating_sub(out.len() + 1);
+            let mut cut = word.len().min(room);
+            while !word.is_char_boundary(cut) {
+                cut -= 1;
             }
-            if !out.is_empty() && !out.ends_with('\n') {
-                out.push(' ');
+            if cut == 0 {
+                break;
             }
-            out.push_str(word);
+            out.push(' ');
+            out.push_str(&word[..cut]);
         }
+        out.push('\n');
     }
     out
 }
@@ -294,7 +312,22 @@ impl Model {
     /// The model as bytes: the weights as they are (a site's small steps must survive a
     /// restart), deflated.
     pub fn to_bytes(&self) -> Result<Vec<u8>, ModelFileError> {
-        let mut plain = Vec::with_capacity(self.weights.len() + 32);
+        let mut plain = Vec::with_capacity(4 * self.weights.len() + 32);
+        self.encode(&mut plain);
+        Ok(deflate(&plain)?)
+    }
+
+    /// Reads what [`Model::to_bytes`] wrote; anything else is refused, and no more than the
+    /// largest feature space is ever inflated.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Model, ModelFileError> {
+        let plain = inflate(bytes, MAX_MODEL_BYTES)?;
+        match Model::decode(&plain)? {
+            (model, []) => Ok(model),
+            _ => Err(ModelFileError::Format),
+        }
+    }
+
+    fn encode(&self, plain: &mut Vec<u8>) {
         plain.extend_from_slice(MAGIC);
         plain.push(self.bits);
         plain.extend_from_slice(&self.bias.to_le_bytes());
@@ -302,35 +335,27 @@ impl Model {
         for w in &self.weights {
             plain.extend_from_slice(&w.to_le_bytes());
         }
-        let mut out = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-        out.write_all(&plain)?;
-        Ok(out.finish()?)
     }
 
-    /// Reads what [`Model::to_bytes`] wrote; anything else is refused, and no more than the
-    /// declared feature space is ever read.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Model, ModelFileError> {
-        let decoder = flate2::read::ZlibDecoder::new(bytes);
-        let limit = (4u64 << BITS_RANGE.end()) + 64;
-        let mut plain = Vec::new();
-        decoder.take(limit + 1).read_to_end(&mut plain)?;
-        let head = MAGIC.len() + 1 + 4 + 8;
-        if plain.len() < head || &plain[..MAGIC.len()] != MAGIC {
+    /// The model at the start of `plain`, and what follows it.
+    fn decode(plain: &[u8]) -> Result<(Model, &[u8]), ModelFileError> {
+        let (head, rest) = take(plain, MAGIC.len() + 1 + 4 + 8)?;
+        if &head[..MAGIC.len()] != MAGIC {
             return Err(ModelFileError::Format);
         }
-        let bits = plain[MAGIC.len()];
+        let bits = head[MAGIC.len()];
         if !BITS_RANGE.contains(&bits) {
             return Err(ModelFileError::Size(bits));
         }
-        let word = |at: usize, n: usize| &plain[MAGIC.len() + 1 + at..MAGIC.len() + 1 + at + n];
-        let bias = f32::from_le_bytes(word(0, 4).try_into().map_err(|_| ModelFileError::Format)?);
-        let learned =
-            u64::from_le_bytes(word(4, 8).try_into().map_err(|_| ModelFileError::Format)?);
-        let weights = &plain[head..];
-        if weights.len() != 4 << bits || !bias.is_finite() {
+        let at = MAGIC.len() + 1;
+        let bias = f32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+        let mut learned = [0; 8];
+        learned.copy_from_slice(&head[at + 4..at + 12]);
+        let (weights, rest) = take(rest, 4 << bits)?;
+        if !bias.is_finite() {
             return Err(ModelFileError::Format);
         }
-        Ok(Model {
+        let model = Model {
             bits,
             bias: bias.clamp(-MAX_WEIGHT, MAX_WEIGHT),
             weights: weights
@@ -344,9 +369,37 @@ impl Model {
                     }
                 })
                 .collect(),
-            learned,
-        })
+            learned: u64::from_le_bytes(learned),
+        };
+        Ok((model, rest))
     }
+}
+
+/// The first `n` bytes of `bytes` and the rest, or a format error when there are fewer.
+fn take(bytes: &[u8], n: usize) -> Result<(&[u8], &[u8]), ModelFileError> {
+    if bytes.len() < n {
+        return Err(ModelFileError::Format);
+    }
+    Ok(bytes.split_at(n))
+}
+
+fn deflate(plain: &[u8]) -> Result<Vec<u8>, std::io::Error> {
+    let mut out = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    out.write_all(plain)?;
+    out.finish()
+}
+
+/// Inflates `bytes`, refusing more than `limit` bytes of output (a small file must not become
+/// gigabytes in memory).
+fn inflate(bytes: &[u8], limit: u64) -> Result<Vec<u8>, ModelFileError> {
+    let mut plain = Vec::new();
+    flate2::read::ZlibDecoder::new(bytes)
+        .take(limit + 1)
+        .read_to_end(&mut plain)?;
+    if plain.len() as u64 > limit {
+        return Err(ModelFileError::Format);
+    }
+    Ok(plain)
 }
 
 /// Adds the model's symbols for probability `p`: `NGRAM_SPAM` (spam or phishing) or `NGRAM_HAM`,
@@ -365,14 +418,44 @@ pub fn add_symbols(p: f32, symbols: &mut Symbols) {
 
 /// The gateway's 4-gram model: the built-in one, then what this site taught it. It learns each
 /// correction the feedback store receives (console releases as "not spam", `jianmen feedback`,
-/// users' reports) within seconds, and keeps what it learned under `data_dir/model/`.
+/// users' reports) within seconds, and keeps the weights with a ledger of what it learned in one
+/// file, `data_dir/model/ngram.bin`, replaced whole: a crash or a full disk leaves the previous
+/// pair, never a model without its ledger. The file names the built-in model it grew from; when
+/// an upgrade ships another, the site starts again from the new one and learns its whole
+/// feedback store again (the store, not the file, is what the site said).
 pub struct SiteModel {
+    bits: u8,
     model: RwLock<Model>,
-    /// Where learned weights and the feedback already learned are kept; `None`: not kept.
+    /// Where the site file is kept; `None`: it learns nothing.
     home: Option<PathBuf>,
-    /// Feedback learned, as `label/file name` (a relabelled message is learned again).
-    ledger: RwLock<BTreeSet<String>>,
+    learning: Mutex<Learning>,
 }
+
+/// What the learner knows of the feedback store.
+#[derive(Default)]
+struct Learning {
+    /// Feedback learned: file name → learned as bad (spam or phishing).
+    ledger: BTreeMap<String, bool>,
+    /// Files that could not be read, with the label they had; tried again when it changes.
+    failed: BTreeMap<String, bool>,
+    /// The store's directories' times when everything in it was last learned.
+    seen: Option<Vec<Option<SystemTime>>>,
+    /// When the store was last listed whatever its times said (coarse clocks miss changes).
+    listed: Option<Instant>,
+    /// Learned or pruned since the file was last written.
+    dirty: bool,
+}
+
+const SITE_MAGIC: &[u8; 8] = b"JMNGSITE";
+/// Most feedback messages one site file remembers; beyond it, new corrections are not learned
+/// (and the log says so) rather than the file growing without bound.
+const MAX_LEDGER: usize = 200_000;
+/// Bytes of feedback read per round, with [`FEEDBACK_PER_ROUND`] messages.
+const MAX_BYTES_PER_ROUND: usize = 64 * 1024 * 1024;
+/// Largest site file read: the largest model and a full ledger.
+const MAX_SITE_FILE: u64 = MAX_MODEL_BYTES + 300 * MAX_LEDGER as u64;
+/// The features' layout: a model trained on another cannot be read as this one.
+const FEATURE_VERSION: u8 = 1;
 
 impl std::fmt::Debug for SiteModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -381,9 +464,9 @@ impl std::fmt::Debug for SiteModel {
 }
 
 impl SiteModel {
-    /// The model a `scan.ngram` setting names: `auto` (what this site learned under
-    /// `data_dir/model/`, else the built-in model; corrections are learned and kept),
-    /// `builtin` (the built-in model, learning nothing) or `none`.
+    /// The model a `scan.ngram` setting names: `auto` (the built-in model and what this site
+    /// taught it, kept under `data_dir/model/`), `builtin` (the built-in model, learning
+    /// nothing) or `none`.
     pub fn load(setting: &str, data_dir: Option<&Path>) -> Result<Option<SiteModel>, String> {
         let builtin = || Model::from_bytes(BUILTIN_MODEL).map_err(|e| format!("built-in {e}"));
         match setting {
@@ -393,27 +476,26 @@ impl SiteModel {
                 let Some(home) = data_dir.map(|d| d.join("model")) else {
                     return Ok(Some(SiteModel::new(builtin()?, None)));
                 };
-                let learned = home.join("ngram.bin");
-                let model = match fs::read(&learned) {
-                    Ok(bytes) => match Model::from_bytes(&bytes) {
-                        Ok(m) => m,
+                let file = home.join("ngram.bin");
+                let kept = match read_regular(&file, MAX_SITE_FILE) {
+                    Ok(Some(bytes)) => match decode_site(&bytes) {
+                        Ok(kept) => kept,
                         Err(e) => {
-                            tracing::error!(file = %learned.display(), error = %e,
-                                "learned 4-gram model unreadable; starting again from the built-in one");
-                            builtin()?
+                            tracing::error!(file = %file.display(), error = %e,
+                                "learned 4-gram model unreadable; learning the feedback again from the built-in model");
+                            None
                         }
                     },
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => builtin()?,
-                    Err(e) => return Err(format!("{}: {e}", learned.display())),
+                    Ok(None) => None,
+                    Err(e) => return Err(format!("{}: {e}", file.display())),
                 };
-                let ledger = fs::read_to_string(home.join("ngram.learned"))
-                    .unwrap_or_default()
-                    .lines()
-                    .map(str::to_owned)
-                    .collect();
+                let (model, ledger) = match kept {
+                    Some(kept) => kept,
+                    None => (builtin()?, BTreeMap::new()),
+                };
                 let site = SiteModel::new(model, Some(home));
-                if let Ok(mut l) = site.ledger.write() {
-                    *l = ledger;
+                if let Ok(mut l) = site.learning.lock() {
+                    l.ledger = ledger;
                 }
                 Ok(Some(site))
             }
@@ -426,93 +508,193 @@ impl SiteModel {
     /// A site model over `model`, keeping what it learns under `home`.
     pub fn new(model: Model, home: Option<PathBuf>) -> SiteModel {
         SiteModel {
+            bits: model.bits(),
             model: RwLock::new(model),
             home,
-            ledger: RwLock::default(),
+            learning: Mutex::default(),
         }
     }
 
     /// Probability that `message` is spam or phishing.
     pub fn probability(&self, message: &Message) -> Option<f32> {
-        let model = self.model.read().ok()?;
-        Some(model.probability(&features(message, model.bits())))
+        let features = features(message, self.bits);
+        Some(self.model.read().ok()?.probability(&features))
     }
 
     /// Learns `message` as bad (spam or phishing) or legitimate; returns whether it changed.
     pub fn learn(&self, message: &Message, bad: bool) -> bool {
-        let Ok(mut model) = self.model.write() else {
-            return false;
-        };
-        let bits = model.bits();
-        model.learn(&features(message, bits), bad, FEEDBACK_RATE)
+        let features = features(message, self.bits);
+        match self.model.write() {
+            Ok(mut model) => model.learn(&features, bad, FEEDBACK_RATE),
+            Err(_) => false,
+        }
     }
 
-    /// Learns what `store` holds and was not learned yet (at most a round's worth), then keeps
-    /// the model and the ledger (written whole and renamed, so a crash leaves the previous
-    /// ones). Returns how many messages were learned. A model without a home learns nothing.
-    pub fn learn_feedback(&self, store: &FeedbackStore) -> Result<usize, std::io::Error> {
+    /// Learns what `store` holds and was not learned under its present label (at most a
+    /// round's worth), forgets what left the store, and keeps the model with its ledger.
+    /// Returns how many messages were learned and how many the ledger now holds. Cheap when
+    /// nothing changed: the store is listed only when its directories' times moved (or once a
+    /// minute). A model without a home learns nothing.
+    pub fn learn_feedback(&self, store: &FeedbackStore) -> Result<(usize, usize), std::io::Error> {
         let Some(home) = &self.home else {
-            return Ok(0);
+            return Ok((0, 0));
         };
+        let mut state = self.learning.lock().map_err(|_| poisoned())?;
+        let stamps = store.stamps();
+        let stale = state
+            .listed
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(60));
+        if !state.dirty && !stale && state.seen.as_ref() == Some(&stamps) {
+            return Ok((0, state.ledger.len()));
+        }
+        state.listed = Some(Instant::now());
         let entries = store.entries().map_err(std::io::Error::other)?;
-        let mut fresh = Vec::new();
-        {
-            let ledger = self.ledger.read().map_err(|_| poisoned())?;
-            for (label, path) in entries {
-                let name = path.file_name().unwrap_or_default().to_string_lossy();
-                let key = format!("{}/{name}", label.as_str());
-                if !ledger.contains(&key) {
-                    fresh.push((key, label, path));
-                    if fresh.len() == FEEDBACK_PER_ROUND {
-                        break;
-                    }
+        let (mut learned, mut bytes, mut complete) = (0, 0, true);
+        let mut present = BTreeSet::new();
+        for (label, path) in entries {
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let bad = label != Label::Ham;
+            present.insert(name.clone());
+            if state.ledger.get(&name) == Some(&bad) || state.failed.get(&name) == Some(&bad) {
+                continue;
+            }
+            if learned == FEEDBACK_PER_ROUND || bytes >= MAX_BYTES_PER_ROUND {
+                complete = false;
+                continue;
+            }
+            if state.ledger.len() >= MAX_LEDGER && !state.ledger.contains_key(&name) {
+                if complete {
+                    tracing::warn!(
+                        limit = MAX_LEDGER,
+                        "4-gram model remembers no more feedback; new corrections are not learned"
+                    );
+                }
+                complete = false;
+                continue;
+            }
+            match read_regular(&path, MAX_MESSAGE_BYTES as u64) {
+                Ok(Some(raw)) => {
+                    bytes += raw.len();
+                    self.learn(&Message::parse(&raw), bad);
+                    state.failed.remove(&name);
+                    state.ledger.insert(name, bad);
+                    state.dirty = true;
+                    learned += 1;
+                }
+                // Gone since listed (relabelled): its new place is seen next round.
+                Ok(None) => complete = false,
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "feedback not learned");
+                    state.failed.insert(name, bad);
                 }
             }
         }
-        if fresh.is_empty() {
-            return Ok(0);
+        let before = state.ledger.len();
+        state.ledger.retain(|name, _| present.contains(name));
+        state.failed.retain(|name, _| present.contains(name));
+        if state.ledger.len() != before {
+            state.dirty = true;
         }
-        for (key, label, path) in &fresh {
-            // Gone since listed (relabelled): its new label is learned next round.
-            let Ok(raw) = read_bounded(path) else {
-                continue;
-            };
-            self.learn(&Message::parse(&raw), *label != Label::Ham);
-            self.ledger
-                .write()
-                .map_err(|_| poisoned())?
-                .insert(key.clone());
+        if state.dirty {
+            let model = self.model.read().map_err(|_| poisoned())?.clone();
+            let bytes = encode_site(&model, &state.ledger)?;
+            fs::create_dir_all(home)?;
+            replace(&home.join("ngram.bin"), &bytes)?;
+            state.dirty = false;
         }
-        fs::create_dir_all(home)?;
-        let bytes = self
-            .model
-            .read()
-            .map_err(|_| poisoned())?
-            .to_bytes()
-            .map_err(std::io::Error::other)?;
-        replace(&home.join("ngram.bin"), &bytes)?;
-        let ledger: String = self
-            .ledger
-            .read()
-            .map_err(|_| poisoned())?
-            .iter()
-            .map(|k| format!("{k}\n"))
-            .collect();
-        replace(&home.join("ngram.learned"), ledger.as_bytes())?;
-        Ok(fresh.len())
+        state.seen = complete.then_some(stamps);
+        Ok((learned, state.ledger.len()))
     }
+}
+
+/// What names the built-in model a site file grew from, and the feature layout.
+fn builtin_fingerprint() -> [u8; 8] {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::new()
+        .chain_update([FEATURE_VERSION])
+        .chain_update(BUILTIN_MODEL)
+        .finalize();
+    let mut out = [0; 8];
+    out.copy_from_slice(&digest[..8]);
+    out
+}
+
+fn encode_site(model: &Model, ledger: &BTreeMap<String, bool>) -> Result<Vec<u8>, std::io::Error> {
+    let mut plain = Vec::with_capacity(4 * model.weights.len() + 70 * ledger.len() + 64);
+    plain.extend_from_slice(SITE_MAGIC);
+    plain.extend_from_slice(&builtin_fingerprint());
+    model.encode(&mut plain);
+    plain.extend_from_slice(&(ledger.len() as u32).to_le_bytes());
+    for (name, bad) in ledger {
+        let name = &name.as_bytes()[..name.len().min(255)];
+        plain.push(name.len() as u8);
+        plain.extend_from_slice(name);
+        plain.push(u8::from(*bad));
+    }
+    deflate(&plain)
+}
+
+/// The model and ledger of a site file; `None` when it grew from another built-in model.
+type Kept = Option<(Model, BTreeMap<String, bool>)>;
+
+fn decode_site(bytes: &[u8]) -> Result<Kept, ModelFileError> {
+    let plain = inflate(bytes, MAX_SITE_FILE)?;
+    let (head, rest) = take(&plain, SITE_MAGIC.len() + 8)?;
+    if &head[..SITE_MAGIC.len()] != SITE_MAGIC {
+        return Err(ModelFileError::Format);
+    }
+    if head[SITE_MAGIC.len()..] != builtin_fingerprint() {
+        tracing::info!("the built-in 4-gram model changed; learning this site's feedback again");
+        return Ok(None);
+    }
+    let (model, rest) = Model::decode(rest)?;
+    let (count, mut rest) = take(rest, 4)?;
+    let count = u32::from_le_bytes([count[0], count[1], count[2], count[3]]) as usize;
+    if count > MAX_LEDGER {
+        return Err(ModelFileError::Format);
+    }
+    let mut ledger = BTreeMap::new();
+    for _ in 0..count {
+        let (len, tail) = take(rest, 1)?;
+        let (name, tail) = take(tail, usize::from(len[0]))?;
+        let (bad, tail) = take(tail, 1)?;
+        let name = std::str::from_utf8(name).map_err(|_| ModelFileError::Format)?;
+        ledger.insert(name.to_owned(), bad[0] != 0);
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        return Err(ModelFileError::Format);
+    }
+    Ok(Some((model, ledger)))
 }
 
 fn poisoned() -> std::io::Error {
     std::io::Error::other("4-gram model lock poisoned")
 }
 
-fn read_bounded(path: &Path) -> Result<Vec<u8>, std::io::Error> {
+/// Reads `path` if it is a regular file (not a link, FIFO or device: the service account
+/// controls the directory), at most `limit` bytes; `None` when it does not exist.
+fn read_regular(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, std::io::Error> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+        Ok(meta) if !meta.file_type().is_file() => {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        Ok(meta) if meta.len() > limit => return Err(std::io::Error::other("too large")),
+        Ok(_) => {}
+    }
     let mut raw = Vec::new();
-    File::open(path)?
-        .take(super::feedback::MAX_MESSAGE_BYTES as u64)
-        .read_to_end(&mut raw)?;
-    Ok(raw)
+    match File::open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+        Ok(f) => f.take(limit).read_to_end(&mut raw)?,
+    };
+    Ok(Some(raw))
 }
 
 /// Writes `path` whole: a temporary file, fsync'd, renamed over it, the directory fsync'd.
@@ -522,22 +704,22 @@ fn replace(path: &Path, bytes: &[u8]) -> Result<(), std::io::Error> {
         ".{}.tmp",
         path.file_name().unwrap_or_default().to_string_lossy()
     ));
-    let mut f = File::create(&temp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&temp, path)?;
-    File::open(dir)?.sync_all()
+    let written = (|| {
+        let mut f = File::create(&temp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&temp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn deflate(plain: &[u8]) -> Vec<u8> {
-        let mut out = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
-        out.write_all(plain).unwrap();
-        out.finish().unwrap()
-    }
 
     #[test]
     fn only_a_confident_model_earns_points() {
@@ -625,12 +807,12 @@ mod tests {
             Model::from_bytes(b"not deflate"),
             Err(ModelFileError::Io(_))
         ));
-        let wrong = deflate(b"JMNGRAM1\x1f\0\0\0\0\0\0\0\0\0\0\0\0");
+        let wrong = deflate(b"JMNGRAM1\x1f\0\0\0\0\0\0\0\0\0\0\0\0").unwrap();
         assert!(matches!(
             Model::from_bytes(&wrong),
             Err(ModelFileError::Size(31))
         ));
-        let short = deflate(b"JMNGRAM1\x0e\0\0\0\0\0\0\0\0\0\0\0\0\0");
+        let short = deflate(b"JMNGRAM1\x0e\0\0\0\0\0\0\0\0\0\0\0\0\0").unwrap();
         assert!(matches!(
             Model::from_bytes(&short),
             Err(ModelFileError::Format)
@@ -638,37 +820,96 @@ mod tests {
     }
 
     #[test]
-    fn a_site_model_learns_each_correction_once_keeps_it_and_relearns_a_relabel() {
+    fn a_site_model_learns_each_correction_once_keeps_it_and_follows_relabels() {
         let data = tempfile::tempdir().unwrap();
         let store = FeedbackStore::open(data.path());
-        let site = SiteModel::load("auto", Some(data.path())).unwrap().unwrap();
+        let load = || SiteModel::load("auto", Some(data.path())).unwrap().unwrap();
+        let site = load();
         let builtin = Model::from_bytes(BUILTIN_MODEL).unwrap();
         let ham = message(HAM);
         let before = site.probability(&ham).unwrap();
         assert_eq!(before, builtin.probability(&features(&ham, builtin.bits())));
-        assert_eq!(site.learn_feedback(&store).unwrap(), 0);
+        assert_eq!(site.learn_feedback(&store).unwrap(), (0, 0));
         store.record(HAM.as_bytes(), Label::Spam).unwrap();
-        assert_eq!(site.learn_feedback(&store).unwrap(), 1);
+        assert_eq!(site.learn_feedback(&store).unwrap(), (1, 1));
         let taught = site.probability(&ham).unwrap();
         assert!(taught > before, "{before} -> {taught}");
-        assert_eq!(site.learn_feedback(&store).unwrap(), 0, "learned twice");
-        // What it learned survives a restart, and is not learned again.
-        let again = SiteModel::load("auto", Some(data.path())).unwrap().unwrap();
+        assert_eq!(
+            site.learn_feedback(&store).unwrap(),
+            (0, 1),
+            "learned twice"
+        );
+        // Kept over a restart, and not learned again.
+        let again = load();
         assert_eq!(again.probability(&ham).unwrap(), taught);
-        assert_eq!(again.learn_feedback(&store).unwrap(), 0);
-        // A relabel ("not spam" after all) is learned as the new label.
+        assert_eq!(again.learn_feedback(&store).unwrap(), (0, 1));
+        // Spam, then "not spam", then spam again: each change is learned; spam → phish is not
+        // a change.
         store.record(HAM.as_bytes(), Label::Ham).unwrap();
-        assert_eq!(again.learn_feedback(&store).unwrap(), 1);
-        assert!(again.probability(&ham).unwrap() < taught);
-        // `builtin` learns nothing; a broken file falls back to the built-in model.
+        assert_eq!(again.learn_feedback(&store).unwrap(), (1, 1));
+        let released = again.probability(&ham).unwrap();
+        assert!(released < taught);
+        store.record(HAM.as_bytes(), Label::Spam).unwrap();
+        assert_eq!(again.learn_feedback(&store).unwrap(), (1, 1));
+        assert!(again.probability(&ham).unwrap() > released);
+        store.record(HAM.as_bytes(), Label::Phish).unwrap();
+        assert_eq!(again.learn_feedback(&store).unwrap(), (0, 1));
+        // Something unreadable in the store is skipped once, not retried every round.
+        std::fs::create_dir_all(data.path().join("feedback/spam/odd.eml")).unwrap();
+        assert_eq!(again.learn_feedback(&store).unwrap(), (0, 1));
+        assert_eq!(again.learn_feedback(&store).unwrap(), (0, 1));
+        // What leaves the store leaves the ledger.
+        std::fs::remove_dir_all(data.path().join("feedback")).unwrap();
+        assert_eq!(again.learn_feedback(&store).unwrap(), (0, 0));
+        // `builtin` learns nothing; an unreadable file starts again from the built-in model
+        // and learns the whole store again.
+        store.record(SPAM.as_bytes(), Label::Spam).unwrap();
         let fixed = SiteModel::load("builtin", Some(data.path()))
             .unwrap()
             .unwrap();
-        assert_eq!(fixed.learn_feedback(&store).unwrap(), 0);
+        assert_eq!(fixed.learn_feedback(&store).unwrap(), (0, 0));
         std::fs::write(data.path().join("model/ngram.bin"), b"garbage").unwrap();
-        let fallback = SiteModel::load("auto", Some(data.path())).unwrap().unwrap();
+        let fallback = load();
         assert_eq!(fallback.probability(&ham).unwrap(), before);
+        assert_eq!(fallback.learn_feedback(&store).unwrap(), (1, 1));
         assert!(SiteModel::load("none", None).unwrap().is_none());
         assert!(SiteModel::load("sometimes", None).is_err());
+    }
+
+    #[test]
+    fn a_site_file_from_another_built_in_model_is_learned_again() {
+        let data = tempfile::tempdir().unwrap();
+        let store = FeedbackStore::open(data.path());
+        store.record(HAM.as_bytes(), Label::Spam).unwrap();
+        let site = SiteModel::load("auto", Some(data.path())).unwrap().unwrap();
+        assert_eq!(site.learn_feedback(&store).unwrap(), (1, 1));
+        // The same file, but naming another built-in model.
+        let file = data.path().join("model/ngram.bin");
+        let mut plain = inflate(&std::fs::read(&file).unwrap(), MAX_SITE_FILE).unwrap();
+        plain[SITE_MAGIC.len()] ^= 1;
+        std::fs::write(&file, deflate(&plain).unwrap()).unwrap();
+        let upgraded = SiteModel::load("auto", Some(data.path())).unwrap().unwrap();
+        assert_eq!(upgraded.learn_feedback(&store).unwrap(), (1, 1));
+        // A truncated ledger is refused, not half read.
+        plain[SITE_MAGIC.len()] ^= 1;
+        plain.truncate(plain.len() - 3);
+        assert!(matches!(
+            decode_site(&deflate(&plain).unwrap()),
+            Err(ModelFileError::Format)
+        ));
+    }
+
+    #[test]
+    fn a_long_subject_does_not_hide_the_text() {
+        let long = SPAM.replace(
+            "Subject: Cheap pills, best price!!!",
+            &format!("Subject: {}", "x".repeat(5000)),
+        );
+        let text = visible_start(&message(&long));
+        assert!(text.len() <= MAX_TEXT_BYTES + 3, "{}", text.len());
+        assert!(text.contains("Buy cheap pills now"), "{text}");
+        let chinese = SPAM.replace("Buy cheap pills now", &"便宜".repeat(2000));
+        let text = visible_start(&message(&chinese));
+        assert!(text.contains("便宜便宜") && text.len() <= MAX_TEXT_BYTES + 3);
     }
 }

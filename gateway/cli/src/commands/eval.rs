@@ -42,7 +42,7 @@ pub struct Args {
     /// the verdict's symbols as `NAME=points` separated by commas (TSV).
     #[arg(long)]
     pub scores: Option<PathBuf>,
-    /// Content model: `builtin`, `none` (rules only) or an ONNX file.
+    /// Content (word) model: `builtin`, `none` or an ONNX file.
     #[arg(long, default_value = "builtin")]
     pub model: String,
     /// Judge the development split and report how often each symbol fires per label.
@@ -72,7 +72,8 @@ pub struct Args {
     #[arg(long, default_value_t = ngram::DEFAULT_RATE)]
     pub rate: f32,
     /// Bits of the 4-gram model's feature space (with `--online`).
-    #[arg(long, default_value_t = ngram::DEFAULT_BITS)]
+    #[arg(long, default_value_t = ngram::DEFAULT_BITS,
+          value_parser = clap::value_parser!(u8).range(12..=23))]
     pub bits: u8,
 }
 

@@ -31,7 +31,8 @@ pub struct Args {
     #[arg(long, default_value_t = 3)]
     pub passes: usize,
     /// Bits of the hashed feature space.
-    #[arg(long, default_value_t = ngram::DEFAULT_BITS)]
+    #[arg(long, default_value_t = ngram::DEFAULT_BITS,
+          value_parser = clap::value_parser!(u8).range(12..=23))]
     pub bits: u8,
     /// Worker threads for reading and parsing.
     #[arg(long, short, default_value_t = 2)]
