@@ -602,6 +602,7 @@ fn check_config_loads_certificates_keys_and_the_model() {
             "[scan.scores]\nNEURAL_PHIHS = 0.0\n",
             "scan.scores.NEURAL_PHIHS",
         ),
+        ("[scan]\nngram = \"sometimes\"\n", "scan.ngram"),
         (
             "[directory]\nurl = \"ldaps://dc.test\"\ntls_ca = \"/nonexistent/ldap-ca.pem\"\nbase_dn = \"dc=test\"\n",
             "[directory]: tls_ca /nonexistent/ldap-ca.pem",

@@ -64,6 +64,9 @@ pub fn run(args: Args) -> Result<()> {
         )
         .map_err(anyhow::Error::msg)
         .context("scan.model")?;
+        jianmen_scan::ngram::SiteModel::load(&config.scan.ngram, Some(&config.server.data_dir))
+            .map_err(anyhow::Error::msg)
+            .context("scan.ngram")?;
     }
     match &config.settings {
         SettingsState::None => {}
