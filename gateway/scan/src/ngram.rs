@@ -477,17 +477,18 @@ impl SiteModel {
                     return Ok(Some(SiteModel::new(builtin()?, None)));
                 };
                 let file = home.join("ngram.bin");
-                let kept = match read_regular(&file, MAX_SITE_FILE) {
-                    Ok(Some(bytes)) => match decode_site(&bytes) {
-                        Ok(kept) => kept,
-                        Err(e) => {
-                            tracing::error!(file = %file.display(), error = %e,
-                                "learned 4-gram model unreadable; learning the feedback again from the built-in model");
-                            None
-                        }
-                    },
-                    Ok(None) => None,
-                    Err(e) => return Err(format!("{}: {e}", file.display())),
+                // A learned file that cannot be used never stops the gateway: it starts again
+                // from the built-in model, and the store is learned again.
+                let kept = match read_regular(&file, MAX_SITE_FILE)
+                    .map_err(ModelFileError::from)
+                    .and_then(|bytes| bytes.map(|b| decode_site(&b)).transpose())
+                {
+                    Ok(kept) => kept.flatten(),
+                    Err(e) => {
+                        tracing::error!(file = %file.display(), error = %e,
+                            "learned 4-gram model unreadable; learning the feedback again from the built-in model");
+                        None
+                    }
                 };
                 let (model, ledger) = match kept {
                     Some(kept) => kept,
@@ -868,7 +869,16 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(fixed.learn_feedback(&store).unwrap(), (0, 0));
-        std::fs::write(data.path().join("model/ngram.bin"), b"garbage").unwrap();
+        let file = data.path().join("model/ngram.bin");
+        std::fs::remove_file(&file).unwrap();
+        std::fs::create_dir(&file).unwrap();
+        assert_eq!(
+            load().probability(&ham).unwrap(),
+            before,
+            "a directory in its place"
+        );
+        std::fs::remove_dir(&file).unwrap();
+        std::fs::write(&file, b"garbage").unwrap();
         let fallback = load();
         assert_eq!(fallback.probability(&ham).unwrap(), before);
         assert_eq!(fallback.learn_feedback(&store).unwrap(), (1, 1));
