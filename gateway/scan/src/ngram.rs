@@ -444,6 +444,8 @@ struct Learning {
     listed: Option<Instant>,
     /// Learned or pruned since the file was last written.
     dirty: bool,
+    /// The ledger was found full (said once in the log).
+    full: bool,
 }
 
 const SITE_MAGIC: &[u8; 8] = b"JMNGSITE";
@@ -567,14 +569,16 @@ impl SiteModel {
                 complete = false;
                 continue;
             }
+            // Full: what is not remembered is not learned, and the store still counts as
+            // learned, so it is not listed again every round for nothing.
             if state.ledger.len() >= MAX_LEDGER && !state.ledger.contains_key(&name) {
-                if complete {
+                if !state.full {
                     tracing::warn!(
                         limit = MAX_LEDGER,
                         "4-gram model remembers no more feedback; new corrections are not learned"
                     );
+                    state.full = true;
                 }
-                complete = false;
                 continue;
             }
             match read_regular(&path, MAX_MESSAGE_BYTES as u64) {
