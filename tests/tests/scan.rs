@@ -748,18 +748,7 @@ fn the_content_model_reloads_on_sighup() {
             .replace("meeting notes", &subject);
         let r = c.send_mail("lina@partner.test", &["user@example.com"], m.as_bytes());
         assert_eq!(r.code, 250, "{r:?}");
-        let mut found = None;
-        assert!(wait_until(std::time::Duration::from_secs(20), || {
-            found = sink
-                .messages()
-                .into_iter()
-                .find(|m| m.header("Subject").as_deref() == Some(subject.as_str()));
-            found.is_some()
-        }));
-        found
-            .unwrap()
-            .header("X-Jianmen-Symbols")
-            .unwrap_or_default()
+        delivered_symbols(&sink, "Subject", &subject)
     };
     let before = judged("before");
     assert!(!before.contains("NEURAL_"), "no model yet: {before}");
@@ -799,16 +788,7 @@ fn the_4gram_model_learns_feedback_within_seconds() {
             m.as_bytes(),
         );
         assert_eq!(r.code, 250, "{r:?}");
-        let mut symbols = None;
-        assert!(wait_until(std::time::Duration::from_secs(20), || {
-            symbols = sink
-                .messages()
-                .into_iter()
-                .find(|m| m.header("X-Test-Token").as_deref() == Some(token))
-                .map(|m| m.header("X-Jianmen-Symbols").unwrap_or_default());
-            symbols.is_some()
-        }));
-        let symbols = symbols.unwrap_or_default();
+        let symbols = delivered_symbols(&sink, "X-Test-Token", token);
         points(&symbols, "NGRAM_SPAM") + points(&symbols, "NGRAM_HAM")
     };
     let before = leaning(&gw, "one");
@@ -855,6 +835,23 @@ fn the_4gram_model_learns_feedback_within_seconds() {
         std::fs::read(gw.dir.path().join("data/model/ngram.bin")).unwrap(),
         kept
     );
+}
+
+/// The verdict symbols of the delivered message whose `header` is `value`, waiting for it.
+fn delivered_symbols(sink: &Sink, header: &str, value: &str) -> String {
+    let mut symbols = None;
+    assert!(
+        wait_until(std::time::Duration::from_secs(20), || {
+            symbols = sink
+                .messages()
+                .into_iter()
+                .find(|m| m.header(header).as_deref() == Some(value))
+                .map(|m| m.header("X-Jianmen-Symbols").unwrap_or_default());
+            symbols.is_some()
+        }),
+        "no message with {header}: {value} delivered"
+    );
+    symbols.unwrap_or_default()
 }
 
 /// Sends SIGHUP to the gateway and waits for `line` in its log.

@@ -196,9 +196,7 @@ impl Attempts {
 
     /// The lock whose holder may sign in as `name` (FNV-1a over the name picks the stripe).
     fn turn(&self, name: &str) -> &tokio::sync::Mutex<()> {
-        let h = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+        let h = jianmen_scan::fnv::fnv1a(name.bytes());
         &self.stripes[(h % NAME_STRIPES as u64) as usize]
     }
 

@@ -180,6 +180,32 @@ macro_rules! app {
     };
 }
 
+/// Each `(key, value, field)` set in `policy` and saved on version `base` is refused, naming
+/// `field`.
+async fn refused_policies(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    who: &Who,
+    base: i64,
+    policy: &Value,
+    cases: Vec<(&str, Value, &str)>,
+) {
+    for (key, value, field) in cases {
+        let mut wrong = policy.clone();
+        wrong[key] = value;
+        let body = json!({"base": base, "comment": "a wrong value", "policy": wrong});
+        let (s, b, _, _) = call(app, Some(who), Method::PUT, "/api/policy", Some(body)).await;
+        assert_eq!(
+            (s, b["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{b}"
+        );
+    }
+}
+
 async fn call(
     app: &impl actix_web::dev::Service<
         actix_http::Request,
@@ -1636,35 +1662,26 @@ async fn the_policy_is_edited_versioned_scoped_and_rolled_back() {
     )
     .await;
     assert_eq!(s, StatusCode::CONFLICT, "{b}");
-    for (key, value, field) in [
-        (
-            "thresholds",
-            json!({"spam": 9.0, "spam_high": 3.0, "phish": 6.0, "bec": 6.0, "virus": 5.0}),
-            "scan.thresholds",
-        ),
-        ("allow", json!(["not an address!"]), "scan.allow"),
-        (
-            "domains",
-            json!([{"domain": "stranger.test"}]),
-            "scan.policy[0].domain",
-        ),
-    ] {
-        let mut wrong = policy.clone();
-        wrong[key] = value;
-        let (s, b, _, _) = call(
-            &app,
-            Some(&w),
-            Method::PUT,
-            "/api/policy",
-            Some(edit(2, &wrong)),
-        )
-        .await;
-        assert_eq!(
-            (s, b["field"].as_str()),
-            (StatusCode::BAD_REQUEST, Some(field)),
-            "{b}"
-        );
-    }
+    refused_policies(
+        &app,
+        &w,
+        2,
+        &policy,
+        vec![
+            (
+                "thresholds",
+                json!({"spam": 9.0, "spam_high": 3.0, "phish": 6.0, "bec": 6.0, "virus": 5.0}),
+                "scan.thresholds",
+            ),
+            ("allow", json!(["not an address!"]), "scan.allow"),
+            (
+                "domains",
+                json!([{"domain": "stranger.test"}]),
+                "scan.policy[0].domain",
+            ),
+        ],
+    )
+    .await;
     let (s, b, _, _) = call(
         &app,
         Some(&w),
@@ -1834,34 +1851,25 @@ async fn the_policy_is_edited_versioned_scoped_and_rolled_back() {
     assert_eq!(s, StatusCode::OK, "{b}");
     let now = env.console.policy.as_ref().unwrap().current().await;
     assert_eq!(now.policy.attachments.blocked, ["exe", "iso"], "kept");
-    for (key, value, field) in [
-        (
-            "attachments",
-            json!({"blocked": ["e x e"]}),
-            "scan.attachments.blocked",
-        ),
-        (
-            "dlp",
-            json!([{"name": "名单", "detect": {"resident_id": 5}, "action": "hold"}]),
-            "dlp",
-        ),
-    ] {
-        let mut wrong = policy.clone();
-        wrong[key] = value;
-        let (s, b, _, _) = call(
-            &app,
-            Some(&w),
-            Method::PUT,
-            "/api/policy",
-            Some(edit(7, &wrong)),
-        )
-        .await;
-        assert_eq!(
-            (s, b["field"].as_str()),
-            (StatusCode::BAD_REQUEST, Some(field)),
-            "{b}"
-        );
-    }
+    refused_policies(
+        &app,
+        &w,
+        7,
+        &policy,
+        vec![
+            (
+                "attachments",
+                json!({"blocked": ["e x e"]}),
+                "scan.attachments.blocked",
+            ),
+            (
+                "dlp",
+                json!([{"name": "名单", "detect": {"resident_id": 5}, "action": "hold"}]),
+                "dlp",
+            ),
+        ],
+    )
+    .await;
 }
 
 #[actix_web::test]

@@ -212,12 +212,9 @@ impl Default for Profile {
     }
 }
 
-/// FNV-1a: stable across builds, so contacts stored by one version are known to the next
-/// (the standard library's hasher promises no such thing).
+/// Stable across builds, so contacts stored by one version are known to the next.
 fn hash_of(rcpt: &str) -> u64 {
-    rcpt.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    super::fnv::fnv1a(rcpt.bytes())
 }
 
 /// Hour of the week (0 = Monday 00:00–01:00 UTC) of Unix time `at`.

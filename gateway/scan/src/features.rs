@@ -122,12 +122,7 @@ struct Tokens(Vec<u32>);
 
 impl Tokens {
     fn add(&mut self, kind: &str, token: &str) {
-        // FNV-1a over "kind:token".
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in kind.bytes().chain([b':']).chain(token.bytes()) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+        let h = super::fnv::fnv1a(kind.bytes().chain([b':']).chain(token.bytes()));
         self.0.push(1 + (h % u64::from(BUCKETS - 1)) as u32);
     }
 }

@@ -32,6 +32,7 @@ pub mod dns;
 pub mod domain;
 pub mod features;
 pub mod feedback;
+pub mod fnv;
 pub mod greylist;
 pub mod html;
 pub mod hunt;

@@ -204,13 +204,8 @@ fn visible_start(message: &Message) -> String {
 }
 
 fn string_hash(kind: &str, value: &str) -> u64 {
-    // FNV-1a over "kind\0value", then the same mixing as the 4-grams.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in kind.bytes().chain([0]).chain(value.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h | (1 << 40)
+    // Then the same mixing as the 4-grams.
+    super::fnv::fnv1a(kind.bytes().chain([0]).chain(value.bytes())) | (1 << 40)
 }
 
 fn index(key: u64, bits: u8) -> u32 {

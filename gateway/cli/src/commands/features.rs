@@ -49,12 +49,7 @@ fn fifth(corpus: &str, path: &str, trec_rank: Option<(usize, usize)>) -> u64 {
             2
         };
     }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in path.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h % 5
+    jianmen_scan::fnv::fnv1a(path.bytes()) % 5
 }
 
 /// Whether `path` of `corpus` belongs to the internal test split: trec07p by time (the last

@@ -114,6 +114,8 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// A hash of its own, not the split's FNV-1a: an order by the split's hash would line the
+/// messages up by fold.
 fn mix(path: &str) -> u64 {
     let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
     for b in path.bytes() {

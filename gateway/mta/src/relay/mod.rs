@@ -714,12 +714,7 @@ fn restored(saved: store::Saved, role: State, now: i64) -> Live {
 /// A stable pseudo-random rank of `channel` for `domain` (rendezvous hashing), so that new
 /// domains spread across equally good channels and each keeps to one.
 fn spread(domain: &str, channel: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in domain.bytes().chain([0]).chain(channel.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    jianmen_scan::fnv::fnv1a(domain.bytes().chain([0]).chain(channel.bytes()))
 }
 
 /// Whether a refusal's text says the sending address is on a block list, not that the message
