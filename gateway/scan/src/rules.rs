@@ -659,6 +659,27 @@ none_symbols = ["SUBJ"]
     }
 
     #[test]
+    fn qq_contact_needs_a_qq_number_not_any_qq_in_a_token() {
+        let set = RuleSet::load(true, None, &[]).unwrap();
+        let fires = |body: &str| {
+            let m = Message::parse(format!("Subject: x\r\n\r\n{body}\r\n").as_bytes());
+            let mut s = Symbols::default();
+            set.evaluate(&m, &mut s);
+            s.has("ZH_QQ_CONTACT")
+        };
+        assert!(fires("详情请加QQ：123456789咨询"));
+        assert!(fires("contact qq 88776655 now"));
+        assert!(fires("加微信号: abc_12345"));
+        assert!(!fires(
+            "iQEVAwUBPW5AmaHbXyzZsAb3AQH+qQgA1vnUjJUwGDa1yCRQd3vZAnhkCF0KDBBA"
+        ));
+        assert!(!fires(
+            "<20020206162848.QQN1068.fep02-app> and qq47xuMxSTIrC"
+        ));
+        assert!(!fires("QQ 0123 is not a number"));
+    }
+
+    #[test]
     fn bad_rules_are_refused_with_their_name() {
         let bad = "[[rule]]\nname = \"X\"\nscore = 1.0\ncategory = \"spam\"\nbody = \"(\"\n";
         let e = RuleSet::from_sources(&[("f.toml".into(), bad.into())]).unwrap_err();
