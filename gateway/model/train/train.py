@@ -8,7 +8,12 @@ framework; one training row in ten is held back to calibrate the probabilities (
 scaling, folded into the last layer). The ONNX graph is written by hand with the `onnx` helpers and
 runs in tract (Rust) in the gateway.
 
-    python3 gateway/model/train/train.py FEATURES.tsv OUT_DIR
+    python3 gateway/model/train/train.py FEATURES.tsv OUT_DIR [--without-validation]
+
+The shipped model trains on the train and validation splits. With --without-validation it leaves
+the validation fold out, so that the verdict path can be judged on that fold by a word model that
+never saw it (`jianmen eval --validation --model OUT_DIR/content.onnx`): what points or a combiner
+are chosen on must not be mail the model learned (MODEL_CARD.md, the learned-combiner step).
 
 writes OUT_DIR/content.onnx, OUT_DIR/metrics.json (per-corpus figures on the test split) and
 OUT_DIR/parity.tsv (inputs and numpy outputs the Rust test compares tract against).
@@ -196,10 +201,15 @@ def roc_area(pos, neg):
 
 
 def main():
-    features, out_dir = sys.argv[1], sys.argv[2]
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    flags = [a for a in sys.argv[1:] if a.startswith("--")]
+    if len(args) != 2 or any(f != "--without-validation" for f in flags):
+        sys.exit(__doc__)
+    features, out_dir = args
+    fitted = {"train"} if flags else {"train", "validation"}
     rows = load(features)
-    train = [r for r in rows if r[1] == "train" and not held_back(r[3])]
-    calibration = [r for r in rows if r[1] == "train" and held_back(r[3])]
+    train = [r for r in rows if r[1] in fitted and not held_back(r[3])]
+    calibration = [r for r in rows if r[1] in fitted and held_back(r[3])]
     test = [r for r in rows if r[1] == "test"]
     rng = np.random.default_rng(SEED)
     model = Model(rng)

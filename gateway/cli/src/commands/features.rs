@@ -1,6 +1,6 @@
 //! `jianmen features`: the content model's training data. Reads a directory laid out like
 //! `../shared/corpora` (per corpus `*.tar.zst` + `labels.tsv`), computes every message's
-//! features with the same code the scanner uses, assigns the documented train/test split and
+//! features with the same code the scanner uses, assigns the documented train/validation/test split and
 //! writes one TSV line per message: corpus, split, label, path, feature indices.
 
 use std::io::{BufWriter, Write};
@@ -28,6 +28,20 @@ pub struct Item {
     pub validation: bool,
     /// The unpacked message file.
     pub file: PathBuf,
+}
+
+impl Item {
+    /// The split named in the trainer's input: `test`, `validation` (never trained on, so the
+    /// verdict's points can be chosen on it) or `train`.
+    pub fn split(&self) -> &'static str {
+        if self.test {
+            "test"
+        } else if self.validation {
+            "validation"
+        } else {
+            "train"
+        }
+    }
 }
 
 /// The held-back share of each corpus used for testing, as a fraction.
@@ -185,7 +199,7 @@ pub fn write(items: &[Item], out: &Path, jobs: usize) -> Result<usize> {
                     let line = format!(
                         "{}\t{}\t{}\t{}\t{}\n",
                         item.corpus,
-                        if item.test { "test" } else { "train" },
+                        item.split(),
                         item.label,
                         item.path.replace(['\t', '\n'], " "),
                         f.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
