@@ -562,10 +562,16 @@ async fn learn_feedback(
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         let (model, store) = (model.clone(), store.clone());
         match tokio::task::spawn_blocking(move || model.learn_feedback(&store)).await {
-            Ok(Ok((0, _))) => last_error.clear(),
-            Ok(Ok((learned, known))) => {
+            Ok(Ok(round)) => {
                 last_error.clear();
-                tracing::info!(learned, known, "4-gram model learned from feedback");
+                if round.learned + round.refused > 0 {
+                    tracing::info!(
+                        learned = round.learned,
+                        refused = round.refused,
+                        known = round.known,
+                        "4-gram model learned from feedback"
+                    );
+                }
             }
             Ok(Err(e)) if e.to_string() != last_error => {
                 tracing::error!(error = %e, "4-gram model cannot learn from feedback");

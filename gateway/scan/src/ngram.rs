@@ -23,6 +23,10 @@ use super::feedback::{FeedbackStore, Label, MAX_MESSAGE_BYTES};
 use super::message::Message;
 use super::model::strength_above;
 
+mod reference;
+use reference::Gate;
+pub use reference::{BUILTIN_REFERENCE, Reference};
+
 /// The model trained on the development split of the public corpora (`jianmen train-ngram`).
 pub const BUILTIN_MODEL: &[u8] = include_bytes!("../../model/ngram.bin");
 /// Feedback messages learned per call of [`SiteModel::learn_feedback`]: a large backlog is
@@ -423,14 +427,36 @@ pub struct SiteModel {
     model: RwLock<Model>,
     /// Where the site file is kept; `None`: it learns nothing.
     home: Option<PathBuf>,
+    /// What a correction must pass to be learned; `None`: every one is.
+    gate: Option<Gate>,
     learning: Mutex<Learning>,
+}
+
+/// What one round of [`SiteModel::learn_feedback`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Round {
+    /// Corrections learned this round.
+    pub learned: usize,
+    /// Corrections the gate refused this round (see [`Reference`]).
+    pub refused: usize,
+    /// Corrections the ledger holds now, learned or refused.
+    pub known: usize,
+}
+
+/// What became of one feedback message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Lesson {
+    /// Taught as spam or phishing.
+    bad: bool,
+    /// The gate refused it: not learned, and not tried again unless it is relabelled.
+    refused: bool,
 }
 
 /// What the learner knows of the feedback store.
 #[derive(Default)]
 struct Learning {
-    /// Feedback learned: file name → learned as bad (spam or phishing).
-    ledger: BTreeMap<String, bool>,
+    /// Feedback taught: file name → what became of it.
+    ledger: BTreeMap<String, Lesson>,
     /// Files that could not be read, with the label they had; tried again when it changes.
     failed: BTreeMap<String, bool>,
     /// The store's directories' times when everything in it was last learned.
@@ -466,6 +492,9 @@ impl SiteModel {
     /// nothing) or `none`.
     pub fn load(setting: &str, data_dir: Option<&Path>) -> Result<Option<SiteModel>, String> {
         let builtin = || Model::from_bytes(BUILTIN_MODEL).map_err(|e| format!("built-in {e}"));
+        let reference = || {
+            Reference::from_bytes(BUILTIN_REFERENCE).map_err(|e| format!("built-in reference: {e}"))
+        };
         match setting {
             "none" => Ok(None),
             "builtin" => Ok(Some(SiteModel::new(builtin()?, None))),
@@ -491,7 +520,8 @@ impl SiteModel {
                     Some(kept) => kept,
                     None => (builtin()?, BTreeMap::new()),
                 };
-                let site = SiteModel::new(model, Some(home));
+                let site =
+                    SiteModel::new(model, Some(home)).with_gate(reference()?, &builtin()?)?;
                 if let Ok(mut l) = site.learning.lock() {
                     l.ledger = ledger;
                 }
@@ -509,8 +539,18 @@ impl SiteModel {
             bits: model.bits(),
             model: RwLock::new(model),
             home,
+            gate: None,
             learning: Mutex::default(),
         }
+    }
+
+    /// Holds what this model learns from feedback to `base`'s confident errors on `reference`
+    /// (see [`Reference`]); a reference made for another feature space is refused.
+    pub fn with_gate(mut self, reference: Reference, base: &Model) -> Result<SiteModel, String> {
+        let gate = Gate::new(reference, base)
+            .ok_or("the 4-gram reference was made for another feature space")?;
+        self.gate = Some(gate);
+        Ok(self)
     }
 
     /// Probability that `message` is spam or phishing.
@@ -528,14 +568,14 @@ impl SiteModel {
         }
     }
 
-    /// Learns what `store` holds and was not learned under its present label (at most a
-    /// round's worth), forgets what left the store, and keeps the model with its ledger.
-    /// Returns how many messages were learned and how many the ledger now holds. Cheap when
-    /// nothing changed: the store is listed only when its directories' times moved (or once a
-    /// minute). A model without a home learns nothing.
-    pub fn learn_feedback(&self, store: &FeedbackStore) -> Result<(usize, usize), std::io::Error> {
+    /// Learns what `store` holds and was not taught under its present label (at most a
+    /// round's worth), each correction through the gate, forgets what left the store, and keeps
+    /// the model with its ledger. Cheap when nothing changed: the store is listed only when its
+    /// directories' times moved (or once a minute). A model without a home learns nothing.
+    /// Scanning reads the model as it was until the round ends.
+    pub fn learn_feedback(&self, store: &FeedbackStore) -> Result<Round, std::io::Error> {
         let Some(home) = &self.home else {
-            return Ok((0, 0));
+            return Ok(Round::default());
         };
         let mut state = self.learning.lock().map_err(|_| poisoned())?;
         let stamps = store.stamps();
@@ -543,11 +583,15 @@ impl SiteModel {
             .listed
             .is_none_or(|t| t.elapsed() > Duration::from_secs(60));
         if !state.dirty && !stale && state.seen.as_ref() == Some(&stamps) {
-            return Ok((0, state.ledger.len()));
+            return Ok(Round {
+                known: state.ledger.len(),
+                ..Round::default()
+            });
         }
         state.listed = Some(Instant::now());
         let entries = store.entries().map_err(std::io::Error::other)?;
-        let (mut learned, mut bytes, mut complete) = (0, 0, true);
+        let (mut round, mut bytes, mut complete) = (Round::default(), 0, true);
+        let mut candidate: Option<Model> = None;
         let mut present = BTreeSet::new();
         for (label, path) in entries {
             let name = path
@@ -557,10 +601,12 @@ impl SiteModel {
                 .into_owned();
             let bad = label != Label::Ham;
             present.insert(name.clone());
-            if state.ledger.get(&name) == Some(&bad) || state.failed.get(&name) == Some(&bad) {
+            if state.ledger.get(&name).is_some_and(|l| l.bad == bad)
+                || state.failed.get(&name) == Some(&bad)
+            {
                 continue;
             }
-            if learned == FEEDBACK_PER_ROUND || bytes >= MAX_BYTES_PER_ROUND {
+            if round.learned + round.refused == FEEDBACK_PER_ROUND || bytes >= MAX_BYTES_PER_ROUND {
                 complete = false;
                 continue;
             }
@@ -579,11 +625,36 @@ impl SiteModel {
             match read_regular(&path, MAX_MESSAGE_BYTES as u64) {
                 Ok(Some(raw)) => {
                     bytes += raw.len();
-                    self.learn(&Message::parse(&raw), bad);
+                    let model = match &mut candidate {
+                        Some(model) => model,
+                        None => {
+                            candidate.insert(self.model.read().map_err(|_| poisoned())?.clone())
+                        }
+                    };
+                    let lesson = features(&Message::parse(&raw), self.bits);
+                    let admitted = match &self.gate {
+                        Some(gate) => gate.teach(model, &lesson, bad, FEEDBACK_RATE),
+                        None => {
+                            model.learn(&lesson, bad, FEEDBACK_RATE);
+                            true
+                        }
+                    };
+                    if admitted {
+                        round.learned += 1;
+                    } else {
+                        round.refused += 1;
+                        tracing::warn!(file = %path.display(), label = label.as_str(),
+                            "4-gram model refused a correction: it would be confidently wrong on more of its reference messages");
+                    }
                     state.failed.remove(&name);
-                    state.ledger.insert(name, bad);
+                    state.ledger.insert(
+                        name,
+                        Lesson {
+                            bad,
+                            refused: !admitted,
+                        },
+                    );
                     state.dirty = true;
-                    learned += 1;
                 }
                 // Gone since listed (relabelled): its new place is seen next round.
                 Ok(None) => complete = false,
@@ -599,6 +670,9 @@ impl SiteModel {
         if state.ledger.len() != before {
             state.dirty = true;
         }
+        if let Some(model) = candidate {
+            *self.model.write().map_err(|_| poisoned())? = model;
+        }
         if state.dirty {
             let model = self.model.read().map_err(|_| poisoned())?.clone();
             let bytes = encode_site(&model, &state.ledger)?;
@@ -607,7 +681,8 @@ impl SiteModel {
             state.dirty = false;
         }
         state.seen = complete.then_some(stamps);
-        Ok((learned, state.ledger.len()))
+        round.known = state.ledger.len();
+        Ok(round)
     }
 }
 
@@ -623,23 +698,26 @@ fn builtin_fingerprint() -> [u8; 8] {
     out
 }
 
-fn encode_site(model: &Model, ledger: &BTreeMap<String, bool>) -> Result<Vec<u8>, std::io::Error> {
+fn encode_site(
+    model: &Model,
+    ledger: &BTreeMap<String, Lesson>,
+) -> Result<Vec<u8>, std::io::Error> {
     let mut plain = Vec::with_capacity(4 * model.weights.len() + 70 * ledger.len() + 64);
     plain.extend_from_slice(SITE_MAGIC);
     plain.extend_from_slice(&builtin_fingerprint());
     model.encode(&mut plain);
     plain.extend_from_slice(&(ledger.len() as u32).to_le_bytes());
-    for (name, bad) in ledger {
+    for (name, lesson) in ledger {
         let name = &name.as_bytes()[..name.len().min(255)];
         plain.push(name.len() as u8);
         plain.extend_from_slice(name);
-        plain.push(u8::from(*bad));
+        plain.push(u8::from(lesson.bad) | u8::from(lesson.refused) << 1);
     }
     deflate(&plain)
 }
 
 /// The model and ledger of a site file; `None` when it grew from another built-in model.
-type Kept = Option<(Model, BTreeMap<String, bool>)>;
+type Kept = Option<(Model, BTreeMap<String, Lesson>)>;
 
 fn decode_site(bytes: &[u8]) -> Result<Kept, ModelFileError> {
     let plain = inflate(bytes, MAX_SITE_FILE)?;
@@ -661,9 +739,16 @@ fn decode_site(bytes: &[u8]) -> Result<Kept, ModelFileError> {
     for _ in 0..count {
         let (len, tail) = take(rest, 1)?;
         let (name, tail) = take(tail, usize::from(len[0]))?;
-        let (bad, tail) = take(tail, 1)?;
+        let (lesson, tail) = take(tail, 1)?;
         let name = std::str::from_utf8(name).map_err(|_| ModelFileError::Format)?;
-        ledger.insert(name.to_owned(), bad[0] != 0);
+        if lesson[0] > 3 {
+            return Err(ModelFileError::Format);
+        }
+        let lesson = Lesson {
+            bad: lesson[0] & 1 != 0,
+            refused: lesson[0] & 2 != 0,
+        };
+        ledger.insert(name.to_owned(), lesson);
         rest = tail;
     }
     if !rest.is_empty() {
@@ -819,6 +904,13 @@ mod tests {
         ));
     }
 
+    /// Learned this round and known, of a round of `site` over `store` that refused nothing.
+    fn round_of(site: &SiteModel, store: &FeedbackStore) -> (usize, usize) {
+        let round = site.learn_feedback(store).unwrap();
+        assert_eq!(round.refused, 0, "{round:?}");
+        (round.learned, round.known)
+    }
+
     #[test]
     fn a_site_model_learns_each_correction_once_keeps_it_and_follows_relabels() {
         let data = tempfile::tempdir().unwrap();
@@ -829,45 +921,41 @@ mod tests {
         let ham = message(HAM);
         let before = site.probability(&ham).unwrap();
         assert_eq!(before, builtin.probability(&features(&ham, builtin.bits())));
-        assert_eq!(site.learn_feedback(&store).unwrap(), (0, 0));
+        assert_eq!(round_of(&site, &store), (0, 0));
         store.record(HAM.as_bytes(), Label::Spam).unwrap();
-        assert_eq!(site.learn_feedback(&store).unwrap(), (1, 1));
+        assert_eq!(round_of(&site, &store), (1, 1));
         let taught = site.probability(&ham).unwrap();
         assert!(taught > before, "{before} -> {taught}");
-        assert_eq!(
-            site.learn_feedback(&store).unwrap(),
-            (0, 1),
-            "learned twice"
-        );
+        assert_eq!(round_of(&site, &store), (0, 1), "learned twice");
         // Kept over a restart, and not learned again.
         let again = load();
         assert_eq!(again.probability(&ham).unwrap(), taught);
-        assert_eq!(again.learn_feedback(&store).unwrap(), (0, 1));
+        assert_eq!(round_of(&again, &store), (0, 1));
         // Spam, then "not spam", then spam again: each change is learned; spam → phish is not
         // a change.
         store.record(HAM.as_bytes(), Label::Ham).unwrap();
-        assert_eq!(again.learn_feedback(&store).unwrap(), (1, 1));
+        assert_eq!(round_of(&again, &store), (1, 1));
         let released = again.probability(&ham).unwrap();
         assert!(released < taught);
         store.record(HAM.as_bytes(), Label::Spam).unwrap();
-        assert_eq!(again.learn_feedback(&store).unwrap(), (1, 1));
+        assert_eq!(round_of(&again, &store), (1, 1));
         assert!(again.probability(&ham).unwrap() > released);
         store.record(HAM.as_bytes(), Label::Phish).unwrap();
-        assert_eq!(again.learn_feedback(&store).unwrap(), (0, 1));
+        assert_eq!(round_of(&again, &store), (0, 1));
         // Something unreadable in the store is skipped once, not retried every round.
         std::fs::create_dir_all(data.path().join("feedback/spam/odd.eml")).unwrap();
-        assert_eq!(again.learn_feedback(&store).unwrap(), (0, 1));
-        assert_eq!(again.learn_feedback(&store).unwrap(), (0, 1));
+        assert_eq!(round_of(&again, &store), (0, 1));
+        assert_eq!(round_of(&again, &store), (0, 1));
         // What leaves the store leaves the ledger.
         std::fs::remove_dir_all(data.path().join("feedback")).unwrap();
-        assert_eq!(again.learn_feedback(&store).unwrap(), (0, 0));
+        assert_eq!(round_of(&again, &store), (0, 0));
         // `builtin` learns nothing; an unreadable file starts again from the built-in model
         // and learns the whole store again.
         store.record(SPAM.as_bytes(), Label::Spam).unwrap();
         let fixed = SiteModel::load("builtin", Some(data.path()))
             .unwrap()
             .unwrap();
-        assert_eq!(fixed.learn_feedback(&store).unwrap(), (0, 0));
+        assert_eq!(round_of(&fixed, &store), (0, 0));
         let file = data.path().join("model/ngram.bin");
         std::fs::remove_file(&file).unwrap();
         std::fs::create_dir(&file).unwrap();
@@ -880,7 +968,7 @@ mod tests {
         std::fs::write(&file, b"garbage").unwrap();
         let fallback = load();
         assert_eq!(fallback.probability(&ham).unwrap(), before);
-        assert_eq!(fallback.learn_feedback(&store).unwrap(), (1, 1));
+        assert_eq!(round_of(&fallback, &store), (1, 1));
         assert!(SiteModel::load("none", None).unwrap().is_none());
         assert!(SiteModel::load("sometimes", None).is_err());
     }
@@ -891,14 +979,14 @@ mod tests {
         let store = FeedbackStore::open(data.path());
         store.record(HAM.as_bytes(), Label::Spam).unwrap();
         let site = SiteModel::load("auto", Some(data.path())).unwrap().unwrap();
-        assert_eq!(site.learn_feedback(&store).unwrap(), (1, 1));
+        assert_eq!(round_of(&site, &store), (1, 1));
         // The same file, but naming another built-in model.
         let file = data.path().join("model/ngram.bin");
         let mut plain = inflate(&std::fs::read(&file).unwrap(), MAX_SITE_FILE).unwrap();
         plain[SITE_MAGIC.len()] ^= 1;
         std::fs::write(&file, deflate(&plain).unwrap()).unwrap();
         let upgraded = SiteModel::load("auto", Some(data.path())).unwrap().unwrap();
-        assert_eq!(upgraded.learn_feedback(&store).unwrap(), (1, 1));
+        assert_eq!(round_of(&upgraded, &store), (1, 1));
         // A truncated ledger is refused, not half read.
         plain[SITE_MAGIC.len()] ^= 1;
         plain.truncate(plain.len() - 3);
@@ -920,5 +1008,65 @@ mod tests {
         let chinese = SPAM.replace("Buy cheap pills now", &"便宜".repeat(2000));
         let text = visible_start(&message(&chinese));
         assert!(text.contains("便宜便宜") && text.len() <= MAX_TEXT_BYTES + 3);
+    }
+
+    #[test]
+    fn the_gate_stops_a_wave_of_wrong_reports_where_it_would_flag_ordinary_mail() {
+        let base = Model::from_bytes(BUILTIN_MODEL).unwrap();
+        let minutes = |i: usize| HAM.replace("Tuesday's", &format!("Tuesday {i}'s"));
+        let pills = |i: usize| SPAM.replace("best price", &format!("best price {i}"));
+        let lesson = |raw: &str| features(&message(raw), base.bits());
+        let reference = Reference::new(
+            base.bits(),
+            (0..40)
+                .map(|i| (false, lesson(&minutes(i))))
+                .chain((0..40).map(|i| (true, lesson(&pills(i)))))
+                .collect(),
+        );
+        let (flagged_before, _) = reference.confident_errors(&base);
+        // Ordinary minutes reported as spam, over and over.
+        let data = tempfile::tempdir().unwrap();
+        let store = FeedbackStore::open(data.path());
+        for i in 100..160 {
+            store.record(minutes(i).as_bytes(), Label::Spam).unwrap();
+        }
+        let gated = SiteModel::new(base.clone(), Some(data.path().join("gated")))
+            .with_gate(reference.clone(), &base)
+            .unwrap();
+        let round = gated.learn_feedback(&store).unwrap();
+        assert_eq!(round.learned + round.refused, 60);
+        assert!(round.refused > 40, "{round:?}");
+        let model = gated.model.read().unwrap().clone();
+        let (flagged, _) = reference.confident_errors(&model);
+        assert!(
+            flagged <= flagged_before + 3,
+            "{flagged_before} -> {flagged}"
+        );
+        // Refused reports are not tried again; a correction that agrees with the reference
+        // still goes through.
+        let round = gated.learn_feedback(&store).unwrap();
+        assert_eq!((round.learned, round.refused, round.known), (0, 0, 60));
+        store.record(pills(500).as_bytes(), Label::Spam).unwrap();
+        let round = gated.learn_feedback(&store).unwrap();
+        assert_eq!((round.learned, round.refused, round.known), (1, 0, 61));
+        // The refusals are kept over a restart of the learner.
+        let file = data.path().join("gated/ngram.bin");
+        let (_, ledger) = decode_site(&std::fs::read(&file).unwrap())
+            .unwrap()
+            .unwrap();
+        assert!(ledger.values().filter(|l| l.refused && l.bad).count() > 40);
+        // Without the gate the same wave makes the model flag the reference's ordinary mail.
+        let open = SiteModel::new(base.clone(), Some(data.path().join("open")));
+        let round = open.learn_feedback(&store).unwrap();
+        assert_eq!((round.learned, round.refused), (61, 0));
+        let model = open.model.read().unwrap().clone();
+        assert!(reference.confident_errors(&model).0 > flagged_before + 20);
+        // A reference for another feature space is refused.
+        let other = Reference::new(12, vec![(false, vec![1])]);
+        assert!(
+            SiteModel::new(base.clone(), None)
+                .with_gate(other, &base)
+                .is_err()
+        );
     }
 }

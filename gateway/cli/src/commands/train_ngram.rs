@@ -1,7 +1,8 @@
 //! `jianmen train-ngram`: trains the 4-gram model the gateway ships (`gateway/model/ngram.bin`)
 //! on the training part of a corpora directory — neither the internal test split nor the
 //! validation fold the verdict's points for it are chosen on — and prints how it alone does on
-//! that validation fold.
+//! that validation fold. Beside it, it writes the reference the site learner's gate checks
+//! every correction against: features of validation-fold messages (`ngram::Reference`).
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -23,6 +24,9 @@ pub struct Args {
     /// Model file to write.
     #[arg(long)]
     pub out: PathBuf,
+    /// Reference file to write (default: `ngram-reference.bin` beside the model).
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
     /// Leave this corpus out (repeatable): e.g. `enron_spam`, whose messages have only Subject
     /// and body, so its ham would teach that a message without headers is legitimate.
     #[arg(long, value_name = "CORPUS")]
@@ -38,6 +42,10 @@ pub struct Args {
     #[arg(long, short, default_value_t = 2)]
     pub jobs: usize,
 }
+
+/// Reference messages per corpus of legitimate mail, and per corpus and class of bad mail.
+const REFERENCE_HAM_PER_CORPUS: usize = 100;
+const REFERENCE_BAD_PER_CORPUS: usize = 50;
 
 /// Features of every item, computed on `jobs` threads; `None` for a member that cannot be read.
 pub fn features_of(items: &[Item], bits: u8, jobs: usize) -> Result<Vec<Option<Vec<u32>>>> {
@@ -111,7 +119,50 @@ pub fn run(args: Args) -> Result<()> {
     std::fs::write(&args.out, &bytes)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     println!("wrote {} ({} bytes)", args.out.display(), bytes.len());
+    let reference = reference(&items, &features, args.bits);
+    let (ham, bad) = reference.counts();
+    let (ham_flagged, bad_cleared) = reference.confident_errors(&model);
+    let bytes = reference.to_bytes()?;
+    let path = args
+        .reference
+        .unwrap_or_else(|| args.out.with_file_name("ngram-reference.bin"));
+    std::fs::write(&path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    println!(
+        "wrote {} ({} bytes): {ham} legitimate and {bad} bad messages of the validation fold; the model is confidently wrong on {ham_flagged} and {bad_cleared}",
+        path.display(),
+        bytes.len()
+    );
     Ok(())
+}
+
+/// The gate's reference: of each corpus's validation fold, a fixed pseudo-random choice of
+/// legitimate messages and of each class of bad ones.
+fn reference(items: &[Item], features: &[Option<Vec<u32>>], bits: u8) -> ngram::Reference {
+    let mut chosen: Vec<(u64, usize)> = items
+        .iter()
+        .enumerate()
+        .filter(|(i, item)| item.validation && features[*i].is_some())
+        .map(|(i, item)| (mix(&item.path), i))
+        .collect();
+    chosen.sort_unstable();
+    let mut taken = std::collections::BTreeMap::<(&str, &str), usize>::new();
+    let mut messages = Vec::new();
+    for (_, i) in chosen {
+        let (item, Some(f)) = (&items[i], &features[i]) else {
+            continue;
+        };
+        let most = if item.label == "ham" {
+            REFERENCE_HAM_PER_CORPUS
+        } else {
+            REFERENCE_BAD_PER_CORPUS
+        };
+        let n = taken.entry((&item.corpus, &item.label)).or_default();
+        if *n < most {
+            *n += 1;
+            messages.push((item.label != "ham", f.clone()));
+        }
+    }
+    ngram::Reference::new(bits, messages)
 }
 
 /// A hash of its own, not the split's FNV-1a: an order by the split's hash would line the
