@@ -5,6 +5,10 @@
 //! and TLS 1.3 on ring (AES-GCM, X25519, ECDSA). With `JIANMEN_TONGSUO` set (tests/run.sh builds it) Tongsuo's `speed` for SM3,
 //! SM4-GCM and SM2 is printed below for comparison.
 //!
+//! Then a dudect-style check that SM4 takes the same time whatever it encrypts (Welch's t-test
+//! between a fixed and random plaintexts, one block per call, the classes interleaved at random),
+//! and last the line `SM4-GCM: N% of Tongsuo` (16 KiB, this run).
+//!
 //! Usage: `cargo run --release -p jianmen-benches --bin gm`
 
 use std::sync::Arc;
@@ -114,15 +118,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "SHA-256 (ring)",
     );
     let gcm = Sm4Gcm::new(&[7; 16]);
+    let sm4_gcm = rate(|| {
+        std::hint::black_box(gcm.seal(&[1; 12], b"", &data));
+    }) * mb;
     let aes = ring::aead::LessSafeKey::new(ring::aead::UnboundKey::new(
         &ring::aead::AES_128_GCM,
         &[7; 16],
     )?);
     line(
         "SM4-GCM seal (16 KiB)",
-        rate(|| {
-            std::hint::black_box(gcm.seal(&[1; 12], b"", &data));
-        }) * mb,
+        sm4_gcm,
         rate(|| {
             let mut buf = data.clone();
             let nonce = ring::aead::Nonce::assume_unique_for_key([1; 12]);
@@ -207,6 +212,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("(both: client and server in this one thread; server side: per second of server CPU)");
 
+    let mut tongsuo_sm4_gcm = None;
     if let Ok(tongsuo) = std::env::var("JIANMEN_TONGSUO") {
         println!("\nTongsuo `speed` (one core) for the same primitives:");
         for args in [
@@ -218,6 +224,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ] {
             let out = std::process::Command::new(&tongsuo).args(args).output()?;
             let text = String::from_utf8_lossy(&out.stdout);
+            if args.contains(&"sm4-gcm") {
+                tongsuo_sm4_gcm = thousands_of_bytes(&text, "SM4-GCM").map(|b| b / 1e6);
+            }
             for l in text
                 .lines()
                 .filter(|l| !l.trim().is_empty())
@@ -233,5 +242,78 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         println!("\n(set JIANMEN_TONGSUO to Tongsuo's binary to print its `speed` beside)");
     }
+
+    println!(
+        "\nSM4 in constant time on this CPU: {}",
+        if jianmen_gm::sm4::Sm4Cipher::constant_time() {
+            "yes (AES-NI)"
+        } else {
+            "no (RustCrypto's table look-ups)"
+        }
+    );
+    let t = sm4_timing_t(400_000);
+    println!(
+        "dudect-style check, SM4 one block, fixed vs random plaintext, 400,000 calls: |t| = {:.2} ({})",
+        t.abs(),
+        if t.abs() < 4.5 {
+            "no timing difference found; 4.5 would be one"
+        } else {
+            "a timing difference: |t| ≥ 4.5"
+        }
+    );
+    match tongsuo_sm4_gcm {
+        Some(theirs) => println!(
+            "SM4-GCM: {:.0}% of Tongsuo ({sm4_gcm:.1} vs {theirs:.1} MB/s)",
+            100.0 * sm4_gcm / theirs
+        ),
+        None => println!("SM4-GCM: n/a of Tongsuo (set JIANMEN_TONGSUO)"),
+    }
     Ok(())
+}
+
+/// Bytes per second in a `speed` table row (`NAME ... 12345.67k`, thousands of bytes).
+fn thousands_of_bytes(text: &str, name: &str) -> Option<f64> {
+    let row = text.lines().find(|l| l.trim_start().starts_with(name))?;
+    let last = row.split_whitespace().last()?;
+    Some(last.strip_suffix('k')?.parse::<f64>().ok()? * 1e3)
+}
+
+/// Welch's t between the times of encrypting one fixed block and random blocks under one key,
+/// the two classes drawn at random per call; the slowest 5% cropped (interrupts, migrations).
+fn sm4_timing_t(calls: usize) -> f64 {
+    let key = [0x42u8; 16];
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut times: [Vec<f64>; 2] = [Vec::with_capacity(calls), Vec::with_capacity(calls)];
+    for _ in 0..calls {
+        let class = (next() & 1) as usize;
+        let block: [u8; 16] = if class == 0 {
+            [0; 16]
+        } else {
+            let (a, b) = (next().to_le_bytes(), next().to_le_bytes());
+            std::array::from_fn(|i| if i < 8 { a[i] } else { b[i - 8] })
+        };
+        let started = Instant::now();
+        let out = jianmen_gm::sm4::cbc_encrypt(&key, &[0; 16], &block);
+        let took = started.elapsed();
+        std::hint::black_box(out.is_ok());
+        times[class].push(took.as_nanos() as f64);
+    }
+    let mut all: Vec<f64> = times.iter().flatten().copied().collect();
+    all.sort_by(f64::total_cmp);
+    let crop = all[all.len() * 95 / 100];
+    let stats = |v: &Vec<f64>| {
+        let kept: Vec<f64> = v.iter().copied().filter(|t| *t <= crop).collect();
+        let n = kept.len() as f64;
+        let mean = kept.iter().sum::<f64>() / n;
+        let var = kept.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        (mean, var, n)
+    };
+    let ((m0, v0, n0), (m1, v1, n1)) = (stats(&times[0]), stats(&times[1]));
+    (m0 - m1) / (v0 / n0 + v1 / n1).sqrt()
 }

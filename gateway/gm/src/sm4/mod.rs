@@ -1,14 +1,20 @@
 //! SM4 (GB/T 32907-2016): GCM for sealing data (RFC 8998's TLS_SM4_GCM_SM3, storage at rest)
-//! and raw CBC without padding (TLCP's CBC suites pad and MAC the record themselves).
+//! and raw CBC without padding (TLCP's CBC suites pad and MAC the record themselves), over
+//! [`Sm4Cipher`]: constant time where the CPU allows ([`Sm4Cipher::constant_time`]).
 
 use aes_gcm::AesGcm;
 use aes_gcm::aead::array::typenum::{U12, U16};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use cbc::cipher::array::Array;
 use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
-use sm4::Sm4;
 
 use super::GmError;
+
+#[cfg(target_arch = "x86_64")]
+mod aesni;
+mod cipher;
+
+pub use cipher::Sm4Cipher;
 
 /// SM4 key length in bytes.
 pub const KEY_LEN: usize = 16;
@@ -20,7 +26,7 @@ pub const TAG_LEN: usize = 16;
 pub const BLOCK_LEN: usize = 16;
 
 /// SM4-GCM under one key.
-pub struct Sm4Gcm(AesGcm<Sm4, U12>);
+pub struct Sm4Gcm(AesGcm<Sm4Cipher, U12>);
 
 impl Sm4Gcm {
     /// The cipher for `key`.
@@ -65,7 +71,7 @@ pub fn cbc_encrypt(
     data: &[u8],
 ) -> Result<Vec<u8>, GmError> {
     blockwise(data, |blocks| {
-        cbc::Encryptor::<Sm4>::new(key.into(), iv.into()).encrypt_blocks(blocks)
+        cbc::Encryptor::<Sm4Cipher>::new(key.into(), iv.into()).encrypt_blocks(blocks)
     })
 }
 
@@ -76,7 +82,7 @@ pub fn cbc_decrypt(
     data: &[u8],
 ) -> Result<Vec<u8>, GmError> {
     blockwise(data, |blocks| {
-        cbc::Decryptor::<Sm4>::new(key.into(), iv.into()).decrypt_blocks(blocks)
+        cbc::Decryptor::<Sm4Cipher>::new(key.into(), iv.into()).decrypt_blocks(blocks)
     })
 }
 
