@@ -9,9 +9,10 @@
 //! It hands on keys, signers and TLS configurations; it knows nothing of SMTP, queues, scanning
 //! or the console (no actix-web, sqlx or tract-onnx below this crate).
 //!
-//! SM4 runs in constant time on x86-64 with AES-NI (`sm4::Sm4Cipher`); elsewhere (aarch64 today)
-//! it falls back to RustCrypto's `sm4`, whose S-box table lookups are not constant time against
-//! an attacker who shares the CPU cache. SM2 and SM3 are constant time.
+//! SM4 runs in constant time on x86-64 with AES-NI and on aarch64 with the AES instructions
+//! (`sm4::Sm4Cipher`); elsewhere (LoongArch) it falls back to RustCrypto's `sm4`, whose S-box
+//! table look-ups are not constant time against an attacker who shares the CPU cache. SM2 and
+//! SM3 are constant time.
 
 #![warn(missing_docs)]
 

@@ -1,6 +1,7 @@
-//! The SM4 block cipher under the modes: constant time on x86-64 with AES-NI ([`super::aesni`]),
-//! else RustCrypto's `sm4`, whose S-box is a table in memory indexed by secret data (a
-//! cache-timing leak to code sharing the CPU; [`Sm4Cipher::constant_time`] says which runs).
+//! The SM4 block cipher under the modes: constant time on x86-64 with AES-NI
+//! ([`super::aesni`]) and on aarch64 with the ARMv8 AES instructions ([`super::neon`]), else
+//! RustCrypto's `sm4`, whose S-box is a table in memory indexed by secret data (a cache-timing
+//! leak to code sharing the CPU; [`Sm4Cipher::constant_time`] says which runs).
 
 use cbc::cipher::consts::U16;
 use cbc::cipher::{
@@ -9,7 +10,11 @@ use cbc::cipher::{
 };
 
 #[cfg(target_arch = "x86_64")]
-use super::aesni;
+use super::aesni::AesNi as Native;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+use super::lanes::{Engine, RoundKeys};
+#[cfg(target_arch = "aarch64")]
+use super::neon::Neon as Native;
 
 /// SM4 with the fastest constant-time implementation this CPU has.
 #[derive(Clone)]
@@ -17,16 +22,17 @@ pub struct Sm4Cipher(Inner);
 
 #[derive(Clone)]
 enum Inner {
-    #[cfg(target_arch = "x86_64")]
-    AesNi(aesni::RoundKeys),
+    /// Round keys for this CPU's constant-time engine.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    Simd(RoundKeys<Native>),
     Table(::sm4::Sm4),
 }
 
 impl Sm4Cipher {
     /// Whether SM4 runs in constant time on this machine.
     pub fn constant_time() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if aesni::available() {
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        if Native::available() {
             return true;
         }
         false
@@ -45,9 +51,9 @@ impl KeySizeUser for Sm4Cipher {
 
 impl KeyInit for Sm4Cipher {
     fn new(key: &Key<Self>) -> Self {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(rk) = aesni::RoundKeys::new(&(*key).into()) {
-            return Sm4Cipher(Inner::AesNi(rk));
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        if let Some(rk) = RoundKeys::new(&(*key).into()) {
+            return Sm4Cipher(Inner::Simd(rk));
         }
         Sm4Cipher(Inner::Table(::sm4::Sm4::new(key)))
     }
@@ -60,8 +66,8 @@ impl BlockSizeUser for Sm4Cipher {
 impl BlockCipherEncrypt for Sm4Cipher {
     fn encrypt_with_backend(&self, f: impl BlockCipherEncClosure<BlockSize = U16>) {
         match &self.0 {
-            #[cfg(target_arch = "x86_64")]
-            Inner::AesNi(rk) => f.call(&rk.lanes(false)),
+            #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+            Inner::Simd(rk) => f.call(&rk.lanes(false)),
             Inner::Table(table) => table.encrypt_with_backend(f),
         }
     }
@@ -70,8 +76,8 @@ impl BlockCipherEncrypt for Sm4Cipher {
 impl BlockCipherDecrypt for Sm4Cipher {
     fn decrypt_with_backend(&self, f: impl BlockCipherDecClosure<BlockSize = U16>) {
         match &self.0 {
-            #[cfg(target_arch = "x86_64")]
-            Inner::AesNi(rk) => f.call(&rk.lanes(true)),
+            #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+            Inner::Simd(rk) => f.call(&rk.lanes(true)),
             Inner::Table(table) => table.decrypt_with_backend(f),
         }
     }
@@ -107,14 +113,14 @@ mod tests {
             .collect()
     }
 
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     #[test]
     fn every_s_box_input_matches_gb_t_32907() {
-        if aesni::available() {
+        if Native::available() {
             // Every input byte, in every position of the word.
             for x in 0..=255u8 {
                 let word = u32::from_be_bytes([x, x ^ 0x5a, x ^ 0xa5, !x]);
-                let ours = aesni::tau_checked(word).to_be_bytes();
+                let ours = super::super::lanes::tau_checked::<Native>(word).to_be_bytes();
                 for (byte, input) in ours.iter().zip([x, x ^ 0x5a, x ^ 0xa5, !x]) {
                     assert_eq!(*byte, SBOX[input as usize], "S-box of {input:#04x}");
                 }
@@ -148,7 +154,7 @@ mod tests {
     }
 
     /// GB/T 32907-2016's S-box (Table 1), for the check above.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     #[rustfmt::skip]
     const SBOX: [u8; 256] = [
         0xd6, 0x90, 0xe9, 0xfe, 0xcc, 0xe1, 0x3d, 0xb7, 0x16, 0xb6, 0x14, 0xc2, 0x28, 0xfb, 0x2c, 0x05,

@@ -13,6 +13,10 @@ use super::GmError;
 #[cfg(target_arch = "x86_64")]
 mod aesni;
 mod cipher;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod lanes;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 
 pub use cipher::Sm4Cipher;
 
