@@ -29,82 +29,60 @@ impl Engine for AesNi {
         std::is_x86_feature_detected!("aes") && std::is_x86_feature_detected!("ssse3")
     }
 
+    #[target_feature(enable = "aes,ssse3")]
     unsafe fn crypt<const G: usize>(
         rk: &[u32; 32],
         reverse: bool,
         groups: &mut [[[u8; 16]; LANES]; G],
     ) {
-        // SAFETY: the caller has checked `available()`.
-        unsafe { crypt(rk, reverse, groups) }
-    }
-
-    unsafe fn tau(word: u32) -> u32 {
-        // SAFETY: as above.
-        unsafe { tau(word) }
-    }
-}
-
-/// [`Engine::crypt`].
-///
-/// # Safety
-/// The CPU must have AES-NI and SSSE3.
-#[target_feature(enable = "aes,ssse3")]
-unsafe fn crypt<const G: usize>(
-    rk: &[u32; 32],
-    reverse: bool,
-    groups: &mut [[[u8; 16]; LANES]; G],
-) {
-    let mut x = groups.map(|blocks| {
-        let [b0, b1, b2, b3] = blocks.map(|b| bswap32(load(&b)));
-        // Transpose: x[j] holds word j of the four blocks.
-        let (t0, t1) = (_mm_unpacklo_epi32(b0, b1), _mm_unpacklo_epi32(b2, b3));
-        let (t2, t3) = (_mm_unpackhi_epi32(b0, b1), _mm_unpackhi_epi32(b2, b3));
-        [
-            _mm_unpacklo_epi64(t0, t1),
-            _mm_unpackhi_epi64(t0, t1),
-            _mm_unpacklo_epi64(t2, t3),
-            _mm_unpackhi_epi64(t2, t3),
-        ]
-    });
-    for i in 0..32 {
-        let k = _mm_set1_epi32((if reverse { rk[31 - i] } else { rk[i] }) as i32);
-        for x in &mut x {
-            let t = _mm_xor_si128(
-                _mm_xor_si128(x[(i + 1) % 4], x[(i + 2) % 4]),
-                _mm_xor_si128(x[(i + 3) % 4], k),
+        let mut x = groups.map(|blocks| {
+            let [b0, b1, b2, b3] = blocks.map(|b| bswap32(load(&b)));
+            // Transpose: x[j] holds word j of the four blocks.
+            let (t0, t1) = (_mm_unpacklo_epi32(b0, b1), _mm_unpacklo_epi32(b2, b3));
+            let (t2, t3) = (_mm_unpackhi_epi32(b0, b1), _mm_unpackhi_epi32(b2, b3));
+            [
+                _mm_unpacklo_epi64(t0, t1),
+                _mm_unpackhi_epi64(t0, t1),
+                _mm_unpacklo_epi64(t2, t3),
+                _mm_unpackhi_epi64(t2, t3),
+            ]
+        });
+        for i in 0..32 {
+            let k = _mm_set1_epi32((if reverse { rk[31 - i] } else { rk[i] }) as i32);
+            for x in &mut x {
+                let t = _mm_xor_si128(
+                    _mm_xor_si128(x[(i + 1) % 4], x[(i + 2) % 4]),
+                    _mm_xor_si128(x[(i + 3) % 4], k),
+                );
+                x[i % 4] = _mm_xor_si128(x[i % 4], linear(sbox(t)));
+            }
+        }
+        for (blocks, x) in groups.iter_mut().zip(x) {
+            // The output is the last four words in reverse order, transposed back.
+            let (t0, t1) = (
+                _mm_unpacklo_epi32(x[3], x[2]),
+                _mm_unpacklo_epi32(x[1], x[0]),
             );
-            x[i % 4] = _mm_xor_si128(x[i % 4], linear(sbox(t)));
+            let (t2, t3) = (
+                _mm_unpackhi_epi32(x[3], x[2]),
+                _mm_unpackhi_epi32(x[1], x[0]),
+            );
+            let out = [
+                _mm_unpacklo_epi64(t0, t1),
+                _mm_unpackhi_epi64(t0, t1),
+                _mm_unpacklo_epi64(t2, t3),
+                _mm_unpackhi_epi64(t2, t3),
+            ];
+            for (block, word) in blocks.iter_mut().zip(out) {
+                *block = store(bswap32(word));
+            }
         }
     }
-    for (blocks, x) in groups.iter_mut().zip(x) {
-        // The output is the last four words in reverse order, transposed back.
-        let (t0, t1) = (
-            _mm_unpacklo_epi32(x[3], x[2]),
-            _mm_unpacklo_epi32(x[1], x[0]),
-        );
-        let (t2, t3) = (
-            _mm_unpackhi_epi32(x[3], x[2]),
-            _mm_unpackhi_epi32(x[1], x[0]),
-        );
-        let out = [
-            _mm_unpacklo_epi64(t0, t1),
-            _mm_unpackhi_epi64(t0, t1),
-            _mm_unpacklo_epi64(t2, t3),
-            _mm_unpackhi_epi64(t2, t3),
-        ];
-        for (block, word) in blocks.iter_mut().zip(out) {
-            *block = store(bswap32(word));
-        }
-    }
-}
 
-/// [`Engine::tau`].
-///
-/// # Safety
-/// The CPU must have AES-NI and SSSE3.
-#[target_feature(enable = "aes,ssse3")]
-unsafe fn tau(word: u32) -> u32 {
-    _mm_cvtsi128_si32(sbox(_mm_set1_epi32(word as i32))) as u32
+    #[target_feature(enable = "aes,ssse3")]
+    unsafe fn tau(word: u32) -> u32 {
+        _mm_cvtsi128_si32(sbox(_mm_set1_epi32(word as i32))) as u32
+    }
 }
 
 /// The S-box on all sixteen bytes.

@@ -20,73 +20,51 @@ impl Engine for Neon {
         std::arch::is_aarch64_feature_detected!("aes")
     }
 
+    #[target_feature(enable = "neon,aes")]
     unsafe fn crypt<const G: usize>(
         rk: &[u32; 32],
         reverse: bool,
         groups: &mut [[[u8; 16]; LANES]; G],
     ) {
-        // SAFETY: the caller has checked `available()`.
-        unsafe { crypt(rk, reverse, groups) }
-    }
-
-    unsafe fn tau(word: u32) -> u32 {
-        // SAFETY: as above.
-        unsafe { tau(word) }
-    }
-}
-
-/// [`Engine::crypt`].
-///
-/// # Safety
-/// The CPU must have the AES instructions.
-#[target_feature(enable = "neon,aes")]
-unsafe fn crypt<const G: usize>(
-    rk: &[u32; 32],
-    reverse: bool,
-    groups: &mut [[[u8; 16]; LANES]; G],
-) {
-    let mut x = [[vdupq_n_u32(0); 4]; G];
-    for (x, blocks) in x.iter_mut().zip(groups.iter()) {
-        for (j, word) in x.iter_mut().enumerate() {
-            let w = |b: &[u8; 16]| {
-                u32::from_be_bytes([b[4 * j], b[4 * j + 1], b[4 * j + 2], b[4 * j + 3]])
-            };
-            *word = from_words([w(&blocks[0]), w(&blocks[1]), w(&blocks[2]), w(&blocks[3])]);
+        let mut x = [[vdupq_n_u32(0); 4]; G];
+        for (x, blocks) in x.iter_mut().zip(groups.iter()) {
+            for (j, word) in x.iter_mut().enumerate() {
+                let w = |b: &[u8; 16]| {
+                    u32::from_be_bytes([b[4 * j], b[4 * j + 1], b[4 * j + 2], b[4 * j + 3]])
+                };
+                *word = from_words([w(&blocks[0]), w(&blocks[1]), w(&blocks[2]), w(&blocks[3])]);
+            }
         }
-    }
-    for i in 0..32 {
-        let k = vdupq_n_u32(if reverse { rk[31 - i] } else { rk[i] });
-        for x in &mut x {
-            let t = veorq_u32(
-                veorq_u32(x[(i + 1) % 4], x[(i + 2) % 4]),
-                veorq_u32(x[(i + 3) % 4], k),
-            );
-            x[i % 4] = veorq_u32(x[i % 4], linear(sbox(t)));
+        for i in 0..32 {
+            let k = vdupq_n_u32(if reverse { rk[31 - i] } else { rk[i] });
+            for x in &mut x {
+                let t = veorq_u32(
+                    veorq_u32(x[(i + 1) % 4], x[(i + 2) % 4]),
+                    veorq_u32(x[(i + 3) % 4], k),
+                );
+                x[i % 4] = veorq_u32(x[i % 4], linear(sbox(t)));
+            }
         }
-    }
-    for (blocks, x) in groups.iter_mut().zip(x) {
-        // The output is the last four words in reverse order.
-        let words = [
-            to_words(x[3]),
-            to_words(x[2]),
-            to_words(x[1]),
-            to_words(x[0]),
-        ];
-        for (lane, block) in blocks.iter_mut().enumerate() {
-            for (j, word) in words.iter().enumerate() {
-                block[4 * j..4 * j + 4].copy_from_slice(&word[lane].to_be_bytes());
+        for (blocks, x) in groups.iter_mut().zip(x) {
+            // The output is the last four words in reverse order.
+            let words = [
+                to_words(x[3]),
+                to_words(x[2]),
+                to_words(x[1]),
+                to_words(x[0]),
+            ];
+            for (lane, block) in blocks.iter_mut().enumerate() {
+                for (j, word) in words.iter().enumerate() {
+                    block[4 * j..4 * j + 4].copy_from_slice(&word[lane].to_be_bytes());
+                }
             }
         }
     }
-}
 
-/// [`Engine::tau`].
-///
-/// # Safety
-/// The CPU must have the AES instructions.
-#[target_feature(enable = "neon,aes")]
-unsafe fn tau(word: u32) -> u32 {
-    vgetq_lane_u32::<0>(sbox(vdupq_n_u32(word)))
+    #[target_feature(enable = "neon,aes")]
+    unsafe fn tau(word: u32) -> u32 {
+        vgetq_lane_u32::<0>(sbox(vdupq_n_u32(word)))
+    }
 }
 
 /// The S-box on all sixteen bytes.
