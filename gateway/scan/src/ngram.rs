@@ -516,12 +516,13 @@ impl SiteModel {
                         None
                     }
                 };
+                // The gate holds the site to the built-in model's errors, whatever it learned.
+                let base = builtin()?;
                 let (model, ledger) = match kept {
                     Some(kept) => kept,
-                    None => (builtin()?, BTreeMap::new()),
+                    None => (base.clone(), BTreeMap::new()),
                 };
-                let site =
-                    SiteModel::new(model, Some(home)).with_gate(reference()?, &builtin()?)?;
+                let site = SiteModel::new(model, Some(home)).with_gate(reference()?, &base)?;
                 if let Ok(mut l) = site.learning.lock() {
                     l.ledger = ledger;
                 }
