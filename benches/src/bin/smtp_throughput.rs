@@ -9,7 +9,8 @@
 //! `pass-through: N% of direct` and `full scanner: N% of direct`.
 //!
 //! Run: `cargo build --release --bins && cargo run --release -p jianmen-benches --bin smtp_throughput`
-//! (`BENCH_MESSAGES`, `BENCH_SESSIONS`, `BENCH_SIZE`, `BENCH_RUNS` override the load).
+//! (`BENCH_MESSAGES`, `BENCH_SESSIONS`, `BENCH_SIZE`, `BENCH_RUNS` override the load;
+//! `BENCH_SCANNER=pass-through` or `full` runs one mode only, e.g. under `perf record`).
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -222,8 +223,12 @@ fn main() {
     let mut ratios = [Vec::new(), Vec::new()];
     let mut idle = None;
     let mut direct_sink = None;
+    let only = std::env::var("BENCH_SCANNER").unwrap_or_default();
     for run in 1..=runs {
         for (m, (name, scan, sections)) in modes.iter().enumerate() {
+            if !only.is_empty() && !name.starts_with(&only) {
+                continue;
+            }
             let (direct_rate, sink) = direct(load);
             let (r, gw) = through_gateway(load, scan, sections);
             let ratio = 100.0 * r.accepted / direct_rate;
@@ -261,6 +266,9 @@ fn main() {
             "gateway RSS (pass-through): {before:.1} MiB idle, {with_idle:.1} MiB with 1000 idle SMTP sessions open"
         );
     }
-    println!("pass-through: {:.0}% of direct", median(ratios[0].clone()));
-    println!("full scanner: {:.0}% of direct", median(ratios[1].clone()));
+    for ((name, _, _), ratios) in modes.iter().zip(ratios) {
+        if !ratios.is_empty() {
+            println!("{name}: {:.0}% of direct", median(ratios));
+        }
+    }
 }
