@@ -344,8 +344,11 @@ impl Database<'_> {
             .busy_timeout(Duration::from_secs(10))
             // Give the space of a WAL grown by a burst back after checkpoints.
             .pragma("journal_size_limit", "16777216");
+        // An embedded database's connection cannot go stale: testing it before every use
+        // would only add a round trip to SQLite's thread per transaction.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         for statement in self.schema.iter().flat_map(|part| part.iter()) {
@@ -372,6 +375,7 @@ impl Database<'_> {
         } else {
             SqlitePoolOptions::new()
                 .max_connections(self.readers)
+                .test_before_acquire(false)
                 .connect_with(options.read_only(true))
                 .await?
         };

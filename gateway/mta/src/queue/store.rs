@@ -237,15 +237,13 @@ impl WriteTx {
     pub(crate) async fn begin(pool: &SqlitePool, durable: bool) -> Result<Self, StoreError> {
         let mut conn = pool.acquire().await?;
         // Set per transaction: the one writer connection serves both kinds.
-        let sync = if durable { "FULL" } else { "NORMAL" };
-        let begun = match sqlx::query(&format!("PRAGMA synchronous = {sync}"))
-            .execute(&mut *conn)
-            .await
-        {
-            Ok(_) => sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await,
-            Err(e) => Err(e),
+        // One round trip to SQLite's thread for both statements.
+        let begin = if durable {
+            "PRAGMA synchronous = FULL; BEGIN IMMEDIATE"
+        } else {
+            "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE"
         };
-        if let Err(e) = begun {
+        if let Err(e) = sqlx::query(begin).execute(&mut *conn).await {
             conn.close_on_drop();
             return Err(e.into());
         }
@@ -625,6 +623,27 @@ mod tests {
             held: None,
             kind: MessageKind::Mail,
         }
+    }
+
+    #[tokio::test]
+    async fn a_write_transaction_is_open_with_its_durability_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("q.db")).await.unwrap();
+        for (durable, level) in [(true, 2), (false, 1)] {
+            let mut tx = WriteTx::begin(store.writer(), durable).await.unwrap();
+            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut *tx.conn)
+                .await
+                .unwrap();
+            assert_eq!(sync, level, "durable = {durable}");
+            // Both statements ran: a transaction is open, so another BEGIN is refused.
+            assert!(sqlx::query("BEGIN").execute(&mut *tx.conn).await.is_err());
+            tx.finish(Ok(())).await.unwrap();
+        }
+        // Committed: the connection is out of its transaction again.
+        let mut conn = store.writer().acquire().await.unwrap();
+        sqlx::query("BEGIN").execute(&mut *conn).await.unwrap();
+        sqlx::query("ROLLBACK").execute(&mut *conn).await.unwrap();
     }
 
     #[tokio::test]
