@@ -154,11 +154,12 @@ impl Spool {
             }
             _ => None,
         };
+        // A name that is taken is another message's file: refused, and left alone.
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)?;
             match &sealed {
                 Some(bytes) => f.write_all(bytes)?,
                 None => {
@@ -317,6 +318,11 @@ mod tests {
         assert_eq!(spool.read(&id).unwrap(), b"abc");
         assert_eq!(spool.ids().unwrap(), vec![id.clone()]);
         assert!(spool.write(&id, &[b"x"]).is_err(), "ids are never reused");
+        assert_eq!(
+            spool.read(&id).unwrap(),
+            b"abc",
+            "and the first file is kept"
+        );
         spool.remove(&id).unwrap();
         spool.remove(&id).unwrap();
         assert!(spool.read("../etc/passwd").is_err());
