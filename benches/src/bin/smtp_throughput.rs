@@ -224,6 +224,10 @@ fn main() {
     let mut idle = None;
     let mut direct_sink = None;
     let only = std::env::var("BENCH_SCANNER").unwrap_or_default();
+    if !only.is_empty() && !modes.iter().any(|(name, _, _)| name.starts_with(&only)) {
+        eprintln!("BENCH_SCANNER={only:?} names no mode: use pass-through or full");
+        std::process::exit(2);
+    }
     for run in 1..=runs {
         for (m, (name, scan, sections)) in modes.iter().enumerate() {
             if !only.is_empty() && !name.starts_with(&only) {
