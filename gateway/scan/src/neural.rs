@@ -4,8 +4,11 @@
 //! `scan.model` may name another file (e.g. one that arrived by offline upgrade).
 
 use std::io::Cursor;
+use std::sync::Mutex;
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::dims;
+use tract_onnx::tract_core::model::TypedSimpleState;
 
 use super::Symbols;
 use super::features::{self, MAX_FEATURES};
@@ -32,21 +35,35 @@ type Plan = std::sync::Arc<TypedRunnableModel>;
 /// A loaded, optimised content model.
 pub struct ContentModel {
     plan: Plan,
+    /// Run states kept between messages (one per thread that ran at once), so a run does not
+    /// set up its buffers anew.
+    idle_states: Mutex<Vec<TypedSimpleState>>,
 }
 
 impl ContentModel {
-    /// Loads an ONNX model with the input contract of `train.py` (indices `[1024]` int64 padded
-    /// with 0, weights `[1, 1024]` float with 1/n per real feature; output probabilities `[1, 3]`).
+    /// Loads an ONNX model with the input contract of `train.py`: indices `[N]` int64, weights
+    /// `[1, N]` float with 1/n per feature; output probabilities `[1, 3]`. The trainer exports
+    /// N = 1024 (the most features a message has); the length is loaded as a symbol, so each run
+    /// gathers only the message's own embedding rows instead of 1024 padded ones.
     pub fn load(bytes: &[u8]) -> Result<Self, ModelError> {
         let err = |e: TractError| ModelError(format!("{e:#}"));
-        let plan = tract_onnx::onnx()
+        let model = tract_onnx::onnx()
             .model_for_read(&mut Cursor::new(bytes))
+            .map_err(err)?;
+        let n = model.sym("N");
+        let plan = model
+            .with_input_fact(0, i64::fact(dims!(n)).into())
+            .map_err(err)?
+            .with_input_fact(1, f32::fact(dims!(1, n)).into())
             .map_err(err)?
             .into_optimized()
             .map_err(err)?
             .into_runnable()
             .map_err(err)?;
-        let model = Self { plan };
+        let model = Self {
+            plan,
+            idle_states: Mutex::new(Vec::new()),
+        };
         // A model that does not take our input shape fails here, not on the first message.
         model.probabilities(&[1])?;
         Ok(model)
@@ -57,26 +74,31 @@ impl ContentModel {
         Self::load(BUILTIN_MODEL)
     }
 
-    /// (ham, spam, phish) probabilities for sorted feature indices.
+    /// (ham, spam, phish) probabilities for sorted feature indices (at most
+    /// [`MAX_FEATURES`] are used).
     pub fn probabilities(&self, indices: &[u32]) -> Result<[f32; 3], ModelError> {
         let err = |e: TractError| ModelError(format!("{e:#}"));
-        let n = indices.len().min(MAX_FEATURES);
-        let mut padded = vec![0i64; MAX_FEATURES];
-        let mut weights = vec![0f32; MAX_FEATURES];
-        for ((slot, w), i) in padded.iter_mut().zip(weights.iter_mut()).zip(indices) {
-            *slot = i64::from(*i);
-            *w = 1.0 / n as f32;
+        let indices = &indices[..indices.len().min(MAX_FEATURES)];
+        // No features reads the padding row with weight 0, as the trainer's all-padding input.
+        let (idx, weight): (Vec<i64>, f32) = match indices.len() {
+            0 => (vec![0], 0.0),
+            n => (
+                indices.iter().map(|&i| i64::from(i)).collect(),
+                1.0 / n as f32,
+            ),
+        };
+        let n = idx.len();
+        let idx = Tensor::from_shape(&[n], &idx).map_err(err)?;
+        let weights = Tensor::from_shape(&[1, n], &vec![weight; n]).map_err(err)?;
+        let idle = self.idle_states.lock().ok().and_then(|mut s| s.pop());
+        let mut state = match idle {
+            Some(state) => state,
+            None => self.plan.spawn().map_err(err)?,
+        };
+        let out = state.run(tvec!(idx.into(), weights.into())).map_err(err)?;
+        if let Ok(mut idle) = self.idle_states.lock() {
+            idle.push(state);
         }
-        let idx = tract_ndarray::Array1::from_vec(padded);
-        let weights = tract_ndarray::Array2::from_shape_vec((1, MAX_FEATURES), weights)
-            .map_err(|e| ModelError(e.to_string()))?;
-        let out = self
-            .plan
-            .run(tvec!(
-                Tensor::from(idx).into(),
-                Tensor::from(weights).into()
-            ))
-            .map_err(err)?;
         let view = out[0].to_plain_array_view::<f32>().map_err(err)?;
         let p: Vec<f32> = view.iter().copied().collect();
         match p.as_slice() {
