@@ -2,6 +2,10 @@
 //! text, forms, scripts and smuggling tricks. A single forward pass over the bytes with fixed
 //! bounds — no DOM, no recursion — because every HTML body is hostile.
 
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
+
 use super::search::NextMatch;
 
 /// Most links kept from one HTML document.
@@ -85,13 +89,7 @@ fn scan_counted(html: &str) -> (HtmlView, usize) {
     let mut invisible: Option<&'static str> = None;
     let mut anchor: Option<(String, String)> = None;
     let mut text_start = 0;
-    let lower_html_has = |needle: &str| contains_ignore_case(bytes, needle.as_bytes());
-    if lower_html_has("msSaveOrOpenBlob")
-        || (lower_html_has("new blob(") && lower_html_has("atob("))
-        || (lower_html_has("download=") && lower_html_has("data:application/"))
-    {
-        view.smuggling = true;
-    }
+    view.smuggling = is_smuggling(bytes);
     let mut tag_ends = NextMatch::new(bytes, b">");
     let mut comment_ends = NextMatch::new(bytes, b"-->");
     while i < bytes.len() {
@@ -411,12 +409,36 @@ pub fn decode_entities(s: &str) -> String {
     out
 }
 
-/// Case-insensitive ASCII substring test.
-pub fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty()
-        || hay
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle))
+/// What script in a page uses to build a file in the browser, in ASCII case: [`is_smuggling`]
+/// reads which occur.
+const SMUGGLING_PARTS: [&str; 5] = [
+    "mssaveoropenblob",
+    "new blob(",
+    "atob(",
+    "download=",
+    "data:application/",
+];
+
+static SMUGGLING_FINDER: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(SMUGGLING_PARTS)
+        .expect("fixed patterns build")
+});
+
+/// HTML smuggling: `msSaveOrOpenBlob`, or a `Blob` made from `atob` output, or a `download`
+/// link to a `data:application/` URI — found in one pass over the page, whatever its size.
+fn is_smuggling(html: &[u8]) -> bool {
+    // No part overlaps another or itself, so matches that do not overlap find every part that
+    // occurs.
+    let mut seen = [false; SMUGGLING_PARTS.len()];
+    for m in SMUGGLING_FINDER.find_iter(html) {
+        seen[m.pattern().as_usize()] = true;
+        if seen[0] || (seen[1] && seen[2]) || (seen[3] && seen[4]) {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -498,5 +520,24 @@ mod tests {
         assert!(v.links.iter().any(|l| l.href == "http://r.test/"));
         let smuggle = "<script>var b=new Blob([atob('TVqQ')]);</script>";
         assert!(scan(smuggle).smuggling);
+    }
+
+    #[test]
+    fn smuggling_needs_a_whole_recipe_in_any_case() {
+        for page in [
+            "<script>navigator.MSSAVEOROPENBLOB(b)</script>",
+            "<script>x = NEW BLOB([ATOB(s)])</script>",
+            "<a DOWNLOAD=\"inv.iso\" href=\"DATA:Application/octet-stream;base64,AA\">x</a>",
+        ] {
+            assert!(scan(page).smuggling, "{page}");
+        }
+        for page in [
+            "<p>atob( alone decodes text</p>",
+            "<p>new Blob( without decoding</p>",
+            "<a download=\"a.txt\" href=\"/a.txt\">a</a> and data:text/plain",
+            "<p>msSaveOrOpen Blob</p>",
+        ] {
+            assert!(!scan(page).smuggling, "{page}");
+        }
     }
 }

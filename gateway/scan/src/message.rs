@@ -3,8 +3,9 @@
 //! is bounded; whatever looks broken is recorded in [`Message::anomalies`] instead of failing.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
-use mail_parser::{Encoding, MessageParser, MimeHeaders, PartType};
+use mail_parser::{Encoding, HeaderName, MessageParser, MimeHeaders, PartType};
 
 use super::html::{self, Link};
 use super::search::NextMatch;
@@ -62,6 +63,18 @@ pub struct Message {
     pub size: usize,
 }
 
+/// Parses only the header fields the view reads structured (the MIME ones, Subject, From,
+/// Reply-To); the rest are kept raw, as the view decodes them itself. Parsing every `Received`,
+/// `To` or `Date` field into structures nothing reads was a tenth of a message's parse.
+static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
+    MessageParser::new()
+        .with_mime_headers()
+        .header_text(HeaderName::Subject)
+        .header_address(HeaderName::From)
+        .header_address(HeaderName::ReplyTo)
+        .default_header_raw()
+});
+
 impl Message {
     /// Parses raw message bytes. Never fails: unparseable input gives a view with anomalies.
     pub fn parse(raw: &[u8]) -> Self {
@@ -69,7 +82,7 @@ impl Message {
             size: raw.len(),
             ..Default::default()
         };
-        let Some(parsed) = MessageParser::default().parse(raw) else {
+        let Some(parsed) = PARSER.parse(raw) else {
             view.anomaly("MIME_MALFORMED");
             view.text = decode_unlabelled(raw).chars().take(MAX_TEXT).collect();
             view.collect_text_urls();
