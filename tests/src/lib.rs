@@ -465,6 +465,16 @@ impl Drop for Gateway {
     }
 }
 
+/// How one start of smtp-sink went.
+enum SinkStart {
+    /// It answers with 220.
+    Ready,
+    /// It exited (its port was taken).
+    Exited,
+    /// It runs but did not answer in time.
+    Silent,
+}
+
 /// Postfix's `smtp-sink`, dumping each message to a file.
 pub struct Sink {
     child: Option<Child>,
@@ -474,41 +484,62 @@ pub struct Sink {
     pub port: u16,
     options: Vec<String>,
     generation: usize,
+    /// The port was picked here and nobody has been told it yet, so another may be picked if
+    /// something takes it first.
+    may_move: bool,
 }
 
 impl Sink {
     /// Starts a sink on a free port with extra smtp-sink `options` (e.g. `["-f", "RCPT"]`).
     pub fn start(options: &[&str]) -> Sink {
-        Self::start_on(free_port(), options)
+        Self::start_with(tempfile::tempdir().expect("tempdir"), None, options)
     }
 
     /// Starts a sink on `port`.
     pub fn start_on(port: u16, options: &[&str]) -> Sink {
-        Self::start_with(tempfile::tempdir().expect("tempdir"), port, options)
+        Self::start_with(tempfile::tempdir().expect("tempdir"), Some(port), options)
     }
 
     /// Starts a sink that dumps into RAM (/dev/shm), so that its own file creation does not
     /// weigh on what a benchmark measures.
     pub fn start_in_memory(options: &[&str]) -> Sink {
         let dir = tempfile::tempdir_in("/dev/shm").expect("tempdir in /dev/shm");
-        Self::start_with(dir, free_port(), options)
+        Self::start_with(dir, None, options)
     }
 
-    fn start_with(dir: tempfile::TempDir, port: u16, options: &[&str]) -> Sink {
+    /// Starts a sink on `port`, or on a free one.
+    fn start_with(dir: tempfile::TempDir, port: Option<u16>, options: &[&str]) -> Sink {
         // smtp-sink drops privileges to `nobody` when run as root.
         let _ = Command::new("chmod").arg("0777").arg(dir.path()).status();
         let mut sink = Sink {
             child: None,
             dir,
-            port,
+            port: port.unwrap_or_else(free_port),
             options: options.iter().map(|s| s.to_string()).collect(),
             generation: 0,
+            may_move: port.is_none(),
         };
         sink.spawn();
         sink
     }
 
     fn spawn(&mut self) {
+        // A free port can be taken by another test between its choice and smtp-sink's bind;
+        // smtp-sink then exits, and a port picked here is picked again.
+        for _ in 0..5 {
+            match self.spawn_once() {
+                SinkStart::Ready => {
+                    self.may_move = false;
+                    return;
+                }
+                SinkStart::Exited if self.may_move => self.port = free_port(),
+                SinkStart::Exited | SinkStart::Silent => break,
+            }
+        }
+        panic!("smtp-sink did not start on port {}", self.port);
+    }
+
+    fn spawn_once(&mut self) -> SinkStart {
         // A directory per run: a restarted smtp-sink may repeat its random file names.
         self.generation += 1;
         let template = format!("{}/d/{}/", self.dir.path().display(), self.generation);
@@ -522,14 +553,21 @@ impl Sink {
             .arg("256")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        self.child = Some(cmd.spawn().expect("smtp-sink (install postfix)"));
-        assert!(
-            wait_for_smtp(
-                SocketAddr::from(([127, 0, 0, 1], self.port)),
-                Duration::from_secs(10)
-            ),
-            "smtp-sink did not start"
-        );
+        let mut child = cmd.spawn().expect("smtp-sink (install postfix)");
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let mut exited = false;
+        let answered = wait_until(Duration::from_secs(10), || {
+            exited = matches!(child.try_wait(), Ok(Some(_)));
+            exited || wait_for_smtp(addr, Duration::ZERO)
+        });
+        // Whoever answered, it was not this smtp-sink if it has exited since.
+        exited = exited || matches!(child.try_wait(), Ok(Some(_)));
+        self.child = Some(child);
+        match (answered, exited) {
+            (_, true) => SinkStart::Exited,
+            (true, false) => SinkStart::Ready,
+            (false, false) => SinkStart::Silent,
+        }
     }
 
     /// Stops the sink.
