@@ -207,6 +207,26 @@ pub fn corpora_dir(arg: Option<String>) -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpora"))
 }
 
+/// The corpora directory ([`corpora_dir`], from the first argument) and the number the second
+/// argument gives (else `default_count`); `None`, said on stdout, when the corpora are not there,
+/// so a machine without them runs the bench to an empty end.
+pub fn corpora_and_count(default_count: usize) -> Option<(PathBuf, usize)> {
+    let mut args = std::env::args().skip(1);
+    let corpora = corpora_dir(args.next());
+    let count = args
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default_count);
+    if !corpora.is_dir() {
+        println!(
+            "corpora not found at {} (set JIANMEN_CORPORA); nothing to measure",
+            corpora.display()
+        );
+        return None;
+    }
+    Some((corpora, count))
+}
+
 /// The corpora under `corpora` (directories with a `labels.tsv`), in name order.
 pub fn corpus_dirs(corpora: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(corpora)

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use jianmen_benches::{Rspamd, RspamdOptions, corpora_dir, tree_cpu};
+use jianmen_benches::{Rspamd, RspamdOptions, corpora_and_count, tree_cpu};
 use jianmen_scan::accuracy::{self, Curve, Judged};
 use jianmen_testkit::{jianmen_bin, wait_until};
 
@@ -34,19 +34,9 @@ struct Member {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let corpora = corpora_dir(args.next());
-    let learn_cap: usize = args
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(usize::MAX);
-    if !corpora.is_dir() {
-        println!(
-            "corpora not found at {} (set JIANMEN_CORPORA); nothing to measure",
-            corpora.display()
-        );
+    let Some((corpora, learn_cap)) = corpora_and_count(usize::MAX) else {
         return;
-    }
+    };
     let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/accuracy");
     std::fs::create_dir_all(&out_dir).expect("mkdir target/accuracy");
     let work = tempfile::tempdir_in("/var/tmp").expect("tempdir");

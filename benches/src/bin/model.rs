@@ -9,7 +9,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use jianmen_benches::{corpora_dir, corpus_dirs, unpack_corpus};
+use jianmen_benches::{corpora_and_count, corpus_dirs, unpack_corpus};
 use jianmen_scan::Symbols;
 use jianmen_scan::features;
 use jianmen_scan::message::Message;
@@ -20,19 +20,9 @@ const DEFAULT_PER_CORPUS: usize = 500;
 const PASSES: usize = 3;
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let corpora = corpora_dir(args.next());
-    let per_corpus: usize = args
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(DEFAULT_PER_CORPUS);
-    if !corpora.is_dir() {
-        println!(
-            "corpora not found at {} (set JIANMEN_CORPORA); nothing to measure",
-            corpora.display()
-        );
+    let Some((corpora, per_corpus)) = corpora_and_count(DEFAULT_PER_CORPUS) else {
         return;
-    }
+    };
     let raw = sample(&corpora, per_corpus);
     let n = raw.len();
     if n == 0 {

@@ -11,26 +11,16 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use jianmen_benches::{Rspamd, RspamdOptions, corpora_dir, corpus_dirs, unpack_corpus};
+use jianmen_benches::{Rspamd, RspamdOptions, corpora_and_count, corpus_dirs, unpack_corpus};
 use jianmen_testkit::jianmen_bin;
 
 /// Messages sampled from each corpus (the first ones in `labels.tsv` order).
 const DEFAULT_PER_CORPUS: usize = 2000;
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let corpora = corpora_dir(args.next());
-    let per_corpus: usize = args
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(DEFAULT_PER_CORPUS);
-    if !corpora.is_dir() {
-        println!(
-            "corpora not found at {} (set JIANMEN_CORPORA); nothing to measure",
-            corpora.display()
-        );
+    let Some((corpora, per_corpus)) = corpora_and_count(DEFAULT_PER_CORPUS) else {
         return;
-    }
+    };
     let work = tempfile::tempdir().expect("tempdir");
     let sample = work.path().join("sample");
     let mut counts = Vec::new();
