@@ -409,8 +409,8 @@ pub fn decode_entities(s: &str) -> String {
     out
 }
 
-/// What script in a page uses to build a file in the browser, in ASCII case: [`is_smuggling`]
-/// reads which occur.
+/// What script in a page uses to build a file in the browser, in lower case (matched ignoring
+/// ASCII case): [`is_smuggling`] reads which occur.
 const SMUGGLING_PARTS: [&str; 5] = [
     "mssaveoropenblob",
     "new blob(",
