@@ -238,6 +238,21 @@ pub fn corpus_dirs(corpora: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// Unpacks a corpus into `into` and returns its first `n` messages' files (in `labels.tsv`
+/// order, those that are there).
+pub fn first_messages(dir: &Path, into: &Path, n: usize) -> Vec<PathBuf> {
+    unpack_corpus(dir, into);
+    let labels = std::fs::read_to_string(dir.join("labels.tsv")).expect("labels.tsv");
+    labels
+        .lines()
+        .skip(1)
+        .take(n)
+        .filter_map(|line| line.split('\t').next())
+        .map(|path| into.join(path))
+        .filter(|file| file.is_file())
+        .collect()
+}
+
 /// Unpacks a corpus's `.tar.zst` archive into `into` (needs tar with zstd); the paths of its
 /// `labels.tsv` are then relative to `into`.
 pub fn unpack_corpus(dir: &Path, into: &Path) {

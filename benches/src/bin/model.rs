@@ -9,7 +9,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use jianmen_benches::{corpora_and_count, corpus_dirs, unpack_corpus};
+use jianmen_benches::{corpora_and_count, corpus_dirs, first_messages};
 use jianmen_scan::Symbols;
 use jianmen_scan::features;
 use jianmen_scan::message::Message;
@@ -99,16 +99,12 @@ fn sample(corpora: &std::path::Path, per_corpus: usize) -> Vec<Vec<u8>> {
     let work = tempfile::tempdir().expect("tempdir");
     let mut out = Vec::new();
     for dir in corpus_dirs(corpora) {
-        let name = dir.file_name().unwrap_or_default().to_owned();
-        let into = work.path().join(name);
-        unpack_corpus(&dir, &into);
-        let labels = std::fs::read_to_string(dir.join("labels.tsv")).expect("labels.tsv");
-        for line in labels.lines().skip(1).take(per_corpus) {
-            let path = line.split('\t').next().unwrap_or_default();
-            if let Ok(bytes) = std::fs::read(into.join(path)) {
-                out.push(bytes);
-            }
-        }
+        let into = work.path().join(dir.file_name().unwrap_or_default());
+        out.extend(
+            first_messages(&dir, &into, per_corpus)
+                .iter()
+                .filter_map(|file| std::fs::read(file).ok()),
+        );
     }
     out
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use jianmen_benches::{Rspamd, RspamdOptions, corpora_and_count, corpus_dirs, unpack_corpus};
+use jianmen_benches::{Rspamd, RspamdOptions, corpora_and_count, corpus_dirs, first_messages};
 use jianmen_testkit::jianmen_bin;
 
 /// Messages sampled from each corpus (the first ones in `labels.tsv` order).
@@ -88,23 +88,13 @@ fn main() {
 
 /// Unpacks one corpus and links its first `n` messages into `into`; returns how many.
 fn extract_sample(dir: &Path, name: &str, work: &Path, into: &Path, n: usize) -> usize {
-    let out = work.join("raw").join(name);
-    unpack_corpus(dir, &out);
+    let files = first_messages(dir, &work.join("raw").join(name), n);
     std::fs::create_dir_all(into).expect("mkdir");
-    let labels = std::fs::read_to_string(dir.join("labels.tsv")).expect("labels.tsv");
-    let mut linked = 0;
-    for line in labels.lines().skip(1).take(n) {
-        let Some(path) = line.split('\t').next() else {
-            continue;
-        };
-        let src = out.join(path);
-        if src.is_file() {
-            // Hard links: rspamc skips symbolic links when it walks a directory.
-            std::fs::hard_link(&src, into.join(format!("{linked:06}.eml"))).expect("link");
-            linked += 1;
-        }
+    for (i, src) in files.iter().enumerate() {
+        // Hard links: rspamc skips symbolic links when it walks a directory.
+        std::fs::hard_link(src, into.join(format!("{i:06}.eml"))).expect("link");
     }
-    linked
+    files.len()
 }
 
 /// CPU time (user + system) of waited-for children of this process.
