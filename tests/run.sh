@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs Jianmen's whole test suite on a fresh Debian 12 machine: installs the real peers the tests
-# talk to (Postfix smtp-source/smtp-sink, swaks, dnsmasq, NSD, ClamAV clamd) and the model trainer's
-# Python requirements, Chromium and playwright-core for the console, Tongsuo and GmSSL (built from
-# crates.io's tongsuo-src and gmssl-src) for national-cipher TLS, checks formatting and lints,
-# builds, tests.
+# talk to (Postfix smtp-source/smtp-sink, swaks, dnsmasq, NSD, ClamAV clamd, PostgreSQL) and the
+# model trainer's Python requirements, Chromium and playwright-core for the console, Tongsuo and
+# GmSSL (built from crates.io's tongsuo-src and gmssl-src) for national-cipher TLS, checks
+# formatting and lints, builds, tests.
 # Needs root (or sudo) for apt and for the disk-full test's tmpfs mount.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,11 +50,14 @@ command -v dovecot >/dev/null 2>&1 || need+=(dovecot-core)
 # GmSSL (the second national-cipher peer) builds with CMake.
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 # Servers whose commands the tests start themselves; their packaged services are kept from
-# starting (port 53 or 389 may be taken): NSD for the DANE test, OpenLDAP's slapd as the
-# directory recipients sign in with.
+# starting (port 53, 389 or 5432 may be taken): NSD for the DANE test, OpenLDAP's slapd as the
+# directory recipients sign in with, PostgreSQL.
 own_servers=()
 [ -x /usr/sbin/nsd ] || own_servers+=(nsd)
 [ -x /usr/sbin/slapd ] || own_servers+=(slapd)
+# PostgreSQL for the store's cluster mode: the tests run throwaway clusters of their own
+# (initdb in a temporary folder), never the packaged one.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || own_servers+=(postgresql)
 if [ ${#need[@]} -gt 0 ] || [ ${#own_servers[@]} -gt 0 ]; then
   echo "== installing ${need[*]} ${own_servers[*]}"
   echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod postgres;
+
 /// The `jianmen` binary under test: `$JIANMEN_BIN`, or the one built beside this test binary.
 pub fn jianmen_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("JIANMEN_BIN") {

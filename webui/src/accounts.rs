@@ -14,9 +14,10 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use base64::Engine;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
 
 use jianmen_mta::config::ConsoleConfig;
+use jianmen_mta::store::{Serialised, SharedDb, Store};
 
 /// What an account may do; one per account (三权分立).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -145,10 +146,10 @@ pub struct NewSession {
     pub session: Session,
 }
 
-/// The account database (`data_dir/console.db`).
+/// The account database (`data_dir/console.db`, or the cluster's).
 #[derive(Clone)]
 pub struct Accounts {
-    pool: SqlitePool,
+    db: SharedDb,
     rules: ConsoleConfig,
     /// Shared by every clone: one serialisation and one count per account store.
     attempts: Arc<Attempts>,
@@ -360,7 +361,7 @@ fn generated_password(name: &str, min_len: usize) -> Result<String, AccountError
     }
 }
 
-fn account(row: &sqlx::sqlite::SqliteRow) -> Result<Account, AccountError> {
+fn account(row: &sqlx::any::AnyRow) -> Result<Account, AccountError> {
     let role: String = row.try_get("role")?;
     Ok(Account {
         name: row.try_get("name")?,
@@ -369,12 +370,12 @@ fn account(row: &sqlx::sqlite::SqliteRow) -> Result<Account, AccountError> {
             reason: format!("unknown role {role} in the database"),
         })?,
         domain: row.try_get("domain")?,
-        must_change: row.try_get("must_change")?,
+        must_change: row.try_get::<i64, _>("must_change")? != 0,
         locked_until: row.try_get("locked_until")?,
         failures: row.try_get("failures")?,
         created_at: row.try_get("created_at")?,
         last_login: row.try_get("last_login")?,
-        totp: row.try_get("totp")?,
+        totp: row.try_get::<i64, _>("totp")? != 0,
     })
 }
 
@@ -434,12 +435,20 @@ pub const SETTINGS: &[&str] = &["accounts"];
 pub const DATABASE: &str = "console.db";
 
 const ACCOUNT_COLUMNS: &str = "name, role, domain, must_change, locked_until, failures, created_at, \
-     last_login, totp_secret IS NOT NULL AS totp";
+     last_login, CASE WHEN totp_secret IS NULL THEN 0 ELSE 1 END AS totp";
 
 impl Accounts {
+    /// Opens the accounts of `store`: the cluster's, or the node's own file.
+    pub async fn open_in(store: &Store, rules: ConsoleConfig) -> Result<Accounts, AccountError> {
+        match store.shared() {
+            Some(db) => Ok(Self::on(db.clone(), rules)),
+            None => Self::open(store.data_dir(), rules).await,
+        }
+    }
+
     /// Opens (creating) `data_dir/console.db`.
     pub async fn open(data_dir: &Path, rules: ConsoleConfig) -> Result<Accounts, AccountError> {
-        let pool = jianmen_mta::db::Database {
+        let db = jianmen_mta::store::open_file(&jianmen_mta::db::Database {
             path: &data_dir.join(DATABASE),
             durability: jianmen_mta::db::Durability::PowerLoss,
             readers: 0,
@@ -450,15 +459,17 @@ impl Accounts {
                 ("accounts", "totp_step", "INTEGER NOT NULL DEFAULT 0"),
             ],
             settings: SETTINGS,
-        }
-        .open()
-        .await?
-        .writer;
-        Ok(Accounts {
-            pool,
+        })
+        .await?;
+        Ok(Self::on(db, rules))
+    }
+
+    fn on(db: SharedDb, rules: ConsoleConfig) -> Accounts {
+        Accounts {
+            db,
             rules,
             attempts: Arc::new(Attempts::new()),
-        })
+        }
     }
 
     /// Every account, by name.
@@ -466,7 +477,7 @@ impl Accounts {
         sqlx::query(&format!(
             "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY name"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?
         .iter()
         .map(account)
@@ -476,10 +487,10 @@ impl Accounts {
     /// One account.
     pub async fn get(&self, name: &str) -> Result<Account, AccountError> {
         let row = sqlx::query(&format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = ?"
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = $1"
         ))
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await?
         .ok_or_else(|| AccountError::NotFound(name.to_owned()))?;
         account(&row)
@@ -509,24 +520,22 @@ impl Accounts {
                     .into(),
             });
         }
-        let password = generated_password(name, self.rules.password_min_length)?;
-        let p = password.clone();
-        let hashed = blocking(move || hash(&p)).await??;
-        let inserted = sqlx::query(
-            "INSERT OR IGNORE INTO accounts (name, role, domain, hash, must_change, created_at)
-             VALUES (?, ?, ?, ?, 1, ?)",
-        )
-        .bind(name)
-        .bind(role.as_str())
-        .bind(domain.map(str::to_ascii_lowercase))
-        .bind(hashed)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        let (password, hashed) = self.new_password(name).await?;
+        let inserted = insert_account(name, role, domain, &hashed, now)
+            .execute(self.db.pool())
+            .await?;
         if inserted.rows_affected() == 0 {
             return Err(AccountError::Exists(name.to_owned()));
         }
         Ok(password)
+    }
+
+    /// A generated password for `name`, and its hash.
+    async fn new_password(&self, name: &str) -> Result<(String, String), AccountError> {
+        let password = generated_password(name, self.rules.password_min_length)?;
+        let p = password.clone();
+        let hashed = blocking(move || hash(&p)).await??;
+        Ok((password, hashed))
     }
 
     /// Gives an account a new generated password (returned once), unlocks it, ends its
@@ -537,12 +546,12 @@ impl Accounts {
         let p = password.clone();
         let hashed = blocking(move || hash(&p)).await??;
         let n = sqlx::query(
-            "UPDATE accounts SET hash = ?, must_change = 1, failures = 0, locked_until = 0,
-             totp_secret = NULL, totp_pending = NULL WHERE name = ?",
+            "UPDATE accounts SET hash = $1, must_change = 1, failures = 0, locked_until = 0,
+             totp_secret = NULL, totp_pending = NULL WHERE name = $2",
         )
         .bind(hashed)
         .bind(name)
-        .execute(&self.pool)
+        .execute(self.db.pool())
         .await?
         .rows_affected();
         if n == 0 {
@@ -554,9 +563,9 @@ impl Accounts {
 
     /// Lifts a lockout.
     pub async fn unlock(&self, name: &str) -> Result<(), AccountError> {
-        let n = sqlx::query("UPDATE accounts SET failures = 0, locked_until = 0 WHERE name = ?")
+        let n = sqlx::query("UPDATE accounts SET failures = 0, locked_until = 0 WHERE name = $1")
             .bind(name)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?
             .rows_affected();
         if n == 0 {
@@ -568,16 +577,20 @@ impl Accounts {
     /// Deletes an account and its sessions, unless it is the last system, security or audit
     /// administrator: a role nobody holds could not be given back from the console.
     pub async fn delete(&self, name: &str) -> Result<(), AccountError> {
-        // One statement: two deletions at once cannot both see "another one is left".
+        // Two deletions at once, on this node or another, cannot both see "another one is
+        // left": one statement, under the accounts' lock.
+        let mut tx = self.db.pool().begin().await?;
+        self.db.serialise(&mut tx, Serialised::Accounts).await?;
         let n = sqlx::query(
-            "DELETE FROM accounts WHERE name = ?1 AND (domain IS NOT NULL OR
+            "DELETE FROM accounts WHERE name = $1 AND (domain IS NOT NULL OR
                (SELECT COUNT(*) FROM accounts other
                  WHERE other.role = accounts.role AND other.domain IS NULL) > 1)",
         )
         .bind(name)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        tx.commit().await?;
         if n == 0 {
             let kept = self.get(name).await?;
             return Err(AccountError::LastOfRole(
@@ -614,9 +627,9 @@ impl Accounts {
     }
 
     async fn end_sessions(&self, name: &str) -> Result<(), AccountError> {
-        sqlx::query("DELETE FROM sessions WHERE name = ?")
+        sqlx::query("DELETE FROM sessions WHERE name = $1")
             .bind(name)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?;
         Ok(())
     }
@@ -680,10 +693,10 @@ impl Accounts {
         now: i64,
     ) -> Result<(), AccountError> {
         let row = sqlx::query(
-            "SELECT hash, locked_until, totp_secret, totp_step FROM accounts WHERE name = ?",
+            "SELECT hash, locked_until, totp_secret, totp_step FROM accounts WHERE name = $1",
         )
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await?;
         let Some(row) = row else {
             // Spend the same time as a real check so names cannot be probed by timing.
@@ -698,10 +711,10 @@ impl Accounts {
         }
         // Counted before the check: a check cut short (crash, cancelled request) still counts.
         let failures: i64 = sqlx::query_scalar(
-            "UPDATE accounts SET failures = failures + 1 WHERE name = ? RETURNING failures",
+            "UPDATE accounts SET failures = failures + 1 WHERE name = $1 RETURNING failures",
         )
         .bind(name)
-        .fetch_one(&self.pool)
+        .fetch_one(self.db.pool())
         .await?;
         let stored: String = row.try_get("hash")?;
         let p = password.to_owned();
@@ -719,10 +732,10 @@ impl Accounts {
             // A code is taken once: a step at or before the last one used is refused.
             match code_step(&secret, code, now)? {
                 Some(step) if step > last => {
-                    sqlx::query("UPDATE accounts SET totp_step = ? WHERE name = ?")
+                    sqlx::query("UPDATE accounts SET totp_step = $1 WHERE name = $2")
                         .bind(step)
                         .bind(name)
-                        .execute(&self.pool)
+                        .execute(self.db.pool())
                         .await?;
                 }
                 _ => return Err(self.failed(name, failures, now).await?),
@@ -732,11 +745,11 @@ impl Accounts {
         // also wipe failures that attempts after it have counted, and let them check more
         // passwords than the lockout allows.
         sqlx::query(
-            "UPDATE accounts SET failures = 0, locked_until = 0, last_login = ? WHERE name = ?",
+            "UPDATE accounts SET failures = 0, locked_until = 0, last_login = $1 WHERE name = $2",
         )
         .bind(now)
         .bind(name)
-        .execute(&self.pool)
+        .execute(self.db.pool())
         .await?;
         Ok(())
     }
@@ -750,10 +763,10 @@ impl Accounts {
     ) -> Result<AccountError, AccountError> {
         if failures >= i64::from(self.rules.lockout_failures) {
             let until = now + i64::from(self.rules.lockout_minutes) * 60;
-            sqlx::query("UPDATE accounts SET failures = 0, locked_until = ? WHERE name = ?")
+            sqlx::query("UPDATE accounts SET failures = 0, locked_until = $1 WHERE name = $2")
                 .bind(until)
                 .bind(name)
-                .execute(&self.pool)
+                .execute(self.db.pool())
                 .await?;
             return Ok(AccountError::Locked(until));
         }
@@ -768,10 +781,10 @@ impl Accounts {
             .fill(&mut secret)
             .map_err(|_| AccountError::Hash("no randomness".into()))?;
         let b32 = totp_rs::Secret::from(secret).to_base32();
-        let n = sqlx::query("UPDATE accounts SET totp_pending = ? WHERE name = ?")
+        let n = sqlx::query("UPDATE accounts SET totp_pending = $1 WHERE name = $2")
             .bind(&b32)
             .bind(name)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?
             .rows_affected();
         if n == 0 {
@@ -787,9 +800,9 @@ impl Accounts {
         column: &'static str,
     ) -> Result<Option<String>, AccountError> {
         Ok(
-            sqlx::query_scalar(&format!("SELECT {column} FROM accounts WHERE name = ?"))
+            sqlx::query_scalar(&format!("SELECT {column} FROM accounts WHERE name = $1"))
                 .bind(name)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.db.pool())
                 .await?
                 .flatten(),
         )
@@ -811,12 +824,12 @@ impl Accounts {
             });
         };
         sqlx::query(
-            "UPDATE accounts SET totp_secret = totp_pending, totp_pending = NULL, totp_step = ?
-             WHERE name = ?",
+            "UPDATE accounts SET totp_secret = totp_pending, totp_pending = NULL, totp_step = $1
+             WHERE name = $2",
         )
         .bind(step)
         .bind(name)
-        .execute(&self.pool)
+        .execute(self.db.pool())
         .await?;
         Ok(())
     }
@@ -833,9 +846,9 @@ impl Accounts {
                 reason: "that code is not right".into(),
             });
         }
-        sqlx::query("UPDATE accounts SET totp_secret = NULL, totp_pending = NULL WHERE name = ?")
+        sqlx::query("UPDATE accounts SET totp_secret = NULL, totp_pending = NULL WHERE name = $1")
             .bind(name)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?;
         Ok(())
     }
@@ -851,7 +864,7 @@ impl Accounts {
         let csrf = random_token(24)?;
         sqlx::query(
             "INSERT INTO sessions (token_hash, name, csrf, created_at, last_seen, ip)
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(digest(&token))
         .bind(name)
@@ -859,7 +872,7 @@ impl Accounts {
         .bind(now)
         .bind(now)
         .bind(ip)
-        .execute(&self.pool)
+        .execute(self.db.pool())
         .await?;
         Ok(NewSession {
             token,
@@ -875,10 +888,10 @@ impl Accounts {
     pub async fn session(&self, token: &str, now: i64) -> Result<Option<Session>, AccountError> {
         let key = digest(token);
         let Some(row) = sqlx::query(
-            "SELECT name, csrf, created_at, last_seen FROM sessions WHERE token_hash = ?",
+            "SELECT name, csrf, created_at, last_seen FROM sessions WHERE token_hash = $1",
         )
         .bind(&key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await?
         else {
             return Ok(None);
@@ -891,10 +904,10 @@ impl Accounts {
             self.logout(token).await?;
             return Ok(None);
         }
-        sqlx::query("UPDATE sessions SET last_seen = ? WHERE token_hash = ?")
+        sqlx::query("UPDATE sessions SET last_seen = $1 WHERE token_hash = $2")
             .bind(now)
             .bind(&key)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?;
         let name: String = row.try_get("name")?;
         Ok(Some(Session {
@@ -905,9 +918,9 @@ impl Accounts {
 
     /// Ends a session.
     pub async fn logout(&self, token: &str) -> Result<(), AccountError> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(digest(token))
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?;
         Ok(())
     }
@@ -921,9 +934,9 @@ impl Accounts {
         new: &str,
         keep_token: &str,
     ) -> Result<(), AccountError> {
-        let stored: String = sqlx::query_scalar("SELECT hash FROM accounts WHERE name = ?")
+        let stored: String = sqlx::query_scalar("SELECT hash FROM accounts WHERE name = $1")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.pool())
             .await?
             .ok_or_else(|| AccountError::NotFound(name.to_owned()))?;
         let c = current.to_owned();
@@ -940,42 +953,78 @@ impl Accounts {
         }
         let n = new.to_owned();
         let hashed = blocking(move || hash(&n)).await??;
-        sqlx::query("UPDATE accounts SET hash = ?, must_change = 0 WHERE name = ?")
+        sqlx::query("UPDATE accounts SET hash = $1, must_change = 0 WHERE name = $2")
             .bind(hashed)
             .bind(name)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?;
-        sqlx::query("DELETE FROM sessions WHERE name = ? AND token_hash != ?")
+        sqlx::query("DELETE FROM sessions WHERE name = $1 AND token_hash != $2")
             .bind(name)
             .bind(digest(keep_token))
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?;
         Ok(())
     }
 
     /// On first start (no accounts at all), creates one account per role with generated
-    /// passwords and returns them so they can be shown once.
+    /// passwords and returns them so they can be shown once. Of nodes starting together on a
+    /// new cluster, one creates them; the others return none.
     pub async fn create_initial(
         &self,
         now: i64,
     ) -> Result<Vec<(String, Role, String)>, AccountError> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
-            .fetch_one(&self.pool)
-            .await?;
+        const COUNT: &str = "SELECT COUNT(*) FROM accounts";
+        let count: i64 = sqlx::query_scalar(COUNT).fetch_one(self.db.pool()).await?;
         if count > 0 {
             return Ok(Vec::new());
         }
-        let mut out = Vec::new();
+        // Hashed before the lock is taken: argon2 is slow on purpose.
+        let mut made = Vec::new();
         for (name, role) in [
             ("sysadmin", Role::System),
             ("secadmin", Role::Security),
             ("auditor", Role::Audit),
         ] {
-            let password = self.create(name, role, None, now).await?;
-            out.push((name.to_owned(), role, password));
+            let (password, hashed) = self.new_password(name).await?;
+            made.push((name.to_owned(), role, password, hashed));
         }
-        Ok(out)
+        let mut tx = self.db.pool().begin().await?;
+        self.db.serialise(&mut tx, Serialised::Accounts).await?;
+        let count: i64 = sqlx::query_scalar(COUNT).fetch_one(&mut *tx).await?;
+        if count > 0 {
+            return Ok(Vec::new());
+        }
+        for (name, role, _, hashed) in &made {
+            insert_account(name, *role, None, hashed, now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(made
+            .into_iter()
+            .map(|(name, role, password, _)| (name, role, password))
+            .collect())
     }
+}
+
+/// Adds an account whose generated password must be changed at first sign-in, unless the name
+/// is taken.
+fn insert_account<'q>(
+    name: &'q str,
+    role: Role,
+    domain: Option<&str>,
+    hashed: &'q str,
+    now: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query(
+        "INSERT INTO accounts (name, role, domain, hash, must_change, created_at)
+         VALUES ($1, $2, $3, $4, 1, $5) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(role.as_str())
+    .bind(domain.map(str::to_ascii_lowercase))
+    .bind(hashed)
+    .bind(now)
 }
 
 /// An argon2id hash of a random string, checked against for unknown user names.
@@ -1046,6 +1095,117 @@ mod tests {
                 .await,
             Err(AccountError::Locked(_))
         ));
+    }
+
+    /// Two nodes of a cluster whose accounts are in one PostgreSQL database, started at once.
+    async fn two_nodes(pg: &jianmen_testkit::postgres::Postgres) -> (Accounts, Accounts) {
+        use jianmen_mta::store::{Backend, PostgresTls, StoreConfig};
+        pg.create_database("console");
+        let section = StoreConfig {
+            backend: Backend::Postgres,
+            url: Some(pg.url("console")),
+            tls: PostgresTls::Off,
+            ..StoreConfig::default()
+        };
+        let node = |name: &'static str| {
+            let section = section.clone();
+            async move {
+                let store = Store::connect(&section, Path::new("/nonexistent"), name)
+                    .await
+                    .unwrap();
+                Accounts::open_in(&store, rules()).await.unwrap()
+            }
+        };
+        tokio::join!(node("a"), node("b"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cluster_shares_accounts_sessions_and_lockouts() {
+        let pg = jianmen_testkit::postgres::Postgres::start();
+        let (a, b) = two_nodes(&pg).await;
+        // Both nodes start on a new cluster at once: the initial accounts are made once, and
+        // only the node that made them has their passwords to show.
+        let (made_a, made_b) = tokio::join!(a.create_initial(1000), b.create_initial(1000));
+        let (made_a, made_b) = (made_a.unwrap(), made_b.unwrap());
+        assert_eq!(
+            (
+                made_a.len().min(made_b.len()),
+                made_a.len().max(made_b.len())
+            ),
+            (0, 3)
+        );
+        let (name, role, password) = [made_a, made_b].concat().swap_remove(0);
+        assert_eq!(role, Role::System);
+
+        // A session begun on one node is valid on the other.
+        let on_a = a
+            .login(&name, &password, None, "10.0.0.1", 1000)
+            .await
+            .unwrap();
+        let seen_on_b = b.session(&on_a.token, 1001).await.unwrap().unwrap();
+        assert_eq!(seen_on_b.account.name, name);
+        assert!(seen_on_b.account.must_change);
+
+        // Failed sign-ins on either node count towards one lockout.
+        for i in 0..rules().lockout_failures {
+            let node = if i % 2 == 0 { &a } else { &b };
+            let wrong = node
+                .login(
+                    &name,
+                    "Wrong-Password-1",
+                    None,
+                    &format!("10.0.1.{i}"),
+                    1002,
+                )
+                .await;
+            // The last one, wherever it lands, locks the account.
+            if i + 1 < rules().lockout_failures {
+                assert!(
+                    matches!(wrong, Err(AccountError::BadCredentials)),
+                    "{wrong:?}"
+                );
+            } else {
+                assert!(matches!(wrong, Err(AccountError::Locked(_))), "{wrong:?}");
+            }
+        }
+        let locked = a.login(&name, &password, None, "10.0.2.1", 1003).await;
+        assert!(matches!(locked, Err(AccountError::Locked(_))), "{locked:?}");
+        // Unlocked on the other node: unlocked everywhere.
+        b.unlock(&name).await.unwrap();
+        let on_b = b
+            .login(&name, &password, None, "10.0.2.2", 1004)
+            .await
+            .unwrap();
+
+        // A password changed through one node ends the sessions begun on the other.
+        a.change_password(&name, &password, "Another-Strong-Pass-7", &on_b.token)
+            .await
+            .unwrap();
+        assert!(b.session(&on_a.token, 1005).await.unwrap().is_none());
+        assert!(a.session(&on_b.token, 1005).await.unwrap().is_some());
+
+        // Of two system administrators deleted at once through different nodes, one stays.
+        a.create("sysadmin2", Role::System, None, 1006)
+            .await
+            .unwrap();
+        let (one, other) = tokio::join!(a.delete(&name), b.delete("sysadmin2"));
+        assert!(
+            matches!(
+                (&one, &other),
+                (Ok(()), Err(AccountError::LastOfRole(..)))
+                    | (Err(AccountError::LastOfRole(..)), Ok(()))
+            ),
+            "{one:?} {other:?}"
+        );
+        assert_eq!(
+            a.list()
+                .await
+                .unwrap()
+                .iter()
+                .filter(|x| x.role == Role::System)
+                .count(),
+            1
+        );
     }
 
     #[tokio::test]

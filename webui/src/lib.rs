@@ -468,9 +468,11 @@ fn assets(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// The gateway's services the console drives besides its stores, each when the gateway runs it.
-#[derive(Default)]
+/// Where the console's shared state is, and the gateway's services it drives besides its
+/// stores, each when the gateway runs it.
 pub struct Services {
+    /// Where the accounts and the audit log are (the node's files, or the cluster's database).
+    pub shared: jianmen_mta::store::Store,
     /// The sending accounts' behaviour.
     pub watch: Option<Arc<jianmen_mta::risk::Watch>>,
     /// The delivery channels.
@@ -506,7 +508,7 @@ pub async fn start(
         return Err(StartError::NotConfigured);
     };
     let data_dir = &config.server.data_dir;
-    let accounts = Accounts::open(data_dir, c.clone()).await?;
+    let accounts = Accounts::open_in(&services.shared, c.clone()).await?;
     let initial = accounts.create_initial(now()).await?;
     if !initial.is_empty() {
         let path = data_dir.join("initial-passwords.txt");
@@ -519,7 +521,6 @@ pub async fn start(
         write_private(&path, &text)?;
         tracing::warn!(path = %path.display(), "console accounts created; initial passwords written");
     }
-    let audit = Arc::new(AuditLog::open(&data_dir.join("audit.db")).await?);
     let links = LinkKey::load_or_create(data_dir)?;
     let directory = config
         .directory
@@ -527,17 +528,25 @@ pub async fn start(
         .map(|d| jianmen_mta::directory::Directory::new(d).map(Arc::new))
         .transpose()
         .map_err(StartError::Directory)?;
-    let console = Console::new(config, accounts, quarantine, tracker, audit, store, links)
-        .signing_in_through(directory)
-        .with_releases(releases)
-        .watching(services.watch)
-        .relaying(services.relay)
-        .recalling(services.hunt, services.recaller)
-        .informed(services.intel)
-        .serving_links(services.links)
-        .drilling(services.drills)
-        .editing_policy(services.policy)
-        .serving_tls(tls);
+    let console = Console::new(
+        config,
+        accounts,
+        quarantine,
+        tracker,
+        Arc::new(AuditLog::open_in(&services.shared).await?),
+        store,
+        links,
+    )
+    .signing_in_through(directory)
+    .with_releases(releases)
+    .watching(services.watch)
+    .relaying(services.relay)
+    .recalling(services.hunt, services.recaller)
+    .informed(services.intel)
+    .serving_links(services.links)
+    .drilling(services.drills)
+    .editing_policy(services.policy)
+    .serving_tls(tls);
     Ok(Arc::new(console))
 }
 

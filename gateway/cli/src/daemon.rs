@@ -65,6 +65,12 @@ pub enum StartError {
     /// A DKIM signing key could not be loaded.
     #[error("DKIM: {0}")]
     Dkim(#[from] jianmen_mta::dkim::DkimError),
+    /// The shared store (cluster mode) could not be opened.
+    #[error(transparent)]
+    SharedStore(#[from] jianmen_mta::store::OpenError),
+    /// The audit log could not be opened.
+    #[error(transparent)]
+    Audit(#[from] jianmen_mta::audit::AuditError),
 }
 
 /// The listeners of one configuration, bound.
@@ -179,6 +185,24 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
     // Held for the gateway's life: no second gateway, and no restore, on this data directory.
     let _lock = jianmen_mta::lock::DataDirLock::take(&config.server.data_dir)?;
     let metrics = Arc::new(Metrics::default());
+    let shared = jianmen_mta::store::Store::open(&config).await?;
+    if let Some(db) = shared.shared() {
+        let address = config
+            .console
+            .as_ref()
+            .map_or_else(|| config.server.hostname.clone(), |c| c.listen.to_string());
+        let node = jianmen_mta::store::nodes::Registration::join(
+            db,
+            shared.node(),
+            &address,
+            env!("CARGO_PKG_VERSION"),
+            jianmen_mta::queue::manager::unix_now(),
+        )
+        .await
+        .map_err(jianmen_mta::store::OpenError::from)?;
+        tracing::info!(node = shared.node(), "joined the cluster");
+        tokio::spawn(node.keep_beating());
+    }
     let store = Arc::new(open_store(&config).await?);
     let spool = Spool::configured(&config).map_err(|source| StartError::DataDir {
         path: config.spool_dir().display().to_string(),
@@ -220,9 +244,7 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
         ));
     }
     if let Some(collector) = &config.audit.syslog {
-        let log = AuditLog::open(&config.server.data_dir.join("audit.db"))
-            .await
-            .map_err(|e| std::io::Error::other(format!("audit log: {e}")))?;
+        let log = AuditLog::open_in(&shared).await?;
         tracing::info!(collector, "audit rows forwarded by syslog");
         tokio::spawn(jianmen_mta::audit::syslog::forward(
             log,
@@ -426,6 +448,7 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
             store,
             releases,
             jianmen_webui::Services {
+                shared: shared.clone(),
                 watch: watch.clone(),
                 relay,
                 hunt: Some(hunt.clone()),

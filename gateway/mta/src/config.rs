@@ -121,6 +121,9 @@ pub struct Config {
     /// The organisation's directory, where recipients sign in to their self-service pages.
     #[serde(default)]
     pub directory: Option<crate::directory::DirectoryConfig>,
+    /// Where the state shared by a cluster's nodes lives.
+    #[serde(default)]
+    pub store: crate::store::StoreConfig,
     /// The file this configuration was loaded from (none when parsed from text): a backup
     /// takes it and the files beside it.
     #[serde(skip)]
@@ -803,6 +806,9 @@ impl Config {
             ));
         }
         self.drills.check().map_err(|e| invalid("drills", e))?;
+        if let Some((key, reason)) = self.store.problem() {
+            return Err(invalid(key, reason));
+        }
         if let Some(d) = &self.directory {
             d.check().map_err(|e| invalid("directory", e))?;
         }

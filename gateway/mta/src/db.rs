@@ -7,9 +7,8 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 /// A store failure.
@@ -300,6 +299,25 @@ pub enum Durability {
     Crash,
 }
 
+/// The settings of every connection to a gateway database, as `PRAGMA` names and values.
+pub fn pragmas(durability: Durability) -> [(&'static str, &'static str); 5] {
+    [
+        ("journal_mode", "WAL"),
+        (
+            "synchronous",
+            match durability {
+                Durability::PowerLoss => "FULL",
+                Durability::Crash => "NORMAL",
+            },
+        ),
+        ("foreign_keys", "ON"),
+        // Milliseconds a connection waits for another's lock before failing.
+        ("busy_timeout", "10000"),
+        // Give the space of a WAL grown by a burst back after checkpoints.
+        ("journal_size_limit", "16777216"),
+    ]
+}
+
 /// One database: where it lives, what it must survive, its tables.
 pub struct Database<'a> {
     /// The database file (created when missing).
@@ -331,19 +349,12 @@ pub struct Pools {
 impl Database<'_> {
     /// Opens (creating) the database and brings its schema up to date.
     pub async fn open(&self) -> Result<Pools, sqlx::Error> {
-        let sync = match self.durability {
-            Durability::PowerLoss => SqliteSynchronous::Full,
-            Durability::Crash => SqliteSynchronous::Normal,
-        };
-        let options = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(self.path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(sync)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
-            // Give the space of a WAL grown by a burst back after checkpoints.
-            .pragma("journal_size_limit", "16777216");
+        let options = pragmas(self.durability).into_iter().fold(
+            SqliteConnectOptions::from_str("sqlite://")?
+                .filename(self.path)
+                .create_if_missing(true),
+            |options, (name, value)| options.pragma(name, value),
+        );
         // An embedded database's connection cannot go stale: testing it before every use
         // would only add a round trip to SQLite's thread per transaction.
         let writer = SqlitePoolOptions::new()

@@ -36,7 +36,9 @@
 //! (the appliance's time and its synchronisation), [`backup`] (configuration, keys and
 //! settings in one file sealed with a passphrase, and their restore), [`lock`] (the data
 //! directory held by the one gateway that runs on it), [`settings`] (the protected domains, routes
-//! and syslog collector changed in the console, laid over the configuration file's).
+//! and syslog collector changed in the console, laid over the configuration file's), [`store`]
+//! (where the state shared by a cluster's nodes lives: the node's SQLite files, or one
+//! PostgreSQL database for several nodes).
 //!
 //! It hands on the stores and services the console (`jianmen-webui`) and the command line
 //! (`jianmen`) drive; it serves no HTTP itself (no actix-web below this crate).
@@ -70,5 +72,6 @@ pub mod relay;
 pub mod risk;
 pub mod settings;
 pub mod smtp;
+pub mod store;
 pub mod tracking;
 pub mod upgrade;

@@ -61,7 +61,8 @@ pub async fn run(args: Args) -> Result<()> {
         .clone()
         .context("the configuration has no [console] section")?;
     super::as_service(&config)?;
-    let accounts = Accounts::open(&config.server.data_dir, console).await?;
+    let store = jianmen_mta::store::Store::open(&config).await?;
+    let accounts = Accounts::open_in(&store, console).await?;
     match args.action {
         AccountAction::List => {
             for a in accounts.list().await? {

@@ -70,7 +70,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         _ => None,
     };
     super::as_service(config)?;
-    let log = AuditLog::open(&config.server.data_dir.join("audit.db")).await?;
+    let store = jianmen_mta::store::Store::open(config).await?;
+    let log = AuditLog::open_in(&store).await?;
     match action {
         AuditAction::Verify => match log.verify().await {
             Ok((rows, head)) => {

@@ -89,7 +89,8 @@ pub fn as_service(config: &Config) -> Result<()> {
 
 /// Appends a command-line action to the audit log (`cli:<login>` as the actor).
 pub async fn record(config: &Config, action: &str, detail: &str) -> Result<()> {
-    let log = AuditLog::open(&config.server.data_dir.join("audit.db")).await?;
+    let store = jianmen_mta::store::Store::open(config).await?;
+    let log = AuditLog::open_in(&store).await?;
     log.append(&cli_actor(), action, detail).await?;
     Ok(())
 }

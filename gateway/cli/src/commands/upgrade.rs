@@ -322,7 +322,14 @@ async fn audit(config: &Path, action: &str, detail: &str) {
     let Ok(config) = Config::load(config) else {
         return;
     };
-    if !config.server.data_dir.join("audit.db").exists() {
+    let shared = config.store.backend == jianmen_mta::store::Backend::Postgres;
+    if !shared
+        && !config
+            .server
+            .data_dir
+            .join(jianmen_mta::audit::FILE)
+            .exists()
+    {
         return;
     }
     if let Err(e) = crate::commands::record(&config, action, detail).await {

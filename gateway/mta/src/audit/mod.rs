@@ -1,11 +1,14 @@
 //! The tamper-evident audit trail: every administrative and security-relevant action is a row
 //! that carries the hash of its own content and of the row before it, so `jianmen audit verify`
 //! finds any row edited, deleted or moved. The hash is behind [`ChainHash`]: SM3 for new logs;
-//! a log keeps the hash its first row was written with (older logs: SHA-256).
+//! a log keeps the hash its first row was written with (older logs: SHA-256). In cluster mode
+//! the chain is the cluster's: every node appends to one table, one append at a time.
 
 use std::path::Path;
 
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
+
+use crate::store::{Serialised, SharedDb, Store};
 
 pub mod export;
 pub mod syslog;
@@ -75,6 +78,9 @@ pub struct Entry {
     pub detail: String,
 }
 
+/// The log's file in a node's data directory.
+pub const FILE: &str = "audit.db";
+
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     at TEXT NOT NULL,
@@ -86,9 +92,9 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS audit (
     hash TEXT NOT NULL
 )";
 
-/// The audit log of one gateway (`data_dir/audit.db`).
+/// The audit log of one gateway (`data_dir/audit.db`), or of a cluster.
 pub struct AuditLog {
-    pool: SqlitePool,
+    db: SharedDb,
     hash: Box<dyn ChainHash>,
 }
 
@@ -102,6 +108,14 @@ pub fn chain_hash(name: &str) -> Option<Box<dyn ChainHash>> {
 }
 
 impl AuditLog {
+    /// Opens the log of `store`: the cluster's, or the node's own file.
+    pub async fn open_in(store: &Store) -> Result<AuditLog, AuditError> {
+        match store.shared() {
+            Some(db) => Self::on(db.clone(), Box::new(Sm3Chain)).await,
+            None => Self::open(&store.data_dir().join(FILE)).await,
+        }
+    }
+
     /// Opens (creating if needed) the log at `path`, chained with the hash of its first row,
     /// or SM3 for a new log.
     pub async fn open(path: &Path) -> Result<AuditLog, AuditError> {
@@ -114,20 +128,24 @@ impl AuditLog {
         path: &Path,
         new_hash: Box<dyn ChainHash>,
     ) -> Result<AuditLog, AuditError> {
-        let pool = crate::db::Database {
+        let db = crate::store::open_file(&crate::db::Database {
             path,
             durability: crate::db::Durability::PowerLoss,
             readers: 0,
             schema: &[&[SCHEMA]],
             added_columns: &[],
             settings: &[],
-        }
-        .open()
-        .await?
-        .writer;
+        })
+        .await?;
+        Self::on(db, new_hash).await
+    }
+
+    /// The log in `db`; a new log is chained with `new_hash`, an existing one keeps the hash of
+    /// its first row.
+    async fn on(db: SharedDb, new_hash: Box<dyn ChainHash>) -> Result<AuditLog, AuditError> {
         let first: Option<String> =
             sqlx::query_scalar("SELECT algorithm FROM audit ORDER BY seq LIMIT 1")
-                .fetch_optional(&pool)
+                .fetch_optional(db.pool())
                 .await?;
         let hash = match first {
             None => new_hash,
@@ -136,13 +154,14 @@ impl AuditLog {
                 reason: format!("chained with {name}, which this build does not know"),
             })?,
         };
-        Ok(AuditLog { pool, hash })
+        Ok(AuditLog { db, hash })
     }
 
     /// Appends an action durably (the row is committed with a full fsync before this returns);
     /// returns its sequence number.
     pub async fn append(&self, actor: &str, action: &str, detail: &str) -> Result<i64, AuditError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool().begin().await?;
+        self.db.serialise(&mut tx, Serialised::AuditChain).await?;
         let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?;
@@ -160,7 +179,7 @@ impl AuditLog {
         let hash = row_hash(self.hash.as_ref(), &prev, &entry);
         sqlx::query(
             "INSERT INTO audit (seq, at, actor, action, detail, algorithm, prev, hash) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(entry.seq)
         .bind(&entry.at)
@@ -179,10 +198,10 @@ impl AuditLog {
     /// The newest `limit` entries, newest first.
     pub async fn recent(&self, limit: u32) -> Result<Vec<Entry>, AuditError> {
         let rows = sqlx::query(
-            "SELECT seq, at, actor, action, detail FROM audit ORDER BY seq DESC LIMIT ?",
+            "SELECT seq, at, actor, action, detail FROM audit ORDER BY seq DESC LIMIT $1",
         )
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?;
         rows.iter().map(entry_of).collect()
     }
@@ -192,7 +211,7 @@ impl AuditLog {
         let rows = sqlx::query(
             "SELECT seq, at, actor, action, detail, algorithm, prev, hash FROM audit ORDER BY seq",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?;
         rows.iter().map(chained_of).collect()
     }
@@ -201,11 +220,11 @@ impl AuditLog {
     pub async fn chained_after(&self, seq: i64, limit: u32) -> Result<Vec<Chained>, AuditError> {
         let rows = sqlx::query(
             "SELECT seq, at, actor, action, detail, algorithm, prev, hash FROM audit \
-             WHERE seq > ? ORDER BY seq LIMIT ?",
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(seq)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?;
         rows.iter().map(chained_of).collect()
     }
@@ -284,7 +303,7 @@ pub fn verify_chain(hash: &dyn ChainHash, rows: &[Chained]) -> Result<(i64, Stri
     Ok((rows.len() as i64, prev))
 }
 
-fn chained_of(row: &sqlx::sqlite::SqliteRow) -> Result<Chained, AuditError> {
+fn chained_of(row: &sqlx::any::AnyRow) -> Result<Chained, AuditError> {
     Ok(Chained {
         entry: entry_of(row)?,
         algorithm: row.try_get(5)?,
@@ -293,7 +312,7 @@ fn chained_of(row: &sqlx::sqlite::SqliteRow) -> Result<Chained, AuditError> {
     })
 }
 
-fn entry_of(row: &sqlx::sqlite::SqliteRow) -> Result<Entry, AuditError> {
+fn entry_of(row: &sqlx::any::AnyRow) -> Result<Entry, AuditError> {
     Ok(Entry {
         seq: row.try_get(0)?,
         at: row.try_get(1)?,
@@ -307,8 +326,8 @@ fn entry_of(row: &sqlx::sqlite::SqliteRow) -> Result<Entry, AuditError> {
 mod tests {
     use super::*;
 
-    async fn log_with_three(dir: &Path) -> AuditLog {
-        let log = AuditLog::open(&dir.join("audit.db")).await.unwrap();
+    async fn log_with_three(store: &Store) -> AuditLog {
+        let log = AuditLog::open_in(store).await.unwrap();
         for (i, action) in ["queue.delete", "feedback", "model.activate"]
             .iter()
             .enumerate()
@@ -324,7 +343,7 @@ mod tests {
     }
 
     async fn tamper(log: &AuditLog, sql: &str) {
-        sqlx::query(sql).execute(&log.pool).await.unwrap();
+        sqlx::query(sql).execute(log.db.pool()).await.unwrap();
     }
 
     fn broken_at(result: Result<(i64, String), AuditError>) -> i64 {
@@ -337,7 +356,7 @@ mod tests {
     #[tokio::test]
     async fn an_intact_chain_verifies_and_lists_newest_first() {
         let dir = tempfile::tempdir().unwrap();
-        let log = log_with_three(dir.path()).await;
+        let log = log_with_three(&Store::local(dir.path(), "a")).await;
         let (rows, head) = log.verify().await.unwrap();
         assert_eq!(rows, 3);
         assert_eq!(head.len(), 64);
@@ -349,7 +368,7 @@ mod tests {
     #[tokio::test]
     async fn new_logs_chain_with_sm3_and_old_logs_keep_their_hash() {
         let dir = tempfile::tempdir().unwrap();
-        let log = log_with_three(dir.path()).await;
+        let log = log_with_three(&Store::local(dir.path(), "a")).await;
         assert_eq!(log.chain().name(), "sm3");
         let rows = log.chained().await.unwrap();
         assert!(
@@ -374,31 +393,36 @@ mod tests {
 
     #[tokio::test]
     async fn edits_deletions_and_reordering_are_found() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = log_with_three(dir.path()).await;
-        tamper(&log, "UPDATE audit SET detail = 'nothing' WHERE seq = 2").await;
-        assert_eq!(broken_at(log.verify().await), 2);
-
-        let dir = tempfile::tempdir().unwrap();
-        let log = log_with_three(dir.path()).await;
-        tamper(&log, "DELETE FROM audit WHERE seq = 2").await;
-        assert_eq!(broken_at(log.verify().await), 3);
-
-        let dir = tempfile::tempdir().unwrap();
-        let log = log_with_three(dir.path()).await;
-        tamper(&log, "UPDATE audit SET seq = 10 WHERE seq = 1").await;
-        tamper(&log, "UPDATE audit SET seq = 1 WHERE seq = 3").await;
-        tamper(&log, "UPDATE audit SET seq = 3 WHERE seq = 10").await;
-        assert_eq!(broken_at(log.verify().await), 1);
-
-        // Rewriting a row's hash to match its new content breaks the next row's link.
-        let dir = tempfile::tempdir().unwrap();
-        let log = log_with_three(dir.path()).await;
-        tamper(
-            &log,
-            "UPDATE audit SET actor = 'someone', hash = 'x' WHERE seq = 1",
-        )
-        .await;
-        assert_eq!(broken_at(log.verify().await), 1);
+        let tampering: [(&[&str], i64); 4] = [
+            (&["UPDATE audit SET detail = 'nothing' WHERE seq = 2"], 2),
+            (&["DELETE FROM audit WHERE seq = 2"], 3),
+            (
+                &[
+                    "UPDATE audit SET seq = 10 WHERE seq = 1",
+                    "UPDATE audit SET seq = 1 WHERE seq = 3",
+                    "UPDATE audit SET seq = 3 WHERE seq = 10",
+                ],
+                1,
+            ),
+            // Rewriting a row's hash to match its new content breaks the next row's link.
+            (
+                &["UPDATE audit SET actor = 'someone', hash = 'x' WHERE seq = 1"],
+                1,
+            ),
+        ];
+        let pg = jianmen_testkit::postgres::Postgres::start();
+        for (i, (statements, at)) in tampering.into_iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let database = format!("tamper{i}");
+            pg.create_database(&database);
+            let cluster = crate::store::tests::node_on(&pg, &database, "a").await;
+            for store in [Store::local(dir.path(), "a"), cluster] {
+                let log = log_with_three(&store).await;
+                for sql in statements {
+                    tamper(&log, sql).await;
+                }
+                assert_eq!(broken_at(log.verify().await), at, "{statements:?}");
+            }
+        }
     }
 }

@@ -1,0 +1,105 @@
+//! The cluster's PostgreSQL database: the connection (TLS verified unless switched off, the
+//! password from a file) and the shared schema's migrations, versioned and applied at start.
+
+use std::borrow::Cow;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use super::{Backend, OpenError, PostgresTls, SharedDb, StoreConfig};
+
+/// The shared schema of every part (the console's accounts included, though `jianmen-webui`
+/// owns their queries), oldest first: a version is never edited once released (sqlx refuses a
+/// database whose applied migration's checksum changed), later changes are new versions.
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "audit chain and node register",
+        include_str!("../../migrations/postgres/0001_audit_and_nodes.sql"),
+    ),
+    (
+        2,
+        "console accounts and sessions",
+        include_str!("../../migrations/postgres/0002_console_accounts.sql"),
+    ),
+];
+
+fn migrator() -> Migrator {
+    Migrator {
+        migrations: Cow::Owned(
+            MIGRATIONS
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect(),
+        ),
+        ..Migrator::DEFAULT
+    }
+}
+
+/// Why `url` cannot be used, if it cannot.
+pub(super) fn check_url(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        return Err("must begin with postgres://".to_owned());
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("must name the database server's host".to_owned());
+    }
+    if parsed
+        .query_pairs()
+        .any(|(k, _)| k.to_ascii_lowercase().starts_with("ssl"))
+    {
+        return Err("TLS is set by store.tls and store.ca_file, not in the URL".to_owned());
+    }
+    Ok(())
+}
+
+/// Connects `node` to the configured database and brings its schema up to date.
+pub(super) async fn connect(config: &StoreConfig, node: &str) -> Result<SharedDb, OpenError> {
+    let given = config.url.as_deref().unwrap_or_default();
+    check_url(given).map_err(OpenError::Url)?;
+    let mut url = url::Url::parse(given).map_err(|e| OpenError::Url(e.to_string()))?;
+    if let Some(file) = &config.password_file {
+        let password = std::fs::read_to_string(file).map_err(|source| OpenError::PasswordFile {
+            path: file.display().to_string(),
+            source,
+        })?;
+        url.set_password(Some(password.trim_end_matches(['\r', '\n'])))
+            .map_err(|()| OpenError::Url("cannot hold a password".to_owned()))?;
+    }
+    {
+        let mut query = url.query_pairs_mut();
+        match config.tls {
+            PostgresTls::VerifyFull => {
+                query.append_pair("sslmode", "verify-full");
+                if let Some(ca) = &config.ca_file {
+                    query.append_pair("sslrootcert", &ca.to_string_lossy());
+                }
+            }
+            PostgresTls::Off => {
+                query.append_pair("sslmode", "disable");
+            }
+        }
+        // What a DBA sees in pg_stat_activity.
+        query.append_pair("application_name", &format!("jianmen {node}"));
+    }
+    sqlx::any::install_default_drivers();
+    let pool = AnyPoolOptions::new()
+        .max_connections(config.pool_size)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect(url.as_str())
+        .await?;
+    migrator().run(&pool).await?;
+    Ok(SharedDb {
+        pool,
+        backend: Backend::Postgres,
+    })
+}
