@@ -208,6 +208,9 @@ const T = {
     clock: '时间与同步', gatewayTime: '网关时间', timeZone: '时区', ntp: '时间同步（NTP）', ntpSynced: '已同步', ntpNotSynced: '未同步',
     ntpOff: '未启用时间同步', ntpUnknown: '无法读取（系统不是由 systemd 管理）', browserSkew: '与本浏览器时间相差',
     skewOk: '{n} 秒', skewWarn: '{n} 秒：请检查网关或本机的时间',
+    cluster: '集群节点', clusterNote: '这些节点共用一个 PostgreSQL 数据库：控制台账号、会话和审计日志在所有节点通用。', thisNode: '本节点',
+    nodeName: '节点', nodeAddress: '地址', nodeVersion: '版本', nodeStarted: '启动时间', nodeHeartbeat: '最近心跳', nodeState: '状态',
+    nodeAlive: '运行中', nodeGone: '失联',
     consoleMoved: '网关正在重启，控制台将在新地址提供服务：', smtpListenSet: 'SMTP 监听地址（每行一个“IP:端口”）', consoleListenSet: '控制台监听地址（IP:端口）',
     listenHelp: '监听地址在重启后生效。1024 以下的端口只能用 25、465、587（SMTP）和 443（控制台）。若重启时新地址无法监听（本机没有该地址或端口被占用），网关按配置文件的设置启动并在此说明原因。修改控制台地址后，请在新地址打开控制台。',
     'pk_smtp.listen': 'SMTP 监听地址', 'pk_console.listen': '控制台监听地址',
@@ -223,6 +226,7 @@ const T = {
     setKeys: { protected: '受保护的域', routes: '路由', syslog: 'syslog 外送', smtp_listen: 'SMTP 监听地址', console_listen: '控制台监听地址' }, tlsPolicies: { 'verify-if-offered': '对方提供则校验证书（默认）', verify: '必须 TLS 并校验证书',
       required: '必须 TLS（不校验证书）', opportunistic: '尽量使用 TLS（不校验）', tlcp: '国密 TLCP', none: '不加密' },
     'pk_domains.protected': '受保护的域', pk_route: '路由', pk_host: '下一跳', pk_tls: 'TLS 策略', 'pk_audit.syslog': 'syslog 外送', err_not_supervised: '此网关不由 systemd 管理，请在设备上重启它。',
+    backupClustered: '本网关在集群模式下运行：控制台账号、会话和审计日志在共享的 PostgreSQL 数据库中，不在此备份内，请用 PostgreSQL 的工具（pg_dump、持续归档）备份该数据库。',
     backup: '备份与恢复', backupHelp: '备份包含配置文件及其所在目录中的文件、密钥（邮件存储加密、DKIM、链接签名）、在控制台安装的证书和各项设置（受保护的域与路由、策略版本、个人名单、演练模板、控制台账号），不含邮件和日志。备份文件用下面的口令加密（Argon2id 派生密钥，SM4-GCM 加密），没有口令就无法恢复：请把口令与备份分开保管。',
     backupPass: '备份口令（至少 12 个字符）', backupPass2: '再次输入口令', backupDownload: '生成并下载备份', backupMaking: '正在生成备份…',
     backupMismatch: '两次输入的口令不一致。', backupDone: '已下载 {f}：{n} 个文件。', backupOutside: '配置中引用的 {n} 个文件不在配置目录内，未包含在备份中，请另行保存（详见审计日志）。',
@@ -414,6 +418,9 @@ const T = {
     clock: 'Time and synchronisation', gatewayTime: 'Gateway time', timeZone: 'Time zone', ntp: 'Time synchronisation (NTP)', ntpSynced: 'Synchronised', ntpNotSynced: 'Not synchronised',
     ntpOff: 'No time synchronisation', ntpUnknown: 'Unknown (the system is not run by systemd)', browserSkew: 'Difference from this browser',
     skewOk: '{n} s', skewWarn: '{n} s: check the gateway\'s or this computer\'s clock',
+    cluster: 'Cluster nodes', clusterNote: 'These nodes share one PostgreSQL database: console accounts, sessions and the audit log hold on every node.', thisNode: 'this node',
+    nodeName: 'Node', nodeAddress: 'Address', nodeVersion: 'Version', nodeStarted: 'Started', nodeHeartbeat: 'Last heartbeat', nodeState: 'State',
+    nodeAlive: 'Running', nodeGone: 'Not heard from',
     consoleMoved: 'The gateway is restarting; the console will answer at its new address:', smtpListenSet: 'SMTP listens on (one IP:port a line)', consoleListenSet: 'Console listens on (IP:port)',
     listenHelp: 'Listening addresses take effect at the restart. Below 1024 only ports 25, 465, 587 (SMTP) and 443 (console) may be set. When a new address cannot be bound at the restart (not this machine\'s, or a port in use), the gateway starts on the configuration file\'s settings and says why here. After moving the console, open it at its new address.',
     'pk_smtp.listen': 'SMTP listening addresses', 'pk_console.listen': 'console address',
@@ -427,6 +434,7 @@ const T = {
     setKeys: { protected: 'the protected domains', routes: 'the routes', syslog: 'syslog forwarding', smtp_listen: 'the SMTP addresses', console_listen: 'the console address' }, tlsPolicies: { 'verify-if-offered': 'Check the certificate when offered (default)', verify: 'TLS with a checked certificate',
       required: 'TLS, certificate not checked', opportunistic: 'TLS when offered, not checked', tlcp: 'TLCP (national cipher)', none: 'No encryption' },
     'pk_domains.protected': 'protected domains', pk_route: 'route', pk_host: 'next hop', pk_tls: 'TLS policy', 'pk_audit.syslog': 'syslog forwarding', err_not_supervised: 'No systemd runs this gateway: restart it at the appliance.',
+    backupClustered: 'This gateway runs in cluster mode: the console accounts, sessions and the audit log are in the shared PostgreSQL database, not in this backup; back that database up with PostgreSQL\'s tools (pg_dump, continuous archiving).',
     backup: 'Backup and restore', backupHelp: 'A backup holds the configuration file and the files in its directory, the keys (spool sealing, DKIM, link signing), the certificates installed here and the settings (domains and routes, policy versions, personal lists, drill templates, console accounts); not mail, not logs. It is sealed with the passphrase below (Argon2id, SM4-GCM) and cannot be restored without it: keep the passphrase apart from the backup.',
     backupPass: 'Passphrase (at least 12 characters)', backupPass2: 'The passphrase again', backupDownload: 'Make and download a backup', backupMaking: 'Making the backup…',
     backupMismatch: 'The two passphrases differ.', backupDone: '{f} downloaded: {n} files.', backupOutside: '{n} files the configuration names lie outside its directory and are not in the backup: keep them yourself (the audit log names them).',
@@ -1650,9 +1658,10 @@ async function systemPage(flash) {
       ['consoleListen', s.console_listen], ['starttlsOn', yes(s.starttls)], ['scanOn', yes(s.scan_enabled)],
       ['queueActive', String(s.queue.active)], ['queueHeld', String(s.queue.held)]])),
     clockCard(s.clock),
+    s.cluster ? clusterCard(s.cluster) : null,
     settingsCard(st, flash),
     certificatesCard(s),
-    backupCard(),
+    backupCard(!!s.cluster),
     el('div', { class: 'card', id: 'system-upgrade' }, el('h2', {}, t('upgrade')), pairs([
       ['running', u.running], ['currentRelease', u.current_release || t('factory')], ['previousRelease', u.previous_release],
       ['onTrial', u.trial ? `${u.trial.version}（${fill(t('trialStarts'), { n: u.trial.starts })}）` : t('no')],
@@ -1674,6 +1683,16 @@ function clockCard(c) {
     el('dt', {}, t('ntp')), el('dd', { id: 'clock-sync' }, sync),
     el('dt', {}, t('browserSkew')), el('dd', { id: 'clock-skew' }, Math.abs(skew) > 60
       ? el('span', { class: 'badge phish' }, fill(t('skewWarn'), { n: Math.abs(skew) })) : fill(t('skewOk'), { n: Math.abs(skew) }))));
+}
+
+// The nodes sharing this one's database (cluster mode): which are running, and what version
+// each runs (an upgrade goes through them one at a time).
+function clusterCard(c) {
+  return el('div', { class: 'card', id: 'system-cluster' }, el('h2', {}, t('cluster')), el('p', { class: 'muted' }, t('clusterNote')),
+    table([t('nodeName'), t('nodeAddress'), t('nodeVersion'), t('nodeStarted'), t('nodeHeartbeat'), t('nodeState')],
+      c.nodes.map((n) => ({ key: n.name, cells: [
+        n.name === c.node ? `${n.name}（${t('thisNode')}）` : n.name, n.address, n.version, when(n.started), when(n.heartbeat),
+        el('span', { class: n.alive ? 'badge state-active' : 'badge phish', 'data-node': n.name }, t(n.alive ? 'nodeAlive' : 'nodeGone'))] }))));
 }
 
 // The protected domains, routes and syslog collector: the configuration file's, or those changed
@@ -1776,7 +1795,7 @@ function settingsCard(st, flash) {
 
 // A backup sealed with a passphrase typed twice, downloaded as a file; restoring it is root's
 // work at the appliance, so the card only says how.
-function backupCard() {
+function backupCard(clustered) {
   const msg = el('p', { role: 'status', id: 'backup-result' });
   const pass = el('input', { type: 'password', id: 'backup-pass', minlength: 12, required: true, autocomplete: 'new-password' });
   const again = el('input', { type: 'password', id: 'backup-pass2', minlength: 12, required: true, autocomplete: 'new-password' });
@@ -1802,7 +1821,8 @@ function backupCard() {
   } },
   el('label', { class: 'inline' }, t('backupPass'), ' ', pass), el('label', { class: 'inline' }, t('backupPass2'), ' ', again),
   el('button', { class: 'primary', type: 'submit', id: 'backup-download' }, t('backupDownload')));
-  return el('div', { class: 'card', id: 'system-backup' }, el('h2', {}, t('backup')), el('p', { class: 'muted' }, t('backupHelp')), form, msg,
+  return el('div', { class: 'card', id: 'system-backup' }, el('h2', {}, t('backup')), el('p', { class: 'muted' }, t('backupHelp')),
+    clustered ? el('p', { class: 'notice', id: 'backup-clustered' }, t('backupClustered')) : null, form, msg,
     el('p', { class: 'muted' }, t('restoreHelp')),
     el('pre', { id: 'restore-command' }, t('restoreCommand')));
 }

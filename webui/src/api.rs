@@ -847,7 +847,17 @@ async fn system(req: HttpRequest, console: Data) -> Reply {
     let c = &console.config;
     let (active, held) = console.store.counts().await.map_err(ApiError::internal)?;
     let clock = jianmen_mta::clock::status(&c.server.time_zone).await;
+    let cluster = match &console.cluster {
+        Some((db, node)) => Some(json!({
+            "node": node,
+            "nodes": jianmen_mta::store::nodes::list(db, now())
+                .await
+                .map_err(ApiError::internal)?,
+        })),
+        None => None,
+    };
     Ok(HttpResponse::Ok().json(json!({
+        "cluster": cluster,
         "version": env!("CARGO_PKG_VERSION"),
         "clock": clock,
         "hostname": c.server.hostname,

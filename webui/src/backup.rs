@@ -14,15 +14,19 @@ use jianmen_mta::backup::{self, BackupError, SettingsOf, sealed::SealError};
 
 type Data = web::Data<Console>;
 
-/// The databases whose settings a backup carries: the queue's (policy versions, personal
-/// lists, drill templates) and the console's (accounts).
-pub const DATABASES: [SettingsOf<'static>; 2] = [
-    backup::QUEUE_SETTINGS,
-    SettingsOf {
-        file: super::accounts::DATABASE,
-        tables: super::accounts::SETTINGS,
-    },
-];
+/// The databases whose settings a backup of `config`'s gateway carries: the queue's (policy
+/// versions, personal lists, drill templates) and the console's (accounts) — unless the
+/// accounts are in a cluster's PostgreSQL database, which PostgreSQL's own tools back up.
+pub fn databases(config: &jianmen_mta::config::Config) -> Vec<SettingsOf<'static>> {
+    let mut databases = vec![backup::QUEUE_SETTINGS];
+    if config.store.backend == jianmen_mta::store::Backend::Sqlite {
+        databases.push(SettingsOf {
+            file: super::accounts::DATABASE,
+            tables: super::accounts::SETTINGS,
+        });
+    }
+    databases
+}
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/system/backup", web::post().to(download));
@@ -52,7 +56,13 @@ async fn download(
         ));
     };
     let who = actor(&session);
-    let made = match backup::make(&console.config, &DATABASES, &body.passphrase).await {
+    let made = match backup::make(
+        &console.config,
+        &databases(&console.config),
+        &body.passphrase,
+    )
+    .await
+    {
         Ok(made) => made,
         Err(BackupError::Sealed(SealError::WeakPassphrase)) => {
             return Err(ApiError::new(

@@ -89,6 +89,8 @@ pub struct Console {
     /// Where recipients sign in to their self-service pages, when configured.
     directory: Option<Arc<jianmen_mta::directory::Directory>>,
     allow: AddressList,
+    /// The cluster's database and this node's name, in cluster mode.
+    pub cluster: Option<(jianmen_mta::store::SharedDb, String)>,
 }
 
 impl Console {
@@ -131,7 +133,16 @@ impl Console {
             cert_changes: tokio::sync::Mutex::new(()),
             directory: None,
             allow,
+            cluster: None,
         }
+    }
+
+    /// The same console showing the nodes of the cluster `shared` belongs to, if it does.
+    pub fn in_cluster_of(mut self, shared: &jianmen_mta::store::Store) -> Console {
+        self.cluster = shared
+            .shared()
+            .map(|db| (db.clone(), shared.node().to_owned()));
+        self
     }
 
     /// The same console with upgrades installed under `releases` instead of the system's.
@@ -546,7 +557,8 @@ pub async fn start(
     .serving_links(services.links)
     .drilling(services.drills)
     .editing_policy(services.policy)
-    .serving_tls(tls);
+    .serving_tls(tls)
+    .in_cluster_of(&services.shared);
     Ok(Arc::new(console))
 }
 

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use jianmen_mta::backup;
 use jianmen_mta::config::Config;
 use jianmen_mta::lock::DataDirLock;
-use jianmen_webui::backup::DATABASES;
+use jianmen_webui::backup::databases;
 
 /// Options of `jianmen backup`.
 #[derive(clap::Args)]
@@ -80,7 +80,7 @@ pub async fn backup(args: BackupArgs) -> Result<()> {
         .with_context(|| format!("creating {}", args.out.display()))?;
     // Reading the databases as root could leave root's files in the data directory.
     super::as_service(&config)?;
-    let made = match backup::make(&config, &DATABASES, &passphrase).await {
+    let made = match backup::make(&config, &databases(&config), &passphrase).await {
         Ok(made) => made,
         Err(e) => {
             let _ = std::fs::remove_file(&args.out);
