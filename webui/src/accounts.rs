@@ -579,8 +579,7 @@ impl Accounts {
     pub async fn delete(&self, name: &str) -> Result<(), AccountError> {
         // Two deletions at once, on this node or another, cannot both see "another one is
         // left": one statement, under the accounts' lock.
-        let mut tx = self.db.pool().begin().await?;
-        self.db.serialise(&mut tx, Serialised::Accounts).await?;
+        let mut tx = self.db.begin_serialised(Serialised::Accounts).await?;
         let n = sqlx::query(
             "DELETE FROM accounts WHERE name = $1 AND (domain IS NOT NULL OR
                (SELECT COUNT(*) FROM accounts other
@@ -988,8 +987,7 @@ impl Accounts {
             let (password, hashed) = self.new_password(name).await?;
             made.push((name.to_owned(), role, password, hashed));
         }
-        let mut tx = self.db.pool().begin().await?;
-        self.db.serialise(&mut tx, Serialised::Accounts).await?;
+        let mut tx = self.db.begin_serialised(Serialised::Accounts).await?;
         let count: i64 = sqlx::query_scalar(COUNT).fetch_one(&mut *tx).await?;
         if count > 0 {
             return Ok(Vec::new());

@@ -160,8 +160,7 @@ impl AuditLog {
     /// Appends an action durably (the row is committed with a full fsync before this returns);
     /// returns its sequence number.
     pub async fn append(&self, actor: &str, action: &str, detail: &str) -> Result<i64, AuditError> {
-        let mut tx = self.db.pool().begin().await?;
-        self.db.serialise(&mut tx, Serialised::AuditChain).await?;
+        let mut tx = self.db.begin_serialised(Serialised::AuditChain).await?;
         let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?;
@@ -389,6 +388,31 @@ mod tests {
         assert_eq!(log.verify().await.unwrap().0, 2);
         // A row chained with SM3 in a SHA-256 log is a break.
         assert!(verify_chain(&Sm3Chain, &log.chained().await.unwrap()).is_err());
+    }
+
+    /// The console and a `jianmen` command append to one node's file at once: each waits for
+    /// the other's write lock (a deferred transaction would fail with "database is locked").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_writers_of_one_file_take_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let (one, other) = (
+            AuditLog::open(&path).await.unwrap(),
+            AuditLog::open(&path).await.unwrap(),
+        );
+        let append = |log: AuditLog, actor: &'static str| {
+            tokio::spawn(async move {
+                for i in 0..50 {
+                    log.append(actor, "queue.delete", &format!("{i}"))
+                        .await
+                        .unwrap();
+                }
+                log
+            })
+        };
+        let (one, other) = (append(one, "console"), append(other, "cli:root"));
+        let (one, _) = (one.await.unwrap(), other.await.unwrap());
+        assert_eq!(one.verify().await.unwrap().0, 100);
     }
 
     #[tokio::test]

@@ -156,22 +156,29 @@ impl SharedDb {
         self.backend
     }
 
-    /// Waits for `what`'s lock, held by `tx` until it commits or rolls back. Other nodes'
-    /// transactions wait here for theirs; on SQLite the single writer already serialises.
-    pub async fn serialise(
+    /// Begins a transaction that writes what depends on what it reads, holding `what`'s lock
+    /// until it commits or rolls back: other writers — other nodes' on PostgreSQL, another
+    /// process's on SQLite — wait for their turn instead of interleaving or failing.
+    pub async fn begin_serialised(
         &self,
-        tx: &mut sqlx::AnyConnection,
         what: Serialised,
-    ) -> Result<(), sqlx::Error> {
-        if self.backend == Backend::Postgres {
-            // The key's high half marks the lock as Jianmen's among the database's users.
-            let key = (0x4a4d_i64 << 32) | what as i64;
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(key)
-                .execute(tx)
-                .await?;
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            // The write lock taken at BEGIN: a deferred transaction whose read turns into a
+            // write fails at once ("database is locked") when another writer came first,
+            // without waiting the busy timeout.
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                // The key's high half marks the lock as Jianmen's among the database's users.
+                let key = (0x4a4d_i64 << 32) | what as i64;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
         }
-        Ok(())
     }
 }
 
