@@ -1321,6 +1321,20 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_cluster_store_is_valid() {
+        let example = include_str!("../../config/jianmen.example.toml");
+        let (before, store) = example.split_once("# [store]").unwrap();
+        let uncommented: String = format!("# [store]{store}")
+            .lines()
+            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+            .collect();
+        let c = Config::parse(&format!("{before}{uncommented}")).unwrap();
+        assert_eq!(c.store.backend, crate::store::Backend::Postgres);
+        assert_eq!(c.store.tls, crate::store::PostgresTls::VerifyFull);
+        assert_eq!(c.store.node_name.as_deref(), Some("gw-1"));
+    }
+
+    #[test]
     fn documented_example_is_valid() {
         let c = Config::parse(include_str!("../../config/jianmen.example.toml")).unwrap();
         assert_eq!(c.routes[0].tls, TlsPolicy::VerifyIfOffered);
