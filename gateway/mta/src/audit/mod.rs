@@ -322,7 +322,7 @@ fn entry_of(row: &sqlx::any::AnyRow) -> Result<Entry, AuditError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     async fn log_with_three(store: &Store) -> AuditLog {
@@ -396,23 +396,33 @@ mod tests {
     async fn two_writers_of_one_file_take_turns() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE);
-        let (one, other) = (
-            AuditLog::open(&path).await.unwrap(),
-            AuditLog::open(&path).await.unwrap(),
-        );
-        let append = |log: AuditLog, actor: &'static str| {
+        let (one, _) = appending_at_once(
+            [
+                (AuditLog::open(&path).await.unwrap(), "console"),
+                (AuditLog::open(&path).await.unwrap(), "cli:root"),
+            ],
+            50,
+        )
+        .await;
+        assert_eq!(one.verify().await.unwrap().0, 100);
+    }
+
+    /// Two logs each appending `n` rows as its actor, at the same time; both, when done.
+    pub(crate) async fn appending_at_once(
+        logs: [(AuditLog, &'static str); 2],
+        n: usize,
+    ) -> (AuditLog, AuditLog) {
+        let [one, other] = logs.map(|(log, actor)| {
             tokio::spawn(async move {
-                for i in 0..50 {
-                    log.append(actor, "queue.delete", &format!("{i}"))
+                for i in 0..n {
+                    log.append(actor, "policy.edit", &format!("change {i}"))
                         .await
                         .unwrap();
                 }
                 log
             })
-        };
-        let (one, other) = (append(one, "console"), append(other, "cli:root"));
-        let (one, _) = (one.await.unwrap(), other.await.unwrap());
-        assert_eq!(one.verify().await.unwrap().0, 100);
+        });
+        (one.await.unwrap(), other.await.unwrap())
     }
 
     #[tokio::test]

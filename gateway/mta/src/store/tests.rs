@@ -63,22 +63,14 @@ async fn nodes_appending_at_once_make_one_chain() {
     pg.create_database("audit");
     // Both nodes start together: the schema is made once, the other waits for it.
     let (a, b) = tokio::join!(node_on(&pg, "audit", "a"), node_on(&pg, "audit", "b"));
-    let (log_a, log_b) = (
-        AuditLog::open_in(&a).await.unwrap(),
-        AuditLog::open_in(&b).await.unwrap(),
-    );
-    let append = |log: AuditLog, actor: &'static str| {
-        tokio::spawn(async move {
-            for i in 0..25 {
-                log.append(actor, "policy.edit", &format!("change {i}"))
-                    .await
-                    .unwrap();
-            }
-            log
-        })
-    };
-    let (log_a, log_b) = (append(log_a, "admin@a"), append(log_b, "admin@b"));
-    let (log_a, log_b) = (log_a.await.unwrap(), log_b.await.unwrap());
+    let (log_a, log_b) = crate::audit::tests::appending_at_once(
+        [
+            (AuditLog::open_in(&a).await.unwrap(), "admin@a"),
+            (AuditLog::open_in(&b).await.unwrap(), "admin@b"),
+        ],
+        25,
+    )
+    .await;
     let (rows, head) = log_b.verify().await.unwrap();
     assert_eq!(rows, 50);
     assert_eq!(log_a.verify().await.unwrap(), (rows, head));
