@@ -59,16 +59,22 @@ impl Postgres {
     /// Creates and starts a cluster. As root (which PostgreSQL refuses to run as) it runs as
     /// the `postgres` account the Debian package made.
     pub fn start() -> Postgres {
-        Self::start_with(None)
+        Self::start_with(None, false)
     }
 
     /// As [`Postgres::start`], serving TLS (besides plain connections) with `pki`'s server
     /// certificate.
     pub fn start_with_tls(pki: &TestPki) -> Postgres {
-        Self::start_with(Some(pki))
+        Self::start_with(Some(pki), false)
     }
 
-    fn start_with(pki: Option<&TestPki>) -> Postgres {
+    /// As [`Postgres::start`], with every commit flushed to disk as a production server's is
+    /// (for benchmarks beside SQLite, which syncs its commits).
+    pub fn start_durable() -> Postgres {
+        Self::start_with(None, true)
+    }
+
+    fn start_with(pki: Option<&TestPki>, durable: bool) -> Postgres {
         use std::os::unix::process::CommandExt;
         let bin = server_bin();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -129,8 +135,10 @@ impl Postgres {
             tls.push("ssl=on".to_owned());
         }
         let port = free_port();
-        // Loopback TCP only (no socket in /var/run/postgresql); fsync off: these clusters hold
-        // test data for seconds, and the gateway's own durability is not PostgreSQL's to test.
+        // Loopback TCP only (no socket in /var/run/postgresql); fsync off unless asked for: these
+        // clusters hold test data for seconds, and the gateway's own durability is not
+        // PostgreSQL's to test.
+        let fsync = if durable { "fsync=on" } else { "fsync=off" };
         let mut server = Command::new(bin.join("postgres"));
         server
             .arg("-D")
@@ -138,7 +146,7 @@ impl Postgres {
             .args(["-c", "listen_addresses=127.0.0.1"])
             .args(["-c", &format!("port={port}")])
             .args(["-c", "unix_socket_directories="])
-            .args(["-c", "fsync=off", "-c", "max_connections=200"])
+            .args(["-c", fsync, "-c", "max_connections=200"])
             .args(tls.iter().flat_map(|t| ["-c", t.as_str()]))
             .stdout(Stdio::null())
             .stderr(Stdio::from(
