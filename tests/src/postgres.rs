@@ -59,22 +59,27 @@ impl Postgres {
     /// Creates and starts a cluster. As root (which PostgreSQL refuses to run as) it runs as
     /// the `postgres` account the Debian package made.
     pub fn start() -> Postgres {
-        Self::start_with(None, false)
+        Self::start_with(None, false, free_port())
+    }
+
+    /// As [`Postgres::start`], on `port` (a database a gateway was told of before it ran).
+    pub fn start_on(port: u16) -> Postgres {
+        Self::start_with(None, false, port)
     }
 
     /// As [`Postgres::start`], serving TLS (besides plain connections) with `pki`'s server
     /// certificate.
     pub fn start_with_tls(pki: &TestPki) -> Postgres {
-        Self::start_with(Some(pki), false)
+        Self::start_with(Some(pki), false, free_port())
     }
 
     /// As [`Postgres::start`], with every commit flushed to disk as a production server's is
     /// (for benchmarks beside SQLite, which syncs its commits).
     pub fn start_durable() -> Postgres {
-        Self::start_with(None, true)
+        Self::start_with(None, true, free_port())
     }
 
-    fn start_with(pki: Option<&TestPki>, durable: bool) -> Postgres {
+    fn start_with(pki: Option<&TestPki>, durable: bool, port: u16) -> Postgres {
         use std::os::unix::process::CommandExt;
         let bin = server_bin();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -134,7 +139,6 @@ impl Postgres {
             }
             tls.push("ssl=on".to_owned());
         }
-        let port = free_port();
         // Loopback TCP only (no socket in /var/run/postgresql); fsync off unless asked for: these
         // clusters hold test data for seconds, and the gateway's own durability is not
         // PostgreSQL's to test.
@@ -177,10 +181,12 @@ impl Postgres {
 
     /// A connection URL for `database` (see [`Postgres::create_database`]).
     pub fn url(&self, database: &str) -> String {
-        format!(
-            "postgres://{ROLE}:{PASSWORD}@127.0.0.1:{}/{database}",
-            self.port
-        )
+        Self::url_on(self.port, database)
+    }
+
+    /// The URL `database` will have on a server started on `port`.
+    pub fn url_on(port: u16, database: &str) -> String {
+        format!("postgres://{ROLE}:{PASSWORD}@127.0.0.1:{port}/{database}")
     }
 
     /// Creates an empty database called `name` (each test takes its own).

@@ -3,26 +3,36 @@
 //! a session begun on one is valid on the other, both appear in the register of nodes (and on
 //! the system page, in Chromium), and
 //! their audit rows form one chain that either node's `jianmen audit verify` checks — and that
-//! an edit made in the database breaks.
+//! an edit made in the database breaks. A node whose database is down takes mail all the same,
+//! and opens its console when the database answers.
 
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use jianmen_testkit::postgres::Postgres;
-use jianmen_testkit::{Browser, Console, Gateway, Setup, Sink, free_port, jianmen_bin, wait_until};
+use jianmen_testkit::{
+    Browser, Client, Console, Gateway, Setup, Sink, free_port, jianmen_bin, test_message,
+    wait_until,
+};
 use serde_json::Value;
 
 const NEW_PASSWORD: &str = "Pass-Of-Jianmen-2026";
 
-fn node(sink: &Sink, pg: &Postgres, name: &str, console_port: u16) -> Gateway {
+/// A node of the cluster whose database is at `url`.
+fn node(sink: &Sink, url: &str, name: &str, console_port: u16) -> Gateway {
     Gateway::start(
         &Setup::new(sink.port, sink.port)
             .console(console_port)
             .section(&format!(
-                "[store]\nbackend = \"postgres\"\nurl = \"{}\"\ntls = \"off\"\nnode_name = \"{name}\"",
-                pg.url("cluster")
+                "[store]\nbackend = \"postgres\"\nurl = \"{url}\"\ntls = \"off\"\nnode_name = \"{name}\""
             )),
     )
+}
+
+fn console_started(gw: &Gateway) -> bool {
+    wait_until(Duration::from_secs(60), || {
+        gw.log().contains("console on https://")
+    })
 }
 
 fn audit_verify(gw: &Gateway) -> Output {
@@ -45,8 +55,11 @@ fn two_nodes_share_accounts_sessions_the_register_and_one_audit_chain() {
     pg.create_database("cluster");
     let sink = Sink::start(&[]);
     let (port_a, port_b) = (free_port(), free_port());
-    let mut a = node(&sink, &pg, "node-a", port_a);
-    let b = node(&sink, &pg, "node-b", port_b);
+    let mut a = node(&sink, &pg.url("cluster"), "node-a", port_a);
+    // A node's console starts once its database answers, after its SMTP service.
+    assert!(console_started(&a), "{}", a.log());
+    let b = node(&sink, &pg.url("cluster"), "node-b", port_b);
+    assert!(console_started(&b), "{}", b.log());
 
     // The first node made the console's accounts; the second found them made.
     let (user, password) = a.initial_account("system");
@@ -131,4 +144,46 @@ fn two_nodes_share_accounts_sessions_the_register_and_one_audit_chain() {
         b.log()
     );
     assert_eq!(alive("node-b"), Some(true));
+}
+
+#[test]
+fn a_node_takes_mail_while_its_database_is_down_and_opens_its_console_when_it_answers() {
+    let sink = Sink::start(&[]);
+    let (db_port, console_port) = (free_port(), free_port());
+    let gw = node(
+        &sink,
+        &Postgres::url_on(db_port, "cluster"),
+        "node-a",
+        console_port,
+    );
+    // No database yet: mail is received, spooled and delivered all the same.
+    let mut client = Client::ready(gw.addr);
+    let reply = client.send_mail(
+        "sender@elsewhere.test",
+        &["staff@example.com"],
+        &test_message("while the database is down", 3),
+    );
+    assert_eq!(reply.code, 250, "{reply:?}");
+    assert!(
+        wait_until(Duration::from_secs(10), || sink.messages().len() == 1),
+        "{}",
+        gw.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || gw
+            .log()
+            .contains("does not answer")),
+        "{}",
+        gw.log()
+    );
+
+    // The database comes: the node joins, makes the accounts and serves its console.
+    let pg = Postgres::start_on(db_port);
+    pg.create_database("cluster");
+    assert!(console_started(&gw), "{}", gw.log());
+    let (user, password) = gw.initial_account("system");
+    let jar = tempfile::tempdir().unwrap();
+    let console = Console::new(console_port, jar.path());
+    console.sign_in(&user, &password, NEW_PASSWORD);
+    assert_eq!(system(&console)["cluster"]["nodes"][0]["name"], "node-a");
 }

@@ -73,6 +73,81 @@ pub enum StartError {
     Audit(#[from] jianmen_mta::audit::AuditError),
 }
 
+/// What needs the store (the node's files, or the cluster's database): the node's entry in the
+/// cluster's register, the audit log's forwarding, the console.
+struct StoreSide {
+    config: Arc<Config>,
+    listener: Option<std::net::TcpListener>,
+    quarantine: Quarantine,
+    tracker: Tracker,
+    store: Arc<SqliteStore>,
+    releases: Releases,
+    /// The console's services, given the opened store.
+    services: Box<dyn FnOnce(jianmen_mta::store::Store) -> jianmen_webui::Services + Send>,
+    tls: Arc<jianmen_gm::tls::ServerTls>,
+}
+
+impl StoreSide {
+    async fn start(self, shared: jianmen_mta::store::Store) -> Result<(), StartError> {
+        let config = self.config;
+        if let Some(db) = shared.shared() {
+            let address = config
+                .console
+                .as_ref()
+                .map_or_else(|| config.server.hostname.clone(), |c| c.listen.to_string());
+            let node = jianmen_mta::store::nodes::Registration::join(
+                db,
+                shared.node(),
+                &address,
+                env!("CARGO_PKG_VERSION"),
+                jianmen_mta::queue::manager::unix_now(),
+            )
+            .await
+            .map_err(jianmen_mta::store::OpenError::from)?;
+            tracing::info!(node = shared.node(), "joined the cluster");
+            tokio::spawn(node.keep_beating());
+        }
+        if let Some(collector) = &config.audit.syslog {
+            let log = AuditLog::open_in(&shared).await?;
+            tracing::info!(collector, "audit rows forwarded by syslog");
+            tokio::spawn(jianmen_mta::audit::syslog::forward(
+                log,
+                collector.clone(),
+                jianmen_mta::audit::syslog::Origin {
+                    hostname: config.server.hostname.clone(),
+                    sd_id: config
+                        .audit
+                        .syslog_enterprise_number
+                        .map(|n| format!("jianmen@{n}")),
+                },
+                config.server.data_dir.join("audit-syslog.seq"),
+            ));
+        }
+        let Some(listener) = self.listener else {
+            return Ok(());
+        };
+        let console = jianmen_webui::start(
+            config,
+            self.quarantine,
+            self.tracker,
+            self.store,
+            self.releases,
+            (self.services)(shared),
+            self.tls.clone(),
+        )
+        .await?;
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "console on https://{addr}/");
+        }
+        tokio::spawn(async move {
+            if let Err(e) = jianmen_webui::serve(console, listener, self.tls).await {
+                tracing::error!(error = %e, "console stopped");
+            }
+        });
+        Ok(())
+    }
+}
+
 /// The listeners of one configuration, bound.
 struct Bound {
     smtp: Vec<tokio::net::TcpListener>,
@@ -185,24 +260,6 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
     // Held for the gateway's life: no second gateway, and no restore, on this data directory.
     let _lock = jianmen_mta::lock::DataDirLock::take(&config.server.data_dir)?;
     let metrics = Arc::new(Metrics::default());
-    let shared = jianmen_mta::store::Store::open(&config).await?;
-    if let Some(db) = shared.shared() {
-        let address = config
-            .console
-            .as_ref()
-            .map_or_else(|| config.server.hostname.clone(), |c| c.listen.to_string());
-        let node = jianmen_mta::store::nodes::Registration::join(
-            db,
-            shared.node(),
-            &address,
-            env!("CARGO_PKG_VERSION"),
-            jianmen_mta::queue::manager::unix_now(),
-        )
-        .await
-        .map_err(jianmen_mta::store::OpenError::from)?;
-        tracing::info!(node = shared.node(), "joined the cluster");
-        tokio::spawn(node.keep_beating());
-    }
     let store = Arc::new(open_store(&config).await?);
     let spool = Spool::configured(&config).map_err(|source| StartError::DataDir {
         path: config.spool_dir().display().to_string(),
@@ -241,22 +298,6 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
             settings,
             key,
             config.quarantine.digest_hours,
-        ));
-    }
-    if let Some(collector) = &config.audit.syslog {
-        let log = AuditLog::open_in(&shared).await?;
-        tracing::info!(collector, "audit rows forwarded by syslog");
-        tokio::spawn(jianmen_mta::audit::syslog::forward(
-            log,
-            collector.clone(),
-            jianmen_mta::audit::syslog::Origin {
-                hostname: config.server.hostname.clone(),
-                sd_id: config
-                    .audit
-                    .syslog_enterprise_number
-                    .map(|n| format!("jianmen@{n}")),
-            },
-            config.server.data_dir.join("audit-syslog.seq"),
         ));
     }
     // One set of certificates for STARTTLS and the console: one installed in the console is
@@ -440,35 +481,46 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
         tracing::info!(%addr, "SMTP listening");
     }
     let console_addr = console_listener.as_ref().and_then(|l| l.local_addr().ok());
-    if let Some(listener) = console_listener {
-        let console = jianmen_webui::start(
-            config.clone(),
-            quarantine.clone(),
-            tracker.clone(),
-            store,
-            releases,
-            jianmen_webui::Services {
-                shared: shared.clone(),
-                watch: watch.clone(),
+    let side = StoreSide {
+        config: config.clone(),
+        listener: console_listener,
+        quarantine: quarantine.clone(),
+        tracker: tracker.clone(),
+        store,
+        releases,
+        services: {
+            let (watch, hunt, recaller) = (watch.clone(), hunt.clone(), recaller.clone());
+            Box::new(move |shared| jianmen_webui::Services {
+                shared,
+                watch,
                 relay,
-                hunt: Some(hunt.clone()),
-                recaller: recaller.clone(),
+                hunt: Some(hunt),
+                recaller,
                 intel: Some(intel),
                 links,
                 drills,
                 policy: Some(policy),
-            },
-            served_tls.clone(),
-        )
-        .await?;
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, "console on https://{addr}/");
-        }
+            })
+        },
+        tls: served_tls,
+    };
+    if config.store.backend == jianmen_mta::store::Backend::Postgres {
+        // The mail path does not wait for the cluster's database; what needs it starts when it
+        // answers. A node that cannot use it at all stops, for systemd to start again.
+        let config = config.clone();
         tokio::spawn(async move {
-            if let Err(e) = jianmen_webui::serve(console, listener, served_tls).await {
-                tracing::error!(error = %e, "console stopped");
+            let started = match jianmen_mta::store::Store::open_patiently(&config).await {
+                Ok(shared) => side.start(shared).await,
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = started {
+                tracing::error!(error = %e, "the console and cluster membership could not start");
+                std::process::exit(1);
             }
         });
+    } else {
+        side.start(jianmen_mta::store::Store::open(&config).await?)
+            .await?;
     }
     tokio::spawn(manager.run());
     if let Some(listener) = metrics_listener {

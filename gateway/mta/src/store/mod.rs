@@ -211,6 +211,26 @@ impl Store {
         Self::connect(section, &config.server.data_dir, node).await
     }
 
+    /// As [`Store::open`], trying again (1 s, then up to 30 s apart) while the database cannot
+    /// be reached or refuses, each failure logged: how the gateway opens it, so that its mail
+    /// path runs meanwhile. A schema this version cannot use is an error at once.
+    pub async fn open_patiently(config: &crate::config::Config) -> Result<Store, OpenError> {
+        let mut wait = std::time::Duration::from_secs(1);
+        loop {
+            match Self::open(config).await {
+                Err(
+                    e @ (OpenError::Database(_)
+                    | OpenError::Migrate(sqlx::migrate::MigrateError::Execute(_))),
+                ) => {
+                    tracing::warn!(error = %e, retry_in = ?wait, "the cluster's database does not answer");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(30));
+                }
+                opened => return opened,
+            }
+        }
+    }
+
     /// Opens the store `section` names for the node `node` whose data directory is
     /// `data_dir`.
     pub async fn connect(
