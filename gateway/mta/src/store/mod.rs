@@ -6,9 +6,9 @@
 //! Postfix's do, so no network round trip sits between the end of DATA and the 250. What moves
 //! to the shared database is what must outlive a node and be seen from every console. Parts
 //! move one at a time, each opening itself in a [`Store`]; today the audit chain (one chain for
-//! the cluster) and the register of nodes ([`nodes`]) are shared. The rest — quarantine,
-//! tracking, accounts, policies and the state of the later capabilities — is still per node,
-//! on SQLite, whatever the backend.
+//! the cluster), the console's accounts and sessions and the register of nodes ([`nodes`]) are
+//! shared. The rest — quarantine, tracking, policies and lists, and the state of the later
+//! capabilities — is still per node, on SQLite, whatever the backend.
 
 pub mod nodes;
 mod postgres;
