@@ -1,8 +1,9 @@
 //! What cluster mode costs the parts it shares, SQLite (one node's files) beside PostgreSQL (a
 //! throwaway cluster on loopback, started here as the tests start theirs, but syncing its
-//! commits as SQLite's are synced): the time of an audit
-//! append — one node alone, then two nodes appending at once, which the cluster's one chain
-//! serialises — and of a console session check, the statement every console request makes.
+//! commits as SQLite's are synced): the time of an audit append — one node alone, then two
+//! nodes appending at once, which the cluster's one chain serialises — and of a console session
+//! check, the statements every console request makes (reads only: a session's last use is
+//! written once a minute).
 //! Nothing is shared per message yet (mail in flight stays on the node), so it prints that
 //! figure as what it is: no database round trip per message.
 //!
@@ -127,7 +128,7 @@ async fn main() {
             postgres.1,
         ),
         (
-            format!("console session check ({CHECKS})"),
+            format!("console session check, within a minute of its last write ({CHECKS})"),
             sqlite.2,
             postgres.2,
         ),
