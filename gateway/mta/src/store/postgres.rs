@@ -44,6 +44,12 @@ fn migrator() -> Migrator {
     }
 }
 
+/// The longest any statement may run or wait (PostgreSQL's `statement_timeout`).
+const STATEMENT_TIMEOUT: &str = "15s";
+/// The longest a session may sit in an open transaction doing nothing before the server ends
+/// it, releasing its locks.
+const IDLE_IN_TRANSACTION: &str = "60s";
+
 /// Why `url` cannot be used, if it cannot.
 pub(super) fn check_url(url: &str) -> Result<(), String> {
     let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
@@ -90,6 +96,14 @@ pub(super) async fn connect(config: &StoreConfig, node: &str) -> Result<SharedDb
         }
         // What a DBA sees in pg_stat_activity.
         query.append_pair("application_name", &format!("jianmen {node}"));
+        // Bounded waits: no statement (a lock wait included) outlasts STATEMENT_TIMEOUT, and a
+        // node cut off in the middle of a transaction cannot hold the audit chain's lock for
+        // the other nodes longer than IDLE_IN_TRANSACTION.
+        query.append_pair("options[statement_timeout]", STATEMENT_TIMEOUT);
+        query.append_pair(
+            "options[idle_in_transaction_session_timeout]",
+            IDLE_IN_TRANSACTION,
+        );
     }
     sqlx::any::install_default_drivers();
     let pool = AnyPoolOptions::new()

@@ -109,6 +109,31 @@ async fn nodes_appending_at_once_make_one_chain() {
 }
 
 #[tokio::test]
+async fn no_statement_waits_without_end() {
+    let pg = Postgres::start();
+    pg.create_database("bounded");
+    let store = node_on(&pg, "bounded", "n").await;
+    let db = store.shared().unwrap();
+    for (setting, value) in [
+        ("statement_timeout", "15s"),
+        ("idle_in_transaction_session_timeout", "1min"),
+    ] {
+        let shown: String = sqlx::query_scalar(&format!("SHOW {setting}"))
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(shown, value);
+    }
+    // A statement that would outlast it is ended by the server.
+    let slow = sqlx::query("SELECT pg_sleep(20)").execute(db.pool()).await;
+    assert!(
+        slow.as_ref()
+            .is_err_and(|e| e.to_string().contains("statement timeout")),
+        "{slow:?}"
+    );
+}
+
+#[tokio::test]
 async fn nodes_register_and_beat() {
     let pg = Postgres::start();
     pg.create_database("nodes");
