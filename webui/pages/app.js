@@ -210,7 +210,7 @@ const T = {
     skewOk: '{n} 秒', skewWarn: '{n} 秒：请检查网关或本机的时间',
     cluster: '集群节点', clusterNote: '这些节点共用一个 PostgreSQL 数据库：控制台账号、会话和审计日志在所有节点通用。', thisNode: '本节点',
     nodeName: '节点', nodeAddress: '地址', nodeVersion: '版本', nodeStarted: '启动时间', nodeHeartbeat: '最近心跳', nodeState: '状态',
-    nodeAlive: '运行中', nodeGone: '失联',
+    nodeAlive: '运行中', nodeGone: '失联', clusterUnreachable: '读不到集群数据库：',
     consoleMoved: '网关正在重启，控制台将在新地址提供服务：', smtpListenSet: 'SMTP 监听地址（每行一个“IP:端口”）', consoleListenSet: '控制台监听地址（IP:端口）',
     listenHelp: '监听地址在重启后生效。1024 以下的端口只能用 25、465、587（SMTP）和 443（控制台）。若重启时新地址无法监听（本机没有该地址或端口被占用），网关按配置文件的设置启动并在此说明原因。修改控制台地址后，请在新地址打开控制台。',
     'pk_smtp.listen': 'SMTP 监听地址', 'pk_console.listen': '控制台监听地址',
@@ -420,7 +420,7 @@ const T = {
     skewOk: '{n} s', skewWarn: '{n} s: check the gateway\'s or this computer\'s clock',
     cluster: 'Cluster nodes', clusterNote: 'These nodes share one PostgreSQL database: console accounts, sessions and the audit log hold on every node.', thisNode: 'this node',
     nodeName: 'Node', nodeAddress: 'Address', nodeVersion: 'Version', nodeStarted: 'Started', nodeHeartbeat: 'Last heartbeat', nodeState: 'State',
-    nodeAlive: 'Running', nodeGone: 'Not heard from',
+    nodeAlive: 'Running', nodeGone: 'Not heard from', clusterUnreachable: 'The cluster\'s database cannot be read: ',
     consoleMoved: 'The gateway is restarting; the console will answer at its new address:', smtpListenSet: 'SMTP listens on (one IP:port a line)', consoleListenSet: 'Console listens on (IP:port)',
     listenHelp: 'Listening addresses take effect at the restart. Below 1024 only ports 25, 465, 587 (SMTP) and 443 (console) may be set. When a new address cannot be bound at the restart (not this machine\'s, or a port in use), the gateway starts on the configuration file\'s settings and says why here. After moving the console, open it at its new address.',
     'pk_smtp.listen': 'SMTP listening addresses', 'pk_console.listen': 'console address',
@@ -1689,6 +1689,7 @@ function clockCard(c) {
 // each runs (an upgrade goes through them one at a time).
 function clusterCard(c) {
   return el('div', { class: 'card', id: 'system-cluster' }, el('h2', {}, t('cluster')), el('p', { class: 'muted' }, t('clusterNote')),
+    c.error ? el('p', { class: 'error' }, t('clusterUnreachable'), c.error) : null,
     table([t('nodeName'), t('nodeAddress'), t('nodeVersion'), t('nodeStarted'), t('nodeHeartbeat'), t('nodeState')],
       c.nodes.map((n) => ({ key: n.name, cells: [
         n.name === c.node ? `${n.name}（${t('thisNode')}）` : n.name, n.address, n.version, when(n.started), when(n.heartbeat),

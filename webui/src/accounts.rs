@@ -709,12 +709,24 @@ impl Accounts {
             return Err(AccountError::Locked(locked_until));
         }
         // Counted before the check: a check cut short (crash, cancelled request) still counts.
-        let failures: i64 = sqlx::query_scalar(
-            "UPDATE accounts SET failures = failures + 1 WHERE name = $1 RETURNING failures",
+        // Counted only while unlocked, in the same statement: another node may have locked the
+        // account since the read above.
+        let Some(failures) = sqlx::query_scalar::<_, i64>(
+            "UPDATE accounts SET failures = failures + 1 WHERE name = $1 AND locked_until <= $2 \
+             RETURNING failures",
         )
         .bind(name)
-        .fetch_one(self.db.pool())
-        .await?;
+        .bind(now)
+        .fetch_optional(self.db.pool())
+        .await?
+        else {
+            let locked_until: i64 =
+                sqlx::query_scalar("SELECT locked_until FROM accounts WHERE name = $1")
+                    .bind(name)
+                    .fetch_one(self.db.pool())
+                    .await?;
+            return Err(AccountError::Locked(locked_until));
+        };
         let stored: String = row.try_get("hash")?;
         let p = password.to_owned();
         self.attempts.checked.fetch_add(1, Ordering::Relaxed);
@@ -728,26 +740,40 @@ impl Accounts {
                 return Err(AccountError::CodeNeeded);
             };
             let last: i64 = row.try_get("totp_step")?;
-            // A code is taken once: a step at or before the last one used is refused.
-            match code_step(&secret, code, now)? {
+            // A code is taken once: a step at or before the last one used is refused — by the
+            // statement that takes it, so the same code sent to two nodes at once is taken by
+            // one only.
+            let taken = match code_step(&secret, code, now)? {
                 Some(step) if step > last => {
-                    sqlx::query("UPDATE accounts SET totp_step = $1 WHERE name = $2")
-                        .bind(step)
-                        .bind(name)
-                        .execute(self.db.pool())
-                        .await?;
+                    sqlx::query(
+                        "UPDATE accounts SET totp_step = $1 WHERE name = $2 AND totp_step < $1",
+                    )
+                    .bind(step)
+                    .bind(name)
+                    .execute(self.db.pool())
+                    .await?
+                    .rows_affected()
+                        == 1
                 }
-                _ => return Err(self.failed(name, failures, now).await?),
+                _ => false,
+            };
+            if !taken {
+                return Err(self.failed(name, failures, now).await?);
             }
         }
         // The success clears the failures while the name's turn is held: cleared later, it would
         // also wipe failures that attempts after it have counted, and let them check more
-        // passwords than the lockout allows.
+        // passwords than the lockout allows. Failures other nodes counted meanwhile (the turn is
+        // this node's only) stay, and so does a lock they set: only this attempt's count goes.
         sqlx::query(
-            "UPDATE accounts SET failures = 0, locked_until = 0, last_login = $1 WHERE name = $2",
+            "UPDATE accounts SET last_login = $1, \
+             failures = CASE WHEN failures = $3 OR failures = 0 THEN 0 ELSE failures - 1 END, \
+             locked_until = CASE WHEN failures = $3 THEN 0 ELSE locked_until END \
+             WHERE name = $2",
         )
         .bind(now)
         .bind(name)
+        .bind(failures)
         .execute(self.db.pool())
         .await?;
         Ok(())
@@ -1166,7 +1192,8 @@ mod tests {
             ),
             (0, 3)
         );
-        let (name, role, password) = [made_a, made_b].concat().swap_remove(0);
+        let made = [made_a, made_b].concat();
+        let (name, role, password) = made[0].clone();
         assert_eq!(role, Role::System);
 
         // A session begun on one node is valid on the other.
@@ -1215,6 +1242,33 @@ mod tests {
             .unwrap();
         assert!(b.session(&on_a.token, 1005).await.unwrap().is_none());
         assert!(a.session(&on_b.token, 1005).await.unwrap().is_some());
+
+        // A one-time code sent to both nodes at once signs in on one only.
+        let (sec_name, _, sec_password) = made[1].clone();
+        let b32 = a.totp_begin(&sec_name).await.unwrap();
+        let code_at = |t: i64| {
+            let secret = totp_rs::Secret::try_from_base32(&b32).unwrap();
+            totp(secret.as_ref())
+                .unwrap()
+                .generate(t as u64)
+                .to_string()
+        };
+        a.totp_confirm(&sec_name, &code_at(3000), 3000)
+            .await
+            .unwrap();
+        let code = code_at(3060);
+        let (on_a, on_b) = tokio::join!(
+            a.login(&sec_name, &sec_password, Some(&code), "10.0.3.1", 3060),
+            b.login(&sec_name, &sec_password, Some(&code), "10.0.3.2", 3060)
+        );
+        assert_eq!(
+            [on_a.is_ok(), on_b.is_ok()]
+                .iter()
+                .filter(|ok| **ok)
+                .count(),
+            1,
+            "{on_a:?} {on_b:?}"
+        );
 
         // Of two system administrators deleted at once through different nodes, one stays.
         a.create("sysadmin2", Role::System, None, 1006)

@@ -847,13 +847,12 @@ async fn system(req: HttpRequest, console: Data) -> Reply {
     let c = &console.config;
     let (active, held) = console.store.counts().await.map_err(ApiError::internal)?;
     let clock = jianmen_mta::clock::status(&c.server.time_zone).await;
+    // The rest of the page does not depend on the cluster's database answering.
     let cluster = match &console.cluster {
-        Some((db, node)) => Some(json!({
-            "node": node,
-            "nodes": jianmen_mta::store::nodes::list(db, now())
-                .await
-                .map_err(ApiError::internal)?,
-        })),
+        Some((db, node)) => Some(match jianmen_mta::store::nodes::list(db, now()).await {
+            Ok(nodes) => json!({ "node": node, "nodes": nodes }),
+            Err(e) => json!({ "node": node, "nodes": [], "error": e.to_string() }),
+        }),
         None => None,
     };
     Ok(HttpResponse::Ok().json(json!({

@@ -506,7 +506,8 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
     };
     if config.store.backend == jianmen_mta::store::Backend::Postgres {
         // The mail path does not wait for the cluster's database; what needs it starts when it
-        // answers. A node that cannot use it at all stops, for systemd to start again.
+        // answers. If that fails, the node goes on with its mail and says so: stopping it would
+        // cut its sessions and deliveries for a console it can do without.
         let config = config.clone();
         tokio::spawn(async move {
             let started = match jianmen_mta::store::Store::open_patiently(&config).await {
@@ -514,8 +515,10 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
                 Err(e) => Err(e.into()),
             };
             if let Err(e) = started {
-                tracing::error!(error = %e, "the console and cluster membership could not start");
-                std::process::exit(1);
+                tracing::error!(
+                    error = %e,
+                    "the console and cluster membership did not start (mail goes on); restart the node once the cause is fixed"
+                );
             }
         });
     } else {
@@ -542,6 +545,9 @@ pub async fn run(config: Config, releases: Releases) -> Result<(), StartError> {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect();
+        // In cluster mode the console waits for the database: an upgrade is not judged by it.
+        let console_addr =
+            console_addr.filter(|_| config.store.backend == jianmen_mta::store::Backend::Sqlite);
         tokio::spawn(check_trial(
             version,
             smtp,

@@ -299,9 +299,14 @@ pub enum Durability {
     Crash,
 }
 
+/// How long a connection waits for another's lock before failing.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The settings of every connection to a gateway database, as `PRAGMA` names and values.
 pub fn pragmas(durability: Durability) -> [(&'static str, &'static str); 5] {
     [
+        // First, so the statements after it wait as long for a lock: BUSY_TIMEOUT in ms.
+        ("busy_timeout", "10000"),
         ("journal_mode", "WAL"),
         (
             "synchronous",
@@ -311,8 +316,6 @@ pub fn pragmas(durability: Durability) -> [(&'static str, &'static str); 5] {
             },
         ),
         ("foreign_keys", "ON"),
-        // Milliseconds a connection waits for another's lock before failing.
-        ("busy_timeout", "10000"),
         // Give the space of a WAL grown by a burst back after checkpoints.
         ("journal_size_limit", "16777216"),
     ]
@@ -352,7 +355,10 @@ impl Database<'_> {
         let options = pragmas(self.durability).into_iter().fold(
             SqliteConnectOptions::from_str("sqlite://")?
                 .filename(self.path)
-                .create_if_missing(true),
+                .create_if_missing(true)
+                // sqlx runs its own pragmas (journal_mode among them) before those added: the
+                // wait is set at open too, so that they wait as long.
+                .busy_timeout(BUSY_TIMEOUT),
             |options, (name, value)| options.pragma(name, value),
         );
         // An embedded database's connection cannot go stale: testing it before every use

@@ -36,8 +36,9 @@ pub enum Backend {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PostgresTls {
-    /// TLS required, the server's certificate checked against `ca_file` (or the public roots)
-    /// and its name against the URL's host.
+    /// TLS required, the server's certificate checked against the public roots and `ca_file`
+    /// (sqlx adds it to them rather than trusting it alone) and its name against the URL's
+    /// host.
     #[default]
     VerifyFull,
     /// No TLS: only for a database on the same host or a network as closed as the host.
@@ -57,12 +58,11 @@ pub struct StoreConfig {
     pub password_file: Option<PathBuf>,
     /// `verify-full` (default) or `off`.
     pub tls: PostgresTls,
-    /// The CA certificates (PEM) the server's certificate must chain to; without it, the
-    /// public roots.
+    /// CA certificates (PEM) the server's certificate may chain to, besides the public roots.
     pub ca_file: Option<PathBuf>,
     /// Connections this node keeps to the database.
     pub pool_size: u32,
-    /// This node's name in the cluster (default: `server.hostname`).
+    /// This node's name in the cluster, one per node (default: the machine's host name).
     pub node_name: Option<String>,
 }
 
@@ -204,11 +204,15 @@ impl Store {
     /// up to date (nodes starting together take turns: the migration holds a lock).
     pub async fn open(config: &crate::config::Config) -> Result<Store, OpenError> {
         let section = &config.store;
-        let node = section
-            .node_name
-            .as_deref()
-            .unwrap_or(&config.server.hostname);
-        Self::connect(section, &config.server.data_dir, node).await
+        // Not server.hostname: that is the name the nodes greet with, often one for all of them.
+        let node = match &section.node_name {
+            Some(name) => name.clone(),
+            None => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| config.server.hostname.clone()),
+        };
+        Self::connect(section, &config.server.data_dir, &node).await
     }
 
     /// As [`Store::open`], trying again (1 s, then up to 30 s apart) while the database cannot

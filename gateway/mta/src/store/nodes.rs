@@ -15,7 +15,7 @@ const MISSED_BEATS: i64 = 3;
 /// A node as the register holds it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Node {
-    /// Its name (`store.node_name`, or its host name).
+    /// Its name (`store.node_name`, or its machine's host name).
     pub name: String,
     /// Where its console answers (`host:port`), or its host name without a console.
     pub address: String,
@@ -104,7 +104,7 @@ pub async fn list(db: &SharedDb, now: i64) -> Result<Vec<Node>, sqlx::Error> {
                 version: r.try_get(2)?,
                 started: r.try_get(3)?,
                 heartbeat,
-                alive: now - heartbeat <= HEARTBEAT_SECS * MISSED_BEATS,
+                alive: now.saturating_sub(heartbeat) <= HEARTBEAT_SECS * MISSED_BEATS,
             })
         })
         .collect()

@@ -10,7 +10,8 @@ use super::{Backend, OpenError, PostgresTls, SharedDb, StoreConfig};
 
 /// The shared schema of every part (the console's accounts included, though `jianmen-webui`
 /// owns their queries), oldest first: a version is never edited once released (sqlx refuses a
-/// database whose applied migration's checksum changed), later changes are new versions.
+/// database whose applied migration's checksum changed), later changes are new versions, and
+/// they only add (tables, columns with defaults), so older nodes keep working beside them.
 pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
@@ -40,6 +41,9 @@ fn migrator() -> Migrator {
                 })
                 .collect(),
         ),
+        // A node of an older version, beside newer ones during a rolling upgrade or after a
+        // roll-back, runs on a schema with versions it does not know: they only ever add.
+        ignore_missing: true,
         ..Migrator::DEFAULT
     }
 }
@@ -78,7 +82,13 @@ pub(super) async fn connect(config: &StoreConfig, node: &str) -> Result<SharedDb
             path: file.display().to_string(),
             source,
         })?;
-        url.set_password(Some(password.trim_end_matches(['\r', '\n'])))
+        // Encoded whole: the URL's own rules leave `%` as it is, which would then be decoded.
+        let password = percent_encoding::utf8_percent_encode(
+            password.trim_end_matches(['\r', '\n']),
+            percent_encoding::NON_ALPHANUMERIC,
+        )
+        .to_string();
+        url.set_password(Some(&password))
             .map_err(|()| OpenError::Url("cannot hold a password".to_owned()))?;
     }
     {

@@ -220,7 +220,11 @@ async fn the_password_comes_from_its_file() {
         password_file,
         ..StoreConfig::default()
     };
-    assert!(postgres::connect(&section(Some(file)), "n").await.is_ok());
+    assert!(
+        postgres::connect(&section(Some(file.clone())), "n")
+            .await
+            .is_ok()
+    );
     assert!(matches!(
         postgres::connect(&section(None), "n").await,
         Err(OpenError::Database(_))
@@ -229,4 +233,10 @@ async fn the_password_comes_from_its_file() {
         postgres::connect(&section(Some(dir.path().join("missing"))), "n").await,
         Err(OpenError::PasswordFile { .. })
     ));
+    // Taken as written, whatever it holds: `%41` is not an `A`, `@` and `:` end nothing.
+    let odd = "p%41ss@w:rd/#?é";
+    pg.psql("pw", &format!("ALTER ROLE {user} PASSWORD '{odd}'"));
+    std::fs::write(&file, odd).unwrap();
+    let opened = postgres::connect(&section(Some(file)), "n").await;
+    assert!(opened.is_ok(), "{:?}", opened.err());
 }
