@@ -83,10 +83,7 @@ impl Postgres {
         use std::os::unix::process::CommandExt;
         let bin = server_bin();
         let dir = tempfile::tempdir().expect("tempdir");
-        let is_root = std::fs::metadata("/proc/self")
-            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-            .unwrap_or(false);
-        let owner = is_root.then(|| account("postgres").expect("the postgres account"));
+        let owner = crate::is_root().then(|| account("postgres").expect("the postgres account"));
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
         }
